@@ -1,0 +1,528 @@
+//! Events with reasons: the shared vocabulary every layer uses to explain a decision.
+//!
+//! Events are small `Copy` values collected in a bounded [`Events`] buffer per cycle, so the
+//! control path never allocates. When the buffer is full, further events are counted in
+//! [`Events::dropped`] instead of being lost silently.
+
+use crate::snapshot::BmsAlarm;
+use crate::state::{State, TransitionRequest};
+use crate::units::{Amps, Celsius, Millis, Percent, Volts, Watts};
+use core::fmt;
+
+/// Capacity of the per-cycle event buffer.
+pub const EVENT_CAPACITY: usize = 24;
+
+/// A quantity the limit monitor and trend analyzer watch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Quantity {
+    /// Highest cell voltage (over-voltage).
+    CellVoltageHigh,
+    /// Lowest cell voltage (under-voltage).
+    CellVoltageLow,
+    /// Highest cell temperature (over-temperature).
+    CellTempHigh,
+    /// Lowest cell temperature (under-temperature).
+    CellTempLow,
+    /// Pack charge current magnitude.
+    ChargeCurrent,
+    /// Pack discharge current magnitude.
+    DischargeCurrent,
+    /// State of charge too high.
+    SocHigh,
+    /// State of charge too low.
+    SocLow,
+    /// Inverter heat-sink temperature.
+    InverterTemp,
+    /// Grid import power.
+    GridImport,
+    /// Grid export power.
+    GridExport,
+}
+
+impl Quantity {
+    /// Every quantity, in a fixed order (used for per-quantity state arrays).
+    pub const ALL: [Self; 11] = [
+        Self::CellVoltageHigh,
+        Self::CellVoltageLow,
+        Self::CellTempHigh,
+        Self::CellTempLow,
+        Self::ChargeCurrent,
+        Self::DischargeCurrent,
+        Self::SocHigh,
+        Self::SocLow,
+        Self::InverterTemp,
+        Self::GridImport,
+        Self::GridExport,
+    ];
+
+    /// Index into [`Self::ALL`].
+    #[must_use]
+    pub const fn index(self) -> usize {
+        match self {
+            Self::CellVoltageHigh => 0,
+            Self::CellVoltageLow => 1,
+            Self::CellTempHigh => 2,
+            Self::CellTempLow => 3,
+            Self::ChargeCurrent => 4,
+            Self::DischargeCurrent => 5,
+            Self::SocHigh => 6,
+            Self::SocLow => 7,
+            Self::InverterTemp => 8,
+            Self::GridImport => 9,
+            Self::GridExport => 10,
+        }
+    }
+}
+
+impl fmt::Display for Quantity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::CellVoltageHigh => "Cell over-voltage",
+            Self::CellVoltageLow => "Cell under-voltage",
+            Self::CellTempHigh => "Cell over-temperature",
+            Self::CellTempLow => "Cell under-temperature",
+            Self::ChargeCurrent => "Charge over-current",
+            Self::DischargeCurrent => "Discharge over-current",
+            Self::SocHigh => "SOC high",
+            Self::SocLow => "SOC low",
+            Self::InverterTemp => "Inverter over-temperature",
+            Self::GridImport => "Grid import over limit",
+            Self::GridExport => "Grid export over limit",
+        })
+    }
+}
+
+/// A value with its unit, for events (so no bare `f32` crosses an API).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Value {
+    /// Power.
+    Power(Watts),
+    /// Voltage.
+    Voltage(Volts),
+    /// Current.
+    Current(Amps),
+    /// Temperature.
+    Temperature(Celsius),
+    /// Percentage.
+    Percent(Percent),
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Power(v) => write!(f, "{v:.0}"),
+            Self::Voltage(v) => write!(f, "{v:.3}"),
+            Self::Current(v) => write!(f, "{v:.1}"),
+            Self::Temperature(v) => write!(f, "{v:.1}"),
+            Self::Percent(v) => write!(f, "{v:.1}"),
+        }
+    }
+}
+
+/// Severity of a limit crossing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Level {
+    /// Inside all limits.
+    Normal,
+    /// Warn level: logged, no action.
+    Warn,
+    /// Alarm level: power in the affected direction is derated to zero.
+    Alarm,
+    /// Trip level: latched, the system goes to ERROR.
+    Trip,
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Normal => "NORMAL",
+            Self::Warn => "WARN",
+            Self::Alarm => "ALARM",
+            Self::Trip => "TRIP",
+        })
+    }
+}
+
+/// A signal of the snapshot, for "stale/invalid" reasons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Signal {
+    /// State of charge.
+    Soc,
+    /// Pack voltage.
+    PackVoltage,
+    /// Pack current.
+    PackCurrent,
+    /// Lowest/highest cell voltage.
+    CellVoltage,
+    /// Lowest/highest cell temperature.
+    CellTemperature,
+    /// BMS charge/discharge limits.
+    BmsLimits,
+    /// BMS alarm flags.
+    BmsAlarms,
+    /// BMS ready flag.
+    BmsReady,
+    /// Inverter active power.
+    InverterPower,
+    /// Inverter state.
+    InverterState,
+    /// Inverter temperature.
+    InverterTemperature,
+    /// Grid meter power.
+    GridPower,
+    /// Grid voltage or frequency.
+    GridVoltageFrequency,
+    /// PV power.
+    PvPower,
+    /// Contactor feedback.
+    Contactor,
+    /// Pre-charge feedback.
+    Precharge,
+    /// E-stop input.
+    EStop,
+}
+
+impl Signal {
+    /// Every signal, in a fixed order (used by the persisted fault codes).
+    pub const ALL: [Self; 17] = [
+        Self::Soc,
+        Self::PackVoltage,
+        Self::PackCurrent,
+        Self::CellVoltage,
+        Self::CellTemperature,
+        Self::BmsLimits,
+        Self::BmsAlarms,
+        Self::BmsReady,
+        Self::InverterPower,
+        Self::InverterState,
+        Self::InverterTemperature,
+        Self::GridPower,
+        Self::GridVoltageFrequency,
+        Self::PvPower,
+        Self::Contactor,
+        Self::Precharge,
+        Self::EStop,
+    ];
+}
+
+impl fmt::Display for Signal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Soc => "SOC",
+            Self::PackVoltage => "pack voltage",
+            Self::PackCurrent => "pack current",
+            Self::CellVoltage => "cell voltage",
+            Self::CellTemperature => "cell temperature",
+            Self::BmsLimits => "BMS limits",
+            Self::BmsAlarms => "BMS alarms",
+            Self::BmsReady => "BMS ready",
+            Self::InverterPower => "inverter power",
+            Self::InverterState => "inverter state",
+            Self::InverterTemperature => "inverter temperature",
+            Self::GridPower => "grid power",
+            Self::GridVoltageFrequency => "grid voltage/frequency",
+            Self::PvPower => "PV power",
+            Self::Contactor => "contactor feedback",
+            Self::Precharge => "pre-charge feedback",
+            Self::EStop => "E-stop input",
+        })
+    }
+}
+
+/// Why a fault tripped the system to ERROR. Latched until acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TripReason {
+    /// A hard limit reached its trip level.
+    Limit(Quantity),
+    /// A trend predicted a runaway (e.g. a temperature rise the cooling cannot explain).
+    Runaway(Quantity),
+    /// The BMS raised an alarm.
+    Bms(BmsAlarm),
+    /// The inverter reports a fault.
+    InverterFault,
+    /// A safety-critical signal stayed stale/invalid longer than allowed while running.
+    SignalLost(Signal),
+    /// Contactor feedback disagrees with the command.
+    ContactorMismatch,
+    /// A graceful shutdown could not verify zero power and open contactors.
+    ShutdownFailed,
+}
+
+impl fmt::Display for TripReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Limit(q) => write!(f, "{q} trip"),
+            Self::Runaway(q) => write!(f, "{q} runaway predicted"),
+            Self::Bms(a) => write!(f, "{a}"),
+            Self::InverterFault => f.write_str("Inverter fault"),
+            Self::SignalLost(s) => write!(f, "{s} lost"),
+            Self::ContactorMismatch => f.write_str("Contactor feedback mismatch"),
+            Self::ShutdownFailed => f.write_str("Graceful shutdown not verified"),
+        }
+    }
+}
+
+/// Something that bounds the power the battery may move: the reasons attached to an envelope
+/// and to a clamped command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Constraint {
+    /// The BMS-reported charge/discharge limit.
+    BmsLimit,
+    /// Inverter nameplate rating.
+    InverterRating,
+    /// A limit at alarm level or a latched trip for this quantity.
+    Limit(Quantity),
+    /// A derating curve for this quantity (temperature, cell voltage, SOC).
+    Derating(Quantity),
+    /// A trend predicts this quantity reaches its trip level within the horizon.
+    Trend(Quantity),
+    /// An interlock rule (index into the interlock rule table, see `ems-safety`).
+    Interlock(u8),
+    /// A signal needed for this direction is stale or invalid.
+    SignalUnavailable(Signal),
+    /// Grid connection import limit (main fuse / contract).
+    GridImportLimit,
+    /// Grid connection export limit.
+    GridExportLimit,
+    /// The state machine is not RUNNING.
+    NotRunning,
+    /// The ramp-rate limit.
+    Ramp,
+    /// An emergency stop is active.
+    EmergencyStop,
+}
+
+impl fmt::Display for Constraint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::BmsLimit => f.write_str("BMS limit"),
+            Self::InverterRating => f.write_str("inverter rating"),
+            Self::Limit(q) => write!(f, "{q} limit"),
+            Self::Derating(q) => write!(f, "{q} derating"),
+            Self::Trend(q) => write!(f, "{q} trend"),
+            Self::Interlock(i) => write!(f, "interlock #{i}"),
+            Self::SignalUnavailable(s) => write!(f, "{s} unavailable"),
+            Self::GridImportLimit => f.write_str("grid import limit"),
+            Self::GridExportLimit => f.write_str("grid export limit"),
+            Self::NotRunning => f.write_str("not RUNNING"),
+            Self::Ramp => f.write_str("ramp limit"),
+            Self::EmergencyStop => f.write_str("emergency stop"),
+        }
+    }
+}
+
+/// What caused a state transition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Cause {
+    /// A request (from the operator, the API or the boot sequence).
+    Request(TransitionRequest),
+    /// A trip.
+    Trip(TripReason),
+    /// The E-stop input or an emergency-stop request.
+    EStop,
+    /// Restored from persisted state at boot.
+    Restored,
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Request(r) => write!(f, "{r}"),
+            Self::Trip(t) => write!(f, "{t}"),
+            Self::EStop => f.write_str("emergency stop"),
+            Self::Restored => f.write_str("restored after reboot"),
+        }
+    }
+}
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum EventKind {
+    /// The state machine changed state.
+    StateChanged {
+        /// Previous state.
+        from: State,
+        /// New state.
+        to: State,
+        /// Why.
+        cause: Cause,
+    },
+    /// A watched quantity changed level (entered or left warn/alarm/trip).
+    LimitLevel {
+        /// The quantity.
+        quantity: Quantity,
+        /// The new level.
+        level: Level,
+        /// The value that caused it (`None` if the signal was unavailable).
+        value: Option<Value>,
+    },
+    /// The trend analyzer predicts a trip level within its horizon.
+    TrendWarning {
+        /// The quantity.
+        quantity: Quantity,
+        /// Predicted time until the trip level is reached.
+        time_to_trip: Millis,
+    },
+    /// The proposed set-point was changed by the final clamp.
+    CommandLimited {
+        /// What the active mode asked for.
+        requested: Watts,
+        /// What was commanded.
+        commanded: Watts,
+        /// The binding constraint.
+        by: Constraint,
+    },
+    /// The E-stop input was pressed (edge).
+    EStopPressed,
+    /// The E-stop input was released (edge); a manual reset is still required.
+    EStopReleased,
+    /// A graceful shutdown started.
+    ShutdownStarted,
+    /// A graceful shutdown completed: power zero, contactors open, verified.
+    ShutdownComplete,
+    /// A request was refused.
+    RequestRefused {
+        /// The request.
+        request: TransitionRequest,
+        /// State at the time.
+        state: State,
+    },
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::StateChanged { from, to, cause } => write!(f, "{from} -> {to}: {cause}"),
+            Self::LimitLevel { quantity, level, value: Some(v) } => {
+                write!(f, "{quantity} {level} at {v}")
+            }
+            Self::LimitLevel { quantity, level, value: None } => {
+                write!(f, "{quantity} {level} (signal unavailable)")
+            }
+            Self::TrendWarning { quantity, time_to_trip } => {
+                write!(f, "{quantity}: trip level predicted in {:.0} s", time_to_trip.as_secs_f32())
+            }
+            Self::CommandLimited { requested, commanded, by } => {
+                write!(f, "command {requested:.0} limited to {commanded:.0} by {by}")
+            }
+            Self::EStopPressed => f.write_str("E-stop pressed"),
+            Self::EStopReleased => f.write_str("E-stop released (manual reset required)"),
+            Self::ShutdownStarted => f.write_str("graceful shutdown started"),
+            Self::ShutdownComplete => f.write_str("graceful shutdown complete"),
+            Self::RequestRefused { request, state } => {
+                write!(f, "request {request} refused in {state}")
+            }
+        }
+    }
+}
+
+/// One event with its monotonic time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Event {
+    /// When (monotonic ms of the cycle that produced it).
+    pub at: Millis,
+    /// What.
+    pub kind: EventKind,
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[{}] {}", self.at, self.kind)
+    }
+}
+
+/// A bounded, allocation-free event buffer. Overflow is counted, not silent.
+#[derive(Debug, Clone, Default)]
+pub struct Events {
+    items: heapless::Vec<Event, EVENT_CAPACITY>,
+    dropped: u16,
+}
+
+impl Events {
+    /// An empty buffer.
+    #[must_use]
+    pub const fn new() -> Self {
+        Self { items: heapless::Vec::new(), dropped: 0 }
+    }
+
+    /// Add an event; if full, count it as dropped.
+    pub fn push(&mut self, at: Millis, kind: EventKind) {
+        if self.items.push(Event { at, kind }).is_err() {
+            self.dropped = self.dropped.saturating_add(1);
+        }
+    }
+
+    /// Remove all events.
+    pub fn clear(&mut self) {
+        self.items.clear();
+        self.dropped = 0;
+    }
+
+    /// The events in order.
+    #[must_use]
+    pub fn as_slice(&self) -> &[Event] {
+        &self.items
+    }
+
+    /// Events that did not fit.
+    #[must_use]
+    pub const fn dropped(&self) -> u16 {
+        self.dropped
+    }
+
+    /// Number of stored events.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether there are none.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Iterate.
+    pub fn iter(&self) -> core::slice::Iter<'_, Event> {
+        self.items.iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a Events {
+    type Item = &'a Event;
+    type IntoIter = core::slice::Iter<'a, Event>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.items.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overflow_is_counted() {
+        let mut e = Events::new();
+        for _ in 0..EVENT_CAPACITY + 3 {
+            e.push(Millis::ZERO, EventKind::EStopPressed);
+        }
+        assert_eq!(e.len(), EVENT_CAPACITY);
+        assert_eq!(e.dropped(), 3);
+        e.clear();
+        assert!(e.is_empty());
+        assert_eq!(e.dropped(), 0);
+    }
+
+    #[test]
+    fn display_speaks_operator_language() {
+        let k = EventKind::LimitLevel {
+            quantity: Quantity::CellTempHigh,
+            level: Level::Trip,
+            value: Some(Value::Temperature(Celsius::new(58.24))),
+        };
+        assert_eq!(k.to_string(), "Cell over-temperature TRIP at 58.2 °C");
+        for (i, q) in Quantity::ALL.iter().enumerate() {
+            assert_eq!(q.index(), i);
+        }
+    }
+}
