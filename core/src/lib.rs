@@ -14,6 +14,7 @@
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
 #![forbid(unsafe_code)]
 
+pub mod command;
 pub mod emergency;
 pub mod event;
 pub mod measurement;
@@ -22,6 +23,7 @@ pub mod snapshot;
 pub mod state;
 pub mod units;
 
+pub use command::{Command, ContactorCommand};
 pub use event::{Event, EventKind, Events, Level, Quantity, TripReason, EVENT_CAPACITY};
 pub use measurement::{Measurement, Quality};
 pub use snapshot::Snapshot;

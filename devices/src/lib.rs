@@ -1,0 +1,2 @@
+//! `ems-devices`.
+#![forbid(unsafe_code)]
