@@ -1,0 +1,643 @@
+//! The whole simulated site: battery + BMS, inverter, contactor, PV, household load, grid meter
+//! and E-stop, stepped together, with fault injection and energy counters.
+
+use super::battery::SimBattery;
+use super::parts::{SimContactor, SimEStop, SimGridMeter, SimInverter, SimLoad, SimPv};
+use super::{Calendar, StepCoeffs, DAY_MS, YEAR_DAYS};
+use crate::data::{self, DataError};
+use ems_core::event::Signal;
+use ems_core::snapshot::{
+    BmsAlarms, ContactorState, EStopInput, InverterState, ESTOP_MAX_AGE, FAST_MAX_AGE, SLOW_MAX_AGE,
+};
+use ems_core::{
+    Amps, Celsius, Command, ContactorCommand, Measurement, Millis, Percent, Snapshot, Volts, WattHours, Watts,
+};
+
+/// Longest internal sub-step: `advance` splits longer intervals so the explicit parts of the
+/// models (ramp, pre-charge timer, coulomb counting limits) stay accurate.
+const MAX_SUBSTEP_MS: u64 = 1_000;
+
+/// Where the battery and inverter stand, thermally.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Ambient {
+    /// Installed indoors at a constant temperature.
+    Indoor(Celsius),
+    /// Installed outdoors: the TMY3 dry-bulb temperature of the simulated hour.
+    Outdoor,
+}
+
+/// Configuration of a [`SimulatedSite`]. `Default` gives a 10 kWh / 5 kW battery, 6 kWp PV and a
+/// 4000 kWh/a household starting on 1 June at midnight.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SimSiteConfig {
+    /// Battery usable capacity at nominal voltage (default 10 kWh).
+    pub battery_capacity: WattHours,
+    /// Inverter rating, both directions (default 5 kW).
+    pub inverter_rating: Watts,
+    /// Inverter ramp rate in watts per second (default 10 kW/s).
+    pub inverter_ramp_per_s: Watts,
+    /// Inverter one-way efficiency, AC vs DC (default 96 %).
+    pub inverter_efficiency: Percent,
+    /// PV peak power (default 6 kWp).
+    pub pv_peak: Watts,
+    /// PV system efficiency (default 90 %).
+    pub pv_system_efficiency: Percent,
+    /// Annual household consumption (default 4000 kWh).
+    pub annual_load: WattHours,
+    /// Standard deviation of the multiplicative load noise (default 10 %).
+    pub load_noise: Percent,
+    /// Day of the (non-leap) year at start, 1..=365 (default 152 = 1 June).
+    pub start_day_of_year: u16,
+    /// Local standard time of day at start (default midnight).
+    pub start_time_of_day: Millis,
+    /// Seed of the noise generator (default 1): same seed, same run.
+    pub seed: u64,
+    /// Ambient of battery and inverter (default indoor 20 °C).
+    pub ambient: Ambient,
+    /// Initial state of charge (default 50 %).
+    pub initial_soc: Percent,
+    /// Small seeded noise on grid voltage and frequency (default on).
+    pub grid_noise: bool,
+}
+
+impl Default for SimSiteConfig {
+    fn default() -> Self {
+        Self {
+            battery_capacity: WattHours::new(10_000.0),
+            inverter_rating: Watts::new(5_000.0),
+            inverter_ramp_per_s: Watts::new(10_000.0),
+            inverter_efficiency: Percent::new(96.0),
+            pv_peak: Watts::new(6_000.0),
+            pv_system_efficiency: Percent::new(90.0),
+            annual_load: WattHours::new(4_000_000.0),
+            load_noise: Percent::new(10.0),
+            start_day_of_year: 152,
+            start_time_of_day: Millis::ZERO,
+            seed: 1,
+            ambient: Ambient::Indoor(Celsius::new(20.0)),
+            initial_soc: Percent::new(50.0),
+            grid_noise: true,
+        }
+    }
+}
+
+/// Why a site could not be built.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SimError {
+    /// A configuration field is out of range.
+    #[error("invalid simulation config: {field} = {value} ({expected})")]
+    InvalidConfig {
+        /// The field name in [`SimSiteConfig`].
+        field: &'static str,
+        /// The rejected value, formatted with its unit.
+        value: String,
+        /// What is accepted.
+        expected: &'static str,
+    },
+    /// The embedded reference data did not parse.
+    #[error("embedded data: {0}")]
+    Data(#[from] DataError),
+}
+
+fn check(
+    ok: bool,
+    field: &'static str,
+    value: impl core::fmt::Display,
+    expected: &'static str,
+) -> Result<(), SimError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(SimError::InvalidConfig { field, value: value.to_string(), expected })
+    }
+}
+
+impl SimSiteConfig {
+    /// Check every field.
+    ///
+    /// # Errors
+    /// [`SimError::InvalidConfig`] naming the first bad field and its value.
+    pub fn validate(&self) -> Result<(), SimError> {
+        let cap = self.battery_capacity.get();
+        check((100.0..=10.0e6).contains(&cap), "battery_capacity", self.battery_capacity, "100 Wh..=10 MWh")?;
+        let r = self.inverter_rating.get();
+        check((100.0..=10.0e6).contains(&r), "inverter_rating", self.inverter_rating, "100 W..=10 MW")?;
+        check(
+            self.inverter_ramp_per_s.get() > 0.0,
+            "inverter_ramp_per_s",
+            self.inverter_ramp_per_s,
+            "> 0 W/s",
+        )?;
+        let eff = self.inverter_efficiency.get();
+        check((50.0..=100.0).contains(&eff), "inverter_efficiency", self.inverter_efficiency, "50..=100 %")?;
+        check(self.pv_peak.get() >= 0.0, "pv_peak", self.pv_peak, ">= 0 W")?;
+        check(self.pv_peak.get() <= 10.0e6, "pv_peak", self.pv_peak, "<= 10 MW")?;
+        let pe = self.pv_system_efficiency.get();
+        check(pe > 0.0, "pv_system_efficiency", self.pv_system_efficiency, "> 0 %")?;
+        let al = self.annual_load.get();
+        check((0.0..=1.0e10).contains(&al), "annual_load", self.annual_load, "0..=10 GWh")?;
+        check(self.load_noise.get() <= 50.0, "load_noise", self.load_noise, "0..=50 %")?;
+        check(
+            (1..=365).contains(&self.start_day_of_year),
+            "start_day_of_year",
+            self.start_day_of_year,
+            "1..=365",
+        )?;
+        check(
+            self.start_time_of_day.get() < DAY_MS,
+            "start_time_of_day",
+            self.start_time_of_day,
+            "< 86400000 ms",
+        )?;
+        if let Ambient::Indoor(t) = self.ambient {
+            check((-40.0..=60.0).contains(&t.get()), "ambient", t, "-40..=60 °C indoors")?;
+        }
+        Ok(())
+    }
+}
+
+/// An injectable fault, for tests and soak runs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SimFault {
+    /// Press the E-stop.
+    EStopPressed,
+    /// Release the E-stop.
+    EStopReleased,
+    /// Extra heat into the pack (a failing cell, a blocked fan), until cleared.
+    CellHeating {
+        /// Heat flow.
+        watts: Watts,
+    },
+    /// The BMS reports these alarms (in addition to its own), until cleared; it is not ready.
+    BmsAlarm(BmsAlarms),
+    /// The inverter faults: zero power, state `Fault`, until cleared.
+    InverterFault,
+    /// The reading of `signal` is lost for `for_`: `fill_snapshot` marks it invalid and the
+    /// device handle that reads it times out. The physics are unaffected.
+    SensorDropout {
+        /// Which signal.
+        signal: Signal,
+        /// For how long (simulated time from now).
+        for_: Millis,
+    },
+    /// One cell drifts `volts` above the others (physically: it shows in the truth too).
+    CellImbalance {
+        /// Extra voltage of the highest cell.
+        volts: Volts,
+    },
+    /// Clear every injected fault, including a pressed E-stop.
+    Clear,
+}
+
+/// True physical values, for checking violations (not what the sensors report).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SiteTruth {
+    /// State of charge.
+    pub soc: Percent,
+    /// Pack terminal voltage.
+    pub pack_voltage: Volts,
+    /// Pack current, `+` discharge.
+    pub pack_current: Amps,
+    /// Lowest cell voltage.
+    pub cell_voltage_min: Volts,
+    /// Highest cell voltage.
+    pub cell_voltage_max: Volts,
+    /// Coolest cell.
+    pub cell_temp_min: Celsius,
+    /// Warmest cell.
+    pub cell_temp_max: Celsius,
+    /// Battery inverter AC power, `+` discharge / `−` charge.
+    pub battery_power: Watts,
+    /// Battery DC power, `+` discharge.
+    pub battery_dc_power: Watts,
+    /// Grid power, `+` import / `−` export.
+    pub grid_power: Watts,
+    /// PV production.
+    pub pv_power: Watts,
+    /// Household load.
+    pub load_power: Watts,
+    /// Inverter heat-sink temperature.
+    pub inverter_temp: Celsius,
+    /// Inverter state.
+    pub inverter_state: InverterState,
+    /// Contactor state.
+    pub contactor: ContactorState,
+    /// E-stop input.
+    pub estop: EStopInput,
+    /// BMS charge limit as the BMS computes it.
+    pub bms_charge_limit: Watts,
+    /// BMS discharge limit as the BMS computes it.
+    pub bms_discharge_limit: Watts,
+    /// BMS alarms (own and injected).
+    pub bms_alarms: BmsAlarms,
+}
+
+/// Energy counters since start, for summaries.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct EnergyCounters {
+    /// PV energy produced.
+    pub pv_produced: WattHours,
+    /// Household energy consumed.
+    pub load_consumed: WattHours,
+    /// Energy imported from the grid.
+    pub grid_import: WattHours,
+    /// Energy exported to the grid.
+    pub grid_export: WattHours,
+    /// AC energy into the battery inverter (charging).
+    pub battery_charge: WattHours,
+    /// AC energy out of the battery inverter (discharging).
+    pub battery_discharge: WattHours,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Counters {
+    pv: f64,
+    load: f64,
+    import: f64,
+    export: f64,
+    charge: f64,
+    discharge: f64,
+}
+
+/// The simulated site. Build with [`SimulatedSite::new`], then per cycle: [`Self::apply`] the
+/// controller's command, [`Self::advance`] the physics, [`Self::fill_snapshot`] for the next
+/// cycle. Device-trait access goes through small handles ([`Self::bms`], [`Self::inverter`], …).
+#[derive(Debug, Clone)]
+pub struct SimulatedSite {
+    config: SimSiteConfig,
+    pub(crate) battery: SimBattery,
+    pub(crate) inverter: SimInverter,
+    pub(crate) contactor: SimContactor,
+    pub(crate) pv: SimPv,
+    pub(crate) load: SimLoad,
+    pub(crate) grid: SimGridMeter,
+    pub(crate) estop: SimEStop,
+    rng: fastrand::Rng,
+    pub(crate) setpoint: f64,
+    pub(crate) contactor_cmd: Option<bool>,
+    start_ms: u64,
+    elapsed_ms: u64,
+    coeffs: StepCoeffs,
+    cal_day: u64,
+    cal: Calendar,
+    dropout_until: [u64; Signal::ALL.len()],
+    dropout_latest: u64,
+    counters: Counters,
+}
+
+pub(crate) const fn signal_index(s: Signal) -> usize {
+    match s {
+        Signal::Soc => 0,
+        Signal::PackVoltage => 1,
+        Signal::PackCurrent => 2,
+        Signal::CellVoltage => 3,
+        Signal::CellTemperature => 4,
+        Signal::BmsLimits => 5,
+        Signal::BmsAlarms => 6,
+        Signal::BmsReady => 7,
+        Signal::InverterPower => 8,
+        Signal::InverterState => 9,
+        Signal::InverterTemperature => 10,
+        Signal::GridPower => 11,
+        Signal::GridVoltageFrequency => 12,
+        Signal::PvPower => 13,
+        Signal::Contactor => 14,
+        Signal::Precharge => 15,
+        Signal::EStop => 16,
+    }
+}
+
+fn invalidate(s: &mut Snapshot, signal: Signal) {
+    match signal {
+        Signal::Soc => s.battery.soc.invalidate(),
+        Signal::PackVoltage => s.battery.pack_voltage.invalidate(),
+        Signal::PackCurrent => s.battery.pack_current.invalidate(),
+        Signal::CellVoltage => {
+            s.battery.cell_voltage_min.invalidate();
+            s.battery.cell_voltage_max.invalidate();
+        }
+        Signal::CellTemperature => {
+            s.battery.cell_temp_min.invalidate();
+            s.battery.cell_temp_max.invalidate();
+        }
+        Signal::BmsLimits => {
+            s.battery.bms_charge_limit.invalidate();
+            s.battery.bms_discharge_limit.invalidate();
+        }
+        Signal::BmsAlarms => s.battery.bms_alarms.invalidate(),
+        Signal::BmsReady => s.battery.bms_ready.invalidate(),
+        Signal::InverterPower => s.inverter.active_power.invalidate(),
+        Signal::InverterState => s.inverter.state.invalidate(),
+        Signal::InverterTemperature => s.inverter.temperature.invalidate(),
+        Signal::GridPower => s.grid.active_power.invalidate(),
+        Signal::GridVoltageFrequency => {
+            s.grid.voltage.invalidate();
+            s.grid.frequency.invalidate();
+        }
+        Signal::PvPower => s.pv_power.invalidate(),
+        Signal::Contactor => s.contactor.invalidate(),
+        Signal::Precharge => s.precharge_done.invalidate(),
+        Signal::EStop => s.estop.invalidate(),
+    }
+}
+
+impl SimulatedSite {
+    /// Build a site; the battery and inverter start at the ambient temperature, the contactor
+    /// open, the inverter in standby. Signals are computed for the start instant.
+    ///
+    /// # Errors
+    /// [`SimError::InvalidConfig`] for a bad field, [`SimError::Data`] if the embedded data do not
+    /// parse.
+    pub fn new(config: SimSiteConfig) -> Result<Self, SimError> {
+        config.validate()?;
+        let weather = data::tmy3_greensboro()?;
+        let profile = data::bdew_h25()?;
+        let start_ms = u64::from(config.start_day_of_year - 1) * DAY_MS + config.start_time_of_day.get();
+        let mut pv = SimPv::new(config.pv_peak, config.pv_system_efficiency, weather);
+        pv.step(start_ms as f64 / 3.6e6);
+        let ambient = match config.ambient {
+            Ambient::Indoor(t) => t,
+            Ambient::Outdoor => pv.air_temperature(),
+        };
+        let cal_day = start_ms / DAY_MS;
+        let mut site = Self {
+            battery: SimBattery::new(config.battery_capacity, config.initial_soc, ambient),
+            inverter: SimInverter::new(
+                config.inverter_rating,
+                config.inverter_ramp_per_s,
+                config.inverter_efficiency,
+                ambient,
+            ),
+            contactor: SimContactor::default(),
+            pv,
+            load: SimLoad::new(config.annual_load, config.load_noise, profile),
+            grid: SimGridMeter::new(config.grid_noise),
+            estop: SimEStop::default(),
+            rng: fastrand::Rng::with_seed(config.seed),
+            setpoint: 0.0,
+            contactor_cmd: None,
+            start_ms,
+            elapsed_ms: 0,
+            coeffs: StepCoeffs::new(Millis::new(MAX_SUBSTEP_MS)),
+            cal_day,
+            cal: Calendar::for_day(cal_day),
+            dropout_until: [0; Signal::ALL.len()],
+            dropout_latest: 0,
+            counters: Counters::default(),
+            config,
+        };
+        site.cal.time_of_day = Millis::new(start_ms % DAY_MS);
+        let k = site.coeffs;
+        site.load.step(&site.cal, cal_day, &mut site.rng, &k);
+        site.grid.step(
+            f64::from(site.load.power().get()),
+            f64::from(site.pv.power().get()),
+            0.0,
+            &mut site.rng,
+            &k,
+        );
+        Ok(site)
+    }
+
+    /// The configuration the site was built with.
+    #[must_use]
+    pub fn config(&self) -> &SimSiteConfig {
+        &self.config
+    }
+
+    /// Take the command for the next interval: the AC set-point (`+` discharge) is held until
+    /// the next `apply`; `Open` opens the contactor at the start of the next sub-step, `Close`
+    /// starts (or continues) the pre-charge sequence, `Hold` keeps the position.
+    pub fn apply(&mut self, command: &Command) {
+        self.setpoint = f64::from(command.battery_setpoint.get());
+        self.contactor_cmd = match command.contactor {
+            ContactorCommand::Open => Some(false),
+            ContactorCommand::Close => Some(true),
+            ContactorCommand::Hold => None,
+        };
+    }
+
+    /// Advance the physics by `dt`, in sub-steps of at most 1 s. Any `dt` works; steps of a
+    /// constant length take the fast path (the per-`dt` coefficients are cached).
+    pub fn advance(&mut self, dt: Millis) {
+        let mut remaining = dt.get();
+        while remaining > 0 {
+            let h = remaining.min(MAX_SUBSTEP_MS);
+            self.substep(h);
+            remaining -= h;
+        }
+    }
+
+    fn substep(&mut self, h: u64) {
+        if self.coeffs.dt_ms != h {
+            self.coeffs = StepCoeffs::new(Millis::new(h));
+        }
+        let k = self.coeffs;
+        self.contactor.command(self.contactor_cmd);
+        let connected = matches!(self.contactor.state(), ContactorState::Closed);
+
+        self.elapsed_ms = self.elapsed_ms.saturating_add(h);
+        let clock = self.start_ms.saturating_add(self.elapsed_ms);
+        let day = clock / DAY_MS;
+        let ms_of_day = clock % DAY_MS;
+        if day != self.cal_day {
+            self.cal_day = day;
+            self.cal = Calendar::for_day(day);
+        }
+        self.cal.time_of_day = Millis::new(ms_of_day);
+        let ms_of_year = (day % YEAR_DAYS) * DAY_MS + ms_of_day;
+
+        self.pv.step(ms_of_year as f64 / 3.6e6);
+        let ambient = match self.config.ambient {
+            Ambient::Indoor(t) => f64::from(t.get()),
+            Ambient::Outdoor => f64::from(self.pv.air_temperature().get()),
+        };
+        self.inverter.step(self.setpoint, connected, &mut self.battery, ambient, &k);
+        self.load.step(&self.cal, day, &mut self.rng, &k);
+        let (load, pv, bat) = (
+            f64::from(self.load.power().get()),
+            f64::from(self.pv.power().get()),
+            f64::from(self.inverter.power().get()),
+        );
+        self.grid.step(load, pv, bat, &mut self.rng, &k);
+        self.contactor.step(h);
+
+        let c = &mut self.counters;
+        let grid = load - pv - bat;
+        c.pv += pv * k.dt_h;
+        c.load += load * k.dt_h;
+        if grid > 0.0 {
+            c.import += grid * k.dt_h;
+        } else {
+            c.export -= grid * k.dt_h;
+        }
+        if bat > 0.0 {
+            c.discharge += bat * k.dt_h;
+        } else {
+            c.charge -= bat * k.dt_h;
+        }
+    }
+
+    /// Write every signal as a good measurement taken at `now` (default max ages from
+    /// `ems_core::snapshot`), then mark signals under an active [`SimFault::SensorDropout`]
+    /// invalid. Allocation-free.
+    pub fn fill_snapshot(&self, snapshot: &mut Snapshot, now: Millis) {
+        let (f, s) = (FAST_MAX_AGE, SLOW_MAX_AGE);
+        let b = &self.battery;
+        let bat = &mut snapshot.battery;
+        bat.soc = Measurement::good(b.soc(), now, s);
+        bat.pack_voltage = Measurement::good(b.pack_voltage(), now, f);
+        bat.pack_current = Measurement::good(b.current(), now, f);
+        bat.cell_voltage_min = Measurement::good(b.cell_voltage_min(), now, f);
+        bat.cell_voltage_max = Measurement::good(b.cell_voltage_max(), now, f);
+        bat.cell_temp_min = Measurement::good(b.cell_temp_min(), now, s);
+        bat.cell_temp_max = Measurement::good(b.cell_temp_max(), now, s);
+        bat.bms_charge_limit = Measurement::good(b.charge_limit(), now, s);
+        bat.bms_discharge_limit = Measurement::good(b.discharge_limit(), now, s);
+        bat.bms_alarms = Measurement::good(b.alarms(), now, s);
+        bat.bms_ready = Measurement::good(b.ready(), now, s);
+        let inv = &mut snapshot.inverter;
+        inv.active_power = Measurement::good(self.inverter.power(), now, f);
+        inv.state = Measurement::good(self.inverter.state(), now, s);
+        inv.rated_power = self.inverter.rating();
+        inv.temperature = Measurement::good(self.inverter.temperature(), now, s);
+        snapshot.grid.active_power = Measurement::good(self.grid.power(), now, f);
+        snapshot.grid.voltage = Measurement::good(self.grid.voltage(), now, f);
+        snapshot.grid.frequency = Measurement::good(self.grid.frequency(), now, f);
+        snapshot.pv_power = Measurement::good(self.pv.power(), now, f);
+        snapshot.contactor = Measurement::good(self.contactor.state(), now, f);
+        snapshot.precharge_done = Measurement::good(self.contactor.precharge_done(), now, f);
+        snapshot.estop = Measurement::good(self.estop.state(), now, ESTOP_MAX_AGE);
+        if self.elapsed_ms < self.dropout_latest {
+            for sig in Signal::ALL {
+                if self.dropped(sig) {
+                    invalidate(snapshot, sig);
+                }
+            }
+        }
+    }
+
+    /// Whether `signal` is under an active sensor dropout.
+    #[must_use]
+    pub fn dropped(&self, signal: Signal) -> bool {
+        self.elapsed_ms < self.dropout_until[signal_index(signal)]
+    }
+
+    /// A fresh snapshot taken at `now` (see [`Self::fill_snapshot`]).
+    #[must_use]
+    pub fn snapshot(&self, now: Millis) -> Snapshot {
+        let mut s = Snapshot::unknown(self.inverter.rating());
+        self.fill_snapshot(&mut s, now);
+        s
+    }
+
+    /// The true physical state.
+    #[must_use]
+    pub fn truth(&self) -> SiteTruth {
+        let b = &self.battery;
+        SiteTruth {
+            soc: b.soc(),
+            pack_voltage: b.pack_voltage(),
+            pack_current: b.current(),
+            cell_voltage_min: b.cell_voltage_min(),
+            cell_voltage_max: b.cell_voltage_max(),
+            cell_temp_min: b.cell_temp_min(),
+            cell_temp_max: b.cell_temp_max(),
+            battery_power: self.inverter.power(),
+            battery_dc_power: self.inverter.dc_power(),
+            grid_power: self.grid.power(),
+            pv_power: self.pv.power(),
+            load_power: self.load.power(),
+            inverter_temp: self.inverter.temperature(),
+            inverter_state: self.inverter.state(),
+            contactor: self.contactor.state(),
+            estop: self.estop.state(),
+            bms_charge_limit: b.charge_limit(),
+            bms_discharge_limit: b.discharge_limit(),
+            bms_alarms: b.alarms(),
+        }
+    }
+
+    /// Inject (or clear) a fault.
+    pub fn inject(&mut self, fault: SimFault) {
+        match fault {
+            SimFault::EStopPressed => self.estop.press(),
+            SimFault::EStopReleased => self.estop.release(),
+            SimFault::CellHeating { watts } => self.battery.extra_heat_w = f64::from(watts.get()),
+            SimFault::BmsAlarm(alarms) => {
+                self.battery.injected_alarms =
+                    BmsAlarms::from_bits(self.battery.injected_alarms.bits() | alarms.bits());
+            }
+            SimFault::InverterFault => self.inverter.faulted = true,
+            SimFault::SensorDropout { signal, for_ } => {
+                let until = self.elapsed_ms.saturating_add(for_.get());
+                self.dropout_until[signal_index(signal)] = until;
+                self.dropout_latest = self.dropout_latest.max(until);
+            }
+            SimFault::CellImbalance { volts } => self.battery.imbalance_v = f64::from(volts.get()),
+            SimFault::Clear => {
+                self.estop.release();
+                self.battery.extra_heat_w = 0.0;
+                self.battery.injected_alarms = BmsAlarms::NONE;
+                self.battery.imbalance_v = 0.0;
+                self.inverter.faulted = false;
+                self.dropout_until = [0; Signal::ALL.len()];
+                self.dropout_latest = 0;
+            }
+        }
+    }
+
+    /// Simulated time since start.
+    #[must_use]
+    pub fn elapsed(&self) -> Millis {
+        Millis::new(self.elapsed_ms)
+    }
+
+    /// Time since 1 January 00:00 local standard time of the current simulated year.
+    #[must_use]
+    pub fn time_of_year(&self) -> Millis {
+        let clock = self.start_ms.saturating_add(self.elapsed_ms);
+        Millis::new(clock % (YEAR_DAYS * DAY_MS))
+    }
+
+    /// Date, weekday and time of day of the simulated clock.
+    #[must_use]
+    pub fn calendar(&self) -> Calendar {
+        self.cal
+    }
+
+    /// Energy counters since start.
+    #[must_use]
+    pub fn energy(&self) -> EnergyCounters {
+        let c = &self.counters;
+        let wh = |x: f64| WattHours::new(x as f32);
+        EnergyCounters {
+            pv_produced: wh(c.pv),
+            load_consumed: wh(c.load),
+            grid_import: wh(c.import),
+            grid_export: wh(c.export),
+            battery_charge: wh(c.charge),
+            battery_discharge: wh(c.discharge),
+        }
+    }
+
+    /// The noise-free BDEW load (profile × annual consumption × dynamisation) at the current
+    /// simulated instant.
+    #[must_use]
+    pub fn load_profile_power(&self) -> Watts {
+        self.load.profile_power(&self.cal)
+    }
+
+    /// The last command taken by [`Self::apply`] (`Hold` if none asked to move the contactor).
+    #[must_use]
+    pub fn command(&self) -> Command {
+        Command {
+            battery_setpoint: Watts::new(self.setpoint as f32),
+            contactor: match self.contactor_cmd {
+                Some(true) => ContactorCommand::Close,
+                Some(false) => ContactorCommand::Open,
+                None => ContactorCommand::Hold,
+            },
+        }
+    }
+}
