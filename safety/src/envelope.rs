@@ -238,7 +238,10 @@ mod tests {
     fn clamp_names_the_binding_constraint() {
         let mut e = Envelope::new(Watts::new(5000.0));
         e.limit_discharge(Watts::new(1000.0), Constraint::Limit(Quantity::SocLow));
-        assert_eq!(e.clamp(Watts::new(2000.0)), (Watts::new(1000.0), Some(Constraint::Limit(Quantity::SocLow))));
+        assert_eq!(
+            e.clamp(Watts::new(2000.0)),
+            (Watts::new(1000.0), Some(Constraint::Limit(Quantity::SocLow)))
+        );
         assert_eq!(e.clamp(Watts::new(-6000.0)), (Watts::new(-5000.0), Some(Constraint::InverterRating)));
         assert_eq!(e.clamp(Watts::new(500.0)), (Watts::new(500.0), None));
     }
