@@ -290,6 +290,8 @@ pub enum Constraint {
     Ramp,
     /// An emergency stop is active.
     EmergencyStop,
+    /// A graceful shutdown is ramping the set-point to zero.
+    Shutdown,
 }
 
 impl fmt::Display for Constraint {
@@ -307,6 +309,7 @@ impl fmt::Display for Constraint {
             Self::NotRunning => f.write_str("not RUNNING"),
             Self::Ramp => f.write_str("ramp limit"),
             Self::EmergencyStop => f.write_str("emergency stop"),
+            Self::Shutdown => f.write_str("graceful shutdown"),
         }
     }
 }

@@ -1,0 +1,237 @@
+//! The real-time run against the built-in simulated site.
+
+use crate::store::{FileStore, StoreError};
+use crate::LiveArgs;
+use ems_control::{Controller, ControllerConfig, Inputs, Output};
+use ems_core::emergency::ShutdownPhase;
+use ems_core::persist::StateStore;
+use ems_core::{Millis, State, TransitionRequest};
+use ems_devices::sim::{SimSiteConfig, SimulatedSite};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Why the live run could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    /// A command-line value is invalid.
+    #[error("{flag} = {value}: {why}")]
+    Arg {
+        /// The flag.
+        flag: &'static str,
+        /// Its value.
+        value: String,
+        /// What is wrong.
+        why: &'static str,
+    },
+    /// The state file.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The site.
+    #[error("simulated site: {0}")]
+    Site(String),
+    /// The controller.
+    #[error("controller: {0}")]
+    Controller(#[from] ems_control::ConfigError),
+    /// The runtime.
+    #[error("runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// How long a graceful shutdown may take (simulated) before the gateway gives up waiting.
+const SHUTDOWN_WAIT: Millis = Millis::new(60_000);
+
+/// Run until Ctrl-C or `--duration`, then shut down gracefully and persist.
+pub fn run(args: &LiveArgs) -> Result<(), LiveError> {
+    if !(args.speed.is_finite() && args.speed > 0.0) {
+        return Err(LiveError::Arg {
+            flag: "--speed",
+            value: args.speed.to_string(),
+            why: "must be a number > 0",
+        });
+    }
+    if let Some(d) = args.duration {
+        if !(d.is_finite() && d >= 0.0) {
+            return Err(LiveError::Arg {
+                flag: "--duration",
+                value: d.to_string(),
+                why: "must be seconds >= 0",
+            });
+        }
+    }
+    if args.cycle_ms == 0 || args.cycle_ms > 10_000 {
+        return Err(LiveError::Arg {
+            flag: "--cycle-ms",
+            value: args.cycle_ms.to_string(),
+            why: "must be between 1 and 10000",
+        });
+    }
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(LiveError::Runtime)?;
+    runtime.block_on(run_async(args))
+}
+
+async fn run_async(args: &LiveArgs) -> Result<(), LiveError> {
+    let mut store = FileStore::new(&args.state_file);
+    let config = ControllerConfig { cycle: Millis::new(args.cycle_ms), ..ControllerConfig::default() };
+    let mut controller = match store.load() {
+        Ok(Some(p)) => {
+            tracing::info!(file = %store.path().display(), state = %p.state, "restored persisted state");
+            Controller::restore(config, &p)?
+        }
+        Ok(None) => Controller::new(config)?,
+        Err(e @ StoreError::Corrupt { .. }) => {
+            // Unknown history: start as if an E-stop had been latched, so a person looks first.
+            tracing::error!("{e}; starting in STOPPED, a manual reset (--reset-reason) is required");
+            let p = ems_core::persist::PersistedState { state: State::Stopped, latched: heapless_empty() };
+            Controller::restore(config, &p)?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if matches!(controller.state(), State::Stopped | State::Error) && args.reset_reason.is_none() {
+        tracing::warn!(
+            "restored {}: the site stays without power until an operator resets (run with --reset-reason \"...\")",
+            controller.state()
+        );
+    }
+    let site_config = SimSiteConfig { seed: args.seed, ..SimSiteConfig::default() };
+    let mut site = SimulatedSite::new(site_config).map_err(|e| LiveError::Site(e.to_string()))?;
+    let cycle = Millis::new(args.cycle_ms);
+    let duration = args.duration.map(|s| Millis::new(secs_to_ms(s)));
+    let mut snapshot = site.snapshot(Millis::ZERO);
+    let mut now = Millis::ZERO;
+    let started = Instant::now();
+    let mut next_status = started;
+    let mut starting = true;
+    let mut reset_pending = args.reset_reason.clone();
+    let mut shutdown_at: Option<Millis> = None;
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let mut ctrl_c_seen = false;
+
+    println!(
+        "ems-gateway: simulated site (10 kWh LFP battery, 5 kW inverter, 6 kWp PV, household load), cycle {} ms, speed {}x; Ctrl-C stops gracefully",
+        args.cycle_ms, args.speed
+    );
+    loop {
+        site.fill_snapshot(&mut snapshot, now);
+        let mut inputs = Inputs::default();
+        let wants_shutdown = shutdown_at.is_none() && (ctrl_c_seen || duration.is_some_and(|d| now >= d));
+        if wants_shutdown {
+            inputs.shutdown = true;
+            shutdown_at = Some(now);
+            tracing::info!("graceful shutdown requested");
+        } else if shutdown_at.is_none() {
+            inputs.request = startup_request(&controller, &mut starting, &mut reset_pending);
+        }
+        if let Some(r) =
+            inputs.request.filter(|r| matches!(r, TransitionRequest::Reset | TransitionRequest::Acknowledge))
+        {
+            inputs.reason = args.reset_reason.as_deref().unwrap_or("");
+            tracing::info!(target: "audit", request = %r, reason = inputs.reason, "operator request");
+        }
+        let out = controller.step(now.get(), &snapshot, &inputs);
+        audit(&out);
+        if out.state_changed() {
+            if let Err(e) = store.save(&controller.persisted()) {
+                tracing::error!("{e}");
+            }
+        }
+        site.apply(&out.command);
+
+        if Instant::now() >= next_status {
+            print_status(now, &out, &site);
+            next_status += Duration::from_secs(1);
+        }
+        if let Some(at) = shutdown_at {
+            let done = matches!(out.shutdown, ShutdownPhase::Complete | ShutdownPhase::Failed);
+            if done || now.since(at) > SHUTDOWN_WAIT {
+                print_status(now, &out, &site);
+                println!("shutdown: {:?}, state {}", out.shutdown, out.state);
+                break;
+            }
+        }
+
+        site.advance(cycle);
+        now = now.plus(cycle);
+        // Pace: simulated time `now` is due at wall time `started + now / speed`.
+        let due = started + Duration::from_secs_f64(now.get() as f64 / 1000.0 / args.speed);
+        tokio::select! {
+            _ = tokio::time::sleep_until(due) => {}
+            r = &mut ctrl_c, if !ctrl_c_seen => {
+                if r.is_ok() {
+                    ctrl_c_seen = true;
+                    println!("Ctrl-C: shutting down gracefully (ramp to zero, open contactors, verify)");
+                }
+            }
+        }
+    }
+    store.save(&controller.persisted())?;
+    println!("state {} persisted to {}", controller.state(), store.path().display());
+    Ok(())
+}
+
+fn heapless_empty() -> heapless::Vec<ems_core::TripReason, { ems_core::state::MAX_LATCHED }> {
+    heapless::Vec::new()
+}
+
+fn secs_to_ms(s: f64) -> u64 {
+    // Validated finite and >= 0 by the caller; `as` saturates for huge values.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let ms = (s * 1000.0).round() as u64;
+    ms
+}
+
+/// The start-up sequence a newcomer expects: BOOT → IDLE → RUNNING, and a reset/acknowledge
+/// first if the persisted state needs one and the operator gave a reason.
+fn startup_request(
+    controller: &Controller,
+    starting: &mut bool,
+    reset_pending: &mut Option<String>,
+) -> Option<TransitionRequest> {
+    match controller.state() {
+        State::Boot => Some(TransitionRequest::BootComplete),
+        State::Idle if *starting => Some(TransitionRequest::Start),
+        State::Stopped => reset_pending.take().map(|_| TransitionRequest::Reset),
+        State::Error => reset_pending.take().map(|_| TransitionRequest::Acknowledge),
+        State::Running => {
+            *starting = false;
+            None
+        }
+        State::Idle => None,
+    }
+}
+
+fn audit(out: &Output) {
+    for e in &out.events {
+        tracing::info!(target: "audit", "{}", e.kind);
+    }
+    if let Some(r) = &out.refused {
+        tracing::warn!(target: "audit", "request refused: {r}");
+    }
+    if out.events.dropped() > 0 {
+        tracing::warn!(target: "audit", "{} events dropped this cycle", out.events.dropped());
+    }
+}
+
+fn print_status(now: Millis, out: &Output, site: &SimulatedSite) {
+    let t = site.truth();
+    let env = &out.envelope;
+    let why = |c: Option<ems_core::event::Constraint>| c.map_or_else(|| "-".to_owned(), |c| c.to_string());
+    println!(
+        "[{:>9.1} s] {:<8} SOC {:>5.1} %  battery {:>+6.0} W  grid {:>+6.0} W  pv {:>5.0} W  load {:>5.0} W  cell {:.3}-{:.3} V {:.1} °C  limits: charge {:.0} W ({}) / discharge {:.0} W ({})",
+        now.as_secs_f32(),
+        out.state,
+        t.soc.get(),
+        out.command.battery_setpoint.get(),
+        t.grid_power.get(),
+        t.pv_power.get(),
+        t.load_power.get(),
+        t.cell_voltage_min.get(),
+        t.cell_voltage_max.get(),
+        t.cell_temp_max.get(),
+        env.max_charge().get(),
+        why(env.charge_binding()),
+        env.max_discharge().get(),
+        why(env.discharge_binding()),
+    );
+}

@@ -1,0 +1,142 @@
+//! `ems-gateway`: the reference gateway binary.
+//!
+//! With no arguments it runs the built-in simulated site in real time: BOOT → IDLE → RUNNING in
+//! charge-only mode, a status line every second, Ctrl-C for a graceful shutdown with the state
+//! persisted. `simulate` runs the same control core against the simulated site as fast as
+//! possible and prints a summary.
+#![forbid(unsafe_code)]
+
+mod live;
+mod store;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use ems_testing::faults::FaultPlan;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Safety-first energy management gateway.
+#[derive(Debug, Parser)]
+#[command(name = "ems-gateway", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Cmd>,
+    #[command(flatten)]
+    live: LiveArgs,
+}
+
+/// Options of the real-time run (the default command).
+#[derive(Debug, clap::Args)]
+struct LiveArgs {
+    /// Run N times faster than real time.
+    #[arg(long, default_value_t = 1.0)]
+    speed: f64,
+    /// Stop (gracefully) after this many simulated seconds; runs until Ctrl-C if not given.
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Control cycle period in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    cycle_ms: u64,
+    /// Where the state machine is persisted.
+    #[arg(long, default_value = "ems-gateway.state")]
+    state_file: PathBuf,
+    /// Seed for the simulated site.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Operator reason for a manual reset (STOPPED) or acknowledge (ERROR) at start-up, when the
+    /// persisted state needs one.
+    #[arg(long)]
+    reset_reason: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run the simulated site as fast as possible and print a summary.
+    Simulate {
+        /// Simulated days.
+        #[arg(long)]
+        days: u32,
+        /// Seed for the site's noise and the fault plan.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Report format.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        report: ReportFormat,
+        /// Fault injection plan: none or standard.
+        #[arg(long, default_value = "none")]
+        faults: String,
+        /// Control and physics step in milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        step_ms: u64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ReportFormat {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Cmd::Simulate { days, seed, report, faults, step_ms }) => {
+            simulate(days, seed, report, &faults, step_ms)
+        }
+        None => {
+            tracing_subscriber::fmt()
+                .with_writer(std::io::stderr)
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                )
+                .init();
+            match live::run(&cli.live) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("ems-gateway: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn simulate(days: u32, seed: u64, format: ReportFormat, faults: &str, step_ms: u64) -> ExitCode {
+    if days == 0 {
+        eprintln!("ems-gateway simulate: --days must be at least 1 (got 0)");
+        return ExitCode::FAILURE;
+    }
+    let plan = match FaultPlan::parse(faults) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("ems-gateway simulate: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut opts = ems_testing::RunOptions::days(days, seed);
+    opts.faults = plan;
+    opts.step = ems_core::Millis::new(step_ms);
+    match ems_testing::run(&opts) {
+        Ok(report) => {
+            match format {
+                ReportFormat::Text => print!("{report}"),
+                ReportFormat::Json => match report.to_json() {
+                    Ok(j) => println!("{j}"),
+                    Err(e) => {
+                        eprintln!("ems-gateway simulate: cannot encode report: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                },
+            }
+            if report.violation_count == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            }
+        }
+        Err(e) => {
+            eprintln!("ems-gateway simulate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,394 @@
+//! The per-cycle controller: the functional core of one control cycle (design.md §3).
+//!
+//! [`Controller::step`] reads no clock, does no I/O and never allocates. It runs, in order:
+//! the emergency handler, the safety monitor (envelope), trips into the state machine, operator
+//! requests, the active mode's proposal, the final clamp and the contactor logic, and returns the
+//! command with the state, the envelope and the events that explain it.
+
+use crate::clamp::{final_clamp, Clamped};
+use crate::modes::{Mode, ModeError, ModeSetting, Proposal, ProposalReason};
+use crate::ramp::{PowerRamper, RampRate};
+use ems_core::emergency::{
+    EmergencyDemand, EmergencyHandler, ShutdownConfig, ShutdownPhase, REASON_CAPACITY,
+};
+use ems_core::event::Constraint;
+use ems_core::persist::PersistedState;
+use ems_core::snapshot::ContactorState;
+use ems_core::state::{Guards, Transition, TransitionError};
+use ems_core::{
+    Command, ContactorCommand, EventKind, Events, Millis, Snapshot, State, StateMachine, TransitionRequest,
+    TripReason, Watts,
+};
+use ems_safety::{Envelope, SafetyConfig, SafetyMonitor};
+
+/// Controller settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ControllerConfig {
+    /// Safety monitor settings (limits, derating, interlocks, grid limits).
+    pub safety: SafetyConfig,
+    /// Maximum rate of change of the battery set-point.
+    pub ramp: RampRate,
+    /// Graceful-shutdown settings.
+    pub shutdown: ShutdownConfig,
+    /// The mode selected at start.
+    pub mode: ModeSetting,
+    /// How long contactor feedback may disagree with the command before tripping.
+    pub contactor_timeout: Millis,
+    /// The nominal cycle period (for [`Controller::next_deadline`]).
+    pub cycle: Millis,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        Self {
+            safety: SafetyConfig::default(),
+            ramp: RampRate::per_second(Watts::new(2500.0)),
+            shutdown: ShutdownConfig::default(),
+            mode: ModeSetting::ChargeOnly(crate::modes::ChargeOnlyConfig::default()),
+            contactor_timeout: Millis::from_secs(5),
+            cycle: Millis::new(100),
+        }
+    }
+}
+
+/// Invalid controller settings.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConfigError {
+    /// The mode settings are invalid.
+    #[error(transparent)]
+    Mode(#[from] ModeError),
+    /// The safety settings are invalid.
+    #[error("safety config: {0}")]
+    Safety(ems_safety::ConfigError),
+    /// The cycle period is zero.
+    #[error("field 'cycle' = 0 ms must be > 0")]
+    ZeroCycle,
+}
+
+/// What the outside asks of this cycle. Everything defaults to "nothing".
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Inputs<'a> {
+    /// A state-machine request (boot complete, start, stop, acknowledge, reset).
+    pub request: Option<TransitionRequest>,
+    /// The operator's reason, required with [`TransitionRequest::Reset`].
+    pub reason: &'a str,
+    /// A software emergency stop (API, operator button).
+    pub emergency_stop: bool,
+    /// Start a graceful shutdown.
+    pub shutdown: bool,
+    /// Switch the active mode.
+    pub set_mode: Option<ModeSetting>,
+}
+
+/// Everything one cycle decided, with its reasons.
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// The command for the devices (after the final clamp).
+    pub command: Command,
+    /// The state after this cycle.
+    pub state: State,
+    /// The envelope computed from this cycle's snapshot.
+    pub envelope: Envelope,
+    /// The active mode's proposal.
+    pub proposal: Proposal,
+    /// The constraint that made the command differ from the proposal.
+    pub binding: Option<Constraint>,
+    /// Events of this cycle.
+    pub events: Events,
+    /// A request of this cycle that was refused, and why.
+    pub refused: Option<TransitionError>,
+    /// The shutdown phase.
+    pub shutdown: ShutdownPhase,
+}
+
+impl Output {
+    /// Whether the state machine changed state in this cycle (the caller persists it then).
+    #[must_use]
+    pub fn state_changed(&self) -> bool {
+        self.events.iter().any(|e| matches!(e.kind, EventKind::StateChanged { .. }))
+    }
+}
+
+/// The controller.
+#[derive(Debug, Clone)]
+pub struct Controller {
+    config: ControllerConfig,
+    sm: StateMachine,
+    emergency: EmergencyHandler,
+    safety: SafetyMonitor,
+    mode: Mode,
+    ramper: PowerRamper,
+    last_command: Command,
+    last_binding: Option<Constraint>,
+    mismatch_since: Option<Millis>,
+    last_now: Millis,
+    boot_events: Events,
+}
+
+impl Controller {
+    /// A controller in BOOT.
+    pub fn new(config: ControllerConfig) -> Result<Self, ConfigError> {
+        if config.cycle == Millis::ZERO {
+            return Err(ConfigError::ZeroCycle);
+        }
+        config.safety.validate().map_err(ConfigError::Safety)?;
+        let mode = Mode::new(config.mode)?;
+        Ok(Self {
+            sm: StateMachine::new(),
+            emergency: EmergencyHandler::new(config.shutdown),
+            safety: SafetyMonitor::new(config.safety.clone()),
+            mode,
+            ramper: PowerRamper::new(config.ramp),
+            last_command: Command::SAFE,
+            last_binding: None,
+            mismatch_since: None,
+            last_now: Millis::ZERO,
+            boot_events: Events::new(),
+            config,
+        })
+    }
+
+    /// A controller restored from persisted state: STOPPED and ERROR survive a reboot.
+    pub fn restore(config: ControllerConfig, persisted: &PersistedState) -> Result<Self, ConfigError> {
+        let mut c = Self::new(config)?;
+        let (sm, transition) = StateMachine::restore(persisted);
+        c.sm = sm;
+        if let Some(t) = transition {
+            c.boot_events.push(Millis::ZERO, t.event(Millis::ZERO).kind);
+        }
+        Ok(c)
+    }
+
+    /// The current state.
+    #[must_use]
+    pub const fn state(&self) -> State {
+        self.sm.state()
+    }
+
+    /// Latched faults.
+    #[must_use]
+    pub fn latched(&self) -> &[TripReason] {
+        self.sm.latched()
+    }
+
+    /// What to persist.
+    #[must_use]
+    pub fn persisted(&self) -> PersistedState {
+        self.sm.persisted()
+    }
+
+    /// The active mode.
+    #[must_use]
+    pub const fn mode(&self) -> ModeSetting {
+        self.mode.setting()
+    }
+
+    /// The configuration.
+    #[must_use]
+    pub const fn config(&self) -> &ControllerConfig {
+        &self.config
+    }
+
+    /// The last command issued.
+    #[must_use]
+    pub const fn last_command(&self) -> Command {
+        self.last_command
+    }
+
+    /// The reason given with the last manual reset (audit).
+    #[must_use]
+    pub fn last_reset_reason(&self) -> &str {
+        self.emergency.last_reset_reason()
+    }
+
+    /// When to call [`Self::step`] next, at the latest.
+    #[must_use]
+    pub const fn next_deadline(&self) -> Millis {
+        self.last_now.plus(self.config.cycle)
+    }
+
+    /// One control cycle. Pure in the sense of design.md §3: no clock, no I/O, no allocation.
+    #[must_use]
+    pub fn step(&mut self, now_ms: u64, snapshot: &Snapshot, inputs: &Inputs<'_>) -> Output {
+        let now = Millis::new(now_ms);
+        self.last_now = now;
+        let mut events = core::mem::take(&mut self.boot_events);
+
+        // 1. Emergency path first: an E-stop edge zeroes the command in this very cycle.
+        let mut demand =
+            self.emergency.poll(now, snapshot, self.last_command.battery_setpoint, &mut self.sm, &mut events);
+        if inputs.shutdown {
+            self.emergency.begin_shutdown(now, &mut events);
+        }
+
+        // 2. Safety envelope from this snapshot; trips latch into the state machine.
+        let envelope = self.safety.evaluate(snapshot, now, &mut events);
+        for trip in envelope.trips() {
+            self.trip(*trip, now, &mut events);
+        }
+        if let Some(reason) = self.contactor_mismatch(now, snapshot) {
+            self.trip(reason, now, &mut events);
+        }
+
+        // 3. Requests.
+        let refused = inputs
+            .request
+            .and_then(|r| self.handle_request(r, inputs.reason, now, snapshot, &mut events).err());
+        if let Some(setting) = inputs.set_mode {
+            match Mode::new(setting) {
+                Ok(m) => self.mode = m,
+                Err(_) => {
+                    // An invalid mode keeps the current one; the API validates before sending,
+                    // so this only guards against a misbehaving caller.
+                }
+            }
+        }
+        // The software E-stop is handled after the requests so that a reset in the same cycle
+        // can never undo it.
+        if inputs.emergency_stop {
+            demand = merge(demand, self.emergency.request_estop(now, &mut self.sm, &mut events));
+        }
+        // A state change in this cycle (E-stop, trip) must be reflected in the demand.
+        if self.sm.state() == State::Stopped {
+            demand.force_zero = true;
+            demand.open_contactors = true;
+        }
+
+        // 4. Mode proposal, 5. final clamp.
+        let proposal = match self.sm.state() {
+            State::Running => self.mode.propose(now, snapshot),
+            State::Boot | State::Idle | State::Error | State::Stopped => {
+                let _ = self.mode.propose(now, snapshot);
+                Proposal { setpoint: Watts::ZERO, reason: ProposalReason::Passive }
+            }
+        };
+        let Clamped { command: setpoint, binding } =
+            final_clamp(proposal.setpoint, now, self.sm.state(), demand, &envelope, &mut self.ramper);
+        if binding != self.last_binding {
+            if let Some(by) = binding {
+                events.push(
+                    now,
+                    EventKind::CommandLimited { requested: proposal.setpoint, commanded: setpoint, by },
+                );
+            }
+            self.last_binding = binding;
+        }
+
+        // 6. Contactors.
+        let contactor = self.contactor_command(demand, &envelope, setpoint);
+        self.last_command = Command { battery_setpoint: setpoint, contactor };
+
+        Output {
+            command: self.last_command,
+            state: self.sm.state(),
+            envelope,
+            proposal,
+            binding,
+            events,
+            refused,
+            shutdown: self.emergency.shutdown_phase(),
+        }
+    }
+
+    fn trip(&mut self, reason: TripReason, now: Millis, events: &mut Events) {
+        if let Some(t) = self.sm.trip(reason) {
+            push_transition(events, t, now);
+        }
+    }
+
+    fn handle_request(
+        &mut self,
+        request: TransitionRequest,
+        reason: &str,
+        now: Millis,
+        snapshot: &Snapshot,
+        events: &mut Events,
+    ) -> Result<(), TransitionError> {
+        let active_fault = self.safety.active_fault(snapshot, now);
+        let result = match request {
+            TransitionRequest::Reset => {
+                let mut text = heapless::String::<REASON_CAPACITY>::new();
+                for c in reason.chars() {
+                    if text.push(c).is_err() {
+                        break;
+                    }
+                }
+                self.emergency
+                    .manual_reset(now, &text, snapshot, active_fault, &mut self.sm, events)
+                    .map(|_| ())
+            }
+            TransitionRequest::Acknowledge => {
+                let guards = Guards { active_fault, estop_released: !snapshot.estop_pressed(now) };
+                self.sm.request(request, guards).map(|t| {
+                    self.safety.reset_latches();
+                    push_transition(events, t, now);
+                })
+            }
+            TransitionRequest::BootComplete | TransitionRequest::Start | TransitionRequest::Stop => {
+                let guards = Guards { active_fault, estop_released: !snapshot.estop_pressed(now) };
+                self.sm.request(request, guards).map(|t| push_transition(events, t, now))
+            }
+        };
+        if result.is_err() {
+            events.push(now, EventKind::RequestRefused { request, state: self.sm.state() });
+        }
+        result
+    }
+
+    /// Feedback disagreeing with the command for longer than the timeout: a welded contactor
+    /// (commanded open, reads closed) or one that does not close.
+    fn contactor_mismatch(&mut self, now: Millis, snapshot: &Snapshot) -> Option<TripReason> {
+        let feedback = snapshot.contactor.value_at(now);
+        let mismatch = match (self.last_command.contactor, feedback) {
+            (ContactorCommand::Open, Some(ContactorState::Closed | ContactorState::Precharging)) => true,
+            (ContactorCommand::Close, Some(ContactorState::Open | ContactorState::Precharging)) => true,
+            (ContactorCommand::Open, Some(ContactorState::Open) | None)
+            | (ContactorCommand::Close, Some(ContactorState::Closed) | None)
+            | (ContactorCommand::Hold, _) => false,
+        };
+        if !mismatch {
+            self.mismatch_since = None;
+            return None;
+        }
+        let since = *self.mismatch_since.get_or_insert(now);
+        (now.since(since) > self.config.contactor_timeout).then_some(TripReason::ContactorMismatch)
+    }
+
+    fn contactor_command(
+        &self,
+        demand: EmergencyDemand,
+        envelope: &Envelope,
+        setpoint: Watts,
+    ) -> ContactorCommand {
+        if demand.open_contactors {
+            return ContactorCommand::Open;
+        }
+        match self.sm.state() {
+            State::Boot | State::Error | State::Stopped => ContactorCommand::Open,
+            State::Idle => ContactorCommand::Hold,
+            State::Running => {
+                if envelope.contactor_close_allowed() {
+                    ContactorCommand::Close
+                } else if setpoint == Watts::ZERO {
+                    ContactorCommand::Open
+                } else {
+                    // The envelope forbids closing but the interlocks should already have zeroed
+                    // power; hold until the set-point is zero so the contactor never breaks load.
+                    ContactorCommand::Hold
+                }
+            }
+        }
+    }
+}
+
+fn push_transition(events: &mut Events, t: Transition, now: Millis) {
+    events.push(now, t.event(now).kind);
+}
+
+fn merge(a: EmergencyDemand, b: EmergencyDemand) -> EmergencyDemand {
+    EmergencyDemand {
+        force_zero: a.force_zero || b.force_zero,
+        ramp_to_zero: a.ramp_to_zero || b.ramp_to_zero,
+        open_contactors: a.open_contactors || b.open_contactors,
+    }
+}

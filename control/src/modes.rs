@@ -1,0 +1,312 @@
+//! Control modes: what the battery *should* do, before safety has its say.
+//!
+//! A mode proposes a set-point; it never commands one. Every proposal goes through the final
+//! clamp ([`crate::clamp`]), so a buggy mode cannot leave the envelope.
+
+use crate::pid::{Pid, PidGains};
+use core::fmt;
+use ems_core::{Millis, Percent, Snapshot, Watts};
+
+/// Where charge-only mode takes its charging power from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ChargeSource {
+    /// Only PV surplus that would otherwise be exported.
+    PvSurplus,
+    /// Up to a fixed power (from PV and, within the grid import limit, from the grid).
+    Fixed(Watts),
+}
+
+/// Settings of charge-only mode.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ChargeOnlyConfig {
+    /// Where the energy comes from.
+    pub source: ChargeSource,
+    /// Stop charging at this SOC; resume 1 percentage point below it.
+    pub soc_target: Percent,
+    /// Charging may not raise grid import above this (≥ 0).
+    pub max_grid_import: Watts,
+}
+
+impl Default for ChargeOnlyConfig {
+    fn default() -> Self {
+        Self { source: ChargeSource::PvSurplus, soc_target: Percent::new(95.0), max_grid_import: Watts::ZERO }
+    }
+}
+
+/// Invalid mode settings.
+#[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]
+pub enum ModeError {
+    /// A fixed charge power must be ≥ 0 (it is a magnitude).
+    #[error("charge-only: field 'power' = {0} must be >= 0 W")]
+    NegativePower(Watts),
+    /// The import limit must be ≥ 0.
+    #[error("charge-only: field 'max_grid_import' = {0} must be >= 0 W")]
+    NegativeImportLimit(Watts),
+}
+
+impl ChargeOnlyConfig {
+    /// Check the settings.
+    pub fn validate(&self) -> Result<(), ModeError> {
+        if let ChargeSource::Fixed(p) = self.source {
+            if p < Watts::ZERO {
+                return Err(ModeError::NegativePower(p));
+            }
+        }
+        if self.max_grid_import < Watts::ZERO {
+            return Err(ModeError::NegativeImportLimit(self.max_grid_import));
+        }
+        Ok(())
+    }
+}
+
+/// Which mode is selected.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ModeSetting {
+    /// Observe only; always zero.
+    Passive,
+    /// Charge only, never discharge.
+    ChargeOnly(ChargeOnlyConfig),
+}
+
+impl fmt::Display for ModeSetting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Passive => f.write_str("passive"),
+            Self::ChargeOnly(ChargeOnlyConfig { source: ChargeSource::PvSurplus, .. }) => {
+                f.write_str("charge-only (PV surplus)")
+            }
+            Self::ChargeOnly(ChargeOnlyConfig { source: ChargeSource::Fixed(p), .. }) => {
+                write!(f, "charge-only ({p:.0})")
+            }
+        }
+    }
+}
+
+/// Why a mode proposed what it proposed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProposalReason {
+    /// Passive mode: observe only.
+    Passive,
+    /// Charging from PV surplus.
+    PvSurplus,
+    /// Charging at the fixed power.
+    FixedPower,
+    /// The fixed power was reduced to keep grid import under the mode's limit.
+    GridImportLimit,
+    /// SOC target reached.
+    SocTargetReached,
+    /// A signal the mode needs is not good; it proposes zero.
+    SignalUnavailable,
+    /// Nothing to charge from.
+    NoSurplus,
+}
+
+impl fmt::Display for ProposalReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Passive => "passive mode",
+            Self::PvSurplus => "PV surplus",
+            Self::FixedPower => "fixed charge power",
+            Self::GridImportLimit => "mode grid import limit",
+            Self::SocTargetReached => "SOC target reached",
+            Self::SignalUnavailable => "signal unavailable",
+            Self::NoSurplus => "no PV surplus",
+        })
+    }
+}
+
+/// A mode's proposal for one cycle.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Proposal {
+    /// Proposed battery set-point, `+` discharge / `−` charge.
+    pub setpoint: Watts,
+    /// Why.
+    pub reason: ProposalReason,
+}
+
+/// The running mode with its internal state (PID, hysteresis).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mode {
+    setting: ModeSetting,
+    trim: Pid,
+    soc_reached: bool,
+    last: Option<Millis>,
+}
+
+/// Feed-forward from the meter balance does the work (it settles in one cycle when meter and
+/// inverter agree); this integral-only trim removes the steady offset left when they do not
+/// (CT error, auxiliary loads between meter and inverter). No proportional part: the balance
+/// already reacts to every step, a P term would only double-count it while the ramp lags.
+const TRIM_LIMIT: Watts = Watts::new(500.0);
+
+/// Checked at compile time; the fallback arm is unreachable for these constants.
+const TRIM_GAINS: PidGains = match PidGains::try_new(0.0, 0.02, 0.0) {
+    Ok(g) => g,
+    Err(_) => PidGains::ZERO,
+};
+
+fn trim_pid() -> Pid {
+    Pid::new(TRIM_GAINS, -TRIM_LIMIT, TRIM_LIMIT)
+}
+
+impl Mode {
+    /// A mode in the given setting. Invalid settings are refused.
+    pub fn new(setting: ModeSetting) -> Result<Self, ModeError> {
+        if let ModeSetting::ChargeOnly(c) = setting {
+            c.validate()?;
+        }
+        Ok(Self { setting, trim: trim_pid(), soc_reached: false, last: None })
+    }
+
+    /// The setting.
+    #[must_use]
+    pub const fn setting(&self) -> ModeSetting {
+        self.setting
+    }
+
+    /// Propose a set-point for this cycle.
+    #[must_use]
+    pub fn propose(&mut self, now: Millis, snapshot: &Snapshot) -> Proposal {
+        let dt = self.last.map_or(Millis::ZERO, |l| now.since(l));
+        self.last = Some(now);
+        match self.setting {
+            ModeSetting::Passive => Proposal { setpoint: Watts::ZERO, reason: ProposalReason::Passive },
+            ModeSetting::ChargeOnly(cfg) => self.charge_only(cfg, now, dt, snapshot),
+        }
+    }
+
+    fn charge_only(&mut self, cfg: ChargeOnlyConfig, now: Millis, dt: Millis, s: &Snapshot) -> Proposal {
+        let zero = |reason| Proposal { setpoint: Watts::ZERO, reason };
+        let (Some(soc), Some(grid), Some(battery)) = (
+            s.battery.soc.value_at(now),
+            s.grid.active_power.value_at(now),
+            s.inverter.active_power.value_at(now),
+        ) else {
+            self.trim.reset();
+            return zero(ProposalReason::SignalUnavailable);
+        };
+        // SOC target with 1 point of hysteresis so the battery does not chatter at the target.
+        if soc >= cfg.soc_target {
+            self.soc_reached = true;
+        } else if soc.get() < cfg.soc_target.get() - 1.0 {
+            self.soc_reached = false;
+        }
+        if self.soc_reached {
+            self.trim.reset();
+            return zero(ProposalReason::SocTargetReached);
+        }
+        // Grid power the site would have with the battery idle (`+` import).
+        let grid_without_battery = grid + battery;
+        // The most the battery may charge without pushing import above the mode's limit.
+        let import_headroom = (cfg.max_grid_import - grid_without_battery).max(Watts::ZERO);
+        let (charge, reason) = match cfg.source {
+            ChargeSource::PvSurplus => {
+                // Aim for zero grid exchange; the trim corrects what the balance misses.
+                let trim = self.trim.update(Watts::ZERO, grid, dt);
+                let feed_forward = (-grid_without_battery).max(Watts::ZERO);
+                // Exporting (grid < 0) gives a positive trim: charge a little more.
+                let charge = (feed_forward + trim).max(Watts::ZERO);
+                if charge == Watts::ZERO {
+                    (charge, ProposalReason::NoSurplus)
+                } else {
+                    (charge, ProposalReason::PvSurplus)
+                }
+            }
+            ChargeSource::Fixed(power) => {
+                if power > import_headroom {
+                    (import_headroom, ProposalReason::GridImportLimit)
+                } else {
+                    (power, ProposalReason::FixedPower)
+                }
+            }
+        };
+        // Charge-only never discharges: the set-point is ≤ 0 whatever the trim says.
+        Proposal { setpoint: (-charge).min(Watts::ZERO), reason }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ems_core::Measurement;
+
+    fn snap(soc: f32, grid: f32, battery: f32) -> Snapshot {
+        let mut s = Snapshot::unknown(Watts::new(5000.0));
+        let age = Millis::new(10_000);
+        s.battery.soc = Measurement::good(Percent::new(soc), Millis::ZERO, age);
+        s.grid.active_power = Measurement::good(Watts::new(grid), Millis::ZERO, age);
+        s.inverter.active_power = Measurement::good(Watts::new(battery), Millis::ZERO, age);
+        s
+    }
+
+    #[test]
+    fn passive_always_proposes_zero() {
+        let mut m = Mode::new(ModeSetting::Passive).unwrap();
+        let p = m.propose(Millis::ZERO, &snap(50.0, -3000.0, 0.0));
+        assert_eq!(p.setpoint, Watts::ZERO);
+    }
+
+    #[test]
+    fn charge_only_takes_pv_surplus() {
+        let mut m = Mode::new(ModeSetting::ChargeOnly(ChargeOnlyConfig::default())).unwrap();
+        let p = m.propose(Millis::ZERO, &snap(50.0, -2000.0, 0.0));
+        assert_eq!(p.setpoint, Watts::new(-2000.0));
+        assert_eq!(p.reason, ProposalReason::PvSurplus);
+        // Already charging 1500 W and still exporting 500 W → 2000 W total.
+        let p = m.propose(Millis::new(1000), &snap(50.0, -500.0, -1500.0));
+        assert!((p.setpoint.get() + 2000.0).abs() < 100.0, "{}", p.setpoint);
+    }
+
+    #[test]
+    fn charge_only_never_discharges() {
+        let mut m = Mode::new(ModeSetting::ChargeOnly(ChargeOnlyConfig::default())).unwrap();
+        let p = m.propose(Millis::ZERO, &snap(50.0, 3000.0, 0.0));
+        assert_eq!(p.setpoint, Watts::ZERO);
+        assert_eq!(p.reason, ProposalReason::NoSurplus);
+    }
+
+    #[test]
+    fn charge_only_stops_at_soc_target_with_hysteresis() {
+        let cfg = ChargeOnlyConfig { soc_target: Percent::new(80.0), ..ChargeOnlyConfig::default() };
+        let mut m = Mode::new(ModeSetting::ChargeOnly(cfg)).unwrap();
+        assert_eq!(
+            m.propose(Millis::ZERO, &snap(80.0, -2000.0, 0.0)).reason,
+            ProposalReason::SocTargetReached
+        );
+        assert_eq!(
+            m.propose(Millis::ZERO, &snap(79.5, -2000.0, 0.0)).reason,
+            ProposalReason::SocTargetReached
+        );
+        assert_eq!(m.propose(Millis::ZERO, &snap(78.9, -2000.0, 0.0)).reason, ProposalReason::PvSurplus);
+    }
+
+    #[test]
+    fn fixed_power_respects_grid_import_limit() {
+        let cfg = ChargeOnlyConfig {
+            source: ChargeSource::Fixed(Watts::new(4000.0)),
+            soc_target: Percent::new(100.0),
+            max_grid_import: Watts::new(3000.0),
+        };
+        let mut m = Mode::new(ModeSetting::ChargeOnly(cfg)).unwrap();
+        // Load 1000 W, no PV, battery idle → import 1000 W; headroom 2000 W.
+        let p = m.propose(Millis::ZERO, &snap(50.0, 1000.0, 0.0));
+        assert_eq!(p.setpoint, Watts::new(-2000.0));
+        assert_eq!(p.reason, ProposalReason::GridImportLimit);
+    }
+
+    #[test]
+    fn unavailable_signals_propose_zero() {
+        let mut m = Mode::new(ModeSetting::ChargeOnly(ChargeOnlyConfig::default())).unwrap();
+        let mut s = snap(50.0, -2000.0, 0.0);
+        s.grid.active_power.invalidate();
+        assert_eq!(m.propose(Millis::ZERO, &s).reason, ProposalReason::SignalUnavailable);
+    }
+
+    #[test]
+    fn invalid_settings_are_refused_naming_the_field() {
+        let cfg =
+            ChargeOnlyConfig { source: ChargeSource::Fixed(Watts::new(-5.0)), ..ChargeOnlyConfig::default() };
+        let e = Mode::new(ModeSetting::ChargeOnly(cfg)).unwrap_err();
+        assert!(e.to_string().contains("'power'"));
+    }
+}

@@ -1,0 +1,184 @@
+//! The invariant checker: every cycle, the command against the envelope, the ramp and the
+//! state, and the simulator's physical truth against the hard (trip) limits.
+
+use ems_control::Output;
+use ems_core::{Millis, State, Watts};
+use ems_devices::sim::SiteTruth;
+use ems_safety::SafetyConfig;
+use serde::Serialize;
+
+/// How many violations are kept in full (all are counted).
+pub const KEPT_VIOLATIONS: usize = 100;
+
+/// Tolerance for float comparisons of set-points (W).
+const EPS_W: f32 = 1e-3;
+
+/// What was violated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ViolationKind {
+    /// Command outside the envelope of the same snapshot.
+    OutsideEnvelope,
+    /// Command moved away from zero faster than the ramp rate.
+    RampExceeded,
+    /// Non-zero command outside RUNNING.
+    PowerOutsideRunning,
+    /// A cell above the over-voltage trip level.
+    CellOverVoltage,
+    /// A cell below the under-voltage trip level.
+    CellUnderVoltage,
+    /// A cell above the over-temperature trip level.
+    CellOverTemperature,
+    /// Charging while a cell is below the charge temperature floor (0 °C interlock).
+    ChargingBelowFreezing,
+    /// Pack current above the trip level.
+    OverCurrent,
+}
+
+/// One violation.
+#[derive(Debug, Clone, Serialize)]
+pub struct Violation {
+    /// Simulated time (ms since start).
+    pub at_ms: u64,
+    /// What.
+    pub kind: ViolationKind,
+    /// Human-readable detail with the values.
+    pub detail: String,
+}
+
+/// Checks each cycle.
+#[derive(Debug, Clone)]
+pub struct Checker {
+    ramp_per_s: Watts,
+    cell_v_trip_high: f32,
+    cell_v_trip_low: f32,
+    cell_t_trip_high: f32,
+    charge_temp_floor: f32,
+    current_trip: f32,
+    previous: Watts,
+    previous_at: Option<Millis>,
+    /// All violations counted.
+    pub count: u64,
+    /// The first [`KEPT_VIOLATIONS`].
+    pub kept: Vec<Violation>,
+}
+
+impl Checker {
+    /// A checker using the hard limits of `safety` and the controller's ramp rate.
+    #[must_use]
+    pub fn new(safety: &SafetyConfig, ramp_per_s: Watts) -> Self {
+        let limits = crate::report::hard_limits(safety);
+        Self {
+            ramp_per_s,
+            cell_v_trip_high: limits.cell_v_high,
+            cell_v_trip_low: limits.cell_v_low,
+            cell_t_trip_high: limits.cell_t_high,
+            charge_temp_floor: limits.charge_temp_floor,
+            current_trip: limits.current,
+            previous: Watts::ZERO,
+            previous_at: None,
+            count: 0,
+            kept: Vec::new(),
+        }
+    }
+
+    fn record(&mut self, at: Millis, kind: ViolationKind, detail: String) {
+        self.count += 1;
+        if self.kept.len() < KEPT_VIOLATIONS {
+            self.kept.push(Violation { at_ms: at.get(), kind, detail });
+        }
+    }
+
+    /// Check the controller's output of the cycle at `now`.
+    pub fn check_output(&mut self, now: Millis, out: &Output) {
+        let cmd = out.command.battery_setpoint;
+        if !out.envelope.contains(cmd) {
+            self.record(
+                now,
+                ViolationKind::OutsideEnvelope,
+                format!(
+                    "command {cmd:.0} outside envelope -{:.0}..+{:.0}",
+                    out.envelope.max_charge(),
+                    out.envelope.max_discharge()
+                ),
+            );
+        }
+        if out.state != State::Running && cmd != Watts::ZERO {
+            self.record(
+                now,
+                ViolationKind::PowerOutsideRunning,
+                format!("command {cmd:.0} in {}", out.state),
+            );
+        }
+        if let Some(prev_at) = self.previous_at {
+            let dt = now.since(prev_at);
+            let max_step = self.ramp_per_s.get() * dt.as_secs_f32() + EPS_W;
+            let delta = (cmd - self.previous).get().abs();
+            if delta > max_step && !toward_zero(self.previous, cmd) {
+                self.record(
+                    now,
+                    ViolationKind::RampExceeded,
+                    format!("command {:.0} -> {cmd:.0} in {dt} (max {max_step:.0} W)", self.previous),
+                );
+            }
+        }
+        self.previous = cmd;
+        self.previous_at = Some(now);
+    }
+
+    /// Check the simulator's physical truth after advancing to `now`.
+    pub fn check_truth(&mut self, now: Millis, t: &SiteTruth) {
+        let v_max = t.cell_voltage_max.get();
+        let v_min = t.cell_voltage_min.get();
+        let t_max = t.cell_temp_max.get();
+        let t_min = t.cell_temp_min.get();
+        let i = t.pack_current.get();
+        if v_max > self.cell_v_trip_high {
+            self.record(
+                now,
+                ViolationKind::CellOverVoltage,
+                format!("cell {v_max:.3} V > {:.3} V", self.cell_v_trip_high),
+            );
+        }
+        if v_min < self.cell_v_trip_low {
+            self.record(
+                now,
+                ViolationKind::CellUnderVoltage,
+                format!("cell {v_min:.3} V < {:.3} V", self.cell_v_trip_low),
+            );
+        }
+        if t_max > self.cell_t_trip_high {
+            self.record(
+                now,
+                ViolationKind::CellOverTemperature,
+                format!("cell {t_max:.1} °C > {:.1} °C", self.cell_t_trip_high),
+            );
+        }
+        // Charging current is negative; a few amps of measurement noise are not a charge.
+        if i < -1.0 && t_min < self.charge_temp_floor {
+            self.record(
+                now,
+                ViolationKind::ChargingBelowFreezing,
+                format!("charging {:.1} A at {t_min:.1} °C", -i),
+            );
+        }
+        if i.abs() > self.current_trip {
+            self.record(
+                now,
+                ViolationKind::OverCurrent,
+                format!("{:.1} A > {:.1} A", i.abs(), self.current_trip),
+            );
+        }
+    }
+}
+
+/// Whether `next` lies between zero and `prev` (a reduction toward zero, never rate-limited).
+#[must_use]
+pub fn toward_zero(prev: Watts, next: Watts) -> bool {
+    let (p, n) = (prev.get(), next.get());
+    if p >= 0.0 {
+        (0.0..=p + EPS_W).contains(&n)
+    } else {
+        (p - EPS_W..=0.0).contains(&n)
+    }
+}

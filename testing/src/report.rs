@@ -1,0 +1,377 @@
+//! The simulation summary: energy flows, min/max of every safety quantity, limit events,
+//! trips, time per state and violations. Text for people, JSON for scripts.
+
+use crate::checker::{Checker, Violation};
+use crate::harness::RunOptions;
+use ems_control::Output;
+use ems_core::event::EventKind;
+use ems_core::{Millis, State};
+use ems_devices::sim::{EnergyCounters, SiteTruth};
+use ems_safety::SafetyConfig;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+/// The hard (trip-level) limits the checker holds the physical truth to.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct HardLimits {
+    /// Cell over-voltage trip (V).
+    pub cell_v_high: f32,
+    /// Cell under-voltage trip (V).
+    pub cell_v_low: f32,
+    /// Cell over-temperature trip (°C).
+    pub cell_t_high: f32,
+    /// No charging below this cell temperature (°C).
+    pub charge_temp_floor: f32,
+    /// Pack current trip (A, magnitude).
+    pub current: f32,
+}
+
+/// The hard limits of a safety configuration.
+#[must_use]
+pub fn hard_limits(safety: &SafetyConfig) -> HardLimits {
+    let l = &safety.limits;
+    // A quantity without a trip level is held to its alarm level.
+    HardLimits {
+        cell_v_high: l.cell_voltage_high.trip.unwrap_or(l.cell_voltage_high.alarm).get(),
+        cell_v_low: l.cell_voltage_low.trip.unwrap_or(l.cell_voltage_low.alarm).get(),
+        cell_t_high: l.cell_temp_high.trip.unwrap_or(l.cell_temp_high.alarm).get(),
+        // The cell under-temperature alarm is the level at which charging must have stopped.
+        charge_temp_floor: l.cell_temp_low.alarm.get(),
+        current: l
+            .charge_current
+            .trip
+            .unwrap_or(l.charge_current.alarm)
+            .max(l.discharge_current.trip.unwrap_or(l.discharge_current.alarm))
+            .get(),
+    }
+}
+
+/// Minimum and maximum of one quantity over the run.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct MinMax {
+    /// Smallest value seen.
+    pub min: f32,
+    /// Largest value seen.
+    pub max: f32,
+}
+
+impl Default for MinMax {
+    fn default() -> Self {
+        Self { min: f32::INFINITY, max: f32::NEG_INFINITY }
+    }
+}
+
+impl MinMax {
+    fn observe(&mut self, v: f32) {
+        if v < self.min {
+            self.min = v;
+        }
+        if v > self.max {
+            self.max = v;
+        }
+    }
+}
+
+/// Extremes of every safety quantity (physical truth of the simulator).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Extremes {
+    /// SOC (%).
+    pub soc_pct: MinMax,
+    /// Lowest cell voltage (V).
+    pub cell_voltage_min_v: MinMax,
+    /// Highest cell voltage (V).
+    pub cell_voltage_max_v: MinMax,
+    /// Lowest cell temperature (°C).
+    pub cell_temp_min_c: MinMax,
+    /// Highest cell temperature (°C).
+    pub cell_temp_max_c: MinMax,
+    /// Pack current (A, + discharge).
+    pub pack_current_a: MinMax,
+    /// Inverter temperature (°C).
+    pub inverter_temp_c: MinMax,
+    /// Battery AC power (W, + discharge).
+    pub battery_power_w: MinMax,
+    /// Grid power (W, + import).
+    pub grid_power_w: MinMax,
+}
+
+/// Counters collected while running.
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    /// Extremes.
+    pub extremes: Extremes,
+    /// Limit level changes: "Cell over-temperature ALARM" → count.
+    pub limit_events: BTreeMap<String, u64>,
+    /// Trips by reason.
+    pub trips: BTreeMap<String, u64>,
+    /// State transitions "FROM -> TO" → count.
+    pub transitions: BTreeMap<String, u64>,
+    /// Milliseconds spent per state.
+    pub time_in_state_ms: BTreeMap<String, u64>,
+    /// Commands changed by the final clamp, by binding constraint (edges only).
+    pub limited_by: BTreeMap<String, u64>,
+    /// Requests refused.
+    pub refused_requests: u64,
+    /// Events dropped because a cycle's buffer was full.
+    pub dropped_events: u64,
+    /// Faults injected.
+    pub faults_injected: u64,
+}
+
+impl Stats {
+    /// Account one controller output that holds for `step`.
+    pub fn observe_output(&mut self, out: &Output, step: Millis) {
+        *self.time_in_state_ms.entry(out.state.as_str().to_owned()).or_default() += step.get();
+        self.dropped_events += u64::from(out.events.dropped());
+        if out.refused.is_some() {
+            self.refused_requests += 1;
+        }
+        for e in &out.events {
+            match e.kind {
+                EventKind::LimitLevel { quantity, level, .. } => {
+                    *self.limit_events.entry(format!("{quantity} {level}")).or_default() += 1;
+                }
+                EventKind::StateChanged { from, to, cause } => {
+                    *self.transitions.entry(format!("{from} -> {to}")).or_default() += 1;
+                    if let ems_core::event::Cause::Trip(t) = cause {
+                        *self.trips.entry(t.to_string()).or_default() += 1;
+                    }
+                }
+                EventKind::CommandLimited { by, .. } => {
+                    *self.limited_by.entry(by.to_string()).or_default() += 1;
+                }
+                EventKind::TrendWarning { quantity, .. } => {
+                    *self.limit_events.entry(format!("{quantity} TREND")).or_default() += 1;
+                }
+                EventKind::EStopPressed
+                | EventKind::EStopReleased
+                | EventKind::ShutdownStarted
+                | EventKind::ShutdownComplete
+                | EventKind::RequestRefused { .. } => {}
+            }
+        }
+    }
+
+    /// Account the physical truth after a step.
+    pub fn observe_truth(&mut self, t: &SiteTruth) {
+        let x = &mut self.extremes;
+        x.soc_pct.observe(t.soc.get());
+        x.cell_voltage_min_v.observe(t.cell_voltage_min.get());
+        x.cell_voltage_max_v.observe(t.cell_voltage_max.get());
+        x.cell_temp_min_c.observe(t.cell_temp_min.get());
+        x.cell_temp_max_c.observe(t.cell_temp_max.get());
+        x.pack_current_a.observe(t.pack_current.get());
+        x.inverter_temp_c.observe(t.inverter_temp.get());
+        x.battery_power_w.observe(t.battery_power.get());
+        x.grid_power_w.observe(t.grid_power.get());
+    }
+}
+
+/// Energy flows in kWh.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct EnergyKwh {
+    /// PV production.
+    pub pv: f64,
+    /// Household load.
+    pub load: f64,
+    /// Imported from the grid.
+    pub grid_import: f64,
+    /// Exported to the grid.
+    pub grid_export: f64,
+    /// Into the battery (AC side).
+    pub battery_charge: f64,
+    /// Out of the battery (AC side).
+    pub battery_discharge: f64,
+}
+
+/// The summary of one run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Seed used.
+    pub seed: u64,
+    /// Simulated seconds.
+    pub simulated_seconds: f64,
+    /// Wall-clock seconds the run took.
+    pub wall_seconds: f64,
+    /// Simulated seconds per wall second.
+    pub speed: f64,
+    /// Step in ms.
+    pub step_ms: u64,
+    /// State at the end.
+    pub final_state: String,
+    /// Energy flows.
+    pub energy_kwh: EnergyKwh,
+    /// Extremes of every safety quantity.
+    pub extremes: Extremes,
+    /// The hard limits checked.
+    pub hard_limits: HardLimits,
+    /// Limit level changes by quantity and level.
+    pub limit_events: BTreeMap<String, u64>,
+    /// Trips by reason.
+    pub trips: BTreeMap<String, u64>,
+    /// State transitions.
+    pub transitions: BTreeMap<String, u64>,
+    /// Time per state (s).
+    pub time_in_state_s: BTreeMap<String, f64>,
+    /// Commands limited by the final clamp, by constraint.
+    pub limited_by: BTreeMap<String, u64>,
+    /// Faults injected.
+    pub faults_injected: u64,
+    /// Requests refused.
+    pub refused_requests: u64,
+    /// Events dropped for lack of buffer space.
+    pub dropped_events: u64,
+    /// Number of violations (hard limits and the safety invariant).
+    pub violation_count: u64,
+    /// The first violations in full.
+    pub violations: Vec<Violation>,
+}
+
+fn kwh(wh: ems_core::WattHours) -> f64 {
+    f64::from(wh.get()) / 1000.0
+}
+
+impl Report {
+    /// Assemble the report.
+    #[must_use]
+    pub fn new(
+        opts: &RunOptions,
+        stats: Stats,
+        checker: Checker,
+        energy: EnergyCounters,
+        simulated: Millis,
+        wall: Duration,
+        final_state: State,
+    ) -> Self {
+        // u64 ms to f64 is exact below 2^53 ms (285,000 years).
+        #[allow(clippy::cast_precision_loss)]
+        let simulated_seconds = simulated.get() as f64 / 1000.0;
+        let wall_seconds = wall.as_secs_f64();
+        #[allow(clippy::cast_precision_loss)]
+        let time_in_state_s =
+            stats.time_in_state_ms.iter().map(|(k, v)| (k.clone(), *v as f64 / 1000.0)).collect();
+        Self {
+            seed: opts.seed,
+            simulated_seconds,
+            wall_seconds,
+            speed: if wall_seconds > 0.0 { simulated_seconds / wall_seconds } else { f64::INFINITY },
+            step_ms: opts.step.get(),
+            final_state: final_state.to_string(),
+            energy_kwh: EnergyKwh {
+                pv: kwh(energy.pv_produced),
+                load: kwh(energy.load_consumed),
+                grid_import: kwh(energy.grid_import),
+                grid_export: kwh(energy.grid_export),
+                battery_charge: kwh(energy.battery_charge),
+                battery_discharge: kwh(energy.battery_discharge),
+            },
+            extremes: stats.extremes,
+            hard_limits: hard_limits(&opts.controller.safety),
+            limit_events: stats.limit_events,
+            trips: stats.trips,
+            transitions: stats.transitions,
+            time_in_state_s,
+            limited_by: stats.limited_by,
+            faults_injected: stats.faults_injected,
+            refused_requests: stats.refused_requests,
+            dropped_events: stats.dropped_events,
+            violation_count: checker.count,
+            violations: checker.kept,
+        }
+    }
+
+    /// The report as pretty JSON.
+    pub fn to_json(&self) -> Result<String, serde_json::Error> {
+        serde_json::to_string_pretty(self)
+    }
+}
+
+fn map_lines(f: &mut fmt::Formatter<'_>, title: &str, map: &BTreeMap<String, u64>) -> fmt::Result {
+    if map.is_empty() {
+        return writeln!(f, "{title}: none");
+    }
+    writeln!(f, "{title}:")?;
+    for (k, v) in map {
+        writeln!(f, "  {k:<44} {v:>8}")?;
+    }
+    Ok(())
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let e = &self.energy_kwh;
+        writeln!(
+            f,
+            "simulated {:.0} s ({:.2} days) in {:.3} s wall: {:.0} simulated s per wall s (step {} ms, seed {})",
+            self.simulated_seconds,
+            self.simulated_seconds / 86_400.0,
+            self.wall_seconds,
+            self.speed,
+            self.step_ms,
+            self.seed
+        )?;
+        writeln!(f, "final state: {}", self.final_state)?;
+        writeln!(f, "energy (kWh): pv {:.2}  load {:.2}  grid import {:.2}  grid export {:.2}  battery charge {:.2}  battery discharge {:.2}",
+            e.pv, e.load, e.grid_import, e.grid_export, e.battery_charge, e.battery_discharge)?;
+        let x = &self.extremes;
+        let h = &self.hard_limits;
+        writeln!(f, "safety quantities (min .. max, physical truth):")?;
+        writeln!(f, "  SOC                 {:>8.2} .. {:>8.2} %", x.soc_pct.min, x.soc_pct.max)?;
+        writeln!(
+            f,
+            "  cell voltage min    {:>8.3} .. {:>8.3} V   (trip below {:.3} V)",
+            x.cell_voltage_min_v.min, x.cell_voltage_min_v.max, h.cell_v_low
+        )?;
+        writeln!(
+            f,
+            "  cell voltage max    {:>8.3} .. {:>8.3} V   (trip above {:.3} V)",
+            x.cell_voltage_max_v.min, x.cell_voltage_max_v.max, h.cell_v_high
+        )?;
+        writeln!(
+            f,
+            "  cell temp min       {:>8.1} .. {:>8.1} °C  (no charge below {:.1} °C)",
+            x.cell_temp_min_c.min, x.cell_temp_min_c.max, h.charge_temp_floor
+        )?;
+        writeln!(
+            f,
+            "  cell temp max       {:>8.1} .. {:>8.1} °C  (trip above {:.1} °C)",
+            x.cell_temp_max_c.min, x.cell_temp_max_c.max, h.cell_t_high
+        )?;
+        writeln!(
+            f,
+            "  pack current        {:>8.1} .. {:>8.1} A   (trip above {:.1} A)",
+            x.pack_current_a.min, x.pack_current_a.max, h.current
+        )?;
+        writeln!(
+            f,
+            "  inverter temp       {:>8.1} .. {:>8.1} °C",
+            x.inverter_temp_c.min, x.inverter_temp_c.max
+        )?;
+        writeln!(
+            f,
+            "  battery power       {:>8.0} .. {:>8.0} W",
+            x.battery_power_w.min, x.battery_power_w.max
+        )?;
+        writeln!(f, "  grid power          {:>8.0} .. {:>8.0} W", x.grid_power_w.min, x.grid_power_w.max)?;
+        map_lines(f, "limit events", &self.limit_events)?;
+        map_lines(f, "trips", &self.trips)?;
+        map_lines(f, "state transitions", &self.transitions)?;
+        writeln!(f, "time in state (s):")?;
+        for (k, v) in &self.time_in_state_s {
+            writeln!(f, "  {k:<44} {v:>8.0}")?;
+        }
+        map_lines(f, "commands limited by", &self.limited_by)?;
+        writeln!(
+            f,
+            "faults injected: {}  refused requests: {}  dropped events: {}",
+            self.faults_injected, self.refused_requests, self.dropped_events
+        )?;
+        writeln!(f, "violations: {}", self.violation_count)?;
+        for v in &self.violations {
+            writeln!(f, "  at {} ms: {:?}: {}", v.at_ms, v.kind, v.detail)?;
+        }
+        Ok(())
+    }
+}
