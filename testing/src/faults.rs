@@ -109,7 +109,7 @@ pub fn schedule(plan: FaultPlan, days: u32, seed: u64) -> Vec<Scheduled> {
         // developing internal fault) that safety must derate or trip on.
         if day % 3 == 1 {
             let t = at(&mut rng);
-            out.push(Scheduled { at: t, fault: SimFault::CellHeating { watts: Watts::new(600.0) } });
+            out.push(Scheduled { at: t, fault: SimFault::CellHeating { watts: Watts::new(1200.0) } });
             out.push(Scheduled { at: t.plus(Millis::new(7_200_000)), fault: SimFault::Clear });
         }
     }

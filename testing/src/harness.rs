@@ -93,7 +93,7 @@ impl Operator {
             }
             State::Idle | State::Error | State::Running => None,
         };
-        if request.is_some() {
+        if request.is_some_and(|r| r.0 != TransitionRequest::BootComplete) {
             self.last_attempt = Some(now);
         }
         request
@@ -105,7 +105,7 @@ pub fn run(opts: &RunOptions) -> Result<Report, HarnessError> {
     if opts.step == Millis::ZERO || opts.step > Millis::new(60_000) {
         return Err(HarnessError::Step(opts.step));
     }
-    let mut site = SimulatedSite::new(opts.site.clone()).map_err(|e| HarnessError::Site(e.to_string()))?;
+    let mut site = SimulatedSite::new(opts.site).map_err(|e| HarnessError::Site(e.to_string()))?;
     let mut controller = Controller::new(opts.controller.clone())?;
     let days = u32::try_from(opts.duration.get().div_ceil(86_400_000)).unwrap_or(u32::MAX);
     let plan = schedule(opts.faults, days, opts.seed);
