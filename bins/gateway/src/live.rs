@@ -93,7 +93,19 @@ async fn run_async(args: &LiveArgs) -> Result<(), LiveError> {
             controller.state()
         );
     }
-    let site_config = SimSiteConfig { seed: args.seed, ..SimSiteConfig::default() };
+    if args.start_hour > 23 {
+        return Err(LiveError::Arg {
+            flag: "--start-hour",
+            value: args.start_hour.to_string(),
+            why: "must be 0-23",
+        });
+    }
+    let site_config = SimSiteConfig {
+        seed: args.seed,
+        start_day_of_year: args.start_day,
+        start_time_of_day: Millis::new(u64::from(args.start_hour) * 3_600_000),
+        ..SimSiteConfig::default()
+    };
     let mut site = SimulatedSite::new(site_config).map_err(|e| LiveError::Site(e.to_string()))?;
     let cycle = Millis::new(args.cycle_ms);
     let duration = args.duration.map(|s| Millis::new(secs_to_ms(s)));

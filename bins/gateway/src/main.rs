@@ -42,6 +42,13 @@ struct LiveArgs {
     /// Seed for the simulated site.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Local time of day (hour, 0-23) at which the simulated site starts; 10 so that a first
+    /// run shows the battery taking PV surplus.
+    #[arg(long, default_value_t = 10)]
+    start_hour: u8,
+    /// Simulated day of the year to start on (1 = 1 January; default 152 = 1 June).
+    #[arg(long, default_value_t = 152)]
+    start_day: u16,
     /// Operator reason for a manual reset (STOPPED) or acknowledge (ERROR) at start-up, when the
     /// persisted state needs one.
     #[arg(long)]
@@ -85,6 +92,7 @@ fn main() -> ExitCode {
         None => {
             tracing_subscriber::fmt()
                 .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .with_env_filter(
                     tracing_subscriber::EnvFilter::try_from_default_env()
                         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
