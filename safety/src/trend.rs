@@ -320,6 +320,12 @@ impl Channel {
         if distance <= 0.0 {
             return Some(Millis::ZERO);
         }
+        // A slope fitted over a short span is dominated by steps (a cell voltage jumps by the
+        // I·R drop when charging starts) and would predict a trip that is not coming; predict
+        // only once the samples cover three quarters of the window.
+        if self.window.span().get() < self.window.window.get().saturating_mul(3) / 4 {
+            return None;
+        }
         if speed <= 0.0 {
             return None;
         }
@@ -497,6 +503,24 @@ mod tests {
         let mut env = Envelope::new(Watts::new(5000.0));
         a.apply(Watts::new(5000.0), &mut env);
         assert_eq!(env.max_charge(), Watts::new(5000.0));
+    }
+
+    #[test]
+    fn voltage_step_when_charging_starts_predicts_nothing() {
+        let mut a = analyzer();
+        let mut ev = Events::new();
+        // Idle at 3.290 V, then charging starts and the I·R drop lifts the cell to 3.323 V and
+        // it stays there: a step, not a trend toward the 3.65 V trip.
+        for k in 0..=40u64 {
+            let now = Millis::from_secs(k * 2);
+            let v = if k < 3 { 3.290 } else { 3.323 };
+            let mut s = healthy_snapshot(now);
+            s.battery.cell_voltage_max = Measurement::good(Volts::new(v), now, Millis::from_secs(5));
+            a.update(&s, now, &mut ev);
+            let ttt = a.time_to_trip(Quantity::CellVoltageHigh);
+            assert!(ttt.is_none_or(|t| t > Millis::from_secs(120)), "k={k}: {ttt:?}");
+        }
+        assert!(ev.is_empty(), "{ev:?}");
     }
 
     #[test]
