@@ -97,6 +97,8 @@ pub struct Output {
     pub events: Events,
     /// A request of this cycle that was refused, and why.
     pub refused: Option<TransitionError>,
+    /// A mode change of this cycle that was refused (the previous mode stays active), and why.
+    pub mode_refused: Option<ModeError>,
     /// The shutdown phase.
     pub shutdown: ShutdownPhase,
 }
@@ -234,15 +236,15 @@ impl Controller {
         let refused = inputs
             .request
             .and_then(|r| self.handle_request(r, inputs.reason, now, snapshot, &mut events).err());
-        if let Some(setting) = inputs.set_mode {
-            match Mode::new(setting) {
-                Ok(m) => self.mode = m,
-                Err(_) => {
-                    // An invalid mode keeps the current one; the API validates before sending,
-                    // so this only guards against a misbehaving caller.
-                }
+        // An invalid mode keeps the current one and is reported in the output.
+        let mode_refused = match inputs.set_mode.map(Mode::new) {
+            Some(Ok(m)) => {
+                self.mode = m;
+                None
             }
-        }
+            Some(Err(e)) => Some(e),
+            None => None,
+        };
         // The software E-stop is handled after the requests so that a reset in the same cycle
         // can never undo it.
         if inputs.emergency_stop {
@@ -286,6 +288,7 @@ impl Controller {
             binding,
             events,
             refused,
+            mode_refused,
             shutdown: self.emergency.shutdown_phase(),
         }
     }
@@ -390,5 +393,93 @@ fn merge(a: EmergencyDemand, b: EmergencyDemand) -> EmergencyDemand {
         force_zero: a.force_zero || b.force_zero,
         ramp_to_zero: a.ramp_to_zero || b.ramp_to_zero,
         open_contactors: a.open_contactors || b.open_contactors,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::modes::{ChargeOnlyConfig, ChargeSource};
+    use ems_safety::testkit::healthy_snapshot;
+
+    fn running() -> (Controller, u64) {
+        let mut c = Controller::new(ControllerConfig::default()).unwrap();
+        let _ = c.step(
+            0,
+            &healthy_snapshot(Millis::ZERO),
+            &Inputs { request: Some(TransitionRequest::BootComplete), ..Inputs::default() },
+        );
+        let _ = c.step(
+            100,
+            &healthy_snapshot(Millis::new(100)),
+            &Inputs { request: Some(TransitionRequest::Start), ..Inputs::default() },
+        );
+        assert_eq!(c.state(), State::Running);
+        (c, 100)
+    }
+
+    #[test]
+    fn invalid_mode_change_is_refused_and_reported() {
+        let (mut c, now) = running();
+        let bad = ModeSetting::ChargeOnly(ChargeOnlyConfig {
+            source: ChargeSource::Fixed(Watts::new(-1.0)),
+            ..ChargeOnlyConfig::default()
+        });
+        let out = c.step(
+            now + 100,
+            &healthy_snapshot(Millis::new(now + 100)),
+            &Inputs { set_mode: Some(bad), ..Inputs::default() },
+        );
+        assert!(out.mode_refused.is_some());
+        assert_eq!(c.mode(), ControllerConfig::default().mode);
+    }
+
+    #[test]
+    fn software_estop_wins_over_a_reset_in_the_same_cycle() {
+        let (mut c, now) = running();
+        let inputs = Inputs {
+            request: Some(TransitionRequest::Reset),
+            reason: "x",
+            emergency_stop: true,
+            ..Inputs::default()
+        };
+        let out = c.step(now + 100, &healthy_snapshot(Millis::new(now + 100)), &inputs);
+        assert_eq!(out.state, State::Stopped);
+        assert_eq!(out.command, Command::SAFE);
+    }
+
+    #[test]
+    fn welded_contactor_trips_after_the_timeout() {
+        let (mut c, mut now) = running();
+        // Stop: the controller holds the contactor in IDLE, so force an open command with an E-stop
+        // and a later reset, then report the contactor still closed.
+        now += 100;
+        let _ = c.step(
+            now,
+            &healthy_snapshot(Millis::new(now)),
+            &Inputs { emergency_stop: true, ..Inputs::default() },
+        );
+        let mut tripped = false;
+        for _ in 0..80 {
+            now += 100;
+            // healthy_snapshot reports the contactor closed although it was commanded open.
+            let out = c.step(now, &healthy_snapshot(Millis::new(now)), &Inputs::default());
+            tripped |= c.latched().contains(&TripReason::ContactorMismatch);
+            assert_eq!(out.command.contactor, ContactorCommand::Open);
+        }
+        assert!(tripped, "no ContactorMismatch after 8 s of a welded contactor");
+    }
+
+    #[test]
+    fn passive_mode_commands_zero_while_running() {
+        let (mut c, now) = running();
+        let out = c.step(
+            now + 100,
+            &healthy_snapshot(Millis::new(now + 100)),
+            &Inputs { set_mode: Some(ModeSetting::Passive), ..Inputs::default() },
+        );
+        assert_eq!(out.command.battery_setpoint, Watts::ZERO);
+        assert_eq!(out.state, State::Running);
+        assert_eq!(out.proposal.reason, ProposalReason::Passive);
     }
 }

@@ -220,6 +220,9 @@ fn audit(out: &Output) {
     if let Some(r) = &out.refused {
         tracing::warn!(target: "audit", "request refused: {r}");
     }
+    if let Some(e) = &out.mode_refused {
+        tracing::warn!(target: "audit", "mode change refused: {e}");
+    }
     if out.events.dropped() > 0 {
         tracing::warn!(target: "audit", "{} events dropped this cycle", out.events.dropped());
     }

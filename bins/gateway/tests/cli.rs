@@ -1,0 +1,139 @@
+//! End-to-end tests of the `ems-gateway` binary: the `simulate` command, persistence across a
+//! "reboot" (STOPPED stays STOPPED until a reset with a reason), Ctrl-C → graceful shutdown,
+//! and clear errors for bad flags.
+
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns: a failure should fail the test loudly
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn gateway() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ems-gateway"))
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.stdin(Stdio::null()).output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+#[test]
+fn simulate_a_week_with_faults_has_zero_hard_limit_violations() {
+    let o = run(gateway()
+        .args(["simulate", "--days", "7", "--seed", "5", "--faults", "standard", "--report", "json"]));
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["violation_count"], 0, "{v}");
+    assert_eq!(v["seed"], 5);
+    assert!(v["simulated_seconds"].as_f64().unwrap() >= 7.0 * 86_400.0);
+    assert!(v["faults_injected"].as_u64().unwrap() >= 35);
+    assert!(
+        v["extremes"]["cell_voltage_max_v"]["max"].as_f64().unwrap()
+            < v["hard_limits"]["cell_v_high"].as_f64().unwrap()
+    );
+    assert!(v["energy_kwh"]["pv"].as_f64().unwrap() > 10.0);
+}
+
+#[test]
+fn simulate_text_summary_names_the_safety_quantities() {
+    let o = run(gateway().args(["simulate", "--days", "1", "--faults", "standard"]));
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    for needle in
+        ["energy (kWh)", "cell voltage max", "cell temp max", "pack current", "limit events", "violations: 0"]
+    {
+        assert!(out.contains(needle), "missing {needle:?} in\n{out}");
+    }
+}
+
+#[test]
+fn bad_flags_are_refused_naming_flag_and_value() {
+    let o = run(gateway().args(["simulate", "--days", "1", "--faults", "lots"]));
+    assert!(!o.status.success());
+    assert!(text(&o).contains("--faults") && text(&o).contains("lots"), "{}", text(&o));
+    let o = run(gateway().args(["--speed=-3", "--duration", "1"]));
+    assert!(!o.status.success());
+    assert!(text(&o).contains("--speed") && text(&o).contains("-3"), "{}", text(&o));
+}
+
+fn live(state: &Path, extra: &[&str]) -> Output {
+    let mut cmd = gateway();
+    cmd.args(["--speed", "1000", "--duration", "30", "--state-file"]).arg(state).args(extra);
+    run(&mut cmd)
+}
+
+#[test]
+fn live_run_reaches_running_and_persists_after_graceful_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("ems.state");
+    let o = live(&state, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = text(&o);
+    assert!(out.contains("IDLE -> RUNNING"), "{out}");
+    assert!(out.contains("graceful shutdown complete"), "{out}");
+    assert!(out.contains("shutdown: Complete, state IDLE"), "{out}");
+    assert!(out.contains("] IDLE     SOC"), "status line missing: {out}");
+    assert_eq!(std::fs::read_to_string(&state).unwrap().trim(), "ems-state v1 IDLE");
+}
+
+#[test]
+fn reboot_in_stopped_comes_back_stopped_until_reset_with_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("ems.state");
+    std::fs::write(&state, "ems-state v1 STOPPED\n").unwrap();
+    let o = live(&state, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = text(&o);
+    assert!(out.contains("BOOT -> STOPPED: restored after reboot"), "{out}");
+    assert!(!out.contains("-> RUNNING"), "must not run without a reset: {out}");
+    assert_eq!(std::fs::read_to_string(&state).unwrap().trim(), "ems-state v1 STOPPED");
+
+    let o = live(&state, &["--reset-reason", "inspected the cabinet"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = text(&o);
+    assert!(out.contains("STOPPED -> IDLE: reset"), "{out}");
+    assert!(out.contains("inspected the cabinet"), "reason must be audited: {out}");
+    assert!(out.contains("IDLE -> RUNNING"), "{out}");
+}
+
+#[test]
+fn corrupt_state_file_is_kept_and_the_gateway_starts_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("ems.state");
+    std::fs::write(&state, "garbage\n").unwrap();
+    let o = live(&state, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = text(&o);
+    assert!(out.contains("ems.state.corrupt"), "{out}");
+    assert!(!out.contains("-> RUNNING"), "{out}");
+    assert_eq!(std::fs::read_to_string(dir.path().join("ems.state.corrupt")).unwrap(), "garbage\n");
+}
+
+#[test]
+fn ctrl_c_shuts_down_gracefully_and_persists() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("ems.state");
+    let child = gateway()
+        .args(["--speed", "20", "--state-file"])
+        .arg(&state)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Let it boot and start charging (2 s wall = 40 s simulated).
+    std::thread::sleep(Duration::from_secs(2));
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let started = Instant::now();
+    let o = child.wait_with_output().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("Ctrl-C"), "{out}");
+    assert!(out.contains("graceful shutdown complete"), "{out}");
+    assert!(std::fs::read_to_string(&state).unwrap().starts_with("ems-state v1 "), "{out}");
+}
