@@ -78,6 +78,9 @@ pub struct Inputs<'a> {
     pub shutdown: bool,
     /// Switch the active mode.
     pub set_mode: Option<ModeSetting>,
+    /// Faults detected by the device layer since the last cycle (a set-point not applied, a
+    /// failed pre-charge, a welded contactor); each trips the system.
+    pub device_trips: &'a [TripReason],
 }
 
 /// Everything one cycle decided, with its reasons.
@@ -230,6 +233,9 @@ impl Controller {
         }
         if let Some(reason) = self.contactor_mismatch(now, snapshot) {
             self.trip(reason, now, &mut events);
+        }
+        for trip in inputs.device_trips {
+            self.trip(*trip, now, &mut events);
         }
 
         // 3. Requests.

@@ -246,6 +246,14 @@ pub enum TripReason {
     ContactorMismatch,
     /// A graceful shutdown could not verify zero power and open contactors.
     ShutdownFailed,
+    /// The inverter did not apply a written set-point within the verification window.
+    SetpointNotApplied,
+    /// The DC link did not reach the pack voltage within the pre-charge timeout.
+    PrechargeFailed,
+    /// The main contact stayed closed after it was commanded open (welded).
+    ContactorWelded,
+    /// The main contact did not close when commanded.
+    ContactorFailedToClose,
 }
 
 impl fmt::Display for TripReason {
@@ -258,6 +266,10 @@ impl fmt::Display for TripReason {
             Self::SignalLost(s) => write!(f, "{s} lost"),
             Self::ContactorMismatch => f.write_str("Contactor feedback mismatch"),
             Self::ShutdownFailed => f.write_str("Graceful shutdown not verified"),
+            Self::SetpointNotApplied => f.write_str("Inverter did not apply the set-point"),
+            Self::PrechargeFailed => f.write_str("Pre-charge failed"),
+            Self::ContactorWelded => f.write_str("Main contactor welded"),
+            Self::ContactorFailedToClose => f.write_str("Main contactor failed to close"),
         }
     }
 }

@@ -9,7 +9,8 @@
 //!
 //! Fault codes: `L<q>` limit trip, `R<q>` runaway (q = index in `Quantity::ALL`), `B<a>` BMS
 //! alarm (index in `BmsAlarm::ALL`), `S<s>` signal lost (index in `Signal::ALL`), `I` inverter
-//! fault, `C` contactor mismatch, `D` shutdown failed. A store that cannot parse what it finds
+//! fault, `C` contactor mismatch, `D` shutdown failed, `N` set-point not applied, `P` pre-charge
+//! failed, `W` contactor welded, `F` contactor failed to close. A store that cannot parse what it finds
 //! reports [`DecodeError`] naming the field; the caller then keeps the safe default (STOPPED),
 //! never RUNNING.
 
@@ -100,6 +101,10 @@ impl PersistedState {
                 TripReason::InverterFault => write!(out, "{sep}I"),
                 TripReason::ContactorMismatch => write!(out, "{sep}C"),
                 TripReason::ShutdownFailed => write!(out, "{sep}D"),
+                TripReason::SetpointNotApplied => write!(out, "{sep}N"),
+                TripReason::PrechargeFailed => write!(out, "{sep}P"),
+                TripReason::ContactorWelded => write!(out, "{sep}W"),
+                TripReason::ContactorFailedToClose => write!(out, "{sep}F"),
             };
         }
         out
@@ -139,6 +144,10 @@ fn parse_code(code: &str) -> Option<TripReason> {
         'I' if rest.is_empty() => Some(TripReason::InverterFault),
         'C' if rest.is_empty() => Some(TripReason::ContactorMismatch),
         'D' if rest.is_empty() => Some(TripReason::ShutdownFailed),
+        'N' if rest.is_empty() => Some(TripReason::SetpointNotApplied),
+        'P' if rest.is_empty() => Some(TripReason::PrechargeFailed),
+        'W' if rest.is_empty() => Some(TripReason::ContactorWelded),
+        'F' if rest.is_empty() => Some(TripReason::ContactorFailedToClose),
         _ => None,
     }
 }
@@ -158,6 +167,8 @@ mod tests {
             TripReason::InverterFault,
             TripReason::ContactorMismatch,
             TripReason::ShutdownFailed,
+            TripReason::SetpointNotApplied,
+            TripReason::PrechargeFailed,
         ] {
             latched.push(r).unwrap();
         }

@@ -21,7 +21,7 @@ use crate::units::Millis;
 use core::fmt;
 
 /// Maximum number of distinct latched faults kept.
-pub const MAX_LATCHED: usize = 8;
+pub const MAX_LATCHED: usize = 12;
 
 /// The five states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

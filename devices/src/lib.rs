@@ -13,7 +13,10 @@
 #![deny(missing_docs)]
 
 pub mod data;
+pub mod estop;
+pub mod io;
 pub mod sim;
 pub mod traits;
+pub mod wrappers;
 
 pub use sim::{SimError, SimFault, SimSiteConfig, SimulatedSite, SiteTruth};

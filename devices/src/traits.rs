@@ -9,7 +9,7 @@
 //! current-thread, `LocalSet`, embassy) as well as multi-threaded ones for `Send` implementors.
 
 use ems_core::snapshot::{BmsAlarms, ContactorState, InverterState};
-use ems_core::{Amps, Celsius, Hertz, Percent, Volts, Watts};
+use ems_core::{Amps, Celsius, Hertz, Millis, Percent, Volts, Watts};
 
 /// What kind of failure a device error is, whatever the driver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -82,12 +82,48 @@ pub struct BmsReading {
 pub struct InverterReading {
     /// AC active power, `+` discharge / `−` charge.
     pub active_power: Watts,
+    /// The active-power set-point the device is currently applying (read back from the
+    /// device's own register, not remembered by the driver).
+    pub setpoint: Watts,
     /// Operating state.
     pub state: InverterState,
     /// Heat-sink temperature.
     pub temperature: Celsius,
-    /// Nameplate rating.
+    /// Nameplate rating (magnitude).
     pub rated_power: Watts,
+    /// DC-link voltage (used by the pre-charge sequence).
+    pub dc_link_voltage: Volts,
+}
+
+/// Who the inverter takes its set-point from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ControlSource {
+    /// The inverter's own logic (its local/default behaviour).
+    Local,
+    /// An external controller (the EMS) writes the set-point.
+    Remote,
+}
+
+/// The inverter settings the EMS changes when it takes control, so they can be restored when
+/// control ends.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct InverterSettings {
+    /// Who controls the set-point.
+    pub control: ControlSource,
+    /// Stored active-power set-point.
+    pub setpoint: Watts,
+    /// The device's own revert timer: with `Some(t)`, the device falls back to `Local` with a
+    /// zero set-point when no set-point was written for `t`. `None` = no timer armed.
+    pub revert_timeout: Option<Millis>,
+}
+
+/// What an inverter can do beyond the basics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct InverterCapabilities {
+    /// The device has a revert (communication-loss) timer the EMS can arm.
+    pub revert_timer: bool,
+    /// The device stores set-points in non-volatile memory (writes must be budgeted).
+    pub setpoint_in_flash: bool,
 }
 
 /// One grid meter reading.
@@ -101,13 +137,11 @@ pub struct MeterReading {
     pub frequency: Hertz,
 }
 
-/// Contactor feedback.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ContactorReading {
-    /// Position.
-    pub state: ContactorState,
-    /// Pre-charge completed.
-    pub precharge_done: bool,
+/// One PV inverter reading.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PvReading {
+    /// AC production (≥ 0).
+    pub active_power: Watts,
 }
 
 // `async fn` in public traits cannot name `Send` on the returned future; we accept that (as
@@ -116,27 +150,36 @@ pub struct ContactorReading {
 /// Battery management system.
 #[allow(async_fn_in_trait)]
 pub trait Bms {
-    /// The driver's error type.
+    /// The driver's error.
     type Error: DeviceError;
-    /// Read every BMS signal.
+    /// Read every BMS value.
     async fn read(&mut self) -> Result<BmsReading, Self::Error>;
+    /// Ask the BMS to clear latched alarms whose cause is gone (the safety wrapper rate-limits
+    /// this command).
+    async fn reset_alarms(&mut self) -> Result<(), Self::Error>;
 }
 
 /// Battery inverter / PCS.
 #[allow(async_fn_in_trait)]
 pub trait Inverter {
-    /// The driver's error type.
+    /// The driver's error.
     type Error: DeviceError;
-    /// Read power, state, temperature and rating.
+    /// What the device supports.
+    fn capabilities(&self) -> InverterCapabilities;
+    /// Read power, state, temperature, rating, DC link and the applied set-point.
     async fn read(&mut self) -> Result<InverterReading, Self::Error>;
-    /// Write the AC active-power set-point, `+` discharge / `−` charge.
+    /// Write the active-power set-point (`+` discharge / `−` charge).
     async fn write_setpoint(&mut self, power: Watts) -> Result<(), Self::Error>;
+    /// Read the settings the EMS may change.
+    async fn read_settings(&mut self) -> Result<InverterSettings, Self::Error>;
+    /// Write settings (take control, arm the revert timer, or restore what was there before).
+    async fn write_settings(&mut self, settings: &InverterSettings) -> Result<(), Self::Error>;
 }
 
 /// Grid meter at the connection point.
 #[allow(async_fn_in_trait)]
 pub trait Meter {
-    /// The driver's error type.
+    /// The driver's error.
     type Error: DeviceError;
     /// Read power, voltage and frequency.
     async fn read(&mut self) -> Result<MeterReading, Self::Error>;
@@ -144,32 +187,30 @@ pub trait Meter {
 
 /// PV inverter(s).
 #[allow(async_fn_in_trait)]
-pub trait PvSource {
-    /// The driver's error type.
+pub trait PvInverter {
+    /// The driver's error.
     type Error: DeviceError;
-    /// Read the AC production (≥ 0).
-    async fn read(&mut self) -> Result<Watts, Self::Error>;
+    /// Read the production.
+    async fn read(&mut self) -> Result<PvReading, Self::Error>;
 }
 
-/// Main DC contactor with pre-charge.
+/// One relay or contactor coil with an auxiliary feedback contact.
 #[allow(async_fn_in_trait)]
-pub trait Contactor {
-    /// The driver's error type.
+pub trait Relay {
+    /// The driver's error.
     type Error: DeviceError;
-    /// Read position and pre-charge feedback.
-    async fn read(&mut self) -> Result<ContactorReading, Self::Error>;
-    /// Open the contactor (and the pre-charge relay) at once.
-    async fn open(&mut self) -> Result<(), Self::Error>;
-    /// Start the pre-charge sequence; the device closes the main contactor when it is done.
-    async fn close(&mut self) -> Result<(), Self::Error>;
+    /// Energise (`true`, contact closes) or de-energise (`false`, contact opens) the coil.
+    async fn set(&mut self, closed: bool) -> Result<(), Self::Error>;
+    /// Read the feedback contact: `true` = the main contact is closed.
+    async fn feedback(&mut self) -> Result<bool, Self::Error>;
 }
 
 /// The E-stop input loop. (The trait shares its name with the reading type
 /// [`ems_core::snapshot::EStopInput`], which it returns.)
 #[allow(async_fn_in_trait)]
 pub trait EStopInput {
-    /// The driver's error type.
+    /// The driver's error.
     type Error: DeviceError;
-    /// Read the input.
+    /// Read the loop.
     async fn read(&mut self) -> Result<ems_core::snapshot::EStopInput, Self::Error>;
 }

@@ -1,0 +1,1 @@
+//! E-stop inputs through embedded-hal digital pins (being written).

@@ -1,0 +1,1 @@
+//! Safety wrappers around devices (being written).
