@@ -477,6 +477,21 @@ mod tests {
     }
 
     #[test]
+    fn device_trips_latch_and_zero_the_command() {
+        let (mut c, now) = running();
+        let trips = [TripReason::SetpointNotApplied];
+        let out = c.step(now + 100, &healthy_snapshot(Millis::new(now + 100)), &Inputs { device_trips: &trips, ..Inputs::default() });
+        assert_eq!(out.state, State::Error);
+        assert_eq!(out.command.battery_setpoint, Watts::ZERO);
+        assert_eq!(out.command.contactor, ContactorCommand::Open);
+        assert!(c.latched().contains(&TripReason::SetpointNotApplied));
+        assert!(out.events.iter().any(|e| matches!(
+            e.kind,
+            EventKind::StateChanged { to: State::Error, cause: ems_core::event::Cause::Trip(TripReason::SetpointNotApplied), .. }
+        )));
+    }
+
+    #[test]
     fn passive_mode_commands_zero_while_running() {
         let (mut c, now) = running();
         let out = c.step(

@@ -1,9 +1,13 @@
-//! Cost of one simulated second: `advance(1 s)` + `fill_snapshot`.
+//! Cost of one simulated second: `advance(1 s)` + `fill_snapshot`; and of one cycle through
+//! the device handles of a `SharedSite`.
 // A benchmark has nobody to report an error to: failing setup aborts the run.
 #![allow(clippy::expect_used)]
 use criterion::{criterion_group, criterion_main, Criterion};
 use ems_core::{Command, ContactorCommand, Millis, Snapshot, Watts};
-use ems_devices::sim::{SimSiteConfig, SimulatedSite};
+use ems_devices::sim::{SharedSite, SimSiteConfig, SimulatedSite};
+use ems_devices::traits::{
+    Bms, ControlSource, EStopInput, Inverter, InverterSettings, Meter, PvInverter, Relay,
+};
 use std::hint::black_box;
 
 fn bench(c: &mut Criterion) {
@@ -30,6 +34,38 @@ fn bench(c: &mut Criterion) {
     });
     c.bench_function("advance_100ms", |b| {
         b.iter(|| site.advance(black_box(Millis::new(100))));
+    });
+
+    let shared =
+        SharedSite::new(SimulatedSite::new(SimSiteConfig::default()).expect("default config is valid"));
+    let mut d = shared.devices();
+    pollster::block_on(async {
+        let remote = InverterSettings {
+            control: ControlSource::Remote,
+            setpoint: Watts::ZERO,
+            revert_timeout: Some(Millis::new(10_000)),
+        };
+        d.inverter.write_settings(&remote).await.expect("take control");
+        d.precharge_relay.set(true).await.expect("relay");
+        shared.with_mut(|s| s.advance(Millis::new(1000)));
+        d.main_relay.set(true).await.expect("relay");
+        d.precharge_relay.set(false).await.expect("relay");
+    });
+    let mut sign = 1.0_f32;
+    c.bench_function("handles_cycle_read_all_write_setpoint_advance_1s", |b| {
+        b.iter(|| {
+            pollster::block_on(async {
+                sign = -sign;
+                black_box(d.bms.read().await.expect("bms"));
+                black_box(d.inverter.read().await.expect("inverter"));
+                black_box(d.meter.read().await.expect("meter"));
+                black_box(d.pv.read().await.expect("pv"));
+                black_box(d.estop.read().await.expect("estop"));
+                black_box(d.main_relay.feedback().await.expect("relay"));
+                d.inverter.write_setpoint(Watts::new(1000.0 * sign)).await.expect("setpoint");
+            });
+            shared.with_mut(|s| s.advance(black_box(Millis::new(1000))));
+        });
     });
 }
 

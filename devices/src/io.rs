@@ -1,1 +1,433 @@
-//! The device set: one cycle of reads and writes through the safety wrappers (being written).
+//! [`DeviceSet`]: one cycle of reads and writes through the safety wrappers.
+//!
+//! The shell calls, once per cycle:
+//!
+//! 1. [`DeviceSet::read`] — the E-stop first ([`DeviceSet::check_estop`], which on `Pressed`
+//!    writes a zero set-point and opens both relays at once, before any controller cycle), then
+//!    the BMS, the inverter, the meter, the PV and the contactor feedback; every snapshot signal
+//!    is filled (a failed read leaves the signal to go stale; a rejected value is invalid);
+//! 2. `Controller::step(now, &snapshot, &Inputs { device_trips: &report.trips, .. })` with the
+//!    trips of the previous [`DeviceSet::apply`];
+//! 3. [`DeviceSet::apply`] with the command and the envelope's charge/discharge bounds.
+//!
+//! [`DeviceSet::release`] at shutdown: zero, open the contactors, restore the inverter's
+//! settings — no device is left in a changed state.
+
+use crate::traits::{Bms, DeviceError, EStopInput, Inverter, Meter, PvInverter, Relay};
+use crate::wrappers::bms::{SafeBms, SafeBmsConfig};
+use crate::wrappers::contactor::{ContactorConfig, ContactorSequencer, ContactorStatus};
+use crate::wrappers::events::{Device, DeviceEvent, DeviceEvents, FieldValue, Rejection};
+use crate::wrappers::inverter::{ApplyOutcome, SafeInverter, SafeInverterConfig};
+use crate::wrappers::{ConfigError, WrapperError};
+use ems_core::snapshot::{EStopInput as EStopState, FAST_MAX_AGE};
+use ems_core::{Command, ContactorCommand, Hertz, Measurement, Millis, Snapshot, TripReason, Volts, Watts};
+
+/// Plain range checks for the grid meter and the PV reading.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ValidationConfig {
+    /// Lowest accepted grid frequency (default 45 Hz).
+    pub frequency_min: Hertz,
+    /// Highest accepted grid frequency (default 65 Hz).
+    pub frequency_max: Hertz,
+    /// Lowest accepted grid voltage (default 0 V: a dead grid is a reading, not an error).
+    pub voltage_min: Volts,
+    /// Highest accepted grid voltage (default 1000 V).
+    pub voltage_max: Volts,
+    /// Highest accepted grid power magnitude (default 1 MW).
+    pub grid_power_max: Watts,
+    /// Highest accepted PV power (default 1 MW). Small negative PV readings (night
+    /// consumption, down to −`pv_negative_tolerance`) are reported as zero; lower ones rejected.
+    pub pv_power_max: Watts,
+    /// See [`Self::pv_power_max`] (default 100 W).
+    pub pv_negative_tolerance: Watts,
+}
+
+impl Default for ValidationConfig {
+    fn default() -> Self {
+        Self {
+            frequency_min: Hertz::new(45.0),
+            frequency_max: Hertz::new(65.0),
+            voltage_min: Volts::ZERO,
+            voltage_max: Volts::new(1000.0),
+            grid_power_max: Watts::new(1.0e6),
+            pv_power_max: Watts::new(1.0e6),
+            pv_negative_tolerance: Watts::new(100.0),
+        }
+    }
+}
+
+/// Settings of every wrapper in a [`DeviceSet`].
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct DeviceSetConfig {
+    /// BMS wrapper.
+    pub bms: SafeBmsConfig,
+    /// Inverter wrapper.
+    pub inverter: SafeInverterConfig,
+    /// Contactor sequencing.
+    pub contactor: ContactorConfig,
+    /// Meter and PV plain validation.
+    pub validation: ValidationConfig,
+}
+
+/// What one [`DeviceSet::apply`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApplyReport {
+    /// The inverter wrapper's outcome.
+    pub inverter: ApplyOutcome,
+    /// The contactor sequencer's status.
+    pub contactor: ContactorStatus,
+    /// Device faults for the controller's `Inputs::device_trips` in the next cycle.
+    pub trips: heapless::Vec<TripReason, 4>,
+}
+
+/// The site's devices behind their safety wrappers.
+#[derive(Debug)]
+pub struct DeviceSet<B, I, M, P, PR, MR, E> {
+    bms: SafeBms<B>,
+    inverter: SafeInverter<I>,
+    meter: M,
+    pv: P,
+    contactor: ContactorSequencer<PR, MR>,
+    estop: E,
+    config: DeviceSetConfig,
+    estop_reading: Measurement<EStopState>,
+    estop_pressed: bool,
+    estop_failing: bool,
+    grid: ems_core::snapshot::GridSignals,
+    pv_power: Measurement<Watts>,
+    meter_failing: bool,
+    pv_failing: bool,
+}
+
+impl<B, I, M, P, PR, MR, E> DeviceSet<B, I, M, P, PR, MR, E>
+where
+    B: Bms,
+    I: Inverter,
+    M: Meter,
+    P: PvInverter,
+    PR: Relay,
+    MR: Relay,
+    E: EStopInput,
+{
+    /// Wrap the devices; every config is validated.
+    #[allow(clippy::too_many_arguments)] // one argument per device kind, named by the trait
+    pub fn new(
+        bms: B,
+        inverter: I,
+        meter: M,
+        pv: P,
+        precharge_relay: PR,
+        main_contactor: MR,
+        estop: E,
+        config: DeviceSetConfig,
+    ) -> Result<Self, ConfigError> {
+        let unknown = Snapshot::unknown(Watts::ZERO);
+        let v = &config.validation;
+        if v.frequency_min > v.frequency_max {
+            return Err(ConfigError::new(
+                "validation.frequency_min",
+                f64::from(v.frequency_min.get()),
+                "must not exceed frequency_max",
+            ));
+        }
+        if v.voltage_min > v.voltage_max {
+            return Err(ConfigError::new(
+                "validation.voltage_min",
+                f64::from(v.voltage_min.get()),
+                "must not exceed voltage_max",
+            ));
+        }
+        Ok(Self {
+            bms: SafeBms::new(bms, config.bms)?,
+            inverter: SafeInverter::new(inverter, config.inverter)?,
+            meter,
+            pv,
+            contactor: ContactorSequencer::new(precharge_relay, main_contactor, config.contactor)?,
+            estop,
+            config,
+            estop_reading: unknown.estop,
+            estop_pressed: false,
+            estop_failing: false,
+            grid: unknown.grid,
+            pv_power: unknown.pv_power,
+            meter_failing: false,
+            pv_failing: false,
+        })
+    }
+
+    /// The configuration.
+    #[must_use]
+    pub const fn config(&self) -> &DeviceSetConfig {
+        &self.config
+    }
+
+    /// The BMS wrapper.
+    pub fn bms(&mut self) -> &mut SafeBms<B> {
+        &mut self.bms
+    }
+
+    /// The inverter wrapper.
+    pub fn inverter(&mut self) -> &mut SafeInverter<I> {
+        &mut self.inverter
+    }
+
+    /// The contactor sequencer.
+    pub fn contactor(&mut self) -> &mut ContactorSequencer<PR, MR> {
+        &mut self.contactor
+    }
+
+    /// The meter.
+    pub fn meter(&mut self) -> &mut M {
+        &mut self.meter
+    }
+
+    /// The PV inverter.
+    pub fn pv(&mut self) -> &mut P {
+        &mut self.pv
+    }
+
+    /// The E-stop input.
+    pub fn estop(&mut self) -> &mut E {
+        &mut self.estop
+    }
+
+    /// Whether the inverter control lease is held at `now`.
+    #[must_use]
+    pub fn lease_active(&self, now: Millis) -> bool {
+        self.inverter.lease_active(now)
+    }
+
+    /// The E-stop fast path: read the input; on `Pressed`, write a zero set-point and command
+    /// both relays open at once. On the press edge an [`DeviceEvent::EStopFastPath`] is
+    /// emitted; while it stays pressed the relays are re-commanded open every call and zero is
+    /// re-written if anything else was written. Returns whether the E-stop is pressed (an
+    /// unreadable input returns `false` here and is reported invalid in the snapshot, which
+    /// the controller treats as pressed for the envelope).
+    pub async fn check_estop(&mut self, now: Millis, events: &mut DeviceEvents) -> bool {
+        let reading = match self.estop.read().await {
+            Ok(r) => {
+                if self.estop_failing {
+                    events.push(now, DeviceEvent::CommRestored { device: Device::EStop });
+                }
+                self.estop_failing = false;
+                self.estop_reading.update(r, now);
+                r
+            }
+            Err(e) => {
+                if !self.estop_failing {
+                    events.push(now, DeviceEvent::ReadFailed { device: Device::EStop, kind: e.kind() });
+                }
+                self.estop_failing = true;
+                return false;
+            }
+        };
+        let pressed = reading == EStopState::Pressed;
+        if pressed {
+            let edge = !self.estop_pressed;
+            let zero_needed = edge || self.inverter.last_written() != Watts::ZERO;
+            let zero_written =
+                if zero_needed { self.inverter.emergency_zero(now).await.is_ok() } else { true };
+            let relays_opened = self.contactor.emergency_open(now, events).await;
+            if edge {
+                events.push(now, DeviceEvent::EStopFastPath { zero_written, relays_opened });
+            }
+        }
+        self.estop_pressed = pressed;
+        pressed
+    }
+
+    /// Poll every device once and fill every snapshot signal (E-stop first).
+    pub async fn read(&mut self, now: Millis, snapshot: &mut Snapshot, events: &mut DeviceEvents) {
+        let _ = self.check_estop(now, events).await;
+        snapshot.estop = self.estop_reading;
+
+        self.bms.poll(now, events).await;
+        self.bms.fill(now, &mut snapshot.battery);
+
+        let _ = self.inverter.poll(now, events).await;
+        self.inverter.fill(now, &mut snapshot.inverter);
+
+        self.read_meter(now, events).await;
+        snapshot.grid = self.grid;
+        self.read_pv(now, events).await;
+        snapshot.pv_power = self.pv_power;
+
+        let status = self.contactor.observe().await;
+        fill_contactor(now, &status, snapshot);
+    }
+
+    async fn read_meter(&mut self, now: Millis, events: &mut DeviceEvents) {
+        let r = match self.meter.read().await {
+            Ok(r) => r,
+            Err(e) => {
+                if !self.meter_failing {
+                    events.push(now, DeviceEvent::ReadFailed { device: Device::Meter, kind: e.kind() });
+                }
+                self.meter_failing = true;
+                return;
+            }
+        };
+        if self.meter_failing {
+            events.push(now, DeviceEvent::CommRestored { device: Device::Meter });
+        }
+        self.meter_failing = false;
+        let v = self.config.validation;
+        let reject = |events: &mut DeviceEvents, field, value, min, max| {
+            events.push(
+                now,
+                DeviceEvent::ReadingRejected {
+                    device: Device::Meter,
+                    field,
+                    value,
+                    why: Rejection::OutOfRange { min, max },
+                },
+            );
+        };
+        if r.active_power.abs() <= v.grid_power_max {
+            self.grid.active_power.update(r.active_power, now);
+        } else {
+            reject(
+                events,
+                "active_power",
+                FieldValue::Watts(r.active_power),
+                FieldValue::Watts(-v.grid_power_max),
+                FieldValue::Watts(v.grid_power_max),
+            );
+            self.grid.active_power.invalidate();
+        }
+        if r.voltage >= v.voltage_min && r.voltage <= v.voltage_max {
+            self.grid.voltage.update(r.voltage, now);
+        } else {
+            reject(
+                events,
+                "voltage",
+                FieldValue::Volts(r.voltage),
+                FieldValue::Volts(v.voltage_min),
+                FieldValue::Volts(v.voltage_max),
+            );
+            self.grid.voltage.invalidate();
+        }
+        if r.frequency >= v.frequency_min && r.frequency <= v.frequency_max {
+            self.grid.frequency.update(r.frequency, now);
+        } else {
+            reject(
+                events,
+                "frequency",
+                FieldValue::Hertz(r.frequency),
+                FieldValue::Hertz(v.frequency_min),
+                FieldValue::Hertz(v.frequency_max),
+            );
+            self.grid.frequency.invalidate();
+        }
+    }
+
+    async fn read_pv(&mut self, now: Millis, events: &mut DeviceEvents) {
+        let r = match self.pv.read().await {
+            Ok(r) => r,
+            Err(e) => {
+                if !self.pv_failing {
+                    events.push(now, DeviceEvent::ReadFailed { device: Device::Pv, kind: e.kind() });
+                }
+                self.pv_failing = true;
+                return;
+            }
+        };
+        if self.pv_failing {
+            events.push(now, DeviceEvent::CommRestored { device: Device::Pv });
+        }
+        self.pv_failing = false;
+        let v = self.config.validation;
+        let p = r.active_power;
+        if p >= -v.pv_negative_tolerance && p <= v.pv_power_max {
+            self.pv_power.update(p.max(Watts::ZERO), now);
+        } else {
+            events.push(
+                now,
+                DeviceEvent::ReadingRejected {
+                    device: Device::Pv,
+                    field: "active_power",
+                    value: FieldValue::Watts(p),
+                    why: Rejection::OutOfRange {
+                        min: FieldValue::Watts(-v.pv_negative_tolerance),
+                        max: FieldValue::Watts(v.pv_power_max),
+                    },
+                },
+            );
+            self.pv_power.invalidate();
+        }
+    }
+
+    /// Apply one cycle's command: the contactor sequence and the inverter set-point (bounded by
+    /// `max_charge` / `max_discharge`, magnitudes from the envelope). When opening, zero is
+    /// written before the contactor opens; when closing, the contactor goes first. The inverter
+    /// lease is taken on the first non-zero set-point. The returned trips go to the
+    /// controller's `Inputs::device_trips` in the next cycle.
+    pub async fn apply(
+        &mut self,
+        now: Millis,
+        command: &Command,
+        max_charge: Watts,
+        max_discharge: Watts,
+        events: &mut DeviceEvents,
+    ) -> ApplyReport {
+        let pack = self.bms_pack_voltage(now);
+        let dc = self.inverter.dc_link_voltage(now);
+        // An E-stop seen by the fast path in this cycle holds zero whatever the command says.
+        let setpoint = if self.estop_pressed { Watts::ZERO } else { command.battery_setpoint };
+        let contactor_cmd = if self.estop_pressed { ContactorCommand::Open } else { command.contactor };
+        let (inverter, contactor) = if contactor_cmd == ContactorCommand::Open {
+            let inv = self.inverter.apply(now, setpoint, max_charge, max_discharge, events).await;
+            let c = self.contactor.step(now, contactor_cmd, pack, dc, events).await;
+            (inv, c)
+        } else {
+            let c = self.contactor.step(now, contactor_cmd, pack, dc, events).await;
+            let inv = self.inverter.apply(now, setpoint, max_charge, max_discharge, events).await;
+            (inv, c)
+        };
+        let mut trips = heapless::Vec::new();
+        for t in inverter.trips.iter().chain(contactor.trips.iter()) {
+            if !trips.contains(t) {
+                let _ = trips.push(*t);
+            }
+        }
+        ApplyReport { inverter, contactor, trips }
+    }
+
+    fn bms_pack_voltage(&self, now: Millis) -> Option<Volts> {
+        let mut battery = Snapshot::unknown(Watts::ZERO).battery;
+        self.bms.fill(now, &mut battery);
+        battery.pack_voltage.value_at(now)
+    }
+
+    /// End control: write zero, open the contactors, restore the inverter's previous settings.
+    /// The error (if any) is the inverter's restore failure; the settings stay remembered so
+    /// the call can be retried.
+    pub async fn release(&mut self, now: Millis, events: &mut DeviceEvents) -> Result<(), WrapperError> {
+        if self.inverter.last_written() != Watts::ZERO {
+            if let Err(kind) = self.inverter.emergency_zero(now).await {
+                events.push(now, DeviceEvent::WriteFailed { device: Device::Inverter, kind });
+            }
+        }
+        let _ = self.contactor.step(now, ContactorCommand::Open, None, None, events).await;
+        self.inverter.release(now, events).await
+    }
+
+    /// Reset latched BMS alarms (rate-limited).
+    pub async fn reset_bms_alarms(&mut self, now: Millis) -> Result<(), WrapperError> {
+        self.bms.reset_alarms(now).await
+    }
+}
+
+/// Write the contactor status into the snapshot (feedback unreadable → invalid).
+fn fill_contactor(now: Millis, status: &ContactorStatus, snapshot: &mut Snapshot) {
+    match status.state {
+        Some(s) => {
+            snapshot.contactor = Measurement::good(s, now, FAST_MAX_AGE);
+            snapshot.precharge_done = Measurement::good(status.precharge_done, now, FAST_MAX_AGE);
+        }
+        None => {
+            snapshot.contactor.invalidate();
+            snapshot.precharge_done.invalidate();
+        }
+    }
+}

@@ -8,7 +8,7 @@
 //! futures carry no `Send` bound, so the traits serve single-threaded executors (tokio
 //! current-thread, `LocalSet`, embassy) as well as multi-threaded ones for `Send` implementors.
 
-use ems_core::snapshot::{BmsAlarms, ContactorState, InverterState};
+use ems_core::snapshot::{BmsAlarms, InverterState};
 use ems_core::{Amps, Celsius, Hertz, Millis, Percent, Volts, Watts};
 
 /// What kind of failure a device error is, whatever the driver.

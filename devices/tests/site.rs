@@ -6,9 +6,10 @@
 use ems_core::event::Signal;
 use ems_core::snapshot::{BmsAlarm, BmsAlarms, ContactorState, EStopInput, InverterState};
 use ems_core::{Celsius, Command, ContactorCommand, Millis, Percent, Quality, Volts, WattHours, Watts};
-use ems_devices::sim::{SimError, SimFault, SimSiteConfig, SimulatedSite};
+use ems_devices::sim::{SharedSite, SimError, SimFault, SimSiteConfig, SimulatedSite};
 use ems_devices::traits::{
-    Bms, Contactor, DeviceError, EStopInput as _, ErrorKind, Inverter, Meter, PvSource,
+    Bms, ControlSource, DeviceError, EStopInput as _, ErrorKind, Inverter, InverterSettings, Meter,
+    PvInverter, Relay,
 };
 
 const SEC: Millis = Millis::new(1000);
@@ -125,16 +126,28 @@ fn no_power_until_precharged_and_closed() {
     s.advance(SEC);
     assert_eq!(s.truth().battery_power, Watts::ZERO);
     assert_eq!(s.truth().inverter_state, InverterState::Standby);
+    assert_eq!(s.truth().dc_link_voltage, Volts::ZERO);
     s.apply(&Command { battery_setpoint: Watts::new(3000.0), contactor: ContactorCommand::Close });
     s.advance(Millis::new(100));
     let snap = s.snapshot(Millis::new(1100));
     assert_eq!(snap.contactor.last_value(), ContactorState::Precharging);
     assert!(!snap.precharge_done.last_value());
-    s.advance(Millis::new(200));
-    assert_eq!(s.truth().contactor, ContactorState::Closed);
-    assert_eq!(s.truth().battery_power, Watts::ZERO, "closed only at the end of that step");
+    // τ = 150 ms: the DC link passes 95 % of the pack voltage after ≈ 450 ms.
+    for _ in 0..3 {
+        s.advance(Millis::new(100));
+        assert_eq!(s.truth().contactor, ContactorState::Precharging);
+        assert_eq!(s.truth().battery_power, Watts::ZERO);
+    }
     s.advance(Millis::new(100));
+    let t = s.truth();
+    assert!(t.dc_link_voltage.get() > 0.95 * t.pack_voltage.get(), "{t:?}");
+    assert!(s.snapshot(Millis::new(1500)).precharge_done.last_value());
+    assert_eq!(t.battery_power, Watts::ZERO, "main closes at the next sub-step");
+    s.advance(Millis::new(100));
+    assert_eq!(s.truth().contactor, ContactorState::Closed);
+    assert!(s.truth().main_relay && !s.truth().precharge_relay);
     assert!((s.truth().battery_power.get() - 1000.0).abs() < 1.0, "ramp 10 kW/s");
+    assert_eq!(s.truth().inrush_events, 0);
     s.advance(SEC);
     assert!((s.truth().battery_power.get() - 3000.0).abs() < 1.0);
     assert_eq!(s.truth().inverter_state, InverterState::Running);
@@ -142,6 +155,20 @@ fn no_power_until_precharged_and_closed() {
     s.advance(Millis::new(100));
     assert_eq!(s.truth().battery_power, Watts::ZERO);
     assert_eq!(s.truth().contactor, ContactorState::Open);
+}
+
+#[test]
+fn one_second_steps_close_within_two_steps_without_inrush() {
+    let mut s = site(SimSiteConfig::default());
+    s.apply(&Command { battery_setpoint: Watts::new(2000.0), contactor: ContactorCommand::Close });
+    s.advance(SEC);
+    assert_eq!(s.truth().contactor, ContactorState::Precharging);
+    s.advance(SEC);
+    assert_eq!(s.truth().contactor, ContactorState::Closed);
+    assert!((s.truth().battery_power.get() - 2000.0).abs() < 1.0);
+    assert_eq!(s.truth().inrush_events, 0);
+    assert_eq!(s.truth().control, ControlSource::Remote);
+    assert_eq!(s.truth().setpoint_writes, 0, "apply is not a handle write");
 }
 
 #[test]
@@ -254,38 +281,50 @@ fn every_signal_is_good_in_a_fresh_snapshot_and_each_dropout_hits_it() {
 #[test]
 fn device_traits_work_on_the_simulated_site() {
     pollster::block_on(async {
-        let mut s = site(SimSiteConfig::default());
-        s.contactor().close().await.unwrap();
-        s.inverter().write_setpoint(Watts::new(-3000.0)).await.unwrap();
-        s.advance(SEC);
-        let c = s.contactor().read().await.unwrap();
-        assert_eq!(c.state, ContactorState::Closed);
-        assert!(c.precharge_done);
-        s.advance(SEC);
-        let inv = s.inverter().read().await.unwrap();
+        let shared = SharedSite::new(site(SimSiteConfig::default()));
+        let mut d = shared.devices();
+        d.precharge_relay.set(true).await.unwrap();
+        shared.with_mut(|s| s.advance(SEC));
+        assert!(d.precharge_relay.feedback().await.unwrap());
+        d.main_relay.set(true).await.unwrap();
+        d.precharge_relay.set(false).await.unwrap();
+        let remote =
+            InverterSettings { control: ControlSource::Remote, setpoint: Watts::ZERO, revert_timeout: None };
+        d.inverter.write_settings(&remote).await.unwrap();
+        d.inverter.write_setpoint(Watts::new(-3000.0)).await.unwrap();
+        shared.with_mut(|s| s.advance(SEC));
+        assert!(d.main_relay.feedback().await.unwrap());
+        assert!(!d.precharge_relay.feedback().await.unwrap());
+        shared.with_mut(|s| s.advance(SEC));
+        let inv = d.inverter.read().await.unwrap();
         assert!((inv.active_power.get() + 3000.0).abs() < 1.0);
+        assert_eq!(inv.setpoint, Watts::new(-3000.0));
         assert_eq!(inv.state, InverterState::Running);
-        let bms = s.bms().read().await.unwrap();
+        assert!((inv.dc_link_voltage.get() - shared.borrow().truth().pack_voltage.get()).abs() < 0.01);
+        let bms = d.bms.read().await.unwrap();
         assert!(bms.pack_current.get() < -50.0);
         assert!(bms.cell_voltage_max > bms.cell_voltage_min);
         assert!(bms.ready);
-        let m = s.meter().read().await.unwrap();
+        let m = d.meter.read().await.unwrap();
         assert!((m.frequency.get() - 50.0).abs() < 0.1);
-        assert!(s.pv().read().await.unwrap() >= Watts::ZERO);
-        assert_eq!(s.estop().read().await.unwrap(), EStopInput::Released);
+        assert!(d.pv.read().await.unwrap().active_power >= Watts::ZERO);
+        assert_eq!(d.estop.read().await.unwrap(), EStopInput::Released);
+        assert_eq!(shared.borrow().truth().inrush_events, 0);
 
-        let e = s.inverter().write_setpoint(Watts::new(6000.0)).await.unwrap_err();
+        let e = d.inverter.write_setpoint(Watts::new(6000.0)).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::OutOfRange);
-        s.inject(SimFault::InverterFault);
-        let e = s.inverter().write_setpoint(Watts::new(100.0)).await.unwrap_err();
+        shared.with_mut(|s| s.inject(SimFault::InverterFault));
+        let e = d.inverter.write_setpoint(Watts::new(100.0)).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Refused);
-        s.inject(SimFault::SensorDropout { signal: Signal::GridPower, for_: SEC });
-        assert_eq!(s.meter().read().await.unwrap_err().kind(), ErrorKind::Timeout);
-        s.inject(SimFault::SensorDropout { signal: Signal::BmsReady, for_: SEC });
-        assert_eq!(s.bms().read().await.unwrap_err().kind(), ErrorKind::Timeout);
+        shared.with_mut(|s| s.inject(SimFault::SensorDropout { signal: Signal::GridPower, for_: SEC }));
+        assert_eq!(d.meter.read().await.unwrap_err().kind(), ErrorKind::Timeout);
+        shared.with_mut(|s| s.inject(SimFault::SensorDropout { signal: Signal::BmsReady, for_: SEC }));
+        assert_eq!(d.bms.read().await.unwrap_err().kind(), ErrorKind::Timeout);
 
-        s.contactor().open().await.unwrap();
-        assert_eq!(s.contactor().read().await.unwrap().state, ContactorState::Open);
+        d.main_relay.set(false).await.unwrap();
+        shared.with_mut(|s| s.advance(Millis::new(10)));
+        assert!(!d.main_relay.feedback().await.unwrap());
+        assert_eq!(shared.borrow().truth().contactor, ContactorState::Open);
     });
 }
 

@@ -33,6 +33,29 @@ pub enum ViolationKind {
     ChargingBelowFreezing,
     /// Pack current above the trip level.
     OverCurrent,
+    /// The main relay closed onto a DC link far from the pack voltage (no pre-charge).
+    Inrush,
+    /// The inverter stayed under EMS control (`Remote`) after its lease expired.
+    LeaseExpired,
+}
+
+impl ViolationKind {
+    /// Whether this is a hard-limit violation of the physical truth (else: the invariant on
+    /// the command, or the lease).
+    #[must_use]
+    pub const fn is_hard_limit(self) -> bool {
+        match self {
+            Self::CellOverVoltage
+            | Self::CellUnderVoltage
+            | Self::CellOverTemperature
+            | Self::ChargingBelowFreezing
+            | Self::OverCurrent
+            | Self::Inrush => true,
+            Self::OutsideEnvelope | Self::RampExceeded | Self::PowerOutsideRunning | Self::LeaseExpired => {
+                false
+            }
+        }
+    }
 }
 
 /// One violation.
@@ -59,6 +82,13 @@ pub struct Checker {
     previous_at: Option<Millis>,
     /// All violations counted.
     pub count: u64,
+    /// Hard-limit violations of the physical truth (incl. inrush).
+    pub hard_limit_count: u64,
+    /// Violations of the invariant on the command (envelope, ramp, power outside RUNNING).
+    pub invariant_count: u64,
+    /// Cycles with the inverter under EMS control after the lease expired.
+    pub lease_count: u64,
+    inrush_seen: u32,
     /// The first [`KEPT_VIOLATIONS`].
     pub kept: Vec<Violation>,
 }
@@ -78,15 +108,34 @@ impl Checker {
             previous: Watts::ZERO,
             previous_at: None,
             count: 0,
+            hard_limit_count: 0,
+            invariant_count: 0,
+            lease_count: 0,
+            inrush_seen: 0,
             kept: Vec::new(),
         }
     }
 
-    fn record(&mut self, at: Millis, kind: ViolationKind, detail: String) {
+    /// Record a violation found by the caller (e.g. the lease check of the harness).
+    pub fn record(&mut self, at: Millis, kind: ViolationKind, detail: String) {
         self.count += 1;
+        if kind == ViolationKind::LeaseExpired {
+            self.lease_count += 1;
+        } else if kind.is_hard_limit() {
+            self.hard_limit_count += 1;
+        } else {
+            self.invariant_count += 1;
+        }
         if self.kept.len() < KEPT_VIOLATIONS {
             self.kept.push(Violation { at_ms: at.get(), kind, detail });
         }
+    }
+
+    /// Forget the previous command (a restarted controller starts from zero, like the devices'
+    /// own revert): the ramp is checked from the next command on.
+    pub fn reset_ramp(&mut self) {
+        self.previous = Watts::ZERO;
+        self.previous_at = None;
     }
 
     /// Check the controller's output of the cycle at `now`.
@@ -161,6 +210,21 @@ impl Checker {
                 ViolationKind::ChargingBelowFreezing,
                 format!("charging {:.1} A at {t_min:.1} °C", -i),
             );
+        }
+        if t.inrush_events > self.inrush_seen {
+            let n = t.inrush_events - self.inrush_seen;
+            self.inrush_seen = t.inrush_events;
+            for _ in 0..n {
+                self.record(
+                    now,
+                    ViolationKind::Inrush,
+                    format!(
+                        "main relay closed onto DC link {:.1} V, pack {:.1} V",
+                        t.dc_link_voltage.get(),
+                        t.pack_voltage.get()
+                    ),
+                );
+            }
         }
         if i.abs() > self.current_trip {
             self.record(

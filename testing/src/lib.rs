@@ -12,8 +12,14 @@
 
 pub mod checker;
 pub mod faults;
+pub mod faulty;
 pub mod harness;
 pub mod report;
+pub mod scenario;
 
-pub use harness::{run, HarnessError, RunOptions};
+pub use harness::{
+    run, run_scenario, run_scenario_file, run_timeline, ExpectationOutcome, HarnessError, RunOptions,
+    ScenarioReport, ScenarioRunError,
+};
 pub use report::Report;
+pub use scenario::Scenario;

@@ -118,6 +118,14 @@ pub struct Stats {
     pub dropped_events: u64,
     /// Faults injected.
     pub faults_injected: u64,
+    /// Faults injected by kind (`comm_loss`, `cell_heating`, `gateway_crash`, …).
+    pub faults_by_kind: BTreeMap<String, u64>,
+    /// Returns to RUNNING after ERROR, STOPPED or a gateway crash.
+    pub recoveries: u64,
+    /// Gateway crashes (each followed by a restart from the persisted state).
+    pub gateway_restarts: u64,
+    /// Whether the site went through ERROR/STOPPED/a crash since it last ran.
+    pub(crate) was_down: bool,
 }
 
 impl Stats {
@@ -135,6 +143,14 @@ impl Stats {
                 }
                 EventKind::StateChanged { from, to, cause } => {
                     *self.transitions.entry(format!("{from} -> {to}")).or_default() += 1;
+                    match to {
+                        State::Error | State::Stopped => self.was_down = true,
+                        State::Running if self.was_down => {
+                            self.was_down = false;
+                            self.recoveries += 1;
+                        }
+                        State::Running | State::Boot | State::Idle => {}
+                    }
                     if let ems_core::event::Cause::Trip(t) = cause {
                         *self.trips.entry(t.to_string()).or_default() += 1;
                     }
@@ -223,7 +239,24 @@ pub struct Report {
     pub refused_requests: u64,
     /// Events dropped for lack of buffer space.
     pub dropped_events: u64,
-    /// Number of violations (hard limits and the safety invariant).
+    /// Faults injected by kind.
+    pub faults_by_kind: BTreeMap<String, u64>,
+    /// Hard-limit violations of the physical truth (cell voltage, temperature, current,
+    /// charging below freezing, inrush). Must be 0.
+    pub hard_limit_violations: u64,
+    /// Violations of the invariant on the command (outside the envelope, ramp, power outside
+    /// RUNNING). Must be 0.
+    pub invariant_violations: u64,
+    /// Cycles in which the inverter was under EMS control although its lease had expired.
+    /// Must be 0.
+    pub lease_violations: u64,
+    /// Returns to RUNNING after ERROR, STOPPED or a gateway crash.
+    pub recoveries: u64,
+    /// Gateway crashes with restart from the persisted state.
+    pub gateway_restarts: u64,
+    /// Battery energy throughput, charge + discharge (AC side).
+    pub energy_throughput_kwh: f64,
+    /// Number of violations (hard limits, the safety invariant and the lease).
     pub violation_count: u64,
     /// The first violations in full.
     pub violations: Vec<Violation>,
@@ -275,6 +308,13 @@ impl Report {
             time_in_state_s,
             limited_by: stats.limited_by,
             faults_injected: stats.faults_injected,
+            faults_by_kind: stats.faults_by_kind,
+            hard_limit_violations: checker.hard_limit_count,
+            invariant_violations: checker.invariant_count,
+            lease_violations: checker.lease_count,
+            recoveries: stats.recoveries,
+            gateway_restarts: stats.gateway_restarts,
+            energy_throughput_kwh: kwh(energy.battery_charge) + kwh(energy.battery_discharge),
             refused_requests: stats.refused_requests,
             dropped_events: stats.dropped_events,
             violation_count: checker.count,
@@ -367,6 +407,17 @@ impl fmt::Display for Report {
             f,
             "faults injected: {}  refused requests: {}  dropped events: {}",
             self.faults_injected, self.refused_requests, self.dropped_events
+        )?;
+        map_lines(f, "faults injected by kind", &self.faults_by_kind)?;
+        writeln!(
+            f,
+            "recoveries: {}  gateway restarts: {}  battery throughput: {:.2} kWh",
+            self.recoveries, self.gateway_restarts, self.energy_throughput_kwh
+        )?;
+        writeln!(
+            f,
+            "hard_limit_violations: {}  invariant_violations: {}  lease_violations: {}",
+            self.hard_limit_violations, self.invariant_violations, self.lease_violations
         )?;
         writeln!(f, "violations: {}", self.violation_count)?;
         for v in &self.violations {

@@ -52,6 +52,11 @@ const OT_CLEAR: f64 = 55.0;
 const UT_SET: f64 = -20.0;
 const UT_CLEAR: f64 = -15.0;
 const OC_FACTOR: f64 = 1.5;
+/// The pack model's temperature ceiling (the top of the `Celsius` range).
+const MAX_TEMP_C: f64 = 1000.0;
+/// Ceiling of the injected runaway heat, so the doubling never overflows (≈ 11 K/s into a
+/// 10 kWh pack).
+const RUNAWAY_MAX_W: f64 = 1.0e6;
 
 /// Open-circuit voltage of one LFP cell at `soc` (piecewise linear over [`OCV_KNOTS`]).
 #[must_use]
@@ -97,6 +102,8 @@ pub struct SimBattery {
     cell_v_min: f64,
     cell_v_max: f64,
     pub(crate) extra_heat_w: f64,
+    pub(crate) runaway_w: f64,
+    pub(crate) runaway_doubling_s: f64,
     pub(crate) imbalance_v: f64,
     pub(crate) injected_alarms: BmsAlarms,
     own_alarms: BmsAlarms,
@@ -124,6 +131,8 @@ impl SimBattery {
             cell_v_min: 0.0,
             cell_v_max: 0.0,
             extra_heat_w: 0.0,
+            runaway_w: 0.0,
+            runaway_doubling_s: 1.0,
             imbalance_v: 0.0,
             injected_alarms: BmsAlarms::NONE,
             own_alarms: BmsAlarms::NONE,
@@ -170,9 +179,14 @@ impl SimBattery {
         self.charge_ah = (self.charge_ah - i * k.dt_h).clamp(0.0, self.capacity_ah);
         self.current = i;
 
-        let heat = i * i * r + self.extra_heat_w;
+        let heat = i * i * r + self.extra_heat_w + self.runaway_w;
+        if self.runaway_w > 0.0 {
+            // Only while a runaway is injected: one exp2 per sub-step.
+            self.runaway_w = (self.runaway_w * (k.dt_s / self.runaway_doubling_s).exp2()).min(RUNAWAY_MAX_W);
+        }
         let target = ambient + heat / self.conductance;
-        self.temp = target + (self.temp - target) * k.battery_decay;
+        // Capped where `Celsius` ends (a pack at 1000 °C has burnt out).
+        self.temp = (target + (self.temp - target) * k.battery_decay).min(MAX_TEMP_C);
 
         self.update_voltages(i, r);
         self.update_bms();
@@ -298,6 +312,12 @@ impl SimBattery {
     #[must_use]
     pub fn alarms(&self) -> BmsAlarms {
         BmsAlarms::from_bits(self.own_alarms.bits() | self.injected_alarms.bits())
+    }
+
+    /// The BMS's alarm reset: clears the injected (latched) alarms whose cause is gone, i.e.
+    /// every injected alarm that the pack's own measurements do not raise right now.
+    pub(crate) fn reset_alarms(&mut self) {
+        self.injected_alarms = BmsAlarms::from_bits(self.injected_alarms.bits() & self.own_alarms.bits());
     }
 
     /// The BMS is ready when it reports no alarm.

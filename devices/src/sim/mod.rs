@@ -1,5 +1,10 @@
 //! Simulated devices with physics, composed into a [`SimulatedSite`].
 //!
+//! The physics are stepped through [`SimulatedSite`]; the device layer reaches them through
+//! [`SharedSite::devices`], one handle per device ([`SimBms`], [`SimInverter`], [`SimMeter`],
+//! [`SimPv`], two [`SimRelay`]s and the [`SimEStopPin`]), each implementing its trait from
+//! [`crate::traits`] (the E-stop pin implements `embedded_hal::digital::InputPin`).
+//!
 //! The models are deliberately simple but physically consistent (energy balance holds every
 //! step, the battery cannot leave 0..=100 % SOC) and cheap: one `advance(1 s)` plus
 //! `fill_snapshot` costs well under a microsecond, with no allocation. See `devices/README.md`
@@ -12,11 +17,12 @@ mod site;
 
 pub use battery::{ocv_cell, SimBattery, CELLS_IN_SERIES, CELL_NOMINAL_VOLTAGE, OCV_KNOTS};
 pub use handles::{
-    SimBmsHandle, SimContactorHandle, SimDeviceError, SimEStopHandle, SimInverterHandle, SimMeterHandle,
-    SimPvHandle,
+    RelayRole, SharedSite, SimBms, SimDeviceError, SimDevices, SimEStopPin, SimInverter, SimMeter, SimPv,
+    SimRelay,
 };
 pub use parts::{
-    dynamisation, SimContactor, SimEStop, SimGridMeter, SimInverter, SimLoad, SimPv, PRECHARGE_TIME,
+    dynamisation, EStopButton, InverterModel, PowerPath, PvArray, SimGridMeter, SimLoad, DC_LINK_BLEED_TAU,
+    DELAY_QUEUE, INRUSH_THRESHOLD, PRECHARGED_WITHIN, PRECHARGE_TAU,
 };
 pub use site::{Ambient, EnergyCounters, SimError, SimFault, SimSiteConfig, SimulatedSite, SiteTruth};
 
@@ -36,6 +42,8 @@ pub(crate) struct StepCoeffs {
     pub(crate) dt_h: f64,
     pub(crate) battery_decay: f64,
     pub(crate) inverter_decay: f64,
+    pub(crate) precharge_decay: f64,
+    pub(crate) bleed_decay: f64,
     pub(crate) noise_phi: f64,
     pub(crate) noise_innovation: f64,
     pub(crate) grid_phi: f64,
@@ -53,12 +61,18 @@ impl StepCoeffs {
             dt_h: dt_s / 3600.0,
             battery_decay: (-dt_s / battery::THERMAL_TAU_S).exp(),
             inverter_decay: (-dt_s / parts::INV_TAU_S).exp(),
+            precharge_decay: (-dt_s / ms_to_s(parts::PRECHARGE_TAU)).exp(),
+            bleed_decay: (-dt_s / ms_to_s(parts::DC_LINK_BLEED_TAU)).exp(),
             noise_phi,
             noise_innovation: (1.0 - noise_phi * noise_phi).sqrt(),
             grid_phi,
             grid_innovation: (1.0 - grid_phi * grid_phi).sqrt(),
         }
     }
+}
+
+fn ms_to_s(t: Millis) -> f64 {
+    f64::from(u32::try_from(t.get()).unwrap_or(u32::MAX)) / 1000.0
 }
 
 /// An approximately standard-normal sample (Irwin–Hall sum of four uniforms, rescaled): cheap

@@ -1,8 +1,10 @@
-//! Inverter, contactor, PV, load, grid meter and E-stop models.
+//! Inverter, DC power path (pre-charge and main relays, DC link), PV, load, grid meter and
+//! E-stop models.
 
 use super::battery::SimBattery;
 use super::{normal, StepCoeffs};
 use crate::data::{DayType, LoadProfile, WeatherYear, HOURS_PER_YEAR};
+use crate::traits::{ControlSource, InverterSettings};
 use ems_core::snapshot::{ContactorState, EStopInput, InverterState};
 use ems_core::{Celsius, Hertz, Millis, Percent, Volts, Watts};
 
@@ -13,22 +15,38 @@ pub(crate) const INV_TAU_S: f64 = INV_HEAT_CAPACITY / INV_CONDUCTANCE;
 /// Losses while synchronised but idle.
 const INV_IDLE_LOSS_W: f64 = 15.0;
 
-/// Battery inverter (PCS): follows the AC set-point within its rating and ramp rate.
+/// Depth of the queue of set-points waiting under [`SimFault::InverterDelay`](super::SimFault).
+/// When it is full the oldest waiting write takes effect at once.
+pub const DELAY_QUEUE: usize = 32;
+
+/// Battery inverter (PCS): follows the applied set-point within its rating and ramp rate.
+///
+/// Control logic as in a real PCS: it starts under [`ControlSource::Local`] (0 W, its safe
+/// default); the EMS takes control with a settings write, after which written set-points are
+/// applied. The device's own revert timer falls back to `Local` with a zero set-point when no
+/// write arrived for the armed timeout.
 #[derive(Debug, Clone)]
-pub struct SimInverter {
+pub struct InverterModel {
     rating: f64,
     ramp_per_s: f64,
     efficiency: f64,
     pub(crate) faulted: bool,
+    pub(crate) ignores_setpoint: bool,
+    pub(crate) delay_ms: u64,
     state: InverterState,
     ac: f64,
     dc: f64,
     temp: f64,
+    control: ControlSource,
+    register: f64,
+    pending: heapless::Deque<(f64, u64), DELAY_QUEUE>,
+    revert_timeout: Option<u64>,
+    last_write_ms: u64,
 }
 
-impl SimInverter {
+impl InverterModel {
     /// An inverter of `rating`, ramping at `ramp_per_s` watts per second, with one-way
-    /// `efficiency`, heat-sink at `temp`.
+    /// `efficiency`, heat-sink at `temp`; under local control with a zero set-point.
     #[must_use]
     pub fn new(rating: Watts, ramp_per_s: Watts, efficiency: Percent, temp: Celsius) -> Self {
         Self {
@@ -36,10 +54,17 @@ impl SimInverter {
             ramp_per_s: f64::from(ramp_per_s.get()),
             efficiency: f64::from(efficiency.fraction()),
             faulted: false,
+            ignores_setpoint: false,
+            delay_ms: 0,
             state: InverterState::Standby,
             ac: 0.0,
             dc: 0.0,
             temp: f64::from(temp.get()),
+            control: ControlSource::Local,
+            register: 0.0,
+            pending: heapless::Deque::new(),
+            revert_timeout: None,
+            last_write_ms: 0,
         }
     }
 
@@ -48,9 +73,109 @@ impl SimInverter {
         super::ramp_down(self.temp, 75.0, 95.0)
     }
 
+    /// The set-point the device applies: its register under remote control, 0 W under local.
+    pub(crate) fn applied_setpoint(&self) -> f64 {
+        match self.control {
+            ControlSource::Remote => self.register,
+            ControlSource::Local => 0.0,
+        }
+    }
+
+    /// A set-point write reaching the device at `now_ms` (range and state already checked).
+    /// It restarts the revert timer; the value goes through the injected faults.
+    pub(crate) fn write(&mut self, value: f64, now_ms: u64) {
+        self.last_write_ms = now_ms;
+        if self.ignores_setpoint {
+            return;
+        }
+        if self.delay_ms == 0 {
+            self.register = value;
+            return;
+        }
+        // Repeating the newest waiting value changes nothing (a cyclic writer would otherwise
+        // fill the queue with copies).
+        if self.pending.back().is_some_and(|p| p.0 == value) {
+            return;
+        }
+        if self.pending.is_full() {
+            if let Some((v, _)) = self.pending.pop_front() {
+                self.register = v;
+            }
+        }
+        // Cannot fail: one slot was freed above if the queue was full.
+        let _ = self.pending.push_back((value, now_ms.saturating_add(self.delay_ms)));
+    }
+
+    /// A settings write at `now_ms` (values already checked).
+    pub(crate) fn write_settings(&mut self, settings: &InverterSettings, now_ms: u64) {
+        self.control = settings.control;
+        self.revert_timeout = settings.revert_timeout.map(Millis::get);
+        self.write(f64::from(settings.setpoint.get()), now_ms);
+    }
+
+    /// The settings as the device reports them (the stored register, not the applied value).
+    pub(crate) fn settings(&self) -> InverterSettings {
+        InverterSettings {
+            control: self.control,
+            setpoint: Watts::new(self.register as f32),
+            revert_timeout: self.revert_timeout.map(Millis::new),
+        }
+    }
+
+    /// Take remote control without a revert timer (the ideal device layer of
+    /// `SimulatedSite::apply`).
+    pub(crate) fn take_control(&mut self) {
+        self.control = ControlSource::Remote;
+    }
+
+    /// Who controls the set-point.
+    #[must_use]
+    pub fn control(&self) -> ControlSource {
+        self.control
+    }
+
+    /// The next simulated instant (ms since start) at which the device changes by itself: a
+    /// delayed set-point taking effect or the revert timer expiring.
+    pub(crate) fn next_event(&self) -> Option<u64> {
+        let due = self.pending.front().map(|p| p.1);
+        let revert = match (self.control, self.revert_timeout) {
+            (ControlSource::Remote, Some(t)) => Some(self.last_write_ms.saturating_add(t)),
+            (ControlSource::Remote | ControlSource::Local, _) => None,
+        };
+        match (due, revert) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Let the device's own timers run up to `now_ms`.
+    pub(crate) fn tick(&mut self, now_ms: u64) {
+        while let Some(&(v, due)) = self.pending.front() {
+            if due > now_ms {
+                break;
+            }
+            self.register = v;
+            self.pending.pop_front();
+        }
+        if let (ControlSource::Remote, Some(t)) = (self.control, self.revert_timeout) {
+            if now_ms.saturating_sub(self.last_write_ms) >= t {
+                self.control = ControlSource::Local;
+                self.register = 0.0;
+                self.pending.clear();
+            }
+        }
+    }
+
+    /// Forget waiting delayed writes (the delay fault was cleared).
+    pub(crate) fn clear_delay(&mut self) {
+        self.delay_ms = 0;
+        while let Some((v, _)) = self.pending.pop_front() {
+            self.register = v;
+        }
+    }
+
     pub(crate) fn step(
         &mut self,
-        setpoint: f64,
         dc_connected: bool,
         battery: &mut SimBattery,
         ambient: f64,
@@ -66,7 +191,7 @@ impl SimInverter {
         let running = matches!(self.state, InverterState::Running);
         let (ac, dc) = if running {
             let cap = self.rating * self.derate();
-            let target = setpoint.clamp(-cap, cap);
+            let target = self.applied_setpoint().clamp(-cap, cap);
             let max_step = self.ramp_per_s * k.dt_s;
             let ac_req = target.clamp(self.ac - max_step, self.ac + max_step);
             let dc_req = if ac_req >= 0.0 { ac_req / self.efficiency } else { ac_req * self.efficiency };
@@ -96,6 +221,12 @@ impl SimInverter {
         Watts::new(self.dc as f32)
     }
 
+    /// The set-point the device applies now (0 W under local control).
+    #[must_use]
+    pub fn setpoint(&self) -> Watts {
+        Watts::new(self.applied_setpoint() as f32)
+    }
+
     /// Operating state.
     #[must_use]
     pub fn state(&self) -> InverterState {
@@ -115,65 +246,136 @@ impl SimInverter {
     }
 }
 
-/// Pre-charge time of the contactor sequence.
-pub const PRECHARGE_TIME: Millis = Millis::new(300);
+/// Time constant of the DC link charging through the pre-charge resistor (≈ 95 % after 0.45 s).
+pub const PRECHARGE_TAU: Millis = Millis::new(150);
+/// Time constant of the DC link discharging (bleeder resistor) with both relays open.
+pub const DC_LINK_BLEED_TAU: Millis = Millis::new(2_000);
+/// Closing the main relay with the DC link further than this fraction of the pack voltage
+/// away is an inrush event.
+pub const INRUSH_THRESHOLD: f64 = 0.10;
+/// The DC link counts as pre-charged within this fraction of the pack voltage.
+pub const PRECHARGED_WITHIN: f64 = 0.05;
 
-/// Main DC contactor with pre-charge: `Open` →(close) `Precharging` 300 ms → `Closed`; an open
-/// command opens at once.
+/// The DC power path between pack and inverter: a pre-charge relay (through a resistor) and a
+/// main relay, each with a coil and an auxiliary feedback contact, and the DC-link voltage.
+///
+/// Contacts follow their coils at the start of the next sub-step unless a fault holds them.
 #[derive(Debug, Clone, Default)]
-pub struct SimContactor {
-    closed: bool,
-    precharging_for: Option<u64>,
+pub struct PowerPath {
+    pub(crate) precharge_coil: bool,
+    pub(crate) main_coil: bool,
+    precharge_closed: bool,
+    main_closed: bool,
+    dc_link: f64,
+    pack: f64,
+    pub(crate) welded: bool,
+    pub(crate) stuck_open: bool,
+    pub(crate) resistor_open: bool,
+    inrush_events: u32,
 }
 
-impl SimContactor {
-    /// Apply the command at the start of a sub-step (open is immediate).
-    pub(crate) fn command(&mut self, close: Option<bool>) {
-        match close {
-            Some(false) => {
-                self.closed = false;
-                self.precharging_for = None;
-            }
-            Some(true) if !self.closed && self.precharging_for.is_none() => self.precharging_for = Some(0),
-            Some(true) | None => {}
-        }
+impl PowerPath {
+    /// Both relays open, DC link discharged, pack at `pack_voltage`.
+    #[must_use]
+    pub fn new(pack_voltage: Volts) -> Self {
+        Self { pack: f64::from(pack_voltage.get()), ..Self::default() }
     }
 
-    /// Let the pre-charge timer run for `dt`.
-    pub(crate) fn step(&mut self, dt_ms: u64) {
-        if let Some(t) = self.precharging_for {
-            let t = t.saturating_add(dt_ms);
-            if t >= PRECHARGE_TIME.get() {
-                self.closed = true;
-                self.precharging_for = None;
-            } else {
-                self.precharging_for = Some(t);
+    /// Move the contacts to their coils (start of a sub-step); count an inrush if the main
+    /// contact closes onto a DC link that is not pre-charged.
+    pub(crate) fn update_contacts(&mut self, pack_voltage: f64) {
+        self.pack = pack_voltage;
+        self.precharge_closed = self.precharge_coil;
+        let main = if self.main_closed && self.welded { true } else { self.main_coil && !self.stuck_open };
+        if main && !self.main_closed {
+            if (self.pack - self.dc_link).abs() > INRUSH_THRESHOLD * self.pack {
+                self.inrush_events = self.inrush_events.saturating_add(1);
             }
+            self.dc_link = self.pack;
         }
+        self.main_closed = main;
     }
 
-    /// Feedback state.
+    /// Let the DC link follow its circuit over one sub-step (end of the sub-step).
+    pub(crate) fn step(&mut self, pack_voltage: f64, k: &StepCoeffs) {
+        self.pack = pack_voltage;
+        self.dc_link = if self.main_closed {
+            self.pack
+        } else if self.precharge_closed && !self.resistor_open {
+            self.pack + (self.dc_link - self.pack) * k.precharge_decay
+        } else {
+            self.dc_link * k.bleed_decay
+        };
+    }
+
+    /// Whether the main contact is closed (power can flow).
+    #[must_use]
+    pub fn connected(&self) -> bool {
+        self.main_closed
+    }
+
+    /// Feedback contact of the pre-charge relay.
+    #[must_use]
+    pub fn precharge_closed(&self) -> bool {
+        self.precharge_closed
+    }
+
+    /// Feedback contact of the main relay.
+    #[must_use]
+    pub fn main_closed(&self) -> bool {
+        self.main_closed
+    }
+
+    /// DC-link voltage.
+    #[must_use]
+    pub fn dc_link_voltage(&self) -> Volts {
+        Volts::new(self.dc_link as f32)
+    }
+
+    /// The DC link is within 5 % of the pack voltage.
+    #[must_use]
+    pub fn precharge_done(&self) -> bool {
+        (self.pack - self.dc_link).abs() <= PRECHARGED_WITHIN * self.pack
+    }
+
+    /// Contactor state from the feedback contacts: `Closed` with the main contact closed,
+    /// `Precharging` with only the pre-charge contact closed, else `Open`.
     #[must_use]
     pub fn state(&self) -> ContactorState {
-        if self.closed {
+        if self.main_closed {
             ContactorState::Closed
-        } else if self.precharging_for.is_some() {
+        } else if self.precharge_closed {
             ContactorState::Precharging
         } else {
             ContactorState::Open
         }
     }
 
-    /// Pre-charge completed (true while closed).
+    /// Main-relay closings onto a DC link more than 10 % away from the pack voltage.
     #[must_use]
-    pub fn precharge_done(&self) -> bool {
-        self.closed
+    pub fn inrush_events(&self) -> u32 {
+        self.inrush_events
+    }
+
+    /// The ideal pre-charge sequence: set the coils for a close (`true`) or open (`false`)
+    /// request from the contact states and the DC link.
+    pub(crate) fn sequence(&mut self, close: bool) {
+        if !close {
+            self.precharge_coil = false;
+            self.main_coil = false;
+        } else if self.main_closed || self.precharge_done() {
+            self.main_coil = true;
+            self.precharge_coil = false;
+        } else {
+            self.precharge_coil = true;
+            self.main_coil = false;
+        }
     }
 }
 
 /// PV array driven by the TMY3 irradiance and air temperature.
 #[derive(Debug, Clone)]
-pub struct SimPv {
+pub struct PvArray {
     peak: f64,
     system_efficiency: f64,
     weather: &'static WeatherYear,
@@ -181,7 +383,7 @@ pub struct SimPv {
     air_temp: f64,
 }
 
-impl SimPv {
+impl PvArray {
     /// An array of `peak` (at 1000 W/m², 25 °C) with `system_efficiency` (wiring, inverter,
     /// soiling).
     #[must_use]
@@ -351,13 +553,13 @@ impl SimGridMeter {
     }
 }
 
-/// The E-stop input: tests press and release it.
+/// The E-stop button on a normally-closed loop: tests press and release it.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct SimEStop {
+pub struct EStopButton {
     pressed: bool,
 }
 
-impl SimEStop {
+impl EStopButton {
     /// Press the button (open the loop).
     pub fn press(&mut self) {
         self.pressed = true;
@@ -395,25 +597,53 @@ impl super::Calendar {
 mod tests {
     use super::*;
 
+    fn k(ms: u64) -> StepCoeffs {
+        StepCoeffs::new(Millis::new(ms))
+    }
+
     #[test]
-    fn contactor_precharges_then_closes_and_opens_at_once() {
-        let mut c = SimContactor::default();
-        assert_eq!(c.state(), ContactorState::Open);
-        c.command(Some(true));
-        assert_eq!(c.state(), ContactorState::Precharging);
-        c.step(100);
-        c.command(Some(true));
-        c.step(100);
-        assert_eq!(c.state(), ContactorState::Precharging);
-        assert!(!c.precharge_done());
-        c.step(100);
-        assert_eq!(c.state(), ContactorState::Closed);
-        assert!(c.precharge_done());
-        c.command(None);
-        assert_eq!(c.state(), ContactorState::Closed);
-        c.command(Some(false));
-        assert_eq!(c.state(), ContactorState::Open);
-        assert!(!c.precharge_done());
+    fn dc_link_precharges_closes_and_bleeds() {
+        let mut p = PowerPath::new(Volts::new(52.0));
+        assert_eq!(p.state(), ContactorState::Open);
+        p.precharge_coil = true;
+        assert_eq!(p.state(), ContactorState::Open, "contacts move at the next sub-step");
+        for _ in 0..5 {
+            p.update_contacts(52.0);
+            p.step(52.0, &k(100));
+        }
+        assert_eq!(p.state(), ContactorState::Precharging);
+        let v = p.dc_link_voltage().get();
+        assert!((0.95 * 52.0..52.0).contains(&v), "{v}");
+        assert!(p.precharge_done());
+        p.main_coil = true;
+        p.precharge_coil = false;
+        p.update_contacts(52.0);
+        assert_eq!(p.state(), ContactorState::Closed);
+        assert_eq!(p.inrush_events(), 0);
+        p.main_coil = false;
+        p.update_contacts(52.0);
+        p.step(52.0, &k(1000));
+        let v = p.dc_link_voltage().get();
+        assert!((v / 52.0 - (-0.5_f32).exp()).abs() < 1e-3, "τ = 2 s: {v}");
+        p.main_coil = true;
+        p.update_contacts(52.0);
+        assert_eq!(p.inrush_events(), 1);
+    }
+
+    #[test]
+    fn welded_and_stuck_contacts() {
+        let mut p = PowerPath::new(Volts::new(52.0));
+        p.stuck_open = true;
+        p.main_coil = true;
+        p.update_contacts(52.0);
+        assert!(!p.main_closed());
+        p.stuck_open = false;
+        p.update_contacts(52.0);
+        assert!(p.main_closed());
+        p.welded = true;
+        p.main_coil = false;
+        p.update_contacts(52.0);
+        assert!(p.main_closed(), "a welded contact stays closed");
     }
 
     #[test]

@@ -1,10 +1,12 @@
-//! The whole simulated site: battery + BMS, inverter, contactor, PV, household load, grid meter
-//! and E-stop, stepped together, with fault injection and energy counters.
+//! The whole simulated site: battery + BMS, inverter, DC power path (pre-charge and main
+//! relays, DC link), PV, household load, grid meter and E-stop, stepped together, with fault
+//! injection and energy counters.
 
 use super::battery::SimBattery;
-use super::parts::{SimContactor, SimEStop, SimGridMeter, SimInverter, SimLoad, SimPv};
+use super::parts::{EStopButton, InverterModel, PowerPath, PvArray, SimGridMeter, SimLoad};
 use super::{Calendar, StepCoeffs, DAY_MS, YEAR_DAYS};
 use crate::data::{self, DataError};
+use crate::traits::ControlSource;
 use ems_core::event::Signal;
 use ems_core::snapshot::{
     BmsAlarms, ContactorState, EStopInput, InverterState, ESTOP_MAX_AGE, FAST_MAX_AGE, SLOW_MAX_AGE,
@@ -14,7 +16,8 @@ use ems_core::{
 };
 
 /// Longest internal sub-step: `advance` splits longer intervals so the explicit parts of the
-/// models (ramp, pre-charge timer, coulomb counting limits) stay accurate.
+/// models (ramp, coulomb counting limits) stay accurate. Sub-steps also end at the inverter's
+/// own deadlines (revert timer, delayed set-point), so those act at their exact instant.
 const MAX_SUBSTEP_MS: u64 = 1_000;
 
 /// Where the battery and inverter stand, thermally.
@@ -58,6 +61,9 @@ pub struct SimSiteConfig {
     pub initial_soc: Percent,
     /// Small seeded noise on grid voltage and frequency (default on).
     pub grid_noise: bool,
+    /// The inverter stores set-points in non-volatile memory, as reported by
+    /// `Inverter::capabilities` (default false).
+    pub inverter_setpoint_in_flash: bool,
 }
 
 impl Default for SimSiteConfig {
@@ -77,6 +83,7 @@ impl Default for SimSiteConfig {
             ambient: Ambient::Indoor(Celsius::new(20.0)),
             initial_soc: Percent::new(50.0),
             grid_noise: true,
+            inverter_setpoint_in_flash: false,
         }
     }
 }
@@ -185,6 +192,31 @@ pub enum SimFault {
         /// Extra voltage of the highest cell.
         volts: Volts,
     },
+    /// The main contact welds: once closed (or if closed now) it stays closed, and its
+    /// feedback says closed, when the coil is de-energised.
+    ContactorWeld,
+    /// The main contact does not close when its coil is energised (feedback stays open).
+    ContactorStuckOpen,
+    /// The pre-charge resistor is open: the DC link does not charge through the pre-charge
+    /// relay (it keeps bleeding down).
+    PrechargeResistorOpen,
+    /// The inverter accepts set-point writes and applies none: the read-back set-point stays
+    /// at the old value.
+    InverterIgnoresSetpoint,
+    /// The inverter applies each written set-point only `by` after the write (writes queue,
+    /// up to [`DELAY_QUEUE`](super::DELAY_QUEUE)).
+    InverterDelay {
+        /// Delay between a write and its effect.
+        by: Millis,
+    },
+    /// Internal heat in the pack that starts at `initial_watts` and doubles every `doubling`
+    /// (capped at 1 MW): a runaway-like temperature rise, until cleared.
+    CellRunaway {
+        /// Heat flow at injection.
+        initial_watts: Watts,
+        /// Doubling time of the heat flow (at least 1 ms).
+        doubling: Millis,
+    },
     /// Clear every injected fault, including a pressed E-stop.
     Clear,
 }
@@ -220,8 +252,27 @@ pub struct SiteTruth {
     pub inverter_temp: Celsius,
     /// Inverter state.
     pub inverter_state: InverterState,
-    /// Contactor state.
+    /// Contactor state from the relay contacts (not the coils).
     pub contactor: ContactorState,
+    /// Pre-charge relay contact closed.
+    pub precharge_relay: bool,
+    /// Main relay contact closed.
+    pub main_relay: bool,
+    /// DC-link voltage.
+    pub dc_link_voltage: Volts,
+    /// Closings of the main relay onto a DC link more than 10 % away from the pack voltage
+    /// (a hard-limit violation for the test harness).
+    pub inrush_events: u32,
+    /// Who controls the inverter set-point.
+    pub control: ControlSource,
+    /// The set-point the inverter applies (0 W under local control).
+    pub inverter_setpoint: Watts,
+    /// Set-point writes that reached the inverter through its device handle.
+    pub setpoint_writes: u64,
+    /// Settings writes that reached the inverter through its device handle.
+    pub settings_writes: u64,
+    /// BMS alarm resets received through its device handle.
+    pub bms_alarm_resets: u32,
     /// E-stop input.
     pub estop: EStopInput,
     /// BMS charge limit as the BMS computes it.
@@ -261,20 +312,30 @@ struct Counters {
 
 /// The simulated site. Build with [`SimulatedSite::new`], then per cycle: [`Self::apply`] the
 /// controller's command, [`Self::advance`] the physics, [`Self::fill_snapshot`] for the next
-/// cycle. Device-trait access goes through small handles ([`Self::bms`], [`Self::inverter`], …).
+/// cycle.
+///
+/// [`Self::apply`] is a convenience *ideal device layer*: it takes remote control of the
+/// inverter, writes the set-point and sequences the pre-charge and main relays itself. Real
+/// control goes through one device handle per device (wrap the site in a
+/// [`SharedSite`](super::SharedSite) and call [`SharedSite::devices`](super::SharedSite::devices));
+/// driving a relay through its handle switches the automatic sequence off until the next
+/// `apply`.
 #[derive(Debug, Clone)]
 pub struct SimulatedSite {
     config: SimSiteConfig,
     pub(crate) battery: SimBattery,
-    pub(crate) inverter: SimInverter,
-    pub(crate) contactor: SimContactor,
-    pub(crate) pv: SimPv,
+    pub(crate) inverter: InverterModel,
+    pub(crate) path: PowerPath,
+    pub(crate) pv: PvArray,
     pub(crate) load: SimLoad,
     pub(crate) grid: SimGridMeter,
-    pub(crate) estop: SimEStop,
+    pub(crate) estop: EStopButton,
     rng: fastrand::Rng,
-    pub(crate) setpoint: f64,
+    setpoint: f64,
     pub(crate) contactor_cmd: Option<bool>,
+    pub(crate) setpoint_writes: u64,
+    pub(crate) settings_writes: u64,
+    pub(crate) bms_alarm_resets: u32,
     start_ms: u64,
     elapsed_ms: u64,
     coeffs: StepCoeffs,
@@ -342,8 +403,9 @@ fn invalidate(s: &mut Snapshot, signal: Signal) {
 }
 
 impl SimulatedSite {
-    /// Build a site; the battery and inverter start at the ambient temperature, the contactor
-    /// open, the inverter in standby. Signals are computed for the start instant.
+    /// Build a site; the battery and inverter start at the ambient temperature, both relays
+    /// open with the DC link discharged, the inverter in standby under local control with a
+    /// zero set-point. Signals are computed for the start instant.
     ///
     /// # Errors
     /// [`SimError::InvalidConfig`] for a bad field, [`SimError::Data`] if the embedded data do not
@@ -353,29 +415,34 @@ impl SimulatedSite {
         let weather = data::tmy3_greensboro()?;
         let profile = data::bdew_h25()?;
         let start_ms = u64::from(config.start_day_of_year - 1) * DAY_MS + config.start_time_of_day.get();
-        let mut pv = SimPv::new(config.pv_peak, config.pv_system_efficiency, weather);
+        let mut pv = PvArray::new(config.pv_peak, config.pv_system_efficiency, weather);
         pv.step(start_ms as f64 / 3.6e6);
         let ambient = match config.ambient {
             Ambient::Indoor(t) => t,
             Ambient::Outdoor => pv.air_temperature(),
         };
         let cal_day = start_ms / DAY_MS;
+        let battery = SimBattery::new(config.battery_capacity, config.initial_soc, ambient);
+        let path = PowerPath::new(battery.pack_voltage());
         let mut site = Self {
-            battery: SimBattery::new(config.battery_capacity, config.initial_soc, ambient),
-            inverter: SimInverter::new(
+            battery,
+            inverter: InverterModel::new(
                 config.inverter_rating,
                 config.inverter_ramp_per_s,
                 config.inverter_efficiency,
                 ambient,
             ),
-            contactor: SimContactor::default(),
+            path,
             pv,
             load: SimLoad::new(config.annual_load, config.load_noise, profile),
             grid: SimGridMeter::new(config.grid_noise),
-            estop: SimEStop::default(),
+            estop: EStopButton::default(),
             rng: fastrand::Rng::with_seed(config.seed),
             setpoint: 0.0,
             contactor_cmd: None,
+            setpoint_writes: 0,
+            settings_writes: 0,
+            bms_alarm_resets: 0,
             start_ms,
             elapsed_ms: 0,
             coeffs: StepCoeffs::new(Millis::new(MAX_SUBSTEP_MS)),
@@ -405,11 +472,20 @@ impl SimulatedSite {
         &self.config
     }
 
-    /// Take the command for the next interval: the AC set-point (`+` discharge) is held until
-    /// the next `apply`; `Open` opens the contactor at the start of the next sub-step, `Close`
-    /// starts (or continues) the pre-charge sequence, `Hold` keeps the position.
+    /// The ideal device layer: take the command for the next interval. The inverter is put
+    /// under remote control (its revert timer left as it is) and the AC set-point (`+`
+    /// discharge), clamped to the rating, is written to it — through the injected inverter
+    /// faults, but not counted in [`SiteTruth::setpoint_writes`]. `Open` de-energises both
+    /// relays at the start of the next sub-step; `Close` runs the pre-charge sequence every
+    /// sub-step (pre-charge relay until the DC link is within 5 % of the pack voltage, then
+    /// the main relay and the pre-charge relay off); `Hold` leaves the coils as they are.
+    ///
+    /// Real control goes through the device handles of a [`SharedSite`](super::SharedSite).
     pub fn apply(&mut self, command: &Command) {
-        self.setpoint = f64::from(command.battery_setpoint.get());
+        let rating = f64::from(self.inverter.rating().get());
+        self.setpoint = f64::from(command.battery_setpoint.get()).clamp(-rating, rating);
+        self.inverter.take_control();
+        self.inverter.write(self.setpoint, self.elapsed_ms);
         self.contactor_cmd = match command.contactor {
             ContactorCommand::Open => Some(false),
             ContactorCommand::Close => Some(true),
@@ -422,7 +498,12 @@ impl SimulatedSite {
     pub fn advance(&mut self, dt: Millis) {
         let mut remaining = dt.get();
         while remaining > 0 {
-            let h = remaining.min(MAX_SUBSTEP_MS);
+            let mut h = remaining.min(MAX_SUBSTEP_MS);
+            if let Some(at) = self.inverter.next_event() {
+                if at > self.elapsed_ms {
+                    h = h.min(at - self.elapsed_ms);
+                }
+            }
             self.substep(h);
             remaining -= h;
         }
@@ -433,8 +514,11 @@ impl SimulatedSite {
             self.coeffs = StepCoeffs::new(Millis::new(h));
         }
         let k = self.coeffs;
-        self.contactor.command(self.contactor_cmd);
-        let connected = matches!(self.contactor.state(), ContactorState::Closed);
+        if let Some(close) = self.contactor_cmd {
+            self.path.sequence(close);
+        }
+        self.path.update_contacts(f64::from(self.battery.pack_voltage().get()));
+        let connected = self.path.connected();
 
         self.elapsed_ms = self.elapsed_ms.saturating_add(h);
         let clock = self.start_ms.saturating_add(self.elapsed_ms);
@@ -452,7 +536,8 @@ impl SimulatedSite {
             Ambient::Indoor(t) => f64::from(t.get()),
             Ambient::Outdoor => f64::from(self.pv.air_temperature().get()),
         };
-        self.inverter.step(self.setpoint, connected, &mut self.battery, ambient, &k);
+        self.inverter.step(connected, &mut self.battery, ambient, &k);
+        self.inverter.tick(self.elapsed_ms);
         self.load.step(&self.cal, day, &mut self.rng, &k);
         let (load, pv, bat) = (
             f64::from(self.load.power().get()),
@@ -460,7 +545,7 @@ impl SimulatedSite {
             f64::from(self.inverter.power().get()),
         );
         self.grid.step(load, pv, bat, &mut self.rng, &k);
-        self.contactor.step(h);
+        self.path.step(f64::from(self.battery.pack_voltage().get()), &k);
 
         let c = &mut self.counters;
         let grid = load - pv - bat;
@@ -505,8 +590,8 @@ impl SimulatedSite {
         snapshot.grid.voltage = Measurement::good(self.grid.voltage(), now, f);
         snapshot.grid.frequency = Measurement::good(self.grid.frequency(), now, f);
         snapshot.pv_power = Measurement::good(self.pv.power(), now, f);
-        snapshot.contactor = Measurement::good(self.contactor.state(), now, f);
-        snapshot.precharge_done = Measurement::good(self.contactor.precharge_done(), now, f);
+        snapshot.contactor = Measurement::good(self.path.state(), now, f);
+        snapshot.precharge_done = Measurement::good(self.path.precharge_done(), now, f);
         snapshot.estop = Measurement::good(self.estop.state(), now, ESTOP_MAX_AGE);
         if self.elapsed_ms < self.dropout_latest {
             for sig in Signal::ALL {
@@ -550,7 +635,16 @@ impl SimulatedSite {
             load_power: self.load.power(),
             inverter_temp: self.inverter.temperature(),
             inverter_state: self.inverter.state(),
-            contactor: self.contactor.state(),
+            contactor: self.path.state(),
+            precharge_relay: self.path.precharge_closed(),
+            main_relay: self.path.main_closed(),
+            dc_link_voltage: self.path.dc_link_voltage(),
+            inrush_events: self.path.inrush_events(),
+            control: self.inverter.control(),
+            inverter_setpoint: self.inverter.setpoint(),
+            setpoint_writes: self.setpoint_writes,
+            settings_writes: self.settings_writes,
+            bms_alarm_resets: self.bms_alarm_resets,
             estop: self.estop.state(),
             bms_charge_limit: b.charge_limit(),
             bms_discharge_limit: b.discharge_limit(),
@@ -575,9 +669,24 @@ impl SimulatedSite {
                 self.dropout_latest = self.dropout_latest.max(until);
             }
             SimFault::CellImbalance { volts } => self.battery.imbalance_v = f64::from(volts.get()),
+            SimFault::ContactorWeld => self.path.welded = true,
+            SimFault::ContactorStuckOpen => self.path.stuck_open = true,
+            SimFault::PrechargeResistorOpen => self.path.resistor_open = true,
+            SimFault::InverterIgnoresSetpoint => self.inverter.ignores_setpoint = true,
+            SimFault::InverterDelay { by } => self.inverter.delay_ms = by.get(),
+            SimFault::CellRunaway { initial_watts, doubling } => {
+                self.battery.runaway_w = f64::from(initial_watts.get().max(0.0));
+                self.battery.runaway_doubling_s = doubling.get().max(1) as f64 / 1000.0;
+            }
             SimFault::Clear => {
                 self.estop.release();
                 self.battery.extra_heat_w = 0.0;
+                self.battery.runaway_w = 0.0;
+                self.path.welded = false;
+                self.path.stuck_open = false;
+                self.path.resistor_open = false;
+                self.inverter.ignores_setpoint = false;
+                self.inverter.clear_delay();
                 self.battery.injected_alarms = BmsAlarms::NONE;
                 self.battery.imbalance_v = 0.0;
                 self.inverter.faulted = false;
@@ -628,7 +737,8 @@ impl SimulatedSite {
         self.load.profile_power(&self.cal)
     }
 
-    /// The last command taken by [`Self::apply`] (`Hold` if none asked to move the contactor).
+    /// The last command taken by [`Self::apply`] (`Hold` if none asked to move the contactor),
+    /// with the set-point as clamped to the rating.
     #[must_use]
     pub fn command(&self) -> Command {
         Command {
