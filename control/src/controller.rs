@@ -239,9 +239,11 @@ impl Controller {
         }
 
         // 3. Requests.
-        let refused = inputs
-            .request
-            .and_then(|r| self.handle_request(r, inputs.reason, now, snapshot, &mut events).err());
+        // A device fault reported this cycle is still present: it must block an acknowledge too.
+        let device_fault = inputs.device_trips.first().copied();
+        let refused = inputs.request.and_then(|r| {
+            self.handle_request(r, inputs.reason, now, snapshot, device_fault, &mut events).err()
+        });
         // An invalid mode keeps the current one and is reported in the output.
         let mode_refused = match inputs.set_mode.map(Mode::new) {
             Some(Ok(m)) => {
@@ -311,9 +313,10 @@ impl Controller {
         reason: &str,
         now: Millis,
         snapshot: &Snapshot,
+        device_fault: Option<TripReason>,
         events: &mut Events,
     ) -> Result<(), TransitionError> {
-        let active_fault = self.safety.active_fault(snapshot, now);
+        let active_fault = self.safety.active_fault(snapshot, now).or(device_fault);
         let result = match request {
             TransitionRequest::Reset => {
                 let mut text = heapless::String::<REASON_CAPACITY>::new();
@@ -480,14 +483,22 @@ mod tests {
     fn device_trips_latch_and_zero_the_command() {
         let (mut c, now) = running();
         let trips = [TripReason::SetpointNotApplied];
-        let out = c.step(now + 100, &healthy_snapshot(Millis::new(now + 100)), &Inputs { device_trips: &trips, ..Inputs::default() });
+        let out = c.step(
+            now + 100,
+            &healthy_snapshot(Millis::new(now + 100)),
+            &Inputs { device_trips: &trips, ..Inputs::default() },
+        );
         assert_eq!(out.state, State::Error);
         assert_eq!(out.command.battery_setpoint, Watts::ZERO);
         assert_eq!(out.command.contactor, ContactorCommand::Open);
         assert!(c.latched().contains(&TripReason::SetpointNotApplied));
         assert!(out.events.iter().any(|e| matches!(
             e.kind,
-            EventKind::StateChanged { to: State::Error, cause: ems_core::event::Cause::Trip(TripReason::SetpointNotApplied), .. }
+            EventKind::StateChanged {
+                to: State::Error,
+                cause: ems_core::event::Cause::Trip(TripReason::SetpointNotApplied),
+                ..
+            }
         )));
     }
 

@@ -14,7 +14,7 @@ use ems_control::{ChargeOnlyConfig, ChargeSource, Controller, ControllerConfig, 
 use ems_core::snapshot::{BmsAlarms, ContactorState, EStopInput, InverterState};
 use ems_core::{
     Amps, Celsius, ContactorCommand, Hertz, Measurement, Millis, Percent, Snapshot, State, TransitionRequest,
-    Volts, Watts,
+    TripReason, Volts, Watts,
 };
 use proptest::prelude::*;
 
@@ -172,6 +172,7 @@ struct Cycle {
     mode: Option<ModeSetting>,
     estop: bool,
     shutdown: bool,
+    device_trip: Option<TripReason>,
 }
 
 fn cycle() -> BoxedStrategy<Cycle> {
@@ -182,14 +183,22 @@ fn cycle() -> BoxedStrategy<Cycle> {
         mode(),
         prop_oneof![40 => Just(false), 1 => Just(true)],
         prop_oneof![40 => Just(false), 1 => Just(true)],
+        prop_oneof![
+            40 => Just(None),
+            1 => Just(Some(TripReason::SetpointNotApplied)),
+            1 => Just(Some(TripReason::PrechargeFailed)),
+            1 => Just(Some(TripReason::ContactorWelded)),
+            1 => Just(Some(TripReason::ContactorFailedToClose)),
+        ],
     )
-        .prop_map(|(dt_ms, snap, request, mode, estop, shutdown)| Cycle {
+        .prop_map(|(dt_ms, snap, request, mode, estop, shutdown, device_trip)| Cycle {
             dt_ms,
             snap,
             request,
             mode,
             estop,
             shutdown,
+            device_trip,
         })
         .boxed()
 }
@@ -215,6 +224,7 @@ proptest! {
                 emergency_stop: cy.estop,
                 shutdown: cy.shutdown,
                 set_mode: cy.mode,
+                device_trips: cy.device_trip.as_slice(),
             };
             let out = c.step(now, &snap, &inputs);
             let cmd = out.command.battery_setpoint;
@@ -233,6 +243,10 @@ proptest! {
             }
             if out.state != State::Running {
                 prop_assert_eq!(cmd, Watts::ZERO, "non-zero outside RUNNING ({})", out.state);
+            }
+            if cy.device_trip.is_some() {
+                prop_assert!(matches!(out.state, State::Error | State::Stopped), "device trip left {}", out.state);
+                prop_assert_eq!(cmd, Watts::ZERO);
             }
             if snap.estop.value_at(t) == Some(EStopInput::Pressed) || cy.estop {
                 prop_assert_eq!(cmd, Watts::ZERO);
