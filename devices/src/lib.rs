@@ -1,14 +1,21 @@
 //! `ems-devices`: the device layer of the EMS.
 //!
-//! * [`traits`]: the device traits (`Bms`, `Inverter`, `Meter`, `PvSource`, `Contactor`,
+//! * [`traits`]: the device traits (`Bms`, `Inverter`, `Meter`, `PvInverter`, `Relay`,
 //!   `EStopInput`) that Modbus drivers and simulated devices implement, with the shared
 //!   [`traits::ErrorKind`].
-//! * [`sim`]: simulated devices with physics (LFP pack + BMS, inverter, contactor, PV from TMY3
-//!   irradiance, BDEW household load, grid meter, E-stop) composed into
-//!   [`sim::SimulatedSite`], with fault injection and energy counters.
+//! * [`wrappers`]: the device safety layer — BMS reading validation and comm-loss fallback,
+//!   inverter set-point validation, ramp, write budget, read-back verification and control
+//!   lease, contactor pre-charge sequencing with weld detection, rate limiting, device events.
+//! * [`io`]: [`io::DeviceSet`], one control cycle of reads and writes through the wrappers, with
+//!   the E-stop fast path.
+//! * [`estop`]: E-stop inputs through `embedded-hal` digital pins (Linux GPIO behind the
+//!   `linux-gpio` feature).
+//! * [`sim`]: simulated devices with physics (LFP pack + BMS, inverter, relays and DC link, PV
+//!   from TMY3 irradiance, BDEW household load, grid meter, E-stop) composed into
+//!   [`sim::SimulatedSite`], with per-device handles, fault injection and energy counters.
 //! * [`data`]: the reference data embedded at compile time and their parsers.
 //!
-//! Later: safety wrappers and Modbus/SunSpec drivers.
+//! Later: Modbus/SunSpec drivers.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

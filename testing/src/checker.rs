@@ -37,6 +37,9 @@ pub enum ViolationKind {
     Inrush,
     /// The inverter stayed under EMS control (`Remote`) after its lease expired.
     LeaseExpired,
+    /// The set-point the device layer actually wrote to the inverter lay outside the envelope
+    /// of that cycle.
+    WrittenOutsideEnvelope,
 }
 
 impl ViolationKind {
@@ -51,9 +54,11 @@ impl ViolationKind {
             | Self::ChargingBelowFreezing
             | Self::OverCurrent
             | Self::Inrush => true,
-            Self::OutsideEnvelope | Self::RampExceeded | Self::PowerOutsideRunning | Self::LeaseExpired => {
-                false
-            }
+            Self::OutsideEnvelope
+            | Self::RampExceeded
+            | Self::PowerOutsideRunning
+            | Self::LeaseExpired
+            | Self::WrittenOutsideEnvelope => false,
         }
     }
 }
@@ -175,6 +180,19 @@ impl Checker {
         self.previous_at = Some(now);
     }
 
+    /// Check the set-point the device layer wrote to the inverter in the cycle at `now` against
+    /// that cycle's envelope (`max_charge`, `max_discharge`: magnitudes).
+    pub fn check_written(&mut self, now: Millis, written: Watts, max_charge: Watts, max_discharge: Watts) {
+        let w = written.get();
+        if w > max_discharge.get().abs() + EPS_W || w < -max_charge.get().abs() - EPS_W {
+            self.record(
+                now,
+                ViolationKind::WrittenOutsideEnvelope,
+                format!("wrote {written:.0} outside envelope -{max_charge:.0}..+{max_discharge:.0}"),
+            );
+        }
+    }
+
     /// Check the simulator's physical truth after advancing to `now`.
     pub fn check_truth(&mut self, now: Millis, t: &SiteTruth) {
         let v_max = t.cell_voltage_max.get();
@@ -244,5 +262,23 @@ pub fn toward_zero(prev: Watts, next: Watts) -> bool {
         (0.0..=p + EPS_W).contains(&n)
     } else {
         (p - EPS_W..=0.0).contains(&n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_written_setpoint_outside_the_envelope_is_an_invariant_violation() {
+        let mut c = Checker::new(&SafetyConfig::default(), Watts::new(2500.0));
+        let (charge, discharge) = (Watts::new(3000.0), Watts::new(1000.0));
+        c.check_written(Millis::new(1000), Watts::new(-3000.0), charge, discharge);
+        c.check_written(Millis::new(2000), Watts::new(1000.0), charge, discharge);
+        assert_eq!(c.count, 0);
+        c.check_written(Millis::new(3000), Watts::new(-3001.0), charge, discharge);
+        c.check_written(Millis::new(4000), Watts::new(1001.0), charge, discharge);
+        assert_eq!((c.count, c.invariant_count, c.hard_limit_count), (2, 2, 0));
+        assert!(c.kept.iter().all(|v| v.kind == ViolationKind::WrittenOutsideEnvelope));
     }
 }

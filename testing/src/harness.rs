@@ -2,20 +2,24 @@
 
 use crate::checker::{Checker, ViolationKind};
 use crate::faults::{random_timeline, schedule, FaultPlan};
-use crate::faulty::{DeviceFault, FaultSwitch, Faulty};
+use crate::faulty::{FaultSwitch, Faulty};
 use crate::report::{Report, Stats};
 use crate::scenario::{DeviceId, Expectation, FaultSpec, PhysicalFault, TimedFault};
 use ems_control::{Controller, ControllerConfig, Inputs};
 use ems_core::persist::{MemoryStore, StateStore};
-use ems_core::snapshot::{BmsAlarms, ContactorState};
-use ems_core::{Measurement, Millis, Snapshot, State, TransitionRequest, Watts};
+use ems_core::snapshot::BmsAlarms;
+use ems_core::{Millis, Snapshot, State, TransitionRequest, TripReason, Watts};
+use ems_devices::io::{DeviceSet, DeviceSetConfig};
 use ems_devices::sim::{
     SharedSite, SimBms, SimEStopPin, SimFault, SimInverter, SimMeter, SimPv, SimRelay, SimSiteConfig,
     SimulatedSite,
 };
-use ems_devices::traits::{
-    Bms, ControlSource, EStopInput, Inverter, InverterSettings, Meter, PvInverter, Relay,
-};
+use ems_devices::traits::ControlSource;
+use ems_devices::wrappers::{DeviceEvent, DeviceEvents};
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Instant;
 
 /// A harness run that could not start.
@@ -114,8 +118,9 @@ impl Operator {
     }
 }
 
-/// The lease the harness arms on the inverter's revert timer: without a set-point for this long
-/// the inverter falls back to local control at 0 W.
+/// The inverter control lease (`SafeInverterConfig::lease`, the revert timer the device layer
+/// arms when it takes control): without a write for this long the inverter falls back to local
+/// control at 0 W.
 pub const LEASE: Millis = Millis::new(10_000);
 
 /// The outcome of one expectation of a scenario.
@@ -252,16 +257,17 @@ impl ExpectTracker {
     }
 }
 
-/// One device wrapped with its fault switch.
-struct Wrapped {
-    bms: Faulty<SimBms>,
-    inverter: Faulty<SimInverter>,
-    meter: Faulty<SimMeter>,
-    pv: Faulty<SimPv>,
-    precharge_relay: Faulty<SimRelay>,
-    main_relay: Faulty<SimRelay>,
-    estop: Faulty<SimEStopPin>,
-}
+/// The device layer of the harness: the real `DeviceSet` with its safety wrappers around the
+/// simulator's device handles, each behind a fault-injecting [`Faulty`] wrapper.
+type Devices = DeviceSet<
+    Faulty<SimBms>,
+    Faulty<SimInverter>,
+    Faulty<SimMeter>,
+    Faulty<SimPv>,
+    Faulty<SimRelay>,
+    Faulty<SimRelay>,
+    Faulty<SimEStopPin>,
+>;
 
 /// The fault switches, one per device (the hardware's faults outlive a gateway crash).
 #[derive(Debug, Clone, Default)]
@@ -273,18 +279,21 @@ impl Switches {
         &self.0[i]
     }
 
-    fn wrap(&self, site: &SharedSite) -> Wrapped {
+    /// A fresh device layer (a new gateway process) on the same hardware and fault switches.
+    fn device_set(&self, site: &SharedSite) -> Result<Devices, HarnessError> {
         let d = site.devices();
         let sw = |id| self.get(id).clone();
-        Wrapped {
-            bms: Faulty::new(d.bms, sw(DeviceId::Bms)),
-            inverter: Faulty::new(d.inverter, sw(DeviceId::Inverter)),
-            meter: Faulty::new(d.meter, sw(DeviceId::Meter)),
-            pv: Faulty::new(d.pv, sw(DeviceId::Pv)),
-            precharge_relay: Faulty::new(d.precharge_relay, sw(DeviceId::PrechargeRelay)),
-            main_relay: Faulty::new(d.main_relay, sw(DeviceId::MainRelay)),
-            estop: Faulty::new(d.estop, sw(DeviceId::EStop)),
-        }
+        DeviceSet::new(
+            Faulty::new(d.bms, sw(DeviceId::Bms)),
+            Faulty::new(d.inverter, sw(DeviceId::Inverter)),
+            Faulty::new(d.meter, sw(DeviceId::Meter)),
+            Faulty::new(d.pv, sw(DeviceId::Pv)),
+            Faulty::new(d.precharge_relay, sw(DeviceId::PrechargeRelay)),
+            Faulty::new(d.main_relay, sw(DeviceId::MainRelay)),
+            Faulty::new(d.estop, sw(DeviceId::EStop)),
+            DeviceSetConfig::default(),
+        )
+        .map_err(|e| HarnessError::Site(format!("device layer: {e}")))
     }
 
     fn set_now(&self, now: Millis) {
@@ -294,103 +303,48 @@ impl Switches {
     }
 }
 
-/// Read every faulted device through its `Faulty` wrapper and overwrite its signals in the
-/// snapshot: a failed read invalidates them, a bent reading replaces them.
-fn overlay_faulted_reads(w: &mut Wrapped, sw: &Switches, snap: &mut Snapshot, now: Millis) {
-    use ems_core::snapshot::{FAST_MAX_AGE as F, SLOW_MAX_AGE as S};
-    let active = |d| {
-        sw.get(d).fault().is_some_and(|f: DeviceFault| {
-            !matches!(f, DeviceFault::IgnoreCommands | DeviceFault::Delay(_) | DeviceFault::RelayWeld)
-        })
-    };
-    if active(DeviceId::Bms) {
-        let b = &mut snap.battery;
-        match pollster::block_on(w.bms.read()) {
-            Ok(r) => {
-                b.soc = Measurement::good(r.soc, now, S);
-                b.pack_voltage = Measurement::good(r.pack_voltage, now, F);
-                b.pack_current = Measurement::good(r.pack_current, now, F);
-                b.cell_voltage_min = Measurement::good(r.cell_voltage_min, now, F);
-                b.cell_voltage_max = Measurement::good(r.cell_voltage_max, now, F);
-                b.cell_temp_min = Measurement::good(r.cell_temp_min, now, S);
-                b.cell_temp_max = Measurement::good(r.cell_temp_max, now, S);
-                b.bms_charge_limit = Measurement::good(r.charge_limit, now, S);
-                b.bms_discharge_limit = Measurement::good(r.discharge_limit, now, S);
-                b.bms_alarms = Measurement::good(r.alarms, now, S);
-                b.bms_ready = Measurement::good(r.ready, now, S);
-            }
-            Err(_) => {
-                b.soc.invalidate();
-                b.pack_voltage.invalidate();
-                b.pack_current.invalidate();
-                b.cell_voltage_min.invalidate();
-                b.cell_voltage_max.invalidate();
-                b.cell_temp_min.invalidate();
-                b.cell_temp_max.invalidate();
-                b.bms_charge_limit.invalidate();
-                b.bms_discharge_limit.invalidate();
-                b.bms_alarms.invalidate();
-                b.bms_ready.invalidate();
-            }
-        }
+/// A waker that does nothing: the simulated devices complete every call at once.
+struct NoopWake;
+
+impl Wake for NoopWake {
+    fn wake(self: Arc<Self>) {}
+}
+
+/// Drive one device-layer future to completion. The simulated devices never return
+/// `Pending`, so this is one poll with a no-op waker (no allocation, no thread parking); a
+/// future that does pend is finished by `pollster`.
+fn drive<F: Future>(waker: &Waker, f: F) -> F::Output {
+    let mut f = pin!(f);
+    let mut cx = Context::from_waker(waker);
+    match f.as_mut().poll(&mut cx) {
+        Poll::Ready(v) => v,
+        Poll::Pending => pollster::block_on(f),
     }
-    if active(DeviceId::Inverter) {
-        let inv = &mut snap.inverter;
-        match pollster::block_on(w.inverter.read()) {
-            Ok(r) => {
-                inv.active_power = Measurement::good(r.active_power, now, F);
-                inv.state = Measurement::good(r.state, now, S);
-                inv.temperature = Measurement::good(r.temperature, now, S);
-            }
-            Err(_) => {
-                inv.active_power.invalidate();
-                inv.state.invalidate();
-                inv.temperature.invalidate();
-            }
-        }
-    }
-    if active(DeviceId::Meter) {
-        match pollster::block_on(w.meter.read()) {
-            Ok(r) => {
-                snap.grid.active_power = Measurement::good(r.active_power, now, F);
-                snap.grid.voltage = Measurement::good(r.voltage, now, F);
-                snap.grid.frequency = Measurement::good(r.frequency, now, F);
-            }
-            Err(_) => {
-                snap.grid.active_power.invalidate();
-                snap.grid.voltage.invalidate();
-                snap.grid.frequency.invalidate();
-            }
-        }
-    }
-    if active(DeviceId::Pv) {
-        match pollster::block_on(w.pv.read()) {
-            Ok(r) => snap.pv_power = Measurement::good(r.active_power, now, F),
-            Err(_) => snap.pv_power.invalidate(),
-        }
-    }
-    if active(DeviceId::PrechargeRelay) || active(DeviceId::MainRelay) {
-        let pre = pollster::block_on(w.precharge_relay.feedback());
-        let main = pollster::block_on(w.main_relay.feedback());
-        match (pre, main) {
-            (Ok(p), Ok(m)) => {
-                let state = if m {
-                    ContactorState::Closed
-                } else if p {
-                    ContactorState::Precharging
-                } else {
-                    ContactorState::Open
-                };
-                snap.contactor = Measurement::good(state, now, F);
-            }
-            _ => snap.contactor.invalidate(),
-        }
-    }
-    if active(DeviceId::EStop) {
-        match pollster::block_on(w.estop.read()) {
-            Ok(r) => snap.estop = Measurement::good(r, now, ems_core::snapshot::ESTOP_MAX_AGE),
-            Err(_) => snap.estop.invalidate(),
-        }
+}
+
+/// Snake-case name of a device event's kind (report key of `device_events`).
+pub(crate) const fn device_event_kind(e: &DeviceEvent) -> &'static str {
+    match e {
+        DeviceEvent::ReadingRejected { .. } => "reading_rejected",
+        DeviceEvent::ReadFailed { .. } => "read_failed",
+        DeviceEvent::CommLost { .. } => "comm_lost",
+        DeviceEvent::CommRestored { .. } => "comm_restored",
+        DeviceEvent::WriteFailed { .. } => "write_failed",
+        DeviceEvent::SetpointClamped { .. } => "setpoint_clamped",
+        DeviceEvent::WriteSkipped { .. } => "write_skipped",
+        DeviceEvent::SetpointNotApplied { .. } => "setpoint_not_applied",
+        DeviceEvent::LeaseTaken { .. } => "lease_taken",
+        DeviceEvent::LeaseRenewed => "lease_renewed",
+        DeviceEvent::LeaseLost => "lease_lost",
+        DeviceEvent::LeaseReleased { .. } => "lease_released",
+        DeviceEvent::PrechargeStarted => "precharge_started",
+        DeviceEvent::PrechargeDone { .. } => "precharge_done",
+        DeviceEvent::PrechargeFailed { .. } => "precharge_failed",
+        DeviceEvent::ContactorClosed => "contactor_closed",
+        DeviceEvent::ContactorOpened => "contactor_opened",
+        DeviceEvent::ContactorWelded => "contactor_welded",
+        DeviceEvent::ContactorFailedToClose => "contactor_failed_to_close",
+        DeviceEvent::EStopFastPath { .. } => "estop_fast_path",
     }
 }
 
@@ -411,20 +365,6 @@ fn sim_fault(p: PhysicalFault) -> SimFault {
         PhysicalFault::CellRunaway { initial, doubling } => {
             SimFault::CellRunaway { initial_watts: initial, doubling }
         }
-    }
-}
-
-/// The write-side device faults have no path through the ideal device layer yet: they are
-/// played by their physical equivalent in the simulator (see the module docs).
-fn write_equivalent(d: DeviceId, f: DeviceFault) -> Option<PhysicalFault> {
-    match (d, f) {
-        (DeviceId::Inverter, DeviceFault::IgnoreCommands) => Some(PhysicalFault::InverterIgnoresSetpoint),
-        (DeviceId::Inverter, DeviceFault::Delay(by)) => Some(PhysicalFault::InverterDelay(by)),
-        (DeviceId::MainRelay, DeviceFault::RelayWeld | DeviceFault::IgnoreCommands) => {
-            Some(PhysicalFault::ContactorWeld)
-        }
-        (DeviceId::PrechargeRelay, DeviceFault::IgnoreCommands) => Some(PhysicalFault::PrechargeResistorOpen),
-        _ => None,
     }
 }
 
@@ -469,15 +409,9 @@ pub fn run_timeline(
     let mut store = MemoryStore::default();
     let _ = store.save(&controller.persisted());
     let switches = Switches::default();
-    let mut wrapped = switches.wrap(&site);
-    // The lease: the inverter reverts to local control at 0 W when no set-point arrives.
-    let mut lease_handle = site.inverter();
-    let arm = InverterSettings {
-        control: ControlSource::Remote,
-        setpoint: Watts::ZERO,
-        revert_timeout: Some(LEASE),
-    };
-    let _ = pollster::block_on(lease_handle.write_settings(&arm));
+    // `None` while the gateway is down (crashed, not yet restarted).
+    let mut devices: Option<Devices> = Some(switches.device_set(&site)?);
+    let waker = Waker::from(Arc::new(NoopWake));
     let days = u32::try_from(opts.duration.get().div_ceil(86_400_000)).unwrap_or(u32::MAX);
     let legacy = schedule(opts.faults, days, opts.seed);
     let mut next_legacy = 0usize;
@@ -493,7 +427,9 @@ pub fn run_timeline(
     let mut next_action = 0usize;
     let mut active: Vec<Active> = Vec::new();
     let mut down_until: Option<Millis> = None;
+    // When a set-point or settings write last reached the inverter (the simulator's counters).
     let mut last_write = Millis::ZERO;
+    let mut writes_seen = 0u64;
     let mut trackers: Vec<ExpectTracker> = expects
         .iter()
         .map(|x| ExpectTracker {
@@ -509,7 +445,10 @@ pub fn run_timeline(
     let mut checker = Checker::new(&opts.controller.safety, opts.controller.ramp.watts_per_second());
     let mut stats = Stats::default();
     let mut operator = Operator::default();
-    let mut snapshot = site.borrow().snapshot(Millis::ZERO);
+    let mut snapshot = Snapshot::unknown(Watts::ZERO);
+    let mut dev_events = DeviceEvents::new();
+    // The device trips of the last `apply`, for the next cycle's `Inputs::device_trips`.
+    let mut device_trips: Vec<TripReason> = Vec::with_capacity(4);
     let mut now = Millis::ZERO;
     let started = Instant::now();
     while now < opts.duration {
@@ -543,18 +482,17 @@ pub fn run_timeline(
                                 active.retain(|a| a.fault != PhysicalFault::EStopPress);
                             }
                         }
-                        FaultSpec::Device(d, fault) => {
-                            switches.get(d).set(fault);
-                            if let Some(p) = write_equivalent(d, fault) {
-                                site.borrow_mut().inject(sim_fault(p));
-                                active.push(Active { id: i, fault: p });
-                            }
-                        }
+                        // Device faults act in the `Faulty` wrappers, reads and writes alike.
+                        FaultSpec::Device(d, fault) => switches.get(d).set(fault),
                         FaultSpec::GatewayCrash { down } => {
                             if down_until.is_none() {
                                 down_until = Some(now.plus(down));
                                 stats.gateway_restarts += 1;
                                 stats.was_down = true;
+                                // The process dies: controller and device layer are gone without
+                                // a release; the inverter's own revert timer is the fallback.
+                                devices = None;
+                                device_trips.clear();
                             }
                         }
                         FaultSpec::OperatorAway => {
@@ -572,12 +510,12 @@ pub fn run_timeline(
                                 site.borrow_mut().inject(SimFault::EStopReleased);
                             }
                         }
-                        FaultSpec::Physical(_) | FaultSpec::Device(..) => {
-                            if let FaultSpec::Device(d, fault) = f.fault {
-                                if switches.get(d).fault() == Some(fault) {
-                                    switches.get(d).clear();
-                                }
+                        FaultSpec::Device(d, fault) => {
+                            if switches.get(d).fault() == Some(fault) {
+                                switches.get(d).clear();
                             }
+                        }
+                        FaultSpec::Physical(_) => {
                             if active.iter().any(|a| a.id == i) {
                                 active.retain(|a| a.id != i);
                                 // `Clear` clears every physical fault: re-inject the others.
@@ -602,31 +540,41 @@ pub fn run_timeline(
                 Some(p) => Controller::restore(opts.controller.clone(), &p)?,
                 None => Controller::new(opts.controller.clone())?,
             };
-            wrapped = switches.wrap(&site);
-            let _ = pollster::block_on(lease_handle.write_settings(&arm));
-            last_write = now;
+            devices = Some(switches.device_set(&site)?);
+            snapshot = Snapshot::unknown(Watts::ZERO);
             checker.reset_ramp();
         }
         trip_texts.clear();
         event_texts.clear();
         let mut view_state = None;
         let mut command_zero = None;
-        if down_until.is_none() {
-            site.borrow().fill_snapshot(&mut snapshot, now);
-            overlay_faulted_reads(&mut wrapped, &switches, &mut snapshot, now);
+        if let Some(devs) = devices.as_mut() {
+            dev_events.clear();
+            drive(&waker, devs.read(now, &mut snapshot, &mut dev_events));
             let request =
                 if opts.operator { operator.decide(now, controller.state(), &snapshot) } else { None };
             let inputs = Inputs {
                 request: request.map(|r| r.0),
                 reason: request.map_or("", |r| r.1),
+                device_trips: &device_trips,
                 ..Inputs::default()
             };
             let out = controller.step(now.get(), &snapshot, &inputs);
+            stats.observe_device_trips(&device_trips);
             if out.state_changed() {
                 let _ = store.save(&controller.persisted());
             }
             checker.check_output(now, &out);
             stats.observe_output(&out, opts.step);
+            let (max_charge, max_discharge) = (out.envelope.max_charge(), out.envelope.max_discharge());
+            let applied =
+                drive(&waker, devs.apply(now, &out.command, max_charge, max_discharge, &mut dev_events));
+            device_trips.clear();
+            device_trips.extend_from_slice(&applied.trips);
+            if let Some(w) = applied.inverter.written {
+                checker.check_written(now, w, max_charge, max_discharge);
+            }
+            stats.observe_device_events(&dev_events);
             if !trackers.is_empty() {
                 for e in &out.events {
                     if let ems_core::event::EventKind::StateChanged {
@@ -638,29 +586,36 @@ pub fn run_timeline(
                     }
                     event_texts.push(e.to_string());
                 }
+                // The device faults fed to the controller in this cycle are trips too.
+                for t in &device_trips {
+                    trip_texts.push(t.to_string());
+                }
+                for e in &dev_events {
+                    event_texts.push(e.event.to_string());
+                }
             }
             view_state = Some(out.state);
             command_zero = Some(out.command.battery_setpoint == Watts::ZERO);
-            // A link that is down carries no command: the devices keep what they had.
-            let link_down = matches!(
-                switches.get(DeviceId::Inverter).fault(),
-                Some(DeviceFault::CommLoss | DeviceFault::Timeout)
-            );
-            if !link_down {
-                site.borrow_mut().apply(&out.command);
-                last_write = now;
-            }
         }
+        let cycle_start = now;
         site.borrow_mut().advance(opts.step);
         now = now.plus(opts.step);
         let truth = site.borrow().truth();
+        let writes = truth.setpoint_writes.saturating_add(truth.settings_writes);
+        if writes != writes_seen {
+            writes_seen = writes;
+            last_write = cycle_start;
+        }
         checker.check_truth(now, &truth);
         stats.observe_truth(&truth);
         if truth.control == ControlSource::Remote && now.since(last_write) > LEASE.plus(opts.step) {
             checker.record(
                 now,
                 ViolationKind::LeaseExpired,
-                format!("inverter under remote control {} after the last set-point", now.since(last_write)),
+                format!(
+                    "inverter under remote control {} after the last write reached it",
+                    now.since(last_write)
+                ),
             );
         }
         if !trackers.is_empty() {
@@ -678,8 +633,21 @@ pub fn run_timeline(
             }
         }
     }
+    // A graceful end: the device layer hands the inverter back (zero, contactors open, the
+    // remembered settings restored).
+    let released = match devices.as_mut() {
+        Some(devs) => {
+            dev_events.clear();
+            let ok = drive(&waker, devs.release(now, &mut dev_events)).is_ok();
+            stats.observe_device_events(&dev_events);
+            ok
+        }
+        None => false,
+    };
     let wall = started.elapsed();
-    let energy = site.borrow().energy();
+    let (energy, final_truth) = site.with(|s| (s.energy(), s.truth()));
+    stats.released = released;
+    stats.final_inverter_local = final_truth.control == ControlSource::Local;
     let report = Report::new(opts, stats, checker, energy, now, wall, controller.state());
     Ok((report, trackers.iter().map(ExpectTracker::outcome).collect()))
 }

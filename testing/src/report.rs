@@ -124,6 +124,16 @@ pub struct Stats {
     pub recoveries: u64,
     /// Gateway crashes (each followed by a restart from the persisted state).
     pub gateway_restarts: u64,
+    /// Device-layer events by kind (`setpoint_not_applied`, `reading_rejected`, …).
+    pub device_events: BTreeMap<String, u64>,
+    /// Device events dropped because a cycle's buffer was full.
+    pub dropped_device_events: u64,
+    /// Device faults passed to the controller (`Inputs::device_trips`), by reason.
+    pub device_trips: BTreeMap<String, u64>,
+    /// Whether the run ended with a graceful release of the device layer that succeeded.
+    pub released: bool,
+    /// Whether the inverter was under local control at the end (after the release).
+    pub final_inverter_local: bool,
     /// Whether the site went through ERROR/STOPPED/a crash since it last ran.
     pub(crate) was_down: bool,
 }
@@ -167,6 +177,26 @@ impl Stats {
                 | EventKind::ShutdownComplete
                 | EventKind::RequestRefused { .. } => {}
             }
+        }
+    }
+
+    /// Account one cycle's device events.
+    pub fn observe_device_events(&mut self, events: &ems_devices::wrappers::DeviceEvents) {
+        self.dropped_device_events += u64::from(events.dropped());
+        for e in events {
+            let kind = crate::harness::device_event_kind(&e.event);
+            if let Some(n) = self.device_events.get_mut(kind) {
+                *n += 1;
+            } else {
+                self.device_events.insert(kind.to_owned(), 1);
+            }
+        }
+    }
+
+    /// Account the device faults passed to the controller in one cycle (rare: formats).
+    pub fn observe_device_trips(&mut self, trips: &[ems_core::TripReason]) {
+        for t in trips {
+            *self.device_trips.entry(t.to_string()).or_default() += 1;
         }
     }
 
@@ -256,6 +286,16 @@ pub struct Report {
     pub gateway_restarts: u64,
     /// Battery energy throughput, charge + discharge (AC side).
     pub energy_throughput_kwh: f64,
+    /// Device-layer events by kind.
+    pub device_events: BTreeMap<String, u64>,
+    /// Device events dropped for lack of buffer space.
+    pub dropped_device_events: u64,
+    /// Device faults passed to the controller (`Inputs::device_trips`), by reason.
+    pub device_trips: BTreeMap<String, u64>,
+    /// The run ended with a graceful release of the device layer that succeeded.
+    pub released: bool,
+    /// The inverter was back under local control at the end (after the release).
+    pub final_inverter_local: bool,
     /// Number of violations (hard limits, the safety invariant and the lease).
     pub violation_count: u64,
     /// The first violations in full.
@@ -317,6 +357,11 @@ impl Report {
             energy_throughput_kwh: kwh(energy.battery_charge) + kwh(energy.battery_discharge),
             refused_requests: stats.refused_requests,
             dropped_events: stats.dropped_events,
+            device_events: stats.device_events,
+            dropped_device_events: stats.dropped_device_events,
+            device_trips: stats.device_trips,
+            released: stats.released,
+            final_inverter_local: stats.final_inverter_local,
             violation_count: checker.count,
             violations: checker.kept,
         }
@@ -409,6 +454,13 @@ impl fmt::Display for Report {
             self.faults_injected, self.refused_requests, self.dropped_events
         )?;
         map_lines(f, "faults injected by kind", &self.faults_by_kind)?;
+        map_lines(f, "device events", &self.device_events)?;
+        map_lines(f, "device trips", &self.device_trips)?;
+        writeln!(
+            f,
+            "dropped device events: {}  released: {}  inverter local at the end: {}",
+            self.dropped_device_events, self.released, self.final_inverter_local
+        )?;
         writeln!(
             f,
             "recoveries: {}  gateway restarts: {}  battery throughput: {:.2} kWh",

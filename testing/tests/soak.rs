@@ -40,6 +40,8 @@ fn random_fault_soak_has_zero_violations() {
         "time_in_state_s",
         "trips",
         "faults_by_kind",
+        "device_events",
+        "device_trips",
     ] {
         assert!(json.get(key).is_some(), "missing {key}");
     }

@@ -33,6 +33,10 @@ fn simulated_week_without_faults_stays_running_and_charges_from_surplus() {
     assert_eq!(report.violation_count, 0, "{report}");
     assert_eq!(report.trips.len(), 0, "{report}");
     assert_eq!(report.final_state, "RUNNING");
+    // Through the device layer: the lease was taken by the inverter wrapper, and the graceful
+    // end handed the inverter back to its original settings (local control).
+    assert!(report.device_events.get("lease_taken").is_some_and(|n| *n >= 1), "{report}");
+    assert!(report.released && report.final_inverter_local, "{report}");
     let e = report.energy_kwh;
     // June: the battery charges from surplus to its 95 % target (50 % → 95 % of 10 kWh) and,
     // in charge-only mode, holds there.

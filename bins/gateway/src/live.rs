@@ -6,7 +6,10 @@ use ems_control::{Controller, ControllerConfig, Inputs, Output};
 use ems_core::emergency::ShutdownPhase;
 use ems_core::persist::StateStore;
 use ems_core::{Millis, State, TransitionRequest};
-use ems_devices::sim::{SimSiteConfig, SimulatedSite};
+use ems_devices::estop::{ActiveLevel, HalEStop};
+use ems_devices::io::{DeviceSet, DeviceSetConfig};
+use ems_devices::sim::{SharedSite, SimSiteConfig, SimulatedSite};
+use ems_devices::wrappers::events::{DeviceEvent, DeviceEvents, SkipReason};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -32,6 +35,9 @@ pub enum LiveError {
     /// The controller.
     #[error("controller: {0}")]
     Controller(#[from] ems_control::ConfigError),
+    /// The device layer.
+    #[error("device layer: {0}")]
+    Devices(String),
     /// The runtime.
     #[error("runtime: {0}")]
     Runtime(std::io::Error),
@@ -106,10 +112,28 @@ async fn run_async(args: &LiveArgs) -> Result<(), LiveError> {
         start_time_of_day: Millis::new(u64::from(args.start_hour) * 3_600_000),
         ..SimSiteConfig::default()
     };
-    let mut site = SimulatedSite::new(site_config).map_err(|e| LiveError::Site(e.to_string()))?;
+    let site = SimulatedSite::new(site_config).map_err(|e| LiveError::Site(e.to_string()))?;
+    let shared = SharedSite::new(site);
+    let d = shared.devices();
+    // The simulated site is driven exactly like hardware: through the device safety wrappers
+    // (BMS validation, inverter lease/ramp/read-back, contactor pre-charge sequencing) and the
+    // embedded-hal E-stop adapter.
+    let mut devices = DeviceSet::new(
+        d.bms,
+        d.inverter,
+        d.meter,
+        d.pv,
+        d.precharge_relay,
+        d.main_relay,
+        HalEStop::new(d.estop, ActiveLevel::Low),
+        DeviceSetConfig::default(),
+    )
+    .map_err(|e| LiveError::Devices(e.to_string()))?;
     let cycle = Millis::new(args.cycle_ms);
     let duration = args.duration.map(|s| Millis::new(secs_to_ms(s)));
-    let mut snapshot = site.snapshot(Millis::ZERO);
+    let mut snapshot = ems_core::Snapshot::unknown(ems_core::Watts::ZERO);
+    let mut dev_events = DeviceEvents::new();
+    let mut device_trips: heapless::Vec<ems_core::TripReason, 4> = heapless::Vec::new();
     let mut now = Millis::ZERO;
     let started = Instant::now();
     let mut next_status = started;
@@ -125,8 +149,8 @@ async fn run_async(args: &LiveArgs) -> Result<(), LiveError> {
         args.cycle_ms, args.speed
     );
     loop {
-        site.fill_snapshot(&mut snapshot, now);
-        let mut inputs = Inputs::default();
+        devices.read(now, &mut snapshot, &mut dev_events).await;
+        let mut inputs = Inputs { device_trips: &device_trips, ..Inputs::default() };
         let wants_shutdown = shutdown_at.is_none() && (ctrl_c_seen || duration.is_some_and(|d| now >= d));
         if wants_shutdown {
             inputs.shutdown = true;
@@ -142,43 +166,72 @@ async fn run_async(args: &LiveArgs) -> Result<(), LiveError> {
             tracing::info!(target: "audit", request = %r, reason = inputs.reason, "operator request");
         }
         let out = controller.step(now.get(), &snapshot, &inputs);
+        let report = devices
+            .apply(
+                now,
+                &out.command,
+                out.envelope.max_charge(),
+                out.envelope.max_discharge(),
+                &mut dev_events,
+            )
+            .await;
+        device_trips = report.trips;
         audit(&out);
+        audit_devices(&mut dev_events);
         if out.state_changed() {
             if let Err(e) = store.save(&controller.persisted()) {
                 tracing::error!("{e}");
             }
         }
-        site.apply(&out.command);
 
         if Instant::now() >= next_status {
-            print_status(now, &out, &site);
+            print_status(now, &out, &shared);
             next_status += Duration::from_secs(1);
         }
         if let Some(at) = shutdown_at {
             let done = matches!(out.shutdown, ShutdownPhase::Complete | ShutdownPhase::Failed);
             if done || now.since(at) > SHUTDOWN_WAIT {
-                print_status(now, &out, &site);
+                print_status(now, &out, &shared);
                 println!("shutdown: {:?}, state {}", out.shutdown, out.state);
                 break;
             }
         }
 
-        site.advance(cycle);
+        shared.borrow_mut().advance(cycle);
         now = now.plus(cycle);
-        // Pace: simulated time `now` is due at wall time `started + now / speed`.
+        // Pace: simulated time `now` is due at wall time `started + now / speed`. While waiting,
+        // poll the E-stop every millisecond: its fast path zeroes the inverter and opens the
+        // contactors at once, and the next cycle (started immediately) latches STOPPED.
+        #[allow(clippy::cast_precision_loss)] // simulated ms fit f64 exactly
         let due = started + Duration::from_secs_f64(now.get() as f64 / 1000.0 / args.speed);
-        tokio::select! {
-            _ = tokio::time::sleep_until(due) => {}
-            r = &mut ctrl_c, if !ctrl_c_seen => {
-                if r.is_ok() {
-                    ctrl_c_seen = true;
-                    println!("Ctrl-C: shutting down gracefully (ramp to zero, open contactors, verify)");
+        loop {
+            let tick = (Instant::now() + Duration::from_millis(1)).min(due);
+            tokio::select! {
+                _ = tokio::time::sleep_until(tick) => {}
+                r = &mut ctrl_c, if !ctrl_c_seen => {
+                    if r.is_ok() {
+                        ctrl_c_seen = true;
+                        println!("Ctrl-C: shutting down gracefully (ramp to zero, open contactors, verify)");
+                    }
                 }
+            }
+            if Instant::now() >= due || ctrl_c_seen {
+                break;
+            }
+            if devices.check_estop(now, &mut dev_events).await {
+                audit_devices(&mut dev_events);
+                break;
             }
         }
     }
     store.save(&controller.persisted())?;
     println!("state {} persisted to {}", controller.state(), store.path().display());
+    // End of control: zero, contactors open, the inverter's own settings restored.
+    match devices.release(now, &mut dev_events).await {
+        Ok(()) => println!("control released: inverter settings restored"),
+        Err(e) => tracing::error!(target: "audit", "release failed: {e}"),
+    }
+    audit_devices(&mut dev_events);
     Ok(())
 }
 
@@ -228,8 +281,25 @@ fn audit(out: &Output) {
     }
 }
 
-fn print_status(now: Millis, out: &Output, site: &SimulatedSite) {
-    let t = site.truth();
+fn audit_devices(events: &mut DeviceEvents) {
+    for e in events.iter() {
+        // Routine housekeeping (lease renewals, writes skipped inside the deadband) would drown
+        // the audit log at a 100 ms cycle; it stays available at debug level.
+        match e.event {
+            DeviceEvent::LeaseRenewed | DeviceEvent::WriteSkipped { why: SkipReason::Deadband, .. } => {
+                tracing::debug!(target: "audit", "device: {}", e.event);
+            }
+            _ => tracing::info!(target: "audit", "device: {}", e.event),
+        }
+    }
+    if events.dropped() > 0 {
+        tracing::warn!(target: "audit", "{} device events dropped", events.dropped());
+    }
+    events.clear();
+}
+
+fn print_status(now: Millis, out: &Output, site: &SharedSite) {
+    let t = site.borrow().truth();
     let env = &out.envelope;
     let why = |c: Option<ems_core::event::Constraint>| c.map_or_else(|| "-".to_owned(), |c| c.to_string());
     println!(

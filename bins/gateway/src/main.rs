@@ -59,21 +59,24 @@ struct LiveArgs {
 enum Cmd {
     /// Run the simulated site as fast as possible and print a summary.
     Simulate {
-        /// Simulated days.
-        #[arg(long)]
-        days: u32,
+        /// Simulated days (required unless --scenario is given; a scenario has its own duration).
+        #[arg(long, required_unless_present = "scenario")]
+        days: Option<u32>,
         /// Seed for the site's noise and the fault plan.
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// Report format.
         #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
         report: ReportFormat,
-        /// Fault injection plan: none or standard.
+        /// Fault injection plan: none, standard or random.
         #[arg(long, default_value = "none")]
         faults: String,
         /// Control and physics step in milliseconds.
         #[arg(long, default_value_t = 1000)]
         step_ms: u64,
+        /// Run a scenario file (TOML timeline of faults with expectations) instead of --days.
+        #[arg(long, conflicts_with_all = ["days", "faults"])]
+        scenario: Option<PathBuf>,
     },
 }
 
@@ -86,8 +89,9 @@ enum ReportFormat {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Some(Cmd::Simulate { days, seed, report, faults, step_ms }) => {
-            simulate(days, seed, report, &faults, step_ms)
+        Some(Cmd::Simulate { scenario: Some(path), report, .. }) => scenario(&path, report),
+        Some(Cmd::Simulate { days, seed, report, faults, step_ms, scenario: None }) => {
+            simulate(days.unwrap_or(0), seed, report, &faults, step_ms)
         }
         None => {
             tracing_subscriber::fmt()
@@ -105,6 +109,32 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+fn scenario(path: &std::path::Path, format: ReportFormat) -> ExitCode {
+    match ems_testing::run_scenario_file(path) {
+        Ok(r) => {
+            match format {
+                ReportFormat::Text => print!("{r}"),
+                ReportFormat::Json => match r.to_json() {
+                    Ok(j) => println!("{j}"),
+                    Err(e) => {
+                        eprintln!("ems-gateway simulate: cannot encode report: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                },
+            }
+            if r.passed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            }
+        }
+        Err(e) => {
+            eprintln!("ems-gateway simulate: {e}");
+            ExitCode::FAILURE
         }
     }
 }
