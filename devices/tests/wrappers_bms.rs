@@ -277,3 +277,24 @@ fn reset_alarms_is_rate_limited() {
     assert_eq!(mock.0.borrow().resets, 10);
     assert!(block_on(bms.reset_alarms(Millis::from_secs(3600))).is_ok());
 }
+
+#[test]
+fn cell_temperature_jump_is_rejected_and_a_plausible_rise_is_not() {
+    let mock = MockBms::healthy();
+    let mut bms = SafeBms::new(mock.clone(), SafeBmsConfig::default()).unwrap();
+    assert!(poll(&mut bms, 0).is_empty());
+    let mut r = healthy_bms_reading();
+    let base = r.cell_temp_max.get();
+    // +1 °C in 1 s: a fast but possible rise is accepted.
+    r.cell_temp_max = Celsius::new(base + 1.0);
+    mock.set(Ok(r));
+    assert!(poll(&mut bms, 1000).is_empty());
+    // +40 °C in the next second: a sensor or bus fault, rejected and marked invalid.
+    r.cell_temp_max = Celsius::new(base + 41.0);
+    mock.set(Ok(r));
+    let t = texts(&poll(&mut bms, 2000));
+    assert!(t.iter().any(|s| s.contains("cell_temp_max") && s.contains("jump")), "{t:?}");
+    let b = signals(&bms, Millis::new(2000));
+    assert_eq!(b.cell_temp_max.quality_at(Millis::new(2000)), Quality::Invalid);
+    assert_eq!(b.cell_temp_min.quality_at(Millis::new(2000)), Quality::Invalid);
+}

@@ -49,7 +49,11 @@ fn full_precharge_sequence() {
     assert!(!st.precharge_done);
     let (_, _) = r.step(100, ContactorCommand::Close, Some(Volts::new(40.0)));
     assert!(!r.main.energised(), "not equalised yet");
-    let (st, ev) = r.step(100, ContactorCommand::Close, Some(Volts::new(51.0)));
+    // Equalised after 200 ms, but the pre-charge relay stays closed for the minimum time: a
+    // frozen DC-link reading must not be able to close main onto an uncharged link.
+    let (_, _) = r.step(100, ContactorCommand::Close, Some(Volts::new(51.0)));
+    assert!(!r.main.energised(), "not before min_precharge_time");
+    let (st, ev) = r.step(300, ContactorCommand::Close, Some(Volts::new(51.0)));
     assert!(ev.any(|e| matches!(e, DeviceEvent::PrechargeDone { .. })));
     assert!(ev.any(|e| matches!(e, DeviceEvent::ContactorClosed)));
     assert!(r.main.energised() && !r.pre.energised(), "main closed, pre-charge relay opened");
@@ -98,6 +102,7 @@ fn main_that_does_not_close_trips_failed_to_close() {
     let mut r = rig();
     r.main.with(|s| s.stuck_open = true);
     let _ = r.step(100, ContactorCommand::Close, PACK);
+    let _ = r.step(500, ContactorCommand::Close, PACK);
     let (st, _) = r.step(400, ContactorCommand::Close, PACK);
     assert!(st.trips.is_empty(), "not before the feedback timeout");
     let (st, ev) = r.step(200, ContactorCommand::Close, PACK);
@@ -110,6 +115,7 @@ fn main_that_does_not_close_trips_failed_to_close() {
 fn welded_main_is_detected_and_kept_commanded_open() {
     let mut r = rig();
     let _ = r.step(100, ContactorCommand::Close, PACK);
+    let _ = r.step(500, ContactorCommand::Close, PACK);
     assert!(r.main.closed());
     r.main.with(|s| s.welded = true);
     let (st, _) = r.step(100, ContactorCommand::Open, None);

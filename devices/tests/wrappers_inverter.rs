@@ -288,3 +288,24 @@ fn no_reading_means_no_rating_and_zero_power() {
     assert_eq!(out.target, Watts::ZERO);
     assert!(mock.setpoint_writes().is_empty());
 }
+
+#[test]
+fn a_device_that_never_stays_in_remote_control_trips_instead_of_being_re_taken_forever() {
+    let mut r = timer_rig();
+    // The device acknowledges every write but applies nothing and stays in Local: the wrapper
+    // finds the lease lost at each check and re-takes it; after three losses without one
+    // confirmed set-point this is "set-point not applied", not an endless silent retry.
+    r.mock.with(|s| {
+        s.ignore_writes = true;
+        s.ignore_settings = true;
+    });
+    let mut trips = Vec::new();
+    let mut losses = 0;
+    for _ in 0..20 {
+        let (out, ev) = r.cycle(100, 2000.0, 1.0e6, 1.0e6);
+        losses += ev.iter().filter(|e| matches!(e.event, DeviceEvent::LeaseLost)).count();
+        trips.extend(out.trips.iter().copied());
+    }
+    assert!(losses >= 3, "lease losses: {losses}");
+    assert!(trips.contains(&TripReason::SetpointNotApplied), "trips: {trips:?}");
+}

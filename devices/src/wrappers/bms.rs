@@ -14,7 +14,7 @@ use super::rate::RateLimiter;
 use super::{check_positive_ms, ConfigError, WrapperError};
 use crate::traits::{Bms, BmsReading, DeviceError};
 use ems_core::snapshot::{BatterySignals, SLOW_MAX_AGE};
-use ems_core::{Amps, Measurement, Millis, Percent, Watts};
+use ems_core::{Amps, Celsius, Measurement, Millis, Percent, Watts};
 
 /// [`SafeBms`] settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -28,6 +28,10 @@ pub struct SafeBmsConfig {
     /// Largest SOC change per second accepted (default 1 %/s); at least one second's worth is
     /// always allowed, so a register that steps by whole percent is not rejected at 10 Hz.
     pub max_soc_rate_per_s: Percent,
+    /// Largest cell-temperature change per second accepted (default 2 °C/s; a thermal runaway
+    /// of a whole pack rises by a few °C per minute, a +40 °C step between two reads is a
+    /// sensor or bus fault). At least one second's worth is always allowed.
+    pub max_cell_temp_rate_per_s: Celsius,
     /// A cell voltage or temperature unchanged to the last bit for longer than this while
     /// current flows is marked invalid (default 10 min).
     pub stuck_after: Millis,
@@ -49,6 +53,7 @@ impl Default for SafeBmsConfig {
             cells_in_series: 16,
             plausibility_tolerance: Percent::new(3.0),
             max_soc_rate_per_s: Percent::new(1.0),
+            max_cell_temp_rate_per_s: Celsius::new(2.0),
             stuck_after: Millis::from_secs(600),
             stuck_min_current: Amps::new(5.0),
             comm_loss_fallback: Millis::from_secs(5),
@@ -75,6 +80,13 @@ impl SafeBmsConfig {
                 "plausibility_tolerance",
                 f64::from(tol),
                 "must be > 0 % and ≤ 50 %",
+            ));
+        }
+        if self.max_cell_temp_rate_per_s.get() <= 0.0 {
+            return Err(ConfigError::new(
+                "max_cell_temp_rate_per_s",
+                f64::from(self.max_cell_temp_rate_per_s.get()),
+                "must be > 0 °C/s",
             ));
         }
         if self.max_soc_rate_per_s.get() <= 0.0 {
@@ -154,6 +166,7 @@ pub struct SafeBms<B> {
     read_failing: bool,
     comm_lost: bool,
     last_soc: Option<(Percent, Millis)>,
+    last_temps: Option<(Celsius, Celsius, Millis)>,
     stuck: [StuckTracker; 4],
     stuck_reported: [bool; 4],
     reset_limiter: RateLimiter,
@@ -175,6 +188,7 @@ impl<B: Bms> SafeBms<B> {
             read_failing: false,
             comm_lost: false,
             last_soc: None,
+            last_temps: None,
             stuck: [StuckTracker::default(); 4],
             stuck_reported: [false; 4],
             reset_limiter,
@@ -290,7 +304,19 @@ impl<B: Bms> SafeBms<B> {
             );
             s.cell_temp_min.invalidate();
             s.cell_temp_max.invalidate();
+        } else if let Some((field, value, from, over)) = self.temp_jump(r, now) {
+            reject(
+                events,
+                field,
+                FieldValue::Celsius(value),
+                Rejection::Jump { from: FieldValue::Celsius(from), over },
+            );
+            let s = &mut self.signals;
+            s.cell_temp_min.invalidate();
+            s.cell_temp_max.invalidate();
         } else {
+            self.last_temps = Some((r.cell_temp_min, r.cell_temp_max, now));
+            let s = &mut self.signals;
             s.cell_temp_min.update(r.cell_temp_min, now);
             s.cell_temp_max.update(r.cell_temp_max, now);
         }
@@ -349,6 +375,21 @@ impl<B: Bms> SafeBms<B> {
                 None => self.stuck_reported[i] = false,
             }
         }
+    }
+
+    /// A cell temperature that moved faster than the configured rate since the last accepted
+    /// reading: (field, new value, previous value, elapsed).
+    fn temp_jump(&self, r: &BmsReading, now: Millis) -> Option<(&'static str, Celsius, Celsius, Millis)> {
+        let (min_prev, max_prev, at) = self.last_temps?;
+        let dt = now.since(at).max(Millis::from_secs(1));
+        let allowed = self.config.max_cell_temp_rate_per_s.get() * dt.as_secs_f32();
+        if (r.cell_temp_max.get() - max_prev.get()).abs() > allowed {
+            return Some(("cell_temp_max", r.cell_temp_max, max_prev, now.since(at)));
+        }
+        if (r.cell_temp_min.get() - min_prev.get()).abs() > allowed {
+            return Some(("cell_temp_min", r.cell_temp_min, min_prev, now.since(at)));
+        }
+        None
     }
 
     fn pack_plausible(&self, r: &BmsReading, events: &mut DeviceEvents, now: Millis) -> bool {

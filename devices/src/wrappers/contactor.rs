@@ -23,6 +23,12 @@ pub struct ContactorConfig {
     pub precharge_tolerance: Percent,
     /// Pre-charge must complete within this (default 3 s).
     pub precharge_timeout: Millis,
+    /// The pre-charge relay stays closed at least this long before the main contactor may close,
+    /// whatever the DC-link reading says (default 500 ms, ≥ 3 time constants of a typical
+    /// pre-charge circuit). A frozen or stale DC-link reading that already shows the pack voltage
+    /// would otherwise close the main contactor onto an uncharged link (found by the
+    /// fault-interleaving property test in `ems-testing`).
+    pub min_precharge_time: Millis,
     /// The main feedback must follow a close or open command within this (default 500 ms).
     pub feedback_timeout: Millis,
 }
@@ -32,6 +38,7 @@ impl Default for ContactorConfig {
         Self {
             precharge_tolerance: Percent::new(5.0),
             precharge_timeout: Millis::from_secs(3),
+            min_precharge_time: Millis::new(500),
             feedback_timeout: Millis::new(500),
         }
     }
@@ -45,6 +52,15 @@ impl ContactorConfig {
             return Err(ConfigError::new("precharge_tolerance", f64::from(t), "must be > 0 % and ≤ 20 %"));
         }
         check_positive_ms("precharge_timeout", self.precharge_timeout)?;
+        if self.min_precharge_time >= self.precharge_timeout {
+            #[allow(clippy::cast_precision_loss)] // milliseconds of a configuration value
+            let value = self.min_precharge_time.get() as f64;
+            return Err(ConfigError::new(
+                "min_precharge_time",
+                value,
+                "must be shorter than precharge_timeout",
+            ));
+        }
         check_positive_ms("feedback_timeout", self.feedback_timeout)
     }
 
@@ -185,7 +201,9 @@ impl<P: Relay, M: Relay> Contactor<P, M, Open> {
         }
         let mut s = start;
         loop {
-            if self.config.precharged(s.pack, s.dc_link) {
+            if s.at.since(start.at) >= self.config.min_precharge_time
+                && self.config.precharged(s.pack, s.dc_link)
+            {
                 return Ok(self.to());
             }
             if s.at.since(start.at) > self.config.precharge_timeout {
@@ -510,7 +528,7 @@ impl<P: Relay, M: Relay> ContactorSequencer<P, M> {
         trips: &mut heapless::Vec<TripReason, 2>,
     ) -> Option<bool> {
         let Phase::Precharging { since } = self.phase else { return None };
-        if self.config.precharged(pack, dc) {
+        if now.since(since) >= self.config.min_precharge_time && self.config.precharged(pack, dc) {
             events.push(now, DeviceEvent::PrechargeDone { after: now.since(since) });
             return match self.main.set(true).await {
                 Ok(()) => {

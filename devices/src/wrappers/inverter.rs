@@ -144,6 +144,9 @@ struct Lease {
     renewed_at: Millis,
 }
 
+/// Consecutive lease losses without a confirmed set-point that count as "set-point not applied".
+const MAX_LEASE_LOSSES: u8 = 3;
+
 /// An inverter behind the set-point and control-lease safety logic.
 #[derive(Debug)]
 pub struct SafeInverter<I> {
@@ -160,6 +163,9 @@ pub struct SafeInverter<I> {
     /// since each was written.
     unconfirmed: heapless::Deque<(Watts, u8), 8>,
     pending_trip: bool,
+    /// Consecutive times the device was found back in Local (lease lost) without one of our
+    /// set-points being confirmed in between.
+    lease_losses: u8,
     lease: Option<Lease>,
     original: Option<InverterSettings>,
     last_settings_check: Millis,
@@ -185,6 +191,7 @@ impl<I: Inverter> SafeInverter<I> {
             prev_apply: None,
             unconfirmed: heapless::Deque::new(),
             pending_trip: false,
+            lease_losses: 0,
             lease: None,
             original: None,
             last_settings_check: Millis::ZERO,
@@ -296,6 +303,15 @@ impl<I: Inverter> SafeInverter<I> {
         let Ok(settings) = self.inv.read_settings().await else { return };
         if settings.control == ControlSource::Local {
             events.push(now, DeviceEvent::LeaseLost);
+            // A device that keeps dropping out of remote control (it ignores our settings
+            // writes, or something else keeps taking it back) never gets to confirm a
+            // set-point; without this the wrapper would re-take it forever and the set-point
+            // would silently not be applied.
+            self.lease_losses = self.lease_losses.saturating_add(1);
+            if self.lease_losses >= MAX_LEASE_LOSSES {
+                self.lease_losses = 0;
+                self.pending_trip = true;
+            }
             self.lease = None;
             self.unconfirmed.clear();
             self.last_written = Watts::ZERO;
@@ -320,6 +336,11 @@ impl<I: Inverter> SafeInverter<I> {
             .map(|(i, _)| i)
             .last();
         if let Some(i) = matched {
+            // A confirmed non-zero set-point proves the device follows us (a device that fell
+            // back to Local also "confirms" zero).
+            if self.unconfirmed.iter().nth(i).is_some_and(|(w, _)| *w != Watts::ZERO) {
+                self.lease_losses = 0;
+            }
             for _ in 0..=i {
                 self.unconfirmed.pop_front();
             }

@@ -118,6 +118,8 @@ pub struct InverterState_ {
     pub state: InverterState,
     /// Ignore set-point writes (accept them, apply nothing).
     pub ignore_writes: bool,
+    /// Settings writes are acknowledged but change nothing (the device stays in Local).
+    pub ignore_settings: bool,
     /// Apply a written set-point only after this many reads.
     pub apply_delay_reads: u32,
     pending: VecDeque<(Watts, u32)>,
@@ -144,6 +146,7 @@ impl MockInverter {
             dc_link: Volts::new(52.8),
             state: InverterState::Running,
             ignore_writes: false,
+            ignore_settings: false,
             apply_delay_reads: 0,
             pending: VecDeque::new(),
             fail_reads: false,
@@ -265,6 +268,9 @@ impl Inverter for MockInverter {
         let now = s.clock.now();
         s.writes.push((now, InvWrite::Settings(*settings)));
         s.last_write_at = now;
+        if s.ignore_settings {
+            return Ok(());
+        }
         s.settings = *settings;
         if !s.ignore_writes {
             s.applied = settings.setpoint;
