@@ -75,6 +75,10 @@ fn live_run_reaches_running_and_persists_after_graceful_shutdown() {
     assert!(out.contains("IDLE -> RUNNING"), "{out}");
     assert!(out.contains("graceful shutdown complete"), "{out}");
     assert!(out.contains("shutdown: Complete, state IDLE"), "{out}");
+    // The device layer ran: pre-charge, the inverter lease, and its release at the end.
+    assert!(out.contains("Pre-charge done"), "{out}");
+    assert!(out.contains("EMS took control of the inverter"), "{out}");
+    assert!(out.contains("control released: inverter settings restored"), "{out}");
     assert!(out.contains("] IDLE     SOC"), "status line missing: {out}");
     assert_eq!(std::fs::read_to_string(&state).unwrap().trim(), "ems-state v1 IDLE");
 }
@@ -136,4 +140,38 @@ fn ctrl_c_shuts_down_gracefully_and_persists() {
     assert!(out.contains("Ctrl-C"), "{out}");
     assert!(out.contains("graceful shutdown complete"), "{out}");
     assert!(std::fs::read_to_string(&state).unwrap().starts_with("ems-state v1 "), "{out}");
+}
+
+#[test]
+fn simulate_runs_a_scenario_file_and_reports_its_expectations() {
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testing/scenarios/h07_estop.toml");
+    let o = run(gateway().args(["simulate", "--scenario", file, "--report", "json"]));
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["passed"], true, "{v}");
+    assert_eq!(v["report"]["hard_limit_violations"], 0, "{v}");
+}
+
+#[test]
+fn a_bad_scenario_file_is_refused_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "name = \"x\"\nduration = \"1x\"\n").unwrap();
+    let o = run(gateway().args(["simulate", "--scenario"]).arg(&file));
+    assert!(!o.status.success());
+    let t = text(&o);
+    assert!(t.contains("bad.toml") && t.contains("duration") && t.contains("1x"), "{t}");
+}
+
+#[test]
+fn random_faults_report_zero_hard_limit_violations() {
+    let o =
+        run(gateway()
+            .args(["simulate", "--days", "2", "--faults", "random", "--seed", "3", "--report", "json"]));
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["hard_limit_violations"], 0, "{v}");
+    assert_eq!(v["invariant_violations"], 0, "{v}");
+    assert_eq!(v["lease_violations"], 0, "{v}");
+    assert!(v["faults_injected"].as_u64().unwrap() > 0);
 }
