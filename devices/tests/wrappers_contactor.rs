@@ -88,6 +88,25 @@ fn precharge_timeout_opens_everything_and_trips_once() {
     assert_eq!(st.state, Some(ContactorState::Closed));
 }
 
+/// A DC-link reading that moved since the pre-charge started (measurement noise on a charged
+/// link, or the rise of a charging one).
+const LIVE: Option<Volts> = Some(Volts::new(52.79));
+
+#[test]
+fn a_frozen_dc_link_reading_is_not_evidence_of_a_charged_link() {
+    let mut r = rig();
+    // The reading already shows the pack voltage when pre-charge starts and never changes by a
+    // bit (a stuck register): main must not close on it; the pre-charge times out instead.
+    let frozen = PACK;
+    let mut trips = Vec::new();
+    for _ in 0..40 {
+        let (st, _) = r.step(100, ContactorCommand::Close, frozen);
+        trips.extend(st.trips.iter().copied());
+        assert!(!r.main.energised(), "main closed on a frozen DC-link reading");
+    }
+    assert_eq!(trips, vec![TripReason::PrechargeFailed]);
+}
+
 #[test]
 fn unknown_voltages_never_count_as_precharged() {
     let mut r = rig();
@@ -102,7 +121,7 @@ fn main_that_does_not_close_trips_failed_to_close() {
     let mut r = rig();
     r.main.with(|s| s.stuck_open = true);
     let _ = r.step(100, ContactorCommand::Close, PACK);
-    let _ = r.step(500, ContactorCommand::Close, PACK);
+    let _ = r.step(500, ContactorCommand::Close, LIVE);
     let (st, _) = r.step(400, ContactorCommand::Close, PACK);
     assert!(st.trips.is_empty(), "not before the feedback timeout");
     let (st, ev) = r.step(200, ContactorCommand::Close, PACK);
@@ -115,7 +134,7 @@ fn main_that_does_not_close_trips_failed_to_close() {
 fn welded_main_is_detected_and_kept_commanded_open() {
     let mut r = rig();
     let _ = r.step(100, ContactorCommand::Close, PACK);
-    let _ = r.step(500, ContactorCommand::Close, PACK);
+    let _ = r.step(500, ContactorCommand::Close, LIVE);
     assert!(r.main.closed());
     r.main.with(|s| s.welded = true);
     let (st, _) = r.step(100, ContactorCommand::Open, None);

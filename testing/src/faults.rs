@@ -140,10 +140,20 @@ pub fn random_fault(kind: usize, r: u64) -> (FaultSpec, Option<Millis>) {
             (FaultSpec::Device(device, DeviceFault::Stuck(field)), Some(secs(5, 600)))
         }
         20 => (FaultSpec::Device(device, DeviceFault::IgnoreCommands), Some(secs(5, 600))),
-        21 => (
-            FaultSpec::Device(device, DeviceFault::Delay(Millis::new(500 + bits(48, 10) * 500))),
-            Some(secs(5, 600)),
-        ),
+        21 => {
+            // Relay coils are wired to local I/O with bounded latency (a hardware requirement in
+            // docs/SAFETY.md): a contactor command arriving seconds late can close main onto a
+            // discharged DC link after the sequencer has given up, which no software can undo.
+            // Delays are injected on the bus devices only.
+            let device = match device {
+                DeviceId::PrechargeRelay | DeviceId::MainRelay => DeviceId::Inverter,
+                other => other,
+            };
+            (
+                FaultSpec::Device(device, DeviceFault::Delay(Millis::new(500 + bits(48, 10) * 500))),
+                Some(secs(5, 600)),
+            )
+        }
         22 => (FaultSpec::Device(relay, DeviceFault::RelayWeld), Some(secs(5, 600))),
         23 => (FaultSpec::Physical(PhysicalFault::EStopRelease), None),
         _ => (FaultSpec::Device(DeviceId::EStop, DeviceFault::CommLoss), Some(secs(1, 30))),

@@ -22,7 +22,7 @@
 //! | `Stuck(field)` | live, except `field` keeps its value from before the fault | pass |
 //! | `IgnoreCommands` | live | `Ok`, but not passed on |
 //! | `Delay(d)` | live | `Ok`, passed on in order at the first call at or after `now + d` |
-//! | `RelayWeld` | live (a welded contact really stays closed, so the feedback shows it) | relay `set(false)` is `Ok` but not passed on; `set(true)` passes |
+//! | `RelayWeld` | live (a welded contact really stays closed, so the feedback shows it) | relay `set(false)` is `Ok` but not passed on while the contact is closed (an open contact cannot weld); `set(true)` passes |
 //!
 //! The weld is modelled here, not in the simulator: the simulated relay never receives the open
 //! command, so its contact — and the power path — stay closed, which is what a weld does.
@@ -708,7 +708,13 @@ impl<D: Relay> Relay for Faulty<D> {
 
     async fn set(&mut self, closed: bool) -> Result<(), Self::Error> {
         self.flush_relay().await;
-        write_through!(self, !closed, Held::Relay(closed), self.inner.set(closed))
+        // Only a closed contact can weld: an opening command to a contact that is open (e.g.
+        // one that never closed) passes, otherwise the "weld" would be a coil driver stuck on,
+        // a different fault (found by the fault-interleaving property test).
+        let welds = !closed
+            && self.switch.fault() == Some(DeviceFault::RelayWeld)
+            && matches!(self.inner.feedback().await, Ok(true));
+        write_through!(self, welds, Held::Relay(closed), self.inner.set(closed))
     }
 
     async fn feedback(&mut self) -> Result<bool, Self::Error> {

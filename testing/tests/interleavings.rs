@@ -14,9 +14,6 @@ fn cases() -> u32 {
 }
 
 proptest! {
-    // A fixed seed while the known device-layer gap below is open: a random seed finds it in
-    // about one case in 40 and would make the default run flaky. `PROPTEST_CASES` still widens
-    // the search.
     #![proptest_config(ProptestConfig::with_cases(cases()))]
 
     #[test]

@@ -286,7 +286,10 @@ impl PowerPath {
     pub(crate) fn update_contacts(&mut self, pack_voltage: f64) {
         self.pack = pack_voltage;
         self.precharge_closed = self.precharge_coil;
-        let main = if self.main_closed && self.welded { true } else { self.main_coil && !self.stuck_open };
+        // A welded contact stays closed whatever the coil; a contact stuck open fails to close,
+        // but does not open one that is already closed.
+        let main =
+            if self.main_closed { self.main_coil || self.welded } else { self.main_coil && !self.stuck_open };
         if main && !self.main_closed {
             if (self.pack - self.dc_link).abs() > INRUSH_THRESHOLD * self.pack {
                 self.inrush_events = self.inrush_events.saturating_add(1);

@@ -669,8 +669,15 @@ impl SimulatedSite {
                 self.dropout_latest = self.dropout_latest.max(until);
             }
             SimFault::CellImbalance { volts } => self.battery.imbalance_v = f64::from(volts.get()),
-            SimFault::ContactorWeld => self.path.welded = true,
-            SimFault::ContactorStuckOpen => self.path.stuck_open = true,
+            // One contact cannot be welded shut and stuck open at once: each replaces the other.
+            SimFault::ContactorWeld => {
+                self.path.welded = true;
+                self.path.stuck_open = false;
+            }
+            SimFault::ContactorStuckOpen => {
+                self.path.stuck_open = true;
+                self.path.welded = false;
+            }
             SimFault::PrechargeResistorOpen => self.path.resistor_open = true,
             SimFault::InverterIgnoresSetpoint => self.inverter.ignores_setpoint = true,
             SimFault::InverterDelay { by } => self.inverter.delay_ms = by.get(),

@@ -33,6 +33,19 @@ pub struct ContactorConfig {
     pub feedback_timeout: Millis,
 }
 
+/// A DC-link reading is evidence of a charged link only if it changed (to the bit) since the
+/// pre-charge relay closed: a frozen reading (a stuck register, a driver returning its cache)
+/// would otherwise vouch for a link that an open pre-charge resistor never charged — found by
+/// the fault-interleaving property test (frozen inverter reading + open pre-charge resistor).
+/// A real link always moves while it charges, and a measurement of a charged one carries noise.
+fn live(at_start: Option<Volts>, now: Option<Volts>) -> bool {
+    match (at_start, now) {
+        (Some(a), Some(b)) => a.get().to_bits() != b.get().to_bits(),
+        (None, Some(_)) => true,
+        (_, None) => false,
+    }
+}
+
 impl Default for ContactorConfig {
     fn default() -> Self {
         Self {
@@ -283,12 +296,21 @@ pub struct ContactorStatus {
     pub trips: heapless::Vec<TripReason, 2>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 enum Phase {
     Open,
-    Opening { since: Millis, welded: bool },
-    Precharging { since: Millis },
-    Closing { since: Millis },
+    Opening {
+        since: Millis,
+        welded: bool,
+    },
+    Precharging {
+        since: Millis,
+        /// The DC-link reading when the pre-charge relay was closed (liveness check).
+        dc_at_start: Option<Volts>,
+    },
+    Closing {
+        since: Millis,
+    },
     Closed,
 }
 
@@ -496,7 +518,7 @@ impl<P: Relay, M: Relay> ContactorSequencer<P, M> {
             Phase::Open if start => match self.precharge.set(true).await {
                 Ok(()) => {
                     events.push(now, DeviceEvent::PrechargeStarted);
-                    self.phase = Phase::Precharging { since: now };
+                    self.phase = Phase::Precharging { since: now, dc_at_start: dc };
                     self.advance_precharge(now, pack, dc, events, trips).await
                 }
                 Err(e) => {
@@ -527,8 +549,11 @@ impl<P: Relay, M: Relay> ContactorSequencer<P, M> {
         events: &mut DeviceEvents,
         trips: &mut heapless::Vec<TripReason, 2>,
     ) -> Option<bool> {
-        let Phase::Precharging { since } = self.phase else { return None };
-        if now.since(since) >= self.config.min_precharge_time && self.config.precharged(pack, dc) {
+        let Phase::Precharging { since, dc_at_start } = self.phase else { return None };
+        if now.since(since) >= self.config.min_precharge_time
+            && live(dc_at_start, dc)
+            && self.config.precharged(pack, dc)
+        {
             events.push(now, DeviceEvent::PrechargeDone { after: now.since(since) });
             return match self.main.set(true).await {
                 Ok(()) => {

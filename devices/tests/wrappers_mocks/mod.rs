@@ -115,6 +115,8 @@ pub struct InverterState_ {
     pub applied: Watts,
     pub rated: Watts,
     pub dc_link: Volts,
+    /// Reads so far (drives the DC-link measurement noise).
+    pub dc_reads: u32,
     pub state: InverterState,
     /// Ignore set-point writes (accept them, apply nothing).
     pub ignore_writes: bool,
@@ -144,6 +146,7 @@ impl MockInverter {
             applied: Watts::ZERO,
             rated: Watts::new(5000.0),
             dc_link: Volts::new(52.8),
+            dc_reads: 0,
             state: InverterState::Running,
             ignore_writes: false,
             ignore_settings: false,
@@ -222,13 +225,16 @@ impl Inverter for MockInverter {
             s.applied = w;
             s.pending.pop_front();
         }
+        s.dc_reads = s.dc_reads.wrapping_add(1);
         Ok(InverterReading {
             active_power: s.applied,
             setpoint: s.applied,
             state: s.state,
             temperature: Celsius::new(40.0),
             rated_power: s.rated,
-            dc_link_voltage: s.dc_link,
+            // A real measurement carries noise; a bit-identical value would look frozen to the
+            // pre-charge liveness check.
+            dc_link_voltage: Volts::new(s.dc_link.get() + if s.dc_reads % 2 == 0 { 0.0 } else { 0.01 }),
         })
     }
     async fn write_setpoint(&mut self, power: Watts) -> Result<(), MockError> {
