@@ -66,12 +66,21 @@ pub enum ModeSetting {
     Passive,
     /// Charge only, never discharge.
     ChargeOnly(ChargeOnlyConfig),
+    /// Hold a fixed battery set-point (`+` discharge / `−` charge), e.g. for commissioning or a
+    /// capacity test. Like every mode it only proposes: the envelope, the ramp and the state
+    /// machine still decide what is commanded (a discharge stops at the SOC-low alarm, a charge
+    /// at the SOC-high alarm).
+    Manual {
+        /// The set-point to hold.
+        setpoint: Watts,
+    },
 }
 
 impl fmt::Display for ModeSetting {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Passive => f.write_str("passive"),
+            Self::Manual { setpoint } => write!(f, "manual ({setpoint:+.0})"),
             Self::ChargeOnly(ChargeOnlyConfig { source: ChargeSource::PvSurplus, .. }) => {
                 f.write_str("charge-only (PV surplus)")
             }
@@ -99,6 +108,8 @@ pub enum ProposalReason {
     SignalUnavailable,
     /// Nothing to charge from.
     NoSurplus,
+    /// The manual set-point.
+    Manual,
 }
 
 impl fmt::Display for ProposalReason {
@@ -111,6 +122,7 @@ impl fmt::Display for ProposalReason {
             Self::SocTargetReached => "SOC target reached",
             Self::SignalUnavailable => "signal unavailable",
             Self::NoSurplus => "no PV surplus",
+            Self::Manual => "manual set-point",
         })
     }
 }
@@ -171,6 +183,7 @@ impl Mode {
         self.last = Some(now);
         match self.setting {
             ModeSetting::Passive => Proposal { setpoint: Watts::ZERO, reason: ProposalReason::Passive },
+            ModeSetting::Manual { setpoint } => Proposal { setpoint, reason: ProposalReason::Manual },
             ModeSetting::ChargeOnly(cfg) => self.charge_only(cfg, now, dt, snapshot),
         }
     }
@@ -237,6 +250,16 @@ mod tests {
         s.grid.active_power = Measurement::good(Watts::new(grid), Millis::ZERO, age);
         s.inverter.active_power = Measurement::good(Watts::new(battery), Millis::ZERO, age);
         s
+    }
+
+    #[test]
+    fn manual_proposes_its_setpoint_in_either_direction() {
+        let mut m = Mode::new(ModeSetting::Manual { setpoint: Watts::new(3000.0) }).unwrap();
+        let p = m.propose(Millis::ZERO, &snap(50.0, 0.0, 0.0));
+        assert_eq!((p.setpoint, p.reason), (Watts::new(3000.0), ProposalReason::Manual));
+        let mut m = Mode::new(ModeSetting::Manual { setpoint: Watts::new(-1500.0) }).unwrap();
+        assert_eq!(m.propose(Millis::ZERO, &snap(50.0, 0.0, 0.0)).setpoint, Watts::new(-1500.0));
+        assert_eq!(ModeSetting::Manual { setpoint: Watts::new(-1500.0) }.to_string(), "manual (-1500 W)");
     }
 
     #[test]

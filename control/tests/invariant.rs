@@ -153,6 +153,7 @@ fn mode() -> impl Strategy<Value = Option<ModeSetting>> {
     prop_oneof![
         8 => Just(None),
         1 => Just(Some(ModeSetting::Passive)),
+        1 => raw(-20000.0, 20000.0).prop_map(|p| Some(ModeSetting::Manual { setpoint: Watts::new(p) })),
         1 => Just(Some(ModeSetting::ChargeOnly(ChargeOnlyConfig::default()))),
         2 => (raw(-1000.0, 9000.0), raw(0.0, 100.0), raw(-100.0, 20000.0)).prop_map(|(p, soc, imp)| Some(
             ModeSetting::ChargeOnly(ChargeOnlyConfig {

@@ -5,7 +5,7 @@ use crate::faults::{random_timeline, schedule, FaultPlan};
 use crate::faulty::{FaultSwitch, Faulty};
 use crate::report::{Report, Stats};
 use crate::scenario::{DeviceId, Expectation, FaultSpec, PhysicalFault, TimedFault};
-use ems_control::{Controller, ControllerConfig, Inputs};
+use ems_control::{Controller, ControllerConfig, Inputs, ModeSetting};
 use ems_core::persist::{MemoryStore, StateStore};
 use ems_core::snapshot::BmsAlarms;
 use ems_core::{Millis, Snapshot, State, TransitionRequest, TripReason, Watts};
@@ -54,6 +54,56 @@ pub struct RunOptions {
     pub site: SimSiteConfig,
     /// The controller.
     pub controller: ControllerConfig,
+    /// What the site is asked to do over the day.
+    pub duty: Duty,
+}
+
+/// What the site is asked to do while it runs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Duty {
+    /// The controller's configured mode all the time (charge-only by default: the battery fills
+    /// from PV surplus and then holds).
+    Configured,
+    /// A daily cycle that works the whole battery: charge-only from PV surplus from 06:00 to
+    /// 17:00 local time, then a manual discharge at `discharge` until 06:00 — every night the
+    /// SOC-low alarm, the discharge derating and the cell under-voltage limits are reached.
+    DailyCycle {
+        /// Discharge power in the evening and night (magnitude).
+        discharge: Watts,
+    },
+}
+
+impl Duty {
+    /// The daily cycle with a 3 kW evening discharge.
+    pub const DAILY_CYCLE: Self = Self::DailyCycle { discharge: Watts::new(3000.0) };
+
+    /// Parse `configured` / `daily-cycle`.
+    ///
+    /// # Errors
+    /// A message naming the flag and the value.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "configured" | "charge-only" => Ok(Self::Configured),
+            "daily-cycle" => Ok(Self::DAILY_CYCLE),
+            other => Err(format!("--duty: '{other}' is not one of charge-only, daily-cycle")),
+        }
+    }
+
+    /// The mode this duty wants at `time_of_day`, if it sets one.
+    #[must_use]
+    pub fn mode_at(self, time_of_day: Millis, configured: ModeSetting) -> ModeSetting {
+        match self {
+            Self::Configured => configured,
+            Self::DailyCycle { discharge } => {
+                let h = time_of_day.get() / 3_600_000;
+                if (6..17).contains(&h) {
+                    configured
+                } else {
+                    ModeSetting::Manual { setpoint: discharge.abs() }
+                }
+            }
+        }
+    }
 }
 
 impl RunOptions {
@@ -68,6 +118,7 @@ impl RunOptions {
             operator: true,
             site: SimSiteConfig { seed, ..SimSiteConfig::default() },
             controller: ControllerConfig::default(),
+            duty: Duty::Configured,
         }
     }
 }
@@ -553,10 +604,13 @@ pub fn run_timeline(
             drive(&waker, devs.read(now, &mut snapshot, &mut dev_events));
             let request =
                 if opts.operator { operator.decide(now, controller.state(), &snapshot) } else { None };
+            let wanted = opts.duty.mode_at(site.borrow().calendar().time_of_day, opts.controller.mode);
+            let set_mode = (controller.mode() != wanted).then_some(wanted);
             let inputs = Inputs {
                 request: request.map(|r| r.0),
                 reason: request.map_or("", |r| r.1),
                 device_trips: &device_trips,
+                set_mode,
                 ..Inputs::default()
             };
             let out = controller.step(now.get(), &snapshot, &inputs);

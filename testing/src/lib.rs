@@ -18,7 +18,7 @@ pub mod report;
 pub mod scenario;
 
 pub use harness::{
-    run, run_scenario, run_scenario_file, run_timeline, ExpectationOutcome, HarnessError, RunOptions,
+    run, run_scenario, run_scenario_file, run_timeline, Duty, ExpectationOutcome, HarnessError, RunOptions,
     ScenarioReport, ScenarioRunError,
 };
 pub use report::Report;

@@ -1,12 +1,12 @@
 //! Property: for any interleaving of faults (kinds, devices, times, durations) on a short run,
 //! no command leaves the envelope, the hard limits hold, and no inverter stays under EMS control
-//! after its lease expired. `PROPTEST_CASES` lengthens it (default 8: each case is 2 simulated
-//! hours).
+//! after its lease expired. `PROPTEST_CASES` lengthens it (default 8: each case is 4 simulated
+//! hours, 15:00-19:00, charging then discharging).
 
 use ems_core::Millis;
 use ems_testing::faults::{random_fault, RANDOM_KINDS};
 use ems_testing::scenario::{FaultSpec, TimedFault};
-use ems_testing::{run_timeline, RunOptions};
+use ems_testing::{run_timeline, Duty, RunOptions};
 use proptest::prelude::*;
 
 fn cases() -> u32 {
@@ -19,7 +19,7 @@ proptest! {
     #[test]
     fn no_interleaving_of_faults_breaks_the_envelope_or_the_lease(
         seed in 0u64..1000,
-        faults in proptest::collection::vec((0usize..RANDOM_KINDS, any::<u64>(), 60u64..7_000, proptest::option::of(1u64..900)), 1..12),
+        faults in proptest::collection::vec((0usize..RANDOM_KINDS, any::<u64>(), 60u64..14_000, proptest::option::of(1u64..900)), 1..12),
     ) {
         let timeline: Vec<TimedFault> = faults
             .iter()
@@ -35,8 +35,11 @@ proptest! {
             })
             .collect();
         let mut opts = RunOptions::days(1, seed);
-        opts.duration = Millis::new(2 * 3_600_000);
-        opts.site.start_time_of_day = Millis::new(10 * 3_600_000);
+        // 15:00–17:00 charging from surplus, then the daily cycle's evening discharge: both
+        // directions under faults.
+        opts.site.start_time_of_day = Millis::new(15 * 3_600_000);
+        opts.duration = Millis::new(4 * 3_600_000);
+        opts.duty = Duty::DAILY_CYCLE;
         let (report, _) = run_timeline(&opts, &timeline, &[]).unwrap();
         prop_assert_eq!(report.invariant_violations, 0, "{}", report);
         prop_assert_eq!(report.hard_limit_violations, 0, "{}", report);

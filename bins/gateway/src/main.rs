@@ -74,6 +74,12 @@ enum Cmd {
         /// Control and physics step in milliseconds.
         #[arg(long, default_value_t = 1000)]
         step_ms: u64,
+        /// What the battery is asked to do: charge-only (the configured charge-only mode all day)
+        /// or daily-cycle (charge from PV surplus 06:00-17:00, discharge 3 kW at night, so the
+        /// whole SOC window and the low-side limits are exercised). Default: daily-cycle with
+        /// --faults random (the soak), charge-only otherwise.
+        #[arg(long)]
+        duty: Option<String>,
         /// Run a scenario file (TOML timeline of faults with expectations) instead of --days.
         #[arg(long, conflicts_with_all = ["days", "faults"])]
         scenario: Option<PathBuf>,
@@ -90,8 +96,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Cmd::Simulate { scenario: Some(path), report, .. }) => scenario(&path, report),
-        Some(Cmd::Simulate { days, seed, report, faults, step_ms, scenario: None }) => {
-            simulate(days.unwrap_or(0), seed, report, &faults, step_ms)
+        Some(Cmd::Simulate { days, seed, report, faults, step_ms, duty, scenario: None }) => {
+            simulate(days.unwrap_or(0), seed, report, &faults, step_ms, duty.as_deref())
         }
         None => {
             tracing_subscriber::fmt()
@@ -117,9 +123,9 @@ fn scenario(path: &std::path::Path, format: ReportFormat) -> ExitCode {
     match ems_testing::run_scenario_file(path) {
         Ok(r) => {
             match format {
-                ReportFormat::Text => print!("{r}"),
+                ReportFormat::Text => out(&r.to_string()),
                 ReportFormat::Json => match r.to_json() {
-                    Ok(j) => println!("{j}"),
+                    Ok(j) => out(&format!("{j}\n")),
                     Err(e) => {
                         eprintln!("ems-gateway simulate: cannot encode report: {e}");
                         return ExitCode::FAILURE;
@@ -139,7 +145,14 @@ fn scenario(path: &std::path::Path, format: ReportFormat) -> ExitCode {
     }
 }
 
-fn simulate(days: u32, seed: u64, format: ReportFormat, faults: &str, step_ms: u64) -> ExitCode {
+fn simulate(
+    days: u32,
+    seed: u64,
+    format: ReportFormat,
+    faults: &str,
+    step_ms: u64,
+    duty: Option<&str>,
+) -> ExitCode {
     if days == 0 {
         eprintln!("ems-gateway simulate: --days must be at least 1 (got 0)");
         return ExitCode::FAILURE;
@@ -151,15 +164,27 @@ fn simulate(days: u32, seed: u64, format: ReportFormat, faults: &str, step_ms: u
             return ExitCode::FAILURE;
         }
     };
+    let duty = match duty {
+        Some(d) => match ems_testing::Duty::parse(d) {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("ems-gateway simulate: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None if plan == FaultPlan::Random => ems_testing::Duty::DAILY_CYCLE,
+        None => ems_testing::Duty::Configured,
+    };
     let mut opts = ems_testing::RunOptions::days(days, seed);
     opts.faults = plan;
+    opts.duty = duty;
     opts.step = ems_core::Millis::new(step_ms);
     match ems_testing::run(&opts) {
         Ok(report) => {
             match format {
-                ReportFormat::Text => print!("{report}"),
+                ReportFormat::Text => out(&report.to_string()),
                 ReportFormat::Json => match report.to_json() {
-                    Ok(j) => println!("{j}"),
+                    Ok(j) => out(&format!("{j}\n")),
                     Err(e) => {
                         eprintln!("ems-gateway simulate: cannot encode report: {e}");
                         return ExitCode::FAILURE;
@@ -177,4 +202,10 @@ fn simulate(days: u32, seed: u64, format: ReportFormat, faults: &str, step_ms: u
             ExitCode::FAILURE
         }
     }
+}
+
+/// Print a report; a closed pipe (`| head`) ends the output quietly instead of panicking.
+fn out(text: &str) {
+    use std::io::Write as _;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }
