@@ -15,13 +15,15 @@
 //!   [`sim::SimulatedSite`], with per-device handles, fault injection and energy counters.
 //! * [`data`]: the reference data embedded at compile time and their parsers.
 //!
-//! Later: Modbus/SunSpec drivers.
+//! * [`modbus`]: the Modbus seam (`RegisterClient`), `tokio-modbus` transports, SunSpec and
+//!   register-map profile drivers.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod data;
 pub mod estop;
 pub mod io;
+pub mod modbus;
 pub mod sim;
 pub mod traits;
 pub mod wrappers;

@@ -1,0 +1,1 @@
+//! Register-map profiles (being written).

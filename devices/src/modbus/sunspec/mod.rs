@@ -1,0 +1,1 @@
+//! SunSpec discovery, models and controls (being written).

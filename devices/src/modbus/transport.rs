@@ -1,0 +1,1 @@
+//! tokio-modbus TCP/RTU clients and the read batcher (being written).
