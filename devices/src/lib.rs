@@ -9,7 +9,7 @@
 //! * [`io`]: [`io::DeviceSet`], one control cycle of reads and writes through the wrappers, with
 //!   the E-stop fast path.
 //! * [`estop`]: E-stop inputs through `embedded-hal` digital pins (Linux GPIO behind the
-//!   `linux-gpio` feature).
+//!   `linux-gpio` feature); [`gpio`]: relays (coil output + feedback input) the same way.
 //! * [`sim`]: simulated devices with physics (LFP pack + BMS, inverter, relays and DC link, PV
 //!   from TMY3 irradiance, BDEW household load, grid meter, E-stop) composed into
 //!   [`sim::SimulatedSite`], with per-device handles, fault injection and energy counters.
@@ -22,6 +22,7 @@
 
 pub mod data;
 pub mod estop;
+pub mod gpio;
 pub mod io;
 pub mod modbus;
 pub mod sim;

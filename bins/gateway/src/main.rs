@@ -6,6 +6,7 @@
 //! possible and prints a summary.
 #![forbid(unsafe_code)]
 
+mod config;
 mod live;
 mod store;
 
@@ -57,6 +58,11 @@ struct LiveArgs {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
+    /// Validate a site configuration file without starting anything.
+    CheckConfig {
+        /// The site TOML file.
+        file: PathBuf,
+    },
     /// Run the simulated site as fast as possible and print a summary.
     Simulate {
         /// Simulated days (required unless --scenario is given; a scenario has its own duration).
@@ -95,6 +101,7 @@ enum ReportFormat {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Some(Cmd::CheckConfig { file }) => check_config(&file),
         Some(Cmd::Simulate { scenario: Some(path), report, .. }) => scenario(&path, report),
         Some(Cmd::Simulate { days, seed, report, faults, step_ms, duty, scenario: None }) => {
             simulate(days.unwrap_or(0), seed, report, &faults, step_ms, duty.as_deref())
@@ -115,6 +122,32 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+fn check_config(file: &std::path::Path) -> ExitCode {
+    match config::load(file) {
+        Ok(c) => {
+            let d = &c.content.devices;
+            println!(
+                "{}: ok — site '{}', cycle {} ms, mode {}, inverter {} ({}), battery {} ({}), meter {} ({})",
+                file.display(),
+                c.content.site.name,
+                c.controller.cycle.get(),
+                c.controller.mode,
+                d.inverter.endpoint.get_ref(),
+                d.inverter.driver.get_ref(),
+                d.battery.endpoint.get_ref(),
+                d.battery.driver.get_ref(),
+                d.meter.endpoint.get_ref(),
+                d.meter.driver.get_ref(),
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ems-gateway check-config: {e}");
+            ExitCode::FAILURE
         }
     }
 }
