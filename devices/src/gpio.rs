@@ -77,7 +77,8 @@ mod linux {
         coil_line: u32,
         feedback_line: u32,
     ) -> Result<GpioRelay<CdevPin, CdevPin>, GpioError> {
-        let mut c = Chip::new(chip).map_err(|source| GpioError { chip: chip.to_owned(), line: coil_line, source })?;
+        let mut c =
+            Chip::new(chip).map_err(|source| GpioError { chip: chip.to_owned(), line: coil_line, source })?;
         let err = |line| move |source| GpioError { chip: chip.to_owned(), line, source };
         let coil = c
             .get_line(coil_line)

@@ -242,10 +242,22 @@ impl Ctx<'_> {
     }
 
     fn err<T>(&self, field: &str, value: &Spanned<T>, message: String) -> ConfigError {
-        ConfigError { file: self.file.to_path_buf(), line: self.line_of(&value.span()), field: field.to_owned(), message }
+        ConfigError {
+            file: self.file.to_path_buf(),
+            line: self.line_of(&value.span()),
+            field: field.to_owned(),
+            message,
+        }
     }
 
-    fn number(&self, field: &str, v: &Spanned<f64>, min: f64, max: f64, unit: &str) -> Result<f64, ConfigError> {
+    fn number(
+        &self,
+        field: &str,
+        v: &Spanned<f64>,
+        min: f64,
+        max: f64,
+        unit: &str,
+    ) -> Result<f64, ConfigError> {
         let x = *v.get_ref();
         if !x.is_finite() || x < min || x > max {
             return Err(self.err(field, v, format!("{x} {unit} is outside {min}..={max} {unit}")));
@@ -270,7 +282,12 @@ pub fn parse(path: &Path, text: &str) -> Result<SiteConfig, ConfigError> {
     let ctx = Ctx { file: path, text };
     let content: SiteFile = toml::from_str(text).map_err(|e| {
         let line = e.span().and_then(|s| ctx.line_of(&s));
-        ConfigError { file: path.to_path_buf(), line, field: String::new(), message: e.message().trim().to_owned() }
+        ConfigError {
+            file: path.to_path_buf(),
+            line,
+            field: String::new(),
+            message: e.message().trim().to_owned(),
+        }
     })?;
     let controller = validate(&ctx, &content)?;
     Ok(SiteConfig { file: path.to_path_buf(), content, controller })
@@ -282,16 +299,26 @@ fn validate(ctx: &Ctx<'_>, c: &SiteFile) -> Result<ems_control::ControllerConfig
 
     let cycle = *c.site.cycle_ms.get_ref();
     if !(10..=10_000).contains(&cycle) {
-        return Err(ctx.err("site.cycle_ms", &c.site.cycle_ms, format!("{cycle} ms is outside 10..=10000 ms")));
+        return Err(ctx.err(
+            "site.cycle_ms",
+            &c.site.cycle_ms,
+            format!("{cycle} ms is outside 10..=10000 ms"),
+        ));
     }
     let l = &c.limits;
-    let opt = |field: &str, v: &Option<Spanned<f64>>, min: f64, max: f64, unit: &str| -> Result<Option<f64>, ConfigError> {
+    let opt = |field: &str,
+               v: &Option<Spanned<f64>>,
+               min: f64,
+               max: f64,
+               unit: &str|
+     -> Result<Option<f64>, ConfigError> {
         v.as_ref().map(|v| ctx.number(field, v, min, max, unit)).transpose()
     };
     let import = opt("limits.grid_import_limit_w", &l.grid_import_limit_w, 0.0, 1e7, "W")?;
     let export = opt("limits.grid_export_limit_w", &l.grid_export_limit_w, 0.0, 1e7, "W")?;
     let charge_a = opt("limits.pack_max_charge_current_a", &l.pack_max_charge_current_a, 1.0, 5000.0, "A")?;
-    let discharge_a = opt("limits.pack_max_discharge_current_a", &l.pack_max_discharge_current_a, 1.0, 5000.0, "A")?;
+    let discharge_a =
+        opt("limits.pack_max_discharge_current_a", &l.pack_max_discharge_current_a, 1.0, 5000.0, "A")?;
     let ramp = opt("limits.ramp_w_per_s", &l.ramp_w_per_s, 1.0, 1e7, "W/s")?;
     let defaults = ControllerConfig::default();
     // Narrowing f64 config values to the f32 unit types: the ranges above keep them exact enough.
@@ -318,7 +345,11 @@ fn validate(ctx: &Ctx<'_>, c: &SiteFile) -> Result<ems_control::ControllerConfig
         "passive" => ModeSetting::Passive,
         "manual" => {
             let Some(sp) = &m.setpoint_w else {
-                return Err(ctx.err("mode.setpoint_w", &m.kind, "is required with kind = \"manual\"".to_owned()));
+                return Err(ctx.err(
+                    "mode.setpoint_w",
+                    &m.kind,
+                    "is required with kind = \"manual\"".to_owned(),
+                ));
             };
             ModeSetting::Manual { setpoint: w(ctx.number("mode.setpoint_w", sp, -1e7, 1e7, "W")?) }
         }
@@ -327,41 +358,61 @@ fn validate(ctx: &Ctx<'_>, c: &SiteFile) -> Result<ems_control::ControllerConfig
                 None | Some((_, "pv-surplus")) => ChargeSource::PvSurplus,
                 Some((_, "fixed")) => {
                     let Some(p) = &m.power_w else {
-                        return Err(ctx.err("mode.power_w", &m.kind, "is required with source = \"fixed\"".to_owned()));
+                        return Err(ctx.err(
+                            "mode.power_w",
+                            &m.kind,
+                            "is required with source = \"fixed\"".to_owned(),
+                        ));
                     };
                     ChargeSource::Fixed(w(ctx.number("mode.power_w", p, 0.0, 1e7, "W")?))
                 }
                 Some((s, other)) => {
-                    return Err(ctx.err("mode.source", s, format!("'{other}' is not one of pv-surplus, fixed")));
+                    return Err(ctx.err(
+                        "mode.source",
+                        s,
+                        format!("'{other}' is not one of pv-surplus, fixed"),
+                    ));
                 }
             };
             let soc = opt("mode.soc_target_pct", &m.soc_target_pct, 0.0, 100.0, "%")?.unwrap_or(95.0);
-            let max_import = opt("mode.max_grid_import_w", &m.max_grid_import_w, 0.0, 1e7, "W")?.unwrap_or(0.0);
+            let max_import =
+                opt("mode.max_grid_import_w", &m.max_grid_import_w, 0.0, 1e7, "W")?.unwrap_or(0.0);
             #[allow(clippy::cast_possible_truncation)]
             let soc_target = Percent::new(soc as f32);
             ModeSetting::ChargeOnly(ChargeOnlyConfig { source, soc_target, max_grid_import: w(max_import) })
         }
         other => {
-            return Err(ctx.err("mode.kind", &m.kind, format!("'{other}' is not one of passive, charge-only, manual")));
+            return Err(ctx.err(
+                "mode.kind",
+                &m.kind,
+                format!("'{other}' is not one of passive, charge-only, manual"),
+            ));
         }
     };
 
     let d = &c.devices;
-    let mut entries = vec![("devices.inverter", &d.inverter), ("devices.battery", &d.battery), ("devices.meter", &d.meter)];
+    let mut entries =
+        vec![("devices.inverter", &d.inverter), ("devices.battery", &d.battery), ("devices.meter", &d.meter)];
     if let Some(pv) = &d.pv {
         entries.push(("devices.pv", pv));
     }
     for (name, e) in entries {
         validate_device(ctx, name, e)?;
     }
-    for (field, kind) in [("devices.contactor.kind", &d.contactor.kind), ("devices.estop.kind", &d.estop.kind)] {
+    for (field, kind) in
+        [("devices.contactor.kind", &d.contactor.kind), ("devices.estop.kind", &d.estop.kind)]
+    {
         if kind.get_ref() != "linux-gpio" {
             return Err(ctx.err(field, kind, format!("'{}' is not one of linux-gpio", kind.get_ref())));
         }
     }
     let active = d.estop.active.get_ref().as_str();
     if active != "low" && active != "high" {
-        return Err(ctx.err("devices.estop.active", &d.estop.active, format!("'{active}' is not one of low, high")));
+        return Err(ctx.err(
+            "devices.estop.active",
+            &d.estop.active,
+            format!("'{active}' is not one of low, high"),
+        ));
     }
 
     let mut controller = ControllerConfig { safety, mode, cycle: Millis::new(cycle), ..defaults };
@@ -387,22 +438,57 @@ fn validate_device(ctx: &Ctx<'_>, name: &str, e: &DeviceEntry) -> Result<(), Con
     match (e.driver.get_ref().as_str(), &e.profile) {
         ("sunspec", None) => {}
         ("sunspec", Some(p)) => {
-            return Err(ctx.err(&format!("{name}.profile"), p, "is only used with driver = \"profile\"".to_owned()));
+            return Err(ctx.err(
+                &format!("{name}.profile"),
+                p,
+                "is only used with driver = \"profile\"".to_owned(),
+            ));
         }
         ("profile", Some(p)) => {
             let path = resolve(ctx.file, p.get_ref());
             if !path.is_file() {
-                return Err(ctx.err(&format!("{name}.profile"), p, format!("'{}' does not exist", path.display())));
+                return Err(ctx.err(
+                    &format!("{name}.profile"),
+                    p,
+                    format!("'{}' does not exist", path.display()),
+                ));
+            }
+            // The profile is validated too; its own error names its file, line, field and value.
+            let profile = ems_devices::modbus::profile::Profile::load(&path)
+                .map_err(|e| ctx.err(&format!("{name}.profile"), p, format!("invalid profile: {e}")))?;
+            let expected = match name {
+                "devices.inverter" => "inverter",
+                "devices.battery" => "bms",
+                "devices.meter" => "meter",
+                _ => "pv",
+            };
+            let kind = format!("{:?}", profile.device()).to_lowercase();
+            if kind != expected {
+                return Err(ctx.err(
+                    &format!("{name}.profile"),
+                    p,
+                    format!("'{}' describes a {kind}, not a {expected}", path.display()),
+                ));
             }
         }
         ("profile", None) => {
-            return Err(ctx.err(&format!("{name}.profile"), &e.driver, "is required with driver = \"profile\"".to_owned()));
+            return Err(ctx.err(
+                &format!("{name}.profile"),
+                &e.driver,
+                "is required with driver = \"profile\"".to_owned(),
+            ));
         }
         (other, _) => {
-            return Err(ctx.err(&format!("{name}.driver"), &e.driver, format!("'{other}' is not one of sunspec, profile")));
+            return Err(ctx.err(
+                &format!("{name}.driver"),
+                &e.driver,
+                format!("'{other}' is not one of sunspec, profile"),
+            ));
         }
     }
-    for (field, v, lo, hi) in [("poll_ms", &e.poll_ms, 50, 3_600_000), ("timeout_ms", &e.timeout_ms, 10, 60_000)] {
+    for (field, v, lo, hi) in
+        [("poll_ms", &e.poll_ms, 50, 3_600_000), ("timeout_ms", &e.timeout_ms, 10, 60_000)]
+    {
         let x = *v.get_ref();
         if !(lo..=hi).contains(&x) {
             return Err(ctx.err(&format!("{name}.{field}"), v, format!("{x} ms is outside {lo}..={hi} ms")));
@@ -481,7 +567,10 @@ line = 4
         let bad = GOOD.replace("unit = 2", "unit = 2\ncolour = 3");
         let e = parse(Path::new("site.toml"), &bad).unwrap_err().to_string();
         assert!(e.contains("colour") && e.contains("line"), "{e}");
-        let bad = GOOD.replace("modbus-tcp://127.0.0.1:1502\"\ndriver = \"sunspec\"\n\n[devices.battery]", "http://x\"\ndriver = \"sunspec\"\n\n[devices.battery]");
+        let bad = GOOD.replace(
+            "modbus-tcp://127.0.0.1:1502\"\ndriver = \"sunspec\"\n\n[devices.battery]",
+            "http://x\"\ndriver = \"sunspec\"\n\n[devices.battery]",
+        );
         let e = parse(Path::new("site.toml"), &bad).unwrap_err().to_string();
         assert!(e.contains("devices.inverter.endpoint") && e.contains("http://x"), "{e}");
     }

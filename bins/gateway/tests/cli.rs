@@ -175,3 +175,25 @@ fn random_faults_report_zero_hard_limit_violations() {
     assert_eq!(v["lease_violations"], 0, "{v}");
     assert!(v["faults_injected"].as_u64().unwrap() > 0);
 }
+
+#[test]
+fn check_config_accepts_the_example_and_names_file_line_field_value_of_errors() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/site.toml");
+    let o = run(gateway().args(["check-config", example]));
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("ok"), "{}", text(&o));
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("site.toml");
+    let good = std::fs::read_to_string(example).unwrap();
+    // Keep the profile path valid from the temporary folder.
+    let profile = concat!(env!("CARGO_MANIFEST_DIR"), "/../../devices/profiles/eastron-sdm630.toml");
+    let text_bad = good
+        .replace("../devices/profiles/eastron-sdm630.toml", profile)
+        .replace("grid_import_limit_w = 17250", "grid_import_limit_w = -1");
+    std::fs::write(&bad, text_bad).unwrap();
+    let o = run(gateway().arg("check-config").arg(&bad));
+    assert!(!o.status.success());
+    let t = text(&o);
+    assert!(t.contains("site.toml line 13: limits.grid_import_limit_w: -1 W is outside"), "{t}");
+}

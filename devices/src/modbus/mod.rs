@@ -261,7 +261,10 @@ mod tests {
         assert_eq!(RegisterAddress::from_register_number(40_001), Some(RegisterAddress(0)));
         assert_eq!(RegisterAddress::from_register_number(40_000), None);
         assert_eq!(ModbusException::from_code(2), ModbusException::IllegalDataAddress);
-        assert_eq!(ModbusException::IllegalDataAddress.to_string(), "Modbus exception 0x02 (illegal data address)");
+        assert_eq!(
+            ModbusException::IllegalDataAddress.to_string(),
+            "Modbus exception 0x02 (illegal data address)"
+        );
     }
 
     #[test]
@@ -274,7 +277,10 @@ mod tests {
         let r = pollster::block_on(m.read(RegisterKind::Holding, RegisterAddress(102), 2));
         assert_eq!(r, Ok(Err(ModbusException::IllegalDataAddress)));
         assert_eq!(pollster::block_on(m.write(RegisterAddress(101), &[9])), Ok(Ok(())));
-        assert_eq!(pollster::block_on(m.write(RegisterAddress(100), &[9])), Ok(Err(ModbusException::IllegalDataAddress)));
+        assert_eq!(
+            pollster::block_on(m.write(RegisterAddress(100), &[9])),
+            Ok(Err(ModbusException::IllegalDataAddress))
+        );
         assert_eq!(m.holding.get(&101), Some(&9));
     }
 }

@@ -1,1 +1,0 @@
-//! Register-map profiles (being written).
