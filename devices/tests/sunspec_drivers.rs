@@ -1,0 +1,261 @@
+//! SunSpec inverter and battery drivers end to end over register images.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use ems_core::snapshot::{BmsAlarm, InverterState};
+use ems_core::{Celsius, Millis, Watts};
+use ems_devices::modbus::sunspec::inverter::ControlModel;
+use ems_devices::modbus::sunspec::model;
+use ems_devices::modbus::sunspec::{
+    decode_model, SunSpecBattery, SunSpecError, SunSpecImage, SunSpecInverter,
+};
+use ems_devices::modbus::{MemoryRegisters, RegisterAddress};
+use ems_devices::traits::{Bms, ControlSource, DeviceError, ErrorKind, Inverter, InverterSettings};
+use pollster::block_on;
+
+const BASE: u16 = 40_000;
+
+fn point_addr(img: &SunSpecImage, id: u16, name: &str) -> u16 {
+    img.model_address(id).unwrap().0
+        + u16::try_from(model::model(id).unwrap().point_offset(name).unwrap()).unwrap()
+}
+
+fn read_point(regs: &MemoryRegisters, img: &SunSpecImage, id: u16, name: &str) -> Option<f64> {
+    let start = img.model_address(id).unwrap().0;
+    let len = regs.holding[&(start + 1)];
+    let block: Vec<u16> = (start..start + len + 2).map(|a| regs.holding[&a]).collect();
+    decode_model(id, &block).unwrap().number(name)
+}
+
+fn der_inverter() -> SunSpecImage {
+    let mut img = SunSpecImage::new(RegisterAddress(BASE));
+    img.add_model(1).unwrap().add_model(701).unwrap().add_model(702).unwrap();
+    img.add_model(704).unwrap().add_model_with_counts(714, &[("NPrt", 1)]).unwrap();
+    img.set(701, "W_SF", 0.0).unwrap().set(701, "W", 3000.0).unwrap();
+    img.set_symbol(701, "InvSt", "RUNNING").unwrap();
+    img.set(701, "Tmp_SF", -1.0).unwrap().set(701, "TmpSnk", 41.5).unwrap();
+    img.set(702, "W_SF", 1.0).unwrap().set(702, "WMaxRtg", 10_000.0).unwrap();
+    img.set(704, "WSet_SF", 0.0).unwrap().set(704, "WSet", 0.0).unwrap().set(704, "WSetEna", 0.0).unwrap();
+    img.set(704, "WSetRvrtTms", 0.0).unwrap().set(704, "WSetMod", 0.0).unwrap();
+    img.set(704, "WSetRvrt", 0.0).unwrap().set(704, "WSetEnaRvrt", 0.0).unwrap();
+    img.set(714, "DCV_SF", 0.0).unwrap().set(714, "Prt[1].DCV", 780.0).unwrap();
+    img
+}
+
+#[test]
+fn der_inverter_reads_writes_and_arms_the_revert_timer() {
+    let img = der_inverter();
+    let regs = img.clone().finish();
+    let mut inv = block_on(SunSpecInverter::new(regs)).unwrap();
+    assert_eq!(inv.control_model(), ControlModel::DerWSet);
+    assert!(inv.capabilities().revert_timer);
+    let r = block_on(inv.read()).unwrap();
+    assert_eq!(r.active_power, Watts::new(3000.0));
+    assert_eq!(r.state, InverterState::Running);
+    assert_eq!(r.temperature, Celsius::new(41.5));
+    assert_eq!(r.rated_power, Watts::new(10_000.0));
+    assert_eq!(r.dc_link_voltage.get(), 780.0);
+    assert_eq!(r.setpoint, Watts::ZERO);
+
+    let s = block_on(inv.read_settings()).unwrap();
+    assert_eq!(
+        s,
+        InverterSettings { control: ControlSource::Local, setpoint: Watts::ZERO, revert_timeout: None }
+    );
+    let remote = InverterSettings {
+        control: ControlSource::Remote,
+        setpoint: Watts::ZERO,
+        revert_timeout: Some(Millis::from_secs(10)),
+    };
+    block_on(inv.write_settings(&remote)).unwrap();
+    block_on(inv.write_setpoint(Watts::new(-2500.0))).unwrap();
+    let r = block_on(inv.read()).unwrap();
+    assert_eq!(r.setpoint, Watts::new(-2500.0));
+    let s = block_on(inv.read_settings()).unwrap();
+    assert_eq!(s.control, ControlSource::Remote);
+    assert_eq!(s.revert_timeout, Some(Millis::from_secs(10)));
+    let regs = inv.client_mut();
+    assert_eq!(read_point(regs, &img, 704, "WSetRvrtTms"), Some(10.0));
+    assert_eq!(read_point(regs, &img, 704, "WSetMod"), Some(1.0));
+    assert_eq!(read_point(regs, &img, 704, "WSetEnaRvrt"), Some(0.0));
+    // Restore.
+    block_on(inv.write_settings(&InverterSettings {
+        control: ControlSource::Local,
+        setpoint: Watts::ZERO,
+        revert_timeout: None,
+    }))
+    .unwrap();
+    assert_eq!(block_on(inv.read_settings()).unwrap().control, ControlSource::Local);
+}
+
+#[test]
+fn a_refused_write_is_refused_not_a_link_error() {
+    let img = der_inverter();
+    let mut regs = img.clone().finish();
+    let wset = point_addr(&img, 704, "WSet");
+    regs.writable.remove(&wset);
+    regs.writable.remove(&(wset + 1));
+    let mut inv = block_on(SunSpecInverter::new(regs)).unwrap();
+    let e = block_on(inv.write_setpoint(Watts::new(100.0))).unwrap_err();
+    assert!(matches!(e, SunSpecError::Exception { address, .. } if address.0 == wset), "{e}");
+    assert_eq!(e.kind(), ErrorKind::Refused);
+}
+
+#[test]
+fn missing_models_and_points() {
+    let mut img = SunSpecImage::new(RegisterAddress(BASE));
+    img.add_model(1).unwrap();
+    let e = block_on(SunSpecInverter::new(img.finish())).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Refused);
+    // No temperature implemented → MissingPoint (Refused), no invented value.
+    let mut img = der_inverter();
+    img.set_raw(701, "TmpSnk", &[0x8000]).unwrap();
+    let mut inv = block_on(SunSpecInverter::new(img.finish())).unwrap();
+    let e = block_on(inv.read()).unwrap_err();
+    assert!(matches!(e, SunSpecError::MissingPoint { model: 701, .. }), "{e}");
+}
+
+#[test]
+fn storage_124_inverter_uses_a_collapsed_window() {
+    let mut img = SunSpecImage::new(RegisterAddress(0));
+    img.add_model(1).unwrap().add_model(103).unwrap().add_model(120).unwrap().add_model(124).unwrap();
+    img.set(103, "W_SF", 0.0)
+        .unwrap()
+        .set(103, "W", -1000.0)
+        .unwrap()
+        .set_symbol(103, "St", "FAULT")
+        .unwrap();
+    img.set(103, "Tmp_SF", 0.0).unwrap().set(103, "TmpCab", 35.0).unwrap();
+    img.set(103, "DCV_SF", 0.0).unwrap().set(103, "DCV", 400.0).unwrap();
+    img.set(120, "WRtg_SF", 0.0).unwrap().set(120, "WRtg", 5000.0).unwrap();
+    img.set(124, "WChaMax_SF", 0.0).unwrap().set(124, "WChaMax", 5000.0).unwrap();
+    img.set(124, "InOutWRte_SF", -2.0)
+        .unwrap()
+        .set(124, "InWRte", 0.0)
+        .unwrap()
+        .set(124, "OutWRte", 0.0)
+        .unwrap();
+    img.set(124, "StorCtl_Mod", 0.0).unwrap().set(124, "InOutWRte_RvrtTms", 0.0).unwrap();
+    let mut inv = block_on(SunSpecInverter::new(img.clone().finish())).unwrap();
+    assert_eq!(inv.control_model(), ControlModel::Storage);
+    let r = block_on(inv.read()).unwrap();
+    assert_eq!(r.state, InverterState::Fault);
+    assert_eq!(r.dc_link_voltage.get(), 400.0);
+    let remote = InverterSettings {
+        control: ControlSource::Remote,
+        setpoint: Watts::ZERO,
+        revert_timeout: Some(Millis::new(2500)),
+    };
+    block_on(inv.write_settings(&remote)).unwrap();
+    block_on(inv.write_setpoint(Watts::new(1250.0))).unwrap();
+    let r = block_on(inv.read()).unwrap();
+    assert_eq!(r.setpoint, Watts::new(1250.0));
+    let regs = inv.client_mut();
+    assert_eq!(read_point(regs, &img, 124, "OutWRte"), Some(25.0));
+    assert_eq!(read_point(regs, &img, 124, "InWRte"), Some(-25.0));
+    assert_eq!(read_point(regs, &img, 124, "InOutWRte_RvrtTms"), Some(2.0)); // floor, ≥ 1 s
+    let e = block_on(inv.write_setpoint(Watts::new(6000.0))).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::OutOfRange);
+}
+
+#[test]
+fn export_limit_123_refuses_charge() {
+    let mut img = SunSpecImage::new(RegisterAddress(BASE));
+    img.add_model(1).unwrap().add_model(101).unwrap().add_model(120).unwrap().add_model(123).unwrap();
+    img.set(101, "W_SF", 0.0)
+        .unwrap()
+        .set(101, "W", 800.0)
+        .unwrap()
+        .set_symbol(101, "St", "THROTTLED")
+        .unwrap();
+    img.set(101, "Tmp_SF", 0.0).unwrap().set(101, "TmpSnk", 50.0).unwrap();
+    img.set(120, "WRtg_SF", 0.0).unwrap().set(120, "WRtg", 4000.0).unwrap();
+    img.set(123, "WMaxLimPct_SF", 0.0)
+        .unwrap()
+        .set(123, "WMaxLimPct", 100.0)
+        .unwrap()
+        .set(123, "WMaxLim_Ena", 0.0)
+        .unwrap();
+    let mut inv = block_on(SunSpecInverter::new(img.finish())).unwrap();
+    assert_eq!(inv.control_model(), ControlModel::ExportLimit);
+    assert!(!inv.capabilities().revert_timer); // WMaxLimPct_RvrtTms not implemented
+    let r = block_on(inv.read()).unwrap();
+    assert_eq!(r.state, InverterState::Running);
+    assert_eq!(r.dc_link_voltage.get(), 0.0); // no DC source: 0 V
+    assert_eq!(r.setpoint, Watts::new(4000.0)); // no limit
+    block_on(inv.write_settings(&InverterSettings {
+        control: ControlSource::Remote,
+        setpoint: Watts::new(1000.0),
+        revert_timeout: None,
+    }))
+    .unwrap();
+    assert_eq!(block_on(inv.read()).unwrap().setpoint, Watts::new(1000.0));
+    assert_eq!(block_on(inv.write_setpoint(Watts::new(-10.0))).unwrap_err().kind(), ErrorKind::OutOfRange);
+}
+
+fn battery_image() -> SunSpecImage {
+    let mut img = SunSpecImage::new(RegisterAddress(BASE));
+    img.add_model(1).unwrap().add_model(802).unwrap();
+    for (n, v) in [("SoC_SF", 0.0), ("V_SF", -1.0), ("CellV_SF", -3.0), ("A_SF", -1.0), ("AMax_SF", 0.0)] {
+        img.set(802, n, v).unwrap();
+    }
+    for (n, v) in [
+        ("SoC", 55.0),
+        ("V", 512.3),
+        ("A", -10.5),
+        ("CellVMin", 3.201),
+        ("CellVMax", 3.345),
+        ("AChaMax", 20.0),
+        ("ADisChaMax", 30.0),
+        ("State", 3.0),
+        ("ReqInvState", 0.0),
+        ("CtrlHb", 0.0),
+        ("AlmRst", 0.0),
+    ] {
+        img.set(802, n, v).unwrap();
+    }
+    img.set_raw(802, "Evt1", &[0x0040, 0x0002]).unwrap(); // GROUND_FAULT (22) + OVER_TEMP_ALARM (1)
+    img
+}
+
+#[test]
+fn battery_802_reads_limits_alarms_and_writes_the_heartbeat() {
+    let img = battery_image();
+    let bat = block_on(SunSpecBattery::new(img.clone().finish())).unwrap();
+    let mut bat = bat.with_assumed_cell_temperature(Celsius::new(25.0));
+    let r = block_on(bat.read()).unwrap();
+    assert_eq!(r.soc.get(), 55.0);
+    assert_eq!(r.pack_voltage.get(), 512.3);
+    assert_eq!(r.pack_current.get(), -10.5);
+    assert_eq!(r.cell_voltage_min.get(), 3.201);
+    assert_eq!(r.cell_voltage_max.get(), 3.345);
+    assert!((r.charge_limit.get() - 20.0 * 512.3).abs() < 0.1);
+    assert!((r.discharge_limit.get() - 30.0 * 512.3).abs() < 0.1);
+    assert!(r.alarms.contains(BmsAlarm::Insulation) && r.alarms.contains(BmsAlarm::OverTemperature));
+    assert!(!r.alarms.contains(BmsAlarm::CellOverVoltage));
+    assert!(r.ready);
+    block_on(bat.read()).unwrap();
+    assert_eq!(read_point(bat.client_mut(), &img, 802, "CtrlHb"), Some(2.0));
+    block_on(bat.reset_alarms()).unwrap();
+    assert_eq!(read_point(bat.client_mut(), &img, 802, "AlmRst"), Some(1.0));
+}
+
+#[test]
+fn battery_without_temperature_source_refuses_to_guess() {
+    let mut bat = block_on(SunSpecBattery::new(battery_image().finish())).unwrap();
+    let e = block_on(bat.read()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Refused);
+    // Not connected → not ready; a read-only AlmRst → Refused.
+    let mut img = battery_image();
+    img.set(802, "State", 4.0).unwrap();
+    let mut regs = img.clone().finish();
+    let a = point_addr(&img, 802, "AlmRst");
+    regs.writable.remove(&a);
+    let mut bat =
+        block_on(SunSpecBattery::new(regs)).unwrap().with_assumed_cell_temperature(Celsius::new(20.0));
+    assert!(!block_on(bat.read()).unwrap().ready);
+    assert_eq!(block_on(bat.reset_alarms()).unwrap_err().kind(), ErrorKind::Refused);
+    // No 802 at all.
+    let mut img = SunSpecImage::new(RegisterAddress(BASE));
+    img.add_model(1).unwrap();
+    assert!(matches!(block_on(SunSpecBattery::new(img.finish())), Err(SunSpecError::MissingModel { .. })));
+}
