@@ -58,6 +58,18 @@ struct LiveArgs {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
+    /// Find a SunSpec device's base address, walk its model chain and print every decoded point as
+    /// JSON (what an installer runs first on a new site).
+    Scan {
+        /// `modbus-tcp://HOST:PORT` or `modbus-rtu:///dev/ttyX?baud=9600`.
+        endpoint: String,
+        /// Modbus unit id.
+        #[arg(long, default_value_t = 1)]
+        unit: u8,
+        /// Request timeout in milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        timeout_ms: u64,
+    },
     /// Validate a site configuration file without starting anything.
     CheckConfig {
         /// The site TOML file.
@@ -102,6 +114,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Cmd::CheckConfig { file }) => check_config(&file),
+        Some(Cmd::Scan { endpoint, unit, timeout_ms }) => scan(&endpoint, unit, timeout_ms),
         Some(Cmd::Simulate { scenario: Some(path), report, .. }) => scenario(&path, report),
         Some(Cmd::Simulate { days, seed, report, faults, step_ms, duty, scenario: None }) => {
             simulate(days.unwrap_or(0), seed, report, &faults, step_ms, duty.as_deref())
@@ -122,6 +135,51 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+fn scan(endpoint: &str, unit: u8, timeout_ms: u64) -> ExitCode {
+    use ems_devices::modbus::transport::{AnyClient, ClientOptions, ModbusEndpoint};
+    let ep: ModbusEndpoint = match endpoint.parse() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("ems-gateway scan: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if timeout_ms == 0 {
+        eprintln!("ems-gateway scan: --timeout-ms = 0 must be > 0");
+        return ExitCode::FAILURE;
+    }
+    let timeout = std::time::Duration::from_millis(timeout_ms);
+    // One attempt per base address: no reconnect backoff to wait out during a scan.
+    let options = ClientOptions { timeout, connect_timeout: timeout, ..ClientOptions::default() };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ems-gateway scan: runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let mut client = AnyClient::new(&ep, unit, options);
+        ems_devices::modbus::sunspec::scan(&mut client).await
+    });
+    match result {
+        Ok(r) => match serde_json::to_string_pretty(&r.to_json()) {
+            Ok(j) => {
+                out(&format!("{j}\n"));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("ems-gateway scan: cannot encode: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Err(e) => {
+            eprintln!("ems-gateway scan: {endpoint} unit {unit}: {e}");
+            ExitCode::FAILURE
         }
     }
 }
