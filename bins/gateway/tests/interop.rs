@@ -62,7 +62,7 @@ fn scan(port: u16) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).unwrap()
 }
 
-fn model<'a>(scan: &'a serde_json::Value, id: u64) -> Option<&'a serde_json::Value> {
+fn model(scan: &serde_json::Value, id: u64) -> Option<&serde_json::Value> {
     scan["models"].as_array().unwrap().iter().find(|m| m["id"] == id)
 }
 

@@ -1,1 +1,0 @@
-//! tokio-modbus TCP/RTU clients and the read batcher (being written).
