@@ -9,6 +9,7 @@ use ems_core::{Millis, State, TransitionRequest};
 use ems_devices::estop::{ActiveLevel, HalEStop};
 use ems_devices::io::{DeviceSet, DeviceSetConfig};
 use ems_devices::sim::{SharedSite, SimSiteConfig, SimulatedSite};
+use ems_devices::traits::{Bms, EStopInput, Inverter, Meter, PvInverter, Relay};
 use ems_devices::wrappers::events::{DeviceEvent, DeviceEvents, SkipReason};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -79,26 +80,7 @@ pub fn run(args: &LiveArgs) -> Result<(), LiveError> {
 async fn run_async(args: &LiveArgs) -> Result<(), LiveError> {
     let mut store = FileStore::new(&args.state_file);
     let config = ControllerConfig { cycle: Millis::new(args.cycle_ms), ..ControllerConfig::default() };
-    let mut controller = match store.load() {
-        Ok(Some(p)) => {
-            tracing::info!(file = %store.path().display(), state = %p.state, "restored persisted state");
-            Controller::restore(config, &p)?
-        }
-        Ok(None) => Controller::new(config)?,
-        Err(e @ StoreError::Corrupt { .. }) => {
-            // Unknown history: start as if an E-stop had been latched, so a person looks first.
-            tracing::error!("{e}; starting in STOPPED, a manual reset (--reset-reason) is required");
-            let p = ems_core::persist::PersistedState { state: State::Stopped, latched: heapless_empty() };
-            Controller::restore(config, &p)?
-        }
-        Err(e) => return Err(e.into()),
-    };
-    if matches!(controller.state(), State::Stopped | State::Error) && args.reset_reason.is_none() {
-        tracing::warn!(
-            "restored {}: the site stays without power until an operator resets (run with --reset-reason \"...\")",
-            controller.state()
-        );
-    }
+    let controller = load_controller(&mut store, config, args.reset_reason.is_some())?;
     if args.start_hour > 23 {
         return Err(LiveError::Arg {
             flag: "--start-hour",
@@ -118,7 +100,7 @@ async fn run_async(args: &LiveArgs) -> Result<(), LiveError> {
     // The simulated site is driven exactly like hardware: through the device safety wrappers
     // (BMS validation, inverter lease/ramp/read-back, contactor pre-charge sequencing) and the
     // embedded-hal E-stop adapter.
-    let mut devices = DeviceSet::new(
+    let devices = DeviceSet::new(
         d.bms,
         d.inverter,
         d.meter,
@@ -129,8 +111,83 @@ async fn run_async(args: &LiveArgs) -> Result<(), LiveError> {
         DeviceSetConfig::default(),
     )
     .map_err(|e| LiveError::Devices(e.to_string()))?;
-    let cycle = Millis::new(args.cycle_ms);
-    let duration = args.duration.map(|s| Millis::new(secs_to_ms(s)));
+    println!(
+        "ems-gateway: simulated site (10 kWh LFP battery, 5 kW inverter, 6 kWp PV, household load), cycle {} ms, speed {}x; Ctrl-C stops gracefully",
+        args.cycle_ms, args.speed
+    );
+    let opts = LoopOptions {
+        cycle: Millis::new(args.cycle_ms),
+        speed: args.speed,
+        duration: args.duration.map(|s| Millis::new(secs_to_ms(s))),
+        reset_reason: args.reset_reason.clone(),
+    };
+    drive(devices, controller, store, &opts, Some(&shared)).await
+}
+
+/// The controller from the persisted state (STOPPED and ERROR survive a reboot; an unreadable
+/// state file starts STOPPED).
+pub(crate) fn load_controller(
+    store: &mut FileStore,
+    config: ControllerConfig,
+    have_reset_reason: bool,
+) -> Result<Controller, LiveError> {
+    let controller = match store.load() {
+        Ok(Some(p)) => {
+            tracing::info!(file = %store.path().display(), state = %p.state, "restored persisted state");
+            Controller::restore(config, &p)?
+        }
+        Ok(None) => Controller::new(config)?,
+        Err(e @ StoreError::Corrupt { .. }) => {
+            // Unknown history: start as if an E-stop had been latched, so a person looks first.
+            tracing::error!("{e}; starting in STOPPED, a manual reset (--reset-reason) is required");
+            let p = ems_core::persist::PersistedState { state: State::Stopped, latched: heapless_empty() };
+            Controller::restore(config, &p)?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if matches!(controller.state(), State::Stopped | State::Error) && !have_reset_reason {
+        tracing::warn!(
+            "restored {}: the site stays without power until an operator resets (run with --reset-reason \"...\")",
+            controller.state()
+        );
+    }
+    Ok(controller)
+}
+
+/// How the control loop runs.
+#[derive(Debug, Clone)]
+pub(crate) struct LoopOptions {
+    /// Control cycle.
+    pub cycle: Millis,
+    /// Speed-up against wall time (1 for real devices).
+    pub speed: f64,
+    /// Stop (gracefully) after this long; run until Ctrl-C if `None`.
+    pub duration: Option<Millis>,
+    /// Operator reason for a reset/acknowledge at start-up.
+    pub reset_reason: Option<String>,
+}
+
+/// The control loop over any device set: read → `Controller::step` → apply, every cycle, the
+/// E-stop polled every millisecond in between, Ctrl-C or the duration → graceful shutdown,
+/// persistence on every state change, and `release` at the end. `physics` is the simulated
+/// site to advance between cycles (`None` on real hardware).
+pub(crate) async fn drive<B, I, M, P, PR, MR, E>(
+    mut devices: DeviceSet<B, I, M, P, PR, MR, E>,
+    mut controller: Controller,
+    mut store: FileStore,
+    opts: &LoopOptions,
+    physics: Option<&SharedSite>,
+) -> Result<(), LiveError>
+where
+    B: Bms,
+    I: Inverter,
+    M: Meter,
+    P: PvInverter,
+    PR: Relay,
+    MR: Relay,
+    E: EStopInput,
+{
+    let cycle = opts.cycle;
     let mut snapshot = ems_core::Snapshot::unknown(ems_core::Watts::ZERO);
     let mut dev_events = DeviceEvents::new();
     let mut device_trips: heapless::Vec<ems_core::TripReason, 4> = heapless::Vec::new();
@@ -138,20 +195,17 @@ async fn run_async(args: &LiveArgs) -> Result<(), LiveError> {
     let started = Instant::now();
     let mut next_status = started;
     let mut starting = true;
-    let mut reset_pending = args.reset_reason.clone();
+    let mut reset_pending = opts.reset_reason.clone();
     let mut shutdown_at: Option<Millis> = None;
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     let mut ctrl_c_seen = false;
 
-    println!(
-        "ems-gateway: simulated site (10 kWh LFP battery, 5 kW inverter, 6 kWp PV, household load), cycle {} ms, speed {}x; Ctrl-C stops gracefully",
-        args.cycle_ms, args.speed
-    );
     loop {
         devices.read(now, &mut snapshot, &mut dev_events).await;
         let mut inputs = Inputs { device_trips: &device_trips, ..Inputs::default() };
-        let wants_shutdown = shutdown_at.is_none() && (ctrl_c_seen || duration.is_some_and(|d| now >= d));
+        let wants_shutdown =
+            shutdown_at.is_none() && (ctrl_c_seen || opts.duration.is_some_and(|d| now >= d));
         if wants_shutdown {
             inputs.shutdown = true;
             shutdown_at = Some(now);
@@ -162,7 +216,7 @@ async fn run_async(args: &LiveArgs) -> Result<(), LiveError> {
         if let Some(r) =
             inputs.request.filter(|r| matches!(r, TransitionRequest::Reset | TransitionRequest::Acknowledge))
         {
-            inputs.reason = args.reset_reason.as_deref().unwrap_or("");
+            inputs.reason = opts.reset_reason.as_deref().unwrap_or("");
             tracing::info!(target: "audit", request = %r, reason = inputs.reason, "operator request");
         }
         let out = controller.step(now.get(), &snapshot, &inputs);
@@ -185,25 +239,27 @@ async fn run_async(args: &LiveArgs) -> Result<(), LiveError> {
         }
 
         if Instant::now() >= next_status {
-            print_status(now, &out, &shared);
+            print_status(now, &out, &snapshot);
             next_status += Duration::from_secs(1);
         }
         if let Some(at) = shutdown_at {
             let done = matches!(out.shutdown, ShutdownPhase::Complete | ShutdownPhase::Failed);
             if done || now.since(at) > SHUTDOWN_WAIT {
-                print_status(now, &out, &shared);
+                print_status(now, &out, &snapshot);
                 println!("shutdown: {:?}, state {}", out.shutdown, out.state);
                 break;
             }
         }
 
-        shared.borrow_mut().advance(cycle);
+        if let Some(site) = physics {
+            site.borrow_mut().advance(cycle);
+        }
         now = now.plus(cycle);
-        // Pace: simulated time `now` is due at wall time `started + now / speed`. While waiting,
-        // poll the E-stop every millisecond: its fast path zeroes the inverter and opens the
-        // contactors at once, and the next cycle (started immediately) latches STOPPED.
-        #[allow(clippy::cast_precision_loss)] // simulated ms fit f64 exactly
-        let due = started + Duration::from_secs_f64(now.get() as f64 / 1000.0 / args.speed);
+        // Pace: `now` is due at wall time `started + now / speed`. While waiting, poll the E-stop
+        // every millisecond: its fast path zeroes the inverter and opens the contactors at once,
+        // and the next cycle (started immediately) latches STOPPED.
+        #[allow(clippy::cast_precision_loss)] // milliseconds fit f64 exactly
+        let due = started + Duration::from_secs_f64(now.get() as f64 / 1000.0 / opts.speed);
         loop {
             let tick = (Instant::now() + Duration::from_millis(1)).min(due);
             tokio::select! {
@@ -298,22 +354,29 @@ fn audit_devices(events: &mut DeviceEvents) {
     events.clear();
 }
 
-fn print_status(now: Millis, out: &Output, site: &SharedSite) {
-    let t = site.borrow().truth();
+fn print_status(now: Millis, out: &Output, snapshot: &ems_core::Snapshot) {
+    // What the EMS sees (last values, whatever their quality), not a simulator's truth: the
+    // same line serves a real site.
+    let b = &snapshot.battery;
+    let soc = b.soc.last_value().get();
+    let battery = snapshot.inverter.active_power.last_value().get();
+    let grid = snapshot.grid.active_power.last_value().get();
+    let pv = snapshot.pv_power.last_value().get();
+    let load = (grid + pv + battery).max(0.0);
     let env = &out.envelope;
     let why = |c: Option<ems_core::event::Constraint>| c.map_or_else(|| "-".to_owned(), |c| c.to_string());
     println!(
         "[{:>9.1} s] {:<8} SOC {:>5.1} %  battery {:>+6.0} W  grid {:>+6.0} W  pv {:>5.0} W  load {:>5.0} W  cell {:.3}-{:.3} V {:.1} °C  limits: charge {:.0} W ({}) / discharge {:.0} W ({})",
         now.as_secs_f32(),
         out.state,
-        t.soc.get(),
-        out.command.battery_setpoint.get(),
-        t.grid_power.get(),
-        t.pv_power.get(),
-        t.load_power.get(),
-        t.cell_voltage_min.get(),
-        t.cell_voltage_max.get(),
-        t.cell_temp_max.get(),
+        soc,
+        battery,
+        grid,
+        pv,
+        load,
+        b.cell_voltage_min.last_value().get(),
+        b.cell_voltage_max.last_value().get(),
+        b.cell_temp_max.last_value().get(),
         env.max_charge().get(),
         why(env.charge_binding()),
         env.max_discharge().get(),

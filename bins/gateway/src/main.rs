@@ -8,6 +8,7 @@
 
 mod config;
 mod live;
+mod site;
 mod store;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -70,6 +71,18 @@ enum Cmd {
         #[arg(long, default_value_t = 1000)]
         timeout_ms: u64,
     },
+    /// Run a real site described by a configuration file (Modbus devices, GPIO relays and E-stop).
+    Run {
+        /// The site TOML file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Stop (gracefully) after this many seconds; runs until Ctrl-C if not given.
+        #[arg(long)]
+        duration: Option<u64>,
+        /// Operator reason for a manual reset (STOPPED) or acknowledge (ERROR) at start-up.
+        #[arg(long)]
+        reset_reason: Option<String>,
+    },
     /// Validate a site configuration file without starting anything.
     CheckConfig {
         /// The site TOML file.
@@ -114,20 +127,30 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Cmd::CheckConfig { file }) => check_config(&file),
+        Some(Cmd::Run { config, duration, reset_reason }) => {
+            init_tracing();
+            let cfg = match config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("ems-gateway run: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match site::run(&cfg, duration.map(ems_core::Millis::from_secs), reset_reason) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("ems-gateway run: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Some(Cmd::Scan { endpoint, unit, timeout_ms }) => scan(&endpoint, unit, timeout_ms),
         Some(Cmd::Simulate { scenario: Some(path), report, .. }) => scenario(&path, report),
         Some(Cmd::Simulate { days, seed, report, faults, step_ms, duty, scenario: None }) => {
             simulate(days.unwrap_or(0), seed, report, &faults, step_ms, duty.as_deref())
         }
         None => {
-            tracing_subscriber::fmt()
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_default_env()
-                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-                )
-                .init();
+            init_tracing();
             match live::run(&cli.live) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -299,4 +322,15 @@ fn simulate(
 fn out(text: &str) {
     use std::io::Write as _;
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
+fn init_tracing() {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
 }

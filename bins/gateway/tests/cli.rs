@@ -197,3 +197,21 @@ fn check_config_accepts_the_example_and_names_file_line_field_value_of_errors() 
     let t = text(&o);
     assert!(t.contains("site.toml line 13: limits.grid_import_limit_w: -1 W is outside"), "{t}");
 }
+
+#[test]
+fn run_with_an_unreachable_inverter_fails_naming_the_device_and_endpoint() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/site.toml")).unwrap();
+    let profile = concat!(env!("CARGO_MANIFEST_DIR"), "/../../devices/profiles/eastron-sdm630.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("site.toml");
+    let site = example
+        .replace("../devices/profiles/eastron-sdm630.toml", profile)
+        .replace("modbus-tcp://192.168.1.50:502", &format!("modbus-tcp://127.0.0.1:{port}"));
+    std::fs::write(&file, site).unwrap();
+    let o = run(gateway().args(["run", "--duration", "1", "--config"]).arg(&file));
+    assert!(!o.status.success());
+    let t = text(&o);
+    assert!(t.contains(&format!("devices.inverter at modbus-tcp://127.0.0.1:{port}")), "{t}");
+}

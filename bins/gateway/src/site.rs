@@ -1,0 +1,241 @@
+//! `ems-gateway run --config site.toml`: a real site — Modbus devices through the SunSpec or
+//! register-map profile drivers, contactor relays and the E-stop on Linux GPIO — behind the same
+//! device safety layer and control loop as the simulated site.
+
+use crate::config::{self, DeviceEntry, SiteConfig};
+use crate::live::{drive, load_controller, LiveError, LoopOptions};
+use crate::store::FileStore;
+use ems_core::{Millis, Watts};
+use ems_devices::estop::{open_linux_estop, ActiveLevel};
+use ems_devices::gpio::open_linux_relay;
+use ems_devices::io::{DeviceSet, DeviceSetConfig};
+use ems_devices::modbus::profile::{Profile, ProfileDevice, ProfileDeviceError};
+use ems_devices::modbus::sunspec::{SunSpecBattery, SunSpecError, SunSpecInverter};
+use ems_devices::modbus::transport::{AnyClient, ClientOptions, ModbusEndpoint};
+use ems_devices::traits::{
+    Bms, BmsReading, DeviceError, ErrorKind, Inverter, InverterCapabilities, InverterReading,
+    InverterSettings, Meter, MeterReading, PvInverter, PvReading,
+};
+use std::time::Duration;
+
+/// A driver error of either kind of driver.
+#[derive(Debug)]
+pub enum AnyDriverError {
+    /// From a SunSpec driver.
+    SunSpec(SunSpecError),
+    /// From a register-map profile driver.
+    Profile(ProfileDeviceError),
+}
+
+impl DeviceError for AnyDriverError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::SunSpec(e) => e.kind(),
+            Self::Profile(e) => e.kind(),
+        }
+    }
+}
+
+/// The battery inverter: SunSpec or a profile.
+#[derive(Debug)]
+pub enum AnyInverter {
+    /// SunSpec models 701–704 / 10x, 120–124.
+    SunSpec(Box<SunSpecInverter<AnyClient>>),
+    /// A register-map profile.
+    Profile(Box<ProfileDevice<AnyClient>>),
+}
+
+impl Inverter for AnyInverter {
+    type Error = AnyDriverError;
+    fn capabilities(&self) -> InverterCapabilities {
+        match self {
+            Self::SunSpec(d) => d.capabilities(),
+            Self::Profile(d) => Inverter::capabilities(d.as_ref()),
+        }
+    }
+    async fn read(&mut self) -> Result<InverterReading, AnyDriverError> {
+        match self {
+            Self::SunSpec(d) => d.read().await.map_err(AnyDriverError::SunSpec),
+            Self::Profile(d) => Inverter::read(d.as_mut()).await.map_err(AnyDriverError::Profile),
+        }
+    }
+    async fn write_setpoint(&mut self, power: Watts) -> Result<(), AnyDriverError> {
+        match self {
+            Self::SunSpec(d) => d.write_setpoint(power).await.map_err(AnyDriverError::SunSpec),
+            Self::Profile(d) => d.write_setpoint(power).await.map_err(AnyDriverError::Profile),
+        }
+    }
+    async fn read_settings(&mut self) -> Result<InverterSettings, AnyDriverError> {
+        match self {
+            Self::SunSpec(d) => d.read_settings().await.map_err(AnyDriverError::SunSpec),
+            Self::Profile(d) => d.read_settings().await.map_err(AnyDriverError::Profile),
+        }
+    }
+    async fn write_settings(&mut self, settings: &InverterSettings) -> Result<(), AnyDriverError> {
+        match self {
+            Self::SunSpec(d) => d.write_settings(settings).await.map_err(AnyDriverError::SunSpec),
+            Self::Profile(d) => d.write_settings(settings).await.map_err(AnyDriverError::Profile),
+        }
+    }
+}
+
+/// The BMS: SunSpec 802 or a profile.
+#[derive(Debug)]
+pub enum AnyBms {
+    /// SunSpec model 802 (+ 713).
+    SunSpec(Box<SunSpecBattery<AnyClient>>),
+    /// A register-map profile.
+    Profile(Box<ProfileDevice<AnyClient>>),
+}
+
+impl Bms for AnyBms {
+    type Error = AnyDriverError;
+    async fn read(&mut self) -> Result<BmsReading, AnyDriverError> {
+        match self {
+            Self::SunSpec(d) => d.read().await.map_err(AnyDriverError::SunSpec),
+            Self::Profile(d) => Bms::read(d.as_mut()).await.map_err(AnyDriverError::Profile),
+        }
+    }
+    async fn reset_alarms(&mut self) -> Result<(), AnyDriverError> {
+        match self {
+            Self::SunSpec(d) => d.reset_alarms().await.map_err(AnyDriverError::SunSpec),
+            Self::Profile(d) => d.reset_alarms().await.map_err(AnyDriverError::Profile),
+        }
+    }
+}
+
+/// Meter and PV: register-map profiles (the shipped SunSpec models contain no meter model).
+#[derive(Debug)]
+pub struct ProfileMeter(ProfileDevice<AnyClient>);
+
+impl Meter for ProfileMeter {
+    type Error = ProfileDeviceError;
+    async fn read(&mut self) -> Result<MeterReading, ProfileDeviceError> {
+        Meter::read(&mut self.0).await
+    }
+}
+
+/// PV: a profile, or none on the site (production then reads 0 W).
+#[derive(Debug)]
+pub enum AnyPv {
+    /// A register-map profile.
+    Profile(Box<ProfileDevice<AnyClient>>),
+    /// No PV inverter is configured.
+    None,
+}
+
+impl PvInverter for AnyPv {
+    type Error = ProfileDeviceError;
+    async fn read(&mut self) -> Result<PvReading, ProfileDeviceError> {
+        match self {
+            Self::Profile(d) => PvInverter::read(d.as_mut()).await,
+            Self::None => Ok(PvReading { active_power: Watts::ZERO }),
+        }
+    }
+}
+
+fn site_err(what: &str, e: impl std::fmt::Display) -> LiveError {
+    LiveError::Devices(format!("{what}: {e}"))
+}
+
+fn client(name: &str, e: &DeviceEntry) -> Result<AnyClient, LiveError> {
+    let ep: ModbusEndpoint = e.endpoint.get_ref().parse().map_err(|err| site_err(name, err))?;
+    let timeout = Duration::from_millis(*e.timeout_ms.get_ref());
+    let options = ClientOptions { timeout, ..ClientOptions::default() };
+    Ok(AnyClient::new(&ep, *e.unit.get_ref(), options))
+}
+
+fn profile(cfg: &SiteConfig, name: &str, e: &DeviceEntry) -> Result<Profile, LiveError> {
+    let Some(p) = &e.profile else {
+        return Err(site_err(name, "driver = \"profile\" needs a profile"));
+    };
+    Profile::load(&config::resolve(&cfg.file, p.get_ref())).map_err(|err| site_err(name, err))
+}
+
+/// Build the device set of a configured site (connects to every Modbus device and discovers
+/// SunSpec models; opens the GPIO lines).
+pub async fn build(
+    cfg: &SiteConfig,
+) -> Result<
+    DeviceSet<
+        AnyBms,
+        AnyInverter,
+        ProfileMeter,
+        AnyPv,
+        impl ems_devices::traits::Relay,
+        impl ems_devices::traits::Relay,
+        impl ems_devices::traits::EStopInput,
+    >,
+    LiveError,
+> {
+    let d = &cfg.content.devices;
+    let inverter = match d.inverter.driver.get_ref().as_str() {
+        "sunspec" => AnyInverter::SunSpec(Box::new(
+            SunSpecInverter::new(client("devices.inverter", &d.inverter)?).await.map_err(|e| {
+                site_err(&format!("devices.inverter at {}", d.inverter.endpoint.get_ref()), e)
+            })?,
+        )),
+        _ => AnyInverter::Profile(Box::new(ProfileDevice::new(
+            client("devices.inverter", &d.inverter)?,
+            profile(cfg, "devices.inverter", &d.inverter)?,
+        ))),
+    };
+    let bms = match d.battery.driver.get_ref().as_str() {
+        "sunspec" => AnyBms::SunSpec(Box::new(
+            SunSpecBattery::new(client("devices.battery", &d.battery)?)
+                .await
+                .map_err(|e| site_err(&format!("devices.battery at {}", d.battery.endpoint.get_ref()), e))?,
+        )),
+        _ => AnyBms::Profile(Box::new(ProfileDevice::new(
+            client("devices.battery", &d.battery)?,
+            profile(cfg, "devices.battery", &d.battery)?,
+        ))),
+    };
+    let meter = ProfileMeter(ProfileDevice::new(
+        client("devices.meter", &d.meter)?,
+        profile(cfg, "devices.meter", &d.meter)?,
+    ));
+    let pv = match &d.pv {
+        Some(e) => AnyPv::Profile(Box::new(ProfileDevice::new(
+            client("devices.pv", e)?,
+            profile(cfg, "devices.pv", e)?,
+        ))),
+        None => AnyPv::None,
+    };
+    let c = &d.contactor;
+    let precharge =
+        open_linux_relay(c.chip.get_ref(), *c.precharge_line.get_ref(), *c.precharge_feedback_line.get_ref())
+            .map_err(|e| site_err("devices.contactor (pre-charge relay)", e))?;
+    let main = open_linux_relay(c.chip.get_ref(), *c.main_line.get_ref(), *c.main_feedback_line.get_ref())
+        .map_err(|e| site_err("devices.contactor (main contactor)", e))?;
+    let active = if d.estop.active.get_ref() == "high" { ActiveLevel::High } else { ActiveLevel::Low };
+    let estop = open_linux_estop(d.estop.chip.get_ref(), *d.estop.line.get_ref(), active)
+        .map_err(|e| site_err("devices.estop", e))?;
+    DeviceSet::new(bms, inverter, meter, pv, precharge, main, estop, DeviceSetConfig::default())
+        .map_err(|e| site_err("device layer", e))
+}
+
+/// Run a configured site until Ctrl-C (or `duration`), then shut down gracefully.
+pub fn run(
+    cfg: &SiteConfig,
+    duration: Option<Millis>,
+    reset_reason: Option<String>,
+) -> Result<(), LiveError> {
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(LiveError::Runtime)?;
+    runtime.block_on(async {
+        let mut store =
+            FileStore::new(config::resolve(&cfg.file, &cfg.content.site.state_file.to_string_lossy()));
+        let controller = load_controller(&mut store, cfg.controller.clone(), reset_reason.is_some())?;
+        println!(
+            "ems-gateway: site '{}' from {}, cycle {} ms, mode {}; Ctrl-C stops gracefully",
+            cfg.content.site.name,
+            cfg.file.display(),
+            cfg.controller.cycle.get(),
+            cfg.controller.mode
+        );
+        let devices = build(cfg).await?;
+        let opts = LoopOptions { cycle: cfg.controller.cycle, speed: 1.0, duration, reset_reason };
+        drive(devices, controller, store, &opts, None).await
+    })
+}
