@@ -16,6 +16,7 @@ pub mod faulty;
 pub mod harness;
 pub mod report;
 pub mod scenario;
+pub mod sunspec_site;
 
 pub use harness::{
     run, run_scenario, run_scenario_file, run_timeline, Duty, ExpectationOutcome, HarnessError, RunOptions,

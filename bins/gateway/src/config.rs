@@ -168,6 +168,12 @@ pub struct DeviceEntry {
     /// Request timeout, ms (default 500).
     #[serde(default = "default_timeout")]
     pub timeout_ms: Spanned<u64>,
+    /// Battery with `driver = "sunspec"` only: SunSpec model 802 carries no cell temperatures
+    /// (they are in models 803/804, not supported yet). Setting this reports the given constant
+    /// instead and turns off the stuck-sensor check on temperatures: the BMS's own temperature
+    /// alarms (802 `Evt1`) are then the only thermal protection (docs/SAFETY.md H32). Without
+    /// it an 802 battery reports no temperature and the envelope stays at zero.
+    pub assumed_cell_temp_c: Option<Spanned<f64>>,
 }
 
 fn default_unit() -> Spanned<u8> {
@@ -486,6 +492,24 @@ fn validate_device(ctx: &Ctx<'_>, name: &str, e: &DeviceEntry) -> Result<(), Con
             ));
         }
     }
+    if let Some(t) = &e.assumed_cell_temp_c {
+        if name != "devices.battery" || e.driver.get_ref() != "sunspec" {
+            return Err(ctx.err(
+                &format!("{name}.assumed_cell_temp_c"),
+                t,
+                "is only used with [devices.battery] driver = \"sunspec\"".to_owned(),
+            ));
+        }
+        ctx.number(&format!("{name}.assumed_cell_temp_c"), t, -20.0, 45.0, "°C")?;
+    }
+    if name == "devices.meter" && e.driver.get_ref() == "sunspec" {
+        return Err(ctx.err(
+            "devices.meter.driver",
+            &e.driver,
+            "'sunspec' is not supported for meters (no SunSpec meter model is shipped); use driver = \"profile\""
+                .to_owned(),
+        ));
+    }
     for (field, v, lo, hi) in
         [("poll_ms", &e.poll_ms, 50, 3_600_000), ("timeout_ms", &e.timeout_ms, 10, 60_000)]
     {
@@ -533,7 +557,8 @@ driver = "sunspec"
 
 [devices.meter]
 endpoint = "modbus-rtu:///dev/ttyUSB0?baud=9600"
-driver = "sunspec"
+driver = "profile"
+profile = "PROFILE"
 
 [devices.contactor]
 kind = "linux-gpio"
@@ -549,22 +574,29 @@ chip = "/dev/gpiochip0"
 line = 4
 "#;
 
+    fn good() -> String {
+        GOOD.replace(
+            "PROFILE",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../../devices/profiles/eastron-sdm630.toml"),
+        )
+    }
+
     #[test]
     fn a_good_file_parses_into_a_controller_config() {
-        let c = parse(Path::new("site.toml"), GOOD).unwrap();
+        let c = parse(Path::new("site.toml"), &good()).unwrap();
         assert_eq!(c.controller.safety.grid_import_limit, Some(ems_core::Watts::new(11000.0)));
         assert_eq!(c.content.devices.battery.unit.get_ref(), &2);
     }
 
     #[test]
     fn errors_name_file_line_field_and_value() {
-        let bad = GOOD.replace("grid_import_limit_w = 11000", "grid_import_limit_w = -5");
+        let bad = good().replace("grid_import_limit_w = 11000", "grid_import_limit_w = -5");
         let e = parse(Path::new("site.toml"), &bad).unwrap_err().to_string();
         assert_eq!(e, "site.toml line 6: limits.grid_import_limit_w: -5 W is outside 0..=10000000 W");
-        let bad = GOOD.replace("kind = \"charge-only\"", "kind = \"turbo\"");
+        let bad = good().replace("kind = \"charge-only\"", "kind = \"turbo\"");
         let e = parse(Path::new("site.toml"), &bad).unwrap_err().to_string();
         assert!(e.contains("line 9") && e.contains("mode.kind") && e.contains("turbo"), "{e}");
-        let bad = GOOD.replace("unit = 2", "unit = 2\ncolour = 3");
+        let bad = good().replace("unit = 2", "unit = 2\ncolour = 3");
         let e = parse(Path::new("site.toml"), &bad).unwrap_err().to_string();
         assert!(e.contains("colour") && e.contains("line"), "{e}");
         let bad = GOOD.replace(
@@ -577,11 +609,28 @@ line = 4
 
     #[test]
     fn profile_driver_needs_an_existing_file() {
-        let bad = GOOD.replace(
-            "endpoint = \"modbus-rtu:///dev/ttyUSB0?baud=9600\"\ndriver = \"sunspec\"",
-            "endpoint = \"modbus-rtu:///dev/ttyUSB0?baud=9600\"\ndriver = \"profile\"\nprofile = \"nope.toml\"",
-        );
+        let bad = GOOD.replace("PROFILE", "nope.toml");
         let e = parse(Path::new("/tmp/site.toml"), &bad).unwrap_err().to_string();
         assert!(e.contains("devices.meter.profile") && e.contains("nope.toml"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod more_tests {
+    use super::*;
+
+    #[test]
+    fn assumed_temperature_only_for_a_sunspec_battery_and_no_sunspec_meter() {
+        let profile = concat!(env!("CARGO_MANIFEST_DIR"), "/../../devices/profiles/eastron-sdm630.toml");
+        let base = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/site.toml"))
+            .unwrap()
+            .replace("../devices/profiles/eastron-sdm630.toml", profile);
+        assert!(parse(Path::new("site.toml"), &base).is_ok());
+        let bad = base.replace("assumed_cell_temp_c = 25", "assumed_cell_temp_c = 80");
+        let e = parse(Path::new("site.toml"), &bad).unwrap_err().to_string();
+        assert!(e.contains("devices.battery.assumed_cell_temp_c") && e.contains("80"), "{e}");
+        let bad = base.replace("driver = \"profile\"\nprofile", "driver = \"sunspec\"\nprofile");
+        let e = parse(Path::new("site.toml"), &bad).unwrap_err().to_string();
+        assert!(e.contains("devices.meter"), "{e}");
     }
 }

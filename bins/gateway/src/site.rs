@@ -180,12 +180,21 @@ pub async fn build(
             profile(cfg, "devices.inverter", &d.inverter)?,
         ))),
     };
+    let mut device_config = DeviceSetConfig::default();
     let bms = match d.battery.driver.get_ref().as_str() {
-        "sunspec" => AnyBms::SunSpec(Box::new(
-            SunSpecBattery::new(client("devices.battery", &d.battery)?)
+        "sunspec" => {
+            let mut b = SunSpecBattery::new(client("devices.battery", &d.battery)?)
                 .await
-                .map_err(|e| site_err(&format!("devices.battery at {}", d.battery.endpoint.get_ref()), e))?,
-        )),
+                .map_err(|e| site_err(&format!("devices.battery at {}", d.battery.endpoint.get_ref()), e))?;
+            if let Some(t) = &d.battery.assumed_cell_temp_c {
+                // Validated to -20..=45 °C by the config.
+                #[allow(clippy::cast_possible_truncation)]
+                let celsius = ems_core::Celsius::new(*t.get_ref() as f32);
+                b = b.with_assumed_cell_temperature(celsius);
+                device_config.bms.stuck_check_temperatures = false;
+            }
+            AnyBms::SunSpec(Box::new(b))
+        }
         _ => AnyBms::Profile(Box::new(ProfileDevice::new(
             client("devices.battery", &d.battery)?,
             profile(cfg, "devices.battery", &d.battery)?,
@@ -211,7 +220,7 @@ pub async fn build(
     let active = if d.estop.active.get_ref() == "high" { ActiveLevel::High } else { ActiveLevel::Low };
     let estop = open_linux_estop(d.estop.chip.get_ref(), *d.estop.line.get_ref(), active)
         .map_err(|e| site_err("devices.estop", e))?;
-    DeviceSet::new(bms, inverter, meter, pv, precharge, main, estop, DeviceSetConfig::default())
+    DeviceSet::new(bms, inverter, meter, pv, precharge, main, estop, device_config)
         .map_err(|e| site_err("device layer", e))
 }
 

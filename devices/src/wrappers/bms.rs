@@ -37,6 +37,11 @@ pub struct SafeBmsConfig {
     pub stuck_after: Millis,
     /// "Current flows" for stuck detection: |pack current| above this (default 5 A).
     pub stuck_min_current: Amps,
+    /// Apply the stuck-sensor check to the cell temperatures (default true). Turn it off only
+    /// for a BMS that reports no measured cell temperature (the driver substitutes a constant,
+    /// e.g. SunSpec 802 without 803/804): the BMS's own temperature alarms are then the only
+    /// thermal protection (docs/SAFETY.md H32).
+    pub stuck_check_temperatures: bool,
     /// Without a good read for this long, the limits fall back to a good zero (default 5 s).
     pub comm_loss_fallback: Millis,
     /// Minimum interval between alarm resets (default 60 s).
@@ -56,6 +61,7 @@ impl Default for SafeBmsConfig {
             max_cell_temp_rate_per_s: Celsius::new(2.0),
             stuck_after: Millis::from_secs(600),
             stuck_min_current: Amps::new(5.0),
+            stuck_check_temperatures: true,
             comm_loss_fallback: Millis::from_secs(5),
             reset_min_interval: Millis::from_secs(60),
             reset_budget: 10,
@@ -357,6 +363,10 @@ impl<B: Bms> SafeBms<B> {
             (r.cell_temp_max.get(), FieldValue::Celsius(r.cell_temp_max)),
         ];
         for (i, (raw, value)) in values.into_iter().enumerate() {
+            // Indices 2 and 3 are the cell temperatures.
+            if i >= 2 && !self.config.stuck_check_temperatures {
+                continue;
+            }
             let stuck = self.stuck[i].feed(raw.to_bits(), under_load, now, self.config.stuck_after);
             match stuck {
                 Some(d) => {
