@@ -162,9 +162,10 @@ pub struct DeviceEntry {
     pub driver: Spanned<String>,
     /// With `driver = "profile"`: the profile file (relative to the config file).
     pub profile: Option<Spanned<String>>,
-    /// Poll interval, ms (default 1000).
-    #[serde(default = "default_poll")]
-    pub poll_ms: Spanned<u64>,
+    /// Poll interval, ms (default: every control cycle). Meter, battery and PV only, at most
+    /// 2000 ms (the maximum age of their fast signals); between polls the last reading is reused.
+    /// The inverter is read every cycle: its read-back verifies every set-point write.
+    pub poll_ms: Option<Spanned<u64>>,
     /// Request timeout, ms (default 500).
     #[serde(default = "default_timeout")]
     pub timeout_ms: Spanned<u64>,
@@ -178,9 +179,6 @@ pub struct DeviceEntry {
 
 fn default_unit() -> Spanned<u8> {
     Spanned::new(0..0, 1)
-}
-fn default_poll() -> Spanned<u64> {
-    Spanned::new(0..0, 1000)
 }
 fn default_timeout() -> Spanned<u64> {
     Spanned::new(0..0, 500)
@@ -510,13 +508,27 @@ fn validate_device(ctx: &Ctx<'_>, name: &str, e: &DeviceEntry) -> Result<(), Con
                 .to_owned(),
         ));
     }
-    for (field, v, lo, hi) in
-        [("poll_ms", &e.poll_ms, 50, 3_600_000), ("timeout_ms", &e.timeout_ms, 10, 60_000)]
-    {
-        let x = *v.get_ref();
-        if !(lo..=hi).contains(&x) {
-            return Err(ctx.err(&format!("{name}.{field}"), v, format!("{x} ms is outside {lo}..={hi} ms")));
+    if let Some(p) = &e.poll_ms {
+        let x = *p.get_ref();
+        if name == "devices.inverter" {
+            return Err(ctx.err(
+                "devices.inverter.poll_ms",
+                p,
+                "the inverter is read every control cycle (its read-back verifies each set-point); remove poll_ms"
+                    .to_owned(),
+            ));
         }
+        if !(50..=2000).contains(&x) {
+            return Err(ctx.err(&format!("{name}.poll_ms"), p, format!("{x} ms is outside 50..=2000 ms")));
+        }
+    }
+    let t = *e.timeout_ms.get_ref();
+    if !(10..=60_000).contains(&t) {
+        return Err(ctx.err(
+            &format!("{name}.timeout_ms"),
+            &e.timeout_ms,
+            format!("{t} ms is outside 10..=60000 ms"),
+        ));
     }
     Ok(())
 }
@@ -629,6 +641,12 @@ mod more_tests {
         let bad = base.replace("assumed_cell_temp_c = 25", "assumed_cell_temp_c = 80");
         let e = parse(Path::new("site.toml"), &bad).unwrap_err().to_string();
         assert!(e.contains("devices.battery.assumed_cell_temp_c") && e.contains("80"), "{e}");
+        let bad = base.replace("timeout_ms = 500                     # read every control cycle", "poll_ms = 500");
+        let e = parse(Path::new("site.toml"), &bad).unwrap_err().to_string();
+        assert!(e.contains("devices.inverter.poll_ms") && e.contains("every control cycle"), "{e}");
+        let bad = base.replace("poll_ms = 1000", "poll_ms = 5000");
+        let e = parse(Path::new("site.toml"), &bad).unwrap_err().to_string();
+        assert!(e.contains("devices.meter.poll_ms: 5000 ms is outside 50..=2000 ms"), "{e}");
         let bad = base.replace("driver = \"profile\"\nprofile", "driver = \"sunspec\"\nprofile");
         let e = parse(Path::new("site.toml"), &bad).unwrap_err().to_string();
         assert!(e.contains("devices.meter"), "{e}");

@@ -134,6 +134,77 @@ impl PvInverter for AnyPv {
     }
 }
 
+/// A device read at most every `every`: between polls the last good reading is reused, so a slow
+/// bus (RS-485 at 9600 baud) is not asked every control cycle. A failed read is not cached: the
+/// next cycle tries again, and the signals go stale through their maximum age as usual. The
+/// interval is validated to at most 2 s, the maximum age of the fast signals, so a reused
+/// reading is never older than a fresh one may be.
+#[derive(Debug)]
+pub struct Polled<D, R> {
+    inner: D,
+    every: Option<Duration>,
+    last: Option<(tokio::time::Instant, R)>,
+}
+
+impl<D, R: Copy> Polled<D, R> {
+    fn new(inner: D, poll_ms: Option<u64>) -> Self {
+        Self { inner, every: poll_ms.map(Duration::from_millis), last: None }
+    }
+
+    fn cached(&self) -> Option<R> {
+        match (self.every, &self.last) {
+            (Some(every), Some((at, r))) if at.elapsed() < every => Some(*r),
+            _ => None,
+        }
+    }
+
+    fn store(&mut self, r: R) -> R {
+        self.last = Some((tokio::time::Instant::now(), r));
+        r
+    }
+}
+
+impl<D: Meter> Meter for Polled<D, MeterReading> {
+    type Error = D::Error;
+    async fn read(&mut self) -> Result<MeterReading, D::Error> {
+        if let Some(r) = self.cached() {
+            return Ok(r);
+        }
+        let r = self.inner.read().await?;
+        Ok(self.store(r))
+    }
+}
+
+impl<D: Bms> Bms for Polled<D, BmsReading> {
+    type Error = D::Error;
+    async fn read(&mut self) -> Result<BmsReading, D::Error> {
+        if let Some(r) = self.cached() {
+            return Ok(r);
+        }
+        let r = self.inner.read().await?;
+        Ok(self.store(r))
+    }
+    async fn reset_alarms(&mut self) -> Result<(), D::Error> {
+        self.last = None;
+        self.inner.reset_alarms().await
+    }
+}
+
+impl<D: PvInverter> PvInverter for Polled<D, PvReading> {
+    type Error = D::Error;
+    async fn read(&mut self) -> Result<PvReading, D::Error> {
+        if let Some(r) = self.cached() {
+            return Ok(r);
+        }
+        let r = self.inner.read().await?;
+        Ok(self.store(r))
+    }
+}
+
+fn poll_ms(e: &DeviceEntry) -> Option<u64> {
+    e.poll_ms.as_ref().map(|p| *p.get_ref())
+}
+
 fn site_err(what: &str, e: impl std::fmt::Display) -> LiveError {
     LiveError::Devices(format!("{what}: {e}"))
 }
@@ -158,10 +229,10 @@ pub async fn build(
     cfg: &SiteConfig,
 ) -> Result<
     DeviceSet<
-        AnyBms,
+        Polled<AnyBms, BmsReading>,
         AnyInverter,
-        ProfileMeter,
-        AnyPv,
+        Polled<ProfileMeter, MeterReading>,
+        Polled<AnyPv, PvReading>,
         impl ems_devices::traits::Relay,
         impl ems_devices::traits::Relay,
         impl ems_devices::traits::EStopInput,
@@ -220,6 +291,9 @@ pub async fn build(
     let active = if d.estop.active.get_ref() == "high" { ActiveLevel::High } else { ActiveLevel::Low };
     let estop = open_linux_estop(d.estop.chip.get_ref(), *d.estop.line.get_ref(), active)
         .map_err(|e| site_err("devices.estop", e))?;
+    let bms = Polled::new(bms, poll_ms(&d.battery));
+    let meter = Polled::new(meter, poll_ms(&d.meter));
+    let pv = Polled::new(pv, d.pv.as_ref().and_then(poll_ms));
     DeviceSet::new(bms, inverter, meter, pv, precharge, main, estop, device_config)
         .map_err(|e| site_err("device layer", e))
 }
@@ -247,4 +321,63 @@ pub fn run(
         let opts = LoopOptions { cycle: cfg.controller.cycle, speed: 1.0, duration, reset_reason };
         drive(devices, controller, store, &opts, None).await
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ems_core::{Hertz, Volts};
+
+    #[derive(Debug, Default)]
+    struct CountingMeter {
+        reads: u32,
+        fail: bool,
+    }
+
+    #[derive(Debug)]
+    struct Down;
+
+    impl DeviceError for Down {
+        fn kind(&self) -> ErrorKind {
+            ErrorKind::Timeout
+        }
+    }
+
+    impl Meter for CountingMeter {
+        type Error = Down;
+        async fn read(&mut self) -> Result<MeterReading, Down> {
+            self.reads += 1;
+            if self.fail {
+                return Err(Down);
+            }
+            Ok(MeterReading {
+                active_power: Watts::new(100.0),
+                voltage: Volts::new(230.0),
+                frequency: Hertz::new(50.0),
+            })
+        }
+    }
+
+    #[test]
+    fn polled_devices_are_read_once_per_interval_and_failures_are_not_cached() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let mut m = Polled::new(CountingMeter::default(), Some(60));
+            m.read().await.unwrap();
+            m.read().await.unwrap();
+            assert_eq!(m.inner.reads, 1, "second read within the interval comes from the cache");
+            tokio::time::sleep(Duration::from_millis(70)).await;
+            m.read().await.unwrap();
+            assert_eq!(m.inner.reads, 2);
+            tokio::time::sleep(Duration::from_millis(70)).await;
+            m.inner.fail = true;
+            assert!(m.read().await.is_err());
+            assert!(m.read().await.is_err(), "a failure is not cached");
+            assert_eq!(m.inner.reads, 4);
+            let mut every_cycle = Polled::new(CountingMeter::default(), None);
+            every_cycle.read().await.unwrap();
+            every_cycle.read().await.unwrap();
+            assert_eq!(every_cycle.inner.reads, 2);
+        });
+    }
 }
