@@ -259,3 +259,39 @@ fn battery_without_temperature_source_refuses_to_guess() {
     img.add_model(1).unwrap();
     assert!(matches!(block_on(SunSpecBattery::new(img.finish())), Err(SunSpecError::MissingModel { .. })));
 }
+
+#[test]
+fn connect_disconnect_through_703_or_123_and_min_reserve_through_124() {
+    // 703 enter service present: ES is used.
+    let mut img = der_inverter();
+    img.add_model(703).unwrap().set_symbol(703, "ES", "ENABLED").unwrap();
+    let mut inv = block_on(SunSpecInverter::new(img.clone().finish())).unwrap();
+    assert_eq!(block_on(inv.connected()).unwrap(), Some(true));
+    block_on(inv.set_connected(false, None)).unwrap();
+    assert_eq!(block_on(inv.connected()).unwrap(), Some(false));
+    let regs = inv.into_client();
+    assert_eq!(regs.holding[&point_addr(&img, 703, "ES")], 0);
+
+    // Only 123: Conn with its revert timer (whole seconds).
+    let mut img = SunSpecImage::new(RegisterAddress(BASE));
+    img.add_model(1).unwrap().add_model(103).unwrap().add_model(120).unwrap().add_model(123).unwrap();
+    img.add_model(124).unwrap();
+    img.set(103, "W_SF", 0.0).unwrap().set(103, "W", 0.0).unwrap().set_symbol(103, "St", "MPPT").unwrap();
+    img.set(120, "WRtg_SF", 0.0).unwrap().set(120, "WRtg", 5000.0).unwrap();
+    img.set_symbol(123, "Conn", "CONNECT").unwrap().set(123, "Conn_RvrtTms", 0.0).unwrap();
+    img.set(124, "WChaMax_SF", 0.0).unwrap().set(124, "WChaMax", 5000.0).unwrap();
+    img.set(124, "MinRsvPct_SF", 0.0).unwrap().set(124, "MinRsvPct", 10.0).unwrap();
+    let mut inv = block_on(SunSpecInverter::new(img.clone().finish())).unwrap();
+    block_on(inv.set_connected(false, Some(Millis::from_secs(30)))).unwrap();
+    assert_eq!(block_on(inv.connected()).unwrap(), Some(false));
+    block_on(inv.set_min_reserve(ems_core::Percent::new(20.0))).unwrap();
+    let regs = inv.into_client();
+    assert_eq!(regs.holding[&point_addr(&img, 123, "Conn_RvrtTms")], 30);
+    assert_eq!(read_point(&regs, &img, 124, "MinRsvPct"), Some(20.0));
+
+    // Neither model: a clear MissingModel.
+    let mut inv = block_on(SunSpecInverter::new(der_inverter().finish())).unwrap();
+    let e = block_on(inv.set_connected(true, None)).unwrap_err();
+    assert!(matches!(e, SunSpecError::MissingModel { .. }), "{e:?}");
+    assert_eq!(block_on(inv.connected()).unwrap(), None);
+}

@@ -641,7 +641,8 @@ mod more_tests {
         let bad = base.replace("assumed_cell_temp_c = 25", "assumed_cell_temp_c = 80");
         let e = parse(Path::new("site.toml"), &bad).unwrap_err().to_string();
         assert!(e.contains("devices.battery.assumed_cell_temp_c") && e.contains("80"), "{e}");
-        let bad = base.replace("timeout_ms = 500                     # read every control cycle", "poll_ms = 500");
+        let bad =
+            base.replace("timeout_ms = 500                     # read every control cycle", "poll_ms = 500");
         let e = parse(Path::new("site.toml"), &bad).unwrap_err().to_string();
         assert!(e.contains("devices.inverter.poll_ms") && e.contains("every control cycle"), "{e}");
         let bad = base.replace("poll_ms = 1000", "poll_ms = 5000");

@@ -225,6 +225,51 @@ impl<C: RegisterClient> SunSpecInverter<C> {
         self.client
     }
 
+    /// Connect to or disconnect from the grid (cease to energise). Uses model 703 `ES` (enter
+    /// service enabled/disabled) when the device has it, else model 123 `Conn`, with
+    /// `Conn_RvrtTms` as the revert timer when `revert` is given (the device reconnects by itself
+    /// after it; floor to whole seconds, at least 1 s). `MissingModel` if neither exists.
+    pub async fn set_connected(&mut self, connect: bool, revert: Option<Millis>) -> Result<(), SunSpecError> {
+        let value = if connect { 1.0 } else { 0.0 };
+        if let Some(info) = self.map.find(703).copied() {
+            let d = read_decoded(&mut self.client, &info).await?;
+            return write_point(&mut self.client, &info, &d, "ES", value).await;
+        }
+        let info = *self.map.find(123).ok_or_else(|| SunSpecError::MissingModel {
+            wanted: "703 or 123 (connect/disconnect)".to_owned(),
+        })?;
+        let d = read_decoded(&mut self.client, &info).await?;
+        if let Some(t) = revert {
+            write_point(&mut self.client, &info, &d, "Conn_RvrtTms", f64::from(revert_secs(t))).await?;
+        }
+        write_point(&mut self.client, &info, &d, "Conn", value).await
+    }
+
+    /// Whether the device is connected (703 `ES` enabled, else 123 `Conn` = CONNECT); `None`
+    /// when the device has neither point.
+    pub async fn connected(&mut self) -> Result<Option<bool>, SunSpecError> {
+        for (id, point) in [(703, "ES"), (123, "Conn")] {
+            if let Some(info) = self.map.find(id).copied() {
+                let d = read_decoded(&mut self.client, &info).await?;
+                if let Some(v) = d.raw(point) {
+                    return Ok(Some(v != 0));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Set the storage minimum reserve (124 `MinRsvPct`, % of `WChaMax`): the inverter keeps this
+    /// much energy for backup whatever the set-point. `MissingModel` without model 124.
+    pub async fn set_min_reserve(&mut self, reserve: ems_core::Percent) -> Result<(), SunSpecError> {
+        let info = *self
+            .map
+            .find(124)
+            .ok_or_else(|| SunSpecError::MissingModel { wanted: "124 (storage controls)".to_owned() })?;
+        let d = read_decoded(&mut self.client, &info).await?;
+        write_point(&mut self.client, &info, &d, "MinRsvPct", f64::from(reserve.get())).await
+    }
+
     /// The power base of the 123 export limit: 121 `WMax`, else the rating.
     async fn wmax(&mut self) -> Result<f64, SunSpecError> {
         if let Some(info) = self.settings121 {
