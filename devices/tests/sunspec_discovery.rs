@@ -160,3 +160,30 @@ fn swapped_model_order_and_unknown_models_scan() {
     assert_eq!(s.models[2].point("Mn"), Some(&PointValue::Text("X".to_owned())));
     assert!(s.to_json()["models"][1]["error"].is_string());
 }
+
+#[test]
+fn read_models_reads_contiguous_blocks_with_as_few_requests_as_possible() {
+    use ems_devices::modbus::sunspec::discovery::read_models;
+    let mut img =
+        ems_devices::modbus::sunspec::SunSpecImage::new(ems_devices::modbus::RegisterAddress(40_000));
+    img.add_model(1).unwrap().add_model(701).unwrap().add_model(702).unwrap().add_model(704).unwrap();
+    img.add_model_with_counts(714, &[("NPrt", 1)]).unwrap();
+    img.set(701, "W_SF", 0.0).unwrap().set(701, "W", 1234.0).unwrap();
+    let mut regs = img.finish();
+    let map = pollster::block_on(ems_devices::modbus::sunspec::discover(&mut regs)).unwrap();
+    let wanted: Vec<_> = [701u16, 704, 714].iter().map(|id| *map.find(*id).unwrap()).collect();
+    let span: usize = {
+        let first = wanted[0].address.0 as usize;
+        let last = wanted[2].address.0 as usize + wanted[2].length as usize + 2;
+        last - first
+    };
+    let before = regs.requests;
+    let models = pollster::block_on(read_models(&mut regs, &wanted)).unwrap();
+    let used = regs.requests - before;
+    // One contiguous span (702 bridged), read in ceil(span / 125) requests.
+    assert_eq!(used as usize, span.div_ceil(125), "span {span}");
+    assert_eq!(models.len(), 3);
+    assert_eq!(models[0].id, 701);
+    assert_eq!(models[0].number("W"), Some(1234.0));
+    assert_eq!((models[1].id, models[2].id), (704, 714));
+}

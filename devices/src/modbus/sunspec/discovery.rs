@@ -107,6 +107,59 @@ pub async fn read_model<C: RegisterClient>(c: &mut C, info: &ModelInfo) -> Resul
     read_registers(c, info.address, usize::from(info.length) + 2).await
 }
 
+/// Read and decode several models of one device with as few requests as possible: models are
+/// read as contiguous blocks, and a block also spans the other models lying between two wanted
+/// ones when that does not cost an extra request (every register inside the chain exists, so a
+/// bridged gap never draws an exception). Results come back in the order of `infos`.
+pub async fn read_models<C: RegisterClient>(
+    c: &mut C,
+    infos: &[ModelInfo],
+) -> Result<Vec<super::DecodedModel>, SunSpecError> {
+    let span = |i: &ModelInfo| usize::from(i.length) + 2;
+    let requests = |len: usize| len.div_ceil(usize::from(MAX_READ_REGISTERS));
+    let mut order: Vec<&ModelInfo> = infos.iter().collect();
+    order.sort_by_key(|i| i.address);
+    // (start, length in registers, members)
+    let mut blocks: Vec<(RegisterAddress, usize, Vec<ModelInfo>)> = Vec::new();
+    for info in order {
+        let start = usize::from(info.address.0);
+        if let Some((b_start, b_len, members)) = blocks.last_mut() {
+            let end = usize::from(b_start.0) + *b_len;
+            if start >= end {
+                let merged = start - end + span(info) + *b_len;
+                if requests(merged) <= requests(*b_len) + requests(span(info)) {
+                    *b_len = merged;
+                    members.push(*info);
+                    continue;
+                }
+            }
+        }
+        blocks.push((info.address, span(info), vec![*info]));
+    }
+    let mut decoded: Vec<(RegisterAddress, super::DecodedModel)> = Vec::with_capacity(infos.len());
+    for (start, len, members) in blocks {
+        let regs = read_registers(c, start, len).await?;
+        for m in members {
+            let off = usize::from(m.address.0.saturating_sub(start.0));
+            let block = regs.get(off..off + span(&m)).ok_or(SunSpecError::BadChain {
+                address: m.address,
+                reason: "model outside the block read for it",
+            })?;
+            decoded.push((m.address, super::decode_model(m.id, block)?));
+        }
+    }
+    infos
+        .iter()
+        .map(|i| {
+            decoded
+                .iter()
+                .position(|(a, _)| *a == i.address)
+                .map(|p| decoded.swap_remove(p).1)
+                .ok_or(SunSpecError::BadChain { address: i.address, reason: "model listed twice" })
+        })
+        .collect()
+}
+
 /// Find the `SunS` marker at 40000, then 0, then 50000 and walk the model chain. An exception
 /// or a link error at a candidate base address moves on to the next one;
 /// [`SunSpecError::NotFound`] lists what happened at each.

@@ -42,7 +42,7 @@
 //! Every method reads the control model before writing (the scale factor is read, not assumed).
 
 use super::decode::{decode_model, encode_point, DecodedModel};
-use super::discovery::{discover, read_model, ModelInfo, SunSpecMap};
+use super::discovery::{discover, read_model, read_models, ModelInfo, SunSpecMap};
 use super::model::{self, PointDef};
 use super::SunSpecError;
 use crate::modbus::{RegisterAddress, RegisterClient};
@@ -390,7 +390,18 @@ impl<C: RegisterClient> SunSpecInverter<C> {
 
     async fn read_inner(&mut self) -> Result<InverterReading, SunSpecError> {
         let info = self.measurement;
-        let m = read_decoded(&mut self.client, &info).await?;
+        // Measurement, DC-link and control models in as few requests as their layout allows.
+        let mut wanted = vec![info, self.control.1];
+        if let Some(dci) = self.dc714 {
+            wanted.push(dci);
+        }
+        let mut blocks = read_models(&mut self.client, &wanted).await?.into_iter();
+        let (Some(m), Some(control)) = (blocks.next(), blocks.next()) else {
+            return Err(SunSpecError::MissingModel {
+                wanted: format!("{} and {}", info.id, self.control.1.id),
+            });
+        };
+        let dc714 = blocks.next();
         let active_power = need(&m, "W")?;
         let state = if info.id == 701 {
             match m.get("InvSt").and_then(|v| {
@@ -424,12 +435,8 @@ impl<C: RegisterClient> SunSpecInverter<C> {
                 model: info.id,
                 point: "TmpSnk/TmpCab/…".to_owned(),
             })?;
-        let mut dc = None;
-        if let Some(dci) = self.dc714 {
-            dc = read_decoded(&mut self.client, &dci).await?.number("Prt[1].DCV");
-        }
-        let dc = dc.or_else(|| m.number("DCV")).unwrap_or(0.0);
-        let d = self.control_block().await?;
+        let dc = dc714.and_then(|d| d.number("Prt[1].DCV")).or_else(|| m.number("DCV")).unwrap_or(0.0);
+        let d = control;
         let base = self.base(&d).await?;
         let settings = self.settings_from(&d, base)?;
         let setpoint = match (self.control.0, settings.control) {
