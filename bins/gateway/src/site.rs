@@ -223,22 +223,18 @@ fn profile(cfg: &SiteConfig, name: &str, e: &DeviceEntry) -> Result<Profile, Liv
     Profile::load(&config::resolve(&cfg.file, p.get_ref())).map_err(|err| site_err(name, err))
 }
 
-/// Build the device set of a configured site (connects to every Modbus device and discovers
-/// SunSpec models; opens the GPIO lines).
-pub async fn build(
-    cfg: &SiteConfig,
-) -> Result<
-    DeviceSet<
-        Polled<AnyBms, BmsReading>,
-        AnyInverter,
-        Polled<ProfileMeter, MeterReading>,
-        Polled<AnyPv, PvReading>,
-        impl ems_devices::traits::Relay,
-        impl ems_devices::traits::Relay,
-        impl ems_devices::traits::EStopInput,
-    >,
-    LiveError,
-> {
+/// The Modbus side of a site: drivers connected and SunSpec models discovered.
+struct ModbusDevices {
+    inverter: AnyInverter,
+    bms: AnyBms,
+    meter: ProfileMeter,
+    pv: AnyPv,
+    config: DeviceSetConfig,
+}
+
+/// Connect the Modbus devices (SunSpec discovery happens here, so an unreachable device fails
+/// this step; the caller retries).
+async fn connect_modbus(cfg: &SiteConfig) -> Result<ModbusDevices, LiveError> {
     let d = &cfg.content.devices;
     let inverter = match d.inverter.driver.get_ref().as_str() {
         "sunspec" => AnyInverter::SunSpec(Box::new(
@@ -251,7 +247,7 @@ pub async fn build(
             profile(cfg, "devices.inverter", &d.inverter)?,
         ))),
     };
-    let mut device_config = DeviceSetConfig::default();
+    let mut config = DeviceSetConfig::default();
     let bms = match d.battery.driver.get_ref().as_str() {
         "sunspec" => {
             let mut b = SunSpecBattery::new(client("devices.battery", &d.battery)?)
@@ -262,7 +258,7 @@ pub async fn build(
                 #[allow(clippy::cast_possible_truncation)]
                 let celsius = ems_core::Celsius::new(*t.get_ref() as f32);
                 b = b.with_assumed_cell_temperature(celsius);
-                device_config.bms.stuck_check_temperatures = false;
+                config.bms.stuck_check_temperatures = false;
             }
             AnyBms::SunSpec(Box::new(b))
         }
@@ -282,23 +278,15 @@ pub async fn build(
         ))),
         None => AnyPv::None,
     };
-    let c = &d.contactor;
-    let precharge =
-        open_linux_relay(c.chip.get_ref(), *c.precharge_line.get_ref(), *c.precharge_feedback_line.get_ref())
-            .map_err(|e| site_err("devices.contactor (pre-charge relay)", e))?;
-    let main = open_linux_relay(c.chip.get_ref(), *c.main_line.get_ref(), *c.main_feedback_line.get_ref())
-        .map_err(|e| site_err("devices.contactor (main contactor)", e))?;
-    let active = if d.estop.active.get_ref() == "high" { ActiveLevel::High } else { ActiveLevel::Low };
-    let estop = open_linux_estop(d.estop.chip.get_ref(), *d.estop.line.get_ref(), active)
-        .map_err(|e| site_err("devices.estop", e))?;
-    let bms = Polled::new(bms, poll_ms(&d.battery));
-    let meter = Polled::new(meter, poll_ms(&d.meter));
-    let pv = Polled::new(pv, d.pv.as_ref().and_then(poll_ms));
-    DeviceSet::new(bms, inverter, meter, pv, precharge, main, estop, device_config)
-        .map_err(|e| site_err("device layer", e))
+    Ok(ModbusDevices { inverter, bms, meter, pv, config })
 }
 
-/// Run a configured site until Ctrl-C (or `duration`), then shut down gracefully.
+/// How long to wait between attempts to reach the Modbus devices at start-up.
+const CONNECT_RETRY: Duration = Duration::from_secs(5);
+
+/// Run a configured site until Ctrl-C (or `duration`), then shut down gracefully. Unreachable
+/// Modbus devices at start-up are retried every 5 s (the site stays without power meanwhile);
+/// a GPIO line that cannot be opened is a configuration error and ends the run at once.
 pub fn run(
     cfg: &SiteConfig,
     duration: Option<Millis>,
@@ -317,8 +305,55 @@ pub fn run(
             cfg.controller.cycle.get(),
             cfg.controller.mode
         );
-        let devices = build(cfg).await?;
-        let opts = LoopOptions { cycle: cfg.controller.cycle, speed: 1.0, duration, reset_reason };
+        let started = tokio::time::Instant::now();
+        let give_up = duration.map(|d| started + Duration::from_millis(d.get()));
+        let m = loop {
+            match connect_modbus(cfg).await {
+                Ok(m) => break m,
+                Err(e) => {
+                    tracing::error!("{e}; retrying in {} s", CONNECT_RETRY.as_secs());
+                    let wake = tokio::time::Instant::now() + CONNECT_RETRY;
+                    if give_up.is_some_and(|g| g <= wake) {
+                        return Err(e);
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(wake) => {}
+                        _ = tokio::signal::ctrl_c() => return Err(e),
+                    }
+                }
+            }
+        };
+        let d = &cfg.content.devices;
+        let c = &d.contactor;
+        let precharge = open_linux_relay(
+            c.chip.get_ref(),
+            *c.precharge_line.get_ref(),
+            *c.precharge_feedback_line.get_ref(),
+        )
+        .map_err(|e| site_err("devices.contactor (pre-charge relay)", e))?;
+        let main =
+            open_linux_relay(c.chip.get_ref(), *c.main_line.get_ref(), *c.main_feedback_line.get_ref())
+                .map_err(|e| site_err("devices.contactor (main contactor)", e))?;
+        let active = if d.estop.active.get_ref() == "high" { ActiveLevel::High } else { ActiveLevel::Low };
+        let estop = open_linux_estop(d.estop.chip.get_ref(), *d.estop.line.get_ref(), active)
+            .map_err(|e| site_err("devices.estop", e))?;
+        let devices = DeviceSet::new(
+            Polled::new(m.bms, poll_ms(&d.battery)),
+            m.inverter,
+            Polled::new(m.meter, poll_ms(&d.meter)),
+            Polled::new(m.pv, d.pv.as_ref().and_then(poll_ms)),
+            precharge,
+            main,
+            estop,
+            m.config,
+        )
+        .map_err(|e| site_err("device layer", e))?;
+        let remaining = duration.map(|d| {
+            Millis::new(
+                d.get().saturating_sub(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)),
+            )
+        });
+        let opts = LoopOptions { cycle: cfg.controller.cycle, speed: 1.0, duration: remaining, reset_reason };
         drive(devices, controller, store, &opts, None).await
     })
 }
