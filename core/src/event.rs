@@ -446,28 +446,51 @@ impl fmt::Display for Event {
     }
 }
 
+/// An event that carries its time: what an [`EventLog`] stores. Implemented by [`Event`] here
+/// and by the device layer's timed events, so both share one bounded buffer.
+pub trait Stamped: Sized {
+    /// What happened, without the time.
+    type Kind;
+    /// Put `kind` together with its time.
+    fn stamp(at: Millis, kind: Self::Kind) -> Self;
+    /// What happened.
+    fn kind(&self) -> &Self::Kind;
+}
+
+impl Stamped for Event {
+    type Kind = EventKind;
+    fn stamp(at: Millis, kind: EventKind) -> Self {
+        Self { at, kind }
+    }
+    fn kind(&self) -> &EventKind {
+        &self.kind
+    }
+}
+
 /// A bounded, allocation-free event buffer. Overflow is counted, not silent.
-#[derive(Debug, Clone, Default)]
-pub struct Events {
-    items: heapless::Vec<Event, EVENT_CAPACITY>,
+#[derive(Debug, Clone)]
+pub struct EventLog<T, const N: usize> {
+    items: heapless::Vec<T, N>,
     dropped: u16,
 }
 
-impl Events {
+/// The controller's per-cycle events.
+pub type Events = EventLog<Event, EVENT_CAPACITY>;
+
+impl<T, const N: usize> Default for EventLog<T, N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T, const N: usize> EventLog<T, N> {
     /// An empty buffer.
     #[must_use]
     pub const fn new() -> Self {
         Self { items: heapless::Vec::new(), dropped: 0 }
     }
 
-    /// Add an event; if full, count it as dropped.
-    pub fn push(&mut self, at: Millis, kind: EventKind) {
-        if self.items.push(Event { at, kind }).is_err() {
-            self.dropped = self.dropped.saturating_add(1);
-        }
-    }
-
-    /// Remove all events.
+    /// Remove all events and reset the dropped count.
     pub fn clear(&mut self) {
         self.items.clear();
         self.dropped = 0;
@@ -475,7 +498,7 @@ impl Events {
 
     /// The events in order.
     #[must_use]
-    pub fn as_slice(&self) -> &[Event] {
+    pub fn as_slice(&self) -> &[T] {
         &self.items
     }
 
@@ -498,14 +521,28 @@ impl Events {
     }
 
     /// Iterate.
-    pub fn iter(&self) -> core::slice::Iter<'_, Event> {
+    pub fn iter(&self) -> core::slice::Iter<'_, T> {
         self.items.iter()
     }
 }
 
-impl<'a> IntoIterator for &'a Events {
-    type Item = &'a Event;
-    type IntoIter = core::slice::Iter<'a, Event>;
+impl<T: Stamped, const N: usize> EventLog<T, N> {
+    /// Add an event; if full, count it as dropped.
+    pub fn push(&mut self, at: Millis, kind: T::Kind) {
+        if self.items.push(T::stamp(at, kind)).is_err() {
+            self.dropped = self.dropped.saturating_add(1);
+        }
+    }
+
+    /// Whether any stored event matches `pred`.
+    pub fn any(&self, pred: impl Fn(&T::Kind) -> bool) -> bool {
+        self.items.iter().any(|e| pred(e.kind()))
+    }
+}
+
+impl<'a, T, const N: usize> IntoIterator for &'a EventLog<T, N> {
+    type Item = &'a T;
+    type IntoIter = core::slice::Iter<'a, T>;
     fn into_iter(self) -> Self::IntoIter {
         self.items.iter()
     }

@@ -24,7 +24,7 @@ pub mod state;
 pub mod units;
 
 pub use command::{Command, ContactorCommand};
-pub use event::{Event, EventKind, Events, Level, Quantity, TripReason, EVENT_CAPACITY};
+pub use event::{Event, EventKind, EventLog, Events, Level, Quantity, Stamped, TripReason, EVENT_CAPACITY};
 pub use measurement::{Measurement, Quality};
 pub use snapshot::Snapshot;
 pub use state::{State, StateMachine, TransitionError, TransitionRequest};

@@ -351,72 +351,16 @@ pub struct TimedDeviceEvent {
     pub event: DeviceEvent,
 }
 
-/// A bounded buffer of device events; when full, further events are counted, not stored.
-#[derive(Debug, Clone, Default)]
-pub struct DeviceEvents {
-    items: heapless::Vec<TimedDeviceEvent, DEVICE_EVENT_CAPACITY>,
-    dropped: u16,
-}
-
-impl DeviceEvents {
-    /// An empty buffer.
-    #[must_use]
-    pub const fn new() -> Self {
-        Self { items: heapless::Vec::new(), dropped: 0 }
+impl ems_core::Stamped for TimedDeviceEvent {
+    type Kind = DeviceEvent;
+    fn stamp(at: Millis, event: DeviceEvent) -> Self {
+        Self { at, event }
     }
-
-    /// Add an event; if full, count it as dropped.
-    pub fn push(&mut self, at: Millis, event: DeviceEvent) {
-        if self.items.push(TimedDeviceEvent { at, event }).is_err() {
-            self.dropped = self.dropped.saturating_add(1);
-        }
-    }
-
-    /// Remove all events and reset the dropped count.
-    pub fn clear(&mut self) {
-        self.items.clear();
-        self.dropped = 0;
-    }
-
-    /// The stored events in order.
-    #[must_use]
-    pub fn as_slice(&self) -> &[TimedDeviceEvent] {
-        &self.items
-    }
-
-    /// Events that did not fit.
-    #[must_use]
-    pub const fn dropped(&self) -> u16 {
-        self.dropped
-    }
-
-    /// Number of stored events.
-    #[must_use]
-    pub fn len(&self) -> usize {
-        self.items.len()
-    }
-
-    /// Whether there are none.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
-    }
-
-    /// Iterate over the events.
-    pub fn iter(&self) -> core::slice::Iter<'_, TimedDeviceEvent> {
-        self.items.iter()
-    }
-
-    /// Whether any stored event matches `pred`.
-    pub fn any(&self, pred: impl Fn(&DeviceEvent) -> bool) -> bool {
-        self.items.iter().any(|e| pred(&e.event))
+    fn kind(&self) -> &DeviceEvent {
+        &self.event
     }
 }
 
-impl<'a> IntoIterator for &'a DeviceEvents {
-    type Item = &'a TimedDeviceEvent;
-    type IntoIter = core::slice::Iter<'a, TimedDeviceEvent>;
-    fn into_iter(self) -> Self::IntoIter {
-        self.items.iter()
-    }
-}
+/// A bounded buffer of device events (the same buffer as the controller's events); when full,
+/// further events are counted, not stored.
+pub type DeviceEvents = ems_core::EventLog<TimedDeviceEvent, DEVICE_EVENT_CAPACITY>;
