@@ -12,15 +12,10 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use ems_core::{Millis, Snapshot, Watts};
-use ems_devices::io::{DeviceSet, DeviceSetConfig};
-use ems_devices::modbus::profile::{Profile, ProfileDevice};
-use ems_devices::modbus::sunspec::SunSpecInverter;
-use ems_devices::modbus::transport::{ClientOptions, TcpClient};
+use ems_devices::modbus::transport::ClientOptions;
 use ems_devices::sim::{SharedSite, SimSiteConfig, SimulatedSite};
 use ems_devices::wrappers::DeviceEvents;
-use ems_testing::sunspec_site::{
-    SunSpecBatteryWithTemperature, SunSpecSite, BATTERY_UNIT, INVERTER_UNIT, METER_PROFILE, METER_UNIT,
-};
+use ems_testing::sunspec_site::{connect_device_set, SunSpecSite};
 
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -37,22 +32,7 @@ fn bench(c: &mut Criterion) {
         let server = server_site.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let port = server.local_addr().port();
         let options = ClientOptions { timeout: Duration::from_secs(1), ..ClientOptions::default() };
-        let client = |unit| TcpClient::new("127.0.0.1", port, unit, options);
-        let inverter = SunSpecInverter::new(client(INVERTER_UNIT)).await.unwrap();
-        let battery = SunSpecBatteryWithTemperature::new(client(BATTERY_UNIT)).await.unwrap();
-        let meter = ProfileDevice::new(client(METER_UNIT), Profile::shipped(METER_PROFILE).unwrap().unwrap());
-        let d = site.devices();
-        let devices = DeviceSet::new(
-            battery,
-            inverter,
-            meter,
-            d.pv,
-            d.precharge_relay,
-            d.main_relay,
-            d.estop,
-            DeviceSetConfig::default(),
-        )
-        .unwrap();
+        let devices = connect_device_set(&site, port, options).await.unwrap();
         (server, devices)
     });
     server_site.sync();

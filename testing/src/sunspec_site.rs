@@ -97,6 +97,48 @@ pub enum SunSpecSiteError {
     /// The meter profile is not shipped or lacks a register.
     #[error("meter profile {METER_PROFILE}: {0}")]
     MeterLayout(&'static str),
+    /// The client-side device layer could not be configured.
+    #[error("device layer: {0}")]
+    Devices(#[from] ems_devices::wrappers::ConfigError),
+}
+
+/// The client side of a [`SunSpecSite`]: the SunSpec inverter and battery and the SDM630 meter
+/// over Modbus TCP, PV, relays and E-stop as direct simulated devices.
+pub type ModbusDeviceSet = ems_devices::io::DeviceSet<
+    SunSpecBatteryWithTemperature<ems_devices::modbus::transport::TcpClient>,
+    ems_devices::modbus::sunspec::SunSpecInverter<ems_devices::modbus::transport::TcpClient>,
+    ems_devices::modbus::profile::ProfileDevice<ems_devices::modbus::transport::TcpClient>,
+    ems_devices::sim::SimPv,
+    ems_devices::sim::SimRelay,
+    ems_devices::sim::SimRelay,
+    ems_devices::sim::SimEStopPin,
+>;
+
+/// Connect a device set to a [`SunSpecSite`] served on `127.0.0.1:port` (discovers the SunSpec
+/// models of units 1 and 2; unit 3 is read with the shipped SDM630 profile).
+pub async fn connect_device_set(
+    site: &SharedSite,
+    port: u16,
+    options: ems_devices::modbus::transport::ClientOptions,
+) -> Result<ModbusDeviceSet, SunSpecSiteError> {
+    use ems_devices::modbus::transport::TcpClient;
+    let client = |unit| TcpClient::new("127.0.0.1", port, unit, options);
+    let inverter = ems_devices::modbus::sunspec::SunSpecInverter::new(client(INVERTER_UNIT)).await?;
+    // Model 802 has no cell temperature: the battery reads it from the site's vendor model.
+    let battery = SunSpecBatteryWithTemperature::new(client(BATTERY_UNIT)).await?;
+    let profile = Profile::shipped(METER_PROFILE).ok_or(SunSpecSiteError::MeterLayout("not shipped"))??;
+    let meter = ems_devices::modbus::profile::ProfileDevice::new(client(METER_UNIT), profile);
+    let d = site.devices();
+    Ok(ems_devices::io::DeviceSet::new(
+        battery,
+        inverter,
+        meter,
+        d.pv,
+        d.precharge_relay,
+        d.main_relay,
+        d.estop,
+        ems_devices::io::DeviceSetConfig::default(),
+    )?)
 }
 
 /// One write the server accepted.

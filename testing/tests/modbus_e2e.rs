@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use ems_control::{Controller, ControllerConfig, Inputs, Output};
 use ems_core::{Millis, Snapshot, State, TransitionRequest, TripReason, Watts};
-use ems_devices::io::{DeviceSet, DeviceSetConfig};
-use ems_devices::modbus::profile::{Profile, ProfileDevice};
+use ems_devices::io::DeviceSet;
+use ems_devices::modbus::profile::ProfileDevice;
 use ems_devices::modbus::sunspec::SunSpecInverter;
 use ems_devices::modbus::transport::{ClientOptions, TcpClient};
 use ems_devices::sim::{SharedSite, SimEStopPin, SimPv, SimRelay, SimSiteConfig, SimulatedSite};
@@ -25,8 +25,7 @@ use ems_devices::wrappers::DeviceEvents;
 use ems_testing::checker::{Checker, ViolationKind};
 use ems_testing::harness::LEASE;
 use ems_testing::sunspec_site::{
-    ServerHandle, SunSpecBatteryWithTemperature, SunSpecSite, BATTERY_UNIT, INVERTER_UNIT, METER_PROFILE,
-    METER_UNIT,
+    connect_device_set, ServerHandle, SunSpecBatteryWithTemperature, SunSpecSite, INVERTER_UNIT,
 };
 
 const STEP: Millis = Millis::new(1000);
@@ -90,26 +89,8 @@ impl Rig {
         let server_site = SunSpecSite::new(site.clone()).unwrap();
         let server = server_site.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let addr = server.local_addr();
-        let client = |unit| TcpClient::new("127.0.0.1", addr.port(), unit, options());
-        let inverter = SunSpecInverter::new(client(INVERTER_UNIT)).await.unwrap();
-        assert!(inverter.capabilities().revert_timer, "704 WSetRvrtTms is implemented");
-        // Model 802 has no cell temperature: read it from the site's vendor model (see
-        // `sunspec_site`).
-        let battery = SunSpecBatteryWithTemperature::new(client(BATTERY_UNIT)).await.unwrap();
-        let profile = Profile::shipped(METER_PROFILE).unwrap().unwrap();
-        let meter = ProfileDevice::new(client(METER_UNIT), profile);
-        let d = site.devices();
-        let devices = DeviceSet::new(
-            battery,
-            inverter,
-            meter,
-            d.pv,
-            d.precharge_relay,
-            d.main_relay,
-            d.estop,
-            DeviceSetConfig::default(),
-        )
-        .unwrap();
+        let mut devices = connect_device_set(&site, addr.port(), options()).await.unwrap();
+        assert!(devices.inverter().device().capabilities().revert_timer, "704 WSetRvrtTms is implemented");
         let config = ControllerConfig::default();
         let checker = Checker::new(&config.safety, config.ramp.watts_per_second());
         Self {

@@ -236,15 +236,8 @@ fn check_config(file: &std::path::Path) -> ExitCode {
 fn scenario(path: &std::path::Path, format: ReportFormat) -> ExitCode {
     match ems_testing::run_scenario_file(path) {
         Ok(r) => {
-            match format {
-                ReportFormat::Text => out(&r.to_string()),
-                ReportFormat::Json => match r.to_json() {
-                    Ok(j) => out(&format!("{j}\n")),
-                    Err(e) => {
-                        eprintln!("ems-gateway simulate: cannot encode report: {e}");
-                        return ExitCode::FAILURE;
-                    }
-                },
+            if !print_report(format, &r, || r.to_json()) {
+                return ExitCode::FAILURE;
             }
             if r.passed {
                 ExitCode::SUCCESS
@@ -295,15 +288,8 @@ fn simulate(
     opts.step = ems_core::Millis::new(step_ms);
     match ems_testing::run(&opts) {
         Ok(report) => {
-            match format {
-                ReportFormat::Text => out(&report.to_string()),
-                ReportFormat::Json => match report.to_json() {
-                    Ok(j) => out(&format!("{j}\n")),
-                    Err(e) => {
-                        eprintln!("ems-gateway simulate: cannot encode report: {e}");
-                        return ExitCode::FAILURE;
-                    }
-                },
+            if !print_report(format, &report, || report.to_json()) {
+                return ExitCode::FAILURE;
             }
             if report.violation_count == 0 {
                 ExitCode::SUCCESS
@@ -333,4 +319,23 @@ fn init_tracing() {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
+}
+
+/// Print a report as text or JSON; `false` if it could not be encoded.
+fn print_report(
+    format: ReportFormat,
+    text: &impl std::fmt::Display,
+    json: impl FnOnce() -> Result<String, serde_json::Error>,
+) -> bool {
+    match format {
+        ReportFormat::Text => out(&text.to_string()),
+        ReportFormat::Json => match json() {
+            Ok(j) => out(&format!("{j}\n")),
+            Err(e) => {
+                eprintln!("ems-gateway simulate: cannot encode report: {e}");
+                return false;
+            }
+        },
+    }
+    true
 }
