@@ -1,4 +1,20 @@
-//! `ems-strategies`: layer 5, economics. **Not implemented yet** (issue #5); this crate holds
-//! no code so that nothing can depend on behaviour that does not exist. See `README.md` for the
-//! module plan.
+//! `ems-strategies`: layer 5, economics (design.md §2). Runs outside the control cycle (std, may
+//! allocate) and hands the controller a plan; it never commands a device. Every plan still goes
+//! through the safety envelope and the final clamp in `ems-control`.
+//!
+//! | module | holds |
+//! |---|---|
+//! | [`optimizer`] | the exact day-ahead / rolling-horizon planner and the optimizer CSV input |
+//! | [`tariff`] | fixed, time-of-use and dynamic tariffs, export prices, demand charges, fees, VAT |
+//! | [`forecast`] | PV, load and price forecasts with their error metrics |
+//! | [`units`] | `Price` (currency per kWh) and `Money` |
+//! | [`accounting`] | cost and savings per day and month against the baselines |
 #![forbid(unsafe_code)]
+
+pub mod accounting;
+pub mod forecast;
+pub mod optimizer;
+pub mod tariff;
+pub mod units;
+
+pub use units::{Money, Price, PriceError};
