@@ -127,7 +127,9 @@ impl EmergencyHandler {
             if let Some(t) = sm.emergency_stop() {
                 events.push(now, t.event(now).kind);
             }
-            self.phase = ShutdownPhase::Inactive;
+            // A graceful shutdown requested before or during the E-stop goes on: the E-stop
+            // forces zero and open contactors, and the shutdown completes once both are
+            // verified (a held E-stop must not keep a shutdown from ever completing).
         }
         self.advance_shutdown(now, snapshot, last_command, sm, events);
         self.demand(sm.state())
@@ -144,7 +146,6 @@ impl EmergencyHandler {
         if let Some(t) = sm.emergency_stop() {
             events.push(now, t.event(now).kind);
         }
-        self.phase = ShutdownPhase::Inactive;
         self.demand(sm.state())
     }
 
@@ -358,6 +359,29 @@ mod tests {
         );
         assert_eq!(h.shutdown_phase(), ShutdownPhase::Complete);
         assert!(ev.iter().any(|e| e.kind == EventKind::ShutdownComplete));
+    }
+
+    #[test]
+    fn shutdown_completes_while_the_estop_is_held() {
+        let mut h = EmergencyHandler::new(ShutdownConfig::default());
+        let mut sm = running();
+        let mut ev = Events::new();
+        let held = |t| snap(EStopInput::Pressed, 0.0, ContactorState::Open, t);
+        h.poll(Millis::new(0), &held(0), Watts::ZERO, &mut sm, &mut ev);
+        assert_eq!(sm.state(), State::Stopped);
+        h.begin_shutdown(Millis::new(100), &mut ev);
+        for t in [200, 300] {
+            let d = h.poll(Millis::new(t), &held(t), Watts::ZERO, &mut sm, &mut ev);
+            assert!(d.force_zero && d.open_contactors);
+        }
+        assert_eq!(h.shutdown_phase(), ShutdownPhase::Complete);
+        // And a press during a shutdown does not cancel it.
+        let mut h = EmergencyHandler::new(ShutdownConfig::default());
+        let mut sm = running();
+        h.begin_shutdown(Millis::ZERO, &mut ev);
+        h.poll(Millis::new(100), &held(100), Watts::ZERO, &mut sm, &mut ev);
+        h.poll(Millis::new(200), &held(200), Watts::ZERO, &mut sm, &mut ev);
+        assert_eq!(h.shutdown_phase(), ShutdownPhase::Complete);
     }
 
     #[test]

@@ -86,6 +86,10 @@ impl<P: InputPin> EStopInput for HalEStop<P> {
 #[cfg(feature = "linux-gpio")]
 pub use linux::{open_linux_estop, GpioError};
 
+/// The E-stop on a Linux GPIO line (what [`open_linux_estop`] returns).
+#[cfg(feature = "linux-gpio")]
+pub type LinuxEStop = HalEStop<linux_embedded_hal::CdevPin>;
+
 /// The E-stop on a Linux GPIO character device (`/dev/gpiochipN`), through
 /// `linux-embedded-hal`'s `CdevPin`.
 #[cfg(feature = "linux-gpio")]

@@ -62,6 +62,10 @@ impl<O: OutputPin, I: InputPin> Relay for GpioRelay<O, I> {
 #[cfg(feature = "linux-gpio")]
 pub use linux::open_linux_relay;
 
+/// A relay on two Linux GPIO lines (what [`open_linux_relay`] returns).
+#[cfg(feature = "linux-gpio")]
+pub type LinuxRelay = GpioRelay<linux_embedded_hal::CdevPin, linux_embedded_hal::CdevPin>;
+
 #[cfg(feature = "linux-gpio")]
 mod linux {
     use super::GpioRelay;

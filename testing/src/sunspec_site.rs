@@ -2,7 +2,7 @@
 //! stack (SunSpec and profile drivers → `DeviceSet` → `Controller`) runs end to end over Modbus
 //! on loopback.
 //!
-//! One listener serves three unit ids, each its own register image (a
+//! One listener serves four unit ids, each its own register image (a
 //! [`MemoryService`] over a shared [`MemoryRegisters`], routed by the unit id of the request):
 //!
 //! | unit | device | image |
@@ -10,6 +10,7 @@
 //! | [`INVERTER_UNIT`] (1) | battery inverter | SunSpec at 40000: models 1, 701 (`W`, `InvSt`, `TmpSnk`), 702 (`WMaxRtg`), 704 (`WSetEna`, `WSetMod`, `WSet`, `WSetRvrt`, `WSetEnaRvrt`, `WSetRvrtTms`), 714 (`Prt[1].DCV` = the simulated DC-link voltage) |
 //! | [`BATTERY_UNIT`] (2) | BMS | SunSpec at 40000: models 1, 802 (`SoC`, `V`, `A` `+` discharge, `CellVMin/Max`, `AChaMax`/`ADisChaMax` = BMS power limits ÷ pack voltage, `Evt1` alarm bits, `State`, `ReqInvState`, `CtrlHb`, `AlmRst`), 713 (`SoC`, `WHRtg`) |
 //! | [`METER_UNIT`] (3) | grid meter | input registers laid out by the shipped `eastron-sdm630.toml` profile (IEEE-754 f32, high word first): voltage at 30001, active power (`+` import) at 30053, frequency at 30071; every register of the profile's read plan exists (zero where unlisted), because the profile reads across the gaps in one request |
+//! | [`IO_UNIT`] (4) | I/O module (relays, E-stop) | holding [`IO_PRECHARGE_COIL`] (0) and [`IO_MAIN_COIL`] (1): relay coils, write 1 to energise; input register [`IO_INPUTS`] (0): bit [`IO_PRECHARGE_FEEDBACK_BIT`] (0) pre-charge relay closed, bit [`IO_MAIN_FEEDBACK_BIT`] (1) main contactor closed, bit [`IO_ESTOP_BIT`] (2) E-stop loop closed (clear = pressed, a normally-closed loop) |
 //!
 //! Model 802 has no cell temperature, and the battery driver's only way round that,
 //! `SunSpecBattery::with_assumed_cell_temperature`, reports a constant — which `SafeBms`'s
@@ -63,8 +64,10 @@ use ems_devices::modbus::profile::{Profile, ProfileError, Signal, WordOrder};
 use ems_devices::modbus::sunspec::{decode_model, model, SunSpecBattery, SunSpecError, SunSpecImage};
 use ems_devices::modbus::transport::server::MemoryService;
 use ems_devices::modbus::{MemoryRegisters, RegisterAddress, RegisterClient, RegisterKind};
-use ems_devices::sim::{SharedSite, SimBms, SimInverter, SimMeter};
-use ems_devices::traits::{Bms, BmsReading, ControlSource, Inverter, InverterSettings, Meter};
+use ems_devices::sim::{RelayRole, SharedSite, SimBms, SimEStopPin, SimInverter, SimMeter, SimRelay};
+use ems_devices::traits::{
+    Bms, BmsReading, ControlSource, EStopInput, Inverter, InverterSettings, Meter, Relay,
+};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_modbus::server::Service;
@@ -76,6 +79,20 @@ pub const INVERTER_UNIT: u8 = 1;
 pub const BATTERY_UNIT: u8 = 2;
 /// Unit id of the grid meter.
 pub const METER_UNIT: u8 = 3;
+/// Unit id of the I/O module carrying the contactor relays and the E-stop loop.
+pub const IO_UNIT: u8 = 4;
+/// I/O module: holding register of the pre-charge relay coil.
+pub const IO_PRECHARGE_COIL: u16 = 0;
+/// I/O module: holding register of the main contactor coil.
+pub const IO_MAIN_COIL: u16 = 1;
+/// I/O module: the input register with the feedback and E-stop bits.
+pub const IO_INPUTS: u16 = 0;
+/// I/O module: bit of [`IO_INPUTS`] set while the pre-charge relay is closed.
+pub const IO_PRECHARGE_FEEDBACK_BIT: u8 = 0;
+/// I/O module: bit of [`IO_INPUTS`] set while the main contactor is closed.
+pub const IO_MAIN_FEEDBACK_BIT: u8 = 1;
+/// I/O module: bit of [`IO_INPUTS`] set while the E-stop loop is closed (released).
+pub const IO_ESTOP_BIT: u8 = 2;
 /// Where the SunSpec images start (0-based holding register; the `SunS` marker).
 pub const SUNSPEC_BASE: RegisterAddress = RegisterAddress(40_000);
 /// The vendor model (SunSpec vendor range 64000–65535) with the cell temperatures: `ID`, `L` =
@@ -152,10 +169,10 @@ struct LoggedWrite {
 /// What the server tasks share with the site.
 #[derive(Debug)]
 struct Shared {
-    images: [Arc<Mutex<MemoryRegisters>>; 3],
+    images: [Arc<Mutex<MemoryRegisters>>; 4],
     writes: Mutex<Vec<LoggedWrite>>,
     /// Per unit: do not answer (the simulated device is under a dropout).
-    silent: [AtomicBool; 3],
+    silent: [AtomicBool; 4],
     requests: AtomicU64,
 }
 
@@ -164,6 +181,7 @@ fn unit_index(unit: u8) -> Option<usize> {
         INVERTER_UNIT => Some(0),
         BATTERY_UNIT => Some(1),
         METER_UNIT => Some(2),
+        IO_UNIT => Some(3),
         _ => None,
     }
 }
@@ -362,6 +380,10 @@ pub struct SunSpecSite {
     bat: SunSpecDevice,
     meter_image: Arc<Mutex<MemoryRegisters>>,
     meter_layout: MeterLayout,
+    io_image: Arc<Mutex<MemoryRegisters>>,
+    precharge_relay: SimRelay,
+    main_relay: SimRelay,
+    estop: SimEStopPin,
     shared: Arc<Shared>,
     /// The 704 block as last published (ID, L, data), to overlay logged writes on.
     control_block: Vec<u16>,
@@ -467,17 +489,38 @@ impl SunSpecSite {
             }
         }
         let meter_image = Arc::new(Mutex::new(meter_regs));
+        let mut io = MemoryRegisters::default();
+        io.put(IO_PRECHARGE_COIL, &[0]);
+        io.put(IO_MAIN_COIL, &[0]);
+        io.allow_write(IO_PRECHARGE_COIL, 1);
+        io.allow_write(IO_MAIN_COIL, 1);
+        io.input.insert(IO_INPUTS, 0);
+        let io_image = Arc::new(Mutex::new(io));
 
         let shared = Arc::new(Shared {
-            images: [Arc::clone(&inv.image), Arc::clone(&bat.image), Arc::clone(&meter_image)],
+            images: [
+                Arc::clone(&inv.image),
+                Arc::clone(&bat.image),
+                Arc::clone(&meter_image),
+                Arc::clone(&io_image),
+            ],
             writes: Mutex::new(Vec::new()),
-            silent: [AtomicBool::new(false), AtomicBool::new(false), AtomicBool::new(false)],
+            silent: [
+                AtomicBool::new(false),
+                AtomicBool::new(false),
+                AtomicBool::new(false),
+                AtomicBool::new(false),
+            ],
             requests: AtomicU64::new(0),
         });
         let mut this = Self {
             inverter: site.inverter(),
             bms: site.bms(),
             meter: site.meter(),
+            precharge_relay: site.relay(RelayRole::Precharge),
+            main_relay: site.relay(RelayRole::Main),
+            estop: site.estop(),
+            io_image,
             site,
             inv,
             bat,
@@ -554,9 +597,43 @@ impl SunSpecSite {
         let writes = std::mem::take(&mut *self.shared.writes.lock().unwrap_or_else(PoisonError::into_inner));
         self.apply_inverter_writes(writes.iter().filter(|w| w.unit == INVERTER_UNIT));
         self.apply_battery_writes(writes.iter().filter(|w| w.unit == BATTERY_UNIT));
+        self.apply_io_writes(writes.iter().filter(|w| w.unit == IO_UNIT));
         self.mirror_inverter();
         self.mirror_battery();
         self.mirror_meter();
+        self.mirror_io();
+    }
+
+    /// Coil writes to the I/O module energise or de-energise the simulated relays, in arrival
+    /// order (a relay's coil follows the last value written).
+    fn apply_io_writes<'a>(&mut self, writes: impl Iterator<Item = &'a LoggedWrite>) {
+        for w in writes {
+            for (i, v) in w.values.iter().enumerate() {
+                let at = u16::try_from(i).ok().and_then(|i| w.address.checked_add(i));
+                let relay = match at {
+                    Some(IO_PRECHARGE_COIL) => &mut self.precharge_relay,
+                    Some(IO_MAIN_COIL) => &mut self.main_relay,
+                    _ => continue,
+                };
+                let _ = now_or_never(relay.set(*v != 0));
+            }
+        }
+    }
+
+    /// Relay feedback contacts and the E-stop loop into the I/O module's input register. A
+    /// dropout of any of them silences the module (it stops answering, as one that fell off the
+    /// bus).
+    fn mirror_io(&mut self) {
+        let pre = now_or_never(self.precharge_relay.feedback()).and_then(Result::ok);
+        let main = now_or_never(self.main_relay.feedback()).and_then(Result::ok);
+        let estop = now_or_never(self.estop.read()).and_then(Result::ok);
+        self.set_silent(IO_UNIT, pre.is_none() || main.is_none() || estop.is_none());
+        let (Some(pre), Some(main), Some(estop)) = (pre, main, estop) else { return };
+        let released = estop == ems_core::snapshot::EStopInput::Released;
+        let word = (u16::from(pre) << IO_PRECHARGE_FEEDBACK_BIT)
+            | (u16::from(main) << IO_MAIN_FEEDBACK_BIT)
+            | (u16::from(released) << IO_ESTOP_BIT);
+        self.io_image.lock().unwrap_or_else(PoisonError::into_inner).input.insert(IO_INPUTS, word);
     }
 
     fn apply_inverter_writes<'a>(&mut self, writes: impl Iterator<Item = &'a LoggedWrite>) {

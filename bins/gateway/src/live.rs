@@ -260,6 +260,9 @@ where
         // and the next cycle (started immediately) latches STOPPED.
         #[allow(clippy::cast_precision_loss)] // milliseconds fit f64 exactly
         let due = started + Duration::from_secs_f64(now.get() as f64 / 1000.0 / opts.speed);
+        // Only a new press cuts the wait short; while the E-stop stays pressed the fast path
+        // keeps re-commanding zero and open, and the cycles keep their pace.
+        let mut held = snapshot.estop.last_value() == ems_core::snapshot::EStopInput::Pressed;
         loop {
             let tick = (Instant::now() + Duration::from_millis(1)).min(due);
             tokio::select! {
@@ -274,10 +277,12 @@ where
             if Instant::now() >= due || ctrl_c_seen {
                 break;
             }
-            if devices.check_estop(now, &mut dev_events).await {
+            let pressed = devices.check_estop(now, &mut dev_events).await;
+            if pressed && !held {
                 audit_devices(&mut dev_events);
                 break;
             }
+            held = pressed;
         }
     }
     store.save(&controller.persisted())?;

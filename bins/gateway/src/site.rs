@@ -2,19 +2,21 @@
 //! register-map profile drivers, contactor relays and the E-stop on Linux GPIO — behind the same
 //! device safety layer and control loop as the simulated site.
 
-use crate::config::{self, DeviceEntry, SiteConfig};
+use crate::config::{self, ContactorWiring, DeviceEntry, EStopWiring, IoModule, SiteConfig};
 use crate::live::{drive, load_controller, LiveError, LoopOptions};
 use crate::store::FileStore;
 use ems_core::{Millis, Watts};
-use ems_devices::estop::{open_linux_estop, ActiveLevel};
-use ems_devices::gpio::open_linux_relay;
+use ems_devices::estop::{open_linux_estop, LinuxEStop};
+use ems_devices::gpio::{open_linux_relay, LinuxRelay};
 use ems_devices::io::{DeviceSet, DeviceSetConfig};
+use ems_devices::modbus::io::{ModbusEStop, ModbusRelay};
 use ems_devices::modbus::profile::{Profile, ProfileDevice, ProfileDeviceError};
 use ems_devices::modbus::sunspec::{SunSpecBattery, SunSpecError, SunSpecInverter};
 use ems_devices::modbus::transport::{AnyClient, ClientOptions, ModbusEndpoint};
+use ems_devices::modbus::RegisterAddress;
 use ems_devices::traits::{
-    Bms, BmsReading, DeviceError, ErrorKind, Inverter, InverterCapabilities, InverterReading,
-    InverterSettings, Meter, MeterReading, PvInverter, PvReading,
+    Bms, BmsReading, DeviceError, EStopInput, ErrorKind, Inverter, InverterCapabilities, InverterReading,
+    InverterSettings, Meter, MeterReading, PvInverter, PvReading, Relay,
 };
 use std::time::Duration;
 
@@ -281,6 +283,148 @@ async fn connect_modbus(cfg: &SiteConfig) -> Result<ModbusDevices, LiveError> {
     Ok(ModbusDevices { inverter, bms, meter, pv, config })
 }
 
+/// A relay on a GPIO line or on a Modbus I/O module.
+pub enum AnyRelay {
+    /// Linux GPIO.
+    Gpio(LinuxRelay),
+    /// Modbus I/O module.
+    Modbus(ModbusRelay<AnyClient>),
+}
+
+/// An E-stop loop on a GPIO line or on a Modbus I/O module.
+pub enum AnyEStop {
+    /// Linux GPIO.
+    Gpio(LinuxEStop),
+    /// Modbus I/O module.
+    Modbus(ModbusEStop<AnyClient>),
+}
+
+impl std::fmt::Debug for AnyRelay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Gpio(_) => f.write_str("AnyRelay::Gpio"),
+            Self::Modbus(r) => f.debug_tuple("AnyRelay::Modbus").field(r).finish(),
+        }
+    }
+}
+
+impl std::fmt::Debug for AnyEStop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Gpio(_) => f.write_str("AnyEStop::Gpio"),
+            Self::Modbus(e) => f.debug_tuple("AnyEStop::Modbus").field(e).finish(),
+        }
+    }
+}
+
+/// An I/O error of either wiring, with its kind kept.
+#[derive(Debug)]
+pub struct WiringError {
+    kind: ErrorKind,
+    message: String,
+}
+
+impl DeviceError for WiringError {
+    fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+}
+
+impl std::fmt::Display for WiringError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+fn wiring<E: DeviceError>(e: E) -> WiringError {
+    WiringError { kind: e.kind(), message: format!("{e:?}") }
+}
+
+impl Relay for AnyRelay {
+    type Error = WiringError;
+
+    async fn set(&mut self, closed: bool) -> Result<(), WiringError> {
+        match self {
+            Self::Gpio(r) => r.set(closed).await.map_err(wiring),
+            Self::Modbus(r) => r.set(closed).await.map_err(wiring),
+        }
+    }
+
+    async fn feedback(&mut self) -> Result<bool, WiringError> {
+        match self {
+            Self::Gpio(r) => r.feedback().await.map_err(wiring),
+            Self::Modbus(r) => r.feedback().await.map_err(wiring),
+        }
+    }
+}
+
+impl EStopInput for AnyEStop {
+    type Error = WiringError;
+
+    async fn read(&mut self) -> Result<ems_core::snapshot::EStopInput, WiringError> {
+        match self {
+            Self::Gpio(e) => e.read().await.map_err(wiring),
+            Self::Modbus(e) => e.read().await.map_err(wiring),
+        }
+    }
+}
+
+fn io_client(module: &IoModule) -> Result<AnyClient, LiveError> {
+    let ep: ModbusEndpoint = module.endpoint.parse().map_err(|err| site_err("I/O module", err))?;
+    let options =
+        ClientOptions { timeout: Duration::from_millis(module.timeout_ms), ..ClientOptions::default() };
+    Ok(AnyClient::new(&ep, module.unit, options))
+}
+
+/// The pre-charge relay and the main contactor. A GPIO line that cannot be opened is an error;
+/// a Modbus I/O module is connected lazily (its reads fail until it answers, which the device
+/// layer reports and the safety layer treats as open contactors and a pressed E-stop).
+fn open_relays(wiring: &ContactorWiring) -> Result<(AnyRelay, AnyRelay), LiveError> {
+    match wiring {
+        ContactorWiring::Gpio {
+            chip,
+            precharge_line,
+            precharge_feedback_line,
+            main_line,
+            main_feedback_line,
+        } => {
+            let precharge = open_linux_relay(chip, *precharge_line, *precharge_feedback_line)
+                .map_err(|e| site_err("devices.contactor (pre-charge relay)", e))?;
+            let main = open_linux_relay(chip, *main_line, *main_feedback_line)
+                .map_err(|e| site_err("devices.contactor (main contactor)", e))?;
+            Ok((AnyRelay::Gpio(precharge), AnyRelay::Gpio(main)))
+        }
+        ContactorWiring::Modbus { module, precharge_coil, main_coil, precharge_feedback, main_feedback } => {
+            Ok((
+                AnyRelay::Modbus(ModbusRelay::new(
+                    io_client(module)?,
+                    RegisterAddress(*precharge_coil),
+                    *precharge_feedback,
+                )),
+                AnyRelay::Modbus(ModbusRelay::new(
+                    io_client(module)?,
+                    RegisterAddress(*main_coil),
+                    *main_feedback,
+                )),
+            ))
+        }
+    }
+}
+
+fn open_estop(wiring: &EStopWiring) -> Result<AnyEStop, LiveError> {
+    match wiring {
+        EStopWiring::Gpio { chip, line, active } => Ok(AnyEStop::Gpio(
+            open_linux_estop(chip, *line, *active).map_err(|e| site_err("devices.estop", e))?,
+        )),
+        EStopWiring::Modbus { module, input, active, poll_ms } => Ok(AnyEStop::Modbus(ModbusEStop::new(
+            io_client(module)?,
+            *input,
+            *active,
+            Duration::from_millis(*poll_ms),
+        ))),
+    }
+}
+
 /// How long to wait between attempts to reach the Modbus devices at start-up.
 const CONNECT_RETRY: Duration = Duration::from_secs(5);
 
@@ -324,19 +468,8 @@ pub fn run(
             }
         };
         let d = &cfg.content.devices;
-        let c = &d.contactor;
-        let precharge = open_linux_relay(
-            c.chip.get_ref(),
-            *c.precharge_line.get_ref(),
-            *c.precharge_feedback_line.get_ref(),
-        )
-        .map_err(|e| site_err("devices.contactor (pre-charge relay)", e))?;
-        let main =
-            open_linux_relay(c.chip.get_ref(), *c.main_line.get_ref(), *c.main_feedback_line.get_ref())
-                .map_err(|e| site_err("devices.contactor (main contactor)", e))?;
-        let active = if d.estop.active.get_ref() == "high" { ActiveLevel::High } else { ActiveLevel::Low };
-        let estop = open_linux_estop(d.estop.chip.get_ref(), *d.estop.line.get_ref(), active)
-            .map_err(|e| site_err("devices.estop", e))?;
+        let (precharge, main) = open_relays(&cfg.contactor)?;
+        let estop = open_estop(&cfg.estop)?;
         let devices = DeviceSet::new(
             Polled::new(m.bms, poll_ms(&d.battery)),
             m.inverter,

@@ -14,6 +14,7 @@
 
 use core::fmt;
 
+pub mod io;
 pub mod profile;
 pub mod sunspec;
 pub mod transport;
