@@ -5,7 +5,7 @@ use crate::faults::{random_timeline, schedule, FaultPlan};
 use crate::faulty::{FaultSwitch, Faulty};
 use crate::report::{Report, Stats};
 use crate::scenario::{DeviceId, Expectation, FaultSpec, PhysicalFault, TimedFault};
-use ems_control::{Controller, ControllerConfig, Inputs, ModeSetting};
+use ems_control::{Controller, ControllerConfig, Inputs, ModeSetting, Override, PlanTarget};
 use ems_core::persist::{MemoryStore, StateStore};
 use ems_core::snapshot::BmsAlarms;
 use ems_core::{Millis, Snapshot, State, TransitionRequest, TripReason, Watts};
@@ -442,15 +442,61 @@ pub fn run(opts: &RunOptions) -> Result<Report, HarnessError> {
     run_timeline(opts, &timeline, &[]).map(|(r, _)| r)
 }
 
+/// What a [`CycleHook`] adds to a cycle's controller inputs.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct HookInputs {
+    /// The current slot of a plan.
+    pub plan: Option<PlanTarget>,
+    /// The site's local minute of day.
+    pub local_minute: Option<u16>,
+    /// An operator/API control-mode override.
+    pub ess_override: Option<Override>,
+}
+
+/// Lets a caller take part in every cycle of a run without owning the loop: the economics
+/// simulation re-plans from the snapshot and feeds the plan's slot to the controller, and keeps
+/// its cost ledgers from the simulator's truth.
+pub trait CycleHook {
+    /// Before the controller steps: what to add to its inputs. `snapshot` is what the EMS
+    /// measured this cycle; `site` is the simulator (for its calendar, not its truth).
+    fn inputs(&mut self, now: Millis, site: &SimulatedSite, snapshot: &Snapshot) -> HookInputs;
+    /// After the physics advanced by `step` to `now`.
+    fn observe(&mut self, now: Millis, step: Millis, site: &SimulatedSite);
+}
+
+/// The hook that adds nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoHook;
+
+impl CycleHook for NoHook {
+    fn inputs(&mut self, _: Millis, _: &SimulatedSite, _: &Snapshot) -> HookInputs {
+        HookInputs::default()
+    }
+    fn observe(&mut self, _: Millis, _: Millis, _: &SimulatedSite) {}
+}
+
 /// Run with an explicit fault timeline and expectations (what scenarios and property tests use).
 ///
 /// # Errors
 /// [`HarnessError`] when the site, the controller or the step is invalid.
-#[allow(clippy::too_many_lines)] // one loop that reads top to bottom like the cycle it simulates
 pub fn run_timeline(
     opts: &RunOptions,
     timeline: &[TimedFault],
     expects: &[Expectation],
+) -> Result<(Report, Vec<ExpectationOutcome>), HarnessError> {
+    run_with_hook(opts, timeline, expects, &mut NoHook)
+}
+
+/// [`run_timeline`] with a [`CycleHook`] taking part in every cycle.
+///
+/// # Errors
+/// [`HarnessError`] when the site, the controller or the step is invalid.
+#[allow(clippy::too_many_lines)] // one loop that reads top to bottom like the cycle it simulates
+pub fn run_with_hook(
+    opts: &RunOptions,
+    timeline: &[TimedFault],
+    expects: &[Expectation],
+    hook: &mut dyn CycleHook,
 ) -> Result<(Report, Vec<ExpectationOutcome>), HarnessError> {
     if opts.step == Millis::ZERO || opts.step > Millis::new(60_000) {
         return Err(HarnessError::Step(opts.step));
@@ -606,11 +652,15 @@ pub fn run_timeline(
                 if opts.operator { operator.decide(now, controller.state(), &snapshot) } else { None };
             let wanted = opts.duty.mode_at(site.borrow().calendar().time_of_day, opts.controller.mode);
             let set_mode = (controller.mode() != wanted).then_some(wanted);
+            let extra = hook.inputs(now, &site.borrow(), &snapshot);
             let inputs = Inputs {
                 request: request.map(|r| r.0),
                 reason: request.map_or("", |r| r.1),
                 device_trips: &device_trips,
                 set_mode,
+                plan: extra.plan,
+                local_minute: extra.local_minute,
+                ess_override: extra.ess_override,
                 ..Inputs::default()
             };
             let out = controller.step(now.get(), &snapshot, &inputs);
@@ -654,6 +704,7 @@ pub fn run_timeline(
         let cycle_start = now;
         site.borrow_mut().advance(opts.step);
         now = now.plus(opts.step);
+        hook.observe(now, opts.step, &site.borrow());
         let truth = site.borrow().truth();
         let writes = truth.setpoint_writes.saturating_add(truth.settings_writes);
         if writes != writes_seen {

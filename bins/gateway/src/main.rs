@@ -8,6 +8,7 @@
 
 mod config;
 mod live;
+mod optimize;
 mod site;
 mod store;
 
@@ -88,6 +89,9 @@ enum Cmd {
         /// The site TOML file.
         file: PathBuf,
     },
+    /// Plan the battery at least cost over a day (or any horizon) from the optimizer CSV
+    /// (`timestamp,pv_w,load_w,import_price,export_price`) and print the plan as JSON.
+    Optimize(optimize::OptimizeArgs),
     /// Run the simulated site as fast as possible and print a summary.
     Simulate {
         /// Simulated days (required unless --scenario is given; a scenario has its own duration).
@@ -145,6 +149,16 @@ fn main() -> ExitCode {
             }
         }
         Some(Cmd::Scan { endpoint, unit, timeout_ms }) => scan(&endpoint, unit, timeout_ms),
+        Some(Cmd::Optimize(args)) => match optimize::run(&args) {
+            Ok(json) => {
+                out(&format!("{json}\n"));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("ems-gateway optimize: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Some(Cmd::Simulate { scenario: Some(path), report, .. }) => scenario(&path, report),
         Some(Cmd::Simulate { days, seed, report, faults, step_ms, duty, scenario: None }) => {
             simulate(days.unwrap_or(0), seed, report, &faults, step_ms, duty.as_deref())
