@@ -2,9 +2,14 @@
 //!
 //! [`Controller::step`] reads no clock, does no I/O and never allocates. It runs, in order:
 //! the emergency handler, the safety monitor (envelope), trips into the state machine, operator
-//! requests, the active mode's proposal, the final clamp and the contactor logic, and returns the
-//! command with the state, the envelope and the events that explain it.
+//! requests, the proposals (default mode, plan slot, overrides, grid services) and their
+//! arbitration ([`crate::arbitration`]), the final clamp and the contactor logic, and returns
+//! the command with the state, the envelope, the source of the set-point and the events that
+//! explain it.
 
+use crate::arbitration::{
+    arbitrate, Arbitrated, CommandSource, Override, OverrideError, PlanExecutor, PlanTarget,
+};
 use crate::clamp::{final_clamp, Clamped};
 use crate::modes::{Mode, ModeError, ModeSetting, Proposal, ProposalReason};
 use crate::ramp::{PowerRamper, RampRate};
@@ -81,6 +86,19 @@ pub struct Inputs<'a> {
     /// Faults detected by the device layer since the last cycle (a set-point not applied, a
     /// failed pre-charge, a welded contactor); each trips the system.
     pub device_trips: &'a [TripReason],
+    /// The site's local minute of day (`0..1440`, in the site's time zone, supplied by the
+    /// shell); selects peak-shaving cap slots. `None` (or a value ≥ 1440) = the default caps.
+    pub local_minute: Option<u16>,
+    /// An operator/API control-mode override active in this cycle (its watchdog and expiry
+    /// live in the API layer). Must pass [`Override::validate`]; an invalid one is ignored and
+    /// reported in [`Output::override_refused`].
+    pub ess_override: Option<Override>,
+    /// The current slot of a day-ahead plan; replaces the default mode's proposal
+    /// (execution policy in [`crate::arbitration`]).
+    pub plan: Option<PlanTarget>,
+    /// A battery set-point (`+` discharge) demanded by a grid service; reserved for the grid
+    /// services layer. When present it sets the set-point (only safety ranks above it).
+    pub grid_service: Option<Watts>,
 }
 
 /// Everything one cycle decided, with its reasons.
@@ -92,9 +110,19 @@ pub struct Output {
     pub state: State,
     /// The envelope computed from this cycle's snapshot.
     pub envelope: Envelope,
-    /// The active mode's proposal.
+    /// The default mode's proposal (what the mode alone would do; zero with reason
+    /// [`ProposalReason::Passive`] outside RUNNING). The set-point actually handed to the final
+    /// clamp is [`Self::requested`], set by [`Self::source`].
     pub proposal: Proposal,
-    /// The constraint that made the command differ from the proposal.
+    /// The set-point arbitration handed to the final clamp (before safety).
+    pub requested: Watts,
+    /// Which layer set [`Self::requested`]: the mode, the plan, an override or a grid service.
+    pub source: CommandSource,
+    /// Whether [`Self::source`] differs from the previous cycle's (for the audit log; there is
+    /// no event kind for it in `ems-core`).
+    pub source_changed: bool,
+    /// The constraint that made the command differ from [`Self::requested`] (safety: the
+    /// envelope, the ramp, the state machine, an E-stop or a shutdown).
     pub binding: Option<Constraint>,
     /// Events of this cycle.
     pub events: Events,
@@ -102,6 +130,8 @@ pub struct Output {
     pub refused: Option<TransitionError>,
     /// A mode change of this cycle that was refused (the previous mode stays active), and why.
     pub mode_refused: Option<ModeError>,
+    /// An override of this cycle that was refused (and therefore ignored), and why.
+    pub override_refused: Option<OverrideError>,
     /// The shutdown phase.
     pub shutdown: ShutdownPhase,
 }
@@ -122,9 +152,11 @@ pub struct Controller {
     emergency: EmergencyHandler,
     safety: SafetyMonitor,
     mode: Mode,
+    plan: PlanExecutor,
     ramper: PowerRamper,
     last_command: Command,
     last_binding: Option<Constraint>,
+    last_source: Option<CommandSource>,
     mismatch_since: Option<Millis>,
     last_now: Millis,
     boot_events: Events,
@@ -143,9 +175,11 @@ impl Controller {
             emergency: EmergencyHandler::new(config.shutdown),
             safety: SafetyMonitor::new(config.safety.clone()),
             mode,
+            plan: PlanExecutor::default(),
             ramper: PowerRamper::new(config.ramp),
             last_command: Command::SAFE,
             last_binding: None,
+            last_source: None,
             mismatch_since: None,
             last_now: Millis::ZERO,
             boot_events: Events::new(),
@@ -198,6 +232,12 @@ impl Controller {
     #[must_use]
     pub const fn last_command(&self) -> Command {
         self.last_command
+    }
+
+    /// Who set the last set-point (`None` before the first cycle).
+    #[must_use]
+    pub const fn last_source(&self) -> Option<CommandSource> {
+        self.last_source
     }
 
     /// The reason given with the last manual reset (audit).
@@ -264,25 +304,47 @@ impl Controller {
             demand.open_contactors = true;
         }
 
-        // 4. Mode proposal, 5. final clamp.
-        let proposal = match self.sm.state() {
-            State::Running => self.mode.propose(now, snapshot),
+        // 4. Proposals and arbitration, 5. final clamp (the single choke point).
+        let override_refused = inputs.ess_override.and_then(|o| o.validate().err());
+        let ess_override = inputs.ess_override.filter(|_| override_refused.is_none());
+        let (proposal, arbitrated) = match self.sm.state() {
+            State::Running => {
+                let proposal = self.mode.propose_at(now, snapshot, inputs.local_minute);
+                let plan = match inputs.plan {
+                    Some(slot) => Some(self.plan.propose(
+                        slot,
+                        now,
+                        snapshot,
+                        &envelope,
+                        self.mode.setting().reserve_soc(),
+                    )),
+                    None => {
+                        self.plan.reset();
+                        None
+                    }
+                };
+                (proposal, arbitrate(proposal, plan, ess_override, inputs.grid_service))
+            }
             State::Boot | State::Idle | State::Error | State::Stopped => {
-                let _ = self.mode.propose(now, snapshot);
-                Proposal { setpoint: Watts::ZERO, reason: ProposalReason::Passive }
+                let _ = self.mode.propose_at(now, snapshot, inputs.local_minute);
+                self.plan.reset();
+                (
+                    Proposal { setpoint: Watts::ZERO, reason: ProposalReason::Passive },
+                    Arbitrated { setpoint: Watts::ZERO, source: CommandSource::NotRunning },
+                )
             }
         };
+        let requested = arbitrated.setpoint;
         let Clamped { command: setpoint, binding } =
-            final_clamp(proposal.setpoint, now, self.sm.state(), demand, &envelope, &mut self.ramper);
+            final_clamp(requested, now, self.sm.state(), demand, &envelope, &mut self.ramper);
         if binding != self.last_binding {
             if let Some(by) = binding {
-                events.push(
-                    now,
-                    EventKind::CommandLimited { requested: proposal.setpoint, commanded: setpoint, by },
-                );
+                events.push(now, EventKind::CommandLimited { requested, commanded: setpoint, by });
             }
             self.last_binding = binding;
         }
+        let source_changed = self.last_source != Some(arbitrated.source);
+        self.last_source = Some(arbitrated.source);
 
         // 6. Contactors.
         let contactor = self.contactor_command(demand, &envelope, setpoint);
@@ -293,10 +355,14 @@ impl Controller {
             state: self.sm.state(),
             envelope,
             proposal,
+            requested,
+            source: arbitrated.source,
+            source_changed,
             binding,
             events,
             refused,
             mode_refused,
+            override_refused,
             shutdown: self.emergency.shutdown_phase(),
         }
     }
@@ -408,6 +474,7 @@ fn merge(a: EmergencyDemand, b: EmergencyDemand) -> EmergencyDemand {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::arbitration::OverrideKind;
     use crate::modes::{ChargeOnlyConfig, ChargeSource};
     use ems_safety::testkit::healthy_snapshot;
 
@@ -500,6 +567,124 @@ mod tests {
                 ..
             }
         )));
+    }
+
+    fn step_with(c: &mut Controller, now: u64, inputs: &Inputs<'_>) -> Output {
+        c.step(now, &healthy_snapshot(Millis::new(now)), inputs)
+    }
+
+    #[test]
+    fn grid_service_outranks_override_plan_and_mode() {
+        let (mut c, now) = running();
+        let inputs = Inputs {
+            grid_service: Some(Watts::new(200.0)),
+            ess_override: Some(Override::NoDischarge),
+            plan: Some(PlanTarget { battery: Watts::new(-3000.0), grid: Watts::new(3500.0) }),
+            ..Inputs::default()
+        };
+        let out = step_with(&mut c, now + 100, &inputs);
+        assert_eq!(out.source, CommandSource::GridService);
+        assert_eq!(out.requested, Watts::new(200.0));
+        assert_eq!(out.command.battery_setpoint, Watts::new(200.0));
+        assert_eq!(out.source.to_string(), "grid service");
+    }
+
+    #[test]
+    fn override_modifies_the_plan_and_the_clamp_still_has_the_last_word() {
+        let (mut c, mut now) = running();
+        let plan = Some(PlanTarget { battery: Watts::new(-4000.0), grid: Watts::new(4500.0) });
+        let limit = Some(Override::LimitCharge { max_charge_power: Watts::new(1500.0) });
+        now += 100;
+        let out = step_with(&mut c, now, &Inputs { plan, ess_override: limit, ..Inputs::default() });
+        assert_eq!(out.source, CommandSource::Override(OverrideKind::LimitCharge));
+        assert_eq!(out.requested, Watts::new(-1500.0));
+        // The ramp (2.5 kW/s over 100 ms) binds first.
+        assert_eq!(out.command.battery_setpoint, Watts::new(-250.0));
+        assert_eq!(out.binding, Some(Constraint::Ramp));
+        // FORCE_CHARGE beyond the inverter rating: the envelope bounds it.
+        let force = Some(Override::ForceCharge { power: Watts::new(9000.0) });
+        let mut out = step_with(&mut c, now, &Inputs { plan, ess_override: force, ..Inputs::default() });
+        for _ in 0..40 {
+            now += 100;
+            out = step_with(&mut c, now, &Inputs { plan, ess_override: force, ..Inputs::default() });
+        }
+        assert_eq!(out.source, CommandSource::Override(OverrideKind::ForceCharge));
+        assert_eq!(out.command.battery_setpoint, -out.envelope.max_charge());
+        assert!(out.binding.is_some());
+    }
+
+    #[test]
+    fn invalid_override_is_ignored_and_reported() {
+        let (mut c, now) = running();
+        let bad = Some(Override::LimitDischarge { max_discharge_power: Watts::new(-10.0) });
+        let manual = Some(ModeSetting::Manual { setpoint: Watts::new(800.0) });
+        let out = step_with(
+            &mut c,
+            now + 100,
+            &Inputs { set_mode: manual, ess_override: bad, ..Inputs::default() },
+        );
+        let e = out.override_refused.unwrap();
+        assert_eq!(e.field, "max_discharge_power");
+        assert_eq!(out.source, CommandSource::Mode(ProposalReason::Manual));
+        assert_eq!(out.requested, Watts::new(800.0));
+    }
+
+    #[test]
+    fn source_change_is_flagged_once() {
+        let (mut c, now) = running();
+        let plan = Some(PlanTarget { battery: Watts::new(-1000.0), grid: Watts::new(1500.0) });
+        let a = step_with(&mut c, now + 100, &Inputs { plan, ..Inputs::default() });
+        assert!(a.source_changed);
+        assert_eq!(a.source, CommandSource::Plan(ProposalReason::PlanHold));
+        let b = step_with(&mut c, now + 200, &Inputs { plan, ..Inputs::default() });
+        assert!(!b.source_changed);
+        let d = step_with(&mut c, now + 300, &Inputs::default());
+        assert!(d.source_changed);
+        assert!(matches!(d.source, CommandSource::Mode(_)));
+        assert_eq!(c.last_source(), Some(d.source));
+    }
+
+    #[test]
+    fn nothing_proposes_outside_running() {
+        let mut c = Controller::new(ControllerConfig::default()).unwrap();
+        let inputs = Inputs {
+            grid_service: Some(Watts::new(3000.0)),
+            ess_override: Some(Override::ForceCharge { power: Watts::new(2000.0) }),
+            plan: Some(PlanTarget { battery: Watts::new(2000.0), grid: Watts::ZERO }),
+            ..Inputs::default()
+        };
+        let out = step_with(&mut c, 0, &inputs);
+        assert_eq!(out.state, State::Boot);
+        assert_eq!(out.source, CommandSource::NotRunning);
+        assert_eq!(out.requested, Watts::ZERO);
+        assert_eq!(out.command.battery_setpoint, Watts::ZERO);
+    }
+
+    #[test]
+    fn peak_shaving_uses_the_slot_of_the_local_minute() {
+        let (mut c, now) = running();
+        let slots = crate::CapSlots::from_slice(&[crate::CapSlot {
+            start_minute: 600,
+            import_cap: Watts::new(200.0),
+            export_cap: Watts::new(1000.0),
+        }])
+        .unwrap();
+        let cfg = crate::PeakShavingConfig { slots, ..crate::PeakShavingConfig::default() };
+        let set = Some(ModeSetting::PeakShaving(cfg));
+        // healthy_snapshot imports 500 W: under the 10 kW default cap, over the 200 W slot cap.
+        let out = step_with(&mut c, now + 100, &Inputs { set_mode: set, ..Inputs::default() });
+        assert_eq!(out.proposal.reason, ProposalReason::Recharge);
+        let mut out = out;
+        for i in 0..30 {
+            out = step_with(
+                &mut c,
+                now + 200 + i * 100,
+                &Inputs { local_minute: Some(700), ..Inputs::default() },
+            );
+        }
+        assert_eq!(out.source, CommandSource::Mode(ProposalReason::PeakShaving));
+        // The snapshot does not follow the command: the balance stays at 500 W import.
+        assert!((out.requested.get() - 300.0).abs() < 1.0, "{}", out.requested);
     }
 
     #[test]

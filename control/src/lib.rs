@@ -1,17 +1,49 @@
-//! `ems-control`: control modes, PID, power ramper, the final safety clamp and the per-cycle
-//! [`Controller`].
+//! `ems-control`: control modes, mode arbitration, PID, power ramper, the final safety clamp and
+//! the per-cycle [`Controller`].
+//!
+//! One [`Controller::step`] runs: emergency handler → safety envelope → state machine →
+//! proposals (default [`ModeSetting`], plan slot [`PlanTarget`], operator/API [`Override`],
+//! grid-service set-point) → [`arbitrate`] by priority (grid services > overrides > plan >
+//! mode) → [`clamp::final_clamp`], the single choke point → contactors. [`Output`] says which
+//! layer set the request ([`Output::source`]) and which safety constraint changed it
+//! ([`Output::binding`]).
+//!
+//! | module | holds |
+//! |---|---|
+//! | [`controller`] | [`Controller`], [`ControllerConfig`], [`Inputs`], [`Output`] |
+//! | [`modes`] | [`ModeSetting`], [`Mode`], [`Proposal`], [`ProposalReason`], charge-only |
+//! | [`self_consumption`] | [`SelfConsumptionConfig`]: follow a grid set-point, SOC reserve |
+//! | [`peak_shaving`] | [`PeakShavingConfig`], [`CapSlots`]: import/export caps by time slot, recharge |
+//! | [`arbitration`] | [`arbitrate`], [`Override`], [`PlanTarget`], [`CommandSource`]: the priority rule and the plan execution policy |
+//! | [`clamp`] | [`clamp::final_clamp`]: state, E-stop, shutdown, envelope, ramp |
+//! | [`ramp`] | [`PowerRamper`], [`RampRate`] |
+//! | [`pid`] | [`pid::Pid`] with anti-windup |
+//! | `tracking` (private) | the grid-following loop shared by self-consumption, peak shaving and plan slots |
 //!
 //! **Architecture Invariant:** this crate does no I/O, reads no clock and never allocates in
 //! [`Controller::step`] (checked by `control/tests/no_alloc.rs`).
+//!
+//! **Architecture Invariant:** every set-point, whatever its source, reaches the devices only
+//! through [`clamp::final_clamp`] (checked by `control/tests/invariant.rs`).
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
 #![forbid(unsafe_code)]
 
+pub mod arbitration;
 pub mod clamp;
 pub mod controller;
 pub mod modes;
+pub mod peak_shaving;
 pub mod pid;
 pub mod ramp;
+pub mod self_consumption;
+mod tracking;
 
+pub use arbitration::{
+    arbitrate, Arbitrated, CommandSource, Override, OverrideError, OverrideKind, PlanTarget,
+    PLAN_GRID_TOLERANCE,
+};
 pub use controller::{ConfigError, Controller, ControllerConfig, Inputs, Output};
-pub use modes::{ChargeOnlyConfig, ChargeSource, Mode, ModeSetting, Proposal, ProposalReason};
+pub use modes::{ChargeOnlyConfig, ChargeSource, Mode, ModeError, ModeSetting, Proposal, ProposalReason};
+pub use peak_shaving::{CapSlot, CapSlots, CapSlotsFull, PeakShavingConfig, MAX_CAP_SLOTS, MINUTES_PER_DAY};
 pub use ramp::{PowerRamper, RampRate};
+pub use self_consumption::SelfConsumptionConfig;

@@ -1,9 +1,20 @@
 //! Control modes: what the battery *should* do, before safety has its say.
 //!
-//! A mode proposes a set-point; it never commands one. Every proposal goes through the final
-//! clamp ([`crate::clamp`]), so a buggy mode cannot leave the envelope.
+//! A mode proposes a set-point; it never commands one. Every proposal goes through the
+//! arbitration ([`crate::arbitration`]: grid services, overrides and the plan rank above the
+//! mode) and then the final clamp ([`crate::clamp`]), so a buggy mode cannot leave the envelope.
+//!
+//! | mode | what it proposes |
+//! |---|---|
+//! | [`ModeSetting::Passive`] | zero |
+//! | [`ModeSetting::ChargeOnly`] | charge from PV surplus or at a fixed power, never discharge |
+//! | [`ModeSetting::Manual`] | a fixed set-point in either direction (force / fixed power) |
+//! | [`ModeSetting::SelfConsumption`] | follow a grid set-point (zero export / import), keep an SOC reserve ([`crate::self_consumption`]) |
+//! | [`ModeSetting::PeakShaving`] | hold import and export under caps, recharge in between ([`crate::peak_shaving`]) |
 
+use crate::peak_shaving::{PeakShaving, PeakShavingConfig};
 use crate::pid::{Pid, PidGains};
+use crate::self_consumption::{SelfConsumption, SelfConsumptionConfig};
 use core::fmt;
 use ems_core::{Millis, Percent, Snapshot, Watts};
 
@@ -42,6 +53,54 @@ pub enum ModeError {
     /// The import limit must be ≥ 0.
     #[error("charge-only: field 'max_grid_import' = {0} must be >= 0 W")]
     NegativeImportLimit(Watts),
+    /// A power limit or cap of a mode must be ≥ 0 (it is a magnitude).
+    #[error("{mode}: field '{field}' = {value} must be >= 0 W")]
+    NegativeLimit {
+        /// The mode (`self-consumption`, `peak-shaving`).
+        mode: &'static str,
+        /// The field.
+        field: &'static str,
+        /// The rejected value.
+        value: Watts,
+    },
+    /// Peak shaving: the reserve must not lie above the recharge target.
+    #[error("peak-shaving: field 'reserve_soc' = {reserve} must be <= field 'target_soc' = {target}")]
+    ReserveAboveTarget {
+        /// The reserve.
+        reserve: Percent,
+        /// The target.
+        target: Percent,
+    },
+    /// Peak shaving: a slot starts outside the day.
+    #[error("peak-shaving: field 'slots[{index}].start_minute' = {value} must be < 1440")]
+    SlotStart {
+        /// Index of the slot.
+        index: usize,
+        /// The rejected start minute.
+        value: u16,
+    },
+    /// Peak shaving: slots must be ordered by strictly increasing start minute.
+    #[error(
+        "peak-shaving: field 'slots[{index}].start_minute' = {value} must be > the previous slot's start {previous}"
+    )]
+    SlotOrder {
+        /// Index of the slot.
+        index: usize,
+        /// Its start minute.
+        value: u16,
+        /// The previous slot's start minute.
+        previous: u16,
+    },
+    /// Peak shaving: a slot's cap must be ≥ 0.
+    #[error("peak-shaving: field 'slots[{index}].{field}' = {value} must be >= 0 W")]
+    SlotLimit {
+        /// Index of the slot.
+        index: usize,
+        /// `import_cap` or `export_cap`.
+        field: &'static str,
+        /// The rejected value.
+        value: Watts,
+    },
 }
 
 impl ChargeOnlyConfig {
@@ -70,10 +129,43 @@ pub enum ModeSetting {
     /// capacity test. Like every mode it only proposes: the envelope, the ramp and the state
     /// machine still decide what is commanded (a discharge stops at the SOC-low alarm, a charge
     /// at the SOC-high alarm).
+    ///
+    /// This is also the **force / fixed power** mode: there is no separate `ForcePower`
+    /// variant. (A temporary forced charge from an API caller is an override instead, see
+    /// [`crate::Override::ForceCharge`].)
     Manual {
         /// The set-point to hold.
         setpoint: Watts,
     },
+    /// Self-consumption / zero export: follow a grid set-point with the battery, keeping an SOC
+    /// reserve ([`crate::self_consumption`]).
+    SelfConsumption(SelfConsumptionConfig),
+    /// Peak shaving: hold import and export under (time-slotted) caps, recharge toward a
+    /// target SOC in between ([`crate::peak_shaving`]).
+    PeakShaving(PeakShavingConfig),
+}
+
+impl ModeSetting {
+    /// Check the settings of the selected mode.
+    pub fn validate(&self) -> Result<(), ModeError> {
+        match self {
+            Self::Passive | Self::Manual { .. } => Ok(()),
+            Self::ChargeOnly(c) => c.validate(),
+            Self::SelfConsumption(c) => c.validate(),
+            Self::PeakShaving(c) => c.validate(),
+        }
+    }
+
+    /// The SOC reserve this mode keeps, if it has one. A day-ahead plan executed on top of the
+    /// mode respects it too (see [`crate::arbitration`]).
+    #[must_use]
+    pub const fn reserve_soc(&self) -> Option<Percent> {
+        match self {
+            Self::Passive | Self::ChargeOnly(_) | Self::Manual { .. } => None,
+            Self::SelfConsumption(c) => Some(c.reserve_soc),
+            Self::PeakShaving(c) => Some(c.reserve_soc),
+        }
+    }
 }
 
 impl fmt::Display for ModeSetting {
@@ -87,6 +179,10 @@ impl fmt::Display for ModeSetting {
             Self::ChargeOnly(ChargeOnlyConfig { source: ChargeSource::Fixed(p), .. }) => {
                 write!(f, "charge-only ({p:.0})")
             }
+            Self::SelfConsumption(c) => {
+                write!(f, "self-consumption (grid {:+.0}, reserve {:.0})", c.grid_setpoint, c.reserve_soc)
+            }
+            Self::PeakShaving(c) => write!(f, "{c}"),
         }
     }
 }
@@ -110,6 +206,22 @@ pub enum ProposalReason {
     NoSurplus,
     /// The manual set-point.
     Manual,
+    /// Following the grid set-point (self-consumption, or a self-consumption slot of a plan).
+    SelfConsumption,
+    /// Discharge held at zero: the SOC is at the mode's reserve.
+    SocReserve,
+    /// The mode's own charge/discharge limit bounds the proposal.
+    ModePowerLimit,
+    /// Discharging to hold import at the cap.
+    PeakShaving,
+    /// Charging to hold export at the export cap.
+    ExportCap,
+    /// Recharging within the import headroom toward the target SOC.
+    Recharge,
+    /// Import and export are within the caps: nothing to do.
+    WithinCaps,
+    /// Holding the planned battery power of a day-ahead plan slot.
+    PlanHold,
 }
 
 impl fmt::Display for ProposalReason {
@@ -123,6 +235,14 @@ impl fmt::Display for ProposalReason {
             Self::SignalUnavailable => "signal unavailable",
             Self::NoSurplus => "no PV surplus",
             Self::Manual => "manual set-point",
+            Self::SelfConsumption => "self-consumption",
+            Self::SocReserve => "SOC reserve",
+            Self::ModePowerLimit => "mode power limit",
+            Self::PeakShaving => "peak shaving",
+            Self::ExportCap => "export cap",
+            Self::Recharge => "recharge",
+            Self::WithinCaps => "within caps",
+            Self::PlanHold => "planned battery power",
         })
     }
 }
@@ -143,6 +263,8 @@ pub struct Mode {
     trim: Pid,
     soc_reached: bool,
     last: Option<Millis>,
+    self_consumption: SelfConsumption,
+    peak_shaving: PeakShaving,
 }
 
 /// Feed-forward from the meter balance does the work (it settles in one cycle when meter and
@@ -164,10 +286,15 @@ fn trim_pid() -> Pid {
 impl Mode {
     /// A mode in the given setting. Invalid settings are refused.
     pub fn new(setting: ModeSetting) -> Result<Self, ModeError> {
-        if let ModeSetting::ChargeOnly(c) = setting {
-            c.validate()?;
-        }
-        Ok(Self { setting, trim: trim_pid(), soc_reached: false, last: None })
+        setting.validate()?;
+        Ok(Self {
+            setting,
+            trim: trim_pid(),
+            soc_reached: false,
+            last: None,
+            self_consumption: SelfConsumption::default(),
+            peak_shaving: PeakShaving::default(),
+        })
     }
 
     /// The setting.
@@ -176,15 +303,27 @@ impl Mode {
         self.setting
     }
 
-    /// Propose a set-point for this cycle.
+    /// Propose a set-point for this cycle without knowing the local time of day (peak shaving
+    /// then uses its default caps).
     #[must_use]
     pub fn propose(&mut self, now: Millis, snapshot: &Snapshot) -> Proposal {
+        self.propose_at(now, snapshot, None)
+    }
+
+    /// Propose a set-point for this cycle; `local_minute` (0..1440, site time zone) selects
+    /// the time-slotted caps of peak shaving.
+    #[must_use]
+    pub fn propose_at(&mut self, now: Millis, snapshot: &Snapshot, local_minute: Option<u16>) -> Proposal {
         let dt = self.last.map_or(Millis::ZERO, |l| now.since(l));
         self.last = Some(now);
         match self.setting {
             ModeSetting::Passive => Proposal { setpoint: Watts::ZERO, reason: ProposalReason::Passive },
             ModeSetting::Manual { setpoint } => Proposal { setpoint, reason: ProposalReason::Manual },
             ModeSetting::ChargeOnly(cfg) => self.charge_only(cfg, now, dt, snapshot),
+            ModeSetting::SelfConsumption(cfg) => {
+                self.self_consumption.propose(&cfg, Some(cfg.reserve_soc), now, dt, snapshot)
+            }
+            ModeSetting::PeakShaving(cfg) => self.peak_shaving.propose(&cfg, local_minute, now, dt, snapshot),
         }
     }
 

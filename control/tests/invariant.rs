@@ -1,16 +1,25 @@
 //! The invariant the whole project is judged by (design.md §6), as a property test:
 //! for every sequence of snapshots (random values including NaN/±inf/out-of-range, stale and
-//! invalid signals), every mode setting and every request, the command
+//! invalid signals), every mode setting (passive, charge-only, manual, self-consumption, peak
+//! shaving with time slots — valid or not), every request, every operator/API override (valid
+//! or not), every plan slot, every grid-service set-point and every local minute (including
+//! extreme values: `Watts::new` turns NaN into 0 and clamps to ±100 MW), the command
 //! * lies inside the envelope computed from the same snapshot,
 //! * is never above the inverter rating or a *good* BMS limit, and zero when those are unknown,
 //! * moves no faster than the ramp limit (moves toward zero are never delayed),
-//! * is zero outside RUNNING, and zero with contactors commanded open when the E-stop is pressed.
+//! * is zero outside RUNNING, and zero with contactors commanded open when the E-stop is pressed;
+//!
+//! and arbitration keeps its rule: a grid service sets the request, a valid override bounds or
+//! replaces what the plan or mode proposed, nothing is requested outside RUNNING.
 //!
 //! `PROPTEST_CASES` lengthens the run (default 256 sequences of up to 80 cycles).
 
 mod common;
 
-use ems_control::{ChargeOnlyConfig, ChargeSource, Controller, ControllerConfig, Inputs, ModeSetting};
+use ems_control::{
+    CapSlot, CapSlots, ChargeOnlyConfig, ChargeSource, CommandSource, Controller, ControllerConfig, Inputs,
+    ModeSetting, Override, PeakShavingConfig, PlanTarget, SelfConsumptionConfig, MAX_CAP_SLOTS,
+};
 use ems_core::snapshot::{BmsAlarms, ContactorState, EStopInput, InverterState};
 use ems_core::{
     Amps, Celsius, ContactorCommand, Hertz, Measurement, Millis, Percent, Snapshot, State, TransitionRequest,
@@ -108,6 +117,53 @@ fn raw_snap() -> BoxedStrategy<RawSnap> {
         .boxed()
 }
 
+/// Plausible values on a mostly healthy site (rare stale/invalid signals, rare alarms): the
+/// controller reaches RUNNING and the modes, plans, overrides and grid services actually move
+/// the battery, so the invariant is checked where the new control code is active.
+fn plausible_snap() -> BoxedStrategy<RawSnap> {
+    let q = || prop_oneof![60 => Just(Q::Good), 1 => Just(Q::Stale), 1 => Just(Q::Invalid)].boxed();
+    let v = |lo: f32, hi: f32| (lo..hi, q());
+    let f = [
+        // Slow physical signals barely move between cycles (a random jump every cycle would
+        // make the trend analyzer predict a runaway and trip, which the first test covers).
+        v(5.0, 95.0),         // soc
+        v(52.7, 52.9),        // pack V
+        v(-60.0, 60.0),       // pack A
+        v(3.295, 3.30),       // cell V min
+        v(3.30, 3.305),       // cell V max
+        v(24.0, 24.1),        // cell T min
+        v(25.0, 25.1),        // cell T max
+        v(0.0, 6000.0),       // BMS charge limit
+        v(0.0, 6000.0),       // BMS discharge limit
+        v(-5500.0, 5500.0),   // inverter P
+        v(35.0, 35.1),        // inverter T
+        v(-12000.0, 12000.0), // grid P
+        v(225.0, 235.0),      // grid V
+        v(49.9, 50.1),        // grid f
+        v(0.0, 7000.0),       // PV
+    ];
+    (
+        f,
+        (prop_oneof![1000 => Just(0u16), 1 => any::<u16>()], q()),
+        (prop_oneof![300 => Just(true), 1 => Just(false)], q()),
+        (prop_oneof![1000 => Just(1u8), 1 => 0u8..3], q()),
+        // Closed here means "as commanded" (see `check_sequence`); open/pre-charging are faults.
+        (prop_oneof![1000 => Just(2u8), 1 => 0u8..2], q()),
+        (prop_oneof![300 => Just(true), 1 => Just(false)], q()),
+        (prop_oneof![2000 => Just(false), 1 => Just(true)], q()),
+    )
+        .prop_map(|(f, alarms, ready, inv_state, contactor, precharge, estop)| RawSnap {
+            f,
+            alarms,
+            ready,
+            inv_state,
+            contactor,
+            precharge,
+            estop,
+        })
+        .boxed()
+}
+
 fn build(r: &RawSnap, now: Millis) -> Snapshot {
     let mut s = Snapshot::unknown(Watts::new(5000.0));
     let f = &r.f;
@@ -138,20 +194,95 @@ fn build(r: &RawSnap, now: Millis) -> Snapshot {
     s
 }
 
-fn request() -> impl Strategy<Value = Option<TransitionRequest>> {
+fn request(none: u32) -> BoxedStrategy<Option<TransitionRequest>> {
     prop_oneof![
-        6 => Just(None),
+        none => Just(None),
         2 => Just(Some(TransitionRequest::BootComplete)),
         3 => Just(Some(TransitionRequest::Start)),
         1 => Just(Some(TransitionRequest::Stop)),
         1 => Just(Some(TransitionRequest::Acknowledge)),
         1 => Just(Some(TransitionRequest::Reset)),
     ]
+    .boxed()
+}
+
+fn watts(lo: f32, hi: f32) -> BoxedStrategy<Watts> {
+    raw(lo, hi).prop_map(Watts::new).boxed()
+}
+
+fn opt_watts(lo: f32, hi: f32) -> BoxedStrategy<Option<Watts>> {
+    prop_oneof![1 => Just(None), 2 => watts(lo, hi).prop_map(Some)].boxed()
+}
+
+fn self_consumption() -> BoxedStrategy<ModeSetting> {
+    (watts(-3000.0, 3000.0), raw(0.0, 100.0), opt_watts(-500.0, 8000.0), opt_watts(-500.0, 8000.0))
+        .prop_map(|(grid_setpoint, reserve, max_charge, max_discharge)| {
+            ModeSetting::SelfConsumption(SelfConsumptionConfig {
+                grid_setpoint,
+                reserve_soc: Percent::new(reserve),
+                max_charge,
+                max_discharge,
+            })
+        })
+        .boxed()
+}
+
+fn peak_shaving() -> BoxedStrategy<ModeSetting> {
+    let slot = (0u16..1600, watts(-500.0, 15000.0), watts(-500.0, 15000.0))
+        .prop_map(|(start_minute, import_cap, export_cap)| CapSlot { start_minute, import_cap, export_cap });
+    (
+        (watts(-500.0, 15000.0), watts(-500.0, 15000.0), watts(-5000.0, 15000.0), opt_watts(-500.0, 8000.0)),
+        (raw(0.0, 100.0), raw(0.0, 100.0)),
+        proptest::collection::vec(slot, 0..=MAX_CAP_SLOTS),
+    )
+        .prop_map(|((import_cap, export_cap, recharge_below, max_recharge), (reserve, target), mut slots)| {
+            // Mostly ordered slots (valid), sometimes as generated (often refused).
+            if slots.len() % 2 == 0 {
+                slots.sort_by_key(|s| s.start_minute);
+                slots.dedup_by_key(|s| s.start_minute);
+            }
+            ModeSetting::PeakShaving(PeakShavingConfig {
+                import_cap,
+                export_cap,
+                recharge_below,
+                max_recharge,
+                reserve_soc: Percent::new(reserve),
+                target_soc: Percent::new(target),
+                slots: CapSlots::from_slice(&slots).unwrap_or_default(),
+            })
+        })
+        .boxed()
+}
+
+fn ess_override() -> BoxedStrategy<Option<Override>> {
+    prop_oneof![
+        6 => Just(None),
+        1 => Just(Some(Override::NoDischarge)),
+        1 => watts(-500.0, 8000.0).prop_map(|max_charge_power| Some(Override::LimitCharge { max_charge_power })),
+        1 => watts(-500.0, 8000.0)
+            .prop_map(|max_discharge_power| Some(Override::LimitDischarge { max_discharge_power })),
+        1 => watts(-500.0, 8000.0).prop_map(|power| Some(Override::ForceCharge { power })),
+    ]
+    .boxed()
+}
+
+fn plan() -> BoxedStrategy<Option<PlanTarget>> {
+    prop_oneof![
+        4 => Just(None),
+        // Self-consumption slots (grid 0) …
+        1 => watts(-8000.0, 8000.0).prop_map(|battery| Some(PlanTarget { battery, grid: Watts::ZERO })),
+        // … and anything else.
+        1 => (watts(-8000.0, 8000.0), watts(-20000.0, 20000.0))
+            .prop_map(|(battery, grid)| Some(PlanTarget { battery, grid })),
+    ]
+    .boxed()
 }
 
 fn mode() -> impl Strategy<Value = Option<ModeSetting>> {
     prop_oneof![
         8 => Just(None),
+        2 => self_consumption().prop_map(Some),
+        2 => peak_shaving().prop_map(Some),
         1 => Just(Some(ModeSetting::Passive)),
         1 => raw(-20000.0, 20000.0).prop_map(|p| Some(ModeSetting::Manual { setpoint: Watts::new(p) })),
         1 => Just(Some(ModeSetting::ChargeOnly(ChargeOnlyConfig::default()))),
@@ -174,34 +305,174 @@ struct Cycle {
     estop: bool,
     shutdown: bool,
     device_trip: Option<TripReason>,
+    ess_override: Option<Override>,
+    plan: Option<PlanTarget>,
+    grid_service: Option<Watts>,
+    local_minute: Option<u16>,
 }
 
+/// Adversarial snapshots (NaN, ±inf, out of range, stale, invalid).
 fn cycle() -> BoxedStrategy<Cycle> {
+    cycle_with(raw_snap(), request(6), 40)
+}
+
+/// Mostly healthy sites (see [`plausible_snap`]); faults and stops are rare.
+fn plausible_cycle() -> BoxedStrategy<Cycle> {
+    let request = prop_oneof![
+        40 => Just(None),
+        3 => Just(Some(TransitionRequest::BootComplete)),
+        6 => Just(Some(TransitionRequest::Start)),
+        1 => Just(Some(TransitionRequest::Stop)),
+        2 => Just(Some(TransitionRequest::Acknowledge)),
+        1 => Just(Some(TransitionRequest::Reset)),
+    ]
+    .boxed();
+    cycle_with(plausible_snap(), request, 3000)
+}
+
+/// `calm`: weight of "no E-stop / no shutdown / no device trip" against each of them.
+fn cycle_with(
+    snap: BoxedStrategy<RawSnap>,
+    request: BoxedStrategy<Option<TransitionRequest>>,
+    calm: u32,
+) -> BoxedStrategy<Cycle> {
     (
         prop_oneof![6 => Just(100u64), 2 => 1u64..2_000, 1 => Just(0u64)],
-        raw_snap(),
-        request(),
+        snap,
+        request,
         mode(),
-        prop_oneof![40 => Just(false), 1 => Just(true)],
-        prop_oneof![40 => Just(false), 1 => Just(true)],
+        prop_oneof![calm => Just(false), 1 => Just(true)],
+        prop_oneof![calm => Just(false), 1 => Just(true)],
         prop_oneof![
-            40 => Just(None),
+            calm => Just(None),
             1 => Just(Some(TripReason::SetpointNotApplied)),
             1 => Just(Some(TripReason::PrechargeFailed)),
             1 => Just(Some(TripReason::ContactorWelded)),
             1 => Just(Some(TripReason::ContactorFailedToClose)),
         ],
+        (
+            ess_override(),
+            plan(),
+            prop_oneof![8 => Just(None), 1 => watts(-20000.0, 20000.0).prop_map(Some)],
+            prop_oneof![1 => Just(None), 4 => (0u16..1500).prop_map(Some), 1 => any::<u16>().prop_map(Some)],
+        ),
     )
-        .prop_map(|(dt_ms, snap, request, mode, estop, shutdown, device_trip)| Cycle {
-            dt_ms,
-            snap,
-            request,
-            mode,
-            estop,
-            shutdown,
-            device_trip,
-        })
+        .prop_map(
+            |(
+                dt_ms,
+                snap,
+                request,
+                mode,
+                estop,
+                shutdown,
+                device_trip,
+                (ess_override, plan, grid_service, local_minute),
+            )| {
+                Cycle {
+                    dt_ms,
+                    snap,
+                    request,
+                    mode,
+                    estop,
+                    shutdown,
+                    device_trip,
+                    ess_override,
+                    plan,
+                    grid_service,
+                    local_minute,
+                }
+            },
+        )
         .boxed()
+}
+
+/// Runs one sequence and checks the invariant after every cycle. With `follow_contactor`, a
+/// snapshot whose contactor reads closed reports what was last commanded instead (a healthy
+/// contactor), so a plausible run is not tripped by a feedback mismatch every few seconds.
+fn check_sequence(cycles: &[Cycle], follow_contactor: bool) -> Result<(), TestCaseError> {
+    let config = ControllerConfig::default();
+    let ramp = config.ramp.watts_per_second();
+    let mut c = Controller::new(config).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let mut now = 0u64;
+    let mut prev = Watts::ZERO;
+    let mut prev_now: Option<u64> = None;
+    for cy in cycles {
+        now += cy.dt_ms;
+        let t = Millis::new(now);
+        let mut snap = build(&cy.snap, t);
+        if follow_contactor && snap.contactor.value_at(t) == Some(ContactorState::Closed) {
+            let fed_back = match c.last_command().contactor {
+                ContactorCommand::Open => ContactorState::Open,
+                ContactorCommand::Close | ContactorCommand::Hold => ContactorState::Closed,
+            };
+            snap.contactor = Measurement::good(fed_back, t, Millis::new(2_000));
+        }
+        let inputs = Inputs {
+            request: cy.request,
+            reason: "property test",
+            emergency_stop: cy.estop,
+            shutdown: cy.shutdown,
+            set_mode: cy.mode,
+            device_trips: cy.device_trip.as_slice(),
+            local_minute: cy.local_minute,
+            ess_override: cy.ess_override,
+            plan: cy.plan,
+            grid_service: cy.grid_service,
+        };
+        let out = c.step(now, &snap, &inputs);
+        let cmd = out.command.battery_setpoint;
+        prop_assert!(cmd.get().is_finite());
+        check_arbitration(cy, &out)?;
+        prop_assert!(
+            out.envelope.contains(cmd),
+            "{cmd} outside -{}..{}",
+            out.envelope.max_charge(),
+            out.envelope.max_discharge()
+        );
+        prop_assert!(cmd.abs() <= snap.inverter.rated_power);
+        match (cmd > Watts::ZERO, snap.battery.bms_discharge_limit.value_at(t)) {
+            (true, Some(lim)) => prop_assert!(cmd <= lim.max(Watts::ZERO)),
+            (true, None) => prop_assert!(false, "discharging {cmd} with unknown BMS limit"),
+            (false, _) => {}
+        }
+        match (cmd < Watts::ZERO, snap.battery.bms_charge_limit.value_at(t)) {
+            (true, Some(lim)) => prop_assert!(-cmd <= lim.max(Watts::ZERO)),
+            (true, None) => prop_assert!(false, "charging {cmd} with unknown BMS limit"),
+            (false, _) => {}
+        }
+        if out.state != State::Running {
+            prop_assert_eq!(cmd, Watts::ZERO, "non-zero outside RUNNING ({})", out.state);
+        }
+        if cy.device_trip.is_some() {
+            prop_assert!(
+                matches!(out.state, State::Error | State::Stopped),
+                "device trip left {}",
+                out.state
+            );
+            prop_assert_eq!(cmd, Watts::ZERO);
+        }
+        if snap.estop.value_at(t) == Some(EStopInput::Pressed) || cy.estop {
+            prop_assert_eq!(cmd, Watts::ZERO);
+            prop_assert_eq!(out.command.contactor, ContactorCommand::Open);
+            prop_assert_eq!(out.state, State::Stopped);
+        }
+        if let Some(p) = prev_now {
+            let dt = Millis::new(now - p);
+            let max_step = ramp.get() * dt.as_secs_f32() + 1e-3;
+            let toward_zero = if prev.get() >= 0.0 {
+                cmd.get() >= 0.0 && cmd.get() <= prev.get() + 1e-3
+            } else {
+                cmd.get() <= 0.0 && cmd.get() >= prev.get() - 1e-3
+            };
+            prop_assert!(
+                (cmd - prev).get().abs() <= max_step || toward_zero,
+                "ramp: {prev} -> {cmd} in {dt}"
+            );
+        }
+        prev = cmd;
+        prev_now = Some(now);
+    }
+    Ok(())
 }
 
 proptest! {
@@ -209,66 +480,47 @@ proptest! {
     fn command_always_inside_envelope_ramped_and_zero_outside_running(
         cycles in proptest::collection::vec(cycle(), 1..80)
     ) {
-        let config = ControllerConfig::default();
-        let ramp = config.ramp.watts_per_second();
-        let mut c = Controller::new(config).unwrap();
-        let mut now = 0u64;
-        let mut prev = Watts::ZERO;
-        let mut prev_now: Option<u64> = None;
-        for cy in &cycles {
-            now += cy.dt_ms;
-            let t = Millis::new(now);
-            let snap = build(&cy.snap, t);
-            let inputs = Inputs {
-                request: cy.request,
-                reason: "property test",
-                emergency_stop: cy.estop,
-                shutdown: cy.shutdown,
-                set_mode: cy.mode,
-                device_trips: cy.device_trip.as_slice(),
-            };
-            let out = c.step(now, &snap, &inputs);
-            let cmd = out.command.battery_setpoint;
-            prop_assert!(cmd.get().is_finite());
-            prop_assert!(out.envelope.contains(cmd), "{cmd} outside -{}..{}", out.envelope.max_charge(), out.envelope.max_discharge());
-            prop_assert!(cmd.abs() <= snap.inverter.rated_power);
-            match (cmd > Watts::ZERO, snap.battery.bms_discharge_limit.value_at(t)) {
-                (true, Some(lim)) => prop_assert!(cmd <= lim.max(Watts::ZERO)),
-                (true, None) => prop_assert!(false, "discharging {cmd} with unknown BMS limit"),
-                (false, _) => {}
-            }
-            match (cmd < Watts::ZERO, snap.battery.bms_charge_limit.value_at(t)) {
-                (true, Some(lim)) => prop_assert!(-cmd <= lim.max(Watts::ZERO)),
-                (true, None) => prop_assert!(false, "charging {cmd} with unknown BMS limit"),
-                (false, _) => {}
-            }
-            if out.state != State::Running {
-                prop_assert_eq!(cmd, Watts::ZERO, "non-zero outside RUNNING ({})", out.state);
-            }
-            if cy.device_trip.is_some() {
-                prop_assert!(matches!(out.state, State::Error | State::Stopped), "device trip left {}", out.state);
-                prop_assert_eq!(cmd, Watts::ZERO);
-            }
-            if snap.estop.value_at(t) == Some(EStopInput::Pressed) || cy.estop {
-                prop_assert_eq!(cmd, Watts::ZERO);
-                prop_assert_eq!(out.command.contactor, ContactorCommand::Open);
-                prop_assert_eq!(out.state, State::Stopped);
-            }
-            if let Some(p) = prev_now {
-                let dt = Millis::new(now - p);
-                let max_step = ramp.get() * dt.as_secs_f32() + 1e-3;
-                let toward_zero = if prev.get() >= 0.0 {
-                    cmd.get() >= 0.0 && cmd.get() <= prev.get() + 1e-3
-                } else {
-                    cmd.get() <= 0.0 && cmd.get() >= prev.get() - 1e-3
-                };
-                prop_assert!((cmd - prev).get().abs() <= max_step || toward_zero,
-                    "ramp: {prev} -> {cmd} in {dt}");
-            }
-            prev = cmd;
-            prev_now = Some(now);
+        check_sequence(&cycles, false)?;
+    }
+
+    #[test]
+    fn new_modes_overrides_plans_and_grid_services_stay_inside_the_envelope_on_plausible_sites(
+        cycles in proptest::collection::vec(plausible_cycle(), 1..120)
+    ) {
+        check_sequence(&cycles, true)?;
+    }
+}
+
+/// The arbitration rule, seen from the outside.
+fn check_arbitration(cy: &Cycle, out: &ems_control::Output) -> Result<(), TestCaseError> {
+    let req = out.requested;
+    prop_assert!(req.get().is_finite());
+    if out.state != State::Running {
+        prop_assert_eq!(out.source, CommandSource::NotRunning);
+        prop_assert_eq!(req, Watts::ZERO);
+        return Ok(());
+    }
+    let valid = cy.ess_override.filter(|o| o.validate().is_ok());
+    prop_assert_eq!(out.override_refused.is_some(), cy.ess_override.is_some() && valid.is_none());
+    if let Some(gs) = cy.grid_service {
+        prop_assert_eq!(out.source, CommandSource::GridService);
+        prop_assert_eq!(req, gs);
+        return Ok(());
+    }
+    match valid {
+        Some(Override::NoDischarge) => prop_assert!(req <= Watts::ZERO),
+        Some(Override::LimitCharge { max_charge_power }) => prop_assert!(req >= -max_charge_power),
+        Some(Override::LimitDischarge { max_discharge_power }) => prop_assert!(req <= max_discharge_power),
+        Some(Override::ForceCharge { power }) => prop_assert_eq!(req, -power),
+        None => {}
+    }
+    if valid.is_none() {
+        match (cy.plan.is_some(), out.source) {
+            (true, CommandSource::Plan(_)) | (false, CommandSource::Mode(_)) => {}
+            (_, other) => prop_assert!(false, "source {other} with plan {:?}", cy.plan),
         }
     }
+    Ok(())
 }
 
 #[test]

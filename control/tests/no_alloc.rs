@@ -1,13 +1,18 @@
 //! **Architecture Invariant:** `Controller::step` never allocates. Proven with a counting
 //! global allocator (the `allocation-counter` crate) over a run that visits every state:
 //! BOOT → IDLE → RUNNING (charging, ramping, clamped), a trip to ERROR, acknowledge, an E-stop
-//! to STOPPED, a manual reset, and a graceful shutdown.
+//! to STOPPED, a manual reset, and a graceful shutdown; and over a second run in RUNNING that
+//! visits every mode, every override (valid and refused), plan slots of both kinds, a
+//! grid-service set-point, mode changes (valid and refused) and time-slotted caps.
 
 mod common;
 
-use ems_control::{Controller, ControllerConfig, Inputs};
+use ems_control::{
+    CapSlot, CapSlots, CommandSource, Controller, ControllerConfig, Inputs, ModeSetting, Override,
+    PeakShavingConfig, PlanTarget, SelfConsumptionConfig,
+};
 use ems_core::snapshot::{BmsAlarm, BmsAlarms, EStopInput};
-use ems_core::{Celsius, Measurement, Millis, State, TransitionRequest};
+use ems_core::{Celsius, Measurement, Millis, Percent, State, TransitionRequest, Watts};
 
 #[test]
 fn step_never_allocates_in_any_state() {
@@ -57,5 +62,87 @@ fn step_never_allocates_in_any_state() {
     assert_eq!(info.count_total, 0, "Controller::step allocated {} times", info.count_total);
     for s in [State::Idle, State::Running, State::Error, State::Stopped] {
         assert!(states.contains(&s), "run did not visit {s}: {states:?}");
+    }
+}
+
+#[test]
+fn step_never_allocates_with_every_mode_override_plan_and_grid_service() {
+    let mut c = Controller::new(ControllerConfig::default()).unwrap();
+    let mut now = 0u64;
+    for request in [Some(TransitionRequest::BootComplete), Some(TransitionRequest::Start)] {
+        now += 100;
+        let _ = c.step(now, &common::healthy(Millis::new(now)), &Inputs { request, ..Inputs::default() });
+    }
+    assert_eq!(c.state(), State::Running);
+    let slots = CapSlots::from_slice(&[
+        CapSlot { start_minute: 0, import_cap: Watts::new(3000.0), export_cap: Watts::new(1000.0) },
+        CapSlot { start_minute: 600, import_cap: Watts::new(200.0), export_cap: Watts::new(500.0) },
+    ])
+    .unwrap();
+    let modes = [
+        ModeSetting::SelfConsumption(SelfConsumptionConfig::default()),
+        ModeSetting::SelfConsumption(SelfConsumptionConfig {
+            reserve_soc: Percent::new(60.0),
+            max_charge: Some(Watts::new(500.0)),
+            ..SelfConsumptionConfig::default()
+        }),
+        ModeSetting::PeakShaving(PeakShavingConfig { slots, ..PeakShavingConfig::default() }),
+        // Refused (negative cap): the previous mode stays.
+        ModeSetting::PeakShaving(PeakShavingConfig {
+            import_cap: Watts::new(-1.0),
+            ..PeakShavingConfig::default()
+        }),
+        ModeSetting::Manual { setpoint: Watts::new(-1000.0) },
+    ];
+    let overrides = [
+        None,
+        Some(Override::NoDischarge),
+        Some(Override::LimitCharge { max_charge_power: Watts::new(300.0) }),
+        Some(Override::LimitDischarge { max_discharge_power: Watts::new(300.0) }),
+        Some(Override::ForceCharge { power: Watts::new(2000.0) }),
+        Some(Override::ForceCharge { power: Watts::new(-5.0) }), // refused
+    ];
+    let plans = [
+        None,
+        Some(PlanTarget { battery: Watts::new(1000.0), grid: Watts::ZERO }),
+        Some(PlanTarget { battery: Watts::new(3000.0), grid: Watts::new(-2500.0) }),
+    ];
+    let mut cycles = Vec::with_capacity(400);
+    for i in 0..360usize {
+        now += 100;
+        let mut s = common::healthy(Millis::new(now));
+        // A load step every 3 s so the grid-following loops have work to do.
+        let grid = if (i / 30) % 2 == 0 { -2000.0 } else { 2500.0 };
+        s.grid.active_power = common::good(Watts::new(grid), Millis::new(now));
+        let set_mode = (i % 72 == 0).then(|| modes[(i / 72) % modes.len()]);
+        let inputs = Inputs {
+            set_mode,
+            ess_override: overrides[(i / 12) % overrides.len()],
+            plan: plans[(i / 20) % plans.len()],
+            grid_service: (i % 50 > 45).then_some(Watts::new(700.0)),
+            local_minute: Some(u16::try_from((i * 7) % 1440).unwrap_or(0)),
+            ..Inputs::default()
+        };
+        cycles.push((now, s, inputs));
+    }
+    let mut sources = Vec::with_capacity(64);
+    let mut refused = 0usize;
+    let info = allocation_counter::measure(|| {
+        for (now, s, inputs) in &cycles {
+            let out = c.step(*now, s, inputs);
+            if !sources.contains(&out.source) && sources.len() < sources.capacity() {
+                sources.push(out.source);
+            }
+            refused += usize::from(out.override_refused.is_some()) + usize::from(out.mode_refused.is_some());
+        }
+    });
+    assert_eq!(info.count_total, 0, "Controller::step allocated {} times", info.count_total);
+    assert_eq!(c.state(), State::Running);
+    assert!(refused > 0, "no refused override or mode exercised");
+    for wanted in ["mode", "plan", "override", "grid service"] {
+        assert!(
+            sources.iter().any(|s: &CommandSource| s.to_string().starts_with(wanted)),
+            "run never had source {wanted}: {sources:?}"
+        );
     }
 }
