@@ -120,6 +120,7 @@ async fn run_async(args: &LiveArgs) -> Result<(), LiveError> {
         speed: args.speed,
         duration: args.duration.map(|s| Millis::new(secs_to_ms(s))),
         reset_reason: args.reset_reason.clone(),
+        time_zone: None,
     };
     drive(devices, controller, store, &opts, Some(&shared)).await
 }
@@ -165,6 +166,25 @@ pub(crate) struct LoopOptions {
     pub duration: Option<Millis>,
     /// Operator reason for a reset/acknowledge at start-up.
     pub reset_reason: Option<String>,
+    /// The site's time zone for the local time of day (peak-shaving cap slots); the system's
+    /// zone when `None`. A simulated site uses its own calendar instead.
+    pub time_zone: Option<jiff::tz::TimeZone>,
+}
+
+/// The local minute of day for the controller: the simulator's calendar, or the wall clock in
+/// the site's time zone (DST-correct through the tz database).
+fn local_minute(physics: Option<&SharedSite>, tz: Option<&jiff::tz::TimeZone>) -> Option<u16> {
+    if let Some(site) = physics {
+        let ms = site.borrow().calendar().time_of_day.get();
+        return u16::try_from(ms / 60_000).ok();
+    }
+    let now = jiff::Timestamp::now();
+    let zoned = match tz {
+        Some(tz) => now.to_zoned(tz.clone()),
+        None => now.to_zoned(jiff::tz::TimeZone::system()),
+    };
+    let minute = i32::from(zoned.hour()) * 60 + i32::from(zoned.minute());
+    u16::try_from(minute).ok()
 }
 
 /// The control loop over any device set: read → `Controller::step` → apply, every cycle, the
@@ -203,7 +223,11 @@ where
 
     loop {
         devices.read(now, &mut snapshot, &mut dev_events).await;
-        let mut inputs = Inputs { device_trips: &device_trips, ..Inputs::default() };
+        let mut inputs = Inputs {
+            device_trips: &device_trips,
+            local_minute: local_minute(physics, opts.time_zone.as_ref()),
+            ..Inputs::default()
+        };
         let wants_shutdown =
             shutdown_at.is_none() && (ctrl_c_seen || opts.duration.is_some_and(|d| now >= d));
         if wants_shutdown {

@@ -486,7 +486,13 @@ pub fn run(
                 d.get().saturating_sub(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)),
             )
         });
-        let opts = LoopOptions { cycle: cfg.controller.cycle, speed: 1.0, duration: remaining, reset_reason };
+        let opts = LoopOptions {
+            cycle: cfg.controller.cycle,
+            speed: 1.0,
+            duration: remaining,
+            reset_reason,
+            time_zone: cfg.time_zone.clone(),
+        };
         drive(devices, controller, store, &opts, None).await
     })
 }
