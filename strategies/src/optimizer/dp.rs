@@ -1,0 +1,259 @@
+//! The per-step cost model and the exact backward/forward dynamic programme (see the parent
+//! module's docs for the model and why it is exact).
+
+use super::pwl::{Pwl, X_EPS};
+use super::{Plan, PlanError, PlanStatus, Problem, Relaxations, Step};
+use crate::units::Money;
+
+/// Grid power beyond a limit by more than this (W) is reported as a relaxation.
+const GRID_TOL_W: f64 = 1e-3;
+
+/// One step, in f64 and in the planner's variables. `δ` is the change of stored energy (Wh).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Slot {
+    /// Hours.
+    dh: f64,
+    /// `load − pv`, W: the grid power with the battery idle.
+    net: f64,
+    /// Battery power range, W (`b_lo ≤ 0 ≤ b_hi`).
+    b_lo: f64,
+    b_hi: f64,
+    eta_c: f64,
+    eta_d: f64,
+    p_imp: f64,
+    p_exp: f64,
+    deg: f64,
+    imp_max: f64,
+    exp_max: f64,
+    /// Per kWh beyond a grid limit.
+    penalty: f64,
+}
+
+impl Slot {
+    pub(crate) fn new(p: &Problem, s: &Step, penalty: f64) -> Self {
+        let net = f64::from(s.load.get()) - f64::from(s.pv.get());
+        let imp_max = f64::from(p.grid_import_max_w.get());
+        let exp_max = f64::from(p.grid_export_max_w.get());
+        // The battery never causes or worsens a grid-limit violation: it charges at most up to
+        // the import limit and discharges at most up to the export limit (nothing beyond).
+        let b_lo = (-f64::from(p.charge_max_w.get())).max((net - imp_max).min(0.0));
+        let mut b_hi = f64::from(p.discharge_max_w.get()).min((net + exp_max).max(0.0));
+        if p.no_battery_export {
+            b_hi = b_hi.min(net.max(0.0));
+        }
+        Self {
+            dh: s.hours(),
+            net,
+            b_lo,
+            b_hi,
+            eta_c: p.eff_charge,
+            eta_d: p.eff_discharge,
+            p_imp: s.import_price.per_kwh(),
+            p_exp: s.export_price.per_kwh(),
+            deg: p.degradation_cost.per_kwh(),
+            imp_max,
+            exp_max,
+            penalty,
+        }
+    }
+
+    /// Energy change caused by battery power `b` over the step.
+    fn delta_of(&self, b: f64) -> f64 {
+        if b >= 0.0 {
+            -b * self.dh / self.eta_d
+        } else {
+            -b * self.eta_c * self.dh
+        }
+    }
+
+    /// Battery power that changes the stored energy by `d` over the step.
+    fn power_of(&self, d: f64) -> f64 {
+        if d <= 0.0 {
+            -d * self.eta_d / self.dh
+        } else {
+            -d / (self.eta_c * self.dh)
+        }
+    }
+
+    /// Most negative energy change (full discharge).
+    pub(crate) fn d_lo(&self) -> f64 {
+        self.delta_of(self.b_hi)
+    }
+
+    /// Largest energy change (full charge).
+    pub(crate) fn d_hi(&self) -> f64 {
+        self.delta_of(self.b_lo)
+    }
+
+    /// Money for battery power `b`: energy cost − export revenue + degradation.
+    pub(crate) fn money(&self, b: f64) -> f64 {
+        let g = self.net - b;
+        let energy = self.p_imp * g.max(0.0) - self.p_exp * (-g).max(0.0) + self.deg * b.abs();
+        self.dh / 1000.0 * energy
+    }
+
+    /// Grid power beyond the limits, W.
+    pub(crate) fn violation_w(&self, b: f64) -> f64 {
+        let g = self.net - b;
+        (g - self.imp_max).max(0.0) + (-self.exp_max - g).max(0.0)
+    }
+
+    /// The DP objective of energy change `d`: money plus the grid-limit penalty.
+    fn objective(&self, d: f64) -> f64 {
+        let b = self.power_of(d);
+        self.money(b) + self.penalty * self.dh / 1000.0 * self.violation_w(b)
+    }
+
+    /// Kinks of the objective strictly inside the δ range, sorted: idle, grid at zero, grid at
+    /// each limit.
+    fn kinks(&self) -> ([f64; 4], usize) {
+        let (lo, hi) = (self.d_lo(), self.d_hi());
+        let mut k = [0.0; 4];
+        let mut n = 0;
+        for b in [0.0, self.net, self.net - self.imp_max, self.net + self.exp_max] {
+            let d = self.delta_of(b);
+            if d > lo + X_EPS && d < hi - X_EPS {
+                k[n] = d;
+                n += 1;
+            }
+        }
+        k[..n].sort_by(f64::total_cmp);
+        (k, n)
+    }
+
+    /// The objective as a piecewise-linear function of `δ` (linear between the kinks).
+    fn cost_fn(&self) -> Pwl {
+        let (k, n) = self.kinks();
+        let pts = core::iter::once(self.d_lo())
+            .chain(k[..n].iter().copied())
+            .chain(core::iter::once(self.d_hi()))
+            .map(|d| (d, self.objective(d)));
+        Pwl::from_points(pts).unwrap_or_else(|| Pwl::constant(0.0, 0.0, self.objective(0.0)))
+    }
+}
+
+/// Solves the problem (inputs already validated). `solve_time_s` is left at 0 for the caller.
+pub(crate) fn solve(problem: &Problem, steps: &[Step], penalty: f64) -> Result<Plan, PlanError> {
+    let slots: Vec<Slot> = steps.iter().map(|s| Slot::new(problem, s, penalty)).collect();
+    let cap = f64::from(problem.capacity_wh.get());
+    let n = slots.len();
+    let (w_lo, w_hi) = (problem.soc_min * cap, problem.soc_max * cap);
+    let e0 = problem.soc_init * cap;
+    let mut relax = Relaxations::default();
+
+    // Forward: the energies allowed at the end of each step. Inside the window the window is
+    // hard; from outside, the nearest reachable point (the fastest return).
+    let mut sets: Vec<(f64, f64)> = Vec::with_capacity(n + 1);
+    sets.push((e0, e0));
+    for (t, s) in slots.iter().enumerate() {
+        let (lo, hi) = sets[t];
+        let (c_lo, c_hi) = (lo + s.d_lo(), hi + s.d_hi());
+        let (a, b) = (c_lo.max(w_lo), c_hi.min(w_hi));
+        if a <= b {
+            sets.push((a, b));
+        } else {
+            let p = if c_hi < w_lo { c_hi } else { c_lo };
+            sets.push((p, p));
+            relax.soc_window_steps.push(t);
+        }
+    }
+    let e_final = problem.soc_final * cap;
+    if let Some(last) = sets.last_mut() {
+        if e_final <= last.1 {
+            last.0 = last.0.max(e_final);
+        } else {
+            *last = (last.1, last.1);
+        }
+    }
+
+    // Backward: exact value functions on the allowed sets.
+    let snap = 1e-6 + 1e-12 * cap;
+    let mut values: Vec<Pwl> = Vec::with_capacity(n + 1);
+    let (flo, fhi) = sets.last().copied().unwrap_or((e0, e0));
+    values.push(Pwl::constant(flo, fhi, 0.0));
+    for t in (1..n).rev() {
+        let next = values.last().ok_or(PlanError::Numerical { index: t })?;
+        let v = next.min_plus(&slots[t].cost_fn());
+        let (lo, hi) = sets[t];
+        let v = v.restrict(lo, hi, snap).ok_or(PlanError::Numerical { index: t })?;
+        values.push(v);
+    }
+    values.reverse(); // values[t] is V_{t+1}, the cost from the end of step t on.
+
+    // Forward: pick the minimising δ in each step.
+    let mut e = e0;
+    let mut plan = Plan {
+        total_cost: Money::ZERO,
+        battery_w: Vec::with_capacity(n),
+        soc: Vec::with_capacity(n),
+        grid_w: Vec::with_capacity(n),
+        solve_time_s: 0.0,
+        status: PlanStatus::Optimal,
+        relaxations: Relaxations::default(),
+    };
+    let mut total = 0.0;
+    for (t, s) in slots.iter().enumerate() {
+        let v = values.get(t).ok_or(PlanError::Numerical { index: t })?;
+        let d = best_delta(s, v, e);
+        let e_next = (e + d).clamp(v.lo(), v.hi());
+        let b = s.power_of(e_next - e).clamp(s.b_lo, s.b_hi);
+        e = e_next;
+        total += s.money(b);
+        if s.violation_w(b) > GRID_TOL_W {
+            relax.grid_limit_steps.push(t);
+        }
+        plan.battery_w.push(b);
+        plan.grid_w.push(s.net - b);
+        plan.soc.push(e / cap);
+    }
+    relax.final_soc_shortfall = (problem.soc_final - e / cap).max(0.0);
+    if relax.final_soc_shortfall * cap <= snap {
+        relax.final_soc_shortfall = 0.0;
+    }
+    plan.total_cost = Money::new(total);
+    if !relax.is_empty() {
+        plan.status = PlanStatus::FeasibleRelaxed;
+    }
+    plan.relaxations = relax;
+    Ok(plan)
+}
+
+/// The energy change in step `s` from energy `e` that minimises objective + `v(e + δ)`. The
+/// minimum of a piecewise-linear function over an interval is at an end or a vertex, so only
+/// those are tried; exact ties go to the smaller `|δ|` (no needless cycling).
+fn best_delta(s: &Slot, v: &Pwl, e: f64) -> f64 {
+    let lo = s.d_lo().max(v.lo() - e);
+    let hi = s.d_hi().min(v.hi() - e);
+    if lo >= hi {
+        return 0.5 * (lo + hi);
+    }
+    let mut best = (f64::INFINITY, 0.0_f64);
+    let mut consider = |d: f64| {
+        let val = s.objective(d) + v.eval(e + d);
+        let tol = 1e-12 * (1.0 + val.abs());
+        if val < best.0 - tol || (val <= best.0 + tol && d.abs() < best.1.abs()) {
+            best = (val.min(best.0), d);
+        }
+    };
+    consider(lo);
+    consider(hi);
+    let (k, nk) = s.kinks();
+    for &d in &k[..nk] {
+        if d > lo && d < hi {
+            consider(d);
+        }
+    }
+    let pts = v.points();
+    let first = pts.partition_point(|p| p.x <= e + lo);
+    for p in pts.get(first..).unwrap_or_default() {
+        let d = p.x - e;
+        if d >= hi {
+            break;
+        }
+        consider(d);
+    }
+    if 0.0 > lo && 0.0 < hi {
+        consider(0.0);
+    }
+    best.1
+}
