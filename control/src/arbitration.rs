@@ -31,7 +31,12 @@
 //! to balance the site, so the controller follows grid = 0 with the self-consumption loop, which
 //! absorbs the forecast error (more load, a cloud) instead of importing or exporting it. Any
 //! other slot (planned grid charging, discharging for export, a battery planned at its limit)
-//! is a **hold slot**: the planned battery power is proposed as it is.
+//! is a **hold slot**: the planned battery power is proposed, but the battery never moves the
+//! grid to the other side of what the plan expected — a slot planned without import
+//! (`grid ≤ 0`) charges at most from the surplus there is (a cloud must not turn a planned
+//! PV charge into a grid charge), and a slot planned without export (`grid ≥ 0`) discharges at
+//! most into the site's own load (a load drop must not turn a planned discharge into export).
+//! Charging from the grid and discharging into the grid happen only where the plan says so.
 //!
 //! SOC reserve: if the default mode keeps one ([`crate::ModeSetting::reserve_soc`]:
 //! self-consumption and peak shaving), plan slots of both kinds do not discharge at or below it
@@ -280,21 +285,44 @@ impl PlanExecutor {
             return self.self_consumption.propose(&cfg, reserve, now, dt, snapshot);
         }
         self.in_self_consumption = false;
+        let hold =
+            Proposal { setpoint: keep_grid_side(plan, now, snapshot), reason: ProposalReason::PlanHold };
         let Some(r) = reserve else {
-            return Proposal { setpoint: plan.battery, reason: ProposalReason::PlanHold };
+            return hold;
         };
-        if plan.battery <= Watts::ZERO {
-            return Proposal { setpoint: plan.battery, reason: ProposalReason::PlanHold };
+        if hold.setpoint <= Watts::ZERO {
+            return hold;
         }
         match snapshot.battery.soc.value_at(now) {
-            Some(soc) if !self.reserve.update(soc, r) => {
-                Proposal { setpoint: plan.battery, reason: ProposalReason::PlanHold }
-            }
+            Some(soc) if !self.reserve.update(soc, r) => hold,
             Some(_) => Proposal { setpoint: Watts::ZERO, reason: ProposalReason::SocReserve },
             // A reserve that cannot be checked is not spent.
             None => Proposal { setpoint: Watts::ZERO, reason: ProposalReason::SignalUnavailable },
         }
     }
+}
+
+/// The hold slot's battery power, limited so that the battery does not move the grid to the side
+/// the plan did not expect (module docs). Without a good grid and battery reading the planned
+/// power is held as it is.
+fn keep_grid_side(plan: PlanTarget, now: Millis, snapshot: &Snapshot) -> Watts {
+    let (Some(grid), Some(battery)) =
+        (snapshot.grid.active_power.value_at(now), snapshot.inverter.active_power.value_at(now))
+    else {
+        return plan.battery;
+    };
+    // The grid flow with the battery idle (`+` import): the site's net load.
+    let net_load = grid + battery;
+    let mut b = plan.battery;
+    if plan.grid <= Watts::ZERO && b < Watts::ZERO {
+        // Charge only from a surplus: grid = net_load − b ≤ 0 ⇔ b ≥ net_load.
+        b = b.max(net_load.min(Watts::ZERO));
+    }
+    if plan.grid >= Watts::ZERO && b > Watts::ZERO {
+        // Discharge only into the load: grid ≥ 0 ⇔ b ≤ net_load.
+        b = b.min(net_load.max(Watts::ZERO));
+    }
+    b
 }
 
 #[cfg(test)]
@@ -391,6 +419,37 @@ mod tests {
     }
 
     #[test]
+    fn hold_slots_keep_the_grid_on_the_planned_side() {
+        let mut x = PlanExecutor::default();
+        let hold = |x: &mut PlanExecutor, plan, s: &Snapshot| {
+            x.propose(plan, Millis::ZERO, s, &env(), None).setpoint
+        };
+        // Planned: PV charge of 2 kW while exporting 1.5 kW. A cloud leaves 300 W of surplus
+        // (battery idle: grid −300 W): charge only those 300 W, never from the grid.
+        let pv_charge = PlanTarget { battery: w(-2000.0), grid: w(-1500.0) };
+        assert_eq!(hold(&mut x, pv_charge, &snap(50.0, -300.0, 0.0)), w(-300.0));
+        // Same while the battery already charges 2 kW and the grid shows +1.7 kW import.
+        assert_eq!(hold(&mut x, pv_charge, &snap(50.0, 1700.0, -2000.0)), w(-300.0));
+        // No surplus at all: stop charging.
+        assert_eq!(hold(&mut x, pv_charge, &snap(50.0, 800.0, 0.0)), Watts::ZERO);
+        // Enough surplus: the planned power.
+        assert_eq!(hold(&mut x, pv_charge, &snap(50.0, -3500.0, 0.0)), w(-2000.0));
+        // Planned: discharge 2 kW into a 2.5 kW load (import 500 W). The load drops to 800 W:
+        // discharge only 800 W, never into the grid.
+        let cover = PlanTarget { battery: w(2000.0), grid: w(500.0) };
+        assert_eq!(hold(&mut x, cover, &snap(50.0, 800.0, 0.0)), w(800.0));
+        // Planned grid charging and planned export stay as planned.
+        let grid_charge = PlanTarget { battery: w(-3000.0), grid: w(3500.0) };
+        assert_eq!(hold(&mut x, grid_charge, &snap(50.0, 500.0, 0.0)), w(-3000.0));
+        let export = PlanTarget { battery: w(3000.0), grid: w(-2500.0) };
+        assert_eq!(hold(&mut x, export, &snap(50.0, 500.0, 0.0)), w(3000.0));
+        // Without a grid reading the planned power is held.
+        let mut s = snap(50.0, 0.0, 0.0);
+        s.grid.active_power.invalidate();
+        assert_eq!(hold(&mut x, pv_charge, &s), w(-2000.0));
+    }
+
+    #[test]
     fn plan_self_consumption_slot_absorbs_forecast_error() {
         let mut x = PlanExecutor::default();
         // Planned: battery covers 1 kW of load, grid 0. Actual: 1.8 kW import with the battery
@@ -407,9 +466,12 @@ mod tests {
         let plan = PlanTarget { battery: w(-2500.0), grid: w(3000.0) };
         let pr = x.propose(plan, Millis::ZERO, &snap(50.0, 500.0, 0.0), &env(), Some(Percent::new(20.0)));
         assert_eq!((pr.setpoint, pr.reason), (w(-2500.0), ProposalReason::PlanHold));
-        // Grid 0 but the battery planned at the envelope limit: hold as well.
+        // Grid 0 but the battery planned at the envelope limit: hold as well — limited to the
+        // 500 W load, since the plan expected no export.
         let plan = PlanTarget { battery: w(5000.0), grid: Watts::ZERO };
         let pr = x.propose(plan, Millis::ZERO, &snap(50.0, 500.0, 0.0), &env(), None);
+        assert_eq!((pr.setpoint, pr.reason), (w(500.0), ProposalReason::PlanHold));
+        let pr = x.propose(plan, Millis::ZERO, &snap(50.0, 6000.0, 0.0), &env(), None);
         assert_eq!((pr.setpoint, pr.reason), (w(5000.0), ProposalReason::PlanHold));
         let mut shrunk = env();
         shrunk.limit_discharge(w(1000.0), Constraint::BmsLimit);

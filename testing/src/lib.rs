@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod checker;
+pub mod economics;
 pub mod faults;
 pub mod faulty;
 pub mod harness;

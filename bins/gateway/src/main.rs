@@ -118,6 +118,14 @@ enum Cmd {
         /// Run a scenario file (TOML timeline of faults with expectations) instead of --days.
         #[arg(long, conflicts_with_all = ["days", "faults"])]
         scenario: Option<PathBuf>,
+        /// Economics: bill the site under this tariff file (examples/tariffs/*.toml) and compare
+        /// the EMS (day-ahead plan re-planned every 15 min) with a no-battery and a
+        /// self-consumption-only baseline, per month (the reference home of docs/ECONOMICS.md).
+        #[arg(long, conflicts_with_all = ["scenario", "faults", "duty", "step_ms"])]
+        tariff: Option<PathBuf>,
+        /// Economics: the day of the year to start on (1 = 1 January).
+        #[arg(long, default_value_t = 1, requires = "tariff")]
+        start_day: u16,
     },
 }
 
@@ -160,9 +168,20 @@ fn main() -> ExitCode {
             }
         },
         Some(Cmd::Simulate { scenario: Some(path), report, .. }) => scenario(&path, report),
-        Some(Cmd::Simulate { days, seed, report, faults, step_ms, duty, scenario: None }) => {
-            simulate(days.unwrap_or(0), seed, report, &faults, step_ms, duty.as_deref())
+        Some(Cmd::Simulate { days, seed, report, tariff: Some(tariff), start_day, .. }) => {
+            economics(days.unwrap_or(0), seed, report, &tariff, start_day)
         }
+        Some(Cmd::Simulate {
+            days,
+            seed,
+            report,
+            faults,
+            step_ms,
+            duty,
+            scenario: None,
+            tariff: None,
+            ..
+        }) => simulate(days.unwrap_or(0), seed, report, &faults, step_ms, duty.as_deref()),
         None => {
             init_tracing();
             match live::run(&cli.live) {
@@ -306,6 +325,40 @@ fn simulate(
                 return ExitCode::FAILURE;
             }
             if report.violation_count == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            }
+        }
+        Err(e) => {
+            eprintln!("ems-gateway simulate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn economics(
+    days: u32,
+    seed: u64,
+    format: ReportFormat,
+    tariff: &std::path::Path,
+    start_day: u16,
+) -> ExitCode {
+    let tariff = match ems_strategies::tariff::Tariff::load(tariff) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("ems-gateway simulate: --tariff {}: {e}", tariff.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut opts = ems_testing::economics::EconomicsOptions::reference_home(tariff, days, seed);
+    opts.start_day = start_day;
+    match ems_testing::economics::run_economics(&opts) {
+        Ok(report) => {
+            if !print_report(format, &report, || serde_json::to_string_pretty(&report)) {
+                return ExitCode::FAILURE;
+            }
+            if report.violations == 0 {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(2)

@@ -1,0 +1,600 @@
+//! The economics of a simulated site over days to a year (issue #5): the whole control stack
+//! at 1 s resolution — the simulated site through the device safety layer, the real
+//! `Controller` with its envelope and final clamp — with the day-ahead planner of
+//! `ems-strategies` re-planning every 15 minutes from the measured SOC and forecasts, and the
+//! cost of the result under a tariff, against two baselines:
+//!
+//! * **no battery**: the same site without a battery, i.e. the grid carries `load − pv` (taken
+//!   from the simulator's truth of the EMS run, second by second, so both see the same weather
+//!   and load);
+//! * **self-consumption only**: a second full run in which the battery only follows zero grid
+//!   exchange (the `SelfConsumption` mode, no plan).
+//!
+//! # The EMS run
+//!
+//! The controller's default mode is self-consumption (10 % reserve). At every quarter-hour the
+//! [`CycleHook`] builds the planning horizon from forecasts — PV: clear-sky × measured ratio
+//! ([`PvForecaster`]); load: day-type profiles learned by exponential smoothing
+//! ([`LoadForecaster`], cold start from a flat 4000 kWh/a); prices: the tariff where day-ahead
+//! prices are published (until the end of today, or of tomorrow from 13:00 on), the same time of
+//! the last published day beyond — plans with [`replan`] from the SOC the BMS reports (outside
+//! the window too), and hands the first slot to the controller as a [`PlanTarget`]. The
+//! controller's arbitration runs a slot planned at zero grid exchange with its self-consumption
+//! loop (so forecast errors go to the battery, not the grid) and holds the planned battery power
+//! otherwise; the envelope and the final clamp have the last word as always, and the harness
+//! checks the safety invariant and the hard limits on the simulator's truth every cycle.
+//!
+//! # Time bases (a documented simplification)
+//!
+//! The simulator has one local clock without daylight saving: day-of-year and time of day. Its
+//! PV is Greensboro's TMY3 year by local standard time (UTC−5) and its load the German BDEW H25
+//! profile by local time with the calendar of 2025 (1 January a Wednesday). The market is German
+//! (SMARD 2018, Europe/Berlin). The simulated clock is mapped to instants by fixed offsets:
+//!
+//! | use | instant of simulated clock `c` |
+//! |---|---|
+//! | prices, tariff, ledgers | `2018-01-01T00:00+01:00 + c` (CET; in summer the sim's noon is 13:00 CEST) |
+//! | PV forecast (sun position) | `2018-01-01T00:00−05:00 + c` (Greensboro standard time) |
+//! | load forecast (day types) | `2025-01-01T00:00+01:00 + c` (the weekdays of the simulated load) |
+//!
+//! So the site sees Greensboro's sun and Germany's market hours, both by its local clock.
+
+use std::time::Instant;
+
+use ems_control::{ControllerConfig, ModeSetting, PlanTarget, SelfConsumptionConfig};
+use ems_core::{Millis, Percent, Snapshot, Watts};
+use ems_devices::sim::{SimSiteConfig, SimulatedSite};
+use ems_strategies::accounting::{Ledger, LedgerError, Savings, Totals};
+use ems_strategies::forecast::{LoadForecaster, LoadProfile, PvCorrection, PvForecaster, PvSystem};
+use ems_strategies::optimizer::{replan, PlanStatus, Problem, Step};
+use ems_strategies::tariff::{Calendar, ImportPricing, Tariff};
+use ems_strategies::Price;
+use jiff::tz::{self, TimeZone};
+use jiff::{SignedDuration, Timestamp};
+
+use crate::harness::{run_with_hook, CycleHook, HarnessError, HookInputs, RunOptions};
+
+/// Milliseconds in a day.
+const DAY: u64 = 86_400_000;
+/// Planning slot and re-planning period.
+const SLOT: u64 = 900_000;
+/// Export price added per slot of lead time to break ties (see [`PlanHook::steps`]); at most
+/// 0.002 per kWh over a 48 h horizon.
+const TIE_BREAK_PER_SLOT: f64 = 1e-5;
+
+/// What to simulate.
+#[derive(Debug, Clone)]
+pub struct EconomicsOptions {
+    /// Simulated days (1..=365).
+    pub days: u32,
+    /// Day of the year to start on (1 = 1 January).
+    pub start_day: u16,
+    /// Seed of the site's noise.
+    pub seed: u64,
+    /// The tariff all three cases are billed under.
+    pub tariff: Tariff,
+    /// The simulated site (battery, inverter, PV, load).
+    pub site: SimSiteConfig,
+    /// The planner's battery and grid model.
+    pub planner: Problem,
+    /// Shortest planning horizon (longer when more day-ahead prices are known).
+    pub min_horizon: Millis,
+}
+
+/// Why an economics run could not be done.
+#[derive(Debug, thiserror::Error)]
+pub enum EconomicsError {
+    /// A setting is out of range.
+    #[error("{0}")]
+    Options(String),
+    /// The harness refused the run.
+    #[error(transparent)]
+    Harness(#[from] HarnessError),
+    /// The cost ledger refused a sample (a bug: samples are in order).
+    #[error("cost ledger: {0}")]
+    Ledger(#[from] LedgerError),
+    /// A forecaster could not be built.
+    #[error("forecast: {0}")]
+    Forecast(String),
+}
+
+impl EconomicsOptions {
+    /// The reference home of `docs/ECONOMICS.md`: 10 kWh LFP battery behind a 5 kW inverter,
+    /// 6 kWp PV, 4000 kWh/a household load, starting on 1 January, under `tariff`.
+    #[must_use]
+    pub fn reference_home(tariff: Tariff, days: u32, seed: u64) -> Self {
+        let site = SimSiteConfig {
+            start_day_of_year: 1,
+            start_time_of_day: Millis::ZERO,
+            seed,
+            initial_soc: Percent::new(50.0),
+            ..SimSiteConfig::default()
+        };
+        let planner = Problem {
+            capacity_wh: site.battery_capacity,
+            // A little under the inverter rating: the envelope derates near full and empty.
+            charge_max_w: Watts::new(4500.0),
+            discharge_max_w: Watts::new(4500.0),
+            eff_charge: 0.95,
+            eff_discharge: 0.95,
+            // The window self-consumption uses too: down to its 10 % reserve (the safety
+            // monitor warns at 10 %, alarms at 5 %), up to 95 % (charging derates above 90 %).
+            soc_min: 0.11,
+            soc_max: 0.95,
+            soc_init: 0.5,
+            soc_final: 0.11,
+            ..Problem::default()
+        };
+        Self { days, start_day: 1, seed, tariff, site, planner, min_horizon: Millis::new(DAY) }
+    }
+
+    fn validate(&self) -> Result<(), EconomicsError> {
+        if !(1..=365).contains(&self.days) {
+            return Err(EconomicsError::Options(format!("--days = {} must be 1..=365", self.days)));
+        }
+        if !(1..=365).contains(&self.start_day) {
+            return Err(EconomicsError::Options(format!("--start-day = {} must be 1..=365", self.start_day)));
+        }
+        self.planner.validate().map_err(|e| EconomicsError::Options(e.to_string()))
+    }
+}
+
+/// The three costs, per month and in total, and what the run measured.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EconomicsReport {
+    /// The tariff's name.
+    pub tariff: String,
+    /// Its currency.
+    pub currency: String,
+    /// Simulated days.
+    pub days: u32,
+    /// First simulated day of the year.
+    pub start_day: u16,
+    /// Seed.
+    pub seed: u64,
+    /// EMS against both baselines, per month and in total.
+    pub savings: Savings,
+    /// The EMS run's energy and cost totals.
+    pub ems: Totals,
+    /// No battery.
+    pub no_battery: Totals,
+    /// Self-consumption only.
+    pub self_consumption: Totals,
+    /// Plans made (one per quarter-hour).
+    pub plans: u64,
+    /// Plans whose status was `feasible_relaxed` (SOC outside the window, …).
+    pub plans_relaxed: u64,
+    /// Plans that failed (the controller then ran its default mode for that slot).
+    pub plan_errors: u64,
+    /// Mean and largest planning time, ms.
+    pub plan_ms_mean: f64,
+    /// Largest planning time, ms.
+    pub plan_ms_max: f64,
+    /// Mean planning horizon, slots.
+    pub horizon_slots_mean: f64,
+    /// Safety checks of both runs: hard-limit, invariant and lease violations (0 expected).
+    pub violations: u64,
+    /// The battery in the EMS run.
+    pub ems_battery: BatteryFlows,
+    /// The battery in the self-consumption run.
+    pub self_consumption_battery: BatteryFlows,
+    /// Wall time of the EMS run (simulation + planning), s.
+    pub ems_wall_s: f64,
+    /// Wall time of the self-consumption run, s.
+    pub self_consumption_wall_s: f64,
+    /// Wall time of the whole command (both runs in parallel), s.
+    pub wall_s: f64,
+}
+
+impl std::fmt::Display for EconomicsReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "economics: {} days from day {} (seed {}), tariff '{}' ({}), 1 s control, re-planning every 15 min",
+            self.days, self.start_day, self.seed, self.tariff, self.currency
+        )?;
+        writeln!(f, "{}", self.savings)?;
+        writeln!(f, "EMS:              {}", self.ems)?;
+        writeln!(f, "no battery:       {}", self.no_battery)?;
+        writeln!(f, "self-consumption: {}", self.self_consumption)?;
+        for (name, b) in [("EMS", &self.ems_battery), ("self-consumption", &self.self_consumption_battery)] {
+            writeln!(
+                f,
+                "battery ({name}): throughput {:.1} kWh, charged from the grid {:.1} kWh, discharged into the grid {:.1} kWh",
+                b.throughput_kwh, b.from_grid_kwh, b.to_grid_kwh
+            )?;
+        }
+        writeln!(
+            f,
+            "plans: {} ({} relaxed, {} failed), {:.1} slots on average, {:.3} ms mean / {:.3} ms max",
+            self.plans,
+            self.plans_relaxed,
+            self.plan_errors,
+            self.horizon_slots_mean,
+            self.plan_ms_mean,
+            self.plan_ms_max
+        )?;
+        writeln!(f, "safety violations (both runs): {}", self.violations)?;
+        writeln!(
+            f,
+            "wall time: {:.1} s (EMS run {:.1} s, self-consumption run {:.1} s, in parallel)",
+            self.wall_s, self.ems_wall_s, self.self_consumption_wall_s
+        )
+    }
+}
+
+/// The fixed-offset time bases of the module docs.
+#[derive(Debug, Clone, Copy)]
+struct Clocks {
+    /// Simulated clock (ms since 1 January 00:00) at harness time 0.
+    offset: u64,
+    price: Timestamp,
+    pv: Timestamp,
+    load: Timestamp,
+}
+
+impl Clocks {
+    fn new(offset: u64) -> Self {
+        let at = |s: &str| s.parse::<Timestamp>().unwrap_or(Timestamp::UNIX_EPOCH);
+        Self {
+            offset,
+            price: at("2017-12-31T23:00:00Z"),
+            pv: at("2018-01-01T05:00:00Z"),
+            load: at("2024-12-31T23:00:00Z"),
+        }
+    }
+
+    /// The simulated clock at harness time `now`.
+    fn clock(&self, now: Millis) -> u64 {
+        self.offset + now.get()
+    }
+
+    fn shift(base: Timestamp, clock: u64) -> Timestamp {
+        let ms = i64::try_from(clock).unwrap_or(i64::MAX);
+        base.checked_add(SignedDuration::from_millis(ms)).unwrap_or(Timestamp::MAX)
+    }
+
+    fn price_ts(&self, clock: u64) -> Timestamp {
+        Self::shift(self.price, clock)
+    }
+    fn pv_ts(&self, clock: u64) -> Timestamp {
+        Self::shift(self.pv, clock)
+    }
+    fn load_ts(&self, clock: u64) -> Timestamp {
+        Self::shift(self.load, clock)
+    }
+}
+
+fn secs(step: Millis) -> f64 {
+    #[allow(clippy::cast_precision_loss)] // a control step in ms
+    let s = step.get() as f64 / 1000.0;
+    s
+}
+
+/// What the battery did, from the simulator's truth (kWh): throughput, and how much of it
+/// crossed the grid connection — charged from the grid, or discharged into it.
+#[derive(Debug, Default, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct BatteryFlows {
+    /// AC throughput, charge + discharge.
+    pub throughput_kwh: f64,
+    /// Charged while the site imported (the smaller of the two), i.e. from the grid.
+    pub from_grid_kwh: f64,
+    /// Discharged while the site exported (the smaller of the two), i.e. into the grid.
+    pub to_grid_kwh: f64,
+}
+
+impl BatteryFlows {
+    fn observe(&mut self, battery: Watts, grid: Watts, dt_s: f64) {
+        let (b, g) = (f64::from(battery.get()), f64::from(grid.get()));
+        let h = dt_s / 3600.0 / 1000.0;
+        self.throughput_kwh += b.abs() * h;
+        if b < 0.0 && g > 0.0 {
+            self.from_grid_kwh += (-b).min(g) * h;
+        }
+        if b > 0.0 && g < 0.0 {
+            self.to_grid_kwh += b.min(-g) * h;
+        }
+    }
+}
+
+/// Energy of the current quarter-hour, for the forecasters.
+#[derive(Debug, Default, Clone, Copy)]
+struct SlotEnergy {
+    pv_wh: f64,
+    load_wh: f64,
+    seconds: f64,
+}
+
+/// The EMS run's hook: plans, feeds the plan to the controller, keeps the ledgers.
+struct PlanHook {
+    clocks: Clocks,
+    tariff: Tariff,
+    dynamic: bool,
+    problem: Problem,
+    min_horizon: u64,
+    pv: PvForecaster,
+    load: LoadForecaster,
+    target: Option<PlanTarget>,
+    next_plan: Option<u64>,
+    slot: SlotEnergy,
+    ems: Ledger,
+    no_battery: Ledger,
+    error: Option<LedgerError>,
+    plans: u64,
+    relaxed: u64,
+    failed: u64,
+    plan_s: f64,
+    plan_s_max: f64,
+    horizon_slots: u64,
+    flows: BatteryFlows,
+}
+
+impl PlanHook {
+    fn new(opts: &EconomicsOptions, clocks: Clocks) -> Result<Self, EconomicsError> {
+        let forecast = |e: ems_strategies::forecast::ForecastError| EconomicsError::Forecast(e.to_string());
+        // The simulated array: horizontal, kWp × system efficiency, at Greensboro.
+        let kwp = opts.site.pv_peak;
+        let losses = 1.0 - f64::from(opts.site.pv_system_efficiency.fraction());
+        let system = PvSystem::new(36.1, -79.95, 0.0, 180.0, kwp)
+            .and_then(|s| s.with_losses(losses))
+            .map_err(forecast)?;
+        let pv = PvForecaster::new(system, PvCorrection::default()).map_err(forecast)?;
+        #[allow(clippy::cast_possible_truncation)] // a household's mean load in W
+        let mean = (f64::from(opts.site.annual_load.get()) / 8760.0) as f32;
+        let cet = TimeZone::fixed(tz::offset(1));
+        let load = LoadForecaster::new(
+            LoadProfile::flat(96, Watts::new(mean)).map_err(forecast)?,
+            0.2,
+            cet.clone(),
+            Calendar::default(),
+        )
+        .map_err(forecast)?;
+        let tariff_tz = opts.tariff.time_zone().clone();
+        Ok(Self {
+            clocks,
+            dynamic: matches!(opts.tariff.import(), ImportPricing::Dynamic(_)),
+            tariff: opts.tariff.clone(),
+            problem: opts.planner,
+            min_horizon: opts.min_horizon.get(),
+            pv,
+            load,
+            target: None,
+            next_plan: None,
+            slot: SlotEnergy::default(),
+            ems: Ledger::new(opts.tariff.clone(), tariff_tz.clone()),
+            no_battery: Ledger::new(opts.tariff.clone(), tariff_tz),
+            error: None,
+            plans: 0,
+            relaxed: 0,
+            failed: 0,
+            plan_s: 0.0,
+            plan_s_max: 0.0,
+            horizon_slots: 0,
+            flows: BatteryFlows::default(),
+        })
+    }
+
+    /// Day-ahead prices are published at 13:00 for the next day: known until the end of today,
+    /// or of tomorrow from 13:00 on. Non-dynamic tariffs are known for ever.
+    fn known_until(&self, clock: u64) -> u64 {
+        if !self.dynamic {
+            return u64::MAX;
+        }
+        let midnight = clock - clock % DAY;
+        if clock % DAY >= 13 * 3_600_000 {
+            midnight + 2 * DAY
+        } else {
+            midnight + DAY
+        }
+    }
+
+    /// The horizon's steps from the quarter-hour starting at `clock`.
+    fn steps(&self, clock: u64) -> Vec<Step> {
+        let known = self.known_until(clock);
+        let end = known.min(clock + 2 * DAY).max(clock + self.min_horizon);
+        let n = usize::try_from((end - clock).div_ceil(SLOT)).unwrap_or(96);
+        let step = SignedDuration::from_millis(i64::try_from(SLOT).unwrap_or(900_000));
+        let pv = self.pv.forecast(self.clocks.pv_ts(clock), step, n);
+        let load = self.load.forecast(self.clocks.load_ts(clock), step, n);
+        #[allow(clippy::cast_precision_loss)] // k < 200
+        (0..n)
+            .map(|k| {
+                let c = clock + SLOT * u64::try_from(k).unwrap_or(0);
+                // Beyond the published prices: the same time of the last published day.
+                let priced = if c < known { c } else { c - (c - known) / DAY * DAY - DAY };
+                let at = self.clocks.price_ts(priced);
+                Step {
+                    start: self.clocks.price_ts(c),
+                    duration: step,
+                    pv: pv.get(k).copied().unwrap_or(Watts::ZERO),
+                    load: load.get(k).copied().unwrap_or(Watts::ZERO),
+                    import_price: self.tariff.import_price(at),
+                    // Tie-break toward charging early: a kWh exported later is worth a hair
+                    // more, so among plans of equal cost the battery takes the PV surplus as soon
+                    // as it comes (as self-consumption does) instead of at the last moment, where
+                    // a forecast error would leave it short.
+                    export_price: Price::new(
+                        self.tariff.export_price(at).per_kwh() + TIE_BREAK_PER_SLOT * k as f64,
+                    ),
+                }
+            })
+            .collect()
+    }
+
+    fn plan(&mut self, clock: u64, snapshot: &Snapshot, now: Millis) {
+        let Some(soc) = snapshot.battery.soc.value_at(now) else {
+            // No SOC: no plan for this slot; the default mode runs.
+            self.target = None;
+            self.failed += 1;
+            return;
+        };
+        let steps = self.steps(clock);
+        let started = Instant::now();
+        let result = replan(&self.problem, f64::from(soc.get() / 100.0).clamp(0.0, 1.0), &steps);
+        let took = started.elapsed().as_secs_f64();
+        self.plans += 1;
+        self.plan_s += took;
+        self.plan_s_max = self.plan_s_max.max(took);
+        self.horizon_slots += u64::try_from(steps.len()).unwrap_or(0);
+        match result {
+            Ok(p) => {
+                if p.status == PlanStatus::FeasibleRelaxed {
+                    self.relaxed += 1;
+                }
+                #[allow(clippy::cast_possible_truncation)] // watts
+                let w = |x: Option<&f64>| Watts::new(x.copied().unwrap_or(0.0) as f32);
+                self.target = Some(PlanTarget { battery: w(p.battery_w.first()), grid: w(p.grid_w.first()) });
+            }
+            Err(_) => {
+                self.failed += 1;
+                self.target = None;
+            }
+        }
+    }
+}
+
+impl CycleHook for PlanHook {
+    fn inputs(&mut self, now: Millis, site: &SimulatedSite, snapshot: &Snapshot) -> HookInputs {
+        let clock = self.clocks.clock(now);
+        let due = self.next_plan.is_none_or(|t| clock >= t);
+        if due {
+            let slot_start = clock - clock % SLOT;
+            self.plan(slot_start, snapshot, now);
+            self.next_plan = Some(slot_start + SLOT);
+        }
+        let minute = site.calendar().time_of_day.get() / 60_000;
+        HookInputs { plan: self.target, local_minute: u16::try_from(minute).ok(), ess_override: None }
+    }
+
+    fn observe(&mut self, now: Millis, step: Millis, site: &SimulatedSite) {
+        let t = site.truth();
+        let start = self.clocks.clock(now).saturating_sub(step.get());
+        let at = self.clocks.price_ts(start);
+        let dt = secs(step);
+        let no_battery = Watts::new(t.load_power.get() - t.pv_power.get());
+        for r in [self.ems.record(at, t.grid_power, dt), self.no_battery.record(at, no_battery, dt)] {
+            if let Err(e) = r {
+                self.error.get_or_insert(e);
+            }
+        }
+        self.flows.observe(t.battery_power, t.grid_power, dt);
+        self.slot.pv_wh += f64::from(t.pv_power.get()) * dt / 3600.0;
+        self.slot.load_wh += f64::from(t.load_power.get()) * dt / 3600.0;
+        self.slot.seconds += dt;
+        let end = self.clocks.clock(now);
+        if end % SLOT == 0 && self.slot.seconds > 0.0 {
+            let slot_start = end - SLOT;
+            let hours = self.slot.seconds / 3600.0;
+            #[allow(clippy::cast_possible_truncation)] // watts
+            let (pv, load) = ((self.slot.pv_wh / hours) as f32, (self.slot.load_wh / hours) as f32);
+            let step_len = SignedDuration::from_millis(i64::try_from(SLOT).unwrap_or(900_000));
+            self.pv.observe(self.clocks.pv_ts(slot_start), step_len, Watts::new(pv));
+            self.load.observe(self.clocks.load_ts(slot_start), Watts::new(load));
+            self.slot = SlotEnergy::default();
+        }
+    }
+}
+
+/// The baseline's hook: only the ledger.
+struct LedgerHook {
+    clocks: Clocks,
+    ledger: Ledger,
+    error: Option<LedgerError>,
+    flows: BatteryFlows,
+}
+
+impl CycleHook for LedgerHook {
+    fn inputs(&mut self, _: Millis, site: &SimulatedSite, _: &Snapshot) -> HookInputs {
+        let minute = site.calendar().time_of_day.get() / 60_000;
+        HookInputs { local_minute: u16::try_from(minute).ok(), ..HookInputs::default() }
+    }
+
+    fn observe(&mut self, now: Millis, step: Millis, site: &SimulatedSite) {
+        let t = site.truth();
+        let start = self.clocks.clock(now).saturating_sub(step.get());
+        if let Err(e) = self.ledger.record(self.clocks.price_ts(start), t.grid_power, secs(step)) {
+            self.error.get_or_insert(e);
+        }
+        self.flows.observe(t.battery_power, t.grid_power, secs(step));
+    }
+}
+
+fn run_options(opts: &EconomicsOptions) -> RunOptions {
+    let mut run = RunOptions::days(opts.days, opts.seed);
+    run.site =
+        SimSiteConfig { start_day_of_year: opts.start_day, start_time_of_day: Millis::ZERO, ..opts.site };
+    run.controller = ControllerConfig {
+        mode: ModeSetting::SelfConsumption(SelfConsumptionConfig::default()),
+        ..ControllerConfig::default()
+    };
+    run
+}
+
+/// Run the EMS and the self-consumption baseline (in parallel, one thread each) and bill all
+/// three cases.
+///
+/// # Errors
+/// [`EconomicsError`] for invalid options or a run the harness refuses.
+pub fn run_economics(opts: &EconomicsOptions) -> Result<EconomicsReport, EconomicsError> {
+    opts.validate()?;
+    let started = Instant::now();
+    let clocks = Clocks::new((u64::from(opts.start_day) - 1) * DAY);
+    let run = run_options(opts);
+    let mut ems_hook = PlanHook::new(opts, clocks)?;
+    let mut sc_hook = LedgerHook {
+        clocks,
+        ledger: Ledger::new(opts.tariff.clone(), opts.tariff.time_zone().clone()),
+        error: None,
+        flows: BatteryFlows::default(),
+    };
+    let (ems_run, sc_run) = std::thread::scope(|s| {
+        let sc = s.spawn(|| {
+            let t = Instant::now();
+            run_with_hook(&run, &[], &[], &mut sc_hook).map(|(r, _)| (r, t.elapsed().as_secs_f64()))
+        });
+        let t = Instant::now();
+        let ems = run_with_hook(&run, &[], &[], &mut ems_hook).map(|(r, _)| (r, t.elapsed().as_secs_f64()));
+        (ems, sc.join())
+    });
+    let (ems_report, ems_wall) = ems_run?;
+    let (sc_report, sc_wall) = match sc_run {
+        Ok(r) => r?,
+        Err(_) => return Err(EconomicsError::Options("the self-consumption run panicked".to_owned())),
+    };
+    if let Some(e) = ems_hook.error.take().or(sc_hook.error.take()) {
+        return Err(e.into());
+    }
+    let savings = Savings::compare(&ems_hook.ems, &ems_hook.no_battery, &sc_hook.ledger);
+    #[allow(clippy::cast_precision_loss)] // counts
+    let (plan_ms_mean, horizon_slots_mean) = if ems_hook.plans > 0 {
+        (
+            ems_hook.plan_s / ems_hook.plans as f64 * 1000.0,
+            ems_hook.horizon_slots as f64 / ems_hook.plans as f64,
+        )
+    } else {
+        (0.0, 0.0)
+    };
+    Ok(EconomicsReport {
+        tariff: opts.tariff.name().to_owned(),
+        currency: opts.tariff.currency().to_owned(),
+        days: opts.days,
+        start_day: opts.start_day,
+        seed: opts.seed,
+        ems: ems_hook.ems.total(),
+        no_battery: ems_hook.no_battery.total(),
+        self_consumption: sc_hook.ledger.total(),
+        savings,
+        plans: ems_hook.plans,
+        plans_relaxed: ems_hook.relaxed,
+        plan_errors: ems_hook.failed,
+        plan_ms_mean,
+        plan_ms_max: ems_hook.plan_s_max * 1000.0,
+        horizon_slots_mean,
+        violations: ems_report.violation_count + sc_report.violation_count,
+        ems_battery: ems_hook.flows,
+        self_consumption_battery: sc_hook.flows,
+        ems_wall_s: ems_wall,
+        self_consumption_wall_s: sc_wall,
+        wall_s: started.elapsed().as_secs_f64(),
+    })
+}
