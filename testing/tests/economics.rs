@@ -27,7 +27,9 @@ fn dynamic_tariff_in_winter_plans_every_quarter_hour_and_saves_against_no_batter
     assert!(r.horizon_slots_mean > 96.0 && r.horizon_slots_mean < 141.0, "{r}");
     let total = &r.savings.total;
     assert!(total.ems.get() < total.no_battery.get(), "{r}");
-    assert!(total.vs_no_battery.percent.unwrap() > 30.0, "{r}");
+    // (The ≥ 30 % of issue #5 is a yearly figure: docs/ECONOMICS.md; three winter days of
+    // little PV save less.)
+    assert!(total.vs_no_battery.percent.unwrap() > 10.0, "{r}");
     // Same weather, same load: the baselines' energies are consistent with the EMS run's.
     assert!(r.no_battery.import_kwh > r.ems.import_kwh && r.no_battery.export_kwh > r.ems.export_kwh, "{r}");
     assert!(r.ems_battery.throughput_kwh > 10.0, "{r}");

@@ -126,6 +126,15 @@ enum Cmd {
         /// Economics: the day of the year to start on (1 = 1 January).
         #[arg(long, default_value_t = 1, requires = "tariff")]
         start_day: u16,
+        /// Economics: PV peak power of the simulated home, kWp.
+        #[arg(long, default_value_t = 3.0, requires = "tariff")]
+        pv_kwp: f64,
+        /// Economics: usable battery capacity, kWh.
+        #[arg(long, default_value_t = 10.0, requires = "tariff")]
+        battery_kwh: f64,
+        /// Economics: annual household consumption, kWh.
+        #[arg(long, default_value_t = 4000.0, requires = "tariff")]
+        annual_load_kwh: f64,
     },
 }
 
@@ -168,8 +177,19 @@ fn main() -> ExitCode {
             }
         },
         Some(Cmd::Simulate { scenario: Some(path), report, .. }) => scenario(&path, report),
-        Some(Cmd::Simulate { days, seed, report, tariff: Some(tariff), start_day, .. }) => {
-            economics(days.unwrap_or(0), seed, report, &tariff, start_day)
+        Some(Cmd::Simulate {
+            days,
+            seed,
+            report,
+            tariff: Some(tariff),
+            start_day,
+            pv_kwp,
+            battery_kwh,
+            annual_load_kwh,
+            ..
+        }) => {
+            let home = Home { start_day, pv_kwp, battery_kwh, annual_load_kwh };
+            economics(days.unwrap_or(0), seed, report, &tariff, home)
         }
         Some(Cmd::Simulate {
             days,
@@ -337,13 +357,40 @@ fn simulate(
     }
 }
 
-fn economics(
-    days: u32,
-    seed: u64,
-    format: ReportFormat,
-    tariff: &std::path::Path,
+/// The simulated home of `simulate --tariff`.
+#[derive(Debug, Clone, Copy)]
+struct Home {
     start_day: u16,
-) -> ExitCode {
+    pv_kwp: f64,
+    battery_kwh: f64,
+    annual_load_kwh: f64,
+}
+
+impl Home {
+    fn apply(self, opts: &mut ems_testing::economics::EconomicsOptions) -> Result<(), String> {
+        let check = |flag: &str, v: f64, lo: f64, hi: f64| {
+            if v.is_finite() && (lo..=hi).contains(&v) {
+                Ok(v)
+            } else {
+                Err(format!("--{flag} = {v} must be {lo}..={hi}"))
+            }
+        };
+        let pv = check("pv-kwp", self.pv_kwp, 0.0, 100.0)?;
+        let bat = check("battery-kwh", self.battery_kwh, 1.0, 200.0)?;
+        let load = check("annual-load-kwh", self.annual_load_kwh, 100.0, 200_000.0)?;
+        // Narrowing to the f32 unit types: the ranges above keep the values exact enough.
+        #[allow(clippy::cast_possible_truncation)]
+        let f = |x: f64| (x * 1000.0) as f32;
+        opts.site.pv_peak = ems_core::Watts::new(f(pv));
+        opts.site.battery_capacity = ems_core::WattHours::new(f(bat));
+        opts.planner.capacity_wh = opts.site.battery_capacity;
+        opts.site.annual_load = ems_core::WattHours::new(f(load));
+        opts.start_day = self.start_day;
+        Ok(())
+    }
+}
+
+fn economics(days: u32, seed: u64, format: ReportFormat, tariff: &std::path::Path, home: Home) -> ExitCode {
     let tariff = match ems_strategies::tariff::Tariff::load(tariff) {
         Ok(t) => t,
         Err(e) => {
@@ -352,7 +399,10 @@ fn economics(
         }
     };
     let mut opts = ems_testing::economics::EconomicsOptions::reference_home(tariff, days, seed);
-    opts.start_day = start_day;
+    if let Err(e) = home.apply(&mut opts) {
+        eprintln!("ems-gateway simulate: {e}");
+        return ExitCode::FAILURE;
+    }
     match ems_testing::economics::run_economics(&opts) {
         Ok(report) => {
             if !print_report(format, &report, || serde_json::to_string_pretty(&report)) {
