@@ -1,6 +1,9 @@
 //! Small hand-made cases whose optimal plan is obvious, the relaxations, the JSON shape and the
 //! rolling-horizon helpers.
 
+// Test code: a failed unwrap or panic is a failed test with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use ems_core::Watts;
 use ems_strategies::optimizer::{parse_csv, plan, remaining_steps, replan, PlanStatus, Problem, Step};
 use ems_strategies::Price;
@@ -147,7 +150,8 @@ fn pv_surplus_beyond_limits_relaxes_the_grid_limit_minimally() {
 #[test]
 fn unreachable_final_soc_ends_as_full_as_possible() {
     let steps = hourly(&[(0.30, 0.08); 2], 0.0, 0.0);
-    let problem = Problem { soc_init: 0.1, soc_final: 0.9, charge_max_w: Watts::new(1000.0), ..Problem::default() };
+    let problem =
+        Problem { soc_init: 0.1, soc_final: 0.9, charge_max_w: Watts::new(1000.0), ..Problem::default() };
     let p = plan(&problem, &steps).unwrap();
     assert_eq!(p.status, PlanStatus::FeasibleRelaxed);
     assert!(p.battery_w.iter().all(|&b| close(b, -1000.0)));
@@ -206,4 +210,43 @@ fn csv_to_plan() {
     assert!(p.battery_w[..2].iter().all(|&b| b <= 0.0) && p.battery_w[2..].iter().all(|&b| b >= 0.0));
     assert!(p.battery_w[..2].iter().any(|&b| b < -100.0), "{:?}", p.battery_w);
     assert!(p.total_cost.get() < 4.0 * 0.125 * (0.10 + 0.50) - 0.01);
+}
+
+#[test]
+fn degenerate_batteries_and_horizons() {
+    let steps = hourly(&[(0.30, 0.08), (-0.10, 0.50), (0.60, 0.08)], 1000.0, 400.0);
+    // 600 W exported every hour.
+    let idle: f64 = -0.6 * (0.08 + 0.50 + 0.08);
+    // No power: the battery stays idle.
+    let none = Problem { charge_max_w: Watts::ZERO, discharge_max_w: Watts::ZERO, ..Problem::default() };
+    let p = plan(&none, &steps).unwrap();
+    assert!(p.battery_w.iter().all(|&b| b == 0.0));
+    assert!(close(p.total_cost.get(), idle), "{} vs {idle}", p.total_cost.get());
+    // A window of one point: nothing can move either.
+    let point = Problem { soc_min: 0.5, soc_max: 0.5, ..Problem::default() };
+    let p = plan(&point, &steps).unwrap();
+    assert!(p.battery_w.iter().all(|&b| b.abs() < 1e-6), "{:?}", p.battery_w);
+    assert_eq!(p.status, PlanStatus::Optimal);
+    // One step.
+    let p = plan(&Problem::default(), &steps[..1]).unwrap();
+    assert_eq!(p.battery_w.len(), 1);
+    assert!(p.soc[0] >= 0.5 - 1e-9);
+    // Lossless battery at a flat price: nothing to gain, nothing done.
+    let lossless = Problem { eff_charge: 1.0, eff_discharge: 1.0, ..Problem::default() };
+    let flat = hourly(&[(0.30, 0.30); 6], 0.0, 500.0);
+    let p = plan(&lossless, &flat).unwrap();
+    assert!(close(p.total_cost.get(), 6.0 * 0.5 * 0.30));
+    assert!(p.battery_w.iter().all(|&b| b.abs() < 1e-6), "{:?}", p.battery_w);
+}
+
+#[test]
+fn negative_prices_make_the_battery_soak_up_grid_energy() {
+    // Paid to import (0.20) and charged to export (0.10). Best: export 712.5 W in the first hour
+    // (costs 0.071) to make room, then import at full charge power in the second (earns 1.00),
+    // ending full, rather than importing 4000 Wh / 0.95 over both hours (earns 0.842).
+    let steps = hourly(&[(-0.20, -0.10); 2], 0.0, 0.0);
+    let p = plan(&Problem::default(), &steps).unwrap();
+    assert!(close(p.battery_w[0], 712.5) && close(p.battery_w[1], -5000.0), "{:?}", p.battery_w);
+    assert!(close(*p.soc.last().unwrap(), 0.9));
+    assert!(close(p.total_cost.get(), 0.07125 - 1.0), "{}", p.total_cost.get());
 }

@@ -14,13 +14,22 @@
 //! Every plan is also checked for feasibility by recomputing SOC, grid power and limits from
 //! `battery_w` here, independently of the planner.
 //!
-//! The default number of random MILP cases keeps this file at a few seconds in a debug build;
-//! set `PLANNER_CASES=2000` (for example) to run more.
+//! The default numbers of random cases (200 MILP, 60 LP, 20 grid-DP) keep this file at about
+//! 10 s in a debug build; `PLANNER_CASES=2000` (for example) sets the number for each random test
+//! (2000 take about 5 minutes even with `--release`, mostly in the MILP solver). A MILP that the
+//! solver cannot prove optimal within `PLANNER_MILP_SECONDS` (default 3) is used as an upper
+//! bound only; the count is printed (`--nocapture`).
+
+// Test code: a failed unwrap or panic is a failed test with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use ems_core::{WattHours, Watts};
 use ems_strategies::optimizer::{grid_limit_penalty, parse_csv, plan, Plan, PlanStatus, Problem, Step};
 use ems_strategies::Price;
-use good_lp::{microlp, variable, Expression, ProblemVariables, Solution, SolverModel, Variable};
+use good_lp::{
+    microlp, variable, Expression, ProblemVariables, Solution, SolutionStatus, SolverModel, Variable,
+    WithTimeLimit,
+};
 use jiff::{SignedDuration, Timestamp};
 
 /// Relative tolerance of the comparison (0.1 %), with an absolute floor in currency.
@@ -194,13 +203,27 @@ fn check_feasible(p: &Problem, steps: &[Step], plan: &Plan) -> f64 {
     let mut grid_violated = false;
     for (t, s) in m.s.iter().enumerate() {
         let b = plan.battery_w[t];
-        assert!(b >= s.b_lo - 1e-6 && b <= s.b_hi + 1e-6, "step {t}: battery {b} W outside [{}, {}]", s.b_lo, s.b_hi);
+        assert!(
+            b >= s.b_lo - 1e-6 && b <= s.b_hi + 1e-6,
+            "step {t}: battery {b} W outside [{}, {}]",
+            s.b_lo,
+            s.b_hi
+        );
         assert!((plan.grid_w[t] - (s.net - b)).abs() < 1e-6, "step {t}: grid_w != load - pv - battery");
         e += m.step_energy(s, b);
-        assert!((plan.soc[t] * m.cap - e).abs() < tol_e, "step {t}: soc {} vs recomputed {}", plan.soc[t], e / m.cap);
+        assert!(
+            (plan.soc[t] * m.cap - e).abs() < tol_e,
+            "step {t}: soc {} vs recomputed {}",
+            plan.soc[t],
+            e / m.cap
+        );
         match forced[t] {
             Some(fe) => assert!((e - fe).abs() < tol_e, "step {t}: return to window not at full power"),
-            None => assert!(e >= m.wlo - tol_e && e <= m.whi + tol_e, "step {t}: soc {} outside window", e / m.cap),
+            None => assert!(
+                e >= m.wlo - tol_e && e <= m.whi + tol_e,
+                "step {t}: soc {} outside window",
+                e / m.cap
+            ),
         }
         money += m.money(s, b);
         obj += m.objective(s, b);
@@ -216,8 +239,28 @@ fn check_feasible(p: &Problem, steps: &[Step], plan: &Plan) -> f64 {
 // ---------------------------------------------------------------------------------------------
 // Independent solvers.
 
+/// The reference solver's answer.
+struct Reference {
+    /// Objective (money + grid penalty) of its best solution.
+    cost: f64,
+    /// Whether it proved that solution optimal (else its time limit ran out).
+    proven: bool,
+}
+
+/// Time limit per MILP: a few instances make microlp's branch and bound take a minute in a debug
+/// build. `PLANNER_MILP_SECONDS` overrides it.
+fn milp_seconds() -> f64 {
+    std::env::var("PLANNER_MILP_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3.0)
+}
+
 /// The model as a MILP (`integer = true`) or its LP relaxation; returns the optimal objective.
 fn solve_lp(p: &Problem, steps: &[Step], integer: bool) -> f64 {
+    let r = solve_reference(p, steps, integer);
+    assert!(r.proven, "the LP solver did not finish");
+    r.cost
+}
+
+fn solve_reference(p: &Problem, steps: &[Step], integer: bool) -> Reference {
     let m = model(p, steps);
     let (forced, final_lb) = m.soc_rules();
     let mut vars = ProblemVariables::new();
@@ -258,12 +301,12 @@ fn solve_lp(p: &Problem, steps: &[Step], integer: bool) -> f64 {
         obj += k * s.pi * i - k * s.pe * x + k * m.deg * (c + d) + k * m.pen * (vi + vx);
         e_prev = Expression::from(e);
     }
-    let mut problem = vars.minimise(obj.clone()).using(microlp);
+    let mut problem = vars.minimise(obj.clone()).using(microlp).with_time_limit(milp_seconds());
     for c in cons {
         problem = problem.with(c);
     }
     let sol = problem.solve().unwrap_or_else(|e| panic!("reference solver failed: {e}"));
-    sol.eval(&obj)
+    Reference { cost: sol.eval(&obj), proven: matches!(sol.status(), SolutionStatus::Optimal) }
 }
 
 /// A feasible plan on a grid of `k + 1` energies over the window (plus the start): an upper
@@ -273,7 +316,8 @@ fn grid_dp(p: &Problem, steps: &[Step], k: usize) -> f64 {
     let xs: Vec<f64> = (0..=k).map(|j| m.wlo + (m.whi - m.wlo) * j as f64 / k as f64).collect();
     let n = m.s.len();
     // value[j] = best cost from grid point j at the current time to the end.
-    let mut value: Vec<f64> = xs.iter().map(|&x| if x >= m.efinal - 1e-9 { 0.0 } else { f64::INFINITY }).collect();
+    let mut value: Vec<f64> =
+        xs.iter().map(|&x| if x >= m.efinal - 1e-9 { 0.0 } else { f64::INFINITY }).collect();
     let trans = |s: &S, from: f64, to: f64| -> Option<f64> {
         let d = to - from;
         let b = if d <= 0.0 { -d * m.ed / s.dh } else { -d / (m.ec * s.dh) };
@@ -286,7 +330,9 @@ fn grid_dp(p: &Problem, steps: &[Step], k: usize) -> f64 {
             .map(|&from| {
                 xs.iter()
                     .zip(&value)
-                    .filter_map(|(&to, &v)| if v.is_finite() { trans(s, from, to).map(|c| c + v) } else { None })
+                    .filter_map(
+                        |(&to, &v)| if v.is_finite() { trans(s, from, to).map(|c| c + v) } else { None },
+                    )
                     .fold(f64::INFINITY, f64::min)
             })
             .collect();
@@ -379,21 +425,38 @@ fn assert_close(what: &str, got: f64, want: f64) -> f64 {
 
 #[test]
 fn matches_milp_on_random_short_horizons() {
-    let n_cases = cases(120);
+    let n_cases = cases(200);
     let mut r = Rng(0x5eed_0001);
     let mut worst: f64 = 0.0;
     let mut relaxed = 0;
+    let mut unproven = 0;
     for case in 0..n_cases {
         let p = random_problem(&mut r);
         let n = r.int(4, if case % 4 == 0 { 24 } else { 12 });
         let steps = random_steps(&mut r, n, false, None);
         let plan = plan(&p, &steps).unwrap();
         let got = check_feasible(&p, &steps, &plan);
-        let want = solve_lp(&p, &steps, true);
-        worst = worst.max(assert_close(&format!("case {case} ({n} steps) {p:?}"), got, want));
+        let want = solve_reference(&p, &steps, true);
+        let what = format!("case {case} ({n} steps) {p:?}");
+        if want.proven {
+            worst = worst.max(assert_close(&what, got, want.cost));
+        } else {
+            // Out of time: its best solution found is still an upper bound on the optimum.
+            unproven += 1;
+            let tol = REL_TOL * want.cost.abs().max(ABS_FLOOR);
+            assert!(
+                got <= want.cost + tol,
+                "{what}: planner {got} worse than the MILP incumbent {}",
+                want.cost
+            );
+        }
         relaxed += usize::from(plan.status == PlanStatus::FeasibleRelaxed);
     }
-    eprintln!("{n_cases} MILP cases, {relaxed} relaxed, worst relative difference {worst:e}");
+    eprintln!(
+        "{n_cases} MILP cases, {relaxed} relaxed, {unproven} not proven optimal by the MILP solver within \
+         {} s (planner checked against its best solution), worst relative difference {worst:e}",
+        milp_seconds()
+    );
 }
 
 #[test]
@@ -443,9 +506,10 @@ fn dst_day(r: &mut Rng, start: &str, end: &str, convex: bool) -> Vec<Step> {
 fn dst_days_match_lp_with_convex_prices() {
     let mut r = Rng(0x5eed_0003);
     // Europe/Berlin 2024-03-31 (23 h) and 2024-10-27 (25 h), midnight to midnight, in UTC.
-    for (start, end, len) in
-        [("2024-03-30T23:00:00Z", "2024-03-31T22:00:00Z", 92), ("2024-10-26T22:00:00Z", "2024-10-27T23:00:00Z", 100)]
-    {
+    for (start, end, len) in [
+        ("2024-03-30T23:00:00Z", "2024-03-31T22:00:00Z", 92),
+        ("2024-10-26T22:00:00Z", "2024-10-27T23:00:00Z", 100),
+    ] {
         for _ in 0..3 {
             let steps = dst_day(&mut r, start, end, true);
             assert_eq!(steps.len(), len);
@@ -463,7 +527,8 @@ fn dst_days_match_lp_with_convex_prices() {
 #[test]
 fn dst_days_with_non_convex_prices_are_bracketed() {
     let mut r = Rng(0x5eed_0004);
-    for (start, end) in [("2024-03-30T23:00:00Z", "2024-03-31T22:00:00Z"), ("2024-10-26T22:00:00Z", "2024-10-27T23:00:00Z")]
+    for (start, end) in
+        [("2024-03-30T23:00:00Z", "2024-03-31T22:00:00Z"), ("2024-10-26T22:00:00Z", "2024-10-27T23:00:00Z")]
     {
         for _ in 0..2 {
             let steps = dst_day(&mut r, start, end, false);
@@ -475,7 +540,10 @@ fn dst_days_with_non_convex_prices_are_bracketed() {
             let lower = solve_lp(&p, &steps, false);
             let tol = 1e-9 * (1.0 + upper.abs());
             assert!(got <= upper + tol, "{start}: planner {got} worse than the grid DP {upper}");
-            assert!(got >= lower - 1e-6 * (1.0 + lower.abs()), "{start}: planner {got} below the LP bound {lower}");
+            assert!(
+                got >= lower - 1e-6 * (1.0 + lower.abs()),
+                "{start}: planner {got} below the LP bound {lower}"
+            );
             eprintln!("{start}: LP bound {lower:.6} <= planner {got:.6} <= grid DP {upper:.6}");
         }
     }

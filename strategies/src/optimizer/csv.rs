@@ -282,7 +282,10 @@ mod tests {
     #[test]
     fn wrong_column_count() {
         let e = err(&csv(&["2024-06-01T00:00:00Z,0,1,0.3,0.08", "2024-06-01T00:15:00Z,0,1,0.3"]));
-        assert_eq!(e, "line 3: expected 5 columns (timestamp,pv_w,load_w,import_price,export_price), found 4");
+        assert_eq!(
+            e,
+            "line 3: expected 5 columns (timestamp,pv_w,load_w,import_price,export_price), found 4"
+        );
         let e = err(&csv(&["2024-06-01T00:00:00Z,0,1,0.3,0.08,7"]));
         assert!(e.starts_with("line 2: expected 5 columns"), "{e}");
     }
@@ -291,7 +294,10 @@ mod tests {
     fn bad_timestamp() {
         for bad in ["2024-06-01 00:00", "2024-06-01T00:00:00", "yesterday", ""] {
             let e = err(&csv(&[&format!("{bad},0,1,0.3,0.08"), "2024-06-01T00:15:00Z,0,1,0.3,0.08"]));
-            assert!(e.starts_with(&format!("line 2, column 'timestamp': \"{bad}\" is not an RFC 3339")), "{e}");
+            assert!(
+                e.starts_with(&format!("line 2, column 'timestamp': \"{bad}\" is not an RFC 3339")),
+                "{e}"
+            );
         }
     }
 
@@ -314,12 +320,18 @@ mod tests {
         rows.push("2024-06-01T01:15:00Z,0,abc,0.3,0.08");
         let mut text = csv(&rows);
         // Make the timestamps increase.
-        text = text
-            .lines()
-            .enumerate()
-            .map(|(i, l)| if i == 0 { l.to_owned() } else { l.replacen("00:00:00Z", &format!("00:{:02}:00Z", i), 1) })
-            .collect::<Vec<_>>()
-            .join("\n");
+        text =
+            text.lines()
+                .enumerate()
+                .map(|(i, l)| {
+                    if i == 0 {
+                        l.to_owned()
+                    } else {
+                        l.replacen("00:00:00Z", &format!("00:{:02}:00Z", i), 1)
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
         assert_eq!(err(&text), "line 7, column 'load_w': \"abc\" is not a number");
     }
 

@@ -13,7 +13,7 @@ pub(crate) const X_EPS: f64 = 1e-9;
 const Y_REL_TOL: f64 = 1e-12;
 
 /// Relative tolerance on slopes when deciding whether a function is convex.
-const SLOPE_REL_TOL: f64 = 1e-9;
+const SLOPE_REL_TOL: f64 = 1e-12;
 
 /// A vertex.
 #[derive(Debug, Clone, Copy, PartialEq)]
