@@ -135,6 +135,10 @@ enum Cmd {
         /// Economics: annual household consumption, kWh.
         #[arg(long, default_value_t = 4000.0, requires = "tariff")]
         annual_load_kwh: f64,
+        /// Economics: the planner's battery wear cost per kWh of AC throughput (charge +
+        /// discharge); it keeps the plan from cycling for margins thinner than the wear.
+        #[arg(long, requires = "tariff")]
+        degradation_cost: Option<f64>,
     },
 }
 
@@ -186,9 +190,10 @@ fn main() -> ExitCode {
             pv_kwp,
             battery_kwh,
             annual_load_kwh,
+            degradation_cost,
             ..
         }) => {
-            let home = Home { start_day, pv_kwp, battery_kwh, annual_load_kwh };
+            let home = Home { start_day, pv_kwp, battery_kwh, annual_load_kwh, degradation_cost };
             economics(days.unwrap_or(0), seed, report, &tariff, home)
         }
         Some(Cmd::Simulate {
@@ -364,6 +369,7 @@ struct Home {
     pv_kwp: f64,
     battery_kwh: f64,
     annual_load_kwh: f64,
+    degradation_cost: Option<f64>,
 }
 
 impl Home {
@@ -386,6 +392,10 @@ impl Home {
         opts.planner.capacity_wh = opts.site.battery_capacity;
         opts.site.annual_load = ems_core::WattHours::new(f(load));
         opts.start_day = self.start_day;
+        if let Some(c) = self.degradation_cost {
+            let c = check("degradation-cost", c, 0.0, 10.0)?;
+            opts.planner.degradation_cost = ems_strategies::Price::new(c);
+        }
         Ok(())
     }
 }
