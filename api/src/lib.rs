@@ -1,4 +1,5 @@
-//! `ems-api`: every way the outside talks to the EMS. **Not implemented yet** (issue #6); this
-//! crate holds no code so that nothing can depend on behaviour that does not exist. See
-//! `README.md` for the module plan.
+//! `ems-api`: every way the outside talks to the EMS (issue #6, in progress). The only crate that
+//! knows HTTP or JSON. See `README.md` for the module plan and what exists.
 #![forbid(unsafe_code)]
+
+pub mod ports;
