@@ -329,7 +329,6 @@ fn keep_grid_side(plan: PlanTarget, now: Millis, snapshot: &Snapshot) -> Watts {
 mod tests {
     use super::*;
     use ems_core::event::Constraint;
-    use ems_core::Measurement;
 
     fn p(w: f32, reason: ProposalReason) -> Proposal {
         Proposal { setpoint: Watts::new(w), reason }
@@ -405,14 +404,7 @@ mod tests {
         assert_eq!(Override::ForceCharge { power: w(3000.0) }.to_string(), "FORCE_CHARGE (3000 W)");
     }
 
-    fn snap(soc: f32, grid: f32, battery: f32) -> Snapshot {
-        let mut s = Snapshot::unknown(w(5000.0));
-        let age = Millis::new(10_000);
-        s.battery.soc = Measurement::good(Percent::new(soc), Millis::ZERO, age);
-        s.grid.active_power = Measurement::good(w(grid), Millis::ZERO, age);
-        s.inverter.active_power = Measurement::good(w(battery), Millis::ZERO, age);
-        s
-    }
+    use crate::test_support::snap;
 
     fn env() -> Envelope {
         Envelope::new(w(5000.0))

@@ -38,6 +38,9 @@ pub mod ramp;
 pub mod self_consumption;
 mod tracking;
 
+#[cfg(test)]
+mod test_support;
+
 pub use arbitration::{
     arbitrate, Arbitrated, CommandSource, Override, OverrideError, OverrideKind, PlanTarget,
     PLAN_GRID_TOLERANCE,

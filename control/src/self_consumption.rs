@@ -124,16 +124,8 @@ impl SelfConsumption {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ems_core::Measurement;
 
-    fn snap(soc: f32, grid: f32, battery: f32) -> Snapshot {
-        let mut s = Snapshot::unknown(Watts::new(5000.0));
-        let age = Millis::new(10_000);
-        s.battery.soc = Measurement::good(Percent::new(soc), Millis::ZERO, age);
-        s.grid.active_power = Measurement::good(Watts::new(grid), Millis::ZERO, age);
-        s.inverter.active_power = Measurement::good(Watts::new(battery), Millis::ZERO, age);
-        s
-    }
+    use crate::test_support::snap;
 
     fn run(sc: &mut SelfConsumption, cfg: &SelfConsumptionConfig, s: &Snapshot) -> Proposal {
         sc.propose(cfg, Some(cfg.reserve_soc), Millis::ZERO, Millis::new(100), s)

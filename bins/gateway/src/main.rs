@@ -345,20 +345,28 @@ fn simulate(
     opts.duty = duty;
     opts.step = ems_core::Millis::new(step_ms);
     match ems_testing::run(&opts) {
-        Ok(report) => {
-            if !print_report(format, &report, || report.to_json()) {
-                return ExitCode::FAILURE;
-            }
-            if report.violation_count == 0 {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(2)
-            }
-        }
+        Ok(report) => finish(format, &report, report.violation_count, || report.to_json()),
         Err(e) => {
             eprintln!("ems-gateway simulate: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Print a simulation report; exit 2 if it counted any safety violation.
+fn finish(
+    format: ReportFormat,
+    report: &impl std::fmt::Display,
+    violations: u64,
+    json: impl FnOnce() -> Result<String, serde_json::Error>,
+) -> ExitCode {
+    if !print_report(format, report, json) {
+        return ExitCode::FAILURE;
+    }
+    if violations == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
     }
 }
 
@@ -414,16 +422,7 @@ fn economics(days: u32, seed: u64, format: ReportFormat, tariff: &std::path::Pat
         return ExitCode::FAILURE;
     }
     match ems_testing::economics::run_economics(&opts) {
-        Ok(report) => {
-            if !print_report(format, &report, || serde_json::to_string_pretty(&report)) {
-                return ExitCode::FAILURE;
-            }
-            if report.violations == 0 {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(2)
-            }
-        }
+        Ok(report) => finish(format, &report, report.violations, || serde_json::to_string_pretty(&report)),
         Err(e) => {
             eprintln!("ems-gateway simulate: {e}");
             ExitCode::FAILURE
