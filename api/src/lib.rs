@@ -2,4 +2,5 @@
 //! knows HTTP or JSON. See `README.md` for the module plan and what exists.
 #![forbid(unsafe_code)]
 
+pub mod db;
 pub mod ports;

@@ -361,6 +361,12 @@ fn audit(out: &Output) {
     if let Some(e) = &out.mode_refused {
         tracing::warn!(target: "audit", "mode change refused: {e}");
     }
+    if let Some(e) = &out.override_refused {
+        tracing::warn!(target: "audit", "control-mode override refused: {e}");
+    }
+    if out.source_changed {
+        tracing::info!(target: "audit", "set-point source: {}", out.source);
+    }
     if out.events.dropped() > 0 {
         tracing::warn!(target: "audit", "{} events dropped this cycle", out.events.dropped());
     }
