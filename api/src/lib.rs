@@ -3,4 +3,10 @@
 #![forbid(unsafe_code)]
 
 pub mod db;
+pub mod auth;
+pub mod control_modes;
+pub mod input;
+pub mod model;
 pub mod ports;
+pub mod rest;
+pub mod schedules;

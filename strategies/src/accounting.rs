@@ -480,7 +480,7 @@ impl fmt::Display for Saving {
 /// ledgers, and the savings of the EMS against each baseline.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct PeriodSavings {
-    /// `YYYY-MM`, `YYYY` or `total`.
+    /// `YYYY-MM-DD`, `YYYY-MM`, `YYYY` or `total`.
     pub period: String,
     /// Cost with the EMS.
     pub ems: Money,
@@ -511,6 +511,9 @@ impl PeriodSavings {
 /// year and in total. A month missing from a ledger counts as zero cost there.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Savings {
+    /// Per local day: net energy cost only (`energy − export revenue`); demand charges and
+    /// fees are monthly and appear in [`Self::months`].
+    pub days: Vec<PeriodSavings>,
     /// Per local month.
     pub months: Vec<PeriodSavings>,
     /// Per calendar year.
@@ -523,6 +526,16 @@ impl Savings {
     /// Compare three ledgers (normally under the same tariff and time zone).
     #[must_use]
     pub fn compare(ems: &Ledger, no_battery: &Ledger, self_consumption: &Ledger) -> Self {
+        let mut daily: BTreeMap<Date, [Money; 3]> = BTreeMap::new();
+        for (i, ledger) in [ems, no_battery, self_consumption].into_iter().enumerate() {
+            for d in ledger.days() {
+                if let Some(slot) = daily.entry(d.date).or_insert([Money::ZERO; 3]).get_mut(i) {
+                    *slot = d.net_energy_cost;
+                }
+            }
+        }
+        let days =
+            daily.into_iter().map(|(d, [e, n, s])| PeriodSavings::new(d.to_string(), e, n, s)).collect();
         let mut costs: BTreeMap<YearMonth, [Money; 3]> = BTreeMap::new();
         for (i, ledger) in [ems, no_battery, self_consumption].into_iter().enumerate() {
             for m in ledger.months() {
@@ -547,7 +560,7 @@ impl Savings {
         let years =
             years.into_iter().map(|(y, [e, n, s])| PeriodSavings::new(y.to_string(), e, n, s)).collect();
         let [e, n, s] = total;
-        Self { months, years, total: PeriodSavings::new("total".to_owned(), e, n, s) }
+        Self { days, months, years, total: PeriodSavings::new("total".to_owned(), e, n, s) }
     }
 }
 

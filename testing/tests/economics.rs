@@ -38,6 +38,9 @@ fn dynamic_tariff_in_winter_plans_every_quarter_hour_and_saves_against_no_batter
     assert!(text.contains("saving vs no battery") && text.contains("wall time"), "{text}");
     let json = serde_json::to_value(&r).unwrap();
     assert!(json["savings"]["months"].as_array().unwrap().len() == 1, "{json}");
+    // Per local day as well (net energy cost), one row a simulated day.
+    assert_eq!(r.savings.days.len(), r.days as usize, "{json}");
+    assert_eq!(r.savings.days[0].period, "2018-01-20");
 }
 
 #[test]
