@@ -2,9 +2,10 @@
 //! knows HTTP or JSON. See `README.md` for the module plan and what exists.
 #![forbid(unsafe_code)]
 
-pub mod db;
 pub mod auth;
 pub mod control_modes;
+pub mod db;
+pub mod graphql;
 pub mod input;
 pub mod model;
 pub mod ports;

@@ -1,0 +1,456 @@
+//! SQLite persistence: [`Db`] implements [`AuditSink`], [`HistoryStore`] and [`ScheduleStore`]
+//! on one database file.
+//!
+//! # Why SQLite through `rusqlite` (feature `bundled`)
+//! SQLite is compiled into the binary, so the gateway needs no system library and every build
+//! runs the same SQLite version. One file, transactional, and in WAL mode readers (the REST
+//! side, a backup, `sqlite3` on the console) never block the writer nor see a half-written
+//! transaction.
+//!
+//! # Connection settings
+//! `journal_mode=WAL` (opening fails if the file system cannot do WAL), `synchronous=FULL`
+//! (every commit fsyncs the WAL before it returns, so a committed transaction survives a
+//! power cut, not only a crash of the process; NORMAL would only promise the latter),
+//! `foreign_keys=ON`, `busy_timeout` 5 s (another process holding the write lock is waited
+//! for, not an error).
+//!
+//! # Schema (version [`SCHEMA_VERSION`], migrations in `schema.rs`, applied on open)
+//! | table | columns | notes |
+//! |---|---|---|
+//! | `schema_migrations` | `version`, `applied_at` | one row per applied migration; a file from a newer build is refused |
+//! | `audit` | `seq INTEGER PRIMARY KEY AUTOINCREMENT`, `at` (RFC 3339, UTC), `actor`, `action`, `outcome` (`ok`/`refused`/`failed`), `detail` | triggers `audit_no_update`/`audit_no_delete`/`audit_no_replace` `RAISE(ABORT)` on any UPDATE, DELETE, or insert over an existing `seq` (`INSERT OR REPLACE`) |
+//! | `history_channels` | `id`, `name` (unique) | channel names are stored once |
+//! | `history_raw` | `channel_id`, `at_ms`, `value` | key `(channel_id, at_ms)`; a duplicate keeps the first value |
+//! | `history_minute`, `history_quarter` | `channel_id`, `bucket_ms`, `value_sum`, `samples` | 1-min and 15-min buckets, kept as sum and count so coarser means stay exact |
+//! | `history_pruned` | `tier`, `before_ms` | how far back retention has cut each tier |
+//! | `schedules` | `id`, `json` | opaque JSON documents |
+//! | `nonces` | `provider`, `nonce`, `at_ms` | key `(provider, nonce)`; [`Db::prune_nonces`] forgets old ones |
+//!
+//! Times in the history and nonce tables are integer milliseconds since 1970 (UTC), floored:
+//! sub-millisecond precision is not kept.
+//!
+//! # Durability per table
+//! - **audit**: every [`AuditSink::append`] is its own committed (fsynced) transaction: when it
+//!   returns the entry survives a crash and a power cut. The log is append-only: there is no
+//!   update or delete API and the triggers refuse both even to a buggy caller with raw SQL.
+//!   There is **no retention** for the audit log (a few hundred bytes per operator action; the
+//!   triggers would refuse it anyway). The triggers protect against bugs, not against someone
+//!   with write access to the file (who can drop them).
+//! - **schedules, nonces**: each call is its own committed transaction, durable on return.
+//! - **history**: [`HistoryStore::record`] buffers samples in memory and commits them in one
+//!   transaction (a prepared statement per row, one upsert per bucket) once the buffered
+//!   samples span [`DbOptions::history_flush_after`] (1 s by default, measured on the
+//!   samples' own timestamps) or [`DbOptions::history_max_pending`] values are waiting. A
+//!   power cut or crash loses at most the samples of that window; the database itself stays
+//!   consistent (a batch and its bucket sums commit together or not at all). [`Db::flush`],
+//!   [`Db::maintain`], every query and dropping the `Db` commit the buffer too. If a flush fails,
+//!   its batch is dropped (memory stays bounded) and the error is returned. Non-finite values
+//!   are not stored (a gap).
+//!
+//! # Retention ([`HistoryRetention`], applied by [`Db::maintain`])
+//! Raw samples 2 days, 1-minute buckets 30 days, 15-minute buckets 2 years by default. The
+//! caller owns time: nothing is deleted until it calls `maintain(now)` (e.g. once a minute).
+//! Each run deletes in one transaction under the lock, so it should run regularly: a first run
+//! over a long backlog blocks the other calls while it deletes.
+//! [`HistoryStore::query`] reads the coarsest tier that still covers `from` and gives the same
+//! answer as the raw samples would, else the finest tier that covers `from`.
+//!
+//! # Threads
+//! `Db` is `Send + Sync`: one connection behind a `Mutex`. Calls are serialized, which is what
+//! SQLite does with writers anyway. A poisoned lock is recovered: a panic inside a call leaves
+//! at worst an uncommitted transaction, which SQLite rolls back, and a lost history batch.
+
+mod history;
+mod schema;
+
+use jiff::{SignedDuration, Timestamp};
+use rusqlite::Connection;
+use std::fmt::Display;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use crate::ports::{AuditEntry, AuditSink, HistoryPoint, HistoryStore, Outcome, ScheduleStore, StoreError};
+use history::HistoryState;
+pub use schema::SCHEMA_VERSION;
+
+/// How long each history tier is kept (see [`Db::maintain`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryRetention {
+    /// Raw samples (default 2 days).
+    pub raw: Duration,
+    /// 1-minute means (default 30 days).
+    pub minute: Duration,
+    /// 15-minute means (default 2 years, 730 days).
+    pub quarter: Duration,
+}
+
+const DAY: Duration = Duration::from_secs(86_400);
+
+impl Default for HistoryRetention {
+    fn default() -> Self {
+        Self { raw: DAY.saturating_mul(2), minute: DAY.saturating_mul(30), quarter: DAY.saturating_mul(730) }
+    }
+}
+
+/// Settings of a [`Db`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbOptions {
+    /// History retention.
+    pub retention: HistoryRetention,
+    /// Commit buffered history once the buffered samples span this much time (their own
+    /// timestamps). The bound on telemetry lost by a power cut. Zero: every `record` commits.
+    pub history_flush_after: Duration,
+    /// Commit buffered history once this many values wait, whatever their span.
+    pub history_max_pending: usize,
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        Self {
+            retention: HistoryRetention::default(),
+            history_flush_after: Duration::from_secs(1),
+            history_max_pending: 4096,
+        }
+    }
+}
+
+/// Rows deleted by one [`Db::maintain`], per history tier.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MaintainReport {
+    /// Raw samples deleted.
+    pub raw: usize,
+    /// 1-minute buckets deleted.
+    pub minute: usize,
+    /// 15-minute buckets deleted.
+    pub quarter: usize,
+}
+
+/// The SQLite store (see the module documentation for schema and guarantees).
+#[derive(Debug)]
+pub struct Db {
+    path: PathBuf,
+    options: DbOptions,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    conn: Connection,
+    history: HistoryState,
+}
+
+/// A [`StoreError`] naming the file and the operation.
+fn store_err(path: &Path, op: &str, e: impl Display) -> StoreError {
+    StoreError(format!("{}: {op}: {e}", path.display()))
+}
+
+/// A timestamp as whole ms since 1970, floored.
+fn ms_of(path: &Path, at: Timestamp) -> Result<i64, StoreError> {
+    i64::try_from(at.as_nanosecond().div_euclid(1_000_000))
+        .map_err(|_| store_err(path, "convert time", format!("{at} out of range")))
+}
+
+fn ts_from_ms(path: &Path, ms: i64) -> Result<Timestamp, StoreError> {
+    Timestamp::from_millisecond(ms).map_err(|e| store_err(path, "convert time", e))
+}
+
+fn outcome_to_str(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Ok => "ok",
+        Outcome::Refused => "refused",
+        Outcome::Failed => "failed",
+    }
+}
+
+fn outcome_from_str(s: &str) -> Option<Outcome> {
+    match s {
+        "ok" => Some(Outcome::Ok),
+        "refused" => Some(Outcome::Refused),
+        "failed" => Some(Outcome::Failed),
+        _ => None,
+    }
+}
+
+impl Db {
+    /// Open (or create) the database at `path` with [`DbOptions::default`].
+    ///
+    /// # Errors
+    /// [`StoreError`] naming the file if it cannot be opened, is not a database, cannot use WAL,
+    /// or was written by a newer schema version.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with(path, DbOptions::default())
+    }
+
+    /// Open (or create) the database at `path`, apply the connection settings and migrate the
+    /// schema to [`SCHEMA_VERSION`].
+    ///
+    /// # Errors
+    /// As [`Db::open`].
+    pub fn open_with(path: impl AsRef<Path>, options: DbOptions) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let mut conn = Connection::open(&path).map_err(|e| store_err(&path, "open", e))?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(|e| store_err(&path, "set busy timeout", e))?;
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(|e| store_err(&path, "enable WAL", e))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(store_err(&path, "enable WAL", format!("journal mode is {mode}")));
+        }
+        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
+            .map_err(|e| store_err(&path, "set pragmas", e))?;
+        schema::migrate(&mut conn, &path)?;
+        Ok(Self { path, options, inner: Mutex::new(Inner { conn, history: HistoryState::default() }) })
+    }
+
+    /// The database file.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The settings this `Db` was opened with.
+    #[must_use]
+    pub fn options(&self) -> &DbOptions {
+        &self.options
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn err(&self, op: &str, e: impl Display) -> StoreError {
+        store_err(&self.path, op, e)
+    }
+
+    /// The schema version of the open file.
+    ///
+    /// # Errors
+    /// [`StoreError`] if it cannot be read.
+    pub fn schema_version(&self) -> Result<u32, StoreError> {
+        let inner = self.lock();
+        let v: i64 = inner
+            .conn
+            .query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))
+            .map_err(|e| self.err("read schema version", e))?;
+        u32::try_from(v).map_err(|e| self.err("read schema version", e))
+    }
+
+    /// SQLite's `PRAGMA integrity_check`: `"ok"` for an intact file, else its findings, one per
+    /// line (e.g. for a check at start-up).
+    ///
+    /// # Errors
+    /// [`StoreError`] if the check cannot run.
+    pub fn integrity_check(&self) -> Result<String, StoreError> {
+        let inner = self.lock();
+        let err = |e| self.err("integrity check", e);
+        let mut stmt = inner.conn.prepare("PRAGMA integrity_check").map_err(err)?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(err)?;
+        let lines: Vec<String> = rows.collect::<Result<_, _>>().map_err(err)?;
+        Ok(lines.join("\n"))
+    }
+
+    /// Commit the buffered history samples now; how many values were committed.
+    ///
+    /// # Errors
+    /// [`StoreError`] if they could not be written (they are then dropped).
+    pub fn flush(&self) -> Result<usize, StoreError> {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        inner.history.flush(&mut inner.conn, &self.path)
+    }
+
+    /// Commit buffered history, then apply [`DbOptions::retention`] as of `now`: delete raw
+    /// samples and buckets older than their tier's retention (buckets whole). The audit log is
+    /// never pruned; nonces are pruned by [`Db::prune_nonces`].
+    ///
+    /// # Errors
+    /// [`StoreError`] if the database could not be written.
+    pub fn maintain(&self, now: Timestamp) -> Result<MaintainReport, StoreError> {
+        let now_ms = ms_of(&self.path, now)?;
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        inner.history.flush(&mut inner.conn, &self.path)?;
+        history::apply_retention(&mut inner.conn, &self.path, now_ms, &self.options.retention)
+    }
+
+    /// Forget nonces seen before `older_than` (older schedules must be refused by their
+    /// timestamp instead); how many were deleted.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the database could not be written.
+    pub fn prune_nonces(&self, older_than: Timestamp) -> Result<usize, StoreError> {
+        let ms = ms_of(&self.path, older_than)?;
+        let inner = self.lock();
+        inner
+            .conn
+            .prepare_cached("DELETE FROM nonces WHERE at_ms < ?1")
+            .and_then(|mut s| s.execute([ms]))
+            .map_err(|e| self.err("prune nonces", e))
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        let inner = self.inner.get_mut().unwrap_or_else(PoisonError::into_inner);
+        if let Err(e) = inner.history.flush(&mut inner.conn, &self.path) {
+            tracing::warn!(error = %e, "history samples lost on close");
+        }
+    }
+}
+
+impl AuditSink for Db {
+    fn append(&self, entry: &AuditEntry) -> Result<u64, StoreError> {
+        let inner = self.lock();
+        // One autocommit statement: its own transaction, fsynced before `execute` returns.
+        let seq: i64 = inner
+            .conn
+            .prepare_cached(
+                "INSERT INTO audit (at, actor, action, outcome, detail) VALUES (?1, ?2, ?3, ?4, ?5)
+                 RETURNING seq",
+            )
+            .and_then(|mut s| {
+                s.query_row(
+                    (
+                        entry.at.to_string(),
+                        &entry.actor,
+                        &entry.action,
+                        outcome_to_str(entry.outcome),
+                        &entry.detail,
+                    ),
+                    |r| r.get(0),
+                )
+            })
+            .map_err(|e| self.err("append audit entry", e))?;
+        u64::try_from(seq).map_err(|e| self.err("append audit entry", e))
+    }
+
+    fn recent(&self, n: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        let inner = self.lock();
+        let err = |e| self.err("read audit log", e);
+        let limit = i64::try_from(n).unwrap_or(i64::MAX);
+        let mut stmt = inner
+            .conn
+            .prepare_cached(
+                "SELECT seq, at, actor, action, outcome, detail FROM audit ORDER BY seq DESC LIMIT ?1",
+            )
+            .map_err(err)?;
+        let rows = stmt
+            .query_map([limit], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                ))
+            })
+            .map_err(err)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, at, actor, action, outcome, detail) = row.map_err(err)?;
+            let seq = u64::try_from(seq).map_err(|e| self.err("read audit log", e))?;
+            let at: Timestamp =
+                at.parse().map_err(|e| self.err("read audit log", format!("seq {seq}: time {at:?}: {e}")))?;
+            let outcome = outcome_from_str(&outcome)
+                .ok_or_else(|| self.err("read audit log", format!("seq {seq}: outcome {outcome:?}")))?;
+            out.push(AuditEntry { seq, at, actor, action, outcome, detail });
+        }
+        Ok(out)
+    }
+}
+
+impl HistoryStore for Db {
+    fn record(&self, at: Timestamp, values: &[(&str, f64)]) -> Result<(), StoreError> {
+        let at_ms = ms_of(&self.path, at)?;
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let due = inner.history.push(
+            &inner.conn,
+            &self.path,
+            at_ms,
+            values,
+            self.options.history_flush_after,
+            self.options.history_max_pending,
+        )?;
+        if due {
+            inner.history.flush(&mut inner.conn, &self.path)?;
+        }
+        Ok(())
+    }
+
+    fn query(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+        channels: &[&str],
+        resolution: SignedDuration,
+    ) -> Result<Vec<HistoryPoint>, StoreError> {
+        let from = ms_of(&self.path, from)?;
+        let to = ms_of(&self.path, to)?;
+        // Sub-millisecond resolutions become 1 ms: the stored precision.
+        let res = (resolution.is_positive())
+            .then(|| i64::try_from(resolution.as_millis()).unwrap_or(i64::MAX).max(1));
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        inner.history.flush(&mut inner.conn, &self.path)?;
+        history::query(&inner.conn, &self.path, from, to, channels, res)?
+            .into_iter()
+            .map(|(ms, channel, value)| Ok(HistoryPoint { at: ts_from_ms(&self.path, ms)?, channel, value }))
+            .collect()
+    }
+}
+
+impl ScheduleStore for Db {
+    fn save(&self, id: &str, json: &str) -> Result<(), StoreError> {
+        let inner = self.lock();
+        inner
+            .conn
+            .prepare_cached(
+                "INSERT INTO schedules (id, json) VALUES (?1, ?2)
+                 ON CONFLICT (id) DO UPDATE SET json = excluded.json",
+            )
+            .and_then(|mut s| s.execute((id, json)))
+            .map_err(|e| self.err("save schedule", e))?;
+        Ok(())
+    }
+
+    fn delete(&self, id: &str) -> Result<bool, StoreError> {
+        let inner = self.lock();
+        let n = inner
+            .conn
+            .prepare_cached("DELETE FROM schedules WHERE id = ?1")
+            .and_then(|mut s| s.execute([id]))
+            .map_err(|e| self.err("delete schedule", e))?;
+        Ok(n > 0)
+    }
+
+    fn load_all(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let inner = self.lock();
+        let err = |e| self.err("load schedules", e);
+        let mut stmt =
+            inner.conn.prepare_cached("SELECT id, json FROM schedules ORDER BY id").map_err(err)?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(err)?;
+        rows.collect::<Result<_, _>>().map_err(err)
+    }
+
+    fn claim_nonce(&self, provider: &str, nonce: &str, at: Timestamp) -> Result<bool, StoreError> {
+        let ms = ms_of(&self.path, at)?;
+        let inner = self.lock();
+        let n = inner
+            .conn
+            .prepare_cached(
+                "INSERT INTO nonces (provider, nonce, at_ms) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+            )
+            .and_then(|mut s| s.execute((provider, nonce, ms)))
+            .map_err(|e| self.err("claim nonce", e))?;
+        Ok(n == 1)
+    }
+}
+
+/// Shows that `Db` can be shared between threads (a compile-time check).
+const _: fn() = || {
+    fn shared<T: Send + Sync>() {}
+    shared::<Db>();
+};

@@ -1,0 +1,637 @@
+//! The REST/JSON API (axum), version 1, under `/api/v1`.
+//!
+//! Every endpoint except `GET /api/v1/openapi.json` needs `Authorization: Bearer <token>`
+//! (401 without or with an unknown token, 403 for a role without access, 429 with
+//! `Retry-After` when the token's rate limit is exhausted); roles in [`crate::auth`]. There is
+//! no CORS layer: browsers on other origins cannot call it. Bodies are limited to
+//! [`BODY_LIMIT`] bytes (413). Every error is JSON `{"error": "...", "field": "..."}` with a
+//! 4xx status (503 when the control loop or the store is unavailable); bad input never causes
+//! a 500 or a panic. Every change and every refusal is appended to the audit log.
+//!
+//! The routes are listed in [`ROUTES`]; [`openapi`] builds the OpenAPI 3.1 document from the
+//! same table (a test checks both directions against the router).
+
+use crate::auth::{Access, AuthError, Principal, TokenRegistry};
+use crate::control_modes::{Change, ControlModes};
+use crate::input::{self, FieldError};
+use crate::model::{ApiCommand, CommandClient, LinkError, SiteView};
+use crate::ports::{AuditEntry, AuditSink, HistoryStore, Outcome};
+use crate::schedules::{ScheduleError, ScheduleErrorKind, Schedules};
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use ems_core::TransitionRequest;
+use jiff::{SignedDuration, Timestamp};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
+
+/// Largest accepted request body, bytes.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// Longest history window one query may cover.
+pub const MAX_HISTORY_SPAN: SignedDuration = SignedDuration::from_hours(31 * 24);
+
+/// A source of UTC time (a mock in tests).
+pub trait Clock: Send + Sync {
+    /// Now.
+    fn now(&self) -> Timestamp;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::now()
+    }
+}
+
+/// Everything the router needs.
+#[derive(Clone)]
+pub struct ApiState {
+    /// Tokens and rate limits.
+    pub tokens: Arc<TokenRegistry>,
+    /// The latest site view the loop published.
+    pub view: watch::Receiver<SiteView>,
+    /// Commands to the loop.
+    pub commands: CommandClient,
+    /// Control modes (shared with the loop, which reads `active_override` each cycle).
+    pub modes: Arc<Mutex<ControlModes>>,
+    /// Provider schedules (shared with the loop).
+    pub schedules: Arc<Schedules>,
+    /// Telemetry history.
+    pub history: Arc<dyn HistoryStore>,
+    /// The audit log.
+    pub audit: Arc<dyn AuditSink>,
+    /// UTC time.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for ApiState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiState").field("schedules", &self.schedules).finish_non_exhaustive()
+    }
+}
+
+/// One route: method, path (axum/OpenAPI template syntax), who may call it, and a summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteInfo {
+    /// `GET`, `POST` or `DELETE`.
+    pub method: &'static str,
+    /// The path, e.g. `/api/v1/schedules/{id}`.
+    pub path: &'static str,
+    /// Roles allowed (`-` = no token needed).
+    pub roles: &'static str,
+    /// What it does.
+    pub summary: &'static str,
+}
+
+/// Every served route.
+pub const ROUTES: &[RouteInfo] = &[
+    RouteInfo { method: "GET", path: "/api/v1/openapi.json", roles: "-", summary: "This OpenAPI 3.1 document." },
+    RouteInfo { method: "GET", path: "/api/v1/current-data", roles: "viewer, operator, admin", summary: "Latest value of every channel, or of `?channels=a,b`." },
+    RouteInfo { method: "GET", path: "/api/v1/history", roles: "viewer, operator, admin", summary: "Channel history: `from`, `to` (RFC 3339), `channels` (comma list), `resolution` (seconds, 0 = raw)." },
+    RouteInfo { method: "GET", path: "/api/v1/safety", roles: "viewer, operator, admin", summary: "State, envelope limits with reasons, latched faults, recent events." },
+    RouteInfo { method: "POST", path: "/api/v1/emergency-stop", roles: "operator, admin", summary: "Software emergency stop (body ignored)." },
+    RouteInfo { method: "POST", path: "/api/v1/reset", roles: "operator, admin", summary: "Manual reset after an E-stop: `{\"reason\": \"...\"}` (non-empty)." },
+    RouteInfo { method: "POST", path: "/api/v1/state", roles: "operator, admin", summary: "`{\"request\": \"start\"|\"stop\"|\"acknowledge\"}`; 409 `{state, reason}` when the state machine refuses." },
+    RouteInfo { method: "GET", path: "/api/v1/control-modes", roles: "viewer, operator, admin", summary: "`availableControlModes` and `activeControlModes`." },
+    RouteInfo { method: "POST", path: "/api/v1/control-modes", roles: "operator, admin", summary: "Activate control modes: `{\"ess\": {\"mode\": \"LIMIT_CHARGE\", \"maxChargePower\": 1000}}` or `{\"activateControlModes\": {...}}`; `{\"ess\": null}` deactivates; `{}` changes nothing; 60 s watchdog unless `until` (RFC 3339) or `duration` (seconds or ISO 8601 like `PT15M`)." },
+    RouteInfo { method: "POST", path: "/api/v1/schedules", roles: "provider, admin", summary: "Submit a signed provider schedule. Ed25519 signature (128 hex digits in `auth.sign.signature`) over the UTF-8 of `ems-schedule-v1|<sn>|<executionTime>|<operation>|<power>|<provider>|<nonce>`, fields exactly as sent (`executionTime` as `YYYY-MM-DDTHH:MM:SSZ`, `power` an integer of watts)." },
+    RouteInfo { method: "POST", path: "/api/v1/graphql", roles: "provider, admin", summary: "GraphQL: `mutation { ems { battery { schedule(sn, executionTime, operation, power, provider, nonce, auth: {sign: {signature}}) { scheduleId success } } } }` (same rules as POST /api/v1/schedules)." },
+    RouteInfo { method: "GET", path: "/api/v1/schedules/{id}", roles: "viewer, operator, provider, admin", summary: "One schedule, with `appliedW` and `limitedBy`." },
+    RouteInfo { method: "DELETE", path: "/api/v1/schedules/{id}", roles: "operator, provider, admin", summary: "Delete a schedule." },
+];
+
+/// The OpenAPI 3.1 document of [`ROUTES`].
+#[must_use]
+pub fn openapi() -> Value {
+    let mut paths: BTreeMap<&str, serde_json::Map<String, Value>> = BTreeMap::new();
+    for r in ROUTES {
+        let mut op = json!({
+            "summary": r.summary,
+            "description": format!("Roles: {}.", r.roles),
+            "responses": {
+                "200": { "description": "OK", "content": { "application/json": { "schema": { "type": "object" } } } },
+                "4XX": { "description": "Refused", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } }
+            }
+        });
+        if let Value::Object(o) = &mut op {
+            if r.roles != "-" {
+                o.insert("security".into(), json!([{ "bearer": [] }]));
+            }
+            if r.path.contains("{id}") {
+                o.insert(
+                    "parameters".into(),
+                    json!([{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }]),
+                );
+            }
+            if r.method == "POST" {
+                o.insert(
+                    "requestBody".into(),
+                    json!({ "required": r.path != "/api/v1/emergency-stop", "content": { "application/json": { "schema": { "type": "object" } } } }),
+                );
+            }
+        }
+        paths.entry(r.path).or_default().insert(r.method.to_ascii_lowercase(), op);
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "EMS API",
+            "version": "1",
+            "description": "Energy management system API. Signs: grid + import / - export; battery + discharge / - charge. Errors are JSON {error, field}. Provider schedule signature: Ed25519 over the UTF-8 of `ems-schedule-v1|<sn>|<executionTime>|<operation>|<power>|<provider>|<nonce>`."
+        },
+        "paths": paths,
+        "components": {
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
+            "schemas": { "Error": { "type": "object", "required": ["error"], "properties": { "error": { "type": "string" }, "field": { "type": "string" } } } }
+        }
+    })
+}
+
+/// A JSON error response.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Message.
+    pub error: String,
+    /// The field at fault, if any.
+    pub field: Option<String>,
+    /// Extra members merged into the body (e.g. `state`, `reason`).
+    pub extra: Option<Value>,
+    /// `Retry-After` seconds (429).
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, error: impl Into<String>) -> Self {
+        Self { status, error: error.into(), field: None, extra: None, retry_after: None }
+    }
+
+    fn field(e: FieldError) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            error: if e.field.is_empty() { e.message } else { format!("{}: {}", e.field, e.message) },
+            field: Some(e.field).filter(|f| !f.is_empty()),
+            extra: None,
+            retry_after: None,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({ "error": self.error });
+        if let Value::Object(o) = &mut body {
+            if let Some(f) = self.field {
+                o.insert("field".into(), Value::String(f));
+            }
+            if let Some(Value::Object(extra)) = self.extra {
+                o.extend(extra);
+            }
+        }
+        let mut resp = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        resp
+    }
+}
+
+impl From<ScheduleError> for ApiError {
+    fn from(e: ScheduleError) -> Self {
+        let status = match e.kind {
+            ScheduleErrorKind::Invalid => StatusCode::BAD_REQUEST,
+            ScheduleErrorKind::Unauthorized => StatusCode::FORBIDDEN,
+            ScheduleErrorKind::Replay => StatusCode::CONFLICT,
+            ScheduleErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ScheduleErrorKind::Store => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        Self {
+            status,
+            error: if e.field.is_empty() { e.message } else { format!("{}: {}", e.field, e.message) },
+            field: Some(e.field).filter(|f| !f.is_empty()),
+            extra: None,
+            retry_after: None,
+        }
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+impl ApiState {
+    fn audit(&self, actor: &str, action: &str, outcome: Outcome, detail: impl Into<String>) {
+        let entry = AuditEntry {
+            seq: 0,
+            at: self.clock.now(),
+            actor: actor.to_owned(),
+            action: action.to_owned(),
+            outcome,
+            detail: detail.into(),
+        };
+        if let Err(e) = self.audit.append(&entry) {
+            // Never block a (safety) command on the audit log; make the failure loud instead.
+            tracing::error!(error = %e, action, "audit log write failed");
+        }
+    }
+
+    /// Authenticate and authorize; refusals are audited.
+    fn authorize(&self, headers: &HeaderMap, access: Access, action: &str) -> Result<Principal, ApiError> {
+        let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        match self.tokens.authenticate(auth, std::time::Instant::now()) {
+            Ok(p) if p.role.allows(access) => Ok(p),
+            Ok(p) => {
+                let msg = format!("role '{}' may not call {action}", p.role.as_str());
+                self.audit(&p.actor(), action, Outcome::Refused, msg.clone());
+                Err(ApiError::new(StatusCode::FORBIDDEN, msg))
+            }
+            Err(e) => {
+                self.audit("anonymous", action, Outcome::Refused, e.to_string());
+                let mut err = ApiError::new(
+                    match e {
+                        AuthError::Missing | AuthError::Invalid => StatusCode::UNAUTHORIZED,
+                        AuthError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+                    },
+                    e.to_string(),
+                );
+                if let AuthError::RateLimited { retry_after_secs } = e {
+                    err.retry_after = Some(retry_after_secs);
+                }
+                Err(err)
+            }
+        }
+    }
+
+    fn body_object(
+        &self,
+        body: Result<Bytes, BytesRejection>,
+        actor: &str,
+        action: &str,
+    ) -> Result<serde_json::Map<String, Value>, ApiError> {
+        let parsed = match body {
+            Ok(b) => input::parse_object(&b).map_err(ApiError::field),
+            Err(rej) => {
+                let status = rej.status();
+                let status = if status.is_client_error() { status } else { StatusCode::BAD_REQUEST };
+                Err(ApiError::new(status, format!("body: {}", rej.body_text())))
+            }
+        };
+        parsed.inspect_err(|e| self.audit(actor, action, Outcome::Refused, e.error.clone()))
+    }
+
+    fn refuse(&self, actor: &str, action: &str, e: ApiError) -> ApiError {
+        self.audit(actor, action, Outcome::Refused, e.error.clone());
+        e
+    }
+
+    async fn command(&self, actor: &str, action: &str, cmd: ApiCommand) -> ApiResult {
+        match self.commands.send(cmd).await {
+            Ok(Ok(state)) => {
+                self.audit(actor, action, Outcome::Ok, format!("state now {state}"));
+                Ok(Json(json!({ "state": state.as_str() })).into_response())
+            }
+            Ok(Err(refusal)) => {
+                self.audit(
+                    actor,
+                    action,
+                    Outcome::Refused,
+                    format!("{} (state {})", refusal.reason, refusal.state),
+                );
+                Err(ApiError {
+                    status: StatusCode::CONFLICT,
+                    error: refusal.reason.clone(),
+                    field: None,
+                    extra: Some(json!({ "state": refusal.state.as_str(), "reason": refusal.reason })),
+                    retry_after: None,
+                })
+            }
+            Err(e) => {
+                self.audit(actor, action, Outcome::Failed, e.to_string());
+                let mut err = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+                if matches!(e, LinkError::Busy) {
+                    err.retry_after = Some(1);
+                }
+                Err(err)
+            }
+        }
+    }
+}
+
+/// The router of the REST API. Serve it with `axum::serve`; nothing else is needed.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/api/v1/openapi.json", get(openapi_doc))
+        .route("/api/v1/current-data", get(current_data))
+        .route("/api/v1/history", get(history))
+        .route("/api/v1/safety", get(safety))
+        .route("/api/v1/emergency-stop", post(emergency_stop))
+        .route("/api/v1/reset", post(reset))
+        .route("/api/v1/state", post(state_request))
+        .route("/api/v1/control-modes", get(control_modes_get).post(control_modes_post))
+        .route("/api/v1/schedules", post(schedules_post))
+        .route("/api/v1/schedules/{id}", get(schedules_get).delete(schedules_delete))
+        .route("/api/v1/graphql", post(graphql_post))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "no such endpoint (see /api/v1/openapi.json)")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed on this endpoint (see /api/v1/openapi.json)",
+    )
+}
+
+async fn openapi_doc() -> Json<Value> {
+    Json(openapi())
+}
+
+fn query_map(
+    q: Result<Query<BTreeMap<String, String>>, QueryRejection>,
+) -> Result<BTreeMap<String, String>, ApiError> {
+    q.map(|Query(m)| m)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("query: {}", e.body_text())))
+}
+
+fn channel_list(raw: &str) -> Result<Vec<&str>, FieldError> {
+    let list: Vec<&str> = raw.split(',').map(str::trim).filter(|c| !c.is_empty()).collect();
+    if list.is_empty() || list.len() > 64 {
+        return Err(FieldError::new(
+            "channels",
+            format!("give 1..=64 comma-separated channel addresses, got {}", list.len()),
+        ));
+    }
+    if let Some(bad) = list.iter().find(|c| c.len() > 128 || !c.contains('/')) {
+        return Err(FieldError::new(
+            "channels",
+            format!("not a channel address (component/Channel): {bad:?}"),
+        ));
+    }
+    Ok(list)
+}
+
+async fn current_data(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    q: Result<Query<BTreeMap<String, String>>, QueryRejection>,
+) -> ApiResult {
+    const ACTION: &str = "GET /api/v1/current-data";
+    let p = s.authorize(&headers, Access::Read, ACTION)?;
+    let q = query_map(q).map_err(|e| s.refuse(&p.actor(), ACTION, e))?;
+    let view = s.view.borrow().clone();
+    let channels: serde_json::Map<String, Value> = match q.get("channels") {
+        None => view.channels.iter().map(|(k, v)| (k.clone(), json!(v))).collect(),
+        Some(raw) => {
+            let list = channel_list(raw).map_err(|e| s.refuse(&p.actor(), ACTION, ApiError::field(e)))?;
+            list.iter()
+                .map(|c| ((*c).to_owned(), view.channels.get(*c).map_or(Value::Null, |v| json!(v))))
+                .collect()
+        }
+    };
+    Ok(Json(json!({ "timestamp": view.at.map(|t| t.to_string()), "channels": channels })).into_response())
+}
+
+fn parse_time(q: &BTreeMap<String, String>, key: &str) -> Result<Timestamp, FieldError> {
+    let raw = q.get(key).ok_or_else(|| FieldError::new(key, "missing (an RFC 3339 time is required)"))?;
+    raw.parse().map_err(|e| FieldError::new(key, format!("not an RFC 3339 time {raw:?}: {e}")))
+}
+
+async fn history(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    q: Result<Query<BTreeMap<String, String>>, QueryRejection>,
+) -> ApiResult {
+    const ACTION: &str = "GET /api/v1/history";
+    let p = s.authorize(&headers, Access::Read, ACTION)?;
+    let actor = p.actor();
+    let q = query_map(q).map_err(|e| s.refuse(&actor, ACTION, e))?;
+    let parsed = (|| {
+        let from = parse_time(&q, "from")?;
+        let to = parse_time(&q, "to")?;
+        if to <= from {
+            return Err(FieldError::new("to", format!("must be after 'from' ({from}), got {to}")));
+        }
+        if to.duration_since(from) > MAX_HISTORY_SPAN {
+            return Err(FieldError::new(
+                "to",
+                format!("the window may span at most {} days", MAX_HISTORY_SPAN.as_hours() / 24),
+            ));
+        }
+        let channels = channel_list(q.get("channels").map_or("", String::as_str))?;
+        let resolution = match q.get("resolution") {
+            None => SignedDuration::ZERO,
+            Some(r) => {
+                let secs: u32 = r.parse().map_err(|_| {
+                    FieldError::new("resolution", format!("must be whole seconds 0..=86400, got {r:?}"))
+                })?;
+                if secs > 86_400 {
+                    return Err(FieldError::new(
+                        "resolution",
+                        format!("must be whole seconds 0..=86400, got {secs}"),
+                    ));
+                }
+                SignedDuration::from_secs(i64::from(secs))
+            }
+        };
+        Ok((from, to, channels, resolution))
+    })();
+    let (from, to, channels, resolution) =
+        parsed.map_err(|e| s.refuse(&actor, ACTION, ApiError::field(e)))?;
+    let points = s
+        .history
+        .query(from, to, &channels, resolution)
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    Ok(Json(json!({ "from": from.to_string(), "to": to.to_string(), "resolutionSeconds": resolution.as_secs(), "points": points }))
+        .into_response())
+}
+
+async fn safety(State(s): State<ApiState>, headers: HeaderMap) -> ApiResult {
+    s.authorize(&headers, Access::Read, "GET /api/v1/safety")?;
+    let view = s.view.borrow().clone();
+    let mut body = json!(view.safety);
+    if let Value::Object(o) = &mut body {
+        o.insert("timestamp".into(), json!(view.at.map(|t| t.to_string())));
+    }
+    Ok(Json(body).into_response())
+}
+
+async fn emergency_stop(State(s): State<ApiState>, headers: HeaderMap) -> ApiResult {
+    const ACTION: &str = "POST /api/v1/emergency-stop";
+    let p = s.authorize(&headers, Access::Operate, ACTION)?;
+    let actor = p.actor();
+    s.command(&actor, ACTION, ApiCommand::EmergencyStop { actor: actor.clone() }).await
+}
+
+async fn reset(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    const ACTION: &str = "POST /api/v1/reset";
+    let p = s.authorize(&headers, Access::Operate, ACTION)?;
+    let actor = p.actor();
+    let o = s.body_object(body, &actor, ACTION)?;
+    let reason = (|| {
+        input::only_keys(&o, "", &["reason"])?;
+        let r = input::req_str(&o, "", "reason")?.trim();
+        if r.is_empty() || r.len() > 500 {
+            return Err(FieldError::new("reason", "must be a non-empty text of at most 500 bytes"));
+        }
+        Ok(r.to_owned())
+    })()
+    .map_err(|e| s.refuse(&actor, ACTION, ApiError::field(e)))?;
+    let action = format!("{ACTION} ({reason})");
+    s.command(&actor, &action, ApiCommand::Reset { actor: actor.clone(), reason }).await
+}
+
+async fn state_request(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    const ACTION: &str = "POST /api/v1/state";
+    let p = s.authorize(&headers, Access::Operate, ACTION)?;
+    let actor = p.actor();
+    let o = s.body_object(body, &actor, ACTION)?;
+    let request = (|| {
+        input::only_keys(&o, "", &["request"])?;
+        match input::req_str(&o, "", "request")? {
+            "start" => Ok(TransitionRequest::Start),
+            "stop" => Ok(TransitionRequest::Stop),
+            "acknowledge" => Ok(TransitionRequest::Acknowledge),
+            "reset" => Err(FieldError::new("request", "use POST /api/v1/reset with a reason")),
+            other => Err(FieldError::new(
+                "request",
+                format!(
+                    "must be start, stop or acknowledge, got {}",
+                    input::show(&Value::String(other.to_owned()))
+                ),
+            )),
+        }
+    })()
+    .map_err(|e| s.refuse(&actor, ACTION, ApiError::field(e)))?;
+    let action = format!("{ACTION} {request}");
+    s.command(&actor, &action, ApiCommand::Request { actor: actor.clone(), request }).await
+}
+
+fn modes(s: &ApiState) -> std::sync::MutexGuard<'_, ControlModes> {
+    // Plain data; a panic elsewhere while holding the lock cannot leave it half-updated in a
+    // way `activate` does not already tolerate (it only replaces the value when valid).
+    s.modes.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+async fn control_modes_get(State(s): State<ApiState>, headers: HeaderMap) -> ApiResult {
+    s.authorize(&headers, Access::Read, "GET /api/v1/control-modes")?;
+    let now = s.clock.now();
+    let m = modes(&s);
+    Ok(Json(json!({ "availableControlModes": m.available_json(), "activeControlModes": m.active_json(now) }))
+        .into_response())
+}
+
+async fn control_modes_post(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    const ACTION: &str = "POST /api/v1/control-modes";
+    let p = s.authorize(&headers, Access::Operate, ACTION)?;
+    let actor = p.actor();
+    let o = s.body_object(body, &actor, ACTION)?;
+    let now = s.clock.now();
+    let (change, active) = {
+        let mut m = modes(&s);
+        let change = m.activate(&o, now);
+        (change, m.active_json(now))
+    };
+    match change.map_err(|e| s.refuse(&actor, ACTION, ApiError::field(e)))? {
+        Change::Unchanged | Change::Refreshed(_) => {}
+        Change::Activated(m) => s.audit(
+            &actor,
+            ACTION,
+            Outcome::Ok,
+            format!("ess {} until {} ({})", m.mode, m.expires_at, m.expiry.as_str()),
+        ),
+        Change::Deactivated(before) => s.audit(
+            &actor,
+            ACTION,
+            Outcome::Ok,
+            format!("ess deactivated (was {})", before.map_or_else(|| "none".to_owned(), |m| m.to_string())),
+        ),
+    }
+    Ok(Json(json!({ "activeControlModes": active })).into_response())
+}
+
+async fn schedules_post(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    const ACTION: &str = "schedule.submit";
+    let p = s.authorize(&headers, Access::ScheduleSubmit, "POST /api/v1/schedules")?;
+    let actor = p.actor();
+    let o = s.body_object(body, &actor, ACTION)?;
+    let accepted = s.schedules.submit(&o, &actor, s.clock.now())?;
+    Ok(Json(json!(accepted)).into_response())
+}
+
+async fn schedules_get(State(s): State<ApiState>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult {
+    s.authorize(&headers, Access::ScheduleRead, "GET /api/v1/schedules/{id}")?;
+    match s.schedules.get(&id) {
+        Some(sch) => Ok(Json(json!(sch)).into_response()),
+        None => Err(ApiError {
+            field: Some("id".into()),
+            ..ApiError::new(StatusCode::NOT_FOUND, format!("no schedule {id:?}"))
+        }),
+    }
+}
+
+async fn schedules_delete(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let p = s.authorize(&headers, Access::ScheduleDelete, "DELETE /api/v1/schedules/{id}")?;
+    s.schedules.delete(&id, &p.actor(), s.clock.now())?;
+    Ok(Json(json!({ "scheduleId": id, "deleted": true })).into_response())
+}
+
+async fn graphql_post(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    const ACTION: &str = "POST /api/v1/graphql";
+    let p = s.authorize(&headers, Access::ScheduleSubmit, ACTION)?;
+    let actor = p.actor();
+    let o = s.body_object(body, &actor, ACTION)?;
+    input::only_keys(&o, "", &["query", "variables", "operationName", "extensions"])
+        .and_then(|()| input::req_str(&o, "", "query").map(|_| ()))
+        .map_err(|e| s.refuse(&actor, ACTION, ApiError::field(e)))?;
+    let request: async_graphql::Request = serde_json::from_value(Value::Object(o)).map_err(|e| {
+        s.refuse(
+            &actor,
+            ACTION,
+            ApiError::new(StatusCode::BAD_REQUEST, format!("not a GraphQL JSON request: {e}")),
+        )
+    })?;
+    let ctx = crate::graphql::GqlContext { schedules: s.schedules.clone(), actor, now: s.clock.now() };
+    let response = crate::graphql::schema().execute(request.data(ctx)).await;
+    Ok(Json(json!(response)).into_response())
+}

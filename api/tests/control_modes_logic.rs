@@ -1,0 +1,190 @@
+//! Control modes as pure logic with a mock clock: activation, validation, watchdog, `until`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use ems_api::control_modes::{Change, ControlModes, Expiry, DEFAULT_WATCHDOG};
+use ems_control::Override;
+use ems_core::Watts;
+use jiff::{SignedDuration, Timestamp};
+use serde_json::{json, Map, Value};
+
+fn t0() -> Timestamp {
+    "2026-05-01T12:00:00Z".parse().unwrap()
+}
+
+fn at(secs: i64) -> Timestamp {
+    t0().checked_add(SignedDuration::from_secs(secs)).unwrap()
+}
+
+fn obj(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => panic!("not an object"),
+    }
+}
+
+fn modes() -> ControlModes {
+    ControlModes::new(DEFAULT_WATCHDOG, 10_000.0)
+}
+
+#[test]
+fn each_mode_maps_to_its_override() {
+    let cases = [
+        (json!({"ess": {"mode": "NO_DISCHARGE"}}), Override::NoDischarge),
+        (
+            json!({"ess": {"mode": "LIMIT_CHARGE", "maxChargePower": 1000}}),
+            Override::LimitCharge { max_charge_power: Watts::new(1000.0) },
+        ),
+        (
+            json!({"ess": {"mode": "LIMIT_DISCHARGE", "maxDischargePower": 250.5}}),
+            Override::LimitDischarge { max_discharge_power: Watts::new(250.5) },
+        ),
+        (json!({"ess": {"mode": "FORCE_CHARGE", "power": 0}}), Override::ForceCharge { power: Watts::ZERO }),
+        (
+            json!({"activateControlModes": {"ess": {"mode": "FORCE_CHARGE", "power": 3000}}}),
+            Override::ForceCharge { power: Watts::new(3000.0) },
+        ),
+    ];
+    for (body, want) in cases {
+        let mut m = modes();
+        let c = m.activate(&obj(body.clone()), t0()).unwrap();
+        assert!(matches!(c, Change::Activated(a) if a.mode == want), "{body}");
+        assert_eq!(m.active_override(t0()), Some(want));
+    }
+}
+
+#[test]
+fn empty_request_changes_nothing_and_null_deactivates() {
+    let mut m = modes();
+    assert_eq!(m.activate(&obj(json!({})), t0()).unwrap(), Change::Unchanged);
+    assert_eq!(m.active_override(t0()), None);
+    m.activate(&obj(json!({"ess": {"mode": "NO_DISCHARGE"}})), t0()).unwrap();
+    assert_eq!(m.activate(&obj(json!({})), at(30)).unwrap(), Change::Unchanged);
+    // `{}` does not refresh: the watchdog still runs from t0.
+    assert_eq!(m.active_override(at(59)), Some(Override::NoDischarge));
+    assert_eq!(m.active_override(at(60)), None);
+    m.activate(&obj(json!({"ess": {"mode": "NO_DISCHARGE"}})), t0()).unwrap();
+    assert_eq!(
+        m.activate(&obj(json!({"ess": null})), at(1)).unwrap(),
+        Change::Deactivated(Some(Override::NoDischarge))
+    );
+    assert_eq!(m.active_override(at(1)), None);
+    assert_eq!(m.active_json(at(1)), json!({"ess": null}));
+}
+
+#[test]
+fn watchdog_expires_unless_refreshed() {
+    let mut m = modes();
+    let body = obj(json!({"ess": {"mode": "LIMIT_CHARGE", "maxChargePower": 500}}));
+    m.activate(&body, t0()).unwrap();
+    assert_eq!(m.active(t0()).unwrap().expiry, Expiry::Watchdog);
+    assert!(m.active_override(at(59)).is_some());
+    let c = m.activate(&body, at(50)).unwrap();
+    assert!(matches!(c, Change::Refreshed(_)));
+    assert!(m.active_override(at(109)).is_some());
+    assert!(m.active_override(at(110)).is_none());
+    assert!(m.expire(at(109)).is_none());
+    let expired = m.expire(at(110)).unwrap();
+    assert_eq!(expired.mode, Override::LimitCharge { max_charge_power: Watts::new(500.0) });
+    assert!(m.expire(at(111)).is_none());
+}
+
+#[test]
+fn until_and_duration_replace_the_watchdog() {
+    let mut m = modes();
+    // 14:00+02:00 is 12:00Z = now: not in the future.
+    let e = m
+        .activate(&obj(json!({"ess": {"mode": "NO_DISCHARGE", "until": "2026-05-01T14:00:00+02:00"}})), t0());
+    assert_eq!(e.unwrap_err().field, "ess.until");
+    m.activate(&obj(json!({"ess": {"mode": "NO_DISCHARGE", "until": "2026-05-01T15:00:00+02:00"}})), t0())
+        .unwrap();
+    assert!(m.active_override(at(3599)).is_some());
+    assert!(m.active_override(at(3600)).is_none());
+    let mut m = modes();
+    m.activate(&obj(json!({"ess": {"mode": "NO_DISCHARGE", "until": "2026-05-01T13:00:00Z"}})), t0())
+        .unwrap();
+    assert_eq!(m.active(t0()).unwrap().expiry, Expiry::Until);
+    assert!(m.active_override(at(3599)).is_some());
+    assert!(m.active_override(at(3600)).is_none());
+
+    let mut m = modes();
+    m.activate(&obj(json!({"ess": {"mode": "NO_DISCHARGE", "duration": 900}})), t0()).unwrap();
+    assert!(m.active_override(at(899)).is_some());
+    assert!(m.active_override(at(900)).is_none());
+
+    let mut m = modes();
+    m.activate(&obj(json!({"ess": {"mode": "NO_DISCHARGE", "duration": "PT15M"}})), t0()).unwrap();
+    assert!(m.active_override(at(899)).is_some());
+    assert!(m.active_override(at(900)).is_none());
+    let j = m.active_json(t0());
+    assert_eq!(j["ess"]["expiry"], "until");
+    assert_eq!(j["ess"]["expiresAt"], "2026-05-01T12:15:00Z");
+}
+
+fn refused(body: Value) -> (String, String) {
+    let mut m = modes();
+    m.activate(&obj(json!({"ess": {"mode": "NO_DISCHARGE"}})), t0()).unwrap();
+    let e = m.activate(&obj(body.clone()), t0()).expect_err(&body.to_string());
+    // A refused request changes nothing.
+    assert_eq!(m.active_override(t0()), Some(Override::NoDischarge), "{body}");
+    (e.field, e.message)
+}
+
+#[test]
+fn validation_names_the_field_and_value() {
+    let cases = [
+        (json!({"ess": {"mode": "LIMIT_CHARGE", "maxChargePower": -1}}), "ess.maxChargePower", "-1"),
+        (json!({"ess": {"mode": "LIMIT_CHARGE", "maxChargePower": "NaN"}}), "ess.maxChargePower", "NaN"),
+        (json!({"ess": {"mode": "LIMIT_CHARGE", "maxChargePower": "1000"}}), "ess.maxChargePower", "1000"),
+        (json!({"ess": {"mode": "LIMIT_CHARGE", "maxChargePower": 1e30}}), "ess.maxChargePower", "<= 10000"),
+        (json!({"ess": {"mode": "LIMIT_CHARGE"}}), "ess.maxChargePower", "missing"),
+        (json!({"ess": {"mode": "LIMIT_DISCHARGE", "maxDischargePower": -5}}), "ess.maxDischargePower", "-5"),
+        (json!({"ess": {"mode": "FORCE_CHARGE", "power": 20000}}), "ess.power", "20000"),
+        (json!({"ess": {"mode": "FORCE_CHARGE", "power": null}}), "ess.power", "missing"),
+        (json!({"ess": {"mode": "TURBO"}}), "ess.mode", "TURBO"),
+        (json!({"ess": {"mode": 3}}), "ess.mode", "3"),
+        (json!({"ess": {}}), "ess.mode", "missing"),
+        (json!({"ess": "NO_DISCHARGE"}), "ess", "NO_DISCHARGE"),
+        (json!({"evcs0": null}), "evcs0", "unknown"),
+        (json!({"ess": {"mode": "LIMIT_CHARGE", "power": 5}}), "ess.maxChargePower", "missing"),
+        (json!({"ess": {"mode": "NO_DISCHARGE", "power": 5}}), "ess.power", "unknown"),
+        (
+            json!({"ess": {"mode": "NO_DISCHARGE", "until": "2026-05-01T11:00:00Z"}}),
+            "ess.until",
+            "not in the future",
+        ),
+        (json!({"ess": {"mode": "NO_DISCHARGE", "until": "tomorrow"}}), "ess.until", "tomorrow"),
+        (json!({"ess": {"mode": "NO_DISCHARGE", "until": "2027-05-01T11:00:00Z"}}), "ess.until", "ahead"),
+        (json!({"ess": {"mode": "NO_DISCHARGE", "duration": -1}}), "ess.duration", "-1"),
+        (json!({"ess": {"mode": "NO_DISCHARGE", "duration": 0}}), "ess.duration", "0"),
+        (json!({"ess": {"mode": "NO_DISCHARGE", "duration": "fifteen"}}), "ess.duration", "fifteen"),
+        (
+            json!({"ess": {"mode": "NO_DISCHARGE", "duration": 5, "until": "2026-05-01T13:00:00Z"}}),
+            "ess.duration",
+            "not both",
+        ),
+        (json!({"activateControlModes": 5}), "activateControlModes", "5"),
+        (json!({"activateControlModes": {"ess": null}, "ess": null}), "ess", "unknown"),
+    ];
+    for (body, field, needle) in cases {
+        let (f, msg) = refused(body.clone());
+        assert_eq!(f, field, "{body}: {msg}");
+        assert!(msg.contains(needle), "{body}: message {msg:?} lacks {needle:?}");
+    }
+}
+
+#[test]
+fn available_lists_every_mode() {
+    let a = modes().available_json();
+    let names: Vec<&str> = a["ess"].as_array().unwrap().iter().map(|m| m["mode"].as_str().unwrap()).collect();
+    assert_eq!(names, ["NO_DISCHARGE", "LIMIT_CHARGE", "LIMIT_DISCHARGE", "FORCE_CHARGE"]);
+    assert_eq!(a["watchdogSeconds"], 60);
+}
+
+#[test]
+fn switching_modes_activates_the_new_one() {
+    let mut m = modes();
+    m.activate(&obj(json!({"ess": {"mode": "NO_DISCHARGE"}})), t0()).unwrap();
+    let c = m.activate(&obj(json!({"ess": {"mode": "FORCE_CHARGE", "power": 100}})), at(10)).unwrap();
+    assert!(matches!(c, Change::Activated(_)));
+    assert_eq!(m.active_override(at(69)), Some(Override::ForceCharge { power: Watts::new(100.0) }));
+}

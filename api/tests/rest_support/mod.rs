@@ -1,0 +1,212 @@
+//! Shared test harness: the router over in-memory stores, a mock clock, a fake control loop.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use axum::Router;
+use ed25519_dalek::{Signer, SigningKey};
+use ems_api::auth::{hash_token, RateLimit, Role, TokenConfig, TokenRegistry};
+use ems_api::control_modes::{ControlModes, DEFAULT_WATCHDOG};
+use ems_api::model::{command_channel, view_channel, ApiCommand, CommandInbox, Refusal, SiteView};
+use ems_api::ports::MemoryStore;
+use ems_api::rest::{router, ApiState, Clock};
+use ems_api::schedules::{canonical_string, Operation, ProviderKey, ScheduleConfig, Schedules};
+use ems_core::{State, TransitionRequest};
+use http_body_util::BodyExt;
+use jiff::{SignedDuration, Timestamp};
+use serde_json::{json, Value};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+use tower::ServiceExt;
+
+pub const VIEWER: &str = "tok-viewer";
+pub const OPERATOR: &str = "tok-operator";
+pub const PROVIDER: &str = "tok-provider";
+pub const ADMIN: &str = "tok-admin";
+pub const SN: &str = "BAT-0001";
+
+/// A clock the test moves by hand.
+#[derive(Debug)]
+pub struct MockClock(pub Mutex<Timestamp>);
+
+impl MockClock {
+    pub fn advance(&self, secs: i64) {
+        let mut t = self.0.lock().unwrap();
+        *t = t.checked_add(SignedDuration::from_secs(secs)).unwrap();
+    }
+    pub fn get(&self) -> Timestamp {
+        *self.0.lock().unwrap()
+    }
+}
+
+impl Clock for MockClock {
+    fn now(&self) -> Timestamp {
+        self.get()
+    }
+}
+
+pub fn t0() -> Timestamp {
+    "2026-05-01T12:00:00Z".parse().unwrap()
+}
+
+pub fn provider_key() -> SigningKey {
+    SigningKey::from_bytes(&[7u8; 32])
+}
+
+pub fn schedule_config() -> ScheduleConfig {
+    ScheduleConfig {
+        serials: vec![SN.to_owned()],
+        max_charge_w: 5000,
+        max_discharge_w: 4000,
+        ..ScheduleConfig::default()
+    }
+}
+
+pub fn provider_keys() -> Vec<ProviderKey> {
+    vec![ProviderKey {
+        name: "acme".into(),
+        public_key_hex: hex::encode(provider_key().verifying_key().to_bytes()),
+    }]
+}
+
+/// A signed schedule request body.
+pub fn signed(
+    sn: &str,
+    time: &str,
+    op: &str,
+    power: u64,
+    provider: &str,
+    nonce: &str,
+    key: &SigningKey,
+) -> Value {
+    let operation = if op == "CHARGE" { Operation::Charge } else { Operation::Discharge };
+    let msg = canonical_string(sn, time, operation, power, provider, nonce);
+    let sig = key.sign(msg.as_bytes());
+    json!({
+        "sn": sn, "executionTime": time, "operation": op, "power": power,
+        "provider": provider, "nonce": nonce,
+        "auth": {"sign": {"signature": hex::encode(sig.to_bytes())}}
+    })
+}
+
+pub struct Harness {
+    pub router: Router,
+    pub store: Arc<MemoryStore>,
+    pub clock: Arc<MockClock>,
+    pub view: watch::Sender<SiteView>,
+    pub modes: Arc<Mutex<ControlModes>>,
+    pub schedules: Arc<Schedules>,
+    pub state: Arc<Mutex<State>>,
+}
+
+/// A fake control loop: a five-state table good enough to answer commands.
+pub async fn fake_loop(mut inbox: CommandInbox, state: Arc<Mutex<State>>) {
+    while let Some(cmd) = inbox.next().await {
+        let mut s = state.lock().unwrap();
+        let result = match (cmd.command().clone(), *s) {
+            (ApiCommand::EmergencyStop { .. }, _) => Ok(State::Stopped),
+            (ApiCommand::Reset { .. }, State::Stopped) => Ok(State::Idle),
+            (ApiCommand::Request { request: TransitionRequest::Start, .. }, State::Idle) => {
+                Ok(State::Running)
+            }
+            (ApiCommand::Request { request: TransitionRequest::Stop, .. }, State::Running) => Ok(State::Idle),
+            (ApiCommand::Request { request: TransitionRequest::Acknowledge, .. }, State::Error) => {
+                Ok(State::Idle)
+            }
+            (ApiCommand::Reset { .. }, st) => {
+                Err(Refusal { state: st, reason: format!("request 'reset' is not valid in state {st}") })
+            }
+            (ApiCommand::Request { request, .. }, st) => {
+                Err(Refusal { state: st, reason: format!("request '{request}' is not valid in state {st}") })
+            }
+        };
+        if let Ok(next) = result {
+            *s = next;
+        }
+        drop(s);
+        cmd.answer(result);
+    }
+}
+
+pub fn harness() -> Harness {
+    harness_with(RateLimit { burst: 10_000.0, per_second: 1000.0 }, true)
+}
+
+/// `with_loop = false`: the command inbox is dropped (the loop is gone).
+pub fn harness_with(limit: RateLimit, with_loop: bool) -> Harness {
+    let tokens = [
+        ("viewer", Role::Viewer, VIEWER),
+        ("ops", Role::Operator, OPERATOR),
+        ("acme-cloud", Role::Provider, PROVIDER),
+        ("root", Role::Admin, ADMIN),
+    ]
+    .map(|(n, r, t)| TokenConfig { name: n.into(), role: r, sha256_hex: hash_token(t) });
+    let store = Arc::new(MemoryStore::default());
+    let clock = Arc::new(MockClock(Mutex::new(t0())));
+    let (view_tx, view_rx) = view_channel();
+    let (client, inbox) = command_channel(8, Duration::from_secs(2));
+    let state = Arc::new(Mutex::new(State::Idle));
+    if with_loop {
+        tokio::spawn(fake_loop(inbox, state.clone()));
+    } else {
+        drop(inbox);
+    }
+    let modes = Arc::new(Mutex::new(ControlModes::new(DEFAULT_WATCHDOG, 10_000.0)));
+    let schedules =
+        Arc::new(Schedules::load(schedule_config(), &provider_keys(), store.clone(), store.clone()).unwrap());
+    let api = ApiState {
+        tokens: Arc::new(TokenRegistry::new(&tokens, limit).unwrap()),
+        view: view_rx,
+        commands: client,
+        modes: modes.clone(),
+        schedules: schedules.clone(),
+        history: store.clone(),
+        audit: store.clone(),
+        clock: clock.clone(),
+    };
+    Harness { router: router(api), store, clock, view: view_tx, modes, schedules, state }
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub json: Value,
+}
+
+impl Harness {
+    pub async fn raw(&self, method: Method, path: &str, token: Option<&str>, body: Vec<u8>) -> Reply {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let req = req.header("content-type", "application/json").body(Body::from(body)).unwrap();
+        let resp = self.router.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let json = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("non-JSON body ({e}): {bytes:?}"))
+        };
+        Reply { status, headers, json }
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
+        self.raw(Method::GET, path, token, Vec::new()).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Reply {
+        self.raw(Method::POST, path, token, body.to_string().into_bytes()).await
+    }
+
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> Reply {
+        self.raw(Method::DELETE, path, token, Vec::new()).await
+    }
+
+    pub fn audit(&self) -> Vec<ems_api::ports::AuditEntry> {
+        use ems_api::ports::AuditSink;
+        self.store.recent(10_000).unwrap()
+    }
+}
