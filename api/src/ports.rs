@@ -112,11 +112,21 @@ pub trait ScheduleStore: Send + Sync {
     fn claim_nonce(&self, provider: &str, nonce: &str, at: Timestamp) -> Result<bool, StoreError>;
 }
 
+/// The most history points a [`MemoryStore`] keeps (the oldest go first): about 4.6 hours of
+/// six channels at 1 Hz. A site that needs more history uses the SQLite store.
+pub const MEMORY_HISTORY_POINTS: usize = 100_000;
+
+/// The most audit entries a [`MemoryStore`] keeps (the oldest go first, their sequence numbers
+/// stay unique). A site that needs the whole audit trail uses the SQLite store.
+pub const MEMORY_AUDIT_ENTRIES: usize = 100_000;
+
 /// An in-memory implementation of the three stores (tests; a gateway without a database file).
+/// History and audit are bounded ([`MEMORY_HISTORY_POINTS`], [`MEMORY_AUDIT_ENTRIES`]).
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    audit: Mutex<Vec<AuditEntry>>,
-    history: Mutex<Vec<HistoryPoint>>,
+    audit: Mutex<std::collections::VecDeque<AuditEntry>>,
+    next_seq: Mutex<u64>,
+    history: Mutex<std::collections::VecDeque<HistoryPoint>>,
     schedules: Mutex<std::collections::BTreeMap<String, String>>,
     nonces: Mutex<std::collections::BTreeSet<(String, String)>>,
 }
@@ -128,8 +138,13 @@ fn poisoned<T>(_: T) -> StoreError {
 impl AuditSink for MemoryStore {
     fn append(&self, entry: &AuditEntry) -> Result<u64, StoreError> {
         let mut log = self.audit.lock().map_err(poisoned)?;
-        let seq = u64::try_from(log.len()).unwrap_or(u64::MAX).saturating_add(1);
-        log.push(AuditEntry { seq, ..entry.clone() });
+        let mut next = self.next_seq.lock().map_err(poisoned)?;
+        *next = next.saturating_add(1);
+        let seq = *next;
+        if log.len() >= MEMORY_AUDIT_ENTRIES {
+            log.pop_front();
+        }
+        log.push_back(AuditEntry { seq, ..entry.clone() });
         Ok(seq)
     }
 
@@ -142,7 +157,12 @@ impl AuditSink for MemoryStore {
 impl HistoryStore for MemoryStore {
     fn record(&self, at: Timestamp, values: &[(&str, f64)]) -> Result<(), StoreError> {
         let mut h = self.history.lock().map_err(poisoned)?;
-        h.extend(values.iter().map(|(c, v)| HistoryPoint { at, channel: (*c).to_owned(), value: *v }));
+        for (c, v) in values {
+            if h.len() >= MEMORY_HISTORY_POINTS {
+                h.pop_front();
+            }
+            h.push_back(HistoryPoint { at, channel: (*c).to_owned(), value: *v });
+        }
         Ok(())
     }
 

@@ -122,7 +122,31 @@ async fn run_async(args: &LiveArgs) -> Result<(), LiveError> {
         reset_reason: args.reset_reason.clone(),
         time_zone: None,
     };
-    drive(devices, controller, store, &opts, Some(&shared)).await
+    let mut api = match args.api_listen.as_deref() {
+        None | Some("off") => None,
+        Some(listen) => {
+            let listen = listen.parse().map_err(|_| LiveError::Arg {
+                flag: "--api-listen",
+                value: listen.to_owned(),
+                why: "must be HOST:PORT (e.g. 127.0.0.1:8080) or off",
+            })?;
+            let opts = crate::api::ApiOptions {
+                listen,
+                serials: vec!["sim-bms-1".to_owned()],
+                rating_w: u64::from(site_rating_w(&shared)),
+            };
+            Some(crate::api::start_with_generated_admin(&opts).await?)
+        }
+    };
+    drive(devices, controller, store, &opts, Some(&shared), api.as_mut()).await
+}
+
+/// The simulated inverter's rating, W.
+fn site_rating_w(site: &SharedSite) -> u32 {
+    // A rating of a few kW; the conversion saturates for anything absurd.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let w = site.with(|s| s.config().inverter_rating.get().max(0.0)) as u32;
+    w
 }
 
 /// The controller from the persisted state (STOPPED and ERROR survive a reboot; an unreadable
@@ -197,6 +221,7 @@ pub(crate) async fn drive<B, I, M, P, PR, MR, E>(
     mut store: FileStore,
     opts: &LoopOptions,
     physics: Option<&SharedSite>,
+    mut api: Option<&mut crate::api::LoopApi>,
 ) -> Result<(), LiveError>
 where
     B: Bms,
@@ -243,7 +268,24 @@ where
             inputs.reason = opts.reset_reason.as_deref().unwrap_or("");
             tracing::info!(target: "audit", request = %r, reason = inputs.reason, "operator request");
         }
+        // The local API: its state commands (only when the loop has none of its own this
+        // cycle; an E-stop always), the active control mode and the due schedule.
+        if shutdown_at.is_none() {
+            if let Some(a) = api.as_deref_mut() {
+                let loop_has_request = inputs.request.is_some();
+                a.fill(&mut inputs, loop_has_request);
+            }
+        }
+        if let Some(a) = api.as_deref() {
+            if inputs.request == Some(TransitionRequest::Reset) && !a.reason().is_empty() {
+                inputs.reason = a.reason();
+            }
+        }
         let out = controller.step(now.get(), &snapshot, &inputs);
+        if let Some(a) = api.as_deref_mut() {
+            a.after(&out, &snapshot, now);
+            a.set_latched(controller.latched());
+        }
         let report = devices
             .apply(
                 now,

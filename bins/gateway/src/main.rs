@@ -6,6 +6,7 @@
 //! possible and prints a summary.
 #![forbid(unsafe_code)]
 
+mod api;
 mod config;
 mod live;
 mod optimize;
@@ -56,6 +57,10 @@ struct LiveArgs {
     /// persisted state needs one.
     #[arg(long)]
     reset_reason: Option<String>,
+    /// Where the local REST API listens (`HOST:PORT`; port 0 picks a free one), or `off`. An
+    /// admin token is generated at start and printed once as `admin token: <token>`.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    api_listen: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

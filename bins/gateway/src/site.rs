@@ -493,7 +493,7 @@ pub fn run(
             reset_reason,
             time_zone: cfg.time_zone.clone(),
         };
-        drive(devices, controller, store, &opts, None).await
+        drive(devices, controller, store, &opts, None, None).await
     })
 }
 

@@ -61,7 +61,9 @@ fn bad_flags_are_refused_naming_flag_and_value() {
 
 fn live(state: &Path, extra: &[&str]) -> Output {
     let mut cmd = gateway();
-    cmd.args(["--speed", "1000", "--duration", "30", "--state-file"]).arg(state).args(extra);
+    cmd.args(["--speed", "1000", "--duration", "30", "--api-listen", "127.0.0.1:0", "--state-file"])
+        .arg(state)
+        .args(extra);
     run(&mut cmd)
 }
 
@@ -121,7 +123,7 @@ fn ctrl_c_shuts_down_gracefully_and_persists() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("ems.state");
     let child = gateway()
-        .args(["--speed", "20", "--state-file"])
+        .args(["--speed", "20", "--api-listen", "127.0.0.1:0", "--state-file"])
         .arg(&state)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -1,0 +1,175 @@
+//! The local API of the running gateway (issue #6): the default simulated site with
+//! `--api-listen 127.0.0.1:0`, the generated admin token read from its output, and plain HTTP/1.1
+//! requests: the OpenAPI document without a token, telemetry and safety with it, a control mode,
+//! a refused state request (409), the software E-stop (STOPPED, zero power) and the reset with a
+//! reason back to IDLE, then start to RUNNING.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Gateway {
+    child: Child,
+    addr: String,
+    token: String,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(state: &std::path::Path) -> Gateway {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ems-gateway"))
+        .args(["--speed", "5", "--duration", "600", "--api-listen", "127.0.0.1:0", "--state-file"])
+        .arg(state)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut addr, mut token) = (None, None);
+    while addr.is_none() || token.is_none() {
+        let line = lines.next().expect("gateway output ended").unwrap();
+        if let Some(rest) = line.strip_prefix("API on http://") {
+            addr = rest.split('/').next().map(str::to_owned);
+        }
+        if let Some(t) = line.strip_prefix("admin token: ") {
+            token = Some(t.trim().to_owned());
+        }
+    }
+    // Keep draining stdout so the gateway never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Gateway { child, addr: addr.unwrap(), token: token.unwrap() }
+}
+
+/// One HTTP/1.1 request; returns the status and the body.
+fn http(g: &Gateway, method: &str, path: &str, body: Option<&str>, auth: bool) -> (u16, serde_json::Value) {
+    let mut s = TcpStream::connect(&g.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let body = body.unwrap_or("");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n", g.addr);
+    if auth {
+        req.push_str(&format!("Authorization: Bearer {}\r\n", g.token));
+    }
+    if !body.is_empty() {
+        req.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let status: u16 = raw.split(' ').nth(1).unwrap().parse().unwrap();
+    let (head, payload) = raw.split_once("\r\n\r\n").unwrap();
+    let payload = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        dechunk(payload)
+    } else {
+        payload.to_owned()
+    };
+    (status, serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null))
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = &rest[n + 2..];
+    }
+    out
+}
+
+fn state(g: &Gateway) -> String {
+    let (code, v) = http(g, "GET", "/api/v1/safety", None, true);
+    assert_eq!(code, 200, "{v}");
+    v["state"].as_str().unwrap().to_owned()
+}
+
+fn wait_for(g: &Gateway, want: &str) {
+    let until = Instant::now() + Duration::from_secs(30);
+    while state(g) != want {
+        assert!(Instant::now() < until, "never {want}: {}", state(g));
+        // The API allows 5 requests a second per token (burst 20).
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// The value of `key` anywhere in `v` (the channel's number, or its `value` field).
+fn find<'a>(v: &'a serde_json::Value, key: &str) -> Option<&'a serde_json::Value> {
+    match v {
+        serde_json::Value::Object(m) => {
+            m.get(key).map(|x| x.get("value").unwrap_or(x)).or_else(|| m.values().find_map(|x| find(x, key)))
+        }
+        serde_json::Value::Array(a) => a.iter().find_map(|x| find(x, key)),
+        _ => None,
+    }
+}
+
+#[test]
+fn the_running_gateway_serves_the_api_and_obeys_estop_and_reset() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = start(&dir.path().join("gw.state"));
+    assert_eq!(g.token.len(), 64, "a 32-byte hex token");
+
+    let (code, doc) = http(&g, "GET", "/api/v1/openapi.json", None, false);
+    assert_eq!(code, 200);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{doc}");
+    let (code, _) = http(&g, "GET", "/api/v1/current-data", None, false);
+    assert_eq!(code, 401, "a token is required");
+
+    wait_for(&g, "RUNNING");
+    let (code, data) = http(&g, "GET", "/api/v1/current-data?channels=_sum/EssSoc,_sum/State", None, true);
+    assert_eq!(code, 200, "{data}");
+    let text = data.to_string();
+    assert!(text.contains("_sum/EssSoc") && text.contains("RUNNING"), "{text}");
+    assert!(!text.contains("_sum/GridActivePower"), "filtered: {text}");
+
+    // A control mode reaches the controller as an override.
+    let (code, v) =
+        http(&g, "POST", "/api/v1/control-modes", Some(r#"{"ess": {"mode": "NO_DISCHARGE"}}"#), true);
+    assert_eq!(code, 200, "{v}");
+    let (_, v) = http(&g, "GET", "/api/v1/control-modes", None, true);
+    assert!(v.to_string().contains("NO_DISCHARGE"), "{v}");
+
+    // Start while RUNNING: refused by the state machine → 409 with the state.
+    let (code, v) = http(&g, "POST", "/api/v1/state", Some(r#"{"request": "start"}"#), true);
+    assert_eq!(code, 409, "{v}");
+    assert!(v.to_string().contains("RUNNING"), "{v}");
+
+    // Software E-stop → STOPPED, zero power; the event shows in the safety view.
+    let (code, v) = http(&g, "POST", "/api/v1/emergency-stop", None, true);
+    assert_eq!(code, 200, "{v}");
+    wait_for(&g, "STOPPED");
+    let (_, v) = http(&g, "GET", "/api/v1/safety", None, true);
+    assert!(v.to_string().contains("E-stop pressed"), "{v}");
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (code, d) = http(&g, "GET", "/api/v1/current-data?channels=_sum/EssActivePower", None, true);
+        assert_eq!(code, 200, "{d}");
+        let w = find(&d, "_sum/EssActivePower").and_then(serde_json::Value::as_f64).unwrap_or(f64::MAX);
+        if w.abs() < 50.0 {
+            break;
+        }
+        assert!(Instant::now() < until, "battery power not zero after the E-stop: {d}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    // Reset needs a reason; then IDLE, then start → RUNNING.
+    let (code, v) = http(&g, "POST", "/api/v1/reset", Some(r#"{"reason": ""}"#), true);
+    assert_eq!(code, 400, "{v}");
+    let (code, v) = http(&g, "POST", "/api/v1/reset", Some(r#"{"reason": "checked the cabinet"}"#), true);
+    assert_eq!(code, 200, "{v}");
+    wait_for(&g, "IDLE");
+    let (code, v) = http(&g, "POST", "/api/v1/state", Some(r#"{"request": "start"}"#), true);
+    assert_eq!(code, 200, "{v}");
+    wait_for(&g, "RUNNING");
+}
