@@ -16,9 +16,10 @@ use ems_api::model::{
     channels, command_channel, view_channel, ApiCommand, ChannelValue, CommandInbox, PendingCommand, Refusal,
     SafetyView, SiteView,
 };
-use ems_api::ports::{AuditEntry, AuditSink, HistoryStore, MemoryStore, Outcome};
+use ems_api::db::Db;
+use ems_api::ports::{AuditEntry, AuditSink, HistoryStore, MemoryStore, Outcome, ScheduleStore};
 use ems_api::rest::{router, ApiState, SystemClock};
-use ems_api::schedules::{ScheduleConfig, ScheduledAction, Schedules};
+use ems_api::schedules::{ProviderKey, ScheduleConfig, ScheduledAction, Schedules};
 use ems_control::{Inputs, Output};
 use ems_core::{Snapshot, TransitionRequest};
 use jiff::Timestamp;
@@ -35,6 +36,10 @@ pub(crate) struct ApiOptions {
     pub serials: Vec<String>,
     /// Device rating for schedules, W.
     pub rating_w: u64,
+    /// Providers allowed to submit schedules, with their Ed25519 keys.
+    pub providers: Vec<ProviderKey>,
+    /// The SQLite database (audit log, history, schedules); in memory when `None`.
+    pub database: Option<std::path::PathBuf>,
 }
 
 /// How many recent events the safety view carries.
@@ -74,17 +79,29 @@ pub(crate) async fn start_with_generated_admin(opts: &ApiOptions) -> Result<Loop
     let token = generate_admin_token().map_err(|e| api_err("random token", e))?;
     let tokens =
         vec![TokenConfig { name: "admin".to_owned(), role: Role::Admin, sha256_hex: hash_token(&token) }];
-    let (api, addr) = start(opts, &tokens).await?;
-    println!("API on http://{addr}/api/v1 (OpenAPI: http://{addr}/api/v1/openapi.json)");
+    let api = start(opts, &tokens).await?;
     println!("admin token: {token}");
     Ok(api)
 }
 
-async fn start(opts: &ApiOptions, tokens: &[TokenConfig]) -> Result<(LoopApi, SocketAddr), LiveError> {
+/// Start the API with the configured tokens (`run --config`).
+pub(crate) async fn start(opts: &ApiOptions, tokens: &[TokenConfig]) -> Result<LoopApi, LiveError> {
     let registry = TokenRegistry::new(tokens, RateLimit::default()).map_err(|e| api_err("tokens", e))?;
-    let store = Arc::new(MemoryStore::default());
-    let audit: Arc<dyn AuditSink> = store.clone();
-    let history: Arc<dyn HistoryStore> = store.clone();
+    let (audit, history, schedule_store): (Arc<dyn AuditSink>, Arc<dyn HistoryStore>, Arc<dyn ScheduleStore>) =
+        match &opts.database {
+            Some(path) => {
+                let db = Arc::new(Db::open(path).map_err(|e| api_err("database", e))?);
+                let check = db.integrity_check().map_err(|e| api_err("database", e))?;
+                if check != "ok" {
+                    return Err(api_err(&format!("database {}", path.display()), format!("integrity check: {check}")));
+                }
+                (db.clone(), db.clone(), db)
+            }
+            None => {
+                let m = Arc::new(MemoryStore::default());
+                (m.clone(), m.clone(), m)
+            }
+        };
     let cfg = ScheduleConfig {
         serials: opts.serials.clone(),
         max_charge_w: opts.rating_w,
@@ -92,7 +109,7 @@ async fn start(opts: &ApiOptions, tokens: &[TokenConfig]) -> Result<(LoopApi, So
         ..ScheduleConfig::default()
     };
     let schedules = Arc::new(
-        Schedules::load(cfg, &[], store.clone(), audit.clone()).map_err(|e| api_err("schedules", e))?,
+        Schedules::load(cfg, &opts.providers, schedule_store, audit.clone()).map_err(|e| api_err("schedules", e))?,
     );
     #[allow(clippy::cast_precision_loss)] // a rating in W
     let modes = Arc::new(Mutex::new(ControlModes::new(DEFAULT_WATCHDOG, opts.rating_w as f64)));
@@ -118,6 +135,7 @@ async fn start(opts: &ApiOptions, tokens: &[TokenConfig]) -> Result<(LoopApi, So
             tracing::error!("API server stopped: {e}");
         }
     });
+    println!("API on http://{addr}/api/v1 (OpenAPI: http://{addr}/api/v1/openapi.json)");
     let api = LoopApi {
         view: view_tx,
         inbox,
@@ -132,7 +150,7 @@ async fn start(opts: &ApiOptions, tokens: &[TokenConfig]) -> Result<(LoopApi, So
         recent: VecDeque::new(),
         last_history: None,
     };
-    Ok((api, addr))
+    Ok(api)
 }
 
 impl LoopApi {

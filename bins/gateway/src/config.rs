@@ -58,6 +58,74 @@ pub struct SiteFile {
     pub mode: ModeSection,
     /// `[devices]`.
     pub devices: DevicesSection,
+    /// `[api]`: the local REST API (absent: no API).
+    pub api: Option<ApiSection>,
+}
+
+/// `[api]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSection {
+    /// `HOST:PORT` to listen on (default `127.0.0.1:8080`: loopback only), or `off`.
+    #[serde(default = "default_api_listen")]
+    pub listen: Spanned<String>,
+    /// SQLite database for the audit log, history and schedules (relative to this file);
+    /// in memory (lost at restart) when absent.
+    pub database: Option<Spanned<String>>,
+    /// Battery serial numbers provider schedules may name.
+    #[serde(default)]
+    pub battery_serials: Vec<Spanned<String>>,
+    /// The largest power a provider schedule may ask for, W (default 0: none).
+    pub schedule_max_power_w: Option<Spanned<f64>>,
+    /// API tokens (`[[api.tokens]]`).
+    #[serde(default)]
+    pub tokens: Vec<ApiTokenEntry>,
+    /// Schedule providers (`[[api.providers]]`).
+    #[serde(default)]
+    pub providers: Vec<ApiProviderEntry>,
+}
+
+fn default_api_listen() -> Spanned<String> {
+    Spanned::new(0..0, "127.0.0.1:8080".to_owned())
+}
+
+/// `[[api.tokens]]`: `ems-gateway new-token --name N --role R` prints one.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiTokenEntry {
+    /// Who holds it (audit log).
+    pub name: Spanned<String>,
+    /// `viewer`, `operator`, `provider` or `admin`.
+    pub role: Spanned<String>,
+    /// SHA-256 of the token, 64 hex digits (the token itself is never stored).
+    pub sha256: Spanned<String>,
+}
+
+/// `[[api.providers]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiProviderEntry {
+    /// The provider's name, as it signs its requests.
+    pub name: Spanned<String>,
+    /// Its Ed25519 public key, 64 hex digits.
+    pub public_key_hex: Spanned<String>,
+}
+
+/// `[api]`, validated.
+#[derive(Debug, Clone)]
+pub struct ApiWiring {
+    /// Where to listen.
+    pub listen: std::net::SocketAddr,
+    /// The database file, resolved.
+    pub database: Option<PathBuf>,
+    /// Serials.
+    pub serials: Vec<String>,
+    /// Largest schedule power, W.
+    pub schedule_max_power_w: u64,
+    /// Tokens.
+    pub tokens: Vec<ems_api::auth::TokenConfig>,
+    /// Providers.
+    pub providers: Vec<ems_api::schedules::ProviderKey>,
 }
 
 /// `[site]`.
@@ -390,6 +458,8 @@ pub struct SiteConfig {
     pub estop: EStopWiring,
     /// `[site] time_zone`, resolved.
     pub time_zone: Option<jiff::tz::TimeZone>,
+    /// `[api]`, validated (`None`: no API).
+    pub api: Option<ApiWiring>,
 }
 
 struct Ctx<'a> {
@@ -462,7 +532,11 @@ pub fn parse(path: &Path, text: &str) -> Result<SiteConfig, ConfigError> {
         })?),
         None => None,
     };
-    Ok(SiteConfig { file: path.to_path_buf(), content, controller, contactor, estop, time_zone })
+    let api = match &content.api {
+        Some(a) => api_wiring(&ctx, path, a)?,
+        None => None,
+    };
+    Ok(SiteConfig { file: path.to_path_buf(), content, controller, contactor, estop, time_zone, api })
 }
 
 fn validate(ctx: &Ctx<'_>, c: &SiteFile) -> Result<ems_control::ControllerConfig, ConfigError> {
@@ -746,6 +820,74 @@ fn validate_device(ctx: &Ctx<'_>, name: &str, e: &DeviceEntry) -> Result<(), Con
         ));
     }
     Ok(())
+}
+
+fn hex64(ctx: &Ctx<'_>, field: &str, v: &Spanned<String>) -> Result<String, ConfigError> {
+    let h = v.get_ref().trim();
+    if h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit()) {
+        Ok(h.to_ascii_lowercase())
+    } else {
+        Err(ctx.err(field, v, format!("'{h}' is not 64 hex digits")))
+    }
+}
+
+fn api_wiring(ctx: &Ctx<'_>, path: &Path, a: &ApiSection) -> Result<Option<ApiWiring>, ConfigError> {
+    use ems_api::auth::{Role, TokenConfig};
+    let listen = a.listen.get_ref();
+    if listen == "off" {
+        return Ok(None);
+    }
+    let listen = listen.parse().map_err(|_| {
+        ctx.err("api.listen", &a.listen, format!("'{listen}' is not HOST:PORT (e.g. 127.0.0.1:8080) or off"))
+    })?;
+    let mut tokens = Vec::with_capacity(a.tokens.len());
+    for (i, t) in a.tokens.iter().enumerate() {
+        let role = match t.role.get_ref().as_str() {
+            "viewer" => Role::Viewer,
+            "operator" => Role::Operator,
+            "provider" => Role::Provider,
+            "admin" => Role::Admin,
+            other => {
+                return Err(ctx.err(
+                    &format!("api.tokens[{i}].role"),
+                    &t.role,
+                    format!("'{other}' is not one of viewer, operator, provider, admin"),
+                ))
+            }
+        };
+        let sha256_hex = hex64(ctx, &format!("api.tokens[{i}].sha256"), &t.sha256)?;
+        tokens.push(TokenConfig { name: t.name.get_ref().clone(), role, sha256_hex });
+    }
+    if tokens.is_empty() {
+        return Err(ctx.err(
+            "api.tokens",
+            &a.listen,
+            "no [[api.tokens]]: the API would refuse every call; add one (ems-gateway new-token) or set listen = \"off\""
+                .to_owned(),
+        ));
+    }
+    ems_api::auth::TokenRegistry::new(&tokens, ems_api::auth::RateLimit::default())
+        .map_err(|e| ctx.err("api.tokens", &a.listen, e.to_string()))?;
+    let mut providers = Vec::with_capacity(a.providers.len());
+    for (i, p) in a.providers.iter().enumerate() {
+        let public_key_hex = hex64(ctx, &format!("api.providers[{i}].public_key_hex"), &p.public_key_hex)?;
+        providers.push(ems_api::schedules::ProviderKey { name: p.name.get_ref().clone(), public_key_hex });
+    }
+    let power = match &a.schedule_max_power_w {
+        Some(v) => ctx.number("api.schedule_max_power_w", v, 0.0, 1e7, "W")?,
+        None => 0.0,
+    };
+    // Validated to 0..=1e7 just above.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let schedule_max_power_w = power as u64;
+    Ok(Some(ApiWiring {
+        listen,
+        database: a.database.as_ref().map(|d| resolve(path, d.get_ref())),
+        serials: a.battery_serials.iter().map(|s| s.get_ref().clone()).collect(),
+        schedule_max_power_w,
+        tokens,
+        providers,
+    }))
 }
 
 /// `HH:MM` (00:00..=23:59) → minute of day.
@@ -1278,5 +1420,53 @@ export_cap_w = 10000
         let text = example().replace("[site]\n", "[site]\ntime_zone = \"Mars/Olympus\"\n");
         let e = parse(Path::new("site.toml"), &text).unwrap_err().to_string();
         assert!(e.contains("site.time_zone") && e.contains("Mars/Olympus"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod api_tests {
+    use super::*;
+
+    fn with_api(api: &str) -> Result<SiteConfig, ConfigError> {
+        let profile = concat!(env!("CARGO_MANIFEST_DIR"), "/../../devices/profiles/eastron-sdm630.toml");
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/site.toml"))
+            .unwrap()
+            .replace("../devices/profiles/eastron-sdm630.toml", profile);
+        parse(Path::new("/site/site.toml"), &format!("{text}\n{api}"))
+    }
+
+    const HASH: &str = "1d1e0f590d004fb7e08f456946aeac2f8035a23649d852a319291c45aa4a7410";
+
+    #[test]
+    fn api_section_parses_tokens_providers_and_database() {
+        let c = with_api(&format!(
+            "[api]\nlisten = \"0.0.0.0:8443\"\ndatabase = \"ems.db\"\nbattery_serials = [\"BAT-1\"]\nschedule_max_power_w = 5000\n\
+             [[api.tokens]]\nname = \"ops\"\nrole = \"operator\"\nsha256 = \"{HASH}\"\n\
+             [[api.providers]]\nname = \"acme\"\npublic_key_hex = \"{HASH}\"\n"
+        ))
+        .unwrap();
+        let a = c.api.unwrap();
+        assert_eq!(a.listen.port(), 8443);
+        assert_eq!(a.database.unwrap(), Path::new("/site/ems.db"));
+        assert_eq!((a.tokens.len(), a.providers.len(), a.schedule_max_power_w), (1, 1, 5000));
+        assert!(with_api("[api]\nlisten = \"off\"\n").unwrap().api.is_none());
+        assert!(with_api("").unwrap().api.is_none());
+    }
+
+    #[test]
+    fn api_errors_name_the_field_and_value() {
+        let err = |api: &str| with_api(api).unwrap_err().to_string();
+        let e = err("[api]\n");
+        assert!(e.contains("api.tokens") && e.contains("new-token"), "{e}");
+        let e = err(&format!("[api]\n[[api.tokens]]\nname = \"x\"\nrole = \"god\"\nsha256 = \"{HASH}\"\n"));
+        assert!(e.contains("api.tokens[0].role") && e.contains("god"), "{e}");
+        let e = err("[api]\n[[api.tokens]]\nname = \"x\"\nrole = \"admin\"\nsha256 = \"abc\"\n");
+        assert!(e.contains("api.tokens[0].sha256") && e.contains("abc"), "{e}");
+        let e = err(&format!("[api]\nlisten = \"everywhere\"\n[[api.tokens]]\nname = \"x\"\nrole = \"admin\"\nsha256 = \"{HASH}\"\n"));
+        assert!(e.contains("api.listen") && e.contains("everywhere"), "{e}");
+        let e = err(&format!(
+            "[api]\n[[api.tokens]]\nname = \"x\"\nrole = \"admin\"\nsha256 = \"{HASH}\"\n[[api.tokens]]\nname = \"y\"\nrole = \"admin\"\nsha256 = \"{HASH}\"\n"
+        ));
+        assert!(e.contains("api.tokens") && e.contains("duplicate"), "{e}");
     }
 }

@@ -89,6 +89,16 @@ enum Cmd {
         #[arg(long)]
         reset_reason: Option<String>,
     },
+    /// Generate an API token: prints the token once (give it to its holder) and the
+    /// `[[api.tokens]]` entry for the site file, which holds only its SHA-256.
+    NewToken {
+        /// Who will hold it (appears in the audit log).
+        #[arg(long)]
+        name: String,
+        /// viewer, operator, provider or admin.
+        #[arg(long)]
+        role: String,
+    },
     /// Validate a site configuration file without starting anything.
     CheckConfig {
         /// The site TOML file.
@@ -157,6 +167,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Cmd::CheckConfig { file }) => check_config(&file),
+        Some(Cmd::NewToken { name, role }) => new_token(&name, &role),
         Some(Cmd::Run { config, duration, reset_reason }) => {
             init_tracing();
             let cfg = match config::load(&config) {
@@ -265,6 +276,30 @@ fn scan(endpoint: &str, unit: u8, timeout_ms: u64) -> ExitCode {
         },
         Err(e) => {
             eprintln!("ems-gateway scan: {endpoint} unit {unit}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn new_token(name: &str, role: &str) -> ExitCode {
+    if !["viewer", "operator", "provider", "admin"].contains(&role) {
+        eprintln!("ems-gateway new-token: --role = {role} is not one of viewer, operator, provider, admin");
+        return ExitCode::FAILURE;
+    }
+    if name.trim().is_empty() || name.contains(['"', '\\', '\n']) {
+        eprintln!("ems-gateway new-token: --name = {name:?} must be a non-empty name without quotes");
+        return ExitCode::FAILURE;
+    }
+    match ems_api::auth::generate_admin_token() {
+        Ok(token) => {
+            let hash = ems_api::auth::hash_token(&token);
+            out(&format!(
+                "token: {token}\n# give the token to its holder (it is not stored); put this in the site file:\n[[api.tokens]]\nname = \"{name}\"\nrole = \"{role}\"\nsha256 = \"{hash}\"\n"
+            ));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ems-gateway new-token: random source: {e}");
             ExitCode::FAILURE
         }
     }

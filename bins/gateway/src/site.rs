@@ -493,7 +493,20 @@ pub fn run(
             reset_reason,
             time_zone: cfg.time_zone.clone(),
         };
-        drive(devices, controller, store, &opts, None, None).await
+        let mut api = match &cfg.api {
+            Some(a) => {
+                let opts = crate::api::ApiOptions {
+                    listen: a.listen,
+                    serials: a.serials.clone(),
+                    rating_w: a.schedule_max_power_w,
+                    providers: a.providers.clone(),
+                    database: a.database.clone(),
+                };
+                Some(crate::api::start(&opts, &a.tokens).await?)
+            }
+            None => None,
+        };
+        drive(devices, controller, store, &opts, None, api.as_mut()).await
     })
 }
 

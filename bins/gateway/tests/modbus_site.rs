@@ -26,8 +26,12 @@ use ems_testing::sunspec_site::{
 
 const PROFILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../devices/profiles/eastron-sdm630.toml");
 
+/// The API token of the site file (its SHA-256 is in `[[api.tokens]]`).
+const TOKEN: &str = "loopback-test-token-0123456789abcdef";
+
 fn site_file(port: u16) -> String {
     let ep = format!("modbus-tcp://127.0.0.1:{port}");
+    let hash = ems_api::auth::hash_token(TOKEN);
     format!(
         r#"[site]
 name = "loopback site"
@@ -82,6 +86,17 @@ register = {IO_INPUTS}
 bit = {IO_ESTOP_BIT}
 active = "low"
 poll_ms = 10
+
+[api]
+listen = "127.0.0.1:0"
+database = "ems.db"
+battery_serials = ["sim-bms-1"]
+schedule_max_power_w = 5000
+
+[[api.tokens]]
+name = "test"
+role = "admin"
+sha256 = "{hash}"
 "#
     )
 }
@@ -191,4 +206,18 @@ fn gateway_runs_a_modbus_site_end_to_end_and_stops_on_the_io_module_estop() {
     let state = std::fs::read_to_string(dir.path().join("gateway.state")).unwrap();
     assert!(state.contains("STOPPED"), "persisted: {state}");
     assert_eq!(settings.control, ControlSource::Local, "inverter handed back: {settings:?}");
+    // The API ran with its SQLite database: the audit log holds the controller's state changes,
+    // in order, and the database is intact.
+    assert!(stdout.contains("API on http://127.0.0.1:"), "{stdout}");
+    let db = ems_api::db::Db::open(dir.path().join("ems.db")).unwrap();
+    assert_eq!(db.integrity_check().unwrap(), "ok");
+    let log: Vec<String> = ems_api::ports::AuditSink::recent(&db, 1000)
+        .unwrap()
+        .into_iter()
+        .rev()
+        .map(|e| e.action)
+        .collect();
+    let running = log.iter().position(|a| a.contains("-> RUNNING")).expect("RUNNING audited");
+    let stopped = log.iter().position(|a| a.contains("RUNNING -> STOPPED")).expect("E-stop audited");
+    assert!(running < stopped, "{log:?}");
 }
