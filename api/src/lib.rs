@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod control_modes;
+pub mod dashboard;
 pub mod db;
 pub mod graphql;
 pub mod input;
@@ -11,3 +12,4 @@ pub mod model;
 pub mod ports;
 pub mod rest;
 pub mod schedules;
+pub mod ws;

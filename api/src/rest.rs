@@ -98,6 +98,7 @@ pub const ROUTES: &[RouteInfo] = &[
     RouteInfo { method: "GET", path: "/api/v1/openapi.json", roles: "-", summary: "This OpenAPI 3.1 document." },
     RouteInfo { method: "GET", path: "/api/v1/current-data", roles: "viewer, operator, admin", summary: "Latest value of every channel, or of `?channels=a,b`." },
     RouteInfo { method: "GET", path: "/api/v1/history", roles: "viewer, operator, admin", summary: "Channel history: `from`, `to` (RFC 3339), `channels` (comma list), `resolution` (seconds, 0 = raw)." },
+    RouteInfo { method: "GET", path: "/api/v1/live", roles: "viewer, operator, admin", summary: "WebSocket (send `Connection: Upgrade`, `Upgrade: websocket`; 101 Switching Protocols): live site view pushed at most 10 times a second. Token as `?token=`, `Authorization: Bearer` or the first message `{\"token\": \"...\"}`; then `{\"subscribe\": [\"_sum/EssSoc\", ...]}` (`[]` or `[\"*\"]` = all channels and the safety view); updates `{at, channels, safety}`; malformed messages answer `{error}`; auth failure closes with code 1008 and the reason. Without an upgrade: 400/426." },
     RouteInfo { method: "GET", path: "/api/v1/safety", roles: "viewer, operator, admin", summary: "State, envelope limits with reasons, latched faults, recent events." },
     RouteInfo { method: "POST", path: "/api/v1/emergency-stop", roles: "operator, admin", summary: "Software emergency stop (body ignored)." },
     RouteInfo { method: "POST", path: "/api/v1/reset", roles: "operator, admin", summary: "Manual reset after an E-stop: `{\"reason\": \"...\"}` (non-empty)." },
@@ -335,6 +336,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/current-data", get(current_data))
         .route("/api/v1/history", get(history))
         .route("/api/v1/safety", get(safety))
+        .route("/api/v1/live", get(crate::ws::live))
+        .route("/", get(crate::dashboard::index))
+        .route("/app.js", get(crate::dashboard::app_js))
+        .route("/style.css", get(crate::dashboard::style_css))
         .route("/api/v1/emergency-stop", post(emergency_stop))
         .route("/api/v1/reset", post(reset))
         .route("/api/v1/state", post(state_request))
