@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 
 use ems_api::auth::{generate_admin_token, hash_token, RateLimit, Role, TokenConfig, TokenRegistry};
 use ems_api::control_modes::{ControlModes, DEFAULT_WATCHDOG};
+use ems_api::db::Db;
 use ems_api::model::{
     channels, command_channel, view_channel, ApiCommand, ChannelValue, CommandInbox, PendingCommand, Refusal,
     SafetyView, SiteView,
 };
-use ems_api::db::Db;
 use ems_api::ports::{AuditEntry, AuditSink, HistoryStore, MemoryStore, Outcome, ScheduleStore};
 use ems_api::rest::{router, ApiState, SystemClock};
 use ems_api::schedules::{ProviderKey, ScheduleConfig, ScheduledAction, Schedules};
@@ -87,21 +87,27 @@ pub(crate) async fn start_with_generated_admin(opts: &ApiOptions) -> Result<Loop
 /// Start the API with the configured tokens (`run --config`).
 pub(crate) async fn start(opts: &ApiOptions, tokens: &[TokenConfig]) -> Result<LoopApi, LiveError> {
     let registry = TokenRegistry::new(tokens, RateLimit::default()).map_err(|e| api_err("tokens", e))?;
-    let (audit, history, schedule_store): (Arc<dyn AuditSink>, Arc<dyn HistoryStore>, Arc<dyn ScheduleStore>) =
-        match &opts.database {
-            Some(path) => {
-                let db = Arc::new(Db::open(path).map_err(|e| api_err("database", e))?);
-                let check = db.integrity_check().map_err(|e| api_err("database", e))?;
-                if check != "ok" {
-                    return Err(api_err(&format!("database {}", path.display()), format!("integrity check: {check}")));
-                }
-                (db.clone(), db.clone(), db)
+    let (audit, history, schedule_store): (
+        Arc<dyn AuditSink>,
+        Arc<dyn HistoryStore>,
+        Arc<dyn ScheduleStore>,
+    ) = match &opts.database {
+        Some(path) => {
+            let db = Arc::new(Db::open(path).map_err(|e| api_err("database", e))?);
+            let check = db.integrity_check().map_err(|e| api_err("database", e))?;
+            if check != "ok" {
+                return Err(api_err(
+                    &format!("database {}", path.display()),
+                    format!("integrity check: {check}"),
+                ));
             }
-            None => {
-                let m = Arc::new(MemoryStore::default());
-                (m.clone(), m.clone(), m)
-            }
-        };
+            (db.clone(), db.clone(), db)
+        }
+        None => {
+            let m = Arc::new(MemoryStore::default());
+            (m.clone(), m.clone(), m)
+        }
+    };
     let cfg = ScheduleConfig {
         serials: opts.serials.clone(),
         max_charge_w: opts.rating_w,
@@ -109,7 +115,8 @@ pub(crate) async fn start(opts: &ApiOptions, tokens: &[TokenConfig]) -> Result<L
         ..ScheduleConfig::default()
     };
     let schedules = Arc::new(
-        Schedules::load(cfg, &opts.providers, schedule_store, audit.clone()).map_err(|e| api_err("schedules", e))?,
+        Schedules::load(cfg, &opts.providers, schedule_store, audit.clone())
+            .map_err(|e| api_err("schedules", e))?,
     );
     #[allow(clippy::cast_precision_loss)] // a rating in W
     let modes = Arc::new(Mutex::new(ControlModes::new(DEFAULT_WATCHDOG, opts.rating_w as f64)));

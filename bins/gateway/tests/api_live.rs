@@ -5,48 +5,13 @@
 //! reason back to IDLE, then start to RUNNING.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Gateway {
-    child: Child,
-    addr: String,
-    token: String,
-}
+mod support;
 
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(state: &std::path::Path) -> Gateway {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ems-gateway"))
-        .args(["--speed", "5", "--duration", "600", "--api-listen", "127.0.0.1:0", "--state-file"])
-        .arg(state)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let (mut addr, mut token) = (None, None);
-    while addr.is_none() || token.is_none() {
-        let line = lines.next().expect("gateway output ended").unwrap();
-        if let Some(rest) = line.strip_prefix("API on http://") {
-            addr = rest.split('/').next().map(str::to_owned);
-        }
-        if let Some(t) = line.strip_prefix("admin token: ") {
-            token = Some(t.trim().to_owned());
-        }
-    }
-    // Keep draining stdout so the gateway never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Gateway { child, addr: addr.unwrap(), token: token.unwrap() }
-}
+use support::{start, Gateway};
 
 /// One HTTP/1.1 request; returns the status and the body.
 fn http(g: &Gateway, method: &str, path: &str, body: Option<&str>, auth: bool) -> (u16, serde_json::Value) {

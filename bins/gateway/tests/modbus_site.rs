@@ -211,12 +211,8 @@ fn gateway_runs_a_modbus_site_end_to_end_and_stops_on_the_io_module_estop() {
     assert!(stdout.contains("API on http://127.0.0.1:"), "{stdout}");
     let db = ems_api::db::Db::open(dir.path().join("ems.db")).unwrap();
     assert_eq!(db.integrity_check().unwrap(), "ok");
-    let log: Vec<String> = ems_api::ports::AuditSink::recent(&db, 1000)
-        .unwrap()
-        .into_iter()
-        .rev()
-        .map(|e| e.action)
-        .collect();
+    let log: Vec<String> =
+        ems_api::ports::AuditSink::recent(&db, 1000).unwrap().into_iter().rev().map(|e| e.action).collect();
     let running = log.iter().position(|a| a.contains("-> RUNNING")).expect("RUNNING audited");
     let stopped = log.iter().position(|a| a.contains("RUNNING -> STOPPED")).expect("E-stop audited");
     assert!(running < stopped, "{log:?}");

@@ -1,0 +1,49 @@
+//! Shared by the tests that talk to a running gateway: start the built-in simulated site with
+//! the API on a free port, and read the API address and the generated admin token from its
+//! output.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+/// A running gateway; killed when dropped.
+pub struct Gateway {
+    child: Child,
+    /// `HOST:PORT` of the API.
+    pub addr: String,
+    /// The admin token it printed.
+    pub token: String,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Start the simulated site at `--speed 5` with the API on a free port.
+pub fn start(state: &std::path::Path) -> Gateway {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ems-gateway"))
+        .args(["--speed", "5", "--duration", "600", "--api-listen", "127.0.0.1:0", "--state-file"])
+        .arg(state)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut addr, mut token) = (None, None);
+    while addr.is_none() || token.is_none() {
+        let line = lines.next().expect("gateway output ended").unwrap();
+        if let Some(rest) = line.strip_prefix("API on http://") {
+            addr = rest.split('/').next().map(str::to_owned);
+        }
+        if let Some(t) = line.strip_prefix("admin token: ") {
+            token = Some(t.trim().to_owned());
+        }
+    }
+    // Keep draining stdout so the gateway never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Gateway { child, addr: addr.unwrap(), token: token.unwrap() }
+}
