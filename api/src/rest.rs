@@ -107,6 +107,7 @@ pub const ROUTES: &[RouteInfo] = &[
     RouteInfo { method: "POST", path: "/api/v1/control-modes", roles: "operator, admin", summary: "Activate control modes: `{\"ess\": {\"mode\": \"LIMIT_CHARGE\", \"maxChargePower\": 1000}}` or `{\"activateControlModes\": {...}}`; `{\"ess\": null}` deactivates; `{}` changes nothing; 60 s watchdog unless `until` (RFC 3339) or `duration` (seconds or ISO 8601 like `PT15M`)." },
     RouteInfo { method: "POST", path: "/api/v1/schedules", roles: "provider, admin", summary: "Submit a signed provider schedule. Ed25519 signature (128 hex digits in `auth.sign.signature`) over the UTF-8 of `ems-schedule-v1|<sn>|<executionTime>|<operation>|<power>|<provider>|<nonce>`, fields exactly as sent (`executionTime` as `YYYY-MM-DDTHH:MM:SSZ`, `power` an integer of watts)." },
     RouteInfo { method: "POST", path: "/api/v1/graphql", roles: "provider, admin", summary: "GraphQL: `mutation { ems { battery { schedule(sn, executionTime, operation, power, provider, nonce, auth: {sign: {signature}}) { scheduleId success } } } }` (same rules as POST /api/v1/schedules)." },
+    RouteInfo { method: "GET", path: "/api/v1/schedules", roles: "viewer, operator, provider, admin", summary: "Every stored schedule (past, active and future), each with `appliedW` and `limitedBy`." },
     RouteInfo { method: "GET", path: "/api/v1/schedules/{id}", roles: "viewer, operator, provider, admin", summary: "One schedule, with `appliedW` and `limitedBy`." },
     RouteInfo { method: "DELETE", path: "/api/v1/schedules/{id}", roles: "operator, provider, admin", summary: "Delete a schedule." },
 ];
@@ -344,7 +345,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/reset", post(reset))
         .route("/api/v1/state", post(state_request))
         .route("/api/v1/control-modes", get(control_modes_get).post(control_modes_post))
-        .route("/api/v1/schedules", post(schedules_post))
+        .route("/api/v1/schedules", post(schedules_post).get(schedules_list))
         .route("/api/v1/schedules/{id}", get(schedules_get).delete(schedules_delete))
         .route("/api/v1/graphql", post(graphql_post))
         .fallback(not_found)
@@ -594,6 +595,11 @@ async fn schedules_post(
     let o = s.body_object(body, &actor, ACTION)?;
     let accepted = s.schedules.submit(&o, &actor, s.clock.now())?;
     Ok(Json(json!(accepted)).into_response())
+}
+
+async fn schedules_list(State(s): State<ApiState>, headers: HeaderMap) -> ApiResult {
+    s.authorize(&headers, Access::ScheduleRead, "GET /api/v1/schedules")?;
+    Ok(Json(json!({ "schedules": s.schedules.list() })).into_response())
 }
 
 async fn schedules_get(State(s): State<ApiState>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult {

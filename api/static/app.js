@@ -210,6 +210,31 @@
     setText('control-modes', parts.join(', '));
   }
 
+  async function loadSchedules() {
+    const r = await api('GET', '/api/v1/schedules');
+    const list = document.getElementById('schedules');
+    if (!list || !r.ok || !r.data) return;
+    const items = (r.data.schedules || []).slice(-10);
+    list.replaceChildren();
+    if (items.length === 0) {
+      const li = document.createElement('li');
+      li.textContent = 'none';
+      list.appendChild(li);
+      return;
+    }
+    for (const sch of items) {
+      const li = document.createElement('li');
+      let t = new Date(sch.executionTime).toLocaleString() + ' ' + sch.operation + ' ' + sch.power +
+        ' W (' + sch.provider + ')';
+      if (sch.appliedW !== null && sch.appliedW !== undefined) {
+        t += ' — applied ' + Math.round(sch.appliedW) + ' W';
+        if (sch.limitedBy) t += ', limited by ' + sch.limitedBy;
+      }
+      li.textContent = t;
+      list.appendChild(li);
+    }
+  }
+
   async function loadChart() {
     const to = new Date();
     const from = new Date(to.getTime() - CHART_HOURS * 3600 * 1000);
@@ -333,9 +358,11 @@
     renderSafety(r.data);
     connectLive();
     loadControlModes();
+    loadSchedules();
     loadChart();
     slowTimer = setInterval(function () {
       loadControlModes();
+      loadSchedules();
       loadChart();
     }, 60000);
   }

@@ -383,6 +383,11 @@ async fn schedules_over_http() {
     let r = h.get(&format!("/api/v1/schedules/{id}"), Some(PROVIDER)).await;
     assert_eq!(r.json["appliedW"], -2500.0);
     assert_eq!(r.json["limitedBy"], "Cell temperature derating");
+    let r = h.get("/api/v1/schedules", Some(VIEWER)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(r.json["schedules"][0]["scheduleId"], id.as_str());
+    assert_eq!(r.json["schedules"][0]["appliedW"], -2500.0);
+    assert_eq!(h.get("/api/v1/schedules", None).await.status, StatusCode::UNAUTHORIZED);
     let mut bad = signed(SN, "2026-05-01T12:05:00Z", "CHARGE", 3000, "acme", "nonce-0002", &key);
     bad["power"] = json!(3001);
     let r = h.post("/api/v1/schedules", Some(PROVIDER), &bad).await;

@@ -44,8 +44,9 @@ pub(crate) struct ApiOptions {
 
 /// How many recent events the safety view carries.
 const RECENT_EVENTS: usize = 20;
-/// Telemetry history is recorded at most this often.
-const HISTORY_EVERY: Duration = Duration::from_secs(1);
+/// Without a database, telemetry history is recorded at most this often (the in-memory store
+/// is bounded); with one, every cycle (the SQLite store batches and downsamples).
+const MEMORY_HISTORY_EVERY: Duration = Duration::from_secs(1);
 
 /// The loop's side of the API.
 pub(crate) struct LoopApi {
@@ -61,6 +62,9 @@ pub(crate) struct LoopApi {
     audit: Arc<dyn AuditSink>,
     recent: VecDeque<String>,
     last_history: Option<Instant>,
+    history_every: Duration,
+    db: Option<Arc<Db>>,
+    last_maintain: Option<Instant>,
 }
 
 impl std::fmt::Debug for LoopApi {
@@ -87,6 +91,7 @@ pub(crate) async fn start_with_generated_admin(opts: &ApiOptions) -> Result<Loop
 /// Start the API with the configured tokens (`run --config`).
 pub(crate) async fn start(opts: &ApiOptions, tokens: &[TokenConfig]) -> Result<LoopApi, LiveError> {
     let registry = TokenRegistry::new(tokens, RateLimit::default()).map_err(|e| api_err("tokens", e))?;
+    let mut db_handle = None;
     let (audit, history, schedule_store): (
         Arc<dyn AuditSink>,
         Arc<dyn HistoryStore>,
@@ -101,6 +106,7 @@ pub(crate) async fn start(opts: &ApiOptions, tokens: &[TokenConfig]) -> Result<L
                     format!("integrity check: {check}"),
                 ));
             }
+            db_handle = Some(db.clone());
             (db.clone(), db.clone(), db)
         }
         None => {
@@ -156,6 +162,9 @@ pub(crate) async fn start(opts: &ApiOptions, tokens: &[TokenConfig]) -> Result<L
         audit,
         recent: VecDeque::new(),
         last_history: None,
+        history_every: if db_handle.is_some() { Duration::ZERO } else { MEMORY_HISTORY_EVERY },
+        db: db_handle,
+        last_maintain: None,
     };
     Ok(api)
 }
@@ -290,10 +299,19 @@ impl LoopApi {
             recent_events: self.recent.iter().cloned().collect(),
         };
         self.view.send_replace(view);
-        if self.last_history.is_none_or(|t| t.elapsed() >= HISTORY_EVERY) {
+        if self.last_history.is_none_or(|t| t.elapsed() >= self.history_every) {
             self.last_history = Some(Instant::now());
             if let Err(e) = self.history.record(Timestamp::now(), &numbers) {
                 tracing::error!("history: {e}");
+            }
+        }
+        // Retention of the database's history, once an hour.
+        if let Some(db) = &self.db {
+            if self.last_maintain.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600)) {
+                self.last_maintain = Some(Instant::now());
+                if let Err(e) = db.maintain(Timestamp::now()) {
+                    tracing::error!("history retention: {e}");
+                }
             }
         }
     }
