@@ -135,7 +135,7 @@ async fn run_async(args: &LiveArgs) -> Result<(), LiveError> {
                 serials: vec!["sim-bms-1".to_owned()],
                 rating_w: u64::from(site_rating_w(&shared)),
                 providers: Vec::new(),
-                database: None,
+                database: args.api_db.clone(),
             };
             Some(crate::api::start_with_generated_admin(&opts).await?)
         }

@@ -61,6 +61,10 @@ struct LiveArgs {
     /// admin token is generated at start and printed once as `admin token: <token>`.
     #[arg(long, default_value = "127.0.0.1:8080")]
     api_listen: Option<String>,
+    /// SQLite database for the API's audit log, telemetry history and schedules (kept across
+    /// restarts); in memory when not given.
+    #[arg(long)]
+    api_db: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -24,9 +24,15 @@ impl Drop for Gateway {
 
 /// Start the simulated site at `--speed 5` with the API on a free port.
 pub fn start(state: &std::path::Path) -> Gateway {
+    start_with(state, &[])
+}
+
+/// [`start`] with extra command-line arguments.
+pub fn start_with(state: &std::path::Path, extra: &[&str]) -> Gateway {
     let mut child = Command::new(env!("CARGO_BIN_EXE_ems-gateway"))
         .args(["--speed", "5", "--duration", "600", "--api-listen", "127.0.0.1:0", "--state-file"])
         .arg(state)
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
