@@ -456,7 +456,7 @@ impl PlanHook {
 }
 
 impl CycleHook for PlanHook {
-    fn inputs(&mut self, now: Millis, site: &SimulatedSite, snapshot: &Snapshot) -> HookInputs {
+    fn inputs(&mut self, now: Millis, snapshot: &Snapshot) -> HookInputs {
         let clock = self.clocks.clock(now);
         let due = self.next_plan.is_none_or(|t| clock >= t);
         if due {
@@ -464,8 +464,7 @@ impl CycleHook for PlanHook {
             self.plan(slot_start, snapshot, now);
             self.next_plan = Some(slot_start + SLOT);
         }
-        let minute = site.calendar().time_of_day.get() / 60_000;
-        HookInputs { plan: self.target, local_minute: u16::try_from(minute).ok(), ess_override: None }
+        HookInputs { plan: self.target, ess_override: None }
     }
 
     fn observe(&mut self, now: Millis, step: Millis, site: &SimulatedSite) {
@@ -506,9 +505,8 @@ struct LedgerHook {
 }
 
 impl CycleHook for LedgerHook {
-    fn inputs(&mut self, _: Millis, site: &SimulatedSite, _: &Snapshot) -> HookInputs {
-        let minute = site.calendar().time_of_day.get() / 60_000;
-        HookInputs { local_minute: u16::try_from(minute).ok(), ..HookInputs::default() }
+    fn inputs(&mut self, _: Millis, _: &Snapshot) -> HookInputs {
+        HookInputs::default()
     }
 
     fn observe(&mut self, now: Millis, step: Millis, site: &SimulatedSite) {

@@ -447,8 +447,6 @@ pub fn run(opts: &RunOptions) -> Result<Report, HarnessError> {
 pub struct HookInputs {
     /// The current slot of a plan.
     pub plan: Option<PlanTarget>,
-    /// The site's local minute of day.
-    pub local_minute: Option<u16>,
     /// An operator/API control-mode override.
     pub ess_override: Option<Override>,
 }
@@ -458,8 +456,8 @@ pub struct HookInputs {
 /// its cost ledgers from the simulator's truth.
 pub trait CycleHook {
     /// Before the controller steps: what to add to its inputs. `snapshot` is what the EMS
-    /// measured this cycle; `site` is the simulator (for its calendar, not its truth).
-    fn inputs(&mut self, now: Millis, site: &SimulatedSite, snapshot: &Snapshot) -> HookInputs;
+    /// measured this cycle (the harness itself passes the simulator's local minute of day).
+    fn inputs(&mut self, now: Millis, snapshot: &Snapshot) -> HookInputs;
     /// After the physics advanced by `step` to `now`.
     fn observe(&mut self, now: Millis, step: Millis, site: &SimulatedSite);
 }
@@ -469,7 +467,7 @@ pub trait CycleHook {
 pub struct NoHook;
 
 impl CycleHook for NoHook {
-    fn inputs(&mut self, _: Millis, _: &SimulatedSite, _: &Snapshot) -> HookInputs {
+    fn inputs(&mut self, _: Millis, _: &Snapshot) -> HookInputs {
         HookInputs::default()
     }
     fn observe(&mut self, _: Millis, _: Millis, _: &SimulatedSite) {}
@@ -650,16 +648,18 @@ pub fn run_with_hook(
             drive(&waker, devs.read(now, &mut snapshot, &mut dev_events));
             let request =
                 if opts.operator { operator.decide(now, controller.state(), &snapshot) } else { None };
-            let wanted = opts.duty.mode_at(site.borrow().calendar().time_of_day, opts.controller.mode);
+            let time_of_day = site.borrow().calendar().time_of_day;
+            let wanted = opts.duty.mode_at(time_of_day, opts.controller.mode);
             let set_mode = (controller.mode() != wanted).then_some(wanted);
-            let extra = hook.inputs(now, &site.borrow(), &snapshot);
+            let extra = hook.inputs(now, &snapshot);
             let inputs = Inputs {
                 request: request.map(|r| r.0),
                 reason: request.map_or("", |r| r.1),
                 device_trips: &device_trips,
                 set_mode,
                 plan: extra.plan,
-                local_minute: extra.local_minute,
+                // The simulator's local clock, as the gateway passes the site's.
+                local_minute: u16::try_from(time_of_day.get() / 60_000).ok(),
                 ess_override: extra.ess_override,
                 ..Inputs::default()
             };
