@@ -25,7 +25,7 @@ use ems_core::{Snapshot, TransitionRequest};
 use jiff::Timestamp;
 use tokio::sync::watch;
 
-use crate::live::LiveError;
+use crate::live::{Flows, LiveError};
 
 /// How the API is started.
 #[derive(Debug, Clone)]
@@ -209,11 +209,13 @@ impl LoopApi {
             None => {}
         }
         let now = Timestamp::now();
-        let expired = self.modes().expire(now);
+        let (expired, operator) = {
+            let mut modes = self.modes();
+            (modes.expire(now), modes.active_override(now))
+        };
         if let Some(m) = expired {
             self.audit("controller", "control mode expired".to_owned(), Outcome::Ok, format!("{m:?}"));
         }
-        let operator = self.modes().active_override(now);
         inputs.ess_override = operator;
         self.running_schedule = None;
         if let Some((id, action)) = self.schedules.due_action(now) {
@@ -239,7 +241,13 @@ impl LoopApi {
 
     /// After `Controller::step`: answer the command in flight, report the schedule's applied
     /// power, audit the controller's events, publish the view and record history.
-    pub(crate) fn after(&mut self, out: &Output, snapshot: &Snapshot, now_ms: ems_core::Millis) {
+    pub(crate) fn after(
+        &mut self,
+        out: &Output,
+        snapshot: &Snapshot,
+        now_ms: ems_core::Millis,
+        latched: &[ems_core::TripReason],
+    ) {
         if let Some(p) = self.in_flight.take() {
             let result = match (p.command(), &out.refused) {
                 (ApiCommand::EmergencyStop { .. }, _) | (_, None) => Ok(out.state),
@@ -267,21 +275,17 @@ impl LoopApi {
         if out.source_changed {
             self.audit("controller", format!("set-point source: {}", out.source), Outcome::Ok, String::new());
         }
-        self.publish(out, snapshot);
+        self.publish(out, snapshot, latched);
     }
 
-    fn publish(&mut self, out: &Output, s: &Snapshot) {
-        let soc = f64::from(s.battery.soc.last_value().get());
-        let battery = f64::from(s.inverter.active_power.last_value().get());
-        let grid = f64::from(s.grid.active_power.last_value().get());
-        let pv = f64::from(s.pv_power.last_value().get());
-        let load = (grid + pv + battery).max(0.0);
+    fn publish(&mut self, out: &Output, s: &Snapshot, latched: &[ems_core::TripReason]) {
+        let f = Flows::of(s);
         let numbers = [
-            (channels::GRID_ACTIVE_POWER, grid),
-            (channels::PRODUCTION_ACTIVE_POWER, pv),
-            (channels::ESS_SOC, soc),
-            (channels::ESS_ACTIVE_POWER, battery),
-            (channels::CONSUMPTION_ACTIVE_POWER, load),
+            (channels::GRID_ACTIVE_POWER, f64::from(f.grid)),
+            (channels::PRODUCTION_ACTIVE_POWER, f64::from(f.pv)),
+            (channels::ESS_SOC, f64::from(f.soc)),
+            (channels::ESS_ACTIVE_POWER, f64::from(f.battery)),
+            (channels::CONSUMPTION_ACTIVE_POWER, f64::from(f.load)),
         ];
         let mut view = SiteView { at: Some(Timestamp::now()), ..SiteView::default() };
         for (c, v) in numbers {
@@ -295,7 +299,7 @@ impl LoopApi {
             max_discharge_w: f64::from(env.max_discharge().get()),
             charge_limited_by: env.charge_reasons().iter().map(ToString::to_string).collect(),
             discharge_limited_by: env.discharge_reasons().iter().map(ToString::to_string).collect(),
-            latched_faults: Vec::new(),
+            latched_faults: latched.iter().map(ToString::to_string).collect(),
             recent_events: self.recent.iter().cloned().collect(),
         };
         self.view.send_replace(view);
@@ -314,11 +318,5 @@ impl LoopApi {
                 }
             }
         }
-    }
-
-    /// Faults latched in the controller (the loop passes them; the view is rebuilt each cycle).
-    pub(crate) fn set_latched(&mut self, latched: &[ems_core::TripReason]) {
-        let faults: Vec<String> = latched.iter().map(ToString::to_string).collect();
-        self.view.send_modify(|v| v.safety.latched_faults = faults);
     }
 }

@@ -285,8 +285,7 @@ where
         }
         let out = controller.step(now.get(), &snapshot, &inputs);
         if let Some(a) = api.as_deref_mut() {
-            a.after(&out, &snapshot, now);
-            a.set_latched(controller.latched());
+            a.after(&out, &snapshot, now, controller.latched());
         }
         let report = devices
             .apply(
@@ -433,15 +432,40 @@ fn audit_devices(events: &mut DeviceEvents) {
     events.clear();
 }
 
+/// The power flows the EMS sees (last values, whatever their quality), not a simulator's truth:
+/// the status line and the API's view serve a real site too.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Flows {
+    /// SOC, %.
+    pub soc: f32,
+    /// Battery, W (`+` discharge).
+    pub battery: f32,
+    /// Grid, W (`+` import).
+    pub grid: f32,
+    /// PV, W.
+    pub pv: f32,
+    /// Site load, W: `grid + pv + battery` (design.md §4), never negative.
+    pub load: f32,
+}
+
+impl Flows {
+    pub(crate) fn of(snapshot: &ems_core::Snapshot) -> Self {
+        let battery = snapshot.inverter.active_power.last_value().get();
+        let grid = snapshot.grid.active_power.last_value().get();
+        let pv = snapshot.pv_power.last_value().get();
+        Self {
+            soc: snapshot.battery.soc.last_value().get(),
+            battery,
+            grid,
+            pv,
+            load: (grid + pv + battery).max(0.0),
+        }
+    }
+}
+
 fn print_status(now: Millis, out: &Output, snapshot: &ems_core::Snapshot) {
-    // What the EMS sees (last values, whatever their quality), not a simulator's truth: the
-    // same line serves a real site.
     let b = &snapshot.battery;
-    let soc = b.soc.last_value().get();
-    let battery = snapshot.inverter.active_power.last_value().get();
-    let grid = snapshot.grid.active_power.last_value().get();
-    let pv = snapshot.pv_power.last_value().get();
-    let load = (grid + pv + battery).max(0.0);
+    let Flows { soc, battery, grid, pv, load } = Flows::of(snapshot);
     let env = &out.envelope;
     let why = |c: Option<ems_core::event::Constraint>| c.map_or_else(|| "-".to_owned(), |c| c.to_string());
     println!(
