@@ -80,23 +80,84 @@ pub struct ApplyReport {
     pub trips: heapless::Vec<TripReason, 4>,
 }
 
-/// The site's devices behind their safety wrappers.
+/// How long the fast path waits for each of its writes (zero set-point, relays open) before
+/// it gives up on that device; both are issued at once, so one hung link delays neither the
+/// other write nor (beyond this bound) the caller.
+pub const EMERGENCY_IO_TIMEOUT: core::time::Duration = core::time::Duration::from_millis(2_000);
+
+/// What interrupted a watched device operation (`read_watched`, `apply_watched`,
+/// `wait_watched`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interrupt {
+    /// Nothing: the operation completed (or the wait reached its deadline).
+    None,
+    /// A new press of the E-stop input; its fast path ran.
+    EStopInput,
+    /// The software E-stop; the fast path ran (in `wait_watched` the caller runs it).
+    Software,
+}
+
+/// The outcome of [`watched`].
+enum Watched {
+    Done,
+    Input,
+    Software,
+}
+
+/// Run `work` while watching the E-stop input (unless it is already `held` pressed) and the
+/// software E-stop; the first to finish wins and the others are dropped.
+async fn watched<E, X, W>(estop: &mut E, held: bool, tick: core::time::Duration, software: X, work: W) -> Watched
+where
+    E: EStopInput,
+    X: core::future::Future<Output = ()>,
+    W: core::future::Future<Output = ()>,
+{
+    let watch = async {
+        if held {
+            return core::future::pending::<()>().await;
+        }
+        loop {
+            // A read error is the regular check's business (reported, treated as pressed by
+            // the envelope); the watcher only looks for a press.
+            if matches!(estop.read().await, Ok(EStopState::Pressed)) {
+                return;
+            }
+            estop.changed(tick).await;
+        }
+    };
+    tokio::select! {
+        biased;
+        () = software => Watched::Software,
+        () = watch => Watched::Input,
+        () = work => Watched::Done,
+    }
+}
+
+/// Every device of a [`DeviceSet`] but the E-stop input, so the E-stop can be watched while
+/// these are busy.
 #[derive(Debug)]
-pub struct DeviceSet<B, I, M, P, PR, MR, E> {
+struct Parts<B, I, M, P, PR, MR> {
     bms: SafeBms<B>,
     inverter: SafeInverter<I>,
     meter: M,
     pv: P,
     contactor: ContactorSequencer<PR, MR>,
-    estop: E,
     config: DeviceSetConfig,
-    estop_reading: Measurement<EStopState>,
-    estop_pressed: bool,
-    estop_failing: bool,
     grid: ems_core::snapshot::GridSignals,
     pv_power: Measurement<Watts>,
     meter_failing: bool,
     pv_failing: bool,
+}
+
+/// The site's devices behind their safety wrappers.
+#[derive(Debug)]
+pub struct DeviceSet<B, I, M, P, PR, MR, E> {
+    parts: Parts<B, I, M, P, PR, MR>,
+    estop: E,
+    estop_reading: Measurement<EStopState>,
+    estop_pressed: bool,
+    estop_failing: bool,
+    realtime: bool,
 }
 
 impl<B, I, M, P, PR, MR, E> DeviceSet<B, I, M, P, PR, MR, E>
@@ -138,52 +199,55 @@ where
             ));
         }
         Ok(Self {
-            bms: SafeBms::new(bms, config.bms)?,
-            inverter: SafeInverter::new(inverter, config.inverter)?,
-            meter,
-            pv,
-            contactor: ContactorSequencer::new(precharge_relay, main_contactor, config.contactor)?,
+            parts: Parts {
+                bms: SafeBms::new(bms, config.bms)?,
+                inverter: SafeInverter::new(inverter, config.inverter)?,
+                meter,
+                pv,
+                contactor: ContactorSequencer::new(precharge_relay, main_contactor, config.contactor)?,
+                config,
+                grid: unknown.grid,
+                pv_power: unknown.pv_power,
+                meter_failing: false,
+                pv_failing: false,
+            },
             estop,
-            config,
             estop_reading: unknown.estop,
             estop_pressed: false,
             estop_failing: false,
-            grid: unknown.grid,
-            pv_power: unknown.pv_power,
-            meter_failing: false,
-            pv_failing: false,
+            realtime: false,
         })
     }
 
     /// The configuration.
     #[must_use]
     pub const fn config(&self) -> &DeviceSetConfig {
-        &self.config
+        &self.parts.config
     }
 
     /// The BMS wrapper.
     pub fn bms(&mut self) -> &mut SafeBms<B> {
-        &mut self.bms
+        &mut self.parts.bms
     }
 
     /// The inverter wrapper.
     pub fn inverter(&mut self) -> &mut SafeInverter<I> {
-        &mut self.inverter
+        &mut self.parts.inverter
     }
 
     /// The contactor sequencer.
     pub fn contactor(&mut self) -> &mut ContactorSequencer<PR, MR> {
-        &mut self.contactor
+        &mut self.parts.contactor
     }
 
     /// The meter.
     pub fn meter(&mut self) -> &mut M {
-        &mut self.meter
+        &mut self.parts.meter
     }
 
     /// The PV inverter.
     pub fn pv(&mut self) -> &mut P {
-        &mut self.pv
+        &mut self.parts.pv
     }
 
     /// The E-stop input.
@@ -194,7 +258,7 @@ where
     /// Whether the inverter control lease is held at `now`.
     #[must_use]
     pub fn lease_active(&self, now: Millis) -> bool {
-        self.inverter.lease_active(now)
+        self.parts.inverter.lease_active(now)
     }
 
     /// The E-stop fast path: read the input; on `Pressed`, write a zero set-point and command
@@ -224,10 +288,12 @@ where
         let pressed = reading == EStopState::Pressed;
         if pressed {
             let edge = !self.estop_pressed;
-            let zero_needed = edge || self.inverter.last_written() != Watts::ZERO;
-            let zero_written =
-                if zero_needed { self.inverter.emergency_zero(now).await.is_ok() } else { true };
-            let relays_opened = self.contactor.emergency_open(now, events).await;
+            let zero_needed = edge || self.parts.inverter.last_written() != Watts::ZERO;
+            let (zero_written, relays_opened) = if zero_needed {
+                self.emergency_now(now, events).await
+            } else {
+                (true, self.parts.contactor.emergency_open(now, events).await)
+            };
             if edge {
                 events.push(now, DeviceEvent::EStopFastPath { zero_written, relays_opened });
             }
@@ -240,7 +306,158 @@ where
     pub async fn read(&mut self, now: Millis, snapshot: &mut Snapshot, events: &mut DeviceEvents) {
         let _ = self.check_estop(now, events).await;
         snapshot.estop = self.estop_reading;
+        self.parts.read(now, snapshot, events).await;
+    }
 
+    /// [`Self::read`] with the E-stop watched while the other devices are read: the input is
+    /// read again whenever it may have changed (at least every `tick`), and `software` is a
+    /// software E-stop (the API's) that resolves when pressed. On a new press of either the
+    /// reads in flight are abandoned (a hung device cannot hold the E-stop up) and
+    /// [`Self::emergency_now`] commands zero and open in parallel. Returns what interrupted
+    /// the reads, if anything; the snapshot then holds the signals read so far.
+    pub async fn read_watched<X>(
+        &mut self,
+        now: Millis,
+        snapshot: &mut Snapshot,
+        events: &mut DeviceEvents,
+        tick: core::time::Duration,
+        software: X,
+    ) -> Interrupt
+    where
+        X: core::future::Future<Output = ()>,
+    {
+        let held = self.check_estop(now, events).await;
+        snapshot.estop = self.estop_reading;
+        let interrupt = {
+            let work = self.parts.read(now, snapshot, events);
+            watched(&mut self.estop, held, tick, software, work).await
+        };
+        self.after_interrupt(now, snapshot, events, interrupt).await
+    }
+
+    /// [`Self::apply`] with the E-stop watched as in [`Self::read_watched`]: a write in flight
+    /// (or hung) does not delay the fast path. `None` when the apply was interrupted.
+    pub async fn apply_watched<X>(
+        &mut self,
+        now: Millis,
+        command: &Command,
+        bounds: (Watts, Watts),
+        events: &mut DeviceEvents,
+        tick: core::time::Duration,
+        software: X,
+    ) -> (Option<ApplyReport>, Interrupt)
+    where
+        X: core::future::Future<Output = ()>,
+    {
+        let held = self.estop_pressed;
+        let mut report = None;
+        let interrupt = {
+            let work = async {
+                report = Some(self.parts.apply(now, command, bounds, self.estop_pressed, events).await);
+            };
+            watched(&mut self.estop, held, tick, software, work).await
+        };
+        let mut scratch = Snapshot::unknown(Watts::ZERO);
+        let interrupt = self.after_interrupt(now, &mut scratch, events, interrupt).await;
+        (report, interrupt)
+    }
+
+    /// Record what interrupted a watched operation and take the fast path for it.
+    async fn after_interrupt(
+        &mut self,
+        now: Millis,
+        snapshot: &mut Snapshot,
+        events: &mut DeviceEvents,
+        interrupt: Watched,
+    ) -> Interrupt {
+        match interrupt {
+            Watched::Done => Interrupt::None,
+            Watched::Input => {
+                self.estop_reading.update(EStopState::Pressed, now);
+                snapshot.estop = self.estop_reading;
+                self.estop_pressed = true;
+                let (zero_written, relays_opened) = self.emergency_now(now, events).await;
+                events.push(now, DeviceEvent::EStopFastPath { zero_written, relays_opened });
+                Interrupt::EStopInput
+            }
+            Watched::Software => {
+                let (zero_written, relays_opened) = self.emergency_now(now, events).await;
+                events.push(now, DeviceEvent::EStopFastPath { zero_written, relays_opened });
+                Interrupt::Software
+            }
+        }
+    }
+
+    /// Wait between cycles with the E-stop watched: returns at `deadline`, on a new press of
+    /// the input (after its fast path ran) or when `software` resolves (the caller then takes
+    /// the fast path with [`Self::emergency_now`]). While the input stays pressed it is polled
+    /// every `tick` and its fast path keeps zero and the contactors open.
+    pub async fn wait_watched<X>(
+        &mut self,
+        now: Millis,
+        events: &mut DeviceEvents,
+        tick: core::time::Duration,
+        deadline: tokio::time::Instant,
+        software: X,
+    ) -> Interrupt
+    where
+        X: core::future::Future<Output = ()>,
+    {
+        let mut held = self.estop_pressed;
+        let watch = async {
+            loop {
+                let pressed = self.check_estop(now, events).await;
+                if pressed && !held {
+                    return;
+                }
+                held = pressed;
+                self.estop.changed(tick).await;
+            }
+        };
+        tokio::select! {
+            biased;
+            () = software => Interrupt::Software,
+            () = watch => Interrupt::EStopInput,
+            () = tokio::time::sleep_until(deadline) => Interrupt::None,
+        }
+    }
+
+    /// Run on a tokio runtime with its timer (the real-time loop): the fast path then bounds
+    /// each of its writes by [`EMERGENCY_IO_TIMEOUT`]. Without it (the simulation harness,
+    /// whose devices answer at once) no timer is touched.
+    pub fn set_realtime(&mut self, realtime: bool) {
+        self.realtime = realtime;
+    }
+
+    /// The fast path: a zero set-point and both relays commanded open *in parallel*, so a hung
+    /// inverter link does not delay the contactors (in real time each side is bounded by
+    /// [`EMERGENCY_IO_TIMEOUT`]). Returns (zero written, relays opened).
+    pub async fn emergency_now(&mut self, now: Millis, events: &mut DeviceEvents) -> (bool, bool) {
+        let parts = &mut self.parts;
+        if self.realtime {
+            let zero = tokio::time::timeout(EMERGENCY_IO_TIMEOUT, parts.inverter.emergency_zero(now));
+            let open = tokio::time::timeout(EMERGENCY_IO_TIMEOUT, parts.contactor.emergency_open(now, events));
+            let (zero, open) = tokio::join!(zero, open);
+            (matches!(zero, Ok(Ok(()))), matches!(open, Ok(true)))
+        } else {
+            let (zero, open) =
+                tokio::join!(parts.inverter.emergency_zero(now), parts.contactor.emergency_open(now, events));
+            (zero.is_ok(), open)
+        }
+    }
+}
+
+impl<B, I, M, P, PR, MR> Parts<B, I, M, P, PR, MR>
+where
+    B: Bms,
+    I: Inverter,
+    M: Meter,
+    P: PvInverter,
+    PR: Relay,
+    MR: Relay,
+{
+    /// Every device but the E-stop, into the snapshot.
+    async fn read(&mut self, now: Millis, snapshot: &mut Snapshot, events: &mut DeviceEvents) {
         self.bms.poll(now, events).await;
         self.bms.fill(now, &mut snapshot.battery);
 
@@ -357,24 +574,24 @@ where
         }
     }
 
-    /// Apply one cycle's command: the contactor sequence and the inverter set-point (bounded by
+    /// Apply one cycle's command (see [`DeviceSet::apply`]): the contactor sequence and the inverter set-point (bounded by
     /// `max_charge` / `max_discharge`, magnitudes from the envelope). When opening, zero is
     /// written before the contactor opens; when closing, the contactor goes first. The inverter
     /// lease is taken on the first non-zero set-point. The returned trips go to the
     /// controller's `Inputs::device_trips` in the next cycle.
-    pub async fn apply(
+    async fn apply(
         &mut self,
         now: Millis,
         command: &Command,
-        max_charge: Watts,
-        max_discharge: Watts,
+        (max_charge, max_discharge): (Watts, Watts),
+        estop_pressed: bool,
         events: &mut DeviceEvents,
     ) -> ApplyReport {
         let pack = self.bms_pack_voltage(now);
         let dc = self.inverter.dc_link_voltage(now);
         // An E-stop seen by the fast path in this cycle holds zero whatever the command says.
-        let setpoint = if self.estop_pressed { Watts::ZERO } else { command.battery_setpoint };
-        let contactor_cmd = if self.estop_pressed { ContactorCommand::Open } else { command.contactor };
+        let setpoint = if estop_pressed { Watts::ZERO } else { command.battery_setpoint };
+        let contactor_cmd = if estop_pressed { ContactorCommand::Open } else { command.contactor };
         let (inverter, contactor) = if contactor_cmd == ContactorCommand::Open {
             let inv = self.inverter.apply(now, setpoint, max_charge, max_discharge, events).await;
             let c = self.contactor.step(now, contactor_cmd, pack, dc, events).await;
@@ -402,7 +619,7 @@ where
     /// End control: write zero, open the contactors, restore the inverter's previous settings.
     /// The error (if any) is the inverter's restore failure; the settings stay remembered so
     /// the call can be retried.
-    pub async fn release(&mut self, now: Millis, events: &mut DeviceEvents) -> Result<(), WrapperError> {
+    async fn release(&mut self, now: Millis, events: &mut DeviceEvents) -> Result<(), WrapperError> {
         if self.inverter.last_written() != Watts::ZERO {
             if let Err(kind) = self.inverter.emergency_zero(now).await {
                 events.push(now, DeviceEvent::WriteFailed { device: Device::Inverter, kind });
@@ -412,9 +629,45 @@ where
         self.inverter.release(now, events).await
     }
 
+}
+
+impl<B, I, M, P, PR, MR, E> DeviceSet<B, I, M, P, PR, MR, E>
+where
+    B: Bms,
+    I: Inverter,
+    M: Meter,
+    P: PvInverter,
+    PR: Relay,
+    MR: Relay,
+    E: EStopInput,
+{
+    /// Apply one cycle's command: the contactor sequence and the inverter set-point (bounded by
+    /// `max_charge` / `max_discharge`, magnitudes from the envelope). When opening, zero is
+    /// written before the contactor opens; when closing, the contactor goes first. The inverter
+    /// lease is taken on the first non-zero set-point. The returned trips go to the
+    /// controller's `Inputs::device_trips` in the next cycle. An E-stop seen by the fast path
+    /// holds zero and open whatever the command says.
+    pub async fn apply(
+        &mut self,
+        now: Millis,
+        command: &Command,
+        max_charge: Watts,
+        max_discharge: Watts,
+        events: &mut DeviceEvents,
+    ) -> ApplyReport {
+        self.parts.apply(now, command, (max_charge, max_discharge), self.estop_pressed, events).await
+    }
+
+    /// End control: write zero, open the contactors, restore the inverter's previous settings.
+    /// The error (if any) is the inverter's restore failure; the settings stay remembered so
+    /// the call can be retried.
+    pub async fn release(&mut self, now: Millis, events: &mut DeviceEvents) -> Result<(), WrapperError> {
+        self.parts.release(now, events).await
+    }
+
     /// Reset latched BMS alarms (rate-limited).
     pub async fn reset_bms_alarms(&mut self, now: Millis) -> Result<(), WrapperError> {
-        self.bms.reset_alarms(now).await
+        self.parts.bms.reset_alarms(now).await
     }
 }
 

@@ -213,4 +213,11 @@ pub trait EStopInput {
     type Error: DeviceError;
     /// Read the loop.
     async fn read(&mut self) -> Result<ems_core::snapshot::EStopInput, Self::Error>;
+    /// Wait until the loop may have changed, at most `max` (the watcher then reads it again).
+    /// The default sleeps `max` on the tokio timer, i.e. the input is polled; an input that can
+    /// signal its edge (an interrupt, a notification) returns as soon as it changes, which is
+    /// what brings the E-stop watch below the polling period.
+    async fn changed(&mut self, max: core::time::Duration) {
+        tokio::time::sleep(max).await;
+    }
 }

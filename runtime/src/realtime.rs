@@ -1,0 +1,206 @@
+//! The real-time loop: [`run`] paces [`Runtime::cycle`] against the clock, watches the E-stop
+//! between cycles, and carries out the graceful shutdown.
+
+use crate::cycle::{CycleFlags, Runtime};
+use crate::handles::ShutdownRequest;
+use crate::hook::{CycleTiming, Hook};
+use crate::site::SiteDevices;
+use ems_core::emergency::ShutdownPhase;
+use ems_core::persist::StateStore;
+use ems_core::{Millis, State};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Which time the controller runs on.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Clock {
+    /// A real site: control time is the monotonic wall time since the start, so ramps, feedback
+    /// checks and timeouts take as long as they say, whatever the loop's pace.
+    Wall,
+    /// A simulated site whose physics advance by one cycle per cycle ([`Hook::advance`]):
+    /// control time is `cycles × cycle`, paced at `speed` × wall time.
+    Simulated {
+        /// Speed-up against wall time (> 0).
+        speed: f64,
+    },
+}
+
+/// How [`run`] runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RealtimeOptions {
+    /// The control cycle.
+    pub cycle: Millis,
+    /// The clock.
+    pub clock: Clock,
+    /// Shut down gracefully after this much control time (`None`: until a signal).
+    pub duration: Option<Millis>,
+    /// A graceful shutdown that has not completed after this long (wall time on a real site,
+    /// control time on a simulated one) forces zero and open.
+    pub shutdown_timeout: Duration,
+    /// The E-stop input is read at least this often while the loop waits or devices are busy.
+    pub estop_tick: Duration,
+}
+
+impl Default for RealtimeOptions {
+    fn default() -> Self {
+        Self {
+            cycle: Millis::new(100),
+            clock: Clock::Wall,
+            duration: None,
+            shutdown_timeout: Duration::from_secs(30),
+            estop_tick: Duration::from_millis(1),
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunEnd {
+    /// The graceful shutdown completed: zero power and open contactors verified.
+    Complete,
+    /// The graceful shutdown failed (the controller reports why in its events).
+    Failed,
+    /// The graceful shutdown did not complete within the timeout; zero and open were forced.
+    TimedOut,
+    /// A second shutdown request forced zero and open at once.
+    Forced,
+}
+
+impl core::fmt::Display for RunEnd {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Self::Complete => "Complete",
+            Self::Failed => "Failed",
+            Self::TimedOut => "TimedOut (zero and open forced)",
+            Self::Forced => "Forced (zero and open)",
+        })
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunSummary {
+    /// How it ended.
+    pub end: RunEnd,
+    /// The final state (persisted).
+    pub state: State,
+    /// The last control time.
+    pub now: Millis,
+    /// Cycles run.
+    pub cycles: u64,
+    /// Whether the release (zero, open, inverter settings restored) succeeded, or why not.
+    pub released: Result<(), String>,
+    /// Whether the final state could not be persisted, and why.
+    pub persist_error: Option<String>,
+}
+
+fn scaled(clock: Clock, ms: u64) -> Duration {
+    #[allow(clippy::cast_precision_loss)] // milliseconds of a run fit f64 exactly
+    let ms_f = ms as f64;
+    match clock {
+        Clock::Wall => Duration::from_millis(ms),
+        Clock::Simulated { speed } => Duration::from_secs_f64(ms_f / 1000.0 / speed),
+    }
+}
+
+fn elapsed_ms(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Run the loop until the duration ends or a shutdown is requested, carry out the graceful
+/// shutdown, persist and release. Needs a runtime with [`Runtime::watch_estop`] set and a
+/// tokio runtime with its timer; meant for the control thread ([`crate::thread`]).
+///
+/// Pacing: cycle `k` is due at `start + k × cycle` (scaled by the speed on a simulated site).
+/// A cycle that starts late reports its lateness ([`Hook::timing`]); on a real site, slots
+/// missed by more than a cycle are skipped rather than run back to back. A new E-stop press
+/// (input or software) cuts the wait short and the next cycle starts at once; a shutdown
+/// request does not (the shutdown proceeds at the cycle's pace, in wall time on a real site),
+/// except a second one, which forces zero and open at once.
+pub async fn run<D, S, H>(
+    rt: &mut Runtime<D, S>,
+    hook: &mut H,
+    opts: &RealtimeOptions,
+    shutdown: &ShutdownRequest,
+) -> RunSummary
+where
+    D: SiteDevices,
+    S: StateStore,
+    H: Hook + ?Sized,
+{
+    let cycle_ms = opts.cycle.get().max(1);
+    let start = Instant::now();
+    let mut k: u64 = 0;
+    let mut cycles: u64 = 0;
+    let mut shutdown_since: Option<(Millis, Instant)> = None;
+    let mut now: Millis;
+    let end = loop {
+        let due = start + scaled(opts.clock, k.saturating_mul(cycle_ms));
+        let began = Instant::now();
+        let lateness = began.saturating_duration_since(due);
+        now = match opts.clock {
+            Clock::Wall => Millis::new(elapsed_ms(start)),
+            Clock::Simulated { .. } => Millis::new(k.saturating_mul(cycle_ms)),
+        };
+        let requests = shutdown.count();
+        if requests >= 2 {
+            let _ = rt.force_zero_open(now).await;
+            break RunEnd::Forced;
+        }
+        if let Some((at_ms, at)) = shutdown_since {
+            let waited = match opts.clock {
+                Clock::Wall => at.elapsed(),
+                Clock::Simulated { .. } => Duration::from_millis(now.since(at_ms).get()),
+            };
+            if waited >= opts.shutdown_timeout {
+                tracing::error!(target: "audit", "graceful shutdown not complete after {waited:?}: forcing zero and open");
+                let _ = rt.force_zero_open(now).await;
+                break RunEnd::TimedOut;
+            }
+        }
+        let begin_shutdown =
+            shutdown_since.is_none() && (requests >= 1 || opts.duration.is_some_and(|d| now >= d));
+        if begin_shutdown {
+            shutdown_since = Some((now, Instant::now()));
+            tracing::info!(target: "audit", "graceful shutdown requested");
+        }
+        let flags = CycleFlags { shutdown: begin_shutdown, emergency_stop: false };
+        let r = rt.cycle(now, flags, hook).await;
+        cycles += 1;
+        hook.timing(CycleTiming { duration: began.elapsed(), lateness });
+        if shutdown_since.is_some() {
+            match r.output.shutdown {
+                ShutdownPhase::Complete => break RunEnd::Complete,
+                ShutdownPhase::Failed => break RunEnd::Failed,
+                ShutdownPhase::Inactive | ShutdownPhase::RampingDown { .. } | ShutdownPhase::OpeningContactors { .. } => {}
+            }
+        }
+        k += 1;
+        if let Clock::Simulated { .. } = opts.clock {
+            hook.advance(Millis::new(k.saturating_mul(cycle_ms)), Millis::new(cycle_ms));
+        } else {
+            let slots = elapsed_ms(start) / cycle_ms;
+            if k <= slots {
+                // Overrun: skip the missed slots; the next cycle's lateness says by how much
+                // it missed its original slot only when it was the last one missed.
+                k = slots + 1;
+            }
+        }
+        let deadline = start + scaled(opts.clock, k.saturating_mul(cycle_ms));
+        let mut seen = shutdown.count();
+        loop {
+            tokio::select! {
+                _ = rt.wait(now, deadline, hook) => break,
+                () = shutdown.beyond(seen) => {
+                    seen = shutdown.count();
+                    if seen >= 2 {
+                        break;
+                    }
+                }
+            }
+        }
+    };
+    let persist_error = rt.persist().err().map(|e| e.to_string());
+    let released = rt.release(now).await.map_err(|e| e.to_string());
+    RunSummary { end, state: rt.controller().state(), now, cycles, released, persist_error }
+}
