@@ -5,11 +5,12 @@ use crate::faults::{random_timeline, schedule, FaultPlan};
 use crate::faulty::{FaultSwitch, Faulty};
 use crate::report::{Report, Stats};
 use crate::scenario::{DeviceId, Expectation, FaultSpec, PhysicalFault, TimedFault};
-use ems_control::{Controller, ControllerConfig, Inputs, ModeSetting, Override, PlanTarget};
+use ems_control::{Controller, ControllerConfig, Inputs, ModeSetting, Output, Override, PlanTarget};
 use ems_core::persist::{MemoryStore, StateStore};
 use ems_core::snapshot::BmsAlarms;
-use ems_core::{Millis, Snapshot, State, TransitionRequest, TripReason, Watts};
-use ems_devices::io::{DeviceSet, DeviceSetConfig};
+use ems_core::{Millis, Snapshot, State, TransitionRequest, Watts};
+use ems_devices::io::{ApplyReport, DeviceSet, DeviceSetConfig};
+use ems_runtime::{Context as CycleContext, CycleFlags, Runtime};
 use ems_devices::sim::{
     SharedSite, SimBms, SimEStopPin, SimFault, SimInverter, SimMeter, SimPv, SimRelay, SimSiteConfig,
     SimulatedSite,
@@ -500,12 +501,16 @@ pub fn run_with_hook(
         return Err(HarnessError::Step(opts.step));
     }
     let site = SharedSite::new(SimulatedSite::new(opts.site).map_err(|e| HarnessError::Site(e.to_string()))?);
-    let mut controller = Controller::new(opts.controller.clone())?;
+    let controller = Controller::new(opts.controller.clone())?;
     let mut store = MemoryStore::default();
     let _ = store.save(&controller.persisted());
     let switches = Switches::default();
-    // `None` while the gateway is down (crashed, not yet restarted).
-    let mut devices: Option<Devices> = Some(switches.device_set(&site)?);
+    // The one control loop (`ems-runtime`), as in the gateway; `None` while the gateway is
+    // down (crashed, not yet restarted), with the persisted state kept in `saved`.
+    let mut runtime: Option<Runtime<Devices, MemoryStore>> =
+        Some(Runtime::new(switches.device_set(&site)?, controller, store));
+    let mut saved = MemoryStore::default();
+    let mut last_state = State::Boot;
     let waker = Waker::from(Arc::new(NoopWake));
     let days = u32::try_from(opts.duration.get().div_ceil(86_400_000)).unwrap_or(u32::MAX);
     let legacy = schedule(opts.faults, days, opts.seed);
@@ -535,19 +540,22 @@ pub fn run_with_hook(
             event_seen: false,
         })
         .collect();
-    let mut trip_texts: Vec<String> = Vec::new();
-    let mut event_texts: Vec<String> = Vec::new();
-    let mut checker = Checker::new(&opts.controller.safety, opts.controller.ramp.watts_per_second());
-    let mut stats = Stats::default();
-    let mut operator = Operator::default();
-    let mut snapshot = Snapshot::unknown(Watts::ZERO);
-    let mut dev_events = DeviceEvents::new();
-    // The device trips of the last `apply`, for the next cycle's `Inputs::device_trips`.
-    let mut device_trips: Vec<TripReason> = Vec::with_capacity(4);
+    let mut cycle_hook = HarnessHook {
+        opts,
+        site: &site,
+        user: hook,
+        operator: Operator::default(),
+        checker: Checker::new(&opts.controller.safety, opts.controller.ramp.watts_per_second()),
+        stats: Stats::default(),
+        record_texts: !trackers.is_empty(),
+        trip_texts: Vec::new(),
+        event_texts: Vec::new(),
+    };
     let mut now = Millis::ZERO;
     let started = Instant::now();
     while now < opts.duration {
         switches.set_now(now);
+        let stats = &mut cycle_hook.stats;
         while let Some(s) = legacy.get(next_legacy).filter(|s| s.at <= now) {
             site.borrow_mut().inject(s.fault);
             stats.faults_injected += 1;
@@ -586,13 +594,16 @@ pub fn run_with_hook(
                                 stats.was_down = true;
                                 // The process dies: controller and device layer are gone without
                                 // a release; the inverter's own revert timer is the fallback.
-                                devices = None;
-                                device_trips.clear();
+                                // Only what was persisted survives.
+                                if let Some(rt) = runtime.take() {
+                                    saved = rt.into_parts().2;
+                                }
                             }
                         }
                         FaultSpec::OperatorAway => {
                             let until = now.plus(f.for_.unwrap_or(Millis::ZERO));
-                            operator.away_until = Some(operator.away_until.map_or(until, |u| u.max(until)));
+                            let op = &mut cycle_hook.operator;
+                            op.away_until = Some(op.away_until.map_or(until, |u| u.max(until)));
                         }
                     }
                 }
@@ -630,91 +641,38 @@ pub fn run_with_hook(
         // and builds a new device layer on the same hardware.
         if down_until.is_some_and(|t| now >= t) {
             down_until = None;
-            let persisted = store.load().ok().flatten();
-            controller = match persisted {
+            let mut store = std::mem::take(&mut saved);
+            let controller = match store.load().ok().flatten() {
                 Some(p) => Controller::restore(opts.controller.clone(), &p)?,
                 None => Controller::new(opts.controller.clone())?,
             };
-            devices = Some(switches.device_set(&site)?);
-            snapshot = Snapshot::unknown(Watts::ZERO);
-            checker.reset_ramp();
+            runtime = Some(Runtime::new(switches.device_set(&site)?, controller, store));
+            cycle_hook.checker.reset_ramp();
         }
-        trip_texts.clear();
-        event_texts.clear();
+        cycle_hook.trip_texts.clear();
+        cycle_hook.event_texts.clear();
         let mut view_state = None;
         let mut command_zero = None;
-        if let Some(devs) = devices.as_mut() {
-            dev_events.clear();
-            drive(&waker, devs.read(now, &mut snapshot, &mut dev_events));
-            let request =
-                if opts.operator { operator.decide(now, controller.state(), &snapshot) } else { None };
-            let time_of_day = site.borrow().calendar().time_of_day;
-            let wanted = opts.duty.mode_at(time_of_day, opts.controller.mode);
-            let set_mode = (controller.mode() != wanted).then_some(wanted);
-            let extra = hook.inputs(now, &snapshot);
-            let inputs = Inputs {
-                request: request.map(|r| r.0),
-                reason: request.map_or("", |r| r.1),
-                device_trips: &device_trips,
-                set_mode,
-                plan: extra.plan,
-                // The simulator's local clock, as the gateway passes the site's.
-                local_minute: u16::try_from(time_of_day.get() / 60_000).ok(),
-                ess_override: extra.ess_override,
-                ..Inputs::default()
-            };
-            let out = controller.step(now.get(), &snapshot, &inputs);
-            stats.observe_device_trips(&device_trips);
-            if out.state_changed() {
-                let _ = store.save(&controller.persisted());
-            }
-            checker.check_output(now, &out);
-            stats.observe_output(&out, opts.step);
-            let (max_charge, max_discharge) = (out.envelope.max_charge(), out.envelope.max_discharge());
-            let applied =
-                drive(&waker, devs.apply(now, &out.command, max_charge, max_discharge, &mut dev_events));
-            device_trips.clear();
-            device_trips.extend_from_slice(&applied.trips);
-            if let Some(w) = applied.inverter.written {
-                checker.check_written(now, w, max_charge, max_discharge);
-            }
-            stats.observe_device_events(&dev_events);
-            if !trackers.is_empty() {
-                for e in &out.events {
-                    if let ems_core::event::EventKind::StateChanged {
-                        cause: ems_core::event::Cause::Trip(t),
-                        ..
-                    } = e.kind
-                    {
-                        trip_texts.push(t.to_string());
-                    }
-                    event_texts.push(e.to_string());
-                }
-                // The device faults fed to the controller in this cycle are trips too.
-                for t in &device_trips {
-                    trip_texts.push(t.to_string());
-                }
-                for e in &dev_events {
-                    event_texts.push(e.event.to_string());
-                }
-            }
-            view_state = Some(out.state);
-            command_zero = Some(out.command.battery_setpoint == Watts::ZERO);
+        if let Some(rt) = runtime.as_mut() {
+            let r = drive(&waker, rt.cycle(now, CycleFlags::default(), &mut cycle_hook));
+            view_state = Some(r.output.state);
+            last_state = r.output.state;
+            command_zero = Some(r.output.command.battery_setpoint == Watts::ZERO);
         }
         let cycle_start = now;
         site.borrow_mut().advance(opts.step);
         now = now.plus(opts.step);
-        hook.observe(now, opts.step, &site.borrow());
+        cycle_hook.user.observe(now, opts.step, &site.borrow());
         let truth = site.borrow().truth();
         let writes = truth.setpoint_writes.saturating_add(truth.settings_writes);
         if writes != writes_seen {
             writes_seen = writes;
             last_write = cycle_start;
         }
-        checker.check_truth(now, &truth);
-        stats.observe_truth(&truth);
+        cycle_hook.checker.check_truth(now, &truth);
+        cycle_hook.stats.observe_truth(&truth);
         if truth.control == ControlSource::Remote && now.since(last_write) > LEASE.plus(opts.step) {
-            checker.record(
+            cycle_hook.checker.record(
                 now,
                 ViolationKind::LeaseExpired,
                 format!(
@@ -730,31 +688,97 @@ pub fn run_with_hook(
                 contactor_open: !truth.main_relay,
                 inverter_local: truth.control == ControlSource::Local
                     && truth.inverter_setpoint == Watts::ZERO,
-                trips: &trip_texts,
-                events: &event_texts,
+                trips: &cycle_hook.trip_texts,
+                events: &cycle_hook.event_texts,
             };
             for t in &mut trackers {
                 t.observe(now, &view);
             }
         }
     }
+    let HarnessHook { checker, mut stats, .. } = cycle_hook;
     // A graceful end: the device layer hands the inverter back (zero, contactors open, the
     // remembered settings restored).
-    let released = match devices.as_mut() {
-        Some(devs) => {
-            dev_events.clear();
-            let ok = drive(&waker, devs.release(now, &mut dev_events)).is_ok();
-            stats.observe_device_events(&dev_events);
+    let released = match runtime.as_mut() {
+        Some(rt) => {
+            rt.clear_events();
+            let ok = drive(&waker, rt.release(now)).is_ok();
+            stats.observe_device_events(rt.events());
             ok
         }
         None => false,
     };
+    let final_state = runtime.as_ref().map_or(last_state, |rt| rt.controller().state());
     let wall = started.elapsed();
     let (energy, final_truth) = site.with(|s| (s.energy(), s.truth()));
     stats.released = released;
     stats.final_inverter_local = final_truth.control == ControlSource::Local;
-    let report = Report::new(opts, stats, checker, energy, now, wall, controller.state());
+    let report = Report::new(opts, stats, checker, energy, now, wall, final_state);
     Ok((report, trackers.iter().map(ExpectTracker::outcome).collect()))
+}
+
+/// The harness's part in every cycle of the runtime: the automated operator, the duty's mode,
+/// the caller's [`CycleHook`], the simulator's local minute, and the checker and statistics
+/// on every output, write and device event.
+struct HarnessHook<'h> {
+    opts: &'h RunOptions,
+    site: &'h SharedSite,
+    user: &'h mut dyn CycleHook,
+    operator: Operator,
+    checker: Checker,
+    stats: Stats,
+    record_texts: bool,
+    trip_texts: Vec<String>,
+    event_texts: Vec<String>,
+}
+
+impl ems_runtime::Hook for HarnessHook<'_> {
+    fn inputs<'a>(&'a mut self, cx: &CycleContext<'_>, inputs: &mut Inputs<'a>) {
+        self.stats.observe_device_trips(inputs.device_trips);
+        let request =
+            if self.opts.operator { self.operator.decide(cx.now, cx.state, cx.snapshot) } else { None };
+        let time_of_day = self.site.borrow().calendar().time_of_day;
+        let wanted = self.opts.duty.mode_at(time_of_day, self.opts.controller.mode);
+        let extra = self.user.inputs(cx.now, cx.snapshot);
+        inputs.request = request.map(|r| r.0);
+        inputs.reason = request.map_or("", |r| r.1);
+        inputs.set_mode = (cx.mode != wanted).then_some(wanted);
+        inputs.plan = extra.plan;
+        // The simulator's local clock, as the gateway passes the site's.
+        inputs.local_minute = u16::try_from(time_of_day.get() / 60_000).ok();
+        inputs.ess_override = extra.ess_override;
+    }
+
+    fn stepped(&mut self, cx: &CycleContext<'_>, out: &Output) {
+        self.checker.check_output(cx.now, out);
+        self.stats.observe_output(out, self.opts.step);
+        if self.record_texts {
+            for e in &out.events {
+                if let ems_core::event::EventKind::StateChanged { cause: ems_core::event::Cause::Trip(t), .. } =
+                    e.kind
+                {
+                    self.trip_texts.push(t.to_string());
+                }
+                self.event_texts.push(e.to_string());
+            }
+        }
+    }
+
+    fn applied(&mut self, cx: &CycleContext<'_>, out: &Output, applied: Option<&ApplyReport>, events: &DeviceEvents) {
+        if let Some(w) = applied.and_then(|a| a.inverter.written) {
+            self.checker.check_written(cx.now, w, out.envelope.max_charge(), out.envelope.max_discharge());
+        }
+        self.stats.observe_device_events(events);
+        if self.record_texts {
+            // The device faults fed to the controller in the next cycle are trips too.
+            for t in applied.map_or(&[][..], |a| &a.trips[..]) {
+                self.trip_texts.push(t.to_string());
+            }
+            for e in events {
+                self.event_texts.push(e.event.to_string());
+            }
+        }
+    }
 }
 
 /// The result of one scenario run.
