@@ -106,7 +106,13 @@ enum Watched {
 
 /// Run `work` while watching the E-stop input (unless it is already `held` pressed) and the
 /// software E-stop; the first to finish wins and the others are dropped.
-async fn watched<E, X, W>(estop: &mut E, held: bool, tick: core::time::Duration, software: X, work: W) -> Watched
+async fn watched<E, X, W>(
+    estop: &mut E,
+    held: bool,
+    tick: core::time::Duration,
+    software: X,
+    work: W,
+) -> Watched
 where
     E: EStopInput,
     X: core::future::Future<Output = ()>,
@@ -436,7 +442,8 @@ where
         let parts = &mut self.parts;
         if self.realtime {
             let zero = tokio::time::timeout(EMERGENCY_IO_TIMEOUT, parts.inverter.emergency_zero(now));
-            let open = tokio::time::timeout(EMERGENCY_IO_TIMEOUT, parts.contactor.emergency_open(now, events));
+            let open =
+                tokio::time::timeout(EMERGENCY_IO_TIMEOUT, parts.contactor.emergency_open(now, events));
             let (zero, open) = tokio::join!(zero, open);
             (matches!(zero, Ok(Ok(()))), matches!(open, Ok(true)))
         } else {
@@ -628,7 +635,6 @@ where
         let _ = self.contactor.step(now, ContactorCommand::Open, None, None, events).await;
         self.inverter.release(now, events).await
     }
-
 }
 
 impl<B, I, M, P, PR, MR, E> DeviceSet<B, I, M, P, PR, MR, E>

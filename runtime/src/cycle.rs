@@ -120,13 +120,23 @@ impl<D: SiteDevices, S: StateStore> Runtime<D, S> {
 
     /// One cycle at control time `now`: read → inputs (flags, device trips, hooks) → step →
     /// persist on change → apply with the envelope → carry the device trips.
-    pub async fn cycle<H: Hook + ?Sized>(&mut self, now: Millis, flags: CycleFlags, hook: &mut H) -> CycleResult {
+    pub async fn cycle<H: Hook + ?Sized>(
+        &mut self,
+        now: Millis,
+        flags: CycleFlags,
+        hook: &mut H,
+    ) -> CycleResult {
         self.shutting_down |= flags.shutdown;
-        self.events.clear();
         let mut interrupt = match &self.watch {
             Some(w) => {
                 let trigger = w.trigger.clone();
-                let t = self.devices.read_watched(now, &mut self.snapshot, &mut self.events, w.tick, trigger.pressed());
+                let t = self.devices.read_watched(
+                    now,
+                    &mut self.snapshot,
+                    &mut self.events,
+                    w.tick,
+                    trigger.pressed(),
+                );
                 t.await
             }
             None => {
@@ -216,6 +226,9 @@ impl<D: SiteDevices, S: StateStore> Runtime<D, S> {
             let cx = self.context(now);
             hook.applied(&cx, &out, applied.as_ref(), &self.events);
         }
+        // The events of this cycle (and of the wait before it, e.g. an E-stop fast path) were
+        // reported to the hooks.
+        self.events.clear();
         CycleResult { output: out, applied, interrupt, persist_error }
     }
 
@@ -268,7 +281,7 @@ impl<D: SiteDevices, S: StateStore> Runtime<D, S> {
         i
     }
 
-    /// The device events of the last cycle (and of the wait after it).
+    /// The device events since the last cycle (of the wait after it, or of a release).
     #[must_use]
     pub const fn events(&self) -> &DeviceEvents {
         &self.events

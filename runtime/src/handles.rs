@@ -167,7 +167,7 @@ impl ShutdownRequest {
             let mut term = signal(SignalKind::terminate())?;
             loop {
                 let name = tokio::select! {
-                    _ = int.recv() => "SIGINT",
+                    _ = int.recv() => "Ctrl-C (SIGINT)",
                     _ = term.recv() => "SIGTERM",
                 };
                 self.announce(name);
@@ -185,7 +185,9 @@ impl ShutdownRequest {
     fn announce(&self, name: &str) {
         self.request();
         if self.count() == 1 {
-            println!("{name}: shutting down gracefully (ramp to zero, open contactors, verify); again to force");
+            println!(
+                "{name}: shutting down gracefully (ramp to zero, open contactors, verify); again to force"
+            );
         } else {
             println!("{name} again: forcing zero power and open contactors now");
         }

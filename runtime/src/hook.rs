@@ -46,7 +46,13 @@ pub trait Hook {
     }
     /// After the command was applied (`None` when an E-stop interrupted the apply; its fast
     /// path then commanded zero and open), with this cycle's device events.
-    fn applied(&mut self, cx: &Context<'_>, out: &Output, applied: Option<&ApplyReport>, events: &DeviceEvents) {
+    fn applied(
+        &mut self,
+        cx: &Context<'_>,
+        out: &Output,
+        applied: Option<&ApplyReport>,
+        events: &DeviceEvents,
+    ) {
         let _ = (cx, out, applied, events);
     }
     /// After the cycle, before the wait: control time advances by `step` to `next` (the
@@ -78,7 +84,13 @@ impl<H: Hook + ?Sized> Hook for &mut H {
     fn stepped(&mut self, cx: &Context<'_>, out: &Output) {
         (**self).stepped(cx, out);
     }
-    fn applied(&mut self, cx: &Context<'_>, out: &Output, applied: Option<&ApplyReport>, events: &DeviceEvents) {
+    fn applied(
+        &mut self,
+        cx: &Context<'_>,
+        out: &Output,
+        applied: Option<&ApplyReport>,
+        events: &DeviceEvents,
+    ) {
         (**self).applied(cx, out, applied, events);
     }
     fn advance(&mut self, next: Millis, step: Millis) {
@@ -103,7 +115,13 @@ impl<A: Hook, B: Hook> Hook for (A, B) {
         self.0.stepped(cx, out);
         self.1.stepped(cx, out);
     }
-    fn applied(&mut self, cx: &Context<'_>, out: &Output, applied: Option<&ApplyReport>, events: &DeviceEvents) {
+    fn applied(
+        &mut self,
+        cx: &Context<'_>,
+        out: &Output,
+        applied: Option<&ApplyReport>,
+        events: &DeviceEvents,
+    ) {
         self.0.applied(cx, out, applied, events);
         self.1.applied(cx, out, applied, events);
     }
@@ -133,7 +151,13 @@ impl<H: Hook> Hook for Option<H> {
             h.stepped(cx, out);
         }
     }
-    fn applied(&mut self, cx: &Context<'_>, out: &Output, applied: Option<&ApplyReport>, events: &DeviceEvents) {
+    fn applied(
+        &mut self,
+        cx: &Context<'_>,
+        out: &Output,
+        applied: Option<&ApplyReport>,
+        events: &DeviceEvents,
+    ) {
         if let Some(h) = self {
             h.applied(cx, out, applied, events);
         }

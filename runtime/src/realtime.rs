@@ -172,7 +172,9 @@ where
             match r.output.shutdown {
                 ShutdownPhase::Complete => break RunEnd::Complete,
                 ShutdownPhase::Failed => break RunEnd::Failed,
-                ShutdownPhase::Inactive | ShutdownPhase::RampingDown { .. } | ShutdownPhase::OpeningContactors { .. } => {}
+                ShutdownPhase::Inactive
+                | ShutdownPhase::RampingDown { .. }
+                | ShutdownPhase::OpeningContactors { .. } => {}
             }
         }
         k += 1;

@@ -10,13 +10,13 @@ use ems_core::persist::{MemoryStore, StateStore};
 use ems_core::snapshot::BmsAlarms;
 use ems_core::{Millis, Snapshot, State, TransitionRequest, Watts};
 use ems_devices::io::{ApplyReport, DeviceSet, DeviceSetConfig};
-use ems_runtime::{Context as CycleContext, CycleFlags, Runtime};
 use ems_devices::sim::{
     SharedSite, SimBms, SimEStopPin, SimFault, SimInverter, SimMeter, SimPv, SimRelay, SimSiteConfig,
     SimulatedSite,
 };
 use ems_devices::traits::ControlSource;
 use ems_devices::wrappers::{DeviceEvent, DeviceEvents};
+use ems_runtime::{Context as CycleContext, CycleFlags, Runtime};
 use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;
@@ -754,8 +754,10 @@ impl ems_runtime::Hook for HarnessHook<'_> {
         self.stats.observe_output(out, self.opts.step);
         if self.record_texts {
             for e in &out.events {
-                if let ems_core::event::EventKind::StateChanged { cause: ems_core::event::Cause::Trip(t), .. } =
-                    e.kind
+                if let ems_core::event::EventKind::StateChanged {
+                    cause: ems_core::event::Cause::Trip(t),
+                    ..
+                } = e.kind
                 {
                     self.trip_texts.push(t.to_string());
                 }
@@ -764,7 +766,13 @@ impl ems_runtime::Hook for HarnessHook<'_> {
         }
     }
 
-    fn applied(&mut self, cx: &CycleContext<'_>, out: &Output, applied: Option<&ApplyReport>, events: &DeviceEvents) {
+    fn applied(
+        &mut self,
+        cx: &CycleContext<'_>,
+        out: &Output,
+        applied: Option<&ApplyReport>,
+        events: &DeviceEvents,
+    ) {
         if let Some(w) = applied.and_then(|a| a.inverter.written) {
             self.checker.check_written(cx.now, w, out.envelope.max_charge(), out.envelope.max_discharge());
         }

@@ -1,9 +1,9 @@
-//! The local API (`ems-api`) wired to the control loop: the HTTP server runs as a task of the
-//! gateway's runtime; the loop publishes the site view, drains the API's commands (E-stop,
+//! The local API (`ems-api`) wired to the control loop: the HTTP server runs on the gateway's
+//! API runtime (never on the control thread); the loop publishes the site view, drains the API's commands (E-stop,
 //! reset, state requests) into the controller's `Inputs`, applies the active control mode and the
 //! due provider schedule as controller inputs (never around the final clamp), reports what a
 //! schedule actually got, and writes controller events to the audit log and telemetry to the
-//! history.
+//! history — every store write through a bounded queue to the writer thread.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -22,6 +22,7 @@ use ems_api::rest::{router, ApiState, SystemClock};
 use ems_api::schedules::{ProviderKey, ScheduleConfig, ScheduledAction, Schedules};
 use ems_control::{Inputs, Output};
 use ems_core::{Snapshot, TransitionRequest};
+use ems_runtime::EStopTrigger;
 use jiff::Timestamp;
 use tokio::sync::watch;
 
@@ -29,7 +30,7 @@ use crate::live::{Flows, LiveError};
 
 /// How the API is started.
 #[derive(Debug, Clone)]
-pub(crate) struct ApiOptions {
+pub(crate) struct ApiStart {
     /// Where to listen.
     pub listen: SocketAddr,
     /// The battery serial numbers provider schedules may name.
@@ -40,6 +41,25 @@ pub(crate) struct ApiOptions {
     pub providers: Vec<ProviderKey>,
     /// The SQLite database (audit log, history, schedules); in memory when `None`.
     pub database: Option<std::path::PathBuf>,
+    /// The configured tokens; `None` generates an admin token and prints it once (the built-in
+    /// simulated site has no config to hold tokens).
+    pub tokens: Option<Vec<TokenConfig>>,
+    /// Connection and request limits.
+    pub limits: ApiLimits,
+}
+
+/// Limits of the HTTP server and the stores (`[api]` in the site file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ApiLimits {
+    /// How many queued audit/history writes the control thread may leave to the writer before
+    /// routine ones are dropped (and counted).
+    pub write_queue: usize,
+}
+
+impl Default for ApiLimits {
+    fn default() -> Self {
+        Self { write_queue: 1024 }
+    }
 }
 
 /// How many recent events the safety view carries.
@@ -47,6 +67,92 @@ const RECENT_EVENTS: usize = 20;
 /// Without a database, telemetry history is recorded at most this often (the in-memory store
 /// is bounded); with one, every cycle (the SQLite store batches and downsamples).
 const MEMORY_HISTORY_EVERY: Duration = Duration::from_secs(1);
+/// How often the database's retention runs.
+const MAINTAIN_EVERY: Duration = Duration::from_secs(3600);
+
+/// A job for the writer thread.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The writer: one thread that does every store write the control thread asks for (audit,
+/// history, schedule execution reports, retention), so that SQLite and its fsyncs never run
+/// on the control thread. The queue is bounded: a full queue drops routine writes (counted)
+/// and keeps safety entries in the loop's own overflow list until there is room — control
+/// never blocks and no safety event is dropped.
+struct Writer {
+    tx: std::sync::mpsc::SyncSender<Job>,
+    depth: Arc<std::sync::atomic::AtomicUsize>,
+    dropped: u64,
+    overflow: VecDeque<Job>,
+}
+
+impl Writer {
+    fn spawn(capacity: usize) -> Result<Self, LiveError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(capacity.max(1));
+        let depth = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let d = depth.clone();
+        std::thread::Builder::new()
+            .name("ems-writer".to_owned())
+            .spawn(move || {
+                while let Ok(job) = rx.recv() {
+                    job();
+                    d.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            })
+            .map_err(LiveError::Runtime)?;
+        Ok(Self { tx, depth, dropped: 0, overflow: VecDeque::new() })
+    }
+
+    fn try_send(&self, job: Job) -> Result<(), Job> {
+        self.depth.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.tx.try_send(job).map_err(|e| {
+            self.depth.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            match e {
+                std::sync::mpsc::TrySendError::Full(j) | std::sync::mpsc::TrySendError::Disconnected(j) => j,
+            }
+        })
+    }
+
+    /// A write that may be dropped when the writer is behind.
+    fn routine(&mut self, job: Job) {
+        if self.try_send(job).is_err() {
+            self.dropped += 1;
+        }
+    }
+
+    /// A write that is never dropped (kept until there is room).
+    fn safety(&mut self, job: Job) {
+        self.flush_overflow();
+        if self.overflow.is_empty() {
+            if let Err(job) = self.try_send(job) {
+                self.overflow.push_back(job);
+            }
+        } else {
+            self.overflow.push_back(job);
+        }
+    }
+
+    fn flush_overflow(&mut self) {
+        while let Some(job) = self.overflow.pop_front() {
+            if let Err(job) = self.try_send(job) {
+                self.overflow.push_front(job);
+                break;
+            }
+        }
+    }
+
+    fn depth(&self) -> usize {
+        self.depth.load(std::sync::atomic::Ordering::Relaxed) + self.overflow.len()
+    }
+
+    /// Wait (bounded) until the writer has done everything queued: at the end of a run.
+    fn drain(&mut self, within: Duration) {
+        let until = Instant::now() + within;
+        while (self.depth() > 0) && Instant::now() < until {
+            self.flush_overflow();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
 
 /// The loop's side of the API.
 pub(crate) struct LoopApi {
@@ -65,6 +171,7 @@ pub(crate) struct LoopApi {
     history_every: Duration,
     db: Option<Arc<Db>>,
     last_maintain: Option<Instant>,
+    writer: Writer,
 }
 
 impl std::fmt::Debug for LoopApi {
@@ -77,20 +184,24 @@ fn api_err(what: &str, e: impl std::fmt::Display) -> LiveError {
     LiveError::Devices(format!("API: {what}: {e}"))
 }
 
-/// Start the API with a freshly generated admin token, printed once as `admin token: <token>`
-/// (the built-in simulated site has no config to hold tokens). Returns the loop's handle.
-pub(crate) async fn start_with_generated_admin(opts: &ApiOptions) -> Result<LoopApi, LiveError> {
-    let token = generate_admin_token().map_err(|e| api_err("random token", e))?;
-    let tokens =
-        vec![TokenConfig { name: "admin".to_owned(), role: Role::Admin, sha256_hex: hash_token(&token) }];
-    let api = start(opts, &tokens).await?;
-    println!("admin token: {token}");
-    Ok(api)
-}
-
-/// Start the API with the configured tokens (`run --config`).
-pub(crate) async fn start(opts: &ApiOptions, tokens: &[TokenConfig]) -> Result<LoopApi, LiveError> {
-    let registry = TokenRegistry::new(tokens, RateLimit::default()).map_err(|e| api_err("tokens", e))?;
+/// Start the API on the current (API) runtime: the HTTP server as its task, and the loop's
+/// handle returned for the control thread. With `tokens: None` an admin token is generated
+/// and printed once as `admin token: <token>`.
+pub(crate) async fn start(opts: ApiStart, trigger: EStopTrigger) -> Result<LoopApi, LiveError> {
+    let (tokens, generated) = match &opts.tokens {
+        Some(t) => (t.clone(), None),
+        None => {
+            let token = generate_admin_token().map_err(|e| api_err("random token", e))?;
+            let t = vec![TokenConfig {
+                name: "admin".to_owned(),
+                role: Role::Admin,
+                sha256_hex: hash_token(&token),
+            }];
+            (t, Some(token))
+        }
+    };
+    let _ = trigger;
+    let registry = TokenRegistry::new(&tokens, RateLimit::default()).map_err(|e| api_err("tokens", e))?;
     let mut db_handle = None;
     let (audit, history, schedule_store): (
         Arc<dyn AuditSink>,
@@ -165,7 +276,11 @@ pub(crate) async fn start(opts: &ApiOptions, tokens: &[TokenConfig]) -> Result<L
         history_every: if db_handle.is_some() { Duration::ZERO } else { MEMORY_HISTORY_EVERY },
         db: db_handle,
         last_maintain: None,
+        writer: Writer::spawn(opts.limits.write_queue)?,
     };
+    if let Some(token) = generated {
+        println!("admin token: {token}");
+    }
     Ok(api)
 }
 
@@ -175,24 +290,53 @@ impl LoopApi {
         self.modes.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn audit(&self, actor: &str, action: String, outcome: Outcome, detail: String) {
-        let e = AuditEntry { seq: 0, at: Timestamp::now(), actor: actor.to_owned(), action, outcome, detail };
-        if let Err(err) = self.audit.append(&e) {
-            tracing::error!("audit log write failed: {err}");
-        }
+    fn entry(actor: &str, action: String, outcome: Outcome, detail: String) -> AuditEntry {
+        AuditEntry { seq: 0, at: Timestamp::now(), actor: actor.to_owned(), action, outcome, detail }
+    }
+
+    fn append_job(audit: &Arc<dyn AuditSink>, e: AuditEntry) -> Job {
+        let audit = audit.clone();
+        Box::new(move || {
+            if let Err(err) = audit.append(&e) {
+                tracing::error!("audit log write failed: {err}");
+            }
+        })
+    }
+
+    /// Audit a safety-relevant entry (state changes, E-stops, resets, refused commands, device
+    /// trips): through the writer, never dropped.
+    fn audit_entry_safety(&mut self, e: AuditEntry) {
+        let job = Self::append_job(&self.audit, e);
+        self.writer.safety(job);
+    }
+
+    /// Audit a routine entry: through the writer, dropped (and counted) when it is behind.
+    fn audit_entry_routine(&mut self, e: AuditEntry) {
+        let job = Self::append_job(&self.audit, e);
+        self.writer.routine(job);
+    }
+
+    /// Audit a safety-relevant action of the gateway itself.
+    pub(crate) fn audit_safety(&mut self, actor: &str, action: &str, detail: &str) {
+        self.audit_entry_safety(Self::entry(actor, action.to_owned(), Outcome::Ok, detail.to_owned()));
     }
 
     /// Before `Controller::step`: at most one API state command this cycle (only when the loop
-    /// itself has none), the active control mode and the due schedule. The operator's reason
-    /// for a reset is kept in `self` and returned by [`Self::reason`].
-    pub(crate) fn fill(&mut self, inputs: &mut Inputs<'_>, loop_has_request: bool) {
+    /// itself has none, and none during a graceful shutdown but an E-stop), the active control
+    /// mode and the due schedule.
+    pub(crate) fn fill<'a>(
+        &'a mut self,
+        inputs: &mut Inputs<'a>,
+        loop_has_request: bool,
+        shutting_down: bool,
+    ) {
         while let Some(p) = self.inbox.try_next() {
             self.queue.push_back(p);
         }
         if self.in_flight.is_none() {
             let take = match self.queue.front().map(PendingCommand::command) {
                 Some(ApiCommand::EmergencyStop { .. }) => true,
-                Some(_) => !loop_has_request,
+                Some(_) => !loop_has_request && !shutting_down,
                 None => false,
             };
             if take {
@@ -208,13 +352,21 @@ impl LoopApi {
             Some(ApiCommand::Request { request, .. }) => inputs.request = Some(*request),
             None => {}
         }
+        if shutting_down {
+            return;
+        }
         let now = Timestamp::now();
         let (expired, operator) = {
             let mut modes = self.modes();
             (modes.expire(now), modes.active_override(now))
         };
         if let Some(m) = expired {
-            self.audit("controller", "control mode expired".to_owned(), Outcome::Ok, format!("{m:?}"));
+            self.audit_entry_routine(Self::entry(
+                "controller",
+                "control mode expired".to_owned(),
+                Outcome::Ok,
+                format!("{m:?}"),
+            ));
         }
         inputs.ess_override = operator;
         self.running_schedule = None;
@@ -232,21 +384,21 @@ impl LoopApi {
                 }
             }
         }
-    }
-
-    /// The reason of the reset in flight (empty otherwise).
-    pub(crate) fn reason(&self) -> &str {
-        &self.reason
+        if inputs.request == Some(TransitionRequest::Reset) && !self.reason.is_empty() {
+            inputs.reason = &self.reason;
+        }
     }
 
     /// After `Controller::step`: answer the command in flight, report the schedule's applied
-    /// power, audit the controller's events, publish the view and record history.
+    /// power, audit the controller's events, publish the view and record history — every store
+    /// write through the writer thread.
     pub(crate) fn after(
         &mut self,
         out: &Output,
         snapshot: &Snapshot,
         now_ms: ems_core::Millis,
         latched: &[ems_core::TripReason],
+        _mode: ems_control::ModeSetting,
     ) {
         if let Some(p) = self.in_flight.take() {
             let result = match (p.command(), &out.refused) {
@@ -256,27 +408,88 @@ impl LoopApi {
             p.answer(result);
             self.reason.clear();
         }
-        if let Some(id) = &self.running_schedule {
+        if let Some(id) = self.running_schedule.clone() {
             let limited = out.binding.map(|b| b.to_string());
-            if let Err(e) =
-                self.schedules.record_execution(id, out.command.battery_setpoint, limited.as_deref())
-            {
-                tracing::error!("schedule {id}: {e}");
-            }
+            let applied = out.command.battery_setpoint;
+            let schedules = self.schedules.clone();
+            self.writer.routine(Box::new(move || {
+                if let Err(e) = schedules.record_execution(&id, applied, limited.as_deref()) {
+                    tracing::error!("schedule {id}: {e}");
+                }
+            }));
         }
         for e in &out.events {
             let text = e.kind.to_string();
-            self.audit("controller", text.clone(), Outcome::Ok, String::new());
+            self.audit_entry_safety(Self::entry("controller", text.clone(), Outcome::Ok, String::new()));
             if self.recent.len() == RECENT_EVENTS {
                 self.recent.pop_front();
             }
             self.recent.push_back(format!("[{:.1} s] {text}", now_ms.as_secs_f32()));
         }
+        if let Some(r) = &out.refused {
+            self.audit_entry_safety(Self::entry(
+                "controller",
+                "request refused".to_owned(),
+                Outcome::Refused,
+                r.to_string(),
+            ));
+        }
         if out.source_changed {
-            self.audit("controller", format!("set-point source: {}", out.source), Outcome::Ok, String::new());
+            self.audit_entry_routine(Self::entry(
+                "controller",
+                format!("set-point source: {}", out.source),
+                Outcome::Ok,
+                String::new(),
+            ));
         }
         self.publish(out, snapshot, latched);
     }
+
+    /// Device events worth an operator's attention (trips, lease losses, refused or failed
+    /// writes, lost and restored links) go to the audit log; routine housekeeping does not.
+    pub(crate) fn device_events(&mut self, events: &ems_devices::wrappers::DeviceEvents) {
+        for e in events.iter() {
+            if crate::live::is_routine(&e.event) {
+                continue;
+            }
+            let entry =
+                Self::entry("device layer", format!("device: {}", e.event), Outcome::Ok, String::new());
+            self.audit_entry_safety(entry);
+        }
+    }
+
+    /// Before the devices answer: the view says so, with the cause.
+    pub(crate) fn publish_waiting(&mut self, cause: &str) {
+        let text = format!("waiting for devices: {cause}");
+        if self.recent.len() == RECENT_EVENTS {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(text.clone());
+        let recent: Vec<String> = self.recent.iter().cloned().collect();
+        self.view.send_modify(|v| {
+            v.at = Some(Timestamp::now());
+            v.safety.state = "BOOT".to_owned();
+            v.safety.recent_events = recent;
+        });
+    }
+
+    /// The run ended: audit how, and let the writer finish (bounded).
+    pub(crate) fn finish(&mut self, summary: &ems_runtime::RunSummary) {
+        self.audit_safety("gateway", "shutdown", &format!("{}, state {}", summary.end, summary.state));
+        if self.writer.dropped > 0 {
+            tracing::warn!(
+                "{} routine audit/history writes were dropped (writer behind)",
+                self.writer.dropped
+            );
+        }
+        self.writer.drain(Duration::from_secs(5));
+    }
+
+    /// A cycle's timing (metrics).
+    pub(crate) fn timing(&self, _timing: ems_runtime::CycleTiming) {}
+
+    /// The E-stop fast path's time (metrics).
+    pub(crate) fn estop_fast_path(&self, _took: Duration) {}
 
     fn publish(&mut self, out: &Output, s: &Snapshot, latched: &[ems_core::TripReason]) {
         let f = Flows::of(s);
@@ -305,18 +518,27 @@ impl LoopApi {
         self.view.send_replace(view);
         if self.last_history.is_none_or(|t| t.elapsed() >= self.history_every) {
             self.last_history = Some(Instant::now());
-            if let Err(e) = self.history.record(Timestamp::now(), &numbers) {
-                tracing::error!("history: {e}");
-            }
-        }
-        // Retention of the database's history, once an hour.
-        if let Some(db) = &self.db {
-            if self.last_maintain.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600)) {
-                self.last_maintain = Some(Instant::now());
-                if let Err(e) = db.maintain(Timestamp::now()) {
-                    tracing::error!("history retention: {e}");
+            let history = self.history.clone();
+            let at = Timestamp::now();
+            self.writer.routine(Box::new(move || {
+                let values: Vec<(&str, f64)> = numbers.to_vec();
+                if let Err(e) = history.record(at, &values) {
+                    tracing::error!("history: {e}");
                 }
+            }));
+        }
+        // Retention of the database's history, once an hour, on the writer.
+        if let Some(db) = &self.db {
+            if self.last_maintain.is_none_or(|t| t.elapsed() >= MAINTAIN_EVERY) {
+                self.last_maintain = Some(Instant::now());
+                let db = db.clone();
+                self.writer.routine(Box::new(move || {
+                    if let Err(e) = db.maintain(Timestamp::now()) {
+                        tracing::error!("history retention: {e}");
+                    }
+                }));
             }
         }
+        self.writer.flush_overflow();
     }
 }

@@ -1,20 +1,24 @@
-//! The real-time run against the built-in simulated site.
+//! The gateway's run: the control loop of `ems-runtime` on its own thread, the local API on
+//! another runtime, signals forwarded as shutdown requests. What the gateway adds to every
+//! cycle — the start-up sequence, the API bridge, the status line, the audit trail, the
+//! simulated site's physics — is one [`GatewayHook`]; the loop itself is `ems-runtime`'s.
 
+use crate::api::LoopApi;
 use crate::store::{FileStore, StoreError};
-use crate::LiveArgs;
 use ems_control::{Controller, ControllerConfig, Inputs, Output};
-use ems_core::emergency::ShutdownPhase;
-use ems_core::persist::StateStore;
 use ems_core::{Millis, State, TransitionRequest};
-use ems_devices::estop::{ActiveLevel, HalEStop};
-use ems_devices::io::{DeviceSet, DeviceSetConfig};
-use ems_devices::sim::{SharedSite, SimSiteConfig, SimulatedSite};
-use ems_devices::traits::{Bms, EStopInput, Inverter, Meter, PvInverter, Relay};
+use ems_devices::io::ApplyReport;
 use ems_devices::wrappers::events::{DeviceEvent, DeviceEvents, SkipReason};
-use std::time::Duration;
-use tokio::time::Instant;
+use ems_runtime::marker::RunMarker;
+use ems_runtime::{
+    realtime, Context, CycleTiming, EStopTrigger, Hook, RealtimeOptions, Runtime, ShutdownRequest,
+    SiteDevices,
+};
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
-/// Why the live run could not run.
+/// Why the gateway could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum LiveError {
     /// A command-line value is invalid.
@@ -42,113 +46,9 @@ pub enum LiveError {
     /// The runtime.
     #[error("runtime: {0}")]
     Runtime(std::io::Error),
-}
-
-/// How long a graceful shutdown may take (simulated) before the gateway gives up waiting.
-const SHUTDOWN_WAIT: Millis = Millis::new(60_000);
-
-/// Run until Ctrl-C or `--duration`, then shut down gracefully and persist.
-pub fn run(args: &LiveArgs) -> Result<(), LiveError> {
-    if !(args.speed.is_finite() && args.speed > 0.0) {
-        return Err(LiveError::Arg {
-            flag: "--speed",
-            value: args.speed.to_string(),
-            why: "must be a number > 0",
-        });
-    }
-    if let Some(d) = args.duration {
-        if !(d.is_finite() && d >= 0.0) {
-            return Err(LiveError::Arg {
-                flag: "--duration",
-                value: d.to_string(),
-                why: "must be seconds >= 0",
-            });
-        }
-    }
-    if args.cycle_ms == 0 || args.cycle_ms > 10_000 {
-        return Err(LiveError::Arg {
-            flag: "--cycle-ms",
-            value: args.cycle_ms.to_string(),
-            why: "must be between 1 and 10000",
-        });
-    }
-    let runtime =
-        tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(LiveError::Runtime)?;
-    runtime.block_on(run_async(args))
-}
-
-async fn run_async(args: &LiveArgs) -> Result<(), LiveError> {
-    let mut store = FileStore::new(&args.state_file);
-    let config = ControllerConfig { cycle: Millis::new(args.cycle_ms), ..ControllerConfig::default() };
-    let controller = load_controller(&mut store, config, args.reset_reason.is_some())?;
-    if args.start_hour > 23 {
-        return Err(LiveError::Arg {
-            flag: "--start-hour",
-            value: args.start_hour.to_string(),
-            why: "must be 0-23",
-        });
-    }
-    let site_config = SimSiteConfig {
-        seed: args.seed,
-        start_day_of_year: args.start_day,
-        start_time_of_day: Millis::new(u64::from(args.start_hour) * 3_600_000),
-        ..SimSiteConfig::default()
-    };
-    let site = SimulatedSite::new(site_config).map_err(|e| LiveError::Site(e.to_string()))?;
-    let shared = SharedSite::new(site);
-    let d = shared.devices();
-    // The simulated site is driven exactly like hardware: through the device safety wrappers
-    // (BMS validation, inverter lease/ramp/read-back, contactor pre-charge sequencing) and the
-    // embedded-hal E-stop adapter.
-    let devices = DeviceSet::new(
-        d.bms,
-        d.inverter,
-        d.meter,
-        d.pv,
-        d.precharge_relay,
-        d.main_relay,
-        HalEStop::new(d.estop, ActiveLevel::Low),
-        DeviceSetConfig::default(),
-    )
-    .map_err(|e| LiveError::Devices(e.to_string()))?;
-    println!(
-        "ems-gateway: simulated site (10 kWh LFP battery, 5 kW inverter, 6 kWp PV, household load), cycle {} ms, speed {}x; Ctrl-C stops gracefully",
-        args.cycle_ms, args.speed
-    );
-    let opts = LoopOptions {
-        cycle: Millis::new(args.cycle_ms),
-        speed: args.speed,
-        duration: args.duration.map(|s| Millis::new(secs_to_ms(s))),
-        reset_reason: args.reset_reason.clone(),
-        time_zone: None,
-    };
-    let mut api = match args.api_listen.as_deref() {
-        None | Some("off") => None,
-        Some(listen) => {
-            let listen = listen.parse().map_err(|_| LiveError::Arg {
-                flag: "--api-listen",
-                value: listen.to_owned(),
-                why: "must be HOST:PORT (e.g. 127.0.0.1:8080) or off",
-            })?;
-            let opts = crate::api::ApiOptions {
-                listen,
-                serials: vec!["sim-bms-1".to_owned()],
-                rating_w: u64::from(site_rating_w(&shared)),
-                providers: Vec::new(),
-                database: args.api_db.clone(),
-            };
-            Some(crate::api::start_with_generated_admin(&opts).await?)
-        }
-    };
-    drive(devices, controller, store, &opts, Some(&shared), api.as_mut()).await
-}
-
-/// The simulated inverter's rating, W.
-fn site_rating_w(site: &SharedSite) -> u32 {
-    // A rating of a few kW; the conversion saturates for anything absurd.
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let w = site.with(|s| s.config().inverter_rating.get().max(0.0)) as u32;
-    w
+    /// A shutdown was requested before the devices were reached.
+    #[error("stopped before the devices were reached: {0}")]
+    NeverConnected(String),
 }
 
 /// The controller from the persisted state (STOPPED and ERROR survive a reboot; an unreadable
@@ -158,6 +58,7 @@ pub(crate) fn load_controller(
     config: ControllerConfig,
     have_reset_reason: bool,
 ) -> Result<Controller, LiveError> {
+    use ems_core::persist::StateStore;
     let controller = match store.load() {
         Ok(Some(p)) => {
             tracing::info!(file = %store.path().display(), state = %p.state, "restored persisted state");
@@ -167,7 +68,8 @@ pub(crate) fn load_controller(
         Err(e @ StoreError::Corrupt { .. }) => {
             // Unknown history: start as if an E-stop had been latched, so a person looks first.
             tracing::error!("{e}; starting in STOPPED, a manual reset (--reset-reason) is required");
-            let p = ems_core::persist::PersistedState { state: State::Stopped, latched: heapless_empty() };
+            let p =
+                ems_core::persist::PersistedState { state: State::Stopped, latched: heapless::Vec::new() };
             Controller::restore(config, &p)?
         }
         Err(e) => return Err(e.into()),
@@ -181,207 +83,284 @@ pub(crate) fn load_controller(
     Ok(controller)
 }
 
-/// How the control loop runs.
-#[derive(Debug, Clone)]
-pub(crate) struct LoopOptions {
-    /// Control cycle.
-    pub cycle: Millis,
-    /// Speed-up against wall time (1 for real devices).
-    pub speed: f64,
-    /// Stop (gracefully) after this long; run until Ctrl-C if `None`.
-    pub duration: Option<Millis>,
+/// The physics of a simulated site, advanced by the loop (`None` on real hardware).
+pub(crate) trait Physics {
+    /// Advance by one cycle.
+    fn advance(&mut self, step: Millis);
+    /// The simulated calendar's local minute of day.
+    fn local_minute(&self) -> Option<u16>;
+}
+
+/// Everything a gateway run needs besides its devices.
+pub(crate) struct Launch {
+    /// The controller, restored from the state file.
+    pub controller: Controller,
+    /// The state file.
+    pub store: FileStore,
+    /// Pacing, duration, shutdown timeout.
+    pub realtime: RealtimeOptions,
     /// Operator reason for a reset/acknowledge at start-up.
     pub reset_reason: Option<String>,
-    /// The site's time zone for the local time of day (peak-shaving cap slots); the system's
-    /// zone when `None`. A simulated site uses its own calendar instead.
+    /// The site's time zone for the local time of day (the system's when `None`).
     pub time_zone: Option<jiff::tz::TimeZone>,
+    /// The API, if any.
+    pub api: Option<crate::api::ApiStart>,
 }
 
-/// The local minute of day for the controller: the simulator's calendar, or the wall clock in
-/// the site's time zone (DST-correct through the tz database).
-fn local_minute(physics: Option<&SharedSite>, tz: Option<&jiff::tz::TimeZone>) -> Option<u16> {
-    if let Some(site) = physics {
-        let ms = site.borrow().calendar().time_of_day.get();
-        return u16::try_from(ms / 60_000).ok();
-    }
-    let now = jiff::Timestamp::now();
-    let zoned = match tz {
-        Some(tz) => now.to_zoned(tz.clone()),
-        None => now.to_zoned(jiff::tz::TimeZone::system()),
-    };
-    let minute = i32::from(zoned.hour()) * 60 + i32::from(zoned.minute());
-    u16::try_from(minute).ok()
+/// What the control thread hands the device connector: the API (to show "waiting for devices"
+/// with its cause) and the shutdown request (to give up waiting). The connector returns both.
+pub(crate) struct Connecting {
+    /// The loop's side of the API.
+    pub api: Option<LoopApi>,
+    /// Shutdown requests.
+    pub shutdown: ShutdownRequest,
 }
 
-/// The control loop over any device set: read → `Controller::step` → apply, every cycle, the
-/// E-stop polled every millisecond in between, Ctrl-C or the duration → graceful shutdown,
-/// persistence on every state change, and `release` at the end. `physics` is the simulated
-/// site to advance between cycles (`None` on real hardware).
-pub(crate) async fn drive<B, I, M, P, PR, MR, E>(
-    mut devices: DeviceSet<B, I, M, P, PR, MR, E>,
-    mut controller: Controller,
-    mut store: FileStore,
-    opts: &LoopOptions,
-    physics: Option<&SharedSite>,
-    mut api: Option<&mut crate::api::LoopApi>,
-) -> Result<(), LiveError>
-where
-    B: Bms,
-    I: Inverter,
-    M: Meter,
-    P: PvInverter,
-    PR: Relay,
-    MR: Relay,
-    E: EStopInput,
-{
-    let cycle = opts.cycle;
-    let mut snapshot = ems_core::Snapshot::unknown(ems_core::Watts::ZERO);
-    let mut dev_events = DeviceEvents::new();
-    let mut device_trips: heapless::Vec<ems_core::TripReason, 4> = heapless::Vec::new();
-    let mut now = Millis::ZERO;
-    let started = Instant::now();
-    let mut next_status = started;
-    let mut starting = true;
-    let mut reset_pending = opts.reset_reason.clone();
-    let mut shutdown_at: Option<Millis> = None;
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
-    let mut ctrl_c_seen = false;
-
-    loop {
-        devices.read(now, &mut snapshot, &mut dev_events).await;
-        let mut inputs = Inputs {
-            device_trips: &device_trips,
-            local_minute: local_minute(physics, opts.time_zone.as_ref()),
-            ..Inputs::default()
-        };
-        let wants_shutdown =
-            shutdown_at.is_none() && (ctrl_c_seen || opts.duration.is_some_and(|d| now >= d));
-        if wants_shutdown {
-            inputs.shutdown = true;
-            shutdown_at = Some(now);
-            tracing::info!("graceful shutdown requested");
-        } else if shutdown_at.is_none() {
-            inputs.request = startup_request(&controller, &mut starting, &mut reset_pending);
+impl Connecting {
+    /// Report that the devices are not reachable yet, and why.
+    pub(crate) fn waiting(&mut self, cause: &str) {
+        tracing::error!("waiting for devices: {cause}");
+        if let Some(api) = &mut self.api {
+            api.publish_waiting(cause);
         }
+    }
+}
+
+/// The devices of a run, with the simulated site's physics when there is one.
+pub(crate) type Connected<D> = (D, Option<Box<dyn Physics>>);
+
+/// Run the gateway: the API first (so that the page answers while devices are unreachable),
+/// then the control thread, which connects the devices with `connect`, runs the loop of
+/// `ems-runtime` until a signal or the duration, shuts down gracefully, persists and releases.
+pub(crate) fn run_gateway<D, F, Fut>(launch: Launch, connect: F) -> Result<(), LiveError>
+where
+    D: SiteDevices + 'static,
+    F: FnOnce(Connecting) -> Fut + Send + 'static,
+    Fut: Future<Output = (Result<Connected<D>, LiveError>, Connecting)>,
+{
+    // The API and the signal handlers run here; the control loop never does.
+    let api_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("ems-api")
+        .enable_all()
+        .build()
+        .map_err(LiveError::Runtime)?;
+    let shutdown = ShutdownRequest::new();
+    let trigger = EStopTrigger::new();
+    let signals = shutdown.clone();
+    api_runtime.spawn(async move {
+        if let Err(e) = signals.forward_signals().await {
+            tracing::error!("signal handlers: {e}");
+        }
+    });
+    let Launch { controller, store, realtime: opts, reset_reason, time_zone, api } = launch;
+    let api = match api {
+        Some(a) => Some(api_runtime.block_on(crate::api::start(a, trigger.clone()))?),
+        None => None,
+    };
+    let marker_path = marker_path(store.path());
+    let thread_shutdown = shutdown.clone();
+    let handle = ems_runtime::thread::spawn_control(move || async move {
+        let (marker, unclean) = match RunMarker::begin(&marker_path) {
+            Ok((m, unclean)) => (Some(m), unclean),
+            Err(e) => {
+                tracing::error!("run marker {}: {e}", marker_path.display());
+                (None, false)
+            }
+        };
+        let (connected, back) = connect(Connecting { api, shutdown: thread_shutdown.clone() }).await;
+        let mut hook = GatewayHook::new(back.api, reset_reason, time_zone);
+        if unclean {
+            hook.unclean_shutdown(&marker_path);
+        }
+        let (devices, physics) = connected?;
+        hook.physics = physics;
+        let mut rt = Runtime::new(devices, controller, store);
+        rt.watch_estop(opts.estop_tick, trigger);
+        let summary = realtime::run(&mut rt, &mut hook, &opts, &thread_shutdown).await;
+        hook.final_status();
+        println!("shutdown: {}, state {}", summary.end, summary.state);
+        if let Some(e) = &summary.persist_error {
+            tracing::error!("{e}");
+        } else {
+            println!("state {} persisted to {}", summary.state, rt.store().path().display());
+        }
+        match &summary.released {
+            Ok(()) => println!("control released: inverter settings restored"),
+            Err(e) => tracing::error!(target: "audit", "release failed: {e}"),
+        }
+        hook.device_events(rt.events());
+        hook.finish(&summary);
+        if let Some(m) = marker {
+            if let Err(e) = m.finish() {
+                tracing::error!("run marker: {e}");
+            }
+        }
+        Ok::<(), LiveError>(())
+    })
+    .map_err(LiveError::Runtime)?;
+    let result = match handle.join() {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => Err(LiveError::Runtime(e)),
+        Err(_) => Err(LiveError::Runtime(std::io::Error::other("the control thread panicked"))),
+    };
+    api_runtime.shutdown_timeout(Duration::from_secs(2));
+    result
+}
+
+/// `<state file>.running`.
+fn marker_path(state: &std::path::Path) -> PathBuf {
+    let mut p = state.as_os_str().to_owned();
+    p.push(".running");
+    PathBuf::from(p)
+}
+
+/// The gateway's part in every cycle.
+pub(crate) struct GatewayHook {
+    api: Option<LoopApi>,
+    physics: Option<Box<dyn Physics>>,
+    time_zone: Option<jiff::tz::TimeZone>,
+    starting: bool,
+    reset_pending: Option<String>,
+    reset_reason: String,
+    next_status: Instant,
+    last: Option<(Millis, Output, ems_core::Snapshot)>,
+}
+
+impl GatewayHook {
+    fn new(
+        api: Option<LoopApi>,
+        reset_reason: Option<String>,
+        time_zone: Option<jiff::tz::TimeZone>,
+    ) -> Self {
+        Self {
+            api,
+            physics: None,
+            time_zone,
+            starting: true,
+            reset_pending: reset_reason.clone(),
+            reset_reason: reset_reason.unwrap_or_default(),
+            next_status: Instant::now(),
+            last: None,
+        }
+    }
+
+    fn unclean_shutdown(&mut self, marker: &std::path::Path) {
+        let text = format!(
+            "unclean shutdown detected: the previous run ended without its graceful shutdown ({} was left behind)",
+            marker.display()
+        );
+        tracing::warn!(target: "audit", "{text}");
+        if let Some(api) = &mut self.api {
+            api.audit_safety("gateway", "unclean shutdown detected", &text);
+        }
+    }
+
+    fn final_status(&mut self) {
+        if let Some((now, out, snapshot)) = &self.last {
+            print_status(*now, out, snapshot);
+        }
+    }
+
+    fn device_events(&mut self, events: &DeviceEvents) {
+        audit_devices(events);
+        if let Some(api) = &mut self.api {
+            api.device_events(events);
+        }
+    }
+
+    fn finish(&mut self, summary: &ems_runtime::RunSummary) {
+        if let Some(api) = &mut self.api {
+            api.finish(summary);
+        }
+    }
+
+    /// The local minute of day: the simulator's calendar, or the wall clock in the site's time
+    /// zone (DST-correct through the tz database).
+    fn local_minute(&self) -> Option<u16> {
+        if let Some(p) = &self.physics {
+            return p.local_minute();
+        }
+        let now = jiff::Timestamp::now();
+        let zoned = match &self.time_zone {
+            Some(tz) => now.to_zoned(tz.clone()),
+            None => now.to_zoned(jiff::tz::TimeZone::system()),
+        };
+        let minute = i32::from(zoned.hour()) * 60 + i32::from(zoned.minute());
+        u16::try_from(minute).ok()
+    }
+}
+
+impl Hook for GatewayHook {
+    fn inputs<'a>(&'a mut self, cx: &Context<'_>, inputs: &mut Inputs<'a>) {
+        inputs.local_minute = self.local_minute();
+        let Self { api, starting, reset_pending, reset_reason, .. } = self;
+        if !cx.shutting_down {
+            inputs.request = startup_request(cx.state, starting, reset_pending);
+        }
+        let reason: &'a String = reset_reason;
         if let Some(r) =
             inputs.request.filter(|r| matches!(r, TransitionRequest::Reset | TransitionRequest::Acknowledge))
         {
-            inputs.reason = opts.reset_reason.as_deref().unwrap_or("");
+            inputs.reason = reason;
             tracing::info!(target: "audit", request = %r, reason = inputs.reason, "operator request");
         }
-        // The local API: its state commands (only when the loop has none of its own this
-        // cycle; an E-stop always), the active control mode and the due schedule.
-        if shutdown_at.is_none() {
-            if let Some(a) = api.as_deref_mut() {
-                let loop_has_request = inputs.request.is_some();
-                a.fill(&mut inputs, loop_has_request);
-            }
-        }
-        if let Some(a) = api.as_deref() {
-            if inputs.request == Some(TransitionRequest::Reset) && !a.reason().is_empty() {
-                inputs.reason = a.reason();
-            }
-        }
-        let out = controller.step(now.get(), &snapshot, &inputs);
-        if let Some(a) = api.as_deref_mut() {
-            a.after(&out, &snapshot, now, controller.latched());
-        }
-        let report = devices
-            .apply(
-                now,
-                &out.command,
-                out.envelope.max_charge(),
-                out.envelope.max_discharge(),
-                &mut dev_events,
-            )
-            .await;
-        device_trips = report.trips;
-        audit(&out);
-        audit_devices(&mut dev_events);
-        if out.state_changed() {
-            if let Err(e) = store.save(&controller.persisted()) {
-                tracing::error!("{e}");
-            }
-        }
-
-        if Instant::now() >= next_status {
-            print_status(now, &out, &snapshot);
-            next_status += Duration::from_secs(1);
-        }
-        if let Some(at) = shutdown_at {
-            let done = matches!(out.shutdown, ShutdownPhase::Complete | ShutdownPhase::Failed);
-            if done || now.since(at) > SHUTDOWN_WAIT {
-                print_status(now, &out, &snapshot);
-                println!("shutdown: {:?}, state {}", out.shutdown, out.state);
-                break;
-            }
-        }
-
-        if let Some(site) = physics {
-            site.borrow_mut().advance(cycle);
-        }
-        now = now.plus(cycle);
-        // Pace: `now` is due at wall time `started + now / speed`. While waiting, poll the E-stop
-        // every millisecond: its fast path zeroes the inverter and opens the contactors at once,
-        // and the next cycle (started immediately) latches STOPPED.
-        #[allow(clippy::cast_precision_loss)] // milliseconds fit f64 exactly
-        let due = started + Duration::from_secs_f64(now.get() as f64 / 1000.0 / opts.speed);
-        // Only a new press cuts the wait short; while the E-stop stays pressed the fast path
-        // keeps re-commanding zero and open, and the cycles keep their pace.
-        let mut held = snapshot.estop.last_value() == ems_core::snapshot::EStopInput::Pressed;
-        loop {
-            let tick = (Instant::now() + Duration::from_millis(1)).min(due);
-            tokio::select! {
-                _ = tokio::time::sleep_until(tick) => {}
-                r = &mut ctrl_c, if !ctrl_c_seen => {
-                    if r.is_ok() {
-                        ctrl_c_seen = true;
-                        println!("Ctrl-C: shutting down gracefully (ramp to zero, open contactors, verify)");
-                    }
-                }
-            }
-            if Instant::now() >= due || ctrl_c_seen {
-                break;
-            }
-            let pressed = devices.check_estop(now, &mut dev_events).await;
-            if pressed && !held {
-                audit_devices(&mut dev_events);
-                break;
-            }
-            held = pressed;
+        // The local API: its state commands (only when the gateway has none of its own this
+        // cycle), the active control mode, the site mode and the due schedule. The software
+        // E-stop does not come this way: it wakes the loop through its trigger.
+        if let Some(a) = api {
+            let loop_has_request = inputs.request.is_some();
+            a.fill(inputs, loop_has_request, cx.shutting_down);
         }
     }
-    store.save(&controller.persisted())?;
-    println!("state {} persisted to {}", controller.state(), store.path().display());
-    // End of control: zero, contactors open, the inverter's own settings restored.
-    match devices.release(now, &mut dev_events).await {
-        Ok(()) => println!("control released: inverter settings restored"),
-        Err(e) => tracing::error!(target: "audit", "release failed: {e}"),
+
+    fn stepped(&mut self, cx: &Context<'_>, out: &Output) {
+        audit(out);
+        if let Some(a) = &mut self.api {
+            a.after(out, cx.snapshot, cx.now, cx.latched, cx.mode);
+        }
+        if Instant::now() >= self.next_status {
+            print_status(cx.now, out, cx.snapshot);
+            self.next_status += Duration::from_secs(1);
+            if self.next_status < Instant::now() {
+                self.next_status = Instant::now() + Duration::from_secs(1);
+            }
+        }
     }
-    audit_devices(&mut dev_events);
-    Ok(())
-}
 
-fn heapless_empty() -> heapless::Vec<ems_core::TripReason, { ems_core::state::MAX_LATCHED }> {
-    heapless::Vec::new()
-}
+    fn applied(&mut self, cx: &Context<'_>, out: &Output, _: Option<&ApplyReport>, events: &DeviceEvents) {
+        self.device_events(events);
+        self.last = Some((cx.now, out.clone(), *cx.snapshot));
+    }
 
-fn secs_to_ms(s: f64) -> u64 {
-    // Validated finite and >= 0 by the caller; `as` saturates for huge values.
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let ms = (s * 1000.0).round() as u64;
-    ms
+    fn advance(&mut self, _next: Millis, step: Millis) {
+        if let Some(p) = &mut self.physics {
+            p.advance(step);
+        }
+    }
+
+    fn timing(&mut self, timing: CycleTiming) {
+        if let Some(a) = &self.api {
+            a.timing(timing);
+        }
+    }
+
+    fn estop_fast_path(&mut self, took: Duration, software: bool) {
+        tracing::info!(target: "audit", "E-stop fast path: zero and open commanded {took:?} after the {}", if software { "software E-stop" } else { "input's edge" });
+        if let Some(a) = &self.api {
+            a.estop_fast_path(took);
+        }
+    }
 }
 
 /// The start-up sequence a newcomer expects: BOOT → IDLE → RUNNING, and a reset/acknowledge
 /// first if the persisted state needs one and the operator gave a reason.
 fn startup_request(
-    controller: &Controller,
+    state: State,
     starting: &mut bool,
     reset_pending: &mut Option<String>,
 ) -> Option<TransitionRequest> {
-    match controller.state() {
+    match state {
         State::Boot => Some(TransitionRequest::BootComplete),
         State::Idle if *starting => Some(TransitionRequest::Start),
         State::Stopped => reset_pending.take().map(|_| TransitionRequest::Reset),
@@ -415,21 +394,23 @@ fn audit(out: &Output) {
     }
 }
 
-fn audit_devices(events: &mut DeviceEvents) {
+/// Whether a device event is routine housekeeping (lease renewals, writes skipped inside the
+/// deadband), which would drown the audit log at a 100 ms cycle.
+pub(crate) const fn is_routine(e: &DeviceEvent) -> bool {
+    matches!(e, DeviceEvent::LeaseRenewed | DeviceEvent::WriteSkipped { why: SkipReason::Deadband, .. })
+}
+
+fn audit_devices(events: &DeviceEvents) {
     for e in events.iter() {
-        // Routine housekeeping (lease renewals, writes skipped inside the deadband) would drown
-        // the audit log at a 100 ms cycle; it stays available at debug level.
-        match e.event {
-            DeviceEvent::LeaseRenewed | DeviceEvent::WriteSkipped { why: SkipReason::Deadband, .. } => {
-                tracing::debug!(target: "audit", "device: {}", e.event);
-            }
-            _ => tracing::info!(target: "audit", "device: {}", e.event),
+        if is_routine(&e.event) {
+            tracing::debug!(target: "audit", "device: {}", e.event);
+        } else {
+            tracing::info!(target: "audit", "device: {}", e.event);
         }
     }
     if events.dropped() > 0 {
         tracing::warn!(target: "audit", "{} device events dropped", events.dropped());
     }
-    events.clear();
 }
 
 /// The power flows the EMS sees (last values, whatever their quality), not a simulator's truth:
@@ -463,7 +444,7 @@ impl Flows {
     }
 }
 
-fn print_status(now: Millis, out: &Output, snapshot: &ems_core::Snapshot) {
+pub(crate) fn print_status(now: Millis, out: &Output, snapshot: &ems_core::Snapshot) {
     let b = &snapshot.battery;
     let Flows { soc, battery, grid, pv, load } = Flows::of(snapshot);
     let env = &out.envelope;

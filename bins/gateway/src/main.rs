@@ -10,6 +10,7 @@ mod api;
 mod config;
 mod live;
 mod optimize;
+mod simsite;
 mod site;
 mod store;
 
@@ -229,7 +230,7 @@ fn main() -> ExitCode {
         }) => simulate(days.unwrap_or(0), seed, report, &faults, step_ms, duty.as_deref()),
         None => {
             init_tracing();
-            match live::run(&cli.live) {
+            match simsite::run(&cli.live) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("ems-gateway: {e}");

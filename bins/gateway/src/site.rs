@@ -3,7 +3,7 @@
 //! device safety layer and control loop as the simulated site.
 
 use crate::config::{self, ContactorWiring, DeviceEntry, EStopWiring, IoModule, SiteConfig};
-use crate::live::{drive, load_controller, LiveError, LoopOptions};
+use crate::live::{load_controller, run_gateway, Connected, Connecting, Launch, LiveError};
 use crate::store::FileStore;
 use ems_core::{Millis, Watts};
 use ems_devices::estop::{open_linux_estop, LinuxEStop};
@@ -18,6 +18,7 @@ use ems_devices::traits::{
     Bms, BmsReading, DeviceError, EStopInput, ErrorKind, Inverter, InverterCapabilities, InverterReading,
     InverterSettings, Meter, MeterReading, PvInverter, PvReading, Relay,
 };
+use ems_runtime::{Clock, RealtimeOptions};
 use std::time::Duration;
 
 /// A driver error of either kind of driver.
@@ -428,87 +429,112 @@ fn open_estop(wiring: &EStopWiring) -> Result<AnyEStop, LiveError> {
 /// How long to wait between attempts to reach the Modbus devices at start-up.
 const CONNECT_RETRY: Duration = Duration::from_secs(5);
 
-/// Run a configured site until Ctrl-C (or `duration`), then shut down gracefully. Unreachable
-/// Modbus devices at start-up are retried every 5 s (the site stays without power meanwhile);
-/// a GPIO line that cannot be opened is a configuration error and ends the run at once.
+/// Run a configured site until a signal (or `duration`), then shut down gracefully. The API
+/// starts first; unreachable Modbus devices at start-up are retried every 5 s while the API
+/// and the page show "waiting for devices" with the cause (the site stays without power
+/// meanwhile); a GPIO line that cannot be opened is a configuration error and ends the run.
 pub fn run(
     cfg: &SiteConfig,
     duration: Option<Millis>,
     reset_reason: Option<String>,
 ) -> Result<(), LiveError> {
-    let runtime =
-        tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(LiveError::Runtime)?;
-    runtime.block_on(async {
-        let mut store =
-            FileStore::new(config::resolve(&cfg.file, &cfg.content.site.state_file.to_string_lossy()));
-        let controller = load_controller(&mut store, cfg.controller.clone(), reset_reason.is_some())?;
-        println!(
-            "ems-gateway: site '{}' from {}, cycle {} ms, mode {}; Ctrl-C stops gracefully",
-            cfg.content.site.name,
-            cfg.file.display(),
-            cfg.controller.cycle.get(),
-            cfg.controller.mode
-        );
-        let started = tokio::time::Instant::now();
-        let give_up = duration.map(|d| started + Duration::from_millis(d.get()));
-        let m = loop {
-            match connect_modbus(cfg).await {
-                Ok(m) => break m,
-                Err(e) => {
-                    tracing::error!("{e}; retrying in {} s", CONNECT_RETRY.as_secs());
-                    let wake = tokio::time::Instant::now() + CONNECT_RETRY;
-                    if give_up.is_some_and(|g| g <= wake) {
-                        return Err(e);
-                    }
-                    tokio::select! {
-                        _ = tokio::time::sleep_until(wake) => {}
-                        _ = tokio::signal::ctrl_c() => return Err(e),
-                    }
-                }
-            }
-        };
-        let d = &cfg.content.devices;
-        let (precharge, main) = open_relays(&cfg.contactor)?;
-        let estop = open_estop(&cfg.estop)?;
-        let devices = DeviceSet::new(
-            Polled::new(m.bms, poll_ms(&d.battery)),
-            m.inverter,
-            Polled::new(m.meter, poll_ms(&d.meter)),
-            Polled::new(m.pv, d.pv.as_ref().and_then(poll_ms)),
-            precharge,
-            main,
-            estop,
-            m.config,
-        )
-        .map_err(|e| site_err("device layer", e))?;
-        let remaining = duration.map(|d| {
-            Millis::new(
-                d.get().saturating_sub(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)),
-            )
-        });
-        let opts = LoopOptions {
+    let mut store =
+        FileStore::new(config::resolve(&cfg.file, &cfg.content.site.state_file.to_string_lossy()));
+    let controller = load_controller(&mut store, cfg.controller.clone(), reset_reason.is_some())?;
+    println!(
+        "ems-gateway: site '{}' from {}, cycle {} ms, mode {}; Ctrl-C (or SIGTERM) stops gracefully",
+        cfg.content.site.name,
+        cfg.file.display(),
+        cfg.controller.cycle.get(),
+        cfg.controller.mode
+    );
+    let api = cfg.api.as_ref().map(|a| crate::api::ApiStart {
+        listen: a.listen,
+        serials: a.serials.clone(),
+        rating_w: a.schedule_max_power_w,
+        providers: a.providers.clone(),
+        database: a.database.clone(),
+        tokens: Some(a.tokens.clone()),
+        limits: crate::api::ApiLimits::default(),
+    });
+    let launch = Launch {
+        controller,
+        store,
+        realtime: RealtimeOptions {
             cycle: cfg.controller.cycle,
-            speed: 1.0,
-            duration: remaining,
-            reset_reason,
-            time_zone: cfg.time_zone.clone(),
-        };
-        let mut api = match &cfg.api {
-            Some(a) => {
-                let opts = crate::api::ApiOptions {
-                    listen: a.listen,
-                    serials: a.serials.clone(),
-                    rating_w: a.schedule_max_power_w,
-                    providers: a.providers.clone(),
-                    database: a.database.clone(),
-                };
-                Some(crate::api::start(&opts, &a.tokens).await?)
-            }
-            None => None,
-        };
-        drive(devices, controller, store, &opts, None, api.as_mut()).await
+            clock: Clock::Wall,
+            duration,
+            shutdown_timeout: SHUTDOWN_TIMEOUT,
+            ..RealtimeOptions::default()
+        },
+        reset_reason,
+        time_zone: cfg.time_zone.clone(),
+        api,
+    };
+    let cfg = cfg.clone();
+    run_gateway(launch, move |mut c: Connecting| async move {
+        let connected = connect(&cfg, duration, &mut c).await;
+        (connected, c)
     })
 }
+
+/// How long a graceful shutdown may take on a real site (wall time) before zero and open are
+/// forced.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Reach the devices (retrying Modbus every 5 s until a shutdown request or the duration) and
+/// build the device layer.
+async fn connect(
+    cfg: &SiteConfig,
+    duration: Option<Millis>,
+    c: &mut Connecting,
+) -> Result<Connected<SiteDeviceSet>, LiveError> {
+    let started = tokio::time::Instant::now();
+    let give_up = duration.map(|d| started + Duration::from_millis(d.get()));
+    let m = loop {
+        match connect_modbus(cfg).await {
+            Ok(m) => break m,
+            Err(e) => {
+                c.waiting(&format!("{e}; retrying in {} s", CONNECT_RETRY.as_secs()));
+                let wake = tokio::time::Instant::now() + CONNECT_RETRY;
+                if give_up.is_some_and(|g| g <= wake) {
+                    return Err(e);
+                }
+                let seen = c.shutdown.count();
+                tokio::select! {
+                    () = tokio::time::sleep_until(wake) => {}
+                    () = c.shutdown.beyond(seen) => return Err(LiveError::NeverConnected(e.to_string())),
+                }
+            }
+        }
+    };
+    let d = &cfg.content.devices;
+    let (precharge, main) = open_relays(&cfg.contactor)?;
+    let estop = open_estop(&cfg.estop)?;
+    let devices = DeviceSet::new(
+        Polled::new(m.bms, poll_ms(&d.battery)),
+        m.inverter,
+        Polled::new(m.meter, poll_ms(&d.meter)),
+        Polled::new(m.pv, d.pv.as_ref().and_then(poll_ms)),
+        precharge,
+        main,
+        estop,
+        m.config,
+    )
+    .map_err(|e| site_err("device layer", e))?;
+    Ok((devices, None))
+}
+
+/// The device layer of a configured site.
+type SiteDeviceSet = DeviceSet<
+    Polled<AnyBms, BmsReading>,
+    AnyInverter,
+    Polled<ProfileMeter, MeterReading>,
+    Polled<AnyPv, PvReading>,
+    AnyRelay,
+    AnyRelay,
+    AnyEStop,
+>;
 
 #[cfg(test)]
 mod tests {

@@ -159,6 +159,21 @@ fn kill_9_during_writes_leaves_the_audit_database_intact_and_complete() {
     let (code, v) = http(&g, "POST", "/api/v1/emergency-stop", None, true);
     assert_eq!(code, 200, "{v}");
     wait_for(&g, "STOPPED");
+    // The control thread never waits for SQLite: its audit entries reach the database through
+    // the writer thread shortly after the view shows the state. Wait until the stop is written
+    // (bounded), then kill while history keeps being written every cycle.
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let written = ems_api::db::Db::open(&db_path)
+            .ok()
+            .and_then(|db| ems_api::ports::AuditSink::recent(&db, 10_000).ok())
+            .is_some_and(|log| log.iter().any(|e| e.action.contains("RUNNING -> STOPPED")));
+        if written {
+            break;
+        }
+        assert!(Instant::now() < until, "the E-stop never reached the audit log");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     // SIGKILL: no graceful shutdown, no flush.
     drop(g);
     let db = ems_api::db::Db::open(&db_path).unwrap();
