@@ -46,7 +46,9 @@ pub use arbitration::{
     PLAN_GRID_TOLERANCE,
 };
 pub use controller::{ConfigError, Controller, ControllerConfig, Inputs, Output};
-pub use modes::{ChargeOnlyConfig, ChargeSource, Mode, ModeError, ModeSetting, Proposal, ProposalReason};
+pub use modes::{
+    ChargeOnlyConfig, ChargeSource, Feedback, Mode, ModeError, ModeSetting, Proposal, ProposalReason,
+};
 pub use peak_shaving::{CapSlot, CapSlots, CapSlotsFull, PeakShavingConfig, MAX_CAP_SLOTS, MINUTES_PER_DAY};
 pub use ramp::{PowerRamper, RampRate};
 pub use self_consumption::SelfConsumptionConfig;
