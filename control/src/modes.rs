@@ -16,7 +16,7 @@ use crate::arbitration::CommandSource;
 use crate::peak_shaving::{PeakShaving, PeakShavingConfig};
 use crate::pid::{Pid, PidGains};
 use crate::self_consumption::{SelfConsumption, SelfConsumptionConfig};
-use crate::tracking::{battery_at, Follow};
+use crate::tracking::{battery_at, Follow, TRIM_ERROR_LIMIT};
 use core::fmt;
 use ems_core::{Millis, Percent, Snapshot, Watts};
 
@@ -268,8 +268,8 @@ pub struct Proposal {
 /// follows again (PV-surplus charging imported +500 W for minutes after every start). The
 /// controller passes this record of the previous cycle to [`Mode::propose_with`]; the mode
 /// compares it with its own previous proposal and holds its integrator unless the proposal was
-/// commanded as it was (conditional integration; why not back-calculation: see
-/// `control/src/tracking.rs`). Outside RUNNING the integrators are reset.
+/// commanded as it was (conditional integration). Outside RUNNING the integrators are held, not
+/// reset (why, and why not back-calculation: `control/src/tracking.rs`, "Anti-windup").
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Feedback {
     /// The battery set-point commanded in the previous cycle (after arbitration, the final clamp
@@ -296,14 +296,12 @@ impl Feedback {
             // No controller in between: the caller applies proposals as they are.
             return Follow::Commanded;
         };
-        if fb.source == CommandSource::NotRunning {
-            return Follow::NotRunning;
-        }
+        // `NotRunning` is nobody's source: held.
         match proposed {
             Some(p) if is_mine(fb.source) && (fb.commanded - p).abs() <= FOLLOW_TOLERANCE => {
                 Follow::Commanded
             }
-            Some(_) | None => Follow::Overridden,
+            Some(_) | None => Follow::Held,
         }
     }
 }
@@ -384,7 +382,7 @@ impl Mode {
     /// [`Self::propose_at`] knowing what the controller did with the previous cycle's
     /// set-point ([`Feedback`]): the integral trims of the grid loops (charge-only from PV
     /// surplus, self-consumption, peak shaving) integrate only on the result of a proposal that
-    /// was commanded as proposed, hold otherwise, and reset outside RUNNING.
+    /// was commanded as proposed and hold otherwise, outside RUNNING too.
     #[must_use]
     pub fn propose_with(
         &mut self,
@@ -431,9 +429,6 @@ impl Mode {
             };
         // Until the PV-surplus branch says otherwise, this cycle's proposal is not the loop's.
         self.trim_hold = true;
-        if follow == Follow::NotRunning {
-            self.trim.reset();
-        }
         let (Some(soc), Some(grid), Some(battery)) = (
             s.battery.soc.value_at(now),
             s.grid.active_power.value_at(now),
@@ -459,7 +454,11 @@ impl Mode {
         let (charge, reason) = match cfg.source {
             ChargeSource::PvSurplus => {
                 // Aim for zero grid exchange; the trim corrects what the balance misses.
-                let trim = self.trim.update_gated(Watts::ZERO, grid, dt, integrate);
+                // The trim sees a bounded error, as the grid tracker's does: in the cycle a
+                // disturbance arrives (or while the battery's own lag closes the last few
+                // hundred watts) the error is the feed-forward's job, not an offset to learn.
+                let seen = grid.clamp(-TRIM_ERROR_LIMIT, TRIM_ERROR_LIMIT);
+                let trim = self.trim.update_gated(Watts::ZERO, seen, dt, integrate);
                 let feed_forward = (-grid_without_battery).max(Watts::ZERO);
                 // Exporting (grid < 0) gives a positive trim: charge a little more.
                 let wanted = feed_forward + trim;

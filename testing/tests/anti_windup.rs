@@ -50,9 +50,8 @@ struct Recorder {
 
 impl CycleHook for Recorder {
     fn inputs(&mut self, now: Millis, _: &Snapshot) -> HookInputs {
-        let ess_override = self
-            .ess_override
-            .and_then(|(from, until, o)| (now >= from && now < until).then_some(o));
+        let ess_override =
+            self.ess_override.and_then(|(from, until, o)| (now >= from && now < until).then_some(o));
         HookInputs { plan: None, ess_override }
     }
 
