@@ -11,7 +11,7 @@
 //! | module | holds |
 //! |---|---|
 //! | [`controller`] | [`Controller`], [`ControllerConfig`], [`Inputs`], [`Output`] |
-//! | [`modes`] | [`ModeSetting`], [`Mode`], [`Proposal`], [`ProposalReason`], charge-only |
+//! | [`modes`] | [`ModeSetting`], [`Mode`], [`Proposal`], [`ProposalReason`], charge-only, [`Feedback`] (what the modes' anti-windup needs of the previous cycle) |
 //! | [`self_consumption`] | [`SelfConsumptionConfig`]: follow a grid set-point, SOC reserve |
 //! | [`peak_shaving`] | [`PeakShavingConfig`], [`CapSlots`]: import/export caps by time slot, recharge |
 //! | [`arbitration`] | [`arbitrate`], [`Override`], [`PlanTarget`], [`CommandSource`]: the priority rule and the plan execution policy |

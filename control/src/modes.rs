@@ -564,6 +564,37 @@ mod tests {
     }
 
     #[test]
+    fn feedback_says_commanded_only_for_the_layer_s_own_unchanged_proposal() {
+        let mine = |s| matches!(s, CommandSource::Mode(_));
+        let fb = |commanded: f32, source| Some(Feedback { commanded: Watts::new(commanded), source });
+        let by_mode = CommandSource::Mode(ProposalReason::PvSurplus);
+        let p = Some(Watts::new(-3000.0));
+        assert_eq!(Feedback::follow(None, p, mine), Follow::Commanded);
+        assert_eq!(Feedback::follow(fb(-3000.4, by_mode), p, mine), Follow::Commanded);
+        // Ramping or clamped by the envelope.
+        assert_eq!(Feedback::follow(fb(-2500.0, by_mode), p, mine), Follow::Held);
+        // An override, or not RUNNING (zero commanded, also when zero was proposed).
+        let limit = CommandSource::Override(crate::OverrideKind::LimitCharge);
+        assert_eq!(Feedback::follow(fb(-3000.0, limit), p, mine), Follow::Held);
+        assert_eq!(
+            Feedback::follow(fb(0.0, CommandSource::NotRunning), Some(Watts::ZERO), mine),
+            Follow::Held
+        );
+        // No previous proposal (a new mode).
+        assert_eq!(Feedback::follow(fb(-3000.0, by_mode), None, mine), Follow::Held);
+    }
+
+    #[test]
+    fn charge_only_trim_does_not_integrate_while_not_running() {
+        let mut m = Mode::new(ModeSetting::ChargeOnly(ChargeOnlyConfig::default())).unwrap();
+        let stopped = Some(Feedback { commanded: Watts::ZERO, source: CommandSource::NotRunning });
+        for k in 0..600 {
+            let _ = m.propose_with(Millis::new(k * 100), &snap(50.0, -3000.0, 0.0), None, stopped);
+        }
+        assert_eq!(m.trim.integral(), Watts::ZERO);
+    }
+
+    #[test]
     fn invalid_settings_are_refused_naming_the_field() {
         let cfg =
             ChargeOnlyConfig { source: ChargeSource::Fixed(Watts::new(-5.0)), ..ChargeOnlyConfig::default() };
