@@ -45,7 +45,7 @@
 //! energy kept for demand peaks) that a plan computed elsewhere may not know about; the envelope
 //! remains the hard limit either way.
 
-use crate::modes::{Proposal, ProposalReason};
+use crate::modes::{Feedback, Proposal, ProposalReason};
 use crate::self_consumption::{SelfConsumption, SelfConsumptionConfig};
 use crate::tracking::ReserveLatch;
 use core::fmt;
@@ -249,6 +249,8 @@ pub(crate) struct PlanExecutor {
     reserve: ReserveLatch,
     last: Option<Millis>,
     in_self_consumption: bool,
+    /// The previous proposal (anti-windup of the self-consumption slot's trim).
+    last_proposal: Option<Watts>,
 }
 
 impl PlanExecutor {
@@ -257,7 +259,8 @@ impl PlanExecutor {
         *self = Self::default();
     }
 
-    /// The proposal for this cycle's plan slot.
+    /// The proposal for this cycle's plan slot; `feedback` is what the controller did with the
+    /// previous cycle's set-point (anti-windup, see [`Feedback`]).
     pub(crate) fn propose(
         &mut self,
         plan: PlanTarget,
@@ -265,9 +268,25 @@ impl PlanExecutor {
         snapshot: &Snapshot,
         envelope: &Envelope,
         reserve: Option<Percent>,
+        feedback: Option<Feedback>,
+    ) -> Proposal {
+        let p = self.propose_slot(plan, now, snapshot, envelope, reserve, feedback);
+        self.last_proposal = Some(p.setpoint);
+        p
+    }
+
+    fn propose_slot(
+        &mut self,
+        plan: PlanTarget,
+        now: Millis,
+        snapshot: &Snapshot,
+        envelope: &Envelope,
+        reserve: Option<Percent>,
+        feedback: Option<Feedback>,
     ) -> Proposal {
         let dt = self.last.map_or(Millis::ZERO, |l| now.since(l));
         self.last = Some(now);
+        let follow = Feedback::follow(feedback, self.last_proposal, |s| matches!(s, CommandSource::Plan(_)));
         let inside = plan.battery > -envelope.max_charge() && plan.battery < envelope.max_discharge();
         if plan.grid.abs() <= PLAN_GRID_TOLERANCE && inside {
             if !self.in_self_consumption {
@@ -282,7 +301,7 @@ impl PlanExecutor {
                 max_charge: None,
                 max_discharge: None,
             };
-            return self.self_consumption.propose(&cfg, reserve, now, dt, snapshot);
+            return self.self_consumption.propose(&cfg, reserve, now, dt, snapshot, follow);
         }
         self.in_self_consumption = false;
         let hold =
@@ -414,7 +433,7 @@ mod tests {
     fn hold_slots_keep_the_grid_on_the_planned_side() {
         let mut x = PlanExecutor::default();
         let hold = |x: &mut PlanExecutor, plan, s: &Snapshot| {
-            x.propose(plan, Millis::ZERO, s, &env(), None).setpoint
+            x.propose(plan, Millis::ZERO, s, &env(), None, None).setpoint
         };
         // Planned: PV charge of 2 kW while exporting 1.5 kW. A cloud leaves 300 W of surplus
         // (battery idle: grid −300 W): charge only those 300 W, never from the grid.
@@ -447,7 +466,7 @@ mod tests {
         // Planned: battery covers 1 kW of load, grid 0. Actual: 1.8 kW import with the battery
         // idle → the loop discharges 1.8 kW, not the planned 1 kW.
         let plan = PlanTarget { battery: w(1000.0), grid: Watts::ZERO };
-        let pr = x.propose(plan, Millis::ZERO, &snap(50.0, 1800.0, 0.0), &env(), None);
+        let pr = x.propose(plan, Millis::ZERO, &snap(50.0, 1800.0, 0.0), &env(), None, None);
         assert_eq!((pr.setpoint, pr.reason), (w(1800.0), ProposalReason::SelfConsumption));
     }
 
@@ -456,20 +475,21 @@ mod tests {
         let mut x = PlanExecutor::default();
         // Grid charging: 3 kW planned import.
         let plan = PlanTarget { battery: w(-2500.0), grid: w(3000.0) };
-        let pr = x.propose(plan, Millis::ZERO, &snap(50.0, 500.0, 0.0), &env(), Some(Percent::new(20.0)));
+        let pr =
+            x.propose(plan, Millis::ZERO, &snap(50.0, 500.0, 0.0), &env(), Some(Percent::new(20.0)), None);
         assert_eq!((pr.setpoint, pr.reason), (w(-2500.0), ProposalReason::PlanHold));
         // Grid 0 but the battery planned at the envelope limit: hold as well — limited to the
         // 500 W load, since the plan expected no export.
         let plan = PlanTarget { battery: w(5000.0), grid: Watts::ZERO };
-        let pr = x.propose(plan, Millis::ZERO, &snap(50.0, 500.0, 0.0), &env(), None);
+        let pr = x.propose(plan, Millis::ZERO, &snap(50.0, 500.0, 0.0), &env(), None, None);
         assert_eq!((pr.setpoint, pr.reason), (w(500.0), ProposalReason::PlanHold));
-        let pr = x.propose(plan, Millis::ZERO, &snap(50.0, 6000.0, 0.0), &env(), None);
+        let pr = x.propose(plan, Millis::ZERO, &snap(50.0, 6000.0, 0.0), &env(), None, None);
         assert_eq!((pr.setpoint, pr.reason), (w(5000.0), ProposalReason::PlanHold));
         let mut shrunk = env();
         shrunk.limit_discharge(w(1000.0), Constraint::BmsLimit);
         let plan = PlanTarget { battery: w(1000.0), grid: Watts::ZERO };
         assert_eq!(
-            x.propose(plan, Millis::ZERO, &snap(50.0, 500.0, 0.0), &shrunk, None).reason,
+            x.propose(plan, Millis::ZERO, &snap(50.0, 500.0, 0.0), &shrunk, None, None).reason,
             ProposalReason::PlanHold
         );
     }
@@ -478,15 +498,17 @@ mod tests {
     fn plan_discharge_respects_the_default_modes_reserve_only_if_it_has_one() {
         let export = PlanTarget { battery: w(4000.0), grid: w(-3000.0) };
         let mut x = PlanExecutor::default();
-        let pr = x.propose(export, Millis::ZERO, &snap(15.0, 1000.0, 0.0), &env(), Some(Percent::new(20.0)));
+        let pr =
+            x.propose(export, Millis::ZERO, &snap(15.0, 1000.0, 0.0), &env(), Some(Percent::new(20.0)), None);
         assert_eq!((pr.setpoint, pr.reason), (Watts::ZERO, ProposalReason::SocReserve));
         let mut x = PlanExecutor::default();
-        let pr = x.propose(export, Millis::ZERO, &snap(15.0, 1000.0, 0.0), &env(), None);
+        let pr = x.propose(export, Millis::ZERO, &snap(15.0, 1000.0, 0.0), &env(), None, None);
         assert_eq!(pr.setpoint, w(4000.0));
         // Self-consumption slot below the reserve: no discharge.
         let mut x = PlanExecutor::default();
         let sc = PlanTarget { battery: w(1000.0), grid: Watts::ZERO };
-        let pr = x.propose(sc, Millis::ZERO, &snap(15.0, 1000.0, 0.0), &env(), Some(Percent::new(20.0)));
+        let pr =
+            x.propose(sc, Millis::ZERO, &snap(15.0, 1000.0, 0.0), &env(), Some(Percent::new(20.0)), None);
         assert_eq!((pr.setpoint, pr.reason), (Watts::ZERO, ProposalReason::SocReserve));
     }
 }

@@ -11,7 +11,7 @@ use crate::arbitration::{
     arbitrate, Arbitrated, CommandSource, Override, OverrideError, PlanExecutor, PlanTarget,
 };
 use crate::clamp::{final_clamp, Clamped};
-use crate::modes::{Mode, ModeError, ModeSetting, Proposal, ProposalReason};
+use crate::modes::{Feedback, Mode, ModeError, ModeSetting, Proposal, ProposalReason};
 use crate::ramp::{PowerRamper, RampRate};
 use ems_core::emergency::{
     EmergencyDemand, EmergencyHandler, ShutdownConfig, ShutdownPhase, REASON_CAPACITY,
@@ -307,9 +307,14 @@ impl Controller {
         // 4. Proposals and arbitration, 5. final clamp (the single choke point).
         let override_refused = inputs.ess_override.and_then(|o| o.validate().err());
         let ess_override = inputs.ess_override.filter(|_| override_refused.is_none());
+        // What became of the previous cycle's set-point: the modes' anti-windup.
+        let feedback = Some(Feedback {
+            commanded: self.last_command.battery_setpoint,
+            source: self.last_source.unwrap_or(CommandSource::NotRunning),
+        });
         let (proposal, arbitrated) = match self.sm.state() {
             State::Running => {
-                let proposal = self.mode.propose_at(now, snapshot, inputs.local_minute);
+                let proposal = self.mode.propose_with(now, snapshot, inputs.local_minute, feedback);
                 let plan = match inputs.plan {
                     Some(slot) => Some(self.plan.propose(
                         slot,
@@ -317,6 +322,7 @@ impl Controller {
                         snapshot,
                         &envelope,
                         self.mode.setting().reserve_soc(),
+                        feedback,
                     )),
                     None => {
                         self.plan.reset();
@@ -326,7 +332,7 @@ impl Controller {
                 (proposal, arbitrate(proposal, plan, ess_override, inputs.grid_service))
             }
             State::Boot | State::Idle | State::Error | State::Stopped => {
-                let _ = self.mode.propose_at(now, snapshot, inputs.local_minute);
+                let _ = self.mode.propose_with(now, snapshot, inputs.local_minute, feedback);
                 self.plan.reset();
                 (
                     Proposal { setpoint: Watts::ZERO, reason: ProposalReason::Passive },

@@ -11,7 +11,7 @@
 //! | module | holds |
 //! |---|---|
 //! | [`controller`] | [`Controller`], [`ControllerConfig`], [`Inputs`], [`Output`] |
-//! | [`modes`] | [`ModeSetting`], [`Mode`], [`Proposal`], [`ProposalReason`], charge-only |
+//! | [`modes`] | [`ModeSetting`], [`Mode`], [`Proposal`], [`ProposalReason`], charge-only, [`Feedback`] (what the modes' anti-windup needs of the previous cycle) |
 //! | [`self_consumption`] | [`SelfConsumptionConfig`]: follow a grid set-point, SOC reserve |
 //! | [`peak_shaving`] | [`PeakShavingConfig`], [`CapSlots`]: import/export caps by time slot, recharge |
 //! | [`arbitration`] | [`arbitrate`], [`Override`], [`PlanTarget`], [`CommandSource`]: the priority rule and the plan execution policy |
@@ -46,7 +46,9 @@ pub use arbitration::{
     PLAN_GRID_TOLERANCE,
 };
 pub use controller::{ConfigError, Controller, ControllerConfig, Inputs, Output};
-pub use modes::{ChargeOnlyConfig, ChargeSource, Mode, ModeError, ModeSetting, Proposal, ProposalReason};
+pub use modes::{
+    ChargeOnlyConfig, ChargeSource, Feedback, Mode, ModeError, ModeSetting, Proposal, ProposalReason,
+};
 pub use peak_shaving::{CapSlot, CapSlots, CapSlotsFull, PeakShavingConfig, MAX_CAP_SLOTS, MINUTES_PER_DAY};
 pub use ramp::{PowerRamper, RampRate};
 pub use self_consumption::SelfConsumptionConfig;

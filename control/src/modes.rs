@@ -12,9 +12,11 @@
 //! | [`ModeSetting::SelfConsumption`] | follow a grid set-point (zero export / import), keep an SOC reserve ([`crate::self_consumption`]) |
 //! | [`ModeSetting::PeakShaving`] | hold import and export under caps, recharge in between ([`crate::peak_shaving`]) |
 
+use crate::arbitration::CommandSource;
 use crate::peak_shaving::{PeakShaving, PeakShavingConfig};
 use crate::pid::{Pid, PidGains};
 use crate::self_consumption::{SelfConsumption, SelfConsumptionConfig};
+use crate::tracking::{battery_at, Follow, TRIM_ERROR_LIMIT};
 use core::fmt;
 use ems_core::{Millis, Percent, Snapshot, Watts};
 
@@ -256,13 +258,66 @@ pub struct Proposal {
     pub reason: ProposalReason,
 }
 
+/// What the controller did with the previous cycle's set-point: the knowledge the modes'
+/// integrators need for anti-windup (issue #10).
+///
+/// A mode's grid loop sees the meter, not the command. While the battery is not doing what the
+/// mode asked — the controller is not RUNNING, the ramp is still on its way, the envelope cut
+/// the request, an override, the plan or a grid service set it — the grid error is not the
+/// mode's doing, and an integrator that accumulates it winds up and overshoots once the battery
+/// follows again (PV-surplus charging imported +500 W for minutes after every start). The
+/// controller passes this record of the previous cycle to [`Mode::propose_with`]; the mode
+/// compares it with its own previous proposal and holds its integrator unless the proposal was
+/// commanded as it was (conditional integration). Outside RUNNING the integrators are held, not
+/// reset (why, and why not back-calculation: `control/src/tracking.rs`, "Anti-windup").
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Feedback {
+    /// The battery set-point commanded in the previous cycle (after arbitration, the final clamp
+    /// and the ramp).
+    pub commanded: Watts,
+    /// Who set the previous cycle's request ([`CommandSource::NotRunning`] outside RUNNING and
+    /// before the first cycle).
+    pub source: CommandSource,
+}
+
+/// A commanded set-point within this of the proposal counts as "commanded as proposed" (the
+/// ramper's float arithmetic may leave an ulp).
+const FOLLOW_TOLERANCE: Watts = Watts::new(1.0);
+
+impl Feedback {
+    /// What became of `proposed` (the previous cycle's proposal of a layer whose commands show
+    /// up as a source accepted by `is_mine`).
+    pub(crate) fn follow(
+        feedback: Option<Self>,
+        proposed: Option<Watts>,
+        is_mine: impl Fn(CommandSource) -> bool,
+    ) -> Follow {
+        let Some(fb) = feedback else {
+            // No controller in between: the caller applies proposals as they are.
+            return Follow::Commanded;
+        };
+        // `NotRunning` is nobody's source: held.
+        match proposed {
+            Some(p) if is_mine(fb.source) && (fb.commanded - p).abs() <= FOLLOW_TOLERANCE => {
+                Follow::Commanded
+            }
+            Some(_) | None => Follow::Held,
+        }
+    }
+}
+
 /// The running mode with its internal state (PID, hysteresis).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mode {
     setting: ModeSetting,
     trim: Pid,
+    /// The previous PV-surplus proposal was not the trim loop's own (cut at zero by "never
+    /// discharge", or zero for another reason): do not integrate on its result.
+    trim_hold: bool,
     soc_reached: bool,
     last: Option<Millis>,
+    /// The previous proposal (anti-windup: was it commanded as proposed?).
+    last_proposal: Option<Watts>,
     self_consumption: SelfConsumption,
     peak_shaving: PeakShaving,
 }
@@ -290,8 +345,10 @@ impl Mode {
         Ok(Self {
             setting,
             trim: trim_pid(),
+            trim_hold: true,
             soc_reached: false,
             last: None,
+            last_proposal: None,
             self_consumption: SelfConsumption::default(),
             peak_shaving: PeakShaving::default(),
         })
@@ -312,23 +369,66 @@ impl Mode {
 
     /// Propose a set-point for this cycle; `local_minute` (0..1440, site time zone) selects
     /// the time-slotted caps of peak shaving.
+    ///
+    /// For a caller that commands every proposal as it is. A caller with a ramp, a clamp or
+    /// overrides in between uses [`Self::propose_with`], or the integrators cannot know when
+    /// the battery was not following (they still hold while the battery's reading is away from
+    /// the proposal).
     #[must_use]
     pub fn propose_at(&mut self, now: Millis, snapshot: &Snapshot, local_minute: Option<u16>) -> Proposal {
-        let dt = self.last.map_or(Millis::ZERO, |l| now.since(l));
-        self.last = Some(now);
-        match self.setting {
-            ModeSetting::Passive => Proposal { setpoint: Watts::ZERO, reason: ProposalReason::Passive },
-            ModeSetting::Manual { setpoint } => Proposal { setpoint, reason: ProposalReason::Manual },
-            ModeSetting::ChargeOnly(cfg) => self.charge_only(cfg, now, dt, snapshot),
-            ModeSetting::SelfConsumption(cfg) => {
-                self.self_consumption.propose(&cfg, Some(cfg.reserve_soc), now, dt, snapshot)
-            }
-            ModeSetting::PeakShaving(cfg) => self.peak_shaving.propose(&cfg, local_minute, now, dt, snapshot),
-        }
+        self.propose_with(now, snapshot, local_minute, None)
     }
 
-    fn charge_only(&mut self, cfg: ChargeOnlyConfig, now: Millis, dt: Millis, s: &Snapshot) -> Proposal {
+    /// [`Self::propose_at`] knowing what the controller did with the previous cycle's
+    /// set-point ([`Feedback`]): the integral trims of the grid loops (charge-only from PV
+    /// surplus, self-consumption, peak shaving) integrate only on the result of a proposal that
+    /// was commanded as proposed and hold otherwise, outside RUNNING too.
+    #[must_use]
+    pub fn propose_with(
+        &mut self,
+        now: Millis,
+        snapshot: &Snapshot,
+        local_minute: Option<u16>,
+        feedback: Option<Feedback>,
+    ) -> Proposal {
+        let dt = self.last.map_or(Millis::ZERO, |l| now.since(l));
+        self.last = Some(now);
+        let follow = Feedback::follow(feedback, self.last_proposal, |s| matches!(s, CommandSource::Mode(_)));
+        let proposal = match self.setting {
+            ModeSetting::Passive => Proposal { setpoint: Watts::ZERO, reason: ProposalReason::Passive },
+            ModeSetting::Manual { setpoint } => Proposal { setpoint, reason: ProposalReason::Manual },
+            ModeSetting::ChargeOnly(cfg) => self.charge_only(cfg, now, dt, snapshot, follow),
+            ModeSetting::SelfConsumption(cfg) => {
+                self.self_consumption.propose(&cfg, Some(cfg.reserve_soc), now, dt, snapshot, follow)
+            }
+            ModeSetting::PeakShaving(cfg) => {
+                self.peak_shaving.propose(&cfg, local_minute, now, dt, snapshot, follow)
+            }
+        };
+        self.last_proposal = Some(proposal.setpoint);
+        proposal
+    }
+
+    fn charge_only(
+        &mut self,
+        cfg: ChargeOnlyConfig,
+        now: Millis,
+        dt: Millis,
+        s: &Snapshot,
+        follow: Follow,
+    ) -> Proposal {
         let zero = |reason| Proposal { setpoint: Watts::ZERO, reason };
+        // Whether the trim may integrate on this cycle's error (anti-windup, see [`Feedback`]):
+        // the previous proposal was the trim loop's own, it was commanded as proposed and the
+        // battery got there.
+        let integrate = !self.trim_hold
+            && follow == Follow::Commanded
+            && match (self.last_proposal, s.inverter.active_power.value_at(now)) {
+                (Some(p), Some(battery)) => battery_at(battery, p),
+                (None, _) | (_, None) => false,
+            };
+        // Until the PV-surplus branch says otherwise, this cycle's proposal is not the loop's.
+        self.trim_hold = true;
         let (Some(soc), Some(grid), Some(battery)) = (
             s.battery.soc.value_at(now),
             s.grid.active_power.value_at(now),
@@ -354,10 +454,17 @@ impl Mode {
         let (charge, reason) = match cfg.source {
             ChargeSource::PvSurplus => {
                 // Aim for zero grid exchange; the trim corrects what the balance misses.
-                let trim = self.trim.update(Watts::ZERO, grid, dt);
+                // The trim sees a bounded error, as the grid tracker's does: in the cycle a
+                // disturbance arrives (or while the battery's own lag closes the last few
+                // hundred watts) the error is the feed-forward's job, not an offset to learn.
+                let seen = grid.clamp(-TRIM_ERROR_LIMIT, TRIM_ERROR_LIMIT);
+                let trim = self.trim.update_gated(Watts::ZERO, seen, dt, integrate);
                 let feed_forward = (-grid_without_battery).max(Watts::ZERO);
                 // Exporting (grid < 0) gives a positive trim: charge a little more.
-                let charge = (feed_forward + trim).max(Watts::ZERO);
+                let wanted = feed_forward + trim;
+                // Cut at zero ("never discharge"): the next error is not the trim's to learn.
+                self.trim_hold = wanted <= Watts::ZERO;
+                let charge = wanted.max(Watts::ZERO);
                 if charge == Watts::ZERO {
                     (charge, ProposalReason::NoSurplus)
                 } else {
@@ -454,6 +561,37 @@ mod tests {
         let mut s = snap(50.0, -2000.0, 0.0);
         s.grid.active_power.invalidate();
         assert_eq!(m.propose(Millis::ZERO, &s).reason, ProposalReason::SignalUnavailable);
+    }
+
+    #[test]
+    fn feedback_says_commanded_only_for_the_layer_s_own_unchanged_proposal() {
+        let mine = |s| matches!(s, CommandSource::Mode(_));
+        let fb = |commanded: f32, source| Some(Feedback { commanded: Watts::new(commanded), source });
+        let by_mode = CommandSource::Mode(ProposalReason::PvSurplus);
+        let p = Some(Watts::new(-3000.0));
+        assert_eq!(Feedback::follow(None, p, mine), Follow::Commanded);
+        assert_eq!(Feedback::follow(fb(-3000.4, by_mode), p, mine), Follow::Commanded);
+        // Ramping or clamped by the envelope.
+        assert_eq!(Feedback::follow(fb(-2500.0, by_mode), p, mine), Follow::Held);
+        // An override, or not RUNNING (zero commanded, also when zero was proposed).
+        let limit = CommandSource::Override(crate::OverrideKind::LimitCharge);
+        assert_eq!(Feedback::follow(fb(-3000.0, limit), p, mine), Follow::Held);
+        assert_eq!(
+            Feedback::follow(fb(0.0, CommandSource::NotRunning), Some(Watts::ZERO), mine),
+            Follow::Held
+        );
+        // No previous proposal (a new mode).
+        assert_eq!(Feedback::follow(fb(-3000.0, by_mode), None, mine), Follow::Held);
+    }
+
+    #[test]
+    fn charge_only_trim_does_not_integrate_while_not_running() {
+        let mut m = Mode::new(ModeSetting::ChargeOnly(ChargeOnlyConfig::default())).unwrap();
+        let stopped = Some(Feedback { commanded: Watts::ZERO, source: CommandSource::NotRunning });
+        for k in 0..600 {
+            let _ = m.propose_with(Millis::new(k * 100), &snap(50.0, -3000.0, 0.0), None, stopped);
+        }
+        assert_eq!(m.trim.integral(), Watts::ZERO);
     }
 
     #[test]

@@ -27,7 +27,7 @@
 //! load step above the cap is shaved in the time the ramp allows, without overshoot.
 
 use crate::modes::{ModeError, Proposal, ProposalReason};
-use crate::tracking::{GridTracker, Track, RESERVE_HYSTERESIS};
+use crate::tracking::{Follow, GridTracker, Track, RESERVE_HYSTERESIS};
 use core::fmt;
 use ems_core::{Millis, Percent, Snapshot, Watts};
 
@@ -247,7 +247,8 @@ impl Default for PeakShaving {
 }
 
 impl PeakShaving {
-    /// One cycle.
+    /// One cycle; `follow` says what became of the previous proposal (anti-windup of the trim,
+    /// see `tracking`).
     pub(crate) fn propose(
         &mut self,
         cfg: &PeakShavingConfig,
@@ -255,6 +256,7 @@ impl PeakShaving {
         now: Millis,
         dt: Millis,
         s: &Snapshot,
+        follow: Follow,
     ) -> Proposal {
         let (Some(grid), Some(battery)) =
             (s.grid.active_power.value_at(now), s.inverter.active_power.value_at(now))
@@ -294,7 +296,7 @@ impl PeakShaving {
             self.tracker.reset_trim();
             self.regime = regime;
         }
-        let track = |target, lo, hi| Track { target, grid, battery, dt, lo, hi };
+        let track = |target, lo, hi| Track { target, grid, battery, dt, lo, hi, follow };
         let (setpoint, reason) = match regime {
             Regime::Peak => (
                 self.tracker.track(track(import_cap, Watts::ZERO, Watts::MAX)).0,
@@ -338,7 +340,7 @@ mod tests {
     }
 
     fn once(c: &PeakShavingConfig, minute: Option<u16>, s: &Snapshot) -> Proposal {
-        PeakShaving::default().propose(c, minute, Millis::ZERO, Millis::new(100), s)
+        PeakShaving::default().propose(c, minute, Millis::ZERO, Millis::new(100), s, Follow::Commanded)
     }
 
     #[test]
@@ -386,11 +388,14 @@ mod tests {
         // Target reached: idle, with hysteresis.
         let mut m = PeakShaving::default();
         let c = cfg();
-        let p = m.propose(&c, None, Millis::ZERO, Millis::new(100), &snap(80.0, 1000.0, 0.0));
+        let p =
+            m.propose(&c, None, Millis::ZERO, Millis::new(100), &snap(80.0, 1000.0, 0.0), Follow::Commanded);
         assert_eq!((p.setpoint, p.reason), (Watts::ZERO, ProposalReason::SocTargetReached));
-        let p = m.propose(&c, None, Millis::ZERO, Millis::new(100), &snap(79.5, 1000.0, 0.0));
+        let p =
+            m.propose(&c, None, Millis::ZERO, Millis::new(100), &snap(79.5, 1000.0, 0.0), Follow::Commanded);
         assert_eq!(p.setpoint, Watts::ZERO);
-        let p = m.propose(&c, None, Millis::ZERO, Millis::new(100), &snap(78.9, 1000.0, 0.0));
+        let p =
+            m.propose(&c, None, Millis::ZERO, Millis::new(100), &snap(78.9, 1000.0, 0.0), Follow::Commanded);
         assert!(p.setpoint < Watts::ZERO);
     }
 

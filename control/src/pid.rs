@@ -1,8 +1,15 @@
 //! A PID controller with output limits and anti-windup.
 //!
-//! Anti-windup by conditional integration: the integrator does not accumulate while the output
-//! is saturated in the direction the error pushes it, so it recovers at once when the error
-//! reverses. The derivative acts on the measurement (no kick when the set-point jumps).
+//! Anti-windup by conditional integration, from two sides:
+//!
+//! * **inside**: the integrator does not accumulate while the output is saturated in the
+//!   direction the error pushes it, so it recovers at once when the error reverses;
+//! * **outside** ([`Pid::update_gated`]): the caller says whether the plant followed the previous
+//!   output. A PID does not see what happens to its output downstream — a ramp limiter, a safety
+//!   clamp, an override, a stopped plant — and an error the plant could not act on is not an
+//!   error the integrator should remember. The caller that knows holds the integrator.
+//!
+//! The derivative acts on the measurement (no kick when the set-point jumps).
 
 use ems_core::{Millis, Watts};
 
@@ -74,9 +81,30 @@ impl Pid {
         self.last_measurement = None;
     }
 
+    /// The integral term (watts).
+    #[must_use]
+    pub fn integral(&self) -> Watts {
+        Watts::new(self.integral)
+    }
+
     /// One update: drive `measurement` toward `setpoint` over a step of `dt`.
     #[must_use]
     pub fn update(&mut self, setpoint: Watts, measurement: Watts, dt: Millis) -> Watts {
+        self.update_gated(setpoint, measurement, dt, true)
+    }
+
+    /// One update with the integrator held unless `integrate`: the caller knows that the plant
+    /// did not follow the previous output (it was ramped, clamped, replaced or the plant was
+    /// stopped), so this cycle's error says nothing about what the integral should be. P and D
+    /// act as in [`Self::update`]; the integral keeps its value (it is frozen, not reset).
+    #[must_use]
+    pub fn update_gated(
+        &mut self,
+        setpoint: Watts,
+        measurement: Watts,
+        dt: Millis,
+        integrate: bool,
+    ) -> Watts {
         let dt_s = dt.as_secs_f32();
         let error = (setpoint - measurement).get();
         let p = self.gains.kp * error;
@@ -91,7 +119,7 @@ impl Pid {
         let hi = self.out_max.get();
         let saturated_high = unclamped > hi && error > 0.0;
         let saturated_low = unclamped < lo && error < 0.0;
-        if !(saturated_high || saturated_low) && candidate_integral.is_finite() {
+        if integrate && !(saturated_high || saturated_low) && candidate_integral.is_finite() {
             self.integral = candidate_integral.clamp(lo, hi);
         }
         Watts::new(p + self.integral + d).clamp(self.out_min, self.out_max)
@@ -143,5 +171,18 @@ mod tests {
             out = pid.update(Watts::new(-1000.0), Watts::ZERO, Millis::new(1000));
         }
         assert!(out < Watts::new(10.0), "still wound up: {out}");
+    }
+
+    #[test]
+    fn gated_update_holds_the_integral_and_still_acts_proportionally() {
+        let g = PidGains::try_new(0.5, 1.0, 0.0).unwrap();
+        let mut pid = Pid::new(g, Watts::new(-1000.0), Watts::new(1000.0));
+        let _ = pid.update(Watts::new(100.0), Watts::ZERO, Millis::new(1000));
+        assert_eq!(pid.integral(), Watts::new(100.0));
+        for _ in 0..50 {
+            let out = pid.update_gated(Watts::new(100.0), Watts::ZERO, Millis::new(1000), false);
+            assert_eq!(out, Watts::new(150.0));
+        }
+        assert_eq!(pid.integral(), Watts::new(100.0));
     }
 }

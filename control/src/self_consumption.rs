@@ -23,7 +23,7 @@
 //! proposal (the envelope bounds the command in any case).
 
 use crate::modes::{ModeError, Proposal, ProposalReason};
-use crate::tracking::{Bound, GridTracker, ReserveLatch, Track};
+use crate::tracking::{Bound, Follow, GridTracker, ReserveLatch, Track};
 use ems_core::{Millis, Percent, Snapshot, Watts};
 
 /// Settings of self-consumption mode.
@@ -83,7 +83,8 @@ impl SelfConsumption {
     }
 
     /// One cycle. The SOC reserve is `reserve`, not `cfg.reserve_soc` (the mode passes its own,
-    /// a plan slot the default mode's); `None` = no reserve (then SOC is not needed).
+    /// a plan slot the default mode's); `None` = no reserve (then SOC is not needed). `follow`
+    /// says what became of the previous proposal (anti-windup of the trim, see `tracking`).
     pub(crate) fn propose(
         &mut self,
         cfg: &SelfConsumptionConfig,
@@ -91,6 +92,7 @@ impl SelfConsumption {
         now: Millis,
         dt: Millis,
         s: &Snapshot,
+        follow: Follow,
     ) -> Proposal {
         let (Some(grid), Some(battery)) =
             (s.grid.active_power.value_at(now), s.inverter.active_power.value_at(now))
@@ -111,7 +113,7 @@ impl SelfConsumption {
         let hi = if blocked { Watts::ZERO } else { mode_hi };
         let lo = -cfg.max_charge.unwrap_or(Watts::MAX);
         let (setpoint, bound) =
-            self.tracker.track(Track { target: cfg.grid_setpoint, grid, battery, dt, lo, hi });
+            self.tracker.track(Track { target: cfg.grid_setpoint, grid, battery, dt, lo, hi, follow });
         let reason = match bound {
             None => ProposalReason::SelfConsumption,
             Some(Bound::High) if blocked => ProposalReason::SocReserve,
@@ -128,7 +130,7 @@ mod tests {
     use crate::test_support::snap;
 
     fn run(sc: &mut SelfConsumption, cfg: &SelfConsumptionConfig, s: &Snapshot) -> Proposal {
-        sc.propose(cfg, Some(cfg.reserve_soc), Millis::ZERO, Millis::new(100), s)
+        sc.propose(cfg, Some(cfg.reserve_soc), Millis::ZERO, Millis::new(100), s, Follow::Commanded)
     }
 
     #[test]

@@ -23,10 +23,35 @@
 //! * **An integral trim** on the grid error (the "I" of the PI; the proportional gain is zero
 //!   on purpose: the feed-forward already has a loop gain of one, a P term on top of it only
 //!   makes the loop alternate around the target when the plant lags). It removes the steady
-//!   offset left when the inverter's own power reading disagrees with what the meter sees. It
-//!   integrates only while the battery is where this loop asked it to be and the previous
-//!   proposal was not saturated by the caller's bounds, so a ramp, a lag, an envelope clamp, an
-//!   override or the SOC reserve never winds it up.
+//!   offset left when the inverter's own power reading disagrees with what the meter sees.
+//!
+//! # Anti-windup (issue #10)
+//!
+//! The trim integrates in a cycle only if all of these held for the previous proposal:
+//!
+//! 1. **it was commanded as it was** ([`Follow::Commanded`], from the controller's own record
+//!    of the previous cycle, see [`crate::modes::Feedback`]): the controller was RUNNING, the
+//!    mode (not an override, the plan or a grid service) set the request, and neither the ramp
+//!    nor the envelope changed it on the way to the command;
+//! 2. **the battery got there**: its power reading is within 50 W + 5 % of the proposal (the
+//!    inverter's own lag, a device layer that clamped the write);
+//! 3. **it was not cut by the caller's bounds** (mode limits, the SOC reserve, the no-discharge
+//!    bound of charge-only).
+//!
+//! This is *conditional integration* (clamping), not back-calculation from the commanded value:
+//! the loop is a feed-forward that carries the whole meter balance plus a small bounded trim.
+//! When the command is cut, what is missing is feed-forward, not trim; back-calculating the
+//! trim from the commanded value would load that shortfall into the trim (to its ±500 W bound)
+//! and the overshoot would come from the other side. Holding the trim keeps the offset it has
+//! learnt, which is still right once the battery follows again.
+//!
+//! Outside RUNNING the trim is **held too, not reset**: what it learnt (a CT error, an inverter
+//! reading a few tens of watts off) belongs to the installation and is still right after a stop,
+//! an E-stop or a trip; a reset would import (or export) that offset after every restart for as
+//! long as it takes to learn it again (`control/tests/anti_windup.rs`: 62 W above the target
+//! after a restart with a 60 W offset when reset, none when held). It is reset where what it
+//! learnt is void: a lost signal, a mode change (a new [`crate::Mode`]), a new peak-shaving
+//! regime, the SOC target of charge-only.
 
 use ems_core::{Millis, Percent, Watts};
 
@@ -39,13 +64,30 @@ const TRIM_KI_PER_S: f32 = 0.2;
 /// The trim corrects measurement offsets, not the balance: it is bounded.
 const TRIM_LIMIT: Watts = Watts::new(500.0);
 /// The error the trim integrates is bounded to this.
-const TRIM_ERROR_LIMIT: Watts = Watts::new(200.0);
+pub(crate) const TRIM_ERROR_LIMIT: Watts = Watts::new(200.0);
 /// "The battery is where it was asked to be": within this many watts …
 const TRACKING_TOLERANCE: Watts = Watts::new(50.0);
 /// … plus this fraction of the set-point.
 const TRACKING_FRACTION: f32 = 0.05;
 /// Percentage points above the reserve at which discharging is allowed again.
 pub(crate) const RESERVE_HYSTERESIS: f32 = 1.0;
+
+/// What became of the loop's previous proposal, as the controller knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Follow {
+    /// It was commanded as proposed (or the caller applies proposals directly): the trim may
+    /// integrate, subject to the battery reading and the bounds.
+    Commanded,
+    /// The controller was not RUNNING, or something else set or changed the command (an
+    /// override, the plan, a grid service, the ramp, the envelope, an E-stop demand): the trim
+    /// is held.
+    Held,
+}
+
+/// Whether a battery reading shows the battery where it was asked to be (`proposed`).
+pub(crate) fn battery_at(battery: Watts, proposed: Watts) -> bool {
+    (battery - proposed).abs() <= TRACKING_TOLERANCE + proposed.abs().scale(TRACKING_FRACTION)
+}
 
 /// Which of the caller's bounds cut the filtered proposal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +113,8 @@ pub(crate) struct Track {
     pub lo: Watts,
     /// Highest set-point allowed (≥ 0: the largest discharge).
     pub hi: Watts,
+    /// What became of the previous proposal.
+    pub follow: Follow,
 }
 
 /// Feed-forward from the meter balance, filtered, plus a gated integral trim.
@@ -106,9 +150,7 @@ impl GridTracker {
     pub(crate) fn track(&mut self, t: Track) -> (Watts, Option<Bound>) {
         let error = t.grid - t.target;
         let tracking = match self.last {
-            Some(prev) if !self.saturated => {
-                (t.battery - prev).abs() <= TRACKING_TOLERANCE + prev.abs().scale(TRACKING_FRACTION)
-            }
+            Some(prev) if !self.saturated && t.follow == Follow::Commanded => battery_at(t.battery, prev),
             Some(_) | None => false,
         };
         if tracking {
@@ -190,6 +232,7 @@ mod tests {
             dt: Millis::new(100),
             lo: Watts::new(-5000.0),
             hi: Watts::new(5000.0),
+            follow: Follow::Commanded,
         }
     }
 
@@ -232,6 +275,26 @@ mod tests {
             let _ = g.track(tr);
         }
         assert_eq!(g.integral, Watts::ZERO);
+    }
+
+    #[test]
+    fn trim_holds_while_the_command_is_not_the_proposal() {
+        // Learn a 60 W offset first (as above).
+        let mut g = GridTracker::default();
+        let mut cmd = Watts::ZERO;
+        for _ in 0..600 {
+            let grid = Watts::new(1000.0) - cmd;
+            cmd = g.track(t(grid.get(), (cmd + Watts::new(60.0)).get())).0;
+        }
+        let learnt = g.integral;
+        assert!(learnt.abs() > Watts::new(40.0), "{learnt}");
+        // The battery reads exactly the proposal, but an override/ramp set the command: the
+        // large grid error it sees is not this loop's doing and must not be integrated.
+        for _ in 0..600 {
+            let p = g.last.unwrap_or(Watts::ZERO);
+            let _ = g.track(Track { follow: Follow::Held, ..t(-2500.0, p.get()) });
+        }
+        assert_eq!(g.integral, learnt);
     }
 
     #[test]
