@@ -104,30 +104,25 @@ enum Watched {
     Software,
 }
 
-/// Run `work` while watching the E-stop input (unless it is already `held` pressed) and the
-/// software E-stop; the first to finish wins and the others are dropped.
-async fn watched<E, X, W>(
-    estop: &mut E,
-    held: bool,
-    tick: core::time::Duration,
-    software: X,
-    work: W,
-) -> Watched
+/// Run `work` while watching the E-stop input for a new press (an input already `held`
+/// pressed must be released first) and the software E-stop; the first to finish wins and the
+/// others are dropped.
+async fn watched<E, X, W>(estop: &mut E, held: bool, tick: core::time::Duration, software: X, work: W) -> Watched
 where
     E: EStopInput,
     X: core::future::Future<Output = ()>,
     W: core::future::Future<Output = ()>,
 {
     let watch = async {
-        if held {
-            return core::future::pending::<()>().await;
-        }
+        let mut was_pressed = held;
         loop {
             // A read error is the regular check's business (reported, treated as pressed by
             // the envelope); the watcher only looks for a press.
-            if matches!(estop.read().await, Ok(EStopState::Pressed)) {
+            let pressed = matches!(estop.read().await, Ok(EStopState::Pressed));
+            if pressed && !was_pressed {
                 return;
             }
+            was_pressed = pressed;
             estop.changed(tick).await;
         }
     };
@@ -164,6 +159,7 @@ pub struct DeviceSet<B, I, M, P, PR, MR, E> {
     estop_pressed: bool,
     estop_failing: bool,
     realtime: bool,
+    emergency_timeout: core::time::Duration,
 }
 
 impl<B, I, M, P, PR, MR, E> DeviceSet<B, I, M, P, PR, MR, E>
@@ -222,6 +218,7 @@ where
             estop_pressed: false,
             estop_failing: false,
             realtime: false,
+            emergency_timeout: EMERGENCY_IO_TIMEOUT,
         })
     }
 
@@ -429,10 +426,16 @@ where
     }
 
     /// Run on a tokio runtime with its timer (the real-time loop): the fast path then bounds
-    /// each of its writes by [`EMERGENCY_IO_TIMEOUT`]. Without it (the simulation harness,
-    /// whose devices answer at once) no timer is touched.
+    /// each of its writes by [`EMERGENCY_IO_TIMEOUT`] (or [`Self::set_emergency_timeout`]).
+    /// Without it (the simulation harness, whose devices answer at once) no timer is touched.
     pub fn set_realtime(&mut self, realtime: bool) {
         self.realtime = realtime;
+    }
+
+    /// How long the real-time fast path waits for each of its writes (default
+    /// [`EMERGENCY_IO_TIMEOUT`]); a link's own request timeout is usually shorter.
+    pub fn set_emergency_timeout(&mut self, timeout: core::time::Duration) {
+        self.emergency_timeout = timeout;
     }
 
     /// The fast path: a zero set-point and both relays commanded open *in parallel*, so a hung

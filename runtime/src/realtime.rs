@@ -11,6 +11,9 @@ use ems_core::{Millis, State};
 use std::time::Duration;
 use tokio::time::Instant;
 
+/// How long the release at the end may take.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Which time the controller runs on.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Clock {
@@ -103,6 +106,19 @@ fn scaled(clock: Clock, ms: u64) -> Duration {
     }
 }
 
+/// The shutdown timeout in wall time (a simulated site's is control time, scaled).
+fn scaled_timeout(opts: &RealtimeOptions) -> Duration {
+    let ms = u64::try_from(opts.shutdown_timeout.as_millis()).unwrap_or(u64::MAX);
+    scaled(opts.clock, ms)
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 fn elapsed_ms(since: Instant) -> u64 {
     u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
@@ -165,7 +181,24 @@ where
             tracing::info!(target: "audit", "graceful shutdown requested");
         }
         let flags = CycleFlags { shutdown: begin_shutdown, emergency_stop: false };
-        let r = rt.cycle(now, flags, hook).await;
+        // A hung device must not hold up a forced end either: a second request, or the
+        // shutdown timeout, abandons the cycle in flight.
+        let timeout_at = shutdown_since.map(|(_, at)| at + scaled_timeout(opts));
+        let forced = async {
+            tokio::select! {
+                () = shutdown.beyond(1) => RunEnd::Forced,
+                () = sleep_until_opt(timeout_at) => RunEnd::TimedOut,
+            }
+        };
+        let r = tokio::select! {
+            biased;
+            r = rt.cycle(now, flags, hook) => r,
+            end = forced => {
+                tracing::error!(target: "audit", "{end}: abandoning the cycle in flight");
+                let _ = rt.force_zero_open(now).await;
+                break end;
+            }
+        };
         cycles += 1;
         hook.timing(CycleTiming { duration: began.elapsed(), lateness });
         if shutdown_since.is_some() {
@@ -203,6 +236,11 @@ where
         }
     };
     let persist_error = rt.persist().err().map(|e| e.to_string());
-    let released = rt.release(now).await.map_err(|e| e.to_string());
+    // A hung link must not keep the process from ending: the release is bounded (the
+    // contactors were commanded open before it; the inverter's own revert timer covers the rest).
+    let released = match tokio::time::timeout(RELEASE_TIMEOUT, rt.release(now)).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("no answer within {RELEASE_TIMEOUT:?}")),
+    };
     RunSummary { end, state: rt.controller().state(), now, cycles, released, persist_error }
 }
