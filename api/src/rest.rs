@@ -14,12 +14,14 @@
 use crate::auth::{Access, AuthError, Principal, TokenRegistry};
 use crate::control_modes::{Change, ControlModes};
 use crate::input::{self, FieldError};
+use crate::metrics::{Metrics, RefusalKind};
 use crate::model::{ApiCommand, CommandClient, LinkError, SiteView};
-use crate::ports::{AuditEntry, AuditSink, HistoryStore, Outcome};
+use crate::ports::{AuditEntry, AuditQuery, AuditSink, EmergencyStopPort, HistoryStore, Outcome};
 use crate::schedules::{ScheduleError, ScheduleErrorKind, Schedules};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
+use axum::middleware::Next;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -28,7 +30,9 @@ use ems_core::TransitionRequest;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// Largest accepted request body, bytes.
@@ -53,6 +57,36 @@ impl Clock for SystemClock {
     }
 }
 
+/// Longest accepted request target (path and query), bytes; longer answers 414 (JSON).
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+
+/// Most request header bytes (names, values) and fields; more answers 431 (JSON). The
+/// server (`crate::server`) sets hyper's own limits higher, so these answer first.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// See [`MAX_HEADER_BYTES`].
+pub const MAX_HEADER_FIELDS: usize = 64;
+
+/// The E-stop path: exempt from rate limits and from the content-type rule.
+pub const ESTOP_PATH: &str = "/api/v1/emergency-stop";
+
+/// Settings of the API that are not about the site.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiConfig {
+    /// `GET /metrics` without a token (e.g. for a Prometheus on the LAN). Default `false`:
+    /// viewer and above.
+    pub metrics_public: bool,
+    /// At most one audit row per this interval for each kind of refused-before-authentication
+    /// request (missing token, unknown token, rate limited); the row says how many were not
+    /// written since the last. Default 10 s.
+    pub refusal_audit_every: Duration,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self { metrics_public: false, refusal_audit_every: Duration::from_secs(10) }
+    }
+}
+
 /// Everything the router needs.
 #[derive(Clone)]
 pub struct ApiState {
@@ -72,6 +106,12 @@ pub struct ApiState {
     pub audit: Arc<dyn AuditSink>,
     /// UTC time.
     pub clock: Arc<dyn Clock>,
+    /// The software E-stop (not through `commands`: nothing queued may delay it).
+    pub estop: Arc<dyn EmergencyStopPort>,
+    /// Metrics (`GET /metrics`); the API counts its answers and refusals here.
+    pub metrics: Arc<Metrics>,
+    /// Settings.
+    pub config: ApiConfig,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -248,10 +288,33 @@ impl ApiState {
         }
     }
 
-    /// Authenticate and authorize; refusals are audited.
+    /// Count a refusal of `kind` and write an audit row for it only if the sampling allows
+    /// (see [`ApiConfig::refusal_audit_every`]); the caller's address is in the detail when
+    /// known.
+    pub(crate) fn audit_sampled(&self, kind: RefusalKind, action: &str, detail: &str, peer: Option<SocketAddr>) {
+        let Some(suppressed) = self.metrics.note_refusal(kind, Instant::now(), self.config.refusal_audit_every)
+        else {
+            return;
+        };
+        let from = peer.map(|p| format!(" from {}", p.ip())).unwrap_or_default();
+        self.audit(
+            "anonymous",
+            action,
+            Outcome::Refused,
+            format!("{detail}{from}; {suppressed} similar refusals since the last such row were not written"),
+        );
+    }
+
+    /// Authenticate and authorize; a 403 is audited, a 401 or 429 is sampled into the audit
+    /// log by the middleware ([`guard`]), which sees every one of them.
     fn authorize(&self, headers: &HeaderMap, access: Access, action: &str) -> Result<Principal, ApiError> {
         let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        match self.tokens.authenticate(auth, std::time::Instant::now()) {
+        let result = if access == Access::EmergencyStop {
+            self.tokens.identify(auth)
+        } else {
+            self.tokens.authenticate(auth, Instant::now())
+        };
+        match result {
             Ok(p) if p.role.allows(access) => Ok(p),
             Ok(p) => {
                 let msg = format!("role '{}' may not call {action}", p.role.as_str());
@@ -259,7 +322,6 @@ impl ApiState {
                 Err(ApiError::new(StatusCode::FORBIDDEN, msg))
             }
             Err(e) => {
-                self.audit("anonymous", action, Outcome::Refused, e.to_string());
                 let mut err = ApiError::new(
                     match e {
                         AuthError::Missing | AuthError::Invalid => StatusCode::UNAUTHORIZED,
@@ -298,10 +360,21 @@ impl ApiState {
     }
 
     async fn command(&self, actor: &str, action: &str, cmd: ApiCommand) -> ApiResult {
+        let state = self.command_state(actor, action, cmd).await?;
+        Ok(Json(json!({ "state": state.as_str() })).into_response())
+    }
+
+    /// Send `cmd` to the loop, audit the outcome; the state after it.
+    async fn command_state(
+        &self,
+        actor: &str,
+        action: &str,
+        cmd: ApiCommand,
+    ) -> Result<ems_core::State, ApiError> {
         match self.commands.send(cmd).await {
             Ok(Ok(state)) => {
                 self.audit(actor, action, Outcome::Ok, format!("state now {state}"));
-                Ok(Json(json!({ "state": state.as_str() })).into_response())
+                Ok(state)
             }
             Ok(Err(refusal)) => {
                 self.audit(
@@ -330,9 +403,14 @@ impl ApiState {
     }
 }
 
-/// The router of the REST API. Serve it with `axum::serve`; nothing else is needed.
+/// The router of the REST API. Serve it with [`crate::server::serve`] (connection limit,
+/// timeouts, the peer address for the per-address rate limit); `axum::serve` works too but
+/// has none of these.
 pub fn router(state: ApiState) -> Router {
     Router::new()
+        .route("/metrics", get(metrics_get))
+        .route("/api/v1/audit", get(audit_get))
+        .route("/api/v1/site-mode", get(site_mode_get).post(site_mode_post))
         .route("/api/v1/openapi.json", get(openapi_doc))
         .route("/api/v1/current-data", get(current_data))
         .route("/api/v1/history", get(history))
@@ -351,7 +429,216 @@ pub fn router(state: ApiState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
+}
+
+/// Whether a `Content-Type` value is JSON (`application/json`, any parameters, any case).
+fn is_json(v: Option<&HeaderValue>) -> bool {
+    v.and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// Whether the request carries a body (a non-zero `Content-Length`, or chunked).
+fn has_body(headers: &HeaderMap) -> bool {
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        return true;
+    }
+    headers.get(header::CONTENT_LENGTH).is_some_and(|v| v.to_str().ok().map(str::trim) != Some("0"))
+}
+
+/// The middleware around every route, in this order:
+/// 1. request target over [`MAX_URI_BYTES`] → 414, headers over [`MAX_HEADER_BYTES`] /
+///    [`MAX_HEADER_FIELDS`] → 431;
+/// 2. the per-address rate limit (429 + `Retry-After`) when the server supplied the peer
+///    address (`ConnectInfo`), except for the E-stop;
+/// 3. a request with a body must say `Content-Type: application/json` (415), except the
+///    E-stop, whose body is ignored: a stop must not fail on a header;
+/// 4. afterwards: any error answer that is not JSON yet (axum's own rejections) is turned into
+///    `{"error": "..."}`; 401 and 429 answers are counted and sampled into the audit log; every
+///    answer is counted in `ems_api_requests_total`.
+async fn guard(State(s): State<ApiState>, req: Request, next: Next) -> Response {
+    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+    let had_token = req.headers().contains_key(header::AUTHORIZATION);
+    let action = format!("{} {}", req.method(), req.uri().path());
+    let resp = match precheck(&s, &req, peer) {
+        Err(e) => e.into_response(),
+        Ok(()) => next.run(req).await,
+    };
+    let resp = json_error_body(resp).await;
+    let status = resp.status();
+    match status {
+        StatusCode::UNAUTHORIZED => {
+            let (kind, detail) = if had_token {
+                (RefusalKind::Invalid, "invalid token")
+            } else {
+                (RefusalKind::Missing, "missing bearer token")
+            };
+            s.audit_sampled(kind, &action, detail, peer);
+        }
+        StatusCode::TOO_MANY_REQUESTS => s.audit_sampled(RefusalKind::RateLimited, &action, "rate limited", peer),
+        _ => {}
+    }
+    s.metrics.api_request(status.as_u16());
+    resp
+}
+
+fn precheck(s: &ApiState, req: &Request, peer: Option<SocketAddr>) -> Result<(), ApiError> {
+    let uri_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    if uri_len > MAX_URI_BYTES {
+        return Err(ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            format!("request target: {uri_len} bytes, at most {MAX_URI_BYTES}"),
+        ));
+    }
+    let headers = req.headers();
+    let header_bytes: usize = headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
+    if header_bytes > MAX_HEADER_BYTES || headers.len() > MAX_HEADER_FIELDS {
+        return Err(ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!(
+                "headers: {} fields, {header_bytes} bytes; at most {MAX_HEADER_FIELDS} fields, {MAX_HEADER_BYTES} bytes",
+                headers.len()
+            ),
+        ));
+    }
+    let estop = req.uri().path() == ESTOP_PATH;
+    if let (Some(peer), false) = (peer, estop) {
+        if let Err(AuthError::RateLimited { retry_after_secs }) = s.tokens.charge_address(peer.ip(), Instant::now()) {
+            return Err(ApiError {
+                retry_after: Some(retry_after_secs),
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    format!("rate limit of address {} exceeded; retry after {retry_after_secs} s", peer.ip()),
+                )
+            });
+        }
+    }
+    if !estop && has_body(headers) && !is_json(headers.get(header::CONTENT_TYPE)) {
+        let got = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("none");
+        return Err(ApiError {
+            field: Some("Content-Type".into()),
+            ..ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("Content-Type: a body must be application/json, got {}", input::show(&Value::String(got.to_owned()))),
+            )
+        });
+    }
+    Ok(())
+}
+
+/// An error answer (4xx, 5xx) whose body is not JSON becomes `{"error": "<its text>"}`.
+async fn json_error_body(resp: Response) -> Response {
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error()) || is_json(resp.headers().get(header::CONTENT_TYPE)) {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    // axum's rejection texts are short; a longer body is cut rather than buffered.
+    let text = match axum::body::to_bytes(body, 4096).await {
+        Ok(b) if !b.is_empty() => String::from_utf8_lossy(&b).into_owned(),
+        _ => status.canonical_reason().unwrap_or("error").to_owned(),
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let mut fixed = ApiError::new(status, text).into_response();
+    for (k, v) in &parts.headers {
+        if k != header::CONTENT_TYPE {
+            fixed.headers_mut().insert(k.clone(), v.clone());
+        }
+    }
+    fixed
+}
+
+async fn metrics_get(State(s): State<ApiState>, headers: HeaderMap) -> ApiResult {
+    if !s.config.metrics_public {
+        s.authorize(&headers, Access::Read, "GET /metrics")?;
+    }
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], s.metrics.render()).into_response())
+}
+
+fn parse_audit_query(q: &BTreeMap<String, String>) -> Result<AuditQuery, FieldError> {
+    input::only_keys_str(q, &["limit", "before", "from", "to", "kind", "actor"])?;
+    let limit = match q.get("limit") {
+        None => 100,
+        Some(raw) => match raw.parse::<usize>() {
+            Ok(n) if (1..=crate::ports::MAX_AUDIT_PAGE).contains(&n) => n,
+            _ => return Err(FieldError::new("limit", format!("must be a whole number 1..=1000, got {raw:?}"))),
+        },
+    };
+    let before = match q.get("before") {
+        None => None,
+        Some(raw) => Some(
+            raw.parse::<u64>()
+                .ok()
+                .filter(|b| *b >= 1)
+                .ok_or_else(|| FieldError::new("before", format!("must be a sequence number >= 1, got {raw:?}")))?,
+        ),
+    };
+    let from = q.contains_key("from").then(|| parse_time(q, "from")).transpose()?;
+    let to = q.contains_key("to").then(|| parse_time(q, "to")).transpose()?;
+    if let (Some(f), Some(t)) = (from, to) {
+        if t <= f {
+            return Err(FieldError::new("to", format!("must be after 'from' ({f}), got {t}")));
+        }
+    }
+    let text = |k: &str| -> Result<Option<String>, FieldError> {
+        match q.get(k) {
+            None => Ok(None),
+            Some(v) if v.is_empty() || v.len() > 200 => {
+                Err(FieldError::new(k, format!("must be 1..=200 bytes, got {} bytes", v.len())))
+            }
+            Some(v) => Ok(Some(v.clone())),
+        }
+    };
+    Ok(AuditQuery { limit, before, from, to, kind: text("kind")?, actor: text("actor")? })
+}
+
+async fn audit_get(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    q: Result<Query<BTreeMap<String, String>>, QueryRejection>,
+) -> ApiResult {
+    const ACTION: &str = "GET /api/v1/audit";
+    let p = s.authorize(&headers, Access::AuditRead, ACTION)?;
+    let q = query_map(q).map_err(|e| s.refuse(&p.actor(), ACTION, e))?;
+    let query = parse_audit_query(&q).map_err(|e| s.refuse(&p.actor(), ACTION, ApiError::field(e)))?;
+    let audit = s.audit.clone();
+    // SQLite reads block; keep them off the async workers.
+    let page = tokio::task::spawn_blocking(move || audit.query_audit(&query))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("audit query failed: {e}")))?
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    let entries: Vec<Value> = page
+        .entries
+        .iter()
+        .map(|e| {
+            json!({ "seq": e.seq, "at": e.at.to_string(), "actor": e.actor, "action": e.action,
+                    "outcome": e.outcome, "detail": e.detail })
+        })
+        .collect();
+    Ok(Json(json!({ "entries": entries, "next": page.next })).into_response())
+}
+
+async fn site_mode_get(State(s): State<ApiState>, headers: HeaderMap) -> ApiResult {
+    s.authorize(&headers, Access::Read, "GET /api/v1/site-mode")?;
+    let view = s.view.borrow().clone();
+    Ok(Json(json!({ "mode": view.safety.mode, "timestamp": view.at.map(|t| t.to_string()) })).into_response())
+}
+
+async fn site_mode_post(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    const ACTION: &str = "POST /api/v1/site-mode";
+    let p = s.authorize(&headers, Access::Operate, ACTION)?;
+    let actor = p.actor();
+    let o = s.body_object(body, &actor, ACTION)?;
+    let mode = crate::site_mode::parse(&o).map_err(|e| s.refuse(&actor, ACTION, ApiError::field(e)))?;
+    let action = format!("{ACTION} {mode}");
+    let state = s.command_state(&actor, &action, ApiCommand::SetMode { actor: actor.clone(), mode }).await?;
+    Ok(Json(json!({ "state": state.as_str(), "mode": mode.to_string() })).into_response())
 }
 
 async fn not_found() -> ApiError {
@@ -474,15 +761,31 @@ async fn safety(State(s): State<ApiState>, headers: HeaderMap) -> ApiResult {
     let mut body = json!(view.safety);
     if let Value::Object(o) = &mut body {
         o.insert("timestamp".into(), json!(view.at.map(|t| t.to_string())));
+        o.insert("devices".into(), json!(view.devices));
     }
     Ok(Json(body).into_response())
 }
 
 async fn emergency_stop(State(s): State<ApiState>, headers: HeaderMap) -> ApiResult {
     const ACTION: &str = "POST /api/v1/emergency-stop";
-    let p = s.authorize(&headers, Access::Operate, ACTION)?;
+    let p = s.authorize(&headers, Access::EmergencyStop, ACTION)?;
     let actor = p.actor();
-    s.command(&actor, ACTION, ApiCommand::EmergencyStop { actor: actor.clone() }).await
+    match s.estop.press(&actor).await {
+        Ok(ack) if ack.state == ems_core::State::Stopped => {
+            let took_ms = ack.took.as_secs_f64() * 1000.0;
+            s.audit(&actor, ACTION, Outcome::Ok, format!("state now {}, zero power after {took_ms:.1} ms", ack.state));
+            Ok(Json(json!({ "state": ack.state.as_str(), "tookMs": took_ms })).into_response())
+        }
+        Ok(ack) => {
+            let msg = format!("the E-stop was not confirmed: the state is {}", ack.state);
+            s.audit(&actor, ACTION, Outcome::Failed, msg.clone());
+            Err(ApiError { extra: Some(json!({ "state": ack.state.as_str() })), ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, msg) })
+        }
+        Err(e) => {
+            s.audit(&actor, ACTION, Outcome::Failed, e.to_string());
+            Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))
+        }
+    }
 }
 
 async fn reset(

@@ -2,7 +2,7 @@
 //! errors, history downsampling and retention.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use ems_api::db::{Db, DbOptions, HistoryRetention, MaintainReport, SCHEMA_VERSION};
+use ems_api::db::{Db, DbOptions, HistoryRetention, MaintainReport, Retention, SCHEMA_VERSION};
 use ems_api::ports::{AuditEntry, AuditSink, HistoryPoint, HistoryStore, Outcome, ScheduleStore};
 use jiff::{SignedDuration, Timestamp};
 use proptest::prelude::*;
@@ -277,7 +277,7 @@ fn history_retention_and_tier_fallback() {
     };
     assert_eq!(retention, HistoryRetention::default());
     let db =
-        Db::open_with(dir.path().join("ems.db"), DbOptions { retention, ..DbOptions::default() }).unwrap();
+        Db::open_with(dir.path().join("ems.db"), DbOptions { retention: Retention { history: retention, ..Retention::default() }, ..DbOptions::default() }).unwrap();
     let now = t("2026-03-10T00:00:00Z");
     let ago = |s: i64| now.checked_sub(secs(s)).unwrap();
     // Samples 3 years, 40 days, 10 days and 1 hour ago: 30 min each at 10 Hz.
@@ -287,7 +287,7 @@ fn history_retention_and_tier_fallback() {
     let report = db.maintain(now).unwrap();
     // Raw: all but the last hour's 2 × 18 000; minute: 3 years and 40 days (2 × 2 × 30);
     // quarter: 3 years (2 × 2).
-    assert_eq!(report, MaintainReport { raw: 3 * 36_000, minute: 120, quarter: 4 });
+    assert_eq!(report, MaintainReport { raw: 3 * 36_000, minute: 120, quarter: 4, audit: 0 });
     assert_eq!(db.maintain(now).unwrap(), MaintainReport::default());
 
     // The last hour: raw samples are still there.

@@ -130,6 +130,7 @@ fn sample_view() -> SiteView {
         discharge_limited_by: vec![],
         latched_faults: vec![],
         recent_events: vec!["IDLE -> RUNNING".into()],
+        mode: "passive".into(),
     };
     v
 }
