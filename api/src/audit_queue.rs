@@ -67,7 +67,12 @@ struct QueueState<T> {
 impl<T> Shared<T> {
     fn new() -> Self {
         Self {
-            state: Mutex::new(QueueState { items: VecDeque::new(), accepted: 0, finished: 0, shutdown: false }),
+            state: Mutex::new(QueueState {
+                items: VecDeque::new(),
+                accepted: 0,
+                finished: 0,
+                shutdown: false,
+            }),
             work: Condvar::new(),
             done: Condvar::new(),
             dropped: AtomicU64::new(0),
@@ -307,7 +312,8 @@ impl QueuedHistory {
             std::thread::Builder::new().name("history-writer".into()).spawn(move || {
                 shared.run(
                     |s: Sample| {
-                        let values: Vec<(&str, f64)> = s.values.iter().map(|(c, v)| (c.as_str(), *v)).collect();
+                        let values: Vec<(&str, f64)> =
+                            s.values.iter().map(|(c, v)| (c.as_str(), *v)).collect();
                         inner.record(s.at, &values)
                     },
                     "history queue",
@@ -438,7 +444,7 @@ mod tests {
         }
         // 20 appends against a 20 ms sink: the caller did not wait for it.
         assert!(t.elapsed() < Duration::from_millis(100), "{:?}", t.elapsed());
-        assert!(accepted >= 3 && accepted < 10, "{accepted}");
+        assert!((3..10).contains(&accepted), "{accepted}");
         assert_eq!(q.dropped(), 10 - accepted);
         assert!(q.depth() > 0);
         assert!(q.flush(Duration::from_secs(10)));
@@ -485,7 +491,12 @@ mod tests {
         assert!(q.dropped() >= 6, "{}", q.dropped());
         assert!(q.flush(Duration::from_secs(5)));
         let pts = q
-            .query(t0, t0.checked_add(SignedDuration::from_secs(60)).unwrap(), &["_sum/EssSoc"], SignedDuration::ZERO)
+            .query(
+                t0,
+                t0.checked_add(SignedDuration::from_secs(60)).unwrap(),
+                &["_sum/EssSoc"],
+                SignedDuration::ZERO,
+            )
             .unwrap();
         // The newest sample always survives.
         assert_eq!(pts.last().map(|p| p.value), Some(9.0));

@@ -74,7 +74,9 @@ impl Role {
             ) => true,
             (Self::Operator, Access::ScheduleSubmit) => false,
             (Self::Provider, Access::ScheduleSubmit | Access::ScheduleRead | Access::ScheduleDelete) => true,
-            (Self::Provider, Access::Read | Access::Operate | Access::EmergencyStop | Access::AuditRead) => false,
+            (Self::Provider, Access::Read | Access::Operate | Access::EmergencyStop | Access::AuditRead) => {
+                false
+            }
         }
     }
 }
@@ -195,7 +197,11 @@ pub struct TokenRegistry {
 fn sane(limit: RateLimit) -> RateLimit {
     RateLimit {
         burst: if limit.burst.is_finite() && limit.burst >= 1.0 { limit.burst } else { 1.0 },
-        per_second: if limit.per_second.is_finite() && limit.per_second > 0.0 { limit.per_second } else { 1.0 },
+        per_second: if limit.per_second.is_finite() && limit.per_second > 0.0 {
+            limit.per_second
+        } else {
+            1.0
+        },
     }
 }
 
@@ -281,8 +287,9 @@ impl TokenRegistry {
         // Plain numbers; a poisoned lock still holds usable buckets.
         let mut buckets = self.address_buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if buckets.len() >= MAX_TRACKED_ADDRESSES && !buckets.contains_key(&ip) {
-            let refill = Duration::try_from_secs_f64(self.address_limit.burst / self.address_limit.per_second)
-                .unwrap_or(Duration::MAX);
+            let refill =
+                Duration::try_from_secs_f64(self.address_limit.burst / self.address_limit.per_second)
+                    .unwrap_or(Duration::MAX);
             buckets.retain(|_, b| now.saturating_duration_since(b.at) < refill);
             if buckets.len() >= MAX_TRACKED_ADDRESSES {
                 buckets.clear();

@@ -130,7 +130,10 @@ pub fn parse_strict(body: &[u8]) -> Result<Value, FieldError> {
                 // serde_json appends " at line L column C"; the key is the JSON string before it.
                 let key_json = rest.rsplit_once(" at line ").map_or(rest, |(k, _)| k);
                 let key: String = serde_json::from_str(key_json).unwrap_or_else(|_| key_json.to_owned());
-                return Err(FieldError::new(key.clone(), format!("duplicate key {key:?} in the JSON body ({text})")));
+                return Err(FieldError::new(
+                    key.clone(),
+                    format!("duplicate key {key:?} in the JSON body ({text})"),
+                ));
             }
             Err(FieldError::new("", format!("malformed JSON body: {e}")))
         }
@@ -172,7 +175,9 @@ pub fn only_keys_str(
     allowed: &[&str],
 ) -> Result<(), FieldError> {
     match q.keys().find(|k| !allowed.contains(&k.as_str())) {
-        Some(k) => Err(FieldError::new(k.clone(), format!("unknown parameter (expected one of {allowed:?})"))),
+        Some(k) => {
+            Err(FieldError::new(k.clone(), format!("unknown parameter (expected one of {allowed:?})")))
+        }
         None => Ok(()),
     }
 }

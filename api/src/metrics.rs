@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 pub const BUCKETS_S: [f64; 7] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0];
 
 /// The same bounds in nanoseconds, for the hot path.
-const BUCKETS_NS: [u64; 7] = [1_000_000, 5_000_000, 10_000_000, 50_000_000, 100_000_000, 500_000_000, 1_000_000_000];
+const BUCKETS_NS: [u64; 7] =
+    [1_000_000, 5_000_000, 10_000_000, 50_000_000, 100_000_000, 500_000_000, 1_000_000_000];
 
 /// The state names `ems_state` reports, in this order.
 pub const STATES: [&str; 5] = ["BOOT", "IDLE", "RUNNING", "ERROR", "STOPPED"];
@@ -51,7 +52,8 @@ impl Histogram {
         }
         self.count.fetch_add(1, Ordering::Relaxed);
         // Saturation after 584 years of summed duration is acceptable; wrapping is not.
-        let _ = self.sum_ns.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| Some(s.saturating_add(ns)));
+        let _ =
+            self.sum_ns.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| Some(s.saturating_add(ns)));
         self.max_ns.fetch_max(ns, Ordering::Relaxed);
     }
 
@@ -236,7 +238,11 @@ impl Metrics {
         }
         // The smallest bucket holding at least 99 % of the observations (rank rounded up).
         let rank = count.saturating_mul(99).div_ceil(100);
-        let p99 = cum.iter().zip(BUCKETS_NS.iter()).find(|(c, _)| **c >= rank).map(|(_, b)| Duration::from_nanos(*b));
+        let p99 = cum
+            .iter()
+            .zip(BUCKETS_NS.iter())
+            .find(|(c, _)| **c >= rank)
+            .map(|(_, b)| Duration::from_nanos(*b));
         (count, p99, max)
     }
 
@@ -251,7 +257,9 @@ impl Metrics {
             "ems_estop_to_zero_seconds",
             "Time from an emergency-stop request to the zero-power command.",
         );
-        out.push_str("# HELP ems_state The state of the state machine (1 = current).\n# TYPE ems_state gauge\n");
+        out.push_str(
+            "# HELP ems_state The state of the state machine (1 = current).\n# TYPE ems_state gauge\n",
+        );
         let known = self.state_known.load(Ordering::Relaxed) == 1;
         let current = self.state.load(Ordering::Relaxed);
         for (i, s) in STATES.iter().enumerate() {
@@ -259,7 +267,8 @@ impl Metrics {
         }
         out.push_str("# HELP ems_device_errors_total Device errors by device and kind.\n# TYPE ems_device_errors_total counter\n");
         for ((d, k), n) in lock(&self.device_errors).iter() {
-            let _ = writeln!(out, "ems_device_errors_total{{device=\"{}\",kind=\"{}\"}} {n}", label(d), label(k));
+            let _ =
+                writeln!(out, "ems_device_errors_total{{device=\"{}\",kind=\"{}\"}} {n}", label(d), label(k));
         }
         out.push_str("# HELP ems_api_requests_total API answers by HTTP status code.\n# TYPE ems_api_requests_total counter\n");
         for (code, n) in lock(&self.api_requests).iter() {

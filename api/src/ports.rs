@@ -164,7 +164,9 @@ pub trait EmergencyStopPort: Send + Sync {
     fn press(
         &self,
         actor: &str,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<EStopAck, crate::model::LinkError>> + Send + '_>>;
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<EStopAck, crate::model::LinkError>> + Send + '_>,
+    >;
 }
 
 impl std::fmt::Debug for dyn EmergencyStopPort {
@@ -184,8 +186,9 @@ impl EmergencyStopPort for CommandQueueEStop {
     fn press(
         &self,
         actor: &str,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<EStopAck, crate::model::LinkError>> + Send + '_>>
-    {
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<EStopAck, crate::model::LinkError>> + Send + '_>,
+    > {
         let actor = actor.to_owned();
         Box::pin(async move {
             let start = std::time::Instant::now();

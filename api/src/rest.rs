@@ -21,8 +21,8 @@ use crate::schedules::{ScheduleError, ScheduleErrorKind, Schedules};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
-use axum::middleware::Next;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -291,8 +291,15 @@ impl ApiState {
     /// Count a refusal of `kind` and write an audit row for it only if the sampling allows
     /// (see [`ApiConfig::refusal_audit_every`]); the caller's address is in the detail when
     /// known.
-    pub(crate) fn audit_sampled(&self, kind: RefusalKind, action: &str, detail: &str, peer: Option<SocketAddr>) {
-        let Some(suppressed) = self.metrics.note_refusal(kind, Instant::now(), self.config.refusal_audit_every)
+    pub(crate) fn audit_sampled(
+        &self,
+        kind: RefusalKind,
+        action: &str,
+        detail: &str,
+        peer: Option<SocketAddr>,
+    ) {
+        let Some(suppressed) =
+            self.metrics.note_refusal(kind, Instant::now(), self.config.refusal_audit_every)
         else {
             return;
         };
@@ -477,7 +484,9 @@ async fn guard(State(s): State<ApiState>, req: Request, next: Next) -> Response 
             };
             s.audit_sampled(kind, &action, detail, peer);
         }
-        StatusCode::TOO_MANY_REQUESTS => s.audit_sampled(RefusalKind::RateLimited, &action, "rate limited", peer),
+        StatusCode::TOO_MANY_REQUESTS => {
+            s.audit_sampled(RefusalKind::RateLimited, &action, "rate limited", peer)
+        }
         _ => {}
     }
     s.metrics.api_request(status.as_u16());
@@ -505,7 +514,9 @@ fn precheck(s: &ApiState, req: &Request, peer: Option<SocketAddr>) -> Result<(),
     }
     let estop = req.uri().path() == ESTOP_PATH;
     if let (Some(peer), false) = (peer, estop) {
-        if let Err(AuthError::RateLimited { retry_after_secs }) = s.tokens.charge_address(peer.ip(), Instant::now()) {
+        if let Err(AuthError::RateLimited { retry_after_secs }) =
+            s.tokens.charge_address(peer.ip(), Instant::now())
+        {
             return Err(ApiError {
                 retry_after: Some(retry_after_secs),
                 ..ApiError::new(
@@ -521,7 +532,10 @@ fn precheck(s: &ApiState, req: &Request, peer: Option<SocketAddr>) -> Result<(),
             field: Some("Content-Type".into()),
             ..ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                format!("Content-Type: a body must be application/json, got {}", input::show(&Value::String(got.to_owned()))),
+                format!(
+                    "Content-Type: a body must be application/json, got {}",
+                    input::show(&Value::String(got.to_owned()))
+                ),
             )
         });
     }
@@ -531,7 +545,9 @@ fn precheck(s: &ApiState, req: &Request, peer: Option<SocketAddr>) -> Result<(),
 /// An error answer (4xx, 5xx) whose body is not JSON becomes `{"error": "<its text>"}`.
 async fn json_error_body(resp: Response) -> Response {
     let status = resp.status();
-    if !(status.is_client_error() || status.is_server_error()) || is_json(resp.headers().get(header::CONTENT_TYPE)) {
+    if !(status.is_client_error() || status.is_server_error())
+        || is_json(resp.headers().get(header::CONTENT_TYPE))
+    {
         return resp;
     }
     let (mut parts, body) = resp.into_parts();
@@ -554,7 +570,8 @@ async fn metrics_get(State(s): State<ApiState>, headers: HeaderMap) -> ApiResult
     if !s.config.metrics_public {
         s.authorize(&headers, Access::Read, "GET /metrics")?;
     }
-    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], s.metrics.render()).into_response())
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], s.metrics.render())
+        .into_response())
 }
 
 fn parse_audit_query(q: &BTreeMap<String, String>) -> Result<AuditQuery, FieldError> {
@@ -563,17 +580,16 @@ fn parse_audit_query(q: &BTreeMap<String, String>) -> Result<AuditQuery, FieldEr
         None => 100,
         Some(raw) => match raw.parse::<usize>() {
             Ok(n) if (1..=crate::ports::MAX_AUDIT_PAGE).contains(&n) => n,
-            _ => return Err(FieldError::new("limit", format!("must be a whole number 1..=1000, got {raw:?}"))),
+            _ => {
+                return Err(FieldError::new("limit", format!("must be a whole number 1..=1000, got {raw:?}")))
+            }
         },
     };
     let before = match q.get("before") {
         None => None,
-        Some(raw) => Some(
-            raw.parse::<u64>()
-                .ok()
-                .filter(|b| *b >= 1)
-                .ok_or_else(|| FieldError::new("before", format!("must be a sequence number >= 1, got {raw:?}")))?,
-        ),
+        Some(raw) => Some(raw.parse::<u64>().ok().filter(|b| *b >= 1).ok_or_else(|| {
+            FieldError::new("before", format!("must be a sequence number >= 1, got {raw:?}"))
+        })?),
     };
     let from = q.contains_key("from").then(|| parse_time(q, "from")).transpose()?;
     let to = q.contains_key("to").then(|| parse_time(q, "to")).transpose()?;
@@ -773,13 +789,21 @@ async fn emergency_stop(State(s): State<ApiState>, headers: HeaderMap) -> ApiRes
     match s.estop.press(&actor).await {
         Ok(ack) if ack.state == ems_core::State::Stopped => {
             let took_ms = ack.took.as_secs_f64() * 1000.0;
-            s.audit(&actor, ACTION, Outcome::Ok, format!("state now {}, zero power after {took_ms:.1} ms", ack.state));
+            s.audit(
+                &actor,
+                ACTION,
+                Outcome::Ok,
+                format!("state now {}, zero power after {took_ms:.1} ms", ack.state),
+            );
             Ok(Json(json!({ "state": ack.state.as_str(), "tookMs": took_ms })).into_response())
         }
         Ok(ack) => {
             let msg = format!("the E-stop was not confirmed: the state is {}", ack.state);
             s.audit(&actor, ACTION, Outcome::Failed, msg.clone());
-            Err(ApiError { extra: Some(json!({ "state": ack.state.as_str() })), ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, msg) })
+            Err(ApiError {
+                extra: Some(json!({ "state": ack.state.as_str() })),
+                ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, msg)
+            })
         }
         Err(e) => {
             s.audit(&actor, ACTION, Outcome::Failed, e.to_string());

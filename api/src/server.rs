@@ -234,8 +234,11 @@ pub async fn serve(
     limits: ServerLimits,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    let registry =
-        Arc::new(Registry { base: Instant::now(), conns: Mutex::new(BTreeMap::new()), next_id: AtomicU64::new(0) });
+    let registry = Arc::new(Registry {
+        base: Instant::now(),
+        conns: Mutex::new(BTreeMap::new()),
+        next_id: AtomicU64::new(0),
+    });
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::pin!(shutdown);
     loop {
@@ -359,7 +362,8 @@ mod tests {
 
     #[test]
     fn eviction_prefers_the_oldest_idle_connection() {
-        let r = Registry { base: Instant::now(), conns: Mutex::new(BTreeMap::new()), next_id: AtomicU64::new(0) };
+        let r =
+            Registry { base: Instant::now(), conns: Mutex::new(BTreeMap::new()), next_id: AtomicU64::new(0) };
         let a = r.admit(2).unwrap();
         let b = r.admit(2).unwrap();
         a.in_flight.store(1, Ordering::Release);

@@ -28,10 +28,20 @@ pub const MODES: [&str; 5] = ["passive", "manual", "charge-only", "self-consumpt
 /// Largest power magnitude accepted, W (as the site file).
 const MAX_W: f64 = 1e7;
 
-fn number(o: &Map<String, Value>, parent: &str, key: &str, min: f64, max: f64, unit: &str) -> Result<f64, FieldError> {
+fn number(
+    o: &Map<String, Value>,
+    parent: &str,
+    key: &str,
+    min: f64,
+    max: f64,
+    unit: &str,
+) -> Result<f64, FieldError> {
     let x = input::req_number(o, parent, key)?;
     if !(min..=max).contains(&x) {
-        return Err(FieldError::new(input::path(parent, key), format!("must be {min}..={max} {unit}, got {x}")));
+        return Err(FieldError::new(
+            input::path(parent, key),
+            format!("must be {min}..={max} {unit}, got {x}"),
+        ));
     }
     Ok(x)
 }
@@ -80,7 +90,9 @@ pub fn parse(o: &Map<String, Value>) -> Result<ModeSetting, FieldError> {
         "passive" => &["mode"],
         "manual" => &["mode", "setpoint_w"],
         "charge-only" => &["mode", "source", "power_w", "soc_target_pct", "max_grid_import_w"],
-        "self-consumption" => &["mode", "grid_setpoint_w", "reserve_soc_pct", "max_charge_w", "max_discharge_w"],
+        "self-consumption" => {
+            &["mode", "grid_setpoint_w", "reserve_soc_pct", "max_charge_w", "max_discharge_w"]
+        }
         "peak-shaving" => &[
             "mode",
             "import_cap_w",
@@ -100,7 +112,9 @@ pub fn parse(o: &Map<String, Value>) -> Result<ModeSetting, FieldError> {
     };
     input::only_keys(o, "", allowed)?;
     let setting = match mode {
-        "manual" => ModeSetting::Manual { setpoint: watts("setpoint_w", number(o, "", "setpoint_w", -MAX_W, MAX_W, "W")?)? },
+        "manual" => ModeSetting::Manual {
+            setpoint: watts("setpoint_w", number(o, "", "setpoint_w", -MAX_W, MAX_W, "W")?)?,
+        },
         "charge-only" => {
             let source = match o.get("source") {
                 None => ChargeSource::PvSurplus,
@@ -151,7 +165,10 @@ pub fn parse(o: &Map<String, Value>) -> Result<ModeSetting, FieldError> {
                 None => CapSlots::new(),
                 Some(Value::Array(items)) => slots(items)?,
                 Some(other) => {
-                    return Err(FieldError::new("slots", format!("must be an array, got {}", input::show(other))))
+                    return Err(FieldError::new(
+                        "slots",
+                        format!("must be an array, got {}", input::show(other)),
+                    ))
                 }
             };
             ModeSetting::PeakShaving(PeakShavingConfig {
@@ -187,8 +204,14 @@ fn slots(items: &[Value]) -> Result<CapSlots, FieldError> {
         })?;
         let slot = CapSlot {
             start_minute,
-            import_cap: watts(&input::path(&parent, "import_cap_w"), number(s, &parent, "import_cap_w", 0.0, MAX_W, "W")?)?,
-            export_cap: watts(&input::path(&parent, "export_cap_w"), number(s, &parent, "export_cap_w", 0.0, MAX_W, "W")?)?,
+            import_cap: watts(
+                &input::path(&parent, "import_cap_w"),
+                number(s, &parent, "import_cap_w", 0.0, MAX_W, "W")?,
+            )?,
+            export_cap: watts(
+                &input::path(&parent, "export_cap_w"),
+                number(s, &parent, "export_cap_w", 0.0, MAX_W, "W")?,
+            )?,
         };
         out.try_push(slot).map_err(|e| FieldError::new("slots", e.to_string()))?;
     }
@@ -209,7 +232,10 @@ mod tests {
     #[test]
     fn every_mode_parses_and_extras_are_refused() {
         assert_eq!(p(json!({"mode": "passive"})).unwrap(), ModeSetting::Passive);
-        assert!(matches!(p(json!({"mode": "manual", "setpoint_w": -500})).unwrap(), ModeSetting::Manual { .. }));
+        assert!(matches!(
+            p(json!({"mode": "manual", "setpoint_w": -500})).unwrap(),
+            ModeSetting::Manual { .. }
+        ));
         let ModeSetting::SelfConsumption(sc) =
             p(json!({"mode": "self-consumption", "reserve_soc_pct": 20, "grid_setpoint_w": 50})).unwrap()
         else {

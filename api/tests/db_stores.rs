@@ -276,8 +276,14 @@ fn history_retention_and_tier_fallback() {
         quarter: Duration::from_secs(730 * 86_400),
     };
     assert_eq!(retention, HistoryRetention::default());
-    let db =
-        Db::open_with(dir.path().join("ems.db"), DbOptions { retention: Retention { history: retention, ..Retention::default() }, ..DbOptions::default() }).unwrap();
+    let db = Db::open_with(
+        dir.path().join("ems.db"),
+        DbOptions {
+            retention: Retention { history: retention, ..Retention::default() },
+            ..DbOptions::default()
+        },
+    )
+    .unwrap();
     let now = t("2026-03-10T00:00:00Z");
     let ago = |s: i64| now.checked_sub(secs(s)).unwrap();
     // Samples 3 years, 40 days, 10 days and 1 hour ago: 30 min each at 10 Hz.

@@ -75,7 +75,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use crate::ports::{
-    AuditEntry, AuditPage, AuditQuery, AuditSink, HistoryPoint, HistoryStore, Outcome, ScheduleStore, StoreError,
+    AuditEntry, AuditPage, AuditQuery, AuditSink, HistoryPoint, HistoryStore, Outcome, ScheduleStore,
+    StoreError,
 };
 use history::HistoryState;
 pub use schema::SCHEMA_VERSION;
@@ -117,7 +118,11 @@ pub struct Retention {
 
 impl Default for Retention {
     fn default() -> Self {
-        Self { audit_max_age: Some(DAY.saturating_mul(365)), audit_max_rows: 1_000_000, history: HistoryRetention::default() }
+        Self {
+            audit_max_age: Some(DAY.saturating_mul(365)),
+            audit_max_rows: 1_000_000,
+            history: HistoryRetention::default(),
+        }
     }
 }
 
@@ -322,7 +327,9 @@ impl Db {
                 // `at` is RFC 3339 text in UTC, so text order is time order (to the second:
                 // a fractional part sorts before `Z`, an error of under one second).
                 let by_age: Option<i64> = tx
-                    .query_row("SELECT MAX(seq) FROM audit WHERE at < ?1", [before.to_string()], |row| row.get(0))
+                    .query_row("SELECT MAX(seq) FROM audit WHERE at < ?1", [before.to_string()], |row| {
+                        row.get(0)
+                    })
                     .map_err(err)?;
                 cut = cut.max(by_age.unwrap_or(0));
             }
