@@ -138,11 +138,15 @@ pub const ROUTES: &[RouteInfo] = &[
     RouteInfo { method: "GET", path: "/api/v1/openapi.json", roles: "-", summary: "This OpenAPI 3.1 document." },
     RouteInfo { method: "GET", path: "/api/v1/current-data", roles: "viewer, operator, admin", summary: "Latest value of every channel, or of `?channels=a,b`." },
     RouteInfo { method: "GET", path: "/api/v1/history", roles: "viewer, operator, admin", summary: "Channel history: `from`, `to` (RFC 3339), `channels` (comma list), `resolution` (seconds, 0 = raw)." },
-    RouteInfo { method: "GET", path: "/api/v1/live", roles: "viewer, operator, admin", summary: "WebSocket (send `Connection: Upgrade`, `Upgrade: websocket`; 101 Switching Protocols): live site view pushed at most 10 times a second. Token as `?token=`, `Authorization: Bearer` or the first message `{\"token\": \"...\"}`; then `{\"subscribe\": [\"_sum/EssSoc\", ...]}` (`[]` or `[\"*\"]` = all channels and the safety view); updates `{at, channels, safety}`; malformed messages answer `{error}`; auth failure closes with code 1008 and the reason. Without an upgrade: 400/426." },
-    RouteInfo { method: "GET", path: "/api/v1/safety", roles: "viewer, operator, admin", summary: "State, envelope limits with reasons, latched faults, recent events." },
-    RouteInfo { method: "POST", path: "/api/v1/emergency-stop", roles: "operator, admin", summary: "Software emergency stop (body ignored)." },
+    RouteInfo { method: "GET", path: "/api/v1/live", roles: "viewer, operator, admin", summary: "WebSocket (send `Connection: Upgrade`, `Upgrade: websocket`; 101 Switching Protocols): live site view (its `safety` carries `devices`) pushed at most 10 times a second. Token as `?token=`, `Authorization: Bearer` or the first message `{\"token\": \"...\"}`; then `{\"subscribe\": [\"_sum/EssSoc\", ...]}` (`[]` or `[\"*\"]` = all channels and the safety view); updates `{at, channels, safety}`; malformed messages answer `{error}`; auth failure closes with code 1008 and the reason. Without an upgrade: 400/426." },
+    RouteInfo { method: "GET", path: "/api/v1/safety", roles: "viewer, operator, admin", summary: "State, envelope limits with reasons, latched faults, recent events, `mode`, and `devices: {ready, detail}` (not ready: the loop waits for its devices; the page shows \"waiting for devices\"). Answers before the loop's first cycle too (`timestamp` null)." },
+    RouteInfo { method: "POST", path: "/api/v1/emergency-stop", roles: "operator, admin", summary: "Software emergency stop (body ignored, any content type). Never rate-limited; goes to the loop outside the command queue. Answers `{state: \"STOPPED\", tookMs}` once the zero-power command has been issued; 503 if not confirmed." },
     RouteInfo { method: "POST", path: "/api/v1/reset", roles: "operator, admin", summary: "Manual reset after an E-stop: `{\"reason\": \"...\"}` (non-empty)." },
-    RouteInfo { method: "POST", path: "/api/v1/state", roles: "operator, admin", summary: "`{\"request\": \"start\"|\"stop\"|\"acknowledge\"}`; 409 `{state, reason}` when the state machine refuses." },
+    RouteInfo { method: "POST", path: "/api/v1/state", roles: "operator, admin", summary: "`{\"request\": \"start\"|\"stop\"|\"acknowledge\"}`; 409 `{state, reason}` when the state machine refuses. An `acknowledge` also resets a resettable BMS alarm (the gateway does that)." },
+    RouteInfo { method: "GET", path: "/api/v1/site-mode", roles: "viewer, operator, admin", summary: "The operating mode the loop runs: `{mode, timestamp}` (`mode` empty before the loop's first cycle)." },
+    RouteInfo { method: "POST", path: "/api/v1/site-mode", roles: "operator, admin", summary: "Switch the operating mode at run time: the site file's `[mode]` section as JSON with `mode` for `kind`, e.g. `{\"mode\": \"self-consumption\", \"reserve_soc_pct\": 20}`; modes `passive`, `manual`, `charge-only`, `self-consumption`, `peak-shaving`. Audited; answers `{state, mode}`." },
+    RouteInfo { method: "GET", path: "/api/v1/audit", roles: "operator, admin", summary: "The audit log, newest first: `{entries: [{seq, at, actor, action, outcome, detail}], next}`. `limit` (1..=1000, default 100), `before` (a `seq`: the previous page's `next`; `next` is null on the last page), `from`/`to` (RFC 3339), `kind` (`ok`, `refused` or `failed` match the outcome; anything else is an action prefix such as `POST /api/v1/emergency-stop`, `state` or `schedule.`), `actor` (prefix)." },
+    RouteInfo { method: "GET", path: "/metrics", roles: "viewer, operator, admin", summary: "Prometheus text format: cycle duration and lateness, E-stop to zero power, state, device errors, API answers by code, unauthenticated requests, audit queue depth and drops. Public (no token) when the gateway is configured so." },
     RouteInfo { method: "GET", path: "/api/v1/control-modes", roles: "viewer, operator, admin", summary: "`availableControlModes` and `activeControlModes`." },
     RouteInfo { method: "POST", path: "/api/v1/control-modes", roles: "operator, admin", summary: "Activate control modes: `{\"ess\": {\"mode\": \"LIMIT_CHARGE\", \"maxChargePower\": 1000}}` or `{\"activateControlModes\": {...}}`; `{\"ess\": null}` deactivates; `{}` changes nothing; 60 s watchdog unless `until` (RFC 3339) or `duration` (seconds or ISO 8601 like `PT15M`)." },
     RouteInfo { method: "POST", path: "/api/v1/schedules", roles: "provider, admin", summary: "Submit a signed provider schedule. Ed25519 signature (128 hex digits in `auth.sign.signature`) over the UTF-8 of `ems-schedule-v1|<sn>|<executionTime>|<operation>|<power>|<provider>|<nonce>`, fields exactly as sent (`executionTime` as `YYYY-MM-DDTHH:MM:SSZ`, `power` an integer of watts)." },
@@ -152,33 +156,265 @@ pub const ROUTES: &[RouteInfo] = &[
     RouteInfo { method: "DELETE", path: "/api/v1/schedules/{id}", roles: "operator, provider, admin", summary: "Delete a schedule." },
 ];
 
-/// The OpenAPI 3.1 document of [`ROUTES`].
+/// What an operation takes and answers, beyond [`RouteInfo`].
+struct OpSpec {
+    /// Query and path parameters (OpenAPI parameter objects).
+    params: Vec<Value>,
+    /// The JSON request body's schema (`None`: no body is read).
+    body: Option<Value>,
+    /// Status codes besides those every operation shares (see [`openapi`]).
+    codes: &'static [u16],
+    /// Whether a request that matches the schema may still be refused with 400 for reasons
+    /// a schema cannot state (a signature, a site's serial numbers, cross-field rules).
+    semantic: bool,
+}
+
+fn time_param(name: &str, required: bool, what: &str) -> Value {
+    json!({ "name": name, "in": "query", "required": required, "description": what,
+            "schema": { "type": "string", "format": "date-time" } })
+}
+
+fn power(what: &str) -> Value {
+    json!({ "type": "number", "minimum": 0, "description": format!("{what}, W (at most the site's rating)") })
+}
+
+fn watts_schema(min: f64, max: f64) -> Value {
+    json!({ "type": "number", "minimum": min, "maximum": max })
+}
+
+/// `POST /api/v1/site-mode` bodies, one per mode (see [`crate::site_mode`]).
+fn site_mode_schema() -> Value {
+    let pct = json!({ "type": "number", "minimum": 0, "maximum": 100 });
+    let w = watts_schema(0.0, 1e7);
+    let sw = watts_schema(-1e7, 1e7);
+    let variant = |mode: &str, required: &[&str], props: Value| {
+        let mut p = json!({ "mode": { "const": mode } });
+        if let (Value::Object(o), Value::Object(extra)) = (&mut p, props) {
+            o.extend(extra);
+        }
+        let mut req = vec!["mode".to_owned()];
+        req.extend(required.iter().map(|r| (*r).to_owned()));
+        json!({ "type": "object", "additionalProperties": false, "required": req, "properties": p })
+    };
+    json!({ "oneOf": [
+        variant("passive", &[], json!({})),
+        variant("manual", &["setpoint_w"], json!({ "setpoint_w": sw })),
+        variant("charge-only", &[], json!({ "source": { "const": "pv-surplus" }, "soc_target_pct": pct, "max_grid_import_w": w })),
+        variant("charge-only", &["source", "power_w"], json!({ "source": { "const": "fixed" }, "power_w": w, "soc_target_pct": pct, "max_grid_import_w": w })),
+        variant("self-consumption", &[], json!({ "grid_setpoint_w": sw, "reserve_soc_pct": pct, "max_charge_w": w, "max_discharge_w": w })),
+        variant("peak-shaving", &["import_cap_w"], json!({
+            "import_cap_w": w, "export_cap_w": w, "recharge_below_w": sw, "max_recharge_w": w,
+            "reserve_soc_pct": pct, "target_soc_pct": pct,
+            "slots": { "type": "array", "maxItems": 8, "items": {
+                "type": "object", "additionalProperties": false, "required": ["start", "import_cap_w", "export_cap_w"],
+                "properties": { "start": { "type": "string", "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$" }, "import_cap_w": w, "export_cap_w": w } } }
+        })),
+    ], "description": "The site file's `[mode]` section (`mode` in place of `kind`). Cross-field rules (reserve at or below target, slots in order of the day) are checked too (400, field `mode`)." })
+}
+
+fn ess_mode_schema() -> Value {
+    let life = json!({
+        "until": { "type": "string", "format": "date-time", "description": "Hold until then (future, at most 24 h ahead)." },
+        "duration": { "type": ["number", "string"], "description": "Seconds (> 0) or ISO 8601 like `PT15M`; at most 24 h." }
+    });
+    let variant = |mode: &str, field: Option<&str>| {
+        let mut props = json!({ "mode": { "const": mode } });
+        let mut required = vec!["mode".to_owned()];
+        if let Value::Object(o) = &mut props {
+            if let Some(f) = field {
+                o.insert(f.to_owned(), power(f));
+                required.push(f.to_owned());
+            }
+            if let Value::Object(l) = life.clone() {
+                o.extend(l);
+            }
+        }
+        json!({ "type": "object", "additionalProperties": false, "required": required, "properties": props })
+    };
+    json!({ "oneOf": [
+        variant("NO_DISCHARGE", None),
+        variant("LIMIT_CHARGE", Some("maxChargePower")),
+        variant("LIMIT_DISCHARGE", Some("maxDischargePower")),
+        variant("FORCE_CHARGE", Some("power")),
+        { "type": "null", "description": "Deactivate." }
+    ] })
+}
+
+fn op_spec(method: &str, path: &str) -> OpSpec {
+    let none = |codes| OpSpec { params: vec![], body: None, codes, semantic: false };
+    let obj = |required: &[&str], props: Value| {
+        json!({ "type": "object", "additionalProperties": false, "required": required, "properties": props })
+    };
+    let id = json!({ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } });
+    match (method, path) {
+        ("GET", "/api/v1/current-data") => OpSpec {
+            params: vec![json!({ "name": "channels", "in": "query", "required": false,
+                "description": "1 to 64 comma-separated channel addresses `component/Channel`.",
+                "schema": { "type": "string", "pattern": "^[^,/]+/[^,]+(,[^,/]+/[^,]+)*$", "example": "_sum/EssSoc,_sum/GridActivePower" } })],
+            ..none(&[200, 400])
+        },
+        ("GET", "/api/v1/history") => OpSpec {
+            params: vec![
+                time_param("from", true, "Start (inclusive)."),
+                time_param("to", true, "End (exclusive); after `from`, at most 31 days later."),
+                json!({ "name": "channels", "in": "query", "required": true, "description": "1 to 64 comma-separated channel addresses.",
+                        "schema": { "type": "string", "pattern": "^[^,/]+/[^,]+(,[^,/]+/[^,]+)*$", "example": "_sum/EssSoc" } }),
+                json!({ "name": "resolution", "in": "query", "required": false, "description": "Bucket width, whole seconds; 0 = stored samples.",
+                        "schema": { "type": "integer", "minimum": 0, "maximum": 86400 } }),
+            ],
+            ..none(&[200, 400])
+        },
+        ("GET", "/api/v1/live") => OpSpec { semantic: true, ..none(&[101, 400, 426]) },
+        ("POST", "/api/v1/emergency-stop") => none(&[200]),
+        ("POST", "/api/v1/reset") => OpSpec {
+            body: Some(obj(&["reason"], json!({ "reason": { "type": "string", "minLength": 1, "maxLength": 500, "pattern": "\\S" } }))),
+            ..none(&[200, 400, 409, 413])
+        },
+        ("POST", "/api/v1/state") => OpSpec {
+            body: Some(obj(&["request"], json!({ "request": { "enum": ["start", "stop", "acknowledge"] } }))),
+            ..none(&[200, 400, 409, 413])
+        },
+        ("POST", "/api/v1/control-modes") => OpSpec {
+            body: Some(json!({ "oneOf": [
+                obj(&[], json!({ "ess": ess_mode_schema() })),
+                obj(&["activateControlModes"], json!({ "activateControlModes": obj(&[], json!({ "ess": ess_mode_schema() })) })),
+            ] })),
+            ..none(&[200, 400, 413])
+        },
+        ("POST", "/api/v1/schedules") => OpSpec {
+            body: Some(obj(
+                &["sn", "executionTime", "operation", "power", "provider", "nonce", "auth"],
+                json!({
+                    "sn": { "type": "string", "minLength": 1, "maxLength": 128 },
+                    "executionTime": { "type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$" },
+                    "operation": { "enum": ["CHARGE", "DISCHARGE"] },
+                    "power": { "type": "integer", "minimum": 0 },
+                    "provider": { "type": "string", "minLength": 1, "maxLength": 128 },
+                    "nonce": { "type": "string", "pattern": "^[A-Za-z0-9_-]{8,128}$" },
+                    "auth": obj(&["sign"], json!({ "sign": obj(&["signature"], json!({ "signature": { "type": "string", "pattern": "^[0-9a-f]{128}$" } })) }))
+                }),
+            )),
+            semantic: true,
+            ..none(&[200, 400, 409, 413])
+        },
+        ("POST", "/api/v1/graphql") => OpSpec {
+            body: Some(obj(&["query"], json!({
+                "query": { "type": "string" },
+                "variables": { "type": "object" },
+                "operationName": { "type": "string" },
+                "extensions": { "type": "object" }
+            }))),
+            ..none(&[200, 400, 413])
+        },
+        ("GET", "/api/v1/schedules/{id}") => OpSpec { params: vec![id], ..none(&[200, 404]) },
+        ("DELETE", "/api/v1/schedules/{id}") => OpSpec { params: vec![id], ..none(&[200, 404]) },
+        ("GET", "/api/v1/audit") => OpSpec {
+            params: vec![
+                json!({ "name": "limit", "in": "query", "required": false, "description": "Page size, default 100.", "schema": { "type": "integer", "minimum": 1, "maximum": 1000 } }),
+                json!({ "name": "before", "in": "query", "required": false, "description": "Only entries with a smaller `seq` (the previous page's `next`).", "schema": { "type": "integer", "minimum": 1 } }),
+                time_param("from", false, "Only entries at or after this time."),
+                time_param("to", false, "Only entries before this time (after `from`)."),
+                json!({ "name": "kind", "in": "query", "required": false, "description": "`ok`, `refused` or `failed`: that outcome; anything else: entries whose action starts with it (`POST /api/v1/emergency-stop`, `state`, `schedule.`).", "schema": { "type": "string", "minLength": 1, "maxLength": 200 } }),
+                json!({ "name": "actor", "in": "query", "required": false, "description": "Entries whose actor starts with this (`ops` matches `ops (operator)`).", "schema": { "type": "string", "minLength": 1, "maxLength": 200 } }),
+            ],
+            ..none(&[200, 400])
+        },
+        ("POST", "/api/v1/site-mode") => OpSpec { body: Some(site_mode_schema()), semantic: true, ..none(&[200, 400, 409, 413]) },
+        _ => none(&[200]),
+    }
+}
+
+fn status_description(code: u16) -> &'static str {
+    match code {
+        101 => "Switching Protocols: the WebSocket is open.",
+        200 => "OK.",
+        400 => "Malformed or invalid input; `field` names it.",
+        401 => "Missing or unknown bearer token.",
+        403 => "The token's role may not do this (or, for schedules, the signature or provider is refused).",
+        404 => "No such item.",
+        409 => "Refused by the state machine (`state`, `reason`) or a replayed schedule.",
+        413 => "Body over 64 KiB.",
+        414 => "Request target over 8 KiB.",
+        415 => "A body was sent without `Content-Type: application/json`.",
+        426 => "The connection cannot be upgraded to a WebSocket.",
+        429 => "Rate limit of the token or of the client address exhausted; see `Retry-After`.",
+        431 => "Request headers over 64 fields or 16 KiB.",
+        503 => "The control loop or the store is unavailable, the server is at its connection limit, or the request took longer than the request timeout.",
+        _ => "See the summary.",
+    }
+}
+
+/// The OpenAPI 3.1 document of [`ROUTES`]: for every operation its parameters, its request
+/// body schema (`additionalProperties: false` wherever extra fields are refused) and every
+/// status code it can answer. Every operation can also answer 414, 431 and 503; every one
+/// except the E-stop 415 (a body that is not JSON) and 429 (the per-address limit); every one
+/// that needs a token 401, 403 and 429. A method a path does not serve answers 405, an unknown
+/// path 404 (both JSON). `x-roles` lists the roles allowed.
 #[must_use]
 pub fn openapi() -> Value {
     let mut paths: BTreeMap<&str, serde_json::Map<String, Value>> = BTreeMap::new();
+    let error = json!({ "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } });
     for r in ROUTES {
+        let spec = op_spec(r.method, r.path);
+        let estop = r.path == ESTOP_PATH;
+        let tokened = r.roles != "-" && r.path != "/api/v1/live";
+        let mut codes: Vec<u16> = spec.codes.to_vec();
+        codes.extend([414, 431, 503]);
+        if !estop {
+            codes.extend([415, 429]);
+        }
+        if tokened {
+            codes.extend([401, 403, 429]);
+        }
+        codes.sort_unstable();
+        codes.dedup();
+        let mut responses = serde_json::Map::new();
+        for c in codes {
+            let content = match c {
+                101 => Value::Null,
+                200 if r.path == "/metrics" => json!({ "text/plain": { "schema": { "type": "string" } } }),
+                200 => json!({ "application/json": { "schema": { "type": "object" } } }),
+                _ => error.clone(),
+            };
+            let mut resp = json!({ "description": status_description(c) });
+            if let (Value::Object(o), false) = (&mut resp, content.is_null()) {
+                o.insert("content".into(), content);
+            }
+            responses.insert(c.to_string(), resp);
+        }
+        let roles: Vec<&str> =
+            if r.roles == "-" { vec![] } else { r.roles.split(", ").map(str::trim).collect() };
         let mut op = json!({
             "summary": r.summary,
             "description": format!("Roles: {}.", r.roles),
-            "responses": {
-                "200": { "description": "OK", "content": { "application/json": { "schema": { "type": "object" } } } },
-                "4XX": { "description": "Refused", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } }
-            }
+            "x-roles": roles,
+            "responses": responses,
         });
         if let Value::Object(o) = &mut op {
-            if r.roles != "-" {
-                o.insert("security".into(), json!([{ "bearer": [] }]));
+            if tokened {
+                let security = if r.path == "/metrics" {
+                    json!([{ "bearer": [] }, {}])
+                } else {
+                    json!([{ "bearer": [] }])
+                };
+                o.insert("security".into(), security);
             }
-            if r.path.contains("{id}") {
-                o.insert(
-                    "parameters".into(),
-                    json!([{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }]),
-                );
+            if spec.semantic {
+                o.insert("x-semantic-checks".into(), Value::Bool(true));
             }
-            if r.method == "POST" {
+            if !spec.params.is_empty() {
+                o.insert("parameters".into(), Value::Array(spec.params));
+            }
+            if let Some(schema) = spec.body {
                 o.insert(
                     "requestBody".into(),
-                    json!({ "required": r.path != "/api/v1/emergency-stop", "content": { "application/json": { "schema": { "type": "object" } } } }),
+                    json!({ "required": true, "content": { "application/json": { "schema": schema } } }),
+                );
+            } else if estop {
+                o.insert(
+                    "requestBody".into(),
+                    json!({ "required": false, "description": "Ignored, whatever its type: a stop must not fail on its body.",
+                            "content": { "*/*": { "schema": {} } } }),
                 );
             }
         }
@@ -189,7 +425,7 @@ pub fn openapi() -> Value {
         "info": {
             "title": "EMS API",
             "version": "1",
-            "description": "Energy management system API. Signs: grid + import / - export; battery + discharge / - charge. Errors are JSON {error, field}. Provider schedule signature: Ed25519 over the UTF-8 of `ems-schedule-v1|<sn>|<executionTime>|<operation>|<power>|<provider>|<nonce>`."
+            "description": "Energy management system API. Signs: grid + import / - export; battery + discharge / - charge. Errors are JSON {error, field}. Every request with a body needs `Content-Type: application/json` (except the E-stop); JSON bodies with a key twice are refused (400). Rate limits per token and per client address apply to everything except the E-stop. Provider schedule signature: Ed25519 over the UTF-8 of `ems-schedule-v1|<sn>|<executionTime>|<operation>|<power>|<provider>|<nonce>`. An operation marked `x-semantic-checks` may refuse a request that matches its schema for reasons a schema cannot state (signatures, the site's serial numbers, cross-field rules)."
         },
         "paths": paths,
         "components": {

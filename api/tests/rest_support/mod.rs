@@ -194,6 +194,9 @@ impl Harness {
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
         let json = if bytes.is_empty() {
             Value::Null
+        } else if headers.get("content-type").is_some_and(|v| v.to_str().unwrap().starts_with("text/plain")) {
+            // `GET /metrics`: Prometheus text.
+            Value::String(String::from_utf8(bytes.to_vec()).unwrap())
         } else {
             serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("non-JSON body ({e}): {bytes:?}"))
         };
