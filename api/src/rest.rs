@@ -242,9 +242,7 @@ fn ess_mode_schema() -> Value {
 
 fn op_spec(method: &str, path: &str) -> OpSpec {
     let none = |codes| OpSpec { params: vec![], body: None, codes, semantic: false };
-    let obj = |required: &[&str], props: Value| {
-        json!({ "type": "object", "additionalProperties": false, "required": required, "properties": props })
-    };
+    let obj = |required: &[&str], props: Value| json!({ "type": "object", "additionalProperties": false, "required": required, "properties": props });
     let id = json!({ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } });
     match (method, path) {
         ("GET", "/api/v1/current-data") => OpSpec {
@@ -267,7 +265,10 @@ fn op_spec(method: &str, path: &str) -> OpSpec {
         ("GET", "/api/v1/live") => OpSpec { semantic: true, ..none(&[101, 400, 426]) },
         ("POST", "/api/v1/emergency-stop") => none(&[200]),
         ("POST", "/api/v1/reset") => OpSpec {
-            body: Some(obj(&["reason"], json!({ "reason": { "type": "string", "minLength": 1, "maxLength": 500, "pattern": "\\S" } }))),
+            body: Some(obj(
+                &["reason"],
+                json!({ "reason": { "type": "string", "minLength": 1, "maxLength": 500, "pattern": "\\S" } }),
+            )),
             ..none(&[200, 400, 409, 413])
         },
         ("POST", "/api/v1/state") => OpSpec {
@@ -298,12 +299,15 @@ fn op_spec(method: &str, path: &str) -> OpSpec {
             ..none(&[200, 400, 409, 413])
         },
         ("POST", "/api/v1/graphql") => OpSpec {
-            body: Some(obj(&["query"], json!({
-                "query": { "type": "string" },
-                "variables": { "type": "object" },
-                "operationName": { "type": "string" },
-                "extensions": { "type": "object" }
-            }))),
+            body: Some(obj(
+                &["query"],
+                json!({
+                    "query": { "type": "string" },
+                    "variables": { "type": "object" },
+                    "operationName": { "type": "string" },
+                    "extensions": { "type": "object" }
+                }),
+            )),
             ..none(&[200, 400, 413])
         },
         ("GET", "/api/v1/schedules/{id}") => OpSpec { params: vec![id], ..none(&[200, 404]) },
@@ -319,7 +323,9 @@ fn op_spec(method: &str, path: &str) -> OpSpec {
             ],
             ..none(&[200, 400])
         },
-        ("POST", "/api/v1/site-mode") => OpSpec { body: Some(site_mode_schema()), semantic: true, ..none(&[200, 400, 409, 413]) },
+        ("POST", "/api/v1/site-mode") => {
+            OpSpec { body: Some(site_mode_schema()), semantic: true, ..none(&[200, 400, 409, 413]) }
+        }
         _ => none(&[200]),
     }
 }

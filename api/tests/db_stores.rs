@@ -351,10 +351,15 @@ fn entry_at(at: &str, actor: &str, action: &str, outcome: Outcome) -> AuditEntry
 #[test]
 fn audit_retention_by_age_and_rows_and_the_gate_stays_closed() {
     let dir = tempfile::tempdir().unwrap();
-    let retention = Retention { audit_max_age: Some(Duration::from_secs(30 * 86_400)), audit_max_rows: 5, ..Retention::default() };
+    let retention = Retention {
+        audit_max_age: Some(Duration::from_secs(30 * 86_400)),
+        audit_max_rows: 5,
+        ..Retention::default()
+    };
     assert_eq!(Retention::default().audit_max_rows, 1_000_000);
     assert_eq!(Retention::default().audit_max_age, Some(Duration::from_secs(365 * 86_400)));
-    let db = Db::open_with(dir.path().join("ems.db"), DbOptions { retention, ..DbOptions::default() }).unwrap();
+    let db =
+        Db::open_with(dir.path().join("ems.db"), DbOptions { retention, ..DbOptions::default() }).unwrap();
     // Two rows older than 30 days, then eight recent ones.
     db.append(&entry_at("2026-01-01T00:00:00Z", "a", "old", Outcome::Ok)).unwrap();
     db.append(&entry_at("2026-01-02T00:00:00Z", "a", "old", Outcome::Ok)).unwrap();
@@ -383,14 +388,17 @@ fn audit_retention_by_age_and_rows_and_the_gate_stays_closed() {
 #[test]
 fn audit_retention_by_age() {
     let dir = tempfile::tempdir().unwrap();
-    let retention = Retention { audit_max_age: Some(Duration::from_secs(30 * 86_400)), ..Retention::default() };
-    let db = Db::open_with(dir.path().join("ems.db"), DbOptions { retention, ..DbOptions::default() }).unwrap();
+    let retention =
+        Retention { audit_max_age: Some(Duration::from_secs(30 * 86_400)), ..Retention::default() };
+    let db =
+        Db::open_with(dir.path().join("ems.db"), DbOptions { retention, ..DbOptions::default() }).unwrap();
     db.append(&entry_at("2026-01-01T00:00:00Z", "a", "old", Outcome::Ok)).unwrap();
     db.append(&entry_at("2026-03-05T00:00:00Z", "a", "new", Outcome::Ok)).unwrap();
     assert_eq!(db.maintain(t("2026-03-10T00:00:00Z")).unwrap().audit, 1);
     assert_eq!(db.maintain(t("2026-03-10T00:00:00Z")).unwrap().audit, 0);
     let none = Retention { audit_max_age: None, ..Retention::default() };
-    let db2 = Db::open_with(dir.path().join("b.db"), DbOptions { retention: none, ..DbOptions::default() }).unwrap();
+    let db2 = Db::open_with(dir.path().join("b.db"), DbOptions { retention: none, ..DbOptions::default() })
+        .unwrap();
     db2.append(&entry_at("2000-01-01T00:00:00Z", "a", "old", Outcome::Ok)).unwrap();
     assert_eq!(db2.maintain(t("2026-03-10T00:00:00Z")).unwrap().audit, 0);
 }
@@ -412,7 +420,12 @@ fn audit_query_pages_and_filters_like_memory() {
         AuditQuery { limit: 7, ..AuditQuery::default() },
         AuditQuery { limit: 7, before: Some(20), ..AuditQuery::default() },
         AuditQuery { limit: 100, kind: Some("refused".into()), ..AuditQuery::default() },
-        AuditQuery { limit: 3, kind: Some("POST /api/v1/emergency".into()), actor: Some("ops".into()), ..AuditQuery::default() },
+        AuditQuery {
+            limit: 3,
+            kind: Some("POST /api/v1/emergency".into()),
+            actor: Some("ops".into()),
+            ..AuditQuery::default()
+        },
         AuditQuery {
             limit: 100,
             from: Some(t("2026-03-01T12:05:00Z")),

@@ -124,10 +124,10 @@ fn generate(schema: &Value, rng: &mut Rng) -> Value {
             Value::Array((0..n).map(|_| generate(&schema["items"], rng)).collect())
         }
         Some("object") => {
-            let required: Vec<&str> =
-                schema.get("required").and_then(Value::as_array).map_or_else(Vec::new, |r| {
-                    r.iter().filter_map(Value::as_str).collect()
-                });
+            let required: Vec<&str> = schema
+                .get("required")
+                .and_then(Value::as_array)
+                .map_or_else(Vec::new, |r| r.iter().filter_map(Value::as_str).collect());
             let mut out = Map::new();
             if let Some(Value::Object(props)) = schema.get("properties") {
                 for (k, s) in props {
@@ -148,7 +148,8 @@ fn object_variant<'a>(schema: &'a Value, body: &Value) -> Option<&'a Value> {
         return variants.iter().find_map(|v| {
             let v = object_variant(v, body)?;
             let props = v.get("properties")?.as_object()?;
-            let consts_match = props.iter().all(|(k, s)| s.get("const").is_none_or(|c| body.get(k) == Some(c)));
+            let consts_match =
+                props.iter().all(|(k, s)| s.get("const").is_none_or(|c| body.get(k) == Some(c)));
             let keys_known = body.as_object()?.keys().all(|k| props.contains_key(k));
             (consts_match && keys_known).then_some(v)
         });
@@ -278,7 +279,14 @@ fn target(op: &Op, rng: &mut Rng) -> String {
     path
 }
 
-async fn send(h: &Harness, method: &Method, uri: &str, token: Option<&str>, ctype: &str, body: String) -> (StatusCode, String) {
+async fn send(
+    h: &Harness,
+    method: &Method,
+    uri: &str,
+    token: Option<&str>,
+    ctype: &str,
+    body: String,
+) -> (StatusCode, String) {
     let mut req = Request::builder().method(method.clone()).uri(uri);
     if let Some(t) = token {
         req = req.header("authorization", format!("Bearer {t}"));
@@ -310,13 +318,18 @@ async fn conformance(seed: u64) {
     let mut rng = Rng(seed);
     for op in operations(&doc) {
         let name = format!("{} {}", op.method, op.path);
-        let roles: Vec<&str> = op.op["x-roles"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+        let roles: Vec<&str> =
+            op.op["x-roles"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
         let semantic = op.op["x-semantic-checks"] == true;
-        let token = roles.get(usize::try_from(rng.below(roles.len() as u64)).unwrap_or(0)).map(|r| token_of(r));
+        let token =
+            roles.get(usize::try_from(rng.below(roles.len() as u64)).unwrap_or(0)).map(|r| token_of(r));
         let schema = op.op["requestBody"]["content"]["application/json"]["schema"].clone();
         let has_schema = !schema.is_null();
         let valid = if has_schema { generate(&schema, &mut rng) } else { Value::Null };
-        assert!(!has_schema || matches(&schema, &valid), "{name}: generated {valid} does not match its schema");
+        assert!(
+            !has_schema || matches(&schema, &valid),
+            "{name}: generated {valid} does not match its schema"
+        );
         let valid_text = if has_schema { valid.to_string() } else { String::new() };
 
         // A valid request.
@@ -334,7 +347,8 @@ async fn conformance(seed: u64) {
             let mut mutants: Vec<(&str, String)> = Vec::new();
             if let Some(variant) = object_variant(&schema, &valid) {
                 let obj = valid.as_object().unwrap();
-                let required: Vec<&str> = variant["required"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+                let required: Vec<&str> =
+                    variant["required"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
                 if !required.is_empty() {
                     let k = required[usize::try_from(rng.below(required.len() as u64)).unwrap()];
                     let mut m = obj.clone();
@@ -358,13 +372,17 @@ async fn conformance(seed: u64) {
             mutants.push(("not an object", "[1,2]".to_owned()));
             for (what, text) in mutants {
                 // A mutant that still matches the schema (another `oneOf` variant) is valid.
-                if serde_json::from_str::<Value>(&text).is_ok_and(|v| matches(&schema, &v)) && what != "duplicate key" {
+                if serde_json::from_str::<Value>(&text).is_ok_and(|v| matches(&schema, &v))
+                    && what != "duplicate key"
+                {
                     continue;
                 }
-                let (status, body) = send(&h, &op.method, &uri, token, "application/json", text.clone()).await;
+                let (status, body) =
+                    send(&h, &op.method, &uri, token, "application/json", text.clone()).await;
                 assert!(documented(&op, status), "{name} {what} {text}: {status} not documented; {body}");
                 assert!(!status.is_success(), "{name} {what} {text}: accepted ({status}): {body}");
-                let v: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{name} {what}: {e}: {body}"));
+                let v: Value =
+                    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{name} {what}: {e}: {body}"));
                 assert!(v["error"].is_string(), "{name} {what}: {body}");
             }
         }
@@ -379,19 +397,23 @@ async fn conformance(seed: u64) {
 
         // No token, and a role that may not.
         let security = op.op.get("security").and_then(Value::as_array);
-        let token_required = security.is_some_and(|s| !s.iter().any(|x| x.as_object().is_some_and(Map::is_empty)));
+        let token_required =
+            security.is_some_and(|s| !s.iter().any(|x| x.as_object().is_some_and(Map::is_empty)));
         if token_required {
-            let (status, body) = send(&h, &op.method, &uri, None, "application/json", valid_text.clone()).await;
+            let (status, body) =
+                send(&h, &op.method, &uri, None, "application/json", valid_text.clone()).await;
             assert_eq!(status, StatusCode::UNAUTHORIZED, "{name} without token: {body}");
             assert!(documented(&op, status), "{name}: 401 not documented");
-            let (status, _) = send(&h, &op.method, &uri, Some("not-a-token"), "application/json", valid_text.clone()).await;
+            let (status, _) =
+                send(&h, &op.method, &uri, Some("not-a-token"), "application/json", valid_text.clone()).await;
             assert_eq!(status, StatusCode::UNAUTHORIZED, "{name} unknown token");
             for role in ["viewer", "operator", "provider", "admin"] {
                 if roles.contains(&role) {
                     continue;
                 }
                 let (status, body) =
-                    send(&h, &op.method, &uri, Some(token_of(role)), "application/json", valid_text.clone()).await;
+                    send(&h, &op.method, &uri, Some(token_of(role)), "application/json", valid_text.clone())
+                        .await;
                 assert_eq!(status, StatusCode::FORBIDDEN, "{name} as {role}: {body}");
                 assert!(documented(&op, status), "{name}: 403 not documented");
             }

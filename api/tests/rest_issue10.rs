@@ -16,7 +16,8 @@ use tower::ServiceExt;
 async fn raw_request(h: &Harness, req: Request<Body>) -> (StatusCode, String, Value) {
     let resp = h.router.clone().oneshot(req).await.unwrap();
     let status = resp.status();
-    let ctype = resp.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    let ctype =
+        resp.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
     (status, ctype, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
@@ -47,7 +48,10 @@ async fn estop_answers_state_and_took_ms_and_is_audited() {
 async fn every_error_is_json() {
     let h = harness();
     let cases: Vec<(Request<Body>, StatusCode)> = vec![
-        (Request::get(format!("/api/v1/safety?x={}", "a".repeat(9000))).body(Body::empty()).unwrap(), StatusCode::URI_TOO_LONG),
+        (
+            Request::get(format!("/api/v1/safety?x={}", "a".repeat(9000))).body(Body::empty()).unwrap(),
+            StatusCode::URI_TOO_LONG,
+        ),
         (
             {
                 let mut b = Request::get("/api/v1/safety");
@@ -107,12 +111,24 @@ async fn every_error_is_json() {
 async fn duplicate_keys_are_refused_naming_the_key() {
     let h = harness();
     let r = h
-        .raw(Method::POST, "/api/v1/control-modes", Some(OPERATOR), br#"{"ess": {"mode": "FORCE_CHARGE", "power": 0, "power": 5000}}"#.to_vec())
+        .raw(
+            Method::POST,
+            "/api/v1/control-modes",
+            Some(OPERATOR),
+            br#"{"ess": {"mode": "FORCE_CHARGE", "power": 0, "power": 5000}}"#.to_vec(),
+        )
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
     assert_eq!(r.json["field"], "power");
     assert!(r.json["error"].as_str().unwrap().contains("duplicate"));
-    let r = h.raw(Method::POST, "/api/v1/state", Some(OPERATOR), br#"{"request": "stop", "request": "start"}"#.to_vec()).await;
+    let r = h
+        .raw(
+            Method::POST,
+            "/api/v1/state",
+            Some(OPERATOR),
+            br#"{"request": "stop", "request": "start"}"#.to_vec(),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(r.json["field"], "request");
 }
@@ -143,11 +159,26 @@ async fn audit_log_pages_and_filters() {
     let resets = h.get("/api/v1/audit?kind=POST%20/api/v1/reset", Some(ADMIN)).await;
     assert_eq!(resets.json["entries"].as_array().unwrap().len(), 5);
     let ops = h.get("/api/v1/audit?actor=root", Some(ADMIN)).await;
-    assert!(ops.json["entries"].as_array().unwrap().iter().all(|e| e["actor"].as_str().unwrap().starts_with("root")));
-    let window = h.get("/api/v1/audit?from=2026-05-01T12:01:00Z&to=2026-05-01T12:03:00Z&kind=POST%20/api/v1/reset", Some(ADMIN)).await;
+    assert!(ops.json["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["actor"].as_str().unwrap().starts_with("root")));
+    let window = h
+        .get(
+            "/api/v1/audit?from=2026-05-01T12:01:00Z&to=2026-05-01T12:03:00Z&kind=POST%20/api/v1/reset",
+            Some(ADMIN),
+        )
+        .await;
     assert_eq!(window.json["entries"].as_array().unwrap().len(), 2, "{}", window.json);
     // Refusals name the parameter; viewers may not read the audit log.
-    for (q, field) in [("limit=0", "limit"), ("limit=1001", "limit"), ("before=x", "before"), ("from=yesterday", "from"), ("nope=1", "nope")] {
+    for (q, field) in [
+        ("limit=0", "limit"),
+        ("limit=1001", "limit"),
+        ("before=x", "before"),
+        ("from=yesterday", "from"),
+        ("nope=1", "nope"),
+    ] {
         let r = h.get(&format!("/api/v1/audit?{q}"), Some(ADMIN)).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{q}");
         assert_eq!(r.json["field"], field, "{q}");
@@ -174,22 +205,39 @@ async fn site_mode_round_trip_and_refusals() {
     let r = h.get("/api/v1/site-mode", Some(VIEWER)).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.json["mode"], "");
-    let r = h.post("/api/v1/site-mode", Some(OPERATOR), &json!({"mode": "self-consumption", "reserve_soc_pct": 20})).await;
+    let r = h
+        .post(
+            "/api/v1/site-mode",
+            Some(OPERATOR),
+            &json!({"mode": "self-consumption", "reserve_soc_pct": 20}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
     assert!(r.json["mode"].as_str().unwrap().starts_with("self-consumption"));
     assert_eq!(r.json["state"], "IDLE");
-    assert!(h.audit().iter().any(|e| e.action.starts_with("POST /api/v1/site-mode self-consumption") && e.outcome == Outcome::Ok));
+    assert!(
+        h.audit()
+            .iter()
+            .any(|e| e.action.starts_with("POST /api/v1/site-mode self-consumption")
+                && e.outcome == Outcome::Ok)
+    );
     for (body, field) in [
         (json!({"mode": "turbo"}), "mode"),
         (json!({"mode": "manual"}), "setpoint_w"),
         (json!({"mode": "passive", "reserve_soc_pct": 5}), "reserve_soc_pct"),
-        (json!({"mode": "peak-shaving", "import_cap_w": 1000, "reserve_soc_pct": 95, "target_soc_pct": 50}), "mode"),
+        (
+            json!({"mode": "peak-shaving", "import_cap_w": 1000, "reserve_soc_pct": 95, "target_soc_pct": 50}),
+            "mode",
+        ),
     ] {
         let r = h.post("/api/v1/site-mode", Some(OPERATOR), &body).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}");
         assert_eq!(r.json["field"], field, "{body}: {}", r.json);
     }
-    assert_eq!(h.post("/api/v1/site-mode", Some(VIEWER), &json!({"mode": "passive"})).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        h.post("/api/v1/site-mode", Some(VIEWER), &json!({"mode": "passive"})).await.status,
+        StatusCode::FORBIDDEN
+    );
 }
 
 #[tokio::test]

@@ -22,7 +22,13 @@ async fn start(h: &Harness, limits: ServerLimits) -> SocketAddr {
 }
 
 /// One HTTP/1.1 request on a fresh connection; status and JSON body.
-async fn request(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, Value) {
+async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, Value) {
     let mut s = TcpStream::connect(addr).await.unwrap();
     let auth = token.map(|t| format!("authorization: Bearer {t}\r\n")).unwrap_or_default();
     let req = format!(
@@ -95,15 +101,22 @@ async fn idle_and_slow_connections_are_closed_after_the_header_read_timeout() {
 
     // A keep-alive connection after a complete request: kept for the idle timeout, then closed.
     let mut ka = TcpStream::connect(addr).await.unwrap();
-    ka.write_all(format!("GET /api/v1/safety HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {VIEWER}\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+    ka.write_all(
+        format!("GET /api/v1/safety HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {VIEWER}\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
     let mut buf = [0u8; 4096];
     let n = ka.read(&mut buf).await.unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
     let t = Instant::now();
     assert!(closed_within(&mut ka, Duration::from_secs(3)).await, "idle keep-alive not closed");
-    assert!(t.elapsed() >= Duration::from_millis(500), "closed after {:?}, before the idle timeout", t.elapsed());
+    assert!(
+        t.elapsed() >= Duration::from_millis(500),
+        "closed after {:?}, before the idle timeout",
+        t.elapsed()
+    );
 }
 
 #[tokio::test]
