@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -118,7 +118,7 @@ pub struct Metrics {
     estop: Histogram,
     /// Index into [`STATES`], `usize::MAX` before the first `set_state`.
     state: AtomicUsize,
-    state_known: AtomicU64,
+    state_known: AtomicBool,
     device_errors: Mutex<BTreeMap<(String, String), u64>>,
     api_requests: Mutex<BTreeMap<u16, u64>>,
     audit_queue_depth: AtomicU64,
@@ -160,7 +160,7 @@ impl Metrics {
         match STATES.iter().position(|s| *s == state) {
             Some(i) => {
                 self.state.store(i, Ordering::Relaxed);
-                self.state_known.store(1, Ordering::Relaxed);
+                self.state_known.store(true, Ordering::Relaxed);
             }
             None => tracing::warn!(state, "metrics: unknown state name ignored"),
         }
@@ -260,7 +260,7 @@ impl Metrics {
         out.push_str(
             "# HELP ems_state The state of the state machine (1 = current).\n# TYPE ems_state gauge\n",
         );
-        let known = self.state_known.load(Ordering::Relaxed) == 1;
+        let known = self.state_known.load(Ordering::Relaxed);
         let current = self.state.load(Ordering::Relaxed);
         for (i, s) in STATES.iter().enumerate() {
             let _ = writeln!(out, "ems_state{{state=\"{s}\"}} {}", u8::from(known && i == current));

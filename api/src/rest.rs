@@ -1,15 +1,30 @@
-//! The REST/JSON API (axum), version 1, under `/api/v1`.
+//! The REST/JSON API (axum), version 1, under `/api/v1`, plus `GET /metrics`.
 //!
 //! Every endpoint except `GET /api/v1/openapi.json` needs `Authorization: Bearer <token>`
 //! (401 without or with an unknown token, 403 for a role without access, 429 with
-//! `Retry-After` when the token's rate limit is exhausted); roles in [`crate::auth`]. There is
-//! no CORS layer: browsers on other origins cannot call it. Bodies are limited to
-//! [`BODY_LIMIT`] bytes (413). Every error is JSON `{"error": "...", "field": "..."}` with a
-//! 4xx status (503 when the control loop or the store is unavailable); bad input never causes
-//! a 500 or a panic. Every change and every refusal is appended to the audit log.
+//! `Retry-After` when the token's or the client address's rate limit is exhausted); roles in
+//! [`crate::auth`]. `GET /metrics` is public when [`ApiConfig::metrics_public`] says so.
+//!
+//! **The E-stop** (`POST /api/v1/emergency-stop`) is never rate-limited (neither per token
+//! nor per address), ignores its body and content type, and goes through
+//! [`crate::ports::EmergencyStopPort`], not the command queue: nothing queued ahead of it can
+//! delay it. It still needs an operator or admin token.
+//!
+//! There is no CORS layer: browsers on other origins cannot call it. Bodies are limited to
+//! [`BODY_LIMIT`] bytes (413) and must be `Content-Type: application/json` (415); a JSON key
+//! given twice is refused (400 naming the key). Every error is JSON `{"error": "...",
+//! "field": "..."}` with a 4xx status (503 when the control loop or the store is unavailable),
+//! including axum's own rejections (the `guard` middleware rewrites any non-JSON error
+//! body); bad input never causes a 500 or a panic. Every change and every refusal of a known
+//! token is audited; refusals before authentication (401, 429) are counted in [`Metrics`] and
+//! sampled into the audit log (at most one row per kind every
+//! [`ApiConfig::refusal_audit_every`], saying how many were not written), so a flood cannot
+//! fill the disk.
 //!
 //! The routes are listed in [`ROUTES`]; [`openapi`] builds the OpenAPI 3.1 document from the
-//! same table (a test checks both directions against the router).
+//! same table with every operation's parameters, body schema and status codes (tests check it
+//! against the router in both directions, and `tests/openapi_conformance.rs` generates
+//! requests from it).
 
 use crate::auth::{Access, AuthError, Principal, TokenRegistry};
 use crate::control_modes::{Change, ControlModes};

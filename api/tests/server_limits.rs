@@ -171,3 +171,38 @@ async fn per_address_limit_applies_to_anonymous_floods_and_rows_are_sampled() {
     // The E-stop is exempt from the address limit too.
     assert_eq!(request(addr, "POST", "/api/v1/emergency-stop", Some(OPERATOR), "").await.0, 200);
 }
+
+/// Send raw bytes, read the whole answer.
+async fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+#[tokio::test]
+async fn oversized_heads_are_refused_in_json_by_the_router_not_by_hyper() {
+    let h = harness();
+    let addr = start(&h, ServerLimits::default()).await;
+    let long_uri = format!(
+        "GET /api/v1/safety?x={} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+        "a".repeat(10_000)
+    );
+    let many: String = (0..80).map(|i| format!("x-h{i}: v\r\n")).collect();
+    let many = format!("GET /api/v1/safety HTTP/1.1\r\nhost: x\r\n{many}connection: close\r\n\r\n");
+    let big = format!(
+        "GET /api/v1/safety HTTP/1.1\r\nhost: x\r\nx-big: {}\r\nconnection: close\r\n\r\n",
+        "v".repeat(20_000)
+    );
+    for (what, req, code) in
+        [("long URI", long_uri, "414"), ("80 headers", many, "431"), ("20 KB header", big, "431")]
+    {
+        let answer = raw_exchange(addr, req.as_bytes()).await;
+        assert!(answer.starts_with(&format!("HTTP/1.1 {code}")), "{what}: {answer}");
+        assert!(answer.contains("application/json") && answer.contains("\"error\""), "{what}: {answer}");
+    }
+    // What hyper answers itself (documented): an unparsable request line, with an empty body.
+    let answer = raw_exchange(addr, b"NOT HTTP AT ALL\r\n\r\n").await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+}
