@@ -155,7 +155,7 @@ pub const ROUTES: &[RouteInfo] = &[
     RouteInfo { method: "GET", path: "/api/v1/history", roles: "viewer, operator, admin", summary: "Channel history: `from`, `to` (RFC 3339), `channels` (comma list), `resolution` (seconds, 0 = raw)." },
     RouteInfo { method: "GET", path: "/api/v1/live", roles: "viewer, operator, admin", summary: "WebSocket (send `Connection: Upgrade`, `Upgrade: websocket`; 101 Switching Protocols): live site view (its `safety` carries `devices`) pushed at most 10 times a second. Token as `?token=`, `Authorization: Bearer` or the first message `{\"token\": \"...\"}`; then `{\"subscribe\": [\"_sum/EssSoc\", ...]}` (`[]` or `[\"*\"]` = all channels and the safety view); updates `{at, channels, safety}`; malformed messages answer `{error}`; auth failure closes with code 1008 and the reason. Without an upgrade: 400/426." },
     RouteInfo { method: "GET", path: "/api/v1/safety", roles: "viewer, operator, admin", summary: "State, envelope limits with reasons, latched faults, recent events, `mode`, and `devices: {ready, detail}` (not ready: the loop waits for its devices; the page shows \"waiting for devices\"). Answers before the loop's first cycle too (`timestamp` null)." },
-    RouteInfo { method: "POST", path: "/api/v1/emergency-stop", roles: "operator, admin", summary: "Software emergency stop (body ignored, any content type). Never rate-limited; goes to the loop outside the command queue. Answers `{state: \"STOPPED\", tookMs}` once the zero-power command has been issued; 503 if not confirmed." },
+    RouteInfo { method: "POST", path: "/api/v1/emergency-stop", roles: "operator, admin", summary: "Software emergency stop (body ignored, any content type). Never rate-limited for a token that may press it (a viewer's or provider's refusals are); goes to the loop outside the command queue. Answers `{state: \"STOPPED\", tookMs}` once the zero-power command has been issued; 503 if not confirmed." },
     RouteInfo { method: "POST", path: "/api/v1/reset", roles: "operator, admin", summary: "Manual reset after an E-stop: `{\"reason\": \"...\"}` (non-empty)." },
     RouteInfo { method: "POST", path: "/api/v1/state", roles: "operator, admin", summary: "`{\"request\": \"start\"|\"stop\"|\"acknowledge\"}`; 409 `{state, reason}` when the state machine refuses. An `acknowledge` also resets a resettable BMS alarm (the gateway does that)." },
     RouteInfo { method: "GET", path: "/api/v1/site-mode", roles: "viewer, operator, admin", summary: "The operating mode the loop runs: `{mode, timestamp}` (`mode` empty before the loop's first cycle)." },
@@ -278,7 +278,8 @@ fn op_spec(method: &str, path: &str) -> OpSpec {
             ..none(&[200, 400])
         },
         ("GET", "/api/v1/live") => OpSpec { semantic: true, ..none(&[101, 400, 426]) },
-        ("POST", "/api/v1/emergency-stop") => none(&[200]),
+        // 429 only for a token that may not press it (see `authorize`).
+        ("POST", "/api/v1/emergency-stop") => none(&[200, 429]),
         ("POST", "/api/v1/reset") => OpSpec {
             body: Some(obj(
                 &["reason"],
@@ -574,7 +575,13 @@ impl ApiState {
     fn authorize(&self, headers: &HeaderMap, access: Access, action: &str) -> Result<Principal, ApiError> {
         let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
         let result = if access == Access::EmergencyStop {
-            self.tokens.identify(auth)
+            match self.tokens.identify(auth) {
+                Ok(p) if p.role.allows(access) => Ok(p),
+                // Only a token that may press the E-stop is exempt from its rate limit; any
+                // other would otherwise write audited 403s as fast as it can send them.
+                Ok(_) => self.tokens.authenticate(auth, Instant::now()),
+                Err(e) => Err(e),
+            }
         } else {
             self.tokens.authenticate(auth, Instant::now())
         };
