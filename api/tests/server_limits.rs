@@ -209,3 +209,19 @@ async fn oversized_heads_are_refused_in_json_by_the_router_not_by_hyper() {
     let answer = raw_exchange(addr, b"NOT HTTP AT ALL\r\n\r\n").await;
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
 }
+
+#[tokio::test]
+async fn shutdown_stops_accepting_and_returns() {
+    let h = harness();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(listener, h.router.clone(), ServerLimits::default(), async {
+        let _ = rx.await;
+    }));
+    assert_eq!(request(addr, "GET", "/api/v1/safety", Some(VIEWER), "").await.0, 200);
+    tx.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(2), server).await.unwrap().unwrap().unwrap();
+    // The listener is closed with the server.
+    assert!(TcpStream::connect(addr).await.is_err());
+}
