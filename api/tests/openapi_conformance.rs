@@ -387,6 +387,36 @@ async fn conformance(seed: u64) {
             }
         }
 
+        // A query parameter of the wrong type (an integer or a time that is neither).
+        for p in op.op.get("parameters").and_then(Value::as_array).into_iter().flatten() {
+            let typed = p["schema"]["type"] == "integer" || p["schema"]["format"] == "date-time";
+            if p["in"] != "query" || !typed {
+                continue;
+            }
+            let name = p["name"].as_str().unwrap();
+            // Replace the parameter if the valid request had it, else add it.
+            let base: String = uri
+                .split_once('?')
+                .map(|(path, q)| {
+                    let kept: Vec<&str> =
+                        q.split('&').filter(|kv| !kv.starts_with(&format!("{name}="))).collect();
+                    if kept.is_empty() {
+                        path.to_owned()
+                    } else {
+                        format!("{path}?{}", kept.join("&"))
+                    }
+                })
+                .unwrap_or_else(|| uri.clone());
+            let sep = if base.contains('?') { '&' } else { '?' };
+            let bad = format!("{base}{sep}{name}=not-a-{}", rng.word(1, 5));
+            let (status, body) =
+                send(&h, &op.method, &bad, token, "application/json", valid_text.clone()).await;
+            assert!(documented(&op, status), "{name} wrong {bad}: {status} not documented; {body}");
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{name} {bad}: {body}");
+            let v: Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(v["field"], name, "{name} {bad}: {body}");
+        }
+
         // A body with the wrong content type.
         if op.path != "/api/v1/emergency-stop" {
             let text = if has_schema { valid_text.clone() } else { "hello".to_owned() };
