@@ -164,13 +164,13 @@ async fn per_address_limit_applies_to_anonymous_floods_and_rows_are_sampled() {
         assert!(body["error"].is_string());
         *codes.entry(status).or_insert(0) += 1;
     }
-    // The default address limit allows a burst of 60.
-    assert_eq!(codes.get(&401), Some(&60), "{codes:?}");
-    assert_eq!(codes.get(&429), Some(&40), "{codes:?}");
+    // The default address limit allows a burst of 60 (plus what refills at 20/s meanwhile).
+    let (unauth, limited) = (codes.get(&401).copied().unwrap_or(0), codes.get(&429).copied().unwrap_or(0));
+    assert!(unauth >= 60 && limited >= 20 && unauth + limited == 100, "{codes:?}");
     // One audit row per kind, not one per request.
     let rows = h.audit().into_iter().filter(|e| e.actor == "anonymous").count();
     assert_eq!(rows, 2, "{:?}", h.audit());
-    assert_eq!(h.metrics.unauthenticated(), 60);
+    assert_eq!(h.metrics.unauthenticated(), unauth);
     // The E-stop is exempt from the address limit too.
     assert_eq!(request(addr, "POST", "/api/v1/emergency-stop", Some(OPERATOR), "").await.0, 200);
 }
