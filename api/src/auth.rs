@@ -1,4 +1,5 @@
-//! API tokens: roles, hashed storage, constant-time lookup and a per-token rate limit.
+//! API tokens: roles, hashed storage, constant-time lookup, and rate limits per token and per
+//! client address (the E-stop is exempt from both: [`TokenRegistry::identify`]).
 //!
 //! A request carries `Authorization: Bearer <token>`. Only the SHA-256 of each token is
 //! configured ([`TokenConfig::sha256_hex`]); the presented token is hashed and compared with
@@ -9,7 +10,7 @@
 //!
 //! `viewer` < `operator` < `admin`, and `provider` beside them:
 //!
-//! | role | read | operate (state, e-stop, reset, control modes) | schedules |
+//! | role | read | operate (state, e-stop, reset, control modes, site mode), read the audit log | schedules |
 //! | --- | --- | --- | --- |
 //! | `viewer` | yes | no | read |
 //! | `operator` | yes | yes | read, delete |
@@ -54,14 +55,28 @@ impl Role {
         match (self, access) {
             (Self::Admin, _) => true,
             (Self::Viewer, Access::Read | Access::ScheduleRead) => true,
-            (Self::Viewer, Access::Operate | Access::ScheduleSubmit | Access::ScheduleDelete) => false,
+            (
+                Self::Viewer,
+                Access::Operate
+                | Access::EmergencyStop
+                | Access::AuditRead
+                | Access::ScheduleSubmit
+                | Access::ScheduleDelete,
+            ) => false,
             (
                 Self::Operator,
-                Access::Read | Access::Operate | Access::ScheduleRead | Access::ScheduleDelete,
+                Access::Read
+                | Access::Operate
+                | Access::EmergencyStop
+                | Access::AuditRead
+                | Access::ScheduleRead
+                | Access::ScheduleDelete,
             ) => true,
             (Self::Operator, Access::ScheduleSubmit) => false,
             (Self::Provider, Access::ScheduleSubmit | Access::ScheduleRead | Access::ScheduleDelete) => true,
-            (Self::Provider, Access::Read | Access::Operate) => false,
+            (Self::Provider, Access::Read | Access::Operate | Access::EmergencyStop | Access::AuditRead) => {
+                false
+            }
         }
     }
 }
@@ -71,8 +86,12 @@ impl Role {
 pub enum Access {
     /// Read telemetry, history, safety, control modes.
     Read,
-    /// Change state, e-stop, reset, control modes.
+    /// Change state, reset, control modes, site mode.
     Operate,
+    /// The software E-stop: the roles of `Operate`, but never rate-limited.
+    EmergencyStop,
+    /// Read the audit log (operator, admin).
+    AuditRead,
     /// Submit a provider schedule.
     ScheduleSubmit,
     /// Read a schedule.
@@ -158,12 +177,46 @@ struct Bucket {
     at: Instant,
 }
 
-/// The configured tokens and their rate-limit buckets.
+/// The default limit per client address: 60 requests at once, 20 per second sustained (more
+/// than one token's, since several clients may share an address behind NAT).
+pub const DEFAULT_ADDRESS_LIMIT: RateLimit = RateLimit { burst: 60.0, per_second: 20.0 };
+
+/// At most this many client addresses are tracked; see [`TokenRegistry::charge_address`].
+pub const MAX_TRACKED_ADDRESSES: usize = 4096;
+
+/// The configured tokens and their rate-limit buckets, per token and per client address.
 #[derive(Debug)]
 pub struct TokenRegistry {
     tokens: Vec<([u8; 32], Principal)>,
     limit: RateLimit,
     buckets: Mutex<HashMap<usize, Bucket>>,
+    address_limit: RateLimit,
+    address_buckets: Mutex<HashMap<std::net::IpAddr, Bucket>>,
+}
+
+fn sane(limit: RateLimit) -> RateLimit {
+    RateLimit {
+        burst: if limit.burst.is_finite() && limit.burst >= 1.0 { limit.burst } else { 1.0 },
+        per_second: if limit.per_second.is_finite() && limit.per_second > 0.0 {
+            limit.per_second
+        } else {
+            1.0
+        },
+    }
+}
+
+/// Charge one request to `b` (created full); the wait until one is allowed if none is left.
+fn take(b: &mut Bucket, limit: RateLimit, now: Instant) -> Result<(), AuthError> {
+    let elapsed = now.saturating_duration_since(b.at).as_secs_f64();
+    b.tokens = (b.tokens + elapsed * limit.per_second).min(limit.burst);
+    b.at = now;
+    if b.tokens >= 1.0 {
+        b.tokens -= 1.0;
+        return Ok(());
+    }
+    let wait = Duration::try_from_secs_f64((1.0 - b.tokens) / limit.per_second).unwrap_or(Duration::MAX);
+    let secs = wait.as_secs().saturating_add(u64::from(wait.subsec_nanos() > 0)).max(1);
+    Err(AuthError::RateLimited { retry_after_secs: secs })
 }
 
 /// SHA-256 of a token, as 64 lowercase hex digits (what [`TokenConfig::sha256_hex`] holds).
@@ -204,23 +257,59 @@ impl TokenRegistry {
             }
             out.push((h, Principal { name: t.name.clone(), role: t.role }));
         }
-        let limit = RateLimit {
-            burst: if limit.burst.is_finite() && limit.burst >= 1.0 { limit.burst } else { 1.0 },
-            per_second: if limit.per_second.is_finite() && limit.per_second > 0.0 {
-                limit.per_second
-            } else {
-                1.0
-            },
-        };
-        Ok(Self { tokens: out, limit, buckets: Mutex::new(HashMap::new()) })
+        Ok(Self {
+            tokens: out,
+            limit: sane(limit),
+            buckets: Mutex::new(HashMap::new()),
+            address_limit: DEFAULT_ADDRESS_LIMIT,
+            address_buckets: Mutex::new(HashMap::new()),
+        })
     }
 
-    /// Authenticate the value of an `Authorization` header (or its absence) at `now`, and
-    /// charge one request to the token's bucket.
+    /// The same registry with `limit` per client address instead of
+    /// [`DEFAULT_ADDRESS_LIMIT`].
+    #[must_use]
+    pub fn with_address_limit(mut self, limit: RateLimit) -> Self {
+        self.address_limit = sane(limit);
+        self
+    }
+
+    /// Charge one request to the bucket of client address `ip`.
+    ///
+    /// At most [`MAX_TRACKED_ADDRESSES`] are tracked: when the table is full, addresses whose
+    /// bucket has refilled are forgotten, and if that frees nothing the table is cleared. That
+    /// fails open (a flood from many addresses resets the per-address limit) rather than
+    /// refusing every new address; the per-token limit still applies.
     ///
     /// # Errors
-    /// [`AuthError::Missing`], [`AuthError::Invalid`] or [`AuthError::RateLimited`].
-    pub fn authenticate(&self, authorization: Option<&str>, now: Instant) -> Result<Principal, AuthError> {
+    /// [`AuthError::RateLimited`].
+    pub fn charge_address(&self, ip: std::net::IpAddr, now: Instant) -> Result<(), AuthError> {
+        // Plain numbers; a poisoned lock still holds usable buckets.
+        let mut buckets = self.address_buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if buckets.len() >= MAX_TRACKED_ADDRESSES && !buckets.contains_key(&ip) {
+            let refill =
+                Duration::try_from_secs_f64(self.address_limit.burst / self.address_limit.per_second)
+                    .unwrap_or(Duration::MAX);
+            buckets.retain(|_, b| now.saturating_duration_since(b.at) < refill);
+            if buckets.len() >= MAX_TRACKED_ADDRESSES {
+                buckets.clear();
+            }
+        }
+        let limit = self.address_limit;
+        let b = buckets.entry(ip).or_insert(Bucket { tokens: limit.burst, at: now });
+        take(b, limit, now)
+    }
+
+    /// Who holds the token in an `Authorization` header value, **without** charging its rate
+    /// limit (the E-stop only; every other endpoint uses [`TokenRegistry::authenticate`]).
+    ///
+    /// # Errors
+    /// [`AuthError::Missing`] or [`AuthError::Invalid`].
+    pub fn identify(&self, authorization: Option<&str>) -> Result<Principal, AuthError> {
+        self.lookup(authorization).map(|(_, p)| p)
+    }
+
+    fn lookup(&self, authorization: Option<&str>) -> Result<(usize, Principal), AuthError> {
         let token = authorization
             .and_then(|h| {
                 let (scheme, rest) = h.trim().split_once(' ')?;
@@ -238,6 +327,16 @@ impl TokenRegistry {
         }
         let i = found.ok_or(AuthError::Invalid)?;
         let principal = self.tokens.get(i).map(|(_, p)| p.clone()).ok_or(AuthError::Invalid)?;
+        Ok((i, principal))
+    }
+
+    /// Authenticate the value of an `Authorization` header (or its absence) at `now`, and
+    /// charge one request to the token's bucket.
+    ///
+    /// # Errors
+    /// [`AuthError::Missing`], [`AuthError::Invalid`] or [`AuthError::RateLimited`].
+    pub fn authenticate(&self, authorization: Option<&str>, now: Instant) -> Result<Principal, AuthError> {
+        let (i, principal) = self.lookup(authorization)?;
         self.charge(i, now)?;
         Ok(principal)
     }
@@ -247,17 +346,7 @@ impl TokenRegistry {
         // still plain numbers, so keep limiting with it.
         let mut buckets = self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let b = buckets.entry(i).or_insert(Bucket { tokens: self.limit.burst, at: now });
-        let elapsed = now.saturating_duration_since(b.at).as_secs_f64();
-        b.tokens = (b.tokens + elapsed * self.limit.per_second).min(self.limit.burst);
-        b.at = now;
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            return Ok(());
-        }
-        let wait =
-            Duration::try_from_secs_f64((1.0 - b.tokens) / self.limit.per_second).unwrap_or(Duration::MAX);
-        let secs = wait.as_secs().saturating_add(u64::from(wait.subsec_nanos() > 0)).max(1);
-        Err(AuthError::RateLimited { retry_after_secs: secs })
+        take(b, self.limit, now)
     }
 }
 
@@ -301,6 +390,25 @@ mod tests {
         // Another token has its own bucket.
         assert!(r.authenticate(Some("Bearer ta"), t0).is_ok());
         assert!(r.authenticate(Some("Bearer tv"), t0 + Duration::from_secs(2)).is_ok());
+    }
+
+    #[test]
+    fn identify_does_not_charge_and_addresses_have_their_own_buckets() {
+        let r = reg(RateLimit { burst: 1.0, per_second: 0.001 })
+            .with_address_limit(RateLimit { burst: 2.0, per_second: 0.001 });
+        let t0 = Instant::now();
+        assert!(r.authenticate(Some("Bearer tv"), t0).is_ok());
+        assert!(r.authenticate(Some("Bearer tv"), t0).is_err());
+        for _ in 0..100 {
+            assert_eq!(r.identify(Some("Bearer tv")).unwrap().name, "v");
+        }
+        assert_eq!(r.identify(Some("Bearer x")), Err(AuthError::Invalid));
+        let a: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+        let b: std::net::IpAddr = "192.0.2.2".parse().unwrap();
+        assert!(r.charge_address(a, t0).is_ok());
+        assert!(r.charge_address(a, t0).is_ok());
+        assert!(matches!(r.charge_address(a, t0), Err(AuthError::RateLimited { .. })));
+        assert!(r.charge_address(b, t0).is_ok());
     }
 
     #[test]

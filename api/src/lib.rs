@@ -2,14 +2,18 @@
 //! knows HTTP or JSON. See `README.md` for the module plan and what exists.
 #![forbid(unsafe_code)]
 
+pub mod audit_queue;
 pub mod auth;
 pub mod control_modes;
 pub mod dashboard;
 pub mod db;
 pub mod graphql;
 pub mod input;
+pub mod metrics;
 pub mod model;
 pub mod ports;
 pub mod rest;
 pub mod schedules;
+pub mod server;
+pub mod site_mode;
 pub mod ws;

@@ -55,9 +55,25 @@ pub struct SafetyView {
     pub latched_faults: Vec<String>,
     /// Recent events, newest last.
     pub recent_events: Vec<String>,
+    /// The operating mode the loop runs (`passive`, `self-consumption (grid +0 W, ...)`);
+    /// empty before the loop published one.
+    pub mode: String,
 }
 
-/// The latest state of the site as the loop last published it.
+/// Whether the loop has heard from every device it needs.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DevicesView {
+    /// Every device answered; control runs.
+    pub ready: bool,
+    /// What is missing, in the operator's language (`"battery: no answer since start-up"`), or
+    /// empty.
+    pub detail: String,
+}
+
+/// The latest state of the site as the loop last published it. Before the loop's first cycle
+/// it is the default: `at: None`, no channels, state empty, devices not ready; every endpoint
+/// answers with it.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]
 pub struct SiteView {
     /// When the loop published it (`None` before the first cycle).
@@ -66,10 +82,13 @@ pub struct SiteView {
     pub channels: BTreeMap<String, ChannelValue>,
     /// Safety state and envelope.
     pub safety: SafetyView,
+    /// Whether the devices answered yet; `GET /api/v1/safety` and the live view's `safety`
+    /// carry it too (as `devices`), from here: the loop sets it once.
+    pub devices: DevicesView,
 }
 
 /// A command from the API to the loop.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ApiCommand {
     /// Software emergency stop.
     EmergencyStop {
@@ -89,6 +108,14 @@ pub enum ApiCommand {
         actor: String,
         /// The request.
         request: TransitionRequest,
+    },
+    /// Switch the operating mode (the site file's `[mode]`) at run time; validated by the API
+    /// with [`ems_control::ModeSetting::validate`]. The loop answers with the state it is in.
+    SetMode {
+        /// Who.
+        actor: String,
+        /// The new mode.
+        mode: ems_control::ModeSetting,
     },
 }
 

@@ -53,6 +53,155 @@ pub trait AuditSink: Send + Sync {
     /// # Errors
     /// [`StoreError`] if it could not be read.
     fn recent(&self, n: usize) -> Result<Vec<AuditEntry>, StoreError>;
+    /// One page of entries matching `q`, newest first (see [`AuditQuery`]).
+    ///
+    /// # Errors
+    /// [`StoreError`] if it could not be read.
+    fn query_audit(&self, q: &AuditQuery) -> Result<AuditPage, StoreError>;
+}
+
+impl std::fmt::Debug for dyn AuditSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("dyn AuditSink")
+    }
+}
+
+impl std::fmt::Debug for dyn HistoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("dyn HistoryStore")
+    }
+}
+
+/// The largest page [`AuditSink::query_audit`] returns.
+pub const MAX_AUDIT_PAGE: usize = 1000;
+
+/// Which audit entries to read: filters combined with AND, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AuditQuery {
+    /// At most this many (clamped to `1..=`[`MAX_AUDIT_PAGE`]).
+    pub limit: usize,
+    /// Only entries with a sequence number below this (the cursor of the previous page).
+    pub before: Option<u64>,
+    /// Only entries at or after this time.
+    pub from: Option<Timestamp>,
+    /// Only entries before this time.
+    pub to: Option<Timestamp>,
+    /// `ok`, `refused` or `failed`: entries with that outcome; anything else: entries whose
+    /// action starts with it (`POST /api/v1/emergency-stop`, `state`, `schedule.`).
+    pub kind: Option<String>,
+    /// Entries whose actor starts with this (`ops` matches `ops (operator)`).
+    pub actor: Option<String>,
+}
+
+impl AuditQuery {
+    /// The page size actually used.
+    #[must_use]
+    pub fn page_size(&self) -> usize {
+        self.limit.clamp(1, MAX_AUDIT_PAGE)
+    }
+
+    /// The outcome `kind` names, if it names one.
+    #[must_use]
+    pub fn outcome(&self) -> Option<Outcome> {
+        match self.kind.as_deref() {
+            Some("ok") => Some(Outcome::Ok),
+            Some("refused") => Some(Outcome::Refused),
+            Some("failed") => Some(Outcome::Failed),
+            _ => None,
+        }
+    }
+
+    /// Whether `e` matches every filter (the reference semantics; the SQLite store does the
+    /// same in SQL).
+    #[must_use]
+    pub fn matches(&self, e: &AuditEntry) -> bool {
+        self.before.is_none_or(|b| e.seq < b)
+            && self.from.is_none_or(|f| e.at >= f)
+            && self.to.is_none_or(|t| e.at < t)
+            && self.actor.as_deref().is_none_or(|a| e.actor.starts_with(a))
+            && match (self.outcome(), self.kind.as_deref()) {
+                (Some(o), _) => e.outcome == o,
+                (None, Some(prefix)) => e.action.starts_with(prefix),
+                (None, None) => true,
+            }
+    }
+}
+
+/// One page of audit entries.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AuditPage {
+    /// Newest first.
+    pub entries: Vec<AuditEntry>,
+    /// The `before` of the next page, `None` when this is the last.
+    pub next: Option<u64>,
+}
+
+impl AuditPage {
+    /// A page of `entries` (newest first, at most `size + 1` read): the extra one only tells
+    /// that there is a next page.
+    #[must_use]
+    pub fn from_overfetch(mut entries: Vec<AuditEntry>, size: usize) -> Self {
+        let more = entries.len() > size;
+        entries.truncate(size);
+        let next = if more { entries.last().map(|e| e.seq) } else { None };
+        Self { entries, next }
+    }
+}
+
+/// The zero-power command was issued (the E-stop's answer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EStopAck {
+    /// The state after the E-stop (`STOPPED`).
+    pub state: ems_core::State,
+    /// From the request to the zero-power command.
+    pub took: std::time::Duration,
+}
+
+/// The software E-stop, outside the command queue so that nothing queued ahead of it, and no
+/// rate limit, can delay it. The gateway supplies the real one (it wakes the control thread).
+pub trait EmergencyStopPort: Send + Sync {
+    /// Press the software E-stop; resolves once the zero-power command has been issued.
+    fn press(
+        &self,
+        actor: &str,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<EStopAck, crate::model::LinkError>> + Send + '_>,
+    >;
+}
+
+impl std::fmt::Debug for dyn EmergencyStopPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("dyn EmergencyStopPort")
+    }
+}
+
+/// An [`EmergencyStopPort`] that sends `ApiCommand::EmergencyStop` through the command queue
+/// (tests; a loop that has no separate E-stop path). It shares the queue with other commands,
+/// so a full queue answers [`crate::model::LinkError::Busy`]: the gateway should supply a
+/// dedicated path instead.
+#[derive(Debug, Clone)]
+pub struct CommandQueueEStop(pub crate::model::CommandClient);
+
+impl EmergencyStopPort for CommandQueueEStop {
+    fn press(
+        &self,
+        actor: &str,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<EStopAck, crate::model::LinkError>> + Send + '_>,
+    > {
+        let actor = actor.to_owned();
+        Box::pin(async move {
+            let start = std::time::Instant::now();
+            let answer = self.0.send(crate::model::ApiCommand::EmergencyStop { actor }).await?;
+            // The state machine accepts an E-stop in every state; a refusal still reports
+            // the state it stayed in, and the handler refuses to call that a stop.
+            let state = match answer {
+                Ok(s) => s,
+                Err(refusal) => refusal.state,
+            };
+            Ok(EStopAck { state, took: start.elapsed() })
+        })
+    }
 }
 
 /// One value of one telemetry channel at one time.
@@ -151,6 +300,13 @@ impl AuditSink for MemoryStore {
     fn recent(&self, n: usize) -> Result<Vec<AuditEntry>, StoreError> {
         let log = self.audit.lock().map_err(poisoned)?;
         Ok(log.iter().rev().take(n).cloned().collect())
+    }
+
+    fn query_audit(&self, q: &AuditQuery) -> Result<AuditPage, StoreError> {
+        let log = self.audit.lock().map_err(poisoned)?;
+        let size = q.page_size();
+        let found = log.iter().rev().filter(|e| q.matches(e)).take(size.saturating_add(1)).cloned().collect();
+        Ok(AuditPage::from_overfetch(found, size))
     }
 }
 

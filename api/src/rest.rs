@@ -1,26 +1,43 @@
-//! The REST/JSON API (axum), version 1, under `/api/v1`.
+//! The REST/JSON API (axum), version 1, under `/api/v1`, plus `GET /metrics`.
 //!
 //! Every endpoint except `GET /api/v1/openapi.json` needs `Authorization: Bearer <token>`
 //! (401 without or with an unknown token, 403 for a role without access, 429 with
-//! `Retry-After` when the token's rate limit is exhausted); roles in [`crate::auth`]. There is
-//! no CORS layer: browsers on other origins cannot call it. Bodies are limited to
-//! [`BODY_LIMIT`] bytes (413). Every error is JSON `{"error": "...", "field": "..."}` with a
-//! 4xx status (503 when the control loop or the store is unavailable); bad input never causes
-//! a 500 or a panic. Every change and every refusal is appended to the audit log.
+//! `Retry-After` when the token's or the client address's rate limit is exhausted); roles in
+//! [`crate::auth`]. `GET /metrics` is public when [`ApiConfig::metrics_public`] says so.
+//!
+//! **The E-stop** (`POST /api/v1/emergency-stop`) is never rate-limited (neither per token
+//! nor per address), ignores its body and content type, and goes through
+//! [`crate::ports::EmergencyStopPort`], not the command queue: nothing queued ahead of it can
+//! delay it. It still needs an operator or admin token.
+//!
+//! There is no CORS layer: browsers on other origins cannot call it. Bodies are limited to
+//! [`BODY_LIMIT`] bytes (413) and must be `Content-Type: application/json` (415); a JSON key
+//! given twice is refused (400 naming the key). Every error is JSON `{"error": "...",
+//! "field": "..."}` with a 4xx status (503 when the control loop or the store is unavailable),
+//! including axum's own rejections (the `guard` middleware rewrites any non-JSON error
+//! body); bad input never causes a 500 or a panic. Every change and every refusal of a known
+//! token is audited; refusals before authentication (401, 429) are counted in [`Metrics`] and
+//! sampled into the audit log (at most one row per kind every
+//! [`ApiConfig::refusal_audit_every`], saying how many were not written), so a flood cannot
+//! fill the disk.
 //!
 //! The routes are listed in [`ROUTES`]; [`openapi`] builds the OpenAPI 3.1 document from the
-//! same table (a test checks both directions against the router).
+//! same table with every operation's parameters, body schema and status codes (tests check it
+//! against the router in both directions, and `tests/openapi_conformance.rs` generates
+//! requests from it).
 
 use crate::auth::{Access, AuthError, Principal, TokenRegistry};
 use crate::control_modes::{Change, ControlModes};
 use crate::input::{self, FieldError};
+use crate::metrics::{Metrics, RefusalKind};
 use crate::model::{ApiCommand, CommandClient, LinkError, SiteView};
-use crate::ports::{AuditEntry, AuditSink, HistoryStore, Outcome};
+use crate::ports::{AuditEntry, AuditQuery, AuditSink, EmergencyStopPort, HistoryStore, Outcome};
 use crate::schedules::{ScheduleError, ScheduleErrorKind, Schedules};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -28,7 +45,9 @@ use ems_core::TransitionRequest;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// Largest accepted request body, bytes.
@@ -53,6 +72,36 @@ impl Clock for SystemClock {
     }
 }
 
+/// Longest accepted request target (path and query), bytes; longer answers 414 (JSON).
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+
+/// Most request header bytes (names, values) and fields; more answers 431 (JSON). The
+/// server (`crate::server`) sets hyper's own limits higher, so these answer first.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// See [`MAX_HEADER_BYTES`].
+pub const MAX_HEADER_FIELDS: usize = 64;
+
+/// The E-stop path: exempt from rate limits and from the content-type rule.
+pub const ESTOP_PATH: &str = "/api/v1/emergency-stop";
+
+/// Settings of the API that are not about the site.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiConfig {
+    /// `GET /metrics` without a token (e.g. for a Prometheus on the LAN). Default `false`:
+    /// viewer and above.
+    pub metrics_public: bool,
+    /// At most one audit row per this interval for each kind of refused-before-authentication
+    /// request (missing token, unknown token, rate limited); the row says how many were not
+    /// written since the last. Default 10 s.
+    pub refusal_audit_every: Duration,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self { metrics_public: false, refusal_audit_every: Duration::from_secs(10) }
+    }
+}
+
 /// Everything the router needs.
 #[derive(Clone)]
 pub struct ApiState {
@@ -72,6 +121,12 @@ pub struct ApiState {
     pub audit: Arc<dyn AuditSink>,
     /// UTC time.
     pub clock: Arc<dyn Clock>,
+    /// The software E-stop (not through `commands`: nothing queued may delay it).
+    pub estop: Arc<dyn EmergencyStopPort>,
+    /// Metrics (`GET /metrics`); the API counts its answers and refusals here.
+    pub metrics: Arc<Metrics>,
+    /// Settings.
+    pub config: ApiConfig,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -98,11 +153,15 @@ pub const ROUTES: &[RouteInfo] = &[
     RouteInfo { method: "GET", path: "/api/v1/openapi.json", roles: "-", summary: "This OpenAPI 3.1 document." },
     RouteInfo { method: "GET", path: "/api/v1/current-data", roles: "viewer, operator, admin", summary: "Latest value of every channel, or of `?channels=a,b`." },
     RouteInfo { method: "GET", path: "/api/v1/history", roles: "viewer, operator, admin", summary: "Channel history: `from`, `to` (RFC 3339), `channels` (comma list), `resolution` (seconds, 0 = raw)." },
-    RouteInfo { method: "GET", path: "/api/v1/live", roles: "viewer, operator, admin", summary: "WebSocket (send `Connection: Upgrade`, `Upgrade: websocket`; 101 Switching Protocols): live site view pushed at most 10 times a second. Token as `?token=`, `Authorization: Bearer` or the first message `{\"token\": \"...\"}`; then `{\"subscribe\": [\"_sum/EssSoc\", ...]}` (`[]` or `[\"*\"]` = all channels and the safety view); updates `{at, channels, safety}`; malformed messages answer `{error}`; auth failure closes with code 1008 and the reason. Without an upgrade: 400/426." },
-    RouteInfo { method: "GET", path: "/api/v1/safety", roles: "viewer, operator, admin", summary: "State, envelope limits with reasons, latched faults, recent events." },
-    RouteInfo { method: "POST", path: "/api/v1/emergency-stop", roles: "operator, admin", summary: "Software emergency stop (body ignored)." },
+    RouteInfo { method: "GET", path: "/api/v1/live", roles: "viewer, operator, admin", summary: "WebSocket (send `Connection: Upgrade`, `Upgrade: websocket`; 101 Switching Protocols): live site view (its `safety` carries `devices`) pushed at most 10 times a second. Token as `?token=`, `Authorization: Bearer` or the first message `{\"token\": \"...\"}`; then `{\"subscribe\": [\"_sum/EssSoc\", ...]}` (`[]` or `[\"*\"]` = all channels and the safety view); updates `{at, channels, safety}`; malformed messages answer `{error}`; auth failure closes with code 1008 and the reason. Without an upgrade: 400/426." },
+    RouteInfo { method: "GET", path: "/api/v1/safety", roles: "viewer, operator, admin", summary: "State, envelope limits with reasons, latched faults, recent events, `mode`, and `devices: {ready, detail}` (not ready: the loop waits for its devices; the page shows \"waiting for devices\"). Answers before the loop's first cycle too (`timestamp` null)." },
+    RouteInfo { method: "POST", path: "/api/v1/emergency-stop", roles: "operator, admin", summary: "Software emergency stop (body ignored, any content type). Never rate-limited for a token that may press it (a viewer's or provider's refusals are); goes to the loop outside the command queue. Answers `{state: \"STOPPED\", tookMs}` once the zero-power command has been issued; 503 if not confirmed." },
     RouteInfo { method: "POST", path: "/api/v1/reset", roles: "operator, admin", summary: "Manual reset after an E-stop: `{\"reason\": \"...\"}` (non-empty)." },
-    RouteInfo { method: "POST", path: "/api/v1/state", roles: "operator, admin", summary: "`{\"request\": \"start\"|\"stop\"|\"acknowledge\"}`; 409 `{state, reason}` when the state machine refuses." },
+    RouteInfo { method: "POST", path: "/api/v1/state", roles: "operator, admin", summary: "`{\"request\": \"start\"|\"stop\"|\"acknowledge\"}`; 409 `{state, reason}` when the state machine refuses. An `acknowledge` also resets a resettable BMS alarm (the gateway does that)." },
+    RouteInfo { method: "GET", path: "/api/v1/site-mode", roles: "viewer, operator, admin", summary: "The operating mode the loop runs: `{mode, timestamp}` (`mode` empty before the loop's first cycle)." },
+    RouteInfo { method: "POST", path: "/api/v1/site-mode", roles: "operator, admin", summary: "Switch the operating mode at run time: the site file's `[mode]` section as JSON with `mode` for `kind`, e.g. `{\"mode\": \"self-consumption\", \"reserve_soc_pct\": 20}`; modes `passive`, `manual`, `charge-only`, `self-consumption`, `peak-shaving`. Audited; answers `{state, mode}`." },
+    RouteInfo { method: "GET", path: "/api/v1/audit", roles: "operator, admin", summary: "The audit log, newest first: `{entries: [{seq, at, actor, action, outcome, detail}], next}`. `limit` (1..=1000, default 100), `before` (a `seq`: the previous page's `next`; `next` is null on the last page), `from`/`to` (RFC 3339), `kind` (`ok`, `refused` or `failed` match the outcome; anything else is an action prefix such as `POST /api/v1/emergency-stop`, `state` or `schedule.`), `actor` (prefix)." },
+    RouteInfo { method: "GET", path: "/metrics", roles: "viewer, operator, admin", summary: "Prometheus text format: cycle duration and lateness, E-stop to zero power, state, device errors, API answers by code, unauthenticated requests, audit queue depth and drops. Public (no token) when the gateway is configured so." },
     RouteInfo { method: "GET", path: "/api/v1/control-modes", roles: "viewer, operator, admin", summary: "`availableControlModes` and `activeControlModes`." },
     RouteInfo { method: "POST", path: "/api/v1/control-modes", roles: "operator, admin", summary: "Activate control modes: `{\"ess\": {\"mode\": \"LIMIT_CHARGE\", \"maxChargePower\": 1000}}` or `{\"activateControlModes\": {...}}`; `{\"ess\": null}` deactivates; `{}` changes nothing; 60 s watchdog unless `until` (RFC 3339) or `duration` (seconds or ISO 8601 like `PT15M`)." },
     RouteInfo { method: "POST", path: "/api/v1/schedules", roles: "provider, admin", summary: "Submit a signed provider schedule. Ed25519 signature (128 hex digits in `auth.sign.signature`) over the UTF-8 of `ems-schedule-v1|<sn>|<executionTime>|<operation>|<power>|<provider>|<nonce>`, fields exactly as sent (`executionTime` as `YYYY-MM-DDTHH:MM:SSZ`, `power` an integer of watts)." },
@@ -112,33 +171,272 @@ pub const ROUTES: &[RouteInfo] = &[
     RouteInfo { method: "DELETE", path: "/api/v1/schedules/{id}", roles: "operator, provider, admin", summary: "Delete a schedule." },
 ];
 
-/// The OpenAPI 3.1 document of [`ROUTES`].
+/// What an operation takes and answers, beyond [`RouteInfo`].
+struct OpSpec {
+    /// Query and path parameters (OpenAPI parameter objects).
+    params: Vec<Value>,
+    /// The JSON request body's schema (`None`: no body is read).
+    body: Option<Value>,
+    /// Status codes besides those every operation shares (see [`openapi`]).
+    codes: &'static [u16],
+    /// Whether a request that matches the schema may still be refused with 400 for reasons
+    /// a schema cannot state (a signature, a site's serial numbers, cross-field rules).
+    semantic: bool,
+}
+
+fn time_param(name: &str, required: bool, what: &str) -> Value {
+    json!({ "name": name, "in": "query", "required": required, "description": what,
+            "schema": { "type": "string", "format": "date-time" } })
+}
+
+fn power(what: &str) -> Value {
+    json!({ "type": "number", "minimum": 0, "description": format!("{what}, W (at most the site's rating)") })
+}
+
+fn watts_schema(min: f64, max: f64) -> Value {
+    json!({ "type": "number", "minimum": min, "maximum": max })
+}
+
+/// `POST /api/v1/site-mode` bodies, one per mode (see [`crate::site_mode`]).
+fn site_mode_schema() -> Value {
+    let pct = json!({ "type": "number", "minimum": 0, "maximum": 100 });
+    let w = watts_schema(0.0, 1e7);
+    let sw = watts_schema(-1e7, 1e7);
+    let variant = |mode: &str, required: &[&str], props: Value| {
+        let mut p = json!({ "mode": { "const": mode } });
+        if let (Value::Object(o), Value::Object(extra)) = (&mut p, props) {
+            o.extend(extra);
+        }
+        let mut req = vec!["mode".to_owned()];
+        req.extend(required.iter().map(|r| (*r).to_owned()));
+        json!({ "type": "object", "additionalProperties": false, "required": req, "properties": p })
+    };
+    json!({ "oneOf": [
+        variant("passive", &[], json!({})),
+        variant("manual", &["setpoint_w"], json!({ "setpoint_w": sw })),
+        variant("charge-only", &[], json!({ "source": { "const": "pv-surplus" }, "soc_target_pct": pct, "max_grid_import_w": w })),
+        variant("charge-only", &["source", "power_w"], json!({ "source": { "const": "fixed" }, "power_w": w, "soc_target_pct": pct, "max_grid_import_w": w })),
+        variant("self-consumption", &[], json!({ "grid_setpoint_w": sw, "reserve_soc_pct": pct, "max_charge_w": w, "max_discharge_w": w })),
+        variant("peak-shaving", &["import_cap_w"], json!({
+            "import_cap_w": w, "export_cap_w": w, "recharge_below_w": sw, "max_recharge_w": w,
+            "reserve_soc_pct": pct, "target_soc_pct": pct,
+            "slots": { "type": "array", "maxItems": 8, "items": {
+                "type": "object", "additionalProperties": false, "required": ["start", "import_cap_w", "export_cap_w"],
+                "properties": { "start": { "type": "string", "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$" }, "import_cap_w": w, "export_cap_w": w } } }
+        })),
+    ], "description": "The site file's `[mode]` section (`mode` in place of `kind`). Cross-field rules (reserve at or below target, slots in order of the day) are checked too (400, field `mode`)." })
+}
+
+fn ess_mode_schema() -> Value {
+    let life = json!({
+        "until": { "type": "string", "format": "date-time", "description": "Hold until then (future, at most 24 h ahead)." },
+        "duration": { "type": ["number", "string"], "description": "Seconds (> 0) or ISO 8601 like `PT15M`; at most 24 h." }
+    });
+    let variant = |mode: &str, field: Option<&str>| {
+        let mut props = json!({ "mode": { "const": mode } });
+        let mut required = vec!["mode".to_owned()];
+        if let Value::Object(o) = &mut props {
+            if let Some(f) = field {
+                o.insert(f.to_owned(), power(f));
+                required.push(f.to_owned());
+            }
+            if let Value::Object(l) = life.clone() {
+                o.extend(l);
+            }
+        }
+        json!({ "type": "object", "additionalProperties": false, "required": required, "properties": props })
+    };
+    json!({ "oneOf": [
+        variant("NO_DISCHARGE", None),
+        variant("LIMIT_CHARGE", Some("maxChargePower")),
+        variant("LIMIT_DISCHARGE", Some("maxDischargePower")),
+        variant("FORCE_CHARGE", Some("power")),
+        { "type": "null", "description": "Deactivate." }
+    ] })
+}
+
+fn op_spec(method: &str, path: &str) -> OpSpec {
+    let none = |codes| OpSpec { params: vec![], body: None, codes, semantic: false };
+    let obj = |required: &[&str], props: Value| json!({ "type": "object", "additionalProperties": false, "required": required, "properties": props });
+    let id = json!({ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } });
+    match (method, path) {
+        ("GET", "/api/v1/current-data") => OpSpec {
+            params: vec![json!({ "name": "channels", "in": "query", "required": false,
+                "description": "1 to 64 comma-separated channel addresses `component/Channel`.",
+                "schema": { "type": "string", "pattern": "^[^,/]+/[^,]+(,[^,/]+/[^,]+)*$", "example": "_sum/EssSoc,_sum/GridActivePower" } })],
+            ..none(&[200, 400])
+        },
+        ("GET", "/api/v1/history") => OpSpec {
+            params: vec![
+                time_param("from", true, "Start (inclusive)."),
+                time_param("to", true, "End (exclusive); after `from`, at most 31 days later."),
+                json!({ "name": "channels", "in": "query", "required": true, "description": "1 to 64 comma-separated channel addresses.",
+                        "schema": { "type": "string", "pattern": "^[^,/]+/[^,]+(,[^,/]+/[^,]+)*$", "example": "_sum/EssSoc" } }),
+                json!({ "name": "resolution", "in": "query", "required": false, "description": "Bucket width, whole seconds; 0 = stored samples.",
+                        "schema": { "type": "integer", "minimum": 0, "maximum": 86400 } }),
+            ],
+            ..none(&[200, 400])
+        },
+        ("GET", "/api/v1/live") => OpSpec { semantic: true, ..none(&[101, 400, 426]) },
+        // 429 only for a token that may not press it (see `authorize`).
+        ("POST", "/api/v1/emergency-stop") => none(&[200, 429]),
+        ("POST", "/api/v1/reset") => OpSpec {
+            body: Some(obj(
+                &["reason"],
+                json!({ "reason": { "type": "string", "minLength": 1, "maxLength": 500, "pattern": "\\S" } }),
+            )),
+            ..none(&[200, 400, 409, 413])
+        },
+        ("POST", "/api/v1/state") => OpSpec {
+            body: Some(obj(&["request"], json!({ "request": { "enum": ["start", "stop", "acknowledge"] } }))),
+            ..none(&[200, 400, 409, 413])
+        },
+        ("POST", "/api/v1/control-modes") => OpSpec {
+            body: Some(json!({ "oneOf": [
+                obj(&[], json!({ "ess": ess_mode_schema() })),
+                obj(&["activateControlModes"], json!({ "activateControlModes": obj(&[], json!({ "ess": ess_mode_schema() })) })),
+            ] })),
+            ..none(&[200, 400, 413])
+        },
+        ("POST", "/api/v1/schedules") => OpSpec {
+            body: Some(obj(
+                &["sn", "executionTime", "operation", "power", "provider", "nonce", "auth"],
+                json!({
+                    "sn": { "type": "string", "minLength": 1, "maxLength": 128 },
+                    "executionTime": { "type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$" },
+                    "operation": { "enum": ["CHARGE", "DISCHARGE"] },
+                    "power": { "type": "integer", "minimum": 0 },
+                    "provider": { "type": "string", "minLength": 1, "maxLength": 128 },
+                    "nonce": { "type": "string", "pattern": "^[A-Za-z0-9_-]{8,128}$" },
+                    "auth": obj(&["sign"], json!({ "sign": obj(&["signature"], json!({ "signature": { "type": "string", "pattern": "^[0-9a-f]{128}$" } })) }))
+                }),
+            )),
+            semantic: true,
+            ..none(&[200, 400, 409, 413])
+        },
+        ("POST", "/api/v1/graphql") => OpSpec {
+            body: Some(obj(
+                &["query"],
+                json!({
+                    "query": { "type": "string" },
+                    "variables": { "type": "object" },
+                    "operationName": { "type": "string" },
+                    "extensions": { "type": "object" }
+                }),
+            )),
+            ..none(&[200, 400, 413])
+        },
+        ("GET", "/api/v1/schedules/{id}") => OpSpec { params: vec![id], ..none(&[200, 404]) },
+        ("DELETE", "/api/v1/schedules/{id}") => OpSpec { params: vec![id], ..none(&[200, 404]) },
+        ("GET", "/api/v1/audit") => OpSpec {
+            params: vec![
+                json!({ "name": "limit", "in": "query", "required": false, "description": "Page size, default 100.", "schema": { "type": "integer", "minimum": 1, "maximum": 1000 } }),
+                json!({ "name": "before", "in": "query", "required": false, "description": "Only entries with a smaller `seq` (the previous page's `next`).", "schema": { "type": "integer", "minimum": 1 } }),
+                time_param("from", false, "Only entries at or after this time."),
+                time_param("to", false, "Only entries before this time (after `from`)."),
+                json!({ "name": "kind", "in": "query", "required": false, "description": "`ok`, `refused` or `failed`: that outcome; anything else: entries whose action starts with it (`POST /api/v1/emergency-stop`, `state`, `schedule.`).", "schema": { "type": "string", "minLength": 1, "maxLength": 200 } }),
+                json!({ "name": "actor", "in": "query", "required": false, "description": "Entries whose actor starts with this (`ops` matches `ops (operator)`).", "schema": { "type": "string", "minLength": 1, "maxLength": 200 } }),
+            ],
+            ..none(&[200, 400])
+        },
+        ("POST", "/api/v1/site-mode") => {
+            OpSpec { body: Some(site_mode_schema()), semantic: true, ..none(&[200, 400, 409, 413]) }
+        }
+        _ => none(&[200]),
+    }
+}
+
+fn status_description(code: u16) -> &'static str {
+    match code {
+        101 => "Switching Protocols: the WebSocket is open.",
+        200 => "OK.",
+        400 => "Malformed or invalid input; `field` names it.",
+        401 => "Missing or unknown bearer token.",
+        403 => "The token's role may not do this (or, for schedules, the signature or provider is refused).",
+        404 => "No such item.",
+        409 => "Refused by the state machine (`state`, `reason`) or a replayed schedule.",
+        413 => "Body over 64 KiB.",
+        414 => "Request target over 8 KiB.",
+        415 => "A body was sent without `Content-Type: application/json`.",
+        426 => "The connection cannot be upgraded to a WebSocket.",
+        429 => "Rate limit of the token or of the client address exhausted; see `Retry-After`.",
+        431 => "Request headers over 64 fields or 16 KiB.",
+        503 => "The control loop or the store is unavailable, the server is at its connection limit, or the request took longer than the request timeout.",
+        _ => "See the summary.",
+    }
+}
+
+/// The OpenAPI 3.1 document of [`ROUTES`]: for every operation its parameters, its request
+/// body schema (`additionalProperties: false` wherever extra fields are refused) and every
+/// status code it can answer. Every operation can also answer 414, 431 and 503; every one
+/// except the E-stop 415 (a body that is not JSON) and 429 (the per-address limit); every one
+/// that needs a token 401, 403 and 429. A method a path does not serve answers 405, an unknown
+/// path 404 (both JSON). `x-roles` lists the roles allowed.
 #[must_use]
 pub fn openapi() -> Value {
     let mut paths: BTreeMap<&str, serde_json::Map<String, Value>> = BTreeMap::new();
+    let error = json!({ "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } });
     for r in ROUTES {
+        let spec = op_spec(r.method, r.path);
+        let estop = r.path == ESTOP_PATH;
+        let tokened = r.roles != "-" && r.path != "/api/v1/live";
+        let mut codes: Vec<u16> = spec.codes.to_vec();
+        codes.extend([414, 431, 503]);
+        if !estop {
+            codes.extend([415, 429]);
+        }
+        if tokened {
+            codes.extend([401, 403, 429]);
+        }
+        codes.sort_unstable();
+        codes.dedup();
+        let mut responses = serde_json::Map::new();
+        for c in codes {
+            let content = match c {
+                101 => Value::Null,
+                200 if r.path == "/metrics" => json!({ "text/plain": { "schema": { "type": "string" } } }),
+                200 => json!({ "application/json": { "schema": { "type": "object" } } }),
+                _ => error.clone(),
+            };
+            let mut resp = json!({ "description": status_description(c) });
+            if let (Value::Object(o), false) = (&mut resp, content.is_null()) {
+                o.insert("content".into(), content);
+            }
+            responses.insert(c.to_string(), resp);
+        }
+        let roles: Vec<&str> =
+            if r.roles == "-" { vec![] } else { r.roles.split(", ").map(str::trim).collect() };
         let mut op = json!({
             "summary": r.summary,
             "description": format!("Roles: {}.", r.roles),
-            "responses": {
-                "200": { "description": "OK", "content": { "application/json": { "schema": { "type": "object" } } } },
-                "4XX": { "description": "Refused", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } }
-            }
+            "x-roles": roles,
+            "responses": responses,
         });
         if let Value::Object(o) = &mut op {
-            if r.roles != "-" {
-                o.insert("security".into(), json!([{ "bearer": [] }]));
+            if tokened {
+                let security = if r.path == "/metrics" {
+                    json!([{ "bearer": [] }, {}])
+                } else {
+                    json!([{ "bearer": [] }])
+                };
+                o.insert("security".into(), security);
             }
-            if r.path.contains("{id}") {
-                o.insert(
-                    "parameters".into(),
-                    json!([{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }]),
-                );
+            if spec.semantic {
+                o.insert("x-semantic-checks".into(), Value::Bool(true));
             }
-            if r.method == "POST" {
+            if !spec.params.is_empty() {
+                o.insert("parameters".into(), Value::Array(spec.params));
+            }
+            if let Some(schema) = spec.body {
                 o.insert(
                     "requestBody".into(),
-                    json!({ "required": r.path != "/api/v1/emergency-stop", "content": { "application/json": { "schema": { "type": "object" } } } }),
+                    json!({ "required": true, "content": { "application/json": { "schema": schema } } }),
+                );
+            } else if estop {
+                o.insert(
+                    "requestBody".into(),
+                    json!({ "required": false, "description": "Ignored, whatever its type: a stop must not fail on its body.",
+                            "content": { "*/*": { "schema": {} } } }),
                 );
             }
         }
@@ -149,7 +447,7 @@ pub fn openapi() -> Value {
         "info": {
             "title": "EMS API",
             "version": "1",
-            "description": "Energy management system API. Signs: grid + import / - export; battery + discharge / - charge. Errors are JSON {error, field}. Provider schedule signature: Ed25519 over the UTF-8 of `ems-schedule-v1|<sn>|<executionTime>|<operation>|<power>|<provider>|<nonce>`."
+            "description": "Energy management system API. Signs: grid + import / - export; battery + discharge / - charge. Errors are JSON {error, field}. Every request with a body needs `Content-Type: application/json` (except the E-stop); JSON bodies with a key twice are refused (400). Rate limits per token and per client address apply to everything except the E-stop. Provider schedule signature: Ed25519 over the UTF-8 of `ems-schedule-v1|<sn>|<executionTime>|<operation>|<power>|<provider>|<nonce>`. An operation marked `x-semantic-checks` may refuse a request that matches its schema for reasons a schema cannot state (signatures, the site's serial numbers, cross-field rules)."
         },
         "paths": paths,
         "components": {
@@ -248,10 +546,46 @@ impl ApiState {
         }
     }
 
-    /// Authenticate and authorize; refusals are audited.
+    /// Count a refusal of `kind` and write an audit row for it only if the sampling allows
+    /// (see [`ApiConfig::refusal_audit_every`]); the caller's address is in the detail when
+    /// known.
+    pub(crate) fn audit_sampled(
+        &self,
+        kind: RefusalKind,
+        action: &str,
+        detail: &str,
+        peer: Option<SocketAddr>,
+    ) {
+        let Some(suppressed) =
+            self.metrics.note_refusal(kind, Instant::now(), self.config.refusal_audit_every)
+        else {
+            return;
+        };
+        let from = peer.map(|p| format!(" from {}", p.ip())).unwrap_or_default();
+        self.audit(
+            "anonymous",
+            action,
+            Outcome::Refused,
+            format!("{detail}{from}; {suppressed} similar refusals since the last such row were not written"),
+        );
+    }
+
+    /// Authenticate and authorize; a 403 is audited, a 401 or 429 is sampled into the audit
+    /// log by the middleware ([`guard`]), which sees every one of them.
     fn authorize(&self, headers: &HeaderMap, access: Access, action: &str) -> Result<Principal, ApiError> {
         let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        match self.tokens.authenticate(auth, std::time::Instant::now()) {
+        let result = if access == Access::EmergencyStop {
+            match self.tokens.identify(auth) {
+                Ok(p) if p.role.allows(access) => Ok(p),
+                // Only a token that may press the E-stop is exempt from its rate limit; any
+                // other would otherwise write audited 403s as fast as it can send them.
+                Ok(_) => self.tokens.authenticate(auth, Instant::now()),
+                Err(e) => Err(e),
+            }
+        } else {
+            self.tokens.authenticate(auth, Instant::now())
+        };
+        match result {
             Ok(p) if p.role.allows(access) => Ok(p),
             Ok(p) => {
                 let msg = format!("role '{}' may not call {action}", p.role.as_str());
@@ -259,7 +593,6 @@ impl ApiState {
                 Err(ApiError::new(StatusCode::FORBIDDEN, msg))
             }
             Err(e) => {
-                self.audit("anonymous", action, Outcome::Refused, e.to_string());
                 let mut err = ApiError::new(
                     match e {
                         AuthError::Missing | AuthError::Invalid => StatusCode::UNAUTHORIZED,
@@ -298,10 +631,21 @@ impl ApiState {
     }
 
     async fn command(&self, actor: &str, action: &str, cmd: ApiCommand) -> ApiResult {
+        let state = self.command_state(actor, action, cmd).await?;
+        Ok(Json(json!({ "state": state.as_str() })).into_response())
+    }
+
+    /// Send `cmd` to the loop, audit the outcome; the state after it.
+    async fn command_state(
+        &self,
+        actor: &str,
+        action: &str,
+        cmd: ApiCommand,
+    ) -> Result<ems_core::State, ApiError> {
         match self.commands.send(cmd).await {
             Ok(Ok(state)) => {
                 self.audit(actor, action, Outcome::Ok, format!("state now {state}"));
-                Ok(Json(json!({ "state": state.as_str() })).into_response())
+                Ok(state)
             }
             Ok(Err(refusal)) => {
                 self.audit(
@@ -330,9 +674,14 @@ impl ApiState {
     }
 }
 
-/// The router of the REST API. Serve it with `axum::serve`; nothing else is needed.
+/// The router of the REST API. Serve it with [`crate::server::serve`] (connection limit,
+/// timeouts, the peer address for the per-address rate limit); `axum::serve` works too but
+/// has none of these.
 pub fn router(state: ApiState) -> Router {
     Router::new()
+        .route("/metrics", get(metrics_get))
+        .route("/api/v1/audit", get(audit_get))
+        .route("/api/v1/site-mode", get(site_mode_get).post(site_mode_post))
         .route("/api/v1/openapi.json", get(openapi_doc))
         .route("/api/v1/current-data", get(current_data))
         .route("/api/v1/history", get(history))
@@ -351,7 +700,237 @@ pub fn router(state: ApiState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
+}
+
+/// Whether a `Content-Type` value is JSON (`application/json`, any parameters, any case).
+fn is_json(v: Option<&HeaderValue>) -> bool {
+    v.and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// Whether the request carries a body (a non-zero `Content-Length`, or chunked).
+fn has_body(headers: &HeaderMap) -> bool {
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        return true;
+    }
+    headers.get(header::CONTENT_LENGTH).is_some_and(|v| v.to_str().ok().map(str::trim) != Some("0"))
+}
+
+/// The middleware around every route, in this order:
+/// 1. request target over [`MAX_URI_BYTES`] → 414, headers over [`MAX_HEADER_BYTES`] /
+///    [`MAX_HEADER_FIELDS`] → 431;
+/// 2. the per-address rate limit (429 + `Retry-After`) when the server supplied the peer
+///    address (`ConnectInfo`), except for the E-stop;
+/// 3. a request with a body must say `Content-Type: application/json` (415), except the
+///    E-stop, whose body is ignored: a stop must not fail on a header;
+/// 4. afterwards: any error answer that is not JSON yet (axum's own rejections) is turned into
+///    `{"error": "..."}`; 401 and 429 answers are counted and sampled into the audit log; every
+///    answer is counted in `ems_api_requests_total`.
+async fn guard(State(s): State<ApiState>, req: Request, next: Next) -> Response {
+    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+    let had_token = req.headers().contains_key(header::AUTHORIZATION);
+    // The path is the caller's text: keep what goes into the audit log short.
+    let mut action = format!("{} {}", req.method(), req.uri().path());
+    if action.len() > 200 {
+        let mut cut = 197;
+        while !action.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        action.truncate(cut);
+        action.push_str("...");
+    }
+    let resp = match precheck(&s, &req, peer) {
+        Err(e) => e.into_response(),
+        Ok(()) => next.run(req).await,
+    };
+    let resp = json_error_body(resp).await;
+    let status = resp.status();
+    match status {
+        StatusCode::UNAUTHORIZED => {
+            let (kind, detail) = if had_token {
+                (RefusalKind::Invalid, "invalid token")
+            } else {
+                (RefusalKind::Missing, "missing bearer token")
+            };
+            s.audit_sampled(kind, &action, detail, peer);
+        }
+        StatusCode::TOO_MANY_REQUESTS => {
+            s.audit_sampled(RefusalKind::RateLimited, &action, "rate limited", peer)
+        }
+        _ => {}
+    }
+    s.metrics.api_request(status.as_u16());
+    resp
+}
+
+fn precheck(s: &ApiState, req: &Request, peer: Option<SocketAddr>) -> Result<(), ApiError> {
+    let uri_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    if uri_len > MAX_URI_BYTES {
+        return Err(ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            format!("request target: {uri_len} bytes, at most {MAX_URI_BYTES}"),
+        ));
+    }
+    let headers = req.headers();
+    let header_bytes: usize = headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
+    if header_bytes > MAX_HEADER_BYTES || headers.len() > MAX_HEADER_FIELDS {
+        return Err(ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!(
+                "headers: {} fields, {header_bytes} bytes; at most {MAX_HEADER_FIELDS} fields, {MAX_HEADER_BYTES} bytes",
+                headers.len()
+            ),
+        ));
+    }
+    let estop = req.uri().path() == ESTOP_PATH;
+    if let (Some(peer), false) = (peer, estop) {
+        if let Err(AuthError::RateLimited { retry_after_secs }) =
+            s.tokens.charge_address(peer.ip(), Instant::now())
+        {
+            return Err(ApiError {
+                retry_after: Some(retry_after_secs),
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    format!("rate limit of address {} exceeded; retry after {retry_after_secs} s", peer.ip()),
+                )
+            });
+        }
+    }
+    // The headers say whether a body comes; the size hint covers bodies built in-process
+    // (tests, `oneshot`), which carry no `Content-Length`.
+    let body_hint = axum::body::HttpBody::size_hint(req.body()).upper() != Some(0);
+    if !estop && (has_body(headers) || body_hint) && !is_json(headers.get(header::CONTENT_TYPE)) {
+        let got = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("none");
+        return Err(ApiError {
+            field: Some("Content-Type".into()),
+            ..ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!(
+                    "Content-Type: a body must be application/json, got {}",
+                    input::show(&Value::String(got.to_owned()))
+                ),
+            )
+        });
+    }
+    Ok(())
+}
+
+/// An error answer (4xx, 5xx) whose body is not JSON becomes `{"error": "<its text>"}`.
+async fn json_error_body(resp: Response) -> Response {
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error())
+        || is_json(resp.headers().get(header::CONTENT_TYPE))
+    {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    // axum's rejection texts are short; a longer body is cut rather than buffered.
+    let text = match axum::body::to_bytes(body, 4096).await {
+        Ok(b) if !b.is_empty() => String::from_utf8_lossy(&b).into_owned(),
+        _ => status.canonical_reason().unwrap_or("error").to_owned(),
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let mut fixed = ApiError::new(status, text).into_response();
+    for (k, v) in &parts.headers {
+        if k != header::CONTENT_TYPE {
+            fixed.headers_mut().insert(k.clone(), v.clone());
+        }
+    }
+    fixed
+}
+
+async fn metrics_get(State(s): State<ApiState>, headers: HeaderMap) -> ApiResult {
+    if !s.config.metrics_public {
+        s.authorize(&headers, Access::Read, "GET /metrics")?;
+    }
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], s.metrics.render())
+        .into_response())
+}
+
+fn parse_audit_query(q: &BTreeMap<String, String>) -> Result<AuditQuery, FieldError> {
+    input::only_keys_str(q, &["limit", "before", "from", "to", "kind", "actor"])?;
+    let limit = match q.get("limit") {
+        None => 100,
+        Some(raw) => match raw.parse::<usize>() {
+            Ok(n) if (1..=crate::ports::MAX_AUDIT_PAGE).contains(&n) => n,
+            _ => {
+                return Err(FieldError::new("limit", format!("must be a whole number 1..=1000, got {raw:?}")))
+            }
+        },
+    };
+    let before = match q.get("before") {
+        None => None,
+        Some(raw) => Some(raw.parse::<u64>().ok().filter(|b| *b >= 1).ok_or_else(|| {
+            FieldError::new("before", format!("must be a sequence number >= 1, got {raw:?}"))
+        })?),
+    };
+    let from = q.contains_key("from").then(|| parse_time(q, "from")).transpose()?;
+    let to = q.contains_key("to").then(|| parse_time(q, "to")).transpose()?;
+    if let (Some(f), Some(t)) = (from, to) {
+        if t <= f {
+            return Err(FieldError::new("to", format!("must be after 'from' ({f}), got {t}")));
+        }
+    }
+    let text = |k: &str| -> Result<Option<String>, FieldError> {
+        match q.get(k) {
+            None => Ok(None),
+            Some(v) if v.is_empty() || v.len() > 200 => {
+                Err(FieldError::new(k, format!("must be 1..=200 bytes, got {} bytes", v.len())))
+            }
+            Some(v) => Ok(Some(v.clone())),
+        }
+    };
+    Ok(AuditQuery { limit, before, from, to, kind: text("kind")?, actor: text("actor")? })
+}
+
+async fn audit_get(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    q: Result<Query<BTreeMap<String, String>>, QueryRejection>,
+) -> ApiResult {
+    const ACTION: &str = "GET /api/v1/audit";
+    let p = s.authorize(&headers, Access::AuditRead, ACTION)?;
+    let q = query_map(q).map_err(|e| s.refuse(&p.actor(), ACTION, e))?;
+    let query = parse_audit_query(&q).map_err(|e| s.refuse(&p.actor(), ACTION, ApiError::field(e)))?;
+    let audit = s.audit.clone();
+    // SQLite reads block; keep them off the async workers.
+    let page = tokio::task::spawn_blocking(move || audit.query_audit(&query))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("audit query failed: {e}")))?
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    let entries: Vec<Value> = page
+        .entries
+        .iter()
+        .map(|e| {
+            json!({ "seq": e.seq, "at": e.at.to_string(), "actor": e.actor, "action": e.action,
+                    "outcome": e.outcome, "detail": e.detail })
+        })
+        .collect();
+    Ok(Json(json!({ "entries": entries, "next": page.next })).into_response())
+}
+
+async fn site_mode_get(State(s): State<ApiState>, headers: HeaderMap) -> ApiResult {
+    s.authorize(&headers, Access::Read, "GET /api/v1/site-mode")?;
+    let view = s.view.borrow().clone();
+    Ok(Json(json!({ "mode": view.safety.mode, "timestamp": view.at.map(|t| t.to_string()) })).into_response())
+}
+
+async fn site_mode_post(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    const ACTION: &str = "POST /api/v1/site-mode";
+    let p = s.authorize(&headers, Access::Operate, ACTION)?;
+    let actor = p.actor();
+    let o = s.body_object(body, &actor, ACTION)?;
+    let mode = crate::site_mode::parse(&o).map_err(|e| s.refuse(&actor, ACTION, ApiError::field(e)))?;
+    let action = format!("{ACTION} {mode}");
+    let state = s.command_state(&actor, &action, ApiCommand::SetMode { actor: actor.clone(), mode }).await?;
+    Ok(Json(json!({ "state": state.as_str(), "mode": mode.to_string() })).into_response())
 }
 
 async fn not_found() -> ApiError {
@@ -474,15 +1053,39 @@ async fn safety(State(s): State<ApiState>, headers: HeaderMap) -> ApiResult {
     let mut body = json!(view.safety);
     if let Value::Object(o) = &mut body {
         o.insert("timestamp".into(), json!(view.at.map(|t| t.to_string())));
+        o.insert("devices".into(), json!(view.devices));
     }
     Ok(Json(body).into_response())
 }
 
 async fn emergency_stop(State(s): State<ApiState>, headers: HeaderMap) -> ApiResult {
     const ACTION: &str = "POST /api/v1/emergency-stop";
-    let p = s.authorize(&headers, Access::Operate, ACTION)?;
+    let p = s.authorize(&headers, Access::EmergencyStop, ACTION)?;
     let actor = p.actor();
-    s.command(&actor, ACTION, ApiCommand::EmergencyStop { actor: actor.clone() }).await
+    match s.estop.press(&actor).await {
+        Ok(ack) if ack.state == ems_core::State::Stopped => {
+            let took_ms = ack.took.as_secs_f64() * 1000.0;
+            s.audit(
+                &actor,
+                ACTION,
+                Outcome::Ok,
+                format!("state now {}, zero power after {took_ms:.1} ms", ack.state),
+            );
+            Ok(Json(json!({ "state": ack.state.as_str(), "tookMs": took_ms })).into_response())
+        }
+        Ok(ack) => {
+            let msg = format!("the E-stop was not confirmed: the state is {}", ack.state);
+            s.audit(&actor, ACTION, Outcome::Failed, msg.clone());
+            Err(ApiError {
+                extra: Some(json!({ "state": ack.state.as_str() })),
+                ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, msg)
+            })
+        }
+        Err(e) => {
+            s.audit(&actor, ACTION, Outcome::Failed, e.to_string());
+            Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))
+        }
+    }
 }
 
 async fn reset(

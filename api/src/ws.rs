@@ -12,7 +12,8 @@
 //!    carry the first `"subscribe"`. It must arrive within [`AUTH_TIMEOUT`].
 //!
 //! The role rules are those of `GET /api/v1/current-data`: viewer, operator and admin may read
-//! (a provider may not). A refusal is audited, sent as `{"error": "..."}` and the socket is
+//! (a provider may not). A refusal is audited (a missing or unknown token, or an exhausted
+//! rate limit, sampled: at most one row per kind every 10 s, see `ApiConfig`), sent as `{"error": "..."}` and the socket is
 //! closed with code 1008 (policy violation; 1013 "try again later" when the token's rate limit
 //! is exhausted) and the error as the close reason. The token is charged one request of its
 //! rate limit per connection, not per pushed update. There is no `Origin` check: nothing is
@@ -44,6 +45,7 @@
 
 use crate::auth::{Access, AuthError, Principal};
 use crate::input::FieldError;
+use crate::metrics::RefusalKind;
 use crate::model::SiteView;
 use crate::ports::{AuditEntry, Outcome};
 use crate::rest::ApiState;
@@ -197,10 +199,19 @@ fn parse_subscription(v: &Value) -> Result<Subscription, FieldError> {
     Ok(Subscription::Some { channels, safety })
 }
 
+/// The safety view as sent: with `devices` (kept once, in [`SiteView::devices`]).
+fn safety_json(view: &SiteView) -> Value {
+    let mut v = json!(view.safety);
+    if let Value::Object(o) = &mut v {
+        o.insert("devices".into(), json!(view.devices));
+    }
+    v
+}
+
 fn update(view: &SiteView, sub: &Subscription) -> Value {
     let at = view.at.map(|t| t.to_string());
     match sub {
-        Subscription::All => json!({ "at": at, "channels": view.channels, "safety": view.safety }),
+        Subscription::All => json!({ "at": at, "channels": view.channels, "safety": safety_json(view) }),
         Subscription::Some { channels, safety } => {
             let values: Map<String, Value> = channels
                 .iter()
@@ -208,7 +219,7 @@ fn update(view: &SiteView, sub: &Subscription) -> Value {
                 .collect();
             let mut v = json!({ "at": at, "channels": values });
             if let (Value::Object(o), true) = (&mut v, *safety) {
-                o.insert("safety".into(), json!(view.safety));
+                o.insert("safety".into(), safety_json(view));
             }
             v
         }
@@ -290,7 +301,12 @@ impl Connection {
                 Err(End::Close(CLOSE_POLICY, msg))
             }
             Err(e) => {
-                self.audit("anonymous", Outcome::Refused, e.to_string());
+                let kind = match e {
+                    AuthError::Missing => RefusalKind::Missing,
+                    AuthError::Invalid => RefusalKind::Invalid,
+                    AuthError::RateLimited { .. } => RefusalKind::RateLimited,
+                };
+                self.s.audit_sampled(kind, ACTION, &e.to_string(), None);
                 let code =
                     if matches!(e, AuthError::RateLimited { .. }) { CLOSE_TRY_LATER } else { CLOSE_POLICY };
                 Err(End::Close(code, e.to_string()))

@@ -96,6 +96,12 @@
     setText('discharge-limited-by', (s.dischargeLimitedBy || []).join(', '));
     renderList('faults', s.latchedFaults);
     renderList('events', (s.recentEvents || []).slice().reverse());
+    setText('site-mode', s.mode || '–');
+    // Until every device has answered the loop does not control: say so plainly.
+    const d = s.devices;
+    const waiting = !!d && !d.ready;
+    document.getElementById('devices-banner').hidden = !waiting;
+    if (waiting) setText('devices-detail', d.detail || 'the control loop has not reported its devices yet');
   }
 
   function renderChannels(c) {

@@ -76,6 +76,9 @@ async fn page_has_the_stable_ids_and_loads_only_local_assets() {
         "events",
         "control-modes",
         "chart",
+        "devices-banner",
+        "devices-detail",
+        "site-mode",
     ] {
         let attr = format!("id=\"{id}\"");
         assert_eq!(INDEX_HTML.matches(&attr).count(), 1, "exactly one element with {attr}");
@@ -142,4 +145,10 @@ async fn the_page_needs_no_token_but_the_api_does() {
     // Other methods on the page are refused as JSON.
     let r = h.post("/", None, &serde_json::json!({})).await;
     assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[test]
+fn the_page_says_when_it_waits_for_devices() {
+    assert!(INDEX_HTML.contains("waiting for devices: <span id=\"devices-detail\">"));
+    assert!(APP_JS.contains("d.ready"));
 }

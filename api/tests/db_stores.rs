@@ -2,7 +2,7 @@
 //! errors, history downsampling and retention.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use ems_api::db::{Db, DbOptions, HistoryRetention, MaintainReport, SCHEMA_VERSION};
+use ems_api::db::{Db, DbOptions, HistoryRetention, MaintainReport, Retention, SCHEMA_VERSION};
 use ems_api::ports::{AuditEntry, AuditSink, HistoryPoint, HistoryStore, Outcome, ScheduleStore};
 use jiff::{SignedDuration, Timestamp};
 use proptest::prelude::*;
@@ -276,8 +276,14 @@ fn history_retention_and_tier_fallback() {
         quarter: Duration::from_secs(730 * 86_400),
     };
     assert_eq!(retention, HistoryRetention::default());
-    let db =
-        Db::open_with(dir.path().join("ems.db"), DbOptions { retention, ..DbOptions::default() }).unwrap();
+    let db = Db::open_with(
+        dir.path().join("ems.db"),
+        DbOptions {
+            retention: Retention { history: retention, ..Retention::default() },
+            ..DbOptions::default()
+        },
+    )
+    .unwrap();
     let now = t("2026-03-10T00:00:00Z");
     let ago = |s: i64| now.checked_sub(secs(s)).unwrap();
     // Samples 3 years, 40 days, 10 days and 1 hour ago: 30 min each at 10 Hz.
@@ -287,7 +293,7 @@ fn history_retention_and_tier_fallback() {
     let report = db.maintain(now).unwrap();
     // Raw: all but the last hour's 2 × 18 000; minute: 3 years and 40 days (2 × 2 × 30);
     // quarter: 3 years (2 × 2).
-    assert_eq!(report, MaintainReport { raw: 3 * 36_000, minute: 120, quarter: 4 });
+    assert_eq!(report, MaintainReport { raw: 3 * 36_000, minute: 120, quarter: 4, audit: 0 });
     assert_eq!(db.maintain(now).unwrap(), MaintainReport::default());
 
     // The last hour: raw samples are still there.
@@ -336,4 +342,106 @@ proptest! {
         back.reverse();
         prop_assert_eq!(back, expected);
     }
+}
+
+fn entry_at(at: &str, actor: &str, action: &str, outcome: Outcome) -> AuditEntry {
+    AuditEntry { at: t(at), ..entry(actor, action, outcome, "") }
+}
+
+#[test]
+fn audit_retention_by_age_and_rows_and_the_gate_stays_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let retention = Retention {
+        audit_max_age: Some(Duration::from_secs(30 * 86_400)),
+        audit_max_rows: 5,
+        ..Retention::default()
+    };
+    assert_eq!(Retention::default().audit_max_rows, 1_000_000);
+    assert_eq!(Retention::default().audit_max_age, Some(Duration::from_secs(365 * 86_400)));
+    let db =
+        Db::open_with(dir.path().join("ems.db"), DbOptions { retention, ..DbOptions::default() }).unwrap();
+    // Two rows older than 30 days, then eight recent ones.
+    db.append(&entry_at("2026-01-01T00:00:00Z", "a", "old", Outcome::Ok)).unwrap();
+    db.append(&entry_at("2026-01-02T00:00:00Z", "a", "old", Outcome::Ok)).unwrap();
+    for i in 0..8 {
+        db.append(&entry_at(&format!("2026-03-0{}T00:00:00Z", i + 1), "a", "new", Outcome::Ok)).unwrap();
+    }
+    let report = db.maintain(t("2026-03-10T00:00:00Z")).unwrap();
+    // The row cap (5) cuts deeper than the age here: 10 - 5 = 5 deleted.
+    assert_eq!(report.audit, 5);
+    let left = db.recent(100).unwrap();
+    // Five kept plus the row that records the pruning.
+    assert_eq!(left.len(), 6);
+    assert_eq!(left[0].action, "audit.retention");
+    assert!(left[0].detail.contains("deleted 5 rows up to seq 5"), "{}", left[0].detail);
+    assert!(left.iter().skip(1).all(|e| e.action == "new"));
+    // Outside `maintain`, DELETE is still refused: the gate was closed again.
+    let raw = rusqlite::Connection::open(dir.path().join("ems.db")).unwrap();
+    let del = raw.execute("DELETE FROM audit WHERE seq = 6", []).unwrap_err();
+    assert!(del.to_string().contains("append-only"), "{del}");
+    let gate: i64 = raw.query_row("SELECT upto_seq FROM audit_prune_gate", [], |r| r.get(0)).unwrap();
+    assert_eq!(gate, 0);
+    // A second run has nothing to delete beyond the cap of 5 (6 rows now: one goes).
+    assert_eq!(db.maintain(t("2026-03-10T00:00:00Z")).unwrap().audit, 1);
+}
+
+#[test]
+fn audit_retention_by_age() {
+    let dir = tempfile::tempdir().unwrap();
+    let retention =
+        Retention { audit_max_age: Some(Duration::from_secs(30 * 86_400)), ..Retention::default() };
+    let db =
+        Db::open_with(dir.path().join("ems.db"), DbOptions { retention, ..DbOptions::default() }).unwrap();
+    db.append(&entry_at("2026-01-01T00:00:00Z", "a", "old", Outcome::Ok)).unwrap();
+    db.append(&entry_at("2026-03-05T00:00:00Z", "a", "new", Outcome::Ok)).unwrap();
+    assert_eq!(db.maintain(t("2026-03-10T00:00:00Z")).unwrap().audit, 1);
+    assert_eq!(db.maintain(t("2026-03-10T00:00:00Z")).unwrap().audit, 0);
+    let none = Retention { audit_max_age: None, ..Retention::default() };
+    let db2 = Db::open_with(dir.path().join("b.db"), DbOptions { retention: none, ..DbOptions::default() })
+        .unwrap();
+    db2.append(&entry_at("2000-01-01T00:00:00Z", "a", "old", Outcome::Ok)).unwrap();
+    assert_eq!(db2.maintain(t("2026-03-10T00:00:00Z")).unwrap().audit, 0);
+}
+
+#[test]
+fn audit_query_pages_and_filters_like_memory() {
+    use ems_api::ports::{AuditQuery, MemoryStore};
+    let (_dir, db) = temp_db();
+    let mem = MemoryStore::default();
+    for i in 0..30u32 {
+        let outcome = if i % 3 == 0 { Outcome::Refused } else { Outcome::Ok };
+        let actor = if i % 2 == 0 { "ops (operator)" } else { "root (admin)" };
+        let action = if i % 5 == 0 { "POST /api/v1/emergency-stop" } else { "state IDLE -> RUNNING" };
+        let e = entry_at(&format!("2026-03-01T12:{i:02}:00Z"), actor, action, outcome);
+        db.append(&e).unwrap();
+        mem.append(&e).unwrap();
+    }
+    let queries = [
+        AuditQuery { limit: 7, ..AuditQuery::default() },
+        AuditQuery { limit: 7, before: Some(20), ..AuditQuery::default() },
+        AuditQuery { limit: 100, kind: Some("refused".into()), ..AuditQuery::default() },
+        AuditQuery {
+            limit: 3,
+            kind: Some("POST /api/v1/emergency".into()),
+            actor: Some("ops".into()),
+            ..AuditQuery::default()
+        },
+        AuditQuery {
+            limit: 100,
+            from: Some(t("2026-03-01T12:05:00Z")),
+            to: Some(t("2026-03-01T12:10:00Z")),
+            ..AuditQuery::default()
+        },
+        AuditQuery { limit: 100, actor: Some("%".into()), ..AuditQuery::default() },
+    ];
+    for q in &queries {
+        let a = db.query_audit(q).unwrap();
+        let b = mem.query_audit(q).unwrap();
+        assert_eq!(a, b, "{q:?}");
+    }
+    let page = db.query_audit(&queries[0]).unwrap();
+    assert_eq!(page.entries.len(), 7);
+    assert_eq!(page.next, Some(24));
+    assert_eq!(db.query_audit(&queries[4]).unwrap().entries.len(), 5);
+    assert!(db.query_audit(&queries[5]).unwrap().entries.is_empty(), "% is literal");
 }

@@ -72,6 +72,10 @@ fn matrix() -> Vec<(Method, &'static str, Value, &'static [&'static str])> {
         (Method::POST, "/api/v1/graphql", json!({"query": "{ version }"}), &[PROVIDER, ADMIN]),
         (Method::GET, "/api/v1/schedules/sch-x", Value::Null, &[VIEWER, OPERATOR, PROVIDER, ADMIN]),
         (Method::DELETE, "/api/v1/schedules/sch-x", Value::Null, &[OPERATOR, PROVIDER, ADMIN]),
+        (Method::GET, "/metrics", Value::Null, read),
+        (Method::GET, "/api/v1/audit", Value::Null, operate),
+        (Method::GET, "/api/v1/site-mode", Value::Null, read),
+        (Method::POST, "/api/v1/site-mode", json!({"mode": "passive"}), operate),
     ]
 }
 
@@ -130,6 +134,7 @@ fn sample_view() -> SiteView {
         discharge_limited_by: vec![],
         latched_faults: vec![],
         recent_events: vec!["IDLE -> RUNNING".into()],
+        mode: "passive".into(),
     };
     v
 }

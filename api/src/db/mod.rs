@@ -33,9 +33,13 @@
 //! - **audit**: every [`AuditSink::append`] is its own committed (fsynced) transaction: when it
 //!   returns the entry survives a crash and a power cut. The log is append-only: there is no
 //!   update or delete API and the triggers refuse both even to a buggy caller with raw SQL.
-//!   There is **no retention** for the audit log (a few hundred bytes per operator action; the
-//!   triggers would refuse it anyway). The triggers protect against bugs, not against someone
-//!   with write access to the file (who can drop them).
+//!   Retention ([`Retention`]: by age, 365 days, and by row count, 1,000,000, applied by
+//!   [`Db::maintain`]) is the only deletion: since schema version 2 the delete trigger refuses
+//!   any DELETE of a row above `audit_prune_gate.upto_seq`, which is 0 except inside
+//!   `maintain`'s own transaction (which opens it to the cut, deletes, closes it and records a
+//!   row `audit.retention` saying what it deleted). A buggy `DELETE` elsewhere is still refused.
+//!   The triggers protect against bugs, not against someone with write access to the file (who
+//!   can drop them, or open the gate).
 //! - **schedules, nonces**: each call is its own committed transaction, durable on return.
 //! - **history**: [`HistoryStore::record`] buffers samples in memory and commits them in one
 //!   transaction (a prepared statement per row, one upsert per bucket) once the buffered
@@ -47,7 +51,7 @@
 //!   its batch is dropped (memory stays bounded) and the error is returned. Non-finite values
 //!   are not stored (a gap).
 //!
-//! # Retention ([`HistoryRetention`], applied by [`Db::maintain`])
+//! # History retention ([`HistoryRetention`] in [`Retention`], applied by [`Db::maintain`])
 //! Raw samples 2 days, 1-minute buckets 30 days, 15-minute buckets 2 years by default. The
 //! caller owns time: nothing is deleted until it calls `maintain(now)` (e.g. once a minute).
 //! Each run deletes in one transaction under the lock, so it should run regularly: a first run
@@ -64,13 +68,16 @@ mod history;
 mod schema;
 
 use jiff::{SignedDuration, Timestamp};
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 use std::fmt::Display;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use crate::ports::{AuditEntry, AuditSink, HistoryPoint, HistoryStore, Outcome, ScheduleStore, StoreError};
+use crate::ports::{
+    AuditEntry, AuditPage, AuditQuery, AuditSink, HistoryPoint, HistoryStore, Outcome, ScheduleStore,
+    StoreError,
+};
 use history::HistoryState;
 pub use schema::SCHEMA_VERSION;
 
@@ -93,11 +100,37 @@ impl Default for HistoryRetention {
     }
 }
 
+/// What [`Db::maintain`] keeps: history tiers by age, the audit log by age **and** row count.
+///
+/// The audit log gets a row cap as well because its growth is driven from outside (every
+/// refused request may leave a row); the history's growth is bounded by the tier ages times
+/// the sample rate, which the loop controls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Audit rows older than this are deleted (`None` = kept whatever their age). Default
+    /// 365 days.
+    pub audit_max_age: Option<Duration>,
+    /// At most this many audit rows are kept (the oldest go first). Default 1,000,000.
+    pub audit_max_rows: u64,
+    /// History tiers by age.
+    pub history: HistoryRetention,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            audit_max_age: Some(DAY.saturating_mul(365)),
+            audit_max_rows: 1_000_000,
+            history: HistoryRetention::default(),
+        }
+    }
+}
+
 /// Settings of a [`Db`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DbOptions {
-    /// History retention.
-    pub retention: HistoryRetention,
+    /// Retention of history and audit.
+    pub retention: Retention,
     /// Commit buffered history once the buffered samples span this much time (their own
     /// timestamps). The bound on telemetry lost by a power cut. Zero: every `record` commits.
     pub history_flush_after: Duration,
@@ -108,7 +141,7 @@ pub struct DbOptions {
 impl Default for DbOptions {
     fn default() -> Self {
         Self {
-            retention: HistoryRetention::default(),
+            retention: Retention::default(),
             history_flush_after: Duration::from_secs(1),
             history_max_pending: 4096,
         }
@@ -124,6 +157,8 @@ pub struct MaintainReport {
     pub minute: usize,
     /// 15-minute buckets deleted.
     pub quarter: usize,
+    /// Audit rows deleted.
+    pub audit: usize,
 }
 
 /// The SQLite store (see the module documentation for schema and guarantees).
@@ -261,8 +296,10 @@ impl Db {
     }
 
     /// Commit buffered history, then apply [`DbOptions::retention`] as of `now`: delete raw
-    /// samples and buckets older than their tier's retention (buckets whole). The audit log is
-    /// never pruned; nonces are pruned by [`Db::prune_nonces`].
+    /// samples and buckets older than their tier's retention (buckets whole), and audit rows
+    /// older than [`Retention::audit_max_age`] or beyond [`Retention::audit_max_rows`]. A
+    /// pruning of the audit log leaves a row saying how many rows up to which `seq` it deleted.
+    /// Nonces are pruned by [`Db::prune_nonces`].
     ///
     /// # Errors
     /// [`StoreError`] if the database could not be written.
@@ -271,7 +308,51 @@ impl Db {
         let mut guard = self.lock();
         let inner = &mut *guard;
         inner.history.flush(&mut inner.conn, &self.path)?;
-        history::apply_retention(&mut inner.conn, &self.path, now_ms, &self.options.retention)
+        let mut report =
+            history::apply_retention(&mut inner.conn, &self.path, now_ms, &self.options.retention.history)?;
+        report.audit = self.prune_audit(&mut inner.conn, now)?;
+        Ok(report)
+    }
+
+    /// The audit part of [`Db::maintain`]: one transaction that opens the delete gate up to the
+    /// cut, deletes, closes the gate and records what it did.
+    fn prune_audit(&self, conn: &mut Connection, now: Timestamp) -> Result<usize, StoreError> {
+        let r = &self.options.retention;
+        let err = |e: rusqlite::Error| self.err("apply audit retention", e);
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(err)?;
+        let mut cut: i64 = 0;
+        if let Some(age) = r.audit_max_age {
+            let age = SignedDuration::try_from(age).unwrap_or(SignedDuration::MAX);
+            if let Ok(before) = now.checked_sub(age) {
+                // `at` is RFC 3339 text in UTC, so text order is time order (to the second:
+                // a fractional part sorts before `Z`, an error of under one second).
+                let by_age: Option<i64> = tx
+                    .query_row("SELECT MAX(seq) FROM audit WHERE at < ?1", [before.to_string()], |row| {
+                        row.get(0)
+                    })
+                    .map_err(err)?;
+                cut = cut.max(by_age.unwrap_or(0));
+            }
+        }
+        let keep = i64::try_from(r.audit_max_rows).unwrap_or(i64::MAX);
+        let by_rows: Option<i64> = tx
+            .query_row("SELECT seq FROM audit ORDER BY seq DESC LIMIT 1 OFFSET ?1", [keep], |row| row.get(0))
+            .optional()
+            .map_err(err)?;
+        cut = cut.max(by_rows.unwrap_or(0));
+        if cut <= 0 {
+            return Ok(0);
+        }
+        tx.execute("UPDATE audit_prune_gate SET upto_seq = ?1 WHERE id = 1", [cut]).map_err(err)?;
+        let deleted = tx.execute("DELETE FROM audit WHERE seq <= ?1", [cut]).map_err(err)?;
+        tx.execute("UPDATE audit_prune_gate SET upto_seq = 0 WHERE id = 1", []).map_err(err)?;
+        tx.execute(
+            "INSERT INTO audit (at, actor, action, outcome, detail) VALUES (?1, 'store', 'audit.retention', 'ok', ?2)",
+            (now.to_string(), format!("deleted {deleted} rows up to seq {cut} (max age {:?}, max rows {})", r.audit_max_age, r.audit_max_rows)),
+        )
+        .map_err(err)?;
+        tx.commit().map_err(err)?;
+        Ok(deleted)
     }
 
     /// Forget nonces seen before `older_than` (older schedules must be refused by their
@@ -326,17 +407,46 @@ impl AuditSink for Db {
     }
 
     fn recent(&self, n: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        let limit = i64::try_from(n).unwrap_or(i64::MAX);
+        self.read_audit(
+            "SELECT seq, at, actor, action, outcome, detail FROM audit ORDER BY seq DESC LIMIT ?1",
+            &[&limit],
+        )
+    }
+
+    fn query_audit(&self, q: &AuditQuery) -> Result<AuditPage, StoreError> {
+        let size = q.page_size();
+        let limit = i64::try_from(size.saturating_add(1)).unwrap_or(i64::MAX);
+        let before = q.before.map_or(i64::MAX, |b| i64::try_from(b).unwrap_or(i64::MAX));
+        let from = q.from.map(|t| t.to_string());
+        let to = q.to.map(|t| t.to_string());
+        let outcome = q.outcome().map(outcome_to_str);
+        let action_prefix = if outcome.is_some() { None } else { q.kind.clone() };
+        // Prefixes compared with substr, not LIKE: `%` and `_` in a filter are literal.
+        let rows = self.read_audit(
+            "SELECT seq, at, actor, action, outcome, detail FROM audit
+             WHERE seq < ?1
+               AND (?2 IS NULL OR at >= ?2)
+               AND (?3 IS NULL OR at < ?3)
+               AND (?4 IS NULL OR outcome = ?4)
+               AND (?5 IS NULL OR substr(action, 1, length(?5)) = ?5)
+               AND (?6 IS NULL OR substr(actor, 1, length(?6)) = ?6)
+             ORDER BY seq DESC LIMIT ?7",
+            &[&before, &from, &to, &outcome, &action_prefix, &q.actor, &limit],
+        )?;
+        // Text comparison of `at` is exact to the second; refine with the parsed times.
+        let rows = rows.into_iter().filter(|e| q.matches(e)).collect();
+        Ok(AuditPage::from_overfetch(rows, size))
+    }
+}
+
+impl Db {
+    fn read_audit(&self, sql: &str, params: &[&dyn rusqlite::ToSql]) -> Result<Vec<AuditEntry>, StoreError> {
         let inner = self.lock();
         let err = |e| self.err("read audit log", e);
-        let limit = i64::try_from(n).unwrap_or(i64::MAX);
-        let mut stmt = inner
-            .conn
-            .prepare_cached(
-                "SELECT seq, at, actor, action, outcome, detail FROM audit ORDER BY seq DESC LIMIT ?1",
-            )
-            .map_err(err)?;
+        let mut stmt = inner.conn.prepare_cached(sql).map_err(err)?;
         let rows = stmt
-            .query_map([limit], |r| {
+            .query_map(params, |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
                     r.get::<_, String>(1)?,

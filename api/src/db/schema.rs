@@ -76,11 +76,28 @@ CREATE TABLE nonces (
 CREATE INDEX nonces_by_time ON nonces (at_ms);
 ";
 
+/// Version 2: audit retention. The delete trigger only lets through rows at or below the gate,
+/// which `Db::maintain` opens inside its own transaction and closes again.
+const V2: &str = r"
+CREATE TABLE audit_prune_gate (
+    id       INTEGER PRIMARY KEY CHECK (id = 1),
+    upto_seq INTEGER NOT NULL
+);
+INSERT INTO audit_prune_gate (id, upto_seq) VALUES (1, 0);
+DROP TRIGGER audit_no_delete;
+CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+WHEN OLD.seq > (SELECT upto_seq FROM audit_prune_gate WHERE id = 1)
+BEGIN
+    SELECT RAISE(ABORT, 'audit log is append-only: DELETE refused');
+END;
+CREATE INDEX audit_by_time ON audit (at);
+";
+
 /// Every migration, oldest first.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The schema version this build creates and understands.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 const _: () = assert!(MIGRATIONS.len() == SCHEMA_VERSION as usize);
 

@@ -7,9 +7,10 @@ use axum::Router;
 use ed25519_dalek::{Signer, SigningKey};
 use ems_api::auth::{hash_token, RateLimit, Role, TokenConfig, TokenRegistry};
 use ems_api::control_modes::{ControlModes, DEFAULT_WATCHDOG};
+use ems_api::metrics::Metrics;
 use ems_api::model::{command_channel, view_channel, ApiCommand, CommandInbox, Refusal, SiteView};
-use ems_api::ports::MemoryStore;
-use ems_api::rest::{router, ApiState, Clock};
+use ems_api::ports::{CommandQueueEStop, MemoryStore};
+use ems_api::rest::{router, ApiConfig, ApiState, Clock};
 use ems_api::schedules::{canonical_string, Operation, ProviderKey, ScheduleConfig, Schedules};
 use ems_core::{State, TransitionRequest};
 use http_body_util::BodyExt;
@@ -98,6 +99,7 @@ pub struct Harness {
     pub modes: Arc<Mutex<ControlModes>>,
     pub schedules: Arc<Schedules>,
     pub state: Arc<Mutex<State>>,
+    pub metrics: Arc<Metrics>,
 }
 
 /// A fake control loop: a five-state table good enough to answer commands.
@@ -120,6 +122,7 @@ pub async fn fake_loop(mut inbox: CommandInbox, state: Arc<Mutex<State>>) {
             (ApiCommand::Request { request, .. }, st) => {
                 Err(Refusal { state: st, reason: format!("request '{request}' is not valid in state {st}") })
             }
+            (ApiCommand::SetMode { .. }, st) => Ok(st),
         };
         if let Ok(next) = result {
             *s = next;
@@ -155,17 +158,21 @@ pub fn harness_with(limit: RateLimit, with_loop: bool) -> Harness {
     let modes = Arc::new(Mutex::new(ControlModes::new(DEFAULT_WATCHDOG, 10_000.0)));
     let schedules =
         Arc::new(Schedules::load(schedule_config(), &provider_keys(), store.clone(), store.clone()).unwrap());
+    let metrics = Arc::new(Metrics::new());
     let api = ApiState {
         tokens: Arc::new(TokenRegistry::new(&tokens, limit).unwrap()),
         view: view_rx,
-        commands: client,
+        commands: client.clone(),
         modes: modes.clone(),
         schedules: schedules.clone(),
         history: store.clone(),
         audit: store.clone(),
         clock: clock.clone(),
+        estop: Arc::new(CommandQueueEStop(client)),
+        metrics: metrics.clone(),
+        config: ApiConfig::default(),
     };
-    Harness { router: router(api), store, clock, view: view_tx, modes, schedules, state }
+    Harness { router: router(api), store, clock, view: view_tx, modes, schedules, state, metrics }
 }
 
 pub struct Reply {
@@ -187,6 +194,9 @@ impl Harness {
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
         let json = if bytes.is_empty() {
             Value::Null
+        } else if headers.get("content-type").is_some_and(|v| v.to_str().unwrap().starts_with("text/plain")) {
+            // `GET /metrics`: Prometheus text.
+            Value::String(String::from_utf8(bytes.to_vec()).unwrap())
         } else {
             serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("non-JSON body ({e}): {bytes:?}"))
         };
