@@ -326,6 +326,25 @@ fn check_config(file: &std::path::Path) -> ExitCode {
                 d.meter.endpoint.get_ref(),
                 d.meter.driver.get_ref(),
             );
+            println!("graceful shutdown: zero and open forced after {} s", c.shutdown_timeout.get() / 1000);
+            match &c.api {
+                Some(a) => println!(
+                    "api: {} ({} tokens, {} providers), at most {} connections, headers within {} s, idle {} s, /metrics {}, {} requests/min per token and {} per address, audit log {} days / {} entries, history {} days",
+                    a.listen,
+                    a.tokens.len(),
+                    a.providers.len(),
+                    a.max_connections,
+                    a.header_read_timeout.as_secs(),
+                    a.idle_timeout.as_secs(),
+                    if a.metrics_public { "public" } else { "needs a token" },
+                    a.rate_limit_per_minute,
+                    a.ip_rate_limit_per_minute,
+                    a.audit_max_age.as_secs() / 86_400,
+                    a.audit_max_rows,
+                    a.history_max_age.as_secs() / 86_400,
+                ),
+                None => println!("api: off"),
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
