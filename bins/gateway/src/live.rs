@@ -1,6 +1,9 @@
 //! The real-time run against the built-in simulated site.
 
+#[cfg(not(feature = "sim"))]
+use crate::no_sim::SharedSite;
 use crate::store::{FileStore, StoreError};
+#[cfg(feature = "sim")]
 use crate::LiveArgs;
 use ems_control::{Controller, ControllerConfig, Inputs, Output};
 use ems_core::emergency::ShutdownPhase;
@@ -8,6 +11,7 @@ use ems_core::persist::StateStore;
 use ems_core::{Millis, State, TransitionRequest};
 use ems_devices::estop::{ActiveLevel, HalEStop};
 use ems_devices::io::{DeviceSet, DeviceSetConfig};
+#[cfg(feature = "sim")]
 use ems_devices::sim::{SharedSite, SimSiteConfig, SimulatedSite};
 use ems_devices::traits::{Bms, EStopInput, Inverter, Meter, PvInverter, Relay};
 use ems_devices::wrappers::events::{DeviceEvent, DeviceEvents, SkipReason};
@@ -48,6 +52,7 @@ pub enum LiveError {
 const SHUTDOWN_WAIT: Millis = Millis::new(60_000);
 
 /// Run until Ctrl-C or `--duration`, then shut down gracefully and persist.
+#[cfg(feature = "sim")]
 pub fn run(args: &LiveArgs) -> Result<(), LiveError> {
     if !(args.speed.is_finite() && args.speed > 0.0) {
         return Err(LiveError::Arg {
@@ -77,6 +82,7 @@ pub fn run(args: &LiveArgs) -> Result<(), LiveError> {
     runtime.block_on(run_async(args))
 }
 
+#[cfg(feature = "sim")]
 async fn run_async(args: &LiveArgs) -> Result<(), LiveError> {
     let mut store = FileStore::new(&args.state_file);
     let config = ControllerConfig { cycle: Millis::new(args.cycle_ms), ..ControllerConfig::default() };
@@ -144,6 +150,7 @@ async fn run_async(args: &LiveArgs) -> Result<(), LiveError> {
 }
 
 /// The simulated inverter's rating, W.
+#[cfg(feature = "sim")]
 fn site_rating_w(site: &SharedSite) -> u32 {
     // A rating of a few kW; the conversion saturates for anything absurd.
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
@@ -367,6 +374,7 @@ fn heapless_empty() -> heapless::Vec<ems_core::TripReason, { ems_core::state::MA
     heapless::Vec::new()
 }
 
+#[cfg(feature = "sim")]
 fn secs_to_ms(s: f64) -> u64 {
     // Validated finite and >= 0 by the caller; `as` saturates for huge values.
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
