@@ -1432,18 +1432,14 @@ fn wiring_conflicts(
             }
         }
         ContactorWiring::Modbus { module, precharge_coil, main_coil, precharge_feedback, main_feedback } => {
-            let coil = |p: &IoPoint| {
-                (p.kind == RegisterKind::Holding)
-                    .then(|| {
-                        if p.address.0 == *precharge_coil {
-                            Some("the pre-charge relay's coil register")
-                        } else if p.address.0 == *main_coil {
-                            Some("the main contactor's coil register")
-                        } else {
-                            None
-                        }
-                    })
-                    .flatten()
+            let coil = |p: &IoPoint| match p.kind {
+                RegisterKind::Holding if p.address.0 == *precharge_coil => {
+                    Some("the pre-charge relay's coil register")
+                }
+                RegisterKind::Holding if p.address.0 == *main_coil => {
+                    Some("the main contactor's coil register")
+                }
+                RegisterKind::Holding | RegisterKind::Input => None,
             };
             for p in [precharge_feedback, main_feedback] {
                 if let Some(what) = coil(p) {
