@@ -153,6 +153,13 @@ enum Cmd {
     /// simulate`).
     #[cfg(feature = "sim")]
     Simulate(ems_sim::SimulateArgs),
+    /// Not in this build: `ems-sim simulate` has the simulator.
+    #[cfg(not(feature = "sim"))]
+    #[command(hide = true)]
+    Simulate {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -190,6 +197,13 @@ fn main() -> ExitCode {
         },
         #[cfg(feature = "sim")]
         Some(Cmd::Simulate(args)) => ems_sim::simulate(&args, "ems-gateway simulate"),
+        #[cfg(not(feature = "sim"))]
+        Some(Cmd::Simulate { .. }) => {
+            eprintln!(
+                "ems-gateway simulate: this build has no simulator (built without the `sim` feature); use `ems-sim simulate`"
+            );
+            ExitCode::FAILURE
+        }
         None => simulated_site(&cli.live),
     }
 }
