@@ -63,12 +63,12 @@ pub struct SimulateArgs {
     pub degradation_cost: Option<f64>,
 }
 
-/// How a report is printed.
+/// How a report is printed: `text` (a human-readable summary) or `json`.
+// clap would print variant doc comments as per-value help, changing `simulate --help`.
+#[allow(missing_docs)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ReportFormat {
-    /// Human-readable summary.
     Text,
-    /// JSON.
     Json,
 }
 
