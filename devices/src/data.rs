@@ -81,10 +81,12 @@ impl WeatherYear {
         WattHours::new(self.ghi.iter().map(|&g| f64::from(g)).sum::<f64>() as f32)
     }
 
+    #[cfg(any(test, feature = "sim"))]
     pub(crate) fn raw_ghi(&self) -> &[f32] {
         &self.ghi
     }
 
+    #[cfg(any(test, feature = "sim"))]
     pub(crate) fn raw_dry_bulb(&self) -> &[f32] {
         &self.dry_bulb
     }

@@ -107,7 +107,13 @@ enum Watched {
 /// Run `work` while watching the E-stop input for a new press (an input already `held`
 /// pressed must be released first) and the software E-stop; the first to finish wins and the
 /// others are dropped.
-async fn watched<E, X, W>(estop: &mut E, held: bool, tick: core::time::Duration, software: X, work: W) -> Watched
+async fn watched<E, X, W>(
+    estop: &mut E,
+    held: bool,
+    tick: core::time::Duration,
+    software: X,
+    work: W,
+) -> Watched
 where
     E: EStopInput,
     X: core::future::Future<Output = ()>,

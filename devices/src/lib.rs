@@ -10,9 +10,11 @@
 //!   the E-stop fast path.
 //! * [`estop`]: E-stop inputs through `embedded-hal` digital pins (Linux GPIO behind the
 //!   `linux-gpio` feature); [`gpio`]: relays (coil output + feedback input) the same way.
-//! * [`sim`]: simulated devices with physics (LFP pack + BMS, inverter, relays and DC link, PV
-//!   from TMY3 irradiance, BDEW household load, grid meter, E-stop) composed into
-//!   [`sim::SimulatedSite`], with per-device handles, fault injection and energy counters.
+//! * `sim` (feature `sim`, off by default): simulated devices with physics (LFP pack + BMS,
+//!   inverter, relays and DC link, PV from TMY3 irradiance, BDEW household load, grid meter,
+//!   E-stop) composed into `sim::SimulatedSite`, with per-device handles, fault injection and
+//!   energy counters. The test rig, the benches and the gateway's simulated site enable it; a
+//!   production gateway does not link it.
 //! * [`data`]: the reference data embedded at compile time and their parsers.
 //!
 //! * [`modbus`]: the Modbus seam (`RegisterClient`), `tokio-modbus` transports, SunSpec and
@@ -25,8 +27,10 @@ pub mod estop;
 pub mod gpio;
 pub mod io;
 pub mod modbus;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod traits;
 pub mod wrappers;
 
+#[cfg(feature = "sim")]
 pub use sim::{SimError, SimFault, SimSiteConfig, SimulatedSite, SiteTruth};

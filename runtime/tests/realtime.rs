@@ -1,6 +1,7 @@
 //! The real-time loop against fake devices: an E-stop that nothing delays (a hung inverter
 //! link included), the software E-stop answered after zero was issued, the graceful shutdown
 //! and a second request that forces zero and open.
+#![allow(clippy::unwrap_used)] // helpers of the tests below: a failure is a failed test
 
 #[path = "support/fakes.rs"]
 mod fakes;
@@ -19,7 +20,6 @@ use std::time::{Duration, Instant};
 struct Starter;
 
 impl Hook for Starter {
-
     fn inputs<'a>(&'a mut self, cx: &Context<'_>, inputs: &mut Inputs<'a>) {
         if cx.shutting_down {
             return;
@@ -93,7 +93,8 @@ fn the_software_estop_wakes_the_loop_and_is_answered_after_zero_was_issued() {
     let pressed = Instant::now();
     let answer = trigger.press();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let done = rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), answer).await }).unwrap().unwrap();
+    let done =
+        rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), answer).await }).unwrap().unwrap();
     let issued = probe.all_issued_after(pressed).expect("zero and open issued before the answer");
     assert!(issued <= Instant::now());
     assert_eq!(done.state, State::Stopped);

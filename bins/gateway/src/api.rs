@@ -10,16 +10,21 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use ems_api::audit_queue::{QueuedAudit, QueuedHistory};
 use ems_api::auth::{generate_admin_token, hash_token, RateLimit, Role, TokenConfig, TokenRegistry};
 use ems_api::control_modes::{ControlModes, DEFAULT_WATCHDOG};
-use ems_api::db::Db;
+use ems_api::db::{Db, DbOptions, Retention};
+use ems_api::metrics::Metrics;
 use ems_api::model::{
-    channels, command_channel, view_channel, ApiCommand, ChannelValue, CommandInbox, PendingCommand, Refusal,
-    SafetyView, SiteView,
+    channels, command_channel, view_channel, ApiCommand, ChannelValue, CommandInbox, DevicesView, LinkError,
+    PendingCommand, Refusal, SafetyView, SiteView,
 };
-use ems_api::ports::{AuditEntry, AuditSink, HistoryStore, MemoryStore, Outcome, ScheduleStore};
-use ems_api::rest::{router, ApiState, SystemClock};
+use ems_api::ports::{
+    AuditEntry, AuditSink, EStopAck, EmergencyStopPort, HistoryStore, MemoryStore, Outcome, ScheduleStore,
+};
+use ems_api::rest::{router, ApiConfig, ApiState, SystemClock};
 use ems_api::schedules::{ProviderKey, ScheduleConfig, ScheduledAction, Schedules};
+use ems_api::server::{serve, ServerLimits};
 use ems_control::{Inputs, Output};
 use ems_core::{Snapshot, TransitionRequest};
 use ems_runtime::EStopTrigger;
@@ -49,16 +54,84 @@ pub(crate) struct ApiStart {
 }
 
 /// Limits of the HTTP server and the stores (`[api]` in the site file).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct ApiLimits {
-    /// How many queued audit/history writes the control thread may leave to the writer before
-    /// routine ones are dropped (and counted).
+    /// Connections, header-read, idle and request timeouts.
+    pub server: ServerLimits,
+    /// Requests per token.
+    pub token_rate: RateLimit,
+    /// Requests per client address.
+    pub address_rate: RateLimit,
+    /// `GET /metrics` without a token.
+    pub metrics_public: bool,
+    /// Audit and history retention of the database.
+    pub retention: Retention,
+    /// How many routine audit entries and history samples may wait for their writer before
+    /// new ones are dropped (and counted).
     pub write_queue: usize,
 }
 
 impl Default for ApiLimits {
     fn default() -> Self {
-        Self { write_queue: 1024 }
+        Self {
+            server: ServerLimits::default(),
+            token_rate: crate::config::rate_limit(crate::config::ApiWiring::DEFAULT_RATE_LIMIT_PER_MINUTE),
+            address_rate: crate::config::rate_limit(
+                crate::config::ApiWiring::DEFAULT_IP_RATE_LIMIT_PER_MINUTE,
+            ),
+            metrics_public: false,
+            retention: Retention::default(),
+            write_queue: 4096,
+        }
+    }
+}
+
+impl ApiLimits {
+    /// From `[api]` of the site file.
+    pub(crate) fn from_wiring(a: &crate::config::ApiWiring) -> Self {
+        let mut retention = Retention {
+            audit_max_age: Some(a.audit_max_age),
+            audit_max_rows: a.audit_max_rows,
+            ..Retention::default()
+        };
+        let h = &mut retention.history;
+        h.quarter = a.history_max_age;
+        h.minute = h.minute.min(a.history_max_age);
+        h.raw = h.raw.min(a.history_max_age);
+        Self {
+            server: ServerLimits {
+                max_connections: a.max_connections,
+                header_read_timeout: a.header_read_timeout,
+                idle_timeout: a.idle_timeout,
+                ..ServerLimits::default()
+            },
+            token_rate: crate::config::rate_limit(a.rate_limit_per_minute),
+            address_rate: crate::config::rate_limit(a.ip_rate_limit_per_minute),
+            metrics_public: a.metrics_public,
+            retention,
+            write_queue: Self::default().write_queue,
+        }
+    }
+}
+
+/// The software E-stop of the API: the loop's trigger, answered once zero was issued.
+#[derive(Debug, Clone)]
+struct TriggerPort(EStopTrigger);
+
+impl EmergencyStopPort for TriggerPort {
+    fn press(
+        &self,
+        actor: &str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<EStopAck, LinkError>> + Send + '_>> {
+        tracing::warn!(target: "audit", "software E-stop pressed by {actor}");
+        let answer = self.0.press();
+        Box::pin(async move {
+            match tokio::time::timeout(Duration::from_secs(5), answer).await {
+                Ok(Ok(done)) => Ok(EStopAck { state: done.state, took: done.took }),
+                Ok(Err(_)) => Err(LinkError::Closed),
+                Err(_) => Err(LinkError::Timeout),
+            }
+        })
     }
 }
 
@@ -73,16 +146,14 @@ const MAINTAIN_EVERY: Duration = Duration::from_secs(3600);
 /// A job for the writer thread.
 type Job = Box<dyn FnOnce() + Send>;
 
-/// The writer: one thread that does every store write the control thread asks for (audit,
-/// history, schedule execution reports, retention), so that SQLite and its fsyncs never run
-/// on the control thread. The queue is bounded: a full queue drops routine writes (counted)
-/// and keeps safety entries in the loop's own overflow list until there is room — control
-/// never blocks and no safety event is dropped.
+/// The writer for the control thread's other store work (schedule execution reports, the
+/// database's retention), so that SQLite and its fsyncs never run on the control thread. The
+/// queue is bounded: a full queue drops the write (counted); these are all repeated or
+/// recomputed later. (Audit entries and history samples have their own queues in `ems-api`.)
 struct Writer {
     tx: std::sync::mpsc::SyncSender<Job>,
     depth: Arc<std::sync::atomic::AtomicUsize>,
     dropped: u64,
-    overflow: VecDeque<Job>,
 }
 
 impl Writer {
@@ -99,7 +170,7 @@ impl Writer {
                 }
             })
             .map_err(LiveError::Runtime)?;
-        Ok(Self { tx, depth, dropped: 0, overflow: VecDeque::new() })
+        Ok(Self { tx, depth, dropped: 0 })
     }
 
     fn try_send(&self, job: Job) -> Result<(), Job> {
@@ -119,36 +190,14 @@ impl Writer {
         }
     }
 
-    /// A write that is never dropped (kept until there is room).
-    fn safety(&mut self, job: Job) {
-        self.flush_overflow();
-        if self.overflow.is_empty() {
-            if let Err(job) = self.try_send(job) {
-                self.overflow.push_back(job);
-            }
-        } else {
-            self.overflow.push_back(job);
-        }
-    }
-
-    fn flush_overflow(&mut self) {
-        while let Some(job) = self.overflow.pop_front() {
-            if let Err(job) = self.try_send(job) {
-                self.overflow.push_front(job);
-                break;
-            }
-        }
-    }
-
     fn depth(&self) -> usize {
-        self.depth.load(std::sync::atomic::Ordering::Relaxed) + self.overflow.len()
+        self.depth.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Wait (bounded) until the writer has done everything queued: at the end of a run.
     fn drain(&mut self, within: Duration) {
         let until = Instant::now() + within;
         while (self.depth() > 0) && Instant::now() < until {
-            self.flush_overflow();
             std::thread::sleep(Duration::from_millis(5));
         }
     }
@@ -165,13 +214,15 @@ pub(crate) struct LoopApi {
     schedules: Arc<Schedules>,
     running_schedule: Option<String>,
     history: Arc<dyn HistoryStore>,
-    audit: Arc<dyn AuditSink>,
     recent: VecDeque<String>,
     last_history: Option<Instant>,
     history_every: Duration,
     db: Option<Arc<Db>>,
     last_maintain: Option<Instant>,
     writer: Writer,
+    queued_audit: Arc<QueuedAudit>,
+    metrics: Arc<Metrics>,
+    mode: Option<(ems_control::ModeSetting, String)>,
 }
 
 impl std::fmt::Debug for LoopApi {
@@ -200,8 +251,10 @@ pub(crate) async fn start(opts: ApiStart, trigger: EStopTrigger) -> Result<LoopA
             (t, Some(token))
         }
     };
-    let _ = trigger;
-    let registry = TokenRegistry::new(&tokens, RateLimit::default()).map_err(|e| api_err("tokens", e))?;
+    let registry = TokenRegistry::new(&tokens, opts.limits.token_rate)
+        .map_err(|e| api_err("tokens", e))?
+        .with_address_limit(opts.limits.address_rate);
+    let metrics = Arc::new(Metrics::new());
     let mut db_handle = None;
     let (audit, history, schedule_store): (
         Arc<dyn AuditSink>,
@@ -209,7 +262,8 @@ pub(crate) async fn start(opts: ApiStart, trigger: EStopTrigger) -> Result<LoopA
         Arc<dyn ScheduleStore>,
     ) = match &opts.database {
         Some(path) => {
-            let db = Arc::new(Db::open(path).map_err(|e| api_err("database", e))?);
+            let options = DbOptions { retention: opts.limits.retention, ..DbOptions::default() };
+            let db = Arc::new(Db::open_with(path, options).map_err(|e| api_err("database", e))?);
             let check = db.integrity_check().map_err(|e| api_err("database", e))?;
             if check != "ok" {
                 return Err(api_err(
@@ -225,6 +279,16 @@ pub(crate) async fn start(opts: ApiStart, trigger: EStopTrigger) -> Result<LoopA
             (m.clone(), m.clone(), m)
         }
     };
+    // The control thread and the HTTP handlers never wait for SQLite: audit entries and history
+    // samples queue for their writer threads (routine ones dropped and counted when full,
+    // safety entries never).
+    let queued_audit = Arc::new(
+        QueuedAudit::new(audit, opts.limits.write_queue, Some(metrics.clone()))
+            .map_err(LiveError::Runtime)?,
+    );
+    let audit: Arc<dyn AuditSink> = queued_audit.clone();
+    let history: Arc<dyn HistoryStore> =
+        Arc::new(QueuedHistory::new(history, opts.limits.write_queue).map_err(LiveError::Runtime)?);
     let cfg = ScheduleConfig {
         serials: opts.serials.clone(),
         max_charge_w: opts.rating_w,
@@ -248,14 +312,18 @@ pub(crate) async fn start(opts: ApiStart, trigger: EStopTrigger) -> Result<LoopA
         history: history.clone(),
         audit: audit.clone(),
         clock: Arc::new(SystemClock),
+        estop: Arc::new(TriggerPort(trigger)),
+        metrics: metrics.clone(),
+        config: ApiConfig { metrics_public: opts.limits.metrics_public, ..ApiConfig::default() },
     };
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .map_err(|e| api_err(&format!("cannot listen on {}", opts.listen), e))?;
     let addr = listener.local_addr().map_err(|e| api_err("local address", e))?;
     let app = router(state);
+    let limits = opts.limits.server;
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
+        if let Err(e) = serve(listener, app, limits, std::future::pending()).await {
             tracing::error!("API server stopped: {e}");
         }
     });
@@ -270,13 +338,15 @@ pub(crate) async fn start(opts: ApiStart, trigger: EStopTrigger) -> Result<LoopA
         schedules,
         running_schedule: None,
         history,
-        audit,
         recent: VecDeque::new(),
         last_history: None,
         history_every: if db_handle.is_some() { Duration::ZERO } else { MEMORY_HISTORY_EVERY },
         db: db_handle,
         last_maintain: None,
         writer: Writer::spawn(opts.limits.write_queue)?,
+        queued_audit,
+        metrics,
+        mode: None,
     };
     if let Some(token) = generated {
         println!("admin token: {token}");
@@ -294,26 +364,16 @@ impl LoopApi {
         AuditEntry { seq: 0, at: Timestamp::now(), actor: actor.to_owned(), action, outcome, detail }
     }
 
-    fn append_job(audit: &Arc<dyn AuditSink>, e: AuditEntry) -> Job {
-        let audit = audit.clone();
-        Box::new(move || {
-            if let Err(err) = audit.append(&e) {
-                tracing::error!("audit log write failed: {err}");
-            }
-        })
-    }
-
     /// Audit a safety-relevant entry (state changes, E-stops, resets, refused commands, device
-    /// trips): through the writer, never dropped.
+    /// trips): queued for the audit writer, never dropped.
     fn audit_entry_safety(&mut self, e: AuditEntry) {
-        let job = Self::append_job(&self.audit, e);
-        self.writer.safety(job);
+        self.queued_audit.append_safety(&e);
     }
 
-    /// Audit a routine entry: through the writer, dropped (and counted) when it is behind.
+    /// Audit a routine entry: queued for the audit writer, dropped (and counted) when it is
+    /// behind.
     fn audit_entry_routine(&mut self, e: AuditEntry) {
-        let job = Self::append_job(&self.audit, e);
-        self.writer.routine(job);
+        let _ = self.queued_audit.append_routine(&e);
     }
 
     /// Audit a safety-relevant action of the gateway itself.
@@ -350,6 +410,7 @@ impl LoopApi {
                 inputs.request = Some(TransitionRequest::Reset);
             }
             Some(ApiCommand::Request { request, .. }) => inputs.request = Some(*request),
+            Some(ApiCommand::SetMode { mode, .. }) => inputs.set_mode = Some(*mode),
             None => {}
         }
         if shutting_down {
@@ -398,12 +459,29 @@ impl LoopApi {
         snapshot: &Snapshot,
         now_ms: ems_core::Millis,
         latched: &[ems_core::TripReason],
-        _mode: ems_control::ModeSetting,
+        mode: ems_control::ModeSetting,
     ) {
+        if self.mode.as_ref().is_none_or(|(m, _)| *m != mode) {
+            self.mode = Some((mode, mode.to_string()));
+        }
+        self.metrics.set_state(out.state.as_str());
         if let Some(p) = self.in_flight.take() {
-            let result = match (p.command(), &out.refused) {
-                (ApiCommand::EmergencyStop { .. }, _) | (_, None) => Ok(out.state),
-                (_, Some(e)) => Err(Refusal { state: out.state, reason: e.to_string() }),
+            let result = match (p.command(), &out.refused, &out.mode_refused) {
+                (ApiCommand::SetMode { .. }, _, Some(e)) => {
+                    Err(Refusal { state: out.state, reason: e.to_string() })
+                }
+                (ApiCommand::SetMode { actor, mode }, _, None) => {
+                    let (actor, mode) = (actor.clone(), *mode);
+                    self.audit_entry_safety(Self::entry(
+                        &actor,
+                        "site mode".to_owned(),
+                        Outcome::Ok,
+                        mode.to_string(),
+                    ));
+                    Ok(out.state)
+                }
+                (ApiCommand::EmergencyStop { .. }, _, _) | (_, None, _) => Ok(out.state),
+                (_, Some(e), _) => Err(Refusal { state: out.state, reason: e.to_string() }),
             };
             p.answer(result);
             self.reason.clear();
@@ -449,6 +527,9 @@ impl LoopApi {
     /// writes, lost and restored links) go to the audit log; routine housekeeping does not.
     pub(crate) fn device_events(&mut self, events: &ems_devices::wrappers::DeviceEvents) {
         for e in events.iter() {
+            if let Some((device, kind)) = crate::live::device_error(&e.event) {
+                self.metrics.device_error(device, kind);
+            }
             if crate::live::is_routine(&e.event) {
                 continue;
             }
@@ -466,10 +547,12 @@ impl LoopApi {
         }
         self.recent.push_back(text.clone());
         let recent: Vec<String> = self.recent.iter().cloned().collect();
+        let detail = cause.to_owned();
         self.view.send_modify(|v| {
             v.at = Some(Timestamp::now());
             v.safety.state = "BOOT".to_owned();
             v.safety.recent_events = recent;
+            v.devices = DevicesView { ready: false, detail };
         });
     }
 
@@ -486,10 +569,14 @@ impl LoopApi {
     }
 
     /// A cycle's timing (metrics).
-    pub(crate) fn timing(&self, _timing: ems_runtime::CycleTiming) {}
+    pub(crate) fn timing(&self, timing: ems_runtime::CycleTiming) {
+        self.metrics.observe_cycle(timing.duration, timing.lateness);
+    }
 
     /// The E-stop fast path's time (metrics).
-    pub(crate) fn estop_fast_path(&self, _took: Duration) {}
+    pub(crate) fn estop_fast_path(&self, took: Duration) {
+        self.metrics.observe_estop_to_zero(took);
+    }
 
     fn publish(&mut self, out: &Output, s: &Snapshot, latched: &[ems_core::TripReason]) {
         let f = Flows::of(s);
@@ -514,18 +601,16 @@ impl LoopApi {
             discharge_limited_by: env.discharge_reasons().iter().map(ToString::to_string).collect(),
             latched_faults: latched.iter().map(ToString::to_string).collect(),
             recent_events: self.recent.iter().cloned().collect(),
+            mode: self.mode.as_ref().map(|m| m.1.clone()).unwrap_or_default(),
         };
+        view.devices = DevicesView { ready: true, detail: String::new() };
         self.view.send_replace(view);
         if self.last_history.is_none_or(|t| t.elapsed() >= self.history_every) {
             self.last_history = Some(Instant::now());
-            let history = self.history.clone();
-            let at = Timestamp::now();
-            self.writer.routine(Box::new(move || {
-                let values: Vec<(&str, f64)> = numbers.to_vec();
-                if let Err(e) = history.record(at, &values) {
-                    tracing::error!("history: {e}");
-                }
-            }));
+            // Queued for the history writer (never blocks).
+            if let Err(e) = self.history.record(Timestamp::now(), &numbers) {
+                tracing::error!("history: {e}");
+            }
         }
         // Retention of the database's history, once an hour, on the writer.
         if let Some(db) = &self.db {
@@ -539,6 +624,5 @@ impl LoopApi {
                 }));
             }
         }
-        self.writer.flush_overflow();
     }
 }

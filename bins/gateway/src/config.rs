@@ -13,6 +13,7 @@ use ems_devices::modbus::{RegisterAddress, RegisterKind};
 use serde::Deserialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use toml::Spanned;
 
 /// A configuration error with its place in the file.
@@ -83,6 +84,27 @@ pub struct ApiSection {
     /// Schedule providers (`[[api.providers]]`).
     #[serde(default)]
     pub providers: Vec<ApiProviderEntry>,
+    /// Most connections served at once (1..=65535, default 256); further clients wait.
+    pub max_connections: Option<Spanned<i64>>,
+    /// A client must send its request headers within this many seconds (1..=300, default 5).
+    pub header_read_timeout_s: Option<Spanned<i64>>,
+    /// An idle keep-alive connection is closed after this many seconds (1..=3600, default 60).
+    pub idle_timeout_s: Option<Spanned<i64>>,
+    /// `/metrics` without a token (default false: a viewer token is required).
+    pub metrics_public: Option<Spanned<bool>>,
+    /// Audit entries older than this are deleted, days (1..=36500, default 365).
+    pub audit_max_age_days: Option<Spanned<i64>>,
+    /// The audit log keeps at most this many entries, the oldest go first
+    /// (1000..=1000000000, default 1000000).
+    pub audit_max_rows: Option<Spanned<i64>>,
+    /// Telemetry history older than this is deleted, days (1..=36500, default 730: the 15-minute
+    /// means; the finer tiers keep their shorter defaults, capped at this).
+    pub history_max_age_days: Option<Spanned<i64>>,
+    /// Requests per minute per token (1..=60000, default 300: 5 per second, bursts of 20).
+    pub rate_limit_per_minute: Option<Spanned<i64>>,
+    /// Requests per minute per client address, with or without a valid token (1..=600000,
+    /// default 600).
+    pub ip_rate_limit_per_minute: Option<Spanned<i64>>,
 }
 
 fn default_api_listen() -> Spanned<String> {
@@ -126,6 +148,54 @@ pub struct ApiWiring {
     pub tokens: Vec<ems_api::auth::TokenConfig>,
     /// Providers.
     pub providers: Vec<ems_api::schedules::ProviderKey>,
+    /// `max_connections`: most connections served at once (1..=65535).
+    pub max_connections: usize,
+    /// `header_read_timeout_s`: time a client has to send its request headers.
+    pub header_read_timeout: Duration,
+    /// `idle_timeout_s`: an idle keep-alive connection is closed after this.
+    pub idle_timeout: Duration,
+    /// `metrics_public`: `/metrics` is served without a token.
+    pub metrics_public: bool,
+    /// `audit_max_age_days`: audit entries older than this are deleted.
+    pub audit_max_age: Duration,
+    /// `audit_max_rows`: the audit log keeps at most this many entries.
+    pub audit_max_rows: u64,
+    /// `history_max_age_days`: telemetry history older than this is deleted.
+    pub history_max_age: Duration,
+    /// `rate_limit_per_minute`: requests per minute per token.
+    pub rate_limit_per_minute: u32,
+    /// `ip_rate_limit_per_minute`: requests per minute per client address.
+    pub ip_rate_limit_per_minute: u32,
+}
+
+impl ApiWiring {
+    /// Defaults of the keys above, for an API configured without them.
+    pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+    /// Default `header_read_timeout_s`.
+    pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+    /// Default `idle_timeout_s`.
+    pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+    /// Default `audit_max_age_days` (365).
+    pub const DEFAULT_AUDIT_MAX_AGE: Duration = Duration::from_secs(365 * DAY_S);
+    /// Default `audit_max_rows`.
+    pub const DEFAULT_AUDIT_MAX_ROWS: u64 = 1_000_000;
+    /// Default `history_max_age_days` (730: what the database keeps of its 15-minute means).
+    pub const DEFAULT_HISTORY_MAX_AGE: Duration = Duration::from_secs(730 * DAY_S);
+    /// Default `rate_limit_per_minute` (`RateLimit::default()`: 5 per second).
+    pub const DEFAULT_RATE_LIMIT_PER_MINUTE: u32 = 300;
+    /// Default `ip_rate_limit_per_minute`.
+    pub const DEFAULT_IP_RATE_LIMIT_PER_MINUTE: u32 = 600;
+}
+
+const DAY_S: u64 = 86_400;
+
+/// The token bucket for `n` requests per minute (`rate_limit_per_minute`,
+/// `ip_rate_limit_per_minute`): refilled at that rate, bursts of a quarter minute's worth (20 at
+/// the default 300 per minute, today's `RateLimit::default()`), at least 1.
+#[must_use]
+pub fn rate_limit(per_minute: u32) -> ems_api::auth::RateLimit {
+    let n = f64::from(per_minute);
+    ems_api::auth::RateLimit { burst: (n / 15.0).max(1.0), per_second: n / 60.0 }
 }
 
 /// `[site]`.
@@ -143,6 +213,9 @@ pub struct SiteSection {
     /// The site's IANA time zone (e.g. `Europe/Berlin`) for local times of day (peak-shaving
     /// slots); the system's zone if not given.
     pub time_zone: Option<Spanned<String>>,
+    /// How long a graceful shutdown may take before zero power and open contactors are forced,
+    /// s (1..=3600, default 30).
+    pub shutdown_timeout_s: Option<Spanned<i64>>,
 }
 
 fn default_cycle() -> Spanned<u64> {
@@ -460,7 +533,13 @@ pub struct SiteConfig {
     pub time_zone: Option<jiff::tz::TimeZone>,
     /// `[api]`, validated (`None`: no API).
     pub api: Option<ApiWiring>,
+    /// `[site] shutdown_timeout_s`: how long a graceful shutdown may take before zero power and
+    /// open contactors are forced.
+    pub shutdown_timeout: ems_core::Millis,
 }
+
+/// Default `[site] shutdown_timeout_s`.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: ems_core::Millis = ems_core::Millis::new(30_000);
 
 struct Ctx<'a> {
     file: &'a Path,
@@ -481,6 +560,25 @@ impl Ctx<'_> {
             line: self.line_of(&value.span()),
             field: field.to_owned(),
             message,
+        }
+    }
+
+    /// An error at `v`'s line, or without a line if the value is absent.
+    fn err_opt<T>(&self, field: &str, v: Option<&Spanned<T>>, message: String) -> ConfigError {
+        ConfigError {
+            file: self.file.to_path_buf(),
+            line: v.and_then(|v| self.line_of(&v.span())),
+            field: field.to_owned(),
+            message,
+        }
+    }
+
+    /// An integer setting in `min..=max` (`unit` follows the value, e.g. `" s"`).
+    fn int(&self, field: &str, v: &Spanned<i64>, min: u64, max: u64, unit: &str) -> Result<u64, ConfigError> {
+        let x = *v.get_ref();
+        match u64::try_from(x) {
+            Ok(n) if (min..=max).contains(&n) => Ok(n),
+            _ => Err(self.err(field, v, format!("{x}{unit} is outside {min}..={max}{unit}"))),
         }
     }
 
@@ -514,18 +612,16 @@ pub fn load(path: &Path) -> Result<SiteConfig, ConfigError> {
 /// Parse and validate configuration text (`path` names it in errors and anchors relative paths).
 pub fn parse(path: &Path, text: &str) -> Result<SiteConfig, ConfigError> {
     let ctx = Ctx { file: path, text };
-    let content: SiteFile = toml::from_str(text).map_err(|e| {
-        let line = e.span().and_then(|s| ctx.line_of(&s));
-        ConfigError {
-            file: path.to_path_buf(),
-            line,
-            field: String::new(),
-            message: e.message().trim().to_owned(),
-        }
-    })?;
+    let content: SiteFile = serde_path_to_error::deserialize(toml::Deserializer::new(text))
+        .map_err(|e| decode_error(&ctx, &e))?;
     let controller = validate(&ctx, &content)?;
     let contactor = contactor_wiring(&ctx, &content.devices.contactor)?;
     let estop = estop_wiring(&ctx, &content.devices.estop)?;
+    wiring_conflicts(&ctx, &content.devices, &contactor, &estop)?;
+    let shutdown_timeout = match &content.site.shutdown_timeout_s {
+        Some(v) => ems_core::Millis::from_secs(ctx.int("site.shutdown_timeout_s", v, 1, 3600, " s")?),
+        None => DEFAULT_SHUTDOWN_TIMEOUT,
+    };
     let time_zone = match &content.site.time_zone {
         Some(tz) => Some(jiff::tz::TimeZone::get(tz.get_ref()).map_err(|e| {
             ctx.err("site.time_zone", tz, format!("'{}' is not a known time zone: {e}", tz.get_ref()))
@@ -536,7 +632,116 @@ pub fn parse(path: &Path, text: &str) -> Result<SiteConfig, ConfigError> {
         Some(a) => api_wiring(&ctx, path, a)?,
         None => None,
     };
-    Ok(SiteConfig { file: path.to_path_buf(), content, controller, contactor, estop, time_zone, api })
+    Ok(SiteConfig {
+        file: path.to_path_buf(),
+        content,
+        controller,
+        contactor,
+        estop,
+        time_zone,
+        api,
+        shutdown_timeout,
+    })
+}
+
+/// A TOML or type error, with the full path of the field (`devices.battery.poll_ms`) and the
+/// value in words an installer reads (`expected an integer, got "fast"`).
+fn decode_error(ctx: &Ctx<'_>, e: &serde_path_to_error::Error<toml::de::Error>) -> ConfigError {
+    use serde_path_to_error::Segment;
+    let inner = e.inner();
+    let mut field = String::new();
+    for segment in e.path().iter() {
+        match segment {
+            // `Spanned` is a struct with private keys (`$__serde_spanned_private_value`) inside
+            // the toml deserializer.
+            Segment::Map { key } if key.starts_with("$__") => {}
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !field.is_empty() {
+                    field.push('.');
+                }
+                field.push_str(key);
+            }
+            Segment::Seq { index } => field.push_str(&format!("[{index}]")),
+            Segment::Unknown => {}
+        }
+    }
+    let raw = inner.message().trim();
+    let (field, message) = match raw.strip_prefix("missing field `").and_then(|r| r.strip_suffix('`')) {
+        Some(key) => {
+            let full = if field.is_empty() { key.to_owned() } else { format!("{field}.{key}") };
+            if SECTIONS.contains(&full.as_str()) {
+                (String::new(), format!("missing section [{full}]"))
+            } else {
+                (full, "missing (required)".to_owned())
+            }
+        }
+        None => match raw.strip_prefix("unknown field `").and_then(|r| r.split_once('`')) {
+            // The path ends with the unknown key itself; name the table it is in.
+            Some((key, _)) => {
+                let table = field.strip_suffix(key).unwrap_or(&field).trim_end_matches('.').to_owned();
+                (table, raw.to_owned())
+            }
+            None => (field, friendly(raw)),
+        },
+    };
+    ConfigError {
+        file: ctx.file.to_path_buf(),
+        line: inner.span().and_then(|s| ctx.line_of(&s)),
+        field,
+        message,
+    }
+}
+
+/// The required tables: a missing one is a missing section, not a missing value.
+const SECTIONS: [&str; 7] = [
+    "site",
+    "devices",
+    "devices.inverter",
+    "devices.battery",
+    "devices.meter",
+    "devices.contactor",
+    "devices.estop",
+];
+
+/// serde's `invalid type: string "fast", expected u64` → `expected an integer, got "fast"`.
+fn friendly(message: &str) -> String {
+    let (rest, range) = if let Some(r) = message.strip_prefix("invalid type: ") {
+        (r, false)
+    } else if let Some(r) = message.strip_prefix("invalid value: ") {
+        (r, true)
+    } else {
+        return message.to_owned();
+    };
+    let Some((got, expected)) = rest.rsplit_once(", expected ") else {
+        return message.to_owned();
+    };
+    let expected = match (expected, range) {
+        ("u8", true) => "an integer 0..=255",
+        ("u16", true) => "an integer 0..=65535",
+        ("u32", true) => "an integer 0..=4294967295",
+        ("u64" | "usize", true) => "an integer >= 0",
+        ("u8" | "u16" | "u32" | "u64" | "usize" | "i8" | "i16" | "i32" | "i64", _) => "an integer",
+        ("f32" | "f64", _) => "a number",
+        ("a boolean", _) => "true or false",
+        ("a sequence", _) => "an array",
+        (e, _) if e.starts_with("struct ") || e == "a map" => "a table",
+        (e, _) => e,
+    };
+    let got = if let Some(s) = got.strip_prefix("string ") {
+        s.to_owned()
+    } else if let Some(v) = ["integer `", "floating point `", "boolean `"]
+        .iter()
+        .find_map(|p| got.strip_prefix(p).and_then(|v| v.strip_suffix('`')))
+    {
+        v.to_owned()
+    } else {
+        match got {
+            "map" => "a table".to_owned(),
+            "sequence" => "an array".to_owned(),
+            other => other.to_owned(),
+        }
+    };
+    format!("expected {expected}, got {got}")
 }
 
 fn validate(ctx: &Ctx<'_>, c: &SiteFile) -> Result<ems_control::ControllerConfig, ConfigError> {
@@ -716,14 +921,7 @@ fn validate(ctx: &Ctx<'_>, c: &SiteFile) -> Result<ems_control::ControllerConfig
 }
 
 fn validate_device(ctx: &Ctx<'_>, name: &str, e: &DeviceEntry) -> Result<(), ConfigError> {
-    let ep = e.endpoint.get_ref();
-    if !(ep.starts_with("modbus-tcp://") || ep.starts_with("modbus-rtu://")) {
-        return Err(ctx.err(
-            &format!("{name}.endpoint"),
-            &e.endpoint,
-            format!("'{ep}' is not a modbus-tcp://HOST:PORT or modbus-rtu:///dev/ttyX?baud=N URL"),
-        ));
-    }
+    endpoint(ctx, &format!("{name}.endpoint"), &e.endpoint)?;
     let unit = *e.unit.get_ref();
     if unit > 247 {
         return Err(ctx.err(&format!("{name}.unit"), &e.unit, format!("{unit} is outside 0..=247")));
@@ -837,9 +1035,57 @@ fn api_wiring(ctx: &Ctx<'_>, path: &Path, a: &ApiSection) -> Result<Option<ApiWi
     if listen == "off" {
         return Ok(None);
     }
-    let listen = listen.parse().map_err(|_| {
-        ctx.err("api.listen", &a.listen, format!("'{listen}' is not HOST:PORT (e.g. 127.0.0.1:8080) or off"))
-    })?;
+    let listen = listen_addr(ctx, &a.listen)?;
+    let int = |field: &str, v: &Option<Spanned<i64>>, min: u64, max: u64, default: u64, unit: &str| {
+        v.as_ref().map_or(Ok(default), |v| ctx.int(&format!("api.{field}"), v, min, max, unit))
+    };
+    let days = |d: Duration| d.as_secs() / DAY_S;
+    let max_connections =
+        int("max_connections", &a.max_connections, 1, 65_535, ApiWiring::DEFAULT_MAX_CONNECTIONS as u64, "")?;
+    let header_read_timeout = int(
+        "header_read_timeout_s",
+        &a.header_read_timeout_s,
+        1,
+        300,
+        ApiWiring::DEFAULT_HEADER_READ_TIMEOUT.as_secs(),
+        " s",
+    )?;
+    let idle_timeout =
+        int("idle_timeout_s", &a.idle_timeout_s, 1, 3600, ApiWiring::DEFAULT_IDLE_TIMEOUT.as_secs(), " s")?;
+    let audit_max_age_days = int(
+        "audit_max_age_days",
+        &a.audit_max_age_days,
+        1,
+        36_500,
+        days(ApiWiring::DEFAULT_AUDIT_MAX_AGE),
+        " days",
+    )?;
+    let audit_max_rows =
+        int("audit_max_rows", &a.audit_max_rows, 1000, 1_000_000_000, ApiWiring::DEFAULT_AUDIT_MAX_ROWS, "")?;
+    let history_max_age_days = int(
+        "history_max_age_days",
+        &a.history_max_age_days,
+        1,
+        36_500,
+        days(ApiWiring::DEFAULT_HISTORY_MAX_AGE),
+        " days",
+    )?;
+    let per_token = int(
+        "rate_limit_per_minute",
+        &a.rate_limit_per_minute,
+        1,
+        60_000,
+        ApiWiring::DEFAULT_RATE_LIMIT_PER_MINUTE.into(),
+        "",
+    )?;
+    let per_ip = int(
+        "ip_rate_limit_per_minute",
+        &a.ip_rate_limit_per_minute,
+        1,
+        600_000,
+        ApiWiring::DEFAULT_IP_RATE_LIMIT_PER_MINUTE.into(),
+        "",
+    )?;
     let mut tokens = Vec::with_capacity(a.tokens.len());
     for (i, t) in a.tokens.iter().enumerate() {
         let role = match t.role.get_ref().as_str() {
@@ -866,7 +1112,7 @@ fn api_wiring(ctx: &Ctx<'_>, path: &Path, a: &ApiSection) -> Result<Option<ApiWi
                 .to_owned(),
         ));
     }
-    ems_api::auth::TokenRegistry::new(&tokens, ems_api::auth::RateLimit::default())
+    ems_api::auth::TokenRegistry::new(&tokens, rate_limit(u32::try_from(per_token).unwrap_or(u32::MAX)))
         .map_err(|e| ctx.err("api.tokens", &a.listen, e.to_string()))?;
     let mut providers = Vec::with_capacity(a.providers.len());
     for (i, p) in a.providers.iter().enumerate() {
@@ -887,6 +1133,16 @@ fn api_wiring(ctx: &Ctx<'_>, path: &Path, a: &ApiSection) -> Result<Option<ApiWi
         schedule_max_power_w,
         tokens,
         providers,
+        // The ranges above keep every value far inside usize and u32.
+        max_connections: usize::try_from(max_connections).unwrap_or(ApiWiring::DEFAULT_MAX_CONNECTIONS),
+        header_read_timeout: Duration::from_secs(header_read_timeout),
+        idle_timeout: Duration::from_secs(idle_timeout),
+        metrics_public: a.metrics_public.as_ref().is_some_and(|m| *m.get_ref()),
+        audit_max_age: Duration::from_secs(audit_max_age_days * DAY_S),
+        audit_max_rows,
+        history_max_age: Duration::from_secs(history_max_age_days * DAY_S),
+        rate_limit_per_minute: u32::try_from(per_token).unwrap_or(u32::MAX),
+        ip_rate_limit_per_minute: u32::try_from(per_ip).unwrap_or(u32::MAX),
     }))
 }
 
@@ -931,6 +1187,45 @@ fn refused<T>(
     }
 }
 
+/// A Modbus endpoint URL; a TCP port outside 1..=65535 is named with its value.
+fn endpoint(ctx: &Ctx<'_>, field: &str, v: &Spanned<String>) -> Result<ModbusEndpoint, ConfigError> {
+    let url = v.get_ref();
+    url.parse::<ModbusEndpoint>().map_err(|e| {
+        let message = match tcp_port(url) {
+            Some(port) if e.part == "port" => format!("port {port} is outside 1..=65535 ('{url}')"),
+            _ if e.part == "scheme" => {
+                format!("'{url}' is not a modbus-tcp://HOST:PORT or modbus-rtu:///dev/ttyX?baud=N URL")
+            }
+            _ => format!("'{url}': {}: {}", e.part, e.reason),
+        };
+        ctx.err(field, v, message)
+    })
+}
+
+/// The port text of a `modbus-tcp://HOST:PORT` URL, if it has one.
+fn tcp_port(url: &str) -> Option<&str> {
+    let authority = url.strip_prefix("modbus-tcp://")?.split(['/', '?']).next()?;
+    match authority.strip_prefix('[') {
+        Some(v6) => v6.split_once(']')?.1.strip_prefix(':'),
+        None => authority.rsplit_once(':').map(|(_, p)| p),
+    }
+}
+
+/// `HOST:PORT` of `[api] listen`: a port outside 1..=65535 is named with its value.
+fn listen_addr(ctx: &Ctx<'_>, v: &Spanned<String>) -> Result<std::net::SocketAddr, ConfigError> {
+    let listen = v.get_ref();
+    if let Some((_, port)) = listen.rsplit_once(':') {
+        if let Ok(p) = port.parse::<u64>() {
+            if !(1..=65_535).contains(&p) {
+                return Err(ctx.err("api.listen", v, format!("port {p} is outside 1..=65535 ('{listen}')")));
+            }
+        }
+    }
+    listen.parse().map_err(|_| {
+        ctx.err("api.listen", v, format!("'{listen}' is not HOST:PORT (e.g. 127.0.0.1:8080) or off"))
+    })
+}
+
 fn io_module(
     ctx: &Ctx<'_>,
     section: &str,
@@ -939,13 +1234,7 @@ fn io_module(
     timeout: Option<&Spanned<u64>>,
 ) -> Result<IoModule, ConfigError> {
     let ep = endpoint.get_ref();
-    if ep.parse::<ModbusEndpoint>().is_err() {
-        return Err(ctx.err(
-            &format!("{section}.endpoint"),
-            endpoint,
-            format!("'{ep}' is not a modbus-tcp://HOST:PORT or modbus-rtu:///dev/ttyX?baud=N URL"),
-        ));
-    }
+    self::endpoint(ctx, &format!("{section}.endpoint"), endpoint)?;
     let unit_id = unit.map_or(1, |u| *u.get_ref());
     if let Some(u) = unit.filter(|_| unit_id > 247) {
         return Err(ctx.err(&format!("{section}.unit"), u, format!("{unit_id} is outside 0..=247")));
@@ -1080,6 +1369,130 @@ fn contactor_wiring(ctx: &Ctx<'_>, c: &ContactorEntry) -> Result<ContactorWiring
         }
         other => Err(ctx.err(&format!("{S}.kind"), k, format!("'{other}' is not one of linux-gpio, modbus"))),
     }
+}
+
+/// One input or output with two roles: the relay coils, their feedback contacts and the E-stop
+/// each need their own GPIO line (on the same chip) or register bit (on the same Modbus module).
+/// A shared one would read a relay's own command back as its feedback, or an open relay as a
+/// pressed (or never pressed) E-stop.
+fn wiring_conflicts(
+    ctx: &Ctx<'_>,
+    d: &DevicesSection,
+    contactor: &ContactorWiring,
+    estop: &EStopWiring,
+) -> Result<(), ConfigError> {
+    const S: &str = "devices.contactor";
+    let c = &d.contactor;
+    match contactor {
+        ContactorWiring::Gpio {
+            chip,
+            precharge_line,
+            precharge_feedback_line,
+            main_line,
+            main_feedback_line,
+        } => {
+            // In the order of a wiring diagram: outputs, then inputs; each line is checked
+            // against the ones before it, so the error names the later field.
+            let roles = [
+                (
+                    "precharge_line",
+                    "the pre-charge relay's coil line",
+                    *precharge_line,
+                    c.precharge_line.as_ref(),
+                ),
+                ("main_line", "the main contactor's coil line", *main_line, c.main_line.as_ref()),
+                (
+                    "precharge_feedback_line",
+                    "the pre-charge relay's feedback line",
+                    *precharge_feedback_line,
+                    c.precharge_feedback_line.as_ref(),
+                ),
+                (
+                    "main_feedback_line",
+                    "the main contactor's feedback line",
+                    *main_feedback_line,
+                    c.main_feedback_line.as_ref(),
+                ),
+            ];
+            for (i, (name, _, line, v)) in roles.iter().enumerate() {
+                if let Some((_, what, _, _)) = roles.iter().take(i).find(|r| r.2 == *line) {
+                    return Err(ctx.err_opt(&format!("{S}.{name}"), *v, format!("{line} is {what} too")));
+                }
+            }
+            if let EStopWiring::Gpio { chip: estop_chip, line, .. } = estop {
+                if same_chip(chip, estop_chip) {
+                    if let Some((_, what, _, _)) = roles.iter().find(|r| r.2 == *line) {
+                        return Err(ctx.err_opt(
+                            "devices.estop.line",
+                            d.estop.line.as_ref(),
+                            format!("{line} on {estop_chip} is {what} too"),
+                        ));
+                    }
+                }
+            }
+        }
+        ContactorWiring::Modbus { module, precharge_coil, main_coil, precharge_feedback, main_feedback } => {
+            let coil = |p: &IoPoint| match p.kind {
+                RegisterKind::Holding if p.address.0 == *precharge_coil => {
+                    Some("the pre-charge relay's coil register")
+                }
+                RegisterKind::Holding if p.address.0 == *main_coil => {
+                    Some("the main contactor's coil register")
+                }
+                RegisterKind::Holding | RegisterKind::Input => None,
+            };
+            for p in [precharge_feedback, main_feedback] {
+                if let Some(what) = coil(p) {
+                    return Err(ctx.err_opt(
+                        &format!("{S}.feedback_register"),
+                        c.feedback_register.as_ref(),
+                        format!("holding register {} is {what} too", p.address.0),
+                    ));
+                }
+            }
+            if let EStopWiring::Modbus { module: estop_module, input, .. } = estop {
+                if same_module(module, estop_module) {
+                    let feedback = if input == precharge_feedback {
+                        Some("the pre-charge relay's feedback bit")
+                    } else if input == main_feedback {
+                        Some("the main contactor's feedback bit")
+                    } else {
+                        None
+                    };
+                    if let Some(what) = feedback {
+                        return Err(ctx.err_opt(
+                            "devices.estop.bit",
+                            d.estop.bit.as_ref(),
+                            format!("bit {} of register {} is {what} too", input.bit, input.address.0),
+                        ));
+                    }
+                    if let Some(what) = coil(input) {
+                        return Err(ctx.err_opt(
+                            "devices.estop.register",
+                            d.estop.register.as_ref(),
+                            format!("holding register {} is {what} too", input.address.0),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `/dev/gpiochip0` and `gpiochip0` are the same chip.
+fn same_chip(a: &str, b: &str) -> bool {
+    let name = |c: &str| c.trim().trim_start_matches("/dev/").to_owned();
+    name(a) == name(b)
+}
+
+/// The same I/O module: the same endpoint (however written) and unit id.
+fn same_module(a: &IoModule, b: &IoModule) -> bool {
+    a.unit == b.unit
+        && match (a.endpoint.parse::<ModbusEndpoint>(), b.endpoint.parse::<ModbusEndpoint>()) {
+            (Ok(x), Ok(y)) => x == y,
+            _ => a.endpoint == b.endpoint,
+        }
 }
 
 fn estop_wiring(ctx: &Ctx<'_>, e: &EStopEntry) -> Result<EStopWiring, ConfigError> {

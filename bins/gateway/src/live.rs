@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 #[derive(Debug, thiserror::Error)]
 pub enum LiveError {
     /// A command-line value is invalid.
+    // Only the simulated site's options are validated here (a production build has none).
+    #[cfg_attr(not(feature = "sim"), allow(dead_code))]
     #[error("{flag} = {value}: {why}")]
     Arg {
         /// The flag.
@@ -34,7 +36,8 @@ pub enum LiveError {
     /// The state file.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// The site.
+    /// The simulated site.
+    #[cfg_attr(not(feature = "sim"), allow(dead_code))]
     #[error("simulated site: {0}")]
     Site(String),
     /// The controller.
@@ -466,4 +469,30 @@ pub(crate) fn print_status(now: Millis, out: &Output, snapshot: &ems_core::Snaps
         env.max_discharge().get(),
         why(env.discharge_binding()),
     );
+}
+
+/// The (device, kind) labels of `ems_device_errors_total` for a failed read or write.
+pub(crate) const fn device_error(e: &DeviceEvent) -> Option<(&'static str, &'static str)> {
+    use ems_devices::traits::ErrorKind;
+    use ems_devices::wrappers::events::Device;
+    let (DeviceEvent::ReadFailed { device, kind } | DeviceEvent::WriteFailed { device, kind }) = e else {
+        return None;
+    };
+    let device = match device {
+        Device::Bms => "bms",
+        Device::Inverter => "inverter",
+        Device::Meter => "meter",
+        Device::Pv => "pv",
+        Device::PrechargeRelay => "precharge_relay",
+        Device::MainContactor => "main_contactor",
+        Device::EStop => "estop",
+    };
+    let kind = match kind {
+        ErrorKind::Timeout => "timeout",
+        ErrorKind::Comm => "comm",
+        ErrorKind::Decode => "decode",
+        ErrorKind::Refused => "refused",
+        ErrorKind::OutOfRange => "out_of_range",
+    };
+    Some((device, kind))
 }

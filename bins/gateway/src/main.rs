@@ -3,19 +3,23 @@
 //! With no arguments it runs the built-in simulated site in real time: BOOT → IDLE → RUNNING in
 //! charge-only mode, a status line every second, Ctrl-C for a graceful shutdown with the state
 //! persisted. `simulate` runs the same control core against the simulated site as fast as
-//! possible and prints a summary.
+//! possible and prints a summary (the `ems-sim` crate's, shared with the `ems-sim` binary).
+//!
+//! Both need the simulated devices and the test rig, behind the default `sim` feature; a
+//! production build (`--no-default-features`) links neither and runs real sites only
+//! (`run --config FILE`).
 #![forbid(unsafe_code)]
 
 mod api;
 mod config;
 mod live;
 mod optimize;
+#[cfg(feature = "sim")]
 mod simsite;
 mod site;
 mod store;
 
-use clap::{Parser, Subcommand, ValueEnum};
-use ems_testing::faults::FaultPlan;
+use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -112,60 +116,17 @@ enum Cmd {
     /// Plan the battery at least cost over a day (or any horizon) from the optimizer CSV
     /// (`timestamp,pv_w,load_w,import_price,export_price`) and print the plan as JSON.
     Optimize(optimize::OptimizeArgs),
-    /// Run the simulated site as fast as possible and print a summary.
+    /// Run the simulated site as fast as possible and print a summary (the same as `ems-sim
+    /// simulate`).
+    #[cfg(feature = "sim")]
+    Simulate(ems_sim::SimulateArgs),
+    /// Not in this build: `ems-sim simulate` has the simulator.
+    #[cfg(not(feature = "sim"))]
+    #[command(hide = true)]
     Simulate {
-        /// Simulated days (required unless --scenario is given; a scenario has its own duration).
-        #[arg(long, required_unless_present = "scenario")]
-        days: Option<u32>,
-        /// Seed for the site's noise and the fault plan.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Report format.
-        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
-        report: ReportFormat,
-        /// Fault injection plan: none, standard or random.
-        #[arg(long, default_value = "none")]
-        faults: String,
-        /// Control and physics step in milliseconds.
-        #[arg(long, default_value_t = 1000)]
-        step_ms: u64,
-        /// What the battery is asked to do: charge-only (the configured charge-only mode all day)
-        /// or daily-cycle (charge from PV surplus 06:00-17:00, discharge 3 kW at night, so the
-        /// whole SOC window and the low-side limits are exercised). Default: daily-cycle with
-        /// --faults random (the soak), charge-only otherwise.
-        #[arg(long)]
-        duty: Option<String>,
-        /// Run a scenario file (TOML timeline of faults with expectations) instead of --days.
-        #[arg(long, conflicts_with_all = ["days", "faults"])]
-        scenario: Option<PathBuf>,
-        /// Economics: bill the site under this tariff file (examples/tariffs/*.toml) and compare
-        /// the EMS (day-ahead plan re-planned every 15 min) with a no-battery and a
-        /// self-consumption-only baseline, per month (the reference home of docs/ECONOMICS.md).
-        #[arg(long, conflicts_with_all = ["scenario", "faults", "duty", "step_ms"])]
-        tariff: Option<PathBuf>,
-        /// Economics: the day of the year to start on (1 = 1 January).
-        #[arg(long, default_value_t = 1, requires = "tariff")]
-        start_day: u16,
-        /// Economics: PV peak power of the simulated home, kWp.
-        #[arg(long, default_value_t = 3.0, requires = "tariff")]
-        pv_kwp: f64,
-        /// Economics: usable battery capacity, kWh.
-        #[arg(long, default_value_t = 10.0, requires = "tariff")]
-        battery_kwh: f64,
-        /// Economics: annual household consumption, kWh.
-        #[arg(long, default_value_t = 4000.0, requires = "tariff")]
-        annual_load_kwh: f64,
-        /// Economics: the planner's battery wear cost per kWh of AC throughput (charge +
-        /// discharge); it keeps the plan from cycling for margins thinner than the wear.
-        #[arg(long, requires = "tariff")]
-        degradation_cost: Option<f64>,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
     },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum ReportFormat {
-    Text,
-    Json,
 }
 
 fn main() -> ExitCode {
@@ -201,43 +162,16 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Some(Cmd::Simulate { scenario: Some(path), report, .. }) => scenario(&path, report),
-        Some(Cmd::Simulate {
-            days,
-            seed,
-            report,
-            tariff: Some(tariff),
-            start_day,
-            pv_kwp,
-            battery_kwh,
-            annual_load_kwh,
-            degradation_cost,
-            ..
-        }) => {
-            let home = Home { start_day, pv_kwp, battery_kwh, annual_load_kwh, degradation_cost };
-            economics(days.unwrap_or(0), seed, report, &tariff, home)
+        #[cfg(feature = "sim")]
+        Some(Cmd::Simulate(args)) => ems_sim::simulate(&args, "ems-gateway simulate"),
+        #[cfg(not(feature = "sim"))]
+        Some(Cmd::Simulate { .. }) => {
+            eprintln!(
+                "ems-gateway simulate: this build has no simulator (built without the `sim` feature); use `ems-sim simulate`"
+            );
+            ExitCode::FAILURE
         }
-        Some(Cmd::Simulate {
-            days,
-            seed,
-            report,
-            faults,
-            step_ms,
-            duty,
-            scenario: None,
-            tariff: None,
-            ..
-        }) => simulate(days.unwrap_or(0), seed, report, &faults, step_ms, duty.as_deref()),
-        None => {
-            init_tracing();
-            match simsite::run(&cli.live) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("ems-gateway: {e}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+        None => simulated_site(&cli.live),
     }
 }
 
@@ -327,6 +261,25 @@ fn check_config(file: &std::path::Path) -> ExitCode {
                 d.meter.endpoint.get_ref(),
                 d.meter.driver.get_ref(),
             );
+            println!("graceful shutdown: zero and open forced after {} s", c.shutdown_timeout.get() / 1000);
+            match &c.api {
+                Some(a) => println!(
+                    "api: {} ({} tokens, {} providers), at most {} connections, headers within {} s, idle {} s, /metrics {}, {} requests/min per token and {} per address, audit log {} days / {} entries, history {} days",
+                    a.listen,
+                    a.tokens.len(),
+                    a.providers.len(),
+                    a.max_connections,
+                    a.header_read_timeout.as_secs(),
+                    a.idle_timeout.as_secs(),
+                    if a.metrics_public { "public" } else { "needs a token" },
+                    a.rate_limit_per_minute,
+                    a.ip_rate_limit_per_minute,
+                    a.audit_max_age.as_secs() / 86_400,
+                    a.audit_max_rows,
+                    a.history_max_age.as_secs() / 86_400,
+                ),
+                None => println!("api: off"),
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -336,143 +289,26 @@ fn check_config(file: &std::path::Path) -> ExitCode {
     }
 }
 
-fn scenario(path: &std::path::Path, format: ReportFormat) -> ExitCode {
-    match ems_testing::run_scenario_file(path) {
-        Ok(r) => {
-            if !print_report(format, &r, || r.to_json()) {
-                return ExitCode::FAILURE;
-            }
-            if r.passed {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(2)
-            }
-        }
+/// The default command: the built-in simulated site in real time.
+#[cfg(feature = "sim")]
+fn simulated_site(args: &LiveArgs) -> ExitCode {
+    init_tracing();
+    match simsite::run(args) {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("ems-gateway simulate: {e}");
+            eprintln!("ems-gateway: {e}");
             ExitCode::FAILURE
         }
     }
 }
 
-fn simulate(
-    days: u32,
-    seed: u64,
-    format: ReportFormat,
-    faults: &str,
-    step_ms: u64,
-    duty: Option<&str>,
-) -> ExitCode {
-    if days == 0 {
-        eprintln!("ems-gateway simulate: --days must be at least 1 (got 0)");
-        return ExitCode::FAILURE;
-    }
-    let plan = match FaultPlan::parse(faults) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("ems-gateway simulate: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let duty = match duty {
-        Some(d) => match ems_testing::Duty::parse(d) {
-            Ok(d) => d,
-            Err(e) => {
-                eprintln!("ems-gateway simulate: {e}");
-                return ExitCode::FAILURE;
-            }
-        },
-        None if plan == FaultPlan::Random => ems_testing::Duty::DAILY_CYCLE,
-        None => ems_testing::Duty::Configured,
-    };
-    let mut opts = ems_testing::RunOptions::days(days, seed);
-    opts.faults = plan;
-    opts.duty = duty;
-    opts.step = ems_core::Millis::new(step_ms);
-    match ems_testing::run(&opts) {
-        Ok(report) => finish(format, &report, report.violation_count, || report.to_json()),
-        Err(e) => {
-            eprintln!("ems-gateway simulate: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// Print a simulation report; exit 2 if it counted any safety violation.
-fn finish(
-    format: ReportFormat,
-    report: &impl std::fmt::Display,
-    violations: u64,
-    json: impl FnOnce() -> Result<String, serde_json::Error>,
-) -> ExitCode {
-    if !print_report(format, report, json) {
-        return ExitCode::FAILURE;
-    }
-    if violations == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(2)
-    }
-}
-
-/// The simulated home of `simulate --tariff`.
-#[derive(Debug, Clone, Copy)]
-struct Home {
-    start_day: u16,
-    pv_kwp: f64,
-    battery_kwh: f64,
-    annual_load_kwh: f64,
-    degradation_cost: Option<f64>,
-}
-
-impl Home {
-    fn apply(self, opts: &mut ems_testing::economics::EconomicsOptions) -> Result<(), String> {
-        let check = |flag: &str, v: f64, lo: f64, hi: f64| {
-            if v.is_finite() && (lo..=hi).contains(&v) {
-                Ok(v)
-            } else {
-                Err(format!("--{flag} = {v} must be {lo}..={hi}"))
-            }
-        };
-        let pv = check("pv-kwp", self.pv_kwp, 0.0, 100.0)?;
-        let bat = check("battery-kwh", self.battery_kwh, 1.0, 200.0)?;
-        let load = check("annual-load-kwh", self.annual_load_kwh, 100.0, 200_000.0)?;
-        // Narrowing to the f32 unit types: the ranges above keep the values exact enough.
-        #[allow(clippy::cast_possible_truncation)]
-        let f = |x: f64| (x * 1000.0) as f32;
-        opts.site.pv_peak = ems_core::Watts::new(f(pv));
-        opts.site.battery_capacity = ems_core::WattHours::new(f(bat));
-        opts.planner.capacity_wh = opts.site.battery_capacity;
-        opts.site.annual_load = ems_core::WattHours::new(f(load));
-        opts.start_day = self.start_day;
-        if let Some(c) = self.degradation_cost {
-            let c = check("degradation-cost", c, 0.0, 10.0)?;
-            opts.planner.degradation_cost = ems_strategies::Price::new(c);
-        }
-        Ok(())
-    }
-}
-
-fn economics(days: u32, seed: u64, format: ReportFormat, tariff: &std::path::Path, home: Home) -> ExitCode {
-    let tariff = match ems_strategies::tariff::Tariff::load(tariff) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("ems-gateway simulate: --tariff {}: {e}", tariff.display());
-            return ExitCode::FAILURE;
-        }
-    };
-    let mut opts = ems_testing::economics::EconomicsOptions::reference_home(tariff, days, seed);
-    if let Err(e) = home.apply(&mut opts) {
-        eprintln!("ems-gateway simulate: {e}");
-        return ExitCode::FAILURE;
-    }
-    match ems_testing::economics::run_economics(&opts) {
-        Ok(report) => finish(format, &report, report.violations, || serde_json::to_string_pretty(&report)),
-        Err(e) => {
-            eprintln!("ems-gateway simulate: {e}");
-            ExitCode::FAILURE
-        }
-    }
+/// A production build has no simulated site to run.
+#[cfg(not(feature = "sim"))]
+fn simulated_site(_: &LiveArgs) -> ExitCode {
+    eprintln!(
+        "ems-gateway: this build has no simulated site (built without the `sim` feature); use `ems-gateway run --config FILE`"
+    );
+    ExitCode::FAILURE
 }
 
 /// Print a report; a closed pipe (`| head`) ends the output quietly instead of panicking.
@@ -490,23 +326,4 @@ fn init_tracing() {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-}
-
-/// Print a report as text or JSON; `false` if it could not be encoded.
-fn print_report(
-    format: ReportFormat,
-    text: &impl std::fmt::Display,
-    json: impl FnOnce() -> Result<String, serde_json::Error>,
-) -> bool {
-    match format {
-        ReportFormat::Text => out(&text.to_string()),
-        ReportFormat::Json => match json() {
-            Ok(j) => out(&format!("{j}\n")),
-            Err(e) => {
-                eprintln!("ems-gateway simulate: cannot encode report: {e}");
-                return false;
-            }
-        },
-    }
-    true
 }

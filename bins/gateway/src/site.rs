@@ -455,7 +455,7 @@ pub fn run(
         providers: a.providers.clone(),
         database: a.database.clone(),
         tokens: Some(a.tokens.clone()),
-        limits: crate::api::ApiLimits::default(),
+        limits: crate::api::ApiLimits::from_wiring(a),
     });
     let launch = Launch {
         controller,
@@ -464,7 +464,7 @@ pub fn run(
             cycle: cfg.controller.cycle,
             clock: Clock::Wall,
             duration,
-            shutdown_timeout: SHUTDOWN_TIMEOUT,
+            shutdown_timeout: Duration::from_millis(cfg.shutdown_timeout.get()),
             ..RealtimeOptions::default()
         },
         reset_reason,
@@ -477,10 +477,6 @@ pub fn run(
         (connected, c)
     })
 }
-
-/// How long a graceful shutdown may take on a real site (wall time) before zero and open are
-/// forced.
-const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Reach the devices (retrying Modbus every 5 s until a shutdown request or the duration) and
 /// build the device layer.

@@ -217,3 +217,251 @@ fn run_with_an_unreachable_inverter_fails_naming_the_device_and_endpoint() {
     let t = text(&o);
     assert!(t.contains(&format!("devices.inverter at modbus-tcp://127.0.0.1:{port}")), "{t}");
 }
+
+/// The example site with each `(from, to)` replaced once, its profile path made absolute and
+/// `extra` appended; `check-config` on it from a temporary folder: (success, all output).
+fn check_example(edits: &[(&str, &str)], extra: &str) -> (bool, String) {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/site.toml");
+    let profile = concat!(env!("CARGO_MANIFEST_DIR"), "/../../devices/profiles/eastron-sdm630.toml");
+    let mut site = std::fs::read_to_string(example).unwrap();
+    for (from, to) in edits {
+        assert!(site.contains(from), "the example has no {from:?}");
+        site = site.replacen(from, to, 1);
+    }
+    let mut site = site.replace("../devices/profiles/eastron-sdm630.toml", profile);
+    site.push_str(extra);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("site.toml");
+    std::fs::write(&file, site).unwrap();
+    let o = run(gateway().arg("check-config").arg(&file));
+    (o.status.success(), text(&o))
+}
+
+fn refused(edits: &[(&str, &str)], extra: &str, want: &[&str]) {
+    let (ok, t) = check_example(edits, extra);
+    assert!(!ok, "accepted {edits:?} {extra:?}: {t}");
+    for w in want {
+        assert!(t.contains(w), "{edits:?} {extra:?}: missing {w:?} in {t}");
+    }
+}
+
+#[test]
+fn check_config_refuses_gpio_wiring_conflicts() {
+    // The same line for the pre-charge relay and the main contactor.
+    refused(
+        &[("main_line = 22", "main_line = 17")],
+        "",
+        &["site.toml line 63: devices.contactor.main_line: 17 is the pre-charge relay's coil line too"],
+    );
+    // Identical feedback lines.
+    refused(
+        &[("main_feedback_line = 23", "main_feedback_line = 27")],
+        "",
+        &["devices.contactor.main_feedback_line: 27 is the pre-charge relay's feedback line too"],
+    );
+    // A coil line that is a feedback line.
+    refused(
+        &[("precharge_feedback_line = 27", "precharge_feedback_line = 17")],
+        "",
+        &["devices.contactor.precharge_feedback_line: 17 is the pre-charge relay's coil line too"],
+    );
+    refused(
+        &[("main_feedback_line = 23", "main_feedback_line = 22")],
+        "",
+        &["devices.contactor.main_feedback_line: 22 is the main contactor's coil line too"],
+    );
+    // The E-stop on a relay's coil line or feedback line of the same chip.
+    refused(
+        &[("line = 4\n", "line = 22\n")],
+        "",
+        &["devices.estop.line: 22 on /dev/gpiochip0 is the main contactor's coil line too"],
+    );
+    refused(
+        &[("line = 4\n", "line = 27\n")],
+        "",
+        &["devices.estop.line: 27 on /dev/gpiochip0 is the pre-charge relay's feedback line too"],
+    );
+    // The same line number on another chip is another line.
+    let (ok, t) = check_example(
+        &[
+            ("line = 4\n", "line = 22\n"),
+            ("chip = \"/dev/gpiochip0\"\nline", "chip = \"/dev/gpiochip1\"\nline"),
+        ],
+        "",
+    );
+    assert!(ok, "{t}");
+}
+
+/// The example with relays and E-stop on one Modbus I/O module.
+const MODBUS_IO: &str = "[devices.contactor]
+kind = \"modbus\"
+endpoint = \"modbus-tcp://192.168.1.60:502\"
+unit = 4
+precharge_coil = 0
+main_coil = 1
+feedback_register = 0
+precharge_feedback_bit = 0
+main_feedback_bit = 1
+
+[devices.estop]
+kind = \"modbus\"
+endpoint = \"modbus-tcp://192.168.1.60:502\"
+unit = 4
+register = 0
+bit = 2
+";
+
+fn modbus_io(edits: &[(&str, &str)], want: &[&str]) {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/site.toml");
+    let site = std::fs::read_to_string(example).unwrap();
+    let gpio =
+        &site[site.find("[devices.contactor]").unwrap()..site.find("# Relays and the E-stop").unwrap()];
+    let mut io = MODBUS_IO.to_owned();
+    for (from, to) in edits {
+        io = io.replacen(from, to, 1);
+    }
+    if want.is_empty() {
+        let (ok, t) = check_example(&[(gpio, &io)], "");
+        assert!(ok, "{t}");
+    } else {
+        refused(&[(gpio, &io)], "", want);
+    }
+}
+
+#[test]
+fn check_config_refuses_modbus_io_wiring_conflicts() {
+    modbus_io(&[], &[]);
+    modbus_io(&[("main_coil = 1", "main_coil = 0")], &["devices.contactor.main_coil", "pre-charge coil"]);
+    modbus_io(
+        &[("main_feedback_bit = 1", "main_feedback_bit = 0")],
+        &["devices.contactor.main_feedback_bit: 0 is the pre-charge feedback bit too"],
+    );
+    // Feedback read from a coil's own holding register reads the command back, not the contact.
+    modbus_io(
+        &[("feedback_register = 0", "feedback_register = 1\nfeedback_table = \"holding\"")],
+        &["devices.contactor.feedback_register: holding register 1 is the main contactor's coil register too"],
+    );
+    // The E-stop on a relay's feedback bit or coil register of the same module.
+    modbus_io(
+        &[("bit = 2", "bit = 1")],
+        &["devices.estop.bit: bit 1 of register 0 is the main contactor's feedback bit too"],
+    );
+    modbus_io(
+        &[("register = 0\nbit = 2", "register = 0\nbit = 0\ntable = \"holding\"")],
+        &["devices.estop.register: holding register 0 is the pre-charge relay's coil register too"],
+    );
+    // Another module (unit id) is other wires.
+    modbus_io(&[("unit = 4\nregister", "unit = 5\nregister"), ("bit = 2", "bit = 1")], &[]);
+}
+
+#[test]
+fn check_config_refuses_ports_outside_1_to_65535_naming_field_and_value() {
+    let inverter = "endpoint = \"modbus-tcp://192.168.1.50:502\"";
+    refused(
+        &[(inverter, "endpoint = \"modbus-tcp://192.168.1.50:99999\"")],
+        "",
+        &["line 38: devices.inverter.endpoint: port 99999 is outside 1..=65535 ('modbus-tcp://192.168.1.50:99999')"],
+    );
+    refused(
+        &[(inverter, "endpoint = \"modbus-tcp://host:0\"")],
+        "",
+        &["devices.inverter.endpoint: port 0 is outside 1..=65535 ('modbus-tcp://host:0')"],
+    );
+    refused(
+        &[],
+        "\n[api]\nlisten = \"127.0.0.1:99999\"\n",
+        &["api.listen: port 99999 is outside 1..=65535 ('127.0.0.1:99999')"],
+    );
+    refused(
+        &[],
+        "\n[api]\nlisten = \"0.0.0.0:0\"\n",
+        &["api.listen: port 0 is outside 1..=65535 ('0.0.0.0:0')"],
+    );
+    modbus_io(
+        &[("modbus-tcp://192.168.1.60:502", "modbus-tcp://[::1]:70000")],
+        &["devices.contactor.endpoint: port 70000 is outside 1..=65535 ('modbus-tcp://[::1]:70000')"],
+    );
+}
+
+#[test]
+fn check_config_names_the_full_path_of_a_wrong_type_and_a_missing_section() {
+    refused(
+        &[("assumed_cell_temp_c = 25", "assumed_cell_temp_c = 25\npoll_ms = \"fast\"")],
+        "",
+        &["site.toml line 50: devices.battery.poll_ms: expected an integer, got \"fast\""],
+    );
+    refused(
+        &[("cycle_ms = 100", "cycle_ms = 0.5")],
+        "",
+        &["line 9: site.cycle_ms: expected an integer, got 0.5"],
+    );
+    refused(
+        &[("grid_import_limit_w = 17250", "grid_import_limit_w = \"17 kW\"")],
+        "",
+        &["limits.grid_import_limit_w: expected a number, got \"17 kW\""],
+    );
+    refused(&[("unit = 2", "unit = 300")], "", &["devices.meter.unit: expected an integer 0..=255, got 300"]);
+    refused(&[("[devices.meter]", "[devices.metre]")], "", &["devices: unknown field `metre`"]);
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/site.toml");
+    let site = std::fs::read_to_string(example).unwrap();
+    let meter = &site[site.find("[devices.meter]").unwrap()..site.find("[devices.contactor]").unwrap()];
+    refused(&[(meter, "")], "", &["site.toml line 37: missing section [devices.meter]"]);
+    let site_section = &site[site.find("[site]").unwrap()..site.find("[limits]").unwrap()];
+    refused(&[(site_section, "")], "", &["missing section [site]"]);
+    refused(&[("driver = \"profile\"\n", "")], "", &["devices.meter.driver: missing (required)"]);
+}
+
+#[test]
+fn check_config_reads_the_new_api_and_site_keys_and_refuses_values_out_of_range() {
+    const TOKEN: &str = "[[api.tokens]]\nname = \"ops\"\nrole = \"operator\"\nsha256 = \"1d1e0f590d004fb7e08f456946aeac2f8035a23649d852a319291c45aa4a7410\"\n";
+    let (ok, t) = check_example(&[], &format!("\n[api]\n{TOKEN}"));
+    assert!(ok, "{t}");
+    assert!(t.contains("zero and open forced after 30 s"), "{t}");
+    for w in ["at most 256 connections", "headers within 5 s", "idle 60 s", "/metrics needs a token"] {
+        assert!(t.contains(w), "missing {w:?}: {t}");
+    }
+    for w in [
+        "300 requests/min per token and 600 per address",
+        "audit log 365 days / 1000000 entries",
+        "history 730 days",
+    ] {
+        assert!(t.contains(w), "missing {w:?}: {t}");
+    }
+    let keys =
+        "max_connections = 64\nheader_read_timeout_s = 3\nidle_timeout_s = 30\nmetrics_public = true\n\
+                audit_max_age_days = 90\naudit_max_rows = 5000\nhistory_max_age_days = 14\n\
+                rate_limit_per_minute = 120\nip_rate_limit_per_minute = 240\n";
+    let (ok, t) = check_example(
+        &[("cycle_ms = 100", "cycle_ms = 100\nshutdown_timeout_s = 90")],
+        &format!("\n[api]\n{keys}{TOKEN}"),
+    );
+    assert!(ok, "{t}");
+    for w in [
+        "after 90 s",
+        "at most 64 connections, headers within 3 s, idle 30 s, /metrics public",
+        "120 requests/min per token and 240 per address, audit log 90 days / 5000 entries, history 14 days",
+    ] {
+        assert!(t.contains(w), "missing {w:?}: {t}");
+    }
+    let bad = |key: &str, want: &str| refused(&[], &format!("\n[api]\n{key}\n{TOKEN}"), &[want]);
+    bad("max_connections = 0", "api.max_connections: 0 is outside 1..=65535");
+    bad("max_connections = 70000", "api.max_connections: 70000 is outside 1..=65535");
+    bad("header_read_timeout_s = 0", "api.header_read_timeout_s: 0 s is outside 1..=300 s");
+    bad("idle_timeout_s = -1", "api.idle_timeout_s: -1 s is outside 1..=3600 s");
+    bad("audit_max_age_days = 0", "api.audit_max_age_days: 0 days is outside 1..=36500 days");
+    bad("audit_max_rows = 10", "api.audit_max_rows: 10 is outside 1000..=1000000000");
+    bad("history_max_age_days = 40000", "api.history_max_age_days: 40000 days is outside 1..=36500 days");
+    bad("rate_limit_per_minute = 0", "api.rate_limit_per_minute: 0 is outside 1..=60000");
+    bad("ip_rate_limit_per_minute = 0", "api.ip_rate_limit_per_minute: 0 is outside 1..=600000");
+    bad("metrics_public = \"yes\"", "api.metrics_public: expected true or false, got \"yes\"");
+    refused(
+        &[("cycle_ms = 100", "cycle_ms = 100\nshutdown_timeout_s = 4000")],
+        "",
+        &["line 10: site.shutdown_timeout_s: 4000 s is outside 1..=3600 s"],
+    );
+    refused(
+        &[("cycle_ms = 100", "cycle_ms = 100\nshutdown_timeout_s = 0")],
+        "",
+        &["site.shutdown_timeout_s: 0 s is outside 1..=3600 s"],
+    );
+}

@@ -2,6 +2,7 @@
 //! can hang (never answers), relays and an E-stop input that record *when* they were
 //! commanded, and an E-stop input that signals its edge (as an interrupt-driven input does).
 #![allow(dead_code)] // shared by the tests and the bench; each uses a part
+#![allow(clippy::unwrap_used)] // test support: a poisoned lock is a failed test
 
 use ems_core::snapshot::{BmsAlarms, EStopInput as Reading, InverterState};
 use ems_core::{Amps, Celsius, Hertz, Percent, Volts, Watts};
@@ -151,7 +152,11 @@ pub struct FakeMeter;
 impl Meter for FakeMeter {
     type Error = FakeError;
     async fn read(&mut self) -> Result<MeterReading, FakeError> {
-        Ok(MeterReading { active_power: Watts::new(-2000.0), voltage: Volts::new(230.0), frequency: Hertz::new(50.0) })
+        Ok(MeterReading {
+            active_power: Watts::new(-2000.0),
+            voltage: Volts::new(230.0),
+            frequency: Hertz::new(50.0),
+        })
     }
 }
 
