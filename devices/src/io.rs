@@ -104,12 +104,13 @@ enum Watched {
     Software,
 }
 
-/// Run `work` while watching the E-stop input for a new press (an input already `held`
-/// pressed must be released first) and the software E-stop; the first to finish wins and the
-/// others are dropped.
+/// Run `work` while watching the E-stop input for a new press and the software E-stop; the
+/// first to finish wins and the others are dropped. `pressed` is the device layer's record of
+/// the input: the watcher keeps it current (a release seen here makes the next press an edge,
+/// even if it comes in a later phase of the cycle).
 async fn watched<E, X, W>(
     estop: &mut E,
-    held: bool,
+    pressed: &mut bool,
     tick: core::time::Duration,
     software: X,
     work: W,
@@ -119,25 +120,44 @@ where
     X: core::future::Future<Output = ()>,
     W: core::future::Future<Output = ()>,
 {
+    // Whether the watcher is inside a read of the input: a read is never abandoned half-way
+    // when `work` finishes (a Modbus E-stop would otherwise lose its request in flight).
+    let reading = core::cell::Cell::new(false);
     let watch = async {
-        let mut was_pressed = held;
         loop {
             // A read error is the regular check's business (reported, treated as pressed by
             // the envelope); the watcher only looks for a press.
-            let pressed = matches!(estop.read().await, Ok(EStopState::Pressed));
-            if pressed && !was_pressed {
+            reading.set(true);
+            let now_pressed = matches!(estop.read().await, Ok(EStopState::Pressed));
+            reading.set(false);
+            let edge = now_pressed && !*pressed;
+            *pressed = now_pressed;
+            if edge {
                 return;
             }
-            was_pressed = pressed;
             estop.changed(tick).await;
         }
     };
-    tokio::select! {
+    let mut watch = core::pin::pin!(watch);
+    let outcome = tokio::select! {
         biased;
         () = software => Watched::Software,
-        () = watch => Watched::Input,
+        () = &mut watch => Watched::Input,
         () = work => Watched::Done,
+    };
+    if matches!(outcome, Watched::Done) && reading.get() {
+        // Let the read in flight finish (bounded by the input's own timeout).
+        let edge = core::future::poll_fn(|cx| match core::future::Future::poll(watch.as_mut(), cx) {
+            core::task::Poll::Ready(()) => core::task::Poll::Ready(true),
+            core::task::Poll::Pending if reading.get() => core::task::Poll::Pending,
+            core::task::Poll::Pending => core::task::Poll::Ready(false),
+        })
+        .await;
+        if edge {
+            return Watched::Input;
+        }
     }
+    outcome
 }
 
 /// Every device of a [`DeviceSet`] but the E-stop input, so the E-stop can be watched while
@@ -335,11 +355,11 @@ where
     where
         X: core::future::Future<Output = ()>,
     {
-        let held = self.check_estop(now, events).await;
+        let _ = self.check_estop(now, events).await;
         snapshot.estop = self.estop_reading;
         let interrupt = {
             let work = self.parts.read(now, snapshot, events);
-            watched(&mut self.estop, held, tick, software, work).await
+            watched(&mut self.estop, &mut self.estop_pressed, tick, software, work).await
         };
         self.after_interrupt(now, snapshot, events, interrupt).await
     }
@@ -358,13 +378,13 @@ where
     where
         X: core::future::Future<Output = ()>,
     {
-        let held = self.estop_pressed;
         let mut report = None;
+        let hold = self.estop_pressed;
         let interrupt = {
             let work = async {
-                report = Some(self.parts.apply(now, command, bounds, self.estop_pressed, events).await);
+                report = Some(self.parts.apply(now, command, bounds, hold, events).await);
             };
-            watched(&mut self.estop, held, tick, software, work).await
+            watched(&mut self.estop, &mut self.estop_pressed, tick, software, work).await
         };
         let mut scratch = Snapshot::unknown(Watts::ZERO);
         let interrupt = self.after_interrupt(now, &mut scratch, events, interrupt).await;
@@ -384,7 +404,6 @@ where
             Watched::Input => {
                 self.estop_reading.update(EStopState::Pressed, now);
                 snapshot.estop = self.estop_reading;
-                self.estop_pressed = true;
                 let (zero_written, relays_opened) = self.emergency_now(now, events).await;
                 events.push(now, DeviceEvent::EStopFastPath { zero_written, relays_opened });
                 Interrupt::EStopInput
@@ -399,8 +418,10 @@ where
 
     /// Wait between cycles with the E-stop watched: returns at `deadline`, on a new press of
     /// the input (after its fast path ran) or when `software` resolves (the caller then takes
-    /// the fast path with [`Self::emergency_now`]). While the input stays pressed it is polled
-    /// every `tick` and its fast path keeps zero and the contactors open.
+    /// the fast path with [`Self::emergency_now`]). The input is only read here; while it stays
+    /// pressed, zero and open are re-commanded once a cycle by [`Self::read`]'s check, not
+    /// every tick (a Modbus I/O module or a hung inverter would otherwise see a write per
+    /// millisecond).
     pub async fn wait_watched<X>(
         &mut self,
         now: Millis,
@@ -412,22 +433,15 @@ where
     where
         X: core::future::Future<Output = ()>,
     {
-        let mut held = self.estop_pressed;
-        let watch = async {
-            loop {
-                let pressed = self.check_estop(now, events).await;
-                if pressed && !held {
-                    return;
-                }
-                held = pressed;
-                self.estop.changed(tick).await;
+        let sleep = tokio::time::sleep_until(deadline);
+        let w = watched(&mut self.estop, &mut self.estop_pressed, tick, software, sleep).await;
+        match w {
+            // The caller runs the software fast path (it times it).
+            Watched::Software => Interrupt::Software,
+            Watched::Done | Watched::Input => {
+                let mut scratch = Snapshot::unknown(Watts::ZERO);
+                self.after_interrupt(now, &mut scratch, events, w).await
             }
-        };
-        tokio::select! {
-            biased;
-            () = software => Interrupt::Software,
-            () = watch => Interrupt::EStopInput,
-            () = tokio::time::sleep_until(deadline) => Interrupt::None,
         }
     }
 
@@ -450,9 +464,9 @@ where
     pub async fn emergency_now(&mut self, now: Millis, events: &mut DeviceEvents) -> (bool, bool) {
         let parts = &mut self.parts;
         if self.realtime {
-            let zero = tokio::time::timeout(EMERGENCY_IO_TIMEOUT, parts.inverter.emergency_zero(now));
+            let zero = tokio::time::timeout(self.emergency_timeout, parts.inverter.emergency_zero(now));
             let open =
-                tokio::time::timeout(EMERGENCY_IO_TIMEOUT, parts.contactor.emergency_open(now, events));
+                tokio::time::timeout(self.emergency_timeout, parts.contactor.emergency_open(now, events));
             let (zero, open) = tokio::join!(zero, open);
             (matches!(zero, Ok(Ok(()))), matches!(open, Ok(true)))
         } else {

@@ -38,7 +38,13 @@ pub struct CycleResult {
 struct Watch {
     tick: Duration,
     trigger: EStopTrigger,
+    io_budget: Duration,
 }
+
+/// How long the reads (or the writes) of one cycle may take in real time before they are
+/// abandoned: a device that never answers must not stop the cycles (its signals then go stale,
+/// which the safety layer treats as the worst case, and the state machine keeps stepping).
+pub const IO_BUDGET: Duration = Duration::from_secs(1);
 
 /// The control loop's state: the devices, the controller, the state store and what carries
 /// from one cycle to the next (the snapshot, the device trips).
@@ -78,8 +84,16 @@ impl<D: SiteDevices, S: StateStore> Runtime<D, S> {
     /// interrupt them too.
     pub fn watch_estop(&mut self, tick: Duration, trigger: EStopTrigger) {
         self.devices.set_realtime(true);
-        self.watch = Some(Watch { tick, trigger: trigger.clone() });
+        self.watch = Some(Watch { tick, trigger: trigger.clone(), io_budget: IO_BUDGET });
         self.trigger = Some(trigger);
+    }
+
+    /// Real time: how long one cycle's reads (or writes) may take before they are abandoned
+    /// (default [`IO_BUDGET`]).
+    pub fn set_io_budget(&mut self, budget: Duration) {
+        if let Some(w) = &mut self.watch {
+            w.io_budget = budget;
+        }
     }
 
     /// The controller.
@@ -206,10 +220,22 @@ impl<D: SiteDevices, S: StateStore> Runtime<D, S> {
         let applied = match &self.watch {
             Some(w) => {
                 let trigger = w.trigger.clone();
-                let (report, i) = self
-                    .devices
-                    .apply_watched(now, &out.command, bounds, &mut self.events, w.tick, trigger.pressed())
-                    .await;
+                let budget = w.io_budget;
+                let apply = self.devices.apply_watched(
+                    now,
+                    &out.command,
+                    bounds,
+                    &mut self.events,
+                    w.tick,
+                    trigger.pressed(),
+                );
+                let (report, i) = match tokio::time::timeout(budget, apply).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        tracing::warn!("device writes did not finish within {budget:?}: abandoned");
+                        (None, Interrupt::None)
+                    }
+                };
                 if interrupt == Interrupt::None {
                     interrupt = i;
                 }

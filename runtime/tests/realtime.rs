@@ -46,7 +46,7 @@ fn spawn(
     let (t, s, p) = (trigger.clone(), shutdown.clone(), probe.clone());
     let handle = ems_runtime::thread::spawn_control(move || async move {
         let mut devices = fakes::device_set(&p);
-        devices.set_emergency_timeout(Duration::from_millis(200));
+        devices.set_emergency_timeout(Duration::from_millis(50));
         let controller = Controller::new(ControllerConfig::default()).unwrap();
         let mut rt = Runtime::new(devices, controller, MemoryStore::default());
         rt.watch_estop(Duration::from_millis(1), t);
@@ -99,9 +99,11 @@ fn the_software_estop_wakes_the_loop_and_is_answered_after_zero_was_issued() {
     assert!(issued <= Instant::now());
     assert_eq!(done.state, State::Stopped);
     assert!(done.took <= pressed.elapsed(), "{:?}", done.took);
+    // A device that never answers does not stop the cycles: the state machine latched the stop.
     shutdown.request();
     shutdown.request();
-    let _ = handle.join().unwrap().unwrap();
+    let summary = handle.join().unwrap().unwrap();
+    assert_eq!(summary.state, State::Stopped, "{summary:?}");
 }
 
 #[test]
@@ -149,4 +151,26 @@ fn a_shutdown_that_cannot_complete_times_out_and_forces() {
     let summary = handle.join().unwrap().unwrap();
     assert_eq!(summary.end, RunEnd::TimedOut, "{summary:?}");
     assert!(!probe.coils.lock().unwrap().1);
+}
+
+#[test]
+fn repeated_presses_during_a_hung_link_each_issue_zero_and_open_and_the_loop_keeps_stepping() {
+    let probe = Arc::new(Probe::default());
+    let (_trigger, shutdown, handle) = spawn(&probe, options());
+    wait_until("contactors closed", || probe.coils.lock().unwrap().1);
+    probe.hung.store(true, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(100));
+    for i in 0..20 {
+        probe.set_estop(false);
+        let seen = probe.released_reads.load(Ordering::SeqCst);
+        wait_until("release seen", || probe.released_reads.load(Ordering::SeqCst) > seen + 1);
+        let pressed = Instant::now();
+        probe.set_estop(true);
+        wait_until(&format!("press {i}: zero and open issued"), || probe.all_issued_after(pressed).is_some());
+    }
+    // A device that never answers does not stop the cycles: the state machine latched the stop.
+    shutdown.request();
+    shutdown.request();
+    let summary = handle.join().unwrap().unwrap();
+    assert_eq!(summary.state, State::Stopped, "{summary:?}");
 }

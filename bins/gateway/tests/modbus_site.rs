@@ -31,6 +31,8 @@ const TOKEN: &str = "loopback-test-token-0123456789abcdef";
 
 fn site_file(port: u16) -> String {
     let ep = format!("modbus-tcp://127.0.0.1:{port}");
+    // The site file takes ports 1..=65535 only: a free one picked now.
+    let api_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let hash = ems_api::auth::hash_token(TOKEN);
     format!(
         r#"[site]
@@ -88,7 +90,7 @@ active = "low"
 poll_ms = 10
 
 [api]
-listen = "127.0.0.1:0"
+listen = "127.0.0.1:{api_port}"
 database = "ems.db"
 battery_serials = ["sim-bms-1"]
 schedule_max_power_w = 5000
@@ -133,7 +135,7 @@ fn gateway_runs_a_modbus_site_end_to_end_and_stops_on_the_io_module_estop() {
             .arg(&config_path)
             .args(["--duration", "14"])
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
 

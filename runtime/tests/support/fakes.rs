@@ -45,6 +45,8 @@ pub struct Probe {
     pub coils: Mutex<(bool, bool)>,
     /// The last set-point the inverter accepted.
     pub setpoint: Mutex<f32>,
+    /// How many reads of the E-stop found it released.
+    pub released_reads: std::sync::atomic::AtomicU64,
 }
 
 impl Probe {
@@ -205,7 +207,12 @@ pub struct FakeEStop(pub Arc<Probe>);
 impl EStopInput for FakeEStop {
     type Error = FakeError;
     async fn read(&mut self) -> Result<Reading, FakeError> {
-        Ok(if self.0.estop.load(Ordering::SeqCst) { Reading::Pressed } else { Reading::Released })
+        if self.0.estop.load(Ordering::SeqCst) {
+            Ok(Reading::Pressed)
+        } else {
+            self.0.released_reads.fetch_add(1, Ordering::SeqCst);
+            Ok(Reading::Released)
+        }
     }
     async fn changed(&mut self, max: Duration) {
         let _ = tokio::time::timeout(max, self.0.estop_edge.notified()).await;

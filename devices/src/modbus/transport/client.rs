@@ -56,6 +56,8 @@ pub struct ConnectionStats {
     pub reconnects: u64,
     /// Calls refused without touching the device because the reconnect backoff had not elapsed.
     pub fast_fails: u64,
+    /// Requests abandoned in flight by their caller (the connection was renewed after each).
+    pub cancelled: u64,
 }
 
 fn millis(d: Duration) -> u64 {
@@ -75,6 +77,10 @@ struct Supervisor {
     unit: u8,
     options: ClientOptions,
     ctx: Option<Context>,
+    /// A request was started and never settled: its future was dropped (the E-stop watch
+    /// abandons device I/O in flight). Its answer may still arrive, so the connection is
+    /// closed before the next request rather than read out of step.
+    in_flight: bool,
     /// No connect attempt before this instant (set after every link error).
     retry_at: Option<Instant>,
     next_delay: Duration,
@@ -100,6 +106,7 @@ impl Supervisor {
             unit,
             options,
             ctx: None,
+            in_flight: false,
             retry_at: None,
             next_delay: options.backoff_initial,
             stats: ConnectionStats::default(),
@@ -137,6 +144,11 @@ impl Supervisor {
     }
 
     async fn connected(&mut self) -> Result<&mut Context, LinkError> {
+        if std::mem::take(&mut self.in_flight) {
+            // Not a link failure: no backoff, just a fresh connection.
+            self.ctx = None;
+            self.stats.cancelled += 1;
+        }
         if self.ctx.is_none() {
             if let Some(at) = self.retry_at {
                 let now = Instant::now();
@@ -214,7 +226,9 @@ impl Supervisor {
             return Ok(Err(ModbusException::IllegalDataValue));
         }
         let timeout = self.options.timeout;
-        let ctx = self.connected().await?;
+        self.connected().await?;
+        self.in_flight = true;
+        let ctx = self.ctx.as_mut().ok_or_else(|| LinkError::Disconnected("not connected".into()))?;
         let outcome = match kind {
             RegisterKind::Holding => {
                 tokio::time::timeout(timeout, ctx.read_holding_registers(address.0, count)).await
@@ -223,6 +237,7 @@ impl Supervisor {
                 tokio::time::timeout(timeout, ctx.read_input_registers(address.0, count)).await
             }
         };
+        self.in_flight = false;
         self.stats.requests += 1;
         match self.settle(outcome)? {
             Ok(values) if values.len() != usize::from(count) => {
@@ -245,8 +260,11 @@ impl Supervisor {
             return Ok(Err(ModbusException::IllegalDataValue));
         }
         let timeout = self.options.timeout;
-        let ctx = self.connected().await?;
+        self.connected().await?;
+        self.in_flight = true;
+        let ctx = self.ctx.as_mut().ok_or_else(|| LinkError::Disconnected("not connected".into()))?;
         let outcome = tokio::time::timeout(timeout, ctx.write_multiple_registers(address.0, values)).await;
+        self.in_flight = false;
         self.stats.requests += 1;
         self.settle(outcome)
     }
