@@ -416,7 +416,8 @@ impl SafetyMonitor {
             let uv = BmsAlarms::NONE.with(BmsAlarm::CellUnderVoltage);
             // In recovery the BMS's own under-voltage protection forbids discharge only: the
             // bounded recovery charge is what clears it. Any other alarm acts as always.
-            let others = if self.recovering { BmsAlarms::from_bits(alarms.bits() & !uv.bits()) } else { alarms };
+            let others =
+                if self.recovering { BmsAlarms::from_bits(alarms.bits() & !uv.bits()) } else { alarms };
             if alarms.contains(BmsAlarm::CellUnderVoltage) {
                 env.limit_discharge(Watts::ZERO, Constraint::BmsLimit);
             }
@@ -534,8 +535,11 @@ impl SafetyMonitor {
         // the acknowledge starts (see [`Self::acknowledge`]), so it does not block it.
         let recoverable = self.uv_recoverable(snapshot, now);
         let uv = if recoverable { BmsAlarms::NONE.with(BmsAlarm::CellUnderVoltage).bits() } else { 0 };
-        if let Some(a) =
-            snapshot.battery.bms_alarms.value_at(now).and_then(|a| BmsAlarms::from_bits(a.bits() & !uv).first())
+        if let Some(a) = snapshot
+            .battery
+            .bms_alarms
+            .value_at(now)
+            .and_then(|a| BmsAlarms::from_bits(a.bits() & !uv).first())
         {
             return Some(TripReason::Bms(a));
         }
@@ -854,12 +858,21 @@ mod tests {
 
     #[test]
     fn without_recovery_configured_the_under_voltage_blocks_the_acknowledge() {
-        let mut m = SafetyMonitor::try_new(SafetyConfig {
-            recovery_charge_current: None,
-            ..SafetyConfig::default()
-        })
-        .unwrap();
+        let mut m =
+            SafetyMonitor::try_new(SafetyConfig { recovery_charge_current: None, ..SafetyConfig::default() })
+                .unwrap();
         let s = deeply_discharged(NOW);
+        assert_eq!(m.active_fault(&s, NOW), Some(TripReason::Bms(BmsAlarm::CellUnderVoltage)));
+        m.acknowledge(&s, NOW);
+        assert!(!m.recovering());
+    }
+
+    #[test]
+    fn a_bms_under_voltage_alarm_with_healthy_cells_keeps_blocking() {
+        let mut m = monitor();
+        let mut s = healthy_snapshot(NOW);
+        s.battery.bms_alarms =
+            Measurement::good(BmsAlarms::NONE.with(BmsAlarm::CellUnderVoltage), NOW, Millis::from_secs(5));
         assert_eq!(m.active_fault(&s, NOW), Some(TripReason::Bms(BmsAlarm::CellUnderVoltage)));
         m.acknowledge(&s, NOW);
         assert!(!m.recovering());
