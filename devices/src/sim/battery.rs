@@ -422,6 +422,25 @@ mod tests {
     }
 
     #[test]
+    fn under_its_own_under_voltage_protection_the_bms_allows_a_small_charge_only() {
+        let c = k(1000);
+        let mut b = SimBattery::new(WattHours::new(10_000.0), Percent::new(0.5), Celsius::new(20.0));
+        for _ in 0..60 {
+            b.step(3000.0, 20.0, &c);
+        }
+        assert_eq!(b.alarms(), BmsAlarms::NONE.with(BmsAlarm::CellUnderVoltage));
+        assert!(b.ready(), "discharge protection, still available for a recovery charge");
+        assert_eq!(b.discharge_limit(), Watts::ZERO);
+        let chg = b.charge_limit().get();
+        // 0.05 C of 195 Ah at about 40 V.
+        assert!((300.0..=500.0).contains(&chg), "{chg}");
+        // An injected alarm (a BMS fault) still zeroes both.
+        b.injected_alarms = BmsAlarms::NONE.with(BmsAlarm::Internal);
+        assert_eq!(b.charge_limit(), Watts::ZERO);
+        assert!(!b.ready());
+    }
+
+    #[test]
     fn refuses_to_pass_full_or_empty() {
         let c = k(1000);
         let mut b = SimBattery::new(WattHours::new(10_000.0), Percent::new(99.9), Celsius::new(20.0));
