@@ -53,3 +53,19 @@ fn without_the_cross_check_the_same_freeze_is_the_issue_10_violation() {
     assert!(report.hard_limit_violations > 0, "{report}");
     assert!(report.violations.iter().any(|v| v.detail.contains("< 2.500 V")), "{report}");
 }
+
+#[test]
+fn a_pack_drained_to_its_cut_off_recovers_instead_of_staying_in_error() {
+    // The issue-10 drain (cross-check off), then two days: the acknowledge starts the
+    // supervised recovery charge from the next day's PV surplus instead of ERROR for good.
+    let mut opts = options();
+    opts.controller.safety.frozen_bms = None;
+    opts.duration = Millis::new(2 * 86_400_000);
+    let (report, _) = run_timeline(&opts, &frozen_bms(), &[]).unwrap();
+    assert!(report.extremes.soc_pct.min < 0.5, "{report}");
+    assert_eq!(report.final_state, "RUNNING", "{report}");
+    assert!(report.share_in(ems_core::State::Error) < 0.02, "{report}");
+    assert!(report.limit_events.contains_key("Cell under-voltage NORMAL"), "{report}");
+    // No new violation after the drain itself (it ends once the load is off the cells).
+    assert!(report.violations.iter().all(|v| v.at_ms < 3 * 3_600_000), "{report}");
+}
