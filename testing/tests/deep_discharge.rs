@@ -17,8 +17,9 @@ use ems_testing::{run_timeline, Duty, RunOptions};
 
 fn options() -> RunOptions {
     let mut opts = RunOptions::days(1, 111);
-    // 19 December (the year run's day 212 from 1 June), 16:50 local, SOC 12 %.
-    opts.site.start_day_of_year = 353;
+    // 30 December (the year run starts on 1 June, day-of-year 152; day 212 is day-of-year
+    // 364), 16:50 local, SOC 12 %.
+    opts.site.start_day_of_year = 364;
     opts.site.start_time_of_day = Millis::new((16 * 60 + 50) * 60_000);
     opts.site.initial_soc = Percent::new(12.0);
     opts.duration = Millis::new(2 * 3_600_000);
