@@ -210,6 +210,14 @@ impl Controller {
         self.sm.latched()
     }
 
+    /// Whether the supervised deep-discharge recovery is active: RUNNING with discharge
+    /// forbidden and charge bounded to a small current until the cells are back (see
+    /// `ems_safety::SafetyMonitor::acknowledge`).
+    #[must_use]
+    pub const fn recovering(&self) -> bool {
+        self.safety.recovering()
+    }
+
     /// What to persist.
     #[must_use]
     pub fn persisted(&self) -> PersistedState {
@@ -404,7 +412,9 @@ impl Controller {
             TransitionRequest::Acknowledge => {
                 let guards = Guards { active_fault, estop_released: !snapshot.estop_pressed(now) };
                 self.sm.request(request, guards).map(|t| {
-                    self.safety.reset_latches();
+                    // Unlatches limit trips; a cell under-voltage still present starts the
+                    // supervised recovery charge (`SafetyMonitor::acknowledge`).
+                    self.safety.acknowledge(snapshot, now);
                     push_transition(events, t, now);
                 })
             }

@@ -77,6 +77,12 @@ impl Plant {
         let b = self.battery + self.opts.inverter_noise_w * self.noise.next();
         s.grid.active_power = Measurement::good(Watts::new(g), t, age);
         s.inverter.active_power = Measurement::good(Watts::new(b), t, age);
+        // The BMS measures the pack current the battery draws (with a little sensor dither, off
+        // the noise stream): a BMS reading that stays bit-identical while the inverter moves
+        // power is treated as frozen by the safety monitor (issue #10).
+        #[allow(clippy::cast_precision_loss)] // a small dither index
+        let dither = 0.01 * (now / CYCLE_MS % 7) as f32;
+        s.battery.pack_current = Measurement::good(ems_core::Amps::new(self.battery / 52.8 + dither), t, age);
         s.pv_power = Measurement::good(Watts::new(pv), t, age);
         s
     }

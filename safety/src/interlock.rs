@@ -8,7 +8,7 @@
 use crate::envelope::Envelope;
 use core::fmt;
 use ems_core::event::Constraint;
-use ems_core::snapshot::{ContactorState, EStopInput, InverterState};
+use ems_core::snapshot::{BmsAlarm, BmsAlarms, ContactorState, EStopInput, InverterState};
 use ems_core::{Celsius, Hertz, Millis, Snapshot, Watts};
 
 /// Maximum number of rules in a table.
@@ -43,6 +43,9 @@ pub enum Condition {
     BmsReady,
     /// No BMS alarm flag set.
     NoBmsAlarm,
+    /// No BMS alarm flag set other than this one (a cell under-voltage protection forbids
+    /// discharge only: a deeply discharged pack must be able to take its recovery charge).
+    NoBmsAlarmExcept(BmsAlarm),
     /// Inverter reports `Running` (stricter than [`Condition::InverterNotFaulted`]).
     InverterRunning,
     /// Inverter reports `Running` or `Standby` (an inverter in standby still accepts a
@@ -65,6 +68,11 @@ impl Condition {
             Self::PrechargeDone => s.precharge_done.value_at(now) == Some(true),
             Self::BmsReady => s.battery.bms_ready.value_at(now) == Some(true),
             Self::NoBmsAlarm => s.battery.bms_alarms.value_at(now).is_some_and(|a| !a.any()),
+            Self::NoBmsAlarmExcept(x) => s
+                .battery
+                .bms_alarms
+                .value_at(now)
+                .is_some_and(|a| a.bits() & !BmsAlarms::NONE.with(x).bits() == 0),
             Self::InverterRunning => matches!(s.inverter.state.value_at(now), Some(InverterState::Running)),
             Self::InverterNotFaulted => match s.inverter.state.value_at(now) {
                 Some(InverterState::Running | InverterState::Standby) => true,
@@ -113,7 +121,7 @@ impl fmt::Display for Rule {
 }
 
 /// The default rule table (ids 1–7).
-pub const DEFAULT_RULES: [Rule; 7] = [
+pub const DEFAULT_RULES: [Rule; 8] = [
     Rule {
         id: 1,
         name: "charging requires cell temperature ≥ 0 °C",
@@ -140,9 +148,9 @@ pub const DEFAULT_RULES: [Rule; 7] = [
     },
     Rule {
         id: 5,
-        name: "no power while BMS alarm active",
+        name: "no power while a BMS alarm other than cell under-voltage is active",
         direction: Target::Both,
-        conditions: &[Condition::NoBmsAlarm],
+        conditions: &[Condition::NoBmsAlarmExcept(BmsAlarm::CellUnderVoltage)],
     },
     Rule {
         id: 6,
@@ -152,9 +160,19 @@ pub const DEFAULT_RULES: [Rule; 7] = [
     },
     Rule {
         id: 7,
-        name: "contactor close requires BMS ready, no BMS alarm and E-stop released",
+        name: "contactor close requires BMS ready, no BMS alarm but cell under-voltage and E-stop released",
         direction: Target::ContactorClose,
-        conditions: &[Condition::BmsReady, Condition::NoBmsAlarm, Condition::EStopReleased],
+        conditions: &[
+            Condition::BmsReady,
+            Condition::NoBmsAlarmExcept(BmsAlarm::CellUnderVoltage),
+            Condition::EStopReleased,
+        ],
+    },
+    Rule {
+        id: 8,
+        name: "no discharge while the BMS reports cell under-voltage",
+        direction: Target::Discharge,
+        conditions: &[Condition::NoBmsAlarm],
     },
 ];
 
@@ -184,7 +202,7 @@ impl Default for Interlocks {
     fn default() -> Self {
         let mut rules = heapless::Vec::new();
         for r in DEFAULT_RULES {
-            // 7 default rules < MAX_RULES.
+            // 8 default rules < MAX_RULES.
             let _ = rules.push(r);
         }
         Self { rules }

@@ -24,6 +24,7 @@ pub mod error;
 pub mod interlock;
 pub mod limits;
 pub mod monitor;
+pub mod plausibility;
 pub mod scalar;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
@@ -35,6 +36,7 @@ pub use error::ConfigError;
 pub use interlock::{Condition, Interlocks, Permissions, Rule, Target};
 pub use limits::{Crossing, Direction, LimitConfig, LimitMonitor, LimitSpec, PowerDirection};
 pub use monitor::{evaluate_once, SafetyConfig, SafetyMonitor};
+pub use plausibility::{FrozenBmsDetector, FrozenConfig};
 pub use trend::{TrendAnalyzer, TrendConfig};
 
 /// The stateless evaluation named in design.md (`ems_safety::evaluate`): see

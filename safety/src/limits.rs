@@ -449,13 +449,34 @@ impl fmt::Display for Crossing {
 pub struct LimitMonitor {
     specs: [Option<RawSpec>; 11],
     states: [QState; 11],
+    /// Quantities held at most at [`Level::Alarm`] (bit per [`Quantity::index`]).
+    capped: u16,
 }
 
 impl LimitMonitor {
     /// A monitor with every quantity at [`Level::Normal`] and no history.
     #[must_use]
     pub fn new(config: &LimitConfig) -> Self {
-        Self { specs: config.raw(), states: [QState::INIT; 11] }
+        Self { specs: config.raw(), states: [QState::INIT; 11], capped: 0 }
+    }
+
+    /// Hold `q` at most at [`Level::Alarm`] (`true`) or release it (`false`): the supervised
+    /// deep-discharge recovery keeps the cell-voltage-low limit from tripping again while the
+    /// bounded charge brings the cells back (a latched trip of `q` drops to alarm at once).
+    pub fn cap_at_alarm(&mut self, q: Quantity, cap: bool) {
+        let bit = 1u16 << q.index();
+        if cap {
+            self.capped |= bit;
+            if let Some(st) = self.states.get_mut(q.index()) {
+                if st.level == Level::Trip {
+                    st.level = Level::Alarm;
+                    st.up_since = None;
+                    st.down_since = None;
+                }
+            }
+        } else {
+            self.capped &= !bit;
+        }
     }
 
     /// The current level of `q`.
@@ -500,13 +521,15 @@ impl LimitMonitor {
         let x = raw_of(value);
         st.last = Some(value);
         let before = st.level;
+        let capped = self.capped & (1u16 << q.index()) != 0;
+        let cap = |l: Level| if capped { l.min(Level::Alarm) } else { l };
         if !st.initialized {
             st.initialized = true;
-            st.level = spec.level_of(x, 0.0);
+            st.level = cap(spec.level_of(x, 0.0));
         } else if st.level == Level::Trip {
             // Latched until reset_latches().
         } else {
-            let up = spec.level_of(x, 0.0);
+            let up = cap(spec.level_of(x, 0.0));
             let held = spec.level_of(x, spec.hysteresis);
             if up > st.level {
                 st.down_since = None;
@@ -566,10 +589,25 @@ impl LimitMonitor {
     /// (no debounce, no hysteresis): a fault that is still present.
     #[must_use]
     pub fn trip_condition(&self, snapshot: &Snapshot, now: Millis) -> Option<Quantity> {
-        Quantity::ALL.into_iter().find(|q| {
-            let Some(Some(spec)) = self.specs.get(q.index()) else { return false };
-            value_of(snapshot, *q, now).is_some_and(|v| spec.level_of(raw_of(v), 0.0) == Level::Trip)
-        })
+        self.trip_condition_except(snapshot, now, None)
+    }
+
+    /// [`Self::trip_condition`] ignoring `skip`.
+    #[must_use]
+    pub fn trip_condition_except(
+        &self,
+        snapshot: &Snapshot,
+        now: Millis,
+        skip: Option<Quantity>,
+    ) -> Option<Quantity> {
+        Quantity::ALL.into_iter().find(|q| Some(*q) != skip && self.trip_condition_of(*q, snapshot, now))
+    }
+
+    /// Whether `q`'s value in `snapshot` is at or beyond its trip level right now.
+    #[must_use]
+    pub fn trip_condition_of(&self, q: Quantity, snapshot: &Snapshot, now: Millis) -> bool {
+        let Some(Some(spec)) = self.specs.get(q.index()) else { return false };
+        value_of(snapshot, q, now).is_some_and(|v| spec.level_of(raw_of(v), 0.0) == Level::Trip)
     }
 }
 

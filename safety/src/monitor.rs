@@ -10,9 +10,10 @@ use crate::envelope::Envelope;
 use crate::error::ConfigError;
 use crate::interlock::Interlocks;
 use crate::limits::{LimitConfig, LimitMonitor, DEFAULT_GRID_EXPORT_LIMIT, DEFAULT_GRID_IMPORT_LIMIT};
+use crate::plausibility::{FrozenBmsDetector, FrozenConfig};
 use crate::trend::{TrendAnalyzer, TrendConfig};
 use ems_core::event::{Constraint, Signal};
-use ems_core::snapshot::{ContactorState, EStopInput, InverterState};
+use ems_core::snapshot::{BmsAlarm, BmsAlarms, ContactorState, EStopInput, InverterState};
 use ems_core::{Amps, Events, Level, Millis, Quality, Quantity, Snapshot, TripReason, Watts};
 
 /// Everything the safety monitor needs to know about the site.
@@ -37,6 +38,14 @@ pub struct SafetyConfig {
     /// A safety-critical signal that was good once and has been unavailable this long (while
     /// the contactor is not known to be open) trips with [`TripReason::SignalLost`].
     pub signal_loss_trip_after: Millis,
+    /// Treat the BMS readings as unavailable when they stop moving under load (see
+    /// [`crate::plausibility`]); `None` switches the cross-check off.
+    pub frozen_bms: Option<FrozenConfig>,
+    /// Supervised recovery of a deeply discharged pack: after an acknowledge with a cell
+    /// under-voltage still present, the pack may charge at most at pack voltage × this current
+    /// (discharge stays zero) until its lowest cell is back where the cell-voltage-low alarm is
+    /// left; `None` leaves such a pack in ERROR. See [`SafetyMonitor::acknowledge`].
+    pub recovery_charge_current: Option<Amps>,
 }
 
 impl Default for SafetyConfig {
@@ -79,6 +88,10 @@ impl SafetyConfig {
             pack_max_charge_current,
             pack_max_discharge_current,
             signal_loss_trip_after: Millis::from_secs(10),
+            frozen_bms: Some(FrozenConfig::default()),
+            // 5 % of the default pack current (0.05 C of a 100 Ah pack): the "small fraction
+            // of C" a deeply discharged LFP cell is brought back with.
+            recovery_charge_current: Some(pack_max_charge_current.abs().scale(0.05)),
         }
     }
 
@@ -102,6 +115,24 @@ impl SafetyConfig {
         ] {
             if a.get() <= 0.0 {
                 return Err(ConfigError::OutOfRange { field, value: a.get(), expected: "> 0 A" });
+            }
+        }
+        if let Some(a) = self.recovery_charge_current {
+            if !(a.get() > 0.0 && a.get() <= self.pack_max_charge_current.get()) {
+                return Err(ConfigError::OutOfRange {
+                    field: "recovery_charge_current",
+                    value: a.get(),
+                    expected: "> 0 A and ≤ pack_max_charge_current",
+                });
+            }
+        }
+        if let Some(f) = self.frozen_bms {
+            if f.after == Millis::ZERO {
+                return Err(ConfigError::OutOfRange {
+                    field: "frozen_bms.after",
+                    value: 0.0,
+                    expected: "> 0 ms",
+                });
             }
         }
         if self.signal_loss_trip_after == Millis::ZERO {
@@ -208,6 +239,8 @@ pub struct SafetyMonitor {
     loss: [LossTracker; NEEDS.len() + 1],
     grid_needed: (bool, bool),
     contactor_known_open: bool,
+    frozen: Option<FrozenBmsDetector>,
+    recovering: bool,
 }
 
 impl SafetyMonitor {
@@ -219,12 +252,14 @@ impl SafetyMonitor {
         let trend = TrendAnalyzer::new(&config.trend, &config.limits);
         let grid_needed = config.grid_needed();
         Self {
-            config,
             limits,
             trend,
             loss: [LossTracker::INIT; NEEDS.len() + 1],
             grid_needed,
             contactor_known_open: false,
+            frozen: config.frozen_bms.map(FrozenBmsDetector::new),
+            recovering: false,
+            config,
         }
     }
 
@@ -264,6 +299,89 @@ impl SafetyMonitor {
         self.limits.reset_latches();
     }
 
+    /// The operator's acknowledge was accepted: unlatch limit trips and, when a cell
+    /// under-voltage is still present and [`SafetyConfig::recovery_charge_current`] is set,
+    /// enter the supervised deep-discharge recovery.
+    ///
+    /// **Recovery design (issue #10).** A pack below its under-voltage trip cannot leave ERROR
+    /// by an acknowledge alone: the fault is still present, and with the command zero in ERROR
+    /// nothing ever brings it back — a real pack meanwhile keeps losing charge to self-discharge
+    /// and the BMS's own supply. Adding a sixth state, or letting ERROR command power, would
+    /// break design.md §5/§6. Instead the under-voltage family (the BMS's cell under-voltage
+    /// alarm and the cell-voltage-low trip) does not block the acknowledge
+    /// ([`Self::active_fault`]); the acknowledge puts the monitor into *recovery*, and the
+    /// system then runs in RUNNING — where the invariant allows a command — with an envelope
+    /// that forbids discharge and bounds charge to pack voltage × `recovery_charge_current`
+    /// (a small fraction of C, as Victron's BatteryLife recharges a pack left below its limit).
+    /// In recovery the cell-voltage-low limit stops at its alarm level (no new trip, discharge
+    /// zero) and a BMS under-voltage alarm alone zeroes discharge only; every other limit,
+    /// alarm, interlock and trip acts as always. Recovery ends by itself once the lowest cell is
+    /// back above the level where the cell-voltage-low alarm is left (alarm + hysteresis) and
+    /// the BMS has cleared its alarm. Recovery is never entered without an operator's
+    /// acknowledge: the automatic part is only the bounded charge.
+    pub fn acknowledge(&mut self, snapshot: &Snapshot, now: Millis) {
+        self.limits.reset_latches();
+        if self.uv_recoverable(snapshot, now) && self.under_voltage_present(snapshot, now) {
+            self.recovering = true;
+            self.limits.cap_at_alarm(Quantity::CellVoltageLow, true);
+        }
+    }
+
+    /// Whether the supervised deep-discharge recovery is active (see [`Self::acknowledge`]).
+    #[must_use]
+    pub const fn recovering(&self) -> bool {
+        self.recovering
+    }
+
+    /// Whether the BMS currently looks frozen (see [`crate::plausibility`]).
+    #[must_use]
+    pub fn bms_frozen(&self) -> bool {
+        self.frozen.is_some_and(|f| f.frozen())
+    }
+
+    /// Where the recovery ends: the lowest cell back where the cell-voltage-low alarm is left.
+    fn recovery_exit(&self) -> ems_core::Volts {
+        self.config.limits.cell_voltage_low.alarm + self.config.limits.cell_voltage_low.hysteresis
+    }
+
+    /// Whether a cell under-voltage may be recovered by a charge: recovery is configured and
+    /// the lowest cell *measured* is below the recovery exit. A BMS under-voltage alarm with
+    /// healthy cell readings is a BMS fault, not a discharged pack: it keeps blocking.
+    fn uv_recoverable(&self, s: &Snapshot, now: Millis) -> bool {
+        self.config.recovery_charge_current.is_some()
+            && s.battery.cell_voltage_min.value_at(now).is_some_and(|v| v < self.recovery_exit())
+    }
+
+    /// A cell under-voltage (BMS alarm, the limit's trip condition or its latched trip).
+    fn under_voltage_present(&self, s: &Snapshot, now: Millis) -> bool {
+        s.battery.bms_alarms.value_at(now).is_some_and(|a| a.contains(BmsAlarm::CellUnderVoltage))
+            || self.limits.level(Quantity::CellVoltageLow) >= Level::Alarm
+            || self.limits.trip_condition_of(Quantity::CellVoltageLow, s, now)
+    }
+
+    /// Recovery bookkeeping and its envelope, once per cycle.
+    fn recovery(&mut self, s: &Snapshot, now: Millis, env: &mut Envelope) {
+        if !self.recovering {
+            return;
+        }
+        let exit = self.recovery_exit();
+        let cells_back = s.battery.cell_voltage_min.value_at(now).is_some_and(|v| v >= exit);
+        let bms_clear =
+            s.battery.bms_alarms.value_at(now).is_some_and(|a| !a.contains(BmsAlarm::CellUnderVoltage));
+        if cells_back && bms_clear {
+            self.recovering = false;
+            self.limits.cap_at_alarm(Quantity::CellVoltageLow, false);
+            return;
+        }
+        let c = Constraint::Limit(Quantity::CellVoltageLow);
+        env.limit_discharge(Watts::ZERO, c);
+        let current = self.config.recovery_charge_current.unwrap_or(Amps::ZERO);
+        match s.battery.pack_voltage.value_at(now) {
+            Some(v) => env.limit_charge(v.times(current.abs()), c),
+            None => env.limit_charge(Watts::ZERO, Constraint::SignalUnavailable(Signal::PackVoltage)),
+        }
+    }
+
     /// Evaluate one cycle. Emits [`ems_core::EventKind::LimitLevel`] on every level change and
     /// [`ems_core::EventKind::TrendWarning`] on entering a trend prediction inside its horizon.
     /// Trips found are listed in [`Envelope::trips`]; the caller latches them (they are
@@ -275,6 +393,15 @@ impl SafetyMonitor {
         let b = &snapshot.battery;
 
         self.signals(snapshot, now, &mut env);
+        if let Some(f) = self.frozen.as_mut() {
+            if f.update(snapshot, now) {
+                // A BMS reading that stopped moving under load is no measurement: the worst
+                // case of unavailable BMS signals (the contactor may still close, so that an
+                // inverter on the DC bus can report and the verdict can clear).
+                env.limit_both(Watts::ZERO, Constraint::SignalUnavailable(Signal::Soc));
+            }
+        }
+        self.recovery(snapshot, now, &mut env);
 
         // BMS limits, per direction.
         match b.bms_charge_limit.value_at(now) {
@@ -285,9 +412,19 @@ impl SafetyMonitor {
             Some(w) => env.limit_discharge(w, Constraint::BmsLimit),
             None => env.limit_discharge(Watts::ZERO, Constraint::SignalUnavailable(Signal::BmsLimits)),
         }
-        if let Some(alarm) = b.bms_alarms.value_at(now).and_then(|a| a.first()) {
-            env.limit_both(Watts::ZERO, Constraint::BmsLimit);
-            env.add_trip(TripReason::Bms(alarm));
+        if let Some(alarms) = b.bms_alarms.value_at(now) {
+            let uv = BmsAlarms::NONE.with(BmsAlarm::CellUnderVoltage);
+            // In recovery the BMS's own under-voltage protection forbids discharge only: the
+            // bounded recovery charge is what clears it. Any other alarm acts as always.
+            let others =
+                if self.recovering { BmsAlarms::from_bits(alarms.bits() & !uv.bits()) } else { alarms };
+            if alarms.contains(BmsAlarm::CellUnderVoltage) {
+                env.limit_discharge(Watts::ZERO, Constraint::BmsLimit);
+            }
+            if let Some(alarm) = others.first() {
+                env.limit_both(Watts::ZERO, Constraint::BmsLimit);
+                env.add_trip(TripReason::Bms(alarm));
+            }
         }
         match snapshot.inverter.state.value_at(now) {
             Some(InverterState::Fault) => {
@@ -394,13 +531,23 @@ impl SafetyMonitor {
     /// temperature rise, or a signal still lost.
     #[must_use]
     pub fn active_fault(&self, snapshot: &Snapshot, now: Millis) -> Option<TripReason> {
-        if let Some(a) = snapshot.battery.bms_alarms.value_at(now).and_then(|a| a.first()) {
+        // With recovery configured, a cell under-voltage is cleared by the recovery charge that
+        // the acknowledge starts (see [`Self::acknowledge`]), so it does not block it.
+        let recoverable = self.uv_recoverable(snapshot, now);
+        let uv = if recoverable { BmsAlarms::NONE.with(BmsAlarm::CellUnderVoltage).bits() } else { 0 };
+        if let Some(a) = snapshot
+            .battery
+            .bms_alarms
+            .value_at(now)
+            .and_then(|a| BmsAlarms::from_bits(a.bits() & !uv).first())
+        {
             return Some(TripReason::Bms(a));
         }
         if snapshot.inverter.state.value_at(now) == Some(InverterState::Fault) {
             return Some(TripReason::InverterFault);
         }
-        if let Some(q) = self.limits.trip_condition(snapshot, now) {
+        let skip = recoverable.then_some(Quantity::CellVoltageLow);
+        if let Some(q) = self.limits.trip_condition_except(snapshot, now, skip) {
             return Some(TripReason::Limit(q));
         }
         if self.trend.runaway() {
@@ -648,6 +795,113 @@ mod tests {
         let mut c = SafetyConfig::default();
         c.limits.soc_low.alarm = Percent::new(20.0);
         assert!(matches!(c.validate(), Err(ConfigError::LevelOrder { field: "limits.soc_low.alarm", .. })));
+    }
+
+    /// A pack drained to its cut-off: lowest cell 2.45 V, SOC 0 %, the BMS's under-voltage
+    /// alarm set and its discharge limit zero.
+    fn deeply_discharged(now: Millis) -> Snapshot {
+        let mut s = healthy_snapshot(now);
+        let b = &mut s.battery;
+        b.soc = Measurement::good(Percent::ZERO, now, Millis::from_secs(5));
+        b.cell_voltage_min = Measurement::good(Volts::new(2.45), now, Millis::from_secs(2));
+        b.cell_voltage_max = Measurement::good(Volts::new(2.52), now, Millis::from_secs(2));
+        b.pack_voltage = Measurement::good(Volts::new(40.0), now, Millis::from_secs(2));
+        b.bms_discharge_limit = Measurement::good(Watts::ZERO, now, Millis::from_secs(5));
+        b.bms_alarms =
+            Measurement::good(BmsAlarms::NONE.with(BmsAlarm::CellUnderVoltage), now, Millis::from_secs(5));
+        s
+    }
+
+    #[test]
+    fn deep_discharge_trips_then_the_acknowledge_starts_a_bounded_recovery_charge() {
+        let mut m = monitor();
+        let mut ev = Events::new();
+        let s = deeply_discharged(NOW);
+        let env = m.evaluate(&s, NOW, &mut ev);
+        assert!(env.trips().contains(&TripReason::Bms(BmsAlarm::CellUnderVoltage)), "{env:?}");
+        assert_eq!(env.max_charge(), Watts::ZERO);
+        // The under-voltage family does not block the acknowledge (another alarm would).
+        assert_eq!(m.active_fault(&s, NOW), None);
+        let mut other = s;
+        other.battery.bms_alarms = Measurement::good(
+            BmsAlarms::NONE.with(BmsAlarm::CellUnderVoltage).with(BmsAlarm::Internal),
+            NOW,
+            Millis::from_secs(5),
+        );
+        assert_eq!(m.active_fault(&other, NOW), Some(TripReason::Bms(BmsAlarm::Internal)));
+
+        m.acknowledge(&s, NOW);
+        assert!(m.recovering());
+        // Recovery: no trip, discharge zero, charge bounded to 40 V × 5 A = 200 W, contactor
+        // may close.
+        for k in 1..=30 {
+            let now = NOW.plus(Millis::from_secs(k));
+            let env = m.evaluate(&refreshed(s, now), now, &mut ev);
+            assert!(env.trips().is_empty(), "{k}: {env:?}");
+            assert_eq!(env.max_discharge(), Watts::ZERO);
+            assert!((env.max_charge().get() - 200.0).abs() < 1e-3, "{env:?}");
+            assert!(env.contactor_close_allowed(), "{env:?}");
+        }
+        // Another fault in recovery trips as always.
+        let now = NOW.plus(Millis::from_secs(31));
+        let env = m.evaluate(&refreshed(other, now), now, &mut ev);
+        assert!(env.trips().contains(&TripReason::Bms(BmsAlarm::Internal)));
+        assert_eq!(env.max_charge(), Watts::ZERO);
+
+        // Cells back above the alarm + hysteresis (2.90 V) and the BMS clear: recovery ends.
+        let now = NOW.plus(Millis::from_secs(40));
+        let mut back = healthy_snapshot(now);
+        back.battery.cell_voltage_min = Measurement::good(Volts::new(2.95), now, Millis::from_secs(2));
+        let _ = m.evaluate(&back, now, &mut ev);
+        assert!(!m.recovering());
+    }
+
+    #[test]
+    fn without_recovery_configured_the_under_voltage_blocks_the_acknowledge() {
+        let mut m =
+            SafetyMonitor::try_new(SafetyConfig { recovery_charge_current: None, ..SafetyConfig::default() })
+                .unwrap();
+        let s = deeply_discharged(NOW);
+        assert_eq!(m.active_fault(&s, NOW), Some(TripReason::Bms(BmsAlarm::CellUnderVoltage)));
+        m.acknowledge(&s, NOW);
+        assert!(!m.recovering());
+    }
+
+    #[test]
+    fn a_bms_under_voltage_alarm_with_healthy_cells_keeps_blocking() {
+        let mut m = monitor();
+        let mut s = healthy_snapshot(NOW);
+        s.battery.bms_alarms =
+            Measurement::good(BmsAlarms::NONE.with(BmsAlarm::CellUnderVoltage), NOW, Millis::from_secs(5));
+        assert_eq!(m.active_fault(&s, NOW), Some(TripReason::Bms(BmsAlarm::CellUnderVoltage)));
+        m.acknowledge(&s, NOW);
+        assert!(!m.recovering());
+    }
+
+    #[test]
+    fn an_acknowledge_without_under_voltage_is_no_recovery() {
+        let mut m = monitor();
+        m.acknowledge(&healthy_snapshot(NOW), NOW);
+        assert!(!m.recovering());
+    }
+
+    #[test]
+    fn a_frozen_bms_under_load_zeroes_both_directions() {
+        let mut m = monitor();
+        let mut ev = Events::new();
+        let mut s = healthy_snapshot(NOW);
+        s.inverter.active_power = Measurement::good(Watts::new(3000.0), NOW, Millis::from_secs(2));
+        for k in 0..=31 {
+            let now = NOW.plus(Millis::from_secs(k));
+            let env = m.evaluate(&refreshed(s, now), now, &mut ev);
+            if k < 30 {
+                assert!(env.max_discharge() > Watts::ZERO, "{k}");
+            } else {
+                assert_eq!(env.max_discharge(), Watts::ZERO, "{k}");
+                assert_eq!(env.max_charge(), Watts::ZERO, "{k}");
+                assert!(m.bms_frozen());
+            }
+        }
     }
 
     use ems_core::Percent;

@@ -307,6 +307,17 @@ fn kwh(wh: ems_core::WattHours) -> f64 {
 }
 
 impl Report {
+    /// Share of the simulated time spent in `state` (`"ERROR"`, …), 0..=1.
+    #[must_use]
+    pub fn share_in(&self, state: State) -> f64 {
+        let t = self.time_in_state_s.get(state.as_str()).copied().unwrap_or(0.0);
+        if self.simulated_seconds > 0.0 {
+            t / self.simulated_seconds
+        } else {
+            0.0
+        }
+    }
+
     /// Assemble the report.
     #[must_use]
     pub fn new(

@@ -52,6 +52,8 @@ const OT_CLEAR: f64 = 55.0;
 const UT_SET: f64 = -20.0;
 const UT_CLEAR: f64 = -15.0;
 const OC_FACTOR: f64 = 1.5;
+/// Charge current (fraction of C) the BMS still allows under its cell under-voltage protection.
+const UV_RECOVERY_C: f64 = 0.05;
 /// The pack model's temperature ceiling (the top of the `Celsius` range).
 const MAX_TEMP_C: f64 = 1000.0;
 /// Ceiling of the injected runaway heat, so the doubling never overflows (≈ 11 K/s into a
@@ -222,13 +224,21 @@ impl SimBattery {
         }
         self.own_alarms = a;
 
+        let soc = self.soc_fraction();
+        let base = self.max_current * CELLS * self.ocv(soc);
+        if self.alarms() == BmsAlarms::NONE.with(BmsAlarm::CellUnderVoltage) {
+            // A real BMS's cell under-voltage protection disables discharge and keeps charge
+            // enabled at a reduced current (a pack it shut off for good could never be brought
+            // back): 0.05 C, within the EMS's own recovery bound.
+            self.charge_limit = base * UV_RECOVERY_C * ramp_up(self.temp - CELL_TEMP_BELOW, 0.0, 10.0);
+            self.discharge_limit = 0.0;
+            return;
+        }
         if self.alarms().any() {
             self.charge_limit = 0.0;
             self.discharge_limit = 0.0;
             return;
         }
-        let soc = self.soc_fraction();
-        let base = self.max_current * CELLS * self.ocv(soc);
         let chg = ramp_down(soc, 0.90, 0.995) * ramp_up(t_min, 0.0, 10.0) * ramp_down(t_max, 45.0, 55.0);
         let dis = ramp_up(soc, 0.03, 0.10) * ramp_up(t_min, -20.0, -10.0) * ramp_down(t_max, 50.0, 60.0);
         self.charge_limit = base * chg;
@@ -320,10 +330,11 @@ impl SimBattery {
         self.injected_alarms = BmsAlarms::from_bits(self.injected_alarms.bits() & self.own_alarms.bits());
     }
 
-    /// The BMS is ready when it reports no alarm.
+    /// The BMS is ready when it reports no alarm other than its own cell under-voltage
+    /// protection (which forbids discharge but keeps the pack available for a recovery charge).
     #[must_use]
     pub fn ready(&self) -> bool {
-        !self.alarms().any()
+        self.alarms().bits() & !BmsAlarms::NONE.with(BmsAlarm::CellUnderVoltage).bits() == 0
     }
 }
 
@@ -408,6 +419,25 @@ mod tests {
         assert!(at(5.0, 25.0).discharge_limit().get() < 0.5 * mid.discharge_limit().get());
         assert_eq!(at(50.0, -2.0).charge_limit(), Watts::ZERO);
         assert!(at(50.0, 52.0).charge_limit().get() < 0.5 * mid.charge_limit().get());
+    }
+
+    #[test]
+    fn under_its_own_under_voltage_protection_the_bms_allows_a_small_charge_only() {
+        let c = k(1000);
+        let mut b = SimBattery::new(WattHours::new(10_000.0), Percent::new(0.5), Celsius::new(20.0));
+        for _ in 0..60 {
+            b.step(3000.0, 20.0, &c);
+        }
+        assert_eq!(b.alarms(), BmsAlarms::NONE.with(BmsAlarm::CellUnderVoltage));
+        assert!(b.ready(), "discharge protection, still available for a recovery charge");
+        assert_eq!(b.discharge_limit(), Watts::ZERO);
+        let chg = b.charge_limit().get();
+        // 0.05 C of 195 Ah at about 40 V.
+        assert!((300.0..=500.0).contains(&chg), "{chg}");
+        // An injected alarm (a BMS fault) still zeroes both.
+        b.injected_alarms = BmsAlarms::NONE.with(BmsAlarm::Internal);
+        assert_eq!(b.charge_limit(), Watts::ZERO);
+        assert!(!b.ready());
     }
 
     #[test]
