@@ -12,96 +12,17 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::Read;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ems_core::snapshot::ContactorState;
-use ems_core::Millis;
-use ems_devices::sim::{SharedSite, SimFault, SimSiteConfig, SimulatedSite};
+use ems_devices::sim::{SimFault, SimulatedSite};
 use ems_devices::traits::{ControlSource, Inverter};
-use ems_testing::sunspec_site::{
-    SunSpecSite, IO_ESTOP_BIT, IO_INPUTS, IO_MAIN_COIL, IO_MAIN_FEEDBACK_BIT, IO_PRECHARGE_COIL,
-    IO_PRECHARGE_FEEDBACK_BIT, IO_UNIT,
-};
+use ems_testing::sunspec_site::SunSpecSite;
 
-const PROFILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../devices/profiles/eastron-sdm630.toml");
+#[path = "support/loopback.rs"]
+mod loopback;
 
-/// The API token of the site file (its SHA-256 is in `[[api.tokens]]`).
-const TOKEN: &str = "loopback-test-token-0123456789abcdef";
-
-fn site_file(port: u16) -> String {
-    let ep = format!("modbus-tcp://127.0.0.1:{port}");
-    // The site file takes ports 1..=65535 only: a free one picked now.
-    let api_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let hash = ems_api::auth::hash_token(TOKEN);
-    format!(
-        r#"[site]
-name = "loopback site"
-cycle_ms = 100
-state_file = "gateway.state"
-
-[limits]
-grid_import_limit_w = 17250
-grid_export_limit_w = 10000
-
-[mode]
-kind = "manual"
-setpoint_w = 2000
-
-[devices.inverter]
-endpoint = "{ep}"
-unit = 1
-driver = "sunspec"
-timeout_ms = 300
-
-[devices.battery]
-endpoint = "{ep}"
-unit = 2
-driver = "sunspec"
-timeout_ms = 300
-assumed_cell_temp_c = 25
-
-[devices.meter]
-endpoint = "{ep}"
-unit = 3
-driver = "profile"
-profile = "{PROFILE}"
-timeout_ms = 300
-
-[devices.contactor]
-kind = "modbus"
-endpoint = "{ep}"
-unit = {IO_UNIT}
-timeout_ms = 300
-precharge_coil = {IO_PRECHARGE_COIL}
-main_coil = {IO_MAIN_COIL}
-feedback_register = {IO_INPUTS}
-precharge_feedback_bit = {IO_PRECHARGE_FEEDBACK_BIT}
-main_feedback_bit = {IO_MAIN_FEEDBACK_BIT}
-
-[devices.estop]
-kind = "modbus"
-endpoint = "{ep}"
-unit = {IO_UNIT}
-timeout_ms = 300
-register = {IO_INPUTS}
-bit = {IO_ESTOP_BIT}
-active = "low"
-poll_ms = 10
-
-[api]
-listen = "127.0.0.1:{api_port}"
-database = "ems.db"
-battery_serials = ["sim-bms-1"]
-schedule_max_power_w = 5000
-
-[[api.tokens]]
-name = "test"
-role = "admin"
-sha256 = "{hash}"
-"#
-    )
-}
+use loopback::site_file;
 
 /// What the simulator saw while the gateway ran.
 #[derive(Debug, Default)]
@@ -117,67 +38,35 @@ fn gateway_runs_a_modbus_site_end_to_end_and_stops_on_the_io_module_estop() {
     let dir = tempfile::tempdir().unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let (seen, stdout, status, settings) = runtime.block_on(async {
-        // A June noon: some PV, a household load; the battery at mid SOC.
-        let config = SimSiteConfig {
-            start_day_of_year: 172,
-            start_time_of_day: Millis::from_secs(12 * 3600),
-            seed: 9,
-            ..SimSiteConfig::default()
-        };
-        let site = SharedSite::new(SimulatedSite::new(config).unwrap());
+        let site = loopback::june_noon();
         let mut served = SunSpecSite::new(site.clone()).unwrap();
         let server = served.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let config_path = dir.path().join("site.toml");
-        std::fs::write(&config_path, site_file(server.local_addr().port())).unwrap();
-
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ems-gateway"))
-            .args(["run", "--config"])
-            .arg(&config_path)
-            .args(["--duration", "14"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-
-        let started = Instant::now();
-        let mut last = started;
+        let file = site_file(server.local_addr().port(), "kind = \"manual\"\nsetpoint_w = 2000");
+        std::fs::write(&config_path, file).unwrap();
+        let mut child = loopback::spawn_gateway(&config_path, &["--duration", "14"]);
         let mut seen = Seen::default();
         let mut pressed_at: Option<Duration> = None;
-        let status = loop {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            let now = Instant::now();
-            let dt = Millis::new(u64::try_from((now - last).as_millis()).unwrap());
-            last = now;
-            site.with_mut(|s| s.advance(dt));
-            served.sync();
-            let t = site.with(SimulatedSite::truth);
-            let elapsed = started.elapsed();
-            seen.max_discharge_w = seen.max_discharge_w.max(t.battery_power.get());
-            if t.contactor == ContactorState::Closed && seen.contactor_closed_at.is_none() {
-                seen.contactor_closed_at = Some(elapsed);
-            }
-            // Press the E-stop once the battery has delivered its set-point for a while.
-            if pressed_at.is_none() && t.battery_power.get() > 1900.0 && elapsed > Duration::from_secs(5) {
-                site.with_mut(|s| s.inject(SimFault::EStopPressed));
-                pressed_at = Some(elapsed);
-            }
-            if let Some(p) = pressed_at {
-                if seen.after_estop.is_none() && elapsed >= p + Duration::from_millis(500) {
-                    seen.after_estop = Some((t.contactor, t.battery_power.get()));
+        let status =
+            loopback::drive(&site, &mut served, &mut child, Duration::from_secs(60), |elapsed, site, _| {
+                let t = site.with(SimulatedSite::truth);
+                seen.max_discharge_w = seen.max_discharge_w.max(t.battery_power.get());
+                if t.contactor == ContactorState::Closed && seen.contactor_closed_at.is_none() {
+                    seen.contactor_closed_at = Some(elapsed);
                 }
-            }
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            if elapsed > Duration::from_secs(60) {
-                child.kill().unwrap();
-                let mut out = String::new();
-                child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
-                panic!("the gateway did not end its 14 s run:\n{out}");
-            }
-        };
-        // One more sync so the release's writes reach the simulated inverter.
-        served.sync();
+                // Press the E-stop once the battery has delivered its set-point for a while.
+                if pressed_at.is_none() && t.battery_power.get() > 1900.0 && elapsed > Duration::from_secs(5)
+                {
+                    site.with_mut(|s| s.inject(SimFault::EStopPressed));
+                    pressed_at = Some(elapsed);
+                }
+                if let Some(p) = pressed_at {
+                    if seen.after_estop.is_none() && elapsed >= p + Duration::from_millis(500) {
+                        seen.after_estop = Some((t.contactor, t.battery_power.get()));
+                    }
+                }
+            })
+            .await;
         let settings = site.inverter().read_settings().await.unwrap();
         let mut stdout = String::new();
         child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
