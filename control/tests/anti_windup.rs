@@ -95,6 +95,13 @@ fn simulate(
         s.grid.active_power = Measurement::good(Watts::new(grid), t, AGE);
         s.inverter.active_power = Measurement::good(Watts::new(reading), t, AGE);
         s.pv_power = Measurement::good(Watts::new(cy.pv), t, AGE);
+        // The BMS measures the pack current the battery draws (with a little sensor dither): a
+        // BMS reading that stays bit-identical while the inverter moves power is treated as
+        // frozen by the safety monitor.
+        #[allow(clippy::cast_precision_loss)] // a small dither index
+        let dither = 0.01 * (k % 7) as f32;
+        s.battery.pack_current =
+            Measurement::good(ems_core::Amps::new(plant.battery / 52.8 + dither), t, AGE);
         s.contactor = Measurement::good(plant.contactor, t, AGE);
         s.battery.bms_charge_limit =
             Measurement::good(Watts::new(cy.bms_charge_limit.unwrap_or(5000.0)), t, AGE);
