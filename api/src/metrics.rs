@@ -252,6 +252,13 @@ impl Metrics {
         let mut out = String::with_capacity(4096);
         self.cycle.render(&mut out, "ems_cycle_duration_seconds", "Time the control cycle's work took.");
         self.lateness.render(&mut out, "ems_cycle_lateness_seconds", "How late each control cycle started.");
+        // The histogram's buckets hide the worst case; an operator asks for it by name.
+        // Nanoseconds of a lateness fit an f64 closely enough.
+        let max_s = self.lateness.max_ns.load(Ordering::Relaxed) as f64 / 1e9;
+        let _ = writeln!(
+            out,
+            "# HELP ems_cycle_lateness_max_seconds The largest lateness of a control cycle since the start.\n# TYPE ems_cycle_lateness_max_seconds gauge\nems_cycle_lateness_max_seconds {max_s}"
+        );
         self.estop.render(
             &mut out,
             "ems_estop_to_zero_seconds",

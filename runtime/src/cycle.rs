@@ -149,7 +149,7 @@ impl<D: SiteDevices, S: StateStore> Runtime<D, S> {
                     &mut self.snapshot,
                     &mut self.events,
                     w.tick,
-                    trigger.pressed(),
+                    trigger.needs_fast_path(),
                 );
                 t.await
             }
@@ -160,8 +160,9 @@ impl<D: SiteDevices, S: StateStore> Runtime<D, S> {
         };
         self.note_interrupt(interrupt, hook);
         let software = self.trigger.as_ref().is_some_and(EStopTrigger::take);
-        if software && interrupt == Interrupt::None {
-            // Pressed while the loop waited or applied: zero and open first, then decide.
+        let fast_path_taken = self.trigger.as_ref().is_some_and(EStopTrigger::fast_path_taken);
+        if software && interrupt == Interrupt::None && !fast_path_taken {
+            // Pressed after the wait or the apply looked: zero and open first, then decide.
             let _ = self.devices.emergency_now(now, &mut self.events).await;
             self.note_interrupt(Interrupt::Software, hook);
         }
@@ -227,7 +228,7 @@ impl<D: SiteDevices, S: StateStore> Runtime<D, S> {
                     bounds,
                     &mut self.events,
                     w.tick,
-                    trigger.pressed(),
+                    trigger.needs_fast_path(),
                 );
                 let (report, i) = match tokio::time::timeout(budget, apply).await {
                     Ok(r) => r,
@@ -297,6 +298,9 @@ impl<D: SiteDevices, S: StateStore> Runtime<D, S> {
         let tick = w.tick;
         let i = self.devices.wait_watched(now, &mut self.events, tick, deadline, trigger.pressed()).await;
         match i {
+            // A press whose fast path already ran (in the apply) only starts the next cycle at
+            // once, to latch the stop and answer.
+            Interrupt::Software if trigger.fast_path_taken() => {}
             Interrupt::Software => {
                 let _ = self.devices.emergency_now(now, &mut self.events).await;
                 hook.estop_fast_path(trigger.fast_path_done(), true);

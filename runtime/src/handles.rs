@@ -87,6 +87,17 @@ impl EStopTrigger {
         }
     }
 
+    /// Resolves when a press is pending whose fast path has not run yet (what interrupts
+    /// device I/O: once zero and open were commanded for it, the I/O may finish).
+    pub async fn needs_fast_path(&self) {
+        loop {
+            if self.is_pending() && !self.fast_path_taken() {
+                return;
+            }
+            self.0.notify.notified().await;
+        }
+    }
+
     /// The loop: the fast path for the pending press ran now; returns the time since the press.
     pub fn fast_path_done(&self) -> Duration {
         let since = Self::lock(&self.0.pressed_at).map_or(Duration::ZERO, |t| t.elapsed());
@@ -95,6 +106,13 @@ impl EStopTrigger {
             *took = Some(since);
         }
         since
+    }
+
+    /// The loop: whether the fast path already ran for the pending press (it runs once per
+    /// press, wherever the loop was when the press came).
+    #[must_use]
+    pub fn fast_path_taken(&self) -> bool {
+        Self::lock(&self.0.took).is_some()
     }
 
     /// The loop: take the pending press for this cycle's inputs (`true` if there was one).
