@@ -144,14 +144,25 @@ impl<D: SiteDevices, S: StateStore> Runtime<D, S> {
         let mut interrupt = match &self.watch {
             Some(w) => {
                 let trigger = w.trigger.clone();
-                let t = self.devices.read_watched(
+                let budget = w.io_budget;
+                // Any pending press cuts the reads short, so that the stop is latched and
+                // answered at once even when a device hangs (its fast path runs once: a
+                // press already handled in the apply or the wait only re-commands zero/open).
+                let read = self.devices.read_watched(
                     now,
                     &mut self.snapshot,
                     &mut self.events,
                     w.tick,
-                    trigger.needs_fast_path(),
+                    trigger.pressed(),
                 );
-                t.await
+                if let Ok(i) = tokio::time::timeout(budget, read).await {
+                    i
+                } else {
+                    tracing::warn!(
+                        "device reads did not finish within {budget:?}: abandoned, their signals go stale"
+                    );
+                    Interrupt::None
+                }
             }
             None => {
                 self.devices.read(now, &mut self.snapshot, &mut self.events).await;
@@ -276,7 +287,12 @@ impl<D: SiteDevices, S: StateStore> Runtime<D, S> {
     fn note_interrupt<H: Hook + ?Sized>(&self, interrupt: Interrupt, hook: &mut H) {
         if interrupt == Interrupt::Software {
             if let Some(t) = &self.trigger {
-                hook.estop_fast_path(t.fast_path_done(), true);
+                // Once per press, wherever the loop was when it came.
+                let first = !t.fast_path_taken();
+                let took = t.fast_path_done();
+                if first {
+                    hook.estop_fast_path(took, true);
+                }
             }
         }
     }

@@ -174,3 +174,25 @@ fn repeated_presses_during_a_hung_link_each_issue_zero_and_open_and_the_loop_kee
     let summary = handle.join().unwrap().unwrap();
     assert_eq!(summary.state, State::Stopped, "{summary:?}");
 }
+
+#[test]
+fn repeated_software_presses_during_a_hung_link_are_each_answered() {
+    let probe = Arc::new(Probe::default());
+    let (trigger, shutdown, handle) = spawn(&probe, options());
+    wait_until("contactors closed", || probe.coils.lock().unwrap().1);
+    probe.hung.store(true, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(100));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    for i in 0..5 {
+        let pressed = Instant::now();
+        let answer = trigger.press();
+        let done = rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), answer).await });
+        let done = done.unwrap_or_else(|_| panic!("press {i} not answered")).unwrap();
+        assert_eq!(done.state, State::Stopped);
+        assert!(probe.all_issued_after(pressed).is_some(), "press {i}: zero and open issued");
+        wait_until(&format!("press {i} taken"), || !trigger.is_pending());
+    }
+    shutdown.request();
+    shutdown.request();
+    let _ = handle.join().unwrap().unwrap();
+}
