@@ -21,19 +21,29 @@ pub struct EStopDone {
     pub took: Duration,
 }
 
+/// The presses one cycle answers together: those that came before the loop took them.
+#[derive(Debug, Default)]
+struct Batch {
+    waiters: Vec<oneshot::Sender<EStopDone>>,
+    pressed_at: Option<Instant>,
+    took: Option<Duration>,
+}
+
 #[derive(Debug, Default)]
 struct TriggerInner {
     pending: AtomicBool,
     notify: Notify,
-    waiters: Mutex<Vec<oneshot::Sender<EStopDone>>>,
-    pressed_at: Mutex<Option<Instant>>,
-    took: Mutex<Option<Duration>>,
+    /// Presses not yet taken by the loop.
+    current: Mutex<Batch>,
+    /// Presses taken for the cycle in progress, answered after its step.
+    taken: Mutex<Option<Batch>>,
 }
 
 /// The software E-stop (API, operator page, MQTT): pressing it wakes the loop at once, which
 /// commands zero and open through the fast path, latches STOPPED in the next cycle and then
 /// answers every caller with the time it took. Never rate-limited, never queued behind other
-/// commands, accepted in every phase including a graceful shutdown.
+/// commands, accepted in every phase including a graceful shutdown. A press that comes while a
+/// cycle answers earlier ones is answered by the next cycle, after its own fast path.
 #[derive(Debug, Clone, Default)]
 pub struct EStopTrigger(Arc<TriggerInner>);
 
@@ -55,15 +65,10 @@ impl EStopTrigger {
     pub fn press(&self) -> oneshot::Receiver<EStopDone> {
         let (tx, rx) = oneshot::channel();
         {
-            let mut at = Self::lock(&self.0.pressed_at);
-            if at.is_none() {
-                *at = Some(Instant::now());
-            }
-        }
-        {
-            let mut w = Self::lock(&self.0.waiters);
-            if w.len() < MAX_WAITERS {
-                w.push(tx);
+            let mut b = Self::lock(&self.0.current);
+            b.pressed_at.get_or_insert_with(Instant::now);
+            if b.waiters.len() < MAX_WAITERS {
+                b.waiters.push(tx);
             }
         }
         self.0.pending.store(true, Ordering::SeqCst);
@@ -91,41 +96,65 @@ impl EStopTrigger {
     /// device I/O: once zero and open were commanded for it, the I/O may finish).
     pub async fn needs_fast_path(&self) {
         loop {
-            if self.is_pending() && !self.fast_path_taken() {
+            if self.is_pending() && Self::lock(&self.0.current).took.is_none() {
                 return;
             }
             self.0.notify.notified().await;
         }
     }
 
-    /// The loop: the fast path for the pending press ran now; returns the time since the press.
-    pub fn fast_path_done(&self) -> Duration {
-        let since = Self::lock(&self.0.pressed_at).map_or(Duration::ZERO, |t| t.elapsed());
-        let mut took = Self::lock(&self.0.took);
-        if took.is_none() {
-            *took = Some(since);
+    /// The loop: whether the fast path already ran for the presses at hand (the pending ones,
+    /// or, after [`Self::take`], the taken ones). It runs once per press, wherever the loop
+    /// was when the press came.
+    #[must_use]
+    pub fn fast_path_taken(&self) -> bool {
+        if self.is_pending() {
+            Self::lock(&self.0.current).took.is_some()
+        } else {
+            Self::lock(&self.0.taken).as_ref().is_some_and(|b| b.took.is_some())
         }
+    }
+
+    /// The loop: the fast path ran now for the presses at hand; returns the time since the
+    /// first of them.
+    pub fn fast_path_done(&self) -> Duration {
+        let mut taken = Self::lock(&self.0.taken);
+        let mut current = Self::lock(&self.0.current);
+        let batch = match taken.as_mut() {
+            Some(b) if b.took.is_none() && !self.is_pending() => b,
+            _ => &mut *current,
+        };
+        let since = batch.pressed_at.map_or(Duration::ZERO, |t| t.elapsed());
+        batch.took.get_or_insert(since);
         since
     }
 
-    /// The loop: whether the fast path already ran for the pending press (it runs once per
-    /// press, wherever the loop was when the press came).
-    #[must_use]
-    pub fn fast_path_taken(&self) -> bool {
-        Self::lock(&self.0.took).is_some()
-    }
-
-    /// The loop: take the pending press for this cycle's inputs (`true` if there was one).
+    /// The loop: take the pending presses for this cycle's inputs (`true` if there were any);
+    /// they are answered by [`Self::answer`] after the step.
     pub fn take(&self) -> bool {
-        self.0.pending.swap(false, Ordering::SeqCst)
+        let mut taken = Self::lock(&self.0.taken);
+        let mut current = Self::lock(&self.0.current);
+        if !self.0.pending.swap(false, Ordering::SeqCst) {
+            return false;
+        }
+        let batch = std::mem::take(&mut *current);
+        match taken.as_mut() {
+            // Not answered yet (a cycle abandoned before its step): answer them together.
+            Some(t) => {
+                t.waiters.extend(batch.waiters);
+                t.took = t.took.or(batch.took);
+            }
+            None => *taken = Some(batch),
+        }
+        true
     }
 
-    /// The loop: answer every caller waiting (after the cycle that latched the stop).
+    /// The loop: answer every caller of the taken presses (after the cycle that latched the
+    /// stop).
     pub fn answer(&self, state: State) {
-        let took = Self::lock(&self.0.took).take().unwrap_or_default();
-        *Self::lock(&self.0.pressed_at) = None;
-        let waiters = std::mem::take(&mut *Self::lock(&self.0.waiters));
-        for w in waiters {
+        let Some(batch) = Self::lock(&self.0.taken).take() else { return };
+        let took = batch.took.unwrap_or_else(|| batch.pressed_at.map_or(Duration::ZERO, |t| t.elapsed()));
+        for w in batch.waiters {
             // A caller that stopped waiting is no concern of the loop.
             let _ = w.send(EStopDone { state, took });
         }
@@ -228,6 +257,26 @@ mod tests {
         let done = rx.await.unwrap();
         assert_eq!(done.state, State::Stopped);
         assert!(done.took < Duration::from_secs(1));
+    }
+
+    #[tokio::test]
+    async fn a_press_while_a_cycle_answers_earlier_ones_waits_for_its_own_fast_path() {
+        let t = EStopTrigger::new();
+        let mut first = t.press();
+        let _ = t.fast_path_done();
+        assert!(t.take());
+        // A second press after the loop took the first, before it answered.
+        let mut second = t.press();
+        assert!(!t.fast_path_taken(), "the second press has had no fast path yet");
+        t.answer(State::Stopped);
+        assert!(first.try_recv().is_ok(), "the first press is answered");
+        assert!(second.try_recv().is_err(), "the second press waits for its own cycle");
+        // The next cycle: its own fast path, then its answer.
+        let _ = t.fast_path_done();
+        assert!(t.fast_path_taken());
+        assert!(t.take());
+        t.answer(State::Stopped);
+        assert!(second.try_recv().is_ok());
     }
 
     #[tokio::test]
