@@ -27,6 +27,7 @@ use ems_api::schedules::{ProviderKey, ScheduleConfig, ScheduledAction, Schedules
 use ems_api::server::{serve, ServerLimits};
 use ems_control::{Inputs, Output};
 use ems_core::{Snapshot, TransitionRequest};
+use ems_devices::wrappers::events::DeviceEvent;
 use ems_runtime::EStopTrigger;
 use jiff::Timestamp;
 use tokio::sync::watch;
@@ -535,7 +536,32 @@ impl LoopApi {
             }
             let entry =
                 Self::entry("device layer", format!("device: {}", e.event), Outcome::Ok, String::new());
-            self.audit_entry_safety(entry);
+            // Readings rejected, reads failed and set-points clamped or skipped can come every
+            // cycle while a device misbehaves: they may be dropped when the writer is behind.
+            // Links lost and restored, failed or unapplied writes, lease changes, contactor
+            // sequencing and the E-stop fast path never are.
+            match e.event {
+                DeviceEvent::ReadingRejected { .. }
+                | DeviceEvent::ReadFailed { .. }
+                | DeviceEvent::SetpointClamped { .. }
+                | DeviceEvent::WriteSkipped { .. }
+                | DeviceEvent::LeaseRenewed => self.audit_entry_routine(entry),
+                DeviceEvent::CommLost { .. }
+                | DeviceEvent::CommRestored { .. }
+                | DeviceEvent::WriteFailed { .. }
+                | DeviceEvent::SetpointNotApplied { .. }
+                | DeviceEvent::LeaseTaken { .. }
+                | DeviceEvent::LeaseLost
+                | DeviceEvent::LeaseReleased { .. }
+                | DeviceEvent::PrechargeStarted
+                | DeviceEvent::PrechargeDone { .. }
+                | DeviceEvent::PrechargeFailed { .. }
+                | DeviceEvent::ContactorClosed
+                | DeviceEvent::ContactorOpened
+                | DeviceEvent::ContactorWelded
+                | DeviceEvent::ContactorFailedToClose
+                | DeviceEvent::EStopFastPath { .. } => self.audit_entry_safety(entry),
+            }
         }
     }
 
