@@ -176,7 +176,18 @@ where
         if unclean {
             hook.unclean_shutdown(&marker_path);
         }
-        let (devices, physics) = connected?;
+        let (devices, physics) = match connected {
+            Ok(c) => c,
+            Err(e) => {
+                // Never in control: nothing to shut down, so this end is a clean one.
+                if let Some(m) = marker {
+                    if let Err(err) = m.finish() {
+                        tracing::error!("run marker: {err}");
+                    }
+                }
+                return Err(e);
+            }
+        };
         hook.physics = physics;
         let mut rt = Runtime::new(devices, controller, store);
         rt.watch_estop(opts.estop_tick, trigger);

@@ -174,3 +174,52 @@ fn kill_9_then_restart_records_an_unclean_shutdown() {
     );
     assert!(!dir.path().join("gateway.state.running").exists(), "the clean run removed the marker");
 }
+
+/// `GET path` with the site file's token; the body.
+fn get(addr: &str, path: &str) -> String {
+    use std::io::Write as _;
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+        loopback::TOKEN
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+#[test]
+fn unreachable_devices_the_api_answers_waiting_for_devices_and_a_clean_end_leaves_no_marker() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port nobody listens on: every Modbus connect is refused.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = dir.path().join("site.toml");
+    let file = loopback::site_file(port, "kind = \"manual\"\nsetpoint_w = 2000");
+    let api = file
+        .lines()
+        .find_map(|l| l.strip_prefix("listen = \"").and_then(|r| r.strip_suffix('"')))
+        .unwrap()
+        .to_owned();
+    std::fs::write(&config, file).unwrap();
+    let mut child = loopback::spawn_gateway(&config, &[]);
+    // The API is up before the devices, and says why there is no control.
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    let body = loop {
+        let answer = std::net::TcpStream::connect(&api).map(|_| get(&api, "/api/v1/safety"));
+        if let Ok(a) = answer {
+            if a.contains("\"ready\":false") && a.contains("waiting for devices") {
+                break a;
+            }
+        }
+        assert!(std::time::Instant::now() < until, "no 'waiting for devices' from the API");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(body.to_lowercase().contains("refused"), "the cause is named: {body}");
+    // A shutdown while waiting: nothing was ever controlled, so the end is clean.
+    signal(&child, "TERM");
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "never reached its devices: the run fails");
+    assert!(!dir.path().join("gateway.state.running").exists(), "no unclean-shutdown marker left behind");
+}
