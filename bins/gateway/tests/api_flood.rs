@@ -1,7 +1,8 @@
 //! Issue #10's acceptance criterion for the local API under a flood: the simulated site with
 //! the API and a SQLite audit log (`--api-db`), 1,100 idle TCP connections (more than the
 //! server's limit of 256; they are evicted or closed at the header-read timeout), then 4,000
-//! requests from 16 client threads (2,000 without a token or with a garbage one, 2,000 with the
+//! requests from 16 clients, each a thread on its own loopback address 127.0.0.2–17 (2,000
+//! without a token or with a garbage one, 2,000 with the
 //! admin token). While the flood runs, the software E-stop must be answered 200 `STOPPED`
 //! (it is exempt from every rate limit and may evict an idle connection), the control loop
 //! must keep cycling (its cycle count keeps growing in `GET /metrics`), and the audit log must
@@ -46,8 +47,31 @@ fn request(
     token: Option<&str>,
     body: Option<&str>,
 ) -> Result<(u16, String), Failure> {
-    let mut s =
-        TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(|e| class("connect", &e))?;
+    request_from(None, addr, method, path, token, body)
+}
+
+/// [`request`] from the loopback address `from` (`127.0.0.x`: Linux routes all of 127/8 to the
+/// loopback interface), so that each flood client is its own client address.
+fn request_from(
+    from: Option<std::net::Ipv4Addr>,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> Result<(u16, String), Failure> {
+    let mut s = match from {
+        None => {
+            TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(|e| class("connect", &e))?
+        }
+        Some(ip) => {
+            let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+                .map_err(|e| class("socket", &e))?;
+            sock.bind(&SocketAddr::from((ip, 0)).into()).map_err(|e| class("bind", &e))?;
+            sock.connect_timeout(&addr.into(), Duration::from_secs(5)).map_err(|e| class("connect", &e))?;
+            TcpStream::from(sock)
+        }
+    };
     s.set_read_timeout(Some(IO_TIMEOUT)).map_err(|e| class("setup", &e))?;
     s.set_write_timeout(Some(IO_TIMEOUT)).map_err(|e| class("setup", &e))?;
     let _ = s.set_nodelay(true);
@@ -294,7 +318,9 @@ fn flood_thread(
             }
         };
         let started = Instant::now();
-        let answer = request(addr, method, path, tok, body);
+        // Each flood thread is its own client: 127.0.0.2, 127.0.0.3, ...
+        let from = std::net::Ipv4Addr::new(127, 0, 0, u8::try_from(2 + thread).unwrap_or(255));
+        let answer = request_from(Some(from), addr, method, path, tok, body);
         t.slowest = t.slowest.max(started.elapsed());
         let key = match answer {
             Ok((code, _)) => format!("{kind} {code}"),
