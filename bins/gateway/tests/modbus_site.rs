@@ -17,12 +17,9 @@ use std::time::Duration;
 use ems_core::snapshot::ContactorState;
 use ems_devices::sim::{SimFault, SimulatedSite};
 use ems_devices::traits::{ControlSource, Inverter};
-use ems_testing::sunspec_site::SunSpecSite;
 
 #[path = "support/loopback.rs"]
 mod loopback;
-
-use loopback::site_file;
 
 /// What the simulator saw while the gateway ran.
 #[derive(Debug, Default)]
@@ -38,12 +35,8 @@ fn gateway_runs_a_modbus_site_end_to_end_and_stops_on_the_io_module_estop() {
     let dir = tempfile::tempdir().unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let (seen, stdout, status, settings) = runtime.block_on(async {
-        let site = loopback::june_noon();
-        let mut served = SunSpecSite::new(site.clone()).unwrap();
-        let server = served.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
-        let config_path = dir.path().join("site.toml");
-        let file = site_file(server.local_addr().port(), "kind = \"manual\"\nsetpoint_w = 2000");
-        std::fs::write(&config_path, file).unwrap();
+        let (site, mut served, server, config_path) =
+            loopback::serve_site(dir.path(), loopback::MANUAL_2KW).await;
         let mut child = loopback::spawn_gateway(&config_path, &["--duration", "14"]);
         let mut seen = Seen::default();
         let mut pressed_at: Option<Duration> = None;

@@ -13,7 +13,6 @@ mod loopback;
 
 use ems_core::snapshot::ContactorState;
 use ems_devices::sim::SimulatedSite;
-use ems_testing::sunspec_site::SunSpecSite;
 use std::io::Read;
 use std::process::{Child, ExitStatus};
 use std::time::Duration;
@@ -44,12 +43,7 @@ fn run(signals: &[&'static str], gap: Duration) -> (ExitStatus, String, Seen, te
     let dir = tempfile::tempdir().unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let (status, stdout, seen) = runtime.block_on(async {
-        let site = loopback::june_noon();
-        let mut served = SunSpecSite::new(site.clone()).unwrap();
-        let server = served.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
-        let config = dir.path().join("site.toml");
-        let file = loopback::site_file(server.local_addr().port(), "kind = \"manual\"\nsetpoint_w = 2000");
-        std::fs::write(&config, file).unwrap();
+        let (site, mut served, server, config) = loopback::serve_site(dir.path(), loopback::MANUAL_2KW).await;
         let mut child = loopback::spawn_gateway(&config, &[]);
         let mut seen = Seen::default();
         let status = loopback::drive(
@@ -138,12 +132,7 @@ fn kill_9_then_restart_records_an_unclean_shutdown() {
     let dir = tempfile::tempdir().unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
-        let site = loopback::june_noon();
-        let mut served = SunSpecSite::new(site.clone()).unwrap();
-        let server = served.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
-        let config = dir.path().join("site.toml");
-        let file = loopback::site_file(server.local_addr().port(), "kind = \"manual\"\nsetpoint_w = 2000");
-        std::fs::write(&config, file).unwrap();
+        let (site, mut served, server, config) = loopback::serve_site(dir.path(), loopback::MANUAL_2KW).await;
         // First run: killed with SIGKILL once it controls the site.
         let mut child = loopback::spawn_gateway(&config, &[]);
         let mut killed = false;
@@ -196,7 +185,7 @@ fn unreachable_devices_the_api_answers_waiting_for_devices_and_a_clean_end_leave
     // A port nobody listens on: every Modbus connect is refused.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let config = dir.path().join("site.toml");
-    let file = loopback::site_file(port, "kind = \"manual\"\nsetpoint_w = 2000");
+    let file = loopback::site_file(port, loopback::MANUAL_2KW);
     let api = file
         .lines()
         .find_map(|l| l.strip_prefix("listen = \"").and_then(|r| r.strip_suffix('"')))

@@ -103,6 +103,23 @@ pub fn june_noon() -> SharedSite {
     SharedSite::new(SimulatedSite::new(config).unwrap())
 }
 
+/// The served June-noon site and a site file for it in `dir` (`site.toml`, `[mode]` body
+/// `mode`): the site, its Modbus server image, the server (stops when dropped) and the file.
+pub async fn serve_site(
+    dir: &std::path::Path,
+    mode: &str,
+) -> (SharedSite, SunSpecSite, ems_testing::sunspec_site::ServerHandle, std::path::PathBuf) {
+    let site = june_noon();
+    let served = SunSpecSite::new(site.clone()).unwrap();
+    let server = served.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let config = dir.join("site.toml");
+    std::fs::write(&config, site_file(server.local_addr().port(), mode)).unwrap();
+    (site, served, server, config)
+}
+
+/// The manual 2 kW discharge of the end-to-end tests, as a `[mode]` body.
+pub const MANUAL_2KW: &str = "kind = \"manual\"\nsetpoint_w = 2000";
+
 /// Start `ems-gateway run --config <config> <extra>` with stdout piped (stderr dropped).
 pub fn spawn_gateway(config: &std::path::Path, extra: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_ems-gateway"))
