@@ -141,34 +141,9 @@ impl<D: SiteDevices, S: StateStore> Runtime<D, S> {
         hook: &mut H,
     ) -> CycleResult {
         self.shutting_down |= flags.shutdown;
-        let mut interrupt = match &self.watch {
-            Some(w) => {
-                let trigger = w.trigger.clone();
-                let budget = w.io_budget;
-                // Any pending press cuts the reads short, so that the stop is latched and
-                // answered at once even when a device hangs (its fast path runs once: a
-                // press already handled in the apply or the wait only re-commands zero/open).
-                let read = self.devices.read_watched(
-                    now,
-                    &mut self.snapshot,
-                    &mut self.events,
-                    w.tick,
-                    trigger.pressed(),
-                );
-                if let Ok(i) = tokio::time::timeout(budget, read).await {
-                    i
-                } else {
-                    tracing::warn!(
-                        "device reads did not finish within {budget:?}: abandoned, their signals go stale"
-                    );
-                    Interrupt::None
-                }
-            }
-            None => {
-                self.devices.read(now, &mut self.snapshot, &mut self.events).await;
-                Interrupt::None
-            }
-        };
+        let mut interrupt =
+            read_phase(&mut self.devices, &mut self.snapshot, &mut self.events, self.watch.as_ref(), now)
+                .await;
         self.note_interrupt(interrupt, hook);
         let software = self.trigger.as_ref().is_some_and(EStopTrigger::take);
         let fast_path_taken = self.trigger.as_ref().is_some_and(EStopTrigger::fast_path_taken);
@@ -180,6 +155,7 @@ impl<D: SiteDevices, S: StateStore> Runtime<D, S> {
 
         let cx_state = self.controller.state();
         let mut acknowledge = false;
+        let mut reread_interrupt = Interrupt::None;
         let out = {
             let cx = Context {
                 now,
@@ -201,14 +177,30 @@ impl<D: SiteDevices, S: StateStore> Runtime<D, S> {
             }
             if acknowledge {
                 // An acknowledge also resets a resettable BMS alarm (the wrapper rate-limits
-                // the reset); the BMS is read again so the step sees whether it cleared.
+                // the reset); the devices are read again (watched and bounded like any read)
+                // so the step sees whether it cleared.
                 if let Err(e) = self.devices.reset_bms_alarms(now).await {
                     tracing::warn!(target: "audit", "BMS alarm reset with the acknowledge: {e}");
                 }
-                self.devices.read(now, &mut self.snapshot, &mut self.events).await;
+                let i = read_phase(
+                    &mut self.devices,
+                    &mut self.snapshot,
+                    &mut self.events,
+                    self.watch.as_ref(),
+                    now,
+                )
+                .await;
+                if i != Interrupt::None {
+                    reread_interrupt = i;
+                }
             }
             self.controller.step(now.get(), &self.snapshot, &inputs)
         };
+        // The hook was lent to the inputs until the step; a press the re-read saw is noted now.
+        self.note_interrupt(reread_interrupt, hook);
+        if interrupt == Interrupt::None {
+            interrupt = reread_interrupt;
+        }
 
         let persist_error = if out.state_changed() {
             self.store.save(&self.controller.persisted()).err().map(|e| e.to_string())
@@ -354,5 +346,30 @@ impl<D: SiteDevices, S: StateStore> Runtime<D, S> {
     /// Take the runtime apart (the harness's simulated crash drops it without a release).
     pub fn into_parts(self) -> (D, Controller, S) {
         (self.devices, self.controller, self.store)
+    }
+}
+
+/// One cycle's reads: in real time with the E-stop watched (any pending software press cuts
+/// them short, so that the stop is latched and answered at once even when a device hangs; its
+/// fast path runs once) and bounded by the I/O budget; plain otherwise.
+async fn read_phase<D: SiteDevices>(
+    devices: &mut D,
+    snapshot: &mut Snapshot,
+    events: &mut DeviceEvents,
+    watch: Option<&Watch>,
+    now: Millis,
+) -> Interrupt {
+    let Some(w) = watch else {
+        devices.read(now, snapshot, events).await;
+        return Interrupt::None;
+    };
+    let trigger = w.trigger.clone();
+    let budget = w.io_budget;
+    let read = devices.read_watched(now, snapshot, events, w.tick, trigger.pressed());
+    if let Ok(i) = tokio::time::timeout(budget, read).await {
+        i
+    } else {
+        tracing::warn!("device reads did not finish within {budget:?}: abandoned, their signals go stale");
+        Interrupt::None
     }
 }
