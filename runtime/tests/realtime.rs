@@ -196,3 +196,21 @@ fn repeated_software_presses_during_a_hung_link_are_each_answered() {
     shutdown.request();
     let _ = handle.join().unwrap().unwrap();
 }
+
+#[test]
+fn the_software_estop_is_accepted_during_a_graceful_shutdown() {
+    let probe = Arc::new(Probe::default());
+    let (trigger, shutdown, handle) = spawn(&probe, options());
+    wait_until("contactors closed", || probe.coils.lock().unwrap().1);
+    shutdown.request();
+    std::thread::sleep(Duration::from_millis(60));
+    let pressed = Instant::now();
+    let answer = trigger.press();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let done =
+        rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), answer).await }).unwrap().unwrap();
+    assert_eq!(done.state, State::Stopped, "the E-stop latches STOPPED during the shutdown");
+    assert!(probe.all_issued_after(pressed).is_some(), "zero and open issued for the press");
+    let summary = handle.join().unwrap().unwrap();
+    assert_eq!(summary.state, State::Stopped, "{summary:?}");
+}
