@@ -216,8 +216,8 @@ where
         } else {
             let slots = elapsed_ms(start) / cycle_ms;
             if k <= slots {
-                // Overrun: skip the missed slots; the next cycle's lateness says by how much
-                // it missed its original slot only when it was the last one missed.
+                // Overrun: the missed slots are skipped, not run back to back; the overrun
+                // shows in this cycle's duration, and the next cycle starts on its own slot.
                 k = slots + 1;
             }
         }
