@@ -97,13 +97,6 @@ pub enum Interrupt {
     Software,
 }
 
-/// The outcome of [`watched`].
-enum Watched {
-    Done,
-    Input,
-    Software,
-}
-
 /// Run `work` while watching the E-stop input for a new press and the software E-stop; the
 /// first to finish wins and the others are dropped. `pressed` is the device layer's record of
 /// the input: the watcher keeps it current (a release seen here makes the next press an edge,
@@ -114,7 +107,7 @@ async fn watched<E, X, W>(
     tick: core::time::Duration,
     software: X,
     work: W,
-) -> Watched
+) -> Interrupt
 where
     E: EStopInput,
     X: core::future::Future<Output = ()>,
@@ -141,11 +134,11 @@ where
     let mut watch = core::pin::pin!(watch);
     let outcome = tokio::select! {
         biased;
-        () = software => Watched::Software,
-        () = &mut watch => Watched::Input,
-        () = work => Watched::Done,
+        () = software => Interrupt::Software,
+        () = &mut watch => Interrupt::EStopInput,
+        () = work => Interrupt::None,
     };
-    if matches!(outcome, Watched::Done) && reading.get() {
+    if matches!(outcome, Interrupt::None) && reading.get() {
         // Let the read in flight finish (bounded by the input's own timeout).
         let edge = core::future::poll_fn(|cx| match core::future::Future::poll(watch.as_mut(), cx) {
             core::task::Poll::Ready(()) => core::task::Poll::Ready(true),
@@ -154,7 +147,7 @@ where
         })
         .await;
         if edge {
-            return Watched::Input;
+            return Interrupt::EStopInput;
         }
     }
     outcome
@@ -397,23 +390,18 @@ where
         now: Millis,
         snapshot: &mut Snapshot,
         events: &mut DeviceEvents,
-        interrupt: Watched,
+        interrupt: Interrupt,
     ) -> Interrupt {
-        match interrupt {
-            Watched::Done => Interrupt::None,
-            Watched::Input => {
-                self.estop_reading.update(EStopState::Pressed, now);
-                snapshot.estop = self.estop_reading;
-                let (zero_written, relays_opened) = self.emergency_now(now, events).await;
-                events.push(now, DeviceEvent::EStopFastPath { zero_written, relays_opened });
-                Interrupt::EStopInput
-            }
-            Watched::Software => {
-                let (zero_written, relays_opened) = self.emergency_now(now, events).await;
-                events.push(now, DeviceEvent::EStopFastPath { zero_written, relays_opened });
-                Interrupt::Software
-            }
+        if interrupt == Interrupt::None {
+            return interrupt;
         }
+        if interrupt == Interrupt::EStopInput {
+            self.estop_reading.update(EStopState::Pressed, now);
+            snapshot.estop = self.estop_reading;
+        }
+        let (zero_written, relays_opened) = self.emergency_now(now, events).await;
+        events.push(now, DeviceEvent::EStopFastPath { zero_written, relays_opened });
+        interrupt
     }
 
     /// Wait between cycles with the E-stop watched: returns at `deadline`, on a new press of
@@ -435,14 +423,12 @@ where
     {
         let sleep = tokio::time::sleep_until(deadline);
         let w = watched(&mut self.estop, &mut self.estop_pressed, tick, software, sleep).await;
-        match w {
+        if w == Interrupt::Software {
             // The caller runs the software fast path (it times it).
-            Watched::Software => Interrupt::Software,
-            Watched::Done | Watched::Input => {
-                let mut scratch = Snapshot::unknown(Watts::ZERO);
-                self.after_interrupt(now, &mut scratch, events, w).await
-            }
+            return w;
         }
+        let mut scratch = Snapshot::unknown(Watts::ZERO);
+        self.after_interrupt(now, &mut scratch, events, w).await
     }
 
     /// Run on a tokio runtime with its timer (the real-time loop): the fast path then bounds
@@ -474,6 +460,35 @@ where
                 tokio::join!(parts.inverter.emergency_zero(now), parts.contactor.emergency_open(now, events));
             (zero.is_ok(), open)
         }
+    }
+
+    /// Apply one cycle's command: the contactor sequence and the inverter set-point (bounded by
+    /// `max_charge` / `max_discharge`, magnitudes from the envelope). When opening, zero is
+    /// written before the contactor opens; when closing, the contactor goes first. The inverter
+    /// lease is taken on the first non-zero set-point. The returned trips go to the
+    /// controller's `Inputs::device_trips` in the next cycle. An E-stop seen by the fast path
+    /// holds zero and open whatever the command says.
+    pub async fn apply(
+        &mut self,
+        now: Millis,
+        command: &Command,
+        max_charge: Watts,
+        max_discharge: Watts,
+        events: &mut DeviceEvents,
+    ) -> ApplyReport {
+        self.parts.apply(now, command, (max_charge, max_discharge), self.estop_pressed, events).await
+    }
+
+    /// End control: write zero, open the contactors, restore the inverter's previous settings.
+    /// The error (if any) is the inverter's restore failure; the settings stay remembered so
+    /// the call can be retried.
+    pub async fn release(&mut self, now: Millis, events: &mut DeviceEvents) -> Result<(), WrapperError> {
+        self.parts.release(now, events).await
+    }
+
+    /// Reset latched BMS alarms (rate-limited).
+    pub async fn reset_bms_alarms(&mut self, now: Millis) -> Result<(), WrapperError> {
+        self.parts.bms.reset_alarms(now).await
     }
 }
 
@@ -657,46 +672,6 @@ where
         }
         let _ = self.contactor.step(now, ContactorCommand::Open, None, None, events).await;
         self.inverter.release(now, events).await
-    }
-}
-
-impl<B, I, M, P, PR, MR, E> DeviceSet<B, I, M, P, PR, MR, E>
-where
-    B: Bms,
-    I: Inverter,
-    M: Meter,
-    P: PvInverter,
-    PR: Relay,
-    MR: Relay,
-    E: EStopInput,
-{
-    /// Apply one cycle's command: the contactor sequence and the inverter set-point (bounded by
-    /// `max_charge` / `max_discharge`, magnitudes from the envelope). When opening, zero is
-    /// written before the contactor opens; when closing, the contactor goes first. The inverter
-    /// lease is taken on the first non-zero set-point. The returned trips go to the
-    /// controller's `Inputs::device_trips` in the next cycle. An E-stop seen by the fast path
-    /// holds zero and open whatever the command says.
-    pub async fn apply(
-        &mut self,
-        now: Millis,
-        command: &Command,
-        max_charge: Watts,
-        max_discharge: Watts,
-        events: &mut DeviceEvents,
-    ) -> ApplyReport {
-        self.parts.apply(now, command, (max_charge, max_discharge), self.estop_pressed, events).await
-    }
-
-    /// End control: write zero, open the contactors, restore the inverter's previous settings.
-    /// The error (if any) is the inverter's restore failure; the settings stay remembered so
-    /// the call can be retried.
-    pub async fn release(&mut self, now: Millis, events: &mut DeviceEvents) -> Result<(), WrapperError> {
-        self.parts.release(now, events).await
-    }
-
-    /// Reset latched BMS alarms (rate-limited).
-    pub async fn reset_bms_alarms(&mut self, now: Millis) -> Result<(), WrapperError> {
-        self.parts.bms.reset_alarms(now).await
     }
 }
 

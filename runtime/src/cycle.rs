@@ -57,7 +57,6 @@ pub struct Runtime<D, S> {
     events: DeviceEvents,
     device_trips: heapless::Vec<TripReason, 4>,
     watch: Option<Watch>,
-    trigger: Option<EStopTrigger>,
     shutting_down: bool,
 }
 
@@ -74,7 +73,6 @@ impl<D: SiteDevices, S: StateStore> Runtime<D, S> {
             events: DeviceEvents::new(),
             device_trips: heapless::Vec::new(),
             watch: None,
-            trigger: None,
             shutting_down: false,
         }
     }
@@ -84,8 +82,7 @@ impl<D: SiteDevices, S: StateStore> Runtime<D, S> {
     /// interrupt them too.
     pub fn watch_estop(&mut self, tick: Duration, trigger: EStopTrigger) {
         self.devices.set_realtime(true);
-        self.watch = Some(Watch { tick, trigger: trigger.clone(), io_budget: IO_BUDGET });
-        self.trigger = Some(trigger);
+        self.watch = Some(Watch { tick, trigger, io_budget: IO_BUDGET });
     }
 
     /// Real time: how long one cycle's reads (or writes) may take before they are abandoned
@@ -120,8 +117,8 @@ impl<D: SiteDevices, S: StateStore> Runtime<D, S> {
 
     /// The software E-stop, if watched.
     #[must_use]
-    pub const fn trigger(&self) -> Option<&EStopTrigger> {
-        self.trigger.as_ref()
+    pub fn trigger(&self) -> Option<&EStopTrigger> {
+        self.watch.as_ref().map(|w| &w.trigger)
     }
 
     /// Save the controller's state now.
@@ -145,8 +142,8 @@ impl<D: SiteDevices, S: StateStore> Runtime<D, S> {
             read_phase(&mut self.devices, &mut self.snapshot, &mut self.events, self.watch.as_ref(), now)
                 .await;
         self.note_interrupt(interrupt, hook);
-        let software = self.trigger.as_ref().is_some_and(EStopTrigger::take);
-        let fast_path_taken = self.trigger.as_ref().is_some_and(EStopTrigger::fast_path_taken);
+        let software = self.trigger().is_some_and(EStopTrigger::take);
+        let fast_path_taken = self.trigger().is_some_and(EStopTrigger::fast_path_taken);
         if software && interrupt == Interrupt::None && !fast_path_taken {
             // Pressed after the wait or the apply looked: zero and open first, then decide.
             let _ = self.devices.emergency_now(now, &mut self.events).await;
@@ -154,7 +151,6 @@ impl<D: SiteDevices, S: StateStore> Runtime<D, S> {
         }
 
         let cx_state = self.controller.state();
-        let mut acknowledge = false;
         let mut reread_interrupt = Interrupt::None;
         let out = {
             let cx = Context {
@@ -173,9 +169,6 @@ impl<D: SiteDevices, S: StateStore> Runtime<D, S> {
             };
             hook.inputs(&cx, &mut inputs);
             if inputs.request == Some(TransitionRequest::Acknowledge) && cx_state == State::Error {
-                acknowledge = true;
-            }
-            if acknowledge {
                 // An acknowledge also resets a resettable BMS alarm (the wrapper rate-limits
                 // the reset); the devices are read again (watched and bounded like any read)
                 // so the step sees whether it cleared.
@@ -215,7 +208,7 @@ impl<D: SiteDevices, S: StateStore> Runtime<D, S> {
             hook.stepped(&cx, &out);
         }
         if software {
-            if let Some(t) = &self.trigger {
+            if let Some(t) = self.trigger() {
                 t.answer(out.state);
             }
         }
@@ -278,7 +271,7 @@ impl<D: SiteDevices, S: StateStore> Runtime<D, S> {
     /// from the physical press is not known here.)
     fn note_interrupt<H: Hook + ?Sized>(&self, interrupt: Interrupt, hook: &mut H) {
         if interrupt == Interrupt::Software {
-            if let Some(t) = &self.trigger {
+            if let Some(t) = self.trigger() {
                 // Once per press, wherever the loop was when it came.
                 let first = !t.fast_path_taken();
                 let took = t.fast_path_done();
