@@ -23,9 +23,11 @@
 //! hyper's own header limits (100 fields, ~400 KiB) are raised above the router's
 //! ([`crate::rest::MAX_HEADER_FIELDS`], [`crate::rest::MAX_HEADER_BYTES`],
 //! [`crate::rest::MAX_URI_BYTES`]) so that the router answers those refusals in JSON. What
-//! remains plain: a request line or head hyper cannot parse at all (400), a request target over
-//! 64 KiB (414) and a head over hyper's buffer (431) are answered by hyper itself, with an empty
-//! body; those never reach the router.
+//! hyper still refuses by itself before the router sees a request — a head it cannot parse
+//! (400), a request target over 64 KiB (414), a head over its buffer (431) — it answers with an
+//! empty body; the connection's writer replaces that answer with the same `{"error": ...}` JSON
+//! (`json_for_hyper_error`: an error status written while no request of the router awaits its
+//! response) and closes the connection.
 //!
 //! Each request gets the peer address as `axum::extract::ConnectInfo<SocketAddr>` (the
 //! per-address rate limit in [`crate::rest`]). WebSocket upgrades work (`with_upgrades`).
@@ -92,6 +94,8 @@ struct Conn {
     in_flight: AtomicUsize,
     upgraded: AtomicBool,
     served: AtomicU64,
+    /// Requests handed to the router (each is answered by one response head).
+    dispatched: AtomicU64,
     /// ms since [`Registry::base`]: the accept, or the end of the last response.
     idle_since: AtomicU64,
     /// ms since [`Registry::base`] of the first byte of a request head not yet complete.
@@ -131,6 +135,7 @@ impl Registry {
             in_flight: AtomicUsize::new(0),
             upgraded: AtomicBool::new(false),
             served: AtomicU64::new(0),
+            dispatched: AtomicU64::new(0),
             idle_since: AtomicU64::new(self.now_ms()),
             head_started: AtomicU64::new(NONE),
             close: Notify::new(),
@@ -169,6 +174,70 @@ struct Tracked {
     inner: TcpStream,
     conn: Arc<Conn>,
     registry: Arc<Registry>,
+    /// Response heads (not `100 Continue`) written so far.
+    heads: u64,
+    /// A JSON answer replacing hyper's own, not yet written out.
+    pending: Vec<u8>,
+}
+
+/// hyper answers a request it cannot parse (400), a target over its limit (414) or headers over
+/// its limits (431) itself, with an empty body, before the router sees anything. `head` is the
+/// start of a write; when it is such an answer (an error status while no request the router saw
+/// awaits its response), the JSON answer to write instead: `{"error": ...}` like every other
+/// refusal, and the connection closed.
+fn json_for_hyper_error(head: &[u8], dispatched: u64, heads: u64) -> Option<Vec<u8>> {
+    let status = head.strip_prefix(b"HTTP/1.1 ")?.get(..3)?;
+    let code: u16 = std::str::from_utf8(status).ok()?.parse().ok()?;
+    if !(400..600).contains(&code) || heads < dispatched {
+        return None;
+    }
+    let (reason, why) = match code {
+        400 => ("Bad Request", "malformed HTTP request"),
+        414 => ("URI Too Long", "request target too long"),
+        431 => ("Request Header Fields Too Large", "request header fields too large"),
+        _ => (
+            StatusCode::from_u16(code).ok()?.canonical_reason().unwrap_or("Error"),
+            "the request could not be read",
+        ),
+    };
+    let body = serde_json::json!({ "error": why }).to_string();
+    Some(
+        format!(
+            "HTTP/1.1 {code} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes(),
+    )
+}
+
+impl Tracked {
+    /// Count a response head at the start of `first`; returns the JSON answer replacing it
+    /// when it is hyper's own error answer.
+    fn note_write(&mut self, first: &[u8]) -> Option<Vec<u8>> {
+        if !first.starts_with(b"HTTP/1.1 ") || first.starts_with(b"HTTP/1.1 100") {
+            return None;
+        }
+        let dispatched = self.conn.dispatched.load(Ordering::Acquire);
+        let replacement = json_for_hyper_error(first, dispatched, self.heads);
+        self.heads += 1;
+        replacement
+    }
+
+    /// Write out a pending replacement; `Ready(Ok)` once it is all written.
+    fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.pending.is_empty() {
+            let n = match Pin::new(&mut self.inner).poll_write(cx, &self.pending) {
+                Poll::Ready(Ok(n)) => n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            };
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.pending.drain(..n);
+        }
+        Poll::Ready(Ok(()))
+    }
 }
 
 impl Drop for Tracked {
@@ -194,20 +263,52 @@ impl AsyncRead for Tracked {
 
 impl AsyncWrite for Tracked {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        match this.poll_pending(cx) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => return Poll::Pending,
+        }
+        if let Some(json) = this.note_write(buf) {
+            // hyper's empty answer is consumed whole and the JSON one written in its place.
+            this.pending = json;
+            return this.poll_pending(cx).map(|r| r.map(|()| buf.len()));
+        }
+        Pin::new(&mut this.inner).poll_write(cx, buf)
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        match this.poll_pending(cx) {
+            Poll::Ready(Ok(())) => Pin::new(&mut this.inner).poll_flush(cx),
+            other => other,
+        }
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        let this = self.get_mut();
+        match this.poll_pending(cx) {
+            Poll::Ready(Ok(())) => Pin::new(&mut this.inner).poll_shutdown(cx),
+            other => other,
+        }
     }
     fn poll_write_vectored(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let first = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| &b[..]);
+        if this.pending.is_empty() {
+            if let Some(json) = this.note_write(first) {
+                this.pending = json;
+                let total = bufs.iter().map(|b| b.len()).sum();
+                return this.poll_pending(cx).map(|r| r.map(|()| total));
+            }
+        }
+        match this.poll_pending(cx) {
+            Poll::Ready(Ok(())) => Pin::new(&mut this.inner).poll_write_vectored(cx, bufs),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
     }
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
@@ -259,7 +360,13 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         match registry.admit(limits.max_connections) {
             Some(conn) => {
-                let io = Tracked { inner: stream, conn: conn.clone(), registry: registry.clone() };
+                let io = Tracked {
+                    inner: stream,
+                    conn: conn.clone(),
+                    registry: registry.clone(),
+                    heads: 0,
+                    pending: Vec::new(),
+                };
                 tokio::spawn(connection(io, peer, app.clone(), limits, registry.clone(), stop_rx.clone()));
             }
             None => {
@@ -300,6 +407,7 @@ async fn connection(
         hyper::service::service_fn(move |req: Request<Incoming>| {
             // Counted before the first poll: from here on the connection is busy, not idle.
             conn.in_flight.fetch_add(1, Ordering::AcqRel);
+            conn.dispatched.fetch_add(1, Ordering::AcqRel);
             conn.head_started.store(NONE, Ordering::Release);
             let (app, conn, registry) = (app.clone(), conn.clone(), registry.clone());
             async move {

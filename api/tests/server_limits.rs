@@ -211,6 +211,29 @@ async fn oversized_heads_are_refused_in_json_by_the_router_not_by_hyper() {
 }
 
 #[tokio::test]
+async fn what_hyper_refuses_before_the_router_is_answered_in_json_too() {
+    let h = harness();
+    let addr = start(&h, ServerLimits::default()).await;
+    let huge_uri = format!(
+        "GET /api/v1/safety?x={} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+        "a".repeat(100_000)
+    );
+    let many: String = (0..300).map(|i| format!("x-h{i}: v\r\n")).collect();
+    let too_many = format!("GET /api/v1/safety HTTP/1.1\r\nhost: x\r\n{many}connection: close\r\n\r\n");
+    for (what, req) in [
+        ("unparsable request line", "NOT HTTP AT ALL\r\n\r\n".to_owned()),
+        ("100 KB request target", huge_uri),
+        ("300 header fields", too_many),
+    ] {
+        let answer = raw_exchange(addr, req.as_bytes()).await;
+        assert!(answer.starts_with("HTTP/1.1 4"), "{what}: {answer}");
+        assert!(answer.contains("application/json") && answer.contains("\"error\""), "{what}: {answer}");
+    }
+    // A normal request on a fresh connection is still answered by the router.
+    assert_eq!(request(addr, "GET", "/api/v1/safety", Some(VIEWER), "").await.0, 200);
+}
+
+#[tokio::test]
 async fn shutdown_stops_accepting_and_returns() {
     let h = harness();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
