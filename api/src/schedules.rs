@@ -183,7 +183,7 @@ fn watts_u64(w: u64) -> Watts {
     // to within rounding; the `Watts` constructor clamps anything non-finite to zero.
     #[allow(clippy::cast_precision_loss)]
     let f = w as f32;
-    Watts::new(f)
+    Watts::saturating(f)
 }
 
 impl Schedule {
@@ -195,7 +195,7 @@ impl Schedule {
             Operation::Charge => ScheduledAction::Override(Override::ForceCharge { power: p }),
             Operation::Discharge => ScheduledAction::Plan(PlanTarget {
                 battery: p,
-                grid: if discharge_may_export { Watts::new(-1.0e8) } else { Watts::new(1.0e8) },
+                grid: if discharge_may_export { ems_core::watts!(-1.0e8) } else { ems_core::watts!(1.0e8) },
             }),
         }
     }

@@ -241,7 +241,7 @@ mod tests {
         else {
             panic!()
         };
-        assert_eq!(sc.reserve_soc, Percent::new(20.0));
+        assert_eq!(sc.reserve_soc, ems_core::percent!(20.0));
         assert!(matches!(
             p(json!({"mode": "charge-only", "source": "fixed", "power_w": 1000})).unwrap(),
             ModeSetting::ChargeOnly(ChargeOnlyConfig { source: ChargeSource::Fixed(_), .. })

@@ -32,16 +32,16 @@ fn each_mode_maps_to_its_override() {
         (json!({"ess": {"mode": "NO_DISCHARGE"}}), Override::NoDischarge),
         (
             json!({"ess": {"mode": "LIMIT_CHARGE", "maxChargePower": 1000}}),
-            Override::LimitCharge { max_charge_power: Watts::new(1000.0) },
+            Override::LimitCharge { max_charge_power: ems_core::watts!(1000.0) },
         ),
         (
             json!({"ess": {"mode": "LIMIT_DISCHARGE", "maxDischargePower": 250.5}}),
-            Override::LimitDischarge { max_discharge_power: Watts::new(250.5) },
+            Override::LimitDischarge { max_discharge_power: ems_core::watts!(250.5) },
         ),
         (json!({"ess": {"mode": "FORCE_CHARGE", "power": 0}}), Override::ForceCharge { power: Watts::ZERO }),
         (
             json!({"activateControlModes": {"ess": {"mode": "FORCE_CHARGE", "power": 3000}}}),
-            Override::ForceCharge { power: Watts::new(3000.0) },
+            Override::ForceCharge { power: ems_core::watts!(3000.0) },
         ),
     ];
     for (body, want) in cases {
@@ -84,7 +84,7 @@ fn watchdog_expires_unless_refreshed() {
     assert!(m.active_override(at(110)).is_none());
     assert!(m.expire(at(109)).is_none());
     let expired = m.expire(at(110)).unwrap();
-    assert_eq!(expired.mode, Override::LimitCharge { max_charge_power: Watts::new(500.0) });
+    assert_eq!(expired.mode, Override::LimitCharge { max_charge_power: ems_core::watts!(500.0) });
     assert!(m.expire(at(111)).is_none());
 }
 
@@ -186,5 +186,5 @@ fn switching_modes_activates_the_new_one() {
     m.activate(&obj(json!({"ess": {"mode": "NO_DISCHARGE"}})), t0()).unwrap();
     let c = m.activate(&obj(json!({"ess": {"mode": "FORCE_CHARGE", "power": 100}})), at(10)).unwrap();
     assert!(matches!(c, Change::Activated(_)));
-    assert_eq!(m.active_override(at(69)), Some(Override::ForceCharge { power: Watts::new(100.0) }));
+    assert_eq!(m.active_override(at(69)), Some(Override::ForceCharge { power: ems_core::watts!(100.0) }));
 }

@@ -382,9 +382,7 @@ async fn schedules_over_http() {
     assert_eq!(r.json["operation"], "CHARGE");
     assert_eq!(r.json["power"], 3000);
     assert_eq!(r.json["appliedW"], Value::Null);
-    h.schedules
-        .record_execution(&id, ems_core::Watts::new(-2500.0), Some("Cell temperature derating"))
-        .unwrap();
+    h.schedules.record_execution(&id, ems_core::watts!(-2500.0), Some("Cell temperature derating")).unwrap();
     let r = h.get(&format!("/api/v1/schedules/{id}"), Some(PROVIDER)).await;
     assert_eq!(r.json["appliedW"], -2500.0);
     assert_eq!(r.json["limitedBy"], "Cell temperature derating");

@@ -75,20 +75,26 @@ fn execution_window_and_mapping() {
     assert!(s.due(at(599)).is_none());
     let (id, a) = s.due_action(at(600)).unwrap();
     assert_eq!(id, charge.schedule_id);
-    assert_eq!(a, ScheduledAction::Override(Override::ForceCharge { power: Watts::new(2000.0) }));
+    assert_eq!(a, ScheduledAction::Override(Override::ForceCharge { power: ems_core::watts!(2000.0) }));
     // The later schedule takes over when it starts, before the first one's slot ends.
     let (id, a) = s.due_action(at(1200)).unwrap();
     assert_eq!(id, dis.schedule_id);
     assert_eq!(
         a,
-        ScheduledAction::Plan(PlanTarget { battery: Watts::new(1500.0), grid: Watts::new(-1.0e8) })
+        ScheduledAction::Plan(PlanTarget {
+            battery: ems_core::watts!(1500.0),
+            grid: ems_core::watts!(-1.0e8)
+        })
     );
     // 15-minute slot.
     assert!(s.due(at(1200 + 899)).is_some());
     assert!(s.due(at(1200 + 900)).is_none());
     assert_eq!(
         s.get(&dis.schedule_id).unwrap().action(false),
-        ScheduledAction::Plan(PlanTarget { battery: Watts::new(1500.0), grid: Watts::new(1.0e8) })
+        ScheduledAction::Plan(PlanTarget {
+            battery: ems_core::watts!(1500.0),
+            grid: ems_core::watts!(1.0e8)
+        })
     );
 }
 
@@ -102,13 +108,13 @@ fn record_execution_persists_only_changes() {
             t0(),
         )
         .unwrap();
-    s.record_execution(&acc.schedule_id, Watts::new(-1800.0), Some("SOC derating")).unwrap();
+    s.record_execution(&acc.schedule_id, ems_core::watts!(-1800.0), Some("SOC derating")).unwrap();
     let stored: Value = serde_json::from_str(&store.load_all().unwrap()[0].1).unwrap();
     assert_eq!(stored["appliedW"], -1800.0);
     assert_eq!(stored["limitedBy"], "SOC derating");
-    s.record_execution(&acc.schedule_id, Watts::new(-1800.4), Some("SOC derating")).unwrap();
+    s.record_execution(&acc.schedule_id, ems_core::watts!(-1800.4), Some("SOC derating")).unwrap();
     assert_eq!(s.get(&acc.schedule_id).unwrap().applied_w, Some(-1800.0));
-    s.record_execution(&acc.schedule_id, Watts::new(-2000.0), None).unwrap();
+    s.record_execution(&acc.schedule_id, ems_core::watts!(-2000.0), None).unwrap();
     assert_eq!(s.get(&acc.schedule_id).unwrap().limited_by, None);
     s.record_execution("sch-unknown", Watts::ZERO, None).unwrap();
 }

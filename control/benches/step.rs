@@ -44,8 +44,8 @@ fn arbitration_case() -> (Controller, u64, Inputs<'static>) {
     let mode = ModeSetting::SelfConsumption(SelfConsumptionConfig::default());
     let (c, now) = running_in(ControllerConfig { mode, ..ControllerConfig::default() });
     let inputs = Inputs {
-        ess_override: Some(Override::LimitDischarge { max_discharge_power: Watts::new(1000.0) }),
-        plan: Some(PlanTarget { battery: Watts::new(800.0), grid: Watts::ZERO }),
+        ess_override: Some(Override::LimitDischarge { max_discharge_power: ems_core::watts!(1000.0) }),
+        plan: Some(PlanTarget { battery: ems_core::watts!(800.0), grid: Watts::ZERO }),
         local_minute: Some(720),
         ..Inputs::default()
     };
@@ -54,7 +54,7 @@ fn arbitration_case() -> (Controller, u64, Inputs<'static>) {
 
 fn importing(now: u64) -> Snapshot {
     let mut s = common::healthy(Millis::new(now));
-    s.grid.active_power = common::good(Watts::new(1500.0), Millis::new(now));
+    s.grid.active_power = common::good(ems_core::watts!(1500.0), Millis::new(now));
     s
 }
 

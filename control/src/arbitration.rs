@@ -53,7 +53,7 @@ use ems_core::{Millis, Percent, Snapshot, Watts};
 use ems_safety::Envelope;
 
 /// A plan slot with `|grid|` at most this is a self-consumption slot.
-pub const PLAN_GRID_TOLERANCE: Watts = Watts::new(1.0);
+pub const PLAN_GRID_TOLERANCE: Watts = ems_core::watts!(1.0);
 
 /// An operator/API control-mode override of the battery (the OpenEMS control-mode proposal,
 /// design.md §7). Powers are magnitudes in watts (≥ 0; check with [`Override::validate`]).
@@ -350,11 +350,11 @@ mod tests {
     use ems_core::event::Constraint;
 
     fn p(w: f32, reason: ProposalReason) -> Proposal {
-        Proposal { setpoint: Watts::new(w), reason }
+        Proposal { setpoint: Watts::saturating(w), reason }
     }
 
     fn w(x: f32) -> Watts {
-        Watts::new(x)
+        Watts::saturating(x)
     }
 
     #[test]
@@ -475,8 +475,14 @@ mod tests {
         let mut x = PlanExecutor::default();
         // Grid charging: 3 kW planned import.
         let plan = PlanTarget { battery: w(-2500.0), grid: w(3000.0) };
-        let pr =
-            x.propose(plan, Millis::ZERO, &snap(50.0, 500.0, 0.0), &env(), Some(Percent::new(20.0)), None);
+        let pr = x.propose(
+            plan,
+            Millis::ZERO,
+            &snap(50.0, 500.0, 0.0),
+            &env(),
+            Some(ems_core::percent!(20.0)),
+            None,
+        );
         assert_eq!((pr.setpoint, pr.reason), (w(-2500.0), ProposalReason::PlanHold));
         // Grid 0 but the battery planned at the envelope limit: hold as well — limited to the
         // 500 W load, since the plan expected no export.
@@ -498,8 +504,14 @@ mod tests {
     fn plan_discharge_respects_the_default_modes_reserve_only_if_it_has_one() {
         let export = PlanTarget { battery: w(4000.0), grid: w(-3000.0) };
         let mut x = PlanExecutor::default();
-        let pr =
-            x.propose(export, Millis::ZERO, &snap(15.0, 1000.0, 0.0), &env(), Some(Percent::new(20.0)), None);
+        let pr = x.propose(
+            export,
+            Millis::ZERO,
+            &snap(15.0, 1000.0, 0.0),
+            &env(),
+            Some(ems_core::percent!(20.0)),
+            None,
+        );
         assert_eq!((pr.setpoint, pr.reason), (Watts::ZERO, ProposalReason::SocReserve));
         let mut x = PlanExecutor::default();
         let pr = x.propose(export, Millis::ZERO, &snap(15.0, 1000.0, 0.0), &env(), None, None);
@@ -507,8 +519,14 @@ mod tests {
         // Self-consumption slot below the reserve: no discharge.
         let mut x = PlanExecutor::default();
         let sc = PlanTarget { battery: w(1000.0), grid: Watts::ZERO };
-        let pr =
-            x.propose(sc, Millis::ZERO, &snap(15.0, 1000.0, 0.0), &env(), Some(Percent::new(20.0)), None);
+        let pr = x.propose(
+            sc,
+            Millis::ZERO,
+            &snap(15.0, 1000.0, 0.0),
+            &env(),
+            Some(ems_core::percent!(20.0)),
+            None,
+        );
         assert_eq!((pr.setpoint, pr.reason), (Watts::ZERO, ProposalReason::SocReserve));
     }
 }

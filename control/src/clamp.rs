@@ -80,14 +80,14 @@ mod tests {
     use ems_core::Quantity;
 
     fn env(charge: f32, discharge: f32) -> Envelope {
-        let mut e = Envelope::new(Watts::new(5000.0));
-        e.limit_charge(Watts::new(charge), Constraint::BmsLimit);
-        e.limit_discharge(Watts::new(discharge), Constraint::Limit(Quantity::SocLow));
+        let mut e = Envelope::new(ems_core::watts!(5000.0));
+        e.limit_charge(Watts::saturating(charge), Constraint::BmsLimit);
+        e.limit_discharge(Watts::saturating(discharge), Constraint::Limit(Quantity::SocLow));
         e
     }
 
     fn ramper() -> PowerRamper {
-        let mut r = PowerRamper::new(RampRate::per_second(Watts::new(1000.0)));
+        let mut r = PowerRamper::new(RampRate::per_second(ems_core::watts!(1000.0)));
         let _ = r.step(Watts::ZERO, Millis::ZERO);
         r
     }
@@ -99,7 +99,7 @@ mod tests {
     fn zero_outside_running() {
         for s in [State::Boot, State::Idle, State::Error, State::Stopped] {
             let c = final_clamp(
-                Watts::new(3000.0),
+                ems_core::watts!(3000.0),
                 Millis::new(1000),
                 s,
                 GO,
@@ -115,21 +115,21 @@ mod tests {
     fn ramp_limits_rise_and_envelope_cuts_immediately() {
         let mut r = ramper();
         let e = env(5000.0, 5000.0);
-        let c = final_clamp(Watts::new(3000.0), Millis::new(1000), State::Running, GO, &e, &mut r);
-        assert_eq!(c.command, Watts::new(1000.0));
+        let c = final_clamp(ems_core::watts!(3000.0), Millis::new(1000), State::Running, GO, &e, &mut r);
+        assert_eq!(c.command, ems_core::watts!(1000.0));
         assert_eq!(c.binding, Some(Constraint::Ramp));
-        let c = final_clamp(Watts::new(3000.0), Millis::new(2000), State::Running, GO, &e, &mut r);
-        assert_eq!(c.command, Watts::new(2000.0));
+        let c = final_clamp(ems_core::watts!(3000.0), Millis::new(2000), State::Running, GO, &e, &mut r);
+        assert_eq!(c.command, ems_core::watts!(2000.0));
         // Envelope shrinks to 500 W discharge: cut at once, no ramp-down delay.
         let c = final_clamp(
-            Watts::new(3000.0),
+            ems_core::watts!(3000.0),
             Millis::new(2100),
             State::Running,
             GO,
             &env(5000.0, 500.0),
             &mut r,
         );
-        assert_eq!(c.command, Watts::new(500.0));
+        assert_eq!(c.command, ems_core::watts!(500.0));
         assert_eq!(c.binding, Some(Constraint::Limit(Quantity::SocLow)));
     }
 
@@ -137,9 +137,9 @@ mod tests {
     fn estop_demand_zeroes_immediately() {
         let mut r = ramper();
         let e = env(5000.0, 5000.0);
-        let _ = final_clamp(Watts::new(1000.0), Millis::new(1000), State::Running, GO, &e, &mut r);
+        let _ = final_clamp(ems_core::watts!(1000.0), Millis::new(1000), State::Running, GO, &e, &mut r);
         let stop = EmergencyDemand { force_zero: true, ramp_to_zero: false, open_contactors: true };
-        let c = final_clamp(Watts::new(1000.0), Millis::new(1001), State::Running, stop, &e, &mut r);
+        let c = final_clamp(ems_core::watts!(1000.0), Millis::new(1001), State::Running, stop, &e, &mut r);
         assert_eq!(c.command, Watts::ZERO);
         assert_eq!(c.binding, Some(Constraint::EmergencyStop));
     }
@@ -148,11 +148,11 @@ mod tests {
     fn shutdown_ramps_down() {
         let mut r = ramper();
         let e = env(5000.0, 5000.0);
-        let _ = final_clamp(Watts::new(-1500.0), Millis::new(1000), State::Running, GO, &e, &mut r);
-        let _ = final_clamp(Watts::new(-1500.0), Millis::new(2000), State::Running, GO, &e, &mut r);
+        let _ = final_clamp(ems_core::watts!(-1500.0), Millis::new(1000), State::Running, GO, &e, &mut r);
+        let _ = final_clamp(ems_core::watts!(-1500.0), Millis::new(2000), State::Running, GO, &e, &mut r);
         let down = EmergencyDemand { force_zero: false, ramp_to_zero: true, open_contactors: false };
-        let c = final_clamp(Watts::new(-1500.0), Millis::new(2500), State::Running, down, &e, &mut r);
-        assert_eq!(c.command, Watts::new(-1000.0));
+        let c = final_clamp(ems_core::watts!(-1500.0), Millis::new(2500), State::Running, down, &e, &mut r);
+        assert_eq!(c.command, ems_core::watts!(-1000.0));
         assert_eq!(c.binding, Some(Constraint::Ramp));
     }
 }

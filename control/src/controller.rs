@@ -47,7 +47,7 @@ impl Default for ControllerConfig {
     fn default() -> Self {
         Self {
             safety: SafetyConfig::default(),
-            ramp: RampRate::per_second(Watts::new(2500.0)),
+            ramp: RampRate::per_second(ems_core::watts!(2500.0)),
             shutdown: ShutdownConfig::default(),
             mode: ModeSetting::ChargeOnly(crate::modes::ChargeOnlyConfig::default()),
             contactor_timeout: Millis::from_secs(5),
@@ -514,7 +514,7 @@ mod tests {
     fn invalid_mode_change_is_refused_and_reported() {
         let (mut c, now) = running();
         let bad = ModeSetting::ChargeOnly(ChargeOnlyConfig {
-            source: ChargeSource::Fixed(Watts::new(-1.0)),
+            source: ChargeSource::Fixed(ems_core::watts!(-1.0)),
             ..ChargeOnlyConfig::default()
         });
         let out = c.step(
@@ -593,32 +593,32 @@ mod tests {
     fn grid_service_outranks_override_plan_and_mode() {
         let (mut c, now) = running();
         let inputs = Inputs {
-            grid_service: Some(Watts::new(200.0)),
+            grid_service: Some(ems_core::watts!(200.0)),
             ess_override: Some(Override::NoDischarge),
-            plan: Some(PlanTarget { battery: Watts::new(-3000.0), grid: Watts::new(3500.0) }),
+            plan: Some(PlanTarget { battery: ems_core::watts!(-3000.0), grid: ems_core::watts!(3500.0) }),
             ..Inputs::default()
         };
         let out = step_with(&mut c, now + 100, &inputs);
         assert_eq!(out.source, CommandSource::GridService);
-        assert_eq!(out.requested, Watts::new(200.0));
-        assert_eq!(out.command.battery_setpoint, Watts::new(200.0));
+        assert_eq!(out.requested, ems_core::watts!(200.0));
+        assert_eq!(out.command.battery_setpoint, ems_core::watts!(200.0));
         assert_eq!(out.source.to_string(), "grid service");
     }
 
     #[test]
     fn override_modifies_the_plan_and_the_clamp_still_has_the_last_word() {
         let (mut c, mut now) = running();
-        let plan = Some(PlanTarget { battery: Watts::new(-4000.0), grid: Watts::new(4500.0) });
-        let limit = Some(Override::LimitCharge { max_charge_power: Watts::new(1500.0) });
+        let plan = Some(PlanTarget { battery: ems_core::watts!(-4000.0), grid: ems_core::watts!(4500.0) });
+        let limit = Some(Override::LimitCharge { max_charge_power: ems_core::watts!(1500.0) });
         now += 100;
         let out = step_with(&mut c, now, &Inputs { plan, ess_override: limit, ..Inputs::default() });
         assert_eq!(out.source, CommandSource::Override(OverrideKind::LimitCharge));
-        assert_eq!(out.requested, Watts::new(-1500.0));
+        assert_eq!(out.requested, ems_core::watts!(-1500.0));
         // The ramp (2.5 kW/s over 100 ms) binds first.
-        assert_eq!(out.command.battery_setpoint, Watts::new(-250.0));
+        assert_eq!(out.command.battery_setpoint, ems_core::watts!(-250.0));
         assert_eq!(out.binding, Some(Constraint::Ramp));
         // FORCE_CHARGE beyond the inverter rating: the envelope bounds it.
-        let force = Some(Override::ForceCharge { power: Watts::new(9000.0) });
+        let force = Some(Override::ForceCharge { power: ems_core::watts!(9000.0) });
         let mut out = step_with(&mut c, now, &Inputs { plan, ess_override: force, ..Inputs::default() });
         for _ in 0..40 {
             now += 100;
@@ -632,8 +632,8 @@ mod tests {
     #[test]
     fn invalid_override_is_ignored_and_reported() {
         let (mut c, now) = running();
-        let bad = Some(Override::LimitDischarge { max_discharge_power: Watts::new(-10.0) });
-        let manual = Some(ModeSetting::Manual { setpoint: Watts::new(800.0) });
+        let bad = Some(Override::LimitDischarge { max_discharge_power: ems_core::watts!(-10.0) });
+        let manual = Some(ModeSetting::Manual { setpoint: ems_core::watts!(800.0) });
         let out = step_with(
             &mut c,
             now + 100,
@@ -642,13 +642,13 @@ mod tests {
         let e = out.override_refused.unwrap();
         assert_eq!(e.field, "max_discharge_power");
         assert_eq!(out.source, CommandSource::Mode(ProposalReason::Manual));
-        assert_eq!(out.requested, Watts::new(800.0));
+        assert_eq!(out.requested, ems_core::watts!(800.0));
     }
 
     #[test]
     fn source_change_is_flagged_once() {
         let (mut c, now) = running();
-        let plan = Some(PlanTarget { battery: Watts::new(-1000.0), grid: Watts::new(1500.0) });
+        let plan = Some(PlanTarget { battery: ems_core::watts!(-1000.0), grid: ems_core::watts!(1500.0) });
         let a = step_with(&mut c, now + 100, &Inputs { plan, ..Inputs::default() });
         assert!(a.source_changed);
         assert_eq!(a.source, CommandSource::Plan(ProposalReason::PlanHold));
@@ -664,9 +664,9 @@ mod tests {
     fn nothing_proposes_outside_running() {
         let mut c = Controller::new(ControllerConfig::default()).unwrap();
         let inputs = Inputs {
-            grid_service: Some(Watts::new(3000.0)),
-            ess_override: Some(Override::ForceCharge { power: Watts::new(2000.0) }),
-            plan: Some(PlanTarget { battery: Watts::new(2000.0), grid: Watts::ZERO }),
+            grid_service: Some(ems_core::watts!(3000.0)),
+            ess_override: Some(Override::ForceCharge { power: ems_core::watts!(2000.0) }),
+            plan: Some(PlanTarget { battery: ems_core::watts!(2000.0), grid: Watts::ZERO }),
             ..Inputs::default()
         };
         let out = step_with(&mut c, 0, &inputs);
@@ -681,8 +681,8 @@ mod tests {
         let (mut c, now) = running();
         let slots = crate::CapSlots::from_slice(&[crate::CapSlot {
             start_minute: 600,
-            import_cap: Watts::new(200.0),
-            export_cap: Watts::new(1000.0),
+            import_cap: ems_core::watts!(200.0),
+            export_cap: ems_core::watts!(1000.0),
         }])
         .unwrap();
         let cfg = crate::PeakShavingConfig { slots, ..crate::PeakShavingConfig::default() };

@@ -42,7 +42,11 @@ pub struct ChargeOnlyConfig {
 
 impl Default for ChargeOnlyConfig {
     fn default() -> Self {
-        Self { source: ChargeSource::PvSurplus, soc_target: Percent::new(95.0), max_grid_import: Watts::ZERO }
+        Self {
+            source: ChargeSource::PvSurplus,
+            soc_target: ems_core::percent!(95.0),
+            max_grid_import: Watts::ZERO,
+        }
     }
 }
 
@@ -282,7 +286,7 @@ pub struct Feedback {
 
 /// A commanded set-point within this of the proposal counts as "commanded as proposed" (the
 /// ramper's float arithmetic may leave an ulp).
-const FOLLOW_TOLERANCE: Watts = Watts::new(1.0);
+const FOLLOW_TOLERANCE: Watts = ems_core::watts!(1.0);
 
 impl Feedback {
     /// What became of `proposed` (the previous cycle's proposal of a layer whose commands show
@@ -326,7 +330,7 @@ pub struct Mode {
 /// inverter agree); this integral-only trim removes the steady offset left when they do not
 /// (CT error, auxiliary loads between meter and inverter). No proportional part: the balance
 /// already reacts to every step, a P term would only double-count it while the ramp lags.
-const TRIM_LIMIT: Watts = Watts::new(500.0);
+const TRIM_LIMIT: Watts = ems_core::watts!(500.0);
 
 /// Checked at compile time; the fallback arm is unreachable for these constants.
 const TRIM_GAINS: PidGains = match PidGains::try_new(0.0, 0.02, 0.0) {
@@ -492,12 +496,15 @@ mod tests {
 
     #[test]
     fn manual_proposes_its_setpoint_in_either_direction() {
-        let mut m = Mode::new(ModeSetting::Manual { setpoint: Watts::new(3000.0) }).unwrap();
+        let mut m = Mode::new(ModeSetting::Manual { setpoint: ems_core::watts!(3000.0) }).unwrap();
         let p = m.propose(Millis::ZERO, &snap(50.0, 0.0, 0.0));
-        assert_eq!((p.setpoint, p.reason), (Watts::new(3000.0), ProposalReason::Manual));
-        let mut m = Mode::new(ModeSetting::Manual { setpoint: Watts::new(-1500.0) }).unwrap();
-        assert_eq!(m.propose(Millis::ZERO, &snap(50.0, 0.0, 0.0)).setpoint, Watts::new(-1500.0));
-        assert_eq!(ModeSetting::Manual { setpoint: Watts::new(-1500.0) }.to_string(), "manual (-1500 W)");
+        assert_eq!((p.setpoint, p.reason), (ems_core::watts!(3000.0), ProposalReason::Manual));
+        let mut m = Mode::new(ModeSetting::Manual { setpoint: ems_core::watts!(-1500.0) }).unwrap();
+        assert_eq!(m.propose(Millis::ZERO, &snap(50.0, 0.0, 0.0)).setpoint, ems_core::watts!(-1500.0));
+        assert_eq!(
+            ModeSetting::Manual { setpoint: ems_core::watts!(-1500.0) }.to_string(),
+            "manual (-1500 W)"
+        );
     }
 
     #[test]
@@ -511,7 +518,7 @@ mod tests {
     fn charge_only_takes_pv_surplus() {
         let mut m = Mode::new(ModeSetting::ChargeOnly(ChargeOnlyConfig::default())).unwrap();
         let p = m.propose(Millis::ZERO, &snap(50.0, -2000.0, 0.0));
-        assert_eq!(p.setpoint, Watts::new(-2000.0));
+        assert_eq!(p.setpoint, ems_core::watts!(-2000.0));
         assert_eq!(p.reason, ProposalReason::PvSurplus);
         // Already charging 1500 W and still exporting 500 W → 2000 W total.
         let p = m.propose(Millis::new(1000), &snap(50.0, -500.0, -1500.0));
@@ -528,7 +535,7 @@ mod tests {
 
     #[test]
     fn charge_only_stops_at_soc_target_with_hysteresis() {
-        let cfg = ChargeOnlyConfig { soc_target: Percent::new(80.0), ..ChargeOnlyConfig::default() };
+        let cfg = ChargeOnlyConfig { soc_target: ems_core::percent!(80.0), ..ChargeOnlyConfig::default() };
         let mut m = Mode::new(ModeSetting::ChargeOnly(cfg)).unwrap();
         assert_eq!(
             m.propose(Millis::ZERO, &snap(80.0, -2000.0, 0.0)).reason,
@@ -544,14 +551,14 @@ mod tests {
     #[test]
     fn fixed_power_respects_grid_import_limit() {
         let cfg = ChargeOnlyConfig {
-            source: ChargeSource::Fixed(Watts::new(4000.0)),
-            soc_target: Percent::new(100.0),
-            max_grid_import: Watts::new(3000.0),
+            source: ChargeSource::Fixed(ems_core::watts!(4000.0)),
+            soc_target: ems_core::percent!(100.0),
+            max_grid_import: ems_core::watts!(3000.0),
         };
         let mut m = Mode::new(ModeSetting::ChargeOnly(cfg)).unwrap();
         // Load 1000 W, no PV, battery idle → import 1000 W; headroom 2000 W.
         let p = m.propose(Millis::ZERO, &snap(50.0, 1000.0, 0.0));
-        assert_eq!(p.setpoint, Watts::new(-2000.0));
+        assert_eq!(p.setpoint, ems_core::watts!(-2000.0));
         assert_eq!(p.reason, ProposalReason::GridImportLimit);
     }
 
@@ -566,9 +573,9 @@ mod tests {
     #[test]
     fn feedback_says_commanded_only_for_the_layer_s_own_unchanged_proposal() {
         let mine = |s| matches!(s, CommandSource::Mode(_));
-        let fb = |commanded: f32, source| Some(Feedback { commanded: Watts::new(commanded), source });
+        let fb = |commanded: f32, source| Some(Feedback { commanded: Watts::saturating(commanded), source });
         let by_mode = CommandSource::Mode(ProposalReason::PvSurplus);
-        let p = Some(Watts::new(-3000.0));
+        let p = Some(ems_core::watts!(-3000.0));
         assert_eq!(Feedback::follow(None, p, mine), Follow::Commanded);
         assert_eq!(Feedback::follow(fb(-3000.4, by_mode), p, mine), Follow::Commanded);
         // Ramping or clamped by the envelope.
@@ -596,8 +603,10 @@ mod tests {
 
     #[test]
     fn invalid_settings_are_refused_naming_the_field() {
-        let cfg =
-            ChargeOnlyConfig { source: ChargeSource::Fixed(Watts::new(-5.0)), ..ChargeOnlyConfig::default() };
+        let cfg = ChargeOnlyConfig {
+            source: ChargeSource::Fixed(ems_core::watts!(-5.0)),
+            ..ChargeOnlyConfig::default()
+        };
         let e = Mode::new(ModeSetting::ChargeOnly(cfg)).unwrap_err();
         assert!(e.to_string().contains("'power'"));
     }

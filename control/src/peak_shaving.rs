@@ -153,12 +153,12 @@ impl Default for PeakShavingConfig {
     /// reserve 30 %, target 90 %, no slots.
     fn default() -> Self {
         Self {
-            import_cap: Watts::new(10_000.0),
-            export_cap: Watts::new(10_000.0),
-            recharge_below: Watts::new(5_000.0),
+            import_cap: ems_core::watts!(10_000.0),
+            export_cap: ems_core::watts!(10_000.0),
+            recharge_below: ems_core::watts!(5_000.0),
             max_recharge: None,
-            reserve_soc: Percent::new(30.0),
-            target_soc: Percent::new(90.0),
+            reserve_soc: ems_core::percent!(30.0),
+            target_soc: ems_core::percent!(90.0),
             slots: CapSlots::new(),
         }
     }
@@ -329,12 +329,12 @@ mod tests {
 
     fn cfg() -> PeakShavingConfig {
         PeakShavingConfig {
-            import_cap: Watts::new(4000.0),
-            export_cap: Watts::new(3000.0),
-            recharge_below: Watts::new(2500.0),
+            import_cap: ems_core::watts!(4000.0),
+            export_cap: ems_core::watts!(3000.0),
+            recharge_below: ems_core::watts!(2500.0),
             max_recharge: None,
-            reserve_soc: Percent::new(30.0),
-            target_soc: Percent::new(80.0),
+            reserve_soc: ems_core::percent!(30.0),
+            target_soc: ems_core::percent!(80.0),
             slots: CapSlots::new(),
         }
     }
@@ -347,15 +347,15 @@ mod tests {
     fn discharges_the_part_above_the_import_cap() {
         // Import 6 kW with the battery idle: shave 2 kW.
         let p = once(&cfg(), None, &snap(50.0, 6000.0, 0.0));
-        assert_eq!((p.setpoint, p.reason), (Watts::new(2000.0), ProposalReason::PeakShaving));
+        assert_eq!((p.setpoint, p.reason), (ems_core::watts!(2000.0), ProposalReason::PeakShaving));
         // Already discharging 1 kW, grid still 5 kW: the peak is 6 kW → 2 kW in total.
-        assert_eq!(once(&cfg(), None, &snap(50.0, 5000.0, 1000.0)).setpoint, Watts::new(2000.0));
+        assert_eq!(once(&cfg(), None, &snap(50.0, 5000.0, 1000.0)).setpoint, ems_core::watts!(2000.0));
     }
 
     #[test]
     fn a_peak_may_use_the_reserve_but_nothing_else_discharges() {
         // SOC below the reserve, peak: the reserve is for this.
-        assert_eq!(once(&cfg(), None, &snap(10.0, 6000.0, 0.0)).setpoint, Watts::new(2000.0));
+        assert_eq!(once(&cfg(), None, &snap(10.0, 6000.0, 0.0)).setpoint, ems_core::watts!(2000.0));
         // Anything under the cap, any SOC: never a discharge.
         for soc in [10.0, 29.0, 50.0, 85.0, 100.0] {
             for grid in [-8000.0, -3000.0, 0.0, 2000.0, 3999.0, 4000.0] {
@@ -368,23 +368,23 @@ mod tests {
     #[test]
     fn absorbs_export_beyond_the_export_cap_even_at_target() {
         let p = once(&cfg(), None, &snap(95.0, -5000.0, 0.0));
-        assert_eq!((p.setpoint, p.reason), (Watts::new(-2000.0), ProposalReason::ExportCap));
+        assert_eq!((p.setpoint, p.reason), (ems_core::watts!(-2000.0), ProposalReason::ExportCap));
     }
 
     #[test]
     fn recharges_only_within_the_headroom_and_toward_the_target() {
         // Import 1 kW, threshold 2.5 kW: recharge 1.5 kW so import stays ≤ 2.5 kW.
         let p = once(&cfg(), None, &snap(50.0, 1000.0, 0.0));
-        assert_eq!((p.setpoint, p.reason), (Watts::new(-1500.0), ProposalReason::Recharge));
+        assert_eq!((p.setpoint, p.reason), (ems_core::watts!(-1500.0), ProposalReason::Recharge));
         // Import 3 kW (above the threshold, below the cap): idle.
         let p = once(&cfg(), None, &snap(50.0, 3000.0, 0.0));
         assert_eq!((p.setpoint, p.reason), (Watts::ZERO, ProposalReason::WithinCaps));
         // With a recharge limit.
-        let c = PeakShavingConfig { max_recharge: Some(Watts::new(500.0)), ..cfg() };
-        assert_eq!(once(&c, None, &snap(50.0, 1000.0, 0.0)).setpoint, Watts::new(-500.0));
+        let c = PeakShavingConfig { max_recharge: Some(ems_core::watts!(500.0)), ..cfg() };
+        assert_eq!(once(&c, None, &snap(50.0, 1000.0, 0.0)).setpoint, ems_core::watts!(-500.0));
         // The threshold above the cap: the cap wins.
-        let c = PeakShavingConfig { recharge_below: Watts::new(9000.0), ..cfg() };
-        assert_eq!(once(&c, None, &snap(50.0, 1000.0, 0.0)).setpoint, Watts::new(-3000.0));
+        let c = PeakShavingConfig { recharge_below: ems_core::watts!(9000.0), ..cfg() };
+        assert_eq!(once(&c, None, &snap(50.0, 1000.0, 0.0)).setpoint, ems_core::watts!(-3000.0));
         // Target reached: idle, with hysteresis.
         let mut m = PeakShaving::default();
         let c = cfg();
@@ -402,19 +402,27 @@ mod tests {
     #[test]
     fn time_slots_select_the_caps_and_wrap_past_midnight() {
         let slots = CapSlots::from_slice(&[
-            CapSlot { start_minute: 7 * 60, import_cap: Watts::new(2000.0), export_cap: Watts::new(1000.0) },
-            CapSlot { start_minute: 22 * 60, import_cap: Watts::new(8000.0), export_cap: Watts::new(5000.0) },
+            CapSlot {
+                start_minute: 7 * 60,
+                import_cap: ems_core::watts!(2000.0),
+                export_cap: ems_core::watts!(1000.0),
+            },
+            CapSlot {
+                start_minute: 22 * 60,
+                import_cap: ems_core::watts!(8000.0),
+                export_cap: ems_core::watts!(5000.0),
+            },
         ])
         .unwrap();
         let c = PeakShavingConfig { slots, ..cfg() };
         assert!(c.validate().is_ok());
-        assert_eq!(c.caps_at(None), (Watts::new(4000.0), Watts::new(3000.0)));
-        assert_eq!(c.caps_at(Some(8 * 60)), (Watts::new(2000.0), Watts::new(1000.0)));
-        assert_eq!(c.caps_at(Some(23 * 60)), (Watts::new(8000.0), Watts::new(5000.0)));
-        assert_eq!(c.caps_at(Some(3 * 60)), (Watts::new(8000.0), Watts::new(5000.0)));
-        assert_eq!(c.caps_at(Some(1440)), (Watts::new(4000.0), Watts::new(3000.0)));
+        assert_eq!(c.caps_at(None), (ems_core::watts!(4000.0), ems_core::watts!(3000.0)));
+        assert_eq!(c.caps_at(Some(8 * 60)), (ems_core::watts!(2000.0), ems_core::watts!(1000.0)));
+        assert_eq!(c.caps_at(Some(23 * 60)), (ems_core::watts!(8000.0), ems_core::watts!(5000.0)));
+        assert_eq!(c.caps_at(Some(3 * 60)), (ems_core::watts!(8000.0), ems_core::watts!(5000.0)));
+        assert_eq!(c.caps_at(Some(1440)), (ems_core::watts!(4000.0), ems_core::watts!(3000.0)));
         // 3 kW import at 08:00 is a peak (cap 2 kW); at 23:00 it is not.
-        assert_eq!(once(&c, Some(8 * 60), &snap(50.0, 3000.0, 0.0)).setpoint, Watts::new(1000.0));
+        assert_eq!(once(&c, Some(8 * 60), &snap(50.0, 3000.0, 0.0)).setpoint, ems_core::watts!(1000.0));
         assert!(once(&c, Some(23 * 60), &snap(50.0, 3000.0, 0.0)).setpoint <= Watts::ZERO);
     }
 
@@ -431,14 +439,17 @@ mod tests {
 
     #[test]
     fn invalid_settings_name_the_field_and_value() {
-        let c = PeakShavingConfig { import_cap: Watts::new(-10.0), ..cfg() };
+        let c = PeakShavingConfig { import_cap: ems_core::watts!(-10.0), ..cfg() };
         assert!(c.validate().unwrap_err().to_string().contains("'import_cap' = -10"));
-        let c = PeakShavingConfig { reserve_soc: Percent::new(90.0), ..cfg() };
+        let c = PeakShavingConfig { reserve_soc: ems_core::percent!(90.0), ..cfg() };
         assert!(c.validate().unwrap_err().to_string().contains("'reserve_soc'"));
         let bad =
             |slots: &[CapSlot]| PeakShavingConfig { slots: CapSlots::from_slice(slots).unwrap(), ..cfg() };
-        let s =
-            |m: u16, i: f32| CapSlot { start_minute: m, import_cap: Watts::new(i), export_cap: Watts::ZERO };
+        let s = |m: u16, i: f32| CapSlot {
+            start_minute: m,
+            import_cap: Watts::saturating(i),
+            export_cap: Watts::ZERO,
+        };
         let e = bad(&[s(1440, 0.0)]).validate().unwrap_err().to_string();
         assert!(e.contains("slots[0].start_minute") && e.contains("1440"), "{e}");
         let e = bad(&[s(60, 0.0), s(60, 0.0)]).validate().unwrap_err().to_string();

@@ -84,7 +84,7 @@ impl Pid {
     /// The integral term (watts).
     #[must_use]
     pub fn integral(&self) -> Watts {
-        Watts::new(self.integral)
+        Watts::saturating(self.integral)
     }
 
     /// One update: drive `measurement` toward `setpoint` over a step of `dt`.
@@ -122,7 +122,7 @@ impl Pid {
         if integrate && !(saturated_high || saturated_low) && candidate_integral.is_finite() {
             self.integral = candidate_integral.clamp(lo, hi);
         }
-        Watts::new(p + self.integral + d).clamp(self.out_min, self.out_max)
+        Watts::saturating(p + self.integral + d).clamp(self.out_min, self.out_max)
     }
 }
 
@@ -140,20 +140,20 @@ mod tests {
     #[test]
     fn output_respects_limits() {
         let g = PidGains::try_new(10.0, 1.0, 0.0).unwrap();
-        let mut pid = Pid::new(g, Watts::new(-100.0), Watts::new(100.0));
-        let out = pid.update(Watts::new(1000.0), Watts::ZERO, Millis::new(1000));
-        assert_eq!(out, Watts::new(100.0));
+        let mut pid = Pid::new(g, ems_core::watts!(-100.0), ems_core::watts!(100.0));
+        let out = pid.update(ems_core::watts!(1000.0), Watts::ZERO, Millis::new(1000));
+        assert_eq!(out, ems_core::watts!(100.0));
     }
 
     #[test]
     fn integrator_removes_steady_state_error() {
         // Plant: measurement follows output exactly with an offset disturbance of -50 W.
         let g = PidGains::try_new(0.2, 0.5, 0.0).unwrap();
-        let mut pid = Pid::new(g, Watts::new(-1000.0), Watts::new(1000.0));
+        let mut pid = Pid::new(g, ems_core::watts!(-1000.0), ems_core::watts!(1000.0));
         let mut y = Watts::ZERO;
         for _ in 0..200 {
-            let u = pid.update(Watts::new(100.0), y, Millis::new(100));
-            y = u - Watts::new(50.0);
+            let u = pid.update(ems_core::watts!(100.0), y, Millis::new(100));
+            y = u - ems_core::watts!(50.0);
         }
         assert!((y.get() - 100.0).abs() < 1.0, "y = {y}");
     }
@@ -161,28 +161,28 @@ mod tests {
     #[test]
     fn anti_windup_recovers_immediately() {
         let g = PidGains::try_new(0.0, 1.0, 0.0).unwrap();
-        let mut pid = Pid::new(g, Watts::new(-10.0), Watts::new(10.0));
+        let mut pid = Pid::new(g, ems_core::watts!(-10.0), ems_core::watts!(10.0));
         for _ in 0..1000 {
-            let _ = pid.update(Watts::new(1000.0), Watts::ZERO, Millis::new(1000));
+            let _ = pid.update(ems_core::watts!(1000.0), Watts::ZERO, Millis::new(1000));
         }
         // Error reverses: output must leave the upper limit within a couple of steps.
-        let mut out = Watts::new(10.0);
+        let mut out = ems_core::watts!(10.0);
         for _ in 0..2 {
-            out = pid.update(Watts::new(-1000.0), Watts::ZERO, Millis::new(1000));
+            out = pid.update(ems_core::watts!(-1000.0), Watts::ZERO, Millis::new(1000));
         }
-        assert!(out < Watts::new(10.0), "still wound up: {out}");
+        assert!(out < ems_core::watts!(10.0), "still wound up: {out}");
     }
 
     #[test]
     fn gated_update_holds_the_integral_and_still_acts_proportionally() {
         let g = PidGains::try_new(0.5, 1.0, 0.0).unwrap();
-        let mut pid = Pid::new(g, Watts::new(-1000.0), Watts::new(1000.0));
-        let _ = pid.update(Watts::new(100.0), Watts::ZERO, Millis::new(1000));
-        assert_eq!(pid.integral(), Watts::new(100.0));
+        let mut pid = Pid::new(g, ems_core::watts!(-1000.0), ems_core::watts!(1000.0));
+        let _ = pid.update(ems_core::watts!(100.0), Watts::ZERO, Millis::new(1000));
+        assert_eq!(pid.integral(), ems_core::watts!(100.0));
         for _ in 0..50 {
-            let out = pid.update_gated(Watts::new(100.0), Watts::ZERO, Millis::new(1000), false);
-            assert_eq!(out, Watts::new(150.0));
+            let out = pid.update_gated(ems_core::watts!(100.0), Watts::ZERO, Millis::new(1000), false);
+            assert_eq!(out, ems_core::watts!(150.0));
         }
-        assert_eq!(pid.integral(), Watts::new(100.0));
+        assert_eq!(pid.integral(), ems_core::watts!(100.0));
     }
 }

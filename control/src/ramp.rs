@@ -85,18 +85,18 @@ mod tests {
 
     #[test]
     fn ramps_at_the_rate() {
-        let mut r = PowerRamper::new(RampRate::per_second(Watts::new(1000.0)));
-        assert_eq!(r.step(Watts::new(5000.0), Millis::ZERO), Watts::ZERO);
-        assert_eq!(r.step(Watts::new(5000.0), Millis::new(500)), Watts::new(500.0));
-        assert_eq!(r.step(Watts::new(5000.0), Millis::new(1500)), Watts::new(1500.0));
-        assert_eq!(r.step(Watts::new(-5000.0), Millis::new(2500)), Watts::new(500.0));
-        assert_eq!(r.step(Watts::new(600.0), Millis::new(3500)), Watts::new(600.0));
+        let mut r = PowerRamper::new(RampRate::per_second(ems_core::watts!(1000.0)));
+        assert_eq!(r.step(ems_core::watts!(5000.0), Millis::ZERO), Watts::ZERO);
+        assert_eq!(r.step(ems_core::watts!(5000.0), Millis::new(500)), ems_core::watts!(500.0));
+        assert_eq!(r.step(ems_core::watts!(5000.0), Millis::new(1500)), ems_core::watts!(1500.0));
+        assert_eq!(r.step(ems_core::watts!(-5000.0), Millis::new(2500)), ems_core::watts!(500.0));
+        assert_eq!(r.step(ems_core::watts!(600.0), Millis::new(3500)), ems_core::watts!(600.0));
     }
 
     #[test]
     fn clock_going_backwards_allows_no_step() {
-        let mut r = PowerRamper::new(RampRate::per_second(Watts::new(1000.0)));
+        let mut r = PowerRamper::new(RampRate::per_second(ems_core::watts!(1000.0)));
         let _ = r.step(Watts::ZERO, Millis::new(10_000));
-        assert_eq!(r.step(Watts::new(5000.0), Millis::new(5_000)), Watts::ZERO);
+        assert_eq!(r.step(ems_core::watts!(5000.0), Millis::new(5_000)), Watts::ZERO);
     }
 }

@@ -46,7 +46,7 @@ impl Default for SelfConsumptionConfig {
     fn default() -> Self {
         Self {
             grid_setpoint: Watts::ZERO,
-            reserve_soc: Percent::new(10.0),
+            reserve_soc: ems_core::percent!(10.0),
             max_charge: None,
             max_discharge: None,
         }
@@ -138,24 +138,28 @@ mod tests {
         let cfg = SelfConsumptionConfig::default();
         let mut sc = SelfConsumption::default();
         let p = run(&mut sc, &cfg, &snap(50.0, -2000.0, 0.0));
-        assert_eq!((p.setpoint, p.reason), (Watts::new(-2000.0), ProposalReason::SelfConsumption));
+        assert_eq!((p.setpoint, p.reason), (ems_core::watts!(-2000.0), ProposalReason::SelfConsumption));
         let mut sc = SelfConsumption::default();
-        assert_eq!(run(&mut sc, &cfg, &snap(50.0, 1500.0, 0.0)).setpoint, Watts::new(1500.0));
+        assert_eq!(run(&mut sc, &cfg, &snap(50.0, 1500.0, 0.0)).setpoint, ems_core::watts!(1500.0));
     }
 
     #[test]
     fn follows_a_nonzero_grid_setpoint() {
-        let cfg =
-            SelfConsumptionConfig { grid_setpoint: Watts::new(100.0), ..SelfConsumptionConfig::default() };
+        let cfg = SelfConsumptionConfig {
+            grid_setpoint: ems_core::watts!(100.0),
+            ..SelfConsumptionConfig::default()
+        };
         let mut sc = SelfConsumption::default();
         // Importing 1 kW with the battery discharging 500 W: load − PV = 1.5 kW → 1.4 kW.
-        assert_eq!(run(&mut sc, &cfg, &snap(50.0, 1000.0, 500.0)).setpoint, Watts::new(1400.0));
+        assert_eq!(run(&mut sc, &cfg, &snap(50.0, 1000.0, 500.0)).setpoint, ems_core::watts!(1400.0));
     }
 
     #[test]
     fn reserve_blocks_discharge_with_hysteresis_but_not_charge() {
-        let cfg =
-            SelfConsumptionConfig { reserve_soc: Percent::new(20.0), ..SelfConsumptionConfig::default() };
+        let cfg = SelfConsumptionConfig {
+            reserve_soc: ems_core::percent!(20.0),
+            ..SelfConsumptionConfig::default()
+        };
         let mut sc = SelfConsumption::default();
         let p = run(&mut sc, &cfg, &snap(20.0, 1500.0, 0.0));
         assert_eq!((p.setpoint, p.reason), (Watts::ZERO, ProposalReason::SocReserve));
@@ -177,21 +181,21 @@ mod tests {
         let mut s = snap(50.0, -1500.0, 0.0);
         s.battery.soc.invalidate();
         let mut sc = SelfConsumption::default();
-        assert_eq!(run(&mut sc, &cfg, &s).setpoint, Watts::new(-1500.0));
+        assert_eq!(run(&mut sc, &cfg, &s).setpoint, ems_core::watts!(-1500.0));
     }
 
     #[test]
     fn mode_limits_bound_the_proposal() {
         let cfg = SelfConsumptionConfig {
-            max_charge: Some(Watts::new(1000.0)),
-            max_discharge: Some(Watts::new(800.0)),
+            max_charge: Some(ems_core::watts!(1000.0)),
+            max_discharge: Some(ems_core::watts!(800.0)),
             ..SelfConsumptionConfig::default()
         };
         let mut sc = SelfConsumption::default();
         let p = run(&mut sc, &cfg, &snap(50.0, -3000.0, 0.0));
-        assert_eq!((p.setpoint, p.reason), (Watts::new(-1000.0), ProposalReason::ModePowerLimit));
+        assert_eq!((p.setpoint, p.reason), (ems_core::watts!(-1000.0), ProposalReason::ModePowerLimit));
         let mut sc = SelfConsumption::default();
-        assert_eq!(run(&mut sc, &cfg, &snap(50.0, 3000.0, 0.0)).setpoint, Watts::new(800.0));
+        assert_eq!(run(&mut sc, &cfg, &snap(50.0, 3000.0, 0.0)).setpoint, ems_core::watts!(800.0));
     }
 
     #[test]
@@ -206,7 +210,7 @@ mod tests {
     #[test]
     fn negative_limits_are_refused_naming_the_field() {
         let cfg = SelfConsumptionConfig {
-            max_discharge: Some(Watts::new(-1.0)),
+            max_discharge: Some(ems_core::watts!(-1.0)),
             ..SelfConsumptionConfig::default()
         };
         let e = cfg.validate().unwrap_err();

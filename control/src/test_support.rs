@@ -5,10 +5,10 @@ use ems_core::{Measurement, Millis, Percent, Snapshot, Watts};
 /// A snapshot with good SOC (%), grid power and battery (inverter) power (W), read at 0 and valid
 /// for 10 s; everything else unknown.
 pub(crate) fn snap(soc: f32, grid: f32, battery: f32) -> Snapshot {
-    let mut s = Snapshot::unknown(Watts::new(5000.0));
+    let mut s = Snapshot::unknown(ems_core::watts!(5000.0));
     let age = Millis::new(10_000);
-    s.battery.soc = Measurement::good(Percent::new(soc), Millis::ZERO, age);
-    s.grid.active_power = Measurement::good(Watts::new(grid), Millis::ZERO, age);
-    s.inverter.active_power = Measurement::good(Watts::new(battery), Millis::ZERO, age);
+    s.battery.soc = Measurement::good(Percent::saturating(soc), Millis::ZERO, age);
+    s.grid.active_power = Measurement::good(Watts::saturating(grid), Millis::ZERO, age);
+    s.inverter.active_power = Measurement::good(Watts::saturating(battery), Millis::ZERO, age);
     s
 }

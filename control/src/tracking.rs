@@ -62,11 +62,11 @@ pub(crate) const FILTER_MAX_GAIN: f32 = 0.25;
 /// Integral gain of the trim, per second (the trim removes an offset with a 5 s time constant).
 const TRIM_KI_PER_S: f32 = 0.2;
 /// The trim corrects measurement offsets, not the balance: it is bounded.
-const TRIM_LIMIT: Watts = Watts::new(500.0);
+const TRIM_LIMIT: Watts = ems_core::watts!(500.0);
 /// The error the trim integrates is bounded to this.
-pub(crate) const TRIM_ERROR_LIMIT: Watts = Watts::new(200.0);
+pub(crate) const TRIM_ERROR_LIMIT: Watts = ems_core::watts!(200.0);
 /// "The battery is where it was asked to be": within this many watts …
-const TRACKING_TOLERANCE: Watts = Watts::new(50.0);
+const TRACKING_TOLERANCE: Watts = ems_core::watts!(50.0);
 /// … plus this fraction of the set-point.
 const TRACKING_FRACTION: f32 = 0.05;
 /// Percentage points above the reserve at which discharging is allowed again.
@@ -227,11 +227,11 @@ mod tests {
     fn t(grid: f32, battery: f32) -> Track {
         Track {
             target: Watts::ZERO,
-            grid: Watts::new(grid),
-            battery: Watts::new(battery),
+            grid: Watts::saturating(grid),
+            battery: Watts::saturating(battery),
             dt: Millis::new(100),
-            lo: Watts::new(-5000.0),
-            hi: Watts::new(5000.0),
+            lo: ems_core::watts!(-5000.0),
+            hi: ems_core::watts!(5000.0),
             follow: Follow::Commanded,
         }
     }
@@ -240,7 +240,7 @@ mod tests {
     fn first_proposal_is_the_balance_then_it_is_filtered() {
         let mut g = GridTracker::default();
         // Importing 2 kW with the battery idle: discharge 2 kW.
-        assert_eq!(g.track(t(2000.0, 0.0)).0, Watts::new(2000.0));
+        assert_eq!(g.track(t(2000.0, 0.0)).0, ems_core::watts!(2000.0));
         // The load drops by 1 kW: the proposal moves toward 1 kW, not all the way at once.
         let (p, _) = g.track(t(1000.0, 0.0));
         assert!(p.get() > 1000.0 && p.get() < 2000.0, "{p}");
@@ -261,12 +261,12 @@ mod tests {
         // feed-forward alone would leave 60 W of export). Load 1000 W.
         let mut cmd = Watts::ZERO;
         for _ in 0..600 {
-            let reading = cmd + Watts::new(60.0);
-            let grid = Watts::new(1000.0) - cmd;
+            let reading = cmd + ems_core::watts!(60.0);
+            let grid = ems_core::watts!(1000.0) - cmd;
             cmd = g.track(t(grid.get(), reading.get())).0;
         }
-        let grid = Watts::new(1000.0) - cmd;
-        assert!(grid.abs() < Watts::new(5.0), "steady grid {grid}");
+        let grid = ems_core::watts!(1000.0) - cmd;
+        assert!(grid.abs() < ems_core::watts!(5.0), "steady grid {grid}");
 
         let mut g = GridTracker::default();
         for _ in 0..600 {
@@ -283,11 +283,11 @@ mod tests {
         let mut g = GridTracker::default();
         let mut cmd = Watts::ZERO;
         for _ in 0..600 {
-            let grid = Watts::new(1000.0) - cmd;
-            cmd = g.track(t(grid.get(), (cmd + Watts::new(60.0)).get())).0;
+            let grid = ems_core::watts!(1000.0) - cmd;
+            cmd = g.track(t(grid.get(), (cmd + ems_core::watts!(60.0)).get())).0;
         }
         let learnt = g.integral;
-        assert!(learnt.abs() > Watts::new(40.0), "{learnt}");
+        assert!(learnt.abs() > ems_core::watts!(40.0), "{learnt}");
         // The battery reads exactly the proposal, but an override/ramp set the command: the
         // large grid error it sees is not this loop's doing and must not be integrated.
         for _ in 0..600 {
@@ -300,10 +300,10 @@ mod tests {
     #[test]
     fn reserve_latch_has_hysteresis() {
         let mut r = ReserveLatch::default();
-        let res = Percent::new(20.0);
-        assert!(!r.update(Percent::new(25.0), res));
-        assert!(r.update(Percent::new(20.0), res));
-        assert!(r.update(Percent::new(20.9), res));
-        assert!(!r.update(Percent::new(21.0), res));
+        let res = ems_core::percent!(20.0);
+        assert!(!r.update(ems_core::percent!(25.0), res));
+        assert!(r.update(ems_core::percent!(20.0), res));
+        assert!(r.update(ems_core::percent!(20.9), res));
+        assert!(!r.update(ems_core::percent!(21.0), res));
     }
 }

@@ -92,19 +92,19 @@ fn simulate(
         let t = Millis::new(now);
         let mut s = healthy_snapshot(t);
         let reading = plant.battery + plant.reading_offset;
-        s.grid.active_power = Measurement::good(Watts::new(grid), t, AGE);
-        s.inverter.active_power = Measurement::good(Watts::new(reading), t, AGE);
-        s.pv_power = Measurement::good(Watts::new(cy.pv), t, AGE);
+        s.grid.active_power = Measurement::good(Watts::saturating(grid), t, AGE);
+        s.inverter.active_power = Measurement::good(Watts::saturating(reading), t, AGE);
+        s.pv_power = Measurement::good(Watts::saturating(cy.pv), t, AGE);
         // The BMS measures the pack current the battery draws (with a little sensor dither): a
         // BMS reading that stays bit-identical while the inverter moves power is treated as
         // frozen by the safety monitor.
         #[allow(clippy::cast_precision_loss)] // a small dither index
         let dither = 0.01 * (k % 7) as f32;
         s.battery.pack_current =
-            Measurement::good(ems_core::Amps::new(plant.battery / 52.8 + dither), t, AGE);
+            Measurement::good(ems_core::Amps::saturating(plant.battery / 52.8 + dither), t, AGE);
         s.contactor = Measurement::good(plant.contactor, t, AGE);
         s.battery.bms_charge_limit =
-            Measurement::good(Watts::new(cy.bms_charge_limit.unwrap_or(5000.0)), t, AGE);
+            Measurement::good(Watts::saturating(cy.bms_charge_limit.unwrap_or(5000.0)), t, AGE);
         let request = if k == 0 { Some(TransitionRequest::BootComplete) } else { cy.request };
         let reason = if request == Some(TransitionRequest::Reset) { "test: E-stop released" } else { "" };
         let o = c.step(
@@ -235,7 +235,7 @@ fn charge_only_does_not_wind_up_while_the_envelope_cuts_the_request() {
 
 #[test]
 fn charge_only_does_not_import_after_a_limit_charge_override_expires() {
-    let limit = Override::LimitCharge { max_charge_power: Watts::new(500.0) };
+    let limit = Override::LimitCharge { max_charge_power: ems_core::watts!(500.0) };
     let samples = simulate(charge_only(), 0.0, 120, |t| Cycle {
         request: start_at(t, 1.0),
         ess_override: (10.0..60.0).contains(&t).then_some(limit),
@@ -257,7 +257,7 @@ fn charge_only_trim_still_removes_an_offset_and_keeps_it_through_an_override() {
     // The inverter reads 80 W more charge than it delivers: the feed-forward alone charges
     // 80 W too much and imports 80 W. The trim must learn −80 W while the mode is in charge,
     // hold it under the override and not have to learn it again afterwards.
-    let limit = Override::LimitCharge { max_charge_power: Watts::new(500.0) };
+    let limit = Override::LimitCharge { max_charge_power: ems_core::watts!(500.0) };
     let samples = simulate(charge_only(), -80.0, 400, |t| Cycle {
         request: start_at(t, 1.0),
         ess_override: (300.0..330.0).contains(&t).then_some(limit),
@@ -291,9 +291,9 @@ fn charge_only_trim_still_removes_an_offset_and_keeps_it_through_an_override() {
 #[test]
 fn grid_following_modes_do_not_overshoot_after_an_override_or_a_restart() {
     let peak = PeakShavingConfig {
-        import_cap: Watts::new(5000.0),
-        export_cap: Watts::new(500.0),
-        recharge_below: Watts::new(-10_000.0),
+        import_cap: ems_core::watts!(5000.0),
+        export_cap: ems_core::watts!(500.0),
+        recharge_below: ems_core::watts!(-10_000.0),
         ..PeakShavingConfig::default()
     };
     // Peak shaving holds the export at its cap: the target is −500 W.
@@ -301,7 +301,7 @@ fn grid_following_modes_do_not_overshoot_after_an_override_or_a_restart() {
         ("self-consumption", ModeSetting::SelfConsumption(SelfConsumptionConfig::default()), 0.0),
         ("peak shaving (export cap)", ModeSetting::PeakShaving(peak), -500.0),
     ];
-    let limit = Override::LimitCharge { max_charge_power: Watts::new(500.0) };
+    let limit = Override::LimitCharge { max_charge_power: ems_core::watts!(500.0) };
     for (name, mode, target) in modes {
         let samples = simulate(mode, -60.0, 260, |t| {
             let request = match t {

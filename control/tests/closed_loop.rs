@@ -13,7 +13,7 @@ use ems_control::{
     CapSlot, CapSlots, Controller, ControllerConfig, Inputs, ModeSetting, Override, PeakShavingConfig,
     PlanTarget, SelfConsumptionConfig,
 };
-use ems_core::{Measurement, Millis, Percent, State, TransitionRequest, Watts};
+use ems_core::{Measurement, Millis, State, TransitionRequest, Watts};
 use ems_safety::testkit::healthy_snapshot;
 
 const CYCLE_MS: u64 = 100;
@@ -75,15 +75,16 @@ impl Plant {
         self.last_grid = grid;
         let g = read_grid + self.opts.meter_noise_w * self.noise.next();
         let b = self.battery + self.opts.inverter_noise_w * self.noise.next();
-        s.grid.active_power = Measurement::good(Watts::new(g), t, age);
-        s.inverter.active_power = Measurement::good(Watts::new(b), t, age);
+        s.grid.active_power = Measurement::good(Watts::saturating(g), t, age);
+        s.inverter.active_power = Measurement::good(Watts::saturating(b), t, age);
         // The BMS measures the pack current the battery draws (with a little sensor dither, off
         // the noise stream): a BMS reading that stays bit-identical while the inverter moves
         // power is treated as frozen by the safety monitor (issue #10).
         #[allow(clippy::cast_precision_loss)] // a small dither index
         let dither = 0.01 * (now / CYCLE_MS % 7) as f32;
-        s.battery.pack_current = Measurement::good(ems_core::Amps::new(self.battery / 52.8 + dither), t, age);
-        s.pv_power = Measurement::good(Watts::new(pv), t, age);
+        s.battery.pack_current =
+            Measurement::good(ems_core::Amps::saturating(self.battery / 52.8 + dither), t, age);
+        s.pv_power = Measurement::good(Watts::saturating(pv), t, age);
         s
     }
 }
@@ -292,12 +293,12 @@ fn self_consumption_recovers_from_saturation_without_windup() {
 #[test]
 fn peak_shaving_holds_the_cap_through_load_steps() {
     let cfg = PeakShavingConfig {
-        import_cap: Watts::new(3000.0),
-        export_cap: Watts::new(2000.0),
-        recharge_below: Watts::new(1000.0),
-        max_recharge: Some(Watts::new(1000.0)),
-        reserve_soc: Percent::new(20.0),
-        target_soc: Percent::new(90.0),
+        import_cap: ems_core::watts!(3000.0),
+        export_cap: ems_core::watts!(2000.0),
+        recharge_below: ems_core::watts!(1000.0),
+        max_recharge: Some(ems_core::watts!(1000.0)),
+        reserve_soc: ems_core::percent!(20.0),
+        target_soc: ems_core::percent!(90.0),
         slots: CapSlots::new(),
     };
     // No PV; load 2 kW, a 6.5 kW peak from 10 s to 30 s, 4 kW from 30 s to 45 s.
@@ -324,8 +325,16 @@ fn peak_shaving_holds_the_cap_through_load_steps() {
     assert!(idle.clone().all(|s| s.command == 0.0), "peak shaving moved the battery under the cap");
     // Time slots: a tighter cap from 08:00 shaves the same 2 kW load.
     let slots = CapSlots::from_slice(&[
-        CapSlot { start_minute: 0, import_cap: Watts::new(3000.0), export_cap: Watts::new(2000.0) },
-        CapSlot { start_minute: 8 * 60, import_cap: Watts::new(1500.0), export_cap: Watts::new(2000.0) },
+        CapSlot {
+            start_minute: 0,
+            import_cap: ems_core::watts!(3000.0),
+            export_cap: ems_core::watts!(2000.0),
+        },
+        CapSlot {
+            start_minute: 8 * 60,
+            import_cap: ems_core::watts!(1500.0),
+            export_cap: ems_core::watts!(2000.0),
+        },
     ])
     .unwrap();
     let cfg = PeakShavingConfig { slots, ..cfg };
@@ -345,9 +354,9 @@ fn plan_self_consumption_slot_absorbs_forecast_error_and_hold_slot_holds() {
     // 3.5 kW at 10 s. From 25 s the plan holds a 2 kW grid charge.
     let plan = |t: f32| {
         let slot = if t < 25.0 {
-            PlanTarget { battery: Watts::new(1000.0), grid: Watts::ZERO }
+            PlanTarget { battery: ems_core::watts!(1000.0), grid: Watts::ZERO }
         } else {
-            PlanTarget { battery: Watts::new(-2000.0), grid: Watts::new(3500.0) }
+            PlanTarget { battery: ems_core::watts!(-2000.0), grid: ems_core::watts!(3500.0) }
         };
         Inputs { plan: Some(slot), ..Inputs::default() }
     };

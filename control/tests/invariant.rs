@@ -165,7 +165,7 @@ fn plausible_snap() -> BoxedStrategy<RawSnap> {
 }
 
 fn build(r: &RawSnap, now: Millis) -> Snapshot {
-    let mut s = Snapshot::unknown(Watts::new(5000.0));
+    let mut s = Snapshot::unknown(ems_core::watts!(5000.0));
     let f = &r.f;
     s.battery.soc = meas(Percent::try_new(f[0].0), f[0].1, now, Percent::ZERO);
     s.battery.pack_voltage = meas(Volts::try_new(f[1].0), f[1].1, now, Volts::ZERO);
@@ -207,7 +207,7 @@ fn request(none: u32) -> BoxedStrategy<Option<TransitionRequest>> {
 }
 
 fn watts(lo: f32, hi: f32) -> BoxedStrategy<Watts> {
-    raw(lo, hi).prop_map(Watts::new).boxed()
+    raw(lo, hi).prop_map(Watts::saturating).boxed()
 }
 
 fn opt_watts(lo: f32, hi: f32) -> BoxedStrategy<Option<Watts>> {
@@ -219,7 +219,7 @@ fn self_consumption() -> BoxedStrategy<ModeSetting> {
         .prop_map(|(grid_setpoint, reserve, max_charge, max_discharge)| {
             ModeSetting::SelfConsumption(SelfConsumptionConfig {
                 grid_setpoint,
-                reserve_soc: Percent::new(reserve),
+                reserve_soc: Percent::saturating(reserve),
                 max_charge,
                 max_discharge,
             })
@@ -246,8 +246,8 @@ fn peak_shaving() -> BoxedStrategy<ModeSetting> {
                 export_cap,
                 recharge_below,
                 max_recharge,
-                reserve_soc: Percent::new(reserve),
-                target_soc: Percent::new(target),
+                reserve_soc: Percent::saturating(reserve),
+                target_soc: Percent::saturating(target),
                 slots: CapSlots::from_slice(&slots).unwrap_or_default(),
             })
         })
@@ -284,13 +284,13 @@ fn mode() -> impl Strategy<Value = Option<ModeSetting>> {
         2 => self_consumption().prop_map(Some),
         2 => peak_shaving().prop_map(Some),
         1 => Just(Some(ModeSetting::Passive)),
-        1 => raw(-20000.0, 20000.0).prop_map(|p| Some(ModeSetting::Manual { setpoint: Watts::new(p) })),
+        1 => raw(-20000.0, 20000.0).prop_map(|p| Some(ModeSetting::Manual { setpoint: Watts::saturating(p) })),
         1 => Just(Some(ModeSetting::ChargeOnly(ChargeOnlyConfig::default()))),
         2 => (raw(-1000.0, 9000.0), raw(0.0, 100.0), raw(-100.0, 20000.0)).prop_map(|(p, soc, imp)| Some(
             ModeSetting::ChargeOnly(ChargeOnlyConfig {
-                source: ChargeSource::Fixed(Watts::new(p)),
-                soc_target: Percent::new(soc),
-                max_grid_import: Watts::new(imp),
+                source: ChargeSource::Fixed(Watts::saturating(p)),
+                soc_target: Percent::saturating(soc),
+                max_grid_import: Watts::saturating(imp),
             })
         )),
     ]
@@ -535,7 +535,7 @@ fn healthy_site_charges_from_surplus_once_running() {
         // Close the loop: the battery follows the last command; load 1 kW, PV 3 kW.
         let battery = last.as_ref().map_or(Watts::ZERO, |o| o.command.battery_setpoint);
         snap.inverter.active_power = common::good(battery, t);
-        snap.grid.active_power = common::good(Watts::new(-2000.0) - battery, t);
+        snap.grid.active_power = common::good(ems_core::watts!(-2000.0) - battery, t);
         let request = match i {
             0 => Some(TransitionRequest::BootComplete),
             1 => Some(TransitionRequest::Start),

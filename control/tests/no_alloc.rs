@@ -12,7 +12,7 @@ use ems_control::{
     PeakShavingConfig, PlanTarget, SelfConsumptionConfig,
 };
 use ems_core::snapshot::{BmsAlarm, BmsAlarms, EStopInput};
-use ems_core::{Celsius, Measurement, Millis, Percent, State, TransitionRequest, Watts};
+use ems_core::{Measurement, Millis, State, TransitionRequest, Watts};
 
 #[test]
 fn step_never_allocates_in_any_state() {
@@ -30,7 +30,7 @@ fn step_never_allocates_in_any_state() {
                 Measurement::good(BmsAlarms::NONE.with(BmsAlarm::OverTemperature), now, Millis::new(2000));
         }
         if (200..210).contains(&i) {
-            s.battery.cell_temp_max = Measurement::good(Celsius::new(70.0), now, Millis::new(2000));
+            s.battery.cell_temp_max = Measurement::good(ems_core::celsius!(70.0), now, Millis::new(2000));
         }
         if (250..260).contains(&i) {
             s.estop = Measurement::good(EStopInput::Pressed, now, Millis::new(2000));
@@ -75,37 +75,45 @@ fn step_never_allocates_with_every_mode_override_plan_and_grid_service() {
     }
     assert_eq!(c.state(), State::Running);
     let slots = CapSlots::from_slice(&[
-        CapSlot { start_minute: 0, import_cap: Watts::new(3000.0), export_cap: Watts::new(1000.0) },
-        CapSlot { start_minute: 600, import_cap: Watts::new(200.0), export_cap: Watts::new(500.0) },
+        CapSlot {
+            start_minute: 0,
+            import_cap: ems_core::watts!(3000.0),
+            export_cap: ems_core::watts!(1000.0),
+        },
+        CapSlot {
+            start_minute: 600,
+            import_cap: ems_core::watts!(200.0),
+            export_cap: ems_core::watts!(500.0),
+        },
     ])
     .unwrap();
     let modes = [
         ModeSetting::SelfConsumption(SelfConsumptionConfig::default()),
         ModeSetting::SelfConsumption(SelfConsumptionConfig {
-            reserve_soc: Percent::new(60.0),
-            max_charge: Some(Watts::new(500.0)),
+            reserve_soc: ems_core::percent!(60.0),
+            max_charge: Some(ems_core::watts!(500.0)),
             ..SelfConsumptionConfig::default()
         }),
         ModeSetting::PeakShaving(PeakShavingConfig { slots, ..PeakShavingConfig::default() }),
         // Refused (negative cap): the previous mode stays.
         ModeSetting::PeakShaving(PeakShavingConfig {
-            import_cap: Watts::new(-1.0),
+            import_cap: ems_core::watts!(-1.0),
             ..PeakShavingConfig::default()
         }),
-        ModeSetting::Manual { setpoint: Watts::new(-1000.0) },
+        ModeSetting::Manual { setpoint: ems_core::watts!(-1000.0) },
     ];
     let overrides = [
         None,
         Some(Override::NoDischarge),
-        Some(Override::LimitCharge { max_charge_power: Watts::new(300.0) }),
-        Some(Override::LimitDischarge { max_discharge_power: Watts::new(300.0) }),
-        Some(Override::ForceCharge { power: Watts::new(2000.0) }),
-        Some(Override::ForceCharge { power: Watts::new(-5.0) }), // refused
+        Some(Override::LimitCharge { max_charge_power: ems_core::watts!(300.0) }),
+        Some(Override::LimitDischarge { max_discharge_power: ems_core::watts!(300.0) }),
+        Some(Override::ForceCharge { power: ems_core::watts!(2000.0) }),
+        Some(Override::ForceCharge { power: ems_core::watts!(-5.0) }), // refused
     ];
     let plans = [
         None,
-        Some(PlanTarget { battery: Watts::new(1000.0), grid: Watts::ZERO }),
-        Some(PlanTarget { battery: Watts::new(3000.0), grid: Watts::new(-2500.0) }),
+        Some(PlanTarget { battery: ems_core::watts!(1000.0), grid: Watts::ZERO }),
+        Some(PlanTarget { battery: ems_core::watts!(3000.0), grid: ems_core::watts!(-2500.0) }),
     ];
     let mut cycles = Vec::with_capacity(400);
     for i in 0..360usize {
@@ -113,13 +121,13 @@ fn step_never_allocates_with_every_mode_override_plan_and_grid_service() {
         let mut s = common::healthy(Millis::new(now));
         // A load step every 3 s so the grid-following loops have work to do.
         let grid = if (i / 30) % 2 == 0 { -2000.0 } else { 2500.0 };
-        s.grid.active_power = common::good(Watts::new(grid), Millis::new(now));
+        s.grid.active_power = common::good(Watts::saturating(grid), Millis::new(now));
         let set_mode = (i % 72 == 0).then(|| modes[(i / 72) % modes.len()]);
         let inputs = Inputs {
             set_mode,
             ess_override: overrides[(i / 12) % overrides.len()],
             plan: plans[(i / 20) % plans.len()],
-            grid_service: (i % 50 > 45).then_some(Watts::new(700.0)),
+            grid_service: (i % 50 > 45).then_some(ems_core::watts!(700.0)),
             local_minute: Some(u16::try_from((i * 7) % 1440).unwrap_or(0)),
             ..Inputs::default()
         };

@@ -28,7 +28,7 @@ pub struct ShutdownConfig {
 
 impl Default for ShutdownConfig {
     fn default() -> Self {
-        Self { zero_threshold: Watts::new(50.0), timeout: Millis::from_secs(30) }
+        Self { zero_threshold: crate::watts!(50.0), timeout: Millis::from_secs(30) }
     }
 }
 
@@ -253,10 +253,10 @@ mod tests {
     use crate::state::TransitionRequest as R;
 
     fn snap(estop: EStopInput, power: f32, contactor: ContactorState, now: u64) -> Snapshot {
-        let mut s = Snapshot::unknown(Watts::new(5000.0));
+        let mut s = Snapshot::unknown(crate::watts!(5000.0));
         let age = Millis::new(1000);
         s.estop = Measurement::good(estop, Millis::new(now), age);
-        s.inverter.active_power = Measurement::good(Watts::new(power), Millis::new(now), age);
+        s.inverter.active_power = Measurement::good(Watts::saturating(power), Millis::new(now), age);
         s.contactor = Measurement::good(contactor, Millis::new(now), age);
         s
     }
@@ -277,7 +277,7 @@ mod tests {
         let d = h.poll(
             Millis::new(0),
             &snap(EStopInput::Released, 3000.0, ContactorState::Closed, 0),
-            Watts::new(3000.0),
+            crate::watts!(3000.0),
             &mut sm,
             &mut ev,
         );
@@ -285,7 +285,7 @@ mod tests {
         let d = h.poll(
             Millis::new(100),
             &snap(EStopInput::Pressed, 3000.0, ContactorState::Closed, 100),
-            Watts::new(3000.0),
+            crate::watts!(3000.0),
             &mut sm,
             &mut ev,
         );
@@ -335,7 +335,7 @@ mod tests {
         let d = h.poll(
             Millis::new(100),
             &snap(EStopInput::Released, 2000.0, ContactorState::Closed, 100),
-            Watts::new(1500.0),
+            crate::watts!(1500.0),
             &mut sm,
             &mut ev,
         );

@@ -570,7 +570,7 @@ mod tests {
         let k = EventKind::LimitLevel {
             quantity: Quantity::CellTempHigh,
             level: Level::Trip,
-            value: Some(Value::Temperature(Celsius::new(58.24))),
+            value: Some(Value::Temperature(crate::celsius!(58.24))),
         };
         assert_eq!(k.to_string(), "Cell over-temperature TRIP at 58.2 °C");
         for (i, q) in Quantity::ALL.iter().enumerate() {

@@ -123,19 +123,19 @@ mod tests {
 
     #[test]
     fn good_turns_stale_after_max_age() {
-        let m = Measurement::good(Celsius::new(25.0), Millis::new(1000), Millis::new(500));
+        let m = Measurement::good(crate::celsius!(25.0), Millis::new(1000), Millis::new(500));
         assert_eq!(m.quality_at(Millis::new(1500)), Quality::Good);
         assert_eq!(m.quality_at(Millis::new(1501)), Quality::Stale);
         assert_eq!(m.value_at(Millis::new(1501)), None);
-        assert_eq!(m.value_at(Millis::new(1200)), Some(Celsius::new(25.0)));
+        assert_eq!(m.value_at(Millis::new(1200)), Some(crate::celsius!(25.0)));
     }
 
     #[test]
     fn invalid_never_yields_a_value() {
         let mut m = Measurement::invalid(Celsius::ZERO, Millis::new(500));
         assert_eq!(m.value_at(Millis::ZERO), None);
-        m.update(Celsius::new(20.0), Millis::new(10));
-        assert_eq!(m.value_at(Millis::new(10)), Some(Celsius::new(20.0)));
+        m.update(crate::celsius!(20.0), Millis::new(10));
+        assert_eq!(m.value_at(Millis::new(10)), Some(crate::celsius!(20.0)));
         m.invalidate();
         assert_eq!(m.quality_at(Millis::new(10)), Quality::Invalid);
     }

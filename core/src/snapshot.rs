@@ -314,18 +314,18 @@ mod tests {
 
     #[test]
     fn load_is_derived_from_the_balance() {
-        let mut s = Snapshot::unknown(Watts::new(5000.0));
-        s.grid.active_power = good(Watts::new(-1000.0));
-        s.pv_power = good(Watts::new(3000.0));
-        s.inverter.active_power = good(Watts::new(-1500.0));
-        assert_eq!(s.site_load(Millis::ZERO), Some(Watts::new(500.0)));
-        assert_eq!(s.pv_surplus(Millis::ZERO), Some(Watts::new(2500.0)));
+        let mut s = Snapshot::unknown(crate::watts!(5000.0));
+        s.grid.active_power = good(crate::watts!(-1000.0));
+        s.pv_power = good(crate::watts!(3000.0));
+        s.inverter.active_power = good(crate::watts!(-1500.0));
+        assert_eq!(s.site_load(Millis::ZERO), Some(crate::watts!(500.0)));
+        assert_eq!(s.pv_surplus(Millis::ZERO), Some(crate::watts!(2500.0)));
         assert_eq!(s.site_load(Millis::new(2000)), None, "stale inputs give no load");
     }
 
     #[test]
     fn unknown_estop_counts_as_pressed() {
-        let mut s = Snapshot::unknown(Watts::new(5000.0));
+        let mut s = Snapshot::unknown(crate::watts!(5000.0));
         assert!(s.estop_pressed(Millis::ZERO));
         s.estop = good(EStopInput::Released);
         assert!(!s.estop_pressed(Millis::ZERO));

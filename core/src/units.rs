@@ -70,12 +70,14 @@ macro_rules! unit {
                 Ok(Self(value))
             }
 
-            /// A compile-time literal or an already validated number. A non-finite input gives
-            /// zero and an out-of-range input is clamped into the physical range, so this never
-            /// produces an invalid value; use [`Self::try_new`] for anything that comes from
-            /// outside (registers, config, API).
+            /// A number derived from already valid values (arithmetic inside the control core),
+            /// saturated into the physical range: a non-finite input gives zero and an
+            /// out-of-range input is clamped to the nearest bound. Never use it on a value that
+            /// comes from outside (a register, a config file, an API call): a clamp there hides a
+            /// broken sensor; use [`Self::try_new`], which names the value it refuses. Literals
+            /// use the checked-at-compile-time macros ([`crate::watts!`] and its siblings).
             #[must_use]
-            pub const fn new(value: f32) -> Self {
+            pub const fn saturating(value: f32) -> Self {
                 if !value.is_finite() {
                     Self(0.0)
                 } else if value < $min {
@@ -84,6 +86,17 @@ macro_rules! unit {
                     Self($max)
                 } else {
                     Self(value)
+                }
+            }
+
+            /// The value if it is finite and inside the physical range, else `None`; usable in
+            /// `const` items (the literal macros are built on it).
+            #[must_use]
+            pub const fn checked(value: f32) -> Option<Self> {
+                if value.is_finite() && value >= $min && value <= $max {
+                    Some(Self(value))
+                } else {
+                    None
                 }
             }
 
@@ -115,27 +128,27 @@ macro_rules! unit {
             /// Absolute value.
             #[must_use]
             pub fn abs(self) -> Self {
-                Self::new(if self.0 < 0.0 { -self.0 } else { self.0 })
+                Self::saturating(if self.0 < 0.0 { -self.0 } else { self.0 })
             }
 
             /// Multiply by a dimensionless factor. A non-finite result gives zero.
             #[must_use]
             pub fn scale(self, factor: f32) -> Self {
-                Self::new(self.0 * factor)
+                Self::saturating(self.0 * factor)
             }
         }
 
         impl Add for $name {
             type Output = Self;
             fn add(self, rhs: Self) -> Self {
-                Self::new(self.0 + rhs.0)
+                Self::saturating(self.0 + rhs.0)
             }
         }
 
         impl Sub for $name {
             type Output = Self;
             fn sub(self, rhs: Self) -> Self {
-                Self::new(self.0 - rhs.0)
+                Self::saturating(self.0 - rhs.0)
             }
         }
 
@@ -154,7 +167,7 @@ macro_rules! unit {
         impl Neg for $name {
             type Output = Self;
             fn neg(self) -> Self {
-                Self::new(-self.0)
+                Self::saturating(-self.0)
             }
         }
 
@@ -208,11 +221,84 @@ unit!(
     Hertz, "frequency", "Hz", 0.0, 1000.0
 );
 
+/// The body of the literal macros ([`watts!`] and its siblings): the value is checked when the
+/// program is compiled (an out-of-range or non-finite literal is a build error), so no literal
+/// is clamped silently and none can fail at run time. Not for direct use.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __unit_literal {
+    ($name:ident, $value:expr) => {{
+        // Evaluated by the compiler: this panic is a build error, never a run-time one.
+        #[allow(clippy::panic)]
+        const VALUE: $crate::units::$name = match $crate::units::$name::checked($value) {
+            Some(v) => v,
+            None => panic!(concat!("literal out of range for ", stringify!($name))),
+        };
+        VALUE
+    }};
+}
+
+/// A [`Watts`] literal, checked at compile time: `watts!(…)` (see [`Watts::checked`]).
+#[macro_export]
+macro_rules! watts {
+    ($value:expr) => {
+        $crate::__unit_literal!(Watts, $value)
+    };
+}
+
+/// A [`WattHours`] literal, checked at compile time: `watt_hours!(…)` (see [`WattHours::checked`]).
+#[macro_export]
+macro_rules! watt_hours {
+    ($value:expr) => {
+        $crate::__unit_literal!(WattHours, $value)
+    };
+}
+
+/// A [`Volts`] literal, checked at compile time: `volts!(…)` (see [`Volts::checked`]).
+#[macro_export]
+macro_rules! volts {
+    ($value:expr) => {
+        $crate::__unit_literal!(Volts, $value)
+    };
+}
+
+/// An [`Amps`] literal, checked at compile time: `amps!(…)` (see [`Amps::checked`]).
+#[macro_export]
+macro_rules! amps {
+    ($value:expr) => {
+        $crate::__unit_literal!(Amps, $value)
+    };
+}
+
+/// A [`Celsius`] literal, checked at compile time: `celsius!(…)` (see [`Celsius::checked`]).
+#[macro_export]
+macro_rules! celsius {
+    ($value:expr) => {
+        $crate::__unit_literal!(Celsius, $value)
+    };
+}
+
+/// A [`Percent`] literal, checked at compile time: `percent!(…)` (see [`Percent::checked`]).
+#[macro_export]
+macro_rules! percent {
+    ($value:expr) => {
+        $crate::__unit_literal!(Percent, $value)
+    };
+}
+
+/// A [`Hertz`] literal, checked at compile time: `hertz!(…)` (see [`Hertz::checked`]).
+#[macro_export]
+macro_rules! hertz {
+    ($value:expr) => {
+        $crate::__unit_literal!(Hertz, $value)
+    };
+}
+
 impl Watts {
     /// Power from kilowatts.
     #[must_use]
     pub const fn from_kw(kw: f32) -> Self {
-        Self::new(kw * 1000.0)
+        Self::saturating(kw * 1000.0)
     }
 
     /// Energy moved at this power over `dt`.
@@ -222,7 +308,7 @@ impl Watts {
         // than any control or simulation step.
         #[allow(clippy::cast_precision_loss)]
         let hours = dt.get() as f32 / 3_600_000.0;
-        WattHours::new(self.0 * hours)
+        WattHours::saturating(self.0 * hours)
     }
 }
 
@@ -230,7 +316,7 @@ impl Volts {
     /// Power drawn at this voltage and `current` (same sign as the current).
     #[must_use]
     pub fn times(self, current: Amps) -> Watts {
-        Watts::new(self.0 * current.get())
+        Watts::saturating(self.0 * current.get())
     }
 }
 
@@ -244,7 +330,7 @@ impl Percent {
     /// Fraction 0..=1 to percentage (clamped).
     #[must_use]
     pub fn from_fraction(fraction: f32) -> Self {
-        Self::new(fraction * 100.0)
+        Self::saturating(fraction * 100.0)
     }
 }
 
@@ -326,38 +412,38 @@ mod tests {
 
     #[test]
     fn new_never_produces_invalid_values() {
-        assert_eq!(Watts::new(f32::NAN), Watts::ZERO);
-        assert_eq!(Percent::new(150.0), Percent::MAX);
-        assert_eq!(Percent::new(-5.0), Percent::ZERO);
+        assert_eq!(Watts::saturating(f32::NAN), Watts::ZERO);
+        assert_eq!(Percent::saturating(150.0), Percent::MAX);
+        assert_eq!(Percent::saturating(-5.0), Percent::ZERO);
     }
 
     #[test]
     fn arithmetic_and_display() {
-        let p = Watts::new(1500.0) - Watts::new(2000.0);
+        let p = Watts::saturating(1500.0) - Watts::saturating(2000.0);
         assert_eq!(p.get(), -500.0);
         assert_eq!((-p).get(), 500.0);
         assert_eq!(p.abs().get(), 500.0);
-        assert_eq!(format!("{}", Celsius::new(58.24)), "58.2 °C");
-        assert_eq!(format!("{:.0}", Watts::new(1234.4)), "1234 W");
-        let e = Watts::new(1000.0).energy_over(Millis::from_secs(3600));
+        assert_eq!(format!("{}", crate::celsius!(58.24)), "58.2 °C");
+        assert_eq!(format!("{:.0}", Watts::saturating(1234.4)), "1234 W");
+        let e = Watts::saturating(1000.0).energy_over(Millis::from_secs(3600));
         assert!((e.get() - 1000.0).abs() < 1e-3);
     }
 
     #[test]
     fn inverted_clamp_is_conservative() {
-        let v = Watts::new(100.0).clamp(Watts::new(50.0), Watts::new(10.0));
+        let v = Watts::saturating(100.0).clamp(Watts::saturating(50.0), Watts::saturating(10.0));
         assert_eq!(v.get(), 50.0);
     }
 
     proptest::proptest! {
         #[test]
         fn arithmetic_stays_finite(a in proptest::num::f32::ANY, b in proptest::num::f32::ANY, k in proptest::num::f32::ANY) {
-            let x = Watts::new(a);
-            let y = Watts::new(b);
+            let x = Watts::saturating(a);
+            let y = Watts::saturating(b);
             proptest::prop_assert!((x + y).get().is_finite());
             proptest::prop_assert!((x - y).get().is_finite());
             proptest::prop_assert!(x.scale(k).get().is_finite());
-            proptest::prop_assert!(x.clamp(Watts::new(-1.0), y).get().is_finite());
+            proptest::prop_assert!(x.clamp(Watts::saturating(-1.0), y).get().is_finite());
         }
     }
 }

@@ -12,8 +12,8 @@ use std::hint::black_box;
 
 fn bench(c: &mut Criterion) {
     let mut site = SimulatedSite::new(SimSiteConfig::default()).expect("default config is valid");
-    site.apply(&Command { battery_setpoint: Watts::new(-2000.0), contactor: ContactorCommand::Close });
-    let mut snap = Snapshot::unknown(Watts::new(5000.0));
+    site.apply(&Command { battery_setpoint: ems_core::watts!(-2000.0), contactor: ContactorCommand::Close });
+    let mut snap = Snapshot::unknown(ems_core::watts!(5000.0));
     let mut now = 0_u64;
     let mut sign = 1.0_f32;
     c.bench_function("advance_1s_plus_fill_snapshot", |b| {
@@ -23,7 +23,7 @@ fn bench(c: &mut Criterion) {
             if now % 3_600_000 == 0 {
                 sign = -sign;
                 site.apply(&Command {
-                    battery_setpoint: Watts::new(2000.0 * sign),
+                    battery_setpoint: Watts::saturating(2000.0 * sign),
                     contactor: ContactorCommand::Close,
                 });
             }
@@ -62,7 +62,7 @@ fn bench(c: &mut Criterion) {
                 black_box(d.pv.read().await.expect("pv"));
                 black_box(d.estop.read().await.expect("estop"));
                 black_box(d.main_relay.feedback().await.expect("relay"));
-                d.inverter.write_setpoint(Watts::new(1000.0 * sign)).await.expect("setpoint");
+                d.inverter.write_setpoint(Watts::saturating(1000.0 * sign)).await.expect("setpoint");
             });
             shared.with_mut(|s| s.advance(black_box(Millis::new(1000))));
         });

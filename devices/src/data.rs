@@ -66,19 +66,19 @@ impl WeatherYear {
     /// carried in [`Watts`]).
     #[must_use]
     pub fn ghi(&self, hour: usize) -> Watts {
-        Watts::new(self.ghi.get(hour % self.ghi.len().max(1)).copied().unwrap_or(0.0))
+        Watts::saturating(self.ghi.get(hour % self.ghi.len().max(1)).copied().unwrap_or(0.0))
     }
 
     /// Dry-bulb air temperature of hour `hour` (wrapping).
     #[must_use]
     pub fn dry_bulb(&self, hour: usize) -> Celsius {
-        Celsius::new(self.dry_bulb.get(hour % self.dry_bulb.len().max(1)).copied().unwrap_or(0.0))
+        Celsius::saturating(self.dry_bulb.get(hour % self.dry_bulb.len().max(1)).copied().unwrap_or(0.0))
     }
 
     /// Annual irradiation on a horizontal square metre (Wh per m², carried in [`WattHours`]).
     #[must_use]
     pub fn annual_ghi(&self) -> WattHours {
-        WattHours::new(self.ghi.iter().map(|&g| f64::from(g)).sum::<f64>() as f32)
+        WattHours::saturating(self.ghi.iter().map(|&g| f64::from(g)).sum::<f64>() as f32)
     }
 
     #[cfg(any(test, feature = "sim"))]
@@ -274,7 +274,7 @@ impl LoadProfile {
     /// `day`, for 1,000,000 kWh/a (the raw table value, converted from kWh to Wh).
     #[must_use]
     pub fn energy(&self, quarter: usize, month: u8, day: DayType) -> WattHours {
-        WattHours::new(self.raw(quarter % QUARTERS_PER_DAY, Self::column(month, day)) * 1000.0)
+        WattHours::saturating(self.raw(quarter % QUARTERS_PER_DAY, Self::column(month, day)) * 1000.0)
     }
 
     /// Sum of one day's 96 raw values (kWh per day at 1,000,000 kWh/a), as in the data README.
@@ -282,7 +282,7 @@ impl LoadProfile {
     pub fn daily_sum(&self, month: u8, day: DayType) -> WattHours {
         let col = Self::column(month, day);
         let kwh: f32 = (0..QUARTERS_PER_DAY).map(|q| self.raw(q, col)).sum();
-        WattHours::new(kwh * 1000.0)
+        WattHours::saturating(kwh * 1000.0)
     }
 
     pub(crate) fn column(month: u8, day: DayType) -> usize {
@@ -425,8 +425,8 @@ Date (MM/DD/YYYY),Time (HH:MM),GHI (W/m^2),Dry-bulb (C)\n\
     fn tmy3_fixture_parses() {
         let y = parse_tmy3("fixture", TMY_FIXTURE).unwrap();
         assert_eq!(y.hours(), 2);
-        assert_eq!(y.ghi(1), Watts::new(5.0));
-        assert_eq!(y.dry_bulb(0), Celsius::new(10.0));
+        assert_eq!(y.ghi(1), ems_core::watts!(5.0));
+        assert_eq!(y.dry_bulb(0), ems_core::celsius!(10.0));
     }
 
     #[test]
@@ -485,8 +485,8 @@ Date (MM/DD/YYYY),Time (HH:MM),GHI (W/m^2),Dry-bulb (C)\n\
     fn bdew_fixture_parses_and_errors_point_at_the_cell() {
         let text = bdew_fixture();
         let p = parse_bdew("fixture", &text).unwrap();
-        assert_eq!(p.energy(0, 1, DayType::Workday), WattHours::new(2500.0));
-        assert_eq!(p.energy(5, 12, DayType::Saturday), WattHours::new(33_500.0));
+        assert_eq!(p.energy(0, 1, DayType::Workday), ems_core::watt_hours!(2500.0));
+        assert_eq!(p.energy(5, 12, DayType::Saturday), ems_core::watt_hours!(33_500.0));
 
         let bad = text.replacen(",3.5,", ",-3.5,", 1);
         let e = parse_bdew("fixture", &bad).unwrap_err();

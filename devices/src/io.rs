@@ -45,13 +45,13 @@ pub struct ValidationConfig {
 impl Default for ValidationConfig {
     fn default() -> Self {
         Self {
-            frequency_min: Hertz::new(45.0),
-            frequency_max: Hertz::new(65.0),
+            frequency_min: ems_core::hertz!(45.0),
+            frequency_max: ems_core::hertz!(65.0),
             voltage_min: Volts::ZERO,
-            voltage_max: Volts::new(1000.0),
-            grid_power_max: Watts::new(1.0e6),
-            pv_power_max: Watts::new(1.0e6),
-            pv_negative_tolerance: Watts::new(100.0),
+            voltage_max: ems_core::volts!(1000.0),
+            grid_power_max: ems_core::watts!(1.0e6),
+            pv_power_max: ems_core::watts!(1.0e6),
+            pv_negative_tolerance: ems_core::watts!(100.0),
         }
     }
 }

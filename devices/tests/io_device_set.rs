@@ -60,8 +60,14 @@ impl Rig {
         self.clock.advance(dt);
         let _ = self.read();
         let mut ev = DeviceEvents::new();
-        let cmd = Command { battery_setpoint: Watts::new(sp), contactor: c };
-        block_on(self.set.apply(self.clock.now(), &cmd, Watts::new(1.0e6), Watts::new(1.0e6), &mut ev))
+        let cmd = Command { battery_setpoint: Watts::saturating(sp), contactor: c };
+        block_on(self.set.apply(
+            self.clock.now(),
+            &cmd,
+            ems_core::watts!(1.0e6),
+            ems_core::watts!(1.0e6),
+            &mut ev,
+        ))
     }
 }
 
@@ -97,7 +103,7 @@ fn read_fills_every_signal_good_from_healthy_devices() {
         s.estop.quality_at(now),
     ];
     assert!(q.iter().all(|q| *q == Quality::Good), "{q:?}");
-    assert_eq!(s.inverter.rated_power, Watts::new(5000.0));
+    assert_eq!(s.inverter.rated_power, ems_core::watts!(5000.0));
     assert_eq!(s.estop.value_at(now), Some(EStopState::Released));
     assert_eq!(s.contactor.value_at(now), Some(ContactorState::Open));
 }
@@ -120,7 +126,7 @@ fn closes_and_runs_then_estop_fast_path_zeroes_and_opens_within_the_same_call() 
         let _ = r.cycle(100, 3000.0, ContactorCommand::Close);
     }
     assert!(r.main.closed());
-    assert_eq!(r.inv.with(|s| s.applied), Watts::new(3000.0));
+    assert_eq!(r.inv.with(|s| s.applied), ems_core::watts!(3000.0));
     assert!(r.set.lease_active(r.clock.now()));
     r.estop.press();
     let mut ev = DeviceEvents::new();
@@ -201,10 +207,10 @@ proptest! {
                     block_on(r.set.read(now, &mut r.snap, &mut ev));
                     let n = r.inv.0.borrow().writes.len();
                     let cmd = Command {
-                        battery_setpoint: Watts::new(sp),
+                        battery_setpoint: Watts::saturating(sp),
                         contactor: [ContactorCommand::Open, ContactorCommand::Hold, ContactorCommand::Close][usize::from(contactor)],
                     };
-                    let _ = block_on(r.set.apply(now, &cmd, Watts::new(max_c), Watts::new(max_d), &mut ev));
+                    let _ = block_on(r.set.apply(now, &cmd, Watts::saturating(max_c), Watts::saturating(max_d), &mut ev));
                     for (_, w) in r.inv.0.borrow().writes[n..].iter() {
                         let p = match w { InvWrite::Setpoint(p) => *p, InvWrite::Settings(s) => s.setpoint };
                         prop_assert!(p.get() <= max_d + 1e-3 && p.get() >= -max_c - 1e-3, "wrote {p:?} with bounds -{max_c}..{max_d}");

@@ -97,7 +97,7 @@ fn sunny_island_reads_writes_and_keeps_failures_apart() {
     assert_eq!(dev.plan().len(), 3);
 
     // Set-point: −1500 W (charge) as a big-endian i32 at 40149.
-    block_on(dev.write_setpoint(Watts::new(-1500.0))).unwrap();
+    block_on(dev.write_setpoint(ems_core::watts!(-1500.0))).unwrap();
     assert_eq!(dev.client().holding.get(&40149), Some(&0xFFFF));
     assert_eq!(dev.client().holding.get(&40150), Some(&0xFA24));
     assert_eq!(block_on(Inverter::read(&mut dev)).unwrap().setpoint.get(), -1500.0);
@@ -246,7 +246,7 @@ fn scaled_inverted_kw_registers_round_trip_and_out_of_range_is_reported() {
     assert_eq!(r.active_power.get(), 1500.0, "−1.50 kW in the device's convention = 1500 W discharge");
     assert!((r.dc_link_voltage.get() - 799.5).abs() < 1e-3);
 
-    block_on(dev.write_setpoint(Watts::new(2500.0))).unwrap();
+    block_on(dev.write_setpoint(ems_core::watts!(2500.0))).unwrap();
     assert_eq!(dev.client().holding.get(&2), Some(&((-250i16) as u16)));
     assert_eq!(
         block_on(Inverter::read(&mut dev)).unwrap().setpoint.get(),
@@ -254,7 +254,7 @@ fn scaled_inverted_kw_registers_round_trip_and_out_of_range_is_reported() {
         "read back from the device"
     );
 
-    let e = block_on(dev.write_setpoint(Watts::new(400_000.0))).unwrap_err();
+    let e = block_on(dev.write_setpoint(ems_core::watts!(400_000.0))).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::OutOfRange, "{e}");
 
     let take = InverterSettings {

@@ -6,7 +6,7 @@
 use embedded_hal::digital::InputPin;
 use ems_core::event::Signal;
 use ems_core::snapshot::{BmsAlarm, BmsAlarms, ContactorState, EStopInput, InverterState};
-use ems_core::{Command, ContactorCommand, Millis, Volts, Watts};
+use ems_core::{Command, ContactorCommand, Millis, Watts};
 use ems_devices::estop::{ActiveLevel, HalEStop};
 use ems_devices::sim::{SharedSite, SimDevices, SimFault, SimSiteConfig, SimulatedSite};
 use ems_devices::traits::{
@@ -30,7 +30,7 @@ fn advance(s: &SharedSite, dt: Millis) {
 fn remote(setpoint: f32, revert: Option<u64>) -> InverterSettings {
     InverterSettings {
         control: ControlSource::Remote,
-        setpoint: Watts::new(setpoint),
+        setpoint: Watts::saturating(setpoint),
         revert_timeout: revert.map(Millis::new),
     }
 }
@@ -170,19 +170,19 @@ fn inverter_starts_local_and_refuses_setpoints_until_taken_over() {
             st,
             InverterSettings { control: ControlSource::Local, setpoint: Watts::ZERO, revert_timeout: None }
         );
-        let e = d.inverter.write_setpoint(Watts::new(1000.0)).await.unwrap_err();
+        let e = d.inverter.write_setpoint(ems_core::watts!(1000.0)).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Refused);
         assert_eq!(s.borrow().truth().setpoint_writes, 0);
         d.inverter.write_settings(&remote(0.0, Some(5_000))).await.unwrap();
         assert_eq!(d.inverter.read_settings().await.unwrap(), remote(0.0, Some(5_000)));
-        d.inverter.write_setpoint(Watts::new(1000.0)).await.unwrap();
+        d.inverter.write_setpoint(ems_core::watts!(1000.0)).await.unwrap();
         advance(&s, SEC);
         let r = d.inverter.read().await.unwrap();
-        assert_eq!(r.setpoint, Watts::new(1000.0));
+        assert_eq!(r.setpoint, ems_core::watts!(1000.0));
         assert!((r.active_power.get() - 1000.0).abs() < 1.0);
         let t = s.borrow().truth();
         assert_eq!((t.setpoint_writes, t.settings_writes, t.control), (1, 1, ControlSource::Remote));
-        assert_eq!(t.inverter_setpoint, Watts::new(1000.0));
+        assert_eq!(t.inverter_setpoint, ems_core::watts!(1000.0));
         // Local control is the safe default: 0 W even with the main relay closed.
         d.inverter
             .write_settings(&InverterSettings { control: ControlSource::Local, ..remote(1000.0, None) })
@@ -192,7 +192,11 @@ fn inverter_starts_local_and_refuses_setpoints_until_taken_over() {
         let r = d.inverter.read().await.unwrap();
         assert_eq!(r.setpoint, Watts::ZERO);
         assert_eq!(r.active_power, Watts::ZERO);
-        assert_eq!(d.inverter.read_settings().await.unwrap().setpoint, Watts::new(1000.0), "register kept");
+        assert_eq!(
+            d.inverter.read_settings().await.unwrap().setpoint,
+            ems_core::watts!(1000.0),
+            "register kept"
+        );
         assert_eq!(
             d.inverter.write_settings(&remote(0.0, Some(0))).await.unwrap_err().kind(),
             ErrorKind::OutOfRange
@@ -215,10 +219,10 @@ fn revert_timer_falls_back_to_local_and_zero_after_the_timeout_and_not_before() 
     connect(&s, &mut d);
     block_on(async {
         d.inverter.write_settings(&remote(0.0, Some(5_000))).await.unwrap();
-        d.inverter.write_setpoint(Watts::new(3000.0)).await.unwrap();
+        d.inverter.write_setpoint(ems_core::watts!(3000.0)).await.unwrap();
         // Writes restart the timer: 4 s, write, 4 s — still remote after 8 s.
         advance(&s, Millis::new(4_000));
-        d.inverter.write_setpoint(Watts::new(3000.0)).await.unwrap();
+        d.inverter.write_setpoint(ems_core::watts!(3000.0)).await.unwrap();
         advance(&s, Millis::new(4_000));
         assert_eq!(s.borrow().truth().control, ControlSource::Remote);
         assert!((s.borrow().truth().battery_power.get() - 3000.0).abs() < 1.0);
@@ -235,7 +239,7 @@ fn revert_timer_falls_back_to_local_and_zero_after_the_timeout_and_not_before() 
         let st = d.inverter.read_settings().await.unwrap();
         assert_eq!((st.control, st.setpoint), (ControlSource::Local, Watts::ZERO));
         assert_eq!(
-            d.inverter.write_setpoint(Watts::new(100.0)).await.unwrap_err().kind(),
+            d.inverter.write_setpoint(ems_core::watts!(100.0)).await.unwrap_err().kind(),
             ErrorKind::Refused
         );
     });
@@ -255,7 +259,7 @@ fn the_revert_timer_runs_through_a_long_advance_and_a_dropout_blocks_writes() {
         s.with_mut(|site| {
             site.inject(SimFault::SensorDropout { signal: Signal::InverterPower, for_: Millis::new(60_000) })
         });
-        let e = d.inverter.write_setpoint(Watts::new(2000.0)).await.unwrap_err();
+        let e = d.inverter.write_setpoint(ems_core::watts!(2000.0)).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Timeout, "a dead link: the write does not arrive");
         advance(&s, Millis::new(10_000));
         let t = s.borrow().truth();
@@ -272,32 +276,32 @@ fn ignored_setpoints_keep_the_old_read_back_and_delayed_ones_lag() {
         d.inverter.write_settings(&remote(1000.0, None)).await.unwrap();
         advance(&s, SEC);
         s.with_mut(|site| site.inject(SimFault::InverterIgnoresSetpoint));
-        d.inverter.write_setpoint(Watts::new(-2000.0)).await.unwrap();
+        d.inverter.write_setpoint(ems_core::watts!(-2000.0)).await.unwrap();
         advance(&s, SEC);
         let r = d.inverter.read().await.unwrap();
-        assert_eq!(r.setpoint, Watts::new(1000.0), "read-back stays old");
+        assert_eq!(r.setpoint, ems_core::watts!(1000.0), "read-back stays old");
         assert!((r.active_power.get() - 1000.0).abs() < 1.0);
         assert_eq!(s.borrow().truth().setpoint_writes, 1, "the write was accepted");
         s.with_mut(|site| site.inject(SimFault::Clear));
 
         s.with_mut(|site| site.inject(SimFault::InverterDelay { by: Millis::new(3_000) }));
-        d.inverter.write_setpoint(Watts::new(2000.0)).await.unwrap();
+        d.inverter.write_setpoint(ems_core::watts!(2000.0)).await.unwrap();
         advance(&s, Millis::new(2_900));
-        assert_eq!(d.inverter.read().await.unwrap().setpoint, Watts::new(1000.0), "not yet");
+        assert_eq!(d.inverter.read().await.unwrap().setpoint, ems_core::watts!(1000.0), "not yet");
         advance(&s, Millis::new(100));
-        assert_eq!(d.inverter.read().await.unwrap().setpoint, Watts::new(2000.0), "after 3 s");
+        assert_eq!(d.inverter.read().await.unwrap().setpoint, ems_core::watts!(2000.0), "after 3 s");
         // Writes queue: each takes effect `by` after it was written.
-        d.inverter.write_setpoint(Watts::new(500.0)).await.unwrap();
+        d.inverter.write_setpoint(ems_core::watts!(500.0)).await.unwrap();
         advance(&s, SEC);
-        d.inverter.write_setpoint(Watts::new(-500.0)).await.unwrap();
+        d.inverter.write_setpoint(ems_core::watts!(-500.0)).await.unwrap();
         advance(&s, Millis::new(2_000));
-        assert_eq!(d.inverter.read().await.unwrap().setpoint, Watts::new(500.0));
+        assert_eq!(d.inverter.read().await.unwrap().setpoint, ems_core::watts!(500.0));
         advance(&s, SEC);
-        assert_eq!(d.inverter.read().await.unwrap().setpoint, Watts::new(-500.0));
+        assert_eq!(d.inverter.read().await.unwrap().setpoint, ems_core::watts!(-500.0));
         // Clearing applies what was waiting.
-        d.inverter.write_setpoint(Watts::new(700.0)).await.unwrap();
+        d.inverter.write_setpoint(ems_core::watts!(700.0)).await.unwrap();
         s.with_mut(|site| site.inject(SimFault::Clear));
-        assert_eq!(d.inverter.read().await.unwrap().setpoint, Watts::new(700.0));
+        assert_eq!(d.inverter.read().await.unwrap().setpoint, ems_core::watts!(700.0));
     });
 }
 
@@ -373,7 +377,10 @@ fn an_open_precharge_resistor_leaves_the_dc_link_uncharged() {
 fn cell_runaway_heat_doubles() {
     let mut site = SimulatedSite::new(SimSiteConfig::default()).unwrap();
     let t0 = site.truth().cell_temp_max.get();
-    site.inject(SimFault::CellRunaway { initial_watts: Watts::new(100.0), doubling: Millis::new(60_000) });
+    site.inject(SimFault::CellRunaway {
+        initial_watts: ems_core::watts!(100.0),
+        doubling: Millis::new(60_000),
+    });
     let mut rise = [0.0_f32; 4];
     let mut last = t0;
     for r in &mut rise {
@@ -405,7 +412,7 @@ fn bms_reset_clears_injected_alarms_whose_cause_is_gone() {
     let (s, mut d) = shared(SimSiteConfig::default());
     block_on(async {
         s.with_mut(|site| {
-            site.inject(SimFault::CellImbalance { volts: Volts::new(0.5) });
+            site.inject(SimFault::CellImbalance { volts: ems_core::volts!(0.5) });
             site.advance(SEC);
             let both = BmsAlarms::NONE.with(BmsAlarm::Insulation).with(BmsAlarm::CellOverVoltage);
             site.inject(SimFault::BmsAlarm(both));
@@ -414,7 +421,7 @@ fn bms_reset_clears_injected_alarms_whose_cause_is_gone() {
         let a = d.bms.read().await.unwrap().alarms;
         assert!(!a.contains(BmsAlarm::Insulation), "cause gone: cleared");
         assert!(a.contains(BmsAlarm::CellOverVoltage), "cause present: kept");
-        s.with_mut(|site| site.inject(SimFault::CellImbalance { volts: Volts::new(0.0) }));
+        s.with_mut(|site| site.inject(SimFault::CellImbalance { volts: ems_core::volts!(0.0) }));
         advance(&s, SEC);
         d.bms.reset_alarms().await.unwrap();
         let r = d.bms.read().await.unwrap();
@@ -458,7 +465,7 @@ fn clear_undoes_every_new_fault() {
             SimFault::PrechargeResistorOpen,
             SimFault::InverterIgnoresSetpoint,
             SimFault::InverterDelay { by: Millis::new(5_000) },
-            SimFault::CellRunaway { initial_watts: Watts::new(1_000.0), doubling: SEC },
+            SimFault::CellRunaway { initial_watts: ems_core::watts!(1_000.0), doubling: SEC },
         ] {
             site.inject(f);
         }
@@ -466,7 +473,7 @@ fn clear_undoes_every_new_fault() {
     });
     block_on(async {
         d.inverter.write_settings(&remote(1500.0, None)).await.unwrap();
-        assert_eq!(d.inverter.read().await.unwrap().setpoint, Watts::new(1500.0), "applied at once");
+        assert_eq!(d.inverter.read().await.unwrap().setpoint, ems_core::watts!(1500.0), "applied at once");
         d.main_relay.set(false).await.unwrap();
         advance(&s, SEC);
         assert!(!d.main_relay.feedback().await.unwrap(), "not welded");

@@ -5,7 +5,7 @@
 
 use ems_core::event::Signal;
 use ems_core::snapshot::{BmsAlarm, BmsAlarms, ContactorState, EStopInput, InverterState};
-use ems_core::{Celsius, Command, ContactorCommand, Millis, Percent, Quality, Volts, WattHours, Watts};
+use ems_core::{Celsius, Command, ContactorCommand, Millis, Percent, Quality, Volts, Watts};
 use ems_devices::sim::{SharedSite, SimError, SimFault, SimSiteConfig, SimulatedSite};
 use ems_devices::traits::{
     Bms, ControlSource, DeviceError, EStopInput as _, ErrorKind, Inverter, InverterSettings, Meter,
@@ -19,7 +19,10 @@ fn site(config: SimSiteConfig) -> SimulatedSite {
 }
 
 fn run(site: &mut SimulatedSite, setpoint: f32, secs: u64) {
-    site.apply(&Command { battery_setpoint: Watts::new(setpoint), contactor: ContactorCommand::Close });
+    site.apply(&Command {
+        battery_setpoint: Watts::saturating(setpoint),
+        contactor: ContactorCommand::Close,
+    });
     for _ in 0..secs {
         site.advance(SEC);
     }
@@ -27,7 +30,7 @@ fn run(site: &mut SimulatedSite, setpoint: f32, secs: u64) {
 
 #[test]
 fn config_errors_name_field_and_value() {
-    let bad = SimSiteConfig { battery_capacity: WattHours::new(-5.0), ..SimSiteConfig::default() };
+    let bad = SimSiteConfig { battery_capacity: ems_core::watt_hours!(-5.0), ..SimSiteConfig::default() };
     let e = SimulatedSite::new(bad).unwrap_err();
     assert!(matches!(e, SimError::InvalidConfig { field: "battery_capacity", .. }));
     assert!(e.to_string().contains("battery_capacity = -5.0 Wh"), "{e}");
@@ -42,7 +45,7 @@ fn grid_balances_every_step_and_counters_add_up() {
     let mut now = Millis::ZERO;
     for i in 0..(2 * 86_400 / 10) {
         let sp = [-4000.0, 0.0, 3000.0][(i / 500) % 3];
-        s.apply(&Command { battery_setpoint: Watts::new(sp), contactor: ContactorCommand::Close });
+        s.apply(&Command { battery_setpoint: Watts::saturating(sp), contactor: ContactorCommand::Close });
         let dt = Millis::new([100, 250, 1000, 10_000][i % 4]);
         s.advance(dt);
         now = now.plus(dt);
@@ -110,7 +113,7 @@ fn same_seed_same_day() {
         let mut s = site(SimSiteConfig { seed, ..SimSiteConfig::default() });
         for i in 0..86_400 {
             let sp = if (i / 3600) % 2 == 0 { -2500.0 } else { 2500.0 };
-            s.apply(&Command { battery_setpoint: Watts::new(sp), contactor: ContactorCommand::Close });
+            s.apply(&Command { battery_setpoint: Watts::saturating(sp), contactor: ContactorCommand::Close });
             s.advance(SEC);
         }
         (s.truth(), s.energy(), s.snapshot(Millis::ZERO).grid.voltage.last_value())
@@ -122,12 +125,12 @@ fn same_seed_same_day() {
 #[test]
 fn no_power_until_precharged_and_closed() {
     let mut s = site(SimSiteConfig::default());
-    s.apply(&Command { battery_setpoint: Watts::new(3000.0), contactor: ContactorCommand::Open });
+    s.apply(&Command { battery_setpoint: ems_core::watts!(3000.0), contactor: ContactorCommand::Open });
     s.advance(SEC);
     assert_eq!(s.truth().battery_power, Watts::ZERO);
     assert_eq!(s.truth().inverter_state, InverterState::Standby);
     assert_eq!(s.truth().dc_link_voltage, Volts::ZERO);
-    s.apply(&Command { battery_setpoint: Watts::new(3000.0), contactor: ContactorCommand::Close });
+    s.apply(&Command { battery_setpoint: ems_core::watts!(3000.0), contactor: ContactorCommand::Close });
     s.advance(Millis::new(100));
     let snap = s.snapshot(Millis::new(1100));
     assert_eq!(snap.contactor.last_value(), ContactorState::Precharging);
@@ -151,7 +154,7 @@ fn no_power_until_precharged_and_closed() {
     s.advance(SEC);
     assert!((s.truth().battery_power.get() - 3000.0).abs() < 1.0);
     assert_eq!(s.truth().inverter_state, InverterState::Running);
-    s.apply(&Command { battery_setpoint: Watts::new(3000.0), contactor: ContactorCommand::Open });
+    s.apply(&Command { battery_setpoint: ems_core::watts!(3000.0), contactor: ContactorCommand::Open });
     s.advance(Millis::new(100));
     assert_eq!(s.truth().battery_power, Watts::ZERO);
     assert_eq!(s.truth().contactor, ContactorState::Open);
@@ -160,7 +163,7 @@ fn no_power_until_precharged_and_closed() {
 #[test]
 fn one_second_steps_close_within_two_steps_without_inrush() {
     let mut s = site(SimSiteConfig::default());
-    s.apply(&Command { battery_setpoint: Watts::new(2000.0), contactor: ContactorCommand::Close });
+    s.apply(&Command { battery_setpoint: ems_core::watts!(2000.0), contactor: ContactorCommand::Close });
     s.advance(SEC);
     assert_eq!(s.truth().contactor, ContactorState::Precharging);
     s.advance(SEC);
@@ -173,7 +176,7 @@ fn one_second_steps_close_within_two_steps_without_inrush() {
 
 #[test]
 fn setpoint_is_clamped_to_rating_and_battery() {
-    let mut s = site(SimSiteConfig { initial_soc: Percent::new(99.0), ..SimSiteConfig::default() });
+    let mut s = site(SimSiteConfig { initial_soc: ems_core::percent!(99.0), ..SimSiteConfig::default() });
     run(&mut s, 9000.0, 5);
     assert!((s.truth().battery_power.get() - 5000.0).abs() < 1.0);
     run(&mut s, -5000.0, 4 * 3600);
@@ -185,7 +188,7 @@ fn setpoint_is_clamped_to_rating_and_battery() {
 
 #[test]
 fn site_soc_gain_for_one_hour_at_5kw() {
-    let mut s = site(SimSiteConfig { initial_soc: Percent::new(20.0), ..SimSiteConfig::default() });
+    let mut s = site(SimSiteConfig { initial_soc: ems_core::percent!(20.0), ..SimSiteConfig::default() });
     run(&mut s, -5000.0, 3600);
     let gained = s.truth().soc.get() - 20.0;
     assert!((44.0..=49.0).contains(&gained), "{gained}");
@@ -214,7 +217,7 @@ fn every_fault_has_an_observable_effect() {
     assert!(!s.snapshot(now).estop_pressed(now));
 
     let t0 = s.truth().cell_temp_max.get();
-    s.inject(SimFault::CellHeating { watts: Watts::new(5000.0) });
+    s.inject(SimFault::CellHeating { watts: ems_core::watts!(5000.0) });
     run(&mut s, 0.0, 600);
     assert!(s.truth().cell_temp_max.get() > t0 + 15.0);
     run(&mut s, 0.0, 3000);
@@ -251,7 +254,7 @@ fn every_fault_has_an_observable_effect() {
     assert_eq!(s.snapshot(now).battery.cell_voltage_max.quality_at(now), Quality::Good);
 
     let v0 = s.truth().cell_voltage_max.get();
-    s.inject(SimFault::CellImbalance { volts: Volts::new(0.5) });
+    s.inject(SimFault::CellImbalance { volts: ems_core::volts!(0.5) });
     s.advance(SEC);
     assert!(s.truth().cell_voltage_max.get() > v0 + 0.45);
     assert!(s.truth().bms_alarms.contains(BmsAlarm::CellOverVoltage));
@@ -265,7 +268,7 @@ fn every_signal_is_good_in_a_fresh_snapshot_and_each_dropout_hits_it() {
     let now = Millis::new(5);
     let mut s = site(SimSiteConfig::default());
     let snap = s.snapshot(now);
-    assert_eq!(snap.inverter.rated_power, Watts::new(5000.0));
+    assert_eq!(snap.inverter.rated_power, ems_core::watts!(5000.0));
     assert_eq!(snap.grid.frequency.quality_at(now), Quality::Good);
     assert_eq!(snap.estop.max_age(), ems_core::snapshot::ESTOP_MAX_AGE);
     assert!((snap.grid.voltage.last_value().get() - 230.0).abs() < 5.0);
@@ -291,14 +294,14 @@ fn device_traits_work_on_the_simulated_site() {
         let remote =
             InverterSettings { control: ControlSource::Remote, setpoint: Watts::ZERO, revert_timeout: None };
         d.inverter.write_settings(&remote).await.unwrap();
-        d.inverter.write_setpoint(Watts::new(-3000.0)).await.unwrap();
+        d.inverter.write_setpoint(ems_core::watts!(-3000.0)).await.unwrap();
         shared.with_mut(|s| s.advance(SEC));
         assert!(d.main_relay.feedback().await.unwrap());
         assert!(!d.precharge_relay.feedback().await.unwrap());
         shared.with_mut(|s| s.advance(SEC));
         let inv = d.inverter.read().await.unwrap();
         assert!((inv.active_power.get() + 3000.0).abs() < 1.0);
-        assert_eq!(inv.setpoint, Watts::new(-3000.0));
+        assert_eq!(inv.setpoint, ems_core::watts!(-3000.0));
         assert_eq!(inv.state, InverterState::Running);
         assert!((inv.dc_link_voltage.get() - shared.borrow().truth().pack_voltage.get()).abs() < 0.01);
         let bms = d.bms.read().await.unwrap();
@@ -311,10 +314,10 @@ fn device_traits_work_on_the_simulated_site() {
         assert_eq!(d.estop.read().await.unwrap(), EStopInput::Released);
         assert_eq!(shared.borrow().truth().inrush_events, 0);
 
-        let e = d.inverter.write_setpoint(Watts::new(6000.0)).await.unwrap_err();
+        let e = d.inverter.write_setpoint(ems_core::watts!(6000.0)).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::OutOfRange);
         shared.with_mut(|s| s.inject(SimFault::InverterFault));
-        let e = d.inverter.write_setpoint(Watts::new(100.0)).await.unwrap_err();
+        let e = d.inverter.write_setpoint(ems_core::watts!(100.0)).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Refused);
         shared.with_mut(|s| s.inject(SimFault::SensorDropout { signal: Signal::GridPower, for_: SEC }));
         assert_eq!(d.meter.read().await.unwrap_err().kind(), ErrorKind::Timeout);
@@ -346,14 +349,14 @@ fn outdoor_ambient_follows_the_weather() {
 
 #[test]
 fn obeying_the_bms_limits_keeps_every_cell_inside_its_window() {
-    let mut s = site(SimSiteConfig { initial_soc: Percent::new(80.0), ..SimSiteConfig::default() });
+    let mut s = site(SimSiteConfig { initial_soc: ems_core::percent!(80.0), ..SimSiteConfig::default() });
     let (mut vmax, mut vmin) = (0.0_f32, 10.0_f32);
     for phase in [-1.0_f32, 1.0] {
         for _ in 0..(6 * 3600) {
             let t = s.truth();
             let limit = if phase < 0.0 { t.bms_charge_limit } else { t.bms_discharge_limit };
             let sp = phase * limit.get().min(5000.0) * 0.95;
-            s.apply(&Command { battery_setpoint: Watts::new(sp), contactor: ContactorCommand::Close });
+            s.apply(&Command { battery_setpoint: Watts::saturating(sp), contactor: ContactorCommand::Close });
             s.advance(SEC);
             let t = s.truth();
             assert!(!t.bms_alarms.any(), "{t:?}");

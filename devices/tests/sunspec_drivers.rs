@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 use ems_core::snapshot::{BmsAlarm, InverterState};
-use ems_core::{Celsius, Millis, Watts};
+use ems_core::{Millis, Watts};
 use ems_devices::modbus::sunspec::inverter::ControlModel;
 use ems_devices::modbus::sunspec::model;
 use ems_devices::modbus::sunspec::{
@@ -49,10 +49,10 @@ fn der_inverter_reads_writes_and_arms_the_revert_timer() {
     assert_eq!(inv.control_model(), ControlModel::DerWSet);
     assert!(inv.capabilities().revert_timer);
     let r = block_on(inv.read()).unwrap();
-    assert_eq!(r.active_power, Watts::new(3000.0));
+    assert_eq!(r.active_power, ems_core::watts!(3000.0));
     assert_eq!(r.state, InverterState::Running);
-    assert_eq!(r.temperature, Celsius::new(41.5));
-    assert_eq!(r.rated_power, Watts::new(10_000.0));
+    assert_eq!(r.temperature, ems_core::celsius!(41.5));
+    assert_eq!(r.rated_power, ems_core::watts!(10_000.0));
     assert_eq!(r.dc_link_voltage.get(), 780.0);
     assert_eq!(r.setpoint, Watts::ZERO);
 
@@ -67,9 +67,9 @@ fn der_inverter_reads_writes_and_arms_the_revert_timer() {
         revert_timeout: Some(Millis::from_secs(10)),
     };
     block_on(inv.write_settings(&remote)).unwrap();
-    block_on(inv.write_setpoint(Watts::new(-2500.0))).unwrap();
+    block_on(inv.write_setpoint(ems_core::watts!(-2500.0))).unwrap();
     let r = block_on(inv.read()).unwrap();
-    assert_eq!(r.setpoint, Watts::new(-2500.0));
+    assert_eq!(r.setpoint, ems_core::watts!(-2500.0));
     let s = block_on(inv.read_settings()).unwrap();
     assert_eq!(s.control, ControlSource::Remote);
     assert_eq!(s.revert_timeout, Some(Millis::from_secs(10)));
@@ -95,7 +95,7 @@ fn a_refused_write_is_refused_not_a_link_error() {
     regs.writable.remove(&wset);
     regs.writable.remove(&(wset + 1));
     let mut inv = block_on(SunSpecInverter::new(regs)).unwrap();
-    let e = block_on(inv.write_setpoint(Watts::new(100.0))).unwrap_err();
+    let e = block_on(inv.write_setpoint(ems_core::watts!(100.0))).unwrap_err();
     assert!(matches!(e, SunSpecError::Exception { address, .. } if address.0 == wset), "{e}");
     assert_eq!(e.kind(), ErrorKind::Refused);
 }
@@ -146,14 +146,14 @@ fn storage_124_inverter_uses_a_collapsed_window() {
         revert_timeout: Some(Millis::new(2500)),
     };
     block_on(inv.write_settings(&remote)).unwrap();
-    block_on(inv.write_setpoint(Watts::new(1250.0))).unwrap();
+    block_on(inv.write_setpoint(ems_core::watts!(1250.0))).unwrap();
     let r = block_on(inv.read()).unwrap();
-    assert_eq!(r.setpoint, Watts::new(1250.0));
+    assert_eq!(r.setpoint, ems_core::watts!(1250.0));
     let regs = inv.client_mut();
     assert_eq!(read_point(regs, &img, 124, "OutWRte"), Some(25.0));
     assert_eq!(read_point(regs, &img, 124, "InWRte"), Some(-25.0));
     assert_eq!(read_point(regs, &img, 124, "InOutWRte_RvrtTms"), Some(2.0)); // floor, ≥ 1 s
-    let e = block_on(inv.write_setpoint(Watts::new(6000.0))).unwrap_err();
+    let e = block_on(inv.write_setpoint(ems_core::watts!(6000.0))).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::OutOfRange);
 }
 
@@ -181,15 +181,18 @@ fn export_limit_123_refuses_charge() {
     let r = block_on(inv.read()).unwrap();
     assert_eq!(r.state, InverterState::Running);
     assert_eq!(r.dc_link_voltage.get(), 0.0); // no DC source: 0 V
-    assert_eq!(r.setpoint, Watts::new(4000.0)); // no limit
+    assert_eq!(r.setpoint, ems_core::watts!(4000.0)); // no limit
     block_on(inv.write_settings(&InverterSettings {
         control: ControlSource::Remote,
-        setpoint: Watts::new(1000.0),
+        setpoint: ems_core::watts!(1000.0),
         revert_timeout: None,
     }))
     .unwrap();
-    assert_eq!(block_on(inv.read()).unwrap().setpoint, Watts::new(1000.0));
-    assert_eq!(block_on(inv.write_setpoint(Watts::new(-10.0))).unwrap_err().kind(), ErrorKind::OutOfRange);
+    assert_eq!(block_on(inv.read()).unwrap().setpoint, ems_core::watts!(1000.0));
+    assert_eq!(
+        block_on(inv.write_setpoint(ems_core::watts!(-10.0))).unwrap_err().kind(),
+        ErrorKind::OutOfRange
+    );
 }
 
 fn battery_image() -> SunSpecImage {
@@ -221,7 +224,7 @@ fn battery_image() -> SunSpecImage {
 fn battery_802_reads_limits_alarms_and_writes_the_heartbeat() {
     let img = battery_image();
     let bat = block_on(SunSpecBattery::new(img.clone().finish())).unwrap();
-    let mut bat = bat.with_assumed_cell_temperature(Celsius::new(25.0));
+    let mut bat = bat.with_assumed_cell_temperature(ems_core::celsius!(25.0));
     let r = block_on(bat.read()).unwrap();
     assert_eq!(r.soc.get(), 55.0);
     assert_eq!(r.pack_voltage.get(), 512.3);
@@ -251,7 +254,7 @@ fn battery_without_temperature_source_refuses_to_guess() {
     let a = point_addr(&img, 802, "AlmRst");
     regs.writable.remove(&a);
     let mut bat =
-        block_on(SunSpecBattery::new(regs)).unwrap().with_assumed_cell_temperature(Celsius::new(20.0));
+        block_on(SunSpecBattery::new(regs)).unwrap().with_assumed_cell_temperature(ems_core::celsius!(20.0));
     assert!(!block_on(bat.read()).unwrap().ready);
     assert_eq!(block_on(bat.reset_alarms()).unwrap_err().kind(), ErrorKind::Refused);
     // No 802 at all.
@@ -284,7 +287,7 @@ fn connect_disconnect_through_703_or_123_and_min_reserve_through_124() {
     let mut inv = block_on(SunSpecInverter::new(img.clone().finish())).unwrap();
     block_on(inv.set_connected(false, Some(Millis::from_secs(30)))).unwrap();
     assert_eq!(block_on(inv.connected()).unwrap(), Some(false));
-    block_on(inv.set_min_reserve(ems_core::Percent::new(20.0))).unwrap();
+    block_on(inv.set_min_reserve(ems_core::percent!(20.0))).unwrap();
     let regs = inv.into_client();
     assert_eq!(regs.holding[&point_addr(&img, 123, "Conn_RvrtTms")], 30);
     assert_eq!(read_point(&regs, &img, 124, "MinRsvPct"), Some(20.0));

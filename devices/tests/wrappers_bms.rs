@@ -5,7 +5,7 @@
 mod wrappers_mocks;
 
 use ems_core::snapshot::BatterySignals;
-use ems_core::{Amps, Celsius, Millis, Percent, Quality, Snapshot, Volts, Watts};
+use ems_core::{Celsius, Millis, Percent, Quality, Snapshot, Volts, Watts};
 use ems_devices::wrappers::bms::{SafeBms, SafeBmsConfig};
 use ems_devices::wrappers::rate::{RateLimit, RateLimiter};
 use ems_devices::wrappers::{DeviceEvent, DeviceEvents, WrapperError};
@@ -76,9 +76,9 @@ fn healthy_reading_is_good_with_the_read_time() {
     let ev = poll(&mut bms, 1000);
     assert!(ev.is_empty(), "{:?}", texts(&ev));
     let s = signals(&bms, Millis::new(1000));
-    assert_eq!(s.pack_voltage.value_at(Millis::new(1000)), Some(Volts::new(52.8)));
-    assert_eq!(s.soc.value_at(Millis::new(1000)), Some(Percent::new(50.0)));
-    assert_eq!(s.bms_charge_limit.value_at(Millis::new(1000)), Some(Watts::new(5000.0)));
+    assert_eq!(s.pack_voltage.value_at(Millis::new(1000)), Some(ems_core::volts!(52.8)));
+    assert_eq!(s.soc.value_at(Millis::new(1000)), Some(ems_core::percent!(50.0)));
+    assert_eq!(s.bms_charge_limit.value_at(Millis::new(1000)), Some(ems_core::watts!(5000.0)));
     assert_eq!(s.bms_ready.value_at(Millis::new(1000)), Some(true));
     // Goes stale naturally through the max age.
     assert_eq!(s.pack_voltage.quality_at(Millis::new(4000)), Quality::Stale);
@@ -88,7 +88,7 @@ fn healthy_reading_is_good_with_the_read_time() {
 fn implausible_cell_voltage_is_rejected_naming_field_and_value() {
     let mock = MockBms::healthy();
     let mut r = healthy_bms_reading();
-    r.cell_voltage_max = Volts::new(9.9);
+    r.cell_voltage_max = ems_core::volts!(9.9);
     mock.set(Ok(r));
     let mut bms = SafeBms::new(mock, SafeBmsConfig::default()).unwrap();
     let ev = poll(&mut bms, 0);
@@ -109,11 +109,11 @@ fn implausible_cell_voltage_is_rejected_naming_field_and_value() {
 fn pack_voltage_within_tolerance_passes_and_outside_fails() {
     let mock = MockBms::healthy();
     let mut r = healthy_bms_reading();
-    r.pack_voltage = Volts::new(52.8 * 1.02); // 2 % off: inside 3 %
+    r.pack_voltage = Volts::saturating(52.8 * 1.02); // 2 % off: inside 3 %
     mock.set(Ok(r));
     let mut bms = SafeBms::new(mock.clone(), SafeBmsConfig::default()).unwrap();
     assert!(poll(&mut bms, 0).is_empty());
-    r.pack_voltage = Volts::new(52.8 * 0.9);
+    r.pack_voltage = Volts::saturating(52.8 * 0.9);
     mock.set(Ok(r));
     let ev = poll(&mut bms, 100);
     assert!(ev.any(|e| matches!(
@@ -127,7 +127,7 @@ fn pack_voltage_within_tolerance_passes_and_outside_fails() {
 fn min_above_max_is_rejected() {
     let mock = MockBms::healthy();
     let mut r = healthy_bms_reading();
-    r.cell_temp_min = Celsius::new(40.0);
+    r.cell_temp_min = ems_core::celsius!(40.0);
     mock.set(Ok(r));
     let mut bms = SafeBms::new(mock, SafeBmsConfig::default()).unwrap();
     let ev = poll(&mut bms, 0);
@@ -145,10 +145,10 @@ fn soc_jump_is_rejected_and_a_plausible_change_is_not() {
     let mut bms = SafeBms::new(mock.clone(), SafeBmsConfig::default()).unwrap();
     assert!(poll(&mut bms, 0).is_empty());
     let mut r = healthy_bms_reading();
-    r.soc = Percent::new(51.0); // 1 % in 1 s: allowed
+    r.soc = ems_core::percent!(51.0); // 1 % in 1 s: allowed
     mock.set(Ok(r));
     assert!(poll(&mut bms, 1000).is_empty());
-    r.soc = Percent::new(80.0); // 29 % in 1 s: a jump
+    r.soc = ems_core::percent!(80.0); // 29 % in 1 s: a jump
     mock.set(Ok(r));
     let ev = poll(&mut bms, 2000);
     let t = texts(&ev);
@@ -159,7 +159,7 @@ fn soc_jump_is_rejected_and_a_plausible_change_is_not() {
     assert!(poll(&mut bms, 31_000).is_empty());
     assert_eq!(
         signals(&bms, Millis::new(31_000)).soc.value_at(Millis::new(31_000)),
-        Some(Percent::new(80.0))
+        Some(ems_core::percent!(80.0))
     );
 }
 
@@ -167,7 +167,7 @@ fn soc_jump_is_rejected_and_a_plausible_change_is_not() {
 fn stuck_cell_sensor_under_load_is_marked_invalid_and_not_at_rest() {
     let mock = MockBms::healthy();
     let mut r = healthy_bms_reading();
-    r.pack_current = Amps::new(20.0);
+    r.pack_current = ems_core::amps!(20.0);
     mock.set(Ok(r));
     let mut bms = SafeBms::new(mock.clone(), SafeBmsConfig::default()).unwrap();
     // 9 minutes unchanged under load: fine.
@@ -199,7 +199,7 @@ fn stuck_cell_sensor_under_load_is_marked_invalid_and_not_at_rest() {
     assert_eq!(s.cell_temp_min.quality_at(Millis::new(620_000)), Quality::Invalid);
     assert_eq!(s.pack_current.quality_at(Millis::new(620_000)), Quality::Good);
     // A change of one value clears that signal.
-    r.cell_voltage_max = Volts::new(3.311);
+    r.cell_voltage_max = ems_core::volts!(3.311);
     mock.set(Ok(r));
     let _ = poll(&mut bms, 630_000);
     assert_eq!(
@@ -227,7 +227,7 @@ fn comm_loss_falls_back_to_zero_limits_after_the_timeout_and_not_before() {
     let _ = poll(&mut bms, 5000);
     assert!(!bms.fallback_active(Millis::new(5000)));
     let s = signals(&bms, Millis::new(5000));
-    assert_eq!(s.bms_charge_limit.value_at(Millis::new(5000)), Some(Watts::new(5000.0)));
+    assert_eq!(s.bms_charge_limit.value_at(Millis::new(5000)), Some(ems_core::watts!(5000.0)));
     // Past 5 s: good zero limits, everything else invalid.
     let ev = poll(&mut bms, 5100);
     assert!(ev.any(|e| matches!(e, DeviceEvent::CommLost { .. })), "{:?}", texts(&ev));
@@ -244,7 +244,7 @@ fn comm_loss_falls_back_to_zero_limits_after_the_timeout_and_not_before() {
     assert!(ev.any(|e| matches!(e, DeviceEvent::CommRestored { .. })));
     assert_eq!(
         signals(&bms, Millis::new(6000)).bms_charge_limit.value_at(Millis::new(6000)),
-        Some(Watts::new(5000.0))
+        Some(ems_core::watts!(5000.0))
     );
 }
 
@@ -286,11 +286,11 @@ fn cell_temperature_jump_is_rejected_and_a_plausible_rise_is_not() {
     let mut r = healthy_bms_reading();
     let base = r.cell_temp_max.get();
     // +1 °C in 1 s: a fast but possible rise is accepted.
-    r.cell_temp_max = Celsius::new(base + 1.0);
+    r.cell_temp_max = Celsius::saturating(base + 1.0);
     mock.set(Ok(r));
     assert!(poll(&mut bms, 1000).is_empty());
     // +40 °C in the next second: a sensor or bus fault, rejected and marked invalid.
-    r.cell_temp_max = Celsius::new(base + 41.0);
+    r.cell_temp_max = Celsius::saturating(base + 41.0);
     mock.set(Ok(r));
     let t = texts(&poll(&mut bms, 2000));
     assert!(t.iter().any(|s| s.contains("cell_temp_max") && s.contains("jump")), "{t:?}");

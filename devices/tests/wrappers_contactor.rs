@@ -13,7 +13,7 @@ use ems_devices::wrappers::{DeviceEvent, DeviceEvents};
 use pollster::block_on;
 use wrappers_mocks::MockRelay;
 
-const PACK: Option<Volts> = Some(Volts::new(52.8));
+const PACK: Option<Volts> = Some(ems_core::volts!(52.8));
 
 struct Rig {
     pre: MockRelay,
@@ -42,18 +42,18 @@ impl Rig {
 #[test]
 fn full_precharge_sequence() {
     let mut r = rig();
-    let (st, ev) = r.step(100, ContactorCommand::Close, Some(Volts::new(10.0)));
+    let (st, ev) = r.step(100, ContactorCommand::Close, Some(ems_core::volts!(10.0)));
     assert!(ev.any(|e| matches!(e, DeviceEvent::PrechargeStarted)));
     assert!(r.pre.energised() && !r.main.energised());
     assert_eq!(st.state, Some(ContactorState::Precharging));
     assert!(!st.precharge_done);
-    let (_, _) = r.step(100, ContactorCommand::Close, Some(Volts::new(40.0)));
+    let (_, _) = r.step(100, ContactorCommand::Close, Some(ems_core::volts!(40.0)));
     assert!(!r.main.energised(), "not equalised yet");
     // Equalised after 200 ms, but the pre-charge relay stays closed for the minimum time: a
     // frozen DC-link reading must not be able to close main onto an uncharged link.
-    let (_, _) = r.step(100, ContactorCommand::Close, Some(Volts::new(51.0)));
+    let (_, _) = r.step(100, ContactorCommand::Close, Some(ems_core::volts!(51.0)));
     assert!(!r.main.energised(), "not before min_precharge_time");
-    let (st, ev) = r.step(300, ContactorCommand::Close, Some(Volts::new(51.0)));
+    let (st, ev) = r.step(300, ContactorCommand::Close, Some(ems_core::volts!(51.0)));
     assert!(ev.any(|e| matches!(e, DeviceEvent::PrechargeDone { .. })));
     assert!(ev.any(|e| matches!(e, DeviceEvent::ContactorClosed)));
     assert!(r.main.energised() && !r.pre.energised(), "main closed, pre-charge relay opened");
@@ -74,7 +74,7 @@ fn precharge_timeout_opens_everything_and_trips_once() {
     let _ = r.step(100, ContactorCommand::Close, None);
     let mut trips = Vec::new();
     for _ in 0..40 {
-        let (st, _) = r.step(100, ContactorCommand::Close, Some(Volts::new(20.0)));
+        let (st, _) = r.step(100, ContactorCommand::Close, Some(ems_core::volts!(20.0)));
         trips.extend(st.trips.iter().copied());
         assert!(!r.main.energised(), "main never closes without pre-charge");
     }
@@ -83,14 +83,14 @@ fn precharge_timeout_opens_everything_and_trips_once() {
     // Not before the timeout: a fresh attempt after Open succeeds at 2.9 s.
     let _ = r.step(100, ContactorCommand::Open, None);
     let _ = r.step(100, ContactorCommand::Close, None);
-    let (st, _) = r.step(2900, ContactorCommand::Close, Some(Volts::new(52.0)));
+    let (st, _) = r.step(2900, ContactorCommand::Close, Some(ems_core::volts!(52.0)));
     assert!(st.trips.is_empty());
     assert_eq!(st.state, Some(ContactorState::Closed));
 }
 
 /// A DC-link reading that moved since the pre-charge started (measurement noise on a charged
 /// link, or the rise of a charging one).
-const LIVE: Option<Volts> = Some(Volts::new(52.79));
+const LIVE: Option<Volts> = Some(ems_core::volts!(52.79));
 
 #[test]
 fn a_frozen_dc_link_reading_is_not_evidence_of_a_charged_link() {
@@ -169,7 +169,7 @@ impl ContactorProbe for Probe {
     async fn sample(&mut self) -> ProbeSample {
         self.now += 50;
         self.dc = (self.dc + 10.0).min(52.8);
-        ProbeSample { at: Millis::new(self.now), pack: PACK, dc_link: Some(Volts::new(self.dc)) }
+        ProbeSample { at: Millis::new(self.now), pack: PACK, dc_link: Some(Volts::saturating(self.dc)) }
     }
 }
 

@@ -12,7 +12,7 @@ use ems_devices::wrappers::{DeviceEvent, DeviceEvents};
 use pollster::block_on;
 use wrappers_mocks::{Clock, MockInverter, ORIGINAL};
 
-const BIG: Watts = Watts::new(1.0e6);
+const BIG: Watts = ems_core::watts!(1.0e6);
 
 struct Rig {
     clock: Clock,
@@ -41,8 +41,13 @@ impl Rig {
         let now = self.clock.advance(dt);
         let mut ev = DeviceEvents::new();
         let _ = block_on(self.inv.poll(now, &mut ev));
-        let out =
-            block_on(self.inv.apply(now, Watts::new(sp), Watts::new(max_c), Watts::new(max_d), &mut ev));
+        let out = block_on(self.inv.apply(
+            now,
+            Watts::saturating(sp),
+            Watts::saturating(max_c),
+            Watts::saturating(max_d),
+            &mut ev,
+        ));
         (out, ev)
     }
 }
@@ -65,10 +70,10 @@ fn config_errors_name_the_field() {
 fn clamps_to_rating_and_envelope_with_an_event_naming_the_bound() {
     let mut r = timer_rig();
     let (out, ev) = r.cycle(100, 9000.0, 1.0e6, 1.0e6);
-    assert!(out.target <= Watts::new(5000.0));
-    assert!(ev.any(|e| matches!(e, DeviceEvent::SetpointClamped { by: ClampedBy::Rating, written, .. } if *written == Watts::new(5000.0))));
+    assert!(out.target <= ems_core::watts!(5000.0));
+    assert!(ev.any(|e| matches!(e, DeviceEvent::SetpointClamped { by: ClampedBy::Rating, written, .. } if *written == ems_core::watts!(5000.0))));
     let (_, ev) = r.cycle(100, -3000.0, 1000.0, 1.0e6);
-    assert!(ev.any(|e| matches!(e, DeviceEvent::SetpointClamped { by: ClampedBy::MaxCharge, written, .. } if *written == Watts::new(-1000.0))));
+    assert!(ev.any(|e| matches!(e, DeviceEvent::SetpointClamped { by: ClampedBy::MaxCharge, written, .. } if *written == ems_core::watts!(-1000.0))));
     let text =
         ev.iter().find(|e| matches!(e.event, DeviceEvent::SetpointClamped { .. })).unwrap().event.to_string();
     assert_eq!(text, "Inverter set-point -3000 W clamped to -1000 W by allowed charge power");
@@ -85,18 +90,18 @@ fn ramps_away_from_zero_and_drops_toward_zero_at_once() {
     let mut r = timer_rig();
     // 5000 W/s: 500 W per 100 ms cycle.
     let (out, _) = r.cycle(100, 3000.0, 1.0e6, 1.0e6);
-    assert_eq!(out.written, Some(Watts::new(500.0)));
+    assert_eq!(out.written, Some(ems_core::watts!(500.0)));
     let (out, _) = r.cycle(100, 3000.0, 1.0e6, 1.0e6);
-    assert_eq!(out.written, Some(Watts::new(1000.0)));
+    assert_eq!(out.written, Some(ems_core::watts!(1000.0)));
     // Reduction toward zero: at once.
     let (out, _) = r.cycle(100, 200.0, 1.0e6, 1.0e6);
-    assert_eq!(out.written, Some(Watts::new(200.0)));
+    assert_eq!(out.written, Some(ems_core::watts!(200.0)));
     // Sign reversal: straight through zero, then ramp.
     let (out, _) = r.cycle(100, -3000.0, 1.0e6, 1.0e6);
-    assert_eq!(out.written, Some(Watts::new(-500.0)));
+    assert_eq!(out.written, Some(ems_core::watts!(-500.0)));
     // An envelope that shrinks below the held value is applied at once.
     let (out, _) = r.cycle(100, -3000.0, 100.0, 1.0e6);
-    assert_eq!(out.written, Some(Watts::new(-100.0)));
+    assert_eq!(out.written, Some(ems_core::watts!(-100.0)));
 }
 
 #[test]
@@ -109,7 +114,7 @@ fn deadband_skips_small_changes_but_not_a_move_to_zero() {
     assert!(ev.any(|e| matches!(e, DeviceEvent::WriteSkipped { why: SkipReason::Deadband, .. })));
     assert_eq!(r.mock.setpoint_writes().len(), n);
     let (out, _) = r.cycle(100, 425.0, 1.0e6, 1.0e6);
-    assert_eq!(out.written, Some(Watts::new(425.0)));
+    assert_eq!(out.written, Some(ems_core::watts!(425.0)));
     // A tiny set-point to zero is written.
     let _ = r.cycle(100, 10.0, 1.0e6, 1.0e6);
     let (out, _) = r.cycle(100, 0.0, 1.0e6, 1.0e6);
@@ -137,8 +142,8 @@ fn flash_budget_exhaustion_skips_increases_with_an_event_but_never_a_reduction()
     let held = r.inv.last_written();
     // A reduction goes through even with the budget used up.
     let (out, _) = r.cycle(100, 100.0, 1.0e6, 1.0e6);
-    assert_eq!(out.written, Some(Watts::new(100.0)));
-    assert!(held > Watts::new(100.0));
+    assert_eq!(out.written, Some(ems_core::watts!(100.0)));
+    assert!(held > ems_core::watts!(100.0));
 }
 
 #[test]
@@ -146,7 +151,7 @@ fn ignored_setpoint_trips_after_n_polls_and_not_before() {
     let mut r = timer_rig();
     r.mock.with(|s| s.ignore_writes = true);
     let (out, _) = r.cycle(100, 400.0, 1.0e6, 1.0e6);
-    assert_eq!(out.written, Some(Watts::new(400.0)));
+    assert_eq!(out.written, Some(ems_core::watts!(400.0)));
     // Polls 1 and 2 after the write: no trip yet (keep the set-point steady).
     for k in 1..=2 {
         let (out, ev) = r.cycle(100, 400.0, 1.0e6, 1.0e6);
@@ -155,7 +160,7 @@ fn ignored_setpoint_trips_after_n_polls_and_not_before() {
     }
     // Poll 3: the event at the poll, the trip in that cycle's apply.
     let (out, ev) = r.cycle(100, 400.0, 1.0e6, 1.0e6);
-    assert!(ev.any(|e| matches!(e, DeviceEvent::SetpointNotApplied { commanded, read_back } if *commanded == Watts::new(400.0) && *read_back == Watts::ZERO)));
+    assert!(ev.any(|e| matches!(e, DeviceEvent::SetpointNotApplied { commanded, read_back } if *commanded == ems_core::watts!(400.0) && *read_back == Watts::ZERO)));
     assert_eq!(out.trips.as_slice(), &[TripReason::SetpointNotApplied]);
 }
 
@@ -180,7 +185,7 @@ fn delayed_but_in_time_application_passes() {
         assert!(out.trips.is_empty());
         assert!(!ev.any(|e| matches!(e, DeviceEvent::SetpointNotApplied { .. })));
     }
-    assert_eq!(r.mock.with(|s| s.applied), Watts::new(2000.0));
+    assert_eq!(r.mock.with(|s| s.applied), ems_core::watts!(2000.0));
 }
 
 #[test]
@@ -214,7 +219,7 @@ fn device_found_local_is_re_taken_and_ramps_from_zero() {
     for _ in 0..10 {
         let _ = r.cycle(100, 2000.0, 1.0e6, 1.0e6);
     }
-    assert_eq!(r.inv.last_written(), Watts::new(2000.0));
+    assert_eq!(r.inv.last_written(), ems_core::watts!(2000.0));
     // The EMS hangs for 11 s: the device reverts to Local and zero.
     let _ = r.clock.advance(11_000);
     assert_eq!(r.mock.settings().control, ControlSource::Local);
@@ -227,9 +232,9 @@ fn device_found_local_is_re_taken_and_ramps_from_zero() {
     assert!(ev.any(|e| matches!(e, DeviceEvent::LeaseTaken { .. })));
     assert!(!ev.any(|e| matches!(e, DeviceEvent::SetpointNotApplied { .. })));
     assert!(out.trips.is_empty());
-    assert!(out.target <= Watts::new(500.0), "ramps from zero again: {:?}", out.target);
+    assert!(out.target <= ems_core::watts!(500.0), "ramps from zero again: {:?}", out.target);
     let (out, _) = r.cycle(100, 2000.0, 1.0e6, 1.0e6);
-    assert!(out.target <= Watts::new(1000.0), "ramps from zero again: {:?}", out.target);
+    assert!(out.target <= ems_core::watts!(1000.0), "ramps from zero again: {:?}", out.target);
     assert_eq!(r.mock.settings().control, ControlSource::Remote);
     assert_eq!(r.inv.remembered_settings(), Some(ORIGINAL), "the original settings are kept");
 }
@@ -284,7 +289,7 @@ fn no_reading_means_no_rating_and_zero_power() {
     let mock = MockInverter::with_timer(&clock);
     let mut inv = SafeInverter::new(mock.clone(), SafeInverterConfig::default()).unwrap();
     let mut ev = DeviceEvents::new();
-    let out = block_on(inv.apply(Millis::ZERO, Watts::new(1000.0), BIG, BIG, &mut ev));
+    let out = block_on(inv.apply(Millis::ZERO, ems_core::watts!(1000.0), BIG, BIG, &mut ev));
     assert_eq!(out.target, Watts::ZERO);
     assert!(mock.setpoint_writes().is_empty());
 }

@@ -107,7 +107,7 @@ fn pts<X: Scalar, const N: usize>(p: [(f32, f32); N]) -> DeratingCurve<X> {
     let mut v = Points::new();
     for (x, y) in p {
         // N ≤ MAX_POINTS for every default below; an overflow would only shorten a default.
-        let _ = v.push((X::from_raw(x), Percent::new(y)));
+        let _ = v.push((X::from_raw(x), Percent::saturating(y)));
     }
     DeratingCurve { points: v }
 }
@@ -233,24 +233,28 @@ mod tests {
             (50.0, 0.0),
             (80.0, 0.0),
         ] {
-            assert!(close(c.factor(Celsius::new(t)), want), "{t} °C -> {}", c.factor(Celsius::new(t)));
+            assert!(
+                close(c.factor(Celsius::saturating(t)), want),
+                "{t} °C -> {}",
+                c.factor(Celsius::saturating(t))
+            );
         }
         let v = DeratingConfig::default().discharge_vs_cell_voltage;
-        assert!(close(v.factor(Volts::new(2.9)), 50.0));
-        assert!(close(v.factor(Volts::new(3.4)), 100.0));
+        assert!(close(v.factor(ems_core::volts!(2.9)), 50.0));
+        assert!(close(v.factor(ems_core::volts!(3.4)), 100.0));
         let s = DeratingConfig::default().charge_vs_soc;
-        assert!(close(s.factor(Percent::new(95.0)), 60.0));
-        assert!(close(s.factor(Percent::new(100.0)), 20.0));
-        assert!(close(DeratingCurve::<Percent>::none().factor(Percent::new(3.0)), 100.0));
+        assert!(close(s.factor(ems_core::percent!(95.0)), 60.0));
+        assert!(close(s.factor(ems_core::percent!(100.0)), 20.0));
+        assert!(close(DeratingCurve::<Percent>::none().factor(ems_core::percent!(3.0)), 100.0));
     }
 
     #[test]
     fn validation_refuses_non_increasing_points_naming_the_field() {
         let err = DeratingCurve::new(
             &[
-                (Celsius::new(0.0), Percent::ZERO),
-                (Celsius::new(10.0), Percent::MAX),
-                (Celsius::new(10.0), Percent::ZERO),
+                (ems_core::celsius!(0.0), Percent::ZERO),
+                (ems_core::celsius!(10.0), Percent::MAX),
+                (ems_core::celsius!(10.0), Percent::ZERO),
             ],
             "derating.charge_vs_temperature",
         )
@@ -265,15 +269,15 @@ mod tests {
 
     #[test]
     fn applies_as_fraction_of_rating_with_the_lower_cell_named() {
-        let mut s = Snapshot::unknown(Watts::new(5000.0));
+        let mut s = Snapshot::unknown(ems_core::watts!(5000.0));
         let now = Millis::ZERO;
-        let good = |c: f32| ems_core::Measurement::good(Celsius::new(c), now, Millis::new(5000));
+        let good = |c: f32| ems_core::Measurement::good(Celsius::saturating(c), now, Millis::new(5000));
         s.battery.cell_temp_min = good(5.0);
         s.battery.cell_temp_max = good(20.0);
-        let mut env = Envelope::new(Watts::new(5000.0));
-        DeratingConfig::default().apply(&s, now, Watts::new(5000.0), &mut env);
+        let mut env = Envelope::new(ems_core::watts!(5000.0));
+        DeratingConfig::default().apply(&s, now, ems_core::watts!(5000.0), &mut env);
         assert!((env.max_charge().get() - 2500.0).abs() < 0.5);
         assert_eq!(env.charge_binding(), Some(Constraint::Derating(Quantity::CellTempLow)));
-        assert_eq!(env.max_discharge(), Watts::new(5000.0));
+        assert_eq!(env.max_discharge(), ems_core::watts!(5000.0));
     }
 }

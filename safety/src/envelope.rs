@@ -223,48 +223,51 @@ mod tests {
 
     #[test]
     fn narrowing_only_shrinks_and_records_the_binding_reason() {
-        let mut e = Envelope::new(Watts::new(5000.0));
-        e.limit_charge(Watts::new(3000.0), Constraint::BmsLimit);
-        e.limit_charge(Watts::new(4000.0), Constraint::GridImportLimit);
-        assert_eq!(e.max_charge(), Watts::new(3000.0));
+        let mut e = Envelope::new(ems_core::watts!(5000.0));
+        e.limit_charge(ems_core::watts!(3000.0), Constraint::BmsLimit);
+        e.limit_charge(ems_core::watts!(4000.0), Constraint::GridImportLimit);
+        assert_eq!(e.max_charge(), ems_core::watts!(3000.0));
         assert_eq!(e.charge_binding(), Some(Constraint::BmsLimit));
-        e.limit_charge(Watts::new(-10.0), Constraint::Derating(Quantity::CellTempLow));
+        e.limit_charge(ems_core::watts!(-10.0), Constraint::Derating(Quantity::CellTempLow));
         assert_eq!(e.max_charge(), Watts::ZERO);
         assert_eq!(e.charge_binding(), Some(Constraint::Derating(Quantity::CellTempLow)));
-        assert_eq!(e.max_discharge(), Watts::new(5000.0));
+        assert_eq!(e.max_discharge(), ems_core::watts!(5000.0));
     }
 
     #[test]
     fn clamp_names_the_binding_constraint() {
-        let mut e = Envelope::new(Watts::new(5000.0));
-        e.limit_discharge(Watts::new(1000.0), Constraint::Limit(Quantity::SocLow));
+        let mut e = Envelope::new(ems_core::watts!(5000.0));
+        e.limit_discharge(ems_core::watts!(1000.0), Constraint::Limit(Quantity::SocLow));
         assert_eq!(
-            e.clamp(Watts::new(2000.0)),
-            (Watts::new(1000.0), Some(Constraint::Limit(Quantity::SocLow)))
+            e.clamp(ems_core::watts!(2000.0)),
+            (ems_core::watts!(1000.0), Some(Constraint::Limit(Quantity::SocLow)))
         );
-        assert_eq!(e.clamp(Watts::new(-6000.0)), (Watts::new(-5000.0), Some(Constraint::InverterRating)));
-        assert_eq!(e.clamp(Watts::new(500.0)), (Watts::new(500.0), None));
+        assert_eq!(
+            e.clamp(ems_core::watts!(-6000.0)),
+            (ems_core::watts!(-5000.0), Some(Constraint::InverterRating))
+        );
+        assert_eq!(e.clamp(ems_core::watts!(500.0)), (ems_core::watts!(500.0), None));
     }
 
     #[test]
     fn zero_envelope_allows_nothing() {
         let e = Envelope::zero(Constraint::EmergencyStop);
         assert!(e.contains(Watts::ZERO));
-        assert!(!e.contains(Watts::new(1.0)));
-        assert!(!e.contains(Watts::new(-1.0)));
+        assert!(!e.contains(ems_core::watts!(1.0)));
+        assert!(!e.contains(ems_core::watts!(-1.0)));
         assert!(!e.contactor_close_allowed());
     }
 
     proptest::proptest! {
         #[test]
         fn envelope_is_monotone(ops in proptest::collection::vec((0u8..3, -1.0e5f32..1.0e5), 0..20)) {
-            let mut e = Envelope::new(Watts::new(10_000.0));
+            let mut e = Envelope::new(ems_core::watts!(10_000.0));
             for (dir, w) in ops {
                 let (c, d) = (e.max_charge(), e.max_discharge());
                 match dir {
-                    0 => e.limit_charge(Watts::new(w), Constraint::BmsLimit),
-                    1 => e.limit_discharge(Watts::new(w), Constraint::BmsLimit),
-                    _ => e.limit_both(Watts::new(w), Constraint::Ramp),
+                    0 => e.limit_charge(Watts::saturating(w), Constraint::BmsLimit),
+                    1 => e.limit_discharge(Watts::saturating(w), Constraint::BmsLimit),
+                    _ => e.limit_both(Watts::saturating(w), Constraint::Ramp),
                 }
                 proptest::prop_assert!(e.max_charge() <= c && e.max_discharge() <= d);
                 proptest::prop_assert!(e.max_charge() >= Watts::ZERO && e.max_discharge() >= Watts::ZERO);

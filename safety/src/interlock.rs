@@ -126,7 +126,7 @@ pub const DEFAULT_RULES: [Rule; 8] = [
         id: 1,
         name: "charging requires cell temperature ≥ 0 °C",
         direction: Target::Charge,
-        conditions: &[Condition::CellTempAtLeast(Celsius::new(0.0))],
+        conditions: &[Condition::CellTempAtLeast(ems_core::celsius!(0.0))],
     },
     Rule {
         id: 2,
@@ -280,7 +280,7 @@ mod tests {
 
     fn check(mutate: impl Fn(&mut Snapshot), id: u8, want: Permissions) {
         let mut s = healthy_snapshot(NOW);
-        let mut env = Envelope::new(Watts::new(5000.0));
+        let mut env = Envelope::new(ems_core::watts!(5000.0));
         let all = Permissions { charge: true, discharge: true, contactor_close: true };
         assert_eq!(Interlocks::default().apply(&s, NOW, &mut env), all);
         mutate(&mut s);
@@ -300,9 +300,9 @@ mod tests {
 
     #[test]
     fn rule_1_cold_cells_block_charging() {
-        check(|s| s.battery.cell_temp_min = good(Celsius::new(-0.1)), 1, NO_CHARGE);
+        check(|s| s.battery.cell_temp_min = good(ems_core::celsius!(-0.1)), 1, NO_CHARGE);
         check(
-            |s| s.battery.cell_temp_min = good(Celsius::new(0.0)),
+            |s| s.battery.cell_temp_min = good(ems_core::celsius!(0.0)),
             1,
             Permissions { charge: true, discharge: true, contactor_close: true },
         );
@@ -348,8 +348,10 @@ mod tests {
     #[test]
     fn frequency_window_and_table_capacity() {
         let s = healthy_snapshot(NOW);
-        assert!(Condition::GridFrequencyWithin(Hertz::new(49.5), Hertz::new(50.5)).holds(&s, NOW));
-        assert!(!Condition::GridFrequencyWithin(Hertz::new(50.1), Hertz::new(50.5)).holds(&s, NOW));
+        assert!(Condition::GridFrequencyWithin(ems_core::hertz!(49.5), ems_core::hertz!(50.5)).holds(&s, NOW));
+        assert!(
+            !Condition::GridFrequencyWithin(ems_core::hertz!(50.1), ems_core::hertz!(50.5)).holds(&s, NOW)
+        );
         let mut t = Interlocks::empty();
         for _ in 0..MAX_RULES {
             t.push(DEFAULT_RULES[0]).unwrap();

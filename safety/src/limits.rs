@@ -192,11 +192,11 @@ pub struct LimitConfig {
 }
 
 /// Default pack maximum current (each direction) used by [`LimitConfig::default`].
-pub const DEFAULT_PACK_MAX_CURRENT: Amps = Amps::new(100.0);
+pub const DEFAULT_PACK_MAX_CURRENT: Amps = ems_core::amps!(100.0);
 /// Default grid import limit: 25 A × 230 V × 3 phases.
-pub const DEFAULT_GRID_IMPORT_LIMIT: Watts = Watts::new(17_250.0);
+pub const DEFAULT_GRID_IMPORT_LIMIT: Watts = ems_core::watts!(17_250.0);
 /// Default grid export cap.
-pub const DEFAULT_GRID_EXPORT_LIMIT: Watts = Watts::new(10_000.0);
+pub const DEFAULT_GRID_EXPORT_LIMIT: Watts = ems_core::watts!(10_000.0);
 
 impl Default for LimitConfig {
     fn default() -> Self {
@@ -236,54 +236,54 @@ impl LimitConfig {
         };
         Self {
             cell_voltage_high: LimitSpec::rising(
-                Volts::new(3.55),
-                Volts::new(3.60),
-                Some(Volts::new(3.65)),
-                Volts::new(0.05),
+                ems_core::volts!(3.55),
+                ems_core::volts!(3.60),
+                Some(ems_core::volts!(3.65)),
+                ems_core::volts!(0.05),
                 Millis::new(2_000),
             ),
             cell_voltage_low: LimitSpec::falling(
-                Volts::new(2.90),
-                Volts::new(2.80),
-                Some(Volts::new(2.50)),
-                Volts::new(0.10),
+                ems_core::volts!(2.90),
+                ems_core::volts!(2.80),
+                Some(ems_core::volts!(2.50)),
+                ems_core::volts!(0.10),
                 Millis::new(2_000),
             ),
             cell_temp_high: LimitSpec::rising(
-                Celsius::new(45.0),
-                Celsius::new(50.0),
-                Some(Celsius::new(55.0)),
-                Celsius::new(2.0),
+                ems_core::celsius!(45.0),
+                ems_core::celsius!(50.0),
+                Some(ems_core::celsius!(55.0)),
+                ems_core::celsius!(2.0),
                 Millis::new(5_000),
             ),
             cell_temp_low: LimitSpec::falling(
-                Celsius::new(5.0),
-                Celsius::new(0.0),
-                Some(Celsius::new(-20.0)),
-                Celsius::new(2.0),
+                ems_core::celsius!(5.0),
+                ems_core::celsius!(0.0),
+                Some(ems_core::celsius!(-20.0)),
+                ems_core::celsius!(2.0),
                 Millis::new(5_000),
             ),
             charge_current: current(max_charge_current),
             discharge_current: current(max_discharge_current),
             soc_high: LimitSpec::rising(
-                Percent::new(95.0),
-                Percent::new(100.0),
+                ems_core::percent!(95.0),
+                ems_core::percent!(100.0),
                 None,
-                Percent::new(2.0),
+                ems_core::percent!(2.0),
                 Millis::new(5_000),
             ),
             soc_low: LimitSpec::falling(
-                Percent::new(10.0),
-                Percent::new(5.0),
+                ems_core::percent!(10.0),
+                ems_core::percent!(5.0),
                 None,
-                Percent::new(2.0),
+                ems_core::percent!(2.0),
                 Millis::new(5_000),
             ),
             inverter_temp: LimitSpec::rising(
-                Celsius::new(70.0),
-                Celsius::new(80.0),
-                Some(Celsius::new(90.0)),
-                Celsius::new(5.0),
+                ems_core::celsius!(70.0),
+                ems_core::celsius!(80.0),
+                Some(ems_core::celsius!(90.0)),
+                ems_core::celsius!(5.0),
                 Millis::new(5_000),
             ),
             grid_import: grid(grid_import_limit),
@@ -632,11 +632,11 @@ pub(crate) fn raw_of(v: Value) -> f32 {
 /// `x` in the unit of `like`.
 pub(crate) fn with_unit(like: Value, x: f32) -> Value {
     match like {
-        Value::Power(_) => Value::Power(Watts::new(x)),
-        Value::Voltage(_) => Value::Voltage(Volts::new(x)),
-        Value::Current(_) => Value::Current(Amps::new(x)),
-        Value::Temperature(_) => Value::Temperature(Celsius::new(x)),
-        Value::Percent(_) => Value::Percent(Percent::new(x)),
+        Value::Power(_) => Value::Power(Watts::saturating(x)),
+        Value::Voltage(_) => Value::Voltage(Volts::saturating(x)),
+        Value::Current(_) => Value::Current(Amps::saturating(x)),
+        Value::Temperature(_) => Value::Temperature(Celsius::saturating(x)),
+        Value::Percent(_) => Value::Percent(Percent::saturating(x)),
     }
 }
 
@@ -665,11 +665,11 @@ mod tests {
     use super::*;
 
     fn temp(c: f32) -> Option<Value> {
-        Some(Value::Temperature(Celsius::new(c)))
+        Some(Value::Temperature(Celsius::saturating(c)))
     }
 
     fn volts(v: f32) -> Option<Value> {
-        Some(Value::Voltage(Volts::new(v)))
+        Some(Value::Voltage(Volts::saturating(v)))
     }
 
     /// Feed the value first at t = 0 (sets the initial level) and return the monitor.
@@ -783,7 +783,7 @@ mod tests {
         assert_eq!(m.level(q), Level::Trip);
         settle(&mut m, q, volts(3.30), 1_000, &mut ev);
         assert_eq!(m.level(q), Level::Trip, "latched");
-        let mut env = Envelope::new(Watts::new(5000.0));
+        let mut env = Envelope::new(ems_core::watts!(5000.0));
         m.apply(&mut env);
         assert_eq!(env.trips(), &[TripReason::Limit(q)]);
         assert_eq!(env.max_discharge(), Watts::ZERO);
@@ -797,7 +797,7 @@ mod tests {
     fn unavailable_value_holds_the_level() {
         let q = Quantity::SocLow;
         let (mut m, mut ev) = monitor();
-        m.observe(q, Some(Value::Percent(Percent::new(4.0))), Millis::ZERO, &mut ev);
+        m.observe(q, Some(Value::Percent(ems_core::percent!(4.0))), Millis::ZERO, &mut ev);
         settle(&mut m, q, None, 1_000, &mut ev);
         assert_eq!(m.level(q), Level::Alarm);
     }
@@ -805,12 +805,12 @@ mod tests {
     #[test]
     fn alarm_zeroes_only_the_affected_direction() {
         let (mut m, mut ev) = monitor();
-        m.observe(Quantity::SocHigh, Some(Value::Percent(Percent::new(100.0))), Millis::ZERO, &mut ev);
-        let mut env = Envelope::new(Watts::new(5000.0));
+        m.observe(Quantity::SocHigh, Some(Value::Percent(ems_core::percent!(100.0))), Millis::ZERO, &mut ev);
+        let mut env = Envelope::new(ems_core::watts!(5000.0));
         m.apply(&mut env);
         assert_eq!(env.max_charge(), Watts::ZERO);
         assert_eq!(env.charge_binding(), Some(Constraint::Limit(Quantity::SocHigh)));
-        assert_eq!(env.max_discharge(), Watts::new(5000.0));
+        assert_eq!(env.max_discharge(), ems_core::watts!(5000.0));
         assert!(env.trips().is_empty());
     }
 
@@ -829,12 +829,12 @@ mod tests {
     fn validation_names_the_field() {
         let mut c = LimitConfig::default();
         assert!(c.validate().is_ok());
-        c.cell_voltage_low.trip = Some(Volts::new(2.9));
+        c.cell_voltage_low.trip = Some(ems_core::volts!(2.9));
         let err = c.validate().unwrap_err();
         assert!(matches!(err, ConfigError::LevelOrder { field: "limits.cell_voltage_low.trip", .. }));
         assert!(err.to_string().contains("2.9"), "{err}");
         let mut c = LimitConfig::default();
-        c.cell_temp_high.hysteresis = Celsius::new(-1.0);
+        c.cell_temp_high.hysteresis = ems_core::celsius!(-1.0);
         assert!(matches!(
             c.validate().unwrap_err(),
             ConfigError::OutOfRange { field: "limits.cell_temp_high.hysteresis", .. }

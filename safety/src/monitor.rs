@@ -55,8 +55,8 @@ impl Default for SafetyConfig {
     /// [`LimitConfig::default`], [`DeratingConfig::default`], [`TrendConfig::default`].
     fn default() -> Self {
         Self::for_site(
-            Amps::new(100.0),
-            Amps::new(100.0),
+            ems_core::amps!(100.0),
+            ems_core::amps!(100.0),
             Some(DEFAULT_GRID_IMPORT_LIMIT),
             Some(DEFAULT_GRID_EXPORT_LIMIT),
         )
@@ -599,7 +599,7 @@ mod tests {
     use super::*;
     use crate::testkit::{healthy_snapshot, refreshed};
     use ems_core::snapshot::{BmsAlarm, BmsAlarms};
-    use ems_core::{Celsius, EventKind, Measurement, Volts};
+    use ems_core::{Celsius, EventKind, Measurement};
 
     const NOW: Millis = Millis::new(100_000);
 
@@ -612,8 +612,8 @@ mod tests {
         let mut m = monitor();
         let mut ev = Events::new();
         let env = m.evaluate(&healthy_snapshot(NOW), NOW, &mut ev);
-        assert_eq!(env.max_charge(), Watts::new(5000.0), "{env:?}");
-        assert_eq!(env.max_discharge(), Watts::new(5000.0), "{env:?}");
+        assert_eq!(env.max_charge(), ems_core::watts!(5000.0), "{env:?}");
+        assert_eq!(env.max_discharge(), ems_core::watts!(5000.0), "{env:?}");
         assert!(env.contactor_close_allowed());
         assert!(env.trips().is_empty());
         assert!(ev.is_empty());
@@ -645,24 +645,24 @@ mod tests {
     fn grid_import_limit_limits_charging() {
         let mut s = healthy_snapshot(NOW);
         // House draws 15 kW from the grid, battery idle: 2.25 kW left under the 17.25 kW fuse.
-        s.grid.active_power = Measurement::good(Watts::new(15_000.0), NOW, Millis::from_secs(2));
+        s.grid.active_power = Measurement::good(ems_core::watts!(15_000.0), NOW, Millis::from_secs(2));
         let env = evaluate_once(&SafetyConfig::default(), &s, NOW);
-        assert_eq!(env.max_charge(), Watts::new(2250.0));
+        assert_eq!(env.max_charge(), ems_core::watts!(2250.0));
         assert_eq!(env.charge_binding(), Some(Constraint::GridImportLimit));
-        assert_eq!(env.max_discharge(), Watts::new(5000.0));
+        assert_eq!(env.max_discharge(), ems_core::watts!(5000.0));
         // Already charging at 2 kW (grid includes it): the headroom accounts for it.
-        s.inverter.active_power = Measurement::good(Watts::new(-2000.0), NOW, Millis::from_secs(2));
+        s.inverter.active_power = Measurement::good(ems_core::watts!(-2000.0), NOW, Millis::from_secs(2));
         let env = evaluate_once(&SafetyConfig::default(), &s, NOW);
-        assert_eq!(env.max_charge(), Watts::new(4250.0));
+        assert_eq!(env.max_charge(), ems_core::watts!(4250.0));
     }
 
     #[test]
     fn grid_export_cap_limits_discharging() {
         let mut s = healthy_snapshot(NOW);
         // PV exports 8 kW with the battery idle: 2 kW of discharge left under the 10 kW cap.
-        s.grid.active_power = Measurement::good(Watts::new(-8_000.0), NOW, Millis::from_secs(2));
+        s.grid.active_power = Measurement::good(ems_core::watts!(-8_000.0), NOW, Millis::from_secs(2));
         let env = evaluate_once(&SafetyConfig::default(), &s, NOW);
-        assert_eq!(env.max_discharge(), Watts::new(2000.0));
+        assert_eq!(env.max_discharge(), ems_core::watts!(2000.0));
         assert_eq!(env.discharge_binding(), Some(Constraint::GridExportLimit));
     }
 
@@ -683,7 +683,7 @@ mod tests {
         assert_eq!(env.max_charge(), Watts::ZERO);
         assert!(env.charge_reasons().contains(&Constraint::SignalUnavailable(Signal::CellTemperature)));
         // Unknown snapshot: nothing allowed.
-        let env = evaluate_once(&cfg, &Snapshot::unknown(Watts::new(5000.0)), NOW);
+        let env = evaluate_once(&cfg, &Snapshot::unknown(ems_core::watts!(5000.0)), NOW);
         assert_eq!((env.max_charge(), env.max_discharge()), (Watts::ZERO, Watts::ZERO));
         assert!(env.trips().is_empty(), "never-good signals do not trip");
     }
@@ -694,11 +694,15 @@ mod tests {
         s.grid.active_power.invalidate();
         let env = evaluate_once(&SafetyConfig::default(), &s, NOW);
         assert_eq!((env.max_charge(), env.max_discharge()), (Watts::ZERO, Watts::ZERO));
-        let cfg =
-            SafetyConfig::for_site(Amps::new(100.0), Amps::new(100.0), Some(Watts::new(17_250.0)), None);
+        let cfg = SafetyConfig::for_site(
+            ems_core::amps!(100.0),
+            ems_core::amps!(100.0),
+            Some(ems_core::watts!(17_250.0)),
+            None,
+        );
         let env = evaluate_once(&cfg, &s, NOW);
         assert_eq!(env.max_charge(), Watts::ZERO);
-        assert_eq!(env.max_discharge(), Watts::new(5000.0));
+        assert_eq!(env.max_discharge(), ems_core::watts!(5000.0));
     }
 
     #[test]
@@ -752,7 +756,7 @@ mod tests {
         let mut m = monitor();
         let mut ev = Events::new();
         let mut s = healthy_snapshot(NOW);
-        s.battery.cell_voltage_max = Measurement::good(Volts::new(3.70), NOW, Millis::from_secs(2));
+        s.battery.cell_voltage_max = Measurement::good(ems_core::volts!(3.70), NOW, Millis::from_secs(2));
         let env = m.evaluate(&s, NOW, &mut ev);
         assert!(env.trips().contains(&TripReason::Limit(Quantity::CellVoltageHigh)));
         assert_eq!(m.level(Quantity::CellVoltageHigh), Level::Trip);
@@ -771,9 +775,9 @@ mod tests {
     #[test]
     fn pack_current_limits_power_at_low_voltage() {
         let mut s = healthy_snapshot(NOW);
-        s.battery.pack_voltage = Measurement::good(Volts::new(46.0), NOW, Millis::from_secs(2));
+        s.battery.pack_voltage = Measurement::good(ems_core::volts!(46.0), NOW, Millis::from_secs(2));
         let env = evaluate_once(&SafetyConfig::default(), &s, NOW);
-        assert_eq!(env.max_discharge(), Watts::new(4600.0));
+        assert_eq!(env.max_discharge(), ems_core::watts!(4600.0));
         assert_eq!(env.discharge_binding(), Some(Constraint::Limit(Quantity::DischargeCurrent)));
     }
 
@@ -788,12 +792,12 @@ mod tests {
 
     #[test]
     fn config_validation_names_the_field() {
-        let c = SafetyConfig { pack_max_charge_current: Amps::new(-5.0), ..SafetyConfig::default() };
+        let c = SafetyConfig { pack_max_charge_current: ems_core::amps!(-5.0), ..SafetyConfig::default() };
         let err = c.validate().unwrap_err();
         assert!(matches!(err, ConfigError::OutOfRange { field: "pack_max_charge_current", .. }));
         assert!(err.to_string().contains("pack_max_charge_current: -5"), "{err}");
         let mut c = SafetyConfig::default();
-        c.limits.soc_low.alarm = Percent::new(20.0);
+        c.limits.soc_low.alarm = ems_core::percent!(20.0);
         assert!(matches!(c.validate(), Err(ConfigError::LevelOrder { field: "limits.soc_low.alarm", .. })));
     }
 
@@ -803,9 +807,9 @@ mod tests {
         let mut s = healthy_snapshot(now);
         let b = &mut s.battery;
         b.soc = Measurement::good(Percent::ZERO, now, Millis::from_secs(5));
-        b.cell_voltage_min = Measurement::good(Volts::new(2.45), now, Millis::from_secs(2));
-        b.cell_voltage_max = Measurement::good(Volts::new(2.52), now, Millis::from_secs(2));
-        b.pack_voltage = Measurement::good(Volts::new(40.0), now, Millis::from_secs(2));
+        b.cell_voltage_min = Measurement::good(ems_core::volts!(2.45), now, Millis::from_secs(2));
+        b.cell_voltage_max = Measurement::good(ems_core::volts!(2.52), now, Millis::from_secs(2));
+        b.pack_voltage = Measurement::good(ems_core::volts!(40.0), now, Millis::from_secs(2));
         b.bms_discharge_limit = Measurement::good(Watts::ZERO, now, Millis::from_secs(5));
         b.bms_alarms =
             Measurement::good(BmsAlarms::NONE.with(BmsAlarm::CellUnderVoltage), now, Millis::from_secs(5));
@@ -851,7 +855,7 @@ mod tests {
         // Cells back above the alarm + hysteresis (2.90 V) and the BMS clear: recovery ends.
         let now = NOW.plus(Millis::from_secs(40));
         let mut back = healthy_snapshot(now);
-        back.battery.cell_voltage_min = Measurement::good(Volts::new(2.95), now, Millis::from_secs(2));
+        back.battery.cell_voltage_min = Measurement::good(ems_core::volts!(2.95), now, Millis::from_secs(2));
         let _ = m.evaluate(&back, now, &mut ev);
         assert!(!m.recovering());
     }
@@ -890,7 +894,7 @@ mod tests {
         let mut m = monitor();
         let mut ev = Events::new();
         let mut s = healthy_snapshot(NOW);
-        s.inverter.active_power = Measurement::good(Watts::new(3000.0), NOW, Millis::from_secs(2));
+        s.inverter.active_power = Measurement::good(ems_core::watts!(3000.0), NOW, Millis::from_secs(2));
         for k in 0..=31 {
             let now = NOW.plus(Millis::from_secs(k));
             let env = m.evaluate(&refreshed(s, now), now, &mut ev);

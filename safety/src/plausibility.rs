@@ -25,7 +25,7 @@ use ems_core::{Millis, Snapshot, Watts};
 
 /// Inverter power (magnitude) above which the pack must visibly change within
 /// [`FrozenConfig::after`]: well above an inverter's idle consumption and measurement noise.
-pub const MOVING_POWER: Watts = Watts::new(200.0);
+pub const MOVING_POWER: Watts = ems_core::watts!(200.0);
 
 /// Timing of the frozen-BMS detection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,23 +144,23 @@ impl FrozenBmsDetector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ems_core::{Amps, Celsius, Percent, Volts};
+    use ems_core::{Amps, Percent};
 
     fn snap(now: Millis, soc: f32, inverter: f32) -> Snapshot {
         snap_i(now, soc, inverter, inverter / 50.0)
     }
 
     fn snap_i(now: Millis, soc: f32, inverter: f32, current: f32) -> Snapshot {
-        let mut s = Snapshot::unknown(Watts::new(5000.0));
+        let mut s = Snapshot::unknown(ems_core::watts!(5000.0));
         let b = &mut s.battery;
-        b.soc.update(Percent::new(soc), now);
-        b.pack_voltage.update(Volts::new(50.0), now);
-        b.pack_current.update(Amps::new(current), now);
-        b.cell_voltage_min.update(Volts::new(3.1), now);
-        b.cell_voltage_max.update(Volts::new(3.12), now);
-        b.cell_temp_min.update(Celsius::new(20.0), now);
-        b.cell_temp_max.update(Celsius::new(21.0), now);
-        s.inverter.active_power.update(Watts::new(inverter), now);
+        b.soc.update(Percent::saturating(soc), now);
+        b.pack_voltage.update(ems_core::volts!(50.0), now);
+        b.pack_current.update(Amps::saturating(current), now);
+        b.cell_voltage_min.update(ems_core::volts!(3.1), now);
+        b.cell_voltage_max.update(ems_core::volts!(3.12), now);
+        b.cell_temp_min.update(ems_core::celsius!(20.0), now);
+        b.cell_temp_max.update(ems_core::celsius!(21.0), now);
+        s.inverter.active_power.update(Watts::saturating(inverter), now);
         s
     }
 

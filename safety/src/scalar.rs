@@ -25,7 +25,7 @@ macro_rules! scalar {
                 self.get()
             }
             fn from_raw(x: f32) -> Self {
-                <$t>::new(x)
+                <$t>::saturating(x)
             }
             fn to_value(self) -> Value {
                 Value::$variant(self)

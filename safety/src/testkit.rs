@@ -4,10 +4,10 @@ use ems_core::snapshot::{
     BatterySignals, BmsAlarms, ContactorState, EStopInput, GridSignals, InverterSignals, InverterState,
     ESTOP_MAX_AGE, FAST_MAX_AGE, SLOW_MAX_AGE,
 };
-use ems_core::{Amps, Celsius, Hertz, Measurement, Millis, Percent, Snapshot, Volts, Watts};
+use ems_core::{Amps, Measurement, Millis, Snapshot, Watts};
 
 /// Rated power of the inverter in [`healthy_snapshot`]: 5 kW.
-pub const HEALTHY_RATED_POWER: Watts = Watts::new(5_000.0);
+pub const HEALTHY_RATED_POWER: Watts = ems_core::watts!(5_000.0);
 
 /// A snapshot of a healthy, idle site with every signal good at `now`: 16-cell LFP pack at
 /// 50 % SOC, cells 3.29–3.31 V and 24–26 °C, BMS limits 5 kW each way, no alarm, BMS ready;
@@ -21,15 +21,15 @@ pub fn healthy_snapshot(now: Millis) -> Snapshot {
     let fast = |v| Measurement::good(v, now, FAST_MAX_AGE);
     Snapshot {
         battery: BatterySignals {
-            soc: Measurement::good(Percent::new(50.0), now, SLOW_MAX_AGE),
-            pack_voltage: fast(Volts::new(52.8)),
+            soc: Measurement::good(ems_core::percent!(50.0), now, SLOW_MAX_AGE),
+            pack_voltage: fast(ems_core::volts!(52.8)),
             pack_current: Measurement::good(Amps::ZERO, now, FAST_MAX_AGE),
-            cell_voltage_min: fast(Volts::new(3.29)),
-            cell_voltage_max: fast(Volts::new(3.31)),
-            cell_temp_min: Measurement::good(Celsius::new(24.0), now, SLOW_MAX_AGE),
-            cell_temp_max: Measurement::good(Celsius::new(26.0), now, SLOW_MAX_AGE),
-            bms_charge_limit: Measurement::good(Watts::new(5_000.0), now, SLOW_MAX_AGE),
-            bms_discharge_limit: Measurement::good(Watts::new(5_000.0), now, SLOW_MAX_AGE),
+            cell_voltage_min: fast(ems_core::volts!(3.29)),
+            cell_voltage_max: fast(ems_core::volts!(3.31)),
+            cell_temp_min: Measurement::good(ems_core::celsius!(24.0), now, SLOW_MAX_AGE),
+            cell_temp_max: Measurement::good(ems_core::celsius!(26.0), now, SLOW_MAX_AGE),
+            bms_charge_limit: Measurement::good(ems_core::watts!(5_000.0), now, SLOW_MAX_AGE),
+            bms_discharge_limit: Measurement::good(ems_core::watts!(5_000.0), now, SLOW_MAX_AGE),
             bms_alarms: Measurement::good(BmsAlarms::NONE, now, SLOW_MAX_AGE),
             bms_ready: Measurement::good(true, now, SLOW_MAX_AGE),
         },
@@ -37,12 +37,12 @@ pub fn healthy_snapshot(now: Millis) -> Snapshot {
             active_power: Measurement::good(Watts::ZERO, now, FAST_MAX_AGE),
             state: Measurement::good(InverterState::Running, now, SLOW_MAX_AGE),
             rated_power: HEALTHY_RATED_POWER,
-            temperature: Measurement::good(Celsius::new(35.0), now, SLOW_MAX_AGE),
+            temperature: Measurement::good(ems_core::celsius!(35.0), now, SLOW_MAX_AGE),
         },
         grid: GridSignals {
-            active_power: Measurement::good(Watts::new(500.0), now, FAST_MAX_AGE),
-            voltage: Measurement::good(Volts::new(230.0), now, FAST_MAX_AGE),
-            frequency: Measurement::good(Hertz::new(50.0), now, FAST_MAX_AGE),
+            active_power: Measurement::good(ems_core::watts!(500.0), now, FAST_MAX_AGE),
+            voltage: Measurement::good(ems_core::volts!(230.0), now, FAST_MAX_AGE),
+            frequency: Measurement::good(ems_core::hertz!(50.0), now, FAST_MAX_AGE),
         },
         pv_power: Measurement::good(Watts::ZERO, now, FAST_MAX_AGE),
         contactor: Measurement::good(ContactorState::Closed, now, FAST_MAX_AGE),

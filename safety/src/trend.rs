@@ -62,8 +62,8 @@ impl Default for TrendConfig {
             voltage_sample_interval: Millis::from_secs(2),
             voltage_horizon: Millis::from_secs(120),
             min_samples: 5,
-            runaway_rise_per_minute: Celsius::new(1.0),
-            runaway_floor: Celsius::new(40.0),
+            runaway_rise_per_minute: ems_core::celsius!(1.0),
+            runaway_floor: ems_core::celsius!(40.0),
         }
     }
 }
@@ -461,7 +461,7 @@ impl TrendAnalyzer {
     #[must_use]
     pub fn temperature_rate_per_minute(&self) -> Option<Celsius> {
         #[allow(clippy::cast_possible_truncation)] // displayed rate, clamped by Celsius::new
-        self.temp.window.slope(self.min_samples).map(|s| Celsius::new((s * 60.0) as f32))
+        self.temp.window.slope(self.min_samples).map(|s| Celsius::saturating((s * 60.0) as f32))
     }
 
     /// Whether a runaway-like temperature rise is present.
@@ -483,7 +483,7 @@ mod tests {
 
     fn with_temp(now: Millis, c: f32) -> Snapshot {
         let mut s = healthy_snapshot(now);
-        s.battery.cell_temp_max = Measurement::good(Celsius::new(c), now, Millis::from_secs(5));
+        s.battery.cell_temp_max = Measurement::good(Celsius::saturating(c), now, Millis::from_secs(5));
         s
     }
 
@@ -500,9 +500,9 @@ mod tests {
         // latest = 40.5 °C, 14.5 °C to go at 0.1 °C/min = 145 min.
         assert!((ttt - 145.0 * 60.0).abs() < 30.0, "{ttt}");
         assert!(ev.is_empty());
-        let mut env = Envelope::new(Watts::new(5000.0));
-        a.apply(Watts::new(5000.0), &mut env);
-        assert_eq!(env.max_charge(), Watts::new(5000.0));
+        let mut env = Envelope::new(ems_core::watts!(5000.0));
+        a.apply(ems_core::watts!(5000.0), &mut env);
+        assert_eq!(env.max_charge(), ems_core::watts!(5000.0));
     }
 
     #[test]
@@ -515,7 +515,7 @@ mod tests {
             let now = Millis::from_secs(k * 2);
             let v = if k < 3 { 3.290 } else { 3.323 };
             let mut s = healthy_snapshot(now);
-            s.battery.cell_voltage_max = Measurement::good(Volts::new(v), now, Millis::from_secs(5));
+            s.battery.cell_voltage_max = Measurement::good(Volts::saturating(v), now, Millis::from_secs(5));
             a.update(&s, now, &mut ev);
             let ttt = a.time_to_trip(Quantity::CellVoltageHigh);
             assert!(ttt.is_none_or(|t| t > Millis::from_secs(120)), "k={k}: {ttt:?}");
@@ -551,8 +551,8 @@ mod tests {
         assert!((ttt.as_secs_f32() - 480.0).abs() < 5.0, "{ttt}");
         let warnings = ev.iter().filter(|e| matches!(e.kind, EventKind::TrendWarning { .. })).count();
         assert_eq!(warnings, 1, "{ev:?}");
-        let mut env = Envelope::new(Watts::new(5000.0));
-        a.apply(Watts::new(5000.0), &mut env);
+        let mut env = Envelope::new(ems_core::watts!(5000.0));
+        a.apply(ems_core::watts!(5000.0), &mut env);
         assert!((env.max_charge().get() - 4000.0).abs() < 40.0, "{}", env.max_charge());
         assert_eq!(env.charge_binding(), Some(Constraint::Trend(Quantity::CellTempHigh)));
         assert!(!a.runaway());
@@ -568,8 +568,8 @@ mod tests {
             a.update(&with_temp(now, 38.0 + 2.0 * (k as f32 / 6.0)), now, &mut ev);
         }
         assert!(a.runaway());
-        let mut env = Envelope::new(Watts::new(5000.0));
-        a.apply(Watts::new(5000.0), &mut env);
+        let mut env = Envelope::new(ems_core::watts!(5000.0));
+        a.apply(ems_core::watts!(5000.0), &mut env);
         assert_eq!(env.trips(), &[TripReason::Runaway(Quantity::CellTempHigh)]);
         assert_eq!(env.max_charge(), Watts::ZERO);
         let rate = a.temperature_rate_per_minute().unwrap().get();
@@ -597,7 +597,7 @@ mod tests {
             if k % 3 == 0 && k > 0 {
                 // A stale reading carrying a wild value: must not be sampled.
                 s.battery.cell_temp_max =
-                    Measurement::good(Celsius::new(0.0), Millis::ZERO, Millis::from_secs(5));
+                    Measurement::good(ems_core::celsius!(0.0), Millis::ZERO, Millis::from_secs(5));
             }
             a.update(&s, now, &mut ev);
         }
@@ -621,17 +621,20 @@ mod tests {
             let now = Millis::from_secs(k * 2);
             let mut s = healthy_snapshot(now);
             // −5 mV/s from 2.95 V towards the 2.50 V trip.
-            s.battery.cell_voltage_min =
-                Measurement::good(Volts::new(2.95 - 0.005 * (k as f32 * 2.0)), now, Millis::from_secs(2));
+            s.battery.cell_voltage_min = Measurement::good(
+                Volts::saturating(2.95 - 0.005 * (k as f32 * 2.0)),
+                now,
+                Millis::from_secs(2),
+            );
             a.update(&s, now, &mut ev);
         }
         // latest 2.65 V, 0.15 V to go at 5 mV/s = 30 s.
         let ttt = a.time_to_trip(Quantity::CellVoltageLow).unwrap().as_secs_f32();
         assert!((ttt - 30.0).abs() < 1.0, "{ttt}");
-        let mut env = Envelope::new(Watts::new(5000.0));
-        a.apply(Watts::new(5000.0), &mut env);
+        let mut env = Envelope::new(ems_core::watts!(5000.0));
+        a.apply(ems_core::watts!(5000.0), &mut env);
         assert!((env.max_discharge().get() - 1250.0).abs() < 50.0);
-        assert_eq!(env.max_charge(), Watts::new(5000.0));
+        assert_eq!(env.max_charge(), ems_core::watts!(5000.0));
     }
 
     #[test]

@@ -19,8 +19,8 @@ fn an_hour_of_healthy_operation_is_quiet_and_unconstrained() {
     for k in 0..3_600 {
         let now = secs(k);
         let env = m.evaluate(&healthy_snapshot(now), now, &mut ev);
-        assert_eq!(env.max_charge(), Watts::new(5000.0));
-        assert_eq!(env.max_discharge(), Watts::new(5000.0));
+        assert_eq!(env.max_charge(), ems_core::watts!(5000.0));
+        assert_eq!(env.max_discharge(), ems_core::watts!(5000.0));
         assert!(env.trips().is_empty());
     }
     assert!(ev.is_empty(), "{ev:?}");
@@ -39,7 +39,7 @@ fn heating_cells_warn_then_derate_then_trip() {
         let mut s = healthy_snapshot(now);
         #[allow(clippy::cast_precision_loss)]
         let t = 40.0 + 0.5 * (k as f32 / 60.0);
-        s.battery.cell_temp_max = Measurement::good(Celsius::new(t), now, secs(5));
+        s.battery.cell_temp_max = Measurement::good(Celsius::saturating(t), now, secs(5));
         let mut ev = Events::new();
         let env = m.evaluate(&s, now, &mut ev);
         for e in &ev {
@@ -82,7 +82,7 @@ fn runaway_is_detected_before_the_trip_level() {
         let mut s = healthy_snapshot(now);
         #[allow(clippy::cast_precision_loss)]
         let t = 35.0 + 3.0 * (k as f32 / 60.0);
-        s.battery.cell_temp_max = Measurement::good(Celsius::new(t), now, secs(5));
+        s.battery.cell_temp_max = Measurement::good(Celsius::saturating(t), now, secs(5));
         ev.clear();
         let env = m.evaluate(&s, now, &mut ev);
         if env.trips().contains(&TripReason::Runaway(Quantity::CellTempHigh)) {
@@ -112,8 +112,8 @@ fn startup_sequence_does_not_deadlock() {
     s.contactor = Measurement::good(ContactorState::Closed, secs(1), secs(2));
     s.precharge_done = Measurement::good(true, secs(1), secs(2));
     let env = m.evaluate(&refreshed(s, secs(1)), secs(1), &mut ev);
-    assert_eq!(env.max_discharge(), Watts::new(5000.0), "{env:?}");
-    assert_eq!(env.max_charge(), Watts::new(5000.0));
+    assert_eq!(env.max_discharge(), ems_core::watts!(5000.0), "{env:?}");
+    assert_eq!(env.max_charge(), ems_core::watts!(5000.0));
 }
 
 #[test]
@@ -122,7 +122,7 @@ fn full_battery_stops_charging_with_hysteresis() {
     let mut ev = Events::new();
     let soc = |now: Millis, p: f32| {
         let mut s = healthy_snapshot(now);
-        s.battery.soc = Measurement::good(Percent::new(p), now, secs(5));
+        s.battery.soc = Measurement::good(Percent::saturating(p), now, secs(5));
         s
     };
     let env = m.evaluate(&soc(secs(0), 100.0), secs(0), &mut ev);

@@ -342,7 +342,7 @@ impl Ledger {
             .map(|(month, s)| {
                 let demand_charge = self.tariff.demand_charge().map_or(Money::ZERO, |d| {
                     #[allow(clippy::cast_possible_truncation)]
-                    let peak = Watts::new(s.demand_peak_w as f32);
+                    let peak = Watts::saturating(s.demand_peak_w as f32);
                     d.charge(peak)
                 });
                 let demand_peak_kw =

@@ -44,7 +44,7 @@ fn run(ledger: &mut Ledger, from: DateTime, minutes: i64, power_w: f32, step_s: 
     let end = t.checked_add(SignedDuration::from_mins(minutes)).unwrap();
     while t < end {
         #[allow(clippy::cast_precision_loss)]
-        ledger.record(t, Watts::new(power_w), step_s as f64).unwrap();
+        ledger.record(t, Watts::saturating(power_w), step_s as f64).unwrap();
         t = t.checked_add(SignedDuration::from_secs(step_s)).unwrap();
     }
 }
@@ -74,7 +74,7 @@ fn hand_computed_day() {
     assert!(near(d.peak_import_kw, 2.0), "{d}");
     // One sample across midnight is split between the two days.
     let mut l3 = Ledger::new(t.clone(), t.time_zone().clone());
-    l3.record(local(day.at(23, 0, 0, 0)), Watts::new(1000.0), 7200.0).unwrap();
+    l3.record(local(day.at(23, 0, 0, 0)), ems_core::watts!(1000.0), 7200.0).unwrap();
     let days = l3.days();
     assert_eq!(days.len(), 2);
     assert!(near(days[0].import_kwh, 1.0) && near(days[1].import_kwh, 1.0));
@@ -114,7 +114,7 @@ fn demand_charge_month() {
         };
         while t_now < end {
             let p = spike_at(t_now).unwrap_or(1000.0);
-            l.record(t_now, Watts::new(p), 150.0).unwrap();
+            l.record(t_now, Watts::saturating(p), 150.0).unwrap();
             t_now = t_now.checked_add(SignedDuration::from_secs(150)).unwrap();
         }
         let months = l.months();
@@ -146,7 +146,7 @@ fn dst_days_sum_to_23_and_25_hours() {
         let end = local(day.tomorrow().unwrap().at(0, 0, 0, 0));
         let mut now = start;
         while now < end {
-            l.record(now, Watts::new(1000.0), 900.0).unwrap();
+            l.record(now, ems_core::watts!(1000.0), 900.0).unwrap();
             now = now.checked_add(SignedDuration::from_secs(900)).unwrap();
         }
         let days = l.days();
@@ -174,14 +174,14 @@ fn refuses_bad_samples() {
     let t = Tariff::fixed(berlin(), Price::new(0.30), Price::new(0.08));
     let mut l = Ledger::new(t, berlin());
     let t0: Timestamp = "2018-05-01T00:00:00Z".parse().unwrap();
-    assert!(matches!(l.record(t0, Watts::new(1.0), f64::NAN), Err(LedgerError::BadDuration { .. })));
-    assert!(matches!(l.record(t0, Watts::new(1.0), -1.0), Err(LedgerError::BadDuration { .. })));
-    l.record(t0, Watts::new(1.0), 60.0).unwrap();
+    assert!(matches!(l.record(t0, ems_core::watts!(1.0), f64::NAN), Err(LedgerError::BadDuration { .. })));
+    assert!(matches!(l.record(t0, ems_core::watts!(1.0), -1.0), Err(LedgerError::BadDuration { .. })));
+    l.record(t0, ems_core::watts!(1.0), 60.0).unwrap();
     let early: Timestamp = "2018-05-01T00:00:30Z".parse().unwrap();
-    assert!(matches!(l.record(early, Watts::new(1.0), 60.0), Err(LedgerError::OutOfOrder { .. })));
+    assert!(matches!(l.record(early, ems_core::watts!(1.0), 60.0), Err(LedgerError::OutOfOrder { .. })));
     // Back-to-back and after a gap is fine.
-    l.record("2018-05-01T00:01:00Z".parse().unwrap(), Watts::new(1.0), 60.0).unwrap();
-    l.record("2018-05-01T03:00:00Z".parse().unwrap(), Watts::new(1.0), 60.0).unwrap();
+    l.record("2018-05-01T00:01:00Z".parse().unwrap(), ems_core::watts!(1.0), 60.0).unwrap();
+    l.record("2018-05-01T03:00:00Z".parse().unwrap(), ems_core::watts!(1.0), 60.0).unwrap();
 }
 
 #[test]
@@ -191,9 +191,9 @@ fn savings_per_month_year_and_total() {
         let mut l = Ledger::new(t.clone(), berlin());
         for (y, m) in [(2018, 12), (2019, 1)] {
             let at = local(date(y, m, 10).at(12, 0, 0, 0));
-            l.record(at, Watts::new(import_w), 3600.0 * 10.0).unwrap();
+            l.record(at, Watts::saturating(import_w), 3600.0 * 10.0).unwrap();
             let at = local(date(y, m, 11).at(12, 0, 0, 0));
-            l.record(at, Watts::new(-export_w), 3600.0 * 10.0).unwrap();
+            l.record(at, Watts::saturating(-export_w), 3600.0 * 10.0).unwrap();
         }
         l
     };
@@ -242,11 +242,11 @@ proptest! {
         let t0 = local(date(2018, 3, 24).at(0, 0, 0, 0)).checked_add(SignedDuration::from_secs(start_s)).unwrap();
         let total: u32 = cuts.iter().sum();
         let mut whole = Ledger::new(t.clone(), berlin());
-        whole.record(t0, Watts::new(power), f64::from(total)).unwrap();
+        whole.record(t0, Watts::saturating(power), f64::from(total)).unwrap();
         let mut parts = Ledger::new(t.clone(), berlin());
         let mut now = t0;
         for c in &cuts {
-            parts.record(now, Watts::new(power), f64::from(*c)).unwrap();
+            parts.record(now, Watts::saturating(power), f64::from(*c)).unwrap();
             now = now.checked_add(SignedDuration::from_secs(i64::from(*c))).unwrap();
         }
         let (a, b) = (whole.days(), parts.days());

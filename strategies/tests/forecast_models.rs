@@ -26,7 +26,7 @@ const Q: SignedDuration = SignedDuration::from_secs(900);
 /// Sunday 3000 + slot.
 fn coded() -> LoadProfile {
     #[allow(clippy::cast_precision_loss)]
-    let day = |base: f32| (0..96).map(|i| Watts::new(base + i as f32)).collect::<Vec<_>>();
+    let day = |base: f32| (0..96).map(|i| Watts::saturating(base + i as f32)).collect::<Vec<_>>();
     LoadProfile::new(day(1000.0), day(2000.0), day(3000.0)).unwrap()
 }
 
@@ -36,10 +36,10 @@ fn load_cold_start_day_types_and_holidays() {
     let f = LoadForecaster::new(coded(), 0.2, berlin(), cal).unwrap();
     // Tuesday 2018-10-02 17:00 local = slot 68.
     let v = f.forecast(local(date(2018, 10, 2).at(17, 0, 0, 0)), Q, 1);
-    assert_eq!(v, vec![Watts::new(1068.0)]);
+    assert_eq!(v, vec![ems_core::watts!(1068.0)]);
     // Wednesday 2018-10-03 is a holiday: Sunday profile.
-    assert_eq!(f.forecast(local(date(2018, 10, 3).at(17, 0, 0, 0)), Q, 1), vec![Watts::new(3068.0)]);
-    assert_eq!(f.forecast(local(date(2018, 10, 6).at(0, 0, 0, 0)), Q, 1), vec![Watts::new(2000.0)]);
+    assert_eq!(f.forecast(local(date(2018, 10, 3).at(17, 0, 0, 0)), Q, 1), vec![ems_core::watts!(3068.0)]);
+    assert_eq!(f.forecast(local(date(2018, 10, 6).at(0, 0, 0, 0)), Q, 1), vec![ems_core::watts!(2000.0)]);
     assert_eq!(LoadDayType::of(date(2018, 10, 7), &Calendar::default()), LoadDayType::SundayOrHoliday);
 }
 
@@ -49,33 +49,33 @@ fn load_dst_days_follow_local_slots() {
     // Sunday 2018-03-25 has 92 quarter-hours: 00:00-02:00 then 03:00-24:00 local.
     let start = local(date(2018, 3, 25).at(0, 0, 0, 0));
     let v = f.forecast(start, Q, 92);
-    assert_eq!(v[7], Watts::new(3007.0)); // 01:45
-    assert_eq!(v[8], Watts::new(3012.0)); // 03:00
-    assert_eq!(v[91], Watts::new(3095.0)); // 23:45
-                                           // Sunday 2018-10-28 has 100: the 02:00-03:00 slots come twice.
+    assert_eq!(v[7], ems_core::watts!(3007.0)); // 01:45
+    assert_eq!(v[8], ems_core::watts!(3012.0)); // 03:00
+    assert_eq!(v[91], ems_core::watts!(3095.0)); // 23:45
+                                                 // Sunday 2018-10-28 has 100: the 02:00-03:00 slots come twice.
     let start = local(date(2018, 10, 28).at(0, 0, 0, 0));
     let v = f.forecast(start, Q, 100);
     assert_eq!(&v[8..12], &v[12..16]);
-    assert_eq!(v[8], Watts::new(3008.0));
-    assert_eq!(v[16], Watts::new(3012.0));
-    assert_eq!(v[99], Watts::new(3095.0));
+    assert_eq!(v[8], ems_core::watts!(3008.0));
+    assert_eq!(v[16], ems_core::watts!(3012.0));
+    assert_eq!(v[99], ems_core::watts!(3095.0));
 }
 
 #[test]
 fn load_learns_by_exponential_smoothing() {
-    let flat = LoadProfile::flat(96, Watts::new(100.0)).unwrap();
+    let flat = LoadProfile::flat(96, ems_core::watts!(100.0)).unwrap();
     let mut f = LoadForecaster::new(flat, 0.5, berlin(), Calendar::default()).unwrap();
     let t = local(date(2018, 6, 4).at(12, 0, 0, 0)); // Monday
-    f.observe(t, Watts::new(200.0));
-    assert_eq!(f.profile().get(LoadDayType::Working, 48), Watts::new(150.0));
-    f.observe(t, Watts::new(200.0));
-    assert_eq!(f.profile().get(LoadDayType::Working, 48), Watts::new(175.0));
+    f.observe(t, ems_core::watts!(200.0));
+    assert_eq!(f.profile().get(LoadDayType::Working, 48), ems_core::watts!(150.0));
+    f.observe(t, ems_core::watts!(200.0));
+    assert_eq!(f.profile().get(LoadDayType::Working, 48), ems_core::watts!(175.0));
     // Only that slot and day type moved.
-    assert_eq!(f.profile().get(LoadDayType::Working, 47), Watts::new(100.0));
-    assert_eq!(f.profile().get(LoadDayType::Saturday, 48), Watts::new(100.0));
+    assert_eq!(f.profile().get(LoadDayType::Working, 47), ems_core::watts!(100.0));
+    assert_eq!(f.profile().get(LoadDayType::Saturday, 48), ems_core::watts!(100.0));
     // Next Monday's forecast uses it; an hourly step averages four quarter-hours.
     let next = local(date(2018, 6, 11).at(12, 0, 0, 0));
-    assert_eq!(f.forecast(next, Q, 1), vec![Watts::new(175.0)]);
+    assert_eq!(f.forecast(next, Q, 1), vec![ems_core::watts!(175.0)]);
     let hourly = f.forecast(next, SignedDuration::from_hours(1), 1);
     assert!((hourly[0].get() - (175.0 + 300.0) / 4.0).abs() < 1e-3, "{hourly:?}");
     assert!(LoadForecaster::new(

@@ -18,8 +18,8 @@ fn hourly(prices: &[(f64, f64)], pv: f32, load: f32) -> Vec<Step> {
         .map(|(i, &(imp, exp))| Step {
             start: t0 + SignedDuration::from_hours(i as i64),
             duration: SignedDuration::from_hours(1),
-            pv: Watts::new(pv),
-            load: Watts::new(load),
+            pv: Watts::saturating(pv),
+            load: Watts::saturating(load),
             import_price: Price::new(imp),
             export_price: Price::new(exp),
         })
@@ -110,7 +110,7 @@ fn initial_soc_below_window_returns_at_full_power() {
     assert_eq!(p.status, PlanStatus::Optimal);
     assert!(p.soc[0] >= 0.1 - 1e-9, "{:?}", p.soc);
 
-    let problem = Problem { soc_init: 0.0, charge_max_w: Watts::new(400.0), ..Problem::default() };
+    let problem = Problem { soc_init: 0.0, charge_max_w: ems_core::watts!(400.0), ..Problem::default() };
     let p = plan(&problem, &steps).unwrap();
     assert_eq!(p.status, PlanStatus::FeasibleRelaxed);
     assert_eq!(p.relaxations.soc_window_steps, vec![0, 1]);
@@ -121,7 +121,7 @@ fn initial_soc_below_window_returns_at_full_power() {
 #[test]
 fn initial_soc_above_window_returns() {
     let steps = hourly(&[(0.30, 0.08); 4], 0.0, 300.0);
-    let problem = Problem { soc_init: 1.0, discharge_max_w: Watts::new(300.0), ..Problem::default() };
+    let problem = Problem { soc_init: 1.0, discharge_max_w: ems_core::watts!(300.0), ..Problem::default() };
     let p = plan(&problem, &steps).unwrap();
     // 1000 Wh above 90 % at 300 W / 0.95 = 315.8 Wh per hour: outside for three steps.
     assert_eq!(p.relaxations.soc_window_steps, vec![0, 1, 2]);
@@ -132,7 +132,7 @@ fn initial_soc_above_window_returns() {
 fn pv_surplus_beyond_limits_relaxes_the_grid_limit_minimally() {
     let steps = hourly(&[(0.30, 0.08); 4], 12_000.0, 0.0);
     let problem = Problem {
-        grid_export_max_w: Watts::new(5000.0),
+        grid_export_max_w: ems_core::watts!(5000.0),
         soc_init: 0.1,
         soc_final: 0.1,
         ..Problem::default()
@@ -150,8 +150,12 @@ fn pv_surplus_beyond_limits_relaxes_the_grid_limit_minimally() {
 #[test]
 fn unreachable_final_soc_ends_as_full_as_possible() {
     let steps = hourly(&[(0.30, 0.08); 2], 0.0, 0.0);
-    let problem =
-        Problem { soc_init: 0.1, soc_final: 0.9, charge_max_w: Watts::new(1000.0), ..Problem::default() };
+    let problem = Problem {
+        soc_init: 0.1,
+        soc_final: 0.9,
+        charge_max_w: ems_core::watts!(1000.0),
+        ..Problem::default()
+    };
     let p = plan(&problem, &steps).unwrap();
     assert_eq!(p.status, PlanStatus::FeasibleRelaxed);
     assert!(p.battery_w.iter().all(|&b| close(b, -1000.0)));
@@ -166,7 +170,7 @@ fn json_keys_and_status() {
     let keys: Vec<&str> = text.lines().filter_map(|l| l.split(" = ").next()).collect();
     assert_eq!(keys, ["total_cost", "battery_w", "soc", "grid_w", "solve_time_s", "status"]);
     assert!(text.contains("status = \"optimal\""), "{text}");
-    let slow = Problem { soc_init: 0.0, charge_max_w: Watts::new(100.0), ..Problem::default() };
+    let slow = Problem { soc_init: 0.0, charge_max_w: ems_core::watts!(100.0), ..Problem::default() };
     let relaxed = plan(&slow, &steps).unwrap();
     assert!(toml::to_string(&relaxed).unwrap().contains("status = \"feasible_relaxed\""));
 }
@@ -190,7 +194,7 @@ fn rolling_horizon_from_a_measured_soc() {
     let low = replan(&problem, 0.02, &rest).unwrap();
     assert!(low.soc[0] >= 0.1 - 1e-9, "reachable within the 40 minutes left of the step");
     // At 600 W: 200 Wh + 40 min × 600 W × 0.95 = 580 Wh < 1000 Wh, inside after the next hour.
-    let slow = Problem { charge_max_w: Watts::new(600.0), ..problem };
+    let slow = Problem { charge_max_w: ems_core::watts!(600.0), ..problem };
     let low = replan(&slow, 0.02, &rest).unwrap();
     assert_eq!(low.status, PlanStatus::FeasibleRelaxed);
     assert_eq!(low.relaxations.soc_window_steps, vec![0]);

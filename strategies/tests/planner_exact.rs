@@ -361,17 +361,17 @@ fn random_problem(r: &mut Rng) -> Problem {
     };
     let tight = r.chance(0.3);
     Problem {
-        capacity_wh: WattHours::new(cap as f32),
-        charge_max_w: Watts::new(r.range(300.0, 8000.0) as f32),
-        discharge_max_w: Watts::new(r.range(300.0, 8000.0) as f32),
+        capacity_wh: WattHours::saturating(cap as f32),
+        charge_max_w: Watts::saturating(r.range(300.0, 8000.0) as f32),
+        discharge_max_w: Watts::saturating(r.range(300.0, 8000.0) as f32),
         eff_charge: if r.chance(0.15) { 1.0 } else { r.range(0.7, 1.0) },
         eff_discharge: if r.chance(0.15) { 1.0 } else { r.range(0.7, 1.0) },
         soc_min,
         soc_max,
         soc_init,
         soc_final: if r.chance(0.3) { 0.0 } else { r.range(0.0, soc_max) },
-        grid_import_max_w: Watts::new(if tight { r.range(200.0, 4000.0) } else { 20_000.0 } as f32),
-        grid_export_max_w: Watts::new(if tight { r.range(200.0, 4000.0) } else { 20_000.0 } as f32),
+        grid_import_max_w: Watts::saturating(if tight { r.range(200.0, 4000.0) } else { 20_000.0 } as f32),
+        grid_export_max_w: Watts::saturating(if tight { r.range(200.0, 4000.0) } else { 20_000.0 } as f32),
         no_battery_export: r.chance(0.3),
         degradation_cost: Price::new(if r.chance(0.3) { r.range(0.0, 0.1) } else { 0.0 }),
     }
@@ -402,8 +402,8 @@ fn random_steps(r: &mut Rng, n: usize, convex: bool, minutes: Option<i64>) -> Ve
             let s = Step {
                 start: t,
                 duration: SignedDuration::from_mins(mins),
-                pv: Watts::new(pv as f32),
-                load: Watts::new(load as f32),
+                pv: Watts::saturating(pv as f32),
+                load: Watts::saturating(load as f32),
                 import_price: Price::new(imp),
                 export_price: Price::new(exp),
             };
@@ -467,8 +467,8 @@ fn matches_lp_on_random_convex_instances() {
     let mut worst: f64 = 0.0;
     for case in 0..n_cases {
         let mut p = random_problem(&mut r);
-        p.grid_import_max_w = Watts::new(50_000.0);
-        p.grid_export_max_w = Watts::new(50_000.0);
+        p.grid_import_max_w = ems_core::watts!(50_000.0);
+        p.grid_export_max_w = ems_core::watts!(50_000.0);
         let n = r.int(4, 48);
         let steps = random_steps(&mut r, n, true, None);
         let plan = plan(&p, &steps).unwrap();
@@ -514,8 +514,8 @@ fn dst_days_match_lp_with_convex_prices() {
             let steps = dst_day(&mut r, start, end, true);
             assert_eq!(steps.len(), len);
             let mut p = random_problem(&mut r);
-            p.grid_import_max_w = Watts::new(50_000.0);
-            p.grid_export_max_w = Watts::new(50_000.0);
+            p.grid_import_max_w = ems_core::watts!(50_000.0);
+            p.grid_export_max_w = ems_core::watts!(50_000.0);
             let plan = plan(&p, &steps).unwrap();
             let got = check_feasible(&p, &steps, &plan);
             let want = solve_lp(&p, &steps, false);

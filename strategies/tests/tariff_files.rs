@@ -120,7 +120,7 @@ fn holiday_schedule_spot_export_and_peak_window_demand() {
     assert_eq!(t.export_quote(ts("2018-12-23T23:30:00Z")).source, PriceSource::Fallback);
     let d = t.demand_charge().unwrap();
     assert_eq!(d.basis(), DemandBasis::PeakWindows);
-    assert_eq!(d.charge(ems_core::Watts::new(4500.0)), Money::new(45.0));
+    assert_eq!(d.charge(ems_core::watts!(4500.0)), Money::new(45.0));
 }
 
 fn error_of(text: &str) -> String {

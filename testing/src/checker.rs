@@ -271,13 +271,13 @@ mod tests {
 
     #[test]
     fn a_written_setpoint_outside_the_envelope_is_an_invariant_violation() {
-        let mut c = Checker::new(&SafetyConfig::default(), Watts::new(2500.0));
-        let (charge, discharge) = (Watts::new(3000.0), Watts::new(1000.0));
-        c.check_written(Millis::new(1000), Watts::new(-3000.0), charge, discharge);
-        c.check_written(Millis::new(2000), Watts::new(1000.0), charge, discharge);
+        let mut c = Checker::new(&SafetyConfig::default(), ems_core::watts!(2500.0));
+        let (charge, discharge) = (ems_core::watts!(3000.0), ems_core::watts!(1000.0));
+        c.check_written(Millis::new(1000), ems_core::watts!(-3000.0), charge, discharge);
+        c.check_written(Millis::new(2000), ems_core::watts!(1000.0), charge, discharge);
         assert_eq!(c.count, 0);
-        c.check_written(Millis::new(3000), Watts::new(-3001.0), charge, discharge);
-        c.check_written(Millis::new(4000), Watts::new(1001.0), charge, discharge);
+        c.check_written(Millis::new(3000), ems_core::watts!(-3001.0), charge, discharge);
+        c.check_written(Millis::new(4000), ems_core::watts!(1001.0), charge, discharge);
         assert_eq!((c.count, c.invariant_count, c.hard_limit_count), (2, 2, 0));
         assert!(c.kept.iter().all(|v| v.kind == ViolationKind::WrittenOutsideEnvelope));
     }

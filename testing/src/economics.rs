@@ -42,7 +42,7 @@
 use std::time::Instant;
 
 use ems_control::{ControllerConfig, ModeSetting, PlanTarget, SelfConsumptionConfig};
-use ems_core::{Millis, Percent, Snapshot, Watts};
+use ems_core::{Millis, Snapshot, Watts};
 use ems_devices::sim::{SimSiteConfig, SimulatedSite};
 use ems_strategies::accounting::{Ledger, LedgerError, Savings, Totals};
 use ems_strategies::forecast::{LoadForecaster, LoadProfile, PvCorrection, PvForecaster, PvSystem};
@@ -105,18 +105,18 @@ impl EconomicsOptions {
     #[must_use]
     pub fn reference_home(tariff: Tariff, days: u32, seed: u64) -> Self {
         let site = SimSiteConfig {
-            pv_peak: Watts::new(3000.0),
+            pv_peak: ems_core::watts!(3000.0),
             start_day_of_year: 1,
             start_time_of_day: Millis::ZERO,
             seed,
-            initial_soc: Percent::new(50.0),
+            initial_soc: ems_core::percent!(50.0),
             ..SimSiteConfig::default()
         };
         let planner = Problem {
             capacity_wh: site.battery_capacity,
             // A little under the inverter rating: the envelope derates near full and empty.
-            charge_max_w: Watts::new(4500.0),
-            discharge_max_w: Watts::new(4500.0),
+            charge_max_w: ems_core::watts!(4500.0),
+            discharge_max_w: ems_core::watts!(4500.0),
             eff_charge: 0.95,
             eff_discharge: 0.95,
             // The window self-consumption uses too: down to its 10 % reserve (the safety
@@ -345,7 +345,7 @@ impl PlanHook {
         let mean = (f64::from(opts.site.annual_load.get()) / 8760.0) as f32;
         let cet = TimeZone::fixed(tz::offset(1));
         let load = LoadForecaster::new(
-            LoadProfile::flat(96, Watts::new(mean)).map_err(forecast)?,
+            LoadProfile::flat(96, Watts::saturating(mean)).map_err(forecast)?,
             0.2,
             cet.clone(),
             Calendar::default(),
@@ -444,7 +444,7 @@ impl PlanHook {
                     self.relaxed += 1;
                 }
                 #[allow(clippy::cast_possible_truncation)] // watts
-                let w = |x: Option<&f64>| Watts::new(x.copied().unwrap_or(0.0) as f32);
+                let w = |x: Option<&f64>| Watts::saturating(x.copied().unwrap_or(0.0) as f32);
                 self.target = Some(PlanTarget { battery: w(p.battery_w.first()), grid: w(p.grid_w.first()) });
             }
             Err(_) => {
@@ -472,7 +472,7 @@ impl CycleHook for PlanHook {
         let start = self.clocks.clock(now).saturating_sub(step.get());
         let at = self.clocks.price_ts(start);
         let dt = secs(step);
-        let no_battery = Watts::new(t.load_power.get() - t.pv_power.get());
+        let no_battery = Watts::saturating(t.load_power.get() - t.pv_power.get());
         for r in [self.ems.record(at, t.grid_power, dt), self.no_battery.record(at, no_battery, dt)] {
             if let Err(e) = r {
                 self.error.get_or_insert(e);
@@ -489,8 +489,8 @@ impl CycleHook for PlanHook {
             #[allow(clippy::cast_possible_truncation)] // watts
             let (pv, load) = ((self.slot.pv_wh / hours) as f32, (self.slot.load_wh / hours) as f32);
             let step_len = SignedDuration::from_millis(i64::try_from(SLOT).unwrap_or(900_000));
-            self.pv.observe(self.clocks.pv_ts(slot_start), step_len, Watts::new(pv));
-            self.load.observe(self.clocks.load_ts(slot_start), Watts::new(load));
+            self.pv.observe(self.clocks.pv_ts(slot_start), step_len, Watts::saturating(pv));
+            self.load.observe(self.clocks.load_ts(slot_start), Watts::saturating(load));
             self.slot = SlotEnergy::default();
         }
     }

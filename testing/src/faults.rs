@@ -93,12 +93,12 @@ pub fn random_fault(kind: usize, r: u64) -> (FaultSpec, Option<Millis>) {
     match kind % RANDOM_KINDS {
         0 => (phys(PhysicalFault::EStopPress), Some(secs(60, 600))),
         1 => (
-            phys(PhysicalFault::CellHeating(Watts::new(400.0 + 100.0 * bits(40, 9) as f32))),
+            phys(PhysicalFault::CellHeating(Watts::saturating(400.0 + 100.0 * bits(40, 9) as f32))),
             Some(secs(1800, 7200)),
         ),
         2 => (
             phys(PhysicalFault::CellRunaway {
-                initial: Watts::new(200.0),
+                initial: ems_core::watts!(200.0),
                 doubling: Millis::new(180_000 + bits(40, 4) * 60_000),
             }),
             Some(secs(300, 600)),
@@ -117,7 +117,7 @@ pub fn random_fault(kind: usize, r: u64) -> (FaultSpec, Option<Millis>) {
             (phys(PhysicalFault::SensorDropout(signal)), Some(secs(1, 60)))
         }
         6 => (
-            phys(PhysicalFault::CellImbalance(ems_core::Volts::new(0.02 + 0.01 * bits(40, 6) as f32))),
+            phys(PhysicalFault::CellImbalance(ems_core::Volts::saturating(0.02 + 0.01 * bits(40, 6) as f32))),
             Some(secs(600, 3600)),
         ),
         7 => (phys(PhysicalFault::ContactorWeld), Some(secs(60, 600))),
@@ -236,7 +236,7 @@ pub fn schedule(plan: FaultPlan, days: u32, seed: u64) -> Vec<Scheduled> {
         // developing internal fault) that safety must derate or trip on.
         if day % 3 == 1 {
             let t = at(&mut rng);
-            out.push(Scheduled { at: t, fault: SimFault::CellHeating { watts: Watts::new(1200.0) } });
+            out.push(Scheduled { at: t, fault: SimFault::CellHeating { watts: ems_core::watts!(1200.0) } });
             out.push(Scheduled { at: t.plus(Millis::new(7_200_000)), fault: SimFault::Clear });
         }
     }

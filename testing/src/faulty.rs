@@ -34,7 +34,7 @@
 //! input inverted for one read.
 
 use ems_core::snapshot::EStopInput as EStopReading;
-use ems_core::{Celsius, Hertz, Millis, Volts, Watts};
+use ems_core::{Celsius, Millis, Watts};
 use ems_devices::traits::{
     Bms, BmsReading, DeviceError, EStopInput, ErrorKind, Inverter, InverterCapabilities, InverterReading,
     InverterSettings, Meter, MeterReading, PvInverter, PvReading, Relay,
@@ -433,11 +433,15 @@ trait Reading: Copy {
 
 impl Reading for BmsReading {
     fn implausible(self) -> Option<Self> {
-        Some(Self { cell_voltage_max: Volts::new(9.9), cell_temp_min: Celsius::new(-200.0), ..self })
+        Some(Self {
+            cell_voltage_max: ems_core::volts!(9.9),
+            cell_temp_min: ems_core::celsius!(-200.0),
+            ..self
+        })
     }
 
     fn spiked(self) -> Self {
-        Self { cell_temp_max: Celsius::new(self.cell_temp_max.get() + 40.0), ..self }
+        Self { cell_temp_max: Celsius::saturating(self.cell_temp_max.get() + 40.0), ..self }
     }
 
     fn stuck(self, held: Self, field: Field) -> Self {
@@ -462,12 +466,12 @@ impl Reading for BmsReading {
 impl Reading for InverterReading {
     fn implausible(self) -> Option<Self> {
         let p = self.rated_power.get() * 10.0;
-        let active_power = Watts::new(if self.setpoint.get() < 0.0 { -p } else { p });
-        Some(Self { temperature: Celsius::new(-200.0), active_power, ..self })
+        let active_power = Watts::saturating(if self.setpoint.get() < 0.0 { -p } else { p });
+        Some(Self { temperature: ems_core::celsius!(-200.0), active_power, ..self })
     }
 
     fn spiked(self) -> Self {
-        Self { active_power: Watts::new(self.active_power.get() * 10.0), ..self }
+        Self { active_power: Watts::saturating(self.active_power.get() * 10.0), ..self }
     }
 
     fn stuck(self, held: Self, field: Field) -> Self {
@@ -486,11 +490,11 @@ impl Reading for InverterReading {
 
 impl Reading for MeterReading {
     fn implausible(self) -> Option<Self> {
-        Some(Self { voltage: Volts::new(1500.0), frequency: Hertz::new(5.0), ..self })
+        Some(Self { voltage: ems_core::volts!(1500.0), frequency: ems_core::hertz!(5.0), ..self })
     }
 
     fn spiked(self) -> Self {
-        Self { active_power: Watts::new(self.active_power.get() * 10.0 + 20_000.0), ..self }
+        Self { active_power: Watts::saturating(self.active_power.get() * 10.0 + 20_000.0), ..self }
     }
 
     fn stuck(self, held: Self, _field: Field) -> Self {
@@ -500,11 +504,11 @@ impl Reading for MeterReading {
 
 impl Reading for PvReading {
     fn implausible(self) -> Option<Self> {
-        Some(Self { active_power: Watts::new(-5_000.0) })
+        Some(Self { active_power: ems_core::watts!(-5_000.0) })
     }
 
     fn spiked(self) -> Self {
-        Self { active_power: Watts::new(self.active_power.get() * 10.0 + 10_000.0) }
+        Self { active_power: Watts::saturating(self.active_power.get() * 10.0 + 10_000.0) }
     }
 
     fn stuck(self, held: Self, _field: Field) -> Self {
@@ -735,7 +739,7 @@ impl<D: EStopInput> EStopInput for Faulty<D> {
 mod tests {
     use super::*;
     use ems_core::snapshot::{BmsAlarms, InverterState};
-    use ems_core::{Amps, Percent};
+
     use pollster::block_on;
 
     #[derive(Debug, Clone, Copy, PartialEq)]
@@ -760,15 +764,15 @@ mod tests {
             self.reads += 1;
             let t = 20.0 + f32::from(u16::try_from(self.reads).unwrap());
             Ok(BmsReading {
-                soc: Percent::new(50.0),
-                pack_voltage: Volts::new(51.2),
-                pack_current: Amps::new(-10.0),
-                cell_voltage_min: Volts::new(3.30),
-                cell_voltage_max: Volts::new(3.31),
-                cell_temp_min: Celsius::new(t - 1.0),
-                cell_temp_max: Celsius::new(t),
-                charge_limit: Watts::new(5000.0),
-                discharge_limit: Watts::new(5000.0),
+                soc: ems_core::percent!(50.0),
+                pack_voltage: ems_core::volts!(51.2),
+                pack_current: ems_core::amps!(-10.0),
+                cell_voltage_min: ems_core::volts!(3.30),
+                cell_voltage_max: ems_core::volts!(3.31),
+                cell_temp_min: Celsius::saturating(t - 1.0),
+                cell_temp_max: Celsius::saturating(t),
+                charge_limit: ems_core::watts!(5000.0),
+                discharge_limit: ems_core::watts!(5000.0),
                 alarms: BmsAlarms::NONE,
                 ready: true,
             })
@@ -810,9 +814,9 @@ mod tests {
                 active_power: self.setpoint,
                 setpoint: self.setpoint,
                 state: InverterState::Running,
-                temperature: Celsius::new(30.0),
-                rated_power: Watts::new(5000.0),
-                dc_link_voltage: Volts::new(51.0),
+                temperature: ems_core::celsius!(30.0),
+                rated_power: ems_core::watts!(5000.0),
+                dc_link_voltage: ems_core::volts!(51.0),
             })
         }
         async fn write_setpoint(&mut self, power: Watts) -> Result<(), MockError> {
@@ -839,9 +843,9 @@ mod tests {
         async fn read(&mut self) -> Result<MeterReading, MockError> {
             self.0 += 100.0;
             Ok(MeterReading {
-                active_power: Watts::new(self.0),
-                voltage: Volts::new(230.0),
-                frequency: Hertz::new(50.0),
+                active_power: Watts::saturating(self.0),
+                voltage: ems_core::volts!(230.0),
+                frequency: ems_core::hertz!(50.0),
             })
         }
     }
@@ -853,7 +857,7 @@ mod tests {
         type Error = MockError;
         async fn read(&mut self) -> Result<PvReading, MockError> {
             self.0 += 10.0;
-            Ok(PvReading { active_power: Watts::new(self.0) })
+            Ok(PvReading { active_power: Watts::saturating(self.0) })
         }
     }
 
@@ -890,14 +894,14 @@ mod tests {
     fn no_fault_delegates_everything() {
         let (mut bms, sw) = Faulty::with_switch(MockBms::default());
         let r = block_on(bms.read()).unwrap();
-        assert_eq!(r.cell_temp_max, Celsius::new(21.0));
+        assert_eq!(r.cell_temp_max, ems_core::celsius!(21.0));
         block_on(bms.reset_alarms()).unwrap();
         assert_eq!(bms.inner().resets, 1);
         assert_eq!(sw.injected_errors(), 0);
         let mut inv = Faulty::new(MockInverter::default(), FaultSwitch::new());
         assert!(inv.capabilities().revert_timer);
-        block_on(inv.write_setpoint(Watts::new(-1000.0))).unwrap();
-        assert_eq!(block_on(inv.read()).unwrap().setpoint, Watts::new(-1000.0));
+        block_on(inv.write_setpoint(ems_core::watts!(-1000.0))).unwrap();
+        assert_eq!(block_on(inv.read()).unwrap().setpoint, ems_core::watts!(-1000.0));
     }
 
     #[test]
@@ -908,22 +912,22 @@ mod tests {
         {
             sw.set(fault);
             assert_eq!(kind(block_on(inv.read())), k);
-            assert_eq!(kind(block_on(inv.write_setpoint(Watts::new(100.0)))), k);
+            assert_eq!(kind(block_on(inv.write_setpoint(ems_core::watts!(100.0)))), k);
             assert_eq!(kind(block_on(inv.read_settings())), k);
             assert_eq!(kind(block_on(inv.write_settings(&inv.inner().settings.clone()))), k);
             assert_eq!(inv.inner().setpoint, Watts::ZERO, "a failed write must not reach the device");
         }
         assert_eq!(sw.injected_errors(), 8);
         sw.clear();
-        block_on(inv.write_setpoint(Watts::new(100.0))).unwrap();
-        assert_eq!(block_on(inv.read()).unwrap().active_power, Watts::new(100.0));
+        block_on(inv.write_setpoint(ems_core::watts!(100.0))).unwrap();
+        assert_eq!(block_on(inv.read()).unwrap().active_power, ems_core::watts!(100.0));
     }
 
     #[test]
     fn device_errors_keep_their_kind() {
         let mut inv =
             Faulty::new(MockInverter { refuse: true, ..MockInverter::default() }, FaultSwitch::new());
-        let e = block_on(inv.write_setpoint(Watts::new(1.0))).unwrap_err();
+        let e = block_on(inv.write_setpoint(ems_core::watts!(1.0))).unwrap_err();
         assert_eq!(e, FaultyError::Device(MockError));
         assert_eq!(e.kind(), ErrorKind::Refused);
     }
@@ -950,8 +954,8 @@ mod tests {
         let (mut inv, sw) = Faulty::with_switch(MockInverter::default());
         sw.set(DeviceFault::Garbage);
         assert_eq!(kind(block_on(inv.read())), ErrorKind::Decode);
-        block_on(inv.write_setpoint(Watts::new(200.0))).unwrap();
-        assert_eq!(inv.inner().setpoint, Watts::new(200.0));
+        block_on(inv.write_setpoint(ems_core::watts!(200.0))).unwrap();
+        assert_eq!(inv.inner().setpoint, ems_core::watts!(200.0));
         let (mut pv, sw) = Faulty::with_switch(MockPv::default());
         sw.set(DeviceFault::Garbage);
         assert_eq!(kind(block_on(pv.read())), ErrorKind::Decode);
@@ -962,16 +966,16 @@ mod tests {
         let (mut bms, sw) = Faulty::with_switch(MockBms::default());
         sw.set(DeviceFault::OutOfRange);
         let r = block_on(bms.read()).unwrap();
-        assert_eq!(r.cell_voltage_max, Volts::new(9.9));
-        assert_eq!(r.cell_temp_min, Celsius::new(-200.0));
+        assert_eq!(r.cell_voltage_max, ems_core::volts!(9.9));
+        assert_eq!(r.cell_temp_min, ems_core::celsius!(-200.0));
         let (mut inv, sw) = Faulty::with_switch(MockInverter::default());
         sw.set(DeviceFault::OutOfRange);
         let r = block_on(inv.read()).unwrap();
-        assert_eq!(r.temperature, Celsius::new(-200.0));
+        assert_eq!(r.temperature, ems_core::celsius!(-200.0));
         assert!(r.active_power.get() >= 50_000.0);
         let (mut meter, sw) = Faulty::with_switch(MockMeter::default());
         sw.set(DeviceFault::OutOfRange);
-        assert_eq!(block_on(meter.read()).unwrap().frequency, Hertz::new(5.0));
+        assert_eq!(block_on(meter.read()).unwrap().frequency, ems_core::hertz!(5.0));
         let (mut pv, sw) = Faulty::with_switch(MockPv::default());
         sw.set(DeviceFault::OutOfRange);
         assert!(block_on(pv.read()).unwrap().active_power.get() < 0.0);
@@ -988,19 +992,19 @@ mod tests {
     fn spike_is_one_reading_then_normal_and_rearms_on_the_next_set() {
         let (mut bms, sw) = Faulty::with_switch(MockBms::default());
         sw.set(DeviceFault::Spike);
-        assert_eq!(block_on(bms.read()).unwrap().cell_temp_max, Celsius::new(61.0));
-        assert_eq!(block_on(bms.read()).unwrap().cell_temp_max, Celsius::new(22.0));
-        assert_eq!(block_on(bms.read()).unwrap().cell_temp_max, Celsius::new(23.0));
+        assert_eq!(block_on(bms.read()).unwrap().cell_temp_max, ems_core::celsius!(61.0));
+        assert_eq!(block_on(bms.read()).unwrap().cell_temp_max, ems_core::celsius!(22.0));
+        assert_eq!(block_on(bms.read()).unwrap().cell_temp_max, ems_core::celsius!(23.0));
         sw.set(DeviceFault::Spike);
-        assert_eq!(block_on(bms.read()).unwrap().cell_temp_max, Celsius::new(64.0));
+        assert_eq!(block_on(bms.read()).unwrap().cell_temp_max, ems_core::celsius!(64.0));
         let (mut estop, sw) = Faulty::with_switch(MockEStop(EStopReading::Released));
         sw.set(DeviceFault::Spike);
         assert_eq!(block_on(estop.read()).unwrap(), EStopReading::Pressed);
         assert_eq!(block_on(estop.read()).unwrap(), EStopReading::Released);
         let (mut meter, sw) = Faulty::with_switch(MockMeter::default());
         sw.set(DeviceFault::Spike);
-        assert_eq!(block_on(meter.read()).unwrap().active_power, Watts::new(21_000.0));
-        assert_eq!(block_on(meter.read()).unwrap().active_power, Watts::new(200.0));
+        assert_eq!(block_on(meter.read()).unwrap().active_power, ems_core::watts!(21_000.0));
+        assert_eq!(block_on(meter.read()).unwrap().active_power, ems_core::watts!(200.0));
     }
 
     #[test]
@@ -1026,7 +1030,7 @@ mod tests {
     fn ignored_commands_are_ok_but_never_arrive() {
         let (mut inv, sw) = Faulty::with_switch(MockInverter::default());
         sw.set(DeviceFault::IgnoreCommands);
-        block_on(inv.write_setpoint(Watts::new(-3000.0))).unwrap();
+        block_on(inv.write_setpoint(ems_core::watts!(-3000.0))).unwrap();
         let s = InverterSettings {
             control: ems_devices::traits::ControlSource::Remote,
             setpoint: Watts::ZERO,
@@ -1047,17 +1051,17 @@ mod tests {
         let (mut inv, sw) = Faulty::with_switch(MockInverter::default());
         sw.set_now(Millis::new(1_000));
         sw.set(DeviceFault::Delay(Millis::new(3_000)));
-        block_on(inv.write_setpoint(Watts::new(500.0))).unwrap();
+        block_on(inv.write_setpoint(ems_core::watts!(500.0))).unwrap();
         sw.set_now(Millis::new(2_000));
-        block_on(inv.write_setpoint(Watts::new(700.0))).unwrap();
+        block_on(inv.write_setpoint(ems_core::watts!(700.0))).unwrap();
         assert_eq!(inv.held_writes(), 2);
         sw.set_now(Millis::new(3_999));
         assert_eq!(block_on(inv.read()).unwrap().setpoint, Watts::ZERO);
         sw.clear();
         sw.set_now(Millis::new(4_000));
-        assert_eq!(block_on(inv.read()).unwrap().setpoint, Watts::new(500.0));
+        assert_eq!(block_on(inv.read()).unwrap().setpoint, ems_core::watts!(500.0));
         sw.set_now(Millis::new(5_000));
-        assert_eq!(block_on(inv.read()).unwrap().setpoint, Watts::new(700.0));
+        assert_eq!(block_on(inv.read()).unwrap().setpoint, ems_core::watts!(700.0));
         assert_eq!(inv.held_writes(), 0);
         let (mut relay, sw) = Faulty::with_switch(MockRelay::default());
         sw.set(DeviceFault::Delay(Millis::new(100)));

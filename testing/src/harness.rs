@@ -76,7 +76,7 @@ pub enum Duty {
 
 impl Duty {
     /// The daily cycle with a 3 kW evening discharge.
-    pub const DAILY_CYCLE: Self = Self::DailyCycle { discharge: Watts::new(3000.0) };
+    pub const DAILY_CYCLE: Self = Self::DailyCycle { discharge: ems_core::watts!(3000.0) };
 
     /// Parse `configured` / `daily-cycle`.
     ///
@@ -891,19 +891,19 @@ pub fn scenario_options(s: &crate::scenario::Scenario) -> Result<RunOptions, Har
         site.start_time_of_day = Millis::new(u64::from(h) * 3_600_000);
     }
     if let Some(v) = o.initial_soc {
-        site.initial_soc = ems_core::Percent::new(v);
+        site.initial_soc = ems_core::Percent::saturating(v);
     }
     if let Some(v) = o.ambient {
-        site.ambient = ems_devices::sim::Ambient::Indoor(ems_core::Celsius::new(v));
+        site.ambient = ems_devices::sim::Ambient::Indoor(ems_core::Celsius::saturating(v));
     }
     if let Some(v) = o.pv_peak {
-        site.pv_peak = Watts::new(v);
+        site.pv_peak = Watts::saturating(v);
     }
     if let Some(v) = o.battery_capacity {
-        site.battery_capacity = ems_core::WattHours::new(v);
+        site.battery_capacity = ems_core::WattHours::saturating(v);
     }
     if let Some(v) = o.annual_load {
-        site.annual_load = ems_core::WattHours::new(v * 1000.0);
+        site.annual_load = ems_core::WattHours::saturating(v * 1000.0);
     }
     if opts.step == Millis::ZERO || opts.step > Millis::new(60_000) {
         return Err(HarnessError::Step(opts.step));

@@ -569,7 +569,7 @@ fn parse_fault(cx: &Ctx<'_>, i: usize, f: &RawFault) -> Result<TimedFault, Scena
         "estop" => physical(PhysicalFault::EStopPress),
         "estop_release" => physical(PhysicalFault::EStopRelease),
         "cell_heating" => {
-            physical(PhysicalFault::CellHeating(Watts::new(need(f.watts, "watts", 0.0, 1.0e6)?)))
+            physical(PhysicalFault::CellHeating(Watts::saturating(need(f.watts, "watts", 0.0, 1.0e6)?)))
         }
         "bms_alarm" => {
             let name = f.alarm.as_deref().unwrap_or("internal");
@@ -599,7 +599,7 @@ fn parse_fault(cx: &Ctx<'_>, i: usize, f: &RawFault) -> Result<TimedFault, Scena
             physical(PhysicalFault::SensorDropout(signal))
         }
         "cell_imbalance" => {
-            physical(PhysicalFault::CellImbalance(Volts::new(need(f.volts, "volts", 0.0, 2.0)?)))
+            physical(PhysicalFault::CellImbalance(Volts::saturating(need(f.volts, "volts", 0.0, 2.0)?)))
         }
         "contactor_weld" => physical(PhysicalFault::ContactorWeld),
         "contactor_stuck_open" => physical(PhysicalFault::ContactorStuckOpen),
@@ -613,7 +613,7 @@ fn parse_fault(cx: &Ctx<'_>, i: usize, f: &RawFault) -> Result<TimedFault, Scena
             physical(PhysicalFault::InverterDelay(cx.duration(&field("delay"), d)?))
         }
         "cell_runaway" => {
-            let initial = Watts::new(need(f.watts, "watts", 0.0, 1.0e6)?);
+            let initial = Watts::saturating(need(f.watts, "watts", 0.0, 1.0e6)?);
             let d = f
                 .doubling
                 .as_ref()
@@ -806,7 +806,10 @@ trip = "Cell temperature trip"
         assert_eq!(s.step, Millis::new(1_000));
         assert!(s.operator);
         assert_eq!(s.site.start_hour, Some(10));
-        assert_eq!(s.faults[0].fault, FaultSpec::Physical(PhysicalFault::CellHeating(Watts::new(1500.0))));
+        assert_eq!(
+            s.faults[0].fault,
+            FaultSpec::Physical(PhysicalFault::CellHeating(ems_core::watts!(1500.0)))
+        );
         assert_eq!(s.faults[1].fault, FaultSpec::Device(DeviceId::Bms, DeviceFault::CommLoss));
         assert_eq!(s.faults[1].for_, Some(Millis::new(60_000)));
         assert_eq!(

@@ -658,7 +658,7 @@ impl SunSpecSite {
         }
         let Ok(d) = decode_model(704, &block) else { return };
         let remote = d.raw("WSetEna") == Some(1);
-        let setpoint = Watts::new(d.number("WSet").map_or(0.0, |v| {
+        let setpoint = Watts::saturating(d.number("WSet").map_or(0.0, |v| {
             #[allow(clippy::cast_possible_truncation)] // a set-point in W
             let w = v as f32;
             w
@@ -827,7 +827,8 @@ impl<C: RegisterClient> SunSpecBatteryWithTemperature<C> {
     /// The driver's discovery errors.
     pub async fn new(client: C) -> Result<Self, SunSpecError> {
         // The assumed value is only a placeholder: every read replaces it with the measured one.
-        let inner = SunSpecBattery::new(client).await?.with_assumed_cell_temperature(Celsius::new(25.0));
+        let inner =
+            SunSpecBattery::new(client).await?.with_assumed_cell_temperature(ems_core::celsius!(25.0));
         let temperatures = inner.map().find(CELL_TEMPERATURE_MODEL).and_then(|m| m.address.offset(2));
         Ok(Self { inner, temperatures })
     }
@@ -850,7 +851,8 @@ impl<C: RegisterClient> Bms for SunSpecBatteryWithTemperature<C> {
                 Ok(Ok(v)) => v,
             };
             let t = |i: usize| {
-                regs.get(i).map(|raw| Celsius::new(f32::from(i16::from_ne_bytes(raw.to_ne_bytes())) / 100.0))
+                regs.get(i)
+                    .map(|raw| Celsius::saturating(f32::from(i16::from_ne_bytes(raw.to_ne_bytes())) / 100.0))
             };
             match (t(0), t(1)) {
                 (Some(min), Some(max)) => {

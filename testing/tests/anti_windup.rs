@@ -17,7 +17,7 @@
 #![allow(clippy::unwrap_used)]
 
 use ems_control::Override;
-use ems_core::{Millis, Snapshot, Watts};
+use ems_core::{Millis, Snapshot};
 use ems_devices::sim::SimulatedSite;
 use ems_testing::harness::{run_with_hook, CycleHook, HookInputs};
 use ems_testing::scenario::{FaultSpec, PhysicalFault, TimedFault};
@@ -167,7 +167,7 @@ fn no_grid_import_after_a_limit_charge_override_expires() {
     // LIMIT_CHARGE 500 W from 2 min to 7 min (the surplus is several kW: the rest is exported),
     // then nothing: the mode takes the whole surplus again.
     let (from, until) = (Millis::new(2 * MINUTE), Millis::new(7 * MINUTE));
-    let limit = Override::LimitCharge { max_charge_power: Watts::new(500.0) };
+    let limit = Override::LimitCharge { max_charge_power: ems_core::watts!(500.0) };
     for step in STEPS {
         let opts = options(12, step);
         let mut hook = Recorder { ess_override: Some((from, until, limit)), ..Recorder::default() };

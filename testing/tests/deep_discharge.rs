@@ -10,7 +10,7 @@
 //! the check switched off the harness still sees the original violation (so the test keeps
 //! proving the mechanism, not just a quiet run).
 
-use ems_core::{Millis, Percent};
+use ems_core::Millis;
 use ems_testing::faulty::DeviceFault;
 use ems_testing::scenario::{DeviceId, FaultSpec, TimedFault};
 use ems_testing::{run_timeline, Duty, RunOptions};
@@ -21,7 +21,7 @@ fn options() -> RunOptions {
     // 364), 16:50 local, SOC 12 %.
     opts.site.start_day_of_year = 364;
     opts.site.start_time_of_day = Millis::new((16 * 60 + 50) * 60_000);
-    opts.site.initial_soc = Percent::new(12.0);
+    opts.site.initial_soc = ems_core::percent!(12.0);
     opts.duration = Millis::new(2 * 3_600_000);
     opts.duty = Duty::DAILY_CYCLE;
     opts

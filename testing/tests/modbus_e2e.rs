@@ -244,7 +244,7 @@ fn the_site_runs_end_to_end_over_modbus_and_the_lease_holds() {
         // The set-point reached the simulated inverter through 704 WSet (the server is the
         // only thing that writes to it).
         assert_eq!(truth.control, ControlSource::Remote);
-        assert!(min_setpoint < Watts::new(-500.0), "set-point {min_setpoint:?}");
+        assert!(min_setpoint < ems_core::watts!(-500.0), "set-point {min_setpoint:?}");
         assert!(truth.setpoint_writes > 0 && truth.settings_writes > 0);
         let stats = rig.devices.inverter().device_mut().client_mut().stats();
         assert_eq!((stats.failures, stats.exceptions, stats.reconnects), (0, 0, 0), "{stats:?}");

@@ -777,11 +777,11 @@ fn validate(ctx: &Ctx<'_>, c: &SiteFile) -> Result<ems_control::ControllerConfig
     let defaults = ControllerConfig::default();
     // Narrowing f64 config values to the f32 unit types: the ranges above keep them exact enough.
     #[allow(clippy::cast_possible_truncation)]
-    let w = |x: f64| Watts::new(x as f32);
+    let w = |x: f64| Watts::saturating(x as f32);
     #[allow(clippy::cast_possible_truncation)]
-    let a = |x: f64| Amps::new(x as f32);
+    let a = |x: f64| Amps::saturating(x as f32);
     #[allow(clippy::cast_possible_truncation)]
-    let pct = |x: f64| Percent::new(x as f32);
+    let pct = |x: f64| Percent::saturating(x as f32);
     let safety = ems_safety::SafetyConfig::for_site(
         a(charge_a.unwrap_or(100.0)),
         a(discharge_a.unwrap_or(100.0)),
@@ -834,7 +834,7 @@ fn validate(ctx: &Ctx<'_>, c: &SiteFile) -> Result<ems_control::ControllerConfig
             let max_import =
                 opt("mode.max_grid_import_w", &m.max_grid_import_w, 0.0, 1e7, "W")?.unwrap_or(0.0);
             #[allow(clippy::cast_possible_truncation)]
-            let soc_target = Percent::new(soc as f32);
+            let soc_target = Percent::saturating(soc as f32);
             ModeSetting::ChargeOnly(ChargeOnlyConfig { source, soc_target, max_grid_import: w(max_import) })
         }
         "self-consumption" => {
@@ -1617,7 +1617,7 @@ line = 4
     #[test]
     fn a_good_file_parses_into_a_controller_config() {
         let c = parse(Path::new("site.toml"), &good()).unwrap();
-        assert_eq!(c.controller.safety.grid_import_limit, Some(ems_core::Watts::new(11000.0)));
+        assert_eq!(c.controller.safety.grid_import_limit, Some(ems_core::watts!(11000.0)));
         assert_eq!(c.content.devices.battery.unit.get_ref(), &2);
     }
 

@@ -259,7 +259,7 @@ async fn connect_modbus(cfg: &SiteConfig) -> Result<ModbusDevices, LiveError> {
             if let Some(t) = &d.battery.assumed_cell_temp_c {
                 // Validated to -20..=45 °C by the config.
                 #[allow(clippy::cast_possible_truncation)]
-                let celsius = ems_core::Celsius::new(*t.get_ref() as f32);
+                let celsius = ems_core::Celsius::saturating(*t.get_ref() as f32);
                 b = b.with_assumed_cell_temperature(celsius);
                 config.bms.stuck_check_temperatures = false;
             }
@@ -535,7 +535,6 @@ type SiteDeviceSet = DeviceSet<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ems_core::{Hertz, Volts};
 
     #[derive(Debug, Default)]
     struct CountingMeter {
@@ -560,9 +559,9 @@ mod tests {
                 return Err(Down);
             }
             Ok(MeterReading {
-                active_power: Watts::new(100.0),
-                voltage: Volts::new(230.0),
-                frequency: Hertz::new(50.0),
+                active_power: ems_core::watts!(100.0),
+                voltage: ems_core::volts!(230.0),
+                frequency: ems_core::hertz!(50.0),
             })
         }
     }

@@ -115,11 +115,11 @@ fn inverter_driver_reads_writes_and_sees_exceptions_over_real_modbus() {
         // Model 123 only: export limiting — 2000 W of a 5000 W rating = 40 % with the limit enabled.
         let settings = InverterSettings {
             control: ControlSource::Remote,
-            setpoint: ems_core::Watts::new(2000.0),
+            setpoint: ems_core::watts!(2000.0),
             revert_timeout: Some(ems_core::Millis::from_secs(10)),
         };
         inv.write_settings(&settings).await.unwrap();
-        inv.write_setpoint(ems_core::Watts::new(2000.0)).await.unwrap();
+        inv.write_setpoint(ems_core::watts!(2000.0)).await.unwrap();
         let r = inv.read().await.unwrap();
         assert!((r.setpoint.get() - 2000.0).abs() < 1.0, "read-back {}", r.setpoint);
         let back = inv.read_settings().await.unwrap();

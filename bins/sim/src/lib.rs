@@ -195,10 +195,10 @@ impl Home {
         // Narrowing to the f32 unit types: the ranges above keep the values exact enough.
         #[allow(clippy::cast_possible_truncation)]
         let f = |x: f64| (x * 1000.0) as f32;
-        opts.site.pv_peak = ems_core::Watts::new(f(pv));
-        opts.site.battery_capacity = ems_core::WattHours::new(f(bat));
+        opts.site.pv_peak = ems_core::Watts::saturating(f(pv));
+        opts.site.battery_capacity = ems_core::WattHours::saturating(f(bat));
         opts.planner.capacity_wh = opts.site.battery_capacity;
-        opts.site.annual_load = ems_core::WattHours::new(f(load));
+        opts.site.annual_load = ems_core::WattHours::saturating(f(load));
         opts.start_day = self.start_day;
         if let Some(c) = self.degradation_cost {
             let c = check("degradation-cost", c, 0.0, 10.0)?;

@@ -9,7 +9,7 @@ use ems_core::{Amps, Celsius, Percent, Volts, WattHours, Watts};
 pub const CELLS_IN_SERIES: u32 = 16;
 const CELLS: f64 = 16.0;
 /// Nominal cell voltage of LFP, used to convert the configured capacity to ampere-hours.
-pub const CELL_NOMINAL_VOLTAGE: Volts = Volts::new(3.2);
+pub const CELL_NOMINAL_VOLTAGE: Volts = ems_core::volts!(3.2);
 /// Cell internal resistance at 25 °C in ohms (0.5 mΩ: 50 mV sag at 100 A).
 const CELL_R_25C: f64 = 0.5e-3;
 /// Thermal mass per kWh of pack (≈ 9 kg/kWh × 1000 J/(kg·K)).
@@ -68,11 +68,11 @@ pub fn ocv_cell(soc: Percent) -> Volts {
     for &(ks, kv) in &OCV_KNOTS[1..] {
         if s <= ks {
             let f = (s - prev.0) / (ks - prev.0);
-            return Volts::new(prev.1 + f * (kv - prev.1));
+            return Volts::saturating(prev.1 + f * (kv - prev.1));
         }
         prev = (ks, kv);
     }
-    Volts::new(prev.1)
+    Volts::saturating(prev.1)
 }
 
 /// OCV look-up table with 0.5 % resolution; every knot lies on the grid, so linear interpolation
@@ -84,7 +84,7 @@ fn build_lut() -> [f64; LUT_STEPS + 1] {
     for (i, v) in lut.iter_mut().enumerate() {
         #[allow(clippy::cast_precision_loss)] // i ≤ 200
         let soc = i as f32 * 100.0 / LUT_STEPS as f32;
-        *v = f64::from(ocv_cell(Percent::new(soc)).get());
+        *v = f64::from(ocv_cell(Percent::saturating(soc)).get());
     }
     lut
 }
@@ -254,49 +254,49 @@ impl SimBattery {
     /// Usable capacity (at the nominal voltage).
     #[must_use]
     pub fn capacity(&self) -> WattHours {
-        WattHours::new((self.capacity_ah * CELLS * f64::from(CELL_NOMINAL_VOLTAGE.get())) as f32)
+        WattHours::saturating((self.capacity_ah * CELLS * f64::from(CELL_NOMINAL_VOLTAGE.get())) as f32)
     }
 
     /// Pack terminal voltage.
     #[must_use]
     pub fn pack_voltage(&self) -> Volts {
-        Volts::new(self.pack_voltage as f32)
+        Volts::saturating(self.pack_voltage as f32)
     }
 
     /// Pack current, `+` discharge / `−` charge.
     #[must_use]
     pub fn current(&self) -> Amps {
-        Amps::new(self.current as f32)
+        Amps::saturating(self.current as f32)
     }
 
     /// Lowest cell voltage.
     #[must_use]
     pub fn cell_voltage_min(&self) -> Volts {
-        Volts::new(self.cell_v_min as f32)
+        Volts::saturating(self.cell_v_min as f32)
     }
 
     /// Highest cell voltage.
     #[must_use]
     pub fn cell_voltage_max(&self) -> Volts {
-        Volts::new(self.cell_v_max as f32)
+        Volts::saturating(self.cell_v_max as f32)
     }
 
     /// Lumped pack temperature.
     #[must_use]
     pub fn temperature(&self) -> Celsius {
-        Celsius::new(self.temp as f32)
+        Celsius::saturating(self.temp as f32)
     }
 
     /// Coolest cell.
     #[must_use]
     pub fn cell_temp_min(&self) -> Celsius {
-        Celsius::new((self.temp - CELL_TEMP_BELOW) as f32)
+        Celsius::saturating((self.temp - CELL_TEMP_BELOW) as f32)
     }
 
     /// Warmest cell.
     #[must_use]
     pub fn cell_temp_max(&self) -> Celsius {
-        Celsius::new((self.temp + CELL_TEMP_ABOVE) as f32)
+        Celsius::saturating((self.temp + CELL_TEMP_ABOVE) as f32)
     }
 
     /// BMS charge power limit (magnitude).
@@ -306,7 +306,7 @@ impl SimBattery {
         if self.injected_alarms.any() {
             return Watts::ZERO;
         }
-        Watts::new(self.charge_limit as f32)
+        Watts::saturating(self.charge_limit as f32)
     }
 
     /// BMS discharge power limit (magnitude).
@@ -315,7 +315,7 @@ impl SimBattery {
         if self.injected_alarms.any() {
             return Watts::ZERO;
         }
-        Watts::new(self.discharge_limit as f32)
+        Watts::saturating(self.discharge_limit as f32)
     }
 
     /// Alarms the BMS reports: its own threshold crossings plus injected ones.
@@ -351,15 +351,19 @@ mod tests {
     fn ocv_curve_is_monotone_and_shaped_like_lfp() {
         let mut last = 0.0;
         for i in 0..=1000 {
-            let v = ocv_cell(Percent::new(i as f32 / 10.0)).get();
+            let v = ocv_cell(Percent::saturating(i as f32 / 10.0)).get();
             assert!(v > last, "OCV not strictly increasing at {i}");
             last = v;
         }
         assert_eq!(ocv_cell(Percent::ZERO).get(), 2.5);
         assert_eq!(ocv_cell(Percent::MAX).get(), 3.65);
-        let mid = ocv_cell(Percent::new(50.0)).get();
+        let mid = ocv_cell(ems_core::percent!(50.0)).get();
         assert!((3.25..=3.33).contains(&mid));
-        let b = SimBattery::new(WattHours::new(10_000.0), Percent::new(50.0), Celsius::new(20.0));
+        let b = SimBattery::new(
+            ems_core::watt_hours!(10_000.0),
+            ems_core::percent!(50.0),
+            ems_core::celsius!(20.0),
+        );
         for i in 0..=200 {
             let s = i as f64 / 200.0;
             let want = f64::from(ocv_cell(Percent::from_fraction(s as f32)).get());
@@ -369,7 +373,11 @@ mod tests {
 
     #[test]
     fn soc_integrates_charge() {
-        let mut b = SimBattery::new(WattHours::new(10_000.0), Percent::new(20.0), Celsius::new(20.0));
+        let mut b = SimBattery::new(
+            ems_core::watt_hours!(10_000.0),
+            ems_core::percent!(20.0),
+            ems_core::celsius!(20.0),
+        );
         let c = k(1000);
         for _ in 0..3600 {
             b.step(-4800.0, 20.0, &c); // 5 kW AC at 96 %
@@ -380,7 +388,11 @@ mod tests {
 
     #[test]
     fn cell_voltage_sags_on_discharge_and_rises_on_charge() {
-        let mut b = SimBattery::new(WattHours::new(10_000.0), Percent::new(50.0), Celsius::new(25.0));
+        let mut b = SimBattery::new(
+            ems_core::watt_hours!(10_000.0),
+            ems_core::percent!(50.0),
+            ems_core::celsius!(25.0),
+        );
         let rest = b.cell_voltage_min().get();
         b.step(5000.0, 25.0, &k(100));
         let dis = b.cell_voltage_min().get();
@@ -394,7 +406,11 @@ mod tests {
 
     #[test]
     fn heats_under_current_and_relaxes_to_ambient() {
-        let mut b = SimBattery::new(WattHours::new(10_000.0), Percent::new(90.0), Celsius::new(20.0));
+        let mut b = SimBattery::new(
+            ems_core::watt_hours!(10_000.0),
+            ems_core::percent!(90.0),
+            ems_core::celsius!(20.0),
+        );
         let c = k(1000);
         for _ in 0..3000 {
             b.step(9000.0, 20.0, &c);
@@ -409,8 +425,9 @@ mod tests {
 
     #[test]
     fn bms_tapers_near_full_and_empty_and_when_cold() {
-        let at =
-            |soc: f32, t: f32| SimBattery::new(WattHours::new(10_000.0), Percent::new(soc), Celsius::new(t));
+        let at = |soc: f32, t: f32| {
+            SimBattery::new(ems_core::watt_hours!(10_000.0), Percent::saturating(soc), Celsius::saturating(t))
+        };
         let mid = at(50.0, 25.0);
         assert!(mid.charge_limit().get() > 9000.0 && mid.discharge_limit().get() > 9000.0);
         assert!(at(95.0, 25.0).charge_limit().get() < 0.6 * mid.charge_limit().get());
@@ -424,7 +441,11 @@ mod tests {
     #[test]
     fn under_its_own_under_voltage_protection_the_bms_allows_a_small_charge_only() {
         let c = k(1000);
-        let mut b = SimBattery::new(WattHours::new(10_000.0), Percent::new(0.5), Celsius::new(20.0));
+        let mut b = SimBattery::new(
+            ems_core::watt_hours!(10_000.0),
+            ems_core::percent!(0.5),
+            ems_core::celsius!(20.0),
+        );
         for _ in 0..60 {
             b.step(3000.0, 20.0, &c);
         }
@@ -443,7 +464,11 @@ mod tests {
     #[test]
     fn refuses_to_pass_full_or_empty() {
         let c = k(1000);
-        let mut b = SimBattery::new(WattHours::new(10_000.0), Percent::new(99.9), Celsius::new(20.0));
+        let mut b = SimBattery::new(
+            ems_core::watt_hours!(10_000.0),
+            ems_core::percent!(99.9),
+            ems_core::celsius!(20.0),
+        );
         for _ in 0..100 {
             b.step(-5000.0, 20.0, &c);
         }
@@ -451,7 +476,11 @@ mod tests {
         let p = b.step(-5000.0, 20.0, &c);
         assert_eq!(p, 0.0);
         assert_eq!(b.current(), Amps::ZERO);
-        let mut b = SimBattery::new(WattHours::new(10_000.0), Percent::new(0.1), Celsius::new(20.0));
+        let mut b = SimBattery::new(
+            ems_core::watt_hours!(10_000.0),
+            ems_core::percent!(0.1),
+            ems_core::celsius!(20.0),
+        );
         for _ in 0..100 {
             b.step(5000.0, 20.0, &c);
         }

@@ -117,7 +117,7 @@ impl InverterModel {
     pub(crate) fn settings(&self) -> InverterSettings {
         InverterSettings {
             control: self.control,
-            setpoint: Watts::new(self.register as f32),
+            setpoint: Watts::saturating(self.register as f32),
             revert_timeout: self.revert_timeout.map(Millis::new),
         }
     }
@@ -212,19 +212,19 @@ impl InverterModel {
     /// AC active power, `+` discharge / `−` charge.
     #[must_use]
     pub fn power(&self) -> Watts {
-        Watts::new(self.ac as f32)
+        Watts::saturating(self.ac as f32)
     }
 
     /// DC power drawn from (`+`) or pushed into (`−`) the battery.
     #[must_use]
     pub fn dc_power(&self) -> Watts {
-        Watts::new(self.dc as f32)
+        Watts::saturating(self.dc as f32)
     }
 
     /// The set-point the device applies now (0 W under local control).
     #[must_use]
     pub fn setpoint(&self) -> Watts {
-        Watts::new(self.applied_setpoint() as f32)
+        Watts::saturating(self.applied_setpoint() as f32)
     }
 
     /// Operating state.
@@ -236,13 +236,13 @@ impl InverterModel {
     /// Heat-sink temperature.
     #[must_use]
     pub fn temperature(&self) -> Celsius {
-        Celsius::new(self.temp as f32)
+        Celsius::saturating(self.temp as f32)
     }
 
     /// Nameplate rating.
     #[must_use]
     pub fn rating(&self) -> Watts {
-        Watts::new(self.rating as f32)
+        Watts::saturating(self.rating as f32)
     }
 }
 
@@ -332,7 +332,7 @@ impl PowerPath {
     /// DC-link voltage.
     #[must_use]
     pub fn dc_link_voltage(&self) -> Volts {
-        Volts::new(self.dc_link as f32)
+        Volts::saturating(self.dc_link as f32)
     }
 
     /// The DC link is within 5 % of the pack voltage.
@@ -426,13 +426,13 @@ impl PvArray {
     /// AC production (≥ 0).
     #[must_use]
     pub fn power(&self) -> Watts {
-        Watts::new(self.power as f32)
+        Watts::saturating(self.power as f32)
     }
 
     /// Outdoor air temperature at the current time (TMY3 dry-bulb, interpolated).
     #[must_use]
     pub fn air_temperature(&self) -> Celsius {
-        Celsius::new(self.air_temp as f32)
+        Celsius::saturating(self.air_temp as f32)
     }
 }
 
@@ -479,7 +479,9 @@ impl SimLoad {
     pub fn profile_power(&self, cal: &super::Calendar) -> Watts {
         let col = LoadProfile::column(cal.month, cal.day_type());
         let q = quarter_of(cal.time_of_day.get());
-        Watts::new((f64::from(self.profile.raw(q, col)) * self.scale * dynamisation(cal.day_of_year)) as f32)
+        Watts::saturating(
+            (f64::from(self.profile.raw(q, col)) * self.scale * dynamisation(cal.day_of_year)) as f32,
+        )
     }
 
     pub(crate) fn step(
@@ -503,7 +505,7 @@ impl SimLoad {
     /// Current consumption (≥ 0).
     #[must_use]
     pub fn power(&self) -> Watts {
-        Watts::new(self.power as f32)
+        Watts::saturating(self.power as f32)
     }
 }
 
@@ -540,19 +542,19 @@ impl SimGridMeter {
     /// Active power, `+` import / `−` export.
     #[must_use]
     pub fn power(&self) -> Watts {
-        Watts::new(self.power as f32)
+        Watts::saturating(self.power as f32)
     }
 
     /// Voltage.
     #[must_use]
     pub fn voltage(&self) -> Volts {
-        Volts::new((230.0 + self.v_noise) as f32)
+        Volts::saturating((230.0 + self.v_noise) as f32)
     }
 
     /// Frequency.
     #[must_use]
     pub fn frequency(&self) -> Hertz {
-        Hertz::new((50.0 + 0.015 * self.f_noise) as f32)
+        Hertz::saturating((50.0 + 0.015 * self.f_noise) as f32)
     }
 }
 
@@ -606,7 +608,7 @@ mod tests {
 
     #[test]
     fn dc_link_precharges_closes_and_bleeds() {
-        let mut p = PowerPath::new(Volts::new(52.0));
+        let mut p = PowerPath::new(ems_core::volts!(52.0));
         assert_eq!(p.state(), ContactorState::Open);
         p.precharge_coil = true;
         assert_eq!(p.state(), ContactorState::Open, "contacts move at the next sub-step");
@@ -635,7 +637,7 @@ mod tests {
 
     #[test]
     fn welded_and_stuck_contacts() {
-        let mut p = PowerPath::new(Volts::new(52.0));
+        let mut p = PowerPath::new(ems_core::volts!(52.0));
         p.stuck_open = true;
         p.main_coil = true;
         p.update_contacts(52.0);

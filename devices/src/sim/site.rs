@@ -69,19 +69,19 @@ pub struct SimSiteConfig {
 impl Default for SimSiteConfig {
     fn default() -> Self {
         Self {
-            battery_capacity: WattHours::new(10_000.0),
-            inverter_rating: Watts::new(5_000.0),
-            inverter_ramp_per_s: Watts::new(10_000.0),
-            inverter_efficiency: Percent::new(96.0),
-            pv_peak: Watts::new(6_000.0),
-            pv_system_efficiency: Percent::new(90.0),
-            annual_load: WattHours::new(4_000_000.0),
-            load_noise: Percent::new(10.0),
+            battery_capacity: ems_core::watt_hours!(10_000.0),
+            inverter_rating: ems_core::watts!(5_000.0),
+            inverter_ramp_per_s: ems_core::watts!(10_000.0),
+            inverter_efficiency: ems_core::percent!(96.0),
+            pv_peak: ems_core::watts!(6_000.0),
+            pv_system_efficiency: ems_core::percent!(90.0),
+            annual_load: ems_core::watt_hours!(4_000_000.0),
+            load_noise: ems_core::percent!(10.0),
             start_day_of_year: 152,
             start_time_of_day: Millis::ZERO,
             seed: 1,
-            ambient: Ambient::Indoor(Celsius::new(20.0)),
-            initial_soc: Percent::new(50.0),
+            ambient: Ambient::Indoor(ems_core::celsius!(20.0)),
+            initial_soc: ems_core::percent!(50.0),
             grid_noise: true,
             inverter_setpoint_in_flash: false,
         }
@@ -726,7 +726,7 @@ impl SimulatedSite {
     #[must_use]
     pub fn energy(&self) -> EnergyCounters {
         let c = &self.counters;
-        let wh = |x: f64| WattHours::new(x as f32);
+        let wh = |x: f64| WattHours::saturating(x as f32);
         EnergyCounters {
             pv_produced: wh(c.pv),
             load_consumed: wh(c.load),
@@ -749,7 +749,7 @@ impl SimulatedSite {
     #[must_use]
     pub fn command(&self) -> Command {
         Command {
-            battery_setpoint: Watts::new(self.setpoint as f32),
+            battery_setpoint: Watts::saturating(self.setpoint as f32),
             contactor: match self.contactor_cmd {
                 Some(true) => ContactorCommand::Close,
                 Some(false) => ContactorCommand::Open,

@@ -56,11 +56,11 @@ impl Default for SafeBmsConfig {
     fn default() -> Self {
         Self {
             cells_in_series: 16,
-            plausibility_tolerance: Percent::new(3.0),
-            max_soc_rate_per_s: Percent::new(1.0),
-            max_cell_temp_rate_per_s: Celsius::new(2.0),
+            plausibility_tolerance: ems_core::percent!(3.0),
+            max_soc_rate_per_s: ems_core::percent!(1.0),
+            max_cell_temp_rate_per_s: ems_core::celsius!(2.0),
             stuck_after: Millis::from_secs(600),
-            stuck_min_current: Amps::new(5.0),
+            stuck_min_current: ems_core::amps!(5.0),
             stuck_check_temperatures: true,
             comm_loss_fallback: Millis::from_secs(5),
             reset_min_interval: Millis::from_secs(60),

@@ -49,7 +49,7 @@ fn live(at_start: Option<Volts>, now: Option<Volts>) -> bool {
 impl Default for ContactorConfig {
     fn default() -> Self {
         Self {
-            precharge_tolerance: Percent::new(5.0),
+            precharge_tolerance: ems_core::percent!(5.0),
             precharge_timeout: Millis::from_secs(3),
             min_precharge_time: Millis::new(500),
             feedback_timeout: Millis::new(500),

@@ -62,14 +62,14 @@ pub struct SafeInverterConfig {
 impl Default for SafeInverterConfig {
     fn default() -> Self {
         Self {
-            ramp_rate_per_s: Watts::new(5000.0),
-            deadband: Watts::new(20.0),
+            ramp_rate_per_s: ems_core::watts!(5000.0),
+            deadband: ems_core::watts!(20.0),
             flash_write_budget: 360,
             flash_write_window: Millis::from_secs(3600),
             flash_min_interval: Millis::from_secs(2),
             readback_cycles: 3,
-            readback_tolerance: Watts::new(50.0),
-            readback_tolerance_pct: Percent::new(2.0),
+            readback_tolerance: ems_core::watts!(50.0),
+            readback_tolerance_pct: ems_core::percent!(2.0),
             lease: Millis::from_secs(10),
         }
     }

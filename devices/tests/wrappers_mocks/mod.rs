@@ -3,7 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use ems_core::snapshot::{BmsAlarms, EStopInput as EStopState, InverterState};
-use ems_core::{Amps, Celsius, Hertz, Millis, Percent, Volts, Watts};
+use ems_core::{Millis, Volts, Watts};
 use ems_devices::traits::{
     Bms, BmsReading, ControlSource, DeviceError, EStopInput, ErrorKind, Inverter, InverterCapabilities,
     InverterReading, InverterSettings, Meter, MeterReading, PvInverter, PvReading, Relay,
@@ -45,15 +45,15 @@ impl Clock {
 
 pub fn healthy_bms_reading() -> BmsReading {
     BmsReading {
-        soc: Percent::new(50.0),
-        pack_voltage: Volts::new(52.8),
-        pack_current: Amps::new(0.0),
-        cell_voltage_min: Volts::new(3.29),
-        cell_voltage_max: Volts::new(3.31),
-        cell_temp_min: Celsius::new(24.0),
-        cell_temp_max: Celsius::new(26.0),
-        charge_limit: Watts::new(5000.0),
-        discharge_limit: Watts::new(5000.0),
+        soc: ems_core::percent!(50.0),
+        pack_voltage: ems_core::volts!(52.8),
+        pack_current: ems_core::amps!(0.0),
+        cell_voltage_min: ems_core::volts!(3.29),
+        cell_voltage_max: ems_core::volts!(3.31),
+        cell_temp_min: ems_core::celsius!(24.0),
+        cell_temp_max: ems_core::celsius!(26.0),
+        charge_limit: ems_core::watts!(5000.0),
+        discharge_limit: ems_core::watts!(5000.0),
         alarms: BmsAlarms::NONE,
         ready: true,
     }
@@ -134,8 +134,11 @@ pub struct InverterState_ {
 #[derive(Debug, Clone)]
 pub struct MockInverter(pub Rc<RefCell<InverterState_>>);
 
-pub const ORIGINAL: InverterSettings =
-    InverterSettings { control: ControlSource::Local, setpoint: Watts::new(1234.0), revert_timeout: None };
+pub const ORIGINAL: InverterSettings = InverterSettings {
+    control: ControlSource::Local,
+    setpoint: ems_core::watts!(1234.0),
+    revert_timeout: None,
+};
 
 impl MockInverter {
     pub fn new(clock: &Clock, caps: InverterCapabilities) -> Self {
@@ -144,8 +147,8 @@ impl MockInverter {
             caps,
             settings: ORIGINAL,
             applied: Watts::ZERO,
-            rated: Watts::new(5000.0),
-            dc_link: Volts::new(52.8),
+            rated: ems_core::watts!(5000.0),
+            dc_link: ems_core::volts!(52.8),
             dc_reads: 0,
             state: InverterState::Running,
             ignore_writes: false,
@@ -230,11 +233,13 @@ impl Inverter for MockInverter {
             active_power: s.applied,
             setpoint: s.applied,
             state: s.state,
-            temperature: Celsius::new(40.0),
+            temperature: ems_core::celsius!(40.0),
             rated_power: s.rated,
             // A real measurement carries noise; a bit-identical value would look frozen to the
             // pre-charge liveness check.
-            dc_link_voltage: Volts::new(s.dc_link.get() + if s.dc_reads % 2 == 0 { 0.0 } else { 0.01 }),
+            dc_link_voltage: Volts::saturating(
+                s.dc_link.get() + if s.dc_reads % 2 == 0 { 0.0 } else { 0.01 },
+            ),
         })
     }
     async fn write_setpoint(&mut self, power: Watts) -> Result<(), MockError> {
@@ -342,9 +347,9 @@ pub struct MockMeter(pub Rc<RefCell<Result<MeterReading, MockError>>>);
 impl Default for MockMeter {
     fn default() -> Self {
         Self(Rc::new(RefCell::new(Ok(MeterReading {
-            active_power: Watts::new(800.0),
-            voltage: Volts::new(230.0),
-            frequency: Hertz::new(50.0),
+            active_power: ems_core::watts!(800.0),
+            voltage: ems_core::volts!(230.0),
+            frequency: ems_core::hertz!(50.0),
         }))))
     }
 }
@@ -361,7 +366,7 @@ pub struct MockPv(pub Rc<RefCell<Result<PvReading, MockError>>>);
 
 impl Default for MockPv {
     fn default() -> Self {
-        Self(Rc::new(RefCell::new(Ok(PvReading { active_power: Watts::new(1500.0) }))))
+        Self(Rc::new(RefCell::new(Ok(PvReading { active_power: ems_core::watts!(1500.0) }))))
     }
 }
 

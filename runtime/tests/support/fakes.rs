@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used)] // test support: a poisoned lock is a failed test
 
 use ems_core::snapshot::{BmsAlarms, EStopInput as Reading, InverterState};
-use ems_core::{Amps, Celsius, Hertz, Percent, Volts, Watts};
+use ems_core::{Volts, Watts};
 use ems_devices::io::{DeviceSet, DeviceSetConfig};
 use ems_devices::traits::{
     Bms, BmsReading, ControlSource, DeviceError, EStopInput, ErrorKind, Inverter, InverterCapabilities,
@@ -80,15 +80,15 @@ impl Bms for FakeBms {
     type Error = FakeError;
     async fn read(&mut self) -> Result<BmsReading, FakeError> {
         Ok(BmsReading {
-            soc: Percent::new(50.0),
-            pack_voltage: Volts::new(52.9),
-            pack_current: Amps::new(0.0),
-            cell_voltage_min: Volts::new(3.30),
-            cell_voltage_max: Volts::new(3.31),
-            cell_temp_min: Celsius::new(25.0),
-            cell_temp_max: Celsius::new(25.3),
-            charge_limit: Watts::new(5000.0),
-            discharge_limit: Watts::new(5000.0),
+            soc: ems_core::percent!(50.0),
+            pack_voltage: ems_core::volts!(52.9),
+            pack_current: ems_core::amps!(0.0),
+            cell_voltage_min: ems_core::volts!(3.30),
+            cell_voltage_max: ems_core::volts!(3.31),
+            cell_temp_min: ems_core::celsius!(25.0),
+            cell_temp_max: ems_core::celsius!(25.3),
+            charge_limit: ems_core::watts!(5000.0),
+            discharge_limit: ems_core::watts!(5000.0),
             alarms: BmsAlarms::NONE,
             ready: true,
         })
@@ -120,13 +120,13 @@ impl Inverter for FakeInverter {
         self.1 = self.1.wrapping_add(1);
         let p = *self.0.setpoint.lock().unwrap();
         Ok(InverterReading {
-            active_power: Watts::new(p),
-            setpoint: Watts::new(p),
+            active_power: Watts::saturating(p),
+            setpoint: Watts::saturating(p),
             state: InverterState::Running,
-            temperature: Celsius::new(35.0),
-            rated_power: Watts::new(5000.0),
+            temperature: ems_core::celsius!(35.0),
+            rated_power: ems_core::watts!(5000.0),
             // Live DC link (varies), as a real measurement does.
-            dc_link_voltage: Volts::new(52.9 + if self.1 % 2 == 0 { 0.0 } else { 0.01 }),
+            dc_link_voltage: Volts::saturating(52.9 + if self.1 % 2 == 0 { 0.0 } else { 0.01 }),
         })
     }
     async fn write_setpoint(&mut self, power: Watts) -> Result<(), FakeError> {
@@ -155,9 +155,9 @@ impl Meter for FakeMeter {
     type Error = FakeError;
     async fn read(&mut self) -> Result<MeterReading, FakeError> {
         Ok(MeterReading {
-            active_power: Watts::new(-2000.0),
-            voltage: Volts::new(230.0),
-            frequency: Hertz::new(50.0),
+            active_power: ems_core::watts!(-2000.0),
+            voltage: ems_core::volts!(230.0),
+            frequency: ems_core::hertz!(50.0),
         })
     }
 }

@@ -159,7 +159,7 @@ impl LoadForecaster {
             let new = old + alpha * (f64::from(mean.get().max(0.0)) - old);
             #[allow(clippy::cast_possible_truncation)]
             let new = new as f32;
-            *p = Watts::new(new);
+            *p = Watts::saturating(new);
         }
     }
 
@@ -190,7 +190,7 @@ impl LoadForecaster {
                     let n = samples.len().max(1);
                     #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
                     let mean = (samples.iter().sum::<f64>() / n as f64) as f32;
-                    Watts::new(mean)
+                    Watts::saturating(mean)
                 }
             })
             .collect()

@@ -100,7 +100,7 @@ impl PvSystem {
         // `as f32` is an explicit narrowing: the product of checked finite inputs stays well
         // inside f32 range; Watts::new clamps anyway.
         #[allow(clippy::cast_possible_truncation)]
-        Watts::new(p as f32)
+        Watts::saturating(p as f32)
     }
 
     /// Power under a clear sky at `at`.
@@ -134,7 +134,7 @@ fn mean_over(start: Timestamp, step: SignedDuration, f: impl Fn(Timestamp) -> f6
     }
     #[allow(clippy::cast_possible_truncation)]
     let mean = if count > 0.0 { (sum / count) as f32 } else { 0.0 };
-    Watts::new(mean)
+    Watts::saturating(mean)
 }
 
 /// Settings of the measurement correction of [`PvForecaster`].

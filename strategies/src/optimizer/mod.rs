@@ -182,17 +182,17 @@ pub struct Problem {
 impl Default for Problem {
     fn default() -> Self {
         Self {
-            capacity_wh: WattHours::new(10_000.0),
-            charge_max_w: Watts::new(5000.0),
-            discharge_max_w: Watts::new(5000.0),
+            capacity_wh: ems_core::watt_hours!(10_000.0),
+            charge_max_w: ems_core::watts!(5000.0),
+            discharge_max_w: ems_core::watts!(5000.0),
             eff_charge: 0.95,
             eff_discharge: 0.95,
             soc_min: 0.1,
             soc_max: 0.9,
             soc_init: 0.5,
             soc_final: 0.5,
-            grid_import_max_w: Watts::new(20_000.0),
-            grid_export_max_w: Watts::new(20_000.0),
+            grid_import_max_w: ems_core::watts!(20_000.0),
+            grid_export_max_w: ems_core::watts!(20_000.0),
             no_battery_export: false,
             degradation_cost: Price::ZERO,
         }
@@ -446,8 +446,8 @@ mod tests {
             .map(|(i, &(imp, exp))| Step {
                 start: t0 + SignedDuration::from_mins(60 * i as i64),
                 duration: SignedDuration::from_hours(1),
-                pv: Watts::new(pv as f32),
-                load: Watts::new(load as f32),
+                pv: Watts::saturating(pv as f32),
+                load: Watts::saturating(load as f32),
                 import_price: Price::new(imp),
                 export_price: Price::new(exp),
             })
@@ -469,7 +469,7 @@ mod tests {
         assert_eq!(p.validate().unwrap_err().field, "degradation-cost");
         let p = Problem { eff_discharge: f64::NAN, ..Problem::default() };
         assert_eq!(p.validate().unwrap_err().field, "eff-discharge");
-        let p = Problem { grid_export_max_w: Watts::new(-1.0), ..Problem::default() };
+        let p = Problem { grid_export_max_w: ems_core::watts!(-1.0), ..Problem::default() };
         assert_eq!(p.validate().unwrap_err().field, "grid-export-max-w");
     }
 

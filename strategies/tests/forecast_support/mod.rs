@@ -236,7 +236,7 @@ pub fn pv_lines_with(cfg: PvCorrection) -> Result<Vec<Line>, String> {
     // Day 0 only feeds the forecaster (there is nothing to forecast it from).
     for h in 0..24 {
         #[allow(clippy::cast_possible_truncation)]
-        fc.observe(start_of(h)?, hour, Watts::new(actual.get(h).copied().unwrap_or(0.0) as f32));
+        fc.observe(start_of(h)?, hour, Watts::saturating(actual.get(h).copied().unwrap_or(0.0) as f32));
     }
     for day in 1..365 {
         let first = day * 24;
@@ -258,7 +258,7 @@ pub fn pv_lines_with(cfg: PvCorrection) -> Result<Vec<Line>, String> {
         for k in 0..24 {
             let h = first + k;
             #[allow(clippy::cast_possible_truncation)]
-            fc.observe(start_of(h)?, hour, Watts::new(actual.get(h).copied().unwrap_or(0.0) as f32));
+            fc.observe(start_of(h)?, hour, Watts::saturating(actual.get(h).copied().unwrap_or(0.0) as f32));
         }
     }
     let cap = Normalisation::Capacity(f64::from(PV_KWP) * 1000.0);
@@ -300,7 +300,7 @@ pub fn load_lines() -> Result<Vec<Line>, String> {
     let cal = holidays_de_2018();
     #[allow(clippy::cast_possible_truncation)]
     let mean_w = (LOAD_KWH_PER_YEAR * 1000.0 / 8760.0) as f32;
-    let default = LoadProfile::flat(96, Watts::new(mean_w)).map_err(|e| e.to_string())?;
+    let default = LoadProfile::flat(96, Watts::saturating(mean_w)).map_err(|e| e.to_string())?;
     let mut fc =
         LoadForecaster::new(default, LOAD_ALPHA, tz.clone(), cal.clone()).map_err(|e| e.to_string())?;
     let quarter = SignedDuration::from_mins(15);
@@ -331,7 +331,7 @@ pub fn load_lines() -> Result<Vec<Line>, String> {
                 .checked_add(quarter.checked_mul(i32::try_from(k).unwrap_or(0)).unwrap_or(quarter))
                 .map_err(|e| e.to_string())?;
             #[allow(clippy::cast_possible_truncation)]
-            fc.observe(ti, Watts::new(*a as f32));
+            fc.observe(ti, Watts::saturating(*a as f32));
         }
         yesterday = vec![f64::from(mean_w); 96];
         for (slot, a) in today {

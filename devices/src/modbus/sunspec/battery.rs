@@ -139,15 +139,15 @@ impl<C: RegisterClient> SunSpecBattery<C> {
             write_point(&mut self.client, &info, &b, "CtrlHb", f64::from(self.heartbeat)).await?;
         }
         Ok(BmsReading {
-            soc: Percent::new(f32_of(soc)),
-            pack_voltage: Volts::new(f32_of(v)),
-            pack_current: Amps::new(f32_of(a)),
-            cell_voltage_min: Volts::new(f32_of(cmin)),
-            cell_voltage_max: Volts::new(f32_of(cmax)),
+            soc: Percent::saturating(f32_of(soc)),
+            pack_voltage: Volts::saturating(f32_of(v)),
+            pack_current: Amps::saturating(f32_of(a)),
+            cell_voltage_min: Volts::saturating(f32_of(cmin)),
+            cell_voltage_max: Volts::saturating(f32_of(cmax)),
             cell_temp_min: t,
             cell_temp_max: t,
-            charge_limit: Watts::new(f32_of(cha)),
-            discharge_limit: Watts::new(f32_of(dis)),
+            charge_limit: Watts::saturating(f32_of(cha)),
+            discharge_limit: Watts::saturating(f32_of(dis)),
             alarms,
             ready,
         })

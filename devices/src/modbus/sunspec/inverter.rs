@@ -197,7 +197,7 @@ impl<C: RegisterClient> SunSpecInverter<C> {
             map,
             measurement,
             control,
-            rated: Watts::new(f32_of(rated.abs())),
+            rated: Watts::saturating(f32_of(rated.abs())),
             revert_timer,
             armed_secs: None,
         })
@@ -311,7 +311,7 @@ impl<C: RegisterClient> SunSpecInverter<C> {
         };
         Ok(InverterSettings {
             control: if control { ControlSource::Remote } else { ControlSource::Local },
-            setpoint: Watts::new(f32_of(setpoint)),
+            setpoint: Watts::saturating(f32_of(setpoint)),
             revert_timeout: revert.and_then(to_ms),
         })
     }
@@ -444,12 +444,12 @@ impl<C: RegisterClient> SunSpecInverter<C> {
             (_, ControlSource::Local) => Watts::ZERO,
         };
         Ok(InverterReading {
-            active_power: Watts::new(f32_of(active_power)),
+            active_power: Watts::saturating(f32_of(active_power)),
             setpoint,
             state,
-            temperature: Celsius::new(f32_of(temperature)),
+            temperature: Celsius::saturating(f32_of(temperature)),
             rated_power: self.rated,
-            dc_link_voltage: Volts::new(f32_of(dc)),
+            dc_link_voltage: Volts::saturating(f32_of(dc)),
         })
     }
 }
