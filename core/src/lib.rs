@@ -19,6 +19,7 @@ pub mod emergency;
 pub mod event;
 pub mod measurement;
 pub mod persist;
+pub mod reason;
 pub mod snapshot;
 pub mod state;
 pub mod units;

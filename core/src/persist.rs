@@ -15,8 +15,9 @@
 //! never RUNNING.
 
 use crate::event::{Quantity, Signal, TripReason};
+use crate::reason::Cause;
 use crate::snapshot::BmsAlarm;
-use crate::state::{State, MAX_LATCHED};
+use crate::state::{State, StateMachine, Transition, MAX_LATCHED};
 use core::fmt::Write as _;
 
 /// Maximum encoded length in bytes.
@@ -149,6 +150,34 @@ fn parse_code(code: &str) -> Option<TripReason> {
         'W' if rest.is_empty() => Some(TripReason::ContactorWelded),
         'F' if rest.is_empty() => Some(TripReason::ContactorFailedToClose),
         _ => None,
+    }
+}
+
+/// Persistence of the state machine (here, so that the machine does not import its own store).
+impl StateMachine {
+    /// Restore from persisted state. STOPPED and ERROR (with their latched faults) survive a
+    /// reboot; any other persisted state starts in BOOT, because a reboot must not resume
+    /// acting without the boot self-checks.
+    #[must_use]
+    pub fn restore(persisted: &PersistedState) -> (Self, Option<Transition>) {
+        let mut sm = Self::new();
+        match persisted.state {
+            State::Stopped | State::Error => {
+                for r in &persisted.latched {
+                    sm.latch(*r);
+                }
+                sm.set_restored(persisted.state);
+                let t = Transition { from: State::Boot, to: persisted.state, cause: Cause::Restored };
+                (sm, Some(t))
+            }
+            State::Boot | State::Idle | State::Running => (sm, None),
+        }
+    }
+
+    /// The state to persist.
+    #[must_use]
+    pub fn persisted(&self) -> PersistedState {
+        PersistedState { state: self.state(), latched: self.latched().iter().copied().collect() }
     }
 }
 

@@ -16,92 +16,11 @@
 //! Any state → ERROR on a trip (STOPPED stays STOPPED but latches the fault, so the reset leads
 //! to ERROR); any state → STOPPED on an E-stop.
 
-use crate::event::{Cause, Event, EventKind, TripReason};
-use crate::units::Millis;
-use core::fmt;
+use crate::reason::{Cause, TripReason};
+pub use crate::reason::{State, TransitionRequest};
 
 /// Maximum number of distinct latched faults kept.
 pub const MAX_LATCHED: usize = 12;
-
-/// The five states.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum State {
-    /// Starting up; no power.
-    Boot,
-    /// Healthy and ready; no power.
-    Idle,
-    /// The only state in which power may be commanded.
-    Running,
-    /// A fault tripped; no power until the fault is gone and acknowledged.
-    Error,
-    /// Emergency stop latched; no power, contactors open, until a manual reset.
-    Stopped,
-}
-
-impl State {
-    /// Every state.
-    pub const ALL: [Self; 5] = [Self::Boot, Self::Idle, Self::Running, Self::Error, Self::Stopped];
-
-    /// Whether power may be commanded in this state.
-    #[must_use]
-    pub const fn may_act(self) -> bool {
-        match self {
-            Self::Running => true,
-            Self::Boot | Self::Idle | Self::Error | Self::Stopped => false,
-        }
-    }
-
-    /// The name used in logs, persistence and the API.
-    #[must_use]
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Boot => "BOOT",
-            Self::Idle => "IDLE",
-            Self::Running => "RUNNING",
-            Self::Error => "ERROR",
-            Self::Stopped => "STOPPED",
-        }
-    }
-
-    /// Parse the name written by [`Self::as_str`].
-    #[must_use]
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|s| s.as_str() == name)
-    }
-}
-
-impl fmt::Display for State {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(self.as_str())
-    }
-}
-
-/// A request to change state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TransitionRequest {
-    /// The boot sequence finished its self-checks.
-    BootComplete,
-    /// Start acting (IDLE → RUNNING).
-    Start,
-    /// Stop acting (RUNNING → IDLE).
-    Stop,
-    /// Acknowledge a fault (ERROR → IDLE).
-    Acknowledge,
-    /// Manual reset after an E-stop (STOPPED → IDLE).
-    Reset,
-}
-
-impl fmt::Display for TransitionRequest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::BootComplete => "boot complete",
-            Self::Start => "start",
-            Self::Stop => "stop",
-            Self::Acknowledge => "acknowledge",
-            Self::Reset => "reset",
-        })
-    }
-}
 
 /// Why a request was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -145,14 +64,6 @@ pub struct Transition {
     pub cause: Cause,
 }
 
-impl Transition {
-    /// As an event at `at`.
-    #[must_use]
-    pub const fn event(self, at: Millis) -> Event {
-        Event { at, kind: EventKind::StateChanged { from: self.from, to: self.to, cause: self.cause } }
-    }
-}
-
 /// The state machine with its latched faults.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StateMachine {
@@ -172,25 +83,6 @@ impl StateMachine {
     #[must_use]
     pub const fn new() -> Self {
         Self { state: State::Boot, latched: heapless::Vec::new(), overflowed: false }
-    }
-
-    /// Restore from persisted state. STOPPED and ERROR (with their latched faults) survive a
-    /// reboot; any other persisted state starts in BOOT, because a reboot must not resume
-    /// acting without the boot self-checks.
-    #[must_use]
-    pub fn restore(persisted: &crate::persist::PersistedState) -> (Self, Option<Transition>) {
-        let mut sm = Self::new();
-        match persisted.state {
-            State::Stopped | State::Error => {
-                for r in &persisted.latched {
-                    sm.latch(*r);
-                }
-                sm.state = persisted.state;
-                let t = Transition { from: State::Boot, to: persisted.state, cause: Cause::Restored };
-                (sm, Some(t))
-            }
-            State::Boot | State::Idle | State::Running => (sm, None),
-        }
     }
 
     /// The current state.
@@ -288,7 +180,13 @@ impl StateMachine {
         self.overflowed
     }
 
-    fn latch(&mut self, reason: TripReason) {
+    /// Enter a persisted state at boot (no transition checks: the persisted state was reached
+    /// through the table before the reboot).
+    pub(crate) fn set_restored(&mut self, state: State) {
+        self.state = state;
+    }
+
+    pub(crate) fn latch(&mut self, reason: TripReason) {
         if !self.latched.contains(&reason) && self.latched.push(reason).is_err() {
             self.overflowed = true;
         }
@@ -298,12 +196,6 @@ impl StateMachine {
         let t = Transition { from: self.state, to, cause };
         self.state = to;
         t
-    }
-
-    /// The state to persist.
-    #[must_use]
-    pub fn persisted(&self) -> crate::persist::PersistedState {
-        crate::persist::PersistedState { state: self.state, latched: self.latched.clone() }
     }
 }
 
