@@ -127,8 +127,8 @@ fn bench(cr: &mut Criterion) {
             |(mut c, now, s)| {
                 let out = c.step(now, &s, &Inputs::default());
                 assert!(
-                    out.command.battery_setpoint == Watts::ZERO
-                        && out.command.contactor == ContactorCommand::Open
+                    out.command.setpoint() == Watts::ZERO
+                        && out.command.contactor() == ContactorCommand::Open
                 );
                 out
             },

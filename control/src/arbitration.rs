@@ -8,8 +8,10 @@
 //!    ([`crate::clamp::final_clamp`]). Not a proposer: it bounds whatever the layers below
 //!    produced, and [`crate::Output::binding`] names the constraint when it changed the value.
 //!    Outside RUNNING nothing proposes at all ([`CommandSource::NotRunning`]).
-//! 2. **Grid services** ([`crate::Inputs::grid_service`]): when present it *is* the set-point;
-//!    overrides, the plan and the mode do not touch it.
+//! 2. **Grid services** ([`crate::GridService`], called by [`crate::Controller::step_with`]):
+//!    a request either *replaces* the set-point or *adds* its Δ to the baseline of the layers
+//!    below; its [`crate::Reserve`] narrows the envelope those layers see (the baseline is cut
+//!    into it before the Δ is added), and its own ramp replaces the comfort ramp while it acts.
 //! 3. **Operator / API overrides** ([`crate::Inputs::ess_override`], [`Override`]): they
 //!    *modify* what the plan or the mode proposed — `NO_DISCHARGE` clamps it to ≤ 0,
 //!    `LIMIT_CHARGE` bounds the charge magnitude, `LIMIT_DISCHARGE` bounds the discharge,
@@ -17,9 +19,16 @@
 //!    value (or forces it); a limit that does not bind leaves the source with the layer below.
 //!    An invalid override (a negative power) is ignored and reported in
 //!    [`crate::Output::override_refused`]; the layers below and safety still apply.
-//! 4. **Plan** ([`crate::Inputs::plan`], [`PlanTarget`]): the current slot of a day-ahead
+//! 4. **Provider schedule** ([`crate::Inputs::provider`], [`ProviderTarget`]): a signed
+//!    `CHARGE`/`DISCHARGE` due now replaces the plan's and the mode's proposal. An operator
+//!    override still applies on top of it (a live operator outranks a schedule).
+//! 5. **Plan** ([`crate::Inputs::plan`], [`PlanTarget`]): the current slot of a day-ahead
 //!    plan replaces the mode's proposal (execution policy below).
-//! 5. **Default mode** ([`crate::ModeSetting`]).
+//! 6. **Default mode** ([`crate::ModeSetting`]).
+//!
+//! (Operator rules, between the override and the provider schedule in design.md §3, do not
+//! exist yet.) Every result names its winner ([`Arbitrated::source`]) and the layer it
+//! overruled ([`Arbitrated::over`]); this is the only place that decides who wins.
 //!
 //! Lifetimes, watchdogs and `until` of overrides live in the API layer: the controller applies
 //! whatever it is given in each cycle and forgets it in the next.
@@ -45,7 +54,9 @@
 //! energy kept for demand peaks) that a plan computed elsewhere may not know about; the envelope
 //! remains the hard limit either way.
 
-use crate::modes::{Feedback, Proposal, ProposalReason};
+use crate::grid_service::{GridAction, GridRequest};
+pub use crate::proposal::{CommandSource, OverrideKind, ProviderOperation};
+use crate::proposal::{Feedback, Proposal, ProposalReason};
 use crate::self_consumption::{SelfConsumption, SelfConsumptionConfig};
 use crate::tracking::ReserveLatch;
 use core::fmt;
@@ -77,30 +88,6 @@ pub enum Override {
         /// Charge power (≥ 0).
         power: Watts,
     },
-}
-
-/// Which override, without its parameter (for [`CommandSource`] and audit).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum OverrideKind {
-    /// `NO_DISCHARGE`.
-    NoDischarge,
-    /// `LIMIT_CHARGE`.
-    LimitCharge,
-    /// `LIMIT_DISCHARGE`.
-    LimitDischarge,
-    /// `FORCE_CHARGE`.
-    ForceCharge,
-}
-
-impl fmt::Display for OverrideKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::NoDischarge => "NO_DISCHARGE",
-            Self::LimitCharge => "LIMIT_CHARGE",
-            Self::LimitDischarge => "LIMIT_DISCHARGE",
-            Self::ForceCharge => "FORCE_CHARGE",
-        })
-    }
 }
 
 /// An override refused by [`Override::validate`].
@@ -177,69 +164,119 @@ pub struct PlanTarget {
     pub grid: Watts,
 }
 
-/// The layer that set the set-point handed to the final clamp.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum CommandSource {
-    /// Not RUNNING: nothing proposes, the state machine holds zero.
-    NotRunning,
-    /// The default mode, with its reason.
-    Mode(ProposalReason),
-    /// The day-ahead plan: [`ProposalReason::SelfConsumption`] in a self-consumption slot,
-    /// [`ProposalReason::PlanHold`] in a hold slot, [`ProposalReason::SocReserve`] when the
-    /// reserve stopped a planned discharge, [`ProposalReason::SignalUnavailable`].
-    Plan(ProposalReason),
-    /// An operator/API override changed (or forced) the set-point.
-    Override(OverrideKind),
-    /// A grid service set the set-point.
-    GridService,
+/// A provider schedule due in this cycle (design.md §7): `CHARGE` or `DISCHARGE` at `power`
+/// watts. The API layer checks signatures, replay and time; the controller only ranks it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProviderTarget {
+    /// `CHARGE` or `DISCHARGE`.
+    pub operation: ProviderOperation,
+    /// The power, a magnitude (a negative value counts as its magnitude).
+    pub power: Watts,
 }
 
-impl fmt::Display for CommandSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::NotRunning => f.write_str("not RUNNING"),
-            Self::Mode(r) => write!(f, "mode: {r}"),
-            Self::Plan(r) => write!(f, "plan: {r}"),
-            Self::Override(k) => write!(f, "override {k}"),
-            Self::GridService => f.write_str("grid service"),
+impl ProviderTarget {
+    /// The battery set-point it asks for (`+` discharge / `−` charge).
+    #[must_use]
+    pub fn setpoint(&self) -> Watts {
+        match self.operation {
+            ProviderOperation::Charge => -self.power.abs(),
+            ProviderOperation::Discharge => self.power.abs(),
         }
     }
 }
 
-/// The set-point chosen by arbitration, before the final clamp.
+/// The set-point chosen by arbitration, before the final clamp, and the reasons for it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Arbitrated {
     /// The set-point to hand to the final clamp.
     pub setpoint: Watts,
     /// Who set it.
     pub source: CommandSource,
+    /// The layer below [`Self::source`] whose proposal the winner modified, replaced or added
+    /// to (`None` when the winner is the lowest layer that proposed).
+    pub over: Option<CommandSource>,
+    /// The baseline (what the layers below a grid service proposed) was cut by the service's
+    /// reserve: [`ems_core::event::Constraint::GridServiceReserve`].
+    pub reserve_bound: bool,
 }
 
-/// Arbitrate one cycle (see the module docs for the rule). `ess_override` must have been
-/// validated by the caller ([`Override::validate`]); the controller passes `None` for an invalid
-/// one.
+/// Everything arbitration ranks in one cycle, lowest priority first.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Candidates {
+    /// The default mode's proposal.
+    pub mode: Proposal,
+    /// The plan executor's proposal for this cycle's slot.
+    pub plan: Option<Proposal>,
+    /// A provider schedule due now.
+    pub provider: Option<ProviderTarget>,
+    /// The operator/API override, validated by the caller ([`Override::validate`]).
+    pub ess_override: Option<Override>,
+    /// A grid service's request, with its name.
+    pub grid: Option<(&'static str, GridRequest)>,
+}
+
+/// Arbitrate one cycle (the rule is in the module docs): mode < plan < provider schedule <
+/// operator override < grid service; safety bounds the result afterwards. `narrowed` is the
+/// envelope the layers below a grid service may use (the envelope minus the service's reserve).
 #[must_use]
-pub fn arbitrate(
-    mode: Proposal,
-    plan: Option<Proposal>,
-    ess_override: Option<Override>,
-    grid_service: Option<Watts>,
-) -> Arbitrated {
-    if let Some(setpoint) = grid_service {
-        return Arbitrated { setpoint, source: CommandSource::GridService };
-    }
-    let mut a = match plan {
-        Some(p) => Arbitrated { setpoint: p.setpoint, source: CommandSource::Plan(p.reason) },
-        None => Arbitrated { setpoint: mode.setpoint, source: CommandSource::Mode(mode.reason) },
+pub fn arbitrate(c: &Candidates, narrowed: &Envelope) -> Arbitrated {
+    let mut a = Arbitrated {
+        setpoint: c.mode.setpoint,
+        source: CommandSource::Mode(c.mode.reason),
+        over: None,
+        reserve_bound: false,
     };
-    if let Some(o) = ess_override {
+    if let Some(p) = c.plan {
+        a = Arbitrated {
+            setpoint: p.setpoint,
+            source: CommandSource::Plan(p.reason),
+            over: Some(a.source),
+            ..a
+        };
+    }
+    if let Some(p) = c.provider {
+        a = Arbitrated {
+            setpoint: p.setpoint(),
+            source: CommandSource::Provider(p.operation),
+            over: Some(a.source),
+            ..a
+        };
+    }
+    if let Some(o) = c.ess_override {
         let applied = o.apply(a.setpoint);
         let forced = matches!(o, Override::ForceCharge { .. });
         if forced || applied != a.setpoint {
-            a = Arbitrated { setpoint: applied, source: CommandSource::Override(o.kind()) };
+            a = Arbitrated {
+                setpoint: applied,
+                source: CommandSource::Override(o.kind()),
+                over: Some(a.source),
+                ..a
+            };
         }
     }
-    a
+    let Some((name, request)) = c.grid else {
+        return a;
+    };
+    // The baseline may only use what the service left: cut it into the narrowed envelope.
+    let (baseline, cut) = narrowed.clamp(a.setpoint);
+    a.reserve_bound = cut.is_some();
+    a.setpoint = baseline;
+    match request.action {
+        GridAction::Idle => a,
+        GridAction::Add(delta) if delta == Watts::ZERO => a,
+        GridAction::Add(delta) => Arbitrated {
+            setpoint: baseline + delta,
+            source: CommandSource::GridService { name, added: true },
+            over: Some(a.source),
+            ..a
+        },
+        GridAction::Replace(setpoint) => Arbitrated {
+            setpoint,
+            source: CommandSource::GridService { name, added: false },
+            over: Some(a.source),
+            ..a
+        },
+    }
 }
 
 /// Executes plan slots (policy in the module docs).
@@ -357,30 +394,94 @@ mod tests {
         Watts::saturating(x)
     }
 
+    fn cands(mode: Proposal, plan: Option<Proposal>, o: Option<Override>) -> Candidates {
+        Candidates { mode, plan, provider: None, ess_override: o, grid: None }
+    }
+
+    fn wide() -> Envelope {
+        Envelope::new(w(10_000.0))
+    }
+
+    fn request(action: GridAction, reserve: crate::Reserve) -> GridRequest {
+        GridRequest { action, reserve, ramp: None }
+    }
+
     #[test]
-    fn priority_grid_service_over_override_over_plan_over_mode() {
+    fn priority_grid_service_over_override_over_provider_over_plan_over_mode() {
         let mode = p(1000.0, ProposalReason::SelfConsumption);
         let plan = Some(p(-2000.0, ProposalReason::PlanHold));
         let nd = Some(Override::NoDischarge);
+        let e = wide();
         assert_eq!(
-            arbitrate(mode, None, None, None).source,
+            arbitrate(&cands(mode, None, None), &e).source,
             CommandSource::Mode(ProposalReason::SelfConsumption)
         );
-        assert_eq!(
-            arbitrate(mode, plan, None, None),
-            Arbitrated { setpoint: w(-2000.0), source: CommandSource::Plan(ProposalReason::PlanHold) }
-        );
+        let a = arbitrate(&cands(mode, plan, None), &e);
+        assert_eq!((a.setpoint, a.source), (w(-2000.0), CommandSource::Plan(ProposalReason::PlanHold)));
+        assert_eq!(a.over, Some(CommandSource::Mode(ProposalReason::SelfConsumption)));
         // NO_DISCHARGE does not bind on a planned charge: the plan stays the source.
-        assert_eq!(arbitrate(mode, plan, nd, None).source, CommandSource::Plan(ProposalReason::PlanHold));
+        assert_eq!(
+            arbitrate(&cands(mode, plan, nd), &e).source,
+            CommandSource::Plan(ProposalReason::PlanHold)
+        );
         // … but it binds on the mode's discharge.
+        let a = arbitrate(&cands(mode, None, nd), &e);
+        assert_eq!((a.setpoint, a.source), (Watts::ZERO, CommandSource::Override(OverrideKind::NoDischarge)));
+        // A provider DISCHARGE replaces plan and mode; the operator's NO_DISCHARGE still wins.
+        let discharge = Some(ProviderTarget { operation: ProviderOperation::Discharge, power: w(2500.0) });
+        let a = arbitrate(&Candidates { provider: discharge, ..cands(mode, plan, None) }, &e);
         assert_eq!(
-            arbitrate(mode, None, nd, None),
-            Arbitrated { setpoint: Watts::ZERO, source: CommandSource::Override(OverrideKind::NoDischarge) }
+            (a.setpoint, a.source),
+            (w(2500.0), CommandSource::Provider(ProviderOperation::Discharge))
         );
+        assert_eq!(a.over, Some(CommandSource::Plan(ProposalReason::PlanHold)));
+        let a = arbitrate(&Candidates { provider: discharge, ..cands(mode, plan, nd) }, &e);
+        assert_eq!((a.setpoint, a.source), (Watts::ZERO, CommandSource::Override(OverrideKind::NoDischarge)));
+        assert_eq!(a.over, Some(CommandSource::Provider(ProviderOperation::Discharge)));
+        // A grid service outranks all of them.
+        let g = Some(("FCR", request(GridAction::Replace(w(3000.0)), crate::Reserve::NONE)));
+        let a = arbitrate(&Candidates { grid: g, ..cands(mode, plan, nd) }, &e);
         assert_eq!(
-            arbitrate(mode, plan, nd, Some(w(3000.0))),
-            Arbitrated { setpoint: w(3000.0), source: CommandSource::GridService }
+            (a.setpoint, a.source),
+            (w(3000.0), CommandSource::GridService { name: "FCR", added: false })
         );
+        assert_eq!(a.source.to_string(), "grid service FCR");
+    }
+
+    #[test]
+    fn a_grid_service_adds_to_the_baseline_cut_into_what_its_reserve_leaves() {
+        let mode = p(4000.0, ProposalReason::PeakShaving);
+        let full = wide();
+        let reserve = crate::Reserve { discharge: w(7000.0), ..crate::Reserve::NONE };
+        let narrowed = reserve.narrow(&full, None, None);
+        assert_eq!(narrowed.max_discharge(), w(3000.0));
+        let g = Some(("FCR-N", request(GridAction::Add(w(-500.0)), reserve)));
+        let a = arbitrate(&Candidates { grid: g, ..cands(mode, None, None) }, &narrowed);
+        // Baseline 4 kW cut to the 3 kW the reserve leaves, then the service's −500 W.
+        assert_eq!(a.setpoint, w(2500.0));
+        assert!(a.reserve_bound);
+        assert_eq!(a.source, CommandSource::GridService { name: "FCR-N", added: true });
+        assert_eq!(a.over, Some(CommandSource::Mode(ProposalReason::PeakShaving)));
+        // Idle: the reserve holds, the baseline keeps its source.
+        let g = Some(("FCR-N", request(GridAction::Idle, reserve)));
+        let a = arbitrate(&Candidates { grid: g, ..cands(mode, None, None) }, &narrowed);
+        assert_eq!((a.setpoint, a.source), (w(3000.0), CommandSource::Mode(ProposalReason::PeakShaving)));
+    }
+
+    #[test]
+    fn an_energy_reserve_without_capacity_or_soc_keeps_the_whole_direction() {
+        let full = wide();
+        let r =
+            crate::Reserve { energy_for_discharge: ems_core::watt_hours!(1000.0), ..crate::Reserve::NONE };
+        assert_eq!(r.narrow(&full, None, None).max_discharge(), Watts::ZERO);
+        let cap = Some(ems_core::watt_hours!(10_000.0));
+        // 50 % of 10 kWh = 5 kWh stored > 1 kWh reserved: discharge allowed.
+        assert_eq!(r.narrow(&full, cap, Some(ems_core::percent!(50.0))).max_discharge(), w(10_000.0));
+        // 5 % = 500 Wh stored ≤ 1 kWh reserved: the baseline may not discharge.
+        assert_eq!(r.narrow(&full, cap, Some(ems_core::percent!(5.0))).max_discharge(), Watts::ZERO);
+        let r = crate::Reserve { energy_for_charge: ems_core::watt_hours!(1000.0), ..crate::Reserve::NONE };
+        assert_eq!(r.narrow(&full, cap, Some(ems_core::percent!(95.0))).max_charge(), Watts::ZERO);
+        assert_eq!(r.narrow(&full, cap, Some(ems_core::percent!(50.0))).max_charge(), w(10_000.0));
     }
 
     #[test]
@@ -396,7 +497,7 @@ mod tests {
         assert_eq!(Override::NoDischarge.apply(w(10.0)), Watts::ZERO);
         let mode = p(-100.0, ProposalReason::SelfConsumption);
         assert_eq!(
-            arbitrate(mode, None, Some(fc), None).source,
+            arbitrate(&cands(mode, None, Some(fc)), &wide()).source,
             CommandSource::Override(OverrideKind::ForceCharge)
         );
     }

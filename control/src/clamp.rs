@@ -1,11 +1,13 @@
 //! The final clamp: the single choke point every command passes through.
 //!
 //! Order of operations (each step can only move the set-point toward zero or hold it):
-//! 1. outside RUNNING → zero (`Constraint::NotRunning`);
-//! 2. an E-stop demand → zero (`Constraint::EmergencyStop`);
+//! 1. an E-stop demand → zero (`Constraint::EmergencyStop`; checked first, so an E-stop is
+//!    reported as what it is, although STOPPED is also "not RUNNING");
+//! 2. outside RUNNING → zero (`Constraint::NotRunning`);
 //! 3. a graceful shutdown replaces the target by zero (`Constraint::Shutdown`);
 //! 4. the target is clamped into the envelope;
-//! 5. the ramper moves the output toward it at the ramp rate;
+//! 5. the ramper moves the output toward it at this cycle's ramp rate (the site's, or a grid
+//!    service's own; `None` = a grid service's step, bounded by the envelope alone);
 //! 6. the ramped output is clamped into the envelope again, so a shrinking envelope cuts the
 //!    command at once instead of waiting for the ramp (reductions toward zero are never delayed).
 //!
@@ -13,7 +15,7 @@
 //! zero outside RUNNING, and it either moved by at most the ramp step or moved toward zero
 //! (`0 ≤ cmd/prev ≤ 1` in the sense of lying between zero and the previous command).
 
-use crate::ramp::PowerRamper;
+use crate::ramp::{PowerRamper, RampRate};
 use ems_core::emergency::EmergencyDemand;
 use ems_core::event::Constraint;
 use ems_core::{Millis, State, Watts};
@@ -37,24 +39,29 @@ pub fn final_clamp(
     demand: EmergencyDemand,
     envelope: &Envelope,
     ramper: &mut PowerRamper,
+    ramp: Option<RampRate>,
 ) -> Clamped {
     let zero = |ramper: &mut PowerRamper, by: Constraint| {
         ramper.hold_zero(now);
-        let binding = if requested == Watts::ZERO { None } else { Some(by) };
+        // An E-stop is named whenever it holds the command, also when nothing was requested
+        // (the state machine already zeroes the request in STOPPED); other zero causes are
+        // named only when they changed a request.
+        let binding =
+            if requested == Watts::ZERO && by != Constraint::EmergencyStop { None } else { Some(by) };
         Clamped { command: Watts::ZERO, binding }
     };
+    if demand.force_zero {
+        return zero(ramper, Constraint::EmergencyStop);
+    }
     match state {
         State::Running => {}
         State::Boot | State::Idle | State::Error | State::Stopped => {
             return zero(ramper, Constraint::NotRunning);
         }
     }
-    if demand.force_zero {
-        return zero(ramper, Constraint::EmergencyStop);
-    }
     let (target, shutdown) = if demand.ramp_to_zero { (Watts::ZERO, true) } else { (requested, false) };
     let (target, by_envelope) = envelope.clamp(target);
-    let ramped = ramper.step(target, now);
+    let ramped = ramper.step_at(target, now, ramp);
     let (command, cut) = envelope.clamp(ramped);
     if cut.is_some() {
         ramper.set_output(command);
@@ -92,6 +99,10 @@ mod tests {
         r
     }
 
+    fn rate() -> Option<RampRate> {
+        Some(RampRate::per_second(ems_core::watts!(1000.0)))
+    }
+
     const GO: EmergencyDemand =
         EmergencyDemand { force_zero: false, ramp_to_zero: false, open_contactors: false };
 
@@ -105,6 +116,7 @@ mod tests {
                 GO,
                 &env(5000.0, 5000.0),
                 &mut ramper(),
+                rate(),
             );
             assert_eq!(c.command, Watts::ZERO);
             assert_eq!(c.binding, Some(Constraint::NotRunning));
@@ -115,10 +127,12 @@ mod tests {
     fn ramp_limits_rise_and_envelope_cuts_immediately() {
         let mut r = ramper();
         let e = env(5000.0, 5000.0);
-        let c = final_clamp(ems_core::watts!(3000.0), Millis::new(1000), State::Running, GO, &e, &mut r);
+        let c =
+            final_clamp(ems_core::watts!(3000.0), Millis::new(1000), State::Running, GO, &e, &mut r, rate());
         assert_eq!(c.command, ems_core::watts!(1000.0));
         assert_eq!(c.binding, Some(Constraint::Ramp));
-        let c = final_clamp(ems_core::watts!(3000.0), Millis::new(2000), State::Running, GO, &e, &mut r);
+        let c =
+            final_clamp(ems_core::watts!(3000.0), Millis::new(2000), State::Running, GO, &e, &mut r, rate());
         assert_eq!(c.command, ems_core::watts!(2000.0));
         // Envelope shrinks to 500 W discharge: cut at once, no ramp-down delay.
         let c = final_clamp(
@@ -128,6 +142,7 @@ mod tests {
             GO,
             &env(5000.0, 500.0),
             &mut r,
+            rate(),
         );
         assert_eq!(c.command, ems_core::watts!(500.0));
         assert_eq!(c.binding, Some(Constraint::Limit(Quantity::SocLow)));
@@ -137,9 +152,18 @@ mod tests {
     fn estop_demand_zeroes_immediately() {
         let mut r = ramper();
         let e = env(5000.0, 5000.0);
-        let _ = final_clamp(ems_core::watts!(1000.0), Millis::new(1000), State::Running, GO, &e, &mut r);
+        let _ =
+            final_clamp(ems_core::watts!(1000.0), Millis::new(1000), State::Running, GO, &e, &mut r, rate());
         let stop = EmergencyDemand { force_zero: true, ramp_to_zero: false, open_contactors: true };
-        let c = final_clamp(ems_core::watts!(1000.0), Millis::new(1001), State::Running, stop, &e, &mut r);
+        let c = final_clamp(
+            ems_core::watts!(1000.0),
+            Millis::new(1001),
+            State::Running,
+            stop,
+            &e,
+            &mut r,
+            rate(),
+        );
         assert_eq!(c.command, Watts::ZERO);
         assert_eq!(c.binding, Some(Constraint::EmergencyStop));
     }
@@ -148,10 +172,20 @@ mod tests {
     fn shutdown_ramps_down() {
         let mut r = ramper();
         let e = env(5000.0, 5000.0);
-        let _ = final_clamp(ems_core::watts!(-1500.0), Millis::new(1000), State::Running, GO, &e, &mut r);
-        let _ = final_clamp(ems_core::watts!(-1500.0), Millis::new(2000), State::Running, GO, &e, &mut r);
+        let _ =
+            final_clamp(ems_core::watts!(-1500.0), Millis::new(1000), State::Running, GO, &e, &mut r, rate());
+        let _ =
+            final_clamp(ems_core::watts!(-1500.0), Millis::new(2000), State::Running, GO, &e, &mut r, rate());
         let down = EmergencyDemand { force_zero: false, ramp_to_zero: true, open_contactors: false };
-        let c = final_clamp(ems_core::watts!(-1500.0), Millis::new(2500), State::Running, down, &e, &mut r);
+        let c = final_clamp(
+            ems_core::watts!(-1500.0),
+            Millis::new(2500),
+            State::Running,
+            down,
+            &e,
+            &mut r,
+            rate(),
+        );
         assert_eq!(c.command, ems_core::watts!(-1000.0));
         assert_eq!(c.binding, Some(Constraint::Ramp));
     }

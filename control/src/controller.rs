@@ -8,9 +8,12 @@
 //! explain it.
 
 use crate::arbitration::{
-    arbitrate, Arbitrated, CommandSource, Override, OverrideError, PlanExecutor, PlanTarget,
+    arbitrate, Arbitrated, Candidates, CommandSource, Override, OverrideError, PlanExecutor, PlanTarget,
+    ProviderTarget,
 };
 use crate::clamp::{final_clamp, Clamped};
+use crate::command::{Command, CommandClass};
+use crate::grid_service::{GridRequest, GridService, NoGridService};
 use crate::modes::{Feedback, Mode, ModeError, ModeSetting, Proposal, ProposalReason};
 use crate::ramp::{PowerRamper, RampRate};
 use ems_core::emergency::{
@@ -21,8 +24,8 @@ use ems_core::persist::PersistedState;
 use ems_core::snapshot::ContactorState;
 use ems_core::state::{Guards, Transition, TransitionError};
 use ems_core::{
-    Command, ContactorCommand, EventKind, Events, Millis, Snapshot, State, StateMachine, TransitionRequest,
-    TripReason, Watts,
+    ContactorCommand, EventKind, Events, Millis, Snapshot, State, StateMachine, TransitionRequest,
+    TripReason, WattHours, Watts,
 };
 use ems_safety::{Envelope, SafetyConfig, SafetyMonitor};
 
@@ -41,6 +44,9 @@ pub struct ControllerConfig {
     pub contactor_timeout: Millis,
     /// The nominal cycle period (for [`Controller::next_deadline`]).
     pub cycle: Millis,
+    /// The battery's usable capacity, to turn a grid service's energy reserve into an SOC
+    /// bound ([`crate::Reserve::narrow`]); `None`: an energy reserve keeps the whole direction.
+    pub capacity: Option<WattHours>,
 }
 
 impl Default for ControllerConfig {
@@ -52,6 +58,7 @@ impl Default for ControllerConfig {
             mode: ModeSetting::ChargeOnly(crate::modes::ChargeOnlyConfig::default()),
             contactor_timeout: Millis::from_secs(5),
             cycle: Millis::new(100),
+            capacity: None,
         }
     }
 }
@@ -96,9 +103,9 @@ pub struct Inputs<'a> {
     /// The current slot of a day-ahead plan; replaces the default mode's proposal
     /// (execution policy in [`crate::arbitration`]).
     pub plan: Option<PlanTarget>,
-    /// A battery set-point (`+` discharge) demanded by a grid service; reserved for the grid
-    /// services layer. When present it sets the set-point (only safety ranks above it).
-    pub grid_service: Option<Watts>,
+    /// A provider schedule due now; replaces the plan and the mode, below an operator override
+    /// ([`crate::arbitration`]).
+    pub provider: Option<ProviderTarget>,
 }
 
 /// Everything one cycle decided, with its reasons.
@@ -116,8 +123,17 @@ pub struct Output {
     pub proposal: Proposal,
     /// The set-point arbitration handed to the final clamp (before safety).
     pub requested: Watts,
-    /// Which layer set [`Self::requested`]: the mode, the plan, an override or a grid service.
+    /// Which layer set [`Self::requested`]: the mode, the plan, a provider schedule, an
+    /// override or a grid service.
     pub source: CommandSource,
+    /// The layer [`Self::source`] overruled, modified or added to (`None`: nothing below it
+    /// proposed).
+    pub over: Option<CommandSource>,
+    /// The grid service's request of this cycle (`None`: no service active).
+    pub grid: Option<GridRequest>,
+    /// The layers below the grid service were cut by its reserve
+    /// ([`ems_core::event::Constraint::GridServiceReserve`]).
+    pub reserve_bound: bool,
     /// Whether [`Self::source`] differs from the previous cycle's (for the audit log; there is
     /// no event kind for it in `ems-core`).
     pub source_changed: bool,
@@ -260,16 +276,30 @@ impl Controller {
         self.last_now.plus(self.config.cycle)
     }
 
-    /// One control cycle. Pure in the sense of design.md §3: no clock, no I/O, no allocation.
+    /// One control cycle without a grid service: [`Self::step_with`] and [`NoGridService`].
     #[must_use]
     pub fn step(&mut self, now_ms: u64, snapshot: &Snapshot, inputs: &Inputs<'_>) -> Output {
+        self.step_with(now_ms, snapshot, inputs, &mut NoGridService)
+    }
+
+    /// One control cycle. Pure in the sense of design.md §3: no clock, no I/O, no allocation.
+    /// `service` is asked for its request while RUNNING, with this cycle's snapshot and
+    /// envelope ([`crate::grid_service`]). This is the only function that makes a [`Command`].
+    #[must_use]
+    pub fn step_with<G: GridService + ?Sized>(
+        &mut self,
+        now_ms: u64,
+        snapshot: &Snapshot,
+        inputs: &Inputs<'_>,
+        service: &mut G,
+    ) -> Output {
         let now = Millis::new(now_ms);
         self.last_now = now;
         let mut events = core::mem::take(&mut self.boot_events);
 
         // 1. Emergency path first: an E-stop edge zeroes the command in this very cycle.
         let mut demand =
-            self.emergency.poll(now, snapshot, self.last_command.battery_setpoint, &mut self.sm, &mut events);
+            self.emergency.poll(now, snapshot, self.last_command.setpoint(), &mut self.sm, &mut events);
         if inputs.shutdown {
             self.emergency.begin_shutdown(now, &mut events);
         }
@@ -317,40 +347,20 @@ impl Controller {
         let ess_override = inputs.ess_override.filter(|_| override_refused.is_none());
         // What became of the previous cycle's set-point: the modes' anti-windup.
         let feedback = Some(Feedback {
-            commanded: self.last_command.battery_setpoint,
+            commanded: self.last_command.setpoint(),
             source: self.last_source.unwrap_or(CommandSource::NotRunning),
         });
-        let (proposal, arbitrated) = match self.sm.state() {
-            State::Running => {
-                let proposal = self.mode.propose_with(now, snapshot, inputs.local_minute, feedback);
-                let plan = match inputs.plan {
-                    Some(slot) => Some(self.plan.propose(
-                        slot,
-                        now,
-                        snapshot,
-                        &envelope,
-                        self.mode.setting().reserve_soc(),
-                        feedback,
-                    )),
-                    None => {
-                        self.plan.reset();
-                        None
-                    }
-                };
-                (proposal, arbitrate(proposal, plan, ess_override, inputs.grid_service))
-            }
-            State::Boot | State::Idle | State::Error | State::Stopped => {
-                let _ = self.mode.propose_with(now, snapshot, inputs.local_minute, feedback);
-                self.plan.reset();
-                (
-                    Proposal { setpoint: Watts::ZERO, reason: ProposalReason::Passive },
-                    Arbitrated { setpoint: Watts::ZERO, source: CommandSource::NotRunning },
-                )
-            }
-        };
+        let (proposal, arbitrated, grid) =
+            self.arbitrate_cycle(now, snapshot, inputs, ess_override, feedback, &envelope, service);
         let requested = arbitrated.setpoint;
+        // A grid service that acts brings its own ramp (`None`: a step) and bypasses the
+        // device's comfort shaping; everything else obeys the site's ramp.
+        let (ramp, class) = match grid {
+            Some(g) if g.acts() => (g.ramp, CommandClass::GridService),
+            Some(_) | None => (Some(self.config.ramp), CommandClass::Comfort),
+        };
         let Clamped { command: setpoint, binding } =
-            final_clamp(requested, now, self.sm.state(), demand, &envelope, &mut self.ramper);
+            final_clamp(requested, now, self.sm.state(), demand, &envelope, &mut self.ramper, ramp);
         if binding != self.last_binding {
             if let Some(by) = binding {
                 events.push(now, EventKind::CommandLimited { requested, commanded: setpoint, by });
@@ -362,7 +372,8 @@ impl Controller {
 
         // 6. Contactors.
         let contactor = self.contactor_command(demand, &envelope, setpoint);
-        self.last_command = Command { battery_setpoint: setpoint, contactor };
+        self.last_command =
+            Command::new(setpoint, (envelope.max_charge(), envelope.max_discharge()), contactor, ramp, class);
 
         Output {
             command: self.last_command,
@@ -371,6 +382,9 @@ impl Controller {
             proposal,
             requested,
             source: arbitrated.source,
+            over: arbitrated.over,
+            grid,
+            reserve_bound: arbitrated.reserve_bound,
             source_changed,
             binding,
             events,
@@ -378,6 +392,71 @@ impl Controller {
             mode_refused,
             override_refused,
             shutdown: self.emergency.shutdown_phase(),
+        }
+    }
+
+    /// Proposals and arbitration of one cycle (step 4 of [`Self::step_with`]): the grid
+    /// service's request and reserve, the mode, the plan, the provider schedule and the
+    /// override, ranked by [`arbitrate`].
+    #[allow(clippy::too_many_arguments)] // the cycle's inputs, passed through once
+    fn arbitrate_cycle<G: GridService + ?Sized>(
+        &mut self,
+        now: Millis,
+        snapshot: &Snapshot,
+        inputs: &Inputs<'_>,
+        ess_override: Option<Override>,
+        feedback: Option<Feedback>,
+        envelope: &Envelope,
+        service: &mut G,
+    ) -> (Proposal, Arbitrated, Option<GridRequest>) {
+        match self.sm.state() {
+            State::Running => {
+                let grid = service.request(now, snapshot, envelope);
+                // What the layers below the service may use.
+                let narrowed = match grid {
+                    Some(g) if g.reserve != crate::Reserve::NONE => {
+                        g.reserve.narrow(envelope, self.config.capacity, snapshot.battery.soc.value_at(now))
+                    }
+                    Some(_) | None => envelope.clone(),
+                };
+                let proposal = self.mode.propose_with(now, snapshot, inputs.local_minute, feedback);
+                let plan = match inputs.plan {
+                    Some(slot) => Some(self.plan.propose(
+                        slot,
+                        now,
+                        snapshot,
+                        &narrowed,
+                        self.mode.setting().reserve_soc(),
+                        feedback,
+                    )),
+                    None => {
+                        self.plan.reset();
+                        None
+                    }
+                };
+                let candidates = Candidates {
+                    mode: proposal,
+                    plan,
+                    provider: inputs.provider,
+                    ess_override,
+                    grid: grid.map(|g| (service.name(), g)),
+                };
+                (proposal, arbitrate(&candidates, &narrowed), grid)
+            }
+            State::Boot | State::Idle | State::Error | State::Stopped => {
+                let _ = self.mode.propose_with(now, snapshot, inputs.local_minute, feedback);
+                self.plan.reset();
+                (
+                    Proposal { setpoint: Watts::ZERO, reason: ProposalReason::Passive },
+                    Arbitrated {
+                        setpoint: Watts::ZERO,
+                        source: CommandSource::NotRunning,
+                        over: None,
+                        reserve_bound: false,
+                    },
+                    None,
+                )
+            }
         }
     }
 
@@ -433,7 +512,7 @@ impl Controller {
     /// (commanded open, reads closed) or one that does not close.
     fn contactor_mismatch(&mut self, now: Millis, snapshot: &Snapshot) -> Option<TripReason> {
         let feedback = snapshot.contactor.value_at(now);
-        let mismatch = match (self.last_command.contactor, feedback) {
+        let mismatch = match (self.last_command.contactor(), feedback) {
             (ContactorCommand::Open, Some(ContactorState::Closed | ContactorState::Precharging)) => true,
             (ContactorCommand::Close, Some(ContactorState::Open | ContactorState::Precharging)) => true,
             (ContactorCommand::Open, Some(ContactorState::Open) | None)
@@ -537,7 +616,30 @@ mod tests {
         };
         let out = c.step(now + 100, &healthy_snapshot(Millis::new(now + 100)), &inputs);
         assert_eq!(out.state, State::Stopped);
-        assert_eq!(out.command, Command::SAFE);
+        assert_eq!(out.command.setpoint(), Watts::ZERO);
+        assert_eq!(out.command.contactor(), ContactorCommand::Open);
+        assert_eq!(out.binding, Some(Constraint::EmergencyStop));
+    }
+
+    #[test]
+    fn an_estop_is_reported_as_an_emergency_stop_not_as_not_running() {
+        let (mut c, now) = running();
+        let manual = Some(ModeSetting::Manual { setpoint: ems_core::watts!(1000.0) });
+        let _ = c.step(
+            now + 100,
+            &healthy_snapshot(Millis::new(now + 100)),
+            &Inputs { set_mode: manual, ..Inputs::default() },
+        );
+        let out = c.step(
+            now + 200,
+            &healthy_snapshot(Millis::new(now + 200)),
+            &Inputs { emergency_stop: true, ..Inputs::default() },
+        );
+        assert_eq!(out.state, State::Stopped);
+        assert_eq!(out.command.setpoint(), Watts::ZERO);
+        assert_eq!(out.binding, Some(Constraint::EmergencyStop));
+        let out = c.step(now + 300, &healthy_snapshot(Millis::new(now + 300)), &Inputs::default());
+        assert_eq!(out.binding, Some(Constraint::EmergencyStop), "named for as long as it holds");
     }
 
     #[test]
@@ -557,7 +659,7 @@ mod tests {
             // healthy_snapshot reports the contactor closed although it was commanded open.
             let out = c.step(now, &healthy_snapshot(Millis::new(now)), &Inputs::default());
             tripped |= c.latched().contains(&TripReason::ContactorMismatch);
-            assert_eq!(out.command.contactor, ContactorCommand::Open);
+            assert_eq!(out.command.contactor(), ContactorCommand::Open);
         }
         assert!(tripped, "no ContactorMismatch after 8 s of a welded contactor");
     }
@@ -572,8 +674,8 @@ mod tests {
             &Inputs { device_trips: &trips, ..Inputs::default() },
         );
         assert_eq!(out.state, State::Error);
-        assert_eq!(out.command.battery_setpoint, Watts::ZERO);
-        assert_eq!(out.command.contactor, ContactorCommand::Open);
+        assert_eq!(out.command.setpoint(), Watts::ZERO);
+        assert_eq!(out.command.contactor(), ContactorCommand::Open);
         assert!(c.latched().contains(&TripReason::SetpointNotApplied));
         assert!(out.events.iter().any(|e| matches!(
             e.kind,
@@ -593,16 +695,31 @@ mod tests {
     fn grid_service_outranks_override_plan_and_mode() {
         let (mut c, now) = running();
         let inputs = Inputs {
-            grid_service: Some(ems_core::watts!(200.0)),
             ess_override: Some(Override::NoDischarge),
             plan: Some(PlanTarget { battery: ems_core::watts!(-3000.0), grid: ems_core::watts!(3500.0) }),
             ..Inputs::default()
         };
-        let out = step_with(&mut c, now + 100, &inputs);
-        assert_eq!(out.source, CommandSource::GridService);
-        assert_eq!(out.requested, ems_core::watts!(200.0));
-        assert_eq!(out.command.battery_setpoint, ems_core::watts!(200.0));
-        assert_eq!(out.source.to_string(), "grid service");
+        let mut service = crate::FixedRequest {
+            name: "FFR",
+            request: Some(crate::GridRequest {
+                action: crate::GridAction::Replace(ems_core::watts!(2000.0)),
+                reserve: crate::Reserve::NONE,
+                ramp: None,
+            }),
+        };
+        let out = c.step_with(now + 100, &healthy_snapshot(Millis::new(now + 100)), &inputs, &mut service);
+        assert_eq!(out.source, CommandSource::GridService { name: "FFR", added: false });
+        assert_eq!(out.over, Some(CommandSource::Plan(ProposalReason::PlanHold)));
+        assert_eq!(out.requested, ems_core::watts!(2000.0));
+        // No comfort ramp (2.5 kW/s would allow 250 W in 100 ms): the service's step.
+        assert_eq!(out.command.setpoint(), ems_core::watts!(2000.0));
+        assert_eq!(out.command.class(), crate::CommandClass::GridService);
+        assert_eq!(out.command.ramp(), None);
+        assert_eq!(out.source.to_string(), "grid service FFR");
+        // Without the service, the comfort ramp and class come back.
+        let out = step_with(&mut c, now + 200, &inputs);
+        assert_eq!(out.command.class(), crate::CommandClass::Comfort);
+        assert_eq!(out.command.ramp(), Some(c.config().ramp));
     }
 
     #[test]
@@ -615,7 +732,7 @@ mod tests {
         assert_eq!(out.source, CommandSource::Override(OverrideKind::LimitCharge));
         assert_eq!(out.requested, ems_core::watts!(-1500.0));
         // The ramp (2.5 kW/s over 100 ms) binds first.
-        assert_eq!(out.command.battery_setpoint, ems_core::watts!(-250.0));
+        assert_eq!(out.command.setpoint(), ems_core::watts!(-250.0));
         assert_eq!(out.binding, Some(Constraint::Ramp));
         // FORCE_CHARGE beyond the inverter rating: the envelope bounds it.
         let force = Some(Override::ForceCharge { power: ems_core::watts!(9000.0) });
@@ -625,7 +742,7 @@ mod tests {
             out = step_with(&mut c, now, &Inputs { plan, ess_override: force, ..Inputs::default() });
         }
         assert_eq!(out.source, CommandSource::Override(OverrideKind::ForceCharge));
-        assert_eq!(out.command.battery_setpoint, -out.envelope.max_charge());
+        assert_eq!(out.command.setpoint(), -out.envelope.max_charge());
         assert!(out.binding.is_some());
     }
 
@@ -664,7 +781,6 @@ mod tests {
     fn nothing_proposes_outside_running() {
         let mut c = Controller::new(ControllerConfig::default()).unwrap();
         let inputs = Inputs {
-            grid_service: Some(ems_core::watts!(3000.0)),
             ess_override: Some(Override::ForceCharge { power: ems_core::watts!(2000.0) }),
             plan: Some(PlanTarget { battery: ems_core::watts!(2000.0), grid: Watts::ZERO }),
             ..Inputs::default()
@@ -673,7 +789,7 @@ mod tests {
         assert_eq!(out.state, State::Boot);
         assert_eq!(out.source, CommandSource::NotRunning);
         assert_eq!(out.requested, Watts::ZERO);
-        assert_eq!(out.command.battery_setpoint, Watts::ZERO);
+        assert_eq!(out.command.setpoint(), Watts::ZERO);
     }
 
     #[test]
@@ -711,7 +827,7 @@ mod tests {
             &healthy_snapshot(Millis::new(now + 100)),
             &Inputs { set_mode: Some(ModeSetting::Passive), ..Inputs::default() },
         );
-        assert_eq!(out.command.battery_setpoint, Watts::ZERO);
+        assert_eq!(out.command.setpoint(), Watts::ZERO);
         assert_eq!(out.state, State::Running);
         assert_eq!(out.proposal.reason, ProposalReason::Passive);
     }

@@ -15,7 +15,10 @@
 //! | [`self_consumption`] | [`SelfConsumptionConfig`]: follow a grid set-point, SOC reserve |
 //! | [`peak_shaving`] | [`PeakShavingConfig`], [`CapSlots`]: import/export caps by time slot, recharge |
 //! | [`arbitration`] | [`arbitrate`], [`Override`], [`PlanTarget`], [`CommandSource`]: the priority rule and the plan execution policy |
-//! | [`clamp`] | [`clamp::final_clamp`]: state, E-stop, shutdown, envelope, ramp |
+//! | [`clamp`] | [`clamp::final_clamp`]: E-stop, state, shutdown, envelope, ramp |
+//! | [`command`] | [`Command`]: the only thing the device layer accepts; built only by [`Controller::step_with`] |
+//! | [`grid_service`] | the [`GridService`] seam: replace/add requests, [`Reserve`]s, own ramp |
+//! | [`proposal`] | the vocabulary of proposals and sources shared by modes, plan, arbitration and controller |
 //! | [`ramp`] | [`PowerRamper`], [`RampRate`] |
 //! | [`pid`] | [`pid::Pid`] with anti-windup |
 //! | `tracking` (private) | the grid-following loop shared by self-consumption, peak shaving and plan slots |
@@ -25,15 +28,22 @@
 //!
 //! **Architecture Invariant:** every set-point, whatever its source, reaches the devices only
 //! through [`clamp::final_clamp`] (checked by `control/tests/invariant.rs`).
+//!
+//! **Architecture Invariant:** a device command can only be built by `Controller::step`
+//! ([`Command`] has private fields and a crate-private constructor; the `compile_fail` doc tests
+//! in [`command`] and `ems-devices`' `_test-access` examples enforce it).
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
 #![forbid(unsafe_code)]
 
 pub mod arbitration;
 pub mod clamp;
+pub mod command;
 pub mod controller;
+pub mod grid_service;
 pub mod modes;
 pub mod peak_shaving;
 pub mod pid;
+pub mod proposal;
 pub mod ramp;
 pub mod self_consumption;
 mod tracking;
@@ -42,10 +52,12 @@ mod tracking;
 mod test_support;
 
 pub use arbitration::{
-    arbitrate, Arbitrated, CommandSource, Override, OverrideError, OverrideKind, PlanTarget,
-    PLAN_GRID_TOLERANCE,
+    arbitrate, Arbitrated, Candidates, CommandSource, Override, OverrideError, OverrideKind, PlanTarget,
+    ProviderOperation, ProviderTarget, PLAN_GRID_TOLERANCE,
 };
+pub use command::{Command, CommandClass};
 pub use controller::{ConfigError, Controller, ControllerConfig, Inputs, Output};
+pub use grid_service::{FixedRequest, GridAction, GridRequest, GridService, NoGridService, Reserve};
 pub use modes::{
     ChargeOnlyConfig, ChargeSource, Feedback, Mode, ModeError, ModeSetting, Proposal, ProposalReason,
 };

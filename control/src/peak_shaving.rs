@@ -26,7 +26,7 @@
 //! The grid is followed with the same feed-forward, filter and trim as self-consumption, so a
 //! load step above the cap is shaved in the time the ramp allows, without overshoot.
 
-use crate::modes::{ModeError, Proposal, ProposalReason};
+use crate::proposal::{ModeError, Proposal, ProposalReason};
 use crate::tracking::{Follow, GridTracker, Track, RESERVE_HYSTERESIS};
 use core::fmt;
 use ems_core::{Millis, Percent, Snapshot, Watts};

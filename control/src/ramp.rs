@@ -65,6 +65,22 @@ impl PowerRamper {
         self.output
     }
 
+    /// Step toward `target` at `rate` instead of the ramper's own (`None`: no limit, the
+    /// output jumps to the target — a grid service's step). Same time base as [`Self::step`].
+    #[must_use]
+    pub fn step_at(&mut self, target: Watts, now: Millis, rate: Option<RampRate>) -> Watts {
+        let dt = self.last.map_or(Millis::ZERO, |last| now.since(last));
+        self.last = Some(now);
+        self.output = match rate {
+            Some(rate) => {
+                let max = rate.max_step(dt);
+                self.output + (target - self.output).clamp(-max, max)
+            }
+            None => target,
+        };
+        self.output
+    }
+
     /// Output zero and restart the time base at `now` (used while not RUNNING, so the first
     /// cycle in RUNNING ramps from zero over one cycle, not over the whole idle time).
     pub fn hold_zero(&mut self, now: Millis) {

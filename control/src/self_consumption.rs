@@ -22,7 +22,7 @@
 //! and resumes one percentage point above it; optional power limits bound the mode's own
 //! proposal (the envelope bounds the command in any case).
 
-use crate::modes::{ModeError, Proposal, ProposalReason};
+use crate::proposal::{ModeError, Proposal, ProposalReason};
 use crate::tracking::{Bound, Follow, GridTracker, ReserveLatch, Track};
 use ems_core::{Millis, Percent, Snapshot, Watts};
 

@@ -118,8 +118,8 @@ fn simulate(
                 ..Inputs::default()
             },
         );
-        command = o.command.battery_setpoint.get();
-        plant.contactor = match o.command.contactor {
+        command = o.command.setpoint().get();
+        plant.contactor = match o.command.contactor() {
             ContactorCommand::Open => ContactorState::Open,
             ContactorCommand::Close => ContactorState::Closed,
             ContactorCommand::Hold => plant.contactor,

@@ -128,7 +128,7 @@ fn simulate(
         if k > 1 {
             assert_eq!(o.state, State::Running, "left RUNNING at {t_s} s: {:?}", o.events);
         }
-        command = o.command.battery_setpoint.get();
+        command = o.command.setpoint().get();
         out.push(Sample { t_s, grid, command, requested: o.requested.get() });
     }
     out

@@ -17,13 +17,14 @@
 mod common;
 
 use ems_control::{
-    CapSlot, CapSlots, ChargeOnlyConfig, ChargeSource, CommandSource, Controller, ControllerConfig, Inputs,
-    ModeSetting, Override, PeakShavingConfig, PlanTarget, SelfConsumptionConfig, MAX_CAP_SLOTS,
+    CapSlot, CapSlots, ChargeOnlyConfig, ChargeSource, CommandSource, Controller, ControllerConfig,
+    FixedRequest, GridAction, GridRequest, Inputs, ModeSetting, Override, PeakShavingConfig, PlanTarget,
+    ProviderOperation, ProviderTarget, RampRate, Reserve, SelfConsumptionConfig, MAX_CAP_SLOTS,
 };
 use ems_core::snapshot::{BmsAlarms, ContactorState, EStopInput, InverterState};
 use ems_core::{
     Amps, Celsius, ContactorCommand, Hertz, Measurement, Millis, Percent, Snapshot, State, TransitionRequest,
-    TripReason, Volts, Watts,
+    TripReason, Volts, WattHours, Watts,
 };
 use proptest::prelude::*;
 
@@ -278,6 +279,44 @@ fn plan() -> BoxedStrategy<Option<PlanTarget>> {
     .boxed()
 }
 
+fn provider() -> BoxedStrategy<Option<ProviderTarget>> {
+    let op = prop_oneof![Just(ProviderOperation::Charge), Just(ProviderOperation::Discharge)];
+    prop_oneof![
+        6 => Just(None),
+        1 => (op, watts(-500.0, 20000.0)).prop_map(|(operation, power)| Some(ProviderTarget { operation, power })),
+    ]
+    .boxed()
+}
+
+/// Grid-service requests: replace and add (including absurd values), idle, with and without
+/// power and energy reserves, with their own ramp or none (a step).
+fn grid_request() -> BoxedStrategy<Option<GridRequest>> {
+    let action = prop_oneof![
+        1 => Just(GridAction::Idle),
+        2 => watts(-20000.0, 20000.0).prop_map(GridAction::Replace),
+        2 => watts(-8000.0, 8000.0).prop_map(GridAction::Add),
+    ];
+    let reserve = prop_oneof![
+        2 => Just(Reserve::NONE),
+        1 => (watts(-1000.0, 8000.0), watts(-1000.0, 8000.0), raw(-1000.0, 20000.0), raw(-1000.0, 20000.0))
+            .prop_map(|(charge, discharge, up, down)| Reserve {
+                charge,
+                discharge,
+                energy_for_discharge: WattHours::saturating(up),
+                energy_for_charge: WattHours::saturating(down),
+            }),
+    ];
+    let ramp = prop_oneof![
+        1 => Just(None),
+        1 => watts(-1000.0, 100_000.0).prop_map(|w| Some(RampRate::per_second(w))),
+    ];
+    prop_oneof![
+        6 => Just(None),
+        1 => (action, reserve, ramp).prop_map(|(action, reserve, ramp)| Some(GridRequest { action, reserve, ramp })),
+    ]
+    .boxed()
+}
+
 fn mode() -> impl Strategy<Value = Option<ModeSetting>> {
     prop_oneof![
         8 => Just(None),
@@ -307,7 +346,8 @@ struct Cycle {
     device_trip: Option<TripReason>,
     ess_override: Option<Override>,
     plan: Option<PlanTarget>,
-    grid_service: Option<Watts>,
+    provider: Option<ProviderTarget>,
+    grid: Option<GridRequest>,
     local_minute: Option<u16>,
 }
 
@@ -353,8 +393,9 @@ fn cycle_with(
         (
             ess_override(),
             plan(),
-            prop_oneof![8 => Just(None), 1 => watts(-20000.0, 20000.0).prop_map(Some)],
+            grid_request(),
             prop_oneof![1 => Just(None), 4 => (0u16..1500).prop_map(Some), 1 => any::<u16>().prop_map(Some)],
+            provider(),
         ),
     )
         .prop_map(
@@ -366,7 +407,7 @@ fn cycle_with(
                 estop,
                 shutdown,
                 device_trip,
-                (ess_override, plan, grid_service, local_minute),
+                (ess_override, plan, grid, local_minute, provider),
             )| {
                 Cycle {
                     dt_ms,
@@ -378,7 +419,8 @@ fn cycle_with(
                     device_trip,
                     ess_override,
                     plan,
-                    grid_service,
+                    provider,
+                    grid,
                     local_minute,
                 }
             },
@@ -391,7 +433,6 @@ fn cycle_with(
 /// contactor), so a plausible run is not tripped by a feedback mismatch every few seconds.
 fn check_sequence(cycles: &[Cycle], follow_contactor: bool) -> Result<(), TestCaseError> {
     let config = ControllerConfig::default();
-    let ramp = config.ramp.watts_per_second();
     let mut c = Controller::new(config).map_err(|e| TestCaseError::fail(e.to_string()))?;
     let mut now = 0u64;
     let mut prev = Watts::ZERO;
@@ -401,7 +442,7 @@ fn check_sequence(cycles: &[Cycle], follow_contactor: bool) -> Result<(), TestCa
         let t = Millis::new(now);
         let mut snap = build(&cy.snap, t);
         if follow_contactor && snap.contactor.value_at(t) == Some(ContactorState::Closed) {
-            let fed_back = match c.last_command().contactor {
+            let fed_back = match c.last_command().contactor() {
                 ContactorCommand::Open => ContactorState::Open,
                 ContactorCommand::Close | ContactorCommand::Hold => ContactorState::Closed,
             };
@@ -417,10 +458,11 @@ fn check_sequence(cycles: &[Cycle], follow_contactor: bool) -> Result<(), TestCa
             local_minute: cy.local_minute,
             ess_override: cy.ess_override,
             plan: cy.plan,
-            grid_service: cy.grid_service,
+            provider: cy.provider,
         };
-        let out = c.step(now, &snap, &inputs);
-        let cmd = out.command.battery_setpoint;
+        let mut service = FixedRequest { name: "property test", request: cy.grid };
+        let out = c.step_with(now, &snap, &inputs, &mut service);
+        let cmd = out.command.setpoint();
         prop_assert!(cmd.get().is_finite());
         check_arbitration(cy, &out)?;
         prop_assert!(
@@ -453,12 +495,13 @@ fn check_sequence(cycles: &[Cycle], follow_contactor: bool) -> Result<(), TestCa
         }
         if snap.estop.value_at(t) == Some(EStopInput::Pressed) || cy.estop {
             prop_assert_eq!(cmd, Watts::ZERO);
-            prop_assert_eq!(out.command.contactor, ContactorCommand::Open);
+            prop_assert_eq!(out.command.contactor(), ContactorCommand::Open);
             prop_assert_eq!(out.state, State::Stopped);
         }
         if let Some(p) = prev_now {
             let dt = Millis::new(now - p);
-            let max_step = ramp.get() * dt.as_secs_f32() + 1e-3;
+            // This cycle's ramp: the site's, or the grid service's own (`None`: a step).
+            let max_step = out.command.ramp().map_or(f32::INFINITY, |r| r.max_step(dt).get() + 1e-3);
             let toward_zero = if prev.get() >= 0.0 {
                 cmd.get() >= 0.0 && cmd.get() <= prev.get() + 1e-3
             } else {
@@ -502,9 +545,19 @@ fn check_arbitration(cy: &Cycle, out: &ems_control::Output) -> Result<(), TestCa
     }
     let valid = cy.ess_override.filter(|o| o.validate().is_ok());
     prop_assert_eq!(out.override_refused.is_some(), cy.ess_override.is_some() && valid.is_none());
-    if let Some(gs) = cy.grid_service {
-        prop_assert_eq!(out.source, CommandSource::GridService);
-        prop_assert_eq!(req, gs);
+    if let Some(g) = cy.grid.filter(GridRequest::acts) {
+        prop_assert!(matches!(out.source, CommandSource::GridService { .. }), "source {}", out.source);
+        if let GridAction::Replace(p) = g.action {
+            prop_assert_eq!(req, p);
+        }
+        return Ok(());
+    }
+    if let Some(g) = cy.grid {
+        // An idle service: the baseline stays inside what its reserve leaves.
+        let narrowed = g.reserve.narrow(&out.envelope, None, None);
+        prop_assert!(narrowed.contains(req), "baseline {req} spends the grid service's reserve");
+        let by_service = matches!(out.source, CommandSource::GridService { .. });
+        prop_assert!(!by_service, "an idle service set the source {}", out.source);
         return Ok(());
     }
     match valid {
@@ -515,9 +568,11 @@ fn check_arbitration(cy: &Cycle, out: &ems_control::Output) -> Result<(), TestCa
         None => {}
     }
     if valid.is_none() {
-        match (cy.plan.is_some(), out.source) {
-            (true, CommandSource::Plan(_)) | (false, CommandSource::Mode(_)) => {}
-            (_, other) => prop_assert!(false, "source {other} with plan {:?}", cy.plan),
+        match (cy.provider.is_some(), cy.plan.is_some(), out.source) {
+            (true, _, CommandSource::Provider(_))
+            | (false, true, CommandSource::Plan(_))
+            | (false, false, CommandSource::Mode(_)) => {}
+            (_, _, other) => prop_assert!(false, "source {other} with plan {:?}", cy.plan),
         }
     }
     Ok(())
@@ -533,7 +588,7 @@ fn healthy_site_charges_from_surplus_once_running() {
         let t = Millis::new(now);
         let mut snap = common::healthy(t);
         // Close the loop: the battery follows the last command; load 1 kW, PV 3 kW.
-        let battery = last.as_ref().map_or(Watts::ZERO, |o| o.command.battery_setpoint);
+        let battery = last.as_ref().map_or(Watts::ZERO, |o| o.command.setpoint());
         snap.inverter.active_power = common::good(battery, t);
         snap.grid.active_power = common::good(ems_core::watts!(-2000.0) - battery, t);
         let request = match i {
@@ -546,6 +601,6 @@ fn healthy_site_charges_from_surplus_once_running() {
     let out = last.unwrap();
     assert_eq!(out.state, State::Running);
     // 2 kW surplus, ramp 2.5 kW/s: fully there well within 10 s, without export or import.
-    assert!((out.command.battery_setpoint.get() + 2000.0).abs() < 20.0, "{}", out.command.battery_setpoint);
-    assert_eq!(out.command.contactor, ContactorCommand::Close);
+    assert!((out.command.setpoint().get() + 2000.0).abs() < 20.0, "{}", out.command.setpoint());
+    assert_eq!(out.command.contactor(), ContactorCommand::Close);
 }

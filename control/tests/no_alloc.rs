@@ -8,8 +8,9 @@
 mod common;
 
 use ems_control::{
-    CapSlot, CapSlots, CommandSource, Controller, ControllerConfig, Inputs, ModeSetting, Override,
-    PeakShavingConfig, PlanTarget, SelfConsumptionConfig,
+    CapSlot, CapSlots, CommandSource, Controller, ControllerConfig, FixedRequest, GridAction, GridRequest,
+    Inputs, ModeSetting, Override, PeakShavingConfig, PlanTarget, ProviderOperation, ProviderTarget, Reserve,
+    SelfConsumptionConfig,
 };
 use ems_core::snapshot::{BmsAlarm, BmsAlarms, EStopInput};
 use ems_core::{Measurement, Millis, State, TransitionRequest, Watts};
@@ -127,17 +128,33 @@ fn step_never_allocates_with_every_mode_override_plan_and_grid_service() {
             set_mode,
             ess_override: overrides[(i / 12) % overrides.len()],
             plan: plans[(i / 20) % plans.len()],
-            grid_service: (i % 50 > 45).then_some(ems_core::watts!(700.0)),
+            provider: (i % 40 > 30).then_some(ProviderTarget {
+                operation: ProviderOperation::Discharge,
+                power: ems_core::watts!(1500.0),
+            }),
             local_minute: Some(u16::try_from((i * 7) % 1440).unwrap_or(0)),
             ..Inputs::default()
         };
-        cycles.push((now, s, inputs));
+        // Grid service: add, replace and idle with reserves, in turn.
+        let action = match i % 50 {
+            0..=39 => None,
+            40..=44 => Some(GridAction::Add(ems_core::watts!(-700.0))),
+            45..=47 => Some(GridAction::Replace(ems_core::watts!(700.0))),
+            _ => Some(GridAction::Idle),
+        };
+        let grid = action.map(|action| GridRequest {
+            action,
+            reserve: Reserve { discharge: ems_core::watts!(1000.0), ..Reserve::NONE },
+            ramp: None,
+        });
+        cycles.push((now, s, inputs, grid));
     }
     let mut sources = Vec::with_capacity(64);
     let mut refused = 0usize;
     let info = allocation_counter::measure(|| {
-        for (now, s, inputs) in &cycles {
-            let out = c.step(*now, s, inputs);
+        for (now, s, inputs, grid) in &cycles {
+            let mut service = FixedRequest { name: "test", request: *grid };
+            let out = c.step_with(*now, s, inputs, &mut service);
             if !sources.contains(&out.source) && sources.len() < sources.capacity() {
                 sources.push(out.source);
             }
@@ -147,7 +164,7 @@ fn step_never_allocates_with_every_mode_override_plan_and_grid_service() {
     assert_eq!(info.count_total, 0, "Controller::step allocated {} times", info.count_total);
     assert_eq!(c.state(), State::Running);
     assert!(refused > 0, "no refused override or mode exercised");
-    for wanted in ["mode", "plan", "override", "grid service"] {
+    for wanted in ["mode", "plan", "provider", "override", "grid service"] {
         assert!(
             sources.iter().any(|s: &CommandSource| s.to_string().starts_with(wanted)),
             "run never had source {wanted}: {sources:?}"

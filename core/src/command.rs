@@ -1,6 +1,6 @@
-//! What the control core tells the devices to do in one cycle.
+//! The contactor command. The device command itself (`ems_control::Command`) lives in
+//! `ems-control`, the only crate that may build one.
 
-use crate::units::Watts;
 use core::fmt;
 
 /// Main contactor command.
@@ -23,18 +23,4 @@ impl fmt::Display for ContactorCommand {
             Self::Close => "CLOSE",
         })
     }
-}
-
-/// The command for one cycle, after the final safety clamp.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Command {
-    /// Battery (inverter AC) active power set-point, `+` discharge / `−` charge.
-    pub battery_setpoint: Watts,
-    /// Main contactor.
-    pub contactor: ContactorCommand,
-}
-
-impl Command {
-    /// Zero power, contactors open: the safe command.
-    pub const SAFE: Self = Self { battery_setpoint: Watts::ZERO, contactor: ContactorCommand::Open };
 }

@@ -94,6 +94,9 @@ pub enum Constraint {
     EmergencyStop,
     /// A graceful shutdown is ramping the set-point to zero.
     Shutdown,
+    /// Headroom or energy reserved by a grid service (narrows what the sources below it may
+    /// use; never what the grid service itself may use).
+    GridServiceReserve,
 }
 
 impl fmt::Display for Constraint {
@@ -112,6 +115,7 @@ impl fmt::Display for Constraint {
             Self::Ramp => f.write_str("ramp limit"),
             Self::EmergencyStop => f.write_str("emergency stop"),
             Self::Shutdown => f.write_str("graceful shutdown"),
+            Self::GridServiceReserve => f.write_str("grid-service reserve"),
         }
     }
 }

@@ -24,7 +24,7 @@ pub mod snapshot;
 pub mod state;
 pub mod units;
 
-pub use command::{Command, ContactorCommand};
+pub use command::ContactorCommand;
 pub use event::{Event, EventKind, EventLog, Events, Level, Quantity, Stamped, TripReason, EVENT_CAPACITY};
 pub use measurement::{Measurement, Quality};
 pub use snapshot::Snapshot;

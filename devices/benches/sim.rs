@@ -3,7 +3,7 @@
 // A benchmark has nobody to report an error to: failing setup aborts the run.
 #![allow(clippy::expect_used)]
 use criterion::{criterion_group, criterion_main, Criterion};
-use ems_core::{Command, ContactorCommand, Millis, Snapshot, Watts};
+use ems_core::{ContactorCommand, Millis, Snapshot, Watts};
 use ems_devices::sim::{SharedSite, SimSiteConfig, SimulatedSite};
 use ems_devices::traits::{
     Bms, ControlSource, EStopInput, Inverter, InverterSettings, Meter, PvInverter, Relay,
@@ -12,7 +12,7 @@ use std::hint::black_box;
 
 fn bench(c: &mut Criterion) {
     let mut site = SimulatedSite::new(SimSiteConfig::default()).expect("default config is valid");
-    site.apply(&Command { battery_setpoint: ems_core::watts!(-2000.0), contactor: ContactorCommand::Close });
+    site.apply(ems_core::watts!(-2000.0), ContactorCommand::Close);
     let mut snap = Snapshot::unknown(ems_core::watts!(5000.0));
     let mut now = 0_u64;
     let mut sign = 1.0_f32;
@@ -22,10 +22,7 @@ fn bench(c: &mut Criterion) {
             // Alternate charge and discharge every simulated hour so the SOC stays inside.
             if now % 3_600_000 == 0 {
                 sign = -sign;
-                site.apply(&Command {
-                    battery_setpoint: Watts::saturating(2000.0 * sign),
-                    contactor: ContactorCommand::Close,
-                });
+                site.apply(Watts::saturating(2000.0 * sign), ContactorCommand::Close);
             }
             site.advance(black_box(Millis::new(1000)));
             site.fill_snapshot(&mut snap, Millis::new(now));

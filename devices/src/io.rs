@@ -19,8 +19,9 @@ use crate::wrappers::contactor::{ContactorConfig, ContactorSequencer, ContactorS
 use crate::wrappers::events::{Device, DeviceEvent, DeviceEvents, FieldValue, Rejection};
 use crate::wrappers::inverter::{ApplyOutcome, SafeInverter, SafeInverterConfig};
 use crate::wrappers::{ConfigError, WrapperError};
+use ems_control::Command;
 use ems_core::snapshot::{EStopInput as EStopState, FAST_MAX_AGE};
-use ems_core::{Command, ContactorCommand, Hertz, Measurement, Millis, Snapshot, TripReason, Volts, Watts};
+use ems_core::{ContactorCommand, Hertz, Measurement, Millis, Snapshot, TripReason, Volts, Watts};
 
 /// Plain range checks for the grid meter and the PV reading.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -363,7 +364,6 @@ where
         &mut self,
         now: Millis,
         command: &Command,
-        bounds: (Watts, Watts),
         events: &mut DeviceEvents,
         tick: core::time::Duration,
         software: X,
@@ -375,7 +375,7 @@ where
         let hold = self.estop_pressed;
         let interrupt = {
             let work = async {
-                report = Some(self.parts.apply(now, command, bounds, hold, events).await);
+                report = Some(self.parts.apply(now, command, hold, events).await);
             };
             watched(&mut self.estop, &mut self.estop_pressed, tick, software, work).await
         };
@@ -462,21 +462,15 @@ where
         }
     }
 
-    /// Apply one cycle's command: the contactor sequence and the inverter set-point (bounded by
-    /// `max_charge` / `max_discharge`, magnitudes from the envelope). When opening, zero is
+    /// Apply one cycle's command — only `Controller::step` makes a [`Command`], so nothing but
+    /// the final clamp's output reaches the devices: the contactor sequence and the inverter
+    /// set-point (bounded by the command's own envelope bounds). When opening, zero is
     /// written before the contactor opens; when closing, the contactor goes first. The inverter
     /// lease is taken on the first non-zero set-point. The returned trips go to the
     /// controller's `Inputs::device_trips` in the next cycle. An E-stop seen by the fast path
     /// holds zero and open whatever the command says.
-    pub async fn apply(
-        &mut self,
-        now: Millis,
-        command: &Command,
-        max_charge: Watts,
-        max_discharge: Watts,
-        events: &mut DeviceEvents,
-    ) -> ApplyReport {
-        self.parts.apply(now, command, (max_charge, max_discharge), self.estop_pressed, events).await
+    pub async fn apply(&mut self, now: Millis, command: &Command, events: &mut DeviceEvents) -> ApplyReport {
+        self.parts.apply(now, command, self.estop_pressed, events).await
     }
 
     /// End control: write zero, open the contactors, restore the inverter's previous settings.
@@ -619,8 +613,8 @@ where
         }
     }
 
-    /// Apply one cycle's command (see [`DeviceSet::apply`]): the contactor sequence and the inverter set-point (bounded by
-    /// `max_charge` / `max_discharge`, magnitudes from the envelope). When opening, zero is
+    /// Apply one cycle's command (see [`DeviceSet::apply`]): the contactor sequence and the
+    /// inverter set-point (bounded by the command's envelope bounds). When opening, zero is
     /// written before the contactor opens; when closing, the contactor goes first. The inverter
     /// lease is taken on the first non-zero set-point. The returned trips go to the
     /// controller's `Inputs::device_trips` in the next cycle.
@@ -628,22 +622,24 @@ where
         &mut self,
         now: Millis,
         command: &Command,
-        (max_charge, max_discharge): (Watts, Watts),
         estop_pressed: bool,
         events: &mut DeviceEvents,
     ) -> ApplyReport {
         let pack = self.bms_pack_voltage(now);
         let dc = self.inverter.dc_link_voltage(now);
         // An E-stop seen by the fast path in this cycle holds zero whatever the command says.
-        let setpoint = if estop_pressed { Watts::ZERO } else { command.battery_setpoint };
-        let contactor_cmd = if estop_pressed { ContactorCommand::Open } else { command.contactor };
+        let contactor_cmd = if estop_pressed { ContactorCommand::Open } else { command.contactor() };
         let (inverter, contactor) = if contactor_cmd == ContactorCommand::Open {
-            let inv = self.inverter.apply(now, setpoint, max_charge, max_discharge, events).await;
+            let inv = if estop_pressed {
+                self.inverter.apply_zero(now, command, events).await
+            } else {
+                self.inverter.apply(now, command, events).await
+            };
             let c = self.contactor.step(now, contactor_cmd, pack, dc, events).await;
             (inv, c)
         } else {
             let c = self.contactor.step(now, contactor_cmd, pack, dc, events).await;
-            let inv = self.inverter.apply(now, setpoint, max_charge, max_discharge, events).await;
+            let inv = self.inverter.apply(now, command, events).await;
             (inv, c)
         };
         let mut trips = heapless::Vec::new();

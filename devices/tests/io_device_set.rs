@@ -5,8 +5,9 @@
 #[path = "wrappers_mocks/mod.rs"]
 mod wrappers_mocks;
 
+use ems_control::{Command, CommandClass, RampRate};
 use ems_core::snapshot::{ContactorState, EStopInput as EStopState};
-use ems_core::{Command, ContactorCommand, Quality, Snapshot, TripReason, Watts};
+use ems_core::{ContactorCommand, Quality, Snapshot, TripReason, Watts};
 use ems_devices::io::{DeviceSet, DeviceSetConfig};
 use ems_devices::traits::ControlSource;
 use ems_devices::wrappers::{DeviceEvent, DeviceEvents};
@@ -60,15 +61,15 @@ impl Rig {
         self.clock.advance(dt);
         let _ = self.read();
         let mut ev = DeviceEvents::new();
-        let cmd = Command { battery_setpoint: Watts::saturating(sp), contactor: c };
-        block_on(self.set.apply(
-            self.clock.now(),
-            &cmd,
-            ems_core::watts!(1.0e6),
-            ems_core::watts!(1.0e6),
-            &mut ev,
-        ))
+        let cmd = command(Watts::saturating(sp), (ems_core::watts!(1.0e6), ems_core::watts!(1.0e6)), c);
+        block_on(self.set.apply(self.clock.now(), &cmd, &mut ev))
     }
+}
+
+/// A command as the controller would make it (the site's default 2.5 kW/s ramp, comfort class).
+fn command(setpoint: Watts, bounds: (Watts, Watts), contactor: ContactorCommand) -> Command {
+    let ramp = Some(RampRate::per_second(ems_core::watts!(2500.0)));
+    Command::for_test(setpoint, bounds, contactor, ramp, CommandClass::Comfort)
 }
 
 #[test]
@@ -206,11 +207,14 @@ proptest! {
                     let mut ev = DeviceEvents::new();
                     block_on(r.set.read(now, &mut r.snap, &mut ev));
                     let n = r.inv.0.borrow().writes.len();
-                    let cmd = Command {
-                        battery_setpoint: Watts::saturating(sp),
-                        contactor: [ContactorCommand::Open, ContactorCommand::Hold, ContactorCommand::Close][usize::from(contactor)],
-                    };
-                    let _ = block_on(r.set.apply(now, &cmd, Watts::saturating(max_c), Watts::saturating(max_d), &mut ev));
+                    // The command's own constructor clamps too; give the wrapper raw bounds to
+                    // check against anyway (they are what the command carries).
+                    let cmd = command(
+                        Watts::saturating(sp),
+                        (Watts::saturating(max_c), Watts::saturating(max_d)),
+                        [ContactorCommand::Open, ContactorCommand::Hold, ContactorCommand::Close][usize::from(contactor)],
+                    );
+                    let _ = block_on(r.set.apply(now, &cmd, &mut ev));
                     for (_, w) in r.inv.0.borrow().writes[n..].iter() {
                         let p = match w { InvWrite::Setpoint(p) => *p, InvWrite::Settings(s) => s.setpoint };
                         prop_assert!(p.get() <= max_d + 1e-3 && p.get() >= -max_c - 1e-3, "wrote {p:?} with bounds -{max_c}..{max_d}");

@@ -6,7 +6,7 @@
 use embedded_hal::digital::InputPin;
 use ems_core::event::Signal;
 use ems_core::snapshot::{BmsAlarm, BmsAlarms, ContactorState, EStopInput, InverterState};
-use ems_core::{Command, ContactorCommand, Millis, Watts};
+use ems_core::{ContactorCommand, Millis, Watts};
 use ems_devices::estop::{ActiveLevel, HalEStop};
 use ems_devices::sim::{SharedSite, SimDevices, SimFault, SimSiteConfig, SimulatedSite};
 use ems_devices::traits::{
@@ -146,14 +146,14 @@ fn relay_feedback_follows_the_coil_at_the_next_advance() {
 fn a_relay_write_switches_the_automatic_sequence_off() {
     let (s, mut d) = shared(SimSiteConfig::default());
     s.with_mut(|site| {
-        site.apply(&Command { battery_setpoint: Watts::ZERO, contactor: ContactorCommand::Close });
+        site.apply(Watts::ZERO, ContactorCommand::Close);
         site.advance(SEC);
     });
     block_on(d.precharge_relay.set(false)).unwrap();
     advance(&s, SEC);
     advance(&s, SEC);
     assert_eq!(s.borrow().truth().contactor, ContactorState::Open, "the sequence no longer closes");
-    assert_eq!(s.borrow().command().contactor, ContactorCommand::Hold);
+    assert_eq!(s.borrow().command().1, ContactorCommand::Hold);
 }
 
 #[test]
@@ -319,7 +319,7 @@ fn a_welded_main_contact_stays_closed_and_says_so() {
     assert_eq!(s.borrow().snapshot(Millis::ZERO).contactor.last_value(), ContactorState::Closed);
     // The ideal device layer cannot open it either.
     s.with_mut(|site| {
-        site.apply(&Command::SAFE);
+        site.apply(Watts::ZERO, ContactorCommand::Open);
         site.advance(SEC);
     });
     assert_eq!(s.borrow().truth().contactor, ContactorState::Closed);
@@ -360,7 +360,7 @@ fn an_open_precharge_resistor_leaves_the_dc_link_uncharged() {
     assert!(!s.borrow().snapshot(Millis::ZERO).precharge_done.last_value());
     // The ideal sequence never closes main onto it.
     s.with_mut(|site| {
-        site.apply(&Command { battery_setpoint: Watts::ZERO, contactor: ContactorCommand::Close });
+        site.apply(Watts::ZERO, ContactorCommand::Close);
         site.advance(Millis::new(10_000));
     });
     assert_eq!(s.borrow().truth().contactor, ContactorState::Precharging);

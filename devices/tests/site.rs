@@ -5,7 +5,7 @@
 
 use ems_core::event::Signal;
 use ems_core::snapshot::{BmsAlarm, BmsAlarms, ContactorState, EStopInput, InverterState};
-use ems_core::{Celsius, Command, ContactorCommand, Millis, Percent, Quality, Volts, Watts};
+use ems_core::{Celsius, ContactorCommand, Millis, Percent, Quality, Volts, Watts};
 use ems_devices::sim::{SharedSite, SimError, SimFault, SimSiteConfig, SimulatedSite};
 use ems_devices::traits::{
     Bms, ControlSource, DeviceError, EStopInput as _, ErrorKind, Inverter, InverterSettings, Meter,
@@ -19,10 +19,7 @@ fn site(config: SimSiteConfig) -> SimulatedSite {
 }
 
 fn run(site: &mut SimulatedSite, setpoint: f32, secs: u64) {
-    site.apply(&Command {
-        battery_setpoint: Watts::saturating(setpoint),
-        contactor: ContactorCommand::Close,
-    });
+    site.apply(Watts::saturating(setpoint), ContactorCommand::Close);
     for _ in 0..secs {
         site.advance(SEC);
     }
@@ -45,7 +42,7 @@ fn grid_balances_every_step_and_counters_add_up() {
     let mut now = Millis::ZERO;
     for i in 0..(2 * 86_400 / 10) {
         let sp = [-4000.0, 0.0, 3000.0][(i / 500) % 3];
-        s.apply(&Command { battery_setpoint: Watts::saturating(sp), contactor: ContactorCommand::Close });
+        s.apply(Watts::saturating(sp), ContactorCommand::Close);
         let dt = Millis::new([100, 250, 1000, 10_000][i % 4]);
         s.advance(dt);
         now = now.plus(dt);
@@ -113,7 +110,7 @@ fn same_seed_same_day() {
         let mut s = site(SimSiteConfig { seed, ..SimSiteConfig::default() });
         for i in 0..86_400 {
             let sp = if (i / 3600) % 2 == 0 { -2500.0 } else { 2500.0 };
-            s.apply(&Command { battery_setpoint: Watts::saturating(sp), contactor: ContactorCommand::Close });
+            s.apply(Watts::saturating(sp), ContactorCommand::Close);
             s.advance(SEC);
         }
         (s.truth(), s.energy(), s.snapshot(Millis::ZERO).grid.voltage.last_value())
@@ -125,12 +122,12 @@ fn same_seed_same_day() {
 #[test]
 fn no_power_until_precharged_and_closed() {
     let mut s = site(SimSiteConfig::default());
-    s.apply(&Command { battery_setpoint: ems_core::watts!(3000.0), contactor: ContactorCommand::Open });
+    s.apply(ems_core::watts!(3000.0), ContactorCommand::Open);
     s.advance(SEC);
     assert_eq!(s.truth().battery_power, Watts::ZERO);
     assert_eq!(s.truth().inverter_state, InverterState::Standby);
     assert_eq!(s.truth().dc_link_voltage, Volts::ZERO);
-    s.apply(&Command { battery_setpoint: ems_core::watts!(3000.0), contactor: ContactorCommand::Close });
+    s.apply(ems_core::watts!(3000.0), ContactorCommand::Close);
     s.advance(Millis::new(100));
     let snap = s.snapshot(Millis::new(1100));
     assert_eq!(snap.contactor.last_value(), ContactorState::Precharging);
@@ -154,7 +151,7 @@ fn no_power_until_precharged_and_closed() {
     s.advance(SEC);
     assert!((s.truth().battery_power.get() - 3000.0).abs() < 1.0);
     assert_eq!(s.truth().inverter_state, InverterState::Running);
-    s.apply(&Command { battery_setpoint: ems_core::watts!(3000.0), contactor: ContactorCommand::Open });
+    s.apply(ems_core::watts!(3000.0), ContactorCommand::Open);
     s.advance(Millis::new(100));
     assert_eq!(s.truth().battery_power, Watts::ZERO);
     assert_eq!(s.truth().contactor, ContactorState::Open);
@@ -163,7 +160,7 @@ fn no_power_until_precharged_and_closed() {
 #[test]
 fn one_second_steps_close_within_two_steps_without_inrush() {
     let mut s = site(SimSiteConfig::default());
-    s.apply(&Command { battery_setpoint: ems_core::watts!(2000.0), contactor: ContactorCommand::Close });
+    s.apply(ems_core::watts!(2000.0), ContactorCommand::Close);
     s.advance(SEC);
     assert_eq!(s.truth().contactor, ContactorState::Precharging);
     s.advance(SEC);
@@ -356,7 +353,7 @@ fn obeying_the_bms_limits_keeps_every_cell_inside_its_window() {
             let t = s.truth();
             let limit = if phase < 0.0 { t.bms_charge_limit } else { t.bms_discharge_limit };
             let sp = phase * limit.get().min(5000.0) * 0.95;
-            s.apply(&Command { battery_setpoint: Watts::saturating(sp), contactor: ContactorCommand::Close });
+            s.apply(Watts::saturating(sp), ContactorCommand::Close);
             s.advance(SEC);
             let t = s.truth();
             assert!(!t.bms_alarms.any(), "{t:?}");

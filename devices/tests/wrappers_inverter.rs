@@ -4,10 +4,13 @@
 
 mod wrappers_mocks;
 
-use ems_core::{Millis, TripReason, Watts};
+use ems_control::{Command, CommandClass, RampRate};
+use ems_core::{ContactorCommand, Millis, TripReason, Watts};
 use ems_devices::traits::{ControlSource, InverterCapabilities};
 use ems_devices::wrappers::events::{ClampedBy, SkipReason};
-use ems_devices::wrappers::inverter::{ApplyOutcome, SafeInverter, SafeInverterConfig};
+use ems_devices::wrappers::inverter::{
+    ApplyOutcome, SafeInverter, SafeInverterConfig, Throttle, RAMP_MARGIN,
+};
 use ems_devices::wrappers::{DeviceEvent, DeviceEvents};
 use pollster::block_on;
 use wrappers_mocks::{Clock, MockInverter, ORIGINAL};
@@ -27,7 +30,7 @@ fn rig(caps: InverterCapabilities, config: SafeInverterConfig) -> Rig {
     let mut ev = DeviceEvents::new();
     block_on(inv.poll(clock.now(), &mut ev)).unwrap();
     // A zero cycle first, as the gateway's first cycle would be.
-    let _ = block_on(inv.apply(clock.now(), Watts::ZERO, BIG, BIG, &mut ev));
+    let _ = block_on(inv.apply(clock.now(), &cmd(Watts::ZERO, BIG, BIG), &mut ev));
     Rig { clock, mock, inv }
 }
 
@@ -41,15 +44,72 @@ impl Rig {
         let now = self.clock.advance(dt);
         let mut ev = DeviceEvents::new();
         let _ = block_on(self.inv.poll(now, &mut ev));
-        let out = block_on(self.inv.apply(
-            now,
-            Watts::saturating(sp),
-            Watts::saturating(max_c),
-            Watts::saturating(max_d),
-            &mut ev,
-        ));
+        let command = cmd(Watts::saturating(sp), Watts::saturating(max_c), Watts::saturating(max_d));
+        let out = block_on(self.inv.apply(now, &command, &mut ev));
         (out, ev)
     }
+
+    /// One cycle with a grid-service command (its own ramp, no deadband or budget).
+    fn grid_cycle(&mut self, dt: u64, sp: f32, ramp: Option<RampRate>) -> (ApplyOutcome, DeviceEvents) {
+        let now = self.clock.advance(dt);
+        let mut ev = DeviceEvents::new();
+        let _ = block_on(self.inv.poll(now, &mut ev));
+        let command = Command::for_test(
+            Watts::saturating(sp),
+            (BIG, BIG),
+            ContactorCommand::Close,
+            ramp,
+            CommandClass::GridService,
+        );
+        let out = block_on(self.inv.apply(now, &command, &mut ev));
+        (out, ev)
+    }
+}
+
+/// A comfort command at a site ramp of 4 kW/s: the wrapper's guard is 5 kW/s
+/// ([`RAMP_MARGIN`] = 1.25), 500 W per 100 ms cycle.
+fn cmd(setpoint: Watts, max_charge: Watts, max_discharge: Watts) -> Command {
+    let ramp = Some(RampRate::per_second(ems_core::watts!(4000.0)));
+    Command::for_test(
+        setpoint,
+        (max_charge, max_discharge),
+        ContactorCommand::Close,
+        ramp,
+        CommandClass::Comfort,
+    )
+}
+
+#[test]
+fn the_wrapper_ramp_derives_from_the_command_and_its_lag_is_reported() {
+    assert_eq!(RAMP_MARGIN, 1.25);
+    let mut r = timer_rig();
+    let (out, _) = r.cycle(100, 3000.0, 1.0e6, 1.0e6);
+    assert_eq!(out.written, Some(ems_core::watts!(500.0)));
+    assert_eq!(out.throttled, Some(Throttle::Ramp), "the lag below the command is not silent");
+}
+
+#[test]
+fn a_grid_service_command_bypasses_deadband_and_steps_without_ramp() {
+    let mut r = timer_rig();
+    let (out, _) = r.cycle(100, 400.0, 1.0e6, 1.0e6);
+    assert_eq!(out.written, Some(ems_core::watts!(400.0)));
+    // A 10 W change is inside the 20 W deadband for comfort …
+    let (out, _) = r.cycle(100, 410.0, 1.0e6, 1.0e6);
+    assert_eq!(out.written, None);
+    assert_eq!(out.throttled, Some(Throttle::Skipped(SkipReason::Deadband)));
+    // … but a grid-service response is written as it is.
+    let (out, _) = r.grid_cycle(100, 410.0, None);
+    assert_eq!(out.written, Some(ems_core::watts!(410.0)));
+    // Without its own ramp it steps (bounded by the rating, 5 kW).
+    let (out, _) = r.grid_cycle(100, 4000.0, None);
+    assert_eq!(out.written, Some(ems_core::watts!(4000.0)));
+    assert_eq!(out.throttled, None);
+    let (out, _) = r.grid_cycle(100, 9000.0, None);
+    assert_eq!(out.written, Some(ems_core::watts!(5000.0)), "never beyond the rating");
+    // With its own ramp, that ramp (× margin) applies.
+    let ramp = Some(RampRate::per_second(ems_core::watts!(8000.0)));
+    let (out, _) = r.grid_cycle(100, -5000.0, ramp);
+    assert_eq!(out.written, Some(ems_core::watts!(-1000.0)));
 }
 
 #[test]
@@ -60,10 +120,6 @@ fn config_errors_name_the_field() {
     let e =
         SafeInverterConfig { flash_write_budget: 0, ..SafeInverterConfig::default() }.validate().unwrap_err();
     assert_eq!(e.field, "flash_write_budget");
-    let e = SafeInverterConfig { ramp_rate_per_s: Watts::ZERO, ..SafeInverterConfig::default() }
-        .validate()
-        .unwrap_err();
-    assert!(e.to_string().contains("ramp_rate_per_s"), "{e}");
 }
 
 #[test]
@@ -72,11 +128,15 @@ fn clamps_to_rating_and_envelope_with_an_event_naming_the_bound() {
     let (out, ev) = r.cycle(100, 9000.0, 1.0e6, 1.0e6);
     assert!(out.target <= ems_core::watts!(5000.0));
     assert!(ev.any(|e| matches!(e, DeviceEvent::SetpointClamped { by: ClampedBy::Rating, written, .. } if *written == ems_core::watts!(5000.0))));
-    let (_, ev) = r.cycle(100, -3000.0, 1000.0, 1.0e6);
-    assert!(ev.any(|e| matches!(e, DeviceEvent::SetpointClamped { by: ClampedBy::MaxCharge, written, .. } if *written == ems_core::watts!(-1000.0))));
-    let text =
-        ev.iter().find(|e| matches!(e.event, DeviceEvent::SetpointClamped { .. })).unwrap().event.to_string();
-    assert_eq!(text, "Inverter set-point -3000 W clamped to -1000 W by allowed charge power");
+    // A command cannot carry a set-point outside its own bounds (its constructor clamps it);
+    // the wrapper's bound check stays as a second line behind it.
+    assert_eq!(
+        cmd(ems_core::watts!(-3000.0), ems_core::watts!(1000.0), BIG).setpoint(),
+        ems_core::watts!(-1000.0)
+    );
+    let (out, ev) = r.cycle(100, -3000.0, 1000.0, 1.0e6);
+    assert!(out.target >= ems_core::watts!(-1000.0));
+    assert!(!ev.any(|e| matches!(e, DeviceEvent::SetpointClamped { by: ClampedBy::MaxCharge, .. })));
     // Written values never exceed the bounds.
     for w in r.mock.setpoint_writes() {
         assert!(w.get() <= 5000.0);
@@ -289,7 +349,7 @@ fn no_reading_means_no_rating_and_zero_power() {
     let mock = MockInverter::with_timer(&clock);
     let mut inv = SafeInverter::new(mock.clone(), SafeInverterConfig::default()).unwrap();
     let mut ev = DeviceEvents::new();
-    let out = block_on(inv.apply(Millis::ZERO, ems_core::watts!(1000.0), BIG, BIG, &mut ev));
+    let out = block_on(inv.apply(Millis::ZERO, &cmd(ems_core::watts!(1000.0), BIG, BIG), &mut ev));
     assert_eq!(out.target, Watts::ZERO);
     assert!(mock.setpoint_writes().is_empty());
 }

@@ -213,7 +213,6 @@ impl<D: SiteDevices, S: StateStore> Runtime<D, S> {
             }
         }
 
-        let bounds = (out.envelope.max_charge(), out.envelope.max_discharge());
         let applied = match &self.watch {
             Some(w) => {
                 let trigger = w.trigger.clone();
@@ -221,7 +220,6 @@ impl<D: SiteDevices, S: StateStore> Runtime<D, S> {
                 let apply = self.devices.apply_watched(
                     now,
                     &out.command,
-                    bounds,
                     &mut self.events,
                     w.tick,
                     trigger.needs_fast_path(),
@@ -239,7 +237,7 @@ impl<D: SiteDevices, S: StateStore> Runtime<D, S> {
                 self.note_interrupt(i, hook);
                 report
             }
-            None => Some(self.devices.apply(now, &out.command, bounds, &mut self.events).await),
+            None => Some(self.devices.apply(now, &out.command, &mut self.events).await),
         };
         self.device_trips.clear();
         if let Some(r) = &applied {

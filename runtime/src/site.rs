@@ -2,7 +2,8 @@
 
 use core::future::Future;
 use core::time::Duration;
-use ems_core::{Command, Millis, Snapshot, Watts};
+use ems_control::Command;
+use ems_core::{Millis, Snapshot};
 use ems_devices::io::{ApplyReport, DeviceSet, Interrupt};
 use ems_devices::traits::{Bms, EStopInput, Inverter, Meter, PvInverter, Relay};
 use ems_devices::wrappers::{DeviceEvents, WrapperError};
@@ -25,20 +26,13 @@ pub trait SiteDevices {
         tick: Duration,
         software: X,
     ) -> Interrupt;
-    /// Apply the command within the envelope's (charge, discharge) bounds.
-    async fn apply(
-        &mut self,
-        now: Millis,
-        command: &Command,
-        bounds: (Watts, Watts),
-        events: &mut DeviceEvents,
-    ) -> ApplyReport;
+    /// Apply the command (it carries the envelope's bounds it was clamped to).
+    async fn apply(&mut self, now: Millis, command: &Command, events: &mut DeviceEvents) -> ApplyReport;
     /// [`Self::apply`] with the E-stop watched; `None` when interrupted.
     async fn apply_watched<X: Future<Output = ()>>(
         &mut self,
         now: Millis,
         command: &Command,
-        bounds: (Watts, Watts),
         events: &mut DeviceEvents,
         tick: Duration,
         software: X,
@@ -86,25 +80,18 @@ where
     ) -> Interrupt {
         Self::read_watched(self, now, snapshot, events, tick, software).await
     }
-    async fn apply(
-        &mut self,
-        now: Millis,
-        command: &Command,
-        bounds: (Watts, Watts),
-        events: &mut DeviceEvents,
-    ) -> ApplyReport {
-        Self::apply(self, now, command, bounds.0, bounds.1, events).await
+    async fn apply(&mut self, now: Millis, command: &Command, events: &mut DeviceEvents) -> ApplyReport {
+        Self::apply(self, now, command, events).await
     }
     async fn apply_watched<X: Future<Output = ()>>(
         &mut self,
         now: Millis,
         command: &Command,
-        bounds: (Watts, Watts),
         events: &mut DeviceEvents,
         tick: Duration,
         software: X,
     ) -> (Option<ApplyReport>, Interrupt) {
-        Self::apply_watched(self, now, command, bounds, events, tick, software).await
+        Self::apply_watched(self, now, command, events, tick, software).await
     }
     async fn wait_watched<X: Future<Output = ()>>(
         &mut self,

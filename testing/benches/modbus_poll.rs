@@ -43,14 +43,14 @@ fn bench(c: &mut Criterion) {
     // One cycle on its own, to count the requests (connections are already open from discovery).
     let before = server_site.requests();
     let client_before = (
-        devices.inverter().device_mut().client_mut().stats().requests,
-        devices.bms().device_mut().client_mut().stats().requests,
+        devices.inverter().device().client().stats().requests,
+        devices.bms().device().client().stats().requests,
         devices.meter().client().stats().requests,
     );
     rt.block_on(devices.read(now, &mut snapshot, &mut events));
     let per_cycle = server_site.requests() - before;
-    let inv = devices.inverter().device_mut().client_mut().stats().requests - client_before.0;
-    let bms = devices.bms().device_mut().client_mut().stats().requests - client_before.1;
+    let inv = devices.inverter().device().client().stats().requests - client_before.0;
+    let bms = devices.bms().device().client().stats().requests - client_before.1;
     let meter = devices.meter().client().stats().requests - client_before.2;
     assert!(snapshot.battery.soc.value_at(now).is_some(), "the battery answered");
     assert!(snapshot.grid.active_power.value_at(now).is_some(), "the meter answered");

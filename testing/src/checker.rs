@@ -145,7 +145,7 @@ impl Checker {
 
     /// Check the controller's output of the cycle at `now`.
     pub fn check_output(&mut self, now: Millis, out: &Output) {
-        let cmd = out.command.battery_setpoint;
+        let cmd = out.command.setpoint();
         if !out.envelope.contains(cmd) {
             self.record(
                 now,

@@ -657,7 +657,7 @@ pub fn run_with_hook(
             let r = drive(&waker, rt.cycle(now, CycleFlags::default(), &mut cycle_hook));
             view_state = Some(r.output.state);
             last_state = r.output.state;
-            command_zero = Some(r.output.command.battery_setpoint == Watts::ZERO);
+            command_zero = Some(r.output.command.setpoint() == Watts::ZERO);
         }
         let cycle_start = now;
         site.borrow_mut().advance(opts.step);

@@ -833,6 +833,12 @@ impl<C: RegisterClient> SunSpecBatteryWithTemperature<C> {
         Ok(Self { inner, temperatures })
     }
 
+    /// The client, read-only (its statistics).
+    #[must_use]
+    pub const fn client(&self) -> &C {
+        self.inner.client()
+    }
+
     /// The client.
     pub fn client_mut(&mut self) -> &mut C {
         self.inner.client_mut()

@@ -141,8 +141,7 @@ impl Rig {
         let out = self.controller.step(self.now.get(), &self.snapshot, &inputs);
         self.checker.check_output(self.now, &out);
         let (max_charge, max_discharge) = (out.envelope.max_charge(), out.envelope.max_discharge());
-        let applied =
-            self.devices.apply(self.now, &out.command, max_charge, max_discharge, &mut self.events).await;
+        let applied = self.devices.apply(self.now, &out.command, &mut self.events).await;
         self.trips.clear();
         self.trips.extend_from_slice(&applied.trips);
         if let Some(w) = applied.inverter.written {
@@ -222,7 +221,7 @@ fn the_site_runs_end_to_end_over_modbus_and_the_lease_holds() {
                 println!(
                     "{:4} s {:?} pv {:.0} load {:.0} grid {:.0} bat {:.0} sp {:.0} cmd {:.0} env -{:.0}/+{:.0} {:?} trips {:?} ev {:?}",
                     i, out.state, truth.pv_power.get(), truth.load_power.get(), truth.grid_power.get(),
-                    truth.battery_power.get(), truth.inverter_setpoint.get(), out.command.battery_setpoint.get(),
+                    truth.battery_power.get(), truth.inverter_setpoint.get(), out.command.setpoint().get(),
                     out.envelope.max_charge().get(), out.envelope.max_discharge().get(), truth.control, rig.trips,
                     rig.events.iter().map(|e| e.event.to_string()).collect::<Vec<_>>()
                 );
@@ -246,7 +245,7 @@ fn the_site_runs_end_to_end_over_modbus_and_the_lease_holds() {
         assert_eq!(truth.control, ControlSource::Remote);
         assert!(min_setpoint < ems_core::watts!(-500.0), "set-point {min_setpoint:?}");
         assert!(truth.setpoint_writes > 0 && truth.settings_writes > 0);
-        let stats = rig.devices.inverter().device_mut().client_mut().stats();
+        let stats = rig.devices.inverter().device().client().stats();
         assert_eq!((stats.failures, stats.exceptions, stats.reconnects), (0, 0, 0), "{stats:?}");
         rig.assert_no_violations();
 
@@ -304,11 +303,11 @@ fn a_dead_server_zeroes_the_command_and_the_site_recovers_after_a_restart() {
         let mut zero_at = None;
         for _ in 0..30 {
             let out = rig.cycle().await;
-            if zero_at.is_none() && out.command.battery_setpoint == Watts::ZERO {
+            if zero_at.is_none() && out.command.setpoint() == Watts::ZERO {
                 zero_at = Some(rig.now);
             }
             if let Some(z) = zero_at {
-                assert_eq!(out.command.battery_setpoint, Watts::ZERO, "stays zero while down (since {z})");
+                assert_eq!(out.command.setpoint(), Watts::ZERO, "stays zero while down (since {z})");
             }
         }
         let zero_at = zero_at.expect("the command went to zero");
@@ -321,7 +320,7 @@ fn a_dead_server_zeroes_the_command_and_the_site_recovers_after_a_restart() {
         // Nobody renewed the lease: the inverter reverted by itself.
         let truth = rig.site.borrow().truth();
         assert_eq!((truth.control, truth.inverter_setpoint), (ControlSource::Local, Watts::ZERO));
-        let stats = rig.devices.inverter().device_mut().client_mut().stats();
+        let stats = rig.devices.inverter().device().client().stats();
         assert!(stats.failures > 0, "{stats:?}");
         rig.assert_no_violations();
 
@@ -334,7 +333,7 @@ fn a_dead_server_zeroes_the_command_and_the_site_recovers_after_a_restart() {
             tokio::time::sleep(Duration::from_millis(1)).await;
             let out = rig.cycle().await;
             if out.state == State::Running
-                && out.command.battery_setpoint < Watts::ZERO
+                && out.command.setpoint() < Watts::ZERO
                 && rig.site.borrow().truth().battery_power < Watts::ZERO
             {
                 back = Some(i);
@@ -342,7 +341,7 @@ fn a_dead_server_zeroes_the_command_and_the_site_recovers_after_a_restart() {
             }
         }
         let back = back.expect("running and charging again after the restart");
-        let stats = rig.devices.inverter().device_mut().client_mut().stats();
+        let stats = rig.devices.inverter().device().client().stats();
         assert!(stats.reconnects >= 1, "{stats:?}");
         let meter_stats = rig.devices.meter().client().stats();
         assert!(meter_stats.reconnects >= 1, "{meter_stats:?}");

@@ -489,7 +489,7 @@ impl LoopApi {
         }
         if let Some(id) = self.running_schedule.clone() {
             let limited = out.binding.map(|b| b.to_string());
-            let applied = out.command.battery_setpoint;
+            let applied = out.command.setpoint();
             let schedules = self.schedules.clone();
             self.writer.routine(Box::new(move || {
                 if let Err(e) = schedules.record_execution(&id, applied, limited.as_deref()) {

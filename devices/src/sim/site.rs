@@ -12,7 +12,7 @@ use ems_core::snapshot::{
     BmsAlarms, ContactorState, EStopInput, InverterState, ESTOP_MAX_AGE, FAST_MAX_AGE, SLOW_MAX_AGE,
 };
 use ems_core::{
-    Amps, Celsius, Command, ContactorCommand, Measurement, Millis, Percent, Snapshot, Volts, WattHours, Watts,
+    Amps, Celsius, ContactorCommand, Measurement, Millis, Percent, Snapshot, Volts, WattHours, Watts,
 };
 
 /// Longest internal sub-step: `advance` splits longer intervals so the explicit parts of the
@@ -481,12 +481,14 @@ impl SimulatedSite {
     /// the main relay and the pre-charge relay off); `Hold` leaves the coils as they are.
     ///
     /// Real control goes through the device handles of a [`SharedSite`](super::SharedSite).
-    pub fn apply(&mut self, command: &Command) {
+    /// (The plant takes a set-point and a contactor command as a device would receive them;
+    /// it is the physics, not the EMS, so it does not take the EMS's `Command`.)
+    pub fn apply(&mut self, setpoint: Watts, contactor: ContactorCommand) {
         let rating = f64::from(self.inverter.rating().get());
-        self.setpoint = f64::from(command.battery_setpoint.get()).clamp(-rating, rating);
+        self.setpoint = f64::from(setpoint.get()).clamp(-rating, rating);
         self.inverter.take_control();
         self.inverter.write(self.setpoint, self.elapsed_ms);
-        self.contactor_cmd = match command.contactor {
+        self.contactor_cmd = match contactor {
             ContactorCommand::Open => Some(false),
             ContactorCommand::Close => Some(true),
             ContactorCommand::Hold => None,
@@ -747,14 +749,14 @@ impl SimulatedSite {
     /// The last command taken by [`Self::apply`] (`Hold` if none asked to move the contactor),
     /// with the set-point as clamped to the rating.
     #[must_use]
-    pub fn command(&self) -> Command {
-        Command {
-            battery_setpoint: Watts::saturating(self.setpoint as f32),
-            contactor: match self.contactor_cmd {
+    pub fn command(&self) -> (Watts, ContactorCommand) {
+        (
+            Watts::saturating(self.setpoint as f32),
+            match self.contactor_cmd {
                 Some(true) => ContactorCommand::Close,
                 Some(false) => ContactorCommand::Open,
                 None => ContactorCommand::Hold,
             },
-        }
+        )
     }
 }

@@ -213,12 +213,15 @@ impl<B: Bms> SafeBms<B> {
         &self.bms
     }
 
-    /// The wrapped device, mutably (for diagnostics; bypasses the wrapper's checks).
+    /// The wrapped device, mutably: bypasses the wrapper's checks, so only for tests (private
+    /// feature `_test-access`, never enabled by a production build).
+    #[cfg(feature = "_test-access")]
     pub fn device_mut(&mut self) -> &mut B {
         &mut self.bms
     }
 
-    /// Unwrap.
+    /// Unwrap (private feature `_test-access`).
+    #[cfg(feature = "_test-access")]
     pub fn into_inner(self) -> B {
         self.bms
     }

@@ -27,6 +27,7 @@ use super::{check_positive_ms, ms_f64, ConfigError, WrapperError};
 use crate::traits::{
     ControlSource, DeviceError, ErrorKind, Inverter, InverterCapabilities, InverterReading, InverterSettings,
 };
+use ems_control::{Command, CommandClass};
 use ems_core::snapshot::{InverterSignals, FAST_MAX_AGE, SLOW_MAX_AGE};
 use ems_core::{Measurement, Millis, Percent, TripReason, Volts, Watts};
 
@@ -36,9 +37,6 @@ pub const MAX_READBACK_CYCLES: u8 = 6;
 /// [`SafeInverter`] settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SafeInverterConfig {
-    /// Largest set-point change per second away from zero (default 5000 W/s, twice the
-    /// controller's default ramp, so this guard never fights the controller's own ramp).
-    pub ramp_rate_per_s: Watts,
     /// Writes that change the set-point by less than this are skipped, unless the move is to
     /// zero or the device's value is outside the current bounds (default 20 W).
     pub deadband: Watts,
@@ -62,7 +60,6 @@ pub struct SafeInverterConfig {
 impl Default for SafeInverterConfig {
     fn default() -> Self {
         Self {
-            ramp_rate_per_s: ems_core::watts!(5000.0),
             deadband: ems_core::watts!(20.0),
             flash_write_budget: 360,
             flash_write_window: Millis::from_secs(3600),
@@ -78,13 +75,6 @@ impl Default for SafeInverterConfig {
 impl SafeInverterConfig {
     /// Check every field; the error names the field and the value.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.ramp_rate_per_s.get() <= 0.0 {
-            return Err(ConfigError::new(
-                "ramp_rate_per_s",
-                f64::from(self.ramp_rate_per_s.get()),
-                "must be > 0 W/s",
-            ));
-        }
         if self.deadband.get() < 0.0 {
             return Err(ConfigError::new("deadband", f64::from(self.deadband.get()), "must be ≥ 0 W"));
         }
@@ -126,11 +116,32 @@ impl SafeInverterConfig {
     }
 }
 
+/// Why the device holds less than (or other than) the command asked: the wrapper's own
+/// shaping, reported so that no throttling below the command is silent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Throttle {
+    /// Clamped to the device rating or the command's bounds, or no control lease.
+    Clamped(ClampedBy),
+    /// The wrapper's ramp (derived from the command's own, [`RAMP_MARGIN`] wider) held it back:
+    /// the device lags (e.g. after a lease was re-taken and the set-point ramps from zero).
+    Ramp,
+    /// The write was skipped (deadband, flash budget, minimum interval).
+    Skipped(SkipReason),
+}
+
+/// The wrapper's ramp is the command's ramp times this: wide enough that cycle jitter never lets
+/// it fight the controller's ramp, tight enough to stop a runaway set-point. There is one ramp
+/// setting (the site file's `ramp_w_per_s`); this guard derives from it.
+pub const RAMP_MARGIN: f32 = 1.25;
+
 /// What [`SafeInverter::apply`] did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApplyOutcome {
     /// The set-point after clamping and ramping (what the device should hold).
     pub target: Watts,
+    /// Why [`Self::target`] (or the value the device keeps) differs from the command's
+    /// set-point, if it does.
+    pub throttled: Option<Throttle>,
     /// The value written in this call (`None`: no write needed, skipped or failed).
     pub written: Option<Watts>,
     /// A write that failed, by kind.
@@ -212,12 +223,22 @@ impl<I: Inverter> SafeInverter<I> {
         &self.inv
     }
 
-    /// The wrapped device, mutably (bypasses the wrapper's checks).
+    /// The wrapped device, mutably: bypasses every check of the wrapper, so only for tests
+    /// (private feature `_test-access`, never enabled by a production build).
+    ///
+    /// ```compile_fail,E0599
+    /// // Without the private feature the raw driver cannot be reached.
+    /// fn raw<I: ems_devices::traits::Inverter>(s: &mut ems_devices::wrappers::SafeInverter<I>) {
+    ///     let _ = s.device_mut();
+    /// }
+    /// ```
+    #[cfg(feature = "_test-access")]
     pub fn device_mut(&mut self) -> &mut I {
         &mut self.inv
     }
 
-    /// Unwrap.
+    /// Unwrap (private feature `_test-access`, like [`Self::device`]'s mutable twin).
+    #[cfg(feature = "_test-access")]
     pub fn into_inner(self) -> I {
         self.inv
     }
@@ -448,20 +469,40 @@ impl<I: Inverter> SafeInverter<I> {
         self.write_zero(now).await
     }
 
-    /// One cycle's set-point: clamp to ±rating and to the bounds (`max_charge`, `max_discharge`
-    /// are magnitudes), take control if a non-zero value is needed, ramp (moves toward zero are
-    /// applied at once), skip changes inside the deadband or beyond the flash budget, write,
-    /// renew the lease, and report a pending read-back failure as a trip.
-    pub async fn apply(
+    /// One cycle's command (only `Controller::step` makes one): clamp to ±rating and to the
+    /// command's bounds, take control if a non-zero value is needed, ramp at the command's ramp
+    /// × [`RAMP_MARGIN`] (moves toward zero are applied at once; a command without ramp is not
+    /// ramped), skip changes inside the deadband or beyond the flash budget (not for a
+    /// [`CommandClass::GridService`] command), write, renew the lease, and report a pending
+    /// read-back failure as a trip. `command` with its set-point replaced by zero is what an
+    /// E-stop holds ([`Self::apply_zero`]).
+    pub async fn apply(&mut self, now: Millis, command: &Command, events: &mut DeviceEvents) -> ApplyOutcome {
+        self.apply_setpoint(now, command.setpoint(), command, events).await
+    }
+
+    /// Zero within the command's shaping: what the device set holds while an E-stop seen by its
+    /// fast path overrules the command of the cycle.
+    pub async fn apply_zero(
+        &mut self,
+        now: Millis,
+        command: &Command,
+        events: &mut DeviceEvents,
+    ) -> ApplyOutcome {
+        self.apply_setpoint(now, Watts::ZERO, command, events).await
+    }
+
+    async fn apply_setpoint(
         &mut self,
         now: Millis,
         setpoint: Watts,
-        max_charge: Watts,
-        max_discharge: Watts,
+        command: &Command,
         events: &mut DeviceEvents,
     ) -> ApplyOutcome {
+        let (max_charge, max_discharge) = command.bounds();
+        let grid_service = command.class() == CommandClass::GridService;
         let mut out = ApplyOutcome {
             target: Watts::ZERO,
+            throttled: None,
             written: None,
             write_error: None,
             trips: heapless::Vec::new(),
@@ -525,10 +566,16 @@ impl<I: Inverter> SafeInverter<I> {
                 (None, None) => now,
             };
             let dt = now.since(reference).min(cap);
-            let step = self.config.ramp_rate_per_s.scale(dt.as_secs_f32()).abs();
-            from + (clamped - from).clamp(-step, step)
+            match command.ramp() {
+                Some(rate) => {
+                    let step = rate.watts_per_second().scale(RAMP_MARGIN * dt.as_secs_f32()).abs();
+                    from + (clamped - from).clamp(-step, step)
+                }
+                None => clamped,
+            }
         };
         out.target = next;
+        out.throttled = by.map(Throttle::Clamped).or((next != clamped).then_some(Throttle::Ramp));
         self.prev_apply = Some(now);
 
         // 4. Deadband and budget.
@@ -536,7 +583,10 @@ impl<I: Inverter> SafeInverter<I> {
         let reduces = next.abs() < base.abs() && (next == Watts::ZERO || base.get() * next.get() > 0.0);
         let mut skip = None;
         if next != base {
-            if next != Watts::ZERO && base_in_bounds && (next - base).abs() < self.config.deadband {
+            if grid_service {
+                // A grid-code response is not comfort: no deadband, no budget (it still counts).
+                self.limiter.record(now);
+            } else if next != Watts::ZERO && base_in_bounds && (next - base).abs() < self.config.deadband {
                 skip = Some(SkipReason::Deadband);
             } else if reduces {
                 // Safety over flash wear: a reduction is never refused (it still counts).
@@ -547,6 +597,9 @@ impl<I: Inverter> SafeInverter<I> {
                     RateLimit::MinInterval => SkipReason::MinInterval,
                 });
             }
+        }
+        if let Some(why) = skip {
+            out.throttled = Some(Throttle::Skipped(why));
         }
         if skip != self.last_skip {
             if let Some(why) = skip {

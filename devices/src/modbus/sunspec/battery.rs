@@ -102,6 +102,12 @@ impl<C: RegisterClient> SunSpecBattery<C> {
         &self.map
     }
 
+    /// The client, read-only (its statistics).
+    #[must_use]
+    pub const fn client(&self) -> &C {
+        &self.client
+    }
+
     /// The client.
     pub fn client_mut(&mut self) -> &mut C {
         &mut self.client

@@ -215,6 +215,12 @@ impl<C: RegisterClient> SunSpecInverter<C> {
         self.control.0
     }
 
+    /// The client, read-only (its statistics).
+    #[must_use]
+    pub const fn client(&self) -> &C {
+        &self.client
+    }
+
     /// The client.
     pub fn client_mut(&mut self) -> &mut C {
         &mut self.client
