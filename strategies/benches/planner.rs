@@ -35,7 +35,7 @@ fn bench(c: &mut Criterion) {
                 s.len(),
                 p.total_cost.get(),
                 p.status,
-                p.solve_time_s * 1e3
+                p.solve_time.as_secs_f64() * 1e3
             ),
             Err(e) => eprintln!("{name}: {e}"),
         }
@@ -63,7 +63,7 @@ fn bench(c: &mut Criterion) {
             "stress: cost {:.4}, status {:?}, solve {:.3} ms",
             p.total_cost.get(),
             p.status,
-            p.solve_time_s * 1e3
+            p.solve_time.as_secs_f64() * 1e3
         );
     }
     c.bench_function("plan 672 x 15 min, non-convex prices (stress)", |b| {

@@ -134,7 +134,7 @@ mod tests {
         let mut vars = ProblemVariables::new();
         let mut obj = Expression::from(0.0);
         let mut cons = Vec::new();
-        let mut e_prev = Expression::from(p.soc_init * cap);
+        let mut e_prev = Expression::from(p.soc_init.get() * cap);
         for (t, s) in steps.iter().enumerate() {
             let dh = s.duration.as_secs_f64() / 3600.0;
             let net = f64::from(s.load.get()) - f64::from(s.pv.get());
@@ -142,11 +142,12 @@ mod tests {
             let d = vars.add(variable().min(0.0).max(dmax));
             let i = vars.add(variable().min(0.0));
             let x = vars.add(variable().min(0.0));
-            let lo = if t + 1 == steps.len() { p.soc_final.max(p.soc_min) } else { p.soc_min };
-            let e = vars.add(variable().min(lo * cap).max(p.soc_max * cap));
+            let lo = if t + 1 == steps.len() { p.soc_final.max(p.soc_min) } else { p.soc_min }.get();
+            let e = vars.add(variable().min(lo * cap).max(p.soc_max.get() * cap));
             cons.push((i - x - c + d).eq(net));
             cons.push(
-                (Expression::from(e) - e_prev.clone() - dh * p.eff_charge * c + (dh / p.eff_discharge) * d)
+                (Expression::from(e) - e_prev.clone() - dh * p.eff_charge.get() * c
+                    + (dh / p.eff_discharge.get()) * d)
                     .eq(0.0),
             );
             obj += dh / 1000.0 * (s.import_price.per_kwh() * i - s.export_price.per_kwh() * x);
