@@ -5,6 +5,7 @@
 //! for the derivation and sources). The inputs go through `parse_csv` once, outside the timing;
 //! the default battery (`Problem::default()`: 10 kWh, 5 kW, η 0.95/0.95, SOC 10–90 %, start and
 //! end 50 %) is planned. The 96-step day is 1 May (negative spot prices, a holiday).
+#![allow(missing_docs)] // `criterion_main!` generates an undocumented `pub fn main`
 
 use std::hint::black_box;
 

@@ -16,7 +16,7 @@ fn hourly(prices: &[(f64, f64)], pv: f32, load: f32) -> Vec<Step> {
         .iter()
         .enumerate()
         .map(|(i, &(imp, exp))| Step {
-            start: t0 + SignedDuration::from_hours(i as i64),
+            start: t0 + SignedDuration::from_hours(i64::try_from(i).unwrap()),
             duration: SignedDuration::from_hours(1),
             pv: Watts::saturating(pv),
             load: Watts::saturating(load),

@@ -22,6 +22,8 @@
 
 // Test code: a failed unwrap or panic is a failed test with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// Random instances: small counts and generated values in W, far inside every target type.
+#![allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
 
 use ems_core::{WattHours, Watts};
 use ems_strategies::optimizer::{grid_limit_penalty, parse_csv, plan, Plan, PlanStatus, Problem, Step};

@@ -23,21 +23,22 @@ use jiff::tz::{Offset, TimeZone};
 use jiff::{SignedDuration, Timestamp, ToSpan};
 
 /// TMY3 Greensboro (pvlib, BSD-3-Clause).
-pub const TMY3_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../devices/data/723170TYA.CSV");
+pub(crate) const TMY3_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../devices/data/723170TYA.CSV");
 /// BDEW H25 (demandlib, MIT).
-pub const BDEW_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../devices/data/bdew_h25.csv");
+pub(crate) const BDEW_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../devices/data/bdew_h25.csv");
 /// SMARD day-ahead 2018 (Bundesnetzagentur | SMARD.de, CC BY 4.0).
-pub const SMARD_2018_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/smard_day_ahead_2018.csv");
+pub(crate) const SMARD_2018_PATH: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/data/smard_day_ahead_2018.csv");
 
 /// PV array of the benchmark.
-pub const PV_KWP: f32 = 5.0;
+pub(crate) const PV_KWP: f32 = 5.0;
 /// Annual household consumption of the benchmark, kWh.
-pub const LOAD_KWH_PER_YEAR: f64 = 4000.0;
+pub(crate) const LOAD_KWH_PER_YEAR: f64 = 4000.0;
 /// Smoothing factor of the load forecaster.
-pub const LOAD_ALPHA: f64 = 0.2;
+pub(crate) const LOAD_ALPHA: f64 = 0.2;
 
 /// The nine nationwide German public holidays of 2018.
-pub fn holidays_de_2018() -> Calendar {
+pub(crate) fn holidays_de_2018() -> Calendar {
     Calendar::new([
         date(2018, 1, 1),
         date(2018, 3, 30),
@@ -53,7 +54,7 @@ pub fn holidays_de_2018() -> Calendar {
 
 /// One printed line: a forecast, its errors and the unit of MAE.
 #[derive(Debug, Clone)]
-pub struct Line {
+pub(crate) struct Line {
     /// What was forecast, and how.
     pub name: String,
     /// The errors.
@@ -84,7 +85,7 @@ fn read(path: &str) -> Result<String, String> {
 
 /// The metrics of one line, in the line's display unit.
 #[derive(Debug, Clone, Copy)]
-pub struct Scores {
+pub(crate) struct Scores {
     /// Number of pairs compared.
     pub n: usize,
     /// Mean absolute error.
@@ -136,13 +137,13 @@ fn price_metrics(f: &[f64], a: &[f64]) -> Result<Scores, String> {
 }
 
 /// Hourly means of one TMY3 year: index `h` is the hour ending `h + 1` local standard time.
-pub struct Tmy3 {
+pub(crate) struct Tmy3 {
     /// (GHI, DNI, DHI) in W/m².
     pub hours: Vec<Irradiance>,
 }
 
 /// Read a TMY3 file: line 1 metadata, line 2 header, 8760 consecutive hourly rows.
-pub fn read_tmy3(text: &str) -> Result<Tmy3, String> {
+pub(crate) fn read_tmy3(text: &str) -> Result<Tmy3, String> {
     let mut lines = text.lines().enumerate();
     lines.next().ok_or("TMY3: empty")?;
     let (_, header) = lines.next().ok_or("TMY3: no header")?;
@@ -188,13 +189,13 @@ pub fn read_tmy3(text: &str) -> Result<Tmy3, String> {
 
 /// BDEW profile table: `[month 0..12][day type: 0 SA, 1 FT, 2 WT][quarter-hour 0..96]`, kWh per
 /// quarter-hour for 1,000,000 kWh/a.
-pub struct Bdew {
+pub(crate) struct Bdew {
     /// The table.
     pub values: Vec<[Vec<f64>; 3]>,
 }
 
 /// Read a BDEW 2025 profile CSV (two header rows, 96 quarter-hour rows, 36 value columns).
-pub fn read_bdew(text: &str) -> Result<Bdew, String> {
+pub(crate) fn read_bdew(text: &str) -> Result<Bdew, String> {
     let mut lines = text.lines();
     lines.next().ok_or("BDEW: empty")?;
     let kinds: Vec<&str> = lines.next().ok_or("BDEW: no day-type row")?.split(',').skip(1).collect();
@@ -218,7 +219,7 @@ pub fn read_bdew(text: &str) -> Result<Bdew, String> {
 }
 
 /// BDEW dynamisation factor for day of year `t` (1-based).
-pub fn dynamisation(t: f64) -> f64 {
+pub(crate) fn dynamisation(t: f64) -> f64 {
     -3.92e-10 * t.powi(4) + 3.2e-7 * t.powi(3) - 7.02e-5 * t.powi(2) + 2.1e-3 * t + 1.24
 }
 
@@ -254,12 +255,12 @@ fn midnights(tz: &TimeZone, year: i16) -> Result<Vec<(Date, Timestamp)>, String>
 }
 
 /// PV day-ahead errors: corrected clear-sky forecast and baselines.
-pub fn pv_lines() -> Result<Vec<Line>, String> {
+pub(crate) fn pv_lines() -> Result<Vec<Line>, String> {
     pv_lines_with(PvCorrection::default())
 }
 
 /// [`pv_lines`] with given correction settings.
-pub fn pv_lines_with(cfg: PvCorrection) -> Result<Vec<Line>, String> {
+pub(crate) fn pv_lines_with(cfg: PvCorrection) -> Result<Vec<Line>, String> {
     let tmy = read_tmy3(&read(TMY3_PATH)?)?;
     let system =
         PvSystem::new(36.1, -79.95, 30.0, 180.0, Watts::from_kw(PV_KWP)).map_err(|e| e.to_string())?;
@@ -344,7 +345,7 @@ pub fn pv_lines_with(cfg: PvCorrection) -> Result<Vec<Line>, String> {
 }
 
 /// Load day-ahead errors: learned day-type profiles and two baselines.
-pub fn load_lines() -> Result<Vec<Line>, String> {
+pub(crate) fn load_lines() -> Result<Vec<Line>, String> {
     let bdew = read_bdew(&read(BDEW_PATH)?)?;
     let tz = TimeZone::get("Europe/Berlin").map_err(|e| e.to_string())?;
     let cal = holidays_de_2018();
@@ -414,7 +415,7 @@ pub fn load_lines() -> Result<Vec<Line>, String> {
 }
 
 /// Price errors predicting day D+1 from prices up to the end of day D.
-pub fn price_lines() -> Result<Vec<Line>, String> {
+pub(crate) fn price_lines() -> Result<Vec<Line>, String> {
     let series = parse_smard(&read(SMARD_2018_PATH)?).map_err(|e| e.to_string())?;
     let tz = TimeZone::get("Europe/Berlin").map_err(|e| e.to_string())?;
     let days = midnights(&tz, 2018)?;
