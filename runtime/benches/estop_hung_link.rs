@@ -12,6 +12,7 @@
 //! The fast path's bound on the hung zero write is set to 1 ms here (2 s by default) so that the
 //! loop is back to watching quickly and the bench can press again.
 #![allow(clippy::expect_used, clippy::panic)] // a bench: a broken set-up ends it
+#![allow(missing_docs)] // `criterion_main!` generates an undocumented `pub fn main`
 
 #[path = "../tests/support/fakes.rs"]
 mod fakes;

@@ -1,5 +1,6 @@
 //! `SafetyMonitor::evaluate` on a healthy snapshot (the simulator's hot path: one call per
 //! simulated second, budget well under 300 ns).
+#![allow(missing_docs)] // `criterion_main!` generates an undocumented `pub fn main`
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use ems_core::{Events, Millis};

@@ -24,6 +24,9 @@ pub struct DeratingCurve<X: Scalar> {
 impl<X: Scalar> DeratingCurve<X> {
     /// A curve from points; they are checked by [`Self::validate`] (called by
     /// [`crate::SafetyConfig::validate`]), and more than [`MAX_POINTS`] are refused here.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming `field` when there are more than [`MAX_POINTS`] points.
     pub fn new(points: &[(X, Percent)], field: &'static str) -> Result<Self, ConfigError> {
         let mut v = Points::new();
         for (i, p) in points.iter().enumerate() {
@@ -50,6 +53,9 @@ impl<X: Scalar> DeratingCurve<X> {
     }
 
     /// Points must be finite and strictly increasing in `x`.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming `field` and the first point that is not finite or not increasing.
     pub fn validate(&self, field: &'static str) -> Result<(), ConfigError> {
         let mut prev: Option<f32> = None;
         for (index, (x, y)) in self.points.iter().enumerate() {
@@ -150,6 +156,9 @@ impl Default for DeratingConfig {
 
 impl DeratingConfig {
     /// Validate every curve.
+    ///
+    /// # Errors
+    /// The first curve's [`ConfigError`], naming it (`derating.…`).
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.charge_vs_temperature.validate("derating.charge_vs_temperature")?;
         self.discharge_vs_temperature.validate("derating.discharge_vs_temperature")?;

@@ -292,6 +292,9 @@ impl LimitConfig {
     }
 
     /// Check every spec: finite, ordered warn → alarm → trip in its direction, hysteresis ≥ 0.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the first spec field that breaks one of these rules.
     pub fn validate(&self) -> Result<(), ConfigError> {
         macro_rules! check {
             ($spec:expr, $name:literal) => {
@@ -679,7 +682,7 @@ mod tests {
 
     fn settle(m: &mut LimitMonitor, q: Quantity, v: Option<Value>, from_ms: u64, ev: &mut Events) {
         // Hold the value for longer than any default debounce.
-        for t in (from_ms..=from_ms + 6_000).step_by(1_000) {
+        for t in (from_ms..=from_ms.saturating_add(6_000)).step_by(1_000) {
             m.observe(q, v, Millis::new(t), ev);
         }
     }
@@ -769,7 +772,14 @@ mod tests {
             .iter()
             .filter_map(|e| match e.kind {
                 EventKind::LimitLevel { level, .. } => Some(level),
-                _ => None,
+                EventKind::StateChanged { .. }
+                | EventKind::TrendWarning { .. }
+                | EventKind::CommandLimited { .. }
+                | EventKind::EStopPressed
+                | EventKind::EStopReleased
+                | EventKind::ShutdownStarted
+                | EventKind::ShutdownComplete
+                | EventKind::RequestRefused { .. } => None,
             })
             .collect();
         assert_eq!(levels.as_slice(), &[Level::Alarm, Level::Warn, Level::Normal]);

@@ -96,6 +96,10 @@ impl SafetyConfig {
     }
 
     /// Check the whole configuration; the error names the field and the value.
+    ///
+    /// # Errors
+    /// The first [`ConfigError`] of the limits, trend settings, derating curves, grid limits or
+    /// pack currents.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.limits.validate()?;
         self.trend.validate()?;
@@ -264,6 +268,9 @@ impl SafetyMonitor {
     }
 
     /// Validate, then build.
+    ///
+    /// # Errors
+    /// [`ConfigError`] from [`SafetyConfig::validate`].
     pub fn try_new(config: SafetyConfig) -> Result<Self, ConfigError> {
         config.validate()?;
         Ok(Self::new(config))

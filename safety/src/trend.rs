@@ -71,6 +71,9 @@ impl Default for TrendConfig {
 impl TrendConfig {
     /// Intervals and horizons > 0, windows at most `(TREND_CAPACITY − 1) × interval`,
     /// `min_samples` in 3..=32, runaway rate > 0.
+    ///
+    /// # Errors
+    /// [`ConfigError::OutOfRange`] naming the first field outside these bounds.
     pub fn validate(&self) -> Result<(), ConfigError> {
         #[allow(clippy::cast_precision_loss)] // reporting only
         let ms = |m: Millis| m.get() as f32;
@@ -84,7 +87,7 @@ impl TrendConfig {
                 return Err(ConfigError::OutOfRange { field, value: 0.0, expected: "> 0 ms" });
             }
         }
-        let cap = TREND_CAPACITY as u64 - 1;
+        let cap = u64::try_from(TREND_CAPACITY.saturating_sub(1)).unwrap_or(u64::MAX);
         if self.temperature_window.get() > self.temperature_sample_interval.get().saturating_mul(cap) {
             return Err(ConfigError::OutOfRange {
                 field: "trend.temperature_window",
@@ -221,7 +224,7 @@ impl Window {
             return false;
         }
         self.add(t, v, 1.0);
-        self.since_rebase += 1;
+        self.since_rebase = self.since_rebase.saturating_add(1);
         if self.since_rebase >= TREND_CAPACITY {
             self.rebase();
         }
@@ -379,7 +382,7 @@ impl TrendAnalyzer {
             runaway_rate_per_s: f64::from(config.runaway_rise_per_minute.get()) / 60.0,
             runaway_floor: config.runaway_floor.get(),
             // "Sustained over the window": at least three quarters of it covered.
-            runaway_span: Millis::new(config.temperature_window.get() / 4 * 3),
+            runaway_span: Millis::new((config.temperature_window.get() / 4).saturating_mul(3)),
             runaway: false,
         }
     }
@@ -492,9 +495,9 @@ mod tests {
         let mut a = analyzer();
         let mut ev = Events::new();
         // 0.1 °C/min from 40 °C: 55 °C trip is 150 min away at t=0 — outside the horizon.
-        for k in 0..=30u64 {
-            let now = Millis::from_secs(k * 10);
-            a.update(&with_temp(now, 40.0 + 0.1 * (k as f32 * 10.0 / 60.0)), now, &mut ev);
+        for k in 0..=30u16 {
+            let now = Millis::from_secs(u64::from(k) * 10);
+            a.update(&with_temp(now, 40.0 + 0.1 * (f32::from(k) * 10.0 / 60.0)), now, &mut ev);
         }
         let ttt = a.time_to_trip(Quantity::CellTempHigh).unwrap().as_secs_f32();
         // latest = 40.5 °C, 14.5 °C to go at 0.1 °C/min = 145 min.
@@ -511,8 +514,8 @@ mod tests {
         let mut ev = Events::new();
         // Idle at 3.290 V, then charging starts and the I·R drop lifts the cell to 3.323 V and
         // it stays there: a step, not a trend toward the 3.65 V trip.
-        for k in 0..=40u64 {
-            let now = Millis::from_secs(k * 2);
+        for k in 0..=40u16 {
+            let now = Millis::from_secs(u64::from(k) * 2);
             let v = if k < 3 { 3.290 } else { 3.323 };
             let mut s = healthy_snapshot(now);
             s.battery.cell_voltage_max = Measurement::good(Volts::saturating(v), now, Millis::from_secs(5));
@@ -528,24 +531,24 @@ mod tests {
         let mut a = analyzer();
         let mut ev = Events::new();
         // 0.5 °C/min from 45 °C, below the runaway rate.
-        for k in 0..=30u64 {
-            let now = Millis::from_secs(k * 10);
-            a.update(&with_temp(now, 45.0 + 0.5 * (k as f32 / 6.0)), now, &mut ev);
+        for k in 0..=30u16 {
+            let now = Millis::from_secs(u64::from(k) * 10);
+            a.update(&with_temp(now, 45.0 + 0.5 * (f32::from(k) / 6.0)), now, &mut ev);
         }
         // latest 47.5 °C, 7.5 °C at 0.5 °C/min = 15 min > 10 min horizon.
         let ttt = a.time_to_trip(Quantity::CellTempHigh).unwrap().as_secs_f32();
         assert!((ttt - 900.0).abs() < 5.0, "{ttt}");
         assert!(ev.is_empty());
-        for k in 31..=60u64 {
-            let now = Millis::from_secs(k * 10);
-            a.update(&with_temp(now, 45.0 + 0.5 * (k as f32 / 6.0)), now, &mut ev);
+        for k in 31..=60u16 {
+            let now = Millis::from_secs(u64::from(k) * 10);
+            a.update(&with_temp(now, 45.0 + 0.5 * (f32::from(k) / 6.0)), now, &mut ev);
         }
         // latest 50 °C: 10 min at 0.5 °C/min... now 5 °C → 10 min; continue a bit.
         let ttt = a.time_to_trip(Quantity::CellTempHigh).unwrap();
         assert!((ttt.as_secs_f32() - 600.0).abs() < 5.0, "{ttt}");
-        for k in 61..=72u64 {
-            let now = Millis::from_secs(k * 10);
-            a.update(&with_temp(now, 45.0 + 0.5 * (k as f32 / 6.0)), now, &mut ev);
+        for k in 61..=72u16 {
+            let now = Millis::from_secs(u64::from(k) * 10);
+            a.update(&with_temp(now, 45.0 + 0.5 * (f32::from(k) / 6.0)), now, &mut ev);
         }
         let ttt = a.time_to_trip(Quantity::CellTempHigh).unwrap();
         assert!((ttt.as_secs_f32() - 480.0).abs() < 5.0, "{ttt}");
@@ -562,10 +565,10 @@ mod tests {
     fn runaway_rise_trips() {
         let mut a = analyzer();
         let mut ev = Events::new();
-        for k in 0..=30u64 {
-            let now = Millis::from_secs(k * 10);
+        for k in 0..=30u16 {
+            let now = Millis::from_secs(u64::from(k) * 10);
             // 2 °C/min from 38 °C.
-            a.update(&with_temp(now, 38.0 + 2.0 * (k as f32 / 6.0)), now, &mut ev);
+            a.update(&with_temp(now, 38.0 + 2.0 * (f32::from(k) / 6.0)), now, &mut ev);
         }
         assert!(a.runaway());
         let mut env = Envelope::new(ems_core::watts!(5000.0));
@@ -580,9 +583,9 @@ mod tests {
     fn fast_rise_below_floor_is_not_runaway() {
         let mut a = analyzer();
         let mut ev = Events::new();
-        for k in 0..=30u64 {
-            let now = Millis::from_secs(k * 10);
-            a.update(&with_temp(now, 10.0 + 2.0 * (k as f32 / 6.0)), now, &mut ev);
+        for k in 0..=30u16 {
+            let now = Millis::from_secs(u64::from(k) * 10);
+            a.update(&with_temp(now, 10.0 + 2.0 * (f32::from(k) / 6.0)), now, &mut ev);
         }
         assert!(!a.runaway());
     }
@@ -591,9 +594,9 @@ mod tests {
     fn stale_samples_are_ignored_and_clear_nothing() {
         let mut a = analyzer();
         let mut ev = Events::new();
-        for k in 0..=30u64 {
-            let now = Millis::from_secs(k * 10);
-            let mut s = with_temp(now, 45.0 + 0.5 * (k as f32 / 6.0));
+        for k in 0..=30u16 {
+            let now = Millis::from_secs(u64::from(k) * 10);
+            let mut s = with_temp(now, 45.0 + 0.5 * (f32::from(k) / 6.0));
             if k % 3 == 0 && k > 0 {
                 // A stale reading carrying a wild value: must not be sampled.
                 s.battery.cell_temp_max =
@@ -604,8 +607,8 @@ mod tests {
         let ttt = a.time_to_trip(Quantity::CellTempHigh).unwrap().as_secs_f32();
         assert!((ttt - 900.0).abs() < 30.0, "{ttt}");
         // Signal lost: the prediction stays.
-        for k in 31..40u64 {
-            let now = Millis::from_secs(k * 10);
+        for k in 31..40u16 {
+            let now = Millis::from_secs(u64::from(k) * 10);
             let mut s = healthy_snapshot(now);
             s.battery.cell_temp_max.invalidate();
             a.update(&s, now, &mut ev);
@@ -617,12 +620,12 @@ mod tests {
     fn falling_min_cell_voltage_derates_discharge() {
         let mut a = analyzer();
         let mut ev = Events::new();
-        for k in 0..=30u64 {
-            let now = Millis::from_secs(k * 2);
+        for k in 0..=30u16 {
+            let now = Millis::from_secs(u64::from(k) * 2);
             let mut s = healthy_snapshot(now);
             // −5 mV/s from 2.95 V towards the 2.50 V trip.
             s.battery.cell_voltage_min = Measurement::good(
-                Volts::saturating(2.95 - 0.005 * (k as f32 * 2.0)),
+                Volts::saturating(2.95 - 0.005 * (f32::from(k) * 2.0)),
                 now,
                 Millis::from_secs(2),
             );
@@ -641,9 +644,9 @@ mod tests {
     fn long_runs_stay_accurate() {
         // A million seconds of slow drift: the rebased sums must not drift.
         let mut w = Window::new(Millis::from_secs(300), Millis::from_secs(10));
-        for k in 0..100_000u64 {
-            let t = Millis::from_secs(k * 10);
-            w.push(t, 25.0 + 0.001 * (k % 1000) as f32);
+        for k in 0..100_000u32 {
+            let t = Millis::from_secs(u64::from(k) * 10);
+            w.push(t, 25.0 + 0.001 * f32::from(u16::try_from(k % 1000).unwrap()));
         }
         let s = w.slope(5).unwrap();
         assert!((s - 0.0001).abs() < 1e-6, "{s}");

@@ -53,7 +53,7 @@ fn build(r: &[Raw], rated: f32, now: Millis) -> Snapshot {
     b.cell_temp_max = meas(Celsius::saturating(g(6).0), g(6), now, slow);
     b.bms_charge_limit = meas(Watts::saturating(g(7).0), g(7), now, slow);
     b.bms_discharge_limit = meas(Watts::saturating(g(8).0), g(8), now, slow);
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // abs() of a finite f32, then % 4
     let bits = (g(9).0.abs() as u32 % 4) as u16; // mostly no alarm
     b.bms_alarms = meas(BmsAlarms::from_bits(if bits == 3 { 1 << 2 } else { 0 }), g(9), now, slow);
     b.bms_ready = meas(g(10).0 > -50.0, g(10), now, slow);

@@ -37,7 +37,7 @@ fn heating_cells_warn_then_derate_then_trip() {
     for k in 0..2_400u64 {
         let now = secs(k);
         let mut s = healthy_snapshot(now);
-        #[allow(clippy::cast_precision_loss)]
+        #[allow(clippy::cast_precision_loss)] // k < 2400 is exact in f32
         let t = 40.0 + 0.5 * (k as f32 / 60.0);
         s.battery.cell_temp_max = Measurement::good(Celsius::saturating(t), now, secs(5));
         let mut ev = Events::new();
@@ -80,7 +80,7 @@ fn runaway_is_detected_before_the_trip_level() {
     for k in 0..600u64 {
         let now = secs(k);
         let mut s = healthy_snapshot(now);
-        #[allow(clippy::cast_precision_loss)]
+        #[allow(clippy::cast_precision_loss)] // k < 600 is exact in f32
         let t = 35.0 + 3.0 * (k as f32 / 60.0);
         s.battery.cell_temp_max = Measurement::good(Celsius::saturating(t), now, secs(5));
         ev.clear();

@@ -20,7 +20,7 @@
 #![warn(missing_docs)]
 
 use crate::tariff::Tariff;
-use crate::units::Money;
+use crate::units::{serialize_kw, watts_from_f64, KilowattHours, Money};
 use ems_core::Watts;
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
@@ -135,18 +135,19 @@ struct Quarter {
 pub struct DaySummary {
     /// The local date.
     pub date: Date,
-    /// Energy imported, kWh.
-    pub import_kwh: f64,
-    /// Energy exported, kWh.
-    pub export_kwh: f64,
+    /// Energy imported.
+    pub import_kwh: KilowattHours,
+    /// Energy exported.
+    pub export_kwh: KilowattHours,
     /// Cost of the imported energy.
     pub energy_cost: Money,
     /// Payment for the exported energy.
     pub export_revenue: Money,
     /// `energy_cost − export_revenue`.
     pub net_energy_cost: Money,
-    /// Highest 15-min average import of the day, kW.
-    pub peak_import_kw: f64,
+    /// Highest 15-min average import of the day (JSON: `peak_import_kw`, in kW).
+    #[serde(rename = "peak_import_kw", serialize_with = "serialize_kw")]
+    pub peak_import: Watts,
 }
 
 /// Energy and money of one local month, including demand charge and fixed fee.
@@ -154,19 +155,21 @@ pub struct DaySummary {
 pub struct MonthSummary {
     /// The month.
     pub month: YearMonth,
-    /// Energy imported, kWh.
-    pub import_kwh: f64,
-    /// Energy exported, kWh.
-    pub export_kwh: f64,
+    /// Energy imported.
+    pub import_kwh: KilowattHours,
+    /// Energy exported.
+    pub export_kwh: KilowattHours,
     /// Cost of the imported energy.
     pub energy_cost: Money,
     /// Payment for the exported energy.
     pub export_revenue: Money,
-    /// Highest 15-min average import of the month, kW.
-    pub peak_import_kw: f64,
-    /// Highest 15-min average import among the quarter-hours the demand charge counts, kW
-    /// (0 without a demand charge).
-    pub demand_peak_kw: f64,
+    /// Highest 15-min average import of the month (JSON: `peak_import_kw`, in kW).
+    #[serde(rename = "peak_import_kw", serialize_with = "serialize_kw")]
+    pub peak_import: Watts,
+    /// Highest 15-min average import among the quarter-hours the demand charge counts
+    /// (0 without a demand charge; JSON: `demand_peak_kw`, in kW).
+    #[serde(rename = "demand_peak_kw", serialize_with = "serialize_kw")]
+    pub demand_peak: Watts,
     /// The month's demand charge.
     pub demand_charge: Money,
     /// The fixed monthly fee.
@@ -184,10 +187,10 @@ pub struct Totals {
     pub last_day: Option<Date>,
     /// Number of months with samples.
     pub months: usize,
-    /// Energy imported, kWh.
-    pub import_kwh: f64,
-    /// Energy exported, kWh.
-    pub export_kwh: f64,
+    /// Energy imported.
+    pub import_kwh: KilowattHours,
+    /// Energy exported.
+    pub export_kwh: KilowattHours,
     /// Cost of the imported energy.
     pub energy_cost: Money,
     /// Payment for the exported energy.
@@ -196,8 +199,9 @@ pub struct Totals {
     pub demand_charges: Money,
     /// Sum of the monthly fixed fees.
     pub fixed_fees: Money,
-    /// Highest 15-min average import overall, kW.
-    pub peak_import_kw: f64,
+    /// Highest 15-min average import overall (JSON: `peak_import_kw`, in kW).
+    #[serde(rename = "peak_import_kw", serialize_with = "serialize_kw")]
+    pub peak_import: Watts,
     /// `energy_cost − export_revenue + demand_charges + fixed_fees`.
     pub total_cost: Money,
 }
@@ -235,6 +239,10 @@ impl Ledger {
 
     /// Record grid power `grid` (`+` import, `−` export) held for `dt_s` seconds from `at`.
     /// Samples must come in time order (gaps are allowed and count as no energy).
+    ///
+    /// # Errors
+    /// [`LedgerError`] for a duration outside `0..=31` days, a sample that starts before the end
+    /// of the previous one, or one that ends beyond the representable time range.
     pub fn record(&mut self, at: Timestamp, grid: Watts, dt_s: f64) -> Result<(), LedgerError> {
         if !(dt_s.is_finite() && (0.0..=MAX_DT_S).contains(&dt_s)) {
             return Err(LedgerError::BadDuration { dt_s });
@@ -246,8 +254,7 @@ impl Ledger {
                 return Err(LedgerError::OutOfOrder { at, previous_end });
             }
         }
-        // dt ≤ 31 days, so the product is far inside i128 and exact to the nanosecond.
-        #[allow(clippy::cast_possible_truncation)]
+        #[allow(clippy::cast_possible_truncation)] // dt ≤ 31 days: far inside i128, exact to the ns
         let dt_ns = (dt_s * 1e9).round() as i128;
         let end = start + dt_ns;
         if Timestamp::from_nanosecond(end).is_err() {
@@ -258,7 +265,7 @@ impl Ledger {
         while t < end {
             let index = t.div_euclid(QUARTER_NS);
             let piece_end = end.min((index + 1) * QUARTER_NS);
-            #[allow(clippy::cast_precision_loss)]
+            #[allow(clippy::cast_precision_loss)] // a piece is ≤ 15 min = 9e11 ns < 2^53: exact
             let hours = (piece_end - t) as f64 / 3.6e12;
             let q = self.quarter(index);
             let wh = power * hours;
@@ -322,12 +329,12 @@ impl Ledger {
         days.into_iter()
             .map(|(date, s)| DaySummary {
                 date,
-                import_kwh: s.import_wh / 1000.0,
-                export_kwh: s.export_wh / 1000.0,
+                import_kwh: KilowattHours::from_wh(s.import_wh),
+                export_kwh: KilowattHours::from_wh(s.export_wh),
                 energy_cost: Money::new(s.cost),
                 export_revenue: Money::new(s.revenue),
                 net_energy_cost: Money::new(s.cost - s.revenue),
-                peak_import_kw: s.peak_w / 1000.0,
+                peak_import: watts_from_f64(s.peak_w),
             })
             .collect()
     }
@@ -340,21 +347,21 @@ impl Ledger {
         months
             .into_iter()
             .map(|(month, s)| {
-                let demand_charge = self.tariff.demand_charge().map_or(Money::ZERO, |d| {
-                    #[allow(clippy::cast_possible_truncation)]
-                    let peak = Watts::saturating(s.demand_peak_w as f32);
-                    d.charge(peak)
-                });
-                let demand_peak_kw =
-                    if self.tariff.demand_charge().is_some() { s.demand_peak_w / 1000.0 } else { 0.0 };
+                let demand_peak = if self.tariff.demand_charge().is_some() {
+                    watts_from_f64(s.demand_peak_w)
+                } else {
+                    Watts::ZERO
+                };
+                let demand_charge =
+                    self.tariff.demand_charge().map_or(Money::ZERO, |d| d.charge(demand_peak));
                 MonthSummary {
                     month,
-                    import_kwh: s.import_wh / 1000.0,
-                    export_kwh: s.export_wh / 1000.0,
+                    import_kwh: KilowattHours::from_wh(s.import_wh),
+                    export_kwh: KilowattHours::from_wh(s.export_wh),
                     energy_cost: Money::new(s.cost),
                     export_revenue: Money::new(s.revenue),
-                    peak_import_kw: s.peak_w / 1000.0,
-                    demand_peak_kw,
+                    peak_import: watts_from_f64(s.peak_w),
+                    demand_peak,
                     demand_charge,
                     fixed_fee: fee,
                     total_cost: Money::new(s.cost - s.revenue) + demand_charge + fee,
@@ -372,13 +379,13 @@ impl Ledger {
             first_day: days.first().map(|d| d.date),
             last_day: days.last().map(|d| d.date),
             months: months.len(),
-            import_kwh: 0.0,
-            export_kwh: 0.0,
+            import_kwh: KilowattHours::ZERO,
+            export_kwh: KilowattHours::ZERO,
             energy_cost: Money::ZERO,
             export_revenue: Money::ZERO,
             demand_charges: Money::ZERO,
             fixed_fees: Money::ZERO,
-            peak_import_kw: 0.0,
+            peak_import: Watts::ZERO,
             total_cost: Money::ZERO,
         };
         for m in &months {
@@ -388,7 +395,7 @@ impl Ledger {
             t.export_revenue += m.export_revenue;
             t.demand_charges += m.demand_charge;
             t.fixed_fees += m.fixed_fee;
-            t.peak_import_kw = t.peak_import_kw.max(m.peak_import_kw);
+            t.peak_import = t.peak_import.max(m.peak_import);
             t.total_cost += m.total_cost;
         }
         t
@@ -401,12 +408,12 @@ impl fmt::Display for DaySummary {
             f,
             "{}  import {:8.2} kWh  export {:8.2} kWh  cost {:9.2}  revenue {:9.2}  net {:9.2}  peak {:6.2} kW",
             self.date,
-            self.import_kwh,
-            self.export_kwh,
+            self.import_kwh.get(),
+            self.export_kwh.get(),
             self.energy_cost.get(),
             self.export_revenue.get(),
             self.net_energy_cost.get(),
-            self.peak_import_kw
+            f64::from(self.peak_import.get()) / 1000.0
         )
     }
 }
@@ -417,12 +424,12 @@ impl fmt::Display for MonthSummary {
             f,
             "{}  import {:9.1} kWh  export {:9.1} kWh  energy {:9.2}  revenue {:9.2}  demand {:8.2} ({:.2} kW)  fee {:7.2}  total {:9.2}",
             self.month,
-            self.import_kwh,
-            self.export_kwh,
+            self.import_kwh.get(),
+            self.export_kwh.get(),
             self.energy_cost.get(),
             self.export_revenue.get(),
             self.demand_charge.get(),
-            self.demand_peak_kw,
+            f64::from(self.demand_peak.get()) / 1000.0,
             self.fixed_fee.get(),
             self.total_cost.get()
         )
@@ -438,8 +445,8 @@ impl fmt::Display for Totals {
             day(self.first_day),
             day(self.last_day),
             self.months,
-            self.import_kwh,
-            self.export_kwh,
+            self.import_kwh.get(),
+            self.export_kwh.get(),
             self.energy_cost.get(),
             self.export_revenue.get(),
             self.demand_charges.get(),

@@ -23,7 +23,7 @@ mod pv;
 pub mod solar;
 
 pub use load::{LoadDayType, LoadForecaster, LoadProfile};
-pub use metrics::{error_metrics, ErrorMetrics, Normalisation};
+pub use metrics::{error_metrics, ErrorMetrics, Normalisation, Scored};
 pub use price::{PriceFallback, PriceForecaster};
 pub use pv::{PvCorrection, PvForecaster, PvSystem};
 pub use solar::Irradiance;

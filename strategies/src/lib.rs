@@ -7,9 +7,21 @@
 //! | [`optimizer`] | the exact day-ahead / rolling-horizon planner and the optimizer CSV input |
 //! | [`tariff`] | fixed, time-of-use and dynamic tariffs, export prices, demand charges, fees, VAT |
 //! | [`forecast`] | PV, load and price forecasts with their error metrics |
-//! | [`units`] | `Price` (currency per kWh) and `Money` |
+//! | [`units`] | `Price` (currency per kWh), `Money`, and the `f64` units `Ratio`, `Factor`, `KilowattHours`, `Degrees`, `WattsPerSquareMetre` |
 //! | [`accounting`] | cost and savings per day and month against the baselines |
 #![forbid(unsafe_code)]
+// Mirrors the lints the workspace is about to enable in the root `Cargo.toml`; removed from
+// here once `[workspace.lints]` carries them.
+#![warn(missing_docs, unreachable_pub)]
+#![warn(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss,
+    clippy::cast_possible_wrap,
+    clippy::cast_lossless,
+    clippy::missing_errors_doc,
+    clippy::too_many_lines
+)]
 
 pub mod accounting;
 pub mod forecast;
@@ -17,4 +29,6 @@ pub mod optimizer;
 pub mod tariff;
 pub mod units;
 
-pub use units::{Money, Price, PriceError};
+pub use units::{
+    Degrees, Factor, KilowattHours, Money, Price, PriceError, RangeError, Ratio, WattsPerSquareMetre,
+};

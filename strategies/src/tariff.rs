@@ -236,6 +236,9 @@ impl DynamicImport {
     /// Dynamic pricing on `spot`. `fallback` is the all-in price charged when the spot price is
     /// unknown (outside the series or an empty slot); it is not run through the formula. The
     /// series must be on the quarter-hour grid; VAT within 0..=100 %.
+    ///
+    /// # Errors
+    /// [`InvalidField`] for a series off the quarter-hour grid or VAT outside 0..=100 %.
     pub fn new(
         spot: Arc<PriceSeries>,
         grid_fees: Price,
@@ -302,6 +305,9 @@ pub struct SpotExport {
 impl SpotExport {
     /// Spot export pricing; `fallback` is paid as is when the spot price is unknown. A `floor`
     /// of zero keeps negative spot prices from making export cost money.
+    ///
+    /// # Errors
+    /// [`InvalidField`] for a series off the quarter-hour grid.
     pub fn new(
         spot: Arc<PriceSeries>,
         factor: f64,
@@ -380,6 +386,9 @@ pub struct DemandCharge {
 
 impl DemandCharge {
     /// `per_kw` in currency per kW per month (finite, ≥ 0).
+    ///
+    /// # Errors
+    /// [`InvalidField`] when `per_kw` is negative or not finite.
     pub fn new(per_kw: f64, basis: DemandBasis) -> Result<Self, InvalidField> {
         if per_kw.is_finite() && per_kw >= 0.0 {
             Ok(Self { per_kw, basis })
@@ -472,6 +481,9 @@ impl Tariff {
 
     /// Add a demand charge. A [`DemandBasis::PeakWindows`] charge needs time-of-use import
     /// pricing with at least one peak window.
+    ///
+    /// # Errors
+    /// [`InvalidField`] for a peak-window charge without time-of-use import pricing with a peak window.
     pub fn with_demand_charge(mut self, charge: DemandCharge) -> Result<Self, InvalidField> {
         if charge.basis == DemandBasis::PeakWindows {
             let has_windows = match &self.import {
@@ -492,6 +504,9 @@ impl Tariff {
 
     /// Read a tariff TOML file. Relative paths inside it (the spot-price file) are resolved
     /// against the directory of `path`.
+    ///
+    /// # Errors
+    /// [`TariffError`] when the file cannot be read or is invalid (see [`Tariff::from_toml`]).
     pub fn load(path: impl AsRef<Path>) -> Result<Self, TariffError> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path)
@@ -501,6 +516,9 @@ impl Tariff {
 
     /// Parse tariff TOML `text`. `path` names the file in errors and its directory resolves
     /// relative price-file paths; it is not read.
+    ///
+    /// # Errors
+    /// [`TariffError`] naming the file, the field and the value of the first problem.
     pub fn from_toml(text: &str, path: &Path) -> Result<Self, TariffError> {
         config::parse(text, path)
     }

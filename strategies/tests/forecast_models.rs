@@ -134,7 +134,8 @@ fn pv_clear_sky_and_correction() {
     assert_eq!(p[2], Watts::ZERO, "non-finite GHI counts as none");
     assert!(p[1].get() <= 10_000.0 * 1.4, "GHI is bounded by the extraterrestrial value: {p:?}");
     assert!(PvSystem::new(95.0, 0.0, 30.0, 180.0, Watts::from_kw(1.0)).is_err());
-    assert!(PvForecaster::new(system(), PvCorrection { max_ratio: 0.01, ..cfg }).is_err());
+    assert!(PvForecaster::new(system(), PvCorrection { max_ratio: ems_strategies::factor!(0.01), ..cfg })
+        .is_err());
 }
 
 #[test]

@@ -6,7 +6,7 @@
 
 use ems_core::Watts;
 use ems_strategies::optimizer::{parse_csv, plan, remaining_steps, replan, PlanStatus, Problem, Step};
-use ems_strategies::Price;
+use ems_strategies::{ratio, Price, Ratio};
 use jiff::{SignedDuration, Timestamp};
 
 /// Hourly steps with the given (import, export) prices and constant PV and load.
@@ -16,7 +16,7 @@ fn hourly(prices: &[(f64, f64)], pv: f32, load: f32) -> Vec<Step> {
         .iter()
         .enumerate()
         .map(|(i, &(imp, exp))| Step {
-            start: t0 + SignedDuration::from_hours(i as i64),
+            start: t0 + SignedDuration::from_hours(i64::try_from(i).unwrap()),
             duration: SignedDuration::from_hours(1),
             pv: Watts::saturating(pv),
             load: Watts::saturating(load),
@@ -72,7 +72,7 @@ fn export_above_import_discharges_to_export() {
     let mut prices = vec![(0.30, 0.08); 3];
     prices.push((0.30, 0.60));
     let steps = hourly(&prices, 0.0, 200.0);
-    let problem = Problem { soc_final: 0.1, ..Problem::default() };
+    let problem = Problem { soc_final: ratio!(0.1), ..Problem::default() };
     let p = plan(&problem, &steps).unwrap();
     assert!(close(p.battery_w[3], 5000.0), "{:?}", p.battery_w);
     assert!(close(p.grid_w[3], -4800.0), "{:?}", p.grid_w);
@@ -83,7 +83,7 @@ fn no_battery_export_caps_discharge_at_the_deficit() {
     let mut prices = vec![(0.30, 0.08); 3];
     prices.push((0.30, 0.60));
     let steps = hourly(&prices, 0.0, 200.0);
-    let problem = Problem { soc_final: 0.1, no_battery_export: true, ..Problem::default() };
+    let problem = Problem { soc_final: ratio!(0.1), no_battery_export: true, ..Problem::default() };
     let p = plan(&problem, &steps).unwrap();
     assert!(p.grid_w.iter().all(|&g| g >= -1e-6), "{:?}", p.grid_w);
     assert!(close(p.battery_w[3], 200.0), "{:?}", p.battery_w);
@@ -103,14 +103,15 @@ fn degradation_cost_stops_marginal_arbitrage() {
 #[test]
 fn initial_soc_below_window_returns_at_full_power() {
     let steps = hourly(&[(0.30, 0.08); 6], 0.0, 300.0);
-    let problem = Problem { soc_init: 0.0, ..Problem::default() };
+    let problem = Problem { soc_init: ratio!(0.0), ..Problem::default() };
     let p = plan(&problem, &steps).unwrap();
     // 10 % of 10 kWh = 1000 Wh; a full hour at 5 kW stores 4750 Wh: back inside after the first
     // step, which is a hard constraint, not a relaxation.
     assert_eq!(p.status, PlanStatus::Optimal);
     assert!(p.soc[0] >= 0.1 - 1e-9, "{:?}", p.soc);
 
-    let problem = Problem { soc_init: 0.0, charge_max_w: ems_core::watts!(400.0), ..Problem::default() };
+    let problem =
+        Problem { soc_init: ratio!(0.0), charge_max_w: ems_core::watts!(400.0), ..Problem::default() };
     let p = plan(&problem, &steps).unwrap();
     assert_eq!(p.status, PlanStatus::FeasibleRelaxed);
     assert_eq!(p.relaxations.soc_window_steps, vec![0, 1]);
@@ -121,7 +122,8 @@ fn initial_soc_below_window_returns_at_full_power() {
 #[test]
 fn initial_soc_above_window_returns() {
     let steps = hourly(&[(0.30, 0.08); 4], 0.0, 300.0);
-    let problem = Problem { soc_init: 1.0, discharge_max_w: ems_core::watts!(300.0), ..Problem::default() };
+    let problem =
+        Problem { soc_init: ratio!(1.0), discharge_max_w: ems_core::watts!(300.0), ..Problem::default() };
     let p = plan(&problem, &steps).unwrap();
     // 1000 Wh above 90 % at 300 W / 0.95 = 315.8 Wh per hour: outside for three steps.
     assert_eq!(p.relaxations.soc_window_steps, vec![0, 1, 2]);
@@ -133,8 +135,8 @@ fn pv_surplus_beyond_limits_relaxes_the_grid_limit_minimally() {
     let steps = hourly(&[(0.30, 0.08); 4], 12_000.0, 0.0);
     let problem = Problem {
         grid_export_max_w: ems_core::watts!(5000.0),
-        soc_init: 0.1,
-        soc_final: 0.1,
+        soc_init: ratio!(0.1),
+        soc_final: ratio!(0.1),
         ..Problem::default()
     };
     let p = plan(&problem, &steps).unwrap();
@@ -151,15 +153,15 @@ fn pv_surplus_beyond_limits_relaxes_the_grid_limit_minimally() {
 fn unreachable_final_soc_ends_as_full_as_possible() {
     let steps = hourly(&[(0.30, 0.08); 2], 0.0, 0.0);
     let problem = Problem {
-        soc_init: 0.1,
-        soc_final: 0.9,
+        soc_init: ratio!(0.1),
+        soc_final: ratio!(0.9),
         charge_max_w: ems_core::watts!(1000.0),
         ..Problem::default()
     };
     let p = plan(&problem, &steps).unwrap();
     assert_eq!(p.status, PlanStatus::FeasibleRelaxed);
     assert!(p.battery_w.iter().all(|&b| close(b, -1000.0)));
-    assert!(close(p.relaxations.final_soc_shortfall, 0.9 - 0.1 - 0.19));
+    assert!(close(p.relaxations.final_soc_shortfall.get(), 0.9 - 0.1 - 0.19));
 }
 
 #[test]
@@ -170,7 +172,7 @@ fn json_keys_and_status() {
     let keys: Vec<&str> = text.lines().filter_map(|l| l.split(" = ").next()).collect();
     assert_eq!(keys, ["total_cost", "battery_w", "soc", "grid_w", "solve_time_s", "status"]);
     assert!(text.contains("status = \"optimal\""), "{text}");
-    let slow = Problem { soc_init: 0.0, charge_max_w: ems_core::watts!(100.0), ..Problem::default() };
+    let slow = Problem { soc_init: ratio!(0.0), charge_max_w: ems_core::watts!(100.0), ..Problem::default() };
     let relaxed = plan(&slow, &steps).unwrap();
     assert!(toml::to_string(&relaxed).unwrap().contains("status = \"feasible_relaxed\""));
 }
@@ -186,16 +188,16 @@ fn rolling_horizon_from_a_measured_soc() {
     let now = steps[3].start + SignedDuration::from_mins(20);
     let rest = remaining_steps(&steps, now);
     assert_eq!(steps.len() - rest.len(), 3);
-    let again = replan(&problem, full.soc[2], &rest).unwrap();
+    let again = replan(&problem, Ratio::try_new(full.soc[2]).unwrap(), &rest).unwrap();
     assert_eq!(again.battery_w.len(), rest.len());
     // The same energy still has to go in before the expensive hours.
     assert!(again.battery_w[0] <= 0.0 && again.battery_w[rest.len() - 1] >= 0.0);
     // A measured SOC below the window is accepted and planned back into it.
-    let low = replan(&problem, 0.02, &rest).unwrap();
+    let low = replan(&problem, ratio!(0.02), &rest).unwrap();
     assert!(low.soc[0] >= 0.1 - 1e-9, "reachable within the 40 minutes left of the step");
     // At 600 W: 200 Wh + 40 min × 600 W × 0.95 = 580 Wh < 1000 Wh, inside after the next hour.
     let slow = Problem { charge_max_w: ems_core::watts!(600.0), ..problem };
-    let low = replan(&slow, 0.02, &rest).unwrap();
+    let low = replan(&slow, ratio!(0.02), &rest).unwrap();
     assert_eq!(low.status, PlanStatus::FeasibleRelaxed);
     assert_eq!(low.relaxations.soc_window_steps, vec![0]);
     assert!(close(low.battery_w[0], -600.0));
@@ -227,7 +229,7 @@ fn degenerate_batteries_and_horizons() {
     assert!(p.battery_w.iter().all(|&b| b == 0.0));
     assert!(close(p.total_cost.get(), idle), "{} vs {idle}", p.total_cost.get());
     // A window of one point: nothing can move either.
-    let point = Problem { soc_min: 0.5, soc_max: 0.5, ..Problem::default() };
+    let point = Problem { soc_min: ratio!(0.5), soc_max: ratio!(0.5), ..Problem::default() };
     let p = plan(&point, &steps).unwrap();
     assert!(p.battery_w.iter().all(|&b| b.abs() < 1e-6), "{:?}", p.battery_w);
     assert_eq!(p.status, PlanStatus::Optimal);
@@ -236,7 +238,7 @@ fn degenerate_batteries_and_horizons() {
     assert_eq!(p.battery_w.len(), 1);
     assert!(p.soc[0] >= 0.5 - 1e-9);
     // Lossless battery at a flat price: nothing to gain, nothing done.
-    let lossless = Problem { eff_charge: 1.0, eff_discharge: 1.0, ..Problem::default() };
+    let lossless = Problem { eff_charge: ratio!(1.0), eff_discharge: ratio!(1.0), ..Problem::default() };
     let flat = hourly(&[(0.30, 0.30); 6], 0.0, 500.0);
     let p = plan(&lossless, &flat).unwrap();
     assert!(close(p.total_cost.get(), 6.0 * 0.5 * 0.30));

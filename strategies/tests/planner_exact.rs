@@ -22,10 +22,12 @@
 
 // Test code: a failed unwrap or panic is a failed test with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// Random instances: small counts and generated values in W, far inside every target type.
+#![allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
 
 use ems_core::{WattHours, Watts};
 use ems_strategies::optimizer::{grid_limit_penalty, parse_csv, plan, Plan, PlanStatus, Problem, Step};
-use ems_strategies::Price;
+use ems_strategies::{Price, Ratio};
 use good_lp::{
     microlp, variable, Expression, ProblemVariables, Solution, SolutionStatus, SolverModel, Variable,
     WithTimeLimit,
@@ -124,12 +126,12 @@ fn model(p: &Problem, steps: &[Step]) -> M {
         .collect();
     M {
         cap,
-        ec: p.eff_charge,
-        ed: p.eff_discharge,
-        wlo: p.soc_min * cap,
-        whi: p.soc_max * cap,
-        e0: p.soc_init * cap,
-        efinal: p.soc_final * cap,
+        ec: p.eff_charge.get(),
+        ed: p.eff_discharge.get(),
+        wlo: p.soc_min.get() * cap,
+        whi: p.soc_max.get() * cap,
+        e0: p.soc_init.get() * cap,
+        efinal: p.soc_final.get() * cap,
         imax: f64::from(p.grid_import_max_w.get()),
         xmax: f64::from(p.grid_export_max_w.get()),
         deg: p.degradation_cost.per_kwh(),
@@ -350,6 +352,10 @@ fn t0() -> Timestamp {
     "2024-06-01T00:00:00Z".parse().unwrap()
 }
 
+fn ratio(v: f64) -> Ratio {
+    Ratio::try_new(v).unwrap()
+}
+
 fn random_problem(r: &mut Rng) -> Problem {
     let cap = r.range(2000.0, 20_000.0);
     let soc_min = if r.chance(0.2) { 0.0 } else { r.range(0.0, 0.4) };
@@ -364,12 +370,12 @@ fn random_problem(r: &mut Rng) -> Problem {
         capacity_wh: WattHours::saturating(cap as f32),
         charge_max_w: Watts::saturating(r.range(300.0, 8000.0) as f32),
         discharge_max_w: Watts::saturating(r.range(300.0, 8000.0) as f32),
-        eff_charge: if r.chance(0.15) { 1.0 } else { r.range(0.7, 1.0) },
-        eff_discharge: if r.chance(0.15) { 1.0 } else { r.range(0.7, 1.0) },
-        soc_min,
-        soc_max,
-        soc_init,
-        soc_final: if r.chance(0.3) { 0.0 } else { r.range(0.0, soc_max) },
+        eff_charge: ratio(if r.chance(0.15) { 1.0 } else { r.range(0.7, 1.0) }),
+        eff_discharge: ratio(if r.chance(0.15) { 1.0 } else { r.range(0.7, 1.0) }),
+        soc_min: ratio(soc_min),
+        soc_max: ratio(soc_max),
+        soc_init: ratio(soc_init),
+        soc_final: ratio(if r.chance(0.3) { 0.0 } else { r.range(0.0, soc_max) }),
         grid_import_max_w: Watts::saturating(if tight { r.range(200.0, 4000.0) } else { 20_000.0 } as f32),
         grid_export_max_w: Watts::saturating(if tight { r.range(200.0, 4000.0) } else { 20_000.0 } as f32),
         no_battery_export: r.chance(0.3),
@@ -533,7 +539,7 @@ fn dst_days_with_non_convex_prices_are_bracketed() {
         for _ in 0..2 {
             let steps = dst_day(&mut r, start, end, false);
             let mut p = random_problem(&mut r);
-            p.soc_init = 0.5 * (p.soc_min + p.soc_max);
+            p.soc_init = ratio(0.5 * (p.soc_min.get() + p.soc_max.get()));
             let plan = plan(&p, &steps).unwrap();
             let got = check_feasible(&p, &steps, &plan);
             let upper = grid_dp(&p, &steps, 120);
@@ -555,7 +561,7 @@ fn non_convex_instances_never_lose_to_a_grid_dp() {
     let mut r = Rng(0x5eed_0005);
     for case in 0..n_cases {
         let mut p = random_problem(&mut r);
-        p.soc_init = r.range(p.soc_min, p.soc_max);
+        p.soc_init = ratio(r.range(p.soc_min.get(), p.soc_max.get()));
         let n = r.int(4, 48);
         let steps = random_steps(&mut r, n, false, None);
         let plan = plan(&p, &steps).unwrap();

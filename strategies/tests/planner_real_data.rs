@@ -22,7 +22,7 @@ use std::path::Path;
 use ems_strategies::optimizer::{parse_csv, Step};
 
 /// Quarter-hours in the week.
-pub const STEPS: usize = 672;
+pub(crate) const STEPS: usize = 672;
 
 fn read(rel: &str) -> Result<String, String> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
@@ -93,7 +93,10 @@ fn load() -> Result<Vec<f64>, String> {
 }
 
 /// The week as optimizer CSV text, parsed.
-pub fn week() -> Result<Vec<Step>, String> {
+///
+/// # Errors
+/// A message naming the data file and the line that could not be read.
+pub(crate) fn week() -> Result<Vec<Step>, String> {
     let prices = prices()?;
     let ghi = ghi()?;
     let load = load()?;
@@ -101,7 +104,7 @@ pub fn week() -> Result<Vec<Step>, String> {
     for (k, load_w) in load.iter().enumerate().take(STEPS) {
         let hour = k / 4;
         // Quarter-hour midpoint in hours since the week's start; hourly means sit at h + 0.5.
-        let t = (k as f64 + 0.5) / 4.0 - 0.5;
+        let t = (f64::from(u32::try_from(k).map_err(|e| e.to_string())?) + 0.5) / 4.0 - 0.5;
         let i = t.floor().max(0.0);
         let frac = (t - i).clamp(0.0, 1.0);
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // 0 ≤ i < 168
@@ -111,7 +114,8 @@ pub fn week() -> Result<Vec<Step>, String> {
         let pv = (g0 + frac * (g1 - g0)) / 1000.0 * 5000.0 * 0.85;
         let (ts, imp, exp) = &prices[hour];
         let start: jiff::Timestamp = ts.parse().map_err(|e| format!("{ts}: {e}"))?;
-        let at = start + jiff::SignedDuration::from_mins(15 * (k % 4) as i64);
+        let at =
+            start + jiff::SignedDuration::from_mins(15 * i64::try_from(k % 4).map_err(|e| e.to_string())?);
         writeln!(text, "{at},{pv:.1},{load_w:.1},{imp},{exp}").map_err(|e| e.to_string())?;
     }
     parse_csv(&text).map_err(|e| e.to_string())
@@ -134,7 +138,7 @@ mod tests {
         let mut vars = ProblemVariables::new();
         let mut obj = Expression::from(0.0);
         let mut cons = Vec::new();
-        let mut e_prev = Expression::from(p.soc_init * cap);
+        let mut e_prev = Expression::from(p.soc_init.get() * cap);
         for (t, s) in steps.iter().enumerate() {
             let dh = s.duration.as_secs_f64() / 3600.0;
             let net = f64::from(s.load.get()) - f64::from(s.pv.get());
@@ -142,11 +146,12 @@ mod tests {
             let d = vars.add(variable().min(0.0).max(dmax));
             let i = vars.add(variable().min(0.0));
             let x = vars.add(variable().min(0.0));
-            let lo = if t + 1 == steps.len() { p.soc_final.max(p.soc_min) } else { p.soc_min };
-            let e = vars.add(variable().min(lo * cap).max(p.soc_max * cap));
+            let lo = if t + 1 == steps.len() { p.soc_final.max(p.soc_min) } else { p.soc_min }.get();
+            let e = vars.add(variable().min(lo * cap).max(p.soc_max.get() * cap));
             cons.push((i - x - c + d).eq(net));
             cons.push(
-                (Expression::from(e) - e_prev.clone() - dh * p.eff_charge * c + (dh / p.eff_discharge) * d)
+                (Expression::from(e) - e_prev.clone() - dh * p.eff_charge.get() * c
+                    + (dh / p.eff_discharge.get()) * d)
                     .eq(0.0),
             );
             obj += dh / 1000.0 * (s.import_price.per_kwh() * i - s.export_price.per_kwh() * x);

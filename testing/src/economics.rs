@@ -117,14 +117,14 @@ impl EconomicsOptions {
             // A little under the inverter rating: the envelope derates near full and empty.
             charge_max_w: ems_core::watts!(4500.0),
             discharge_max_w: ems_core::watts!(4500.0),
-            eff_charge: 0.95,
-            eff_discharge: 0.95,
+            eff_charge: ems_strategies::ratio!(0.95),
+            eff_discharge: ems_strategies::ratio!(0.95),
             // The window self-consumption uses too: down to its 10 % reserve (the safety
             // monitor warns at 10 %, alarms at 5 %), up to 95 % (charging derates above 90 %).
-            soc_min: 0.11,
-            soc_max: 0.95,
-            soc_init: 0.5,
-            soc_final: 0.11,
+            soc_min: ems_strategies::ratio!(0.11),
+            soc_max: ems_strategies::ratio!(0.95),
+            soc_init: ems_strategies::ratio!(0.5),
+            soc_final: ems_strategies::ratio!(0.11),
             ..Problem::default()
         };
         Self { days, start_day: 1, seed, tariff, site, planner, min_horizon: Millis::new(DAY) }
@@ -432,7 +432,8 @@ impl PlanHook {
         };
         let steps = self.steps(clock);
         let started = Instant::now();
-        let result = replan(&self.problem, f64::from(soc.get() / 100.0).clamp(0.0, 1.0), &steps);
+        let result =
+            replan(&self.problem, ems_strategies::Ratio::saturating(f64::from(soc.fraction())), &steps);
         let took = started.elapsed().as_secs_f64();
         self.plans += 1;
         self.plan_s += took;

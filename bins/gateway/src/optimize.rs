@@ -5,7 +5,7 @@
 
 use ems_core::{WattHours, Watts};
 use ems_strategies::optimizer::{parse_csv, plan, Problem};
-use ems_strategies::Price;
+use ems_strategies::{Price, Ratio};
 use std::path::PathBuf;
 
 /// The flags of `optimize` (names and defaults are the interface of issue #5).
@@ -61,6 +61,10 @@ fn watts(flag: &str, v: f64) -> Result<Watts, String> {
     Watts::try_new(v as f32).map_err(|e| format!("--{flag} = {v}: {e}"))
 }
 
+fn ratio(flag: &str, v: f64, expected: &str) -> Result<Ratio, String> {
+    Ratio::try_new(v).map_err(|_| format!("--{flag} = {v}: must be {expected}"))
+}
+
 impl OptimizeArgs {
     /// The planning problem; a flag that is not a number in range is named with its value.
     ///
@@ -75,12 +79,12 @@ impl OptimizeArgs {
             capacity_wh,
             charge_max_w: watts("charge-max-w", self.charge_max_w)?,
             discharge_max_w: watts("discharge-max-w", self.discharge_max_w)?,
-            eff_charge: self.eff_charge,
-            eff_discharge: self.eff_discharge,
-            soc_min: self.soc_min,
-            soc_max: self.soc_max,
-            soc_init: self.soc_init,
-            soc_final: self.soc_final,
+            eff_charge: ratio("eff-charge", self.eff_charge, "in (0, 1]")?,
+            eff_discharge: ratio("eff-discharge", self.eff_discharge, "in (0, 1]")?,
+            soc_min: ratio("soc-min", self.soc_min, "in [0, 1]")?,
+            soc_max: ratio("soc-max", self.soc_max, "in [soc-min, 1]")?,
+            soc_init: ratio("soc-init", self.soc_init, "in [0, 1]")?,
+            soc_final: ratio("soc-final", self.soc_final, "in [0, soc-max]")?,
             grid_import_max_w: watts("grid-import-max-w", self.grid_import_max_w)?,
             grid_export_max_w: watts("grid-export-max-w", self.grid_export_max_w)?,
             no_battery_export: self.no_battery_export,

@@ -18,7 +18,7 @@ use tokio::sync::Notify;
 
 /// The fakes' error.
 #[derive(Debug)]
-pub struct FakeError;
+pub(crate) struct FakeError;
 
 impl DeviceError for FakeError {
     fn kind(&self) -> ErrorKind {
@@ -28,7 +28,7 @@ impl DeviceError for FakeError {
 
 /// What the fakes record, shared with the test.
 #[derive(Debug, Default)]
-pub struct Probe {
+pub(crate) struct Probe {
     /// The inverter link never answers (reads and writes pend forever).
     pub hung: AtomicBool,
     /// When a zero set-point was last sent to the inverter.
@@ -51,20 +51,20 @@ pub struct Probe {
 
 impl Probe {
     /// Press (`true`) or release the E-stop.
-    pub fn set_estop(&self, pressed: bool) {
+    pub(crate) fn set_estop(&self, pressed: bool) {
         self.estop.store(pressed, Ordering::SeqCst);
         self.estop_edge.notify_one();
     }
 
     /// Forget the recorded instants.
-    pub fn clear(&self) {
+    pub(crate) fn clear(&self) {
         *self.zero_sent.lock().unwrap() = None;
         *self.main_opened.lock().unwrap() = None;
         *self.precharge_opened.lock().unwrap() = None;
     }
 
     /// When both zero and the open commands have been issued after `since`: the later of them.
-    pub fn all_issued_after(&self, since: Instant) -> Option<Instant> {
+    pub(crate) fn all_issued_after(&self, since: Instant) -> Option<Instant> {
         let z = (*self.zero_sent.lock().unwrap()).filter(|t| *t >= since)?;
         let m = (*self.main_opened.lock().unwrap()).filter(|t| *t >= since)?;
         let p = (*self.precharge_opened.lock().unwrap()).filter(|t| *t >= since)?;
@@ -74,7 +74,7 @@ impl Probe {
 
 /// A BMS reporting a healthy pack.
 #[derive(Debug)]
-pub struct FakeBms;
+pub(crate) struct FakeBms;
 
 impl Bms for FakeBms {
     type Error = FakeError;
@@ -100,7 +100,7 @@ impl Bms for FakeBms {
 
 /// An inverter whose link may hang.
 #[derive(Debug)]
-pub struct FakeInverter(pub Arc<Probe>, pub u32);
+pub(crate) struct FakeInverter(pub Arc<Probe>, pub u32);
 
 impl FakeInverter {
     async fn link(&self) {
@@ -149,7 +149,7 @@ impl Inverter for FakeInverter {
 
 /// A meter reading a constant export (PV surplus elsewhere on the site: charge-only charges).
 #[derive(Debug)]
-pub struct FakeMeter;
+pub(crate) struct FakeMeter;
 
 impl Meter for FakeMeter {
     type Error = FakeError;
@@ -164,7 +164,7 @@ impl Meter for FakeMeter {
 
 /// PV producing nothing.
 #[derive(Debug)]
-pub struct FakePv;
+pub(crate) struct FakePv;
 
 impl PvInverter for FakePv {
     type Error = FakeError;
@@ -175,7 +175,7 @@ impl PvInverter for FakePv {
 
 /// A relay whose feedback follows its coil; records when it was commanded open.
 #[derive(Debug)]
-pub struct FakeRelay(pub Arc<Probe>, pub bool);
+pub(crate) struct FakeRelay(pub Arc<Probe>, pub bool);
 
 impl Relay for FakeRelay {
     type Error = FakeError;
@@ -202,7 +202,7 @@ impl Relay for FakeRelay {
 
 /// An E-stop input that signals its edges (as a GPIO line with edge events does).
 #[derive(Debug)]
-pub struct FakeEStop(pub Arc<Probe>);
+pub(crate) struct FakeEStop(pub Arc<Probe>);
 
 impl EStopInput for FakeEStop {
     type Error = FakeError;
@@ -220,10 +220,11 @@ impl EStopInput for FakeEStop {
 }
 
 /// The fake site's device layer.
-pub type FakeSet = DeviceSet<FakeBms, FakeInverter, FakeMeter, FakePv, FakeRelay, FakeRelay, FakeEStop>;
+pub(crate) type FakeSet =
+    DeviceSet<FakeBms, FakeInverter, FakeMeter, FakePv, FakeRelay, FakeRelay, FakeEStop>;
 
 /// A device layer over the fakes, reporting to `probe`.
-pub fn device_set(probe: &Arc<Probe>) -> FakeSet {
+pub(crate) fn device_set(probe: &Arc<Probe>) -> FakeSet {
     DeviceSet::new(
         FakeBms,
         FakeInverter(probe.clone(), 0),

@@ -59,6 +59,9 @@ pub struct LoadProfile {
 impl LoadProfile {
     /// A profile from one vector per day type (working day, Saturday, Sunday/holiday), each of
     /// `slots_per_day` values; `slots_per_day` must divide 1440 (24 and 96 do).
+    ///
+    /// # Errors
+    /// [`ForecastError`] when the day types differ in length or `slots_per_day` does not divide a day.
     pub fn new(working: Vec<Watts>, saturday: Vec<Watts>, sunday: Vec<Watts>) -> Result<Self, ForecastError> {
         let n = working.len();
         if n == 0 || 1440 % n != 0 {
@@ -74,6 +77,9 @@ impl LoadProfile {
     }
 
     /// The same power in every slot of every day type.
+    ///
+    /// # Errors
+    /// [`ForecastError`] when `slots_per_day` does not divide a day.
     pub fn flat(slots_per_day: usize, power: Watts) -> Result<Self, ForecastError> {
         let v = vec![power; slots_per_day];
         Self::new(v.clone(), v.clone(), v)
@@ -121,6 +127,9 @@ pub struct LoadForecaster {
 impl LoadForecaster {
     /// A forecaster starting from `default` with smoothing factor `alpha` (0 < α ≤ 1; 0.1–0.3
     /// suits daily updates of a household).
+    ///
+    /// # Errors
+    /// [`ForecastError::OutOfRange`] when `alpha` is not in `(0, 1]`.
     pub fn new(
         default: LoadProfile,
         alpha: f64,

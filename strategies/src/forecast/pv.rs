@@ -3,6 +3,7 @@
 
 use super::solar::{plane_of_array, solar_position, Irradiance};
 use super::ForecastError;
+use crate::units::{Factor, Ratio};
 use ems_core::Watts;
 use jiff::{SignedDuration, Timestamp};
 use std::collections::VecDeque;
@@ -26,6 +27,9 @@ impl PvSystem {
     /// An array at `latitude_deg` (north +), `longitude_deg` (east +), tilted `tilt_deg` from
     /// horizontal, facing `azimuth_deg` clockwise from north (180 = south), of DC peak power
     /// `capacity` (kWp × 1000 W). System losses default to 14 % and ground albedo to 0.2.
+    ///
+    /// # Errors
+    /// [`ForecastError::OutOfRange`] naming the first coordinate, angle or capacity out of range.
     pub fn new(
         latitude_deg: f64,
         longitude_deg: f64,
@@ -50,6 +54,9 @@ impl PvSystem {
 
     /// Set the lumped system losses (temperature, inverter, wiring, soiling, mismatch) as a
     /// fraction 0..1.
+    ///
+    /// # Errors
+    /// [`ForecastError::OutOfRange`] when `losses` is not in `0..1`.
     pub fn with_losses(mut self, losses: f64) -> Result<Self, ForecastError> {
         if !(losses.is_finite() && (0.0..1.0).contains(&losses)) {
             return Err(ForecastError::OutOfRange { field: "losses", value: losses, min: 0.0, max: 1.0 });
@@ -59,6 +66,9 @@ impl PvSystem {
     }
 
     /// Set the ground albedo (0..=1).
+    ///
+    /// # Errors
+    /// [`ForecastError::OutOfRange`] when `albedo` is not in `0..=1`.
     pub fn with_albedo(mut self, albedo: f64) -> Result<Self, ForecastError> {
         if !(albedo.is_finite() && (0.0..=1.0).contains(&albedo)) {
             return Err(ForecastError::OutOfRange { field: "albedo", value: albedo, min: 0.0, max: 1.0 });
@@ -140,40 +150,46 @@ fn mean_over(start: Timestamp, step: SignedDuration, f: impl Fn(Timestamp) -> f6
 /// Settings of the measurement correction of [`PvForecaster`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PvCorrection {
-    /// Daylight hours of measurements that form the recent ratio (default 3 h).
-    pub window_hours: f64,
+    /// Daylight time of measurements that forms the recent ratio (default 3 h, 0.25..=48 h).
+    pub window: SignedDuration,
     /// e-folding time with which the recent ratio gives way to the long-run ratio as the lead
-    /// time grows (default 24 h): at lead `L` the weight of the recent ratio is `exp(−L / τ)`.
+    /// time grows (default 24 h, 0.01..=1000 h): at lead `L` the weight of the recent ratio is
+    /// `exp(−L / τ)`.
     /// Cloudiness persists from one day to the next only in part; on the TMY3 Greensboro year
     /// 12–48 h gave the lowest day-ahead error (6 h: nMAE 0.114, 24 h: 0.103, 48 h: 0.101), and
     /// 24 h is the round value in that range.
-    pub decay_hours: f64,
+    pub decay: SignedDuration,
     /// Smoothing factor of the long-run ratio, updated once per solar day (default 0.1).
-    pub daily_alpha: f64,
+    pub daily_alpha: Ratio,
     /// Long-run ratio before any day has been seen (default 0.75, a typical mid-latitude
-    /// ratio of actual to clear-sky yield).
-    pub initial_ratio: f64,
-    /// Lower bound of any ratio used (default 0.05).
-    pub min_ratio: f64,
-    /// Upper bound of any ratio used (default 1.2; cloud-edge enhancement rarely lasts hours).
-    pub max_ratio: f64,
+    /// ratio of actual to clear-sky yield; `min_ratio..=max_ratio`).
+    pub initial_ratio: Factor,
+    /// Lower bound of any ratio used (default 0.05, at most 1).
+    pub min_ratio: Factor,
+    /// Upper bound of any ratio used (default 1.2, `min_ratio..=2`; cloud-edge enhancement
+    /// rarely lasts hours).
+    pub max_ratio: Factor,
     /// Intervals whose clear-sky power is below this fraction of capacity are ignored (default
     /// 0.1): near sunrise and sunset the ratio is dominated by model and timing errors.
-    pub min_clear_fraction: f64,
+    pub min_clear_fraction: Ratio,
 }
 
 impl Default for PvCorrection {
     fn default() -> Self {
         Self {
-            window_hours: 3.0,
-            decay_hours: 24.0,
-            daily_alpha: 0.1,
-            initial_ratio: 0.75,
-            min_ratio: 0.05,
-            max_ratio: 1.2,
-            min_clear_fraction: 0.1,
+            window: SignedDuration::from_hours(3),
+            decay: SignedDuration::from_hours(24),
+            daily_alpha: crate::ratio!(0.1),
+            initial_ratio: crate::factor!(0.75),
+            min_ratio: crate::factor!(0.05),
+            max_ratio: crate::factor!(1.2),
+            min_clear_fraction: crate::ratio!(0.1),
         }
     }
+}
+
+fn in_hours(d: SignedDuration) -> f64 {
+    d.as_secs_f64() / 3600.0
 }
 
 impl PvCorrection {
@@ -185,13 +201,12 @@ impl PvCorrection {
                 Err(ForecastError::OutOfRange { field, value: v, min: lo, max: hi })
             }
         };
-        check("window_hours", self.window_hours, 0.25, 48.0)?;
-        check("decay_hours", self.decay_hours, 0.01, 1000.0)?;
-        check("daily_alpha", self.daily_alpha, 0.0, 1.0)?;
-        check("min_ratio", self.min_ratio, 0.0, 1.0)?;
-        check("max_ratio", self.max_ratio, self.min_ratio, 2.0)?;
-        check("initial_ratio", self.initial_ratio, self.min_ratio, self.max_ratio)?;
-        check("min_clear_fraction", self.min_clear_fraction, 0.0, 1.0)?;
+        check("window_hours", in_hours(self.window), 0.25, 48.0)?;
+        check("decay_hours", in_hours(self.decay), 0.01, 1000.0)?;
+        let (lo, hi) = (self.min_ratio.get(), self.max_ratio.get());
+        check("min_ratio", lo, 0.0, 1.0)?;
+        check("max_ratio", hi, lo, 2.0)?;
+        check("initial_ratio", self.initial_ratio.get(), lo, hi)?;
         Ok(())
     }
 }
@@ -225,9 +240,12 @@ pub struct PvForecaster {
 
 impl PvForecaster {
     /// A forecaster for `system`.
+    ///
+    /// # Errors
+    /// [`ForecastError::OutOfRange`] naming the first setting of `cfg` out of its range.
     pub fn new(system: PvSystem, cfg: PvCorrection) -> Result<Self, ForecastError> {
         cfg.validate()?;
-        Ok(Self { system, cfg, recent: VecDeque::new(), long_run: cfg.initial_ratio, day: None })
+        Ok(Self { system, cfg, recent: VecDeque::new(), long_run: cfg.initial_ratio.get(), day: None })
     }
 
     /// The array.
@@ -251,15 +269,15 @@ impl PvForecaster {
             Some((d, m, c)) if d != solar_day => {
                 // The previous solar day is complete: fold its ratio into the long-run ratio.
                 if c > 0.0 {
-                    let ratio = (m / c).clamp(self.cfg.min_ratio, self.cfg.max_ratio);
-                    self.long_run += self.cfg.daily_alpha * (ratio - self.long_run);
+                    let ratio = (m / c).clamp(self.cfg.min_ratio.get(), self.cfg.max_ratio.get());
+                    self.long_run += self.cfg.daily_alpha.get() * (ratio - self.long_run);
                 }
                 self.day = Some((solar_day, 0.0, 0.0));
             }
             None => self.day = Some((solar_day, 0.0, 0.0)),
             Some(_) => {}
         }
-        if clear_w < self.cfg.min_clear_fraction * f64::from(self.system.capacity.get()) {
+        if clear_w < self.cfg.min_clear_fraction.get() * f64::from(self.system.capacity.get()) {
             return;
         }
         if let Some((_, m, c)) = &mut self.day {
@@ -273,7 +291,7 @@ impl PvForecaster {
             clear_wh: clear_w * hours,
         });
         let mut total: f64 = self.recent.iter().map(|o| o.hours).sum();
-        while total > self.cfg.window_hours + 1e-9 {
+        while total > in_hours(self.cfg.window) + 1e-9 {
             match self.recent.pop_front() {
                 Some(o) => total -= o.hours,
                 None => break,
@@ -294,7 +312,7 @@ impl PvForecaster {
     #[must_use]
     pub fn recent_ratio(&self) -> Option<f64> {
         let (m, c) = self.recent.iter().fold((0.0, 0.0), |(m, c), o| (m + o.measured_wh, c + o.clear_wh));
-        (c > 0.0).then(|| (m / c).clamp(self.cfg.min_ratio, self.cfg.max_ratio))
+        (c > 0.0).then(|| (m / c).clamp(self.cfg.min_ratio.get(), self.cfg.max_ratio.get()))
     }
 
     /// The smoothed daily ratio.
@@ -309,12 +327,12 @@ impl PvForecaster {
         let r = match (self.recent_ratio(), self.recent.back()) {
             (Some(recent), Some(last)) => {
                 let lead_h = (at.duration_since(last.end).as_secs_f64() / 3600.0).max(0.0);
-                let w = (-lead_h / self.cfg.decay_hours).exp();
+                let w = (-lead_h / in_hours(self.cfg.decay)).exp();
                 self.long_run + (recent - self.long_run) * w
             }
             _ => self.long_run,
         };
-        r.clamp(self.cfg.min_ratio, self.cfg.max_ratio)
+        r.clamp(self.cfg.min_ratio.get(), self.cfg.max_ratio.get())
     }
 
     /// Mean power forecast for `n` intervals of `step` from `start`.

@@ -13,6 +13,7 @@
 //! Angles are degrees; azimuths are measured clockwise from north (90° east, 180° south);
 //! irradiances are W/m².
 
+use crate::units::{Degrees, WattsPerSquareMetre};
 use jiff::Timestamp;
 
 /// Solar constant, W/m².
@@ -23,17 +24,17 @@ const MIN_COS_ZENITH: f64 = 0.065;
 /// The sun's position seen from a site.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SolarPosition {
-    /// Zenith angle in degrees (0 overhead, > 90 below the horizon).
-    pub zenith_deg: f64,
-    /// Azimuth in degrees clockwise from north.
-    pub azimuth_deg: f64,
+    /// Zenith angle (0° overhead, > 90° below the horizon).
+    pub zenith: Degrees,
+    /// Azimuth clockwise from north.
+    pub azimuth: Degrees,
 }
 
 impl SolarPosition {
     /// cos(zenith); ≤ 0 when the sun is below the horizon.
     #[must_use]
     pub fn cos_zenith(&self) -> f64 {
-        self.zenith_deg.to_radians().cos()
+        self.zenith.get().to_radians().cos()
     }
 }
 
@@ -69,7 +70,7 @@ pub fn solar_position(at: Timestamp, latitude_deg: f64, longitude_deg: f64) -> S
     // Azimuth from south (west +), then turned to "clockwise from north".
     let from_south = hour_angle.sin().atan2(hour_angle.cos() * lat.sin() - decl.tan() * lat.cos());
     let azimuth = (from_south.to_degrees() + 180.0).rem_euclid(360.0);
-    SolarPosition { zenith_deg: zenith.to_degrees(), azimuth_deg: azimuth }
+    SolarPosition { zenith: Degrees::saturating(zenith.to_degrees()), azimuth: Degrees::saturating(azimuth) }
 }
 
 /// Extraterrestrial irradiance normal to the sun's rays at `at`, W/m² (≈1316…1408 over a year).
@@ -113,11 +114,11 @@ pub fn erbs_diffuse_fraction(kt: f64) -> f64 {
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Irradiance {
     /// Global horizontal irradiance.
-    pub ghi: f64,
+    pub ghi: WattsPerSquareMetre,
     /// Direct normal irradiance.
-    pub dni: f64,
+    pub dni: WattsPerSquareMetre,
     /// Diffuse horizontal irradiance.
-    pub dhi: f64,
+    pub dhi: WattsPerSquareMetre,
 }
 
 impl Irradiance {
@@ -137,19 +138,21 @@ impl Irradiance {
         let ghi = ghi.min(e0 * cos_z.max(MIN_COS_ZENITH));
         if cos_z < MIN_COS_ZENITH {
             // Sun at or below the horizon: whatever light there is, is diffuse.
-            return Self { ghi, dni: 0.0, dhi: ghi };
+            let ghi = WattsPerSquareMetre::saturating(ghi);
+            return Self { ghi, dni: WattsPerSquareMetre::ZERO, dhi: ghi };
         }
         let kt = ghi / (e0 * cos_z);
         let dhi = ghi * erbs_diffuse_fraction(kt);
         let dni = ((ghi - dhi) / cos_z).clamp(0.0, e0);
-        Self { ghi, dni, dhi }
+        let w = WattsPerSquareMetre::saturating;
+        Self { ghi: w(ghi), dni: w(dni), dhi: w(dhi) }
     }
 
     /// Clear-sky irradiance at `at` (Haurwitz GHI split with Erbs).
     #[must_use]
     pub fn clear_sky(at: Timestamp, latitude_deg: f64, longitude_deg: f64) -> Self {
         let pos = solar_position(at, latitude_deg, longitude_deg);
-        Self::from_ghi(clear_sky_ghi(pos.zenith_deg), at, latitude_deg, longitude_deg)
+        Self::from_ghi(clear_sky_ghi(pos.zenith.get()), at, latitude_deg, longitude_deg)
     }
 }
 
@@ -164,12 +167,12 @@ pub fn plane_of_array(
     albedo: f64,
 ) -> f64 {
     let tilt = tilt_deg.to_radians();
-    let zen = sun.zenith_deg.to_radians();
-    let cos_aoi =
-        zen.cos() * tilt.cos() + zen.sin() * tilt.sin() * (sun.azimuth_deg - azimuth_deg).to_radians().cos();
-    let beam = if zen.cos() > 0.0 { irr.dni * cos_aoi.max(0.0) } else { 0.0 };
-    let sky = irr.dhi * (1.0 + tilt.cos()) / 2.0;
-    let ground = irr.ghi * albedo * (1.0 - tilt.cos()) / 2.0;
+    let zen = sun.zenith.get().to_radians();
+    let cos_aoi = zen.cos() * tilt.cos()
+        + zen.sin() * tilt.sin() * (sun.azimuth.get() - azimuth_deg).to_radians().cos();
+    let beam = if zen.cos() > 0.0 { irr.dni.get() * cos_aoi.max(0.0) } else { 0.0 };
+    let sky = irr.dhi.get() * (1.0 + tilt.cos()) / 2.0;
+    let ground = irr.ghi.get() * albedo * (1.0 - tilt.cos()) / 2.0;
     (beam + sky + ground).max(0.0)
 }
 
@@ -181,22 +184,26 @@ mod tests {
         s.parse().unwrap()
     }
 
+    fn wm2(v: f64) -> WattsPerSquareMetre {
+        WattsPerSquareMetre::try_new(v).unwrap()
+    }
+
     #[test]
     fn noon_at_equinox_and_solstice() {
         // Greensboro, 36.1 N 79.95 W; solar noon ≈ 17:20 UTC (+ equation of time).
         let p = solar_position(ts("2018-06-21T17:22:00Z"), 36.1, -79.95);
-        assert!((p.zenith_deg - (36.1 - 23.44)).abs() < 0.6, "{p:?}");
-        assert!((p.azimuth_deg - 180.0).abs() < 5.0, "{p:?}");
+        assert!((p.zenith.get() - (36.1 - 23.44)).abs() < 0.6, "{p:?}");
+        assert!((p.azimuth.get() - 180.0).abs() < 5.0, "{p:?}");
         let p = solar_position(ts("2018-03-20T17:27:00Z"), 36.1, -79.95);
-        assert!((p.zenith_deg - 36.1).abs() < 0.7, "{p:?}");
+        assert!((p.zenith.get() - 36.1).abs() < 0.7, "{p:?}");
         // Morning sun is in the east, evening sun in the west.
-        assert!(solar_position(ts("2018-06-21T12:00:00Z"), 36.1, -79.95).azimuth_deg < 110.0);
-        assert!(solar_position(ts("2018-06-21T22:00:00Z"), 36.1, -79.95).azimuth_deg > 250.0);
+        assert!(solar_position(ts("2018-06-21T12:00:00Z"), 36.1, -79.95).azimuth.get() < 110.0);
+        assert!(solar_position(ts("2018-06-21T22:00:00Z"), 36.1, -79.95).azimuth.get() > 250.0);
         // Midnight: below the horizon.
-        assert!(solar_position(ts("2018-06-21T05:00:00Z"), 36.1, -79.95).zenith_deg > 90.0);
+        assert!(solar_position(ts("2018-06-21T05:00:00Z"), 36.1, -79.95).zenith.get() > 90.0);
         // Berlin at winter solstice noon: 52.5 N, zenith ≈ 76°.
         let p = solar_position(ts("2018-12-21T11:05:00Z"), 52.5, 13.4);
-        assert!((p.zenith_deg - (52.5 + 23.44)).abs() < 0.6, "{p:?}");
+        assert!((p.zenith.get() - (52.5 + 23.44)).abs() < 0.6, "{p:?}");
     }
 
     #[test]
@@ -207,13 +214,16 @@ mod tests {
         let e0 = extraterrestrial_normal(ts("2018-01-03T12:00:00Z"));
         assert!((1400.0..1420.0).contains(&e0), "{e0}");
         let irr = Irradiance::clear_sky(ts("2018-06-21T17:22:00Z"), 36.1, -79.95);
-        assert!(irr.ghi > 900.0 && irr.dni > 700.0 && irr.dhi < 200.0, "{irr:?}");
+        assert!(irr.ghi.get() > 900.0 && irr.dni.get() > 700.0 && irr.dhi.get() < 200.0, "{irr:?}");
     }
 
     #[test]
     fn transposition() {
-        let sun = SolarPosition { zenith_deg: 30.0, azimuth_deg: 180.0 };
-        let irr = Irradiance { ghi: 800.0, dni: 750.0, dhi: 150.0 };
+        let sun = SolarPosition {
+            zenith: Degrees::try_new(30.0).unwrap(),
+            azimuth: Degrees::try_new(180.0).unwrap(),
+        };
+        let irr = Irradiance { ghi: wm2(800.0), dni: wm2(750.0), dhi: wm2(150.0) };
         // Horizontal plane receives GHI back (beam on horizontal + diffuse).
         let flat = plane_of_array(irr, sun, 0.0, 180.0, 0.2);
         assert!((flat - (750.0 * 30f64.to_radians().cos() + 150.0)).abs() < 1e-9);

@@ -145,6 +145,7 @@ fn power(line: usize, column: &'static str, s: &str) -> Result<Watts, CsvError> 
         return Err(value_err(line, column, s, ValueProblem::Negative));
     }
     // Rounding to f32 is the precision of `Watts`; an overflow to ±inf is refused by `try_new`.
+    #[allow(clippy::cast_possible_truncation)] // see the line above
     let w = v as f32;
     Watts::try_new(w).map_err(|_| value_err(line, column, s, ValueProblem::OutOfRange))
 }

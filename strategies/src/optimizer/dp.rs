@@ -3,7 +3,7 @@
 
 use super::pwl::{Pwl, X_EPS};
 use super::{Plan, PlanError, PlanStatus, Problem, Relaxations, Step};
-use crate::units::Money;
+use crate::units::{Money, Ratio};
 
 /// Grid power beyond a limit by more than this (W) is reported as a relaxation.
 const GRID_TOL_W: f64 = 1e-3;
@@ -46,8 +46,8 @@ impl Slot {
             net,
             b_lo,
             b_hi,
-            eta_c: p.eff_charge,
-            eta_d: p.eff_discharge,
+            eta_c: p.eff_charge.get(),
+            eta_d: p.eff_discharge.get(),
             p_imp: s.import_price.per_kwh(),
             p_exp: s.export_price.per_kwh(),
             deg: p.degradation_cost.per_kwh(),
@@ -132,13 +132,13 @@ impl Slot {
     }
 }
 
-/// Solves the problem (inputs already validated). `solve_time_s` is left at 0 for the caller.
+/// Solves the problem (inputs already validated). `solve_time` is left at 0 for the caller.
 pub(crate) fn solve(problem: &Problem, steps: &[Step], penalty: f64) -> Result<Plan, PlanError> {
     let slots: Vec<Slot> = steps.iter().map(|s| Slot::new(problem, s, penalty)).collect();
     let cap = f64::from(problem.capacity_wh.get());
     let n = slots.len();
-    let (w_lo, w_hi) = (problem.soc_min * cap, problem.soc_max * cap);
-    let e0 = problem.soc_init * cap;
+    let (w_lo, w_hi) = (problem.soc_min.get() * cap, problem.soc_max.get() * cap);
+    let e0 = problem.soc_init.get() * cap;
     let mut relax = Relaxations::default();
 
     // Forward: the energies allowed at the end of each step. Inside the window the window is
@@ -157,7 +157,7 @@ pub(crate) fn solve(problem: &Problem, steps: &[Step], penalty: f64) -> Result<P
             relax.soc_window_steps.push(t);
         }
     }
-    let e_final = problem.soc_final * cap;
+    let e_final = problem.soc_final.get() * cap;
     if let Some(last) = sets.last_mut() {
         if e_final <= last.1 {
             last.0 = last.0.max(e_final);
@@ -187,7 +187,7 @@ pub(crate) fn solve(problem: &Problem, steps: &[Step], penalty: f64) -> Result<P
         battery_w: Vec::with_capacity(n),
         soc: Vec::with_capacity(n),
         grid_w: Vec::with_capacity(n),
-        solve_time_s: 0.0,
+        solve_time: std::time::Duration::ZERO,
         status: PlanStatus::Optimal,
         relaxations: Relaxations::default(),
     };
@@ -206,9 +206,9 @@ pub(crate) fn solve(problem: &Problem, steps: &[Step], penalty: f64) -> Result<P
         plan.grid_w.push(s.net - b);
         plan.soc.push(e / cap);
     }
-    relax.final_soc_shortfall = (problem.soc_final - e / cap).max(0.0);
-    if relax.final_soc_shortfall * cap <= snap {
-        relax.final_soc_shortfall = 0.0;
+    relax.final_soc_shortfall = Ratio::saturating(problem.soc_final.get() - e / cap);
+    if relax.final_soc_shortfall.get() * cap <= snap {
+        relax.final_soc_shortfall = Ratio::ZERO;
     }
     plan.total_cost = Money::new(total);
     if !relax.is_empty() {

@@ -103,13 +103,13 @@ mod csv;
 mod dp;
 mod pwl;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ems_core::{WattHours, Watts};
 use jiff::{SignedDuration, Timestamp};
 
 pub use self::csv::{parse_csv, CsvError, ValueProblem, COLUMNS};
-use crate::units::{Money, Price};
+use crate::units::{Money, Price, Ratio};
 
 /// One time step of the planning horizon: what the site will produce, consume and pay from
 /// `start` for `duration`.
@@ -155,18 +155,18 @@ pub struct Problem {
     /// Largest AC discharge power, `≥ 0` (`discharge-max-w`, default 5000 W).
     pub discharge_max_w: Watts,
     /// Charge efficiency AC → stored, `0 < η ≤ 1` (`eff-charge`, default 0.95).
-    pub eff_charge: f64,
+    pub eff_charge: Ratio,
     /// Discharge efficiency stored → AC, `0 < η ≤ 1` (`eff-discharge`, default 0.95).
-    pub eff_discharge: f64,
+    pub eff_discharge: Ratio,
     /// Lowest SOC at the end of any step, fraction (`soc-min`, default 0.1).
-    pub soc_min: f64,
+    pub soc_min: Ratio,
     /// Highest SOC at the end of any step, fraction (`soc-max`, default 0.9).
-    pub soc_max: f64,
+    pub soc_max: Ratio,
     /// SOC at the start of the first step, fraction `0..=1`; may lie outside the window
     /// (`soc-init`, default 0.5).
-    pub soc_init: f64,
+    pub soc_init: Ratio,
     /// Least SOC at the end of the horizon, fraction `0..=soc_max` (`soc-final`, default 0.5).
-    pub soc_final: f64,
+    pub soc_final: Ratio,
     /// Grid import limit, `≥ 0` (`grid-import-max-w`, default 20000 W).
     pub grid_import_max_w: Watts,
     /// Grid export limit, `≥ 0` (`grid-export-max-w`, default 20000 W).
@@ -185,12 +185,12 @@ impl Default for Problem {
             capacity_wh: ems_core::watt_hours!(10_000.0),
             charge_max_w: ems_core::watts!(5000.0),
             discharge_max_w: ems_core::watts!(5000.0),
-            eff_charge: 0.95,
-            eff_discharge: 0.95,
-            soc_min: 0.1,
-            soc_max: 0.9,
-            soc_init: 0.5,
-            soc_final: 0.5,
+            eff_charge: crate::ratio!(0.95),
+            eff_discharge: crate::ratio!(0.95),
+            soc_min: crate::ratio!(0.1),
+            soc_max: crate::ratio!(0.9),
+            soc_init: crate::ratio!(0.5),
+            soc_final: crate::ratio!(0.5),
             grid_import_max_w: ems_core::watts!(20_000.0),
             grid_export_max_w: ems_core::watts!(20_000.0),
             no_battery_export: false,
@@ -220,7 +220,9 @@ fn check(field: &'static str, value: f64, ok: bool, expected: &'static str) -> R
 }
 
 impl Problem {
-    /// Checks every parameter; the first one out of range is named.
+    /// Checks every parameter; the first one out of range is named. The fractions are in
+    /// `0..=1` by their type; what is checked here is what relates them (an efficiency of 0,
+    /// `soc_max < soc_min`, `soc_final > soc_max`).
     ///
     /// # Errors
     /// [`ParamError`] with the flag name, the value and the valid range.
@@ -231,18 +233,14 @@ impl Problem {
         check("charge-max-w", v, v >= 0.0, ">= 0 W")?;
         let v = f64::from(self.discharge_max_w.get());
         check("discharge-max-w", v, v >= 0.0, ">= 0 W")?;
-        let v = self.eff_charge;
-        check("eff-charge", v, v > 0.0 && v <= 1.0, "in (0, 1]")?;
-        let v = self.eff_discharge;
-        check("eff-discharge", v, v > 0.0 && v <= 1.0, "in (0, 1]")?;
-        let v = self.soc_min;
-        check("soc-min", v, (0.0..=1.0).contains(&v), "in [0, 1]")?;
-        let v = self.soc_max;
-        check("soc-max", v, v >= self.soc_min && v <= 1.0, "in [soc-min, 1]")?;
-        let v = self.soc_init;
-        check("soc-init", v, (0.0..=1.0).contains(&v), "in [0, 1]")?;
-        let v = self.soc_final;
-        check("soc-final", v, v >= 0.0 && v <= self.soc_max, "in [0, soc-max]")?;
+        let v = self.eff_charge.get();
+        check("eff-charge", v, v > 0.0, "in (0, 1]")?;
+        let v = self.eff_discharge.get();
+        check("eff-discharge", v, v > 0.0, "in (0, 1]")?;
+        let v = self.soc_max.get();
+        check("soc-max", v, self.soc_max >= self.soc_min, "in [soc-min, 1]")?;
+        let v = self.soc_final.get();
+        check("soc-final", v, self.soc_final <= self.soc_max, "in [0, soc-max]")?;
         let v = f64::from(self.grid_import_max_w.get());
         check("grid-import-max-w", v, v >= 0.0, ">= 0 W")?;
         let v = f64::from(self.grid_export_max_w.get());
@@ -259,9 +257,6 @@ pub enum PlanError {
     /// A battery or grid parameter is out of range.
     #[error(transparent)]
     Param(#[from] ParamError),
-    /// The measured SOC given to [`replan`] is not a fraction in `[0, 1]`.
-    #[error("measured SOC {0} is not a fraction in [0, 1]")]
-    MeasuredSoc(f64),
     /// There is nothing to plan.
     #[error("no steps to plan")]
     NoSteps,
@@ -307,8 +302,8 @@ pub struct Relaxations {
     /// Steps (0-based) whose end SOC lies outside `[soc_min, soc_max]` because the initial SOC
     /// was outside and the power limits do not allow returning sooner.
     pub soc_window_steps: Vec<usize>,
-    /// How far the final SOC falls short of `soc_final` (fraction; 0 when reached).
-    pub final_soc_shortfall: f64,
+    /// How far the final SOC falls short of `soc_final` (0 when reached).
+    pub final_soc_shortfall: Ratio,
 }
 
 impl Relaxations {
@@ -317,7 +312,7 @@ impl Relaxations {
     pub fn is_empty(&self) -> bool {
         self.grid_limit_steps.is_empty()
             && self.soc_window_steps.is_empty()
-            && self.final_soc_shortfall <= 0.0
+            && self.final_soc_shortfall <= Ratio::ZERO
     }
 }
 
@@ -334,13 +329,18 @@ pub struct Plan {
     pub soc: Vec<f64>,
     /// Grid power per step, W, `+` import / `−` export (`load − pv − battery`).
     pub grid_w: Vec<f64>,
-    /// Wall-clock time spent planning, seconds.
-    pub solve_time_s: f64,
+    /// Wall-clock time spent planning (JSON: `solve_time_s`, seconds).
+    #[serde(rename = "solve_time_s", serialize_with = "serialize_secs")]
+    pub solve_time: Duration,
     /// `"optimal"` or `"feasible_relaxed"`.
     pub status: PlanStatus,
     /// Details of a relaxed plan.
     #[serde(skip)]
     pub relaxations: Relaxations,
+}
+
+fn serialize_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
 }
 
 /// The internal price of one kWh beyond a grid limit (see the module docs): 1000 × (1 + the
@@ -352,7 +352,7 @@ pub fn grid_limit_penalty(problem: &Problem, steps: &[Step]) -> Price {
         .iter()
         .map(|s| s.import_price.per_kwh().abs().max(s.export_price.per_kwh().abs()))
         .fold(0.0_f64, f64::max);
-    let eta = problem.eff_charge * problem.eff_discharge;
+    let eta = problem.eff_charge.get() * problem.eff_discharge.get();
     let eta = if eta > 0.0 { eta } else { 1.0 };
     Price::new(1000.0 * (1.0 + pmax + problem.degradation_cost.per_kwh().abs()) / eta)
 }
@@ -399,7 +399,7 @@ pub fn plan(problem: &Problem, steps: &[Step]) -> Result<Plan, PlanError> {
     validate_steps(steps)?;
     let penalty = grid_limit_penalty(problem, steps);
     let mut out = dp::solve(problem, steps, penalty.per_kwh())?;
-    out.solve_time_s = started.elapsed().as_secs_f64();
+    out.solve_time = started.elapsed();
     Ok(out)
 }
 
@@ -409,11 +409,8 @@ pub fn plan(problem: &Problem, steps: &[Step]) -> Result<Plan, PlanError> {
 /// `battery_w[0]`.
 ///
 /// # Errors
-/// As [`plan`], and [`PlanError::MeasuredSoc`] if the SOC is not a fraction in `[0, 1]`.
-pub fn replan(problem: &Problem, measured_soc: f64, steps: &[Step]) -> Result<Plan, PlanError> {
-    if !(measured_soc.is_finite() && (0.0..=1.0).contains(&measured_soc)) {
-        return Err(PlanError::MeasuredSoc(measured_soc));
-    }
+/// As [`plan`]. (A measured SOC outside `[0, 1]` is refused when it is made a [`Ratio`].)
+pub fn replan(problem: &Problem, measured_soc: Ratio, steps: &[Step]) -> Result<Plan, PlanError> {
     let p = Problem { soc_init: measured_soc, ..*problem };
     plan(&p, steps)
 }
@@ -444,10 +441,10 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, &(imp, exp))| Step {
-                start: t0 + SignedDuration::from_mins(60 * i as i64),
+                start: t0 + SignedDuration::from_hours(i64::try_from(i).unwrap()),
                 duration: SignedDuration::from_hours(1),
-                pv: Watts::saturating(pv as f32),
-                load: Watts::saturating(load as f32),
+                pv: crate::units::watts_from_f64(pv),
+                load: crate::units::watts_from_f64(load),
                 import_price: Price::new(imp),
                 export_price: Price::new(exp),
             })
@@ -457,17 +454,17 @@ mod tests {
     #[test]
     fn defaults_are_valid_and_named_like_flags() {
         assert_eq!(Problem::default().validate(), Ok(()));
-        let p = Problem { eff_charge: 1.2, ..Problem::default() };
-        assert_eq!(p.validate().unwrap_err().to_string(), "--eff-charge = 1.2: must be in (0, 1]");
-        let p = Problem { soc_min: 0.95, ..Problem::default() };
+        let p = Problem { eff_charge: Ratio::ZERO, ..Problem::default() };
+        assert_eq!(p.validate().unwrap_err().to_string(), "--eff-charge = 0: must be in (0, 1]");
+        let p = Problem { soc_min: crate::ratio!(0.95), ..Problem::default() };
         assert_eq!(p.validate().unwrap_err().field, "soc-max");
         let p = Problem { capacity_wh: WattHours::ZERO, ..Problem::default() };
         assert_eq!(p.validate().unwrap_err().field, "capacity-wh");
-        let p = Problem { soc_final: 0.95, ..Problem::default() };
+        let p = Problem { soc_final: crate::ratio!(0.95), ..Problem::default() };
         assert_eq!(p.validate().unwrap_err().field, "soc-final");
         let p = Problem { degradation_cost: Price::new(-0.01), ..Problem::default() };
         assert_eq!(p.validate().unwrap_err().field, "degradation-cost");
-        let p = Problem { eff_discharge: f64::NAN, ..Problem::default() };
+        let p = Problem { eff_discharge: Ratio::saturating(f64::NAN), ..Problem::default() };
         assert_eq!(p.validate().unwrap_err().field, "eff-discharge");
         let p = Problem { grid_export_max_w: ems_core::watts!(-1.0), ..Problem::default() };
         assert_eq!(p.validate().unwrap_err().field, "grid-export-max-w");
@@ -484,7 +481,6 @@ mod tests {
         assert!(matches!(plan(&Problem::default(), &s), Err(PlanError::Step { field: "import_price", .. })));
         let s = steps(&[(0.3, 0.1)], -1.0, 100.0);
         assert!(matches!(plan(&Problem::default(), &s), Err(PlanError::Step { field: "pv_w", .. })));
-        assert_eq!(replan(&Problem::default(), 1.5, &s), Err(PlanError::MeasuredSoc(1.5)));
     }
 
     #[test]

@@ -421,7 +421,7 @@ mod tests {
         let mut best = f64::INFINITY;
         let n = 20_000;
         for k in 0..=n {
-            let d = f.lo() + (f.hi() - f.lo()) * k as f64 / n as f64;
+            let d = f.lo() + (f.hi() - f.lo()) * f64::from(k) / f64::from(n);
             let x = e + d;
             if x >= v.lo() - 1e-12 && x <= v.hi() + 1e-12 {
                 best = best.min(f.eval(d) + v.eval(x));
@@ -435,7 +435,7 @@ mod tests {
         assert!((r.lo() - (v.lo() - f.hi())).abs() < 1e-9);
         assert!((r.hi() - (v.hi() - f.lo())).abs() < 1e-9);
         for k in 0..=200 {
-            let e = r.lo() + (r.hi() - r.lo()) * k as f64 / 200.0;
+            let e = r.lo() + (r.hi() - r.lo()) * f64::from(k) / 200.0;
             let want = brute(v, f, e);
             let got = r.eval(e);
             assert!(got <= want + 1e-9, "e={e}: got {got} > brute {want}");
@@ -451,7 +451,7 @@ mod tests {
         let mut b = v.min_plus_general(&f);
         b.simplify();
         for k in 0..=100 {
-            let e = a.lo() + (a.hi() - a.lo()) * k as f64 / 100.0;
+            let e = a.lo() + (a.hi() - a.lo()) * f64::from(k) / 100.0;
             assert!((a.eval(e) - b.eval(e)).abs() < 1e-12, "e={e}");
         }
         check(&v, &f);

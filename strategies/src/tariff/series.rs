@@ -55,6 +55,9 @@ const NANOS_PER_S: i128 = 1_000_000_000;
 impl PriceSeries {
     /// A series of `values` starting at `start`, one every `step`. The step must be a whole
     /// number of seconds that divides a day (15 min and 1 h do); prices must be finite.
+    ///
+    /// # Errors
+    /// [`SeriesError`] for a step that does not divide a day, or a price that is not finite.
     pub fn new(
         start: Timestamp,
         step: SignedDuration,
@@ -84,6 +87,9 @@ impl PriceSeries {
 
     /// A series from `(start of slot, price)` points that are evenly spaced and increasing; the
     /// step is taken from the first two points (a single point gives a one-hour slot).
+    ///
+    /// # Errors
+    /// [`SeriesError`] for no points, or points not evenly spaced and increasing.
     pub fn from_points(points: &[(Timestamp, Price)]) -> Result<Self, SeriesError> {
         let (first, _) = *points.first().ok_or(SeriesError::Empty)?;
         let step = match points.get(1) {

@@ -129,12 +129,18 @@ enum Wanted {
 
 /// Parse the German day-ahead series (Germany/Austria/Luxembourg until 2018-09-30, then
 /// Germany/Luxembourg; whichever of the two columns the file has). Prices become EUR/kWh.
+///
+/// # Errors
+/// [`SmardError`] naming the line and column of the first problem.
 pub fn parse_smard(text: &str) -> Result<PriceSeries, SmardError> {
     parse_smard_zone(text, GERMANY)
 }
 
 /// Parse one zone's series: `zone` is a column header without its unit suffix (`"France"`,
 /// `"Germany/Luxembourg"`, …) or [`GERMANY`] for the spliced German series.
+///
+/// # Errors
+/// [`SmardError`] naming the line and column of the first problem (or an unknown zone).
 pub fn parse_smard_zone(text: &str, zone: &str) -> Result<PriceSeries, SmardError> {
     let tz = TimeZone::get(MARKET_TZ).map_err(|e| err(0, 0, SmardErrorKind::TimeZone(e.to_string())))?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);

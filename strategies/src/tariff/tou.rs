@@ -31,6 +31,9 @@ impl TimeOfDay {
     }
 
     /// Parse `"HH:MM"` (`"24:00"` allowed as the end of the day).
+    ///
+    /// # Errors
+    /// [`InvalidField`] when the text is not `HH:MM` on the quarter-hour grid within a day.
     pub fn parse(text: &str) -> Result<Self, InvalidField> {
         let bad = || {
             InvalidField::new(
@@ -141,6 +144,9 @@ impl DaySchedule {
     /// crosses midnight is written as two windows, `22:00–24:00` and `00:00–06:00`: each
     /// belongs to its own date and so to that date's day type). Errors name the window as
     /// `slots[i]`.
+    ///
+    /// # Errors
+    /// [`InvalidField`] naming `slots[i]` for an empty, overlapping or off-grid window, or a non-finite price.
     pub fn new(base: Price, mut slots: Vec<TouSlot>) -> Result<Self, InvalidField> {
         if !base.per_kwh().is_finite() {
             return Err(InvalidField::new("base_per_kwh", base.per_kwh(), "not a finite price"));

@@ -13,31 +13,32 @@
 
 use ems_core::Watts;
 use ems_strategies::forecast::{
-    error_metrics, ErrorMetrics, Irradiance, LoadForecaster, LoadProfile, Normalisation, PriceFallback,
-    PriceForecaster, PvCorrection, PvForecaster, PvSystem,
+    error_metrics, Irradiance, LoadForecaster, LoadProfile, Normalisation, PriceFallback, PriceForecaster,
+    PvCorrection, PvForecaster, PvSystem,
 };
 use ems_strategies::tariff::{parse_smard, Calendar, PriceSeries};
-use ems_strategies::Price;
+use ems_strategies::{Price, WattsPerSquareMetre};
 use jiff::civil::{date, Date};
 use jiff::tz::{Offset, TimeZone};
 use jiff::{SignedDuration, Timestamp, ToSpan};
 
 /// TMY3 Greensboro (pvlib, BSD-3-Clause).
-pub const TMY3_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../devices/data/723170TYA.CSV");
+pub(crate) const TMY3_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../devices/data/723170TYA.CSV");
 /// BDEW H25 (demandlib, MIT).
-pub const BDEW_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../devices/data/bdew_h25.csv");
+pub(crate) const BDEW_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../devices/data/bdew_h25.csv");
 /// SMARD day-ahead 2018 (Bundesnetzagentur | SMARD.de, CC BY 4.0).
-pub const SMARD_2018_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/smard_day_ahead_2018.csv");
+pub(crate) const SMARD_2018_PATH: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/data/smard_day_ahead_2018.csv");
 
 /// PV array of the benchmark.
-pub const PV_KWP: f32 = 5.0;
+pub(crate) const PV_KWP: f32 = 5.0;
 /// Annual household consumption of the benchmark, kWh.
-pub const LOAD_KWH_PER_YEAR: f64 = 4000.0;
+pub(crate) const LOAD_KWH_PER_YEAR: f64 = 4000.0;
 /// Smoothing factor of the load forecaster.
-pub const LOAD_ALPHA: f64 = 0.2;
+pub(crate) const LOAD_ALPHA: f64 = 0.2;
 
 /// The nine nationwide German public holidays of 2018.
-pub fn holidays_de_2018() -> Calendar {
+pub(crate) fn holidays_de_2018() -> Calendar {
     Calendar::new([
         date(2018, 1, 1),
         date(2018, 3, 30),
@@ -53,11 +54,11 @@ pub fn holidays_de_2018() -> Calendar {
 
 /// One printed line: a forecast, its errors and the unit of MAE.
 #[derive(Debug, Clone)]
-pub struct Line {
+pub(crate) struct Line {
     /// What was forecast, and how.
     pub name: String,
     /// The errors.
-    pub metrics: ErrorMetrics,
+    pub metrics: Scores,
     /// Unit of MAE (and of the normaliser).
     pub unit: &'static str,
 }
@@ -65,9 +66,9 @@ pub struct Line {
 impl std::fmt::Display for Line {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let m = &self.metrics;
-        let norm = match m.normalisation {
-            Normalisation::MeanAbsActual => "mean |actual|".to_owned(),
-            Normalisation::Capacity(c) => format!("capacity {c:.0} {}", self.unit),
+        let norm = match m.capacity {
+            None => "mean |actual|".to_owned(),
+            Some(c) => format!("capacity {c:.0} {}", self.unit),
         };
         let nmae = m.nmae.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.3}"));
         write!(
@@ -82,18 +83,67 @@ fn read(path: &str) -> Result<String, String> {
     std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))
 }
 
-fn metrics(f: &[f64], a: &[f64], n: Normalisation) -> Result<ErrorMetrics, String> {
-    error_metrics(f, a, n).map_err(|e| e.to_string())
+/// The metrics of one line, in the line's display unit.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Scores {
+    /// Number of pairs compared.
+    pub n: usize,
+    /// Mean absolute error.
+    pub mae: f64,
+    /// Mean error.
+    pub bias: f64,
+    /// Mean of the actual values.
+    #[allow(dead_code)] // read by tests/forecast_error.rs, not by the example sharing this module
+    pub mean_actual: f64,
+    /// Normalised MAE.
+    pub nmae: Option<f64>,
+    /// The capacity MAE was normalised by, if not the mean of the actuals.
+    pub capacity: Option<f64>,
+}
+
+fn w(v: &[f64]) -> Vec<Watts> {
+    #[allow(clippy::cast_possible_truncation)] // test data in W, far inside f32
+    v.iter().map(|&x| Watts::saturating(x as f32)).collect()
+}
+
+/// Scores of power series (W); `capacity` in W normalises, else the mean of the actuals.
+fn metrics(f: &[f64], a: &[f64], capacity: Option<f64>) -> Result<Scores, String> {
+    let norm = capacity.map_or(Normalisation::MeanAbsActual, |c| Normalisation::Capacity(w(&[c])[0]));
+    let m = error_metrics(&w(f), &w(a), norm).map_err(|e| e.to_string())?;
+    let g = |x: Watts| f64::from(x.get());
+    Ok(Scores {
+        n: m.n,
+        mae: g(m.mae),
+        bias: g(m.bias),
+        mean_actual: g(m.mean_actual),
+        nmae: m.nmae.map(|r| r.get()),
+        capacity,
+    })
+}
+
+/// Scores of price series in EUR/MWh.
+fn price_metrics(f: &[f64], a: &[f64]) -> Result<Scores, String> {
+    let p = |v: &[f64]| -> Vec<Price> { v.iter().map(|&x| Price::new(x / 1000.0)).collect() };
+    let m = error_metrics(&p(f), &p(a), Normalisation::MeanAbsActual).map_err(|e| e.to_string())?;
+    let g = |x: Price| x.per_kwh() * 1000.0;
+    Ok(Scores {
+        n: m.n,
+        mae: g(m.mae),
+        bias: g(m.bias),
+        mean_actual: g(m.mean_actual),
+        nmae: m.nmae.map(|r| r.get()),
+        capacity: None,
+    })
 }
 
 /// Hourly means of one TMY3 year: index `h` is the hour ending `h + 1` local standard time.
-pub struct Tmy3 {
+pub(crate) struct Tmy3 {
     /// (GHI, DNI, DHI) in W/m².
     pub hours: Vec<Irradiance>,
 }
 
 /// Read a TMY3 file: line 1 metadata, line 2 header, 8760 consecutive hourly rows.
-pub fn read_tmy3(text: &str) -> Result<Tmy3, String> {
+pub(crate) fn read_tmy3(text: &str) -> Result<Tmy3, String> {
     let mut lines = text.lines().enumerate();
     lines.next().ok_or("TMY3: empty")?;
     let (_, header) = lines.next().ok_or("TMY3: no header")?;
@@ -127,7 +177,8 @@ pub fn read_tmy3(text: &str) -> Result<Tmy3, String> {
         if !stamp_ok {
             return Err(format!("TMY3 line {}: expected the hour ending {expected}", i + 1));
         }
-        hours.push(Irradiance { ghi: num(ghi_c)?, dni: num(dni_c)?, dhi: num(dhi_c)? });
+        let irr = |c| num(c).and_then(|v| WattsPerSquareMetre::try_new(v).map_err(|e| e.to_string()));
+        hours.push(Irradiance { ghi: irr(ghi_c)?, dni: irr(dni_c)?, dhi: irr(dhi_c)? });
         expected = expected.checked_add(1.hour()).map_err(|e| e.to_string())?;
     }
     if hours.len() != 8760 {
@@ -138,13 +189,13 @@ pub fn read_tmy3(text: &str) -> Result<Tmy3, String> {
 
 /// BDEW profile table: `[month 0..12][day type: 0 SA, 1 FT, 2 WT][quarter-hour 0..96]`, kWh per
 /// quarter-hour for 1,000,000 kWh/a.
-pub struct Bdew {
+pub(crate) struct Bdew {
     /// The table.
     pub values: Vec<[Vec<f64>; 3]>,
 }
 
 /// Read a BDEW 2025 profile CSV (two header rows, 96 quarter-hour rows, 36 value columns).
-pub fn read_bdew(text: &str) -> Result<Bdew, String> {
+pub(crate) fn read_bdew(text: &str) -> Result<Bdew, String> {
     let mut lines = text.lines();
     lines.next().ok_or("BDEW: empty")?;
     let kinds: Vec<&str> = lines.next().ok_or("BDEW: no day-type row")?.split(',').skip(1).collect();
@@ -168,7 +219,7 @@ pub fn read_bdew(text: &str) -> Result<Bdew, String> {
 }
 
 /// BDEW dynamisation factor for day of year `t` (1-based).
-pub fn dynamisation(t: f64) -> f64 {
+pub(crate) fn dynamisation(t: f64) -> f64 {
     -3.92e-10 * t.powi(4) + 3.2e-7 * t.powi(3) - 7.02e-5 * t.powi(2) + 2.1e-3 * t + 1.24
 }
 
@@ -204,12 +255,12 @@ fn midnights(tz: &TimeZone, year: i16) -> Result<Vec<(Date, Timestamp)>, String>
 }
 
 /// PV day-ahead errors: corrected clear-sky forecast and baselines.
-pub fn pv_lines() -> Result<Vec<Line>, String> {
+pub(crate) fn pv_lines() -> Result<Vec<Line>, String> {
     pv_lines_with(PvCorrection::default())
 }
 
 /// [`pv_lines`] with given correction settings.
-pub fn pv_lines_with(cfg: PvCorrection) -> Result<Vec<Line>, String> {
+pub(crate) fn pv_lines_with(cfg: PvCorrection) -> Result<Vec<Line>, String> {
     let tmy = read_tmy3(&read(TMY3_PATH)?)?;
     let system =
         PvSystem::new(36.1, -79.95, 30.0, 180.0, Watts::from_kw(PV_KWP)).map_err(|e| e.to_string())?;
@@ -249,7 +300,7 @@ pub fn pv_lines_with(cfg: PvCorrection) -> Result<Vec<Line>, String> {
             let a = actual.get(h).copied().unwrap_or(0.0);
             f_corr.push(forecast.get(k).map_or(0.0, |w| f64::from(w.get())));
             f_clear.push(clear);
-            f_fixed.push(clear * PvCorrection::default().initial_ratio);
+            f_fixed.push(clear * PvCorrection::default().initial_ratio.get());
             f_persist.push(actual.get(h - 24).copied().unwrap_or(0.0));
             a_all.push(a);
             daylight.push(clear > 0.0 || a > 0.0);
@@ -261,7 +312,7 @@ pub fn pv_lines_with(cfg: PvCorrection) -> Result<Vec<Line>, String> {
             fc.observe(start_of(h)?, hour, Watts::saturating(actual.get(h).copied().unwrap_or(0.0) as f32));
         }
     }
-    let cap = Normalisation::Capacity(f64::from(PV_KWP) * 1000.0);
+    let cap = Some(f64::from(PV_KWP) * 1000.0);
     let pick =
         |v: &[f64]| -> Vec<f64> { v.iter().zip(&daylight).filter(|(_, d)| **d).map(|(x, _)| *x).collect() };
     Ok(vec![
@@ -294,7 +345,7 @@ pub fn pv_lines_with(cfg: PvCorrection) -> Result<Vec<Line>, String> {
 }
 
 /// Load day-ahead errors: learned day-type profiles and two baselines.
-pub fn load_lines() -> Result<Vec<Line>, String> {
+pub(crate) fn load_lines() -> Result<Vec<Line>, String> {
     let bdew = read_bdew(&read(BDEW_PATH)?)?;
     let tz = TimeZone::get("Europe/Berlin").map_err(|e| e.to_string())?;
     let cal = holidays_de_2018();
@@ -343,7 +394,7 @@ pub fn load_lines() -> Result<Vec<Line>, String> {
     #[allow(clippy::cast_precision_loss)]
     let flat_mean = actual.iter().sum::<f64>() / actual.len().max(1) as f64;
     let flat = vec![flat_mean; actual.len()];
-    let norm = Normalisation::MeanAbsActual;
+    let norm = None;
     Ok(vec![
         Line {
             name: format!("load day-ahead: day-type profiles, alpha {LOAD_ALPHA} (15 min)"),
@@ -364,7 +415,7 @@ pub fn load_lines() -> Result<Vec<Line>, String> {
 }
 
 /// Price errors predicting day D+1 from prices up to the end of day D.
-pub fn price_lines() -> Result<Vec<Line>, String> {
+pub(crate) fn price_lines() -> Result<Vec<Line>, String> {
     let series = parse_smard(&read(SMARD_2018_PATH)?).map_err(|e| e.to_string())?;
     let tz = TimeZone::get("Europe/Berlin").map_err(|e| e.to_string())?;
     let days = midnights(&tz, 2018)?;
@@ -397,14 +448,14 @@ pub fn price_lines() -> Result<Vec<Line>, String> {
         }
         out.push(Line {
             name: format!("price D+1 from D: {label}"),
-            metrics: metrics(&f, &a, Normalisation::MeanAbsActual)?,
+            metrics: price_metrics(&f, &a)?,
             unit: "EUR/MWh",
         });
         actual_all = a;
     }
     out.push(Line {
         name: "  baseline: flat mean of all known prices".into(),
-        metrics: metrics(&flat, &actual_all, Normalisation::MeanAbsActual)?,
+        metrics: price_metrics(&flat, &actual_all)?,
         unit: "EUR/MWh",
     });
     Ok(out)
