@@ -156,7 +156,6 @@ pub(super) fn api_wiring(
     path: &Path,
     a: &ApiSection,
 ) -> Result<Option<ApiWiring>, ConfigError> {
-    use ems_api::auth::{Role, TokenConfig};
     let listen = a.listen.get_ref();
     if listen == "off" {
         return Ok(None);
@@ -212,32 +211,7 @@ pub(super) fn api_wiring(
         ApiWiring::DEFAULT_IP_RATE_LIMIT_PER_MINUTE.into(),
         "",
     )?;
-    let mut tokens = Vec::with_capacity(a.tokens.len());
-    for (i, t) in a.tokens.iter().enumerate() {
-        let role = match t.role.get_ref().as_str() {
-            "viewer" => Role::Viewer,
-            "operator" => Role::Operator,
-            "provider" => Role::Provider,
-            "admin" => Role::Admin,
-            other => {
-                return Err(ctx.err(
-                    &format!("api.tokens[{i}].role"),
-                    &t.role,
-                    format!("'{other}' is not one of viewer, operator, provider, admin"),
-                ))
-            }
-        };
-        let sha256_hex = hex64(ctx, &format!("api.tokens[{i}].sha256"), &t.sha256)?;
-        tokens.push(TokenConfig { name: t.name.get_ref().clone(), role, sha256_hex });
-    }
-    if tokens.is_empty() {
-        return Err(ctx.err(
-            "api.tokens",
-            &a.listen,
-            "no [[api.tokens]]: the API would refuse every call; add one (ems-gateway new-token) or set listen = \"off\""
-                .to_owned(),
-        ));
-    }
+    let tokens = tokens(ctx, a)?;
     ems_api::auth::TokenRegistry::new(&tokens, rate_limit(u32::try_from(per_token).unwrap_or(u32::MAX)))
         .map_err(|e| ctx.err("api.tokens", &a.listen, e.to_string()))?;
     let mut providers = Vec::with_capacity(a.providers.len());
@@ -270,6 +244,38 @@ pub(super) fn api_wiring(
         rate_limit_per_minute: u32::try_from(per_token).unwrap_or(u32::MAX),
         ip_rate_limit_per_minute: u32::try_from(per_ip).unwrap_or(u32::MAX),
     }))
+}
+
+/// `[[api.tokens]]`, validated; at least one.
+fn tokens(ctx: &Ctx<'_>, a: &ApiSection) -> Result<Vec<ems_api::auth::TokenConfig>, ConfigError> {
+    use ems_api::auth::{Role, TokenConfig};
+    let mut tokens = Vec::with_capacity(a.tokens.len());
+    for (i, t) in a.tokens.iter().enumerate() {
+        let role = match t.role.get_ref().as_str() {
+            "viewer" => Role::Viewer,
+            "operator" => Role::Operator,
+            "provider" => Role::Provider,
+            "admin" => Role::Admin,
+            other => {
+                return Err(ctx.err(
+                    &format!("api.tokens[{i}].role"),
+                    &t.role,
+                    format!("'{other}' is not one of viewer, operator, provider, admin"),
+                ))
+            }
+        };
+        let sha256_hex = hex64(ctx, &format!("api.tokens[{i}].sha256"), &t.sha256)?;
+        tokens.push(TokenConfig { name: t.name.get_ref().clone(), role, sha256_hex });
+    }
+    if tokens.is_empty() {
+        return Err(ctx.err(
+            "api.tokens",
+            &a.listen,
+            "no [[api.tokens]]: the API would refuse every call; add one (ems-gateway new-token) or set listen = \"off\""
+                .to_owned(),
+        ));
+    }
+    Ok(tokens)
 }
 
 /// `HOST:PORT` of `[api] listen`: a port outside 1..=65535 is named with its value.

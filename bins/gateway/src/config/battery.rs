@@ -512,3 +512,131 @@ fn check_order(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{parse, ConfigError, Origin, SiteConfig};
+    use std::path::Path;
+
+    fn with_battery(battery: &str) -> Result<SiteConfig, ConfigError> {
+        with_limits(battery, "")
+    }
+
+    /// The example site without its pack currents, plus `limits` in `[limits]` and the
+    /// `battery` section.
+    fn with_limits(battery: &str, limits: &str) -> Result<SiteConfig, ConfigError> {
+        let profile = concat!(env!("CARGO_MANIFEST_DIR"), "/../../devices/profiles/eastron-sdm630.toml");
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/site.toml"))
+            .unwrap()
+            .replace("../devices/profiles/eastron-sdm630.toml", profile)
+            .replace("pack_max_charge_current_a = 100\npack_max_discharge_current_a = 100\n", limits);
+        let start = text.find("[battery]").unwrap_or(text.len());
+        let end = text.find("[mode]").unwrap();
+        let text = if start < end { format!("{}{}", &text[..start], &text[end..]) } else { text };
+        parse(Path::new("site.toml"), &format!("{battery}\n{text}"))
+    }
+
+    fn close(a: f32, b: f32) -> bool {
+        (a - b).abs() < 1e-4
+    }
+
+    #[test]
+    fn without_a_battery_section_the_limits_are_the_lfp_16s_defaults() {
+        let c = with_battery("").unwrap();
+        let d = ems_safety::SafetyConfig::for_site(
+            ems_core::amps!(100.0),
+            ems_core::amps!(100.0),
+            c.controller.safety.grid_import_limit,
+            c.controller.safety.grid_export_limit,
+        );
+        assert_eq!(c.controller.safety, d);
+        assert_eq!((c.pack.cells_in_series, c.pack.described), (16, false));
+        // The LFP preset written out derives the same levels and curves.
+        let lfp = with_battery("[battery]\nchemistry = \"lfp\"\ncells_in_series = 16\n").unwrap();
+        let (a, b) = (&lfp.controller.safety.limits, &d.limits);
+        for (x, y) in [
+            (a.cell_voltage_high.trip.unwrap().get(), b.cell_voltage_high.trip.unwrap().get()),
+            (a.cell_voltage_high.alarm.get(), b.cell_voltage_high.alarm.get()),
+            (a.cell_voltage_high.warn.get(), b.cell_voltage_high.warn.get()),
+            (a.cell_voltage_low.trip.unwrap().get(), b.cell_voltage_low.trip.unwrap().get()),
+            (a.cell_voltage_low.alarm.get(), b.cell_voltage_low.alarm.get()),
+            (a.cell_voltage_low.warn.get(), b.cell_voltage_low.warn.get()),
+            (a.cell_temp_high.trip.unwrap().get(), b.cell_temp_high.trip.unwrap().get()),
+            (a.cell_temp_low.alarm.get(), b.cell_temp_low.alarm.get()),
+            (a.cell_temp_low.trip.unwrap().get(), b.cell_temp_low.trip.unwrap().get()),
+        ] {
+            assert!(close(x, y), "{x} != {y}");
+        }
+        let (a, b) = (&lfp.controller.safety.derating, &d.derating);
+        for (p, q) in [
+            (a.charge_vs_temperature.points(), b.charge_vs_temperature.points()),
+            (a.discharge_vs_temperature.points(), b.discharge_vs_temperature.points()),
+        ] {
+            assert!(p.iter().zip(q).all(|(p, q)| close(p.0.get(), q.0.get()) && p.1 == q.1), "{p:?} {q:?}");
+        }
+        assert!(a
+            .charge_vs_cell_voltage
+            .points()
+            .iter()
+            .zip(b.charge_vs_cell_voltage.points())
+            .all(|(p, q)| close(p.0.get(), q.0.get())));
+    }
+
+    #[test]
+    fn a_400_v_nmc_pack_gets_its_own_window_temperatures_and_currents() {
+        let c = with_battery(
+            "[battery]\nchemistry = \"nmc\"\ncells_in_series = 112\nstrings_in_parallel = 1\ncapacity_wh = 20000\ncell_max_v = 4.15\n",
+        )
+        .unwrap();
+        let p = &c.pack;
+        assert!(
+            close(p.cell_max.value.get(), 4.15)
+                && p.cell_max.origin == Origin::Override("battery.cell_max_v")
+        );
+        assert!(close(p.cell_min.value.get(), 2.70) && p.cell_min.origin.to_string() == "preset nmc");
+        assert!(close(p.pack_max().get(), 464.8) && close(p.pack_min().get(), 302.4), "{:?}", p.pack_max());
+        // 20 kWh / (3.65 V × 112) = 48.9 Ah: 0.5 C charge, 1 C discharge.
+        assert!((p.charge_current.value.get() - 24.46).abs() < 0.01, "{:?}", p.charge_current);
+        assert!((p.discharge_current.value.get() - 48.92).abs() < 0.01, "{:?}", p.discharge_current);
+        let s = &c.controller.safety;
+        assert!(close(s.limits.cell_voltage_high.trip.unwrap().get(), 4.15));
+        assert!(close(s.limits.cell_voltage_high.alarm.get(), 4.10));
+        assert!(close(s.limits.cell_voltage_low.alarm.get(), 3.00));
+        assert!(close(s.limits.cell_temp_high.trip.unwrap().get(), 60.0));
+        assert!((s.pack_max_charge_current.get() - 24.46).abs() < 0.01);
+        let text = p.describe().join("\n");
+        assert!(
+            text.contains("pack window 302.4..=464.8 V") && text.contains("override battery.cell_max_v"),
+            "{text}"
+        );
+        // [limits] currents win over the C-rate.
+        let c = with_limits(
+            "[battery]\nchemistry = \"nmc\"\ncells_in_series = 108\ncapacity_wh = 20000\n",
+            "pack_max_charge_current_a = 30\n",
+        )
+        .unwrap();
+        assert!(close(c.pack.charge_current.value.get(), 30.0));
+        assert_eq!(c.pack.charge_current.origin, Origin::Override("limits.pack_max_charge_current_a"));
+    }
+
+    #[test]
+    fn a_48_v_lfp_pack_and_its_errors() {
+        let c = with_battery("[battery]\nchemistry = \"lfp\"\ncells_in_series = 16\ncapacity_wh = 10240\n")
+            .unwrap();
+        assert!(close(c.pack.pack_max().get(), 58.4) && close(c.pack.pack_min().get(), 40.0));
+        assert!(close(c.pack.charge_current.value.get(), 200.0), "{:?}", c.pack.charge_current);
+        let err = |b: &str| with_battery(b).unwrap_err().to_string();
+        let e = err("[battery]\ncells_in_series = 0\n");
+        assert_eq!(e, "site.toml line 2: battery.cells_in_series = 0: must be 1..=1000");
+        let e = err("[battery]\nchemistry = \"lead\"\n");
+        assert!(e.contains("battery.chemistry = \"lead\": is not one of lfp, nmc, lto"), "{e}");
+        let e = err("[battery]\nchemistry = \"nmc\"\ncells_in_series = 400\n");
+        assert!(e.contains("battery.cells_in_series = 400") && e.contains("1680 V"), "{e}");
+        let e = err("[battery]\ncell_max_v = 3.0\n");
+        assert!(e.contains("battery.cell_max_v = 3") && e.contains("above cell_min_v"), "{e}");
+        let e = err("[battery]\ncharge_temp_min_c = 45\n");
+        assert!(e.contains("battery.charge_temp_max_c") && e.contains("charge_temp_min_c (45"), "{e}");
+        let e = err("[battery]\ncell_max_v = 9\n");
+        assert!(e.contains("battery.cell_max_v: 9 V is outside 0.5..=5 V"), "{e}");
+    }
+}
