@@ -91,10 +91,16 @@ fn errors_name_file_line_field_and_value() {
     );
 
     let e = err(&meter("").replace("unit = \"Hz\"", "unit = \"kW\""));
-    assert!(e.starts_with("profiles/x.toml line 26: register[2].unit = 'kW': does not fit 'frequency'"), "{e}");
+    assert!(
+        e.starts_with("profiles/x.toml line 26: register[2].unit = 'kW': does not fit 'frequency'"),
+        "{e}"
+    );
 
     let e = err(&meter("").replace("signal = \"voltage\"", "signal = \"soc\""));
-    assert!(e.starts_with("profiles/x.toml line 15: register[1].signal = 'soc': is not a meter signal"), "{e}");
+    assert!(
+        e.starts_with("profiles/x.toml line 15: register[1].signal = 'soc': is not a meter signal"),
+        "{e}"
+    );
 
     let e = err(&meter("").replace("signal = \"voltage\"", "signal = \"volts\""));
     assert!(e.contains("line 15: register[1].signal = 'volts': is not one of active_power, voltage"), "{e}");
@@ -112,7 +118,10 @@ fn errors_name_file_line_field_and_value() {
     );
 
     let e = err(&meter("").replacen("function = 4", "function = 5", 1));
-    assert!(e.contains("line 10: register[0].function = '5': is not one of 3 (holding), 4 (input), 16"), "{e}");
+    assert!(
+        e.contains("line 10: register[0].function = '5': is not one of 3 (holding), 4 (input), 16"),
+        "{e}"
+    );
 
     let e = err(&meter("").replace("address_base = 0", "address_base = 2"));
     assert!(e.contains("line 5: address_base = '2': is not one of 0, 1, 30001, 40001"), "{e}");

@@ -442,8 +442,8 @@ impl Scenario {
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ScenarioError> {
         let path = path.as_ref();
         let source = path.display().to_string();
-        let text =
-            std::fs::read_to_string(path).map_err(|e| ScenarioError::new(path, format!("cannot read: {e}")))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ScenarioError::new(path, format!("cannot read: {e}")))?;
         let mut s = Self::parse_named(&text, &source)?;
         s.path = Some(path.to_owned());
         Ok(s)
@@ -829,7 +829,10 @@ trip = "Cell temperature trip"
             "scenarios/x.toml line 7: fault[1].at: '1x' is not a duration (e.g. 500ms, 90s, 10m, 6h, 2d, 1h30m)"
         );
         let e = err(&format!("{base}[[fault]]\nat = \"1m\"\nkind = \"comm_loss\"\ndevice = \"toaster\"\n"));
-        assert!(e.starts_with("scenarios/x.toml line 6: fault[0].device: 'toaster' is not one of bms,"), "{e}");
+        assert!(
+            e.starts_with("scenarios/x.toml line 6: fault[0].device: 'toaster' is not one of bms,"),
+            "{e}"
+        );
         let e = err(&format!("{base}[[fault]]\nat = \"1m\"\nkind = \"melt\"\n"));
         assert!(e.contains("fault[0].kind: 'melt' is not one of"), "{e}");
         let e = err(&format!("{base}[[fault]]\nat = \"1m\"\nkind = \"relay_weld\"\ndevice = \"bms\"\n"));

@@ -254,7 +254,14 @@ impl<'a> Source<'a> {
                 None => (field, friendly(&raw)),
             },
         };
-        self.at_span(&field, inner.span(), message)
+        let section = field.is_empty() && message.starts_with("missing section");
+        let mut e = self.at_span(&field, inner.span(), message);
+        if section {
+            // The line of the enclosing table says where the section is missing; a column
+            // inside it would point at nothing.
+            e.column = None;
+        }
+        e
     }
 }
 

@@ -9,10 +9,10 @@ use super::{
     TouSchedule, TouSlot, GERMANY,
 };
 use crate::units::{Money, Price};
+use ems_tomlfile::Source;
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
-use ems_tomlfile::Source;
 use serde::Deserialize;
 use std::path::Path;
 use std::sync::Arc;
