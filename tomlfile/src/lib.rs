@@ -35,9 +35,9 @@ pub struct SpannedError {
     /// The file (or the name the text was given, e.g. `<inline>`).
     pub file: PathBuf,
     /// 1-based line, if known.
-    pub line: Option<usize>,
+    pub line: Option<u32>,
     /// 1-based column (in characters), if known.
-    pub column: Option<usize>,
+    pub column: Option<u32>,
     /// The field's dotted path (`register[7].type`); empty when the error is not about a field.
     pub field: String,
     /// The offending value as written, when it is not already part of the message.
@@ -146,7 +146,8 @@ impl<'a> Source<'a> {
         let (line, column) = match span {
             Some(s) if !(s.start == 0 && s.end == 0) => {
                 let (l, c) = self.position(s.start);
-                (Some(l), Some(c))
+                let n = |x: usize| u32::try_from(x).unwrap_or(u32::MAX);
+                (Some(n(l)), Some(n(c)))
             }
             _ => (None, None),
         };
