@@ -530,9 +530,9 @@ mod tests {
             .unwrap()
             .replace("../devices/profiles/eastron-sdm630.toml", profile)
             .replace("pack_max_charge_current_a = 100\npack_max_discharge_current_a = 100\n", limits);
-        let start = text.find("[battery]").unwrap_or(text.len());
-        let end = text.find("[mode]").unwrap();
-        let text = if start < end { format!("{}{}", &text[..start], &text[end..]) } else { text };
+        let start = text.find("# The battery pack.").unwrap();
+        let end = text.find("#   capacity_wh = 20000\n").unwrap() + "#   capacity_wh = 20000\n".len();
+        let text = format!("{}{}", &text[..start], &text[end..]);
         parse(Path::new("site.toml"), &format!("{battery}\n{text}"))
     }
 
