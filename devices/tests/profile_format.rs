@@ -87,44 +87,53 @@ fn errors_name_file_line_field_and_value() {
     let bad_type = meter("").replacen("type = \"f32\"", "type = \"u33\"", 1);
     assert_eq!(
         err(&bad_type),
-        "profiles/x.toml line 11: register[0].type: 'u33' is not one of u16, i16, u32, i32, u64, i64, f32"
+        "profiles/x.toml line 11: register[0].type = 'u33': is not one of u16, i16, u32, i32, u64, i64, f32"
     );
 
     let e = err(&meter("").replace("unit = \"Hz\"", "unit = \"kW\""));
-    assert!(e.starts_with("profiles/x.toml line 26: register[2].unit: 'kW' does not fit 'frequency'"), "{e}");
+    assert!(
+        e.starts_with("profiles/x.toml line 26: register[2].unit = 'kW': does not fit 'frequency'"),
+        "{e}"
+    );
 
     let e = err(&meter("").replace("signal = \"voltage\"", "signal = \"soc\""));
-    assert!(e.starts_with("profiles/x.toml line 15: register[1].signal: 'soc' is not a meter signal"), "{e}");
+    assert!(
+        e.starts_with("profiles/x.toml line 15: register[1].signal = 'soc': is not a meter signal"),
+        "{e}"
+    );
 
     let e = err(&meter("").replace("signal = \"voltage\"", "signal = \"volts\""));
-    assert!(e.contains("line 15: register[1].signal: 'volts' is not one of active_power, voltage"), "{e}");
+    assert!(e.contains("line 15: register[1].signal = 'volts': is not one of active_power, voltage"), "{e}");
 
     let dup = meter(
         "\n[[register]]\nsignal = \"voltage\"\naddress = 10\nfunction = 4\ntype = \"f32\"\nunit = \"V\"\n",
     );
     let e = err(&dup);
-    assert!(e.contains("line 29: register[3].signal: 'voltage' is mapped twice (first on line 14)"), "{e}");
+    assert!(e.contains("line 29: register[3].signal = 'voltage': is mapped twice (first on line 14)"), "{e}");
 
     let e = err(&meter("").replace("address = 2\n", "address = 1\n"));
     assert!(
-        e.contains("line 16: register[1].address: '1' overlaps register 'active_power' on line 7"),
+        e.contains("line 16: register[1].address = '1': overlaps register 'active_power' on line 7"),
         "{e}"
     );
 
     let e = err(&meter("").replacen("function = 4", "function = 5", 1));
-    assert!(e.contains("line 10: register[0].function: '5' is not one of 3 (holding), 4 (input), 16"), "{e}");
+    assert!(
+        e.contains("line 10: register[0].function = '5': is not one of 3 (holding), 4 (input), 16"),
+        "{e}"
+    );
 
     let e = err(&meter("").replace("address_base = 0", "address_base = 2"));
-    assert!(e.contains("line 5: address_base: '2' is not one of 0, 1, 30001, 40001"), "{e}");
+    assert!(e.contains("line 5: address_base = '2': is not one of 0, 1, 30001, 40001"), "{e}");
 
     let e = err(&meter("").replacen("address = 0\n", "address = -1\n", 1));
-    assert!(e.contains("line 9: register[0].address: '-1' is not a register"), "{e}");
+    assert!(e.contains("line 9: register[0].address = '-1': is not a register"), "{e}");
 
     // A read signal in a write-only register.
     let e = err(&meter("").replacen("function = 4", "function = 16", 1));
     assert!(
         e.contains(
-            "line 10: register[0].function: '16' 'active_power' is read, but this register is not readable"
+            "line 10: register[0].function = '16': 'active_power' is read, but this register is not readable"
         ),
         "{e}"
     );
@@ -133,13 +142,13 @@ fn errors_name_file_line_field_and_value() {
     let e = err(&meter("").replacen("unit = \"W\"", "unit = \"W\"\ncolour = \"red\"", 1));
     assert!(e.starts_with("profiles/x.toml line ") && e.contains("unknown field `colour`"), "{e}");
     let e = err("manufacturer = \"x\"\nmodel = [");
-    assert!(e.starts_with("profiles/x.toml line 2: "), "{e}");
+    assert!(e.starts_with("profiles/x.toml line 2, column 10: "), "{e}");
 
     // A missing required signal.
     let full = meter("");
     let no_freq = full.get(..full.find("\n[[register]]\nsignal = \"frequency\"").unwrap()).unwrap();
     let e = err(no_freq);
-    assert!(e.contains("line 4: register: 'frequency' is required for a meter profile"), "{e}");
+    assert!(e.contains("line 4: register = 'frequency': is required for a meter profile"), "{e}");
 }
 
 #[test]
@@ -177,14 +186,14 @@ unit = "W"
     };
     assert!(Profile::from_toml_str(&inv("16"), "x").is_ok());
     let e = err(&inv("3"));
-    assert!(e.contains("line 24: register[2].function: '3' 'setpoint_write' is written, but this register has no write access"), "{e}");
+    assert!(e.contains("line 24: register[2].function = '3': 'setpoint_write' is written, but this register has no write access"), "{e}");
     let e = err(&inv("4"));
     assert!(e.contains("no write access"), "{e}");
     // The state needs its enum.
     let e = err(&inv("16").replace("enum = { 1 = \"running\", 0 = \"standby\" }\n", ""));
     assert!(e.contains("register[1].enum: is missing"), "{e}");
     let e = err(&inv("16").replace("\"standby\"", "\"asleep\""));
-    assert!(e.contains("register[1].enum.0: 'asleep' is not one of standby, running, fault"), "{e}");
+    assert!(e.contains("register[1].enum.0 = 'asleep': is not one of standby, running, fault"), "{e}");
 }
 
 fn one(ty: &str, extra: &str) -> ems_devices::modbus::profile::Register {

@@ -132,23 +132,14 @@ pub enum TariffError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// Not valid TOML, a missing field, a wrong type or an unknown field (the message gives the
-    /// line, column and field).
-    #[error("{path}: {message}")]
-    Syntax {
-        /// The tariff file.
-        path: PathBuf,
-        /// The parser's message.
-        message: String,
-    },
-    /// A field has a value that does not make a valid tariff.
-    #[error("{path}: {source}")]
-    Invalid {
-        /// The tariff file.
-        path: PathBuf,
-        /// Which field and why.
-        source: InvalidField,
-    },
+    /// Not valid TOML, a missing field, a wrong type or an unknown field: names the file, the
+    /// line (and column) and the field's path.
+    #[error("{0}")]
+    Syntax(ems_tomlfile::SpannedError),
+    /// A field has a value that does not make a valid tariff: names the file, the line, the
+    /// field's path (as in [`InvalidField`]) and the value.
+    #[error("{0}")]
+    Invalid(ems_tomlfile::SpannedError),
     /// The spot-price file named by the tariff could not be read.
     #[error("{path}: cannot read the price file {file}: {source}")]
     PriceFileRead {

@@ -143,8 +143,11 @@ fn errors_name_file_field_and_value() {
     assert!(e.contains("colour"), "{e}");
     let e = error_of(&base.replace("Europe/Berlin", "Europe/Atlantis"));
     assert!(e.contains("time_zone") && e.contains("Europe/Atlantis"), "{e}");
+    // Invalid values name the line where the file sets them (ems-tomlfile).
+    assert!(e.contains("test.toml line 1: time_zone = \"Europe/Atlantis\": unknown time zone"), "{e}");
     let e = error_of(&base.replace("price_per_kwh = 0.3", "price_per_kwh = 0.3\nvat_percent = 19"));
     assert!(e.contains("import.vat_percent") && e.contains("does not apply to kind = \"fixed\""), "{e}");
+    assert!(e.contains("line 5: import.vat_percent: does not apply"), "{e}");
     let e = error_of(&base.replace("price_per_kwh = 0.3", "price_per_kwh = \"cheap\""));
     assert!(e.contains("line 4") && e.contains("cheap"), "{e}");
     let e = error_of(&base.replace("\"fixed\"\nprice_per_kwh = 0.3", "\"flat\"\nprice_per_kwh = 0.3"));

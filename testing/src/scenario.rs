@@ -39,7 +39,7 @@
 //!
 //! Every run also requires zero hard-limit violations, zero invariant violations and zero lease
 //! violations; expectations add what the *safe reaction* is. Errors name the file, the field and
-//! the value: `scenarios/h3.toml: fault[2].at: '1x' is not a duration`.
+//! the value: `scenarios/h3.toml line 12: fault[2].at: '1x' is not a duration`.
 
 use crate::faulty::{DeviceFault, Field};
 use ems_core::event::Signal;
@@ -270,15 +270,9 @@ pub struct Scenario {
     pub expects: Vec<Expectation>,
 }
 
-/// A scenario that could not be read or is invalid.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{source_name}: {message}")]
-pub struct ScenarioError {
-    /// The file (or `<inline>`).
-    pub source_name: String,
-    /// What is wrong, starting with the field.
-    pub message: String,
-}
+/// A scenario that could not be read or is invalid: names the file, the line, the field and
+/// the value (`scenarios/h3.toml line 7: fault[1].at: '1x' is not a duration …`).
+pub type ScenarioError = ems_tomlfile::SpannedError;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -410,12 +404,13 @@ fn one_of<T: Copy>(all: &[T], name: impl Fn(T) -> String) -> String {
 }
 
 struct Ctx<'a> {
-    source: &'a str,
+    src: ems_tomlfile::Source<'a>,
 }
 
 impl Ctx<'_> {
+    /// An error about `field` (a dotted path), at the line the file sets it.
     fn err(&self, field: &str, message: impl fmt::Display) -> ScenarioError {
-        ScenarioError { source_name: self.source.to_owned(), message: format!("{field}: {message}") }
+        self.src.at_path(field, message.to_string())
     }
 
     fn duration(&self, field: &str, s: &str) -> Result<Millis, ScenarioError> {
@@ -447,10 +442,8 @@ impl Scenario {
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ScenarioError> {
         let path = path.as_ref();
         let source = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
-            source_name: source.clone(),
-            message: format!("cannot read: {e}"),
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ScenarioError::new(path, format!("cannot read: {e}")))?;
         let mut s = Self::parse_named(&text, &source)?;
         s.path = Some(path.to_owned());
         Ok(s)
@@ -461,11 +454,8 @@ impl Scenario {
     /// # Errors
     /// [`ScenarioError`] naming the source, the field and the value.
     pub fn parse_named(text: &str, source: &str) -> Result<Self, ScenarioError> {
-        let cx = Ctx { source };
-        let raw: RawScenario = toml::from_str(text).map_err(|e| ScenarioError {
-            source_name: source.to_owned(),
-            message: e.to_string().trim_end().replace('\n', " | "),
-        })?;
+        let cx = Ctx { src: ems_tomlfile::Source::new(Path::new(source), text) };
+        let raw: RawScenario = cx.src.decode(&[])?;
         let duration = cx.duration("duration", &raw.duration)?;
         if duration == Millis::ZERO {
             return Err(cx.err("duration", "must be longer than 0"));
@@ -836,10 +826,13 @@ trip = "Cell temperature trip"
         ));
         assert_eq!(
             e,
-            "scenarios/x.toml: fault[1].at: '1x' is not a duration (e.g. 500ms, 90s, 10m, 6h, 2d, 1h30m)"
+            "scenarios/x.toml line 7: fault[1].at: '1x' is not a duration (e.g. 500ms, 90s, 10m, 6h, 2d, 1h30m)"
         );
         let e = err(&format!("{base}[[fault]]\nat = \"1m\"\nkind = \"comm_loss\"\ndevice = \"toaster\"\n"));
-        assert!(e.starts_with("scenarios/x.toml: fault[0].device: 'toaster' is not one of bms,"), "{e}");
+        assert!(
+            e.starts_with("scenarios/x.toml line 6: fault[0].device: 'toaster' is not one of bms,"),
+            "{e}"
+        );
         let e = err(&format!("{base}[[fault]]\nat = \"1m\"\nkind = \"melt\"\n"));
         assert!(e.contains("fault[0].kind: 'melt' is not one of"), "{e}");
         let e = err(&format!("{base}[[fault]]\nat = \"1m\"\nkind = \"relay_weld\"\ndevice = \"bms\"\n"));
@@ -858,9 +851,9 @@ trip = "Cell temperature trip"
         assert!(e.contains("fault[0].signal: 'cell_temp' is not one of soc,"), "{e}");
         let e = err(&format!("{base}[[fault]]\nat = \"2h\"\nkind = \"estop\"\n"));
         assert!(e.contains("fault[0].at: '2h' is not before the end"), "{e}");
-        // Unknown keys and TOML syntax errors name the file too.
+        // Unknown keys and TOML syntax errors name the file and the line too.
         let e = err(&format!("{base}colour = 3\n"));
-        assert!(e.starts_with("scenarios/x.toml: ") && e.contains("colour"), "{e}");
+        assert!(e.starts_with("scenarios/x.toml line 3") && e.contains("colour"), "{e}");
         let e = err("name = \"x\"\n");
         assert!(e.contains("duration"), "{e}");
     }

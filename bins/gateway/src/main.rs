@@ -261,6 +261,9 @@ fn check_config(file: &std::path::Path) -> ExitCode {
                 d.meter.endpoint.get_ref(),
                 d.meter.driver.get_ref(),
             );
+            for line in c.pack.describe() {
+                println!("{line}");
+            }
             println!("graceful shutdown: zero and open forced after {} s", c.shutdown_timeout.get() / 1000);
             match &c.api {
                 Some(a) => println!(

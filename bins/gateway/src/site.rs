@@ -251,6 +251,9 @@ async fn connect_modbus(cfg: &SiteConfig) -> Result<ModbusDevices, LiveError> {
         ))),
     };
     let mut config = DeviceSetConfig::default();
+    // The BMS wrapper checks the pack voltage against the sum of the cells: it must know how
+    // many there are (`[battery] cells_in_series`).
+    config.bms.cells_in_series = cfg.pack.cells_in_series;
     let bms = match d.battery.driver.get_ref().as_str() {
         "sunspec" => {
             let mut b = SunSpecBattery::new(client("devices.battery", &d.battery)?)

@@ -7,7 +7,6 @@ use ems_core::{Amps, Celsius, Percent, Volts, WattHours, Watts};
 
 /// Cells in series (16s LFP: 51.2 V nominal).
 pub const CELLS_IN_SERIES: u32 = 16;
-const CELLS: f64 = 16.0;
 /// Nominal cell voltage of LFP, used to convert the configured capacity to ampere-hours.
 pub const CELL_NOMINAL_VOLTAGE: Volts = ems_core::volts!(3.2);
 /// Cell internal resistance at 25 °C in ohms (0.5 mΩ: 50 mV sag at 100 A).
@@ -42,11 +41,82 @@ pub const OCV_KNOTS: [(f32, f32); 16] = [
     (100.0, 3.65),
 ];
 
-/// BMS alarm thresholds (set / clear with hysteresis).
-const OV_SET: f64 = 3.65;
-const OV_CLEAR: f64 = 3.60;
-const UV_SET: f64 = 2.50;
-const UV_CLEAR: f64 = 2.70;
+/// NMC open-circuit voltage per cell over SOC (%), piecewise linear (typical of NMC 811/622
+/// cells: 3.0 V empty, a gentle slope through the middle, 4.18 V full).
+pub const NMC_OCV_KNOTS: [(f32, f32); 13] = [
+    (0.0, 3.00),
+    (5.0, 3.45),
+    (10.0, 3.55),
+    (20.0, 3.62),
+    (30.0, 3.66),
+    (40.0, 3.70),
+    (50.0, 3.75),
+    (60.0, 3.82),
+    (70.0, 3.90),
+    (80.0, 3.98),
+    (90.0, 4.06),
+    (95.0, 4.10),
+    (100.0, 4.18),
+];
+
+/// The cell chemistry of a simulated pack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SimChemistry {
+    /// LFP: [`OCV_KNOTS`], 3.2 V nominal, BMS alarms at 3.65 V / 2.50 V.
+    #[default]
+    Lfp,
+    /// NMC: [`NMC_OCV_KNOTS`], 3.65 V nominal, BMS alarms at 4.20 V / 2.70 V.
+    Nmc,
+}
+
+/// The size and chemistry of a simulated pack (default: 16 LFP cells in series, 51.2 V).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SimPack {
+    /// The chemistry.
+    pub chemistry: SimChemistry,
+    /// Cells in series (1..=1000).
+    pub cells_in_series: u16,
+}
+
+impl Default for SimPack {
+    fn default() -> Self {
+        Self { chemistry: SimChemistry::Lfp, cells_in_series: 16 }
+    }
+}
+
+/// What a chemistry changes in the model: OCV curve, nominal voltage and the BMS's cell-voltage
+/// alarm thresholds (set / clear with hysteresis).
+struct CellModel {
+    knots: &'static [(f32, f32)],
+    nominal_v: f64,
+    ov_set: f64,
+    ov_clear: f64,
+    uv_set: f64,
+    uv_clear: f64,
+}
+
+impl SimChemistry {
+    const fn model(self) -> CellModel {
+        match self {
+            Self::Lfp => CellModel {
+                knots: &OCV_KNOTS,
+                nominal_v: 3.2,
+                ov_set: 3.65,
+                ov_clear: 3.60,
+                uv_set: 2.50,
+                uv_clear: 2.70,
+            },
+            Self::Nmc => CellModel {
+                knots: &NMC_OCV_KNOTS,
+                nominal_v: 3.65,
+                ov_set: 4.20,
+                ov_clear: 4.15,
+                uv_set: 2.70,
+                uv_clear: 2.90,
+            },
+        }
+    }
+}
 const OT_SET: f64 = 60.0;
 const OT_CLEAR: f64 = 55.0;
 const UT_SET: f64 = -20.0;
@@ -63,9 +133,14 @@ const RUNAWAY_MAX_W: f64 = 1.0e6;
 /// Open-circuit voltage of one LFP cell at `soc` (piecewise linear over [`OCV_KNOTS`]).
 #[must_use]
 pub fn ocv_cell(soc: Percent) -> Volts {
+    ocv_on(&OCV_KNOTS, soc)
+}
+
+fn ocv_on(knots: &[(f32, f32)], soc: Percent) -> Volts {
     let s = soc.get();
-    let mut prev = OCV_KNOTS[0];
-    for &(ks, kv) in &OCV_KNOTS[1..] {
+    let Some((&first, rest)) = knots.split_first() else { return Volts::ZERO };
+    let mut prev = first;
+    for &(ks, kv) in rest {
         if s <= ks {
             let f = (s - prev.0) / (ks - prev.0);
             return Volts::saturating(prev.1 + f * (kv - prev.1));
@@ -79,12 +154,12 @@ pub fn ocv_cell(soc: Percent) -> Volts {
 /// in it reproduces the curve exactly.
 const LUT_STEPS: usize = 200;
 
-fn build_lut() -> [f64; LUT_STEPS + 1] {
+fn build_lut(knots: &[(f32, f32)]) -> [f64; LUT_STEPS + 1] {
     let mut lut = [0.0; LUT_STEPS + 1];
     for (i, v) in lut.iter_mut().enumerate() {
         #[allow(clippy::cast_precision_loss)] // i ≤ 200
         let soc = i as f32 * 100.0 / LUT_STEPS as f32;
-        *v = f64::from(ocv_cell(Percent::saturating(soc)).get());
+        *v = f64::from(ocv_on(knots, Percent::saturating(soc)).get());
     }
     lut
 }
@@ -93,6 +168,9 @@ fn build_lut() -> [f64; LUT_STEPS + 1] {
 /// [`SimulatedSite`](super::SimulatedSite).
 #[derive(Debug, Clone)]
 pub struct SimBattery {
+    cells: f64,
+    nominal_v: f64,
+    thresholds: [f64; 4],
     capacity_ah: f64,
     charge_ah: f64,
     max_current: f64,
@@ -118,15 +196,26 @@ impl SimBattery {
     /// (capacity in Ah) continuous current.
     #[must_use]
     pub fn new(capacity: WattHours, initial_soc: Percent, temp: Celsius) -> Self {
+        Self::with_pack(SimPack::default(), capacity, initial_soc, temp)
+    }
+
+    /// A pack of `pack`'s chemistry and cells in series; otherwise as [`Self::new`].
+    #[must_use]
+    pub fn with_pack(pack: SimPack, capacity: WattHours, initial_soc: Percent, temp: Celsius) -> Self {
+        let model = pack.chemistry.model();
+        let cells = f64::from(pack.cells_in_series.max(1));
         let kwh = f64::from(capacity.get()) / 1000.0;
-        let capacity_ah = f64::from(capacity.get()) / (CELLS * f64::from(CELL_NOMINAL_VOLTAGE.get()));
+        let capacity_ah = f64::from(capacity.get()) / (cells * model.nominal_v);
         let heat_capacity = kwh * HEAT_CAPACITY_J_PER_K_PER_KWH;
         let mut b = Self {
+            cells,
+            nominal_v: model.nominal_v,
+            thresholds: [model.ov_set, model.ov_clear, model.uv_set, model.uv_clear],
             capacity_ah,
             charge_ah: capacity_ah * f64::from(initial_soc.fraction()),
             max_current: capacity_ah,
             conductance: heat_capacity / THERMAL_TAU_S,
-            lut: build_lut(),
+            lut: build_lut(model.knots),
             temp: f64::from(temp.get()),
             current: 0.0,
             pack_voltage: 0.0,
@@ -158,7 +247,7 @@ impl SimBattery {
     /// Pack resistance: cells in series, rising when cold (×2 at −42 °C and below).
     fn pack_resistance(&self) -> f64 {
         let cold = (25.0 - self.temp).max(0.0);
-        CELLS * CELL_R_25C * (1.0 + 0.015 * cold).min(2.0)
+        self.cells * CELL_R_25C * (1.0 + 0.015 * cold).min(2.0)
     }
 
     fn soc_fraction(&self) -> f64 {
@@ -168,7 +257,7 @@ impl SimBattery {
     /// Move the pack by one sub-step: the inverter asks for `p_dc` (W, `+` discharge) and gets
     /// what the cells can physically deliver; returns the DC power actually delivered.
     pub(crate) fn step(&mut self, p_dc: f64, ambient: f64, k: &StepCoeffs) -> f64 {
-        let ocv = CELLS * self.ocv(self.soc_fraction());
+        let ocv = self.cells * self.ocv(self.soc_fraction());
         let r = self.pack_resistance();
         // P = (OCV − I·R)·I  →  I = (OCV − √(OCV² − 4·R·P)) / (2R); past the maximum power point
         // the pack delivers what it can.
@@ -197,20 +286,21 @@ impl SimBattery {
 
     fn update_voltages(&mut self, i: f64, r: f64) {
         let soc = self.soc_fraction();
-        let sag = i * r / CELLS;
-        self.pack_voltage = CELLS * self.ocv(soc) - i * r;
+        let sag = i * r / self.cells;
+        self.pack_voltage = self.cells * self.ocv(soc) - i * r;
         self.cell_v_min = self.ocv(soc - CELL_SOC_SPREAD) - sag;
         self.cell_v_max = self.ocv(soc + CELL_SOC_SPREAD) - sag + self.imbalance_v;
     }
 
     fn update_bms(&mut self) {
         let (t_min, t_max) = (self.temp - CELL_TEMP_BELOW, self.temp + CELL_TEMP_ABOVE);
+        let [ov_set, ov_clear, uv_set, uv_clear] = self.thresholds;
         let mut a = BmsAlarms::NONE;
         let had = |x: BmsAlarm| self.own_alarms.contains(x);
-        if self.cell_v_max > OV_SET || (had(BmsAlarm::CellOverVoltage) && self.cell_v_max > OV_CLEAR) {
+        if self.cell_v_max > ov_set || (had(BmsAlarm::CellOverVoltage) && self.cell_v_max > ov_clear) {
             a = a.with(BmsAlarm::CellOverVoltage);
         }
-        if self.cell_v_min < UV_SET || (had(BmsAlarm::CellUnderVoltage) && self.cell_v_min < UV_CLEAR) {
+        if self.cell_v_min < uv_set || (had(BmsAlarm::CellUnderVoltage) && self.cell_v_min < uv_clear) {
             a = a.with(BmsAlarm::CellUnderVoltage);
         }
         if t_max > OT_SET || (had(BmsAlarm::OverTemperature) && t_max > OT_CLEAR) {
@@ -225,7 +315,7 @@ impl SimBattery {
         self.own_alarms = a;
 
         let soc = self.soc_fraction();
-        let base = self.max_current * CELLS * self.ocv(soc);
+        let base = self.max_current * self.cells * self.ocv(soc);
         if self.alarms() == BmsAlarms::NONE.with(BmsAlarm::CellUnderVoltage) {
             // A real BMS's cell under-voltage protection disables discharge and keeps charge
             // enabled at a reduced current (a pack it shut off for good could never be brought
@@ -254,7 +344,7 @@ impl SimBattery {
     /// Usable capacity (at the nominal voltage).
     #[must_use]
     pub fn capacity(&self) -> WattHours {
-        WattHours::saturating((self.capacity_ah * CELLS * f64::from(CELL_NOMINAL_VOLTAGE.get())) as f32)
+        WattHours::saturating((self.capacity_ah * self.cells * self.nominal_v) as f32)
     }
 
     /// Pack terminal voltage.

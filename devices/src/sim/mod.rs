@@ -15,7 +15,10 @@ mod handles;
 pub mod parts;
 mod site;
 
-pub use battery::{ocv_cell, SimBattery, CELLS_IN_SERIES, CELL_NOMINAL_VOLTAGE, OCV_KNOTS};
+pub use battery::{
+    ocv_cell, SimBattery, SimChemistry, SimPack, CELLS_IN_SERIES, CELL_NOMINAL_VOLTAGE, NMC_OCV_KNOTS,
+    OCV_KNOTS,
+};
 pub use handles::{
     RelayRole, SharedSite, SimBms, SimDeviceError, SimDevices, SimEStopPin, SimInverter, SimMeter, SimPv,
     SimRelay,

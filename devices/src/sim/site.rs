@@ -64,6 +64,8 @@ pub struct SimSiteConfig {
     /// The inverter stores set-points in non-volatile memory, as reported by
     /// `Inverter::capabilities` (default false).
     pub inverter_setpoint_in_flash: bool,
+    /// The pack's chemistry and cells in series (default 16 LFP cells, 51.2 V).
+    pub pack: super::SimPack,
 }
 
 impl Default for SimSiteConfig {
@@ -84,6 +86,7 @@ impl Default for SimSiteConfig {
             initial_soc: ems_core::percent!(50.0),
             grid_noise: true,
             inverter_setpoint_in_flash: false,
+            pack: super::SimPack::default(),
         }
     }
 }
@@ -127,6 +130,8 @@ impl SimSiteConfig {
     pub fn validate(&self) -> Result<(), SimError> {
         let cap = self.battery_capacity.get();
         check((100.0..=10.0e6).contains(&cap), "battery_capacity", self.battery_capacity, "100 Wh..=10 MWh")?;
+        let cells = self.pack.cells_in_series;
+        check((1..=1000).contains(&cells), "pack.cells_in_series", cells, "1..=1000")?;
         let r = self.inverter_rating.get();
         check((100.0..=10.0e6).contains(&r), "inverter_rating", self.inverter_rating, "100 W..=10 MW")?;
         check(
@@ -422,7 +427,8 @@ impl SimulatedSite {
             Ambient::Outdoor => pv.air_temperature(),
         };
         let cal_day = start_ms / DAY_MS;
-        let battery = SimBattery::new(config.battery_capacity, config.initial_soc, ambient);
+        let battery =
+            SimBattery::with_pack(config.pack, config.battery_capacity, config.initial_soc, ambient);
         let path = PowerPath::new(battery.pack_voltage());
         let mut site = Self {
             battery,

@@ -9,6 +9,7 @@ use super::{
     TouSchedule, TouSlot, GERMANY,
 };
 use crate::units::{Money, Price};
+use ems_tomlfile::Source;
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
@@ -168,13 +169,20 @@ fn price(field: &str, v: f64) -> Result<Price, InvalidField> {
 }
 
 pub(super) fn parse(text: &str, path: &Path) -> Result<Tariff, TariffError> {
-    let file: TariffFile = toml::from_str(text)
-        .map_err(|e| TariffError::Syntax { path: path.to_owned(), message: e.to_string() })?;
-    build(file, path)
+    let src = Source::new(path, text);
+    let file: TariffFile = src.decode(&[]).map_err(TariffError::Syntax)?;
+    build(file, src)
 }
 
-fn build(file: TariffFile, path: &Path) -> Result<Tariff, TariffError> {
-    let invalid = |source: InvalidField| TariffError::Invalid { path: path.to_owned(), source };
+/// A refused value at the line the file sets its field (`(missing)`, `(given)` and `(table)` are
+/// not values, the message says what is wrong).
+fn invalid_at(src: Source<'_>, f: InvalidField) -> TariffError {
+    let e = src.at_path(&f.field, f.reason);
+    TariffError::Invalid(if f.value.starts_with('(') { e } else { e.with_value(f.value) })
+}
+
+fn build(file: TariffFile, src: Source<'_>) -> Result<Tariff, TariffError> {
+    let invalid = |source: InvalidField| invalid_at(src, source);
     let tz = TimeZone::get(&file.time_zone).map_err(|e| {
         invalid(InvalidField::new(
             "time_zone",
@@ -194,7 +202,7 @@ fn build(file: TariffFile, path: &Path) -> Result<Tariff, TariffError> {
     // uses is most likely a mistake and is refused.
     let uses_spot = file.import.kind == ImportKind::Dynamic || file.export.kind == ExportKind::Spot;
     let spot = match (&file.spot, uses_spot) {
-        (Some(s), true) => Some(Arc::new(spot_series(s, path)?)),
+        (Some(s), true) => Some(Arc::new(spot_series(s, src)?)),
         (None, false) => None,
         (Some(_), false) => {
             return Err(invalid(InvalidField::new(
@@ -365,9 +373,9 @@ fn day_schedule(day: DayFile) -> Result<DaySchedule, InvalidField> {
     DaySchedule::new(base, slots)
 }
 
-fn spot_series(s: &SpotFile, path: &Path) -> Result<PriceSeries, TariffError> {
-    let invalid =
-        |source: InvalidField| TariffError::Invalid { path: path.to_owned(), source: source.within("spot") };
+fn spot_series(s: &SpotFile, src: Source<'_>) -> Result<PriceSeries, TariffError> {
+    let path = src.file();
+    let invalid = |source: InvalidField| invalid_at(src, source.within("spot"));
     let inline = s.start.is_some()
         || s.step_minutes.is_some()
         || s.prices_per_kwh.is_some()

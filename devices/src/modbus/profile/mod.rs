@@ -431,39 +431,9 @@ pub struct Profile {
     registers: Vec<Register>,
 }
 
-/// A profile that failed to load: names the file, the line, the field and the value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProfileError {
-    /// The file (or source name).
-    pub file: String,
-    /// The 1-based TOML line, when known.
-    pub line: Option<usize>,
-    /// The field, e.g. `register[7].type` (empty for syntax errors).
-    pub field: String,
-    /// The offending value as written (empty when there is none).
-    pub value: String,
-    /// What is wrong.
-    pub message: String,
-}
-
-impl fmt::Display for ProfileError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.file)?;
-        if let Some(line) = self.line {
-            write!(f, " line {line}")?;
-        }
-        f.write_str(": ")?;
-        if !self.field.is_empty() {
-            write!(f, "{}: ", self.field)?;
-        }
-        if !self.value.is_empty() {
-            write!(f, "'{}' ", self.value)?;
-        }
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for ProfileError {}
+/// A profile that failed to load: names the file, the line, the field and the value
+/// (`profiles/x.toml line 11: register[0].type = 'u33': is not one of u16, …`).
+pub type ProfileError = ems_tomlfile::SpannedError;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -506,14 +476,12 @@ struct RawRegister {
 }
 
 struct Ctx<'a> {
-    file: &'a str,
-    text: &'a str,
+    src: ems_tomlfile::Source<'a>,
 }
 
 impl Ctx<'_> {
     fn line(&self, offset: usize) -> usize {
-        let upto = self.text.get(..offset).unwrap_or(self.text);
-        upto.bytes().filter(|b| *b == b'\n').count() + 1
+        self.src.position(offset).0
     }
 
     fn err<T>(
@@ -523,12 +491,12 @@ impl Ctx<'_> {
         value: impl fmt::Display,
         message: impl Into<String>,
     ) -> ProfileError {
-        ProfileError {
-            file: self.file.to_owned(),
-            line: Some(self.line(at.span().start)),
-            field: field.to_owned(),
-            value: value.to_string(),
-            message: message.into(),
+        let e = self.src.at(field, at, message);
+        let value = value.to_string();
+        if value.is_empty() {
+            e
+        } else {
+            e.with_value(format!("'{value}'"))
         }
     }
 }
@@ -573,14 +541,8 @@ impl Profile {
     /// overlapping registers, a unit that does not fit the signal, a read signal without read
     /// access or a write signal without write access, missing required signals.
     pub fn from_toml_str(text: &str, source_name: &str) -> Result<Self, ProfileError> {
-        let ctx = Ctx { file: source_name, text };
-        let raw: RawProfile = toml::from_str(text).map_err(|e| ProfileError {
-            file: source_name.to_owned(),
-            line: e.span().map(|s| ctx.line(s.start)),
-            field: String::new(),
-            value: String::new(),
-            message: e.message().trim().to_owned(),
-        })?;
+        let ctx = Ctx { src: ems_tomlfile::Source::new(std::path::Path::new(source_name), text) };
+        let raw: RawProfile = ctx.src.decode(&[])?;
 
         let device =
             DeviceKind::ALL.into_iter().find(|k| k.name() == raw.device.get_ref()).ok_or_else(|| {
@@ -721,13 +683,8 @@ impl Profile {
     /// The file cannot be read (no line), or any error of [`Self::from_toml_str`].
     pub fn load(path: &std::path::Path) -> Result<Self, ProfileError> {
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ProfileError {
-            file: name.clone(),
-            line: None,
-            field: String::new(),
-            value: String::new(),
-            message: format!("cannot be read: {e}"),
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ProfileError::new(path, format!("cannot be read: {e}")))?;
         Self::from_toml_str(&text, &name)
     }
 
@@ -808,6 +765,7 @@ fn overlaps(a: &Register, b: &Register) -> bool {
     !(same_value && disjoint_access)
 }
 
+/// One `[[register]]` entry, validated (`i` is its index, `line` its line in the file).
 fn parse_register(
     ctx: &Ctx<'_>,
     i: usize,
@@ -817,6 +775,48 @@ fn parse_register(
     base: i64,
     default_order: WordOrder,
 ) -> Result<Register, ProfileError> {
+    let (signal, value_type) = signal_and_type(ctx, i, r, device)?;
+    let (table, read, write, function) = access(ctx, i, r, signal)?;
+    let (address, word_order) = address(ctx, i, r, (table, function, base), value_type, default_order)?;
+    let (scale, offset, scale_register) = scaling(ctx, i, r, write, base)?;
+    let (unit, unit_factor, sign) = unit_and_sign(ctx, i, r, signal, value_type)?;
+    let enum_map = enum_map(ctx, i, r, signal, write)?;
+    let bits = bits(ctx, i, r, signal, value_type)?;
+    let absent = r.absent.as_ref().map(|a| a.get_ref().clone()).unwrap_or_default();
+
+    Ok(Register {
+        signal,
+        table,
+        address: RegisterAddress(address),
+        read,
+        write,
+        value_type,
+        word_order,
+        scale,
+        scale_register,
+        offset,
+        unit,
+        unit_factor,
+        sign,
+        enum_map,
+        bits,
+        absent,
+        line,
+    })
+}
+
+/// A register number of the file → the 0-based wire address, for `address_base`.
+fn to_wire(a: i64, base: i64) -> Option<u16> {
+    a.checked_sub(base).and_then(|a| u16::try_from(a).ok())
+}
+
+/// `signal` (known, and one of this device kind's) and `type`.
+fn signal_and_type(
+    ctx: &Ctx<'_>,
+    i: usize,
+    r: &RawRegister,
+    device: DeviceKind,
+) -> Result<(Signal, ValueType), ProfileError> {
     let f = |name: &str| format!("register[{i}].{name}");
     let signal = Signal::from_name(r.signal.get_ref()).ok_or_else(|| {
         ctx.err(&r.signal, &f("signal"), r.signal.get_ref(), one_of(Signal::ALL.iter().map(|s| s.name())))
@@ -841,6 +841,18 @@ fn parse_register(
             )
         })?;
 
+    Ok((signal, value_type))
+}
+
+/// `function` and `access`: the table, read and write access (checked against the signal's
+/// direction) and the function code.
+fn access(
+    ctx: &Ctx<'_>,
+    i: usize,
+    r: &RawRegister,
+    signal: Signal,
+) -> Result<(RegisterKind, bool, bool, i64), ProfileError> {
+    let f = |name: &str| format!("register[{i}].{name}");
     let function = *r.function.get_ref();
     let table = match function {
         3 | 16 => RegisterKind::Holding,
@@ -900,6 +912,19 @@ fn parse_register(
         _ => {}
     }
 
+    Ok((table, read, write, function))
+}
+
+/// `address` (inside the table of `address_base`, room for the type) and `word_order`.
+fn address(
+    ctx: &Ctx<'_>,
+    i: usize,
+    r: &RawRegister,
+    (table, function, base): (RegisterKind, i64, i64),
+    value_type: ValueType,
+    default_order: WordOrder,
+) -> Result<(u16, WordOrder), ProfileError> {
+    let f = |name: &str| format!("register[{i}].{name}");
     let raw_addr = *r.address.get_ref();
     match base {
         30_001 if table != RegisterKind::Input => {
@@ -920,8 +945,7 @@ fn parse_register(
         }
         _ => {}
     }
-    let to_wire = |a: i64| a.checked_sub(base).and_then(|a| u16::try_from(a).ok());
-    let address = to_wire(raw_addr).ok_or_else(|| {
+    let address = to_wire(raw_addr, base).ok_or_else(|| {
         ctx.err(
             &r.address,
             &f("address"),
@@ -942,6 +966,18 @@ fn parse_register(
         None => default_order,
     };
 
+    Ok((address, word_order))
+}
+
+/// `scale`, `offset` and `scale_register`.
+fn scaling(
+    ctx: &Ctx<'_>,
+    i: usize,
+    r: &RawRegister,
+    write: bool,
+    base: i64,
+) -> Result<(f64, f64, Option<RegisterAddress>), ProfileError> {
+    let f = |name: &str| format!("register[{i}].{name}");
     let scale = match &r.scale {
         Some(s) if !s.get_ref().is_finite() || *s.get_ref() == 0.0 => {
             return Err(ctx.err(s, &f("scale"), s.get_ref(), "must be a finite, non-zero number"))
@@ -965,12 +1001,24 @@ fn parse_register(
                 "is not supported on written registers; use scale",
             ))
         }
-        Some(s) => Some(RegisterAddress(to_wire(*s.get_ref()).ok_or_else(|| {
+        Some(s) => Some(RegisterAddress(to_wire(*s.get_ref(), base).ok_or_else(|| {
             ctx.err(s, &f("scale_register"), s.get_ref(), "is not a register of this table")
         })?)),
         None => None,
     };
 
+    Ok((scale, offset, scale_register))
+}
+
+/// `unit` (one that fits the signal's quantity, none for a code) and `sign`.
+fn unit_and_sign(
+    ctx: &Ctx<'_>,
+    i: usize,
+    r: &RawRegister,
+    signal: Signal,
+    value_type: ValueType,
+) -> Result<(&'static str, f64, Sign), ProfileError> {
+    let f = |name: &str| format!("register[{i}].{name}");
     let quantity = signal.quantity();
     let (unit, unit_factor) = match (&r.unit, quantity.units()) {
         (None, []) => ("", 1.0),
@@ -1040,6 +1088,18 @@ fn parse_register(
         ));
     }
 
+    Ok((unit, unit_factor, sign))
+}
+
+/// `enum`: raw values → meanings, for the signals that take one.
+fn enum_map(
+    ctx: &Ctx<'_>,
+    i: usize,
+    r: &RawRegister,
+    signal: Signal,
+    write: bool,
+) -> Result<Vec<(i64, EnumValue)>, ProfileError> {
+    let f = |name: &str| format!("register[{i}].{name}");
     let mut enum_map = Vec::new();
     match (&r.enum_map, signal.enum_names()) {
         (Some(m), []) => {
@@ -1087,6 +1147,18 @@ fn parse_register(
         }
     }
 
+    Ok(enum_map)
+}
+
+/// `bits`: bit numbers → alarms, for `alarms` only.
+fn bits(
+    ctx: &Ctx<'_>,
+    i: usize,
+    r: &RawRegister,
+    signal: Signal,
+    value_type: ValueType,
+) -> Result<Vec<(u8, BmsAlarm)>, ProfileError> {
+    let f = |name: &str| format!("register[{i}].{name}");
     let mut bits = Vec::new();
     if let Some(m) = &r.bits {
         if signal != Signal::Alarms {
@@ -1104,27 +1176,7 @@ fn parse_register(
             bits.push((bit, alarm));
         }
     }
-    let absent = r.absent.as_ref().map(|a| a.get_ref().clone()).unwrap_or_default();
-
-    Ok(Register {
-        signal,
-        table,
-        address: RegisterAddress(address),
-        read,
-        write,
-        value_type,
-        word_order,
-        scale,
-        scale_register,
-        offset,
-        unit,
-        unit_factor,
-        sign,
-        enum_map,
-        bits,
-        absent,
-        line,
-    })
+    Ok(bits)
 }
 
 fn unit_list(units: &[(&str, f64)]) -> String {

@@ -1,0 +1,230 @@
+//! `[devices]`: the inverter, battery (BMS), meter and PV on Modbus with their drivers
+//! (SunSpec or a register-map profile).
+
+use super::errors::{ConfigError, Ctx};
+use super::wiring::{ContactorEntry, EStopEntry};
+use ems_devices::modbus::transport::ModbusEndpoint;
+use serde::Deserialize;
+use toml::Spanned;
+
+/// `[devices]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevicesSection {
+    /// The battery inverter / PCS.
+    pub inverter: DeviceEntry,
+    /// The BMS.
+    pub battery: DeviceEntry,
+    /// The grid meter.
+    pub meter: DeviceEntry,
+    /// PV inverter(s), optional.
+    pub pv: Option<DeviceEntry>,
+    /// Contactor relays.
+    pub contactor: ContactorEntry,
+    /// The E-stop input.
+    pub estop: EStopEntry,
+}
+
+/// One Modbus device.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceEntry {
+    /// `modbus-tcp://HOST:PORT` or `modbus-rtu:///dev/ttyX?baud=9600`.
+    pub endpoint: Spanned<String>,
+    /// Modbus unit id (default 1).
+    #[serde(default = "default_unit")]
+    pub unit: Spanned<u8>,
+    /// `sunspec` or `profile`.
+    pub driver: Spanned<String>,
+    /// With `driver = "profile"`: the profile file (relative to the config file).
+    pub profile: Option<Spanned<String>>,
+    /// Poll interval, ms (default: every control cycle). Meter, battery and PV only, at most
+    /// 2000 ms (the maximum age of their fast signals); between polls the last reading is reused.
+    /// The inverter is read every cycle: its read-back verifies every set-point write.
+    pub poll_ms: Option<Spanned<u64>>,
+    /// Request timeout, ms (default 500).
+    #[serde(default = "default_timeout")]
+    pub timeout_ms: Spanned<u64>,
+    /// Battery with `driver = "sunspec"` only: SunSpec model 802 carries no cell temperatures
+    /// (they are in models 803/804, not supported yet). Setting this reports the given constant
+    /// instead and turns off the stuck-sensor check on temperatures: the BMS's own temperature
+    /// alarms (802 `Evt1`) are then the only thermal protection (docs/SAFETY.md H32). Without
+    /// it an 802 battery reports no temperature and the envelope stays at zero.
+    pub assumed_cell_temp_c: Option<Spanned<f64>>,
+}
+
+fn default_unit() -> Spanned<u8> {
+    Spanned::new(0..0, 1)
+}
+fn default_timeout() -> Spanned<u64> {
+    Spanned::new(0..0, 500)
+}
+
+/// Every Modbus device of `[devices]`, validated (profiles are loaded and checked too).
+pub(super) fn devices(ctx: &Ctx<'_>, d: &DevicesSection) -> Result<(), ConfigError> {
+    let mut entries =
+        vec![("devices.inverter", &d.inverter), ("devices.battery", &d.battery), ("devices.meter", &d.meter)];
+    if let Some(pv) = &d.pv {
+        entries.push(("devices.pv", pv));
+    }
+    for (name, e) in entries {
+        validate_device(ctx, name, e)?;
+    }
+    Ok(())
+}
+
+fn validate_device(ctx: &Ctx<'_>, name: &str, e: &DeviceEntry) -> Result<(), ConfigError> {
+    endpoint(ctx, &format!("{name}.endpoint"), &e.endpoint)?;
+    let unit = *e.unit.get_ref();
+    if unit > 247 {
+        return Err(ctx.err(&format!("{name}.unit"), &e.unit, format!("{unit} is outside 0..=247")));
+    }
+    match (e.driver.get_ref().as_str(), &e.profile) {
+        ("sunspec", None) => {}
+        ("sunspec", Some(p)) => {
+            return Err(ctx.err(
+                &format!("{name}.profile"),
+                p,
+                "is only used with driver = \"profile\"".to_owned(),
+            ));
+        }
+        ("profile", Some(p)) => {
+            let path = super::resolve(ctx.file(), p.get_ref());
+            if !path.is_file() {
+                return Err(ctx.err(
+                    &format!("{name}.profile"),
+                    p,
+                    format!("'{}' does not exist", path.display()),
+                ));
+            }
+            // The profile is validated too; its own error names its file, line, field and value.
+            let profile = ems_devices::modbus::profile::Profile::load(&path)
+                .map_err(|e| ctx.err(&format!("{name}.profile"), p, format!("invalid profile: {e}")))?;
+            let expected = match name {
+                "devices.inverter" => "inverter",
+                "devices.battery" => "bms",
+                "devices.meter" => "meter",
+                _ => "pv",
+            };
+            let kind = format!("{:?}", profile.device()).to_lowercase();
+            if kind != expected {
+                return Err(ctx.err(
+                    &format!("{name}.profile"),
+                    p,
+                    format!("'{}' describes a {kind}, not a {expected}", path.display()),
+                ));
+            }
+        }
+        ("profile", None) => {
+            return Err(ctx.err(
+                &format!("{name}.profile"),
+                &e.driver,
+                "is required with driver = \"profile\"".to_owned(),
+            ));
+        }
+        (other, _) => {
+            return Err(ctx.err(
+                &format!("{name}.driver"),
+                &e.driver,
+                format!("'{other}' is not one of sunspec, profile"),
+            ));
+        }
+    }
+    if let Some(t) = &e.assumed_cell_temp_c {
+        if name != "devices.battery" || e.driver.get_ref() != "sunspec" {
+            return Err(ctx.err(
+                &format!("{name}.assumed_cell_temp_c"),
+                t,
+                "is only used with [devices.battery] driver = \"sunspec\"".to_owned(),
+            ));
+        }
+        ctx.number(&format!("{name}.assumed_cell_temp_c"), t, -20.0, 45.0, "°C")?;
+    }
+    if name == "devices.meter" && e.driver.get_ref() == "sunspec" {
+        return Err(ctx.err(
+            "devices.meter.driver",
+            &e.driver,
+            "'sunspec' is not supported for meters (no SunSpec meter model is shipped); use driver = \"profile\""
+                .to_owned(),
+        ));
+    }
+    if let Some(p) = &e.poll_ms {
+        let x = *p.get_ref();
+        if name == "devices.inverter" {
+            return Err(ctx.err(
+                "devices.inverter.poll_ms",
+                p,
+                "the inverter is read every control cycle (its read-back verifies each set-point); remove poll_ms"
+                    .to_owned(),
+            ));
+        }
+        if !(50..=2000).contains(&x) {
+            return Err(ctx.err(&format!("{name}.poll_ms"), p, format!("{x} ms is outside 50..=2000 ms")));
+        }
+    }
+    let t = *e.timeout_ms.get_ref();
+    if !(10..=60_000).contains(&t) {
+        return Err(ctx.err(
+            &format!("{name}.timeout_ms"),
+            &e.timeout_ms,
+            format!("{t} ms is outside 10..=60000 ms"),
+        ));
+    }
+    Ok(())
+}
+
+/// A Modbus endpoint URL; a TCP port outside 1..=65535 is named with its value.
+pub(super) fn endpoint(
+    ctx: &Ctx<'_>,
+    field: &str,
+    v: &Spanned<String>,
+) -> Result<ModbusEndpoint, ConfigError> {
+    let url = v.get_ref();
+    url.parse::<ModbusEndpoint>().map_err(|e| {
+        let message = match tcp_port(url) {
+            Some(port) if e.part == "port" => format!("port {port} is outside 1..=65535 ('{url}')"),
+            _ if e.part == "scheme" => {
+                format!("'{url}' is not a modbus-tcp://HOST:PORT or modbus-rtu:///dev/ttyX?baud=N URL")
+            }
+            _ => format!("'{url}': {}: {}", e.part, e.reason),
+        };
+        ctx.err(field, v, message)
+    })
+}
+
+/// The port text of a `modbus-tcp://HOST:PORT` URL, if it has one.
+fn tcp_port(url: &str) -> Option<&str> {
+    let authority = url.strip_prefix("modbus-tcp://")?.split(['/', '?']).next()?;
+    match authority.strip_prefix('[') {
+        Some(v6) => v6.split_once(']')?.1.strip_prefix(':'),
+        None => authority.rsplit_once(':').map(|(_, p)| p),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::parse;
+    use std::path::Path;
+
+    #[test]
+    fn assumed_temperature_only_for_a_sunspec_battery_and_no_sunspec_meter() {
+        let profile = concat!(env!("CARGO_MANIFEST_DIR"), "/../../devices/profiles/eastron-sdm630.toml");
+        let base = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/site.toml"))
+            .unwrap()
+            .replace("../devices/profiles/eastron-sdm630.toml", profile);
+        assert!(parse(Path::new("site.toml"), &base).is_ok());
+        let bad = base.replace("assumed_cell_temp_c = 25", "assumed_cell_temp_c = 80");
+        let e = parse(Path::new("site.toml"), &bad).unwrap_err().to_string();
+        assert!(e.contains("devices.battery.assumed_cell_temp_c") && e.contains("80"), "{e}");
+        let bad =
+            base.replace("timeout_ms = 500                     # read every control cycle", "poll_ms = 500");
+        let e = parse(Path::new("site.toml"), &bad).unwrap_err().to_string();
+        assert!(e.contains("devices.inverter.poll_ms") && e.contains("every control cycle"), "{e}");
+        let bad = base.replace("poll_ms = 1000", "poll_ms = 5000");
+        let e = parse(Path::new("site.toml"), &bad).unwrap_err().to_string();
+        assert!(e.contains("devices.meter.poll_ms: 5000 ms is outside 50..=2000 ms"), "{e}");
+        let bad = base.replace("driver = \"profile\"\nprofile", "driver = \"sunspec\"\nprofile");
+        let e = parse(Path::new("site.toml"), &bad).unwrap_err().to_string();
+        assert!(e.contains("devices.meter"), "{e}");
+    }
+}

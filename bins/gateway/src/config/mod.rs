@@ -1,0 +1,239 @@
+//! The site configuration file (`ems-gateway run --config site.toml`, `check-config`).
+//!
+//! A TOML description of the site: its name and cycle, the safety limits that depend on the
+//! installation (grid connection, pack currents, ramp), the battery pack (chemistry, cells in
+//! series, capacity and any overridden cell limit), the operating mode, and the devices with
+//! their Modbus endpoints, unit ids and drivers (SunSpec or a register-map profile). Every error
+//! names the file, the line, the field and the value; nothing is started until the whole file is
+//! valid. See `examples/site.toml` for a complete example.
+//!
+//! One module per section: `site`, `limits`, `battery`, `mode`, `devices`, `wiring` (contactor
+//! and E-stop), `api`; `errors` places each error in the file.
+
+mod api;
+mod battery;
+mod devices;
+mod errors;
+mod limits;
+mod mode;
+mod site;
+mod wiring;
+
+// The types of every section keep their public path (`config::ApiTokenEntry`, ...) whether or not
+// this binary names them.
+#[allow(unused_imports)]
+pub use api::{rate_limit, ApiProviderEntry, ApiSection, ApiTokenEntry, ApiWiring};
+#[allow(unused_imports)]
+pub use battery::{BatterySection, Chemistry, Origin, PackLimits, Preset, Setting};
+pub use devices::{DeviceEntry, DevicesSection};
+pub use errors::ConfigError;
+pub use limits::LimitsSection;
+#[allow(unused_imports)]
+pub use mode::{CapSlotEntry, ModeSection};
+#[allow(unused_imports)]
+pub use site::{SiteSection, DEFAULT_SHUTDOWN_TIMEOUT};
+#[allow(unused_imports)]
+pub use wiring::{ContactorEntry, ContactorWiring, EStopEntry, EStopWiring, IoModule};
+
+use errors::Ctx;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteFile {
+    /// `[site]`.
+    pub site: SiteSection,
+    /// `[limits]`.
+    #[serde(default)]
+    pub limits: LimitsSection,
+    /// `[battery]`: the pack (absent: 16 LFP cells in series, the `ems-safety` defaults).
+    pub battery: Option<BatterySection>,
+    /// `[mode]`.
+    #[serde(default)]
+    pub mode: ModeSection,
+    /// `[devices]`.
+    pub devices: DevicesSection,
+    /// `[api]`: the local REST API (absent: no API).
+    pub api: Option<ApiSection>,
+}
+
+/// A validated configuration, ready to build the site from.
+#[derive(Debug, Clone)]
+pub struct SiteConfig {
+    /// The file it came from.
+    pub file: PathBuf,
+    /// The parsed content.
+    pub content: SiteFile,
+    /// The controller configuration derived from `[limits]`, `[battery]` and `[mode]`.
+    pub controller: ems_control::ControllerConfig,
+    /// `[battery]`: the pack's effective limits and where each came from.
+    pub pack: PackLimits,
+    /// `[devices.contactor]`, validated.
+    pub contactor: ContactorWiring,
+    /// `[devices.estop]`, validated.
+    pub estop: EStopWiring,
+    /// `[site] time_zone`, resolved.
+    pub time_zone: Option<jiff::tz::TimeZone>,
+    /// `[api]`, validated (`None`: no API).
+    pub api: Option<ApiWiring>,
+    /// `[site] shutdown_timeout_s`: how long a graceful shutdown may take before zero power and
+    /// open contactors are forced.
+    pub shutdown_timeout: ems_core::Millis,
+}
+
+/// The required tables: a missing one is a missing section, not a missing value.
+const SECTIONS: [&str; 7] = [
+    "site",
+    "devices",
+    "devices.inverter",
+    "devices.battery",
+    "devices.meter",
+    "devices.contactor",
+    "devices.estop",
+];
+
+/// Read and validate a configuration file.
+///
+/// # Errors
+/// The file cannot be read, or any error of [`parse`].
+pub fn load(path: &Path) -> Result<SiteConfig, ConfigError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| ConfigError::new(path, format!("cannot read: {e}")))?;
+    parse(path, &text)
+}
+
+/// Parse and validate configuration text (`path` names it in errors and anchors relative paths).
+///
+/// # Errors
+/// The first problem in the file, naming its line, field and value.
+pub fn parse(path: &Path, text: &str) -> Result<SiteConfig, ConfigError> {
+    let ctx = Ctx::new(ems_tomlfile::Source::new(path, text));
+    let content: SiteFile = ctx.src.decode(&SECTIONS)?;
+    let site = site::site(&ctx, &content.site)?;
+    let limits = limits::limits(&ctx, &content.limits, content.battery.as_ref())?;
+    let mode = mode::mode(&ctx, &content.mode)?;
+    devices::devices(&ctx, &content.devices)?;
+    let contactor = wiring::contactor_wiring(&ctx, &content.devices.contactor)?;
+    let estop = wiring::estop_wiring(&ctx, &content.devices.estop)?;
+    wiring::wiring_conflicts(&ctx, &content.devices, &contactor, &estop)?;
+    let api = match &content.api {
+        Some(a) => api::api_wiring(&ctx, path, a)?,
+        None => None,
+    };
+    let mut controller = ems_control::ControllerConfig {
+        safety: limits.safety,
+        mode,
+        cycle: site.cycle,
+        ..ems_control::ControllerConfig::default()
+    };
+    if let Some(r) = limits.ramp {
+        controller.ramp = ems_control::RampRate::per_second(r);
+    }
+    Ok(SiteConfig {
+        file: path.to_path_buf(),
+        content,
+        controller,
+        pack: limits.pack,
+        contactor,
+        estop,
+        time_zone: site.time_zone,
+        api,
+        shutdown_timeout: site.shutdown_timeout,
+    })
+}
+
+/// A path from the config file, relative to the file's folder.
+#[must_use]
+pub fn resolve(config_file: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        config_file.parent().unwrap_or_else(|| Path::new(".")).join(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[site]
+name = "test"
+
+[limits]
+grid_import_limit_w = 11000
+
+[mode]
+kind = "charge-only"
+
+[devices.inverter]
+endpoint = "modbus-tcp://127.0.0.1:1502"
+driver = "sunspec"
+
+[devices.battery]
+endpoint = "modbus-tcp://127.0.0.1:1502"
+unit = 2
+driver = "sunspec"
+
+[devices.meter]
+endpoint = "modbus-rtu:///dev/ttyUSB0?baud=9600"
+driver = "profile"
+profile = "PROFILE"
+
+[devices.contactor]
+kind = "linux-gpio"
+chip = "/dev/gpiochip0"
+precharge_line = 5
+precharge_feedback_line = 6
+main_line = 7
+main_feedback_line = 8
+
+[devices.estop]
+kind = "linux-gpio"
+chip = "/dev/gpiochip0"
+line = 4
+"#;
+
+    fn good() -> String {
+        GOOD.replace(
+            "PROFILE",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../../devices/profiles/eastron-sdm630.toml"),
+        )
+    }
+
+    #[test]
+    fn a_good_file_parses_into_a_controller_config() {
+        let c = parse(Path::new("site.toml"), &good()).unwrap();
+        assert_eq!(c.controller.safety.grid_import_limit, Some(ems_core::watts!(11000.0)));
+        assert_eq!(c.content.devices.battery.unit.get_ref(), &2);
+    }
+
+    #[test]
+    fn errors_name_file_line_field_and_value() {
+        let bad = good().replace("grid_import_limit_w = 11000", "grid_import_limit_w = -5");
+        let e = parse(Path::new("site.toml"), &bad).unwrap_err().to_string();
+        assert_eq!(e, "site.toml line 6: limits.grid_import_limit_w: -5 W is outside 0..=10000000 W");
+        let bad = good().replace("kind = \"charge-only\"", "kind = \"turbo\"");
+        let e = parse(Path::new("site.toml"), &bad).unwrap_err().to_string();
+        assert!(e.contains("line 9") && e.contains("mode.kind") && e.contains("turbo"), "{e}");
+        let bad = good().replace("unit = 2", "unit = 2\ncolour = 3");
+        let e = parse(Path::new("site.toml"), &bad).unwrap_err().to_string();
+        assert!(e.contains("colour") && e.contains("line"), "{e}");
+        let bad = GOOD.replace(
+            "modbus-tcp://127.0.0.1:1502\"\ndriver = \"sunspec\"\n\n[devices.battery]",
+            "http://x\"\ndriver = \"sunspec\"\n\n[devices.battery]",
+        );
+        let e = parse(Path::new("site.toml"), &bad).unwrap_err().to_string();
+        assert!(e.contains("devices.inverter.endpoint") && e.contains("http://x"), "{e}");
+    }
+
+    #[test]
+    fn profile_driver_needs_an_existing_file() {
+        let bad = GOOD.replace("PROFILE", "nope.toml");
+        let e = parse(Path::new("/tmp/site.toml"), &bad).unwrap_err().to_string();
+        assert!(e.contains("devices.meter.profile") && e.contains("nope.toml"), "{e}");
+    }
+}
