@@ -32,7 +32,8 @@ use ems_runtime::EStopTrigger;
 use jiff::Timestamp;
 use tokio::sync::watch;
 
-use crate::live::{Flows, LiveError};
+use crate::error::LiveError;
+use crate::view::{device_error, is_routine, Flows};
 
 /// How the API is started.
 #[derive(Debug, Clone)]
@@ -528,10 +529,10 @@ impl LoopApi {
     /// writes, lost and restored links) go to the audit log; routine housekeeping does not.
     pub(crate) fn device_events(&mut self, events: &ems_devices::wrappers::DeviceEvents) {
         for e in events.iter() {
-            if let Some((device, kind)) = crate::live::device_error(&e.event) {
+            if let Some((device, kind)) = device_error(&e.event) {
                 self.metrics.device_error(device, kind);
             }
-            if crate::live::is_routine(&e.event) {
+            if is_routine(&e.event) {
                 continue;
             }
             let entry =
