@@ -16,4 +16,6 @@ pub mod rest;
 pub mod schedules;
 pub mod server;
 pub mod site_mode;
+pub mod start;
+pub mod state;
 pub mod ws;
