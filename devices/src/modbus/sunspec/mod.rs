@@ -30,9 +30,9 @@ pub mod inverter;
 pub mod model;
 
 pub use battery::SunSpecBattery;
-pub use decode::{decode_model, DecodeError, DecodedModel, PointValue};
 #[cfg(feature = "_fuzz")]
 pub use decode::fuzz_entry;
+pub use decode::{decode_model, DecodeError, DecodedModel, PointValue};
 pub use discovery::{discover, scan, ModelInfo, ScanResult, ScannedModel, SunSpecMap};
 pub use image::SunSpecImage;
 pub use inverter::SunSpecInverter;
