@@ -9,7 +9,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         for s in &steps {
             assert!(s.pv.get() >= 0.0 && s.load.get() >= 0.0, "negative power accepted: {s:?}");
             assert!(s.duration.is_positive(), "non-positive step accepted: {s:?}");
-            assert!(s.import_price.get().is_finite() && s.export_price.get().is_finite(), "{s:?}");
+            assert!(s.import_price.per_kwh().is_finite() && s.export_price.per_kwh().is_finite(), "{s:?}");
         }
     }
 });
