@@ -1,5 +1,5 @@
 //! `ems-api`: every way the outside talks to the EMS (issue #6, in progress). The only crate that
-//! knows HTTP or JSON. See `README.md` for the module plan and what exists.
+//! knows HTTP, and the one whose JSON is a wire format other programs rely on. See `README.md` for the module plan and what exists.
 #![forbid(unsafe_code)]
 
 pub mod audit_queue;
@@ -16,4 +16,6 @@ pub mod rest;
 pub mod schedules;
 pub mod server;
 pub mod site_mode;
+pub mod start;
+pub mod state;
 pub mod ws;

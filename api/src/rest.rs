@@ -3,7 +3,7 @@
 //! Every endpoint except `GET /api/v1/openapi.json` needs `Authorization: Bearer <token>`
 //! (401 without or with an unknown token, 403 for a role without access, 429 with
 //! `Retry-After` when the token's or the client address's rate limit is exhausted); roles in
-//! [`crate::auth`]. `GET /metrics` is public when [`ApiConfig::metrics_public`] says so.
+//! [`crate::auth`]. `GET /metrics` is public when [`crate::state::ApiConfig::metrics_public`] says so.
 //!
 //! **The E-stop** (`POST /api/v1/emergency-stop`) is never rate-limited (neither per token
 //! nor per address), ignores its body and content type, and goes through
@@ -18,7 +18,7 @@
 //! body); bad input never causes a 500 or a panic. Every change and every refusal of a known
 //! token is audited; refusals before authentication (401, 429) are counted in [`Metrics`] and
 //! sampled into the audit log (at most one row per kind every
-//! [`ApiConfig::refusal_audit_every`], saying how many were not written), so a flood cannot
+//! [`crate::state::ApiConfig::refusal_audit_every`], saying how many were not written), so a flood cannot
 //! fill the disk.
 //!
 //! The routes are listed in [`ROUTES`]; [`openapi`] builds the OpenAPI 3.1 document from the
@@ -26,13 +26,14 @@
 //! against the router in both directions, and `tests/openapi_conformance.rs` generates
 //! requests from it).
 
-use crate::auth::{Access, AuthError, Principal, TokenRegistry};
+use crate::auth::{Access, AuthError, Principal};
 use crate::control_modes::{Change, ControlModes};
 use crate::input::{self, FieldError};
-use crate::metrics::{Metrics, RefusalKind};
-use crate::model::{ApiCommand, CommandClient, LinkError, SiteView};
-use crate::ports::{AuditEntry, AuditQuery, AuditSink, EmergencyStopPort, HistoryStore, Outcome};
-use crate::schedules::{ScheduleError, ScheduleErrorKind, Schedules};
+use crate::metrics::RefusalKind;
+use crate::model::{ApiCommand, LinkError};
+use crate::ports::{AuditQuery, Outcome};
+use crate::schedules::{ScheduleError, ScheduleErrorKind};
+use crate::state::ApiState;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
@@ -46,31 +47,13 @@ use jiff::{SignedDuration, Timestamp};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-use tokio::sync::watch;
+use std::time::Instant;
 
 /// Largest accepted request body, bytes.
 pub const BODY_LIMIT: usize = 64 * 1024;
 
 /// Longest history window one query may cover.
 pub const MAX_HISTORY_SPAN: SignedDuration = SignedDuration::from_hours(31 * 24);
-
-/// A source of UTC time (a mock in tests).
-pub trait Clock: Send + Sync {
-    /// Now.
-    fn now(&self) -> Timestamp;
-}
-
-/// The system clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> Timestamp {
-        Timestamp::now()
-    }
-}
 
 /// Longest accepted request target (path and query), bytes; longer answers 414 (JSON).
 pub const MAX_URI_BYTES: usize = 8 * 1024;
@@ -83,57 +66,6 @@ pub const MAX_HEADER_FIELDS: usize = 64;
 
 /// The E-stop path: exempt from rate limits and from the content-type rule.
 pub const ESTOP_PATH: &str = "/api/v1/emergency-stop";
-
-/// Settings of the API that are not about the site.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiConfig {
-    /// `GET /metrics` without a token (e.g. for a Prometheus on the LAN). Default `false`:
-    /// viewer and above.
-    pub metrics_public: bool,
-    /// At most one audit row per this interval for each kind of refused-before-authentication
-    /// request (missing token, unknown token, rate limited); the row says how many were not
-    /// written since the last. Default 10 s.
-    pub refusal_audit_every: Duration,
-}
-
-impl Default for ApiConfig {
-    fn default() -> Self {
-        Self { metrics_public: false, refusal_audit_every: Duration::from_secs(10) }
-    }
-}
-
-/// Everything the router needs.
-#[derive(Clone)]
-pub struct ApiState {
-    /// Tokens and rate limits.
-    pub tokens: Arc<TokenRegistry>,
-    /// The latest site view the loop published.
-    pub view: watch::Receiver<SiteView>,
-    /// Commands to the loop.
-    pub commands: CommandClient,
-    /// Control modes (shared with the loop, which reads `active_override` each cycle).
-    pub modes: Arc<Mutex<ControlModes>>,
-    /// Provider schedules (shared with the loop).
-    pub schedules: Arc<Schedules>,
-    /// Telemetry history.
-    pub history: Arc<dyn HistoryStore>,
-    /// The audit log.
-    pub audit: Arc<dyn AuditSink>,
-    /// UTC time.
-    pub clock: Arc<dyn Clock>,
-    /// The software E-stop (not through `commands`: nothing queued may delay it).
-    pub estop: Arc<dyn EmergencyStopPort>,
-    /// Metrics (`GET /metrics`); the API counts its answers and refusals here.
-    pub metrics: Arc<Metrics>,
-    /// Settings.
-    pub config: ApiConfig,
-}
-
-impl std::fmt::Debug for ApiState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApiState").field("schedules", &self.schedules).finish_non_exhaustive()
-    }
-}
 
 /// One route: method, path (axum/OpenAPI template syntax), who may call it, and a summary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -531,45 +463,6 @@ impl From<ScheduleError> for ApiError {
 type ApiResult = Result<Response, ApiError>;
 
 impl ApiState {
-    fn audit(&self, actor: &str, action: &str, outcome: Outcome, detail: impl Into<String>) {
-        let entry = AuditEntry {
-            seq: 0,
-            at: self.clock.now(),
-            actor: actor.to_owned(),
-            action: action.to_owned(),
-            outcome,
-            detail: detail.into(),
-        };
-        if let Err(e) = self.audit.append(&entry) {
-            // Never block a (safety) command on the audit log; make the failure loud instead.
-            tracing::error!(error = %e, action, "audit log write failed");
-        }
-    }
-
-    /// Count a refusal of `kind` and write an audit row for it only if the sampling allows
-    /// (see [`ApiConfig::refusal_audit_every`]); the caller's address is in the detail when
-    /// known.
-    pub(crate) fn audit_sampled(
-        &self,
-        kind: RefusalKind,
-        action: &str,
-        detail: &str,
-        peer: Option<SocketAddr>,
-    ) {
-        let Some(suppressed) =
-            self.metrics.note_refusal(kind, Instant::now(), self.config.refusal_audit_every)
-        else {
-            return;
-        };
-        let from = peer.map(|p| format!(" from {}", p.ip())).unwrap_or_default();
-        self.audit(
-            "anonymous",
-            action,
-            Outcome::Refused,
-            format!("{detail}{from}; {suppressed} similar refusals since the last such row were not written"),
-        );
-    }
-
     /// Authenticate and authorize; a 403 is audited, a 401 or 429 is sampled into the audit
     /// log by the middleware ([`guard`]), which sees every one of them.
     fn authorize(&self, headers: &HeaderMap, access: Access, action: &str) -> Result<Principal, ApiError> {

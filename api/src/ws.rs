@@ -48,7 +48,7 @@ use crate::input::FieldError;
 use crate::metrics::RefusalKind;
 use crate::model::SiteView;
 use crate::ports::{AuditEntry, Outcome};
-use crate::rest::ApiState;
+use crate::state::ApiState;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};

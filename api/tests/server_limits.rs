@@ -248,3 +248,37 @@ async fn shutdown_stops_accepting_and_returns() {
     // The listener is closed with the server.
     assert!(TcpStream::connect(addr).await.is_err());
 }
+
+#[tokio::test]
+async fn server_start_serves_every_route_and_stops() {
+    use ems_api::start::{EStopRoute, Server, ServerConfig, Tokens};
+    let tokens = vec![ems_api::auth::TokenConfig {
+        name: "root".into(),
+        role: ems_api::auth::Role::Admin,
+        sha256_hex: ems_api::auth::hash_token(ADMIN),
+    }];
+    let config = ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        tokens: Tokens::Configured(tokens),
+        schedules: schedule_config(),
+        ..ServerConfig::default()
+    };
+    let (server, handles) = Server::start(config, EStopRoute::CommandQueue).await.unwrap();
+    assert!(handles.generated_admin_token.is_none());
+    let addr = server.addr();
+    assert_eq!(request(addr, "GET", "/api/v1/openapi.json", None, "").await.0, 200);
+    assert_eq!(request(addr, "GET", "/api/v1/safety", Some(ADMIN), "").await.0, 200);
+    assert_eq!(request(addr, "GET", "/api/v1/safety", None, "").await.0, 401);
+    tokio::time::timeout(Duration::from_secs(2), server.stop()).await.unwrap().unwrap();
+    assert!(TcpStream::connect(addr).await.is_err());
+}
+
+#[tokio::test]
+async fn server_start_generates_an_admin_token_when_asked() {
+    use ems_api::start::{EStopRoute, Server, ServerConfig};
+    let config = ServerConfig { listen: "127.0.0.1:0".parse().unwrap(), ..ServerConfig::default() };
+    let (server, handles) = Server::start(config, EStopRoute::CommandQueue).await.unwrap();
+    let token = handles.generated_admin_token.clone().unwrap();
+    assert_eq!(request(server.addr(), "GET", "/api/v1/safety", Some(&token), "").await.0, 200);
+    server.stop().await.unwrap();
+}

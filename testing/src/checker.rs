@@ -102,7 +102,7 @@ impl Checker {
     /// A checker using the hard limits of `safety` and the controller's ramp rate.
     #[must_use]
     pub fn new(safety: &SafetyConfig, ramp_per_s: Watts) -> Self {
-        let limits = crate::report::hard_limits(safety);
+        let limits = crate::options::hard_limits(safety);
         Self {
             ramp_per_s,
             cell_v_trip_high: limits.cell_v_high,

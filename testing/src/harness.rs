@@ -3,19 +3,20 @@
 use crate::checker::{Checker, ViolationKind};
 use crate::faults::{random_timeline, schedule, FaultPlan};
 use crate::faulty::{FaultSwitch, Faulty};
+// Re-exported where callers have always found them.
+pub use crate::options::{Duty, RunOptions};
 use crate::report::{Report, Stats};
 use crate::scenario::{DeviceId, Expectation, FaultSpec, PhysicalFault, TimedFault};
-use ems_control::{Controller, ControllerConfig, Inputs, ModeSetting, Output, Override, PlanTarget};
+use ems_control::{Controller, Inputs, Output, Override, PlanTarget};
 use ems_core::persist::{MemoryStore, StateStore};
 use ems_core::snapshot::BmsAlarms;
 use ems_core::{Millis, Snapshot, State, TransitionRequest, Watts};
 use ems_devices::io::{ApplyReport, DeviceSet, DeviceSetConfig};
 use ems_devices::sim::{
-    SharedSite, SimBms, SimEStopPin, SimFault, SimInverter, SimMeter, SimPv, SimRelay, SimSiteConfig,
-    SimulatedSite,
+    SharedSite, SimBms, SimEStopPin, SimFault, SimInverter, SimMeter, SimPv, SimRelay, SimulatedSite,
 };
 use ems_devices::traits::ControlSource;
-use ems_devices::wrappers::{DeviceEvent, DeviceEvents};
+use ems_devices::wrappers::DeviceEvents;
 use ems_runtime::{Context as CycleContext, CycleFlags, Runtime};
 use std::future::Future;
 use std::pin::pin;
@@ -35,93 +36,6 @@ pub enum HarnessError {
     /// The step is zero or longer than a minute.
     #[error("field 'step' = {0} must be between 1 ms and 60000 ms")]
     Step(Millis),
-}
-
-/// What to simulate.
-#[derive(Debug, Clone)]
-pub struct RunOptions {
-    /// Simulated duration.
-    pub duration: Millis,
-    /// Control and physics step (1 s by default: design.md's simulation-speed target is at
-    /// 1 s resolution).
-    pub step: Millis,
-    /// Seed for the site's noise and the fault plan.
-    pub seed: u64,
-    /// Faults to inject.
-    pub faults: FaultPlan,
-    /// Whether the automated operator resets, acknowledges and restarts.
-    pub operator: bool,
-    /// The site.
-    pub site: SimSiteConfig,
-    /// The controller.
-    pub controller: ControllerConfig,
-    /// What the site is asked to do over the day.
-    pub duty: Duty,
-}
-
-/// What the site is asked to do while it runs.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Duty {
-    /// The controller's configured mode all the time (charge-only by default: the battery fills
-    /// from PV surplus and then holds).
-    Configured,
-    /// A daily cycle that works the whole battery: charge-only from PV surplus from 06:00 to
-    /// 17:00 local time, then a manual discharge at `discharge` until 06:00 — every night the
-    /// SOC-low alarm, the discharge derating and the cell under-voltage limits are reached.
-    DailyCycle {
-        /// Discharge power in the evening and night (magnitude).
-        discharge: Watts,
-    },
-}
-
-impl Duty {
-    /// The daily cycle with a 3 kW evening discharge.
-    pub const DAILY_CYCLE: Self = Self::DailyCycle { discharge: ems_core::watts!(3000.0) };
-
-    /// Parse `configured` / `daily-cycle`.
-    ///
-    /// # Errors
-    /// A message naming the flag and the value.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        match s {
-            "configured" | "charge-only" => Ok(Self::Configured),
-            "daily-cycle" => Ok(Self::DAILY_CYCLE),
-            other => Err(format!("--duty: '{other}' is not one of charge-only, daily-cycle")),
-        }
-    }
-
-    /// The mode this duty wants at `time_of_day`, if it sets one.
-    #[must_use]
-    pub fn mode_at(self, time_of_day: Millis, configured: ModeSetting) -> ModeSetting {
-        match self {
-            Self::Configured => configured,
-            Self::DailyCycle { discharge } => {
-                let h = time_of_day.get() / 3_600_000;
-                if (6..17).contains(&h) {
-                    configured
-                } else {
-                    ModeSetting::Manual { setpoint: discharge.abs() }
-                }
-            }
-        }
-    }
-}
-
-impl RunOptions {
-    /// `days` of simulated operation with default site and controller.
-    #[must_use]
-    pub fn days(days: u32, seed: u64) -> Self {
-        Self {
-            duration: Millis::new(u64::from(days) * 86_400_000),
-            step: Millis::new(1000),
-            seed,
-            faults: FaultPlan::None,
-            operator: true,
-            site: SimSiteConfig { seed, ..SimSiteConfig::default() },
-            controller: ControllerConfig::default(),
-            duty: Duty::Configured,
-        }
-    }
 }
 
 /// Stands in for a person at the site.
@@ -371,32 +285,6 @@ fn drive<F: Future>(waker: &Waker, f: F) -> F::Output {
     match f.as_mut().poll(&mut cx) {
         Poll::Ready(v) => v,
         Poll::Pending => pollster::block_on(f),
-    }
-}
-
-/// Snake-case name of a device event's kind (report key of `device_events`).
-pub(crate) const fn device_event_kind(e: &DeviceEvent) -> &'static str {
-    match e {
-        DeviceEvent::ReadingRejected { .. } => "reading_rejected",
-        DeviceEvent::ReadFailed { .. } => "read_failed",
-        DeviceEvent::CommLost { .. } => "comm_lost",
-        DeviceEvent::CommRestored { .. } => "comm_restored",
-        DeviceEvent::WriteFailed { .. } => "write_failed",
-        DeviceEvent::SetpointClamped { .. } => "setpoint_clamped",
-        DeviceEvent::WriteSkipped { .. } => "write_skipped",
-        DeviceEvent::SetpointNotApplied { .. } => "setpoint_not_applied",
-        DeviceEvent::LeaseTaken { .. } => "lease_taken",
-        DeviceEvent::LeaseRenewed => "lease_renewed",
-        DeviceEvent::LeaseLost => "lease_lost",
-        DeviceEvent::LeaseReleased { .. } => "lease_released",
-        DeviceEvent::PrechargeStarted => "precharge_started",
-        DeviceEvent::PrechargeDone { .. } => "precharge_done",
-        DeviceEvent::PrechargeFailed { .. } => "precharge_failed",
-        DeviceEvent::ContactorClosed => "contactor_closed",
-        DeviceEvent::ContactorOpened => "contactor_opened",
-        DeviceEvent::ContactorWelded => "contactor_welded",
-        DeviceEvent::ContactorFailedToClose => "contactor_failed_to_close",
-        DeviceEvent::EStopFastPath { .. } => "estop_fast_path",
     }
 }
 

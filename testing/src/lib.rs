@@ -15,13 +15,15 @@ pub mod economics;
 pub mod faults;
 pub mod faulty;
 pub mod harness;
+pub mod options;
 pub mod report;
 pub mod scenario;
 pub mod sunspec_site;
 
 pub use harness::{
-    run, run_scenario, run_scenario_file, run_timeline, Duty, ExpectationOutcome, HarnessError, RunOptions,
-    ScenarioReport, ScenarioRunError,
+    run, run_scenario, run_scenario_file, run_timeline, ExpectationOutcome, HarnessError, ScenarioReport,
+    ScenarioRunError,
 };
+pub use options::{Duty, RunOptions};
 pub use report::Report;
 pub use scenario::Scenario;

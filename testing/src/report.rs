@@ -2,51 +2,15 @@
 //! trips, time per state and violations. Text for people, JSON for scripts.
 
 use crate::checker::{Checker, Violation};
-use crate::harness::RunOptions;
+use crate::options::{device_event_kind, hard_limits, HardLimits, RunOptions};
 use ems_control::Output;
 use ems_core::event::EventKind;
 use ems_core::{Millis, State};
 use ems_devices::sim::{EnergyCounters, SiteTruth};
-use ems_safety::SafetyConfig;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
-
-/// The hard (trip-level) limits the checker holds the physical truth to.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct HardLimits {
-    /// Cell over-voltage trip (V).
-    pub cell_v_high: f32,
-    /// Cell under-voltage trip (V).
-    pub cell_v_low: f32,
-    /// Cell over-temperature trip (°C).
-    pub cell_t_high: f32,
-    /// No charging below this cell temperature (°C).
-    pub charge_temp_floor: f32,
-    /// Pack current trip (A, magnitude).
-    pub current: f32,
-}
-
-/// The hard limits of a safety configuration.
-#[must_use]
-pub fn hard_limits(safety: &SafetyConfig) -> HardLimits {
-    let l = &safety.limits;
-    // A quantity without a trip level is held to its alarm level.
-    HardLimits {
-        cell_v_high: l.cell_voltage_high.trip.unwrap_or(l.cell_voltage_high.alarm).get(),
-        cell_v_low: l.cell_voltage_low.trip.unwrap_or(l.cell_voltage_low.alarm).get(),
-        cell_t_high: l.cell_temp_high.trip.unwrap_or(l.cell_temp_high.alarm).get(),
-        // The cell under-temperature alarm is the level at which charging must have stopped.
-        charge_temp_floor: l.cell_temp_low.alarm.get(),
-        current: l
-            .charge_current
-            .trip
-            .unwrap_or(l.charge_current.alarm)
-            .max(l.discharge_current.trip.unwrap_or(l.discharge_current.alarm))
-            .get(),
-    }
-}
 
 /// Minimum and maximum of one quantity over the run.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -184,7 +148,7 @@ impl Stats {
     pub fn observe_device_events(&mut self, events: &ems_devices::wrappers::DeviceEvents) {
         self.dropped_device_events += u64::from(events.dropped());
         for e in events {
-            let kind = crate::harness::device_event_kind(&e.event);
+            let kind = device_event_kind(&e.event);
             if let Some(n) = self.device_events.get_mut(kind) {
                 *n += 1;
             } else {

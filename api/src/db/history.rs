@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::Duration;
 
-use super::{store_err, HistoryRetention, MaintainReport};
+use super::error::store_err;
+use super::options::{HistoryRetention, MaintainReport};
 use crate::ports::StoreError;
 
 /// One storage tier of the history.

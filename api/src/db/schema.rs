@@ -4,7 +4,7 @@
 use rusqlite::{Connection, TransactionBehavior};
 use std::path::Path;
 
-use super::store_err;
+use super::error::store_err;
 use crate::ports::StoreError;
 
 /// Version 1: audit log, telemetry history (raw + 1-minute + 15-minute tiers), schedules, nonces.

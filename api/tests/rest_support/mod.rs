@@ -5,13 +5,14 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use axum::Router;
 use ed25519_dalek::{Signer, SigningKey};
-use ems_api::auth::{hash_token, RateLimit, Role, TokenConfig, TokenRegistry};
-use ems_api::control_modes::{ControlModes, DEFAULT_WATCHDOG};
+use ems_api::auth::{hash_token, RateLimit, Role, TokenConfig};
+use ems_api::control_modes::ControlModes;
 use ems_api::metrics::Metrics;
-use ems_api::model::{command_channel, view_channel, ApiCommand, CommandInbox, Refusal, SiteView};
-use ems_api::ports::{CommandQueueEStop, MemoryStore};
-use ems_api::rest::{router, ApiConfig, ApiState, Clock};
+use ems_api::model::{ApiCommand, CommandInbox, Refusal, SiteView};
+use ems_api::ports::MemoryStore;
 use ems_api::schedules::{canonical_string, Operation, ProviderKey, ScheduleConfig, Schedules};
+use ems_api::start::{Assembled, EStopRoute, ServerConfig, Storage, Tokens};
+use ems_api::state::Clock;
 use ems_core::{State, TransitionRequest};
 use http_body_util::BodyExt;
 use jiff::{SignedDuration, Timestamp};
@@ -147,32 +148,37 @@ pub fn harness_with(limit: RateLimit, with_loop: bool) -> Harness {
     .map(|(n, r, t)| TokenConfig { name: n.into(), role: r, sha256_hex: hash_token(t) });
     let store = Arc::new(MemoryStore::default());
     let clock = Arc::new(MockClock(Mutex::new(t0())));
-    let (view_tx, view_rx) = view_channel();
-    let (client, inbox) = command_channel(8, Duration::from_secs(2));
+    let config = ServerConfig {
+        tokens: Tokens::Configured(tokens.to_vec()),
+        token_rate: limit,
+        schedules: schedule_config(),
+        providers: provider_keys(),
+        override_max: ems_core::watts!(10000.0),
+        storage: Storage::Stores { audit: store.clone(), history: store.clone(), schedules: store.clone() },
+        // The tests read the store right after a request: no write-behind queue.
+        write_queue: None,
+        command_queue: 8,
+        command_timeout: Duration::from_secs(2),
+        clock: clock.clone(),
+        ..ServerConfig::default()
+    };
+    let Assembled { router, handles } = config.assemble(EStopRoute::CommandQueue).unwrap();
     let state = Arc::new(Mutex::new(State::Idle));
     if with_loop {
-        tokio::spawn(fake_loop(inbox, state.clone()));
+        tokio::spawn(fake_loop(handles.commands, state.clone()));
     } else {
-        drop(inbox);
+        drop(handles.commands);
     }
-    let modes = Arc::new(Mutex::new(ControlModes::new(DEFAULT_WATCHDOG, 10_000.0)));
-    let schedules =
-        Arc::new(Schedules::load(schedule_config(), &provider_keys(), store.clone(), store.clone()).unwrap());
-    let metrics = Arc::new(Metrics::new());
-    let api = ApiState {
-        tokens: Arc::new(TokenRegistry::new(&tokens, limit).unwrap()),
-        view: view_rx,
-        commands: client.clone(),
-        modes: modes.clone(),
-        schedules: schedules.clone(),
-        history: store.clone(),
-        audit: store.clone(),
-        clock: clock.clone(),
-        estop: Arc::new(CommandQueueEStop(client)),
-        metrics: metrics.clone(),
-        config: ApiConfig::default(),
-    };
-    Harness { router: router(api), store, clock, view: view_tx, modes, schedules, state, metrics }
+    Harness {
+        router,
+        store,
+        clock,
+        view: handles.view,
+        modes: handles.modes,
+        schedules: handles.schedules,
+        state,
+        metrics: handles.metrics,
+    }
 }
 
 pub struct Reply {

@@ -10,29 +10,28 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use ems_api::audit_queue::{QueuedAudit, QueuedHistory};
-use ems_api::auth::{generate_admin_token, hash_token, RateLimit, Role, TokenConfig, TokenRegistry};
-use ems_api::control_modes::{ControlModes, DEFAULT_WATCHDOG};
+use ems_api::auth::{RateLimit, TokenConfig};
+use ems_api::control_modes::ControlModes;
 use ems_api::db::{Db, DbOptions, Retention};
 use ems_api::metrics::Metrics;
 use ems_api::model::{
-    channels, command_channel, view_channel, ApiCommand, ChannelValue, CommandInbox, DevicesView, LinkError,
-    PendingCommand, Refusal, SafetyView, SiteView,
+    channels, ApiCommand, ChannelValue, CommandInbox, DevicesView, LinkError, PendingCommand, Refusal,
+    SafetyView, SiteView,
 };
-use ems_api::ports::{
-    AuditEntry, AuditSink, EStopAck, EmergencyStopPort, HistoryStore, MemoryStore, Outcome, ScheduleStore,
-};
-use ems_api::rest::{router, ApiConfig, ApiState, SystemClock};
+use ems_api::ports::{AuditEntry, EStopAck, EmergencyStopPort, HistoryStore, Outcome};
 use ems_api::schedules::{ProviderKey, ScheduleConfig, ScheduledAction, Schedules};
-use ems_api::server::{serve, ServerLimits};
+use ems_api::server::ServerLimits;
+use ems_api::start::{EStopRoute, LoopAudit, LoopHandles, Server, ServerConfig, Storage, Tokens};
+use ems_api::state::ApiConfig;
 use ems_control::{Inputs, Output};
-use ems_core::{Snapshot, TransitionRequest};
+use ems_core::{Snapshot, TransitionRequest, Watts};
 use ems_devices::wrappers::events::DeviceEvent;
 use ems_runtime::EStopTrigger;
 use jiff::Timestamp;
 use tokio::sync::watch;
 
-use crate::live::{Flows, LiveError};
+use crate::error::LiveError;
+use crate::view::{device_error, is_routine, Flows};
 
 /// How the API is started.
 #[derive(Debug, Clone)]
@@ -221,7 +220,7 @@ pub(crate) struct LoopApi {
     db: Option<Arc<Db>>,
     last_maintain: Option<Instant>,
     writer: Writer,
-    queued_audit: Arc<QueuedAudit>,
+    audit: LoopAudit,
     metrics: Arc<Metrics>,
     mode: Option<(ems_control::ModeSetting, String)>,
 }
@@ -232,106 +231,47 @@ impl std::fmt::Debug for LoopApi {
     }
 }
 
-fn api_err(what: &str, e: impl std::fmt::Display) -> LiveError {
-    LiveError::Devices(format!("API: {what}: {e}"))
-}
-
 /// Start the API on the current (API) runtime: the HTTP server as its task, and the loop's
 /// handle returned for the control thread. With `tokens: None` an admin token is generated
 /// and printed once as `admin token: <token>`.
 pub(crate) async fn start(opts: ApiStart, trigger: EStopTrigger) -> Result<LoopApi, LiveError> {
-    let (tokens, generated) = match &opts.tokens {
-        Some(t) => (t.clone(), None),
-        None => {
-            let token = generate_admin_token().map_err(|e| api_err("random token", e))?;
-            let t = vec![TokenConfig {
-                name: "admin".to_owned(),
-                role: Role::Admin,
-                sha256_hex: hash_token(&token),
-            }];
-            (t, Some(token))
-        }
-    };
-    let registry = TokenRegistry::new(&tokens, opts.limits.token_rate)
-        .map_err(|e| api_err("tokens", e))?
-        .with_address_limit(opts.limits.address_rate);
-    let metrics = Arc::new(Metrics::new());
-    let mut db_handle = None;
-    let (audit, history, schedule_store): (
-        Arc<dyn AuditSink>,
-        Arc<dyn HistoryStore>,
-        Arc<dyn ScheduleStore>,
-    ) = match &opts.database {
-        Some(path) => {
-            let options = DbOptions { retention: opts.limits.retention, ..DbOptions::default() };
-            let db = Arc::new(Db::open_with(path, options).map_err(|e| api_err("database", e))?);
-            let check = db.integrity_check().map_err(|e| api_err("database", e))?;
-            if check != "ok" {
-                return Err(api_err(
-                    &format!("database {}", path.display()),
-                    format!("integrity check: {check}"),
-                ));
-            }
-            db_handle = Some(db.clone());
-            (db.clone(), db.clone(), db)
-        }
-        None => {
-            let m = Arc::new(MemoryStore::default());
-            (m.clone(), m.clone(), m)
-        }
-    };
-    // The control thread and the HTTP handlers never wait for SQLite: audit entries and history
-    // samples queue for their writer threads (routine ones dropped and counted when full,
-    // safety entries never).
-    let queued_audit = Arc::new(
-        QueuedAudit::new(audit, opts.limits.write_queue, Some(metrics.clone()))
-            .map_err(LiveError::Runtime)?,
-    );
-    let audit: Arc<dyn AuditSink> = queued_audit.clone();
-    let history: Arc<dyn HistoryStore> =
-        Arc::new(QueuedHistory::new(history, opts.limits.write_queue).map_err(LiveError::Runtime)?);
-    let cfg = ScheduleConfig {
-        serials: opts.serials.clone(),
-        max_charge_w: opts.rating_w,
-        max_discharge_w: opts.rating_w,
-        ..ScheduleConfig::default()
-    };
-    let schedules = Arc::new(
-        Schedules::load(cfg, &opts.providers, schedule_store, audit.clone())
-            .map_err(|e| api_err("schedules", e))?,
-    );
     #[allow(clippy::cast_precision_loss)] // a rating in W
-    let modes = Arc::new(Mutex::new(ControlModes::new(DEFAULT_WATCHDOG, opts.rating_w as f64)));
-    let (view_tx, view_rx) = view_channel();
-    let (client, inbox) = command_channel(16, Duration::from_secs(5));
-    let state = ApiState {
-        tokens: Arc::new(registry),
-        view: view_rx,
-        commands: client,
-        modes: modes.clone(),
-        schedules: schedules.clone(),
-        history: history.clone(),
-        audit: audit.clone(),
-        clock: Arc::new(SystemClock),
-        estop: Arc::new(TriggerPort(trigger)),
-        metrics: metrics.clone(),
-        config: ApiConfig { metrics_public: opts.limits.metrics_public, ..ApiConfig::default() },
+    let override_max = Watts::saturating(opts.rating_w as f32);
+    let config = ServerConfig {
+        listen: opts.listen,
+        tokens: opts.tokens.map_or(Tokens::GenerateAdmin, Tokens::Configured),
+        token_rate: opts.limits.token_rate,
+        address_rate: opts.limits.address_rate,
+        schedules: ScheduleConfig {
+            serials: opts.serials,
+            max_charge_w: opts.rating_w,
+            max_discharge_w: opts.rating_w,
+            ..ScheduleConfig::default()
+        },
+        providers: opts.providers,
+        override_max,
+        storage: match opts.database {
+            Some(path) => Storage::Database {
+                path,
+                options: DbOptions { retention: opts.limits.retention, ..DbOptions::default() },
+            },
+            None => Storage::Memory,
+        },
+        write_queue: Some(opts.limits.write_queue),
+        api: ApiConfig { metrics_public: opts.limits.metrics_public, ..ApiConfig::default() },
+        limits: opts.limits.server,
+        ..ServerConfig::default()
     };
-    let listener = tokio::net::TcpListener::bind(opts.listen)
+    let (server, handles) = Server::start(config, EStopRoute::Port(Arc::new(TriggerPort(trigger))))
         .await
-        .map_err(|e| api_err(&format!("cannot listen on {}", opts.listen), e))?;
-    let addr = listener.local_addr().map_err(|e| api_err("local address", e))?;
-    let app = router(state);
-    let limits = opts.limits.server;
-    tokio::spawn(async move {
-        if let Err(e) = serve(listener, app, limits, std::future::pending()).await {
-            tracing::error!("API server stopped: {e}");
-        }
-    });
+        .map_err(|e| LiveError::Devices(format!("API: {e}")))?;
+    let addr = server.addr();
     println!("API on http://{addr}/api/v1 (OpenAPI: http://{addr}/api/v1/openapi.json)");
+    let LoopHandles { view, commands, modes, schedules, history, audit, db, metrics, generated_admin_token } =
+        handles;
     let api = LoopApi {
-        view: view_tx,
-        inbox,
+        view,
+        inbox: commands,
         queue: VecDeque::new(),
         in_flight: None,
         reason: String::new(),
@@ -341,15 +281,15 @@ pub(crate) async fn start(opts: ApiStart, trigger: EStopTrigger) -> Result<LoopA
         history,
         recent: VecDeque::new(),
         last_history: None,
-        history_every: if db_handle.is_some() { Duration::ZERO } else { MEMORY_HISTORY_EVERY },
-        db: db_handle,
+        history_every: if db.is_some() { Duration::ZERO } else { MEMORY_HISTORY_EVERY },
+        db,
         last_maintain: None,
         writer: Writer::spawn(opts.limits.write_queue)?,
-        queued_audit,
+        audit,
         metrics,
         mode: None,
     };
-    if let Some(token) = generated {
+    if let Some(token) = generated_admin_token {
         println!("admin token: {token}");
     }
     Ok(api)
@@ -368,13 +308,13 @@ impl LoopApi {
     /// Audit a safety-relevant entry (state changes, E-stops, resets, refused commands, device
     /// trips): queued for the audit writer, never dropped.
     fn audit_entry_safety(&mut self, e: AuditEntry) {
-        self.queued_audit.append_safety(&e);
+        self.audit.append_safety(&e);
     }
 
     /// Audit a routine entry: queued for the audit writer, dropped (and counted) when it is
     /// behind.
     fn audit_entry_routine(&mut self, e: AuditEntry) {
-        let _ = self.queued_audit.append_routine(&e);
+        let _ = self.audit.append_routine(&e);
     }
 
     /// Audit a safety-relevant action of the gateway itself.
@@ -528,10 +468,10 @@ impl LoopApi {
     /// writes, lost and restored links) go to the audit log; routine housekeeping does not.
     pub(crate) fn device_events(&mut self, events: &ems_devices::wrappers::DeviceEvents) {
         for e in events.iter() {
-            if let Some((device, kind)) = crate::live::device_error(&e.event) {
+            if let Some((device, kind)) = device_error(&e.event) {
                 self.metrics.device_error(device, kind);
             }
-            if crate::live::is_routine(&e.event) {
+            if is_routine(&e.event) {
                 continue;
             }
             let entry =

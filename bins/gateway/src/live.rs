@@ -4,11 +4,13 @@
 //! simulated site's physics — is one [`GatewayHook`]; the loop itself is `ems-runtime`'s.
 
 use crate::api::LoopApi;
+pub(crate) use crate::error::LiveError;
 use crate::store::{FileStore, StoreError};
+use crate::view::{is_routine, Flows};
 use ems_control::{Controller, ControllerConfig, Inputs, Output};
 use ems_core::{Millis, State, TransitionRequest};
 use ems_devices::io::ApplyReport;
-use ems_devices::wrappers::events::{DeviceEvent, DeviceEvents, SkipReason};
+use ems_devices::wrappers::events::DeviceEvents;
 use ems_runtime::marker::RunMarker;
 use ems_runtime::{
     realtime, Context, CycleTiming, EStopTrigger, Hook, RealtimeOptions, Runtime, ShutdownRequest,
@@ -18,40 +20,43 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-/// Why the gateway could not run.
-#[derive(Debug, thiserror::Error)]
-pub enum LiveError {
-    /// A command-line value is invalid.
-    // Only the simulated site's options are validated here (a production build has none).
-    #[cfg_attr(not(feature = "sim"), allow(dead_code))]
-    #[error("{flag} = {value}: {why}")]
-    Arg {
-        /// The flag.
-        flag: &'static str,
-        /// Its value.
-        value: String,
-        /// What is wrong.
-        why: &'static str,
-    },
-    /// The state file.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The simulated site.
-    #[cfg_attr(not(feature = "sim"), allow(dead_code))]
-    #[error("simulated site: {0}")]
-    Site(String),
-    /// The controller.
-    #[error("controller: {0}")]
-    Controller(#[from] ems_control::ConfigError),
-    /// The device layer.
-    #[error("device layer: {0}")]
-    Devices(String),
-    /// The runtime.
-    #[error("runtime: {0}")]
-    Runtime(std::io::Error),
-    /// A shutdown was requested before the devices were reached.
-    #[error("stopped before the devices were reached: {0}")]
-    NeverConnected(String),
+/// Options of the real-time run (the default command).
+#[derive(Debug, clap::Args)]
+pub(crate) struct LiveArgs {
+    /// Run N times faster than real time.
+    #[arg(long, default_value_t = 1.0)]
+    pub(crate) speed: f64,
+    /// Stop (gracefully) after this many simulated seconds; runs until Ctrl-C if not given.
+    #[arg(long)]
+    pub(crate) duration: Option<f64>,
+    /// Control cycle period in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    pub(crate) cycle_ms: u64,
+    /// Where the state machine is persisted.
+    #[arg(long, default_value = "ems-gateway.state")]
+    pub(crate) state_file: PathBuf,
+    /// Seed for the simulated site.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) seed: u64,
+    /// Local time of day (hour, 0-23) at which the simulated site starts; 10 so that a first
+    /// run shows the battery taking PV surplus.
+    #[arg(long, default_value_t = 10)]
+    pub(crate) start_hour: u8,
+    /// Simulated day of the year to start on (1 = 1 January; default 152 = 1 June).
+    #[arg(long, default_value_t = 152)]
+    pub(crate) start_day: u16,
+    /// Operator reason for a manual reset (STOPPED) or acknowledge (ERROR) at start-up, when the
+    /// persisted state needs one.
+    #[arg(long)]
+    pub(crate) reset_reason: Option<String>,
+    /// Where the local REST API listens (`HOST:PORT`; port 0 picks a free one), or `off`. An
+    /// admin token is generated at start and printed once as `admin token: <token>`.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub(crate) api_listen: Option<String>,
+    /// SQLite database for the API's audit log, telemetry history and schedules (kept across
+    /// restarts); in memory when not given.
+    #[arg(long)]
+    pub(crate) api_db: Option<PathBuf>,
 }
 
 /// The controller from the persisted state (STOPPED and ERROR survive a reboot; an unreadable
@@ -408,12 +413,6 @@ fn audit(out: &Output) {
     }
 }
 
-/// Whether a device event is routine housekeeping (lease renewals, writes skipped inside the
-/// deadband), which would drown the audit log at a 100 ms cycle.
-pub(crate) const fn is_routine(e: &DeviceEvent) -> bool {
-    matches!(e, DeviceEvent::LeaseRenewed | DeviceEvent::WriteSkipped { why: SkipReason::Deadband, .. })
-}
-
 fn audit_devices(events: &DeviceEvents) {
     for e in events.iter() {
         if is_routine(&e.event) {
@@ -424,37 +423,6 @@ fn audit_devices(events: &DeviceEvents) {
     }
     if events.dropped() > 0 {
         tracing::warn!(target: "audit", "{} device events dropped", events.dropped());
-    }
-}
-
-/// The power flows the EMS sees (last values, whatever their quality), not a simulator's truth:
-/// the status line and the API's view serve a real site too.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Flows {
-    /// SOC, %.
-    pub soc: f32,
-    /// Battery, W (`+` discharge).
-    pub battery: f32,
-    /// Grid, W (`+` import).
-    pub grid: f32,
-    /// PV, W.
-    pub pv: f32,
-    /// Site load, W: `grid + pv + battery` (design.md §4), never negative.
-    pub load: f32,
-}
-
-impl Flows {
-    pub(crate) fn of(snapshot: &ems_core::Snapshot) -> Self {
-        let battery = snapshot.inverter.active_power.last_value().get();
-        let grid = snapshot.grid.active_power.last_value().get();
-        let pv = snapshot.pv_power.last_value().get();
-        Self {
-            soc: snapshot.battery.soc.last_value().get(),
-            battery,
-            grid,
-            pv,
-            load: (grid + pv + battery).max(0.0),
-        }
     }
 }
 
@@ -480,30 +448,4 @@ pub(crate) fn print_status(now: Millis, out: &Output, snapshot: &ems_core::Snaps
         env.max_discharge().get(),
         why(env.discharge_binding()),
     );
-}
-
-/// The (device, kind) labels of `ems_device_errors_total` for a failed read or write.
-pub(crate) const fn device_error(e: &DeviceEvent) -> Option<(&'static str, &'static str)> {
-    use ems_devices::traits::ErrorKind;
-    use ems_devices::wrappers::events::Device;
-    let (DeviceEvent::ReadFailed { device, kind } | DeviceEvent::WriteFailed { device, kind }) = e else {
-        return None;
-    };
-    let device = match device {
-        Device::Bms => "bms",
-        Device::Inverter => "inverter",
-        Device::Meter => "meter",
-        Device::Pv => "pv",
-        Device::PrechargeRelay => "precharge_relay",
-        Device::MainContactor => "main_contactor",
-        Device::EStop => "estop",
-    };
-    let kind = match kind {
-        ErrorKind::Timeout => "timeout",
-        ErrorKind::Comm => "comm",
-        ErrorKind::Decode => "decode",
-        ErrorKind::Refused => "refused",
-        ErrorKind::OutOfRange => "out_of_range",
-    };
-    Some((device, kind))
 }

@@ -12,14 +12,17 @@
 
 mod api;
 mod config;
+mod error;
 mod live;
 mod optimize;
 #[cfg(feature = "sim")]
 mod simsite;
 mod site;
 mod store;
+mod view;
 
 use clap::{Parser, Subcommand};
+use live::LiveArgs;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -31,45 +34,6 @@ struct Cli {
     command: Option<Cmd>,
     #[command(flatten)]
     live: LiveArgs,
-}
-
-/// Options of the real-time run (the default command).
-#[derive(Debug, clap::Args)]
-struct LiveArgs {
-    /// Run N times faster than real time.
-    #[arg(long, default_value_t = 1.0)]
-    speed: f64,
-    /// Stop (gracefully) after this many simulated seconds; runs until Ctrl-C if not given.
-    #[arg(long)]
-    duration: Option<f64>,
-    /// Control cycle period in milliseconds.
-    #[arg(long, default_value_t = 100)]
-    cycle_ms: u64,
-    /// Where the state machine is persisted.
-    #[arg(long, default_value = "ems-gateway.state")]
-    state_file: PathBuf,
-    /// Seed for the simulated site.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-    /// Local time of day (hour, 0-23) at which the simulated site starts; 10 so that a first
-    /// run shows the battery taking PV surplus.
-    #[arg(long, default_value_t = 10)]
-    start_hour: u8,
-    /// Simulated day of the year to start on (1 = 1 January; default 152 = 1 June).
-    #[arg(long, default_value_t = 152)]
-    start_day: u16,
-    /// Operator reason for a manual reset (STOPPED) or acknowledge (ERROR) at start-up, when the
-    /// persisted state needs one.
-    #[arg(long)]
-    reset_reason: Option<String>,
-    /// Where the local REST API listens (`HOST:PORT`; port 0 picks a free one), or `off`. An
-    /// admin token is generated at start and printed once as `admin token: <token>`.
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    api_listen: Option<String>,
-    /// SQLite database for the API's audit log, telemetry history and schedules (kept across
-    /// restarts); in memory when not given.
-    #[arg(long)]
-    api_db: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -3,9 +3,8 @@
 //! same loop (`ems-runtime`) as a real site. Its physics advance in control time, one cycle per
 //! cycle, paced at `--speed`.
 
-use crate::live::{load_controller, run_gateway, Connecting, Launch, LiveError, Physics};
+use crate::live::{load_controller, run_gateway, Connecting, Launch, LiveArgs, LiveError, Physics};
 use crate::store::FileStore;
-use crate::LiveArgs;
 use ems_control::ControllerConfig;
 use ems_core::Millis;
 use ems_devices::estop::{ActiveLevel, HalEStop};

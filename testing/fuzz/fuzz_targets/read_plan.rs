@@ -3,5 +3,7 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    ems_devices::modbus::transport::batch::fuzz_entry(data);
+    if let Err(broken) = ems_devices::modbus::transport::batch::fuzz_entry(data) {
+        panic!("read plan invariant broken: {broken}");
+    }
 });

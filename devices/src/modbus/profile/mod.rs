@@ -1183,12 +1183,13 @@ fn unit_list(units: &[(&str, f64)]) -> String {
     units.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
 }
 
-/// Fuzz target: never panics on any input.
+/// Fuzz entry (feature `_fuzz`, not for production): never panics on any input.
 ///
 /// The first byte chooses the mode: even → the rest is a profile text (lossy UTF-8) that is
 /// parsed and, if valid, decoded against an image of zeros and of the same bytes; odd → a
 /// shipped profile (chosen by the second byte) decodes the rest as register words, and every
 /// decoded number is encoded back through the written registers.
+#[cfg(feature = "_fuzz")]
 pub fn fuzz_entry(data: &[u8]) {
     let Some((&mode, rest)) = data.split_first() else {
         return;
@@ -1221,6 +1222,7 @@ pub fn fuzz_entry(data: &[u8]) {
     }
 }
 
+#[cfg(feature = "_fuzz")]
 fn exercise(profile: &Profile, words: &[u16]) {
     let image = RegisterImage::filled(profile, words);
     if let Ok(values) = decode(profile, &image) {

@@ -422,7 +422,7 @@ fn decode_point(def: &'static PointDef, regs: &[u16], sf: Option<i16>) -> Option
     }
 }
 
-/// Fuzzing entry point: never panics, whatever the bytes.
+/// Fuzzing entry point (feature `_fuzz`, not for production): never panics, whatever the bytes.
 ///
 /// The first two bytes (big-endian) choose the model: a supported id is used as is, any other
 /// value picks a supported model by index. The rest is the register block (pairs of bytes,
@@ -430,6 +430,7 @@ fn decode_point(def: &'static PointDef, regs: &[u16], sf: Option<i16>) -> Option
 /// and, with its `ID` register forced to the model id, as that model again; then the bytes are
 /// laid out behind a `SunS` marker at 40000 and scanned ([`super::scan`]) over an in-memory
 /// register image.
+#[cfg(feature = "_fuzz")]
 pub fn fuzz_entry(data: &[u8]) {
     let Some((head, rest)) = data.split_first_chunk::<2>() else { return };
     let supported = model::supported_models();

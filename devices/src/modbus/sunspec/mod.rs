@@ -30,7 +30,9 @@ pub mod inverter;
 pub mod model;
 
 pub use battery::SunSpecBattery;
-pub use decode::{decode_model, fuzz_entry, DecodeError, DecodedModel, PointValue};
+#[cfg(feature = "_fuzz")]
+pub use decode::fuzz_entry;
+pub use decode::{decode_model, DecodeError, DecodedModel, PointValue};
 pub use discovery::{discover, scan, ModelInfo, ScanResult, ScannedModel, SunSpecMap};
 pub use image::SunSpecImage;
 pub use inverter::SunSpecInverter;
@@ -136,6 +138,7 @@ impl DeviceError for SunSpecError {
 
 /// Drive a future that never waits (e.g. one over [`crate::modbus::MemoryRegisters`]) to
 /// completion without an executor; `None` if it is still pending after many polls.
+#[cfg(feature = "_fuzz")]
 pub(crate) fn block_on_ready<F: core::future::Future>(f: F) -> Option<F::Output> {
     use std::task::{Context, Poll, Wake, Waker};
     struct Noop;

@@ -292,11 +292,16 @@ async fn read_alone<Id, C: RegisterClient>(
     Ok((Ok(out), trips))
 }
 
-/// Exercise the planner on arbitrary bytes and check its invariants (a fuzz entry: panics only
-/// if an invariant is broken). The first byte picks `max_gap` (0..=7); the rest is read as
-/// 5-byte records: kind (low bit), address (BE), count (BE, modulo 600).
-#[allow(clippy::panic)] // A broken invariant must crash the fuzzer; nothing else panics here.
-pub fn fuzz_entry(data: &[u8]) {
+/// Exercise the planner on arbitrary bytes and check its invariants (a fuzz entry, feature
+/// `_fuzz`, not for production; it never panics, the fuzz target asserts on the result). The
+/// first byte picks `max_gap` (0..=7); the rest is read as 5-byte records: kind (low bit),
+/// address (BE), count (BE, modulo 600).
+///
+/// # Errors
+/// The broken invariant: a request outside 1..=125 registers or past the address space, or a
+/// wanted register covered other than exactly once.
+#[cfg(any(test, feature = "_fuzz"))]
+pub fn fuzz_entry(data: &[u8]) -> Result<(), String> {
     let max_gap = u16::from(data.first().copied().unwrap_or(0) % 8);
     let wanted: Vec<WantedRange<usize>> = data
         .get(1..)
@@ -311,13 +316,13 @@ pub fn fuzz_entry(data: &[u8]) {
             WantedRange::new(i, kind, RegisterAddress(address), count)
         })
         .collect();
-    let Ok(plan) = ReadPlan::new(wanted, max_gap) else { return };
+    let Ok(plan) = ReadPlan::new(wanted, max_gap) else { return Ok(()) };
     for r in plan.requests() {
         if r.count == 0
             || r.count > MAX_READ_REGISTERS
             || u32::from(r.address.0) + u32::from(r.count) > 0x1_0000
         {
-            panic!("bad request {r:?}");
+            return Err(format!("bad request {r:?}"));
         }
     }
     for w in plan.wanted() {
@@ -329,10 +334,11 @@ pub fn fuzz_entry(data: &[u8]) {
                 .filter(|r| r.kind == w.kind && r.span().0 <= reg && reg < r.span().1)
                 .count();
             if n != 1 {
-                panic!("register {reg} of {w:?} covered {n} times");
+                return Err(format!("register {reg} of {w:?} covered {n} times"));
             }
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -415,8 +421,8 @@ mod tests {
 
     #[test]
     fn fuzz_entry_survives_edge_inputs() {
-        fuzz_entry(&[]);
-        fuzz_entry(&[7, 0, 0xff, 0xff, 0x02, 0x57, 1, 0, 0, 0, 1]);
+        assert_eq!(fuzz_entry(&[]), Ok(()));
+        assert_eq!(fuzz_entry(&[7, 0, 0xff, 0xff, 0x02, 0x57, 1, 0, 0, 0, 1]), Ok(()));
     }
 
     fn wanted_strategy() -> impl Strategy<Value = Vec<WantedRange<usize>>> {
