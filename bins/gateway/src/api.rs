@@ -549,6 +549,7 @@ impl LoopApi {
                 DeviceEvent::CommLost { .. }
                 | DeviceEvent::CommRestored { .. }
                 | DeviceEvent::WriteFailed { .. }
+                | DeviceEvent::WriteRefused { .. }
                 | DeviceEvent::SetpointNotApplied { .. }
                 | DeviceEvent::LeaseTaken { .. }
                 | DeviceEvent::LeaseLost

@@ -486,8 +486,10 @@ pub(crate) fn print_status(now: Millis, out: &Output, snapshot: &ems_core::Snaps
 pub(crate) const fn device_error(e: &DeviceEvent) -> Option<(&'static str, &'static str)> {
     use ems_devices::traits::ErrorKind;
     use ems_devices::wrappers::events::Device;
-    let (DeviceEvent::ReadFailed { device, kind } | DeviceEvent::WriteFailed { device, kind }) = e else {
-        return None;
+    let (device, kind) = match e {
+        DeviceEvent::ReadFailed { device, kind } | DeviceEvent::WriteFailed { device, kind } => (device, kind),
+        DeviceEvent::WriteRefused { device, .. } => (device, &ErrorKind::Refused),
+        _ => return None,
     };
     let device = match device {
         Device::Bms => "bms",
