@@ -385,7 +385,8 @@ fn bms_profile_converts_units_limits_and_alarms() {
 #[test]
 fn a_register_value_outside_its_unit_is_out_of_range_naming_the_register() {
     // 2500 V from the meter's voltage register: not a voltage the unit accepts.
-    let mut dev = ProfileDevice::new(sdm630_image(100.0), Profile::shipped("eastron-sdm630.toml").unwrap().unwrap());
+    let mut dev =
+        ProfileDevice::new(sdm630_image(100.0), Profile::shipped("eastron-sdm630.toml").unwrap().unwrap());
     let w = f32_words(2500.0);
     dev.client_mut().input.insert(0x00, w[0]);
     dev.client_mut().input.insert(0x01, w[1]);

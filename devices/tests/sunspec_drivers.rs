@@ -302,7 +302,9 @@ fn connect_disconnect_through_703_or_123_and_min_reserve_through_124() {
 fn battery_with_raw(point: &str, raw: u16) -> SunSpecBattery<MemoryRegisters> {
     let mut img = battery_image();
     img.set_raw(802, point, &[raw]).unwrap();
-    block_on(SunSpecBattery::new(img.finish())).unwrap().with_assumed_cell_temperature(ems_core::celsius!(25.0))
+    block_on(SunSpecBattery::new(img.finish()))
+        .unwrap()
+        .with_assumed_cell_temperature(ems_core::celsius!(25.0))
 }
 
 #[test]

@@ -360,7 +360,8 @@ impl ems_devices::traits::Bms for Cached {
 
 #[test]
 fn a_reused_reading_keeps_the_time_it_was_read() {
-    let mut bms = SafeBms::new(Cached(MockBms::healthy(), Millis::new(1500)), SafeBmsConfig::default()).unwrap();
+    let mut bms =
+        SafeBms::new(Cached(MockBms::healthy(), Millis::new(1500)), SafeBmsConfig::default()).unwrap();
     let mut ev = DeviceEvents::new();
     block_on(bms.poll(Millis::new(10_000), &mut ev));
     let mut b = Snapshot::unknown(Watts::ZERO).battery;

@@ -326,7 +326,10 @@ fn a_refused_write_is_reported_with_the_exception_code_and_trips_as_not_applied(
         let refused = ev.iter().find(|e| matches!(e.event, DeviceEvent::WriteRefused { .. })).unwrap();
         assert_eq!(
             refused.event,
-            DeviceEvent::WriteRefused { device: ems_devices::wrappers::Device::Inverter, exception: Some(0x04) }
+            DeviceEvent::WriteRefused {
+                device: ems_devices::wrappers::Device::Inverter,
+                exception: Some(0x04)
+            }
         );
         assert_eq!(refused.event.to_string(), "Inverter refused the write: exception 0x04");
     }

@@ -14,11 +14,11 @@ use ems_devices::modbus::profile::{Profile, ProfileDevice, ProfileDeviceError};
 use ems_devices::modbus::sunspec::{SunSpecBattery, SunSpecError, SunSpecInverter};
 use ems_devices::modbus::transport::{AnyClient, ClientOptions, ModbusEndpoint};
 use ems_devices::modbus::RegisterAddress;
-use ems_devices::Polled;
 use ems_devices::traits::{
     Bms, BmsReading, DeviceError, EStopInput, ErrorKind, Inverter, InverterCapabilities, InverterReading,
     InverterSettings, Meter, MeterReading, PvInverter, PvReading, Relay,
 };
+use ems_devices::Polled;
 use ems_runtime::{Clock, RealtimeOptions};
 use std::time::Duration;
 

@@ -84,8 +84,10 @@ fn run(py: &str, quirks: &[&str]) -> (Result<(), String>, DeviceEvents, Snapshot
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let client = AnyClient::Tcp(TcpClient::new("127.0.0.1", s.port, 1, ClientOptions::default()));
-        let mut bat =
-            SunSpecBattery::new(client).await.unwrap().with_assumed_cell_temperature(ems_core::celsius!(25.0));
+        let mut bat = SunSpecBattery::new(client)
+            .await
+            .unwrap()
+            .with_assumed_cell_temperature(ems_core::celsius!(25.0));
         let direct = match bat.read().await {
             Ok(_) => Ok(()),
             Err(e) => {

@@ -527,10 +527,7 @@ impl<P: Relay, M: Relay> ContactorSequencer<P, M> {
                     self.advance_precharge(now, pack, dc, events, trips).await
                 }
                 Err(e) => {
-                    events.push(
-                        now,
-                        DeviceEvent::write_error(Device::PrechargeRelay, &e),
-                    );
+                    events.push(now, DeviceEvent::write_error(Device::PrechargeRelay, &e));
                     self.open_all(now, events).await;
                     None
                 }
@@ -566,10 +563,7 @@ impl<P: Relay, M: Relay> ContactorSequencer<P, M> {
                     self.check_closed(now, now, events, trips).await
                 }
                 Err(e) => {
-                    events.push(
-                        now,
-                        DeviceEvent::write_error(Device::MainContactor, &e),
-                    );
+                    events.push(now, DeviceEvent::write_error(Device::MainContactor, &e));
                     self.open_all(now, events).await;
                     self.phase = Phase::Opening { since: now, welded: false };
                     None

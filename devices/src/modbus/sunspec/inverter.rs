@@ -143,7 +143,6 @@ fn need(m: &DecodedModel, name: &str) -> Result<f64, SunSpecError> {
     m.number(name).ok_or_else(|| SunSpecError::MissingPoint { model: m.id, point: name.to_owned() })
 }
 
-
 /// Revert time in whole seconds: floor, at least 1 s.
 fn revert_secs(t: Millis) -> u32 {
     u32::try_from(t.get() / 1000).unwrap_or(u32::MAX).max(1)

@@ -39,8 +39,8 @@ pub use inverter::SunSpecInverter;
 
 use crate::modbus::{LinkError, ModbusException, RegisterAddress};
 use crate::traits::{DeviceError, ErrorKind};
-use ems_core::units::UnitError;
 use discovery::BaseProbe;
+use ems_core::units::UnitError;
 
 /// Everything that can go wrong talking SunSpec.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
