@@ -15,6 +15,8 @@
 //!   E-stop) composed into `sim::SimulatedSite`, with per-device handles, fault injection and
 //!   energy counters. The test rig, the benches and the gateway's simulated site enable it; a
 //!   production gateway does not link it.
+//! * [`polled`]: [`polled::Polled`], a device read at most once per interval whose reused
+//!   reading keeps its own age.
 //! * [`data`]: the reference data embedded at compile time and their parsers.
 //!
 //! * [`modbus`]: the Modbus seam (`RegisterClient`), `tokio-modbus` transports, SunSpec and
@@ -27,10 +29,12 @@ pub mod estop;
 pub mod gpio;
 pub mod io;
 pub mod modbus;
+pub mod polled;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod traits;
 pub mod wrappers;
 
+pub use polled::Polled;
 #[cfg(feature = "sim")]
 pub use sim::{SimError, SimFault, SimSiteConfig, SimulatedSite, SiteTruth};

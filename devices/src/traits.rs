@@ -39,9 +39,33 @@ impl core::fmt::Display for ErrorKind {
 }
 
 /// An implementation's error, mapped onto the shared vocabulary.
+///
+/// The safety wrappers react by kind (docs/SAFETY.md H56): a dead link ([`ErrorKind::Timeout`],
+/// [`ErrorKind::Comm`]) brings no new value, so the last good one ages out and goes `Stale`
+/// through its maximum age (worst case from then on); an answer that is no usable reading
+/// ([`ErrorKind::Refused`], [`ErrorKind::Decode`], [`ErrorKind::OutOfRange`]) marks the
+/// device's signals `Invalid` at once; a refused *write* counts toward "set-point not applied"
+/// and is reported with the device's exception code ([`Self::exception_code`]).
 pub trait DeviceError: core::fmt::Debug {
     /// The kind of this error.
     fn kind(&self) -> ErrorKind;
+
+    /// The device's own refusal code (the Modbus exception code), for a [`ErrorKind::Refused`]
+    /// that came as one; `None` otherwise (the default, for drivers without such codes).
+    fn exception_code(&self) -> Option<u8> {
+        None
+    }
+}
+
+impl ErrorKind {
+    /// A dead link (timeout, transport failure): no answer, so no new information.
+    #[must_use]
+    pub const fn is_link(self) -> bool {
+        match self {
+            Self::Timeout | Self::Comm => true,
+            Self::Decode | Self::Refused | Self::OutOfRange => false,
+        }
+    }
 }
 
 impl DeviceError for core::convert::Infallible {
@@ -157,6 +181,13 @@ pub trait Bms {
     /// Ask the BMS to clear latched alarms whose cause is gone (the safety wrapper rate-limits
     /// this command).
     async fn reset_alarms(&mut self) -> Result<(), Self::Error>;
+    /// How old the reading returned by the last successful `read` already was when it was
+    /// returned. Zero (the default) for a driver that reads the device on every call; a caching
+    /// wrapper ([`crate::Polled`]) reports the time since it actually read the device, and the
+    /// caller stamps the signals with `now − age`, so a reused value is never made fresh.
+    fn reading_age(&self) -> Millis {
+        Millis::ZERO
+    }
 }
 
 /// Battery inverter / PCS.
@@ -183,6 +214,13 @@ pub trait Meter {
     type Error: DeviceError;
     /// Read power, voltage and frequency.
     async fn read(&mut self) -> Result<MeterReading, Self::Error>;
+    /// How old the reading returned by the last successful `read` already was when it was
+    /// returned. Zero (the default) for a driver that reads the device on every call; a caching
+    /// wrapper ([`crate::Polled`]) reports the time since it actually read the device, and the
+    /// caller stamps the signals with `now − age`, so a reused value is never made fresh.
+    fn reading_age(&self) -> Millis {
+        Millis::ZERO
+    }
 }
 
 /// PV inverter(s).
@@ -192,6 +230,13 @@ pub trait PvInverter {
     type Error: DeviceError;
     /// Read the production.
     async fn read(&mut self) -> Result<PvReading, Self::Error>;
+    /// How old the reading returned by the last successful `read` already was when it was
+    /// returned. Zero (the default) for a driver that reads the device on every call; a caching
+    /// wrapper ([`crate::Polled`]) reports the time since it actually read the device, and the
+    /// caller stamps the signals with `now − age`, so a reused value is never made fresh.
+    fn reading_age(&self) -> Millis {
+        Millis::ZERO
+    }
 }
 
 /// One relay or contactor coil with an auxiliary feedback contact.

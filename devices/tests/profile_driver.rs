@@ -381,3 +381,16 @@ fn bms_profile_converts_units_limits_and_alarms() {
     block_on(dev.reset_alarms()).unwrap();
     assert_eq!(dev.client().holding.get(&100), Some(&1));
 }
+
+#[test]
+fn a_register_value_outside_its_unit_is_out_of_range_naming_the_register() {
+    // 2500 V from the meter's voltage register: not a voltage the unit accepts.
+    let mut dev =
+        ProfileDevice::new(sdm630_image(100.0), Profile::shipped("eastron-sdm630.toml").unwrap().unwrap());
+    let w = f32_words(2500.0);
+    dev.client_mut().input.insert(0x00, w[0]);
+    dev.client_mut().input.insert(0x01, w[1]);
+    let e = block_on(Meter::read(&mut dev)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::OutOfRange);
+    assert_eq!(e.to_string(), "register voltage: voltage: 2500 V is outside the physical range 0..=2000");
+}

@@ -298,3 +298,58 @@ fn connect_disconnect_through_703_or_123_and_min_reserve_through_124() {
     assert!(matches!(e, SunSpecError::MissingModel { .. }), "{e:?}");
     assert_eq!(block_on(inv.connected()).unwrap(), None);
 }
+
+fn battery_with_raw(point: &str, raw: u16) -> SunSpecBattery<MemoryRegisters> {
+    let mut img = battery_image();
+    img.set_raw(802, point, &[raw]).unwrap();
+    block_on(SunSpecBattery::new(img.finish()))
+        .unwrap()
+        .with_assumed_cell_temperature(ems_core::celsius!(25.0))
+}
+
+#[test]
+fn soc_register_of_250_percent_is_out_of_range_naming_the_point_not_100() {
+    // SoC_SF = 0: raw 250 is 250 %. Before, the driver clamped it to a valid-looking 100 %.
+    let mut bat = battery_with_raw("SoC", 250);
+    let e = block_on(bat.read()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::OutOfRange);
+    assert!(matches!(&e, SunSpecError::Invalid { model: 802, point, .. } if point == "SoC"), "{e:?}");
+    assert_eq!(
+        e.to_string(),
+        "SunSpec model 802 point SoC: percentage: 250 % is outside the physical range 0..=100"
+    );
+}
+
+#[test]
+fn cell_at_minus_3_volts_written_signed_is_out_of_range_not_0() {
+    // −3.000 V written as a signed −3000 into the unsigned CellVMin (CellV_SF = −3) reads as
+    // 62.536 V: no cell reads that. Before, a negative cell voltage was clamped to 0 V.
+    let mut bat = battery_with_raw("CellVMin", 0xF448);
+    let e = block_on(bat.read()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::OutOfRange);
+    let text = e.to_string();
+    assert!(text.starts_with("SunSpec model 802 point CellVMin: cell voltage: 62.536 V"), "{text}");
+    assert!(text.ends_with("outside the physical range 0..=5"), "{text}");
+    // The maximum too, and a healthy reading still passes.
+    let mut bat = battery_with_raw("CellVMax", 7_000);
+    let e = block_on(bat.read()).unwrap_err();
+    assert!(matches!(&e, SunSpecError::Invalid { point, .. } if point == "CellVMax"), "{e}");
+    assert!(block_on(battery_with_raw("CellVMin", 3_100).read()).is_ok());
+}
+
+#[test]
+fn inverter_values_out_of_range_are_errors_naming_model_and_point() {
+    // Heat sink at −3000.0 °C (raw −30000, Tmp_SF −1): below absolute zero.
+    let mut img = der_inverter();
+    img.set_raw(701, "TmpSnk", &[0x8AD0]).unwrap();
+    let mut inv = block_on(SunSpecInverter::new(img.finish())).unwrap();
+    let e = block_on(inv.read()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::OutOfRange);
+    assert!(e.to_string().starts_with("SunSpec model 701 point TmpSnk: temperature: -3000 °C"), "{e}");
+    // A rating beyond 100 MW (702 WMaxRtg 60000 × 10^4 W) refuses to build the driver.
+    let mut img = der_inverter();
+    img.set(702, "W_SF", 4.0).unwrap().set_raw(702, "WMaxRtg", &[60_000]).unwrap();
+    let e = block_on(SunSpecInverter::new(img.finish())).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::OutOfRange);
+    assert!(e.to_string().starts_with("SunSpec model 702 point WMaxRtg: power:"), "{e}");
+}

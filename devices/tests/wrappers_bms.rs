@@ -298,3 +298,74 @@ fn cell_temperature_jump_is_rejected_and_a_plausible_rise_is_not() {
     assert_eq!(b.cell_temp_max.quality_at(Millis::new(2000)), Quality::Invalid);
     assert_eq!(b.cell_temp_min.quality_at(Millis::new(2000)), Quality::Invalid);
 }
+
+#[test]
+fn an_out_of_range_read_invalidates_every_bms_signal_at_once() {
+    use ems_devices::traits::ErrorKind;
+    let mock = MockBms::healthy();
+    let mut bms = SafeBms::new(mock.clone(), SafeBmsConfig::default()).unwrap();
+    let _ = poll(&mut bms, 0);
+    // The driver refused a SOC register of 250 % (SunSpecError::Invalid, kind OutOfRange).
+    mock.set(Err(wrappers_mocks::MockError(ErrorKind::OutOfRange)));
+    let ev = poll(&mut bms, 100);
+    assert!(ev.any(|e| matches!(e, DeviceEvent::ReadFailed { kind: ErrorKind::OutOfRange, .. })));
+    let now = Millis::new(100);
+    let s = signals(&bms, now);
+    for q in [
+        s.soc.quality_at(now),
+        s.cell_voltage_min.quality_at(now),
+        s.pack_voltage.quality_at(now),
+        s.bms_charge_limit.quality_at(now),
+        s.bms_discharge_limit.quality_at(now),
+        s.bms_ready.quality_at(now),
+    ] {
+        assert_eq!(q, Quality::Invalid, "not the last good value, not 100 %");
+    }
+    // A good read brings them back.
+    mock.set(Ok(healthy_bms_reading()));
+    let _ = poll(&mut bms, 200);
+    assert_eq!(signals(&bms, Millis::new(200)).soc.quality_at(Millis::new(200)), Quality::Good);
+}
+
+#[test]
+fn a_dead_link_read_lets_the_signals_go_stale_through_their_max_age() {
+    let mock = MockBms::healthy();
+    let mut bms = SafeBms::new(mock.clone(), SafeBmsConfig::default()).unwrap();
+    let _ = poll(&mut bms, 0);
+    mock.set(Err(COMM));
+    let _ = poll(&mut bms, 100);
+    let s = signals(&bms, Millis::new(100));
+    assert_eq!(s.soc.quality_at(Millis::new(100)), Quality::Good, "the last value, with its own time");
+    assert_eq!(s.soc.taken_at(), Millis::ZERO);
+    let stale = Millis::ZERO.plus(s.soc.max_age()).plus(Millis::new(1));
+    assert_eq!(s.soc.quality_at(stale), Quality::Stale);
+}
+
+/// A BMS behind a cache that hands out a reading taken `age` ago (as `Polled` does).
+#[derive(Debug)]
+struct Cached(MockBms, Millis);
+
+impl ems_devices::traits::Bms for Cached {
+    type Error = wrappers_mocks::MockError;
+    async fn read(&mut self) -> Result<ems_devices::traits::BmsReading, Self::Error> {
+        self.0.read().await
+    }
+    async fn reset_alarms(&mut self) -> Result<(), Self::Error> {
+        self.0.reset_alarms().await
+    }
+    fn reading_age(&self) -> Millis {
+        self.1
+    }
+}
+
+#[test]
+fn a_reused_reading_keeps_the_time_it_was_read() {
+    let mut bms =
+        SafeBms::new(Cached(MockBms::healthy(), Millis::new(1500)), SafeBmsConfig::default()).unwrap();
+    let mut ev = DeviceEvents::new();
+    block_on(bms.poll(Millis::new(10_000), &mut ev));
+    let mut b = Snapshot::unknown(Watts::ZERO).battery;
+    bms.fill(Millis::new(10_000), &mut b);
+    assert_eq!(b.soc.taken_at(), Millis::new(8_500), "stamped when read, not when reused");
+    assert_eq!(bms.last_good_read(), Some(Millis::new(8_500)));
+}

@@ -374,3 +374,67 @@ fn a_device_that_never_stays_in_remote_control_trips_instead_of_being_re_taken_f
     assert!(losses >= 3, "lease losses: {losses}");
     assert!(trips.contains(&TripReason::SetpointNotApplied), "trips: {trips:?}");
 }
+
+#[test]
+fn a_refused_write_is_reported_with_the_exception_code_and_trips_as_not_applied() {
+    let mut r = timer_rig();
+    r.mock.with(|s| s.refuse_setpoints = true);
+    for k in 1..=3 {
+        let (out, ev) = r.cycle(100, 400.0, 1.0e6, 1.0e6);
+        assert!(out.trips.is_empty(), "cycle {k}: the trip comes with the next apply");
+        assert_eq!(out.write_error, Some(ems_devices::traits::ErrorKind::Refused));
+        let refused = ev.iter().find(|e| matches!(e.event, DeviceEvent::WriteRefused { .. })).unwrap();
+        assert_eq!(
+            refused.event,
+            DeviceEvent::WriteRefused {
+                device: ems_devices::wrappers::Device::Inverter,
+                exception: Some(0x04)
+            }
+        );
+        assert_eq!(refused.event.to_string(), "Inverter refused the write: exception 0x04");
+    }
+    // Three refusals without a confirmed set-point: the command is not applied → trip.
+    let (out, _) = r.cycle(100, 400.0, 1.0e6, 1.0e6);
+    assert_eq!(out.trips.as_slice(), &[TripReason::SetpointNotApplied]);
+}
+
+#[test]
+fn a_dead_link_on_writes_never_trips_and_its_signals_go_stale_through_their_max_age() {
+    let mut r = timer_rig();
+    let (out, _) = r.cycle(100, 400.0, 1.0e6, 1.0e6);
+    assert_eq!(out.written, Some(ems_core::watts!(400.0)));
+    let last_good = r.clock.now();
+    r.mock.with(|s| {
+        s.fail_writes = true;
+        s.fail_reads = true;
+    });
+    for _ in 0..10 {
+        let (out, ev) = r.cycle(100, 800.0, 1.0e6, 1.0e6);
+        assert!(out.trips.is_empty(), "a dead link is no refusal");
+        assert!(!ev.any(|e| matches!(e, DeviceEvent::WriteRefused { .. })));
+    }
+    // The last good reading is kept with its own time: good within its max age, stale after.
+    let mut sig = ems_core::Snapshot::unknown(Watts::ZERO).inverter;
+    r.inv.fill(r.clock.now(), &mut sig);
+    assert_eq!(sig.active_power.taken_at(), last_good);
+    assert_eq!(sig.active_power.quality_at(r.clock.now()), ems_core::Quality::Good);
+    let later = last_good.plus(ems_core::snapshot::FAST_MAX_AGE).plus(Millis::new(1));
+    assert_eq!(sig.active_power.quality_at(later), ems_core::Quality::Stale);
+}
+
+#[test]
+fn an_unusable_read_drops_the_last_reading_at_once_and_allows_no_power() {
+    use ems_devices::traits::ErrorKind;
+    let mut r = timer_rig();
+    let (out, _) = r.cycle(100, 400.0, 1.0e6, 1.0e6);
+    assert_eq!(out.written, Some(ems_core::watts!(400.0)));
+    r.mock.with(|s| s.read_error = Some(wrappers_mocks::MockError(ErrorKind::OutOfRange)));
+    let (out, ev) = r.cycle(100, 400.0, 1.0e6, 1.0e6);
+    assert!(ev.any(|e| matches!(e, DeviceEvent::ReadFailed { kind: ErrorKind::OutOfRange, .. })));
+    let mut sig = ems_core::Snapshot::unknown(Watts::ZERO).inverter;
+    r.inv.fill(r.clock.now(), &mut sig);
+    assert_eq!(sig.active_power.quality_at(r.clock.now()), ems_core::Quality::Invalid);
+    assert_eq!(sig.state.quality_at(r.clock.now()), ems_core::Quality::Invalid);
+    assert_eq!(out.target, Watts::ZERO, "rating unknown: no power");
+    assert!(r.inv.last_reading().is_none());
+}

@@ -9,6 +9,10 @@ Quirks reproduce ways real devices deviate from the spec:
   sf-zero         scale factors of 0 (values are then plain integers)
   short-common    model 1 with a shorter length than the definition
   no-nameplate    model 120 missing from the chain
+  battery         a battery (model 802: 16 LFP cells, 52.8 V, SOC 50 %, 100 A limits)
+  soc-250         with battery: the SoC register holds 250 %
+  cell-minus-3v   with battery: CellVMin holds -3.000 V written as a signed value into the
+                  unsigned register (reads as 62.536 V)
 The image is mutable: writes to any existing register succeed; reads or writes outside the image
 answer with Modbus exception 0x02 (illegal data address).
 """
@@ -105,6 +109,16 @@ def build(quirks):
         blocks.append(model_block(120, {"DERTyp": 82, "WRtg": 5000, "WRtg_SF": 0}))
     blocks.append(model_block(123, {"WMaxLimPct": 100, "WMaxLimPct_SF": 0, "WMaxLimPct_RvrtTms": 0,
                                     "WMaxLim_Ena": 0}))
+    if "battery" in quirks:
+        blocks.append(model_block(802, {
+            "AHRtg": 100, "AHRtg_SF": 0, "WHRtg": 5120, "WHRtg_SF": 0, "WChaRteMax": 5000,
+            "WDisChaRteMax": 5000, "WChaDisChaMax_SF": 0,
+            "SoC": 250 if "soc-250" in quirks else 50, "SoC_SF": 0,
+            "V": 528, "V_SF": -1, "CellVMin": -3000 if "cell-minus-3v" in quirks else 3290,
+            "CellVMax": 3310, "CellV_SF": -3, "A": 0, "A_SF": 0, "AChaMax": 100, "ADisChaMax": 100,
+            "AMax_SF": 0, "State": 3, "ReqInvState": 0, "Evt1": 0, "Evt2": 0, "EvtVnd1": 0, "EvtVnd2": 0,
+            "LocRemCtl": 0, "Typ": 4, "SetOp": 1, "SetInvState": 1,
+        }))
     image = [0x5375, 0x6E53]
     for b in blocks:
         image += b

@@ -140,6 +140,7 @@ pub const fn device_event_kind(e: &DeviceEvent) -> &'static str {
         DeviceEvent::CommLost { .. } => "comm_lost",
         DeviceEvent::CommRestored { .. } => "comm_restored",
         DeviceEvent::WriteFailed { .. } => "write_failed",
+        DeviceEvent::WriteRefused { .. } => "write_refused",
         DeviceEvent::SetpointClamped { .. } => "setpoint_clamped",
         DeviceEvent::WriteSkipped { .. } => "write_skipped",
         DeviceEvent::SetpointNotApplied { .. } => "setpoint_not_applied",

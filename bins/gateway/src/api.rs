@@ -489,6 +489,7 @@ impl LoopApi {
                 DeviceEvent::CommLost { .. }
                 | DeviceEvent::CommRestored { .. }
                 | DeviceEvent::WriteFailed { .. }
+                | DeviceEvent::WriteRefused { .. }
                 | DeviceEvent::SetpointNotApplied { .. }
                 | DeviceEvent::LeaseTaken { .. }
                 | DeviceEvent::LeaseLost

@@ -18,6 +18,7 @@ use ems_devices::traits::{
     Bms, BmsReading, DeviceError, EStopInput, ErrorKind, Inverter, InverterCapabilities, InverterReading,
     InverterSettings, Meter, MeterReading, PvInverter, PvReading, Relay,
 };
+use ems_devices::Polled;
 use ems_runtime::{Clock, RealtimeOptions};
 use std::time::Duration;
 
@@ -134,73 +135,6 @@ impl PvInverter for AnyPv {
             Self::Profile(d) => PvInverter::read(d.as_mut()).await,
             Self::None => Ok(PvReading { active_power: Watts::ZERO }),
         }
-    }
-}
-
-/// A device read at most every `every`: between polls the last good reading is reused, so a slow
-/// bus (RS-485 at 9600 baud) is not asked every control cycle. A failed read is not cached: the
-/// next cycle tries again, and the signals go stale through their maximum age as usual. The
-/// interval is validated to at most 2 s, the maximum age of the fast signals, so a reused
-/// reading is never older than a fresh one may be.
-#[derive(Debug)]
-pub struct Polled<D, R> {
-    inner: D,
-    every: Option<Duration>,
-    last: Option<(tokio::time::Instant, R)>,
-}
-
-impl<D, R: Copy> Polled<D, R> {
-    fn new(inner: D, poll_ms: Option<u64>) -> Self {
-        Self { inner, every: poll_ms.map(Duration::from_millis), last: None }
-    }
-
-    fn cached(&self) -> Option<R> {
-        match (self.every, &self.last) {
-            (Some(every), Some((at, r))) if at.elapsed() < every => Some(*r),
-            _ => None,
-        }
-    }
-
-    fn store(&mut self, r: R) -> R {
-        self.last = Some((tokio::time::Instant::now(), r));
-        r
-    }
-}
-
-impl<D: Meter> Meter for Polled<D, MeterReading> {
-    type Error = D::Error;
-    async fn read(&mut self) -> Result<MeterReading, D::Error> {
-        if let Some(r) = self.cached() {
-            return Ok(r);
-        }
-        let r = self.inner.read().await?;
-        Ok(self.store(r))
-    }
-}
-
-impl<D: Bms> Bms for Polled<D, BmsReading> {
-    type Error = D::Error;
-    async fn read(&mut self) -> Result<BmsReading, D::Error> {
-        if let Some(r) = self.cached() {
-            return Ok(r);
-        }
-        let r = self.inner.read().await?;
-        Ok(self.store(r))
-    }
-    async fn reset_alarms(&mut self) -> Result<(), D::Error> {
-        self.last = None;
-        self.inner.reset_alarms().await
-    }
-}
-
-impl<D: PvInverter> PvInverter for Polled<D, PvReading> {
-    type Error = D::Error;
-    async fn read(&mut self) -> Result<PvReading, D::Error> {
-        if let Some(r) = self.cached() {
-            return Ok(r);
-        }
-        let r = self.inner.read().await?;
-        Ok(self.store(r))
     }
 }
 
@@ -534,61 +468,3 @@ type SiteDeviceSet = DeviceSet<
     AnyRelay,
     AnyEStop,
 >;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[derive(Debug, Default)]
-    struct CountingMeter {
-        reads: u32,
-        fail: bool,
-    }
-
-    #[derive(Debug)]
-    struct Down;
-
-    impl DeviceError for Down {
-        fn kind(&self) -> ErrorKind {
-            ErrorKind::Timeout
-        }
-    }
-
-    impl Meter for CountingMeter {
-        type Error = Down;
-        async fn read(&mut self) -> Result<MeterReading, Down> {
-            self.reads += 1;
-            if self.fail {
-                return Err(Down);
-            }
-            Ok(MeterReading {
-                active_power: ems_core::watts!(100.0),
-                voltage: ems_core::volts!(230.0),
-                frequency: ems_core::hertz!(50.0),
-            })
-        }
-    }
-
-    #[test]
-    fn polled_devices_are_read_once_per_interval_and_failures_are_not_cached() {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(async {
-            let mut m = Polled::new(CountingMeter::default(), Some(60));
-            m.read().await.unwrap();
-            m.read().await.unwrap();
-            assert_eq!(m.inner.reads, 1, "second read within the interval comes from the cache");
-            tokio::time::sleep(Duration::from_millis(70)).await;
-            m.read().await.unwrap();
-            assert_eq!(m.inner.reads, 2);
-            tokio::time::sleep(Duration::from_millis(70)).await;
-            m.inner.fail = true;
-            assert!(m.read().await.is_err());
-            assert!(m.read().await.is_err(), "a failure is not cached");
-            assert_eq!(m.inner.reads, 4);
-            let mut every_cycle = Polled::new(CountingMeter::default(), None);
-            every_cycle.read().await.unwrap();
-            every_cycle.read().await.unwrap();
-            assert_eq!(every_cycle.inner.reads, 2);
-        });
-    }
-}

@@ -44,8 +44,10 @@ pub(crate) const fn is_routine(e: &DeviceEvent) -> bool {
 pub(crate) const fn device_error(e: &DeviceEvent) -> Option<(&'static str, &'static str)> {
     use ems_devices::traits::ErrorKind;
     use ems_devices::wrappers::events::Device;
-    let (DeviceEvent::ReadFailed { device, kind } | DeviceEvent::WriteFailed { device, kind }) = e else {
-        return None;
+    let (device, kind) = match e {
+        DeviceEvent::ReadFailed { device, kind } | DeviceEvent::WriteFailed { device, kind } => (device, kind),
+        DeviceEvent::WriteRefused { device, .. } => (device, &ErrorKind::Refused),
+        _ => return None,
     };
     let device = match device {
         Device::Bms => "bms",

@@ -90,6 +90,13 @@ pub enum IoError {
 }
 
 impl DeviceError for IoError {
+    fn exception_code(&self) -> Option<u8> {
+        match self {
+            Self::Exception { exception, .. } => Some(exception.code()),
+            Self::Link { .. } => None,
+        }
+    }
+
     fn kind(&self) -> ErrorKind {
         match self {
             Self::Link { source: LinkError::Timeout(_), .. } => ErrorKind::Timeout,

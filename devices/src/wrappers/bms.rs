@@ -4,8 +4,10 @@
 //! Each [`SafeBms::poll`] reads once. The reading is checked (cell min ≤ max, pack voltage
 //! consistent with the cell voltages, SOC jumps, stuck sensors); a rejected field is reported as
 //! `Invalid` with an event naming the field and the value, the others are stored as good with
-//! the read time. A failed read stores nothing, so the signals go stale through their maximum
-//! age. After [`SafeBmsConfig::comm_loss_fallback`] without a good read, [`SafeBms::fill`]
+//! the read time. A read that fails on a dead link (`Timeout`, `Comm`) stores nothing, so the
+//! signals go stale through their maximum age (then the safety layer takes the worst case); a
+//! read the BMS answered with no usable reading (`Refused`, `Decode`, `OutOfRange` — an
+//! exception, garbage, a SOC of 250 %) marks every BMS signal invalid at once. After [`SafeBmsConfig::comm_loss_fallback`] without a good read, [`SafeBms::fill`]
 //! reports the BMS charge and discharge limits as a *good zero* — zero allowed power — and every
 //! other BMS signal as invalid.
 
@@ -251,14 +253,21 @@ impl<B: Bms> SafeBms<B> {
                 }
                 self.read_failing = false;
                 self.comm_lost = false;
-                self.last_good = Some(now);
-                self.accept(now, &r, events);
+                // A reading reused by a caching wrapper keeps the time it was read.
+                let at = now.since(self.bms.reading_age());
+                self.last_good = Some(at);
+                self.accept(at, &r, events);
             }
             Err(e) => {
                 if !self.read_failing {
                     events.push(now, DeviceEvent::ReadFailed { device: Device::Bms, kind: e.kind() });
                 }
                 self.read_failing = true;
+                if !e.kind().is_link() {
+                    // The BMS answered, but with no usable reading (a refusal, garbage, a SOC of
+                    // 250 %): no signal keeps its last value.
+                    self.invalidate_all();
+                }
                 if !self.comm_lost && self.fallback_active(now) {
                     self.comm_lost = true;
                     let after = now.since(self.last_good.or(self.started).unwrap_or(now));
@@ -266,6 +275,21 @@ impl<B: Bms> SafeBms<B> {
                 }
             }
         }
+    }
+
+    fn invalidate_all(&mut self) {
+        let s = &mut self.signals;
+        s.soc.invalidate();
+        s.pack_voltage.invalidate();
+        s.pack_current.invalidate();
+        s.cell_voltage_min.invalidate();
+        s.cell_voltage_max.invalidate();
+        s.cell_temp_min.invalidate();
+        s.cell_temp_max.invalidate();
+        s.bms_charge_limit.invalidate();
+        s.bms_discharge_limit.invalidate();
+        s.bms_alarms.invalidate();
+        s.bms_ready.invalidate();
     }
 
     fn accept(&mut self, now: Millis, r: &BmsReading, events: &mut DeviceEvents) {
@@ -454,6 +478,6 @@ impl<B: Bms> SafeBms<B> {
     /// A refused attempt (rate limit) does not count against the budget; a device error does.
     pub async fn reset_alarms(&mut self, now: Millis) -> Result<(), WrapperError> {
         self.reset_limiter.try_acquire(now)?;
-        self.bms.reset_alarms().await.map_err(|e| WrapperError::Device(e.kind()))
+        self.bms.reset_alarms().await.map_err(|e| WrapperError::device(&e))
     }
 }

@@ -8,6 +8,11 @@
 //! `feedback_timeout`; de-energise the pre-charge relay. To open: de-energise both and verify the
 //! main feedback open within `feedback_timeout`, else the contact is welded (keep commanding
 //! open). **The main contactor is never energised without a completed pre-charge.**
+//!
+//! Relay errors by kind: a feedback that cannot be read, whatever the kind, leaves the contactor
+//! state unknown (the snapshot signal invalid → no power); a coil command the I/O module refuses
+//! is reported with its exception code ([`DeviceEvent::WriteRefused`]), one lost on a dead link
+//! as [`DeviceEvent::WriteFailed`]; either way the feedback check decides what happened.
 
 use super::events::{Device, DeviceEvent, DeviceEvents};
 use super::{check_positive_ms, ConfigError};
@@ -402,11 +407,11 @@ impl<P: Relay, M: Relay> ContactorSequencer<P, M> {
     async fn open_all(&mut self, now: Millis, events: &mut DeviceEvents) -> bool {
         let mut ok = true;
         if let Err(e) = self.main.set(false).await {
-            events.push(now, DeviceEvent::WriteFailed { device: Device::MainContactor, kind: e.kind() });
+            events.push(now, DeviceEvent::write_error(Device::MainContactor, &e));
             ok = false;
         }
         if let Err(e) = self.precharge.set(false).await {
-            events.push(now, DeviceEvent::WriteFailed { device: Device::PrechargeRelay, kind: e.kind() });
+            events.push(now, DeviceEvent::write_error(Device::PrechargeRelay, &e));
             ok = false;
         }
         ok
@@ -522,10 +527,7 @@ impl<P: Relay, M: Relay> ContactorSequencer<P, M> {
                     self.advance_precharge(now, pack, dc, events, trips).await
                 }
                 Err(e) => {
-                    events.push(
-                        now,
-                        DeviceEvent::WriteFailed { device: Device::PrechargeRelay, kind: e.kind() },
-                    );
+                    events.push(now, DeviceEvent::write_error(Device::PrechargeRelay, &e));
                     self.open_all(now, events).await;
                     None
                 }
@@ -561,10 +563,7 @@ impl<P: Relay, M: Relay> ContactorSequencer<P, M> {
                     self.check_closed(now, now, events, trips).await
                 }
                 Err(e) => {
-                    events.push(
-                        now,
-                        DeviceEvent::WriteFailed { device: Device::MainContactor, kind: e.kind() },
-                    );
+                    events.push(now, DeviceEvent::write_error(Device::MainContactor, &e));
                     self.open_all(now, events).await;
                     self.phase = Phase::Opening { since: now, welded: false };
                     None
@@ -591,7 +590,7 @@ impl<P: Relay, M: Relay> ContactorSequencer<P, M> {
         let fb = self.read_feedback().await;
         if fb == Some(true) {
             if let Err(e) = self.precharge.set(false).await {
-                events.push(now, DeviceEvent::WriteFailed { device: Device::PrechargeRelay, kind: e.kind() });
+                events.push(now, DeviceEvent::write_error(Device::PrechargeRelay, &e));
             }
             self.phase = Phase::Closed;
             events.push(now, DeviceEvent::ContactorClosed);

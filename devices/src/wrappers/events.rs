@@ -1,6 +1,6 @@
 //! Device-layer events in the operator's language, collected in a bounded buffer.
 
-use crate::traits::ErrorKind;
+use crate::traits::{DeviceError, ErrorKind};
 use core::fmt;
 use ems_core::{Amps, Celsius, Hertz, Millis, Percent, Volts, Watts};
 
@@ -200,12 +200,20 @@ pub enum DeviceEvent {
         /// Device.
         device: Device,
     },
-    /// A write failed.
+    /// A write failed on the link (timeout, transport) or for another reason than a refusal.
     WriteFailed {
         /// Device.
         device: Device,
         /// Error kind.
         kind: ErrorKind,
+    },
+    /// The device answered a write with a refusal ([`ErrorKind::Refused`]). For the inverter it
+    /// counts toward "set-point not applied" (see [`crate::wrappers::inverter`]).
+    WriteRefused {
+        /// Device.
+        device: Device,
+        /// The device's exception code (Modbus), if the refusal came as one.
+        exception: Option<u8>,
     },
     /// The inverter set-point was clamped (reported when the binding bound changes).
     SetpointClamped {
@@ -277,6 +285,20 @@ pub enum DeviceEvent {
     },
 }
 
+impl DeviceEvent {
+    /// The event for a failed write: [`Self::WriteRefused`] with the device's exception code for
+    /// a refusal, [`Self::WriteFailed`] with the kind otherwise.
+    #[must_use]
+    pub fn write_error<E: DeviceError>(device: Device, e: &E) -> Self {
+        match e.kind() {
+            ErrorKind::Refused => Self::WriteRefused { device, exception: e.exception_code() },
+            kind @ (ErrorKind::Timeout | ErrorKind::Comm | ErrorKind::Decode | ErrorKind::OutOfRange) => {
+                Self::WriteFailed { device, kind }
+            }
+        }
+    }
+}
+
 impl fmt::Display for DeviceEvent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -291,6 +313,10 @@ impl fmt::Display for DeviceEvent {
             ),
             Self::CommRestored { device } => write!(f, "{device} communication restored"),
             Self::WriteFailed { device, kind } => write!(f, "{device} write failed: {kind}"),
+            Self::WriteRefused { device, exception: Some(code) } => {
+                write!(f, "{device} refused the write: exception 0x{code:02X}")
+            }
+            Self::WriteRefused { device, exception: None } => write!(f, "{device} refused the write"),
             Self::SetpointClamped { requested, written, by } => {
                 write!(f, "Inverter set-point {requested:.0} clamped to {written:.0} by {by}")
             }

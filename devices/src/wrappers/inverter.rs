@@ -20,6 +20,20 @@
 //! polls. Otherwise a [`DeviceEvent::SetpointNotApplied`] is emitted and the next
 //! [`SafeInverter::apply`] returns [`TripReason::SetpointNotApplied`]. Polls whose read failed do
 //! not count (a dead link is reported by the signals going stale, not as a refusal).
+//!
+//! # Device errors by kind
+//!
+//! * A **dead link** (`Timeout`, `Comm`) on a read keeps the last reading, which goes stale
+//!   through its maximum age (then the safety layer takes the worst case); a write lost on a
+//!   dead link is reported ([`DeviceEvent::WriteFailed`]) and retried by the next cycle.
+//! * A read **answered with no usable reading** (`Refused`, `Decode`, `OutOfRange`: an
+//!   exception, garbage, a value outside its range) drops the last reading at once: the
+//!   signals are invalid and the rating unknown, so no power is allowed until a good read.
+//! * A **refused write** (the device answered with an exception) is reported with the
+//!   device's exception code ([`DeviceEvent::WriteRefused`]), gives back its flash-budget slot
+//!   (nothing was stored) and counts like a lost lease: [`MAX_LEASE_LOSSES`] of them (refusals
+//!   and losses together) without a confirmed non-zero set-point trip
+//!   [`TripReason::SetpointNotApplied`].
 
 use super::events::{ClampedBy, Device, DeviceEvent, DeviceEvents, SkipReason};
 use super::rate::{RateLimit, RateLimiter};
@@ -294,6 +308,12 @@ impl<I: Inverter> SafeInverter<I> {
                     events.push(now, DeviceEvent::ReadFailed { device: Device::Inverter, kind: e.kind() });
                 }
                 self.read_failing = true;
+                if !e.kind().is_link() {
+                    // The device answered, but with no usable reading: nothing of the last one
+                    // is trusted any more (signals invalid, rating unknown → no power). A dead
+                    // link keeps it, to go stale through its maximum age.
+                    self.reading = None;
+                }
                 return None;
             }
         };
@@ -336,8 +356,10 @@ impl<I: Inverter> SafeInverter<I> {
             self.lease = None;
             self.unconfirmed.clear();
             self.last_written = Watts::ZERO;
-            if let Err(WrapperError::Device(kind)) = self.take_control(now, events).await {
-                events.push(now, DeviceEvent::WriteFailed { device: Device::Inverter, kind });
+            if let Err(e) = self.take_control(now, events).await {
+                if let Some(ev) = e.write_event(Device::Inverter) {
+                    events.push(now, ev);
+                }
             }
         }
     }
@@ -400,13 +422,13 @@ impl<I: Inverter> SafeInverter<I> {
             return Ok(());
         }
         if self.original.is_none() {
-            let s = self.inv.read_settings().await.map_err(|e| WrapperError::Device(e.kind()))?;
+            let s = self.inv.read_settings().await.map_err(|e| WrapperError::device(&e))?;
             self.original = Some(s);
         }
         let revert_timeout = self.caps.revert_timer.then_some(self.config.lease);
         let settings =
             InverterSettings { control: ControlSource::Remote, setpoint: Watts::ZERO, revert_timeout };
-        self.inv.write_settings(&settings).await.map_err(|e| WrapperError::Device(e.kind()))?;
+        self.inv.write_settings(&settings).await.map_err(|e| WrapperError::device(&e))?;
         self.lease = Some(Lease { renewed_at: now });
         self.last_written = Watts::ZERO;
         self.last_write_at = Some(now);
@@ -438,9 +460,9 @@ impl<I: Inverter> SafeInverter<I> {
                 Ok(())
             }
             Err(e) => {
-                events.push(now, DeviceEvent::WriteFailed { device: Device::Inverter, kind: e.kind() });
+                events.push(now, DeviceEvent::write_error(Device::Inverter, &e));
                 events.push(now, DeviceEvent::LeaseReleased { settings_restored: false });
-                Err(WrapperError::Device(e.kind()))
+                Err(WrapperError::device(&e))
             }
         }
     }
@@ -531,8 +553,11 @@ impl<I: Inverter> SafeInverter<I> {
             let taken = self.take_control(now, events).await;
             self.prev_apply = prev_apply;
             if let Err(e) = taken {
-                if let WrapperError::Device(kind) = e {
-                    events.push(now, DeviceEvent::WriteFailed { device: Device::Inverter, kind });
+                if let Some(ev) = e.write_event(Device::Inverter) {
+                    events.push(now, ev);
+                }
+                if matches!(e, WrapperError::Refused(_)) {
+                    self.count_refusal();
                 }
                 clamped = Watts::ZERO;
                 by = Some(ClampedBy::NoControl);
@@ -616,7 +641,12 @@ impl<I: Inverter> SafeInverter<I> {
                     out.written = Some(next);
                 }
                 Err(e) => {
-                    events.push(now, DeviceEvent::WriteFailed { device: Device::Inverter, kind: e.kind() });
+                    events.push(now, DeviceEvent::write_error(Device::Inverter, &e));
+                    if e.kind() == ErrorKind::Refused {
+                        // Nothing was stored: the refused write does not use up flash budget.
+                        self.limiter.refund();
+                        self.count_refusal();
+                    }
                     out.write_error = Some(e.kind());
                 }
             }
@@ -643,7 +673,25 @@ impl<I: Inverter> SafeInverter<I> {
                 }
                 events.push(now, DeviceEvent::LeaseRenewed);
             }
-            Err(e) => events.push(now, DeviceEvent::WriteFailed { device: Device::Inverter, kind: e.kind() }),
+            Err(e) => {
+                events.push(now, DeviceEvent::write_error(Device::Inverter, &e));
+                if e.kind() == ErrorKind::Refused {
+                    self.count_refusal();
+                }
+            }
+        }
+    }
+
+    /// A refused write (the device answered it with an exception): the device will not do what
+    /// the EMS commands, and retrying does not change that, so it counts like a lost lease
+    /// toward [`TripReason::SetpointNotApplied`] (reset by a confirmed non-zero set-point). A
+    /// write lost on a dead link does not count: the link's reads fail too, and the signals go
+    /// stale.
+    fn count_refusal(&mut self) {
+        self.lease_losses = self.lease_losses.saturating_add(1);
+        if self.lease_losses >= MAX_LEASE_LOSSES {
+            self.lease_losses = 0;
+            self.pending_trip = true;
         }
     }
 }

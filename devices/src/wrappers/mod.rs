@@ -23,7 +23,7 @@ pub mod rate;
 pub use events::{Device, DeviceEvent, DeviceEvents, TimedDeviceEvent, DEVICE_EVENT_CAPACITY};
 pub use rate::{RateLimited, RateLimiter};
 
-use crate::traits::ErrorKind;
+use crate::traits::{DeviceError, ErrorKind};
 
 /// A wrapper configuration value that is not acceptable, naming the field and the value.
 #[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]
@@ -46,15 +46,43 @@ impl ConfigError {
 /// Why a wrapper operation (alarm reset, taking or releasing control) did not happen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum WrapperError {
-    /// The device answered with an error (mapped onto the shared vocabulary).
+    /// The device failed to answer, or answered with something other than a refusal (mapped
+    /// onto the shared vocabulary).
     #[error("device error: {0}")]
     Device(ErrorKind),
+    /// The device refused ([`ErrorKind::Refused`]), with its exception code if it gave one.
+    #[error("refused by device{}", .0.map(|c| format!(": exception 0x{c:02X}")).unwrap_or_default())]
+    Refused(Option<u8>),
     /// The action is rate-limited.
     #[error(transparent)]
     RateLimited(#[from] RateLimited),
     /// Nothing to do that: e.g. release without settings remembered from `take_control`.
     #[error("not in control of the device")]
     NotInControl,
+}
+
+impl WrapperError {
+    /// A device's error: [`Self::Refused`] with the exception code for a refusal, else
+    /// [`Self::Device`] with the kind.
+    pub fn device<E: DeviceError>(e: &E) -> Self {
+        match e.kind() {
+            ErrorKind::Refused => Self::Refused(e.exception_code()),
+            kind @ (ErrorKind::Timeout | ErrorKind::Comm | ErrorKind::Decode | ErrorKind::OutOfRange) => {
+                Self::Device(kind)
+            }
+        }
+    }
+
+    /// The event a failed write of `device` is reported with, if this error came from the
+    /// device (not from a rate limit or a missing lease).
+    #[must_use]
+    pub const fn write_event(&self, device: Device) -> Option<DeviceEvent> {
+        match *self {
+            Self::Device(kind) => Some(DeviceEvent::WriteFailed { device, kind }),
+            Self::Refused(exception) => Some(DeviceEvent::WriteRefused { device, exception }),
+            Self::RateLimited(_) | Self::NotInControl => None,
+        }
+    }
 }
 
 pub(crate) fn check_positive_ms(field: &'static str, v: ems_core::Millis) -> Result<(), ConfigError> {

@@ -136,6 +136,16 @@ impl RateLimiter {
         self.last = Some(now);
     }
 
+    /// Give back the newest action (one the device refused: it did not happen). The minimum
+    /// interval then counts from the action before it.
+    pub fn refund(&mut self) {
+        if self.is_unlimited() {
+            return;
+        }
+        self.stamps.pop_back();
+        self.last = self.stamps.back().copied();
+    }
+
     /// Actions still allowed in the current window at `now` (ignoring the minimum interval).
     pub fn remaining(&mut self, now: Millis) -> usize {
         if self.is_unlimited() {

@@ -20,6 +20,10 @@ impl DeviceError for MockError {
     fn kind(&self) -> ErrorKind {
         self.0
     }
+    /// A refusal comes as Modbus exception 0x04 (server device failure).
+    fn exception_code(&self) -> Option<u8> {
+        (self.0 == ErrorKind::Refused).then_some(0x04)
+    }
 }
 
 pub const COMM: MockError = MockError(ErrorKind::Comm);
@@ -126,7 +130,11 @@ pub struct InverterState_ {
     pub apply_delay_reads: u32,
     pending: VecDeque<(Watts, u32)>,
     pub fail_reads: bool,
+    /// Reads fail with this error (e.g. an out-of-range value) while set.
+    pub read_error: Option<MockError>,
     pub fail_writes: bool,
+    /// Set-point writes are answered with an exception (`Refused`).
+    pub refuse_setpoints: bool,
     pub last_write_at: Millis,
     pub writes: Vec<(Millis, InvWrite)>,
 }
@@ -156,7 +164,9 @@ impl MockInverter {
             apply_delay_reads: 0,
             pending: VecDeque::new(),
             fail_reads: false,
+            read_error: None,
             fail_writes: false,
+            refuse_setpoints: false,
             last_write_at: Millis::ZERO,
             writes: Vec::new(),
         })))
@@ -221,6 +231,9 @@ impl Inverter for MockInverter {
         if s.fail_reads {
             return Err(COMM);
         }
+        if let Some(e) = s.read_error {
+            return Err(e);
+        }
         for p in s.pending.iter_mut() {
             p.1 = p.1.saturating_sub(1);
         }
@@ -247,6 +260,9 @@ impl Inverter for MockInverter {
         s.tick();
         if s.fail_writes {
             return Err(COMM);
+        }
+        if s.refuse_setpoints {
+            return Err(MockError(ErrorKind::Refused));
         }
         let now = s.clock.now();
         s.writes.push((now, InvWrite::Setpoint(power)));

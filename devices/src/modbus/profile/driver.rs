@@ -32,14 +32,23 @@ pub enum ProfileDeviceError {
     /// The answer cannot be decoded: [`ErrorKind::Decode`].
     #[error("{0}")]
     Decode(DecodeError),
-    /// A decoded value is not a valid quantity (NaN where a value is required, outside the
-    /// physical range): [`ErrorKind::Decode`].
+    /// A value is not available where one is required (the register holds its "not
+    /// available" code), or does not fit the signal (a negative PV power): [`ErrorKind::Decode`].
     #[error("{signal}: {reason}")]
     Invalid {
         /// The signal.
         signal: Signal,
         /// Why.
         reason: String,
+    },
+    /// A decoded value is not a valid quantity (non-finite, outside the unit's physical range):
+    /// [`ErrorKind::OutOfRange`]. Every register value enters through the unit's `try_new`.
+    #[error("register {signal}: {source}")]
+    OutOfRange {
+        /// The signal (the profile's register name).
+        signal: Signal,
+        /// The value refused, with its unit and the accepted range.
+        source: UnitError,
     },
     /// A value to write does not fit the register: [`ErrorKind::OutOfRange`].
     #[error("{0}")]
@@ -60,6 +69,13 @@ pub enum ProfileDeviceError {
 }
 
 impl DeviceError for ProfileDeviceError {
+    fn exception_code(&self) -> Option<u8> {
+        match self {
+            Self::Exception { exception, .. } => Some(exception.code()),
+            _ => None,
+        }
+    }
+
     fn kind(&self) -> ErrorKind {
         match self {
             Self::Link(LinkError::Timeout(_)) => ErrorKind::Timeout,
@@ -68,7 +84,7 @@ impl DeviceError for ProfileDeviceError {
             }
             Self::Exception { .. } | Self::WrongDevice { .. } | Self::Unsupported(_) => ErrorKind::Refused,
             Self::Decode(_) | Self::Invalid { .. } => ErrorKind::Decode,
-            Self::Encode(EncodeError::OutOfRange { .. }) => ErrorKind::OutOfRange,
+            Self::Encode(EncodeError::OutOfRange { .. }) | Self::OutOfRange { .. } => ErrorKind::OutOfRange,
             Self::Encode(EncodeError::NotWritable { .. }) => ErrorKind::Refused,
         }
     }
@@ -216,7 +232,7 @@ impl<C: RegisterClient> ProfileDevice<C> {
 }
 
 fn invalid(signal: Signal) -> impl Fn(UnitError) -> ProfileDeviceError {
-    move |e| ProfileDeviceError::Invalid { signal, reason: e.to_string() }
+    move |source| ProfileDeviceError::OutOfRange { signal, source }
 }
 
 /// A required number: mapped (validation guarantees it for required signals) and available.

@@ -15,14 +15,19 @@
 //! | `ready` | 802 `State` = CONNECTED (3) and `ReqInvState` ≠ STOP (2) |
 //! | heartbeat | 802 `CtrlHb` (when implemented) written with an incrementing counter on every `read` |
 //! | `reset_alarms` | 802 `AlmRst` ← 1 |
+//!
+//! Every value enters through the unit's `try_new` ([`SunSpecError::Invalid`], kind
+//! `OutOfRange`, naming model, point and value): a SOC of 250 % or a cell voltage above
+//! [`CELL_VOLTAGE_MAX`] is an error, never clamped into range.
 
 use super::decode::DecodedModel;
 use super::discovery::{discover, ModelInfo, SunSpecMap};
 use super::inverter::{read_decoded, write_point};
-use super::SunSpecError;
+use super::{unit_of, SunSpecError};
 use crate::modbus::RegisterClient;
 use crate::traits::{Bms, BmsReading};
 use ems_core::snapshot::{BmsAlarm, BmsAlarms};
+use ems_core::units::UnitError;
 use ems_core::{Amps, Celsius, Percent, Volts, Watts};
 
 /// A SunSpec battery (model 802).
@@ -40,10 +45,9 @@ fn need(m: &DecodedModel, name: &str) -> Result<f64, SunSpecError> {
     m.number(name).ok_or_else(|| SunSpecError::MissingPoint { model: m.id, point: name.to_owned() })
 }
 
-#[allow(clippy::cast_possible_truncation)] // battery values fit f32 by far
-fn f32_of(v: f64) -> f32 {
-    v as f32
-}
+/// The highest voltage a single cell can read (every electrochemical cell stays below it); a
+/// higher 802 `CellVMin`/`CellVMax` is refused as out of range, not passed on.
+pub const CELL_VOLTAGE_MAX: Volts = ems_core::volts!(5.0);
 
 /// `Evt1` bit → alarm.
 const EVT1_ALARMS: [(u32, BmsAlarm); 14] = [
@@ -122,10 +126,10 @@ impl<C: RegisterClient> SunSpecBattery<C> {
     async fn read_inner(&mut self) -> Result<BmsReading, SunSpecError> {
         let info = self.battery;
         let b = read_decoded(&mut self.client, &info).await?;
-        let soc = match b.number("SoC") {
-            Some(s) => s,
+        let (soc_model, soc) = match b.number("SoC") {
+            Some(s) => (802, s),
             None => match self.capacity713 {
-                Some(ci) => need(&read_decoded(&mut self.client, &ci).await?, "SoC")?,
+                Some(ci) => (713, need(&read_decoded(&mut self.client, &ci).await?, "SoC")?),
                 None => return Err(SunSpecError::MissingPoint { model: 802, point: "SoC".to_owned() }),
             },
         };
@@ -144,16 +148,35 @@ impl<C: RegisterClient> SunSpecBattery<C> {
             self.heartbeat = self.heartbeat.wrapping_add(1) % 0xFFFF;
             write_point(&mut self.client, &info, &b, "CtrlHb", f64::from(self.heartbeat)).await?;
         }
+        let cell = |point: &str, v: f64| -> Result<Volts, SunSpecError> {
+            let volts = unit_of(802, point, v, Volts::try_new)?;
+            if volts > CELL_VOLTAGE_MAX {
+                // A cell cannot read this; a signed −3 V written into the unsigned register
+                // reads as 65 533 × 10^CellV_SF and lands here.
+                return Err(SunSpecError::Invalid {
+                    model: 802,
+                    point: point.to_owned(),
+                    source: UnitError::OutOfRange {
+                        quantity: "cell voltage",
+                        value: volts.get(),
+                        unit: Volts::SYMBOL,
+                        min: 0.0,
+                        max: CELL_VOLTAGE_MAX.get(),
+                    },
+                });
+            }
+            Ok(volts)
+        };
         Ok(BmsReading {
-            soc: Percent::saturating(f32_of(soc)),
-            pack_voltage: Volts::saturating(f32_of(v)),
-            pack_current: Amps::saturating(f32_of(a)),
-            cell_voltage_min: Volts::saturating(f32_of(cmin)),
-            cell_voltage_max: Volts::saturating(f32_of(cmax)),
+            soc: unit_of(soc_model, "SoC", soc, Percent::try_new)?,
+            pack_voltage: unit_of(802, "V", v, Volts::try_new)?,
+            pack_current: unit_of(802, "A", a, Amps::try_new)?,
+            cell_voltage_min: cell("CellVMin", cmin)?,
+            cell_voltage_max: cell("CellVMax", cmax)?,
             cell_temp_min: t,
             cell_temp_max: t,
-            charge_limit: Watts::saturating(f32_of(cha)),
-            discharge_limit: Watts::saturating(f32_of(dis)),
+            charge_limit: unit_of(802, "AChaMax", cha, Watts::try_new)?,
+            discharge_limit: unit_of(802, "ADisChaMax", dis, Watts::try_new)?,
             alarms,
             ready,
         })

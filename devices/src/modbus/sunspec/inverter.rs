@@ -40,11 +40,14 @@
 //! controls are volatile).
 //!
 //! Every method reads the control model before writing (the scale factor is read, not assumed).
+//!
+//! Every value read enters through the unit's `try_new`: a non-finite or out-of-range value is
+//! [`SunSpecError::Invalid`] (kind `OutOfRange`) naming model, point and value, never clamped.
 
 use super::decode::{decode_model, encode_point, DecodedModel};
 use super::discovery::{discover, read_model, read_models, ModelInfo, SunSpecMap};
 use super::model::{self, PointDef};
-use super::SunSpecError;
+use super::{unit_of, SunSpecError};
 use crate::modbus::{RegisterAddress, RegisterClient};
 use crate::traits::{ControlSource, Inverter, InverterCapabilities, InverterReading, InverterSettings};
 use ems_core::snapshot::InverterState;
@@ -140,11 +143,6 @@ fn need(m: &DecodedModel, name: &str) -> Result<f64, SunSpecError> {
     m.number(name).ok_or_else(|| SunSpecError::MissingPoint { model: m.id, point: name.to_owned() })
 }
 
-#[allow(clippy::cast_possible_truncation)] // register values in W/V/°C fit f32 by far
-fn f32_of(v: f64) -> f32 {
-    v as f32
-}
-
 /// Revert time in whole seconds: floor, at least 1 s.
 fn revert_secs(t: Millis) -> u32 {
     u32::try_from(t.get() / 1000).unwrap_or(u32::MAX).max(1)
@@ -184,9 +182,11 @@ impl<C: RegisterClient> SunSpecInverter<C> {
         let control =
             control.ok_or_else(|| SunSpecError::MissingModel { wanted: "704, 124 or 123".to_owned() })?;
         let rated = if let Some(info) = map.find(702).copied() {
-            need(&read_decoded(&mut client, &info).await?, "WMaxRtg")?
+            let w = need(&read_decoded(&mut client, &info).await?, "WMaxRtg")?;
+            unit_of(702, "WMaxRtg", w.abs(), Watts::try_new)?
         } else if let Some(info) = map.find(120).copied() {
-            need(&read_decoded(&mut client, &info).await?, "WRtg")?
+            let w = need(&read_decoded(&mut client, &info).await?, "WRtg")?;
+            unit_of(120, "WRtg", w.abs(), Watts::try_new)?
         } else {
             return Err(SunSpecError::MissingModel { wanted: "702 or 120 (rating)".to_owned() });
         };
@@ -197,7 +197,7 @@ impl<C: RegisterClient> SunSpecInverter<C> {
             map,
             measurement,
             control,
-            rated: Watts::saturating(f32_of(rated.abs())),
+            rated,
             revert_timer,
             armed_secs: None,
         })
@@ -297,27 +297,27 @@ impl<C: RegisterClient> SunSpecInverter<C> {
         let secs = |name: &str| d.number(name).filter(|s| *s > 0.0);
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // seconds from a ≤32-bit register
         let to_ms = |s: f64| Some(Millis::from_secs(s as u64));
-        let (control, setpoint, revert) = match self.control.0 {
+        let (control, (point, setpoint), revert) = match self.control.0 {
             ControlModel::DerWSet => {
                 let on = d.raw("WSetEna") == Some(1);
                 let sp = if on { need(d, "WSet")? } else { 0.0 };
-                (on, sp, secs("WSetRvrtTms"))
+                (on, ("WSet", sp), secs("WSetRvrtTms"))
             }
             ControlModel::Storage => {
                 let on = d.raw("StorCtl_Mod").is_some_and(|m| m & 3 == 3);
                 let sp =
                     if on { (need(d, "OutWRte")? - need(d, "InWRte")?) / 2.0 * base / 100.0 } else { 0.0 };
-                (on, sp, secs("InOutWRte_RvrtTms"))
+                (on, ("OutWRte/InWRte", sp), secs("InOutWRte_RvrtTms"))
             }
             ControlModel::ExportLimit => {
                 let on = d.raw("WMaxLim_Ena") == Some(1);
                 let sp = if on { need(d, "WMaxLimPct")? * base / 100.0 } else { base };
-                (on, sp, secs("WMaxLimPct_RvrtTms"))
+                (on, ("WMaxLimPct", sp), secs("WMaxLimPct_RvrtTms"))
             }
         };
         Ok(InverterSettings {
             control: if control { ControlSource::Remote } else { ControlSource::Local },
-            setpoint: Watts::saturating(f32_of(setpoint)),
+            setpoint: unit_of(d.id, point, setpoint, Watts::try_new)?,
             revert_timeout: revert.and_then(to_ms),
         })
     }
@@ -434,14 +434,17 @@ impl<C: RegisterClient> SunSpecInverter<C> {
                 _ => InverterState::Fault,
             }
         };
-        let temperature = ["TmpSnk", "TmpCab", "TmpTrns", "TmpOt", "TmpSw", "TmpAmb"]
+        let (tmp_point, temperature) = ["TmpSnk", "TmpCab", "TmpTrns", "TmpOt", "TmpSw", "TmpAmb"]
             .iter()
-            .find_map(|n| m.number(n))
+            .find_map(|n| m.number(n).map(|t| (*n, t)))
             .ok_or_else(|| SunSpecError::MissingPoint {
                 model: info.id,
                 point: "TmpSnk/TmpCab/…".to_owned(),
             })?;
-        let dc = dc714.and_then(|d| d.number("Prt[1].DCV")).or_else(|| m.number("DCV")).unwrap_or(0.0);
+        let (dc_model, dc_point, dc) = match dc714.and_then(|d| d.number("Prt[1].DCV")) {
+            Some(v) => (714, "Prt[1].DCV", v),
+            None => (info.id, "DCV", m.number("DCV").unwrap_or(0.0)),
+        };
         let d = control;
         let base = self.base(&d).await?;
         let settings = self.settings_from(&d, base)?;
@@ -450,12 +453,12 @@ impl<C: RegisterClient> SunSpecInverter<C> {
             (_, ControlSource::Local) => Watts::ZERO,
         };
         Ok(InverterReading {
-            active_power: Watts::saturating(f32_of(active_power)),
+            active_power: unit_of(info.id, "W", active_power, Watts::try_new)?,
             setpoint,
             state,
-            temperature: Celsius::saturating(f32_of(temperature)),
+            temperature: unit_of(info.id, tmp_point, temperature, Celsius::try_new)?,
             rated_power: self.rated,
-            dc_link_voltage: Volts::saturating(f32_of(dc)),
+            dc_link_voltage: unit_of(dc_model, dc_point, dc, Volts::try_new)?,
         })
     }
 }

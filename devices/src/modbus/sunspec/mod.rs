@@ -20,7 +20,9 @@
 //! does not have is [`ErrorKind::Refused`] (the device cannot do what is asked: a capability or
 //! configuration problem that retrying will not fix); a value the device cannot represent (a
 //! charge set-point for an export-limit-only inverter, a set-point beyond the register range) is
-//! [`ErrorKind::OutOfRange`].
+//! [`ErrorKind::OutOfRange`], and so is a value *read* that is not a valid quantity
+//! ([`SunSpecError::Invalid`]: every register value enters through the unit's `try_new`, never a
+//! clamp, so a SOC of 250 % is an error naming model, point and value, not 100 %).
 
 pub mod battery;
 pub mod decode;
@@ -40,6 +42,7 @@ pub use inverter::SunSpecInverter;
 use crate::modbus::{LinkError, ModbusException, RegisterAddress};
 use crate::traits::{DeviceError, ErrorKind};
 use discovery::BaseProbe;
+use ems_core::units::UnitError;
 
 /// Everything that can go wrong talking SunSpec.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -103,6 +106,31 @@ pub enum SunSpecError {
         /// Why.
         reason: &'static str,
     },
+    /// A value read from the device that is not a valid quantity: non-finite, outside the
+    /// unit's physical range, or outside what the point can physically be (a cell above 5 V).
+    #[error("SunSpec model {model} point {point}: {source}")]
+    Invalid {
+        /// Model id.
+        model: u16,
+        /// Point name.
+        point: String,
+        /// The value refused, with its unit and the accepted range.
+        source: UnitError,
+    },
+}
+
+/// A point's value read from the device as a unit: through the unit's `try_new`, never
+/// clamped (a SOC register of 250 % is an error naming the point, not 100 %).
+pub(crate) fn unit_of<U>(
+    model: u16,
+    point: &str,
+    value: f64,
+    try_new: fn(f32) -> Result<U, UnitError>,
+) -> Result<U, SunSpecError> {
+    // f64 → f32 rounds to nearest and overflows to ±inf, which `try_new` refuses.
+    #[allow(clippy::cast_possible_truncation)]
+    let v = value as f32;
+    try_new(v).map_err(|source| SunSpecError::Invalid { model, point: point.to_owned(), source })
 }
 
 fn describe_attempts(attempts: &[(RegisterAddress, BaseProbe)]) -> String {
@@ -110,6 +138,13 @@ fn describe_attempts(attempts: &[(RegisterAddress, BaseProbe)]) -> String {
 }
 
 impl DeviceError for SunSpecError {
+    fn exception_code(&self) -> Option<u8> {
+        match self {
+            Self::Exception { exception, .. } => Some(exception.code()),
+            _ => None,
+        }
+    }
+
     fn kind(&self) -> ErrorKind {
         match self {
             Self::Link { source: LinkError::Timeout(_), .. } => ErrorKind::Timeout,
@@ -118,7 +153,7 @@ impl DeviceError for SunSpecError {
                 ErrorKind::Refused
             }
             Self::Decode(_) | Self::BadChain { .. } => ErrorKind::Decode,
-            Self::OutOfRange { .. } => ErrorKind::OutOfRange,
+            Self::OutOfRange { .. } | Self::Invalid { .. } => ErrorKind::OutOfRange,
             Self::NotFound { attempts } => {
                 // Only a dead link everywhere is a link problem; any answer means "not SunSpec".
                 let timeouts =
