@@ -12,16 +12,6 @@
 #![forbid(unsafe_code)]
 // Mirrors the lints the workspace is about to enable in the root `Cargo.toml`; removed from
 // here once `[workspace.lints]` carries them.
-#![warn(missing_docs, unreachable_pub)]
-#![warn(
-    clippy::cast_possible_truncation,
-    clippy::cast_sign_loss,
-    clippy::cast_precision_loss,
-    clippy::cast_possible_wrap,
-    clippy::cast_lossless,
-    clippy::missing_errors_doc,
-    clippy::too_many_lines
-)]
 
 pub mod accounting;
 pub mod forecast;

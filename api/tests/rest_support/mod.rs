@@ -22,22 +22,22 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tower::ServiceExt;
 
-pub const VIEWER: &str = "tok-viewer";
-pub const OPERATOR: &str = "tok-operator";
-pub const PROVIDER: &str = "tok-provider";
-pub const ADMIN: &str = "tok-admin";
-pub const SN: &str = "BAT-0001";
+pub(crate) const VIEWER: &str = "tok-viewer";
+pub(crate) const OPERATOR: &str = "tok-operator";
+pub(crate) const PROVIDER: &str = "tok-provider";
+pub(crate) const ADMIN: &str = "tok-admin";
+pub(crate) const SN: &str = "BAT-0001";
 
 /// A clock the test moves by hand.
 #[derive(Debug)]
-pub struct MockClock(pub Mutex<Timestamp>);
+pub(crate) struct MockClock(pub Mutex<Timestamp>);
 
 impl MockClock {
-    pub fn advance(&self, secs: i64) {
+    pub(crate) fn advance(&self, secs: i64) {
         let mut t = self.0.lock().unwrap();
         *t = t.checked_add(SignedDuration::from_secs(secs)).unwrap();
     }
-    pub fn get(&self) -> Timestamp {
+    pub(crate) fn get(&self) -> Timestamp {
         *self.0.lock().unwrap()
     }
 }
@@ -48,15 +48,15 @@ impl Clock for MockClock {
     }
 }
 
-pub fn t0() -> Timestamp {
+pub(crate) fn t0() -> Timestamp {
     "2026-05-01T12:00:00Z".parse().unwrap()
 }
 
-pub fn provider_key() -> SigningKey {
+pub(crate) fn provider_key() -> SigningKey {
     SigningKey::from_bytes(&[7u8; 32])
 }
 
-pub fn schedule_config() -> ScheduleConfig {
+pub(crate) fn schedule_config() -> ScheduleConfig {
     ScheduleConfig {
         serials: vec![SN.to_owned()],
         max_charge_w: 5000,
@@ -65,7 +65,7 @@ pub fn schedule_config() -> ScheduleConfig {
     }
 }
 
-pub fn provider_keys() -> Vec<ProviderKey> {
+pub(crate) fn provider_keys() -> Vec<ProviderKey> {
     vec![ProviderKey {
         name: "acme".into(),
         public_key_hex: hex::encode(provider_key().verifying_key().to_bytes()),
@@ -73,7 +73,7 @@ pub fn provider_keys() -> Vec<ProviderKey> {
 }
 
 /// A signed schedule request body.
-pub fn signed(
+pub(crate) fn signed(
     sn: &str,
     time: &str,
     op: &str,
@@ -92,7 +92,7 @@ pub fn signed(
     })
 }
 
-pub struct Harness {
+pub(crate) struct Harness {
     pub router: Router,
     pub store: Arc<MemoryStore>,
     pub clock: Arc<MockClock>,
@@ -104,7 +104,7 @@ pub struct Harness {
 }
 
 /// A fake control loop: a five-state table good enough to answer commands.
-pub async fn fake_loop(mut inbox: CommandInbox, state: Arc<Mutex<State>>) {
+pub(crate) async fn fake_loop(mut inbox: CommandInbox, state: Arc<Mutex<State>>) {
     while let Some(cmd) = inbox.next().await {
         let mut s = state.lock().unwrap();
         let result = match (cmd.command().clone(), *s) {
@@ -133,12 +133,12 @@ pub async fn fake_loop(mut inbox: CommandInbox, state: Arc<Mutex<State>>) {
     }
 }
 
-pub fn harness() -> Harness {
+pub(crate) fn harness() -> Harness {
     harness_with(RateLimit { burst: 10_000.0, per_second: 1000.0 }, true)
 }
 
 /// `with_loop = false`: the command inbox is dropped (the loop is gone).
-pub fn harness_with(limit: RateLimit, with_loop: bool) -> Harness {
+pub(crate) fn harness_with(limit: RateLimit, with_loop: bool) -> Harness {
     let tokens = [
         ("viewer", Role::Viewer, VIEWER),
         ("ops", Role::Operator, OPERATOR),
@@ -181,14 +181,14 @@ pub fn harness_with(limit: RateLimit, with_loop: bool) -> Harness {
     }
 }
 
-pub struct Reply {
+pub(crate) struct Reply {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub json: Value,
 }
 
 impl Harness {
-    pub async fn raw(&self, method: Method, path: &str, token: Option<&str>, body: Vec<u8>) -> Reply {
+    pub(crate) async fn raw(&self, method: Method, path: &str, token: Option<&str>, body: Vec<u8>) -> Reply {
         let mut req = Request::builder().method(method).uri(path);
         if let Some(t) = token {
             req = req.header("authorization", format!("Bearer {t}"));
@@ -209,19 +209,19 @@ impl Harness {
         Reply { status, headers, json }
     }
 
-    pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
+    pub(crate) async fn get(&self, path: &str, token: Option<&str>) -> Reply {
         self.raw(Method::GET, path, token, Vec::new()).await
     }
 
-    pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Reply {
+    pub(crate) async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Reply {
         self.raw(Method::POST, path, token, body.to_string().into_bytes()).await
     }
 
-    pub async fn delete(&self, path: &str, token: Option<&str>) -> Reply {
+    pub(crate) async fn delete(&self, path: &str, token: Option<&str>) -> Reply {
         self.raw(Method::DELETE, path, token, Vec::new()).await
     }
 
-    pub fn audit(&self) -> Vec<ems_api::ports::AuditEntry> {
+    pub(crate) fn audit(&self) -> Vec<ems_api::ports::AuditEntry> {
         use ems_api::ports::AuditSink;
         self.store.recent(10_000).unwrap()
     }

@@ -5,7 +5,7 @@ use crate::store::StoreError;
 
 /// Why the gateway could not run.
 #[derive(Debug, thiserror::Error)]
-pub enum LiveError {
+pub(crate) enum LiveError {
     /// A command-line value is invalid.
     // Only the simulated site's options are validated here (a production build has none).
     #[cfg_attr(not(feature = "sim"), allow(dead_code))]

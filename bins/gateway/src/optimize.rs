@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The flags of `optimize` (names and defaults are the interface of issue #5).
 #[derive(Debug, clap::Args)]
-pub struct OptimizeArgs {
+pub(crate) struct OptimizeArgs {
     /// The input CSV: `timestamp,pv_w,load_w,import_price,export_price` (RFC 3339 UTC, W, per kWh).
     #[arg(long)]
     pub input: PathBuf,
@@ -70,7 +70,7 @@ impl OptimizeArgs {
     ///
     /// # Errors
     /// A message naming the flag and the value.
-    pub fn problem(&self) -> Result<Problem, String> {
+    pub(crate) fn problem(&self) -> Result<Problem, String> {
         #[allow(clippy::cast_possible_truncation)]
         let capacity = self.capacity_wh as f32;
         let capacity_wh =
@@ -100,7 +100,7 @@ impl OptimizeArgs {
 ///
 /// # Errors
 /// The message to print.
-pub fn run(args: &OptimizeArgs) -> Result<String, String> {
+pub(crate) fn run(args: &OptimizeArgs) -> Result<String, String> {
     let problem = args.problem()?;
     let text = std::fs::read_to_string(&args.input)
         .map_err(|e| format!("{}: cannot read: {e}", args.input.display()))?;

@@ -30,7 +30,7 @@ impl Physics for SimPhysics {
 }
 
 /// Run until Ctrl-C/SIGTERM or `--duration`, then shut down gracefully and persist.
-pub fn run(args: &LiveArgs) -> Result<(), LiveError> {
+pub(crate) fn run(args: &LiveArgs) -> Result<(), LiveError> {
     if !(args.speed.is_finite() && args.speed > 0.0) {
         return Err(LiveError::Arg {
             flag: "--speed",

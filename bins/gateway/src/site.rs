@@ -24,7 +24,7 @@ use std::time::Duration;
 
 /// A driver error of either kind of driver.
 #[derive(Debug)]
-pub enum AnyDriverError {
+pub(crate) enum AnyDriverError {
     /// From a SunSpec driver.
     SunSpec(SunSpecError),
     /// From a register-map profile driver.
@@ -42,7 +42,7 @@ impl DeviceError for AnyDriverError {
 
 /// The battery inverter: SunSpec or a profile.
 #[derive(Debug)]
-pub enum AnyInverter {
+pub(crate) enum AnyInverter {
     /// SunSpec models 701–704 / 10x, 120–124.
     SunSpec(Box<SunSpecInverter<AnyClient>>),
     /// A register-map profile.
@@ -85,7 +85,7 @@ impl Inverter for AnyInverter {
 
 /// The BMS: SunSpec 802 or a profile.
 #[derive(Debug)]
-pub enum AnyBms {
+pub(crate) enum AnyBms {
     /// SunSpec model 802 (+ 713).
     SunSpec(Box<SunSpecBattery<AnyClient>>),
     /// A register-map profile.
@@ -110,7 +110,7 @@ impl Bms for AnyBms {
 
 /// Meter and PV: register-map profiles (the shipped SunSpec models contain no meter model).
 #[derive(Debug)]
-pub struct ProfileMeter(ProfileDevice<AnyClient>);
+pub(crate) struct ProfileMeter(ProfileDevice<AnyClient>);
 
 impl Meter for ProfileMeter {
     type Error = ProfileDeviceError;
@@ -121,7 +121,7 @@ impl Meter for ProfileMeter {
 
 /// PV: a profile, or none on the site (production then reads 0 W).
 #[derive(Debug)]
-pub enum AnyPv {
+pub(crate) enum AnyPv {
     /// A register-map profile.
     Profile(Box<ProfileDevice<AnyClient>>),
     /// No PV inverter is configured.
@@ -222,7 +222,7 @@ async fn connect_modbus(cfg: &SiteConfig) -> Result<ModbusDevices, LiveError> {
 }
 
 /// A relay on a GPIO line or on a Modbus I/O module.
-pub enum AnyRelay {
+pub(crate) enum AnyRelay {
     /// Linux GPIO.
     Gpio(LinuxRelay),
     /// Modbus I/O module.
@@ -230,7 +230,7 @@ pub enum AnyRelay {
 }
 
 /// An E-stop loop on a GPIO line or on a Modbus I/O module.
-pub enum AnyEStop {
+pub(crate) enum AnyEStop {
     /// Linux GPIO.
     Gpio(LinuxEStop),
     /// Modbus I/O module.
@@ -257,7 +257,7 @@ impl std::fmt::Debug for AnyEStop {
 
 /// An I/O error of either wiring, with its kind kept.
 #[derive(Debug)]
-pub struct WiringError {
+pub(crate) struct WiringError {
     kind: ErrorKind,
     message: String,
 }
@@ -370,7 +370,7 @@ const CONNECT_RETRY: Duration = Duration::from_secs(5);
 /// starts first; unreachable Modbus devices at start-up are retried every 5 s while the API
 /// and the page show "waiting for devices" with the cause (the site stays without power
 /// meanwhile); a GPIO line that cannot be opened is a configuration error and ends the run.
-pub fn run(
+pub(crate) fn run(
     cfg: &SiteConfig,
     duration: Option<Millis>,
     reset_reason: Option<String>,

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 /// A state-file error, naming the file.
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+pub(crate) enum StoreError {
     /// Reading or writing failed.
     #[error("state file {path}: {source}")]
     Io {
@@ -34,20 +34,20 @@ pub enum StoreError {
 
 /// A state store backed by one file.
 #[derive(Debug, Clone)]
-pub struct FileStore {
+pub(crate) struct FileStore {
     path: PathBuf,
 }
 
 impl FileStore {
     /// A store at `path` (created on first save).
     #[must_use]
-    pub fn new(path: impl Into<PathBuf>) -> Self {
+    pub(crate) fn new(path: impl Into<PathBuf>) -> Self {
         Self { path: path.into() }
     }
 
     /// The file.
     #[must_use]
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 

@@ -45,7 +45,9 @@ pub(crate) const fn device_error(e: &DeviceEvent) -> Option<(&'static str, &'sta
     use ems_devices::traits::ErrorKind;
     use ems_devices::wrappers::events::Device;
     let (device, kind) = match e {
-        DeviceEvent::ReadFailed { device, kind } | DeviceEvent::WriteFailed { device, kind } => (device, kind),
+        DeviceEvent::ReadFailed { device, kind } | DeviceEvent::WriteFailed { device, kind } => {
+            (device, kind)
+        }
         DeviceEvent::WriteRefused { device, .. } => (device, &ErrorKind::Refused),
         _ => return None,
     };

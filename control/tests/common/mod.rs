@@ -4,13 +4,13 @@
 use ems_core::snapshot::{BmsAlarms, ContactorState, EStopInput, InverterState};
 use ems_core::{Amps, Measurement, Millis, Snapshot, Watts};
 
-pub fn good<T: Copy>(v: T, now: Millis) -> Measurement<T> {
+pub(crate) fn good<T: Copy>(v: T, now: Millis) -> Measurement<T> {
     Measurement::good(v, now, Millis::new(2_000))
 }
 
 /// A healthy site at `now`: SOC 50 %, 3.30 V cells at 25 °C, PV surplus of 2 kW, contactor
 /// closed, E-stop released.
-pub fn healthy(now: Millis) -> Snapshot {
+pub(crate) fn healthy(now: Millis) -> Snapshot {
     let mut s = Snapshot::unknown(ems_core::watts!(5000.0));
     let b = &mut s.battery;
     b.soc = good(ems_core::percent!(50.0), now);

@@ -455,7 +455,7 @@ mod tests {
             ems_core::celsius!(20.0),
         );
         for i in 0..=200 {
-            let s = i as f64 / 200.0;
+            let s = f64::from(i) / 200.0;
             let want = f64::from(ocv_cell(Percent::from_fraction(s as f32)).get());
             assert!((b.ocv(s) - want).abs() < 1e-4);
         }

@@ -14,7 +14,7 @@ use std::rc::Rc;
 
 /// A mock error of a given kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MockError(pub ErrorKind);
+pub(crate) struct MockError(pub ErrorKind);
 
 impl DeviceError for MockError {
     fn kind(&self) -> ErrorKind {
@@ -26,20 +26,20 @@ impl DeviceError for MockError {
     }
 }
 
-pub const COMM: MockError = MockError(ErrorKind::Comm);
+pub(crate) const COMM: MockError = MockError(ErrorKind::Comm);
 
 /// A hand-advanced clock shared with the mocks that need time (revert timer).
 #[derive(Debug, Clone, Default)]
-pub struct Clock(Rc<RefCell<u64>>);
+pub(crate) struct Clock(Rc<RefCell<u64>>);
 
 impl Clock {
-    pub fn now(&self) -> Millis {
+    pub(crate) fn now(&self) -> Millis {
         Millis::new(*self.0.borrow())
     }
-    pub fn set(&self, ms: u64) {
+    pub(crate) fn set(&self, ms: u64) {
         *self.0.borrow_mut() = ms;
     }
-    pub fn advance(&self, ms: u64) -> Millis {
+    pub(crate) fn advance(&self, ms: u64) -> Millis {
         *self.0.borrow_mut() += ms;
         self.now()
     }
@@ -47,7 +47,7 @@ impl Clock {
 
 // ---------- BMS ----------
 
-pub fn healthy_bms_reading() -> BmsReading {
+pub(crate) fn healthy_bms_reading() -> BmsReading {
     BmsReading {
         soc: ems_core::percent!(50.0),
         pack_voltage: ems_core::volts!(52.8),
@@ -64,7 +64,7 @@ pub fn healthy_bms_reading() -> BmsReading {
 }
 
 #[derive(Debug, Default)]
-pub struct BmsState {
+pub(crate) struct BmsState {
     /// Scripted results, consumed one per read; when empty, `steady` is returned.
     pub script: VecDeque<Result<BmsReading, MockError>>,
     pub steady: Option<Result<BmsReading, MockError>>,
@@ -73,15 +73,15 @@ pub struct BmsState {
 }
 
 #[derive(Debug, Clone, Default)]
-pub struct MockBms(pub Rc<RefCell<BmsState>>);
+pub(crate) struct MockBms(pub Rc<RefCell<BmsState>>);
 
 impl MockBms {
-    pub fn healthy() -> Self {
+    pub(crate) fn healthy() -> Self {
         let m = Self::default();
         m.0.borrow_mut().steady = Some(Ok(healthy_bms_reading()));
         m
     }
-    pub fn set(&self, r: Result<BmsReading, MockError>) {
+    pub(crate) fn set(&self, r: Result<BmsReading, MockError>) {
         self.0.borrow_mut().steady = Some(r);
     }
 }
@@ -105,13 +105,13 @@ impl Bms for MockBms {
 // ---------- Inverter ----------
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum InvWrite {
+pub(crate) enum InvWrite {
     Setpoint(Watts),
     Settings(InverterSettings),
 }
 
 #[derive(Debug)]
-pub struct InverterState_ {
+pub(crate) struct InverterState_ {
     pub clock: Clock,
     pub caps: InverterCapabilities,
     pub settings: InverterSettings,
@@ -140,16 +140,16 @@ pub struct InverterState_ {
 }
 
 #[derive(Debug, Clone)]
-pub struct MockInverter(pub Rc<RefCell<InverterState_>>);
+pub(crate) struct MockInverter(pub Rc<RefCell<InverterState_>>);
 
-pub const ORIGINAL: InverterSettings = InverterSettings {
+pub(crate) const ORIGINAL: InverterSettings = InverterSettings {
     control: ControlSource::Local,
     setpoint: ems_core::watts!(1234.0),
     revert_timeout: None,
 };
 
 impl MockInverter {
-    pub fn new(clock: &Clock, caps: InverterCapabilities) -> Self {
+    pub(crate) fn new(clock: &Clock, caps: InverterCapabilities) -> Self {
         Self(Rc::new(RefCell::new(InverterState_ {
             clock: clock.clone(),
             caps,
@@ -171,15 +171,15 @@ impl MockInverter {
             writes: Vec::new(),
         })))
     }
-    pub fn with_timer(clock: &Clock) -> Self {
+    pub(crate) fn with_timer(clock: &Clock) -> Self {
         Self::new(clock, InverterCapabilities { revert_timer: true, setpoint_in_flash: false })
     }
-    pub fn settings(&self) -> InverterSettings {
+    pub(crate) fn settings(&self) -> InverterSettings {
         let mut s = self.0.borrow_mut();
         s.tick();
         s.settings
     }
-    pub fn setpoint_writes(&self) -> Vec<Watts> {
+    pub(crate) fn setpoint_writes(&self) -> Vec<Watts> {
         self.0
             .borrow()
             .writes
@@ -187,7 +187,7 @@ impl MockInverter {
             .filter_map(|(_, w)| if let InvWrite::Setpoint(p) = w { Some(*p) } else { None })
             .collect()
     }
-    pub fn settings_writes(&self) -> Vec<InverterSettings> {
+    pub(crate) fn settings_writes(&self) -> Vec<InverterSettings> {
         self.0
             .borrow()
             .writes
@@ -195,7 +195,7 @@ impl MockInverter {
             .filter_map(|(_, w)| if let InvWrite::Settings(p) = w { Some(*p) } else { None })
             .collect()
     }
-    pub fn with<R>(&self, f: impl FnOnce(&mut InverterState_) -> R) -> R {
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut InverterState_) -> R) -> R {
         f(&mut self.0.borrow_mut())
     }
 }
@@ -309,7 +309,7 @@ impl Inverter for MockInverter {
 // ---------- Relay ----------
 
 #[derive(Debug, Default)]
-pub struct RelayState {
+pub(crate) struct RelayState {
     pub energised: bool,
     /// Contact stuck closed whatever the coil.
     pub welded: bool,
@@ -321,17 +321,17 @@ pub struct RelayState {
 }
 
 #[derive(Debug, Clone, Default)]
-pub struct MockRelay(pub Rc<RefCell<RelayState>>);
+pub(crate) struct MockRelay(pub Rc<RefCell<RelayState>>);
 
 impl MockRelay {
-    pub fn energised(&self) -> bool {
+    pub(crate) fn energised(&self) -> bool {
         self.0.borrow().energised
     }
-    pub fn closed(&self) -> bool {
+    pub(crate) fn closed(&self) -> bool {
         let s = self.0.borrow();
         s.welded || (s.energised && !s.stuck_open)
     }
-    pub fn with<R>(&self, f: impl FnOnce(&mut RelayState) -> R) -> R {
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut RelayState) -> R) -> R {
         f(&mut self.0.borrow_mut())
     }
 }
@@ -358,7 +358,7 @@ impl Relay for MockRelay {
 // ---------- Meter, PV, E-stop ----------
 
 #[derive(Debug, Clone)]
-pub struct MockMeter(pub Rc<RefCell<Result<MeterReading, MockError>>>);
+pub(crate) struct MockMeter(pub Rc<RefCell<Result<MeterReading, MockError>>>);
 
 impl Default for MockMeter {
     fn default() -> Self {
@@ -378,7 +378,7 @@ impl Meter for MockMeter {
 }
 
 #[derive(Debug, Clone)]
-pub struct MockPv(pub Rc<RefCell<Result<PvReading, MockError>>>);
+pub(crate) struct MockPv(pub Rc<RefCell<Result<PvReading, MockError>>>);
 
 impl Default for MockPv {
     fn default() -> Self {
@@ -394,7 +394,7 @@ impl PvInverter for MockPv {
 }
 
 #[derive(Debug, Clone)]
-pub struct MockEStop(pub Rc<RefCell<Result<EStopState, MockError>>>);
+pub(crate) struct MockEStop(pub Rc<RefCell<Result<EStopState, MockError>>>);
 
 impl Default for MockEStop {
     fn default() -> Self {
@@ -403,7 +403,7 @@ impl Default for MockEStop {
 }
 
 impl MockEStop {
-    pub fn press(&self) {
+    pub(crate) fn press(&self) {
         *self.0.borrow_mut() = Ok(EStopState::Pressed);
     }
 }

@@ -10,7 +10,7 @@ use toml::Spanned;
 /// `[api]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ApiSection {
+pub(crate) struct ApiSection {
     /// `HOST:PORT` to listen on (default `127.0.0.1:8080`: loopback only), or `off`.
     #[serde(default = "default_api_listen")]
     pub listen: Spanned<String>,
@@ -58,7 +58,7 @@ fn default_api_listen() -> Spanned<String> {
 /// `[[api.tokens]]`: `ems-gateway new-token --name N --role R` prints one.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ApiTokenEntry {
+pub(crate) struct ApiTokenEntry {
     /// Who holds it (audit log).
     pub name: Spanned<String>,
     /// `viewer`, `operator`, `provider` or `admin`.
@@ -70,7 +70,7 @@ pub struct ApiTokenEntry {
 /// `[[api.providers]]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ApiProviderEntry {
+pub(crate) struct ApiProviderEntry {
     /// The provider's name, as it signs its requests.
     pub name: Spanned<String>,
     /// Its Ed25519 public key, 64 hex digits.
@@ -79,7 +79,7 @@ pub struct ApiProviderEntry {
 
 /// `[api]`, validated.
 #[derive(Debug, Clone)]
-pub struct ApiWiring {
+pub(crate) struct ApiWiring {
     /// Where to listen.
     pub listen: std::net::SocketAddr,
     /// The database file, resolved.
@@ -114,21 +114,21 @@ pub struct ApiWiring {
 
 impl ApiWiring {
     /// Defaults of the keys above, for an API configured without them.
-    pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+    pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 256;
     /// Default `header_read_timeout_s`.
-    pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+    pub(crate) const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
     /// Default `idle_timeout_s`.
-    pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+    pub(crate) const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
     /// Default `audit_max_age_days` (365).
-    pub const DEFAULT_AUDIT_MAX_AGE: Duration = Duration::from_secs(365 * DAY_S);
+    pub(crate) const DEFAULT_AUDIT_MAX_AGE: Duration = Duration::from_secs(365 * DAY_S);
     /// Default `audit_max_rows`.
-    pub const DEFAULT_AUDIT_MAX_ROWS: u64 = 1_000_000;
+    pub(crate) const DEFAULT_AUDIT_MAX_ROWS: u64 = 1_000_000;
     /// Default `history_max_age_days` (730: what the database keeps of its 15-minute means).
-    pub const DEFAULT_HISTORY_MAX_AGE: Duration = Duration::from_secs(730 * DAY_S);
+    pub(crate) const DEFAULT_HISTORY_MAX_AGE: Duration = Duration::from_secs(730 * DAY_S);
     /// Default `rate_limit_per_minute` (`RateLimit::default()`: 5 per second).
-    pub const DEFAULT_RATE_LIMIT_PER_MINUTE: u32 = 300;
+    pub(crate) const DEFAULT_RATE_LIMIT_PER_MINUTE: u32 = 300;
     /// Default `ip_rate_limit_per_minute`.
-    pub const DEFAULT_IP_RATE_LIMIT_PER_MINUTE: u32 = 600;
+    pub(crate) const DEFAULT_IP_RATE_LIMIT_PER_MINUTE: u32 = 600;
 }
 
 const DAY_S: u64 = 86_400;
@@ -137,7 +137,7 @@ const DAY_S: u64 = 86_400;
 /// `ip_rate_limit_per_minute`): refilled at that rate, bursts of a quarter minute's worth (20 at
 /// the default 300 per minute, today's `RateLimit::default()`), at least 1.
 #[must_use]
-pub fn rate_limit(per_minute: u32) -> ems_api::auth::RateLimit {
+pub(crate) fn rate_limit(per_minute: u32) -> ems_api::auth::RateLimit {
     let n = f64::from(per_minute);
     ems_api::auth::RateLimit { burst: (n / 15.0).max(1.0), per_second: n / 60.0 }
 }

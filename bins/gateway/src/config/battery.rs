@@ -15,7 +15,7 @@ use toml::Spanned;
 /// `[battery]`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct BatterySection {
+pub(crate) struct BatterySection {
     /// `lfp` (default), `nmc` or `lto`: the preset cell window and temperature limits.
     pub chemistry: Option<Spanned<String>>,
     /// Cells in series (1..=1000, default 16); the pack window is the cell window × this.
@@ -40,7 +40,7 @@ pub struct BatterySection {
 
 /// A cell chemistry with its preset limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Chemistry {
+pub(crate) enum Chemistry {
     /// Lithium iron phosphate (LiFePO₄).
     Lfp,
     /// Lithium nickel manganese cobalt oxide.
@@ -54,7 +54,7 @@ impl Chemistry {
 
     /// The name in the site file.
     #[must_use]
-    pub const fn name(self) -> &'static str {
+    pub(crate) const fn name(self) -> &'static str {
         match self {
             Self::Lfp => "lfp",
             Self::Nmc => "nmc",
@@ -64,7 +64,7 @@ impl Chemistry {
 
     /// The preset limits (typical datasheet values, see [`Preset`]).
     #[must_use]
-    pub const fn preset(self) -> Preset {
+    pub(crate) const fn preset(self) -> Preset {
         match self {
             // Exactly the defaults of `ems-safety` (`LimitConfig::for_site`, `DeratingConfig`),
             // which sit inside the windows of common 280 Ah prismatic LFP cells (CATL, EVE
@@ -121,7 +121,7 @@ impl fmt::Display for Chemistry {
 
 /// The limits a chemistry brings (cell values; the pack's follow from cells in series).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Preset {
+pub(crate) struct Preset {
     /// Nominal cell voltage, V (capacity in Wh → Ah).
     pub nominal_v: f64,
     /// Highest cell voltage (trip), V.
@@ -144,7 +144,7 @@ pub struct Preset {
 
 /// Where an effective limit came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Origin {
+pub(crate) enum Origin {
     /// The chemistry preset.
     Preset(Chemistry),
     /// The site file's key (e.g. `battery.cell_max_v`).
@@ -168,7 +168,7 @@ impl fmt::Display for Origin {
 
 /// A value and where it came from.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Setting<T> {
+pub(crate) struct Setting<T> {
     /// The effective value.
     pub value: T,
     /// Its origin.
@@ -177,7 +177,7 @@ pub struct Setting<T> {
 
 /// The pack's effective limits.
 #[derive(Debug, Clone, PartialEq)]
-pub struct PackLimits {
+pub(crate) struct PackLimits {
     /// Whether the site file has a `[battery]` section.
     pub described: bool,
     /// The chemistry.
@@ -224,13 +224,13 @@ const PACK_MAX_V: f64 = 1500.0;
 impl PackLimits {
     /// Highest pack voltage: highest cell voltage × cells in series.
     #[must_use]
-    pub fn pack_max(&self) -> Volts {
+    pub(crate) fn pack_max(&self) -> Volts {
         Volts::saturating(self.cell_max.value.get() * f32::from(self.cells_in_series))
     }
 
     /// Lowest pack voltage: lowest cell voltage × cells in series.
     #[must_use]
-    pub fn pack_min(&self) -> Volts {
+    pub(crate) fn pack_min(&self) -> Volts {
         Volts::saturating(self.cell_min.value.get() * f32::from(self.cells_in_series))
     }
 
@@ -242,7 +242,7 @@ impl PackLimits {
     /// # Errors
     /// A derating curve that these limits cannot form (unreachable for limits that
     /// [`pack_limits`] accepted); names the curve.
-    pub fn apply(
+    pub(crate) fn apply(
         &self,
         grid_import_limit: Option<ems_core::Watts>,
         grid_export_limit: Option<ems_core::Watts>,
@@ -309,7 +309,7 @@ impl PackLimits {
 
     /// The effective limits, one line each, with where each came from (`check-config`).
     #[must_use]
-    pub fn describe(&self) -> Vec<String> {
+    pub(crate) fn describe(&self) -> Vec<String> {
         let origin = |o: &Origin| o.to_string();
         let mut out = vec![format!(
             "battery: {} {}s{}p{}{}",

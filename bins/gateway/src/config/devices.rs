@@ -10,7 +10,7 @@ use toml::Spanned;
 /// `[devices]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DevicesSection {
+pub(crate) struct DevicesSection {
     /// The battery inverter / PCS.
     pub inverter: DeviceEntry,
     /// The BMS.
@@ -28,7 +28,7 @@ pub struct DevicesSection {
 /// One Modbus device.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DeviceEntry {
+pub(crate) struct DeviceEntry {
     /// `modbus-tcp://HOST:PORT` or `modbus-rtu:///dev/ttyX?baud=9600`.
     pub endpoint: Spanned<String>,
     /// Modbus unit id (default 1).

@@ -5,7 +5,7 @@ use ems_tomlfile::{Source, Spanned};
 
 /// A configuration error with its place in the file (`site.toml line 6:
 /// limits.grid_import_limit_w: -5 W is outside 0..=10000000 W`).
-pub type ConfigError = ems_tomlfile::SpannedError;
+pub(crate) type ConfigError = ems_tomlfile::SpannedError;
 
 /// The file being validated: places each error at the line of its value.
 #[derive(Debug, Clone, Copy)]

@@ -11,7 +11,7 @@ use toml::Spanned;
 /// `ems-safety`, see `safety/README.md`).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LimitsSection {
+pub(crate) struct LimitsSection {
     /// Import limit at the connection point (main fuse or contract), W.
     pub grid_import_limit_w: Option<Spanned<f64>>,
     /// Export cap at the connection point, W.

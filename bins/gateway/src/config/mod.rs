@@ -22,18 +22,18 @@ mod wiring;
 // The types of every section keep their public path (`config::ApiTokenEntry`, ...) whether or not
 // this binary names them.
 #[allow(unused_imports)]
-pub use api::{rate_limit, ApiProviderEntry, ApiSection, ApiTokenEntry, ApiWiring};
+pub(crate) use api::{rate_limit, ApiProviderEntry, ApiSection, ApiTokenEntry, ApiWiring};
 #[allow(unused_imports)]
-pub use battery::{BatterySection, Chemistry, Origin, PackLimits, Preset, Setting};
-pub use devices::{DeviceEntry, DevicesSection};
-pub use errors::ConfigError;
-pub use limits::LimitsSection;
+pub(crate) use battery::{BatterySection, Chemistry, Origin, PackLimits, Preset, Setting};
+pub(crate) use devices::{DeviceEntry, DevicesSection};
+pub(crate) use errors::ConfigError;
+pub(crate) use limits::LimitsSection;
 #[allow(unused_imports)]
-pub use mode::{CapSlotEntry, ModeSection};
+pub(crate) use mode::{CapSlotEntry, ModeSection};
 #[allow(unused_imports)]
-pub use site::{SiteSection, DEFAULT_SHUTDOWN_TIMEOUT};
+pub(crate) use site::{SiteSection, DEFAULT_SHUTDOWN_TIMEOUT};
 #[allow(unused_imports)]
-pub use wiring::{ContactorEntry, ContactorWiring, EStopEntry, EStopWiring, IoModule};
+pub(crate) use wiring::{ContactorEntry, ContactorWiring, EStopEntry, EStopWiring, IoModule};
 
 use errors::Ctx;
 use serde::Deserialize;
@@ -42,7 +42,7 @@ use std::path::{Path, PathBuf};
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SiteFile {
+pub(crate) struct SiteFile {
     /// `[site]`.
     pub site: SiteSection,
     /// `[limits]`.
@@ -61,7 +61,7 @@ pub struct SiteFile {
 
 /// A validated configuration, ready to build the site from.
 #[derive(Debug, Clone)]
-pub struct SiteConfig {
+pub(crate) struct SiteConfig {
     /// The file it came from.
     pub file: PathBuf,
     /// The parsed content.
@@ -98,7 +98,7 @@ const SECTIONS: [&str; 7] = [
 ///
 /// # Errors
 /// The file cannot be read, or any error of [`parse`].
-pub fn load(path: &Path) -> Result<SiteConfig, ConfigError> {
+pub(crate) fn load(path: &Path) -> Result<SiteConfig, ConfigError> {
     let text =
         std::fs::read_to_string(path).map_err(|e| ConfigError::new(path, format!("cannot read: {e}")))?;
     parse(path, &text)
@@ -108,7 +108,7 @@ pub fn load(path: &Path) -> Result<SiteConfig, ConfigError> {
 ///
 /// # Errors
 /// The first problem in the file, naming its line, field and value.
-pub fn parse(path: &Path, text: &str) -> Result<SiteConfig, ConfigError> {
+pub(crate) fn parse(path: &Path, text: &str) -> Result<SiteConfig, ConfigError> {
     let ctx = Ctx::new(ems_tomlfile::Source::new(path, text));
     let content: SiteFile = ctx.src.decode(&SECTIONS)?;
     let site = site::site(&ctx, &content.site)?;
@@ -146,7 +146,7 @@ pub fn parse(path: &Path, text: &str) -> Result<SiteConfig, ConfigError> {
 
 /// A path from the config file, relative to the file's folder.
 #[must_use]
-pub fn resolve(config_file: &Path, p: &str) -> PathBuf {
+pub(crate) fn resolve(config_file: &Path, p: &str) -> PathBuf {
     let p = Path::new(p);
     if p.is_absolute() {
         p.to_path_buf()

@@ -14,7 +14,7 @@ use toml::Spanned;
 /// `[mode]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ModeSection {
+pub(crate) struct ModeSection {
     /// `passive`, `charge-only`, `manual`, `self-consumption` or `peak-shaving`.
     #[serde(default = "default_mode_kind")]
     pub kind: Spanned<String>,
@@ -55,7 +55,7 @@ pub struct ModeSection {
 /// One `[[mode.slots]]` of peak shaving.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CapSlotEntry {
+pub(crate) struct CapSlotEntry {
     /// Local time the slot starts, `HH:MM`.
     pub start: Spanned<String>,
     /// Import cap from then on, W.

@@ -8,7 +8,7 @@ use toml::Spanned;
 /// `[site]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SiteSection {
+pub(crate) struct SiteSection {
     /// A name for logs.
     pub name: String,
     /// Control cycle in ms (default 100).
@@ -34,7 +34,7 @@ fn default_state_file() -> PathBuf {
 }
 
 /// Default `[site] shutdown_timeout_s`.
-pub const DEFAULT_SHUTDOWN_TIMEOUT: ems_core::Millis = ems_core::Millis::new(30_000);
+pub(crate) const DEFAULT_SHUTDOWN_TIMEOUT: ems_core::Millis = ems_core::Millis::new(30_000);
 
 /// `[site]`, validated: the cycle, the time zone and the shutdown timeout.
 pub(super) struct Site {

@@ -15,7 +15,7 @@ use toml::Spanned;
 /// register, see `ems_devices::modbus::io`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ContactorEntry {
+pub(crate) struct ContactorEntry {
     /// `linux-gpio` or `modbus`.
     pub kind: Spanned<String>,
     /// linux-gpio: GPIO chip, e.g. `/dev/gpiochip0`.
@@ -51,7 +51,7 @@ pub struct ContactorEntry {
 /// The E-stop input: a Linux GPIO line or a bit of a Modbus I/O module's register.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct EStopEntry {
+pub(crate) struct EStopEntry {
     /// `linux-gpio` or `modbus`.
     pub kind: Spanned<String>,
     /// linux-gpio: GPIO chip.
@@ -85,7 +85,7 @@ fn default_active() -> Spanned<String> {
 
 /// A Modbus I/O module connection, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IoModule {
+pub(crate) struct IoModule {
     /// Endpoint URL.
     pub endpoint: String,
     /// Unit id.
@@ -96,7 +96,7 @@ pub struct IoModule {
 
 /// How the contactor relays are wired, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ContactorWiring {
+pub(crate) enum ContactorWiring {
     /// Linux GPIO lines.
     Gpio {
         /// Chip.
@@ -127,7 +127,7 @@ pub enum ContactorWiring {
 
 /// How the E-stop loop is wired, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EStopWiring {
+pub(crate) enum EStopWiring {
     /// A Linux GPIO line.
     Gpio {
         /// Chip.

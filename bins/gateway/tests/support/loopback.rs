@@ -13,13 +13,14 @@ use ems_testing::sunspec_site::{
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-pub const PROFILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../devices/profiles/eastron-sdm630.toml");
+pub(crate) const PROFILE: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../../devices/profiles/eastron-sdm630.toml");
 
 /// The API token of the site file (its SHA-256 is in `[[api.tokens]]`).
-pub const TOKEN: &str = "loopback-test-token-0123456789abcdef";
+pub(crate) const TOKEN: &str = "loopback-test-token-0123456789abcdef";
 
 /// A site file for the loopback site served on `port`, with `mode` as the `[mode]` table's body.
-pub fn site_file(port: u16, mode: &str) -> String {
+pub(crate) fn site_file(port: u16, mode: &str) -> String {
     let ep = format!("modbus-tcp://127.0.0.1:{port}");
     // The site file takes ports 1..=65535 only: a free one picked now.
     let api_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -93,7 +94,7 @@ sha256 = "{hash}"
 }
 
 /// A June noon: some PV, a household load, the battery at mid SOC.
-pub fn june_noon() -> SharedSite {
+pub(crate) fn june_noon() -> SharedSite {
     let config = SimSiteConfig {
         start_day_of_year: 172,
         start_time_of_day: Millis::from_secs(12 * 3600),
@@ -105,7 +106,7 @@ pub fn june_noon() -> SharedSite {
 
 /// The served June-noon site and a site file for it in `dir` (`site.toml`, `[mode]` body
 /// `mode`): the site, its Modbus server image, the server (stops when dropped) and the file.
-pub async fn serve_site(
+pub(crate) async fn serve_site(
     dir: &std::path::Path,
     mode: &str,
 ) -> (SharedSite, SunSpecSite, ems_testing::sunspec_site::ServerHandle, std::path::PathBuf) {
@@ -118,10 +119,10 @@ pub async fn serve_site(
 }
 
 /// The manual 2 kW discharge of the end-to-end tests, as a `[mode]` body.
-pub const MANUAL_2KW: &str = "kind = \"manual\"\nsetpoint_w = 2000";
+pub(crate) const MANUAL_2KW: &str = "kind = \"manual\"\nsetpoint_w = 2000";
 
 /// Start `ems-gateway run --config <config> <extra>` with stdout piped (stderr dropped).
-pub fn spawn_gateway(config: &std::path::Path, extra: &[&str]) -> Child {
+pub(crate) fn spawn_gateway(config: &std::path::Path, extra: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_ems-gateway"))
         .args(["run", "--config"])
         .arg(config)
@@ -135,7 +136,7 @@ pub fn spawn_gateway(config: &std::path::Path, extra: &[&str]) -> Child {
 /// Advance the physics in 100 ms wall-time steps and sync the register images until the
 /// gateway exits (or `limit` passes: the gateway is killed and the test fails). `each` sees the
 /// elapsed time and the site after every step.
-pub async fn drive(
+pub(crate) async fn drive(
     site: &SharedSite,
     served: &mut SunSpecSite,
     child: &mut Child,

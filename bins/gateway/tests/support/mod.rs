@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
 /// A running gateway; killed when dropped.
-pub struct Gateway {
+pub(crate) struct Gateway {
     child: Child,
     /// `HOST:PORT` of the API.
     pub addr: String,
@@ -23,12 +23,12 @@ impl Drop for Gateway {
 }
 
 /// Start the simulated site at `--speed 5` with the API on a free port.
-pub fn start(state: &std::path::Path) -> Gateway {
+pub(crate) fn start(state: &std::path::Path) -> Gateway {
     start_with(state, &[])
 }
 
 /// [`start`] with extra command-line arguments.
-pub fn start_with(state: &std::path::Path, extra: &[&str]) -> Gateway {
+pub(crate) fn start_with(state: &std::path::Path, extra: &[&str]) -> Gateway {
     let mut child = Command::new(env!("CARGO_BIN_EXE_ems-gateway"))
         .args(["--speed", "5", "--duration", "600", "--api-listen", "127.0.0.1:0", "--state-file"])
         .arg(state)

@@ -756,7 +756,7 @@ impl Profile {
 }
 
 fn overlaps(a: &Register, b: &Register) -> bool {
-    if a.table != b.table || a.address.0 as u32 >= b.end() || b.address.0 as u32 >= a.end() {
+    if a.table != b.table || u32::from(a.address.0) >= b.end() || u32::from(b.address.0) >= a.end() {
         return false;
     }
     // A read-back and a write of the same value may share a register (the stored set-point).

@@ -481,7 +481,7 @@ impl<C: RegisterClient> Inverter for SunSpecInverter<C> {
             let info = self.control.1;
             #[allow(clippy::cast_precision_loss)] // seconds
             let rp = self.revert_point();
-            write_point(&mut self.client, &info, &d, rp, secs as f64).await?;
+            write_point(&mut self.client, &info, &d, rp, f64::from(secs)).await?;
         }
         Ok(())
     }
