@@ -49,12 +49,11 @@
 //! `executionTime` (ties: the later submission). [`Schedule::action`] maps it to a controller
 //! input:
 //!
-//! - `CHARGE` → `Override::ForceCharge { power }` (into `Inputs::ess_override`; an operator's
-//!   control mode, when active, takes precedence over a provider's schedule in that slot);
-//! - `DISCHARGE` → `PlanTarget { battery: +power, grid: ∓1e8 W }` (into `Inputs::plan`): a
-//!   *hold* plan slot at `+power`. With [`ScheduleConfig::discharge_may_export`] (default) the
-//!   grid hint is −1e8 W ("export expected"), so the discharge may export; without it the grid
-//!   hint is +1e8 W ("no export"), so the battery discharges at most into the site's own load.
+//! Both operations become an `ems_control::ProviderTarget` (into `Inputs::provider`); who wins
+//! against an operator's control mode, the plan and the mode is decided by the controller's
+//! `arbitrate` alone (an operator override applies on top of a provider schedule). With
+//! [`ScheduleConfig::discharge_may_export`] (default) a `DISCHARGE` may export; without it the
+//! battery discharges at most into the site's own load.
 //!
 //! Neither bypasses safety: the loop feeds them as inputs, the controller's final clamp bounds
 //! them by the envelope, the ramp limit and the state (zero outside RUNNING). The loop reports
@@ -64,7 +63,7 @@
 use crate::input::{self, FieldError};
 use crate::ports::{AuditEntry, AuditSink, Outcome, ScheduleStore, StoreError};
 use ed25519_dalek::{Signature, VerifyingKey};
-use ems_control::{Override, PlanTarget};
+use ems_control::{ProviderOperation, ProviderTarget};
 use ems_core::Watts;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Map, Value};
@@ -169,14 +168,8 @@ pub struct Schedule {
     pub limited_by: Option<String>,
 }
 
-/// What a due schedule asks of the controller this cycle.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum ScheduledAction {
-    /// Feed into `Inputs::ess_override` (CHARGE).
-    Override(Override),
-    /// Feed into `Inputs::plan` (DISCHARGE).
-    Plan(PlanTarget),
-}
+/// What a due schedule asks of the controller this cycle: `Inputs::provider`.
+pub type ScheduledAction = ProviderTarget;
 
 fn watts_u64(w: u64) -> Watts {
     // Ratings and powers are at most 1e8 W (checked where they enter), which f32 represents
@@ -190,14 +183,11 @@ impl Schedule {
     /// The controller input for this schedule (module docs: "Execution").
     #[must_use]
     pub fn action(&self, discharge_may_export: bool) -> ScheduledAction {
-        let p = watts_u64(self.power);
-        match self.operation {
-            Operation::Charge => ScheduledAction::Override(Override::ForceCharge { power: p }),
-            Operation::Discharge => ScheduledAction::Plan(PlanTarget {
-                battery: p,
-                grid: if discharge_may_export { ems_core::watts!(-1.0e8) } else { ems_core::watts!(1.0e8) },
-            }),
-        }
+        let operation = match self.operation {
+            Operation::Charge => ProviderOperation::Charge,
+            Operation::Discharge => ProviderOperation::Discharge,
+        };
+        ProviderTarget { operation, power: watts_u64(self.power), may_export: discharge_may_export }
     }
 
     fn is_active(&self, now: Timestamp) -> bool {

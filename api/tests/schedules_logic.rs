@@ -7,7 +7,7 @@ mod rest_support;
 use ed25519_dalek::SigningKey;
 use ems_api::ports::{AuditSink, MemoryStore, Outcome, ScheduleStore};
 use ems_api::schedules::{canonical_string, Operation, ScheduleErrorKind, ScheduledAction, Schedules};
-use ems_control::{Override, PlanTarget};
+use ems_control::ProviderOperation;
 use ems_core::Watts;
 use jiff::{SignedDuration, Timestamp};
 use rest_support::{provider_key, provider_keys, schedule_config, signed, t0, SN};
@@ -75,26 +75,23 @@ fn execution_window_and_mapping() {
     assert!(s.due(at(599)).is_none());
     let (id, a) = s.due_action(at(600)).unwrap();
     assert_eq!(id, charge.schedule_id);
-    assert_eq!(a, ScheduledAction::Override(Override::ForceCharge { power: ems_core::watts!(2000.0) }));
+    assert_eq!(
+        a,
+        ScheduledAction { operation: ProviderOperation::Charge, power: ems_core::watts!(2000.0), may_export: true }
+    );
     // The later schedule takes over when it starts, before the first one's slot ends.
     let (id, a) = s.due_action(at(1200)).unwrap();
     assert_eq!(id, dis.schedule_id);
     assert_eq!(
         a,
-        ScheduledAction::Plan(PlanTarget {
-            battery: ems_core::watts!(1500.0),
-            grid: ems_core::watts!(-1.0e8)
-        })
+        ScheduledAction { operation: ProviderOperation::Discharge, power: ems_core::watts!(1500.0), may_export: true }
     );
     // 15-minute slot.
     assert!(s.due(at(1200 + 899)).is_some());
     assert!(s.due(at(1200 + 900)).is_none());
     assert_eq!(
         s.get(&dis.schedule_id).unwrap().action(false),
-        ScheduledAction::Plan(PlanTarget {
-            battery: ems_core::watts!(1500.0),
-            grid: ems_core::watts!(1.0e8)
-        })
+        ScheduledAction { operation: ProviderOperation::Discharge, power: ems_core::watts!(1500.0), may_export: false }
     );
 }
 

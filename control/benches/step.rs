@@ -4,6 +4,7 @@
 //! and arbitrated), and the E-stop path: the cycle in which the input edge is seen, which must
 //! command zero power and open contactors (design.md §8: p99 ≤ 10 µs for a step; E-stop → zero
 //! ≤ 1 ms).
+#![allow(missing_docs)] // `criterion_main!` generates an undocumented `pub fn main`
 #![allow(clippy::unwrap_used)] // benchmark set-up: a failure should abort the run loudly
 
 #[path = "../tests/common/mod.rs"]
@@ -80,6 +81,8 @@ fn latency_percentiles(
         black_box(out);
     }
     samples.sort();
+    // Quantile index of a few thousand samples: exact in f64, truncation is the intent.
+    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let at = |q: f64| samples[((n as f64 * q) as usize).min(n - 1)];
     println!(
         "{name} single-call latency over {n} calls: p50 {:?}, p99 {:?}, p99.9 {:?}, max {:?} (last source: {})",

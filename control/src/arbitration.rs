@@ -116,6 +116,9 @@ impl Override {
 
     /// Check the override: every power is a magnitude (≥ 0). NaN and ±inf cannot reach here:
     /// a [`Watts`] is finite by construction (`Watts::try_new` refuses them at the API edge).
+    ///
+    /// # Errors
+    /// [`OverrideError`] naming the field when a power is negative.
     pub fn validate(&self) -> Result<(), OverrideError> {
         let (field, value) = match *self {
             Self::NoDischarge => return Ok(()),
@@ -172,15 +175,32 @@ pub struct ProviderTarget {
     pub operation: ProviderOperation,
     /// The power, a magnitude (a negative value counts as its magnitude).
     pub power: Watts,
+    /// Whether a `DISCHARGE` may export: `false` discharges at most into the site's own load
+    /// (the grid stays at or above zero import). Ignored for `CHARGE`.
+    pub may_export: bool,
 }
 
 impl ProviderTarget {
-    /// The battery set-point it asks for (`+` discharge / `−` charge).
+    /// The battery set-point it asks for (`+` discharge / `−` charge), before any no-export
+    /// limit.
     #[must_use]
     pub fn setpoint(&self) -> Watts {
         match self.operation {
             ProviderOperation::Charge => -self.power.abs(),
             ProviderOperation::Discharge => self.power.abs(),
+        }
+    }
+
+    /// The set-point for this cycle: a `DISCHARGE` that may not export is limited to the site's
+    /// net load (as a plan hold slot planned without export; without good grid and battery
+    /// readings the power is proposed as it is and safety bounds it).
+    #[must_use]
+    pub fn setpoint_at(&self, now: Millis, snapshot: &Snapshot) -> Watts {
+        match self.operation {
+            ProviderOperation::Discharge if !self.may_export => {
+                keep_grid_side(PlanTarget { battery: self.setpoint(), grid: Watts::ZERO }, now, snapshot)
+            }
+            ProviderOperation::Charge | ProviderOperation::Discharge => self.setpoint(),
         }
     }
 }
@@ -207,8 +227,9 @@ pub struct Candidates {
     pub mode: Proposal,
     /// The plan executor's proposal for this cycle's slot.
     pub plan: Option<Proposal>,
-    /// A provider schedule due now.
-    pub provider: Option<ProviderTarget>,
+    /// A provider schedule due now, with its set-point for this cycle
+    /// ([`ProviderTarget::setpoint_at`]).
+    pub provider: Option<(ProviderOperation, Watts)>,
     /// The operator/API override, validated by the caller ([`Override::validate`]).
     pub ess_override: Option<Override>,
     /// A grid service's request, with its name.
@@ -234,10 +255,10 @@ pub fn arbitrate(c: &Candidates, narrowed: &Envelope) -> Arbitrated {
             ..a
         };
     }
-    if let Some(p) = c.provider {
+    if let Some((operation, setpoint)) = c.provider {
         a = Arbitrated {
-            setpoint: p.setpoint(),
-            source: CommandSource::Provider(p.operation),
+            setpoint,
+            source: CommandSource::Provider(operation),
             over: Some(a.source),
             ..a
         };
@@ -428,7 +449,7 @@ mod tests {
         let a = arbitrate(&cands(mode, None, nd), &e);
         assert_eq!((a.setpoint, a.source), (Watts::ZERO, CommandSource::Override(OverrideKind::NoDischarge)));
         // A provider DISCHARGE replaces plan and mode; the operator's NO_DISCHARGE still wins.
-        let discharge = Some(ProviderTarget { operation: ProviderOperation::Discharge, power: w(2500.0) });
+        let discharge = Some((ProviderOperation::Discharge, w(2500.0)));
         let a = arbitrate(&Candidates { provider: discharge, ..cands(mode, plan, None) }, &e);
         assert_eq!(
             (a.setpoint, a.source),

@@ -180,6 +180,9 @@ pub struct Controller {
 
 impl Controller {
     /// A controller in BOOT.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when the cycle is zero, or the safety or mode settings are invalid.
     pub fn new(config: ControllerConfig) -> Result<Self, ConfigError> {
         if config.cycle == Millis::ZERO {
             return Err(ConfigError::ZeroCycle);
@@ -204,6 +207,9 @@ impl Controller {
     }
 
     /// A controller restored from persisted state: STOPPED and ERROR survive a reboot.
+    ///
+    /// # Errors
+    /// [`ConfigError`] as [`Self::new`].
     pub fn restore(config: ControllerConfig, persisted: &PersistedState) -> Result<Self, ConfigError> {
         let mut c = Self::new(config)?;
         let (sm, transition) = StateMachine::restore(persisted);
@@ -437,7 +443,7 @@ impl Controller {
                 let candidates = Candidates {
                     mode: proposal,
                     plan,
-                    provider: inputs.provider,
+                    provider: inputs.provider.map(|p| (p.operation, p.setpoint_at(now, snapshot))),
                     ess_override,
                     grid: grid.map(|g| (service.name(), g)),
                 };

@@ -34,6 +34,9 @@
 //! in [`command`] and `ems-devices`' `_test-access` examples enforce it).
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
 #![forbid(unsafe_code)]
+#![warn(clippy::indexing_slicing, clippy::arithmetic_side_effects, clippy::wildcard_enum_match_arm)]
+// Unit tests do integer arithmetic on small literal times and index fixed fixtures.
+#![cfg_attr(test, allow(clippy::arithmetic_side_effects, clippy::indexing_slicing))]
 
 pub mod arbitration;
 pub mod clamp;

@@ -53,6 +53,9 @@ impl Default for ChargeOnlyConfig {
 
 impl ChargeOnlyConfig {
     /// Check the settings.
+    ///
+    /// # Errors
+    /// [`ModeError`] when the fixed power or the import limit is negative.
     pub fn validate(&self) -> Result<(), ModeError> {
         if let ChargeSource::Fixed(p) = self.source {
             if p < Watts::ZERO {
@@ -95,6 +98,9 @@ pub enum ModeSetting {
 
 impl ModeSetting {
     /// Check the settings of the selected mode.
+    ///
+    /// # Errors
+    /// [`ModeError`] naming the field and the value of the first invalid setting.
     pub fn validate(&self) -> Result<(), ModeError> {
         match self {
             Self::Passive | Self::Manual { .. } => Ok(()),
@@ -169,6 +175,9 @@ fn trim_pid() -> Pid {
 
 impl Mode {
     /// A mode in the given setting. Invalid settings are refused.
+    ///
+    /// # Errors
+    /// [`ModeError`] naming the field and the value of an invalid setting.
     pub fn new(setting: ModeSetting) -> Result<Self, ModeError> {
         setting.validate()?;
         Ok(Self {

@@ -79,6 +79,9 @@ impl CapSlots {
 
     /// Slots from a slice (at most [`MAX_CAP_SLOTS`]). Order and values are checked by
     /// [`PeakShavingConfig::validate`].
+    ///
+    /// # Errors
+    /// [`CapSlotsFull`] when more than [`MAX_CAP_SLOTS`] slots are given.
     pub fn from_slice(slots: &[CapSlot]) -> Result<Self, CapSlotsFull> {
         let mut s = Self::new();
         for slot in slots {
@@ -88,6 +91,9 @@ impl CapSlots {
     }
 
     /// Append a slot; a full list is an error, not a panic.
+    ///
+    /// # Errors
+    /// [`CapSlotsFull`] when the list already holds [`MAX_CAP_SLOTS`] slots.
     pub fn try_push(&mut self, slot: CapSlot) -> Result<(), CapSlotsFull> {
         let i = usize::from(self.len);
         let cell = self.slots.get_mut(i).ok_or(CapSlotsFull)?;
@@ -166,6 +172,9 @@ impl Default for PeakShavingConfig {
 
 impl PeakShavingConfig {
     /// Check the settings, naming the field and the value on failure.
+    ///
+    /// # Errors
+    /// [`ModeError`] for a negative cap or power, a reserve above the target, or slots out of the day or out of order.
     pub fn validate(&self) -> Result<(), ModeError> {
         const MODE: &str = "peak-shaving";
         let magnitudes = [

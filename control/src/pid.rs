@@ -37,6 +37,9 @@ impl PidGains {
     pub const ZERO: Self = Self { kp: 0.0, ki: 0.0, kd: 0.0 };
 
     /// Validate gains (finite, non-negative).
+    ///
+    /// # Errors
+    /// [`GainError`] when a gain is negative or not finite.
     pub const fn try_new(kp: f32, ki: f32, kd: f32) -> Result<Self, GainError> {
         if !kp.is_finite() || kp < 0.0 {
             return Err(GainError { name: "kp", value: kp });

@@ -56,6 +56,9 @@ impl Default for SelfConsumptionConfig {
 impl SelfConsumptionConfig {
     /// Check the settings: the power limits are magnitudes (≥ 0). (A `Watts` is finite by
     /// construction, so NaN cannot reach here.)
+    ///
+    /// # Errors
+    /// [`ModeError`] when a power limit is negative.
     pub fn validate(&self) -> Result<(), ModeError> {
         for (field, value) in [("max_charge", self.max_charge), ("max_discharge", self.max_discharge)] {
             if let Some(v) = value {

@@ -63,6 +63,8 @@ struct Plant {
 
 impl Plant {
     fn advance(&mut self, command: f32) {
+        // A cycle of a few hundred ms: exact in f32.
+        #[allow(clippy::cast_precision_loss)]
         let dt = CYCLE_MS as f32 / 1000.0;
         let alpha = dt / (0.3 + dt);
         self.battery += alpha * (self.pending - self.battery);

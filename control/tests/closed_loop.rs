@@ -59,6 +59,8 @@ impl Plant {
 
     /// Advance one cycle with the command of the previous cycle; returns the true grid power.
     fn advance(&mut self, command: f32, load: f32, pv: f32) -> f32 {
+        // A cycle of a few hundred ms: exact in f32.
+        #[allow(clippy::cast_precision_loss)]
         let dt = CYCLE_MS as f32 / 1000.0;
         let alpha = dt / (self.opts.lag_tau_s + dt);
         self.battery += alpha * (self.pending - self.battery);

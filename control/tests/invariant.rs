@@ -283,7 +283,7 @@ fn provider() -> BoxedStrategy<Option<ProviderTarget>> {
     let op = prop_oneof![Just(ProviderOperation::Charge), Just(ProviderOperation::Discharge)];
     prop_oneof![
         6 => Just(None),
-        1 => (op, watts(-500.0, 20000.0)).prop_map(|(operation, power)| Some(ProviderTarget { operation, power })),
+        1 => (op, watts(-500.0, 20000.0)).prop_map(|(operation, power)| Some(ProviderTarget { operation, power, may_export: true })),
     ]
     .boxed()
 }

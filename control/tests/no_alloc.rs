@@ -131,6 +131,7 @@ fn step_never_allocates_with_every_mode_override_plan_and_grid_service() {
             provider: (i % 40 > 30).then_some(ProviderTarget {
                 operation: ProviderOperation::Discharge,
                 power: ems_core::watts!(1500.0),
+                may_export: true,
             }),
             local_minute: Some(u16::try_from((i * 7) % 1440).unwrap_or(0)),
             ..Inputs::default()

@@ -152,6 +152,9 @@ impl EmergencyHandler {
     /// Manual reset out of STOPPED. Needs the E-stop input released (good reading) and a
     /// non-empty operator `reason`; `active_fault` is a fault still present now, which sends the
     /// system to ERROR instead of IDLE.
+    ///
+    /// # Errors
+    /// [`crate::state::TransitionError`] when the state machine is not STOPPED, the E-stop is still pressed or the reason is empty.
     pub fn manual_reset(
         &mut self,
         now: Millis,

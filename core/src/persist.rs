@@ -58,8 +58,14 @@ pub trait StateStore {
     /// The store's own error.
     type Error: core::fmt::Debug + core::fmt::Display;
     /// Load the last saved state, `Ok(None)` if nothing was ever saved.
+    ///
+    /// # Errors
+    /// The store's own error when the saved state cannot be read or decoded.
     fn load(&mut self) -> Result<Option<PersistedState>, Self::Error>;
     /// Save atomically: after a crash either the old or the new state is found, never a mix.
+    ///
+    /// # Errors
+    /// The store's own error when the state cannot be written; the old state then stays.
     fn save(&mut self, state: &PersistedState) -> Result<(), Self::Error>;
 }
 
@@ -112,6 +118,9 @@ impl PersistedState {
     }
 
     /// Parse a line written by [`Self::encode`].
+    ///
+    /// # Errors
+    /// [`DecodeError`] naming what is malformed (unknown state, unknown fault, bad format).
     pub fn decode(line: &str) -> Result<Self, DecodeError> {
         let mut parts = line.trim().split(' ');
         if parts.next() != Some(MAGIC) || parts.next() != Some(VERSION) {

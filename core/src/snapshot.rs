@@ -191,6 +191,24 @@ pub struct BatterySignals {
     pub bms_ready: Measurement<bool>,
 }
 
+/// How the inverter sets its AC voltage (island detection needs it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GridMode {
+    /// Follows the grid's voltage and frequency (current source): cannot hold an island.
+    GridFollowing,
+    /// Forms voltage and frequency itself (voltage source): may supply an island.
+    GridForming,
+}
+
+/// Position of the grid-tie breaker (the transfer switch between the site and the grid).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GridTie {
+    /// Connected to the grid.
+    Closed,
+    /// Islanded: the site runs without the grid.
+    Open,
+}
+
 /// Inverter/PCS signals.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct InverterSignals {
@@ -202,6 +220,8 @@ pub struct InverterSignals {
     pub rated_power: Watts,
     /// Heat-sink temperature.
     pub temperature: Measurement<Celsius>,
+    /// Grid-forming or grid-following.
+    pub grid_mode: Measurement<GridMode>,
 }
 
 /// Grid meter signals at the connection point.
@@ -213,6 +233,10 @@ pub struct GridSignals {
     pub voltage: Measurement<Volts>,
     /// Frequency.
     pub frequency: Measurement<Hertz>,
+    /// The grid-tie breaker: `None` when the site has none (a fixed grid connection that
+    /// cannot island); `Some` when it is monitored, and then a stale or invalid reading counts
+    /// as islanded (the worst case).
+    pub tie: Option<Measurement<GridTie>>,
 }
 
 /// Everything the control core knows about the site at one instant.
@@ -265,11 +289,13 @@ impl Snapshot {
                 state: Measurement::invalid(InverterState::Standby, SLOW_MAX_AGE),
                 rated_power,
                 temperature: Measurement::invalid(Celsius::ZERO, SLOW_MAX_AGE),
+                grid_mode: Measurement::invalid(GridMode::GridFollowing, SLOW_MAX_AGE),
             },
             grid: GridSignals {
                 active_power: Measurement::invalid(Watts::ZERO, FAST_MAX_AGE),
                 voltage: Measurement::invalid(Volts::ZERO, FAST_MAX_AGE),
                 frequency: Measurement::invalid(Hertz::ZERO, FAST_MAX_AGE),
+                tie: None,
             },
             pv_power: Measurement::invalid(Watts::ZERO, FAST_MAX_AGE),
             contactor: Measurement::invalid(ContactorState::Open, FAST_MAX_AGE),
@@ -295,6 +321,14 @@ impl Snapshot {
         let grid = self.grid.active_power.value_at(now)?;
         let battery = self.inverter.active_power.value_at(now)?;
         Some((-(grid + battery)).max(Watts::ZERO))
+    }
+
+    /// Whether the site may be islanded at `now`: a monitored grid-tie breaker that reads open,
+    /// or whose reading is stale or invalid. A site without a breaker (`grid.tie == None`)
+    /// never islands.
+    #[must_use]
+    pub fn islanded(&self, now: Millis) -> bool {
+        self.grid.tie.is_some_and(|t| t.value_at(now) != Some(GridTie::Closed))
     }
 
     /// Whether the E-stop is pressed at `now`; an unknown or stale input counts as pressed.

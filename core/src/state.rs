@@ -117,6 +117,9 @@ impl StateMachine {
     }
 
     /// Apply a request. `guards` supplies the current fault and E-stop facts.
+    ///
+    /// # Errors
+    /// [`TransitionError`] when the request is not valid in the current state or a guard (an active fault, a pressed E-stop) forbids it.
     pub fn request(
         &mut self,
         request: TransitionRequest,

@@ -54,6 +54,9 @@ macro_rules! unit {
             pub const SYMBOL: &'static str = $symbol;
 
             /// Validate a raw value: finite and inside the physical range.
+            ///
+            /// # Errors
+            /// [`UnitError`] naming the quantity and the value when it is not finite or outside the physical range.
             pub fn try_new(value: f32) -> Result<Self, UnitError> {
                 if !value.is_finite() {
                     return Err(UnitError::NotFinite { quantity: $quantity, value });

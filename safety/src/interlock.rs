@@ -8,7 +8,7 @@
 use crate::envelope::Envelope;
 use core::fmt;
 use ems_core::event::Constraint;
-use ems_core::snapshot::{BmsAlarm, BmsAlarms, ContactorState, EStopInput, InverterState};
+use ems_core::snapshot::{BmsAlarm, BmsAlarms, ContactorState, EStopInput, GridMode, InverterState};
 use ems_core::{Celsius, Hertz, Millis, Snapshot, Watts};
 
 /// Maximum number of rules in a table.
@@ -55,6 +55,10 @@ pub enum Condition {
     EStopReleased,
     /// Grid frequency inside `lo..=hi`.
     GridFrequencyWithin(Hertz, Hertz),
+    /// Not islanded, or islanded with a (good) grid-forming inverter: a grid-following
+    /// inverter must not push power into an island it cannot hold (see
+    /// [`Snapshot::islanded`]).
+    GridTiedOrGridForming,
 }
 
 impl Condition {
@@ -81,6 +85,9 @@ impl Condition {
             Self::EStopReleased => matches!(s.estop.value_at(now), Some(EStopInput::Released)),
             Self::GridFrequencyWithin(lo, hi) => {
                 s.grid.frequency.value_at(now).is_some_and(|f| f >= lo && f <= hi)
+            }
+            Self::GridTiedOrGridForming => {
+                !s.islanded(now) || s.inverter.grid_mode.value_at(now) == Some(GridMode::GridForming)
             }
         }
     }
@@ -120,8 +127,8 @@ impl fmt::Display for Rule {
     }
 }
 
-/// The default rule table (ids 1–7).
-pub const DEFAULT_RULES: [Rule; 8] = [
+/// The default rule table (ids 1–9).
+pub const DEFAULT_RULES: [Rule; 9] = [
     Rule {
         id: 1,
         name: "charging requires cell temperature ≥ 0 °C",
@@ -174,6 +181,12 @@ pub const DEFAULT_RULES: [Rule; 8] = [
         direction: Target::Discharge,
         conditions: &[Condition::NoBmsAlarm],
     },
+    Rule {
+        id: 9,
+        name: "no power in island without a grid-forming inverter",
+        direction: Target::Both,
+        conditions: &[Condition::GridTiedOrGridForming],
+    },
 ];
 
 /// What the rules permit for one snapshot.
@@ -202,7 +215,7 @@ impl Default for Interlocks {
     fn default() -> Self {
         let mut rules = heapless::Vec::new();
         for r in DEFAULT_RULES {
-            // 8 default rules < MAX_RULES.
+            // 9 default rules < MAX_RULES.
             let _ = rules.push(r);
         }
         Self { rules }
@@ -217,6 +230,9 @@ impl Interlocks {
     }
 
     /// Add a rule.
+    ///
+    /// # Errors
+    /// [`TableFull`] when the table already holds [`MAX_RULES`] rules.
     pub fn push(&mut self, rule: Rule) -> Result<(), TableFull> {
         self.rules.push(rule).map_err(|_| TableFull)
     }
@@ -276,6 +292,26 @@ mod tests {
 
     fn good<T: Copy>(v: T) -> Measurement<T> {
         Measurement::good(v, NOW, Millis::new(5_000))
+    }
+
+    #[test]
+    fn no_power_in_island_without_a_grid_forming_inverter() {
+        use ems_core::snapshot::{GridMode, GridTie};
+        let none = Permissions { charge: false, discharge: false, contactor_close: true };
+        // Islanded, grid-following: nothing may move.
+        check(|s| s.grid.tie = Some(good(GridTie::Open)), 9, none);
+        // A monitored breaker whose reading is lost counts as islanded.
+        check(|s| s.grid.tie = Some(Measurement::invalid(GridTie::Closed, Millis::new(5_000))), 9, none);
+        // Islanded with a grid-forming inverter, or tied to the grid: allowed.
+        let all = Permissions { charge: true, discharge: true, contactor_close: true };
+        let forming = |s: &mut Snapshot| {
+            s.grid.tie = Some(good(GridTie::Open));
+            s.inverter.grid_mode = good(GridMode::GridForming);
+        };
+        check(forming, 9, all);
+        check(|s| s.grid.tie = Some(good(GridTie::Closed)), 9, all);
+        // A site without a breaker (the default) never islands.
+        assert!(!healthy_snapshot(NOW).islanded(NOW));
     }
 
     fn check(mutate: impl Fn(&mut Snapshot), id: u8, want: Permissions) {

@@ -1,7 +1,7 @@
 //! Test helpers (feature `testkit`): a healthy snapshot to start tests from.
 
 use ems_core::snapshot::{
-    BatterySignals, BmsAlarms, ContactorState, EStopInput, GridSignals, InverterSignals, InverterState,
+    BatterySignals, BmsAlarms, ContactorState, EStopInput, GridMode, GridSignals, InverterSignals, InverterState,
     ESTOP_MAX_AGE, FAST_MAX_AGE, SLOW_MAX_AGE,
 };
 use ems_core::{Amps, Measurement, Millis, Snapshot, Watts};
@@ -38,11 +38,13 @@ pub fn healthy_snapshot(now: Millis) -> Snapshot {
             state: Measurement::good(InverterState::Running, now, SLOW_MAX_AGE),
             rated_power: HEALTHY_RATED_POWER,
             temperature: Measurement::good(ems_core::celsius!(35.0), now, SLOW_MAX_AGE),
+            grid_mode: Measurement::good(GridMode::GridFollowing, now, SLOW_MAX_AGE),
         },
         grid: GridSignals {
             active_power: Measurement::good(ems_core::watts!(500.0), now, FAST_MAX_AGE),
             voltage: Measurement::good(ems_core::volts!(230.0), now, FAST_MAX_AGE),
             frequency: Measurement::good(ems_core::hertz!(50.0), now, FAST_MAX_AGE),
+            tie: None,
         },
         pv_power: Measurement::good(Watts::ZERO, now, FAST_MAX_AGE),
         contactor: Measurement::good(ContactorState::Closed, now, FAST_MAX_AGE),

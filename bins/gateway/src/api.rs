@@ -19,7 +19,7 @@ use ems_api::model::{
     SafetyView, SiteView,
 };
 use ems_api::ports::{AuditEntry, EStopAck, EmergencyStopPort, HistoryStore, Outcome};
-use ems_api::schedules::{ProviderKey, ScheduleConfig, ScheduledAction, Schedules};
+use ems_api::schedules::{ProviderKey, ScheduleConfig, Schedules};
 use ems_api::server::ServerLimits;
 use ems_api::start::{EStopRoute, LoopAudit, LoopHandles, Server, ServerConfig, Storage, Tokens};
 use ems_api::state::ApiConfig;
@@ -372,19 +372,10 @@ impl LoopApi {
         }
         inputs.ess_override = operator;
         self.running_schedule = None;
-        if let Some((id, action)) = self.schedules.due_action(now) {
-            match action {
-                // An operator's control mode takes precedence over a provider's CHARGE.
-                ScheduledAction::Override(o) if operator.is_none() => {
-                    inputs.ess_override = Some(o);
-                    self.running_schedule = Some(id);
-                }
-                ScheduledAction::Override(_) => {}
-                ScheduledAction::Plan(p) => {
-                    inputs.plan = Some(p);
-                    self.running_schedule = Some(id);
-                }
-            }
+        if let Some((id, target)) = self.schedules.due_action(now) {
+            // Who wins against the operator's control mode is `arbitrate`'s decision, not ours.
+            inputs.provider = Some(target);
+            self.running_schedule = Some(id);
         }
         if inputs.request == Some(TransitionRequest::Reset) && !self.reason.is_empty() {
             inputs.reason = &self.reason;
