@@ -1,7 +1,7 @@
 //! LFP battery pack with its BMS: coulomb counting, OCV curve, internal resistance, cell spread,
 //! first-order thermal model, BMS limits and alarms.
 
-use super::{ramp_down, ramp_up, StepCoeffs};
+use super::physics::{ramp_down, ramp_up, StepCoeffs, THERMAL_TAU_S};
 use ems_core::snapshot::{BmsAlarm, BmsAlarms};
 use ems_core::{Amps, Celsius, Percent, Volts, WattHours, Watts};
 
@@ -13,8 +13,6 @@ pub const CELL_NOMINAL_VOLTAGE: Volts = ems_core::volts!(3.2);
 const CELL_R_25C: f64 = 0.5e-3;
 /// Thermal mass per kWh of pack (≈ 9 kg/kWh × 1000 J/(kg·K)).
 const HEAT_CAPACITY_J_PER_K_PER_KWH: f64 = 9_000.0;
-/// Thermal time constant of the pack towards ambient.
-pub(crate) const THERMAL_TAU_S: f64 = 1_800.0;
 /// The weakest and strongest cells sit this far (fraction of capacity) below/above the average.
 const CELL_SOC_SPREAD: f64 = 0.003;
 /// The coolest / warmest cell relative to the lumped pack temperature.

@@ -1,17 +1,16 @@
 //! Inverter, DC power path (pre-charge and main relays, DC link), PV, load, grid meter and
 //! E-stop models.
 
+pub use super::physics::{DC_LINK_BLEED_TAU, PRECHARGE_TAU};
+
 use super::battery::SimBattery;
-use super::{normal, StepCoeffs};
+use super::calendar::Calendar;
+use super::physics::{normal, ramp_down, StepCoeffs, INV_CONDUCTANCE};
 use crate::data::{DayType, LoadProfile, WeatherYear, HOURS_PER_YEAR};
 use crate::traits::{ControlSource, InverterSettings};
 use ems_core::snapshot::{ContactorState, EStopInput, InverterState};
 use ems_core::{Celsius, Hertz, Millis, Percent, Volts, Watts};
 
-/// Heat-sink thermal mass and conductance: 35 K rise at 200 W of losses, τ ≈ 9 min.
-const INV_HEAT_CAPACITY: f64 = 3_000.0;
-const INV_CONDUCTANCE: f64 = 200.0 / 35.0;
-pub(crate) const INV_TAU_S: f64 = INV_HEAT_CAPACITY / INV_CONDUCTANCE;
 /// Losses while synchronised but idle.
 const INV_IDLE_LOSS_W: f64 = 15.0;
 
@@ -70,7 +69,7 @@ impl InverterModel {
 
     /// Derating above 75 °C heat-sink, to zero at 95 °C.
     fn derate(&self) -> f64 {
-        super::ramp_down(self.temp, 75.0, 95.0)
+        ramp_down(self.temp, 75.0, 95.0)
     }
 
     /// The set-point the device applies: its register under remote control, 0 W under local.
@@ -246,10 +245,6 @@ impl InverterModel {
     }
 }
 
-/// Time constant of the DC link charging through the pre-charge resistor (≈ 95 % after 0.45 s).
-pub const PRECHARGE_TAU: Millis = Millis::new(150);
-/// Time constant of the DC link discharging (bleeder resistor) with both relays open.
-pub const DC_LINK_BLEED_TAU: Millis = Millis::new(2_000);
 /// Closing the main relay with the DC link further than this fraction of the pack voltage
 /// away is an inrush event.
 pub const INRUSH_THRESHOLD: f64 = 0.10;
@@ -476,7 +471,7 @@ impl SimLoad {
 
     /// Mean (noise-free) power for a calendar instant.
     #[must_use]
-    pub fn profile_power(&self, cal: &super::Calendar) -> Watts {
+    pub fn profile_power(&self, cal: &Calendar) -> Watts {
         let col = LoadProfile::column(cal.month, cal.day_type());
         let q = quarter_of(cal.time_of_day.get());
         Watts::saturating(
@@ -484,13 +479,7 @@ impl SimLoad {
         )
     }
 
-    pub(crate) fn step(
-        &mut self,
-        cal: &super::Calendar,
-        day_index: u64,
-        rng: &mut fastrand::Rng,
-        k: &StepCoeffs,
-    ) {
+    pub(crate) fn step(&mut self, cal: &Calendar, day_index: u64, rng: &mut fastrand::Rng, k: &StepCoeffs) {
         if day_index != self.cached_day {
             self.cached_day = day_index;
             self.column = LoadProfile::column(cal.month, cal.day_type());
@@ -586,7 +575,7 @@ impl EStopButton {
     }
 }
 
-impl super::Calendar {
+impl Calendar {
     /// BDEW day type of this day (no public holidays).
     #[must_use]
     pub fn day_type(&self) -> DayType {

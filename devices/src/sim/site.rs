@@ -2,9 +2,10 @@
 //! relays, DC link), PV, household load, grid meter and E-stop, stepped together, with fault
 //! injection and energy counters.
 
-use super::battery::SimBattery;
+use super::battery::{SimBattery, SimPack};
+use super::calendar::{Calendar, DAY_MS, YEAR_DAYS};
 use super::parts::{EStopButton, InverterModel, PowerPath, PvArray, SimGridMeter, SimLoad};
-use super::{Calendar, StepCoeffs, DAY_MS, YEAR_DAYS};
+use super::physics::StepCoeffs;
 use crate::data::{self, DataError};
 use crate::traits::ControlSource;
 use ems_core::event::Signal;
@@ -65,7 +66,7 @@ pub struct SimSiteConfig {
     /// `Inverter::capabilities` (default false).
     pub inverter_setpoint_in_flash: bool,
     /// The pack's chemistry and cells in series (default 16 LFP cells, 51.2 V).
-    pub pack: super::SimPack,
+    pub pack: SimPack,
 }
 
 impl Default for SimSiteConfig {
@@ -86,7 +87,7 @@ impl Default for SimSiteConfig {
             initial_soc: ems_core::percent!(50.0),
             grid_noise: true,
             inverter_setpoint_in_flash: false,
-            pack: super::SimPack::default(),
+            pack: SimPack::default(),
         }
     }
 }

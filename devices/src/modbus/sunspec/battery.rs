@@ -22,8 +22,8 @@
 
 use super::decode::DecodedModel;
 use super::discovery::{discover, ModelInfo, SunSpecMap};
+use super::error::{unit_of, SunSpecError};
 use super::inverter::{read_decoded, write_point};
-use super::{unit_of, SunSpecError};
 use crate::modbus::RegisterClient;
 use crate::traits::{Bms, BmsReading};
 use ems_core::snapshot::{BmsAlarm, BmsAlarms};

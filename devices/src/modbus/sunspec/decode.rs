@@ -422,39 +422,6 @@ fn decode_point(def: &'static PointDef, regs: &[u16], sf: Option<i16>) -> Option
     }
 }
 
-/// Fuzzing entry point (feature `_fuzz`, not for production): never panics, whatever the bytes.
-///
-/// The first two bytes (big-endian) choose the model: a supported id is used as is, any other
-/// value picks a supported model by index. The rest is the register block (pairs of bytes,
-/// big-endian). The block is decoded as that model, as the model its own `ID` register names,
-/// and, with its `ID` register forced to the model id, as that model again; then the bytes are
-/// laid out behind a `SunS` marker at 40000 and scanned ([`super::scan`]) over an in-memory
-/// register image.
-#[cfg(feature = "_fuzz")]
-pub fn fuzz_entry(data: &[u8]) {
-    let Some((head, rest)) = data.split_first_chunk::<2>() else { return };
-    let supported = model::supported_models();
-    let sel = u16::from_be_bytes(*head);
-    let id = if supported.contains(&sel) {
-        sel
-    } else {
-        let n = supported.len().max(1);
-        supported.get(usize::from(sel) % n).copied().unwrap_or(1)
-    };
-    let mut regs: Vec<u16> = rest.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect();
-    let _ = decode_model(id, &regs);
-    let _ = decode_block(&regs);
-    if let Some(first) = regs.first_mut() {
-        *first = id;
-    }
-    let _ = decode_model(id, &regs);
-
-    let mut image = crate::modbus::MemoryRegisters::default();
-    image.put(40_000, &[0x5375, 0x6E53]);
-    image.put(40_002, &regs);
-    let _ = super::block_on_ready(super::scan(&mut image));
-}
-
 /// Encode `value` (in the point's units, already scaled) into the point's registers with the
 /// exponent `sf` (`None` for an unscaled point): `raw = round(value / 10^sf)`, big-endian word
 /// order. `None` if the value is not finite, not representable by the type, or would collide

@@ -1,10 +1,9 @@
 //! Discovery (the `SunS` marker and the model chain) and the installer's scan.
 
-use super::decode::{decode_model, DecodeError, PointValue};
-use super::SunSpecError;
-use crate::modbus::{
-    LinkError, ModbusException, RegisterAddress, RegisterClient, RegisterKind, MAX_READ_REGISTERS,
-};
+use super::decode::{decode_model, DecodeError, DecodedModel, PointValue};
+pub use super::error::BaseProbe;
+use super::error::SunSpecError;
+use crate::modbus::{LinkError, RegisterAddress, RegisterClient, RegisterKind, MAX_READ_REGISTERS};
 
 /// The `SunS` marker (`0x5375 0x6E53`).
 pub const SUNS_MARKER: [u16; 2] = [0x5375, 0x6E53];
@@ -47,27 +46,6 @@ impl SunSpecMap {
     #[must_use]
     pub fn find_any(&self, ids: &[u16]) -> Option<&ModelInfo> {
         ids.iter().find_map(|id| self.find(*id))
-    }
-}
-
-/// What happened at one candidate base address.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BaseProbe {
-    /// The link failed.
-    Link(LinkError),
-    /// The device answered with an exception.
-    Exception(ModbusException),
-    /// Registers that are not the `SunS` marker.
-    NoMarker([u16; 2]),
-}
-
-impl core::fmt::Display for BaseProbe {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            Self::Link(e) => write!(f, "{e}"),
-            Self::Exception(e) => write!(f, "{e}"),
-            Self::NoMarker([a, b]) => write!(f, "no SunS marker (0x{a:04X} 0x{b:04X})"),
-        }
     }
 }
 
@@ -114,7 +92,7 @@ pub async fn read_model<C: RegisterClient>(c: &mut C, info: &ModelInfo) -> Resul
 pub async fn read_models<C: RegisterClient>(
     c: &mut C,
     infos: &[ModelInfo],
-) -> Result<Vec<super::DecodedModel>, SunSpecError> {
+) -> Result<Vec<DecodedModel>, SunSpecError> {
     let span = |i: &ModelInfo| usize::from(i.length) + 2;
     let requests = |len: usize| len.div_ceil(usize::from(MAX_READ_REGISTERS));
     let mut order: Vec<&ModelInfo> = infos.iter().collect();
@@ -136,7 +114,7 @@ pub async fn read_models<C: RegisterClient>(
         }
         blocks.push((info.address, span(info), vec![*info]));
     }
-    let mut decoded: Vec<(RegisterAddress, super::DecodedModel)> = Vec::with_capacity(infos.len());
+    let mut decoded: Vec<(RegisterAddress, DecodedModel)> = Vec::with_capacity(infos.len());
     for (start, len, members) in blocks {
         let regs = read_registers(c, start, len).await?;
         for m in members {
@@ -145,7 +123,7 @@ pub async fn read_models<C: RegisterClient>(
                 address: m.address,
                 reason: "model outside the block read for it",
             })?;
-            decoded.push((m.address, super::decode_model(m.id, block)?));
+            decoded.push((m.address, decode_model(m.id, block)?));
         }
     }
     infos

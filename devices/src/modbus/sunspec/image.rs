@@ -15,8 +15,8 @@
 
 use super::decode::{encode_point, not_implemented};
 use super::discovery::{END_MODEL_ID, SUNS_MARKER};
+use super::error::SunSpecError;
 use super::model::{self, Access, GroupCount, GroupDef, ModelDef, PlacedPoint, PlacedScaleFactor, PointType};
-use super::SunSpecError;
 use crate::modbus::{MemoryRegisters, RegisterAddress};
 
 #[derive(Debug, Clone)]

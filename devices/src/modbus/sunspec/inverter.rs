@@ -44,10 +44,10 @@
 //! Every value read enters through the unit's `try_new`: a non-finite or out-of-range value is
 //! [`SunSpecError::Invalid`] (kind `OutOfRange`) naming model, point and value, never clamped.
 
-use super::decode::{decode_model, encode_point, DecodedModel};
+use super::decode::{decode_model, encode_point, DecodedModel, PointValue};
 use super::discovery::{discover, read_model, read_models, ModelInfo, SunSpecMap};
+use super::error::{unit_of, SunSpecError};
 use super::model::{self, PointDef};
-use super::{unit_of, SunSpecError};
 use crate::modbus::{RegisterAddress, RegisterClient};
 use crate::traits::{ControlSource, Inverter, InverterCapabilities, InverterReading, InverterSettings};
 use ems_core::snapshot::InverterState;
@@ -94,7 +94,7 @@ pub(crate) async fn write_point<C: RegisterClient>(
             block
                 .get(sf_name)
                 .and_then(|v| match v {
-                    super::PointValue::ScaleFactor(s) => Some(*s),
+                    PointValue::ScaleFactor(s) => Some(*s),
                     _ => None,
                 })
                 .ok_or_else(|| SunSpecError::MissingPoint { model: info.id, point: sf_name.clone() })?,
@@ -411,7 +411,7 @@ impl<C: RegisterClient> SunSpecInverter<C> {
         let active_power = need(&m, "W")?;
         let state = if info.id == 701 {
             match m.get("InvSt").and_then(|v| {
-                if let super::PointValue::Enum { symbol, .. } = v {
+                if let PointValue::Enum { symbol, .. } = v {
                     *symbol
                 } else {
                     None
@@ -422,13 +422,15 @@ impl<C: RegisterClient> SunSpecInverter<C> {
                 _ => InverterState::Fault,
             }
         } else {
-            match m.get("St").and_then(|v| {
-                if let super::PointValue::Enum { symbol, .. } = v {
-                    *symbol
-                } else {
-                    None
-                }
-            }) {
+            match m.get("St").and_then(
+                |v| {
+                    if let PointValue::Enum { symbol, .. } = v {
+                        *symbol
+                    } else {
+                        None
+                    }
+                },
+            ) {
                 Some("MPPT" | "THROTTLED") => InverterState::Running,
                 Some("OFF" | "SLEEPING" | "STARTING" | "SHUTTING_DOWN" | "STANDBY") => InverterState::Standby,
                 _ => InverterState::Fault,
