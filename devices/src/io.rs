@@ -527,6 +527,8 @@ where
             events.push(now, DeviceEvent::CommRestored { device: Device::Meter });
         }
         self.meter_failing = false;
+        // A reading reused by a cache (`Polled`) is as old as the real read, not `now`.
+        let at = now.since(self.meter.reading_age());
         let v = self.config.validation;
         let reject = |events: &mut DeviceEvents, field, value, min, max| {
             events.push(
@@ -540,7 +542,7 @@ where
             );
         };
         if r.active_power.abs() <= v.grid_power_max {
-            self.grid.active_power.update(r.active_power, now);
+            self.grid.active_power.update(r.active_power, at);
         } else {
             reject(
                 events,
@@ -552,7 +554,7 @@ where
             self.grid.active_power.invalidate();
         }
         if r.voltage >= v.voltage_min && r.voltage <= v.voltage_max {
-            self.grid.voltage.update(r.voltage, now);
+            self.grid.voltage.update(r.voltage, at);
         } else {
             reject(
                 events,
@@ -564,7 +566,7 @@ where
             self.grid.voltage.invalidate();
         }
         if r.frequency >= v.frequency_min && r.frequency <= v.frequency_max {
-            self.grid.frequency.update(r.frequency, now);
+            self.grid.frequency.update(r.frequency, at);
         } else {
             reject(
                 events,
@@ -592,10 +594,12 @@ where
             events.push(now, DeviceEvent::CommRestored { device: Device::Pv });
         }
         self.pv_failing = false;
+        // A reading reused by a cache (`Polled`) is as old as the real read, not `now`.
+        let at = now.since(self.pv.reading_age());
         let v = self.config.validation;
         let p = r.active_power;
         if p >= -v.pv_negative_tolerance && p <= v.pv_power_max {
-            self.pv_power.update(p.max(Watts::ZERO), now);
+            self.pv_power.update(p.max(Watts::ZERO), at);
         } else {
             events.push(
                 now,
