@@ -422,7 +422,7 @@ impl SimulatedSite {
         let profile = data::bdew_h25()?;
         let start_ms = u64::from(config.start_day_of_year - 1) * DAY_MS + config.start_time_of_day.get();
         let mut pv = PvArray::new(config.pv_peak, config.pv_system_efficiency, weather);
-        pv.step(start_ms as f64 / 3.6e6);
+        pv.step(crate::narrow::f64_of_u64(start_ms) / 3.6e6);
         let ambient = match config.ambient {
             Ambient::Indoor(t) => t,
             Ambient::Outdoor => pv.air_temperature(),
@@ -540,7 +540,7 @@ impl SimulatedSite {
         self.cal.time_of_day = Millis::new(ms_of_day);
         let ms_of_year = (day % YEAR_DAYS) * DAY_MS + ms_of_day;
 
-        self.pv.step(ms_of_year as f64 / 3.6e6);
+        self.pv.step(crate::narrow::f64_of_u64(ms_of_year) / 3.6e6);
         let ambient = match self.config.ambient {
             Ambient::Indoor(t) => f64::from(t.get()),
             Ambient::Outdoor => f64::from(self.pv.air_temperature().get()),
@@ -692,7 +692,7 @@ impl SimulatedSite {
             SimFault::InverterDelay { by } => self.inverter.delay_ms = by.get(),
             SimFault::CellRunaway { initial_watts, doubling } => {
                 self.battery.runaway_w = f64::from(initial_watts.get().max(0.0));
-                self.battery.runaway_doubling_s = doubling.get().max(1) as f64 / 1000.0;
+                self.battery.runaway_doubling_s = crate::narrow::f64_of_u64(doubling.get().max(1)) / 1000.0;
             }
             SimFault::Clear => {
                 self.estop.release();
@@ -735,7 +735,7 @@ impl SimulatedSite {
     #[must_use]
     pub fn energy(&self) -> EnergyCounters {
         let c = &self.counters;
-        let wh = |x: f64| WattHours::saturating(x as f32);
+        let wh = |x: f64| WattHours::saturating(crate::narrow::f32_of(x));
         EnergyCounters {
             pv_produced: wh(c.pv),
             load_consumed: wh(c.load),
@@ -758,7 +758,7 @@ impl SimulatedSite {
     #[must_use]
     pub fn command(&self) -> (Watts, ContactorCommand) {
         (
-            Watts::saturating(self.setpoint as f32),
+            Watts::saturating(crate::narrow::f32_of(self.setpoint)),
             match self.contactor_cmd {
                 Some(true) => ContactorCommand::Close,
                 Some(false) => ContactorCommand::Open,
