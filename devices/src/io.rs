@@ -193,6 +193,11 @@ where
     E: EStopInput,
 {
     /// Wrap the devices; every config is validated.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming the field and value when a wrapper's configuration (BMS, inverter, contactor,
+    /// rate limits) is invalid.
     #[allow(clippy::too_many_arguments)] // one argument per device kind, named by the trait
     pub fn new(
         bms: B,
@@ -476,11 +481,20 @@ where
     /// End control: write zero, open the contactors, restore the inverter's previous settings.
     /// The error (if any) is the inverter's restore failure; the settings stay remembered so
     /// the call can be retried.
+    ///
+    /// # Errors
+    ///
+    /// The inverter's restore failure ([`WrapperError`]): its previous settings could not be written back;
+    /// they stay remembered so the call can be retried.
     pub async fn release(&mut self, now: Millis, events: &mut DeviceEvents) -> Result<(), WrapperError> {
         self.parts.release(now, events).await
     }
 
     /// Reset latched BMS alarms (rate-limited).
+    ///
+    /// # Errors
+    ///
+    /// [`WrapperError`] when the reset is refused by the rate limit, or the BMS fails to take it.
     pub async fn reset_bms_alarms(&mut self, now: Millis) -> Result<(), WrapperError> {
         self.parts.bms.reset_alarms(now).await
     }

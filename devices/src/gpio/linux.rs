@@ -8,6 +8,11 @@ use linux_embedded_hal::CdevPin;
 /// Open a relay on Linux character-device GPIO: `coil_line` as an output (initially
 /// de-energised), `feedback_line` as an input, both active high. Errors name the chip and the
 /// line.
+///
+/// # Errors
+///
+/// [`GpioError`] naming the chip and line when the chip cannot be opened or a line cannot be requested
+/// (absent, or held by another process).
 pub fn open_linux_relay(
     chip: &str,
     coil_line: u32,

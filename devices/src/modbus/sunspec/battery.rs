@@ -78,6 +78,11 @@ pub fn alarms_from_evt1(bits: u64) -> BmsAlarms {
 
 impl<C: RegisterClient> SunSpecBattery<C> {
     /// Discover the device's models; model 802 is required.
+    ///
+    /// # Errors
+    ///
+    /// [`SunSpecError`] when discovery fails (no `SunS` marker, a corrupt chain, the link) or the device has
+    /// no model 802.
     pub async fn new(mut client: C) -> Result<Self, SunSpecError> {
         let map = discover(&mut client).await?;
         let battery =

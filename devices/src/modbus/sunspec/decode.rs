@@ -226,18 +226,31 @@ impl DecodedModel {
 }
 
 /// Decode `block` (starting at the `ID` register) as model `id`.
+///
+/// # Errors
+///
+/// [`DecodeError::UnknownModel`] for a model without a definition; otherwise as [`decode_with`].
 pub fn decode_model(id: u16, block: &[u16]) -> Result<DecodedModel, DecodeError> {
     let def = model::model(id).ok_or(DecodeError::UnknownModel { model: id })?;
     decode_with(def, block)
 }
 
 /// Decode `block` (starting at the `ID` register) as the model its `ID` register names.
+///
+/// # Errors
+///
+/// [`DecodeError::TooShort`] for an empty block; otherwise as [`decode_model`].
 pub fn decode_block(block: &[u16]) -> Result<DecodedModel, DecodeError> {
     let id = *block.first().ok_or(DecodeError::TooShort { model: 0, len: 0 })?;
     decode_model(id, block)
 }
 
 /// Decode with an explicit definition.
+///
+/// # Errors
+///
+/// [`DecodeError`] when the block lacks `ID` and `L`, its `ID` is not the definition's model, or a scale
+/// factor lies outside `-10..=10`.
 pub fn decode_with(def: &'static ModelDef, block: &[u16]) -> Result<DecodedModel, DecodeError> {
     let (Some(&found), Some(&length)) = (block.first(), block.get(1)) else {
         return Err(DecodeError::TooShort { model: def.id, len: block.len() });

@@ -50,6 +50,12 @@ impl SunSpecMap {
 }
 
 /// Read `count` holding registers from `address` in requests of at most 125 registers.
+///
+/// # Errors
+///
+/// [`SunSpecError::Link`] when a request fails or returns the wrong number of registers,
+/// [`SunSpecError::Exception`] when the device refuses one, [`SunSpecError::BadChain`] when the range runs
+/// past register 65535.
 pub async fn read_registers<C: RegisterClient>(
     c: &mut C,
     address: RegisterAddress,
@@ -81,6 +87,10 @@ pub async fn read_registers<C: RegisterClient>(
 }
 
 /// Read one model's block (`ID`, `L` and its `L` data registers).
+///
+/// # Errors
+///
+/// As [`read_registers`].
 pub async fn read_model<C: RegisterClient>(c: &mut C, info: &ModelInfo) -> Result<Vec<u16>, SunSpecError> {
     read_registers(c, info.address, usize::from(info.length) + 2).await
 }
@@ -89,6 +99,11 @@ pub async fn read_model<C: RegisterClient>(c: &mut C, info: &ModelInfo) -> Resul
 /// read as contiguous blocks, and a block also spans the other models lying between two wanted
 /// ones when that does not cost an extra request (every register inside the chain exists, so a
 /// bridged gap never draws an exception). Results come back in the order of `infos`.
+///
+/// # Errors
+///
+/// As [`read_registers`] for the reads; [`SunSpecError::Decode`] when a block does not decode;
+/// [`SunSpecError::BadChain`] when a model is listed twice.
 pub async fn read_models<C: RegisterClient>(
     c: &mut C,
     infos: &[ModelInfo],
@@ -141,6 +156,11 @@ pub async fn read_models<C: RegisterClient>(
 /// Find the `SunS` marker at 40000, then 0, then 50000 and walk the model chain. An exception
 /// or a link error at a candidate base address moves on to the next one;
 /// [`SunSpecError::NotFound`] lists what happened at each.
+///
+/// # Errors
+///
+/// [`SunSpecError::NotFound`] when no base address holds the marker; [`SunSpecError::BadChain`] or a link
+/// error while walking the chain.
 pub async fn discover<C: RegisterClient>(c: &mut C) -> Result<SunSpecMap, SunSpecError> {
     let base = find_base(c).await?;
     let (map, _) = walk(c, base, false).await?;
@@ -148,6 +168,11 @@ pub async fn discover<C: RegisterClient>(c: &mut C) -> Result<SunSpecMap, SunSpe
 }
 
 /// Walk the chain behind the marker at `base` (the marker is checked).
+///
+/// # Errors
+///
+/// [`SunSpecError::NotFound`] when `base` does not hold the marker; [`SunSpecError::BadChain`] or a link
+/// error while walking the chain.
 pub async fn discover_at<C: RegisterClient>(
     c: &mut C,
     base: RegisterAddress,
@@ -335,6 +360,10 @@ impl ScanResult {
 /// Discover and decode every model: the installer's `ems-gateway scan`. Each model costs one
 /// request when it is at most 123 registers long (its block and the next model's header are
 /// read together).
+///
+/// # Errors
+///
+/// As [`discover`]; [`SunSpecError::Decode`] when a model's block does not decode.
 pub async fn scan<C: RegisterClient>(c: &mut C) -> Result<ScanResult, SunSpecError> {
     let base = find_base(c).await?;
     let (map, blocks) = walk(c, base, true).await?;

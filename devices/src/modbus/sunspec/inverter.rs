@@ -150,6 +150,11 @@ fn revert_secs(t: Millis) -> u32 {
 
 impl<C: RegisterClient> SunSpecInverter<C> {
     /// Discover the device's models and read its rating.
+    ///
+    /// # Errors
+    ///
+    /// [`SunSpecError`] when discovery fails, the device has none of models 701/103/102/101, or the rating
+    /// cannot be read or is not a valid quantity.
     pub async fn new(mut client: C) -> Result<Self, SunSpecError> {
         let map = discover(&mut client).await?;
         let measurement = *map
@@ -235,6 +240,11 @@ impl<C: RegisterClient> SunSpecInverter<C> {
     /// service enabled/disabled) when the device has it, else model 123 `Conn`, with
     /// `Conn_RvrtTms` as the revert timer when `revert` is given (the device reconnects by itself
     /// after it; floor to whole seconds, at least 1 s). `MissingModel` if neither exists.
+    ///
+    /// # Errors
+    ///
+    /// [`SunSpecError::MissingModel`] without model 703 or 123; a link, exception or out-of-range error from
+    /// the read or write.
     pub async fn set_connected(&mut self, connect: bool, revert: Option<Millis>) -> Result<(), SunSpecError> {
         let value = if connect { 1.0 } else { 0.0 };
         if let Some(info) = self.map.find(703).copied() {
@@ -253,6 +263,10 @@ impl<C: RegisterClient> SunSpecInverter<C> {
 
     /// Whether the device is connected (703 `ES` enabled, else 123 `Conn` = CONNECT); `None`
     /// when the device has neither point.
+    ///
+    /// # Errors
+    ///
+    /// A link, exception or decode error reading model 703 or 123.
     pub async fn connected(&mut self) -> Result<Option<bool>, SunSpecError> {
         for (id, point) in [(703, "ES"), (123, "Conn")] {
             if let Some(info) = self.map.find(id).copied() {
@@ -267,6 +281,11 @@ impl<C: RegisterClient> SunSpecInverter<C> {
 
     /// Set the storage minimum reserve (124 `MinRsvPct`, % of `WChaMax`): the inverter keeps this
     /// much energy for backup whatever the set-point. `MissingModel` without model 124.
+    ///
+    /// # Errors
+    ///
+    /// [`SunSpecError::MissingModel`] without model 124; a link, exception or out-of-range error from the
+    /// read or write.
     pub async fn set_min_reserve(&mut self, reserve: ems_core::Percent) -> Result<(), SunSpecError> {
         let info = *self
             .map
