@@ -78,7 +78,7 @@ impl WeatherYear {
     /// Annual irradiation on a horizontal square metre (Wh per m², carried in [`WattHours`]).
     #[must_use]
     pub fn annual_ghi(&self) -> WattHours {
-        WattHours::saturating(self.ghi.iter().map(|&g| f64::from(g)).sum::<f64>() as f32)
+        WattHours::saturating(crate::narrow::f32_of(self.ghi.iter().map(|&g| f64::from(g)).sum::<f64>()))
     }
 
     #[cfg(any(test, feature = "sim"))]

@@ -193,6 +193,11 @@ where
     E: EStopInput,
 {
     /// Wrap the devices; every config is validated.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming the field and value when a wrapper's configuration (BMS, inverter, contactor,
+    /// rate limits) is invalid.
     #[allow(clippy::too_many_arguments)] // one argument per device kind, named by the trait
     pub fn new(
         bms: B,
@@ -476,11 +481,20 @@ where
     /// End control: write zero, open the contactors, restore the inverter's previous settings.
     /// The error (if any) is the inverter's restore failure; the settings stay remembered so
     /// the call can be retried.
+    ///
+    /// # Errors
+    ///
+    /// The inverter's restore failure ([`WrapperError`]): its previous settings could not be written back;
+    /// they stay remembered so the call can be retried.
     pub async fn release(&mut self, now: Millis, events: &mut DeviceEvents) -> Result<(), WrapperError> {
         self.parts.release(now, events).await
     }
 
     /// Reset latched BMS alarms (rate-limited).
+    ///
+    /// # Errors
+    ///
+    /// [`WrapperError`] when the reset is refused by the rate limit, or the BMS fails to take it.
     pub async fn reset_bms_alarms(&mut self, now: Millis) -> Result<(), WrapperError> {
         self.parts.bms.reset_alarms(now).await
     }
@@ -527,6 +541,8 @@ where
             events.push(now, DeviceEvent::CommRestored { device: Device::Meter });
         }
         self.meter_failing = false;
+        // A reading reused by a cache (`Polled`) is as old as the real read, not `now`.
+        let at = now.since(self.meter.reading_age());
         let v = self.config.validation;
         let reject = |events: &mut DeviceEvents, field, value, min, max| {
             events.push(
@@ -540,7 +556,7 @@ where
             );
         };
         if r.active_power.abs() <= v.grid_power_max {
-            self.grid.active_power.update(r.active_power, now);
+            self.grid.active_power.update(r.active_power, at);
         } else {
             reject(
                 events,
@@ -552,7 +568,7 @@ where
             self.grid.active_power.invalidate();
         }
         if r.voltage >= v.voltage_min && r.voltage <= v.voltage_max {
-            self.grid.voltage.update(r.voltage, now);
+            self.grid.voltage.update(r.voltage, at);
         } else {
             reject(
                 events,
@@ -564,7 +580,7 @@ where
             self.grid.voltage.invalidate();
         }
         if r.frequency >= v.frequency_min && r.frequency <= v.frequency_max {
-            self.grid.frequency.update(r.frequency, now);
+            self.grid.frequency.update(r.frequency, at);
         } else {
             reject(
                 events,
@@ -592,10 +608,12 @@ where
             events.push(now, DeviceEvent::CommRestored { device: Device::Pv });
         }
         self.pv_failing = false;
+        // A reading reused by a cache (`Polled`) is as old as the real read, not `now`.
+        let at = now.since(self.pv.reading_age());
         let v = self.config.validation;
         let p = r.active_power;
         if p >= -v.pv_negative_tolerance && p <= v.pv_power_max {
-            self.pv_power.update(p.max(Watts::ZERO), now);
+            self.pv_power.update(p.max(Watts::ZERO), at);
         } else {
             events.push(
                 now,

@@ -28,6 +28,7 @@ pub mod estop;
 pub mod gpio;
 pub mod io;
 pub mod modbus;
+mod narrow;
 pub mod polled;
 #[cfg(feature = "sim")]
 pub mod sim;

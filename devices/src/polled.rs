@@ -140,7 +140,7 @@ mod tests {
     }
 
     fn block_on<F: core::future::Future>(f: F) -> F::Output {
-        crate::modbus::sunspec::block_on_ready(f).unwrap()
+        pollster::block_on(f)
     }
 
     #[test]

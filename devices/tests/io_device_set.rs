@@ -248,3 +248,46 @@ proptest! {
         }
     }
 }
+
+/// The bug: the meter and PV readings were stamped with the cycle's `now` even when `Polled`
+/// handed out a reading taken earlier, so they went stale only `poll interval + max_age` after
+/// the real read. They must carry the time of the real read, like the BMS.
+#[test]
+fn polled_meter_and_pv_readings_keep_the_time_they_were_read() {
+    use ems_core::Millis;
+    use ems_devices::traits::{MeterReading, PvReading};
+    use ems_devices::Polled;
+    let clock = Clock::default();
+    let meter: Polled<MockMeter, MeterReading> = Polled::new(MockMeter::default(), Some(60_000));
+    let pv: Polled<MockPv, PvReading> = Polled::new(MockPv::default(), Some(60_000));
+    let mut set = DeviceSet::new(
+        MockBms::healthy(),
+        MockInverter::with_timer(&clock),
+        meter,
+        pv,
+        MockRelay::default(),
+        MockRelay::default(),
+        MockEStop::default(),
+        DeviceSetConfig::default(),
+    )
+    .unwrap();
+    let mut snap = Snapshot::unknown(Watts::ZERO);
+    let t0 = Millis::new(10_000);
+    block_on(set.read(t0, &mut snap, &mut DeviceEvents::new()));
+    assert_eq!(snap.grid.active_power.taken_at(), t0, "a fresh read is stamped now");
+    // Real time passes (the cache's clock), and the next cycle reuses the cached reading.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let t1 = t0.plus(Millis::new(200));
+    block_on(set.read(t1, &mut snap, &mut DeviceEvents::new()));
+    let stale = |max_age: Millis| t0.plus(max_age).plus(Millis::new(1));
+    let (g, pv) = (&snap.grid, &snap.pv_power);
+    for (name, taken, quality) in [
+        ("grid power", g.active_power.taken_at(), g.active_power.quality_at(stale(g.active_power.max_age()))),
+        ("grid voltage", g.voltage.taken_at(), g.voltage.quality_at(stale(g.voltage.max_age()))),
+        ("grid frequency", g.frequency.taken_at(), g.frequency.quality_at(stale(g.frequency.max_age()))),
+        ("PV power", pv.taken_at(), pv.quality_at(stale(pv.max_age()))),
+    ] {
+        assert!(taken <= t0, "{name}: reused reading stamped {taken:?}, after the real read at {t0:?}");
+        assert_eq!(quality, Quality::Stale, "{name}: stale max_age after the real read");
+    }
+}

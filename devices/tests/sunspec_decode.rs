@@ -3,8 +3,9 @@
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 use ems_devices::modbus::sunspec::decode::{
-    decode_block, decode_model, encode_point, fuzz_entry, DecodeError, PointValue,
+    decode_block, decode_model, encode_point, DecodeError, PointValue,
 };
+use ems_devices::modbus::sunspec::fuzz_entry;
 use ems_devices::modbus::sunspec::model::{self, PointType};
 use proptest::prelude::*;
 

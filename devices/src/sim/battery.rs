@@ -1,7 +1,7 @@
 //! LFP battery pack with its BMS: coulomb counting, OCV curve, internal resistance, cell spread,
 //! first-order thermal model, BMS limits and alarms.
 
-use super::{ramp_down, ramp_up, StepCoeffs};
+use super::physics::{ramp_down, ramp_up, StepCoeffs, THERMAL_TAU_S};
 use ems_core::snapshot::{BmsAlarm, BmsAlarms};
 use ems_core::{Amps, Celsius, Percent, Volts, WattHours, Watts};
 
@@ -13,8 +13,6 @@ pub const CELL_NOMINAL_VOLTAGE: Volts = ems_core::volts!(3.2);
 const CELL_R_25C: f64 = 0.5e-3;
 /// Thermal mass per kWh of pack (≈ 9 kg/kWh × 1000 J/(kg·K)).
 const HEAT_CAPACITY_J_PER_K_PER_KWH: f64 = 9_000.0;
-/// Thermal time constant of the pack towards ambient.
-pub(crate) const THERMAL_TAU_S: f64 = 1_800.0;
 /// The weakest and strongest cells sit this far (fraction of capacity) below/above the average.
 const CELL_SOC_SPREAD: f64 = 0.003;
 /// The coolest / warmest cell relative to the lumped pack temperature.
@@ -236,11 +234,11 @@ impl SimBattery {
     }
 
     fn ocv(&self, soc: f64) -> f64 {
-        let x = soc.clamp(0.0, 1.0) * LUT_STEPS as f64;
+        let x = soc.clamp(0.0, 1.0) * crate::narrow::f64_of_usize(LUT_STEPS);
         // x is in 0..=200, so the truncating cast is the floor and in range.
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         let i = (x as usize).min(LUT_STEPS - 1);
-        let f = x - i as f64;
+        let f = x - crate::narrow::f64_of_usize(i);
         self.lut[i] + f * (self.lut[i + 1] - self.lut[i])
     }
 
@@ -338,55 +336,55 @@ impl SimBattery {
     /// True state of charge.
     #[must_use]
     pub fn soc(&self) -> Percent {
-        Percent::from_fraction(self.soc_fraction() as f32)
+        Percent::from_fraction(crate::narrow::f32_of(self.soc_fraction()))
     }
 
     /// Usable capacity (at the nominal voltage).
     #[must_use]
     pub fn capacity(&self) -> WattHours {
-        WattHours::saturating((self.capacity_ah * self.cells * self.nominal_v) as f32)
+        WattHours::saturating(crate::narrow::f32_of(self.capacity_ah * self.cells * self.nominal_v))
     }
 
     /// Pack terminal voltage.
     #[must_use]
     pub fn pack_voltage(&self) -> Volts {
-        Volts::saturating(self.pack_voltage as f32)
+        Volts::saturating(crate::narrow::f32_of(self.pack_voltage))
     }
 
     /// Pack current, `+` discharge / `−` charge.
     #[must_use]
     pub fn current(&self) -> Amps {
-        Amps::saturating(self.current as f32)
+        Amps::saturating(crate::narrow::f32_of(self.current))
     }
 
     /// Lowest cell voltage.
     #[must_use]
     pub fn cell_voltage_min(&self) -> Volts {
-        Volts::saturating(self.cell_v_min as f32)
+        Volts::saturating(crate::narrow::f32_of(self.cell_v_min))
     }
 
     /// Highest cell voltage.
     #[must_use]
     pub fn cell_voltage_max(&self) -> Volts {
-        Volts::saturating(self.cell_v_max as f32)
+        Volts::saturating(crate::narrow::f32_of(self.cell_v_max))
     }
 
     /// Lumped pack temperature.
     #[must_use]
     pub fn temperature(&self) -> Celsius {
-        Celsius::saturating(self.temp as f32)
+        Celsius::saturating(crate::narrow::f32_of(self.temp))
     }
 
     /// Coolest cell.
     #[must_use]
     pub fn cell_temp_min(&self) -> Celsius {
-        Celsius::saturating((self.temp - CELL_TEMP_BELOW) as f32)
+        Celsius::saturating(crate::narrow::f32_of(self.temp - CELL_TEMP_BELOW))
     }
 
     /// Warmest cell.
     #[must_use]
     pub fn cell_temp_max(&self) -> Celsius {
-        Celsius::saturating((self.temp + CELL_TEMP_ABOVE) as f32)
+        Celsius::saturating(crate::narrow::f32_of(self.temp + CELL_TEMP_ABOVE))
     }
 
     /// BMS charge power limit (magnitude).
@@ -396,7 +394,7 @@ impl SimBattery {
         if self.injected_alarms.any() {
             return Watts::ZERO;
         }
-        Watts::saturating(self.charge_limit as f32)
+        Watts::saturating(crate::narrow::f32_of(self.charge_limit))
     }
 
     /// BMS discharge power limit (magnitude).
@@ -405,7 +403,7 @@ impl SimBattery {
         if self.injected_alarms.any() {
             return Watts::ZERO;
         }
-        Watts::saturating(self.discharge_limit as f32)
+        Watts::saturating(crate::narrow::f32_of(self.discharge_limit))
     }
 
     /// Alarms the BMS reports: its own threshold crossings plus injected ones.
@@ -456,7 +454,7 @@ mod tests {
         );
         for i in 0..=200 {
             let s = f64::from(i) / 200.0;
-            let want = f64::from(ocv_cell(Percent::from_fraction(s as f32)).get());
+            let want = f64::from(ocv_cell(Percent::from_fraction(crate::narrow::f32_of(s))).get());
             assert!((b.ocv(s) - want).abs() < 1e-4);
         }
     }

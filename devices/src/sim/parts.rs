@@ -1,17 +1,16 @@
 //! Inverter, DC power path (pre-charge and main relays, DC link), PV, load, grid meter and
 //! E-stop models.
 
+pub use super::physics::{DC_LINK_BLEED_TAU, PRECHARGE_TAU};
+
 use super::battery::SimBattery;
-use super::{normal, StepCoeffs};
+use super::calendar::Calendar;
+use super::physics::{normal, ramp_down, StepCoeffs, INV_CONDUCTANCE};
 use crate::data::{DayType, LoadProfile, WeatherYear, HOURS_PER_YEAR};
 use crate::traits::{ControlSource, InverterSettings};
 use ems_core::snapshot::{ContactorState, EStopInput, InverterState};
 use ems_core::{Celsius, Hertz, Millis, Percent, Volts, Watts};
 
-/// Heat-sink thermal mass and conductance: 35 K rise at 200 W of losses, τ ≈ 9 min.
-const INV_HEAT_CAPACITY: f64 = 3_000.0;
-const INV_CONDUCTANCE: f64 = 200.0 / 35.0;
-pub(crate) const INV_TAU_S: f64 = INV_HEAT_CAPACITY / INV_CONDUCTANCE;
 /// Losses while synchronised but idle.
 const INV_IDLE_LOSS_W: f64 = 15.0;
 
@@ -70,7 +69,7 @@ impl InverterModel {
 
     /// Derating above 75 °C heat-sink, to zero at 95 °C.
     fn derate(&self) -> f64 {
-        super::ramp_down(self.temp, 75.0, 95.0)
+        ramp_down(self.temp, 75.0, 95.0)
     }
 
     /// The set-point the device applies: its register under remote control, 0 W under local.
@@ -117,7 +116,7 @@ impl InverterModel {
     pub(crate) fn settings(&self) -> InverterSettings {
         InverterSettings {
             control: self.control,
-            setpoint: Watts::saturating(self.register as f32),
+            setpoint: Watts::saturating(crate::narrow::f32_of(self.register)),
             revert_timeout: self.revert_timeout.map(Millis::new),
         }
     }
@@ -212,19 +211,19 @@ impl InverterModel {
     /// AC active power, `+` discharge / `−` charge.
     #[must_use]
     pub fn power(&self) -> Watts {
-        Watts::saturating(self.ac as f32)
+        Watts::saturating(crate::narrow::f32_of(self.ac))
     }
 
     /// DC power drawn from (`+`) or pushed into (`−`) the battery.
     #[must_use]
     pub fn dc_power(&self) -> Watts {
-        Watts::saturating(self.dc as f32)
+        Watts::saturating(crate::narrow::f32_of(self.dc))
     }
 
     /// The set-point the device applies now (0 W under local control).
     #[must_use]
     pub fn setpoint(&self) -> Watts {
-        Watts::saturating(self.applied_setpoint() as f32)
+        Watts::saturating(crate::narrow::f32_of(self.applied_setpoint()))
     }
 
     /// Operating state.
@@ -236,20 +235,16 @@ impl InverterModel {
     /// Heat-sink temperature.
     #[must_use]
     pub fn temperature(&self) -> Celsius {
-        Celsius::saturating(self.temp as f32)
+        Celsius::saturating(crate::narrow::f32_of(self.temp))
     }
 
     /// Nameplate rating.
     #[must_use]
     pub fn rating(&self) -> Watts {
-        Watts::saturating(self.rating as f32)
+        Watts::saturating(crate::narrow::f32_of(self.rating))
     }
 }
 
-/// Time constant of the DC link charging through the pre-charge resistor (≈ 95 % after 0.45 s).
-pub const PRECHARGE_TAU: Millis = Millis::new(150);
-/// Time constant of the DC link discharging (bleeder resistor) with both relays open.
-pub const DC_LINK_BLEED_TAU: Millis = Millis::new(2_000);
 /// Closing the main relay with the DC link further than this fraction of the pack voltage
 /// away is an inrush event.
 pub const INRUSH_THRESHOLD: f64 = 0.10;
@@ -332,7 +327,7 @@ impl PowerPath {
     /// DC-link voltage.
     #[must_use]
     pub fn dc_link_voltage(&self) -> Volts {
-        Volts::saturating(self.dc_link as f32)
+        Volts::saturating(crate::narrow::f32_of(self.dc_link))
     }
 
     /// The DC link is within 5 % of the pack voltage.
@@ -404,13 +399,13 @@ impl PvArray {
     /// means over the hour ending at their stamp, so they are placed at mid-hour and
     /// interpolated linearly between mid-hours (wrapping at the year end).
     pub(crate) fn step(&mut self, hour_of_year: f64) {
-        let hours = HOURS_PER_YEAR as f64;
+        let hours = crate::narrow::f64_of_usize(HOURS_PER_YEAR);
         let x = (hour_of_year - 0.5).rem_euclid(hours);
         // x is in 0..8760.
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         let i = (x as usize).min(HOURS_PER_YEAR - 1);
         let j = if i + 1 == HOURS_PER_YEAR { 0 } else { i + 1 };
-        let f = x - i as f64;
+        let f = x - crate::narrow::f64_of_usize(i);
         let ghi_t = self.weather.raw_ghi();
         let air_t = self.weather.raw_dry_bulb();
         let (g0, g1) = (f64::from(ghi_t[i]), f64::from(ghi_t[j]));
@@ -426,13 +421,13 @@ impl PvArray {
     /// AC production (≥ 0).
     #[must_use]
     pub fn power(&self) -> Watts {
-        Watts::saturating(self.power as f32)
+        Watts::saturating(crate::narrow::f32_of(self.power))
     }
 
     /// Outdoor air temperature at the current time (TMY3 dry-bulb, interpolated).
     #[must_use]
     pub fn air_temperature(&self) -> Celsius {
-        Celsius::saturating(self.air_temp as f32)
+        Celsius::saturating(crate::narrow::f32_of(self.air_temp))
     }
 }
 
@@ -476,21 +471,15 @@ impl SimLoad {
 
     /// Mean (noise-free) power for a calendar instant.
     #[must_use]
-    pub fn profile_power(&self, cal: &super::Calendar) -> Watts {
+    pub fn profile_power(&self, cal: &Calendar) -> Watts {
         let col = LoadProfile::column(cal.month, cal.day_type());
         let q = quarter_of(cal.time_of_day.get());
-        Watts::saturating(
-            (f64::from(self.profile.raw(q, col)) * self.scale * dynamisation(cal.day_of_year)) as f32,
-        )
+        Watts::saturating(crate::narrow::f32_of(
+            f64::from(self.profile.raw(q, col)) * self.scale * dynamisation(cal.day_of_year),
+        ))
     }
 
-    pub(crate) fn step(
-        &mut self,
-        cal: &super::Calendar,
-        day_index: u64,
-        rng: &mut fastrand::Rng,
-        k: &StepCoeffs,
-    ) {
+    pub(crate) fn step(&mut self, cal: &Calendar, day_index: u64, rng: &mut fastrand::Rng, k: &StepCoeffs) {
         if day_index != self.cached_day {
             self.cached_day = day_index;
             self.column = LoadProfile::column(cal.month, cal.day_type());
@@ -505,7 +494,7 @@ impl SimLoad {
     /// Current consumption (≥ 0).
     #[must_use]
     pub fn power(&self) -> Watts {
-        Watts::saturating(self.power as f32)
+        Watts::saturating(crate::narrow::f32_of(self.power))
     }
 }
 
@@ -542,19 +531,19 @@ impl SimGridMeter {
     /// Active power, `+` import / `−` export.
     #[must_use]
     pub fn power(&self) -> Watts {
-        Watts::saturating(self.power as f32)
+        Watts::saturating(crate::narrow::f32_of(self.power))
     }
 
     /// Voltage.
     #[must_use]
     pub fn voltage(&self) -> Volts {
-        Volts::saturating((230.0 + self.v_noise) as f32)
+        Volts::saturating(crate::narrow::f32_of(230.0 + self.v_noise))
     }
 
     /// Frequency.
     #[must_use]
     pub fn frequency(&self) -> Hertz {
-        Hertz::saturating((50.0 + 0.015 * self.f_noise) as f32)
+        Hertz::saturating(crate::narrow::f32_of(50.0 + 0.015 * self.f_noise))
     }
 }
 
@@ -586,7 +575,7 @@ impl EStopButton {
     }
 }
 
-impl super::Calendar {
+impl Calendar {
     /// BDEW day type of this day (no public holidays).
     #[must_use]
     pub fn day_type(&self) -> DayType {

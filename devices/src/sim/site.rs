@@ -2,9 +2,10 @@
 //! relays, DC link), PV, household load, grid meter and E-stop, stepped together, with fault
 //! injection and energy counters.
 
-use super::battery::SimBattery;
+use super::battery::{SimBattery, SimPack};
+use super::calendar::{Calendar, DAY_MS, YEAR_DAYS};
 use super::parts::{EStopButton, InverterModel, PowerPath, PvArray, SimGridMeter, SimLoad};
-use super::{Calendar, StepCoeffs, DAY_MS, YEAR_DAYS};
+use super::physics::StepCoeffs;
 use crate::data::{self, DataError};
 use crate::traits::ControlSource;
 use ems_core::event::Signal;
@@ -65,7 +66,7 @@ pub struct SimSiteConfig {
     /// `Inverter::capabilities` (default false).
     pub inverter_setpoint_in_flash: bool,
     /// The pack's chemistry and cells in series (default 16 LFP cells, 51.2 V).
-    pub pack: super::SimPack,
+    pub pack: SimPack,
 }
 
 impl Default for SimSiteConfig {
@@ -86,7 +87,7 @@ impl Default for SimSiteConfig {
             initial_soc: ems_core::percent!(50.0),
             grid_noise: true,
             inverter_setpoint_in_flash: false,
-            pack: super::SimPack::default(),
+            pack: SimPack::default(),
         }
     }
 }
@@ -421,7 +422,7 @@ impl SimulatedSite {
         let profile = data::bdew_h25()?;
         let start_ms = u64::from(config.start_day_of_year - 1) * DAY_MS + config.start_time_of_day.get();
         let mut pv = PvArray::new(config.pv_peak, config.pv_system_efficiency, weather);
-        pv.step(start_ms as f64 / 3.6e6);
+        pv.step(crate::narrow::f64_of_u64(start_ms) / 3.6e6);
         let ambient = match config.ambient {
             Ambient::Indoor(t) => t,
             Ambient::Outdoor => pv.air_temperature(),
@@ -539,7 +540,7 @@ impl SimulatedSite {
         self.cal.time_of_day = Millis::new(ms_of_day);
         let ms_of_year = (day % YEAR_DAYS) * DAY_MS + ms_of_day;
 
-        self.pv.step(ms_of_year as f64 / 3.6e6);
+        self.pv.step(crate::narrow::f64_of_u64(ms_of_year) / 3.6e6);
         let ambient = match self.config.ambient {
             Ambient::Indoor(t) => f64::from(t.get()),
             Ambient::Outdoor => f64::from(self.pv.air_temperature().get()),
@@ -691,7 +692,7 @@ impl SimulatedSite {
             SimFault::InverterDelay { by } => self.inverter.delay_ms = by.get(),
             SimFault::CellRunaway { initial_watts, doubling } => {
                 self.battery.runaway_w = f64::from(initial_watts.get().max(0.0));
-                self.battery.runaway_doubling_s = doubling.get().max(1) as f64 / 1000.0;
+                self.battery.runaway_doubling_s = crate::narrow::f64_of_u64(doubling.get().max(1)) / 1000.0;
             }
             SimFault::Clear => {
                 self.estop.release();
@@ -734,7 +735,7 @@ impl SimulatedSite {
     #[must_use]
     pub fn energy(&self) -> EnergyCounters {
         let c = &self.counters;
-        let wh = |x: f64| WattHours::saturating(x as f32);
+        let wh = |x: f64| WattHours::saturating(crate::narrow::f32_of(x));
         EnergyCounters {
             pv_produced: wh(c.pv),
             load_consumed: wh(c.load),
@@ -757,7 +758,7 @@ impl SimulatedSite {
     #[must_use]
     pub fn command(&self) -> (Watts, ContactorCommand) {
         (
-            Watts::saturating(self.setpoint as f32),
+            Watts::saturating(crate::narrow::f32_of(self.setpoint)),
             match self.contactor_cmd {
                 Some(true) => ContactorCommand::Close,
                 Some(false) => ContactorCommand::Open,

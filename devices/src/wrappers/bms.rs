@@ -74,6 +74,10 @@ impl Default for SafeBmsConfig {
 
 impl SafeBmsConfig {
     /// Check every field; the error names the field and the value.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming the first field out of its range and its value.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.cells_in_series == 0 || self.cells_in_series > 1000 {
             return Err(ConfigError::new(
@@ -184,6 +188,11 @@ const STUCK_FIELDS: [&str; 4] = ["cell_voltage_min", "cell_voltage_max", "cell_t
 
 impl<B: Bms> SafeBms<B> {
     /// Wrap `bms`; the config is validated.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] when `config` does not validate ([`SafeBmsConfig::validate`]) or its reset limits are
+    /// invalid.
     pub fn new(bms: B, config: SafeBmsConfig) -> Result<Self, ConfigError> {
         config.validate()?;
         let reset_limiter = config.reset_limiter()?;
@@ -476,6 +485,10 @@ impl<B: Bms> SafeBms<B> {
     /// Ask the BMS to clear latched alarms, at most once per `reset_min_interval` and
     /// `reset_budget` times per `reset_window`.
     /// A refused attempt (rate limit) does not count against the budget; a device error does.
+    ///
+    /// # Errors
+    ///
+    /// [`WrapperError`] when the rate limit refuses the attempt, or the BMS fails to take the reset.
     pub async fn reset_alarms(&mut self, now: Millis) -> Result<(), WrapperError> {
         self.reset_limiter.try_acquire(now)?;
         self.bms.reset_alarms().await.map_err(|e| WrapperError::device(&e))

@@ -64,6 +64,10 @@ impl Default for ContactorConfig {
 
 impl ContactorConfig {
     /// Check every field; the error names the field and the value.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming the first field out of its range and its value.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let t = self.precharge_tolerance.get();
         if !(t > 0.0 && t <= 20.0) {
@@ -200,6 +204,10 @@ impl<P: Relay, M: Relay, S> Contactor<P, M, S> {
 
 impl<P: Relay, M: Relay> Contactor<P, M, Open> {
     /// Take the two relays and command both open. The config is validated.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] when `config` does not validate ([`ContactorConfig::validate`]).
     pub async fn new(precharge: P, main: M, config: ContactorConfig) -> Result<Self, ConfigError> {
         config.validate()?;
         let mut c = Self { precharge, main, config, _state: PhantomData };
@@ -209,6 +217,11 @@ impl<P: Relay, M: Relay> Contactor<P, M, Open> {
 
     /// Close the pre-charge relay and wait (through `probe`) until the DC link reaches the pack
     /// voltage; on timeout or error, both relays are opened again.
+    ///
+    /// # Errors
+    ///
+    /// [`Failed`] (with both relays commanded open) when a relay cannot be driven, the probe fails, or the DC
+    /// link does not reach the pack voltage in time.
     pub async fn precharge<Q: ContactorProbe>(
         mut self,
         probe: &mut Q,
@@ -235,6 +248,11 @@ impl<P: Relay, M: Relay> Contactor<P, M, Open> {
 impl<P: Relay, M: Relay> Contactor<P, M, Precharged> {
     /// Close the main contactor, verify its feedback within the feedback timeout, then open the
     /// pre-charge relay. On failure both are opened.
+    ///
+    /// # Errors
+    ///
+    /// [`Failed`] (with both relays commanded open) when a relay cannot be driven or the main feedback does
+    /// not confirm closing in time.
     pub async fn close<Q: ContactorProbe>(
         mut self,
         probe: &mut Q,
@@ -268,6 +286,11 @@ impl<P: Relay, M: Relay> Contactor<P, M, Closed> {
     /// De-energise both relays and verify the main feedback opens within the feedback timeout.
     /// A welded contact gives back `Contactor<Open>` (commanded open — keep it so) with
     /// [`ContactorError::Welded`].
+    ///
+    /// # Errors
+    ///
+    /// [`Failed`] when a relay cannot be driven or the main feedback stays closed past the feedback timeout
+    /// ([`ContactorError::Welded`]).
     pub async fn open<Q: ContactorProbe>(
         mut self,
         probe: &mut Q,
@@ -336,6 +359,10 @@ pub struct ContactorSequencer<P, M> {
 
 impl<P: Relay, M: Relay> ContactorSequencer<P, M> {
     /// A sequencer in the open phase (call [`Self::step`] with `Open` to command the relays).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] when `config` does not validate ([`ContactorConfig::validate`]).
     pub fn new(precharge: P, main: M, config: ContactorConfig) -> Result<Self, ConfigError> {
         config.validate()?;
         Ok(Self {

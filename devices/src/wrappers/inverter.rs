@@ -88,6 +88,10 @@ impl Default for SafeInverterConfig {
 
 impl SafeInverterConfig {
     /// Check every field; the error names the field and the value.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming the first field out of its range and its value.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.deadband.get() < 0.0 {
             return Err(ConfigError::new("deadband", f64::from(self.deadband.get()), "must be ≥ 0 W"));
@@ -200,6 +204,10 @@ pub struct SafeInverter<I> {
 
 impl<I: Inverter> SafeInverter<I> {
     /// Wrap `inv`; the config is validated. The capabilities are read once here.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] when `config` does not validate ([`SafeInverterConfig::validate`]).
     pub fn new(inv: I, config: SafeInverterConfig) -> Result<Self, ConfigError> {
         config.validate()?;
         let caps = inv.capabilities();
@@ -417,6 +425,10 @@ impl<I: Inverter> SafeInverter<I> {
 
     /// Take control: remember the current settings (once — a re-take keeps the original), then
     /// write `Remote` with a zero set-point and the revert timer armed for the lease.
+    ///
+    /// # Errors
+    ///
+    /// [`WrapperError`] when the current settings cannot be read or the remote settings cannot be written.
     pub async fn take_control(&mut self, now: Millis, events: &mut DeviceEvents) -> Result<(), WrapperError> {
         if self.lease.is_some() {
             return Ok(());
@@ -443,6 +455,11 @@ impl<I: Inverter> SafeInverter<I> {
     /// End control: write zero, then restore the remembered settings exactly. A no-op if
     /// control was never taken. If the restore fails, the settings stay remembered so a later
     /// call can retry (and a device with a revert timer reverts by itself after the lease).
+    ///
+    /// # Errors
+    ///
+    /// [`WrapperError`] when the zero set-point or the remembered settings cannot be written; the settings
+    /// stay remembered for a retry.
     pub async fn release(&mut self, now: Millis, events: &mut DeviceEvents) -> Result<(), WrapperError> {
         let Some(original) = self.original else {
             self.lease = None;
@@ -487,6 +504,10 @@ impl<I: Inverter> SafeInverter<I> {
     }
 
     /// The emergency path: write a zero set-point at once, bypassing ramp, deadband and budget.
+    ///
+    /// # Errors
+    ///
+    /// The device's [`ErrorKind`] when the zero set-point cannot be written.
     pub async fn emergency_zero(&mut self, now: Millis) -> Result<(), ErrorKind> {
         self.write_zero(now).await
     }

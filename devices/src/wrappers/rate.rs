@@ -53,6 +53,11 @@ pub struct RateLimiter {
 impl RateLimiter {
     /// A limiter allowing one action per `min_interval` and `budget` actions per rolling
     /// `window`. `budget` must be 1..=[`MAX_BUDGET`] and `window` > 0.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] when `budget` is outside 1..=[`MAX_BUDGET`], `window` is zero, or `min_interval`
+    /// exceeds `window`.
     pub fn new(min_interval: Millis, budget: u16, window: Millis) -> Result<Self, ConfigError> {
         let budget_usize = usize::from(budget);
         if budget == 0 || budget_usize > MAX_BUDGET {
@@ -94,6 +99,11 @@ impl RateLimiter {
     }
 
     /// Whether an action at `now` would be allowed, without taking it.
+    ///
+    /// # Errors
+    ///
+    /// [`RateLimited`] with the time of the next allowed action when the minimum interval or the budget would
+    /// be exceeded.
     pub fn check(&mut self, now: Millis) -> Result<(), RateLimited> {
         if self.is_unlimited() {
             return Ok(());
@@ -115,6 +125,10 @@ impl RateLimiter {
     }
 
     /// Take one action at `now` if allowed; otherwise say when the next one will be.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::check`]; nothing is taken then.
     pub fn try_acquire(&mut self, now: Millis) -> Result<(), RateLimited> {
         self.check(now)?;
         self.record(now);

@@ -271,8 +271,10 @@ fn raw_bits(r: &Register, words: &[u16]) -> Option<u64> {
     Some(bits)
 }
 
+// Truncating and wrapping casts are the point here: `bits` holds exactly the type's width, and
+// a signed type is that bit pattern read as two's complement.
+#[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)]
 fn raw_value(t: ValueType, bits: u64) -> Raw {
-    // Truncating casts are the point here: `bits` holds exactly the type's width.
     match t {
         ValueType::U16 => Raw::Int(i128::from(bits as u16)),
         ValueType::I16 => Raw::Int(i128::from(bits as u16 as i16)),
@@ -311,7 +313,7 @@ pub fn decode_register(
     let mask = width_mask(r.value_type);
     // `absent` codes are compared as bit patterns of the register's width (so -1 and 0xFFFF
     // are the same code for a 16-bit register).
-    if r.absent.iter().any(|a| (*a as u64) & mask == bits & mask) {
+    if r.absent.iter().any(|a| bits_of(*a) & mask == bits & mask) {
         return Ok(None);
     }
     let raw = raw_value(r.value_type, bits);
@@ -324,7 +326,7 @@ pub fn decode_register(
         }
         _ => {
             let x = match raw {
-                Raw::Int(i) => i as f64,
+                Raw::Int(i) => int_as_f64(i),
                 Raw::Float(f) if !f.is_finite() => return Ok(None),
                 Raw::Float(f) => f64::from(f),
             };
@@ -334,7 +336,7 @@ pub fn decode_register(
                 if e == 0x8000 {
                     return Ok(None);
                 }
-                let e = e as i16;
+                let e = i16::from_be_bytes(e.to_be_bytes());
                 if !(-10..=10).contains(&e) {
                     return Err(DecodeError::ScaleFactor { signal: r.signal, exponent: e });
                 }
@@ -374,7 +376,7 @@ fn decode_code(r: &Register, code: i128) -> Result<Value, DecodeError> {
             _ => Value::Ready(false),
         },
         Signal::Alarms => {
-            let bits = code as u64;
+            let bits = low_bits(code);
             let mut alarms = BmsAlarms::NONE;
             if r.bits.is_empty() {
                 if bits != 0 {
@@ -421,7 +423,7 @@ pub fn encode(r: &Register, value: f64) -> Result<Vec<u16>, EncodeError> {
             return Err(out_of_range());
         }
         // Range checked just above; f64 → f32 rounds to nearest.
-        u64::from((raw as f32).to_bits())
+        u64::from(crate::narrow::f32_of(raw).to_bits())
     } else {
         let rounded = raw.round();
         let (lo, hi): (f64, f64) = match r.value_type {
@@ -436,13 +438,7 @@ pub fn encode(r: &Register, value: f64) -> Result<Vec<u16>, EncodeError> {
         if rounded < lo || rounded > hi {
             return Err(out_of_range());
         }
-        // In range (checked above), so the casts are exact; negative values become their
-        // two's-complement pattern, masked to the register width below.
-        if rounded < 0.0 {
-            (rounded as i64) as u64
-        } else {
-            rounded as u64
-        }
+        bits_of_rounded(rounded)
     };
     Ok(words_of(r, bits))
 }
@@ -475,14 +471,45 @@ pub fn encode_enum(r: &Register, meaning: EnumValue) -> Result<Vec<u16>, EncodeE
     if !fits {
         return Err(EncodeError::OutOfRange {
             signal: r.signal,
-            value: raw as f64,
-            raw: raw as f64,
+            value: int_as_f64(i128::from(raw)),
+            raw: int_as_f64(i128::from(raw)),
             value_type: r.value_type,
         });
     }
-    Ok(words_of(r, (raw as u64) & mask))
+    Ok(words_of(r, bits_of(raw) & mask))
 }
 
+/// The two's-complement bit pattern of `x`.
+fn bits_of(x: i64) -> u64 {
+    u64::from_be_bytes(x.to_be_bytes())
+}
+
+/// The low 64 bits of a register's integer value (its bit pattern: registers are at most 64 bits).
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // keeping the low bits is the point
+fn low_bits(x: i128) -> u64 {
+    x as u64
+}
+
+/// A register's integer value as `f64`: exact up to 2^53, rounded to nearest beyond (a 64-bit
+/// counter loses its last digits, as any float reading would).
+#[allow(clippy::cast_precision_loss)] // rounding beyond 2^53 is accepted, see above
+fn int_as_f64(x: i128) -> f64 {
+    x as f64
+}
+
+/// `rounded` (a whole number, already checked to fit the register's type) as its bit pattern;
+/// a negative value becomes its two's complement, masked to the register width by the caller.
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // in range, checked by the caller
+fn bits_of_rounded(rounded: f64) -> u64 {
+    if rounded < 0.0 {
+        bits_of(rounded as i64)
+    } else {
+        rounded as u64
+    }
+}
+
+// The `as u16` keeps the low word on purpose (the shift put the wanted word there).
+#[allow(clippy::cast_possible_truncation)]
 fn words_of(r: &Register, bits: u64) -> Vec<u16> {
     let n = r.value_type.words();
     // Big-endian word list first, then reversed for little word order.

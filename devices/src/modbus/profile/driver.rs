@@ -238,8 +238,8 @@ fn invalid(signal: Signal) -> impl Fn(UnitError) -> ProfileDeviceError {
 /// A required number: mapped (validation guarantees it for required signals) and available.
 fn required(values: &Values, signal: Signal) -> Result<f32, ProfileDeviceError> {
     match values.number(signal) {
-        // f64 → f32 rounds to nearest; the unit constructors reject what does not fit.
-        Some(x) => Ok(x as f32),
+        // The unit constructors reject what does not fit f32.
+        Some(x) => Ok(crate::narrow::f32_of(x)),
         None => Err(ProfileDeviceError::Invalid { signal, reason: "not available".to_owned() }),
     }
 }
@@ -359,7 +359,8 @@ impl<C: RegisterClient> Inverter for ProfileDevice<C> {
                 });
             }
             // Zero means "no timer armed"; the float → integer cast saturates and is rounded
-            // to whole milliseconds on purpose.
+            // to whole milliseconds on purpose (finite and non-negative: checked above).
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
             let ms = ms.round() as u64;
             (ms > 0).then(|| Millis::new(ms))
         } else {
@@ -383,8 +384,7 @@ impl<C: RegisterClient> Inverter for ProfileDevice<C> {
         self.last_setpoint = settings.setpoint;
         if has_timer {
             let ms = settings.revert_timeout.map_or(0, Millis::get);
-            // u64 → f64 is exact below 2^53 ms (285 000 years).
-            self.write_number(Signal::RevertTimeout, ms as f64).await?;
+            self.write_number(Signal::RevertTimeout, crate::narrow::f64_of_u64(ms)).await?;
             self.last_revert = settings.revert_timeout;
         }
         if settings.control == ControlSource::Remote {

@@ -22,8 +22,8 @@
 
 use super::decode::DecodedModel;
 use super::discovery::{discover, ModelInfo, SunSpecMap};
+use super::error::{unit_of, SunSpecError};
 use super::inverter::{read_decoded, write_point};
-use super::{unit_of, SunSpecError};
 use crate::modbus::RegisterClient;
 use crate::traits::{Bms, BmsReading};
 use ems_core::snapshot::{BmsAlarm, BmsAlarms};
@@ -78,6 +78,11 @@ pub fn alarms_from_evt1(bits: u64) -> BmsAlarms {
 
 impl<C: RegisterClient> SunSpecBattery<C> {
     /// Discover the device's models; model 802 is required.
+    ///
+    /// # Errors
+    ///
+    /// [`SunSpecError`] when discovery fails (no `SunS` marker, a corrupt chain, the link) or the device has
+    /// no model 802.
     pub async fn new(mut client: C) -> Result<Self, SunSpecError> {
         let map = discover(&mut client).await?;
         let battery =

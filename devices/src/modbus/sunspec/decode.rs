@@ -226,18 +226,31 @@ impl DecodedModel {
 }
 
 /// Decode `block` (starting at the `ID` register) as model `id`.
+///
+/// # Errors
+///
+/// [`DecodeError::UnknownModel`] for a model without a definition; otherwise as [`decode_with`].
 pub fn decode_model(id: u16, block: &[u16]) -> Result<DecodedModel, DecodeError> {
     let def = model::model(id).ok_or(DecodeError::UnknownModel { model: id })?;
     decode_with(def, block)
 }
 
 /// Decode `block` (starting at the `ID` register) as the model its `ID` register names.
+///
+/// # Errors
+///
+/// [`DecodeError::TooShort`] for an empty block; otherwise as [`decode_model`].
 pub fn decode_block(block: &[u16]) -> Result<DecodedModel, DecodeError> {
     let id = *block.first().ok_or(DecodeError::TooShort { model: 0, len: 0 })?;
     decode_model(id, block)
 }
 
 /// Decode with an explicit definition.
+///
+/// # Errors
+///
+/// [`DecodeError`] when the block lacks `ID` and `L`, its `ID` is not the definition's model, or a scale
+/// factor lies outside `-10..=10`.
 pub fn decode_with(def: &'static ModelDef, block: &[u16]) -> Result<DecodedModel, DecodeError> {
     let (Some(&found), Some(&length)) = (block.first(), block.get(1)) else {
         return Err(DecodeError::TooShort { model: def.id, len: block.len() });
@@ -420,39 +433,6 @@ fn decode_point(def: &'static PointDef, regs: &[u16], sf: Option<i16>) -> Option
             )))
         }
     }
-}
-
-/// Fuzzing entry point (feature `_fuzz`, not for production): never panics, whatever the bytes.
-///
-/// The first two bytes (big-endian) choose the model: a supported id is used as is, any other
-/// value picks a supported model by index. The rest is the register block (pairs of bytes,
-/// big-endian). The block is decoded as that model, as the model its own `ID` register names,
-/// and, with its `ID` register forced to the model id, as that model again; then the bytes are
-/// laid out behind a `SunS` marker at 40000 and scanned ([`super::scan`]) over an in-memory
-/// register image.
-#[cfg(feature = "_fuzz")]
-pub fn fuzz_entry(data: &[u8]) {
-    let Some((head, rest)) = data.split_first_chunk::<2>() else { return };
-    let supported = model::supported_models();
-    let sel = u16::from_be_bytes(*head);
-    let id = if supported.contains(&sel) {
-        sel
-    } else {
-        let n = supported.len().max(1);
-        supported.get(usize::from(sel) % n).copied().unwrap_or(1)
-    };
-    let mut regs: Vec<u16> = rest.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect();
-    let _ = decode_model(id, &regs);
-    let _ = decode_block(&regs);
-    if let Some(first) = regs.first_mut() {
-        *first = id;
-    }
-    let _ = decode_model(id, &regs);
-
-    let mut image = crate::modbus::MemoryRegisters::default();
-    image.put(40_000, &[0x5375, 0x6E53]);
-    image.put(40_002, &regs);
-    let _ = super::block_on_ready(super::scan(&mut image));
 }
 
 /// Encode `value` (in the point's units, already scaled) into the point's registers with the

@@ -1,10 +1,9 @@
 //! Discovery (the `SunS` marker and the model chain) and the installer's scan.
 
-use super::decode::{decode_model, DecodeError, PointValue};
-use super::SunSpecError;
-use crate::modbus::{
-    LinkError, ModbusException, RegisterAddress, RegisterClient, RegisterKind, MAX_READ_REGISTERS,
-};
+use super::decode::{decode_model, DecodeError, DecodedModel, PointValue};
+pub use super::error::BaseProbe;
+use super::error::SunSpecError;
+use crate::modbus::{LinkError, RegisterAddress, RegisterClient, RegisterKind, MAX_READ_REGISTERS};
 
 /// The `SunS` marker (`0x5375 0x6E53`).
 pub const SUNS_MARKER: [u16; 2] = [0x5375, 0x6E53];
@@ -50,28 +49,13 @@ impl SunSpecMap {
     }
 }
 
-/// What happened at one candidate base address.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BaseProbe {
-    /// The link failed.
-    Link(LinkError),
-    /// The device answered with an exception.
-    Exception(ModbusException),
-    /// Registers that are not the `SunS` marker.
-    NoMarker([u16; 2]),
-}
-
-impl core::fmt::Display for BaseProbe {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            Self::Link(e) => write!(f, "{e}"),
-            Self::Exception(e) => write!(f, "{e}"),
-            Self::NoMarker([a, b]) => write!(f, "no SunS marker (0x{a:04X} 0x{b:04X})"),
-        }
-    }
-}
-
 /// Read `count` holding registers from `address` in requests of at most 125 registers.
+///
+/// # Errors
+///
+/// [`SunSpecError::Link`] when a request fails or returns the wrong number of registers,
+/// [`SunSpecError::Exception`] when the device refuses one, [`SunSpecError::BadChain`] when the range runs
+/// past register 65535.
 pub async fn read_registers<C: RegisterClient>(
     c: &mut C,
     address: RegisterAddress,
@@ -103,6 +87,10 @@ pub async fn read_registers<C: RegisterClient>(
 }
 
 /// Read one model's block (`ID`, `L` and its `L` data registers).
+///
+/// # Errors
+///
+/// As [`read_registers`].
 pub async fn read_model<C: RegisterClient>(c: &mut C, info: &ModelInfo) -> Result<Vec<u16>, SunSpecError> {
     read_registers(c, info.address, usize::from(info.length) + 2).await
 }
@@ -111,10 +99,15 @@ pub async fn read_model<C: RegisterClient>(c: &mut C, info: &ModelInfo) -> Resul
 /// read as contiguous blocks, and a block also spans the other models lying between two wanted
 /// ones when that does not cost an extra request (every register inside the chain exists, so a
 /// bridged gap never draws an exception). Results come back in the order of `infos`.
+///
+/// # Errors
+///
+/// As [`read_registers`] for the reads; [`SunSpecError::Decode`] when a block does not decode;
+/// [`SunSpecError::BadChain`] when a model is listed twice.
 pub async fn read_models<C: RegisterClient>(
     c: &mut C,
     infos: &[ModelInfo],
-) -> Result<Vec<super::DecodedModel>, SunSpecError> {
+) -> Result<Vec<DecodedModel>, SunSpecError> {
     let span = |i: &ModelInfo| usize::from(i.length) + 2;
     let requests = |len: usize| len.div_ceil(usize::from(MAX_READ_REGISTERS));
     let mut order: Vec<&ModelInfo> = infos.iter().collect();
@@ -136,7 +129,7 @@ pub async fn read_models<C: RegisterClient>(
         }
         blocks.push((info.address, span(info), vec![*info]));
     }
-    let mut decoded: Vec<(RegisterAddress, super::DecodedModel)> = Vec::with_capacity(infos.len());
+    let mut decoded: Vec<(RegisterAddress, DecodedModel)> = Vec::with_capacity(infos.len());
     for (start, len, members) in blocks {
         let regs = read_registers(c, start, len).await?;
         for m in members {
@@ -145,7 +138,7 @@ pub async fn read_models<C: RegisterClient>(
                 address: m.address,
                 reason: "model outside the block read for it",
             })?;
-            decoded.push((m.address, super::decode_model(m.id, block)?));
+            decoded.push((m.address, decode_model(m.id, block)?));
         }
     }
     infos
@@ -163,6 +156,11 @@ pub async fn read_models<C: RegisterClient>(
 /// Find the `SunS` marker at 40000, then 0, then 50000 and walk the model chain. An exception
 /// or a link error at a candidate base address moves on to the next one;
 /// [`SunSpecError::NotFound`] lists what happened at each.
+///
+/// # Errors
+///
+/// [`SunSpecError::NotFound`] when no base address holds the marker; [`SunSpecError::BadChain`] or a link
+/// error while walking the chain.
 pub async fn discover<C: RegisterClient>(c: &mut C) -> Result<SunSpecMap, SunSpecError> {
     let base = find_base(c).await?;
     let (map, _) = walk(c, base, false).await?;
@@ -170,6 +168,11 @@ pub async fn discover<C: RegisterClient>(c: &mut C) -> Result<SunSpecMap, SunSpe
 }
 
 /// Walk the chain behind the marker at `base` (the marker is checked).
+///
+/// # Errors
+///
+/// [`SunSpecError::NotFound`] when `base` does not hold the marker; [`SunSpecError::BadChain`] or a link
+/// error while walking the chain.
 pub async fn discover_at<C: RegisterClient>(
     c: &mut C,
     base: RegisterAddress,
@@ -357,6 +360,10 @@ impl ScanResult {
 /// Discover and decode every model: the installer's `ems-gateway scan`. Each model costs one
 /// request when it is at most 123 registers long (its block and the next model's header are
 /// read together).
+///
+/// # Errors
+///
+/// As [`discover`]; [`SunSpecError::Decode`] when a model's block does not decode.
 pub async fn scan<C: RegisterClient>(c: &mut C) -> Result<ScanResult, SunSpecError> {
     let base = find_base(c).await?;
     let (map, blocks) = walk(c, base, true).await?;

@@ -15,8 +15,8 @@
 
 use super::decode::{encode_point, not_implemented};
 use super::discovery::{END_MODEL_ID, SUNS_MARKER};
+use super::error::SunSpecError;
 use super::model::{self, Access, GroupCount, GroupDef, ModelDef, PlacedPoint, PlacedScaleFactor, PointType};
-use super::SunSpecError;
 use crate::modbus::{MemoryRegisters, RegisterAddress};
 
 #[derive(Debug, Clone)]
@@ -46,12 +46,21 @@ impl SunSpecImage {
 
     /// Add model `id` laid out from its definition, every point not implemented, every
     /// repeating group once.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::add_model_with_counts`].
     pub fn add_model(&mut self, id: u16) -> Result<&mut Self, SunSpecError> {
         self.add_model_with_counts(id, &[])
     }
 
     /// Add model `id` with the repeating-group counts given by count-point name (`("NCrv", 2)`,
     /// `("NPt", 4)`; a count point not named is 1). Read-write points become writable.
+    ///
+    /// # Errors
+    ///
+    /// [`SunSpecError::MissingModel`] for a model without a definition; [`SunSpecError::BadChain`] when the
+    /// image would run past register 65535.
     pub fn add_model_with_counts(
         &mut self,
         id: u16,
@@ -161,6 +170,12 @@ impl SunSpecImage {
     /// Set a point to `value` in its units (a scaled point is converted with its scale factor,
     /// which must be set first; a `sunssf` point takes the exponent; enums and bitfields take
     /// their raw value).
+    ///
+    /// # Errors
+    ///
+    /// [`SunSpecError::MissingModel`] / [`SunSpecError::MissingPoint`] when the model or point (or its scale
+    /// factor) is not in the image; [`SunSpecError::OutOfRange`] when the value is not representable by the
+    /// point's type and scale factor.
     pub fn set(&mut self, model_id: u16, path: &str, value: f64) -> Result<&mut Self, SunSpecError> {
         let (start, p, sf) = self.locate(model_id, path)?;
         let sf = if p.def.ty == PointType::Sunssf { None } else { sf };
@@ -175,6 +190,11 @@ impl SunSpecImage {
     }
 
     /// Set an enum point by symbol name (`"RUNNING"`).
+    ///
+    /// # Errors
+    ///
+    /// [`SunSpecError::MissingPoint`] when the point or the symbol does not exist; otherwise as
+    /// [`Self::set`].
     pub fn set_symbol(&mut self, model_id: u16, path: &str, symbol: &str) -> Result<&mut Self, SunSpecError> {
         let (_, p, _) = self.locate(model_id, path)?;
         let v = p.def.symbol_value(symbol).ok_or_else(|| SunSpecError::MissingPoint {
@@ -186,6 +206,11 @@ impl SunSpecImage {
     }
 
     /// Set a point's registers as given (any pattern, including not-implemented values).
+    ///
+    /// # Errors
+    ///
+    /// [`SunSpecError::MissingModel`] / [`SunSpecError::MissingPoint`] when the model or point is not in the
+    /// image (`raw` longer than the point is cut to its size).
     pub fn set_raw(&mut self, model_id: u16, path: &str, raw: &[u16]) -> Result<&mut Self, SunSpecError> {
         let (start, p, _) = self.locate(model_id, path).or_else(|e| match e {
             // A raw write does not need the scale factor.
@@ -217,6 +242,11 @@ impl SunSpecImage {
     }
 
     /// Set a string point (ASCII, NUL padded, truncated to the point's size).
+    ///
+    /// # Errors
+    ///
+    /// [`SunSpecError::MissingModel`] / [`SunSpecError::MissingPoint`] when the model or point is not in the
+    /// image.
     pub fn set_text(&mut self, model_id: u16, path: &str, text: &str) -> Result<&mut Self, SunSpecError> {
         let (start, p, _) = self.locate_unscaled(model_id, path)?;
         let n = usize::from(p.def.size);

@@ -44,10 +44,10 @@
 //! Every value read enters through the unit's `try_new`: a non-finite or out-of-range value is
 //! [`SunSpecError::Invalid`] (kind `OutOfRange`) naming model, point and value, never clamped.
 
-use super::decode::{decode_model, encode_point, DecodedModel};
+use super::decode::{decode_model, encode_point, DecodedModel, PointValue};
 use super::discovery::{discover, read_model, read_models, ModelInfo, SunSpecMap};
+use super::error::{unit_of, SunSpecError};
 use super::model::{self, PointDef};
-use super::{unit_of, SunSpecError};
 use crate::modbus::{RegisterAddress, RegisterClient};
 use crate::traits::{ControlSource, Inverter, InverterCapabilities, InverterReading, InverterSettings};
 use ems_core::snapshot::InverterState;
@@ -94,7 +94,7 @@ pub(crate) async fn write_point<C: RegisterClient>(
             block
                 .get(sf_name)
                 .and_then(|v| match v {
-                    super::PointValue::ScaleFactor(s) => Some(*s),
+                    PointValue::ScaleFactor(s) => Some(*s),
                     _ => None,
                 })
                 .ok_or_else(|| SunSpecError::MissingPoint { model: info.id, point: sf_name.clone() })?,
@@ -150,6 +150,11 @@ fn revert_secs(t: Millis) -> u32 {
 
 impl<C: RegisterClient> SunSpecInverter<C> {
     /// Discover the device's models and read its rating.
+    ///
+    /// # Errors
+    ///
+    /// [`SunSpecError`] when discovery fails, the device has none of models 701/103/102/101, or the rating
+    /// cannot be read or is not a valid quantity.
     pub async fn new(mut client: C) -> Result<Self, SunSpecError> {
         let map = discover(&mut client).await?;
         let measurement = *map
@@ -235,6 +240,11 @@ impl<C: RegisterClient> SunSpecInverter<C> {
     /// service enabled/disabled) when the device has it, else model 123 `Conn`, with
     /// `Conn_RvrtTms` as the revert timer when `revert` is given (the device reconnects by itself
     /// after it; floor to whole seconds, at least 1 s). `MissingModel` if neither exists.
+    ///
+    /// # Errors
+    ///
+    /// [`SunSpecError::MissingModel`] without model 703 or 123; a link, exception or out-of-range error from
+    /// the read or write.
     pub async fn set_connected(&mut self, connect: bool, revert: Option<Millis>) -> Result<(), SunSpecError> {
         let value = if connect { 1.0 } else { 0.0 };
         if let Some(info) = self.map.find(703).copied() {
@@ -253,6 +263,10 @@ impl<C: RegisterClient> SunSpecInverter<C> {
 
     /// Whether the device is connected (703 `ES` enabled, else 123 `Conn` = CONNECT); `None`
     /// when the device has neither point.
+    ///
+    /// # Errors
+    ///
+    /// A link, exception or decode error reading model 703 or 123.
     pub async fn connected(&mut self) -> Result<Option<bool>, SunSpecError> {
         for (id, point) in [(703, "ES"), (123, "Conn")] {
             if let Some(info) = self.map.find(id).copied() {
@@ -267,6 +281,11 @@ impl<C: RegisterClient> SunSpecInverter<C> {
 
     /// Set the storage minimum reserve (124 `MinRsvPct`, % of `WChaMax`): the inverter keeps this
     /// much energy for backup whatever the set-point. `MissingModel` without model 124.
+    ///
+    /// # Errors
+    ///
+    /// [`SunSpecError::MissingModel`] without model 124; a link, exception or out-of-range error from the
+    /// read or write.
     pub async fn set_min_reserve(&mut self, reserve: ems_core::Percent) -> Result<(), SunSpecError> {
         let info = *self
             .map
@@ -411,7 +430,7 @@ impl<C: RegisterClient> SunSpecInverter<C> {
         let active_power = need(&m, "W")?;
         let state = if info.id == 701 {
             match m.get("InvSt").and_then(|v| {
-                if let super::PointValue::Enum { symbol, .. } = v {
+                if let PointValue::Enum { symbol, .. } = v {
                     *symbol
                 } else {
                     None
@@ -422,13 +441,15 @@ impl<C: RegisterClient> SunSpecInverter<C> {
                 _ => InverterState::Fault,
             }
         } else {
-            match m.get("St").and_then(|v| {
-                if let super::PointValue::Enum { symbol, .. } = v {
-                    *symbol
-                } else {
-                    None
-                }
-            }) {
+            match m.get("St").and_then(
+                |v| {
+                    if let PointValue::Enum { symbol, .. } = v {
+                        *symbol
+                    } else {
+                        None
+                    }
+                },
+            ) {
                 Some("MPPT" | "THROTTLED") => InverterState::Running,
                 Some("OFF" | "SLEEPING" | "STARTING" | "SHUTTING_DOWN" | "STANDBY") => InverterState::Standby,
                 _ => InverterState::Fault,

@@ -130,11 +130,19 @@ impl Service for MemoryService {
 /// // … talk to `addr`; `server.abort()` stops it.
 /// # Ok(()) }
 /// ```
+///
+/// # Errors
+///
+/// As [`serve`].
 pub async fn serve_memory(listener: TcpListener, registers: Arc<Mutex<MemoryRegisters>>) -> io::Result<()> {
     serve(listener, MemoryService::new(registers)).await
 }
 
 /// Serve a [`MemoryService`] (e.g. one [`MemoryService::with_delay`]) over Modbus TCP on `listener`.
+///
+/// # Errors
+///
+/// The I/O error when accepting connections on `listener` fails.
 pub async fn serve(listener: TcpListener, service: MemoryService) -> io::Result<()> {
     let server = tokio_modbus::server::tcp::Server::new(listener);
     let on_connected = |stream, _addr| {

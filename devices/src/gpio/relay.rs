@@ -1,6 +1,4 @@
-//! Relays on digital pins: a coil output and an auxiliary feedback input, through
-//! `embedded-hal` 1.0, so the same driver serves a microcontroller and a Linux gateway (feature
-//! `linux-gpio`, [`open_linux_relay`]).
+//! [`GpioRelay`]: the relay driver over any `embedded-hal` pins.
 
 use crate::estop::{ActiveLevel, PinError};
 use crate::traits::Relay;
@@ -56,47 +54,6 @@ impl<O: OutputPin, I: InputPin> Relay for GpioRelay<O, I> {
             ActiveLevel::High => high,
             ActiveLevel::Low => !high,
         })
-    }
-}
-
-#[cfg(feature = "linux-gpio")]
-pub use linux::open_linux_relay;
-
-/// A relay on two Linux GPIO lines (what [`open_linux_relay`] returns).
-#[cfg(feature = "linux-gpio")]
-pub type LinuxRelay = GpioRelay<linux_embedded_hal::CdevPin, linux_embedded_hal::CdevPin>;
-
-#[cfg(feature = "linux-gpio")]
-mod linux {
-    use super::GpioRelay;
-    use crate::estop::{ActiveLevel, GpioError};
-    use linux_embedded_hal::gpio_cdev::{Chip, LineRequestFlags};
-    use linux_embedded_hal::CdevPin;
-
-    /// Open a relay on Linux character-device GPIO: `coil_line` as an output (initially
-    /// de-energised), `feedback_line` as an input, both active high. Errors name the chip and the
-    /// line.
-    pub fn open_linux_relay(
-        chip: &str,
-        coil_line: u32,
-        feedback_line: u32,
-    ) -> Result<GpioRelay<CdevPin, CdevPin>, GpioError> {
-        let mut c =
-            Chip::new(chip).map_err(|source| GpioError { chip: chip.to_owned(), line: coil_line, source })?;
-        let err = |line| move |source| GpioError { chip: chip.to_owned(), line, source };
-        let coil = c
-            .get_line(coil_line)
-            .map_err(err(coil_line))?
-            .request(LineRequestFlags::OUTPUT, 0, "ems-relay-coil")
-            .map_err(err(coil_line))?;
-        let fb = c
-            .get_line(feedback_line)
-            .map_err(err(feedback_line))?
-            .request(LineRequestFlags::INPUT, 0, "ems-relay-feedback")
-            .map_err(err(feedback_line))?;
-        let coil = CdevPin::new(coil).map_err(err(coil_line))?;
-        let fb = CdevPin::new(fb).map_err(err(feedback_line))?;
-        Ok(GpioRelay::new(coil, fb, ActiveLevel::High, ActiveLevel::High))
     }
 }
 
