@@ -77,21 +77,33 @@ fn execution_window_and_mapping() {
     assert_eq!(id, charge.schedule_id);
     assert_eq!(
         a,
-        ScheduledAction { operation: ProviderOperation::Charge, power: ems_core::watts!(2000.0), may_export: true }
+        ScheduledAction {
+            operation: ProviderOperation::Charge,
+            power: ems_core::watts!(2000.0),
+            may_export: true
+        }
     );
     // The later schedule takes over when it starts, before the first one's slot ends.
     let (id, a) = s.due_action(at(1200)).unwrap();
     assert_eq!(id, dis.schedule_id);
     assert_eq!(
         a,
-        ScheduledAction { operation: ProviderOperation::Discharge, power: ems_core::watts!(1500.0), may_export: true }
+        ScheduledAction {
+            operation: ProviderOperation::Discharge,
+            power: ems_core::watts!(1500.0),
+            may_export: true
+        }
     );
     // 15-minute slot.
     assert!(s.due(at(1200 + 899)).is_some());
     assert!(s.due(at(1200 + 900)).is_none());
     assert_eq!(
         s.get(&dis.schedule_id).unwrap().action(false),
-        ScheduledAction { operation: ProviderOperation::Discharge, power: ems_core::watts!(1500.0), may_export: false }
+        ScheduledAction {
+            operation: ProviderOperation::Discharge,
+            power: ems_core::watts!(1500.0),
+            may_export: false
+        }
     );
 }
 

@@ -256,12 +256,7 @@ pub fn arbitrate(c: &Candidates, narrowed: &Envelope) -> Arbitrated {
         };
     }
     if let Some((operation, setpoint)) = c.provider {
-        a = Arbitrated {
-            setpoint,
-            source: CommandSource::Provider(operation),
-            over: Some(a.source),
-            ..a
-        };
+        a = Arbitrated { setpoint, source: CommandSource::Provider(operation), over: Some(a.source), ..a };
     }
     if let Some(o) = c.ess_override {
         let applied = o.apply(a.setpoint);

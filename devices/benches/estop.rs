@@ -1,5 +1,7 @@
 //! E-stop edge → zero set-point written and both relays commanded open, through
 //! `DeviceSet::check_estop` with mock devices that complete immediately (design.md §8: ≤ 1 ms).
+#![allow(missing_docs)]
+// `criterion_main!` generates an undocumented `pub fn main`
 // A benchmark has nobody to report an error to: failing setup aborts the run.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 

@@ -2,6 +2,8 @@
 //! supervised `TcpClient` and the read planner to the in-memory test server on loopback, on a
 //! current-thread runtime as in the gateway. Needs `[[bench]] name = "modbus_loopback"
 //! harness = false` in `devices/Cargo.toml`.
+#![allow(missing_docs)]
+// `criterion_main!` generates an undocumented `pub fn main`
 // A benchmark has nobody to report an error to: failing setup aborts the run.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 

@@ -1,5 +1,7 @@
 //! Cost of one simulated second: `advance(1 s)` + `fill_snapshot`; and of one cycle through
 //! the device handles of a `SharedSite`.
+#![allow(missing_docs)]
+// `criterion_main!` generates an undocumented `pub fn main`
 // A benchmark has nobody to report an error to: failing setup aborts the run.
 #![allow(clippy::expect_used)]
 use criterion::{criterion_group, criterion_main, Criterion};

@@ -473,8 +473,8 @@ Date (MM/DD/YYYY),Time (HH:MM),GHI (W/m^2),Dry-bulb (C)\n\
         s.push('\n');
         for q in 0..96 {
             s.push_str(&format!("{:02}:{:02}-xx", q / 4, (q % 4) * 15));
-            for c in 0..36 {
-                s.push_str(&format!(",{}", c as f32 + 0.5));
+            for c in 0..36u16 {
+                s.push_str(&format!(",{}", f32::from(c) + 0.5));
             }
             s.push('\n');
         }

@@ -1,4 +1,7 @@
 //! The generic profile driver end to end over in-memory register images.
+// Register fixtures are 16-bit patterns: signed and wider test values are written into them
+// bit for bit, which is what these casts mean.
+#![allow(clippy::cast_sign_loss, clippy::cast_possible_truncation, clippy::cast_possible_wrap)]
 // Helpers outside `#[test]` functions build fixtures; a broken fixture should fail loudly.
 #![allow(clippy::unwrap_used, clippy::panic)]
 

@@ -1,5 +1,8 @@
 //! SunSpec definitions and decoding: every point type, scale factors, not-implemented values,
 //! word order, wrong model lengths, and never panicking on garbage.
+// Register fixtures are 16-bit patterns: signed and wider test values are written into them
+// bit for bit, which is what these casts mean.
+#![allow(clippy::cast_sign_loss, clippy::cast_possible_truncation, clippy::cast_possible_wrap)]
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 use ems_devices::modbus::sunspec::decode::{

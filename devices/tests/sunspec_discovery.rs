@@ -181,7 +181,7 @@ fn read_models_reads_contiguous_blocks_with_as_few_requests_as_possible() {
     let models = pollster::block_on(read_models(&mut regs, &wanted)).unwrap();
     let used = regs.requests - before;
     // One contiguous span (702 bridged), read in ceil(span / 125) requests.
-    assert_eq!(used as usize, span.div_ceil(125), "span {span}");
+    assert_eq!(usize::try_from(used).unwrap(), span.div_ceil(125), "span {span}");
     assert_eq!(models.len(), 3);
     assert_eq!(models[0].id, 701);
     assert_eq!(models[0].number("W"), Some(1234.0));

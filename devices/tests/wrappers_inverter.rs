@@ -229,8 +229,8 @@ fn continuous_ramping_does_not_hide_an_ignoring_device() {
     let mut r = timer_rig();
     r.mock.with(|s| s.ignore_writes = true);
     let mut tripped = false;
-    for k in 0..10 {
-        let (out, _) = r.cycle(100, 100.0 * (k as f32 + 1.0) * 10.0, 1.0e6, 1.0e6);
+    for k in 0..10u8 {
+        let (out, _) = r.cycle(100, 100.0 * (f32::from(k) + 1.0) * 10.0, 1.0e6, 1.0e6);
         tripped |= out.trips.contains(&TripReason::SetpointNotApplied);
     }
     assert!(tripped);

@@ -1,8 +1,8 @@
 //! Test helpers (feature `testkit`): a healthy snapshot to start tests from.
 
 use ems_core::snapshot::{
-    BatterySignals, BmsAlarms, ContactorState, EStopInput, GridMode, GridSignals, InverterSignals, InverterState,
-    ESTOP_MAX_AGE, FAST_MAX_AGE, SLOW_MAX_AGE,
+    BatterySignals, BmsAlarms, ContactorState, EStopInput, GridMode, GridSignals, InverterSignals,
+    InverterState, ESTOP_MAX_AGE, FAST_MAX_AGE, SLOW_MAX_AGE,
 };
 use ems_core::{Amps, Measurement, Millis, Snapshot, Watts};
 

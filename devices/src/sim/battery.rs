@@ -438,8 +438,8 @@ mod tests {
     #[test]
     fn ocv_curve_is_monotone_and_shaped_like_lfp() {
         let mut last = 0.0;
-        for i in 0..=1000 {
-            let v = ocv_cell(Percent::saturating(i as f32 / 10.0)).get();
+        for i in 0..=1000u16 {
+            let v = ocv_cell(Percent::saturating(f32::from(i) / 10.0)).get();
             assert!(v > last, "OCV not strictly increasing at {i}");
             last = v;
         }

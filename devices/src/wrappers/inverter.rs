@@ -534,6 +534,36 @@ impl<I: Inverter> SafeInverter<I> {
         self.apply_setpoint(now, Watts::ZERO, command, events).await
     }
 
+    /// Step 3 of [`Self::apply`]: from `base` (what the device holds) toward `clamped` at the
+    /// command's ramp × [`RAMP_MARGIN`]; moves toward zero at once, a command without ramp too.
+    fn ramped(&self, now: Millis, base: Watts, clamped: Watts, command: &Command) -> Watts {
+        let toward_zero =
+            clamped == Watts::ZERO || (base.get() * clamped.get() > 0.0 && clamped.abs() <= base.abs());
+        if toward_zero {
+            return clamped;
+        }
+        let from = if base.get() * clamped.get() > 0.0 { base } else { Watts::ZERO };
+        let cap = Millis::from_secs(1).max(if self.caps.setpoint_in_flash {
+            self.config.flash_min_interval
+        } else {
+            Millis::ZERO
+        });
+        // Steps accumulate over skipped writes (up to `cap`); the first apply moves nothing.
+        let reference = match (self.last_write_at, self.prev_apply) {
+            (Some(w), Some(p)) => w.min(p),
+            (None, Some(t)) | (Some(t), None) => t,
+            (None, None) => now,
+        };
+        let dt = now.since(reference).min(cap);
+        match command.ramp() {
+            Some(rate) => {
+                let step = rate.watts_per_second().scale(RAMP_MARGIN * dt.as_secs_f32()).abs();
+                from + (clamped - from).clamp(-step, step)
+            }
+            None => clamped,
+        }
+    }
+
     async fn apply_setpoint(
         &mut self,
         now: Millis,
@@ -594,32 +624,7 @@ impl<I: Inverter> SafeInverter<I> {
 
         // 3. Ramp from what the device holds.
         let base = self.last_written;
-        let toward_zero =
-            clamped == Watts::ZERO || (base.get() * clamped.get() > 0.0 && clamped.abs() <= base.abs());
-        let next = if toward_zero {
-            clamped
-        } else {
-            let from = if base.get() * clamped.get() > 0.0 { base } else { Watts::ZERO };
-            let cap = Millis::from_secs(1).max(if self.caps.setpoint_in_flash {
-                self.config.flash_min_interval
-            } else {
-                Millis::ZERO
-            });
-            // Steps accumulate over skipped writes (up to `cap`); the first apply moves nothing.
-            let reference = match (self.last_write_at, self.prev_apply) {
-                (Some(w), Some(p)) => w.min(p),
-                (None, Some(t)) | (Some(t), None) => t,
-                (None, None) => now,
-            };
-            let dt = now.since(reference).min(cap);
-            match command.ramp() {
-                Some(rate) => {
-                    let step = rate.watts_per_second().scale(RAMP_MARGIN * dt.as_secs_f32()).abs();
-                    from + (clamped - from).clamp(-step, step)
-                }
-                None => clamped,
-            }
-        };
+        let next = self.ramped(now, base, clamped, command);
         out.target = next;
         out.throttled = by.map(Throttle::Clamped).or((next != clamped).then_some(Throttle::Ramp));
         self.prev_apply = Some(now);

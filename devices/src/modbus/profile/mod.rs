@@ -606,64 +606,7 @@ impl Profile {
             }
             registers.push(reg);
         }
-        let has = |s: Signal| registers.iter().any(|r| r.signal == s);
-        for s in Signal::ALL {
-            if s.required_for(device) && !has(*s) {
-                let alternative = match s {
-                    Signal::ChargeLimit => Some(Signal::ChargeCurrentLimit),
-                    Signal::DischargeLimit => Some(Signal::DischargeCurrentLimit),
-                    _ => None,
-                };
-                if alternative.is_none_or(|a| !has(a)) {
-                    return Err(ctx.err(
-                        &raw.device,
-                        "register",
-                        s,
-                        format!("is required for a {device} profile"),
-                    ));
-                }
-            }
-        }
-        for (w, a) in [
-            (Signal::ChargeLimit, Signal::ChargeCurrentLimit),
-            (Signal::DischargeLimit, Signal::DischargeCurrentLimit),
-        ] {
-            if has(w) && has(a) {
-                return Err(ctx.err(
-                    &raw.device,
-                    "register",
-                    a,
-                    format!("conflicts with '{w}': map one of them"),
-                ));
-            }
-        }
-        if device == DeviceKind::Bms
-            && (has(Signal::ChargeCurrentLimit) || has(Signal::DischargeCurrentLimit))
-            && !has(Signal::PackVoltage)
-        {
-            return Err(ctx.err(
-                &raw.device,
-                "register",
-                "pack_voltage",
-                "is required to convert current limits",
-            ));
-        }
-        if device == DeviceKind::Bms && !(has(Signal::ChargeLimit) || has(Signal::ChargeCurrentLimit)) {
-            return Err(ctx.err(
-                &raw.device,
-                "register",
-                "charge_limit",
-                "is required for a bms profile (or charge_current_limit)",
-            ));
-        }
-        if device == DeviceKind::Bms && !(has(Signal::DischargeLimit) || has(Signal::DischargeCurrentLimit)) {
-            return Err(ctx.err(
-                &raw.device,
-                "register",
-                "discharge_limit",
-                "is required for a bms profile (or discharge_current_limit)",
-            ));
-        }
+        check_signals(&ctx, &raw.device, device, &registers)?;
 
         Ok(Self {
             name: source_name.to_owned(),
@@ -1235,4 +1178,62 @@ fn exercise(profile: &Profile, words: &[u16]) {
         }
     }
     let _ = read_plan(profile);
+}
+
+/// The profile maps every signal its device kind needs, and no signal twice in two forms.
+fn check_signals(
+    ctx: &Ctx<'_>,
+    raw_device: &toml::Spanned<String>,
+    device: DeviceKind,
+    registers: &[Register],
+) -> Result<(), ProfileError> {
+    let has = |s: Signal| registers.iter().any(|r| r.signal == s);
+    for s in Signal::ALL {
+        if s.required_for(device) && !has(*s) {
+            let alternative = match s {
+                Signal::ChargeLimit => Some(Signal::ChargeCurrentLimit),
+                Signal::DischargeLimit => Some(Signal::DischargeCurrentLimit),
+                _ => None,
+            };
+            if alternative.is_none_or(|a| !has(a)) {
+                return Err(ctx.err(
+                    raw_device,
+                    "register",
+                    s,
+                    format!("is required for a {device} profile"),
+                ));
+            }
+        }
+    }
+    for (w, a) in [
+        (Signal::ChargeLimit, Signal::ChargeCurrentLimit),
+        (Signal::DischargeLimit, Signal::DischargeCurrentLimit),
+    ] {
+        if has(w) && has(a) {
+            return Err(ctx.err(raw_device, "register", a, format!("conflicts with '{w}': map one of them")));
+        }
+    }
+    if device == DeviceKind::Bms
+        && (has(Signal::ChargeCurrentLimit) || has(Signal::DischargeCurrentLimit))
+        && !has(Signal::PackVoltage)
+    {
+        return Err(ctx.err(raw_device, "register", "pack_voltage", "is required to convert current limits"));
+    }
+    if device == DeviceKind::Bms && !(has(Signal::ChargeLimit) || has(Signal::ChargeCurrentLimit)) {
+        return Err(ctx.err(
+            raw_device,
+            "register",
+            "charge_limit",
+            "is required for a bms profile (or charge_current_limit)",
+        ));
+    }
+    if device == DeviceKind::Bms && !(has(Signal::DischargeLimit) || has(Signal::DischargeCurrentLimit)) {
+        return Err(ctx.err(
+            raw_device,
+            "register",
+            "discharge_limit",
+            "is required for a bms profile (or discharge_current_limit)",
+        ));
+    }
+    Ok(())
 }

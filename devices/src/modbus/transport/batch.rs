@@ -475,7 +475,7 @@ mod tests {
             }
             let total = u32::from(a - start);
             let plan = ReadPlan::new(wanted, 0).unwrap();
-            prop_assert_eq!(plan.requests().len() as u32, total.div_ceil(125));
+            prop_assert_eq!(u32::try_from(plan.requests().len()).unwrap(), total.div_ceil(125));
         }
 
         #[test]
