@@ -194,13 +194,31 @@ fn typestate_happy_path_and_failures_give_back_an_open_contactor() {
         assert_eq!(e.trip(), Some(TripReason::PrechargeFailed));
         assert!(!pre.energised() && !main.energised());
 
-        // Welded on open.
+        // A frozen DC-link reading that already shows the pack voltage is no evidence: the
+        // typestate runs the sequencer's liveness check too.
+        let mut frozen = FrozenProbe(0);
+        let (open, e) = open.precharge(&mut frozen).await.unwrap_err();
+        assert_eq!(e, ContactorError::PrechargeFailed);
+        assert!(!pre.energised() && !main.energised());
+
+        // Welded on open (an opened link discharged, so the next pre-charge moves the reading).
+        probe.dc = 0.0;
         let closed = open.precharge(&mut probe).await.unwrap().close(&mut probe).await.unwrap();
         main.with(|s| s.welded = true);
         let (_open, e) = closed.open(&mut probe).await.unwrap_err();
         assert_eq!(e, ContactorError::Welded);
         assert!(!main.energised(), "commanded open");
     });
+}
+
+/// A DC-link reading stuck at the pack voltage (a cached register).
+struct FrozenProbe(u64);
+
+impl ContactorProbe for FrozenProbe {
+    async fn sample(&mut self) -> ProbeSample {
+        self.0 += 100;
+        ProbeSample { at: Millis::new(self.0), pack: PACK, dc_link: PACK }
+    }
 }
 
 struct DeadProbe<'a>(&'a mut Probe);

@@ -216,7 +216,9 @@ impl<P: Relay, M: Relay> Contactor<P, M, Open> {
     }
 
     /// Close the pre-charge relay and wait (through `probe`) until the DC link reaches the pack
-    /// voltage; on timeout or error, both relays are opened again.
+    /// voltage — with the same checks as [`ContactorSequencer`]: at least `min_precharge_time`,
+    /// a DC-link reading that changed since the relay closed (a frozen reading is no evidence)
+    /// and `|V_dc − V_pack|` within tolerance; on timeout or error, both relays are opened again.
     ///
     /// # Errors
     ///
@@ -232,7 +234,10 @@ impl<P: Relay, M: Relay> Contactor<P, M, Open> {
         }
         let mut s = start;
         loop {
+            // Exactly the sequencer's checks (`ContactorSequencer`): the minimum time, a DC-link
+            // reading that moved since the relay closed, and the voltages within tolerance.
             if s.at.since(start.at) >= self.config.min_precharge_time
+                && live(start.dc_link, s.dc_link)
                 && self.config.precharged(s.pack, s.dc_link)
             {
                 return Ok(self.to());
