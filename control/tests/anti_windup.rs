@@ -86,6 +86,7 @@ fn simulate(
     let mut out = Vec::new();
     for k in 0..seconds * 1000 / CYCLE_MS {
         let now = k * CYCLE_MS;
+        // Test times stay far below 2^24 ms: exact in f32.
         #[allow(clippy::cast_precision_loss)]
         let t_s = now as f32 / 1000.0;
         let cy = script(t_s);

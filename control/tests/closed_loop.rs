@@ -26,6 +26,7 @@ impl Noise {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
+        // 24 random bits into f32's 24-bit mantissa: exact.
         #[allow(clippy::cast_precision_loss)]
         let u = (self.0 >> 40) as f32 / (1u64 << 24) as f32;
         2.0 * u - 1.0
@@ -116,6 +117,7 @@ fn simulate(
     let cycles = seconds * 1000 / CYCLE_MS;
     for k in 0..cycles {
         let now = k * CYCLE_MS;
+        // Test times stay far below 2^24 ms: exact in f32.
         #[allow(clippy::cast_precision_loss)]
         let t_s = now as f32 / 1000.0;
         let (load, pv) = profile(t_s);
@@ -254,6 +256,7 @@ fn check_self_consumption(opts: PlantOptions, what: &str) {
     }
     // Steady state before the first step: 3.2 kW surplus absorbed, grid near zero.
     let steady: Vec<f32> = samples.iter().filter(|s| s.t_s > 10.0 && s.t_s < 20.0).map(|s| s.grid).collect();
+    // A few hundred samples: exact in f32.
     #[allow(clippy::cast_precision_loss)]
     let mean = steady.iter().sum::<f32>() / steady.len() as f32;
     assert!(mean.abs() < 20.0, "{what}: steady mean grid {mean} W");

@@ -366,6 +366,7 @@ impl Millis {
     /// The duration in seconds as `f32` (sub-millisecond precision is not needed here).
     #[must_use]
     pub fn as_secs_f32(self) -> f32 {
+        // Exact below 2^24 ms (4.6 h); longer durations lose sub-millisecond precision only.
         #[allow(clippy::cast_precision_loss)]
         let ms = self.0 as f32;
         ms / 1000.0

@@ -3,6 +3,7 @@
 // Register fixtures are 16-bit patterns: signed and wider test values are written into them
 // bit for bit, which is what these casts mean.
 #![allow(clippy::cast_sign_loss, clippy::cast_possible_truncation, clippy::cast_possible_wrap)]
+// Test code: a failed unwrap or panic is the test failing.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 use ems_devices::modbus::sunspec::decode::{

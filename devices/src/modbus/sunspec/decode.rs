@@ -112,8 +112,8 @@ impl PointValue {
     #[must_use]
     pub fn as_f64(&self) -> Option<f64> {
         match self {
-            #[allow(clippy::cast_precision_loss)]
             // register values are at most 64 bits; f64 is the scan's number type
+            #[allow(clippy::cast_precision_loss)]
             Self::Integer { value, .. } => Some(*value as f64),
             Self::Scaled { value, .. } | Self::Float { value, .. } => Some(*value),
             Self::ScaleFactor(v) => Some(f64::from(*v)),
