@@ -12,8 +12,8 @@ mod common;
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use ems_control::{
-    CommandSource, Controller, ControllerConfig, Inputs, ModeSetting, Override, OverrideKind, PlanTarget,
-    SelfConsumptionConfig,
+    CommandSource, Controller, ControllerConfig, FixedRequest, GridAction, GridRequest, Inputs, ModeSetting,
+    Override, OverrideKind, PlanTarget, ProviderOperation, ProviderTarget, Reserve, SelfConsumptionConfig,
 };
 use ems_core::snapshot::EStopInput;
 use ems_core::{ContactorCommand, Measurement, Millis, Snapshot, State, TransitionRequest, Watts};
@@ -117,6 +117,39 @@ fn bench(cr: &mut Criterion) {
             now += 100;
             let snap = importing(now);
             black_box(c.step(now, black_box(&snap), black_box(&inputs)))
+        })
+    });
+    // The grid-service case: the arbitration stack above plus a provider schedule and a grid
+    // service that adds a Δ to the baseline and reserves discharge headroom and energy.
+    let (mut c, mut now, inputs) = arbitration_case();
+    let inputs = Inputs {
+        provider: Some(ProviderTarget {
+            operation: ProviderOperation::Discharge,
+            power: ems_core::watts!(1200.0),
+            may_export: false,
+        }),
+        ..inputs
+    };
+    let mut service = FixedRequest {
+        name: "FCR-N",
+        request: Some(GridRequest {
+            action: GridAction::Add(ems_core::watts!(-300.0)),
+            reserve: Reserve {
+                discharge: ems_core::watts!(1000.0),
+                energy_for_discharge: ems_core::watt_hours!(500.0),
+                ..Reserve::NONE
+            },
+            ramp: None,
+        }),
+    };
+    let out = c.step_with(now + 100, &importing(now + 100), &inputs, &mut service);
+    assert!(matches!(out.source, CommandSource::GridService { added: true, .. }), "{}", out.source);
+    now += 100;
+    cr.bench_function("controller_step_grid_service_provider_override_plan", |b| {
+        b.iter(|| {
+            now += 100;
+            let snap = importing(now);
+            black_box(c.step_with(now, black_box(&snap), black_box(&inputs), &mut service))
         })
     });
     cr.bench_function("estop_edge_to_zero_command", |b| {
