@@ -18,8 +18,8 @@ use ems_control::{
 };
 use ems_core::snapshot::{BmsAlarms, ContactorState, EStopInput, InverterState};
 use ems_core::{
-    Amps, Celsius, ContactorCommand, Hertz, Measurement, Millis, Percent, Snapshot, State,
-    TransitionRequest, TripReason, Volts, WattHours, Watts,
+    Amps, Celsius, ContactorCommand, Hertz, Measurement, Millis, Percent, Snapshot, State, TransitionRequest,
+    TripReason, Volts, WattHours, Watts,
 };
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 
@@ -83,8 +83,12 @@ fn meas<T: Copy>(u: &mut Unstructured, v: T, now: u64) -> Result<Measurement<T>>
         0..=223 => Measurement::good(v, Millis::new(now), MAX_AGE),
         224..=239 => Measurement::good(v, Millis::new(now.saturating_sub(10_000)), MAX_AGE),
         240..=247 => Measurement::invalid(v, MAX_AGE),
-        248..=251 => Measurement::good(v, Millis::new(now.saturating_sub(u64::from(u.arbitrary::<u16>()?))), MAX_AGE),
-        252..=255 => Measurement::good(v, Millis::new(now.saturating_add(u64::from(u.arbitrary::<u16>()?))), MAX_AGE),
+        248..=251 => {
+            Measurement::good(v, Millis::new(now.saturating_sub(u64::from(u.arbitrary::<u16>()?))), MAX_AGE)
+        }
+        252..=255 => {
+            Measurement::good(v, Millis::new(now.saturating_add(u64::from(u.arbitrary::<u16>()?))), MAX_AGE)
+        }
     })
 }
 
@@ -113,7 +117,13 @@ const RANGES: [(f32, f32, f32); 15] = [
     (0.0, 0.0, 8000.0),        // PV
 ];
 
-fn snapshot(u: &mut Unstructured, sig: &mut Signals, now: u64, last: ContactorCommand, rated: Watts) -> Result<Snapshot> {
+fn snapshot(
+    u: &mut Unstructured,
+    sig: &mut Signals,
+    now: u64,
+    last: ContactorCommand,
+    rated: Watts,
+) -> Result<Snapshot> {
     for (v, (_, lo, hi)) in sig.v.iter_mut().zip(RANGES) {
         *v = raw(u, *v, lo, hi)?;
     }
@@ -245,7 +255,11 @@ fn device_trips(u: &mut Unstructured) -> Result<Vec<TripReason>> {
 }
 
 /// A held input: 0..=127 keeps the previous value, 128..=191 clears it, above decodes a new one.
-fn hold<T: Copy>(u: &mut Unstructured, prev: Option<T>, new: impl FnOnce(&mut Unstructured) -> Result<T>) -> Result<Option<T>> {
+fn hold<T: Copy>(
+    u: &mut Unstructured,
+    prev: Option<T>,
+    new: impl FnOnce(&mut Unstructured) -> Result<T>,
+) -> Result<Option<T>> {
     Ok(match u.arbitrary::<u8>()? {
         0..=127 => prev,
         128..=191 => None,
@@ -269,7 +283,8 @@ fn a_plan(u: &mut Unstructured) -> Result<PlanTarget> {
 }
 
 fn a_provider(u: &mut Unstructured) -> Result<ProviderTarget> {
-    let operation = if u.arbitrary::<bool>()? { ProviderOperation::Charge } else { ProviderOperation::Discharge };
+    let operation =
+        if u.arbitrary::<bool>()? { ProviderOperation::Charge } else { ProviderOperation::Discharge };
     Ok(ProviderTarget { operation, power: watts(u, -500.0, 20000.0)? })
 }
 
@@ -289,7 +304,8 @@ fn a_grid_request(u: &mut Unstructured) -> Result<GridRequest> {
             energy_for_charge: WattHours::saturating(raw(u, 0.0, -1000.0, 20000.0)?),
         }
     };
-    let ramp = if u.arbitrary::<bool>()? { None } else { Some(RampRate::per_second(watts(u, -1000.0, 100_000.0)?)) };
+    let ramp =
+        if u.arbitrary::<bool>()? { None } else { Some(RampRate::per_second(watts(u, -1000.0, 100_000.0)?)) };
     Ok(GridRequest { action, reserve, ramp })
 }
 
@@ -319,7 +335,9 @@ fn run(u: &mut Unstructured) -> Result<()> {
         0..=239 => ems_core::watts!(5000.0),
         sel => [Watts::ZERO, ems_core::watts!(1.0), ems_core::watts!(100000.0)][usize::from(sel % 3)],
     };
-    let Ok(mut c) = Controller::new(config(u)?) else { return Ok(()) };
+    let config = config(u)?;
+    let capacity = config.capacity;
+    let Ok(mut c) = Controller::new(config) else { return Ok(()) };
     let mut sig = Signals { v: RANGES.map(|(nominal, _, _)| nominal) };
     let mut held = Held { local_minute: Some(600), ..Held::default() };
     let mut now = 0u64;
@@ -366,7 +384,8 @@ fn run(u: &mut Unstructured) -> Result<()> {
         let mut service = FixedRequest { name: "fuzz", request: held.grid };
         let out = c.step_with(now, &snap, &inputs, &mut service);
         check_invariant(&snap, &inputs, &out, now, prev);
-        check_arbitration(&held, &out);
+        let soc = snap.battery.soc.value_at(Millis::new(now));
+        check_arbitration(&held, &out, capacity, soc);
         prev = Some((now, out.command.setpoint()));
     }
     Ok(())
@@ -389,7 +408,11 @@ fn check_invariant(snap: &Snapshot, inputs: &Inputs<'_>, out: &Output, now: u64,
         (env.max_charge(), env.max_discharge()),
         "rule 'command bounds = envelope'"
     );
-    assert!(cmd.abs() <= snap.inverter.rated_power, "rule 'inverter rating': {cmd} > {}", snap.inverter.rated_power);
+    assert!(
+        cmd.abs() <= snap.inverter.rated_power,
+        "rule 'inverter rating': {cmd} > {}",
+        snap.inverter.rated_power
+    );
     if cmd > Watts::ZERO {
         match snap.battery.bms_discharge_limit.value_at(t) {
             Some(lim) => assert!(cmd <= lim.max(Watts::ZERO), "rule 'BMS discharge limit': {cmd} > {lim}"),
@@ -398,7 +421,9 @@ fn check_invariant(snap: &Snapshot, inputs: &Inputs<'_>, out: &Output, now: u64,
     }
     if cmd < Watts::ZERO {
         match snap.battery.bms_charge_limit.value_at(t) {
-            Some(lim) => assert!(-cmd <= lim.max(Watts::ZERO), "rule 'BMS charge limit': {cmd} beyond -{lim}"),
+            Some(lim) => {
+                assert!(-cmd <= lim.max(Watts::ZERO), "rule 'BMS charge limit': {cmd} beyond -{lim}")
+            }
             None => panic!("rule 'BMS limit unknown → zero': charging {cmd}"),
         }
     }
@@ -432,7 +457,8 @@ fn check_invariant(snap: &Snapshot, inputs: &Inputs<'_>, out: &Output, now: u64,
 }
 
 /// The arbitration rule, seen from the outside (as in control/tests/invariant.rs).
-fn check_arbitration(held: &Held, out: &Output) {
+/// `capacity` and `soc`: what the controller narrows an idle service's energy reserve with.
+fn check_arbitration(held: &Held, out: &Output, capacity: Option<WattHours>, soc: Option<Percent>) {
     let req = out.requested;
     assert!(req.get().is_finite(), "rule 'arbitration: finite request': {req}");
     if out.state != State::Running {
@@ -458,7 +484,7 @@ fn check_arbitration(held: &Held, out: &Output) {
         return;
     }
     if let Some(g) = held.grid {
-        let narrowed = g.reserve.narrow(&out.envelope, None, None);
+        let narrowed = g.reserve.narrow(&out.envelope, capacity, soc);
         assert!(narrowed.contains(req), "rule 'arbitration: baseline keeps the reserve': {req}");
         assert!(
             !matches!(out.source, CommandSource::GridService { .. }),
