@@ -285,7 +285,7 @@ fn a_plan(u: &mut Unstructured) -> Result<PlanTarget> {
 fn a_provider(u: &mut Unstructured) -> Result<ProviderTarget> {
     let operation =
         if u.arbitrary::<bool>()? { ProviderOperation::Charge } else { ProviderOperation::Discharge };
-    Ok(ProviderTarget { operation, power: watts(u, -500.0, 20000.0)? })
+    Ok(ProviderTarget { operation, power: watts(u, -500.0, 20000.0)?, may_export: u.arbitrary()? })
 }
 
 fn a_grid_request(u: &mut Unstructured) -> Result<GridRequest> {
