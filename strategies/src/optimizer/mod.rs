@@ -104,14 +104,13 @@ mod dp;
 mod pwl;
 mod types;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use ems_core::{WattHours, Watts};
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 
 pub use self::csv::{parse_csv, CsvError, ValueProblem, COLUMNS};
 pub use self::types::{ParamError, Plan, PlanError, PlanStatus, Problem, Relaxations, Step};
-use crate::units::{Money, Price, Ratio};
+use crate::units::{Price, Ratio};
 
 /// The internal price of one kWh beyond a grid limit (see the module docs): 1000 × (1 + the
 /// largest absolute price + the degradation cost), divided by the round-trip efficiency. Exposed
@@ -204,6 +203,8 @@ pub fn remaining_steps(steps: &[Step], now: Timestamp) -> Vec<Step> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ems_core::WattHours;
+    use jiff::SignedDuration;
 
     fn steps(prices: &[(f64, f64)], pv: f64, load: f64) -> Vec<Step> {
         let t0: Timestamp = "2024-06-01T00:00:00Z".parse().unwrap();

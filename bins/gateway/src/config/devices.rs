@@ -4,9 +4,6 @@
 use super::entries::{DeviceEntry, DevicesSection};
 use super::errors::{ConfigError, Ctx};
 use super::paths::{endpoint, resolve};
-use ems_devices::modbus::transport::ModbusEndpoint;
-use serde::Deserialize;
-use toml::Spanned;
 
 /// Every Modbus device of `[devices]`, validated (profiles are loaded and checked too).
 pub(super) fn devices(ctx: &Ctx<'_>, d: &DevicesSection) -> Result<(), ConfigError> {

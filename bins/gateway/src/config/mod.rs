@@ -23,21 +23,21 @@ mod wiring;
 
 // The types of every section keep their public path (`config::ApiTokenEntry`, ...) whether or not
 // this binary names them.
-#[allow(unused_imports)]
+#[allow(unused_imports)] // kept for the section types' paths, see above
 pub(crate) use api::{rate_limit, ApiProviderEntry, ApiSection, ApiTokenEntry, ApiWiring};
-#[allow(unused_imports)]
+#[allow(unused_imports)] // kept for the section types' paths, see above
 pub(crate) use battery::{BatterySection, Chemistry, Origin, PackLimits, Preset, Setting};
-#[allow(unused_imports)]
+#[allow(unused_imports)] // kept for the section types' paths, see above
 pub(crate) use entries::{ContactorEntry, EStopEntry};
 pub(crate) use entries::{DeviceEntry, DevicesSection};
 pub(crate) use errors::ConfigError;
 pub(crate) use limits::LimitsSection;
-#[allow(unused_imports)]
+#[allow(unused_imports)] // kept for the section types' paths, see above
 pub(crate) use mode::{CapSlotEntry, ModeSection};
 pub(crate) use paths::resolve;
-#[allow(unused_imports)]
+#[allow(unused_imports)] // kept for the section types' paths, see above
 pub(crate) use site::{SiteSection, DEFAULT_SHUTDOWN_TIMEOUT};
-#[allow(unused_imports)]
+#[allow(unused_imports)] // kept for the section types' paths, see above
 pub(crate) use wiring::{ContactorWiring, EStopWiring, IoModule};
 
 use errors::Ctx;

@@ -7,7 +7,6 @@ use ems_devices::estop::ActiveLevel;
 use ems_devices::modbus::io::IoPoint;
 use ems_devices::modbus::transport::ModbusEndpoint;
 use ems_devices::modbus::{RegisterAddress, RegisterKind};
-use serde::Deserialize;
 use toml::Spanned;
 
 /// A Modbus I/O module connection, validated.
