@@ -379,6 +379,7 @@ impl HistoryStore for QueuedHistory {
 
 #[cfg(test)]
 mod tests {
+    // Test code: a failed unwrap or panic is a failed test with its message.
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
     use crate::ports::{MemoryStore, Outcome};
@@ -456,7 +457,7 @@ mod tests {
         for (i, s) in safety.iter().enumerate() {
             assert_eq!(**s, format!("s{i}"));
         }
-        assert_eq!(written.len(), 10 + accepted as usize);
+        assert_eq!(written.len(), 10 + usize::try_from(accepted).unwrap());
         assert_eq!(written[0], "r0");
         assert_eq!(written[1], "s0");
         assert!(metrics.render().contains(&format!("ems_audit_dropped_total {}", 10 - accepted)));
@@ -484,8 +485,7 @@ mod tests {
         let start = Instant::now();
         for i in 0..10 {
             let at = t0.checked_add(SignedDuration::from_secs(i)).unwrap();
-            #[allow(clippy::cast_precision_loss)]
-            q.record(at, &[("_sum/EssSoc", i as f64)]).unwrap();
+            q.record(at, &[("_sum/EssSoc", f64::from(i32::try_from(i).unwrap()))]).unwrap();
         }
         assert!(start.elapsed() < Duration::from_millis(100));
         assert!(q.dropped() >= 6, "{}", q.dropped());

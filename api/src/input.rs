@@ -230,6 +230,7 @@ pub fn req_power(o: &Map<String, Value>, parent: &str, key: &str, max_w: f64) ->
 
 #[cfg(test)]
 mod tests {
+    // Test code: a failed unwrap or panic is a failed test with its message.
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
 

@@ -253,8 +253,7 @@ impl Metrics {
         self.cycle.render(&mut out, "ems_cycle_duration_seconds", "Time the control cycle's work took.");
         self.lateness.render(&mut out, "ems_cycle_lateness_seconds", "How late each control cycle started.");
         // The histogram's buckets hide the worst case; an operator asks for it by name.
-        // Nanoseconds of a lateness fit an f64 closely enough.
-        let max_s = self.lateness.max_ns.load(Ordering::Relaxed) as f64 / 1e9;
+        let max_s = Duration::from_nanos(self.lateness.max_ns.load(Ordering::Relaxed)).as_secs_f64();
         let _ = writeln!(
             out,
             "# HELP ems_cycle_lateness_max_seconds The largest lateness of a control cycle since the start.\n# TYPE ems_cycle_lateness_max_seconds gauge\nems_cycle_lateness_max_seconds {max_s}"
@@ -302,6 +301,7 @@ impl Metrics {
 
 #[cfg(test)]
 mod tests {
+    // Test code: a failed unwrap or panic is a failed test with its message.
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
 

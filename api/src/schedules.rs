@@ -311,6 +311,70 @@ fn text_field<'a>(o: &'a Map<String, Value>, key: &str, max_len: usize) -> Resul
     Ok(s)
 }
 
+/// `operation`: `CHARGE` or `DISCHARGE`.
+fn operation_field(body: &Map<String, Value>) -> Result<Operation, ScheduleError> {
+    match input::req_str(body, "", "operation")? {
+        "CHARGE" => Ok(Operation::Charge),
+        "DISCHARGE" => Ok(Operation::Discharge),
+        other => Err(ScheduleError::new(
+            ScheduleErrorKind::Invalid,
+            "operation",
+            format!("must be CHARGE or DISCHARGE, got {}", input::show(&Value::String(other.to_owned()))),
+        )),
+    }
+}
+
+/// `power`: a non-negative JSON integer of watts.
+fn power_field(body: &Map<String, Value>) -> Result<u64, ScheduleError> {
+    use ScheduleErrorKind::Invalid;
+    match body.get("power") {
+        None | Some(Value::Null) => {
+            Err(ScheduleError::new(Invalid, "power", "missing (an integer of watts is required)"))
+        }
+        Some(Value::Number(n)) => n.as_u64().ok_or_else(|| {
+            ScheduleError::new(Invalid, "power", format!("must be a non-negative integer of watts, got {n}"))
+        }),
+        Some(other) => Err(ScheduleError::new(
+            Invalid,
+            "power",
+            format!("must be a JSON integer of watts, got {}", input::show(other)),
+        )),
+    }
+}
+
+/// `nonce`: 8..=128 characters of `[A-Za-z0-9_-]`.
+fn nonce_field(body: &Map<String, Value>) -> Result<&str, ScheduleError> {
+    let nonce = input::req_str(body, "", "nonce")?;
+    if (8..=128).contains(&nonce.len())
+        && nonce.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        Ok(nonce)
+    } else {
+        Err(ScheduleError::new(
+            ScheduleErrorKind::Invalid,
+            "nonce",
+            format!(
+                "must be 8..=128 characters of [A-Za-z0-9_-], got {}",
+                input::show(&Value::String(nonce.to_owned()))
+            ),
+        ))
+    }
+}
+
+/// `auth.sign.signature`; an unsigned request is unauthorized, not merely invalid.
+fn signature_field(body: &Map<String, Value>) -> Result<&str, ScheduleError> {
+    use ScheduleErrorKind::Unauthorized;
+    let Some(Value::Object(a)) = body.get("auth") else {
+        return Err(ScheduleError::new(Unauthorized, "auth", "missing (unsigned requests are refused)"));
+    };
+    input::only_keys(a, "auth", &["sign"])?;
+    let Some(Value::Object(s)) = a.get("sign") else {
+        return Err(ScheduleError::new(Unauthorized, "auth.sign", "missing signature object"));
+    };
+    input::only_keys(s, "auth.sign", &["signature"])?;
+    Ok(input::req_str(s, "auth.sign", "signature")?)
+}
+
 impl Schedules {
     /// Schedules for `cfg`, verified with `keys`, persisted in `store`, audited to `audit`;
     /// loads the stored schedules (a stored document that does not parse is skipped with a
@@ -417,118 +481,14 @@ impl Schedules {
         }
     }
 
-    fn try_submit(
+    /// The execution time lies within the accepted window around `now`.
+    fn check_window(
         &self,
-        body: &Map<String, Value>,
-        actor: &str,
+        execution_time: Timestamp,
+        time_s: &str,
         now: Timestamp,
-    ) -> Result<(Accepted, Schedule), ScheduleError> {
-        use ScheduleErrorKind::{Invalid, Replay, Unauthorized};
-        input::only_keys(
-            body,
-            "",
-            &["sn", "executionTime", "operation", "power", "provider", "nonce", "auth"],
-        )?;
-        let sn = text_field(body, "sn", 128)?;
-        let time_s = input::req_str(body, "", "executionTime")?;
-        let execution_time: Timestamp = time_s.parse().map_err(|e| {
-            ScheduleError::new(Invalid, "executionTime", format!("not an RFC 3339 time {time_s:?}: {e}"))
-        })?;
-        if canonical_time(execution_time) != time_s {
-            return Err(ScheduleError::new(
-                Invalid,
-                "executionTime",
-                format!("{time_s:?} must be UTC in the form YYYY-MM-DDTHH:MM:SSZ (whole seconds)"),
-            ));
-        }
-        let operation = match input::req_str(body, "", "operation")? {
-            "CHARGE" => Operation::Charge,
-            "DISCHARGE" => Operation::Discharge,
-            other => {
-                return Err(ScheduleError::new(
-                    Invalid,
-                    "operation",
-                    format!(
-                        "must be CHARGE or DISCHARGE, got {}",
-                        input::show(&Value::String(other.to_owned()))
-                    ),
-                ))
-            }
-        };
-        let power = match body.get("power") {
-            None | Some(Value::Null) => {
-                return Err(ScheduleError::new(Invalid, "power", "missing (an integer of watts is required)"))
-            }
-            Some(Value::Number(n)) => n.as_u64().ok_or_else(|| {
-                ScheduleError::new(
-                    Invalid,
-                    "power",
-                    format!("must be a non-negative integer of watts, got {n}"),
-                )
-            })?,
-            Some(other) => {
-                return Err(ScheduleError::new(
-                    Invalid,
-                    "power",
-                    format!("must be a JSON integer of watts, got {}", input::show(other)),
-                ))
-            }
-        };
-        let provider = text_field(body, "provider", 128)?;
-        let nonce = input::req_str(body, "", "nonce")?;
-        if !(8..=128).contains(&nonce.len())
-            || !nonce.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        {
-            return Err(ScheduleError::new(
-                Invalid,
-                "nonce",
-                format!(
-                    "must be 8..=128 characters of [A-Za-z0-9_-], got {}",
-                    input::show(&Value::String(nonce.to_owned()))
-                ),
-            ));
-        }
-        let signature = match body.get("auth") {
-            Some(Value::Object(a)) => {
-                input::only_keys(a, "auth", &["sign"])?;
-                match a.get("sign") {
-                    Some(Value::Object(s)) => {
-                        input::only_keys(s, "auth.sign", &["signature"])?;
-                        input::req_str(s, "auth.sign", "signature")?
-                    }
-                    _ => {
-                        return Err(ScheduleError::new(Unauthorized, "auth.sign", "missing signature object"))
-                    }
-                }
-            }
-            _ => {
-                return Err(ScheduleError::new(
-                    Unauthorized,
-                    "auth",
-                    "missing (unsigned requests are refused)",
-                ))
-            }
-        };
-
-        let key = self.keys.get(provider).ok_or_else(|| {
-            ScheduleError::new(Unauthorized, "provider", format!("unknown provider {provider:?}"))
-        })?;
-        let mut sig = [0u8; 64];
-        hex::decode_to_slice(signature.trim(), &mut sig).map_err(|_| {
-            ScheduleError::new(Unauthorized, "auth.sign.signature", "must be 128 hex digits (Ed25519)")
-        })?;
-        let canonical = canonical_string(sn, time_s, operation, power, provider, nonce);
-        key.verify_strict(canonical.as_bytes(), &Signature::from_bytes(&sig)).map_err(|_| {
-            ScheduleError::new(
-                Unauthorized,
-                "auth.sign.signature",
-                "signature does not verify for this provider's key",
-            )
-        })?;
-
-        if !self.cfg.serials.iter().any(|s| s == sn) {
-            return Err(ScheduleError::new(Invalid, "sn", format!("unknown battery serial {sn:?}")));
-        }
+    ) -> Result<(), ScheduleError> {
+        use ScheduleErrorKind::Invalid;
         let oldest = now
             .checked_sub(self.cfg.past_tolerance)
             .map_err(|e| ScheduleError::new(Invalid, "executionTime", e.to_string()))?;
@@ -553,6 +513,59 @@ impl Schedules {
                 format!("{time_s} is more than {} s ahead", self.cfg.max_ahead.as_secs()),
             ));
         }
+        Ok(())
+    }
+
+    fn try_submit(
+        &self,
+        body: &Map<String, Value>,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<(Accepted, Schedule), ScheduleError> {
+        use ScheduleErrorKind::{Invalid, Replay, Unauthorized};
+        input::only_keys(
+            body,
+            "",
+            &["sn", "executionTime", "operation", "power", "provider", "nonce", "auth"],
+        )?;
+        let sn = text_field(body, "sn", 128)?;
+        let time_s = input::req_str(body, "", "executionTime")?;
+        let execution_time: Timestamp = time_s.parse().map_err(|e| {
+            ScheduleError::new(Invalid, "executionTime", format!("not an RFC 3339 time {time_s:?}: {e}"))
+        })?;
+        if canonical_time(execution_time) != time_s {
+            return Err(ScheduleError::new(
+                Invalid,
+                "executionTime",
+                format!("{time_s:?} must be UTC in the form YYYY-MM-DDTHH:MM:SSZ (whole seconds)"),
+            ));
+        }
+        let operation = operation_field(body)?;
+        let power = power_field(body)?;
+        let provider = text_field(body, "provider", 128)?;
+        let nonce = nonce_field(body)?;
+        let signature = signature_field(body)?;
+
+        let key = self.keys.get(provider).ok_or_else(|| {
+            ScheduleError::new(Unauthorized, "provider", format!("unknown provider {provider:?}"))
+        })?;
+        let mut sig = [0u8; 64];
+        hex::decode_to_slice(signature.trim(), &mut sig).map_err(|_| {
+            ScheduleError::new(Unauthorized, "auth.sign.signature", "must be 128 hex digits (Ed25519)")
+        })?;
+        let canonical = canonical_string(sn, time_s, operation, power, provider, nonce);
+        key.verify_strict(canonical.as_bytes(), &Signature::from_bytes(&sig)).map_err(|_| {
+            ScheduleError::new(
+                Unauthorized,
+                "auth.sign.signature",
+                "signature does not verify for this provider's key",
+            )
+        })?;
+
+        if !self.cfg.serials.iter().any(|s| s == sn) {
+            return Err(ScheduleError::new(Invalid, "sn", format!("unknown battery serial {sn:?}")));
+        }
+        self.check_window(execution_time, time_s, now)?;
         let rating = match operation {
             Operation::Charge => self.cfg.max_charge_w,
             Operation::Discharge => self.cfg.max_discharge_w,

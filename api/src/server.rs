@@ -465,6 +465,7 @@ async fn connection(
 
 #[cfg(test)]
 mod tests {
+    // Test code: a failed unwrap or panic is a failed test with its message.
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
 

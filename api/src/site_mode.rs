@@ -220,6 +220,7 @@ fn slots(items: &[Value]) -> Result<CapSlots, FieldError> {
 
 #[cfg(test)]
 mod tests {
+    // Test code: a failed unwrap or panic is a failed test with its message.
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
     use serde_json::json;

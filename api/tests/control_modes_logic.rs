@@ -1,4 +1,5 @@
 //! Control modes as pure logic with a mock clock: activation, validation, watchdog, `until`.
+// Test code: a failed unwrap or panic is a failed test with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use ems_api::control_modes::{Change, ControlModes, Expiry, DEFAULT_WATCHDOG};

@@ -1,5 +1,6 @@
 //! The operator page (`/`, `/app.js`, `/style.css`): served without a token, right content
 //! types, strict CSP, stable element ids, and the script only calls documented endpoints.
+// Test code: a failed unwrap or panic is a failed test with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod rest_support;

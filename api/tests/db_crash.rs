@@ -7,6 +7,7 @@
 //! A SIGKILL tests the process dying at any instruction (SQLite's atomic commit and WAL recovery);
 //! survival of a real power cut additionally rests on `synchronous=FULL` fsyncing each commit,
 //! which a test cannot cut the power under.
+// Test code: a failed unwrap or panic is a failed test with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use ems_api::db::Db;
@@ -41,7 +42,7 @@ fn sample_at(i: u64) -> Timestamp {
 }
 
 fn sample_value(i: u64, channel: usize) -> f64 {
-    (i * 10 + u64::try_from(channel).unwrap()) as f64
+    f64::from(u32::try_from(i * 10 + u64::try_from(channel).unwrap()).unwrap())
 }
 
 /// The writer, when run as the child; bounded in count and time so it stops by itself.

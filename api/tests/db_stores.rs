@@ -1,5 +1,6 @@
 //! `ems_api::db::Db`: round trips of the three stores, the append-only audit log, reopening,
 //! errors, history downsampling and retention.
+// Test code: a failed unwrap or panic is a failed test with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use ems_api::db::{Db, DbOptions, HistoryRetention, MaintainReport, Retention, SCHEMA_VERSION};
@@ -190,7 +191,7 @@ fn record_minutes(db: &Db, start: Timestamp, minutes: i64) {
         for tenth in 0..600 {
             let at = start.checked_add(SignedDuration::from_millis(m * 60_000 + tenth * 100)).unwrap();
             let sec = f64::from(u32::try_from(tenth / 10).unwrap());
-            db.record(at, &[("a", m as f64), ("b", sec)]).unwrap();
+            db.record(at, &[("a", f64::from(u32::try_from(m).unwrap())), ("b", sec)]).unwrap();
         }
     }
 }
@@ -214,7 +215,10 @@ fn history_raw_and_bucket_means() {
     assert_eq!(per_min.len(), 60);
     for (i, pair) in per_min.chunks(2).enumerate() {
         let at = start.checked_add(secs(60 * i64::try_from(i).unwrap())).unwrap();
-        assert_eq!(pair[0], HistoryPoint { at, channel: "a".into(), value: i as f64 });
+        assert_eq!(
+            pair[0],
+            HistoryPoint { at, channel: "a".into(), value: f64::from(u32::try_from(i).unwrap()) }
+        );
         assert_eq!(pair[1], HistoryPoint { at, channel: "b".into(), value: 29.5 });
     }
     // 15-minute means (read from the quarter tier): a = mean of 0..15 and 15..30.

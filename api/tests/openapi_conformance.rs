@@ -5,6 +5,7 @@
 //! answer's status must be one the document lists for that operation; a valid request must not
 //! be refused as malformed (400/413/415/422) unless the operation is marked
 //! `x-semantic-checks`; a mutated one must not be accepted (2xx).
+// Test code: a failed unwrap or panic is a failed test with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod rest_support;
@@ -100,14 +101,14 @@ fn generate(schema: &Value, rng: &mut Rng) -> Value {
         Some("boolean") => Value::Bool(rng.chance()),
         Some("integer") => {
             let (a, b) = number_bounds(schema);
+            // f64 to i64 has no `TryFrom`: integer bounds of the spec, whole numbers far inside i64.
             #[allow(clippy::cast_possible_truncation)]
             let (a, b) = (a as i64, b as i64);
             json!(a + i64::try_from(rng.below(u64::try_from(b - a).unwrap() + 1)).unwrap())
         }
         Some("number") => {
             let (a, b) = number_bounds(schema);
-            #[allow(clippy::cast_precision_loss)]
-            let f = rng.below(1001) as f64 / 1000.0;
+            let f = f64::from(u32::try_from(rng.below(1001)).unwrap()) / 1000.0;
             json!((a + (b - a) * f).round())
         }
         Some("string") => match schema.get("pattern").and_then(Value::as_str) {
@@ -311,6 +312,38 @@ fn documented(op: &Op, status: StatusCode) -> bool {
     op.op["responses"].get(status.as_str()).is_some()
 }
 
+/// Bodies that must be refused: a required field missing or of the wrong type, an extra
+/// property, a duplicate key, not JSON, not an object.
+fn mutants(schema: &Value, valid: &Value, valid_text: &str, rng: &mut Rng) -> Vec<(&'static str, String)> {
+    let mut mutants: Vec<(&'static str, String)> = Vec::new();
+    if let Some(variant) = object_variant(schema, valid) {
+        let obj = valid.as_object().unwrap();
+        let required: Vec<&str> =
+            variant["required"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+        if !required.is_empty() {
+            let k = required[usize::try_from(rng.below(required.len() as u64)).unwrap()];
+            let mut m = obj.clone();
+            m.remove(k);
+            mutants.push(("missing required field", Value::Object(m).to_string()));
+            let mut m = obj.clone();
+            m.insert(k.to_owned(), wrong_type(&variant["properties"][k]));
+            mutants.push(("wrong type", Value::Object(m).to_string()));
+        }
+        if variant["additionalProperties"] == false {
+            let mut m = obj.clone();
+            m.insert("zzExtra".into(), json!(1));
+            mutants.push(("extra property", Value::Object(m).to_string()));
+        }
+        if let Some((k, v)) = obj.iter().next() {
+            let dup = format!("{{\"{k}\": {v}, {}", &valid_text[1..]);
+            mutants.push(("duplicate key", dup));
+        }
+    }
+    mutants.push(("not JSON", "{\"a\":".to_owned()));
+    mutants.push(("not an object", "[1,2]".to_owned()));
+    mutants
+}
+
 /// Run every kind of request against every operation once, with `seed`.
 async fn conformance(seed: u64) {
     let doc = openapi();
@@ -344,32 +377,7 @@ async fn conformance(seed: u64) {
 
         // Mutated bodies.
         if has_schema {
-            let mut mutants: Vec<(&str, String)> = Vec::new();
-            if let Some(variant) = object_variant(&schema, &valid) {
-                let obj = valid.as_object().unwrap();
-                let required: Vec<&str> =
-                    variant["required"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
-                if !required.is_empty() {
-                    let k = required[usize::try_from(rng.below(required.len() as u64)).unwrap()];
-                    let mut m = obj.clone();
-                    m.remove(k);
-                    mutants.push(("missing required field", Value::Object(m).to_string()));
-                    let mut m = obj.clone();
-                    m.insert(k.to_owned(), wrong_type(&variant["properties"][k]));
-                    mutants.push(("wrong type", Value::Object(m).to_string()));
-                }
-                if variant["additionalProperties"] == false {
-                    let mut m = obj.clone();
-                    m.insert("zzExtra".into(), json!(1));
-                    mutants.push(("extra property", Value::Object(m).to_string()));
-                }
-                if let Some((k, v)) = obj.iter().next() {
-                    let dup = format!("{{\"{k}\": {v}, {}", &valid_text[1..]);
-                    mutants.push(("duplicate key", dup));
-                }
-            }
-            mutants.push(("not JSON", "{\"a\":".to_owned()));
-            mutants.push(("not an object", "[1,2]".to_owned()));
+            let mutants = mutants(&schema, &valid, &valid_text, &mut rng);
             for (what, text) in mutants {
                 // A mutant that still matches the schema (another `oneOf` variant) is valid.
                 if serde_json::from_str::<Value>(&text).is_ok_and(|v| matches(&schema, &v))

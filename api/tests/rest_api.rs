@@ -1,4 +1,5 @@
 //! The REST router end to end (`tower::ServiceExt::oneshot`) against a fake control loop.
+// Test code: a failed unwrap or panic is a failed test with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod rest_support;

@@ -1,4 +1,5 @@
 //! GraphQL: the Sourceful `ems.battery.schedule` mutation over `POST /api/v1/graphql`.
+// Test code: a failed unwrap or panic is a failed test with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod rest_support;

@@ -1,5 +1,6 @@
 //! Issue #10 on the router: the E-stop port, JSON for every error, content type, duplicate keys,
 //! `GET /api/v1/audit`, `/metrics`, site mode, devices view before the first cycle.
+// Test code: a failed unwrap or panic is a failed test with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod rest_support;

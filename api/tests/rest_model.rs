@@ -1,4 +1,5 @@
 //! The loop ↔ API channels, and bad input never answered with a 5xx.
+// Test code: a failed unwrap or panic is a failed test with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod rest_support;

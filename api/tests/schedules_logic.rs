@@ -1,5 +1,6 @@
 //! Provider schedules: signatures, refusals (each audited), replay protection, persistence,
 //! execution mapping.
+// Test code: a failed unwrap or panic is a failed test with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod rest_support;

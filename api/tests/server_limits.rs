@@ -1,6 +1,7 @@
 //! `ems_api::server::serve` on a real listener: idle connections cannot lock out the E-stop,
 //! slow or idle connections are closed, the E-stop is never rate-limited, and the per-address
 //! limit applies to everything else.
+// Test code: a failed unwrap or panic is a failed test with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod rest_support;

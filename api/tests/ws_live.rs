@@ -1,6 +1,7 @@
 //! The live WebSocket `/api/v1/live` over a real TCP socket (`ems_api::server::serve` on
 //! 127.0.0.1:0, so upgrades through our accept loop are covered; client `tokio-tungstenite`)
 //! against the fake control loop of `rest_support`.
+// Test code: a failed unwrap or panic is a failed test with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod rest_support;

@@ -43,8 +43,7 @@ fn run(ledger: &mut Ledger, from: DateTime, minutes: i64, power_w: f32, step_s: 
     let mut t = local(from);
     let end = t.checked_add(SignedDuration::from_mins(minutes)).unwrap();
     while t < end {
-        #[allow(clippy::cast_precision_loss)]
-        ledger.record(t, Watts::saturating(power_w), step_s as f64).unwrap();
+        ledger.record(t, Watts::saturating(power_w), f64::from(i32::try_from(step_s).unwrap())).unwrap();
         t = t.checked_add(SignedDuration::from_secs(step_s)).unwrap();
     }
 }

@@ -25,8 +25,7 @@ const Q: SignedDuration = SignedDuration::from_secs(900);
 /// Profile whose value encodes the slot: working day 1000 + slot, Saturday 2000 + slot,
 /// Sunday 3000 + slot.
 fn coded() -> LoadProfile {
-    #[allow(clippy::cast_precision_loss)]
-    let day = |base: f32| (0..96).map(|i| Watts::saturating(base + i as f32)).collect::<Vec<_>>();
+    let day = |base: f32| (0..96_u16).map(|i| Watts::saturating(base + f32::from(i))).collect::<Vec<_>>();
     LoadProfile::new(day(1000.0), day(2000.0), day(3000.0)).unwrap()
 }
 

@@ -7,6 +7,7 @@
 //! Client and server share one current-thread tokio runtime, so a round trip is two task
 //! switches plus the loopback socket, not a cross-thread wake-up.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // benchmark set-up: fail loudly
+#![allow(missing_docs)] // `criterion_main!` generates an undocumented `pub fn main`
 
 use std::time::Duration;
 

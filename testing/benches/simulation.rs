@@ -4,6 +4,7 @@
 //! seconds) per second directly. `economics_one_day_at_1s_replanning_15min` adds the planner and
 //! the billing of issue #5 (a simulated year is 365 of those, in the two threads it uses).
 #![allow(clippy::unwrap_used)] // benchmark set-up: a failure should abort the run loudly
+#![allow(missing_docs)] // `criterion_main!` generates an undocumented `pub fn main`
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ems_testing::economics::{run_economics, EconomicsOptions};

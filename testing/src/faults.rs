@@ -28,6 +28,9 @@ pub enum FaultPlan {
 
 impl FaultPlan {
     /// Parse `none` / `standard` / `random`.
+    ///
+    /// # Errors
+    /// Any other text, with a message naming it and the accepted values.
     pub fn parse(s: &str) -> Result<Self, String> {
         match s {
             "none" => Ok(Self::None),
@@ -93,7 +96,9 @@ pub fn random_fault(kind: usize, r: u64) -> (FaultSpec, Option<Millis>) {
     match kind % RANDOM_KINDS {
         0 => (phys(PhysicalFault::EStopPress), Some(secs(60, 600))),
         1 => (
-            phys(PhysicalFault::CellHeating(Watts::saturating(400.0 + 100.0 * bits(40, 9) as f32))),
+            phys(PhysicalFault::CellHeating(Watts::saturating(
+                400.0 + 100.0 * f32::from(u8::try_from(bits(40, 9)).unwrap_or(0)),
+            ))),
             Some(secs(1800, 7200)),
         ),
         2 => (
@@ -117,7 +122,9 @@ pub fn random_fault(kind: usize, r: u64) -> (FaultSpec, Option<Millis>) {
             (phys(PhysicalFault::SensorDropout(signal)), Some(secs(1, 60)))
         }
         6 => (
-            phys(PhysicalFault::CellImbalance(ems_core::Volts::saturating(0.02 + 0.01 * bits(40, 6) as f32))),
+            phys(PhysicalFault::CellImbalance(ems_core::Volts::saturating(
+                0.02 + 0.01 * f32::from(u8::try_from(bits(40, 6)).unwrap_or(0)),
+            ))),
             Some(secs(600, 3600)),
         ),
         7 => (phys(PhysicalFault::ContactorWeld), Some(secs(60, 600))),

@@ -1,7 +1,7 @@
 //! The whole-site simulation harness.
 
 use crate::checker::{Checker, ViolationKind};
-use crate::faults::{random_timeline, schedule, FaultPlan};
+use crate::faults::{random_timeline, schedule, FaultPlan, Scheduled};
 use crate::faulty::{FaultSwitch, Faulty};
 // Re-exported where callers have always found them.
 pub use crate::options::{Duty, RunOptions};
@@ -113,6 +113,10 @@ struct ExpectTracker {
 }
 
 impl ExpectTracker {
+    fn new(x: &Expectation) -> Self {
+        Self { x: x.clone(), met_at: None, failed: None, trip_seen: false, event_seen: false }
+    }
+
     fn describe(&self) -> String {
         let x = &self.x;
         let mut parts = Vec::new();
@@ -321,6 +325,151 @@ enum Action {
     Stop(usize),
 }
 
+/// The faults as the run goes: the legacy plan of `opts.faults`, the start and stop actions of
+/// the timeline (time-ordered), the physical faults now active, and when a crashed gateway
+/// restarts.
+struct FaultState<'t> {
+    timeline: &'t [TimedFault],
+    legacy: Vec<Scheduled>,
+    next_legacy: usize,
+    actions: Vec<(Millis, Action)>,
+    next_action: usize,
+    active: Vec<Active>,
+    down_until: Option<Millis>,
+}
+
+/// What a fault acts on: the simulator, the device wrappers' switches, the statistics, the
+/// operator and, for a crash, the running gateway and what it persisted.
+struct Targets<'a> {
+    site: &'a SharedSite,
+    switches: &'a Switches,
+    stats: &'a mut Stats,
+    operator: &'a mut Operator,
+    runtime: &'a mut Option<Runtime<Devices, MemoryStore>>,
+    saved: &'a mut MemoryStore,
+}
+
+impl<'t> FaultState<'t> {
+    fn new(opts: &RunOptions, timeline: &'t [TimedFault]) -> Self {
+        let days = u32::try_from(opts.duration.get().div_ceil(86_400_000)).unwrap_or(u32::MAX);
+        let mut actions: Vec<(Millis, Action)> = Vec::with_capacity(timeline.len() * 2);
+        for (i, f) in timeline.iter().enumerate() {
+            actions.push((f.at, Action::Start(i)));
+            if let Some(d) = f.for_ {
+                actions.push((f.at.plus(d), Action::Stop(i)));
+            }
+        }
+        actions.sort_by_key(|a| a.0);
+        Self {
+            timeline,
+            legacy: schedule(opts.faults, days, opts.seed),
+            next_legacy: 0,
+            actions,
+            next_action: 0,
+            active: Vec::new(),
+            down_until: None,
+        }
+    }
+
+    /// Inject every fault due at `now` and end those whose time is up.
+    fn apply_due(&mut self, now: Millis, t: &mut Targets<'_>) {
+        while let Some(s) = self.legacy.get(self.next_legacy).filter(|s| s.at <= now) {
+            t.site.borrow_mut().inject(s.fault);
+            t.stats.faults_injected += 1;
+            self.next_legacy += 1;
+        }
+        while let Some(&(_, action)) = self.actions.get(self.next_action).filter(|a| a.0 <= now) {
+            self.next_action += 1;
+            match action {
+                Action::Start(i) => self.start(i, now, t),
+                Action::Stop(i) => self.stop(i, t),
+            }
+        }
+    }
+
+    fn start(&mut self, i: usize, now: Millis, t: &mut Targets<'_>) {
+        let Some(f) = self.timeline.get(i) else { return };
+        t.stats.faults_injected += 1;
+        *t.stats.faults_by_kind.entry(f.fault.kind_name().to_owned()).or_default() += 1;
+        match f.fault {
+            FaultSpec::Physical(p) => {
+                let fault = match p {
+                    PhysicalFault::SensorDropout(signal) => {
+                        SimFault::SensorDropout { signal, for_: f.for_.unwrap_or(Millis::new(1_000)) }
+                    }
+                    other => sim_fault(other),
+                };
+                t.site.borrow_mut().inject(fault);
+                if !matches!(p, PhysicalFault::SensorDropout(_) | PhysicalFault::EStopRelease) {
+                    self.active.push(Active { id: i, fault: p });
+                }
+                if p == PhysicalFault::EStopRelease {
+                    self.active.retain(|a| a.fault != PhysicalFault::EStopPress);
+                }
+            }
+            // Device faults act in the `Faulty` wrappers, reads and writes alike.
+            FaultSpec::Device(d, fault) => t.switches.get(d).set(fault),
+            FaultSpec::GatewayCrash { down } => {
+                if self.down_until.is_none() {
+                    self.down_until = Some(now.plus(down));
+                    t.stats.gateway_restarts += 1;
+                    t.stats.was_down = true;
+                    // The process dies: controller and device layer are gone without a release;
+                    // the inverter's own revert timer is the fallback. Only what was persisted
+                    // survives.
+                    if let Some(rt) = t.runtime.take() {
+                        *t.saved = rt.into_parts().2;
+                    }
+                }
+            }
+            FaultSpec::OperatorAway => {
+                let until = now.plus(f.for_.unwrap_or(Millis::ZERO));
+                let op = &mut *t.operator;
+                op.away_until = Some(op.away_until.map_or(until, |u| u.max(until)));
+            }
+        }
+    }
+
+    fn stop(&mut self, i: usize, t: &Targets<'_>) {
+        let Some(f) = self.timeline.get(i) else { return };
+        match f.fault {
+            FaultSpec::Physical(PhysicalFault::EStopPress) => {
+                self.active.retain(|a| a.id != i);
+                if !self.active.iter().any(|a| a.fault == PhysicalFault::EStopPress) {
+                    t.site.borrow_mut().inject(SimFault::EStopReleased);
+                }
+            }
+            FaultSpec::Device(d, fault) => {
+                if t.switches.get(d).fault() == Some(fault) {
+                    t.switches.get(d).clear();
+                }
+            }
+            FaultSpec::Physical(_) => {
+                if self.active.iter().any(|a| a.id == i) {
+                    self.active.retain(|a| a.id != i);
+                    // `Clear` clears every physical fault: re-inject the others.
+                    let mut s = t.site.borrow_mut();
+                    s.inject(SimFault::Clear);
+                    for a in &self.active {
+                        s.inject(sim_fault(a.fault));
+                    }
+                }
+            }
+            FaultSpec::GatewayCrash { .. } | FaultSpec::OperatorAway => {}
+        }
+    }
+
+    /// Whether a crashed gateway restarts at `now` (true once per crash).
+    fn restart_due(&mut self, now: Millis) -> bool {
+        if self.down_until.is_some_and(|t| now >= t) {
+            self.down_until = None;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 /// Run the site as fast as possible with the fault plan of `opts` and report.
 ///
 /// # Errors
@@ -378,7 +527,6 @@ pub fn run_timeline(
 ///
 /// # Errors
 /// [`HarnessError`] when the site, the controller or the step is invalid.
-#[allow(clippy::too_many_lines)] // one loop that reads top to bottom like the cycle it simulates
 pub fn run_with_hook(
     opts: &RunOptions,
     timeline: &[TimedFault],
@@ -400,34 +548,11 @@ pub fn run_with_hook(
     let mut saved = MemoryStore::default();
     let mut last_state = State::Boot;
     let waker = Waker::from(Arc::new(NoopWake));
-    let days = u32::try_from(opts.duration.get().div_ceil(86_400_000)).unwrap_or(u32::MAX);
-    let legacy = schedule(opts.faults, days, opts.seed);
-    let mut next_legacy = 0usize;
-    // Start and stop actions, time-ordered.
-    let mut actions: Vec<(Millis, Action)> = Vec::with_capacity(timeline.len() * 2);
-    for (i, f) in timeline.iter().enumerate() {
-        actions.push((f.at, Action::Start(i)));
-        if let Some(d) = f.for_ {
-            actions.push((f.at.plus(d), Action::Stop(i)));
-        }
-    }
-    actions.sort_by_key(|a| a.0);
-    let mut next_action = 0usize;
-    let mut active: Vec<Active> = Vec::new();
-    let mut down_until: Option<Millis> = None;
+    let mut faults = FaultState::new(opts, timeline);
     // When a set-point or settings write last reached the inverter (the simulator's counters).
     let mut last_write = Millis::ZERO;
     let mut writes_seen = 0u64;
-    let mut trackers: Vec<ExpectTracker> = expects
-        .iter()
-        .map(|x| ExpectTracker {
-            x: x.clone(),
-            met_at: None,
-            failed: None,
-            trip_seen: false,
-            event_seen: false,
-        })
-        .collect();
+    let mut trackers: Vec<ExpectTracker> = expects.iter().map(ExpectTracker::new).collect();
     let mut cycle_hook = HarnessHook {
         opts,
         site: &site,
@@ -443,92 +568,20 @@ pub fn run_with_hook(
     let started = Instant::now();
     while now < opts.duration {
         switches.set_now(now);
-        let stats = &mut cycle_hook.stats;
-        while let Some(s) = legacy.get(next_legacy).filter(|s| s.at <= now) {
-            site.borrow_mut().inject(s.fault);
-            stats.faults_injected += 1;
-            next_legacy += 1;
-        }
-        while let Some(&(_, action)) = actions.get(next_action).filter(|a| a.0 <= now) {
-            next_action += 1;
-            match action {
-                Action::Start(i) => {
-                    let Some(f) = timeline.get(i) else { continue };
-                    stats.faults_injected += 1;
-                    *stats.faults_by_kind.entry(f.fault.kind_name().to_owned()).or_default() += 1;
-                    match f.fault {
-                        FaultSpec::Physical(p) => {
-                            let fault = match p {
-                                PhysicalFault::SensorDropout(signal) => SimFault::SensorDropout {
-                                    signal,
-                                    for_: f.for_.unwrap_or(Millis::new(1_000)),
-                                },
-                                other => sim_fault(other),
-                            };
-                            site.borrow_mut().inject(fault);
-                            if !matches!(p, PhysicalFault::SensorDropout(_) | PhysicalFault::EStopRelease) {
-                                active.push(Active { id: i, fault: p });
-                            }
-                            if p == PhysicalFault::EStopRelease {
-                                active.retain(|a| a.fault != PhysicalFault::EStopPress);
-                            }
-                        }
-                        // Device faults act in the `Faulty` wrappers, reads and writes alike.
-                        FaultSpec::Device(d, fault) => switches.get(d).set(fault),
-                        FaultSpec::GatewayCrash { down } => {
-                            if down_until.is_none() {
-                                down_until = Some(now.plus(down));
-                                stats.gateway_restarts += 1;
-                                stats.was_down = true;
-                                // The process dies: controller and device layer are gone without
-                                // a release; the inverter's own revert timer is the fallback.
-                                // Only what was persisted survives.
-                                if let Some(rt) = runtime.take() {
-                                    saved = rt.into_parts().2;
-                                }
-                            }
-                        }
-                        FaultSpec::OperatorAway => {
-                            let until = now.plus(f.for_.unwrap_or(Millis::ZERO));
-                            let op = &mut cycle_hook.operator;
-                            op.away_until = Some(op.away_until.map_or(until, |u| u.max(until)));
-                        }
-                    }
-                }
-                Action::Stop(i) => {
-                    let Some(f) = timeline.get(i) else { continue };
-                    match f.fault {
-                        FaultSpec::Physical(PhysicalFault::EStopPress) => {
-                            active.retain(|a| a.id != i);
-                            if !active.iter().any(|a| a.fault == PhysicalFault::EStopPress) {
-                                site.borrow_mut().inject(SimFault::EStopReleased);
-                            }
-                        }
-                        FaultSpec::Device(d, fault) => {
-                            if switches.get(d).fault() == Some(fault) {
-                                switches.get(d).clear();
-                            }
-                        }
-                        FaultSpec::Physical(_) => {
-                            if active.iter().any(|a| a.id == i) {
-                                active.retain(|a| a.id != i);
-                                // `Clear` clears every physical fault: re-inject the others.
-                                let mut s = site.borrow_mut();
-                                s.inject(SimFault::Clear);
-                                for a in &active {
-                                    s.inject(sim_fault(a.fault));
-                                }
-                            }
-                        }
-                        FaultSpec::GatewayCrash { .. } | FaultSpec::OperatorAway => {}
-                    }
-                }
-            }
-        }
+        faults.apply_due(
+            now,
+            &mut Targets {
+                site: &site,
+                switches: &switches,
+                stats: &mut cycle_hook.stats,
+                operator: &mut cycle_hook.operator,
+                runtime: &mut runtime,
+                saved: &mut saved,
+            },
+        );
         // The gateway restarts: a new process restores the controller from the persisted state
         // and builds a new device layer on the same hardware.
-        if down_until.is_some_and(|t| now >= t) {
-            down_until = None;
+        if faults.restart_due(now) {
             let mut store = std::mem::take(&mut saved);
             let controller = match store.load().ok().flatten() {
                 Some(p) => Controller::restore(opts.controller.clone(), &p)?,

@@ -297,6 +297,7 @@ impl Report {
         #[allow(clippy::cast_precision_loss)]
         let simulated_seconds = simulated.get() as f64 / 1000.0;
         let wall_seconds = wall.as_secs_f64();
+        // The same: milliseconds in a state, exact below 2^53.
         #[allow(clippy::cast_precision_loss)]
         let time_in_state_s =
             stats.time_in_state_ms.iter().map(|(k, v)| (k.clone(), *v as f64 / 1000.0)).collect();
@@ -343,6 +344,9 @@ impl Report {
     }
 
     /// The report as pretty JSON.
+    ///
+    /// # Errors
+    /// The `serde_json` error should serialization fail (it does not for these field types).
     pub fn to_json(&self) -> Result<String, serde_json::Error> {
         serde_json::to_string_pretty(self)
     }

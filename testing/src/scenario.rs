@@ -624,62 +624,68 @@ fn parse_fault(cx: &Ctx<'_>, i: usize, f: &RawFault) -> Result<TimedFault, Scena
             }
             Ok(FaultSpec::OperatorAway)
         }
-        kind => {
-            let fault = match kind {
-                "comm_loss" => DeviceFault::CommLoss,
-                "timeout" => DeviceFault::Timeout,
-                "frozen" => DeviceFault::Frozen,
-                "garbage" => DeviceFault::Garbage,
-                "out_of_range" => DeviceFault::OutOfRange,
-                "spike" => DeviceFault::Spike,
-                "stuck" => {
-                    let name = f.field.as_deref().unwrap_or("primary");
-                    DeviceFault::Stuck(Field::from_name(name).ok_or_else(|| {
-                        cx.err(&field("field"), format_args!("'{name}' is not one of {}", one_of(&Field::ALL, |f| f.name().to_owned())))
-                    })?)
-                }
-                "ignore_commands" => DeviceFault::IgnoreCommands,
-                "delay" => {
-                    let d = f.delay.as_ref().ok_or_else(|| cx.err(&field("delay"), "is required for kind 'delay'"))?;
-                    DeviceFault::Delay(cx.duration(&field("delay"), d)?)
-                }
-                "relay_weld" => DeviceFault::RelayWeld,
-                other => {
-                    return Err(cx.err(
-                        &field("kind"),
-                        format_args!(
-                            "'{other}' is not one of estop, estop_release, cell_heating, cell_runaway, bms_alarm, \
-                             inverter_fault, sensor_dropout, cell_imbalance, contactor_weld, contactor_stuck_open, \
-                             precharge_resistor_open, inverter_ignores_setpoint, inverter_delay, gateway_crash, \
-                             operator_away, comm_loss, timeout, frozen, garbage, out_of_range, spike, stuck, \
-                             ignore_commands, delay, relay_weld"
-                        ),
-                    ))
-                }
-            };
-            let name = f
-                .device
-                .as_deref()
-                .ok_or_else(|| cx.err(&field("device"), format_args!("is required for kind '{kind}'")))?;
-            let device = DeviceId::from_name(name).ok_or_else(|| {
-                cx.err(
-                    &field("device"),
-                    format_args!(
-                        "'{name}' is not one of {}",
-                        one_of(&DeviceId::ALL, |d| d.name().to_owned())
-                    ),
-                )
-            })?;
-            if fault == DeviceFault::RelayWeld && !device.is_relay() {
-                return Err(cx.err(
-                    &field("device"),
-                    format_args!("'{name}' is not a relay (relay_weld needs precharge_relay or main_relay)"),
-                ));
-            }
-            Ok(FaultSpec::Device(device, fault))
-        }
+        kind => parse_device_fault(cx, i, f, kind),
     }?;
     Ok(TimedFault { at, for_, fault })
+}
+
+/// A device fault (`comm_loss`, `stuck`, `relay_weld`, ...) on the device named by `device`;
+/// an unknown kind is refused here with the list of every kind.
+fn parse_device_fault(cx: &Ctx<'_>, i: usize, f: &RawFault, kind: &str) -> Result<FaultSpec, ScenarioError> {
+    let field = |name: &str| format!("fault[{i}].{name}");
+    let fault = match kind {
+        "comm_loss" => DeviceFault::CommLoss,
+        "timeout" => DeviceFault::Timeout,
+        "frozen" => DeviceFault::Frozen,
+        "garbage" => DeviceFault::Garbage,
+        "out_of_range" => DeviceFault::OutOfRange,
+        "spike" => DeviceFault::Spike,
+        "stuck" => {
+            let name = f.field.as_deref().unwrap_or("primary");
+            DeviceFault::Stuck(Field::from_name(name).ok_or_else(|| {
+                cx.err(
+                    &field("field"),
+                    format_args!("'{name}' is not one of {}", one_of(&Field::ALL, |f| f.name().to_owned())),
+                )
+            })?)
+        }
+        "ignore_commands" => DeviceFault::IgnoreCommands,
+        "delay" => {
+            let d =
+                f.delay.as_ref().ok_or_else(|| cx.err(&field("delay"), "is required for kind 'delay'"))?;
+            DeviceFault::Delay(cx.duration(&field("delay"), d)?)
+        }
+        "relay_weld" => DeviceFault::RelayWeld,
+        other => {
+            return Err(cx.err(
+                &field("kind"),
+                format_args!(
+                    "'{other}' is not one of estop, estop_release, cell_heating, cell_runaway, bms_alarm, \
+                     inverter_fault, sensor_dropout, cell_imbalance, contactor_weld, contactor_stuck_open, \
+                     precharge_resistor_open, inverter_ignores_setpoint, inverter_delay, gateway_crash, \
+                     operator_away, comm_loss, timeout, frozen, garbage, out_of_range, spike, stuck, \
+                     ignore_commands, delay, relay_weld"
+                ),
+            ))
+        }
+    };
+    let name = f
+        .device
+        .as_deref()
+        .ok_or_else(|| cx.err(&field("device"), format_args!("is required for kind '{kind}'")))?;
+    let device = DeviceId::from_name(name).ok_or_else(|| {
+        cx.err(
+            &field("device"),
+            format_args!("'{name}' is not one of {}", one_of(&DeviceId::ALL, |d| d.name().to_owned())),
+        )
+    })?;
+    if fault == DeviceFault::RelayWeld && !device.is_relay() {
+        return Err(cx.err(
+            &field("device"),
+            format_args!("'{name}' is not a relay (relay_weld needs precharge_relay or main_relay)"),
+        ));
+    }
+    Ok(FaultSpec::Device(device, fault))
 }
 
 fn parse_expect(

@@ -133,6 +133,12 @@ pub type ModbusDeviceSet = ems_devices::io::DeviceSet<
 
 /// Connect a device set to a [`SunSpecSite`] served on `127.0.0.1:port` (discovers the SunSpec
 /// models of units 1 and 2; unit 3 is read with the shipped SDM630 profile).
+///
+/// # Errors
+/// [`SunSpecSiteError::Image`] when the inverter or battery discovery fails (server not
+/// reachable, models missing), [`SunSpecSiteError::Profile`] / [`SunSpecSiteError::MeterLayout`]
+/// when the shipped meter profile does not load, [`SunSpecSiteError::Devices`] when the device
+/// layer refuses the configuration.
 pub async fn connect_device_set(
     site: &SharedSite,
     port: u16,
@@ -397,6 +403,42 @@ pub struct SunSpecSite {
     encode_errors: u64,
 }
 
+/// The meter's register image, laid out by the shipped SDM630 profile, and where its values go.
+fn meter_image() -> Result<(MeterLayout, Arc<Mutex<MemoryRegisters>>), SunSpecSiteError> {
+    let profile = Profile::shipped(METER_PROFILE).ok_or(SunSpecSiteError::MeterLayout("not shipped"))??;
+    let reg = |s: Signal| profile.register(s).ok_or(SunSpecSiteError::MeterLayout("register missing"));
+    let meter_layout = MeterLayout {
+        voltage: reg(Signal::Voltage)?.address.0,
+        power: reg(Signal::ActivePower)?.address.0,
+        frequency: reg(Signal::Frequency)?.address.0,
+        word_order: reg(Signal::ActivePower)?.word_order,
+    };
+    let mut meter_regs = MemoryRegisters::default();
+    for r in ems_devices::modbus::profile::read_plan(&profile) {
+        for i in 0..r.count {
+            if let Some(a) = r.address.offset(i) {
+                let table = match r.kind {
+                    RegisterKind::Holding => &mut meter_regs.holding,
+                    RegisterKind::Input => &mut meter_regs.input,
+                };
+                table.insert(a.0, 0);
+            }
+        }
+    }
+    Ok((meter_layout, Arc::new(Mutex::new(meter_regs))))
+}
+
+/// The I/O module's image: the two relay coils (writable) and the input register.
+fn io_image() -> Arc<Mutex<MemoryRegisters>> {
+    let mut io = MemoryRegisters::default();
+    io.put(IO_PRECHARGE_COIL, &[0]);
+    io.put(IO_MAIN_COIL, &[0]);
+    io.allow_write(IO_PRECHARGE_COIL, 1);
+    io.allow_write(IO_MAIN_COIL, 1);
+    io.input.insert(IO_INPUTS, 0);
+    Arc::new(Mutex::new(io))
+}
+
 impl SunSpecSite {
     /// Lay out the three images for `site` and fill them from the simulator.
     ///
@@ -467,35 +509,8 @@ impl SunSpecSite {
             bat.model_address(CELL_TEMPERATURE_MODEL).and_then(|a| a.offset(2)).map_or(0, |a| a.0);
         let bat = SunSpecDevice::new(bat, &[(802, "AlmRst")])?;
 
-        let profile =
-            Profile::shipped(METER_PROFILE).ok_or(SunSpecSiteError::MeterLayout("not shipped"))??;
-        let reg = |s: Signal| profile.register(s).ok_or(SunSpecSiteError::MeterLayout("register missing"));
-        let meter_layout = MeterLayout {
-            voltage: reg(Signal::Voltage)?.address.0,
-            power: reg(Signal::ActivePower)?.address.0,
-            frequency: reg(Signal::Frequency)?.address.0,
-            word_order: reg(Signal::ActivePower)?.word_order,
-        };
-        let mut meter_regs = MemoryRegisters::default();
-        for r in ems_devices::modbus::profile::read_plan(&profile) {
-            for i in 0..r.count {
-                if let Some(a) = r.address.offset(i) {
-                    let table = match r.kind {
-                        RegisterKind::Holding => &mut meter_regs.holding,
-                        RegisterKind::Input => &mut meter_regs.input,
-                    };
-                    table.insert(a.0, 0);
-                }
-            }
-        }
-        let meter_image = Arc::new(Mutex::new(meter_regs));
-        let mut io = MemoryRegisters::default();
-        io.put(IO_PRECHARGE_COIL, &[0]);
-        io.put(IO_MAIN_COIL, &[0]);
-        io.allow_write(IO_PRECHARGE_COIL, 1);
-        io.allow_write(IO_MAIN_COIL, 1);
-        io.input.insert(IO_INPUTS, 0);
-        let io_image = Arc::new(Mutex::new(io));
+        let (meter_layout, meter_image) = meter_image()?;
+        let io_image = io_image();
 
         let shared = Arc::new(Shared {
             images: [

@@ -82,8 +82,8 @@ fn max_mean_import(samples: &[Sample], from: Millis, to: Millis) -> (f32, Millis
         if win.iter().any(|s| s.surplus < SURPLUS_MARGIN_W) {
             continue;
         }
-        #[allow(clippy::cast_precision_loss)]
-        let mean = win.iter().map(|s| s.grid.max(0.0)).sum::<f32>() / win.len() as f32;
+        let mean =
+            win.iter().map(|s| s.grid.max(0.0)).sum::<f32>() / f32::from(u16::try_from(win.len()).unwrap());
         worst.2 += 1;
         if mean > worst.0 {
             worst = (mean, last.at, worst.2);

@@ -2,6 +2,7 @@
 //! no-battery and self-consumption baselines, with the safety checks of the harness on. Short
 //! runs here; `EMS_ECONOMICS_DAYS` lengthens them (the full year is `ems-gateway simulate --days
 //! 365 --tariff FILE`, reported in docs/ECONOMICS.md).
+// Test code: a failed unwrap or panic is a failed test with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use ems_strategies::tariff::Tariff;

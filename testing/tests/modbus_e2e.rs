@@ -8,6 +8,7 @@
 //! the simulator is `Rc<RefCell<…>>`); the server is a task of the same runtime and answers
 //! while the client awaits. No real-time pacing: 1 s simulated steps as fast as the loopback
 //! round trips allow.
+// Test code: a failed unwrap or panic is a failed test with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::SocketAddr;
@@ -232,7 +233,7 @@ fn the_site_runs_end_to_end_over_modbus_and_the_lease_holds() {
         println!(
             "15 min over Modbus: {} requests ({:.1}/cycle), SOC {:.1} %, battery {:.0} W, set-point {:.0} W, wall {:?}",
             cycles_requests,
-            cycles_requests as f64 / 900.0,
+            f64::from(u32::try_from(cycles_requests).unwrap()) / 900.0,
             truth.soc.get(),
             truth.battery_power.get(),
             truth.inverter_setpoint.get(),

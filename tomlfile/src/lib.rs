@@ -408,7 +408,7 @@ mod tests {
 
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]
-    #[allow(dead_code)]
+    #[allow(dead_code)] // Fields are read by the deserializer only.
     struct Site {
         name: String,
         cycle_ms: Spanned<u64>,
@@ -416,7 +416,7 @@ mod tests {
 
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]
-    #[allow(dead_code)]
+    #[allow(dead_code)] // Fields are read by the deserializer only.
     struct Fault {
         at: String,
     }

@@ -1,4 +1,6 @@
 //! Shared test harness: the router over in-memory stores, a mock clock, a fake control loop.
+// Test code: a failed unwrap or panic is a failed test with its message; a helper that one
+// test binary does not call is dead code there.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
 
 use axum::body::Body;

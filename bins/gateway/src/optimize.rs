@@ -71,6 +71,7 @@ impl OptimizeArgs {
     /// # Errors
     /// A message naming the flag and the value.
     pub(crate) fn problem(&self) -> Result<Problem, String> {
+        // f64 to f32 has no `TryFrom`: out of range becomes ±inf and is refused by `try_new`.
         #[allow(clippy::cast_possible_truncation)]
         let capacity = self.capacity_wh as f32;
         let capacity_wh =

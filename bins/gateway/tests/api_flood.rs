@@ -11,6 +11,7 @@
 //!
 //! Timing figures (E-stop latency, cycle lateness p99, ...) are printed, not asserted: the
 //! machines that run the tests are noisy; the benchmark checks timing.
+// Test code: a failed unwrap or panic is a failed test with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
@@ -190,6 +191,7 @@ impl Histogram {
         if buckets.is_empty() {
             return None;
         }
+        // f64 to u64 has no `TryFrom`: a Prometheus counter, a whole number ≥ 0 written as a float.
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         let count = count as u64;
         Some(Self { buckets, count })
@@ -332,6 +334,193 @@ fn flood_thread(
     t
 }
 
+fn histogram_before(metrics: &str, name: &str) -> Histogram {
+    Histogram::parse(metrics, name).unwrap_or_else(|| panic!("{name} in /metrics before the flood"))
+}
+
+/// The flood threads, each sending its share of requests until `deadline`.
+fn start_flood(
+    addr: SocketAddr,
+    token: &str,
+    done: &Arc<AtomicUsize>,
+    deadline: Instant,
+) -> Vec<std::thread::JoinHandle<Tally>> {
+    (0..THREADS)
+        .map(|i| {
+            let (done, token) = (Arc::clone(done), token.to_owned());
+            std::thread::spawn(move || flood_thread(addr, &token, i, &done, deadline))
+        })
+        .collect()
+}
+
+/// The E-stop's answer during the flood: 200, STOPPED, with its `tookMs`.
+fn estop_answer(
+    estop: Result<(u16, String), Failure>,
+    latency: Duration,
+) -> (u16, String, serde_json::Value, Option<f64>) {
+    let (code, body) =
+        estop.unwrap_or_else(|e| panic!("the E-stop got no answer during the flood ({e}) after {latency:?}"));
+    assert_eq!(code, 200, "the E-stop during the flood: {code} {body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    assert_eq!(json["state"], "STOPPED", "{body}");
+    let took_ms = json["tookMs"].as_f64();
+    assert!(took_ms.is_some(), "tookMs in {body}");
+    (code, body, json, took_ms)
+}
+
+/// What `/metrics` says after the flood.
+struct After {
+    cycles: Histogram,
+    lateness: Histogram,
+    estop_to_zero: Histogram,
+    dropped: f64,
+    queue_depth: f64,
+    unauthenticated: f64,
+    codes: BTreeMap<String, u64>,
+    max_exposed: String,
+}
+
+impl After {
+    fn parse(metrics: &str) -> Self {
+        let histogram = |name: &str| {
+            Histogram::parse(metrics, name).unwrap_or_else(|| panic!("{name} in /metrics:\n{metrics}"))
+        };
+        let scalar = |name: &str| scalar(metrics, name).unwrap_or_else(|| panic!("{name} in /metrics"));
+        let codes = api_codes(metrics);
+        assert!(!codes.is_empty(), "ems_api_requests_total in /metrics:\n{metrics}");
+        let max_exposed = metrics.lines().find(|l| l.starts_with("ems_cycle_lateness_max_seconds "));
+        assert!(max_exposed.is_some(), "ems_cycle_lateness_max_seconds in /metrics:\n{metrics}");
+        Self {
+            cycles: histogram("ems_cycle_duration_seconds"),
+            lateness: histogram("ems_cycle_lateness_seconds"),
+            estop_to_zero: histogram("ems_estop_to_zero_seconds"),
+            dropped: scalar("ems_audit_dropped_total"),
+            queue_depth: scalar("ems_audit_queue_depth"),
+            unauthenticated: scalar("ems_api_unauthenticated_total"),
+            codes,
+            max_exposed: max_exposed.unwrap_or("-").to_owned(),
+        }
+    }
+}
+
+impl Tally {
+    /// Answers to requests without a valid token (anonymous and garbage ones).
+    fn anonymous(&self) -> u64 {
+        self.codes
+            .iter()
+            .filter(|(k, _)| k.starts_with("anonymous") || k.starts_with("garbage"))
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
+/// Idle connections held open against the server: connected, nothing sent.
+struct Idle {
+    conns: Vec<TcpStream>,
+    started: Instant,
+    /// How many, how fast, and the connect errors, for the summary.
+    summary: String,
+}
+
+impl Idle {
+    fn open(addr: SocketAddr) -> Self {
+        let fd_limit = open_files_limit();
+        let idle_target = fd_limit.map_or(IDLE_WANTED, |l| IDLE_WANTED.min(l.saturating_sub(100)));
+        let started = Instant::now();
+        let mut idle: Vec<TcpStream> = Vec::with_capacity(idle_target);
+        let mut idle_errors: BTreeMap<String, u64> = BTreeMap::new();
+        let mut consecutive_errors = 0;
+        // Connects slower than 100 ms (a SYN the listener's full backlog dropped is retried after
+        // about a second), and the slowest.
+        let (mut idle_slow, mut idle_slowest) = (0, Duration::ZERO);
+        while idle.len() < idle_target && consecutive_errors < 5 {
+            let t = Instant::now();
+            let connected = TcpStream::connect_timeout(&addr, Duration::from_secs(5));
+            idle_slowest = idle_slowest.max(t.elapsed());
+            idle_slow += usize::from(t.elapsed() > Duration::from_millis(100));
+            match connected {
+                Ok(s) => {
+                    consecutive_errors = 0;
+                    idle.push(s);
+                }
+                Err(e) => {
+                    consecutive_errors += 1;
+                    let key = match e.raw_os_error() {
+                        Some(24) => "EMFILE (too many open files)".to_owned(),
+                        _ => class("connect", &e),
+                    };
+                    *idle_errors.entry(key).or_insert(0) += 1;
+                }
+            }
+        }
+        let idle_open_took = started.elapsed();
+        println!(
+            "idle connections: {} of {IDLE_WANTED} wanted (target {idle_target}, open-files limit {fd_limit:?}) in {idle_open_took:?} ({idle_slow} connects over 100 ms, slowest {idle_slowest:?}); connect errors {idle_errors:?}",
+            idle.len()
+        );
+        let summary = format!("open-files soft limit {fd_limit:?}; errors {idle_errors:?}; opened in {idle_open_took:?}, {idle_slow} connects over 100 ms, slowest {idle_slowest:?}");
+        Self { conns: idle, started, summary }
+    }
+
+    /// Which idle connections the server closed (evicted at the limit, or the header-read
+    /// timeout): a read sees the end (or a reset) instead of "would block". Returns (closed,
+    /// still open, held).
+    fn close(&mut self) -> (usize, usize, usize) {
+        let mut idle_closed = 0;
+        let mut idle_open = 0;
+        let held = self.conns.len();
+        for mut s in self.conns.drain(..) {
+            s.set_nonblocking(true).unwrap();
+            let mut b = [0u8; 1];
+            match s.read(&mut b) {
+                Err(e) if e.kind() == ErrorKind::WouldBlock => idle_open += 1,
+                _ => idle_closed += 1,
+            }
+        }
+        (idle_closed, idle_open, held)
+    }
+}
+
+/// The flood threads' tallies summed, and how many threads panicked.
+fn join_flood(threads: Vec<std::thread::JoinHandle<Tally>>) -> (Tally, usize) {
+    let mut tally = Tally::default();
+    let mut panicked = 0;
+    for t in threads {
+        match t.join() {
+            Ok(one) => {
+                for (k, n) in one.codes {
+                    *tally.codes.entry(k).or_insert(0) += n;
+                }
+                tally.slowest = tally.slowest.max(one.slowest);
+                tally.not_sent += one.not_sent;
+            }
+            Err(_) => panicked += 1,
+        }
+    }
+    (tally, panicked)
+}
+
+/// The audit rows after `seq_before`, counted by action, outcome and actor.
+fn audit_since(db_path: &Path, seq_before: u64) -> BTreeMap<String, u64> {
+    let db = ems_api::db::Db::open(db_path).unwrap();
+    let mut by_action: BTreeMap<String, u64> = BTreeMap::new();
+    for e in ems_api::ports::AuditSink::recent(&db, 1_000_000).unwrap() {
+        if e.seq > seq_before {
+            *by_action.entry(format!("{} [{:?}] by {}", e.action, e.outcome, e.actor)).or_insert(0) += 1;
+        }
+    }
+    by_action
+}
+
+fn print_files(dir: &Path) {
+    println!(
+        "files                         ems.db {}, ems.db-wal {}, ems.db-shm {}",
+        file_size(&dir.join("ems.db")),
+        file_size(&dir.join("ems.db-wal")),
+        file_size(&dir.join("ems.db-shm"))
+    );
+}
+
 #[test]
 fn flooding_the_api_neither_blocks_the_estop_nor_the_cycle_nor_fills_the_audit_log() {
     let test_start = Instant::now();
@@ -349,57 +538,17 @@ fn flooding_the_api_neither_blocks_the_estop_nor_the_cycle_nor_fills_the_audit_l
     let metrics_before = get_ok(&g, addr, "/metrics", Duration::from_secs(15));
     let window_started = Instant::now();
     let estop_count_before = Histogram::parse(&metrics_before, "ems_estop_to_zero_seconds").map(|h| h.count);
-    let cycles_before = Histogram::parse(&metrics_before, "ems_cycle_duration_seconds")
-        .expect("ems_cycle_duration_seconds in /metrics before the flood");
-    let lateness_before = Histogram::parse(&metrics_before, "ems_cycle_lateness_seconds")
-        .expect("ems_cycle_lateness_seconds in /metrics before the flood");
+    let cycles_before = histogram_before(&metrics_before, "ems_cycle_duration_seconds");
+    let lateness_before = histogram_before(&metrics_before, "ems_cycle_lateness_seconds");
 
     // 3. Idle connections: connect, send nothing, keep them.
-    let fd_limit = open_files_limit();
-    let idle_target = fd_limit.map_or(IDLE_WANTED, |l| IDLE_WANTED.min(l.saturating_sub(100)));
-    let idle_started = Instant::now();
-    let mut idle: Vec<TcpStream> = Vec::with_capacity(idle_target);
-    let mut idle_errors: BTreeMap<String, u64> = BTreeMap::new();
-    let mut consecutive_errors = 0;
-    // Connects slower than 100 ms (a SYN the listener's full backlog dropped is retried after
-    // about a second), and the slowest.
-    let (mut idle_slow, mut idle_slowest) = (0, Duration::ZERO);
-    while idle.len() < idle_target && consecutive_errors < 5 {
-        let t = Instant::now();
-        let connected = TcpStream::connect_timeout(&addr, Duration::from_secs(5));
-        idle_slowest = idle_slowest.max(t.elapsed());
-        idle_slow += usize::from(t.elapsed() > Duration::from_millis(100));
-        match connected {
-            Ok(s) => {
-                consecutive_errors = 0;
-                idle.push(s);
-            }
-            Err(e) => {
-                consecutive_errors += 1;
-                let key = match e.raw_os_error() {
-                    Some(24) => "EMFILE (too many open files)".to_owned(),
-                    _ => class("connect", &e),
-                };
-                *idle_errors.entry(key).or_insert(0) += 1;
-            }
-        }
-    }
-    let idle_open_took = idle_started.elapsed();
-    println!(
-        "idle connections: {} of {IDLE_WANTED} wanted (target {idle_target}, open-files limit {fd_limit:?}) in {idle_open_took:?} ({idle_slow} connects over 100 ms, slowest {idle_slowest:?}); connect errors {idle_errors:?}",
-        idle.len()
-    );
+    let mut idle = Idle::open(addr);
 
     // 4. The flood.
     let done = Arc::new(AtomicUsize::new(0));
     let flood_started = Instant::now();
     let deadline = flood_started + FLOOD_BUDGET;
-    let threads: Vec<_> = (0..THREADS)
-        .map(|i| {
-            let (done, token) = (done.clone(), g.token.clone());
-            std::thread::spawn(move || flood_thread(addr, &token, i, &done, deadline))
-        })
-        .collect();
+    let threads = start_flood(addr, &g.token, &done, deadline);
 
     // 5. The E-stop while the flood runs (after a tenth of it, so the server is busy and at
     // its connection limit with our idle connections).
@@ -408,79 +557,34 @@ fn flooding_the_api_neither_blocks_the_estop_nor_the_cycle_nor_fills_the_audit_l
         std::thread::sleep(Duration::from_millis(5));
     }
     let done_at_estop = done.load(Ordering::Relaxed);
-    let since_idle = idle_started.elapsed();
+    let since_idle = idle.started.elapsed();
     let pressed = Instant::now();
     let estop = request(addr, "POST", "/api/v1/emergency-stop", Some(&g.token), None);
     let estop_latency = pressed.elapsed();
     let flood_running_at_estop = threads.iter().any(|t| !t.is_finished());
 
     // Join the flood before asserting, so no thread outlives a failure.
-    let mut tally = Tally::default();
-    let mut panicked = 0;
-    for t in threads {
-        match t.join() {
-            Ok(one) => {
-                for (k, n) in one.codes {
-                    *tally.codes.entry(k).or_insert(0) += n;
-                }
-                tally.slowest = tally.slowest.max(one.slowest);
-                tally.not_sent += one.not_sent;
-            }
-            Err(_) => panicked += 1,
-        }
-    }
+    let (tally, panicked) = join_flood(threads);
     let flood_took = flood_started.elapsed();
     assert_eq!(panicked, 0, "a flood thread panicked");
 
-    let (estop_code, estop_body) = estop.unwrap_or_else(|e| {
-        panic!("the E-stop got no answer during the flood ({e}) after {estop_latency:?}")
-    });
-    assert_eq!(estop_code, 200, "the E-stop during the flood: {estop_code} {estop_body}");
-    let estop_json: serde_json::Value = serde_json::from_str(&estop_body).unwrap_or_default();
-    assert_eq!(estop_json["state"], "STOPPED", "{estop_body}");
-    let took_ms = estop_json["tookMs"].as_f64();
-    assert!(took_ms.is_some(), "tookMs in {estop_body}");
+    let (estop_code, estop_body, estop_json, took_ms) = estop_answer(estop, estop_latency);
     println!(
         "E-stop: {estop_code} {estop_body} in {estop_latency:?} (pressed after {done_at_estop} flood answers, {since_idle:?} after the idle connections began; flood still running: {flood_running_at_estop})"
     );
 
-    // Which idle connections the server closed (evicted at the limit, or the header-read
-    // timeout): a read sees the end (or a reset) instead of "would block".
-    let mut idle_closed = 0;
-    let mut idle_open = 0;
-    for s in &mut idle {
-        s.set_nonblocking(true).unwrap();
-        let mut b = [0u8; 1];
-        match s.read(&mut b) {
-            Err(e) if e.kind() == ErrorKind::WouldBlock => idle_open += 1,
-            _ => idle_closed += 1,
-        }
-    }
-    let idle_held = idle.len();
-    drop(idle);
+    let (idle_closed, idle_open, idle_held) = idle.close();
 
     // 6. Metrics after the flood.
     let metrics = get_ok(&g, addr, "/metrics", Duration::from_secs(20));
     let window = window_started.elapsed();
-    let cycles = Histogram::parse(&metrics, "ems_cycle_duration_seconds")
-        .expect("ems_cycle_duration_seconds in /metrics");
-    let lateness = Histogram::parse(&metrics, "ems_cycle_lateness_seconds")
-        .expect("ems_cycle_lateness_seconds in /metrics");
-    let estop_to_zero = Histogram::parse(&metrics, "ems_estop_to_zero_seconds")
-        .expect("ems_estop_to_zero_seconds in /metrics");
+    let After { cycles, lateness, estop_to_zero, dropped, queue_depth, unauthenticated, codes, max_exposed } =
+        After::parse(&metrics);
     assert_eq!(
         estop_to_zero.count,
         estop_count_before.unwrap_or(0) + 1,
         "one press, one fast path (counted once):\n{metrics}"
     );
-    let dropped = scalar(&metrics, "ems_audit_dropped_total").expect("ems_audit_dropped_total");
-    let queue_depth = scalar(&metrics, "ems_audit_queue_depth").expect("ems_audit_queue_depth");
-    let unauthenticated =
-        scalar(&metrics, "ems_api_unauthenticated_total").expect("ems_api_unauthenticated_total");
-    let codes = api_codes(&metrics);
-    assert!(!codes.is_empty(), "ems_api_requests_total in /metrics:\n{metrics}");
-    let max_exposed = metrics.lines().find(|l| l.starts_with("ems_cycle_lateness_max_seconds "));
-    assert!(max_exposed.is_some(), "ems_cycle_lateness_max_seconds in /metrics:\n{metrics}");
     let during = lateness.since(&lateness_before);
     let cycles_during = cycles.since(&cycles_before);
     assert!(
@@ -493,30 +597,14 @@ fn flooding_the_api_neither_blocks_the_estop_nor_the_cycle_nor_fills_the_audit_l
     // 7. The audit log after, once the writer has caught up.
     let (rows_after, _) = audit_rows_settled(&db_path, Duration::from_secs(15));
     let added = rows_after.saturating_sub(rows_before);
-    let new_rows = {
-        let db = ems_api::db::Db::open(&db_path).unwrap();
-        let mut by_action: BTreeMap<String, u64> = BTreeMap::new();
-        for e in ems_api::ports::AuditSink::recent(&db, 1_000_000).unwrap() {
-            if e.seq > seq_before {
-                *by_action.entry(format!("{} [{:?}] by {}", e.action, e.outcome, e.actor)).or_insert(0) += 1;
-            }
-        }
-        by_action
-    };
-    let wal = dir.path().join("ems.db-wal");
-    let shm = dir.path().join("ems.db-shm");
+    let new_rows = audit_since(&db_path, seq_before);
 
     // 8. The summary.
-    let anonymous: u64 = tally
-        .codes
-        .iter()
-        .filter(|(k, _)| k.starts_with("anonymous") || k.starts_with("garbage"))
-        .map(|(_, n)| n)
-        .sum();
+    let anonymous = tally.anonymous();
     let window_s = window.as_secs_f64();
     println!("==================== api_flood summary ====================");
     println!("RUNNING after                 {running_after:?}");
-    println!("idle connections held         {idle_held} of {IDLE_WANTED} (open-files soft limit {fd_limit:?}; errors {idle_errors:?}; opened in {idle_open_took:?}, {idle_slow} connects over 100 ms, slowest {idle_slowest:?})");
+    println!("idle connections held         {idle_held} of {IDLE_WANTED} ({})", idle.summary);
     println!("idle closed by the server     {idle_closed} (still open {idle_open}) when the flood ended");
     println!(
         "flood                         {} threads, {} requests sent ({} not sent: budget), took {flood_took:?}, slowest answer {:?}",
@@ -546,15 +634,14 @@ fn flooding_the_api_neither_blocks_the_estop_nor_the_cycle_nor_fills_the_audit_l
         cycles.count,
         cycles_during.count,
         {
-            #[allow(clippy::cast_precision_loss)]
-            let n = cycles_during.count as f64;
+            let n = f64::from(u32::try_from(cycles_during.count).unwrap());
             n / window_s.max(0.001)
         }
     );
     println!("lateness p99 (whole run)      {} over {} cycles", show_bound(lateness.p99()), lateness.count);
     println!("lateness p99 (window)         {} over {} cycles", show_bound(during.p99()), during.count);
     println!("lateness buckets (window)     {:?}", during.buckets);
-    println!("lateness max                  {}", max_exposed.unwrap_or("-"));
+    println!("lateness max                  {}", max_exposed);
     println!("cycle duration p99 (run)      {} over {} cycles", show_bound(cycles.p99()), cycles.count);
     println!("cycle duration p99 (window)   {}", show_bound(cycles_during.p99()));
     println!("ems_audit_dropped_total       {dropped}");
@@ -565,12 +652,7 @@ fn flooding_the_api_neither_blocks_the_estop_nor_the_cycle_nor_fills_the_audit_l
     for (k, n) in &new_rows {
         println!("  new audit rows: {n:>4} × {k}");
     }
-    println!(
-        "files                         ems.db {}, ems.db-wal {}, ems.db-shm {}",
-        file_size(&db_path),
-        file_size(&wal),
-        file_size(&shm)
-    );
+    print_files(dir.path());
     println!("test took                     {:?}", test_start.elapsed());
     println!("===========================================================");
 

@@ -3,6 +3,7 @@
 //! requests: the OpenAPI document without a token, telemetry and safety with it, a control mode,
 //! a refused state request (409), the software E-stop (STOPPED, zero power) and the reset with a
 //! reason back to IDLE, then start to RUNNING.
+// Test code: a failed unwrap or panic is a failed test with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{Read, Write};

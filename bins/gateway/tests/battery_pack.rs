@@ -2,6 +2,7 @@
 //! pack of that voltage over Modbus — a 400 V NMC pack (112 cells in series) and a 48 V LFP pack
 //! (16 cells) each charge and discharge at the manual set-point — and `check-config` prints the
 //! effective limits with where each came from.
+// Test code: a failed unwrap or panic is a failed test with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::Read;

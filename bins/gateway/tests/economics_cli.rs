@@ -1,4 +1,5 @@
 //! `ems-gateway simulate --tariff FILE`: the economics report of issue #5 from the command line.
+// Test code: a failed unwrap or panic is a failed test with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::process::{Command, Output, Stdio};

@@ -9,6 +9,7 @@
 //! over TCP. The run: start → pre-charge → RUNNING discharging at the manual set-point; E-stop
 //! pressed on the I/O module → zero power, contactors open, STOPPED; end of `--duration` →
 //! graceful shutdown, STOPPED persisted, the inverter's own settings restored.
+// Test code: a failed unwrap or panic is a failed test with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::Read;

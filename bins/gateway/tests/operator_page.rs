@@ -6,6 +6,7 @@
 //! Needs Debian's `chromium` and `chromium-driver`: `scripts/test` installs them and sets
 //! `EMS_CHROMEDRIVER` (and `EMS_CHROMIUM`); without it plain `cargo test` skips this test and
 //! says so.
+// Test code: a failed unwrap or panic is a failed test with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;

@@ -1,6 +1,7 @@
 //! `ems-gateway optimize` end to end: the JSON interface of issue #5 on the example day (real
 //! SMARD prices with negative hours, BDEW load, TMY3 PV), and errors naming line and column or
 //! the flag and value.
+// Test code: a failed unwrap or panic is a failed test with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::process::{Command, Output, Stdio};

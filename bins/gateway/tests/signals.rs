@@ -6,6 +6,7 @@
 //!   Ctrl-C and checked the contactor feedback 16 ms after the open command);
 //! - a second signal forces zero power and open contactors at once;
 //! - `kill -9`, then a restart: the audit log records "unclean shutdown detected".
+// Test code: a failed unwrap or panic is a failed test with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "support/loopback.rs"]

@@ -166,6 +166,7 @@ impl LoadForecaster {
         if let Some(p) = self.profile.slot_mut(day, slot) {
             let old = f64::from(p.get());
             let new = old + alpha * (f64::from(mean.get().max(0.0)) - old);
+            // f64 to f32 has no `From`: a blend of two f32 powers lies between them.
             #[allow(clippy::cast_possible_truncation)]
             let new = new as f32;
             *p = Watts::saturating(new);
@@ -196,9 +197,10 @@ impl LoadForecaster {
                         f64::from(self.profile.get(d, s).get())
                     })
                     .collect();
-                    let n = samples.len().max(1);
-                    #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
-                    let mean = (samples.iter().sum::<f64>() / n as f64) as f32;
+                    let n = f64::from(u32::try_from(samples.len().max(1)).unwrap_or(u32::MAX));
+                    // f64 to f32 has no `From`: a mean of f32 powers lies among them.
+                    #[allow(clippy::cast_possible_truncation)]
+                    let mean = (samples.iter().sum::<f64>() / n) as f32;
                     Watts::saturating(mean)
                 }
             })

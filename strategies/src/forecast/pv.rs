@@ -142,6 +142,7 @@ fn mean_over(start: Timestamp, step: SignedDuration, f: impl Fn(Timestamp) -> f6
             count += 1.0;
         }
     }
+    // f64 to f32 has no `From`: a mean of finite PV powers is far inside f32, and `saturating` bounds it.
     #[allow(clippy::cast_possible_truncation)]
     let mean = if count > 0.0 { (sum / count) as f32 } else { 0.0 };
     Watts::saturating(mean)
@@ -342,6 +343,7 @@ impl PvForecaster {
             .map(|t| {
                 let mid = t.checked_add(step / 2).unwrap_or(t);
                 let clear = self.system.clear_sky_mean(t, step);
+                // f64 to f32 has no `From`: the correction ratio is bounded to a few units.
                 #[allow(clippy::cast_possible_truncation)]
                 let ratio = self.ratio_at(mid) as f32;
                 clear.scale(ratio)

@@ -286,6 +286,7 @@ pub(crate) fn pv_lines_with(cfg: PvCorrection) -> Result<Vec<Line>, String> {
     let mut daylight = Vec::new();
     // Day 0 only feeds the forecaster (there is nothing to forecast it from).
     for h in 0..24 {
+        // f64 to f32 has no `From`: measured PV powers in W, far inside f32.
         #[allow(clippy::cast_possible_truncation)]
         fc.observe(start_of(h)?, hour, Watts::saturating(actual.get(h).copied().unwrap_or(0.0) as f32));
     }
@@ -308,6 +309,7 @@ pub(crate) fn pv_lines_with(cfg: PvCorrection) -> Result<Vec<Line>, String> {
         // The day's measurements arrive after the forecast was made.
         for k in 0..24 {
             let h = first + k;
+            // f64 to f32 has no `From`: measured PV powers in W, far inside f32.
             #[allow(clippy::cast_possible_truncation)]
             fc.observe(start_of(h)?, hour, Watts::saturating(actual.get(h).copied().unwrap_or(0.0) as f32));
         }
@@ -349,6 +351,7 @@ pub(crate) fn load_lines() -> Result<Vec<Line>, String> {
     let bdew = read_bdew(&read(BDEW_PATH)?)?;
     let tz = TimeZone::get("Europe/Berlin").map_err(|e| e.to_string())?;
     let cal = holidays_de_2018();
+    // f64 to f32 has no `From`: a household's mean load in W.
     #[allow(clippy::cast_possible_truncation)]
     let mean_w = (LOAD_KWH_PER_YEAR * 1000.0 / 8760.0) as f32;
     let default = LoadProfile::flat(96, Watts::saturating(mean_w)).map_err(|e| e.to_string())?;
@@ -381,6 +384,7 @@ pub(crate) fn load_lines() -> Result<Vec<Line>, String> {
             let ti = t0
                 .checked_add(quarter.checked_mul(i32::try_from(k).unwrap_or(0)).unwrap_or(quarter))
                 .map_err(|e| e.to_string())?;
+            // f64 to f32 has no `From`: a measured load in W.
             #[allow(clippy::cast_possible_truncation)]
             fc.observe(ti, Watts::saturating(*a as f32));
         }
@@ -391,8 +395,8 @@ pub(crate) fn load_lines() -> Result<Vec<Line>, String> {
             }
         }
     }
-    #[allow(clippy::cast_precision_loss)]
-    let flat_mean = actual.iter().sum::<f64>() / actual.len().max(1) as f64;
+    let count = f64::from(u32::try_from(actual.len().max(1)).map_err(|e| e.to_string())?);
+    let flat_mean = actual.iter().sum::<f64>() / count;
     let flat = vec![flat_mean; actual.len()];
     let norm = None;
     Ok(vec![

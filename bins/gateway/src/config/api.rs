@@ -228,7 +228,7 @@ pub(super) fn api_wiring(
     let schedule_max_power_w = power as u64;
     Ok(Some(ApiWiring {
         listen,
-        database: a.database.as_ref().map(|d| super::resolve(path, d.get_ref())),
+        database: a.database.as_ref().map(|d| super::paths::resolve(path, d.get_ref())),
         serials: a.battery_serials.iter().map(|s| s.get_ref().clone()).collect(),
         schedule_max_power_w,
         tokens,

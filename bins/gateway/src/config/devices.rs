@@ -1,64 +1,9 @@
 //! `[devices]`: the inverter, battery (BMS), meter and PV on Modbus with their drivers
 //! (SunSpec or a register-map profile).
 
+use super::entries::{DeviceEntry, DevicesSection};
 use super::errors::{ConfigError, Ctx};
-use super::wiring::{ContactorEntry, EStopEntry};
-use ems_devices::modbus::transport::ModbusEndpoint;
-use serde::Deserialize;
-use toml::Spanned;
-
-/// `[devices]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct DevicesSection {
-    /// The battery inverter / PCS.
-    pub inverter: DeviceEntry,
-    /// The BMS.
-    pub battery: DeviceEntry,
-    /// The grid meter.
-    pub meter: DeviceEntry,
-    /// PV inverter(s), optional.
-    pub pv: Option<DeviceEntry>,
-    /// Contactor relays.
-    pub contactor: ContactorEntry,
-    /// The E-stop input.
-    pub estop: EStopEntry,
-}
-
-/// One Modbus device.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct DeviceEntry {
-    /// `modbus-tcp://HOST:PORT` or `modbus-rtu:///dev/ttyX?baud=9600`.
-    pub endpoint: Spanned<String>,
-    /// Modbus unit id (default 1).
-    #[serde(default = "default_unit")]
-    pub unit: Spanned<u8>,
-    /// `sunspec` or `profile`.
-    pub driver: Spanned<String>,
-    /// With `driver = "profile"`: the profile file (relative to the config file).
-    pub profile: Option<Spanned<String>>,
-    /// Poll interval, ms (default: every control cycle). Meter, battery and PV only, at most
-    /// 2000 ms (the maximum age of their fast signals); between polls the last reading is reused.
-    /// The inverter is read every cycle: its read-back verifies every set-point write.
-    pub poll_ms: Option<Spanned<u64>>,
-    /// Request timeout, ms (default 500).
-    #[serde(default = "default_timeout")]
-    pub timeout_ms: Spanned<u64>,
-    /// Battery with `driver = "sunspec"` only: SunSpec model 802 carries no cell temperatures
-    /// (they are in models 803/804, not supported yet). Setting this reports the given constant
-    /// instead and turns off the stuck-sensor check on temperatures: the BMS's own temperature
-    /// alarms (802 `Evt1`) are then the only thermal protection (docs/SAFETY.md H32). Without
-    /// it an 802 battery reports no temperature and the envelope stays at zero.
-    pub assumed_cell_temp_c: Option<Spanned<f64>>,
-}
-
-fn default_unit() -> Spanned<u8> {
-    Spanned::new(0..0, 1)
-}
-fn default_timeout() -> Spanned<u64> {
-    Spanned::new(0..0, 500)
-}
+use super::paths::{endpoint, resolve};
 
 /// Every Modbus device of `[devices]`, validated (profiles are loaded and checked too).
 pub(super) fn devices(ctx: &Ctx<'_>, d: &DevicesSection) -> Result<(), ConfigError> {
@@ -89,7 +34,7 @@ fn validate_device(ctx: &Ctx<'_>, name: &str, e: &DeviceEntry) -> Result<(), Con
             ));
         }
         ("profile", Some(p)) => {
-            let path = super::resolve(ctx.file(), p.get_ref());
+            let path = resolve(ctx.file(), p.get_ref());
             if !path.is_file() {
                 return Err(ctx.err(
                     &format!("{name}.profile"),
@@ -171,34 +116,6 @@ fn validate_device(ctx: &Ctx<'_>, name: &str, e: &DeviceEntry) -> Result<(), Con
         ));
     }
     Ok(())
-}
-
-/// A Modbus endpoint URL; a TCP port outside 1..=65535 is named with its value.
-pub(super) fn endpoint(
-    ctx: &Ctx<'_>,
-    field: &str,
-    v: &Spanned<String>,
-) -> Result<ModbusEndpoint, ConfigError> {
-    let url = v.get_ref();
-    url.parse::<ModbusEndpoint>().map_err(|e| {
-        let message = match tcp_port(url) {
-            Some(port) if e.part == "port" => format!("port {port} is outside 1..=65535 ('{url}')"),
-            _ if e.part == "scheme" => {
-                format!("'{url}' is not a modbus-tcp://HOST:PORT or modbus-rtu:///dev/ttyX?baud=N URL")
-            }
-            _ => format!("'{url}': {}: {}", e.part, e.reason),
-        };
-        ctx.err(field, v, message)
-    })
-}
-
-/// The port text of a `modbus-tcp://HOST:PORT` URL, if it has one.
-fn tcp_port(url: &str) -> Option<&str> {
-    let authority = url.strip_prefix("modbus-tcp://")?.split(['/', '?']).next()?;
-    match authority.strip_prefix('[') {
-        Some(v6) => v6.split_once(']')?.1.strip_prefix(':'),
-        None => authority.rsplit_once(':').map(|(_, p)| p),
-    }
 }
 
 #[cfg(test)]

@@ -13,27 +13,32 @@
 mod api;
 mod battery;
 mod devices;
+mod entries;
 mod errors;
 mod limits;
 mod mode;
+mod paths;
 mod site;
 mod wiring;
 
 // The types of every section keep their public path (`config::ApiTokenEntry`, ...) whether or not
 // this binary names them.
-#[allow(unused_imports)]
+#[allow(unused_imports)] // kept for the section types' paths, see above
 pub(crate) use api::{rate_limit, ApiProviderEntry, ApiSection, ApiTokenEntry, ApiWiring};
-#[allow(unused_imports)]
+#[allow(unused_imports)] // kept for the section types' paths, see above
 pub(crate) use battery::{BatterySection, Chemistry, Origin, PackLimits, Preset, Setting};
-pub(crate) use devices::{DeviceEntry, DevicesSection};
+#[allow(unused_imports)] // kept for the section types' paths, see above
+pub(crate) use entries::{ContactorEntry, EStopEntry};
+pub(crate) use entries::{DeviceEntry, DevicesSection};
 pub(crate) use errors::ConfigError;
 pub(crate) use limits::LimitsSection;
-#[allow(unused_imports)]
+#[allow(unused_imports)] // kept for the section types' paths, see above
 pub(crate) use mode::{CapSlotEntry, ModeSection};
-#[allow(unused_imports)]
+pub(crate) use paths::resolve;
+#[allow(unused_imports)] // kept for the section types' paths, see above
 pub(crate) use site::{SiteSection, DEFAULT_SHUTDOWN_TIMEOUT};
-#[allow(unused_imports)]
-pub(crate) use wiring::{ContactorEntry, ContactorWiring, EStopEntry, EStopWiring, IoModule};
+#[allow(unused_imports)] // kept for the section types' paths, see above
+pub(crate) use wiring::{ContactorWiring, EStopWiring, IoModule};
 
 use errors::Ctx;
 use serde::Deserialize;
@@ -142,17 +147,6 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<SiteConfig, ConfigError> 
         api,
         shutdown_timeout: site.shutdown_timeout,
     })
-}
-
-/// A path from the config file, relative to the file's folder.
-#[must_use]
-pub(crate) fn resolve(config_file: &Path, p: &str) -> PathBuf {
-    let p = Path::new(p);
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        config_file.parent().unwrap_or_else(|| Path::new(".")).join(p)
-    }
 }
 
 #[cfg(test)]

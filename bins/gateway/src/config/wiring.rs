@@ -1,87 +1,13 @@
 //! `[devices.contactor]` and `[devices.estop]`: relays and the E-stop loop on Linux GPIO lines or
 //! a Modbus I/O module, and the check that no line or bit has two roles.
 
-use super::devices::DevicesSection;
+use super::entries::{ContactorEntry, DevicesSection, EStopEntry};
 use super::errors::{ConfigError, Ctx};
 use ems_devices::estop::ActiveLevel;
 use ems_devices::modbus::io::IoPoint;
 use ems_devices::modbus::transport::ModbusEndpoint;
 use ems_devices::modbus::{RegisterAddress, RegisterKind};
-use serde::Deserialize;
 use toml::Spanned;
-
-/// The contactor relays: on Linux GPIO lines (`kind = "linux-gpio"`) or on a Modbus I/O module
-/// (`kind = "modbus"`; coils are holding registers written 1/0, feedback contacts are bits of a
-/// register, see `ems_devices::modbus::io`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ContactorEntry {
-    /// `linux-gpio` or `modbus`.
-    pub kind: Spanned<String>,
-    /// linux-gpio: GPIO chip, e.g. `/dev/gpiochip0`.
-    pub chip: Option<Spanned<String>>,
-    /// linux-gpio: pre-charge relay coil output line.
-    pub precharge_line: Option<Spanned<u32>>,
-    /// linux-gpio: pre-charge relay feedback input line.
-    pub precharge_feedback_line: Option<Spanned<u32>>,
-    /// linux-gpio: main contactor coil output line.
-    pub main_line: Option<Spanned<u32>>,
-    /// linux-gpio: main contactor auxiliary feedback input line.
-    pub main_feedback_line: Option<Spanned<u32>>,
-    /// modbus: the I/O module's endpoint URL.
-    pub endpoint: Option<Spanned<String>>,
-    /// modbus: unit id (default 1).
-    pub unit: Option<Spanned<u8>>,
-    /// modbus: request timeout, ms (default 500).
-    pub timeout_ms: Option<Spanned<u64>>,
-    /// modbus: holding register (0-based) of the pre-charge relay coil.
-    pub precharge_coil: Option<Spanned<u16>>,
-    /// modbus: holding register (0-based) of the main contactor coil.
-    pub main_coil: Option<Spanned<u16>>,
-    /// modbus: the register (0-based) holding both feedback bits.
-    pub feedback_register: Option<Spanned<u16>>,
-    /// modbus: `input` (default, function code 4) or `holding` (3).
-    pub feedback_table: Option<Spanned<String>>,
-    /// modbus: bit (0–15) set while the pre-charge relay is closed.
-    pub precharge_feedback_bit: Option<Spanned<u8>>,
-    /// modbus: bit (0–15) set while the main contactor is closed.
-    pub main_feedback_bit: Option<Spanned<u8>>,
-}
-
-/// The E-stop input: a Linux GPIO line or a bit of a Modbus I/O module's register.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct EStopEntry {
-    /// `linux-gpio` or `modbus`.
-    pub kind: Spanned<String>,
-    /// linux-gpio: GPIO chip.
-    pub chip: Option<Spanned<String>>,
-    /// linux-gpio: input line.
-    pub line: Option<Spanned<u32>>,
-    /// `low` (default: normally-closed loop pulled high / bit set while closed, pressed = low)
-    /// or `high`.
-    #[serde(default = "default_active")]
-    pub active: Spanned<String>,
-    /// modbus: the I/O module's endpoint URL.
-    pub endpoint: Option<Spanned<String>>,
-    /// modbus: unit id (default 1).
-    pub unit: Option<Spanned<u8>>,
-    /// modbus: request timeout, ms (default 500).
-    pub timeout_ms: Option<Spanned<u64>>,
-    /// modbus: the register (0-based) with the E-stop bit.
-    pub register: Option<Spanned<u16>>,
-    /// modbus: `input` (default) or `holding`.
-    pub table: Option<Spanned<String>>,
-    /// modbus: the bit (0–15).
-    pub bit: Option<Spanned<u8>>,
-    /// modbus: read the module at most this often, ms (default 20, 5..=200); the gateway watches
-    /// the E-stop between cycles and would otherwise read it every millisecond.
-    pub poll_ms: Option<Spanned<u64>>,
-}
-
-fn default_active() -> Spanned<String> {
-    Spanned::new(0..0, "low".to_owned())
-}
 
 /// A Modbus I/O module connection, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -189,7 +115,7 @@ fn io_module(
     timeout: Option<&Spanned<u64>>,
 ) -> Result<IoModule, ConfigError> {
     let ep = endpoint.get_ref();
-    super::devices::endpoint(ctx, &format!("{section}.endpoint"), endpoint)?;
+    super::paths::endpoint(ctx, &format!("{section}.endpoint"), endpoint)?;
     let unit_id = unit.map_or(1, |u| *u.get_ref());
     if let Some(u) = unit.filter(|_| unit_id > 247) {
         return Err(ctx.err(&format!("{section}.unit"), u, format!("{unit_id} is outside 0..=247")));

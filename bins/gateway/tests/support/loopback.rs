@@ -2,6 +2,8 @@
 //! `ems-gateway run --config` against `SunSpecSite` (SunSpec inverter unit 1, battery unit 2,
 //! SDM630 meter unit 3, relays and E-stop on the I/O module unit 4), and a driver that advances
 //! the simulated physics in wall time while the gateway runs as a separate process.
+// Test code: a failed unwrap or panic is a failed test with its message; a helper that one
+// test binary does not call is dead code there.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use ems_core::Millis;

@@ -1,6 +1,8 @@
 //! Shared by the tests that talk to a running gateway: start the built-in simulated site with
 //! the API on a free port, and read the API address and the generated admin token from its
 //! output.
+// Test code: a failed unwrap or panic is a failed test with its message; a helper that one
+// test binary does not call is dead code there.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{BufRead, BufReader};

@@ -1,0 +1,242 @@
+//! The planner's vocabulary: the steps of a horizon, the battery problem, the plan and the
+//! errors. Kept apart from the solver (`dp`) and the CSV reader (`csv`), which use these types,
+//! so that the parent module can use those children without a circle.
+
+use std::time::Duration;
+
+use ems_core::{WattHours, Watts};
+use jiff::{SignedDuration, Timestamp};
+
+use crate::units::{Money, Price, Ratio};
+
+/// One time step of the planning horizon: what the site will produce, consume and pay from
+/// `start` for `duration`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Step {
+    /// Start of the step (UTC instant).
+    pub start: Timestamp,
+    /// Length of the step; must be positive.
+    pub duration: SignedDuration,
+    /// Expected PV production, `≥ 0`.
+    pub pv: Watts,
+    /// Expected site load, `≥ 0`.
+    pub load: Watts,
+    /// Price paid per kWh imported.
+    pub import_price: Price,
+    /// Price earned per kWh exported (a negative value is a fee for exporting).
+    pub export_price: Price,
+}
+
+impl Step {
+    /// End of the step.
+    #[must_use]
+    pub fn end(&self) -> Timestamp {
+        self.start.checked_add(self.duration).unwrap_or(Timestamp::MAX)
+    }
+
+    /// Length in hours.
+    #[must_use]
+    pub fn hours(&self) -> f64 {
+        self.duration.as_secs_f64() / 3600.0
+    }
+}
+
+/// Battery and grid parameters of a planning problem. Field names follow the command-line flags
+/// (`capacity_wh` ↔ `--capacity-wh`, …); [`Problem::validate`] names them that way. The
+/// [`Default`] is the command-line default.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Problem {
+    /// Usable capacity, `> 0` (`capacity-wh`, default 10000 Wh).
+    pub capacity_wh: WattHours,
+    /// Largest AC charge power, `≥ 0` (`charge-max-w`, default 5000 W).
+    pub charge_max_w: Watts,
+    /// Largest AC discharge power, `≥ 0` (`discharge-max-w`, default 5000 W).
+    pub discharge_max_w: Watts,
+    /// Charge efficiency AC → stored, `0 < η ≤ 1` (`eff-charge`, default 0.95).
+    pub eff_charge: Ratio,
+    /// Discharge efficiency stored → AC, `0 < η ≤ 1` (`eff-discharge`, default 0.95).
+    pub eff_discharge: Ratio,
+    /// Lowest SOC at the end of any step, fraction (`soc-min`, default 0.1).
+    pub soc_min: Ratio,
+    /// Highest SOC at the end of any step, fraction (`soc-max`, default 0.9).
+    pub soc_max: Ratio,
+    /// SOC at the start of the first step, fraction `0..=1`; may lie outside the window
+    /// (`soc-init`, default 0.5).
+    pub soc_init: Ratio,
+    /// Least SOC at the end of the horizon, fraction `0..=soc_max` (`soc-final`, default 0.5).
+    pub soc_final: Ratio,
+    /// Grid import limit, `≥ 0` (`grid-import-max-w`, default 20000 W).
+    pub grid_import_max_w: Watts,
+    /// Grid export limit, `≥ 0` (`grid-export-max-w`, default 20000 W).
+    pub grid_export_max_w: Watts,
+    /// The battery may not discharge into the grid: `b ≤ max(load − pv, 0)` in every step
+    /// (`no-battery-export`, default false).
+    pub no_battery_export: bool,
+    /// Cost per kWh of AC throughput, charge plus discharge, `≥ 0` (`degradation-cost`,
+    /// default 0).
+    pub degradation_cost: Price,
+}
+
+impl Default for Problem {
+    fn default() -> Self {
+        Self {
+            capacity_wh: ems_core::watt_hours!(10_000.0),
+            charge_max_w: ems_core::watts!(5000.0),
+            discharge_max_w: ems_core::watts!(5000.0),
+            eff_charge: crate::ratio!(0.95),
+            eff_discharge: crate::ratio!(0.95),
+            soc_min: crate::ratio!(0.1),
+            soc_max: crate::ratio!(0.9),
+            soc_init: crate::ratio!(0.5),
+            soc_final: crate::ratio!(0.5),
+            grid_import_max_w: ems_core::watts!(20_000.0),
+            grid_export_max_w: ems_core::watts!(20_000.0),
+            no_battery_export: false,
+            degradation_cost: Price::ZERO,
+        }
+    }
+}
+
+/// A parameter outside its valid range, named as its command-line flag.
+#[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]
+#[error("--{field} = {value}: must be {expected}")]
+pub struct ParamError {
+    /// Flag name, e.g. `eff-charge`.
+    pub field: &'static str,
+    /// The rejected value.
+    pub value: f64,
+    /// The valid range, in words.
+    pub expected: &'static str,
+}
+
+fn check(field: &'static str, value: f64, ok: bool, expected: &'static str) -> Result<(), ParamError> {
+    if ok && value.is_finite() {
+        Ok(())
+    } else {
+        Err(ParamError { field, value, expected })
+    }
+}
+
+impl Problem {
+    /// Checks every parameter; the first one out of range is named. The fractions are in
+    /// `0..=1` by their type; what is checked here is what relates them (an efficiency of 0,
+    /// `soc_max < soc_min`, `soc_final > soc_max`).
+    ///
+    /// # Errors
+    /// [`ParamError`] with the flag name, the value and the valid range.
+    pub fn validate(&self) -> Result<(), ParamError> {
+        let cap = f64::from(self.capacity_wh.get());
+        check("capacity-wh", cap, cap > 0.0, "> 0 Wh")?;
+        let v = f64::from(self.charge_max_w.get());
+        check("charge-max-w", v, v >= 0.0, ">= 0 W")?;
+        let v = f64::from(self.discharge_max_w.get());
+        check("discharge-max-w", v, v >= 0.0, ">= 0 W")?;
+        let v = self.eff_charge.get();
+        check("eff-charge", v, v > 0.0, "in (0, 1]")?;
+        let v = self.eff_discharge.get();
+        check("eff-discharge", v, v > 0.0, "in (0, 1]")?;
+        let v = self.soc_max.get();
+        check("soc-max", v, self.soc_max >= self.soc_min, "in [soc-min, 1]")?;
+        let v = self.soc_final.get();
+        check("soc-final", v, self.soc_final <= self.soc_max, "in [0, soc-max]")?;
+        let v = f64::from(self.grid_import_max_w.get());
+        check("grid-import-max-w", v, v >= 0.0, ">= 0 W")?;
+        let v = f64::from(self.grid_export_max_w.get());
+        check("grid-export-max-w", v, v >= 0.0, ">= 0 W")?;
+        let v = self.degradation_cost.per_kwh();
+        check("degradation-cost", v, v >= 0.0, ">= 0 per kWh")?;
+        Ok(())
+    }
+}
+
+/// Why no plan was made. Never because the constraints cannot be met (see the module docs).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PlanError {
+    /// A battery or grid parameter is out of range.
+    #[error(transparent)]
+    Param(#[from] ParamError),
+    /// There is nothing to plan.
+    #[error("no steps to plan")]
+    NoSteps,
+    /// A step carries an invalid value.
+    #[error("step {index} (starting {start}): {field} = {value} is invalid: must be {expected}")]
+    Step {
+        /// 0-based index of the step.
+        index: usize,
+        /// Its start.
+        start: Timestamp,
+        /// The field, as in the CSV header (`duration` for the step length, in seconds).
+        field: &'static str,
+        /// The rejected value.
+        value: f64,
+        /// The valid range, in words.
+        expected: &'static str,
+    },
+    /// Floating-point rounding broke an internal invariant (a bug: please report the input).
+    #[error("internal numerical failure at step {index}; please report the input")]
+    Numerical {
+        /// 0-based step.
+        index: usize,
+    },
+}
+
+/// Whether the plan met every constraint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanStatus {
+    /// Every constraint holds and the cost is minimal.
+    Optimal,
+    /// Some constraint could not hold (see [`Plan::relaxations`]); the plan is the cheapest
+    /// among those that relax it as little as possible.
+    FeasibleRelaxed,
+}
+
+/// What a [`PlanStatus::FeasibleRelaxed`] plan had to give up. Not part of the JSON output.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Relaxations {
+    /// Steps (0-based) whose grid power exceeds a grid limit (by more than 1 mW) because of PV
+    /// or load the battery could not absorb or cover.
+    pub grid_limit_steps: Vec<usize>,
+    /// Steps (0-based) whose end SOC lies outside `[soc_min, soc_max]` because the initial SOC
+    /// was outside and the power limits do not allow returning sooner.
+    pub soc_window_steps: Vec<usize>,
+    /// How far the final SOC falls short of `soc_final` (0 when reached).
+    pub final_soc_shortfall: Ratio,
+}
+
+impl Relaxations {
+    /// Whether nothing was relaxed.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.grid_limit_steps.is_empty()
+            && self.soc_window_steps.is_empty()
+            && self.final_soc_shortfall <= Ratio::ZERO
+    }
+}
+
+/// A battery schedule. Serialises to JSON as
+/// `{"total_cost", "battery_w": [...], "soc": [...], "grid_w": [...], "solve_time_s", "status"}`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Plan {
+    /// Energy cost minus export revenue plus degradation cost over the horizon (the penalty for
+    /// exceeding grid limits is not included).
+    pub total_cost: Money,
+    /// Battery AC power per step, W, `+` discharge / `−` charge.
+    pub battery_w: Vec<f64>,
+    /// SOC (fraction) at the **end** of each step.
+    pub soc: Vec<f64>,
+    /// Grid power per step, W, `+` import / `−` export (`load − pv − battery`).
+    pub grid_w: Vec<f64>,
+    /// Wall-clock time spent planning (JSON: `solve_time_s`, seconds).
+    #[serde(rename = "solve_time_s", serialize_with = "serialize_secs")]
+    pub solve_time: Duration,
+    /// `"optimal"` or `"feasible_relaxed"`.
+    pub status: PlanStatus,
+    /// Details of a relaxed plan.
+    #[serde(skip)]
+    pub relaxations: Relaxations,
+}
+
+fn serialize_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
