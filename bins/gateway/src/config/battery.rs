@@ -589,6 +589,8 @@ mod tests {
         )
         .unwrap();
         let p = &c.pack;
+        // The controller gets the capacity for grid-service energy reserves.
+        assert_eq!(c.controller.capacity, Some(ems_core::watt_hours!(20000.0)));
         assert!(
             close(p.cell_max.value.get(), 4.15)
                 && p.cell_max.origin == Origin::Override("battery.cell_max_v")

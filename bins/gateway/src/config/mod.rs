@@ -131,6 +131,8 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<SiteConfig, ConfigError> 
         safety: limits.safety,
         mode,
         cycle: site.cycle,
+        // A grid service's energy reserve becomes an SOC bound through the pack's capacity.
+        capacity: limits.pack.capacity,
         ..ems_control::ControllerConfig::default()
     };
     if let Some(r) = limits.ramp {
