@@ -10,6 +10,7 @@ pub(crate) fn f32_of(x: f64) -> f32 {
 
 /// A count or index as `f64`: exact below 2^53, far beyond any table, queue or register count.
 #[allow(clippy::cast_precision_loss)] // exact for every value this crate counts (< 2^53)
+#[cfg(feature = "sim")] // only the simulated devices' tables need it
 pub(crate) fn f64_of_usize(n: usize) -> f64 {
     n as f64
 }
