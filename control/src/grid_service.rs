@@ -67,7 +67,7 @@ impl Reserve {
     /// Whether anything is reserved.
     #[must_use]
     pub fn any(&self) -> bool {
-        *self != Self::NONE && *self != Self::default()
+        *self != Self::NONE
     }
 
     /// The envelope the sources below the service see: `envelope` narrowed by this reserve.

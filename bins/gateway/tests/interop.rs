@@ -7,50 +7,15 @@
 //! Without it each test prints that it was skipped and passes.
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns: a failure should fail loudly
 
+#[path = "support/pyserver.rs"]
+mod pyserver;
+use pyserver::{python, start};
+use std::process::{Command, Stdio};
+
 use ems_devices::modbus::sunspec::SunSpecInverter;
 use ems_devices::modbus::transport::{AnyClient, ClientOptions, TcpClient};
 use ems_devices::modbus::{ModbusException, RegisterAddress, RegisterClient, RegisterKind};
 use ems_devices::traits::{ControlSource, Inverter, InverterSettings};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-
-struct PyServer {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for PyServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn python() -> Option<String> {
-    match std::env::var("EMS_PYTHON") {
-        Ok(p) if !p.is_empty() => Some(p),
-        _ => {
-            eprintln!("skipped: EMS_PYTHON is not set (scripts/test installs pymodbus and sets it)");
-            None
-        }
-    }
-}
-
-fn start(py: &str, quirks: &[&str]) -> PyServer {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testing/interop/sunspec_server.py");
-    let mut cmd = Command::new(py);
-    cmd.arg(script).arg("--port").arg(port.to_string());
-    for q in quirks {
-        cmd.arg("--quirk").arg(q);
-    }
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    assert!(line.starts_with("READY"), "pymodbus server did not start: {line:?}");
-    PyServer { child, port }
-}
 
 fn scan(port: u16) -> serde_json::Value {
     let o = Command::new(env!("CARGO_BIN_EXE_ems-gateway"))
