@@ -419,19 +419,18 @@ impl Controller {
             State::Running => {
                 let grid = service.request(now, snapshot, envelope);
                 // What the layers below the service may use.
-                let narrowed = match grid {
-                    Some(g) if g.reserve != crate::Reserve::NONE => {
-                        g.reserve.narrow(envelope, self.config.capacity, snapshot.battery.soc.value_at(now))
-                    }
-                    Some(_) | None => envelope.clone(),
-                };
+                // Only a reserve builds a second envelope; every other cycle uses this one as is.
+                let reserved = grid.filter(|g| g.reserve != crate::Reserve::NONE).map(|g| {
+                    g.reserve.narrow(envelope, self.config.capacity, snapshot.battery.soc.value_at(now))
+                });
+                let narrowed = reserved.as_ref().unwrap_or(envelope);
                 let proposal = self.mode.propose_with(now, snapshot, inputs.local_minute, feedback);
                 let plan = match inputs.plan {
                     Some(slot) => Some(self.plan.propose(
                         slot,
                         now,
                         snapshot,
-                        &narrowed,
+                        narrowed,
                         self.mode.setting().reserve_soc(),
                         feedback,
                     )),
@@ -447,7 +446,7 @@ impl Controller {
                     ess_override,
                     grid: grid.map(|g| (service.name(), g)),
                 };
-                (proposal, arbitrate(&candidates, &narrowed), grid)
+                (proposal, arbitrate(&candidates, narrowed), grid)
             }
             State::Boot | State::Idle | State::Error | State::Stopped => {
                 let _ = self.mode.propose_with(now, snapshot, inputs.local_minute, feedback);
