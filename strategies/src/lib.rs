@@ -9,6 +9,7 @@
 //! | [`forecast`] | PV, load and price forecasts with their error metrics |
 //! | [`units`] | `Price` (currency per kWh), `Money`, and the `f64` units `Ratio`, `Factor`, `KilowattHours`, `Degrees`, `WattsPerSquareMetre` |
 //! | [`accounting`] | cost and savings per day and month against the baselines |
+//! | [`rules`] | operator rules: the rule-set format (TOML/JSON), the rules engine and its conflict rule, public-holiday calendars, sunrise/sunset |
 #![forbid(unsafe_code)]
 // Mirrors the lints the workspace is about to enable in the root `Cargo.toml`; removed from
 // here once `[workspace.lints]` carries them.
@@ -16,6 +17,7 @@
 pub mod accounting;
 pub mod forecast;
 pub mod optimizer;
+pub mod rules;
 pub mod tariff;
 pub mod units;
 
