@@ -7,6 +7,7 @@ pub mod auth;
 pub mod control_modes;
 pub mod dashboard;
 pub mod db;
+pub mod economics;
 pub mod graphql;
 pub mod input;
 pub mod metrics;

@@ -225,3 +225,21 @@ impl CommandInbox {
         self.rx.recv().await
     }
 }
+
+/// Operator text for the envelope reasons of `safety` that name an interlock only by its
+/// number (`interlock #3`, the `Display` of [`ems_core::event::Constraint::Interlock`]): the
+/// rule's text from `ems-safety`'s default table, which the safety monitor runs. Keyed by the
+/// reason as it appears in `charge_limited_by` / `discharge_limited_by`.
+#[must_use]
+pub fn explain_limits(safety: &SafetyView) -> BTreeMap<String, String> {
+    safety
+        .charge_limited_by
+        .iter()
+        .chain(&safety.discharge_limited_by)
+        .filter_map(|reason| {
+            let id: u8 = reason.strip_prefix("interlock #")?.parse().ok()?;
+            let rule = ems_safety::interlock::DEFAULT_RULES.iter().find(|r| r.id == id)?;
+            Some((reason.clone(), rule.name.to_owned()))
+        })
+        .collect()
+}

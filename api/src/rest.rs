@@ -28,6 +28,7 @@
 
 use crate::auth::{Access, AuthError, Principal};
 use crate::control_modes::{Change, ControlModes};
+use crate::economics;
 use crate::input::{self, FieldError};
 use crate::metrics::RefusalKind;
 use crate::model::{ApiCommand, LinkError};
@@ -70,7 +71,7 @@ pub const ESTOP_PATH: &str = "/api/v1/emergency-stop";
 /// One route: method, path (axum/OpenAPI template syntax), who may call it, and a summary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RouteInfo {
-    /// `GET`, `POST` or `DELETE`.
+    /// `GET`, `POST`, `PUT` or `DELETE`.
     pub method: &'static str,
     /// The path, e.g. `/api/v1/schedules/{id}`.
     pub path: &'static str,
@@ -86,7 +87,7 @@ pub const ROUTES: &[RouteInfo] = &[
     RouteInfo { method: "GET", path: "/api/v1/current-data", roles: "viewer, operator, admin", summary: "Latest value of every channel, or of `?channels=a,b`." },
     RouteInfo { method: "GET", path: "/api/v1/history", roles: "viewer, operator, admin", summary: "Channel history: `from`, `to` (RFC 3339), `channels` (comma list), `resolution` (seconds, 0 = raw)." },
     RouteInfo { method: "GET", path: "/api/v1/live", roles: "viewer, operator, admin", summary: "WebSocket (send `Connection: Upgrade`, `Upgrade: websocket`; 101 Switching Protocols): live site view (its `safety` carries `devices`) pushed at most 10 times a second. Token as `?token=`, `Authorization: Bearer` or the first message `{\"token\": \"...\"}`; then `{\"subscribe\": [\"_sum/EssSoc\", ...]}` (`[]` or `[\"*\"]` = all channels and the safety view); updates `{at, channels, safety}`; malformed messages answer `{error}`; auth failure closes with code 1008 and the reason. Without an upgrade: 400/426." },
-    RouteInfo { method: "GET", path: "/api/v1/safety", roles: "viewer, operator, admin", summary: "State, envelope limits with reasons, latched faults, recent events, `mode`, and `devices: {ready, detail}` (not ready: the loop waits for its devices; the page shows \"waiting for devices\"). Answers before the loop's first cycle too (`timestamp` null)." },
+    RouteInfo { method: "GET", path: "/api/v1/safety", roles: "viewer, operator, admin", summary: "State, envelope limits with reasons (`limitExplanations` maps a reason that is only a number, `interlock #3`, to its operator text), latched faults, recent events, `mode`, and `devices: {ready, detail}` (not ready: the loop waits for its devices; the page shows \"waiting for devices\"). Answers before the loop's first cycle too (`timestamp` null)." },
     RouteInfo { method: "POST", path: "/api/v1/emergency-stop", roles: "operator, admin", summary: "Software emergency stop (body ignored, any content type). Never rate-limited for a token that may press it (a viewer's or provider's refusals are); goes to the loop outside the command queue. Answers `{state: \"STOPPED\", tookMs}` once the zero-power command has been issued; 503 if not confirmed." },
     RouteInfo { method: "POST", path: "/api/v1/reset", roles: "operator, admin", summary: "Manual reset after an E-stop: `{\"reason\": \"...\"}` (non-empty)." },
     RouteInfo { method: "POST", path: "/api/v1/state", roles: "operator, admin", summary: "`{\"request\": \"start\"|\"stop\"|\"acknowledge\"}`; 409 `{state, reason}` when the state machine refuses. An `acknowledge` also resets a resettable BMS alarm (the gateway does that)." },
@@ -101,6 +102,16 @@ pub const ROUTES: &[RouteInfo] = &[
     RouteInfo { method: "GET", path: "/api/v1/schedules", roles: "viewer, operator, provider, admin", summary: "Every stored schedule (past, active and future), each with `appliedW` and `limitedBy`." },
     RouteInfo { method: "GET", path: "/api/v1/schedules/{id}", roles: "viewer, operator, provider, admin", summary: "One schedule, with `appliedW` and `limitedBy`." },
     RouteInfo { method: "DELETE", path: "/api/v1/schedules/{id}", roles: "operator, provider, admin", summary: "Delete a schedule." },
+    RouteInfo { method: "GET", path: "/api/v1/whoami", roles: "viewer, operator, admin", summary: "The caller's token: `{name, role}` (the operator page hides what the role may not do)." },
+    RouteInfo { method: "GET", path: "/api/v1/economics", roles: "viewer, operator, admin", summary: "What drives the battery now and why (`drives`, e.g. `rule 'evening peak': NO_DISCHARGE`), the price basis and status, any fallback, the active rule. 404 when economics is not configured (as every economics endpoint)." },
+    RouteInfo { method: "GET", path: "/api/v1/plan", roles: "viewer, operator, admin", summary: "The plan in force (`status` ok/expired/none, `reason` it was made, `price_basis`) with its slots: prices, forecast PV and load, planned battery, grid and SOC, and `actual` for past slots (null for future ones). Signs: grid + import / - export, battery + discharge / - charge." },
+    RouteInfo { method: "GET", path: "/api/v1/forecast", roles: "viewer, operator, admin", summary: "PV and load forecast per slot with the measured values of past slots, the live normalized mean absolute error (`errors`) and the PV correction ratio." },
+    RouteInfo { method: "GET", path: "/api/v1/prices", roles: "viewer, operator, admin", summary: "Known prices (`price` = spot per kWh, `import_price`/`export_price` = all-in tariff prices), the feed's `status` (live/last_good/exhausted), the plan's `basis`, and every configured source's health." },
+    RouteInfo { method: "POST", path: "/api/v1/prices", roles: "provider, admin", summary: "Push spot prices: `{\"prices\": [{\"start\", \"end\", \"price\"}]}` (RFC 3339, currency per kWh). `import_price`/`export_price` are accepted and ignored, so a GET's `prices` can be posted back; other keys are refused. Answers `{accepted}`; 404 without a push source, 409 for points overlapping each other or stored ones (`field` names the point, e.g. `prices[3].start`). Audited." },
+    RouteInfo { method: "GET", path: "/api/v1/savings", roles: "viewer, operator, admin", summary: "Cost of the current `period` (day, month or year; default day, site time zone) with the EMS against no battery and plain self-consumption, with the savings." },
+    RouteInfo { method: "GET", path: "/api/v1/report", roles: "viewer, operator, admin", summary: "One row per local day of `month` (YYYY-MM): energies (kWh), costs and savings. `format=json` (default) or `csv` (`text/csv`, header `date,import_kwh,export_kwh,pv_kwh,load_kwh,battery_charge_kwh,battery_discharge_kwh,cost,cost_no_battery,cost_self_consumption,saving_vs_no_battery,saving_vs_self_consumption`)." },
+    RouteInfo { method: "GET", path: "/api/v1/rules", roles: "viewer, operator, admin", summary: "The operator rule set `{country?, rules}` and the current `decision`: `{winner, action, fired}`." },
+    RouteInfo { method: "PUT", path: "/api/v1/rules", roles: "operator, admin", summary: "Replace the operator rule set (a `decision` member, as GET shows it, is ignored). The rules engine validates it: 400 naming the path (`rules[0].when.from`) and the value, and the stored set stays. Answers the stored set. Audited." },
 ];
 
 /// What an operation takes and answers, beyond [`RouteInfo`].
@@ -271,6 +282,33 @@ fn op_spec(method: &str, path: &str) -> OpSpec {
             ],
             ..none(&[200, 400])
         },
+        ("GET", "/api/v1/savings") => OpSpec {
+            params: vec![json!({ "name": "period", "in": "query", "required": false, "description": "The current day (default), month or year, in the site's time zone.",
+                                 "schema": { "enum": ["day", "month", "year"] } })],
+            ..none(&[200, 400, 404])
+        },
+        ("GET", "/api/v1/report") => OpSpec {
+            params: vec![
+                json!({ "name": "month", "in": "query", "required": true, "description": "The month, YYYY-MM.",
+                        "schema": { "type": "string", "pattern": "^[0-9]{4}-(0[1-9]|1[0-2])$", "example": "2026-05" } }),
+                json!({ "name": "format", "in": "query", "required": false, "description": "`json` (default) or `csv`.",
+                        "schema": { "enum": ["json", "csv"] } }),
+            ],
+            ..none(&[200, 400, 404])
+        },
+        ("GET", "/api/v1/plan" | "/api/v1/forecast" | "/api/v1/prices" | "/api/v1/rules" | "/api/v1/economics") => {
+            none(&[200, 404])
+        }
+        ("POST", "/api/v1/prices") => OpSpec {
+            body: Some(crate::economics::pushed_prices_schema()),
+            semantic: true,
+            ..none(&[200, 400, 404, 409, 413])
+        },
+        ("PUT", "/api/v1/rules") => OpSpec {
+            body: Some(crate::economics::rule_set_schema()),
+            semantic: true,
+            ..none(&[200, 400, 404, 409, 413])
+        },
         ("POST", "/api/v1/site-mode") => {
             OpSpec { body: Some(site_mode_schema()), semantic: true, ..none(&[200, 400, 409, 413]) }
         }
@@ -285,8 +323,8 @@ fn status_description(code: u16) -> &'static str {
         400 => "Malformed or invalid input; `field` names it.",
         401 => "Missing or unknown bearer token.",
         403 => "The token's role may not do this (or, for schedules, the signature or provider is refused).",
-        404 => "No such item.",
-        409 => "Refused by the state machine (`state`, `reason`) or a replayed schedule.",
+        404 => "No such item; for the economics endpoints: economics is not configured on this site (no [economics] section), or (POST /api/v1/prices) no push price source is.",
+        409 => "Refused by the state machine (`state`, `reason`), a replayed schedule, or (economics) a conflict with what is stored, e.g. overlapping price points.",
         413 => "Body over 64 KiB.",
         414 => "Request target over 8 KiB.",
         415 => "A body was sent without `Content-Type: application/json`.",
@@ -327,7 +365,18 @@ pub fn openapi() -> Value {
             let content = match c {
                 101 => Value::Null,
                 200 if r.path == "/metrics" => json!({ "text/plain": { "schema": { "type": "string" } } }),
-                200 => json!({ "application/json": { "schema": { "type": "object" } } }),
+                200 => {
+                    let schema = crate::economics::response_schema(r.method, r.path)
+                        .unwrap_or_else(|| json!({ "type": "object" }));
+                    let mut content = json!({ "application/json": { "schema": schema } });
+                    if let (Value::Object(o), "/api/v1/report") = (&mut content, r.path) {
+                        o.insert(
+                            "text/csv".into(),
+                            json!({ "schema": { "type": "string", "description": crate::economics::REPORT_CSV_HEADER } }),
+                        );
+                    }
+                    content
+                }
                 _ => error.clone(),
             };
             let mut resp = json!({ "description": status_description(c) });
@@ -405,11 +454,11 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, error: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, error: impl Into<String>) -> Self {
         Self { status, error: error.into(), field: None, extra: None, retry_after: None }
     }
 
-    fn field(e: FieldError) -> Self {
+    pub(crate) fn field(e: FieldError) -> Self {
         Self {
             status: StatusCode::BAD_REQUEST,
             error: if e.field.is_empty() { e.message } else { format!("{}: {}", e.field, e.message) },
@@ -460,12 +509,17 @@ impl From<ScheduleError> for ApiError {
     }
 }
 
-type ApiResult = Result<Response, ApiError>;
+pub(crate) type ApiResult = Result<Response, ApiError>;
 
 impl ApiState {
     /// Authenticate and authorize; a 403 is audited, a 401 or 429 is sampled into the audit
     /// log by the middleware ([`guard`]), which sees every one of them.
-    fn authorize(&self, headers: &HeaderMap, access: Access, action: &str) -> Result<Principal, ApiError> {
+    pub(crate) fn authorize(
+        &self,
+        headers: &HeaderMap,
+        access: Access,
+        action: &str,
+    ) -> Result<Principal, ApiError> {
         let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
         let result = if access == Access::EmergencyStop {
             match self.tokens.identify(auth) {
@@ -501,7 +555,7 @@ impl ApiState {
         }
     }
 
-    fn body_object(
+    pub(crate) fn body_object(
         &self,
         body: Result<Bytes, BytesRejection>,
         actor: &str,
@@ -518,7 +572,7 @@ impl ApiState {
         parsed.inspect_err(|e| self.audit(actor, action, Outcome::Refused, e.error.clone()))
     }
 
-    fn refuse(&self, actor: &str, action: &str, e: ApiError) -> ApiError {
+    pub(crate) fn refuse(&self, actor: &str, action: &str, e: ApiError) -> ApiError {
         self.audit(actor, action, Outcome::Refused, e.error.clone());
         e
     }
@@ -590,6 +644,14 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/schedules", post(schedules_post).get(schedules_list))
         .route("/api/v1/schedules/{id}", get(schedules_get).delete(schedules_delete))
         .route("/api/v1/graphql", post(graphql_post))
+        .route("/api/v1/whoami", get(whoami))
+        .route("/api/v1/economics", get(economics::summary_get))
+        .route("/api/v1/plan", get(economics::plan_get))
+        .route("/api/v1/forecast", get(economics::forecast_get))
+        .route("/api/v1/prices", get(economics::prices_get).post(economics::prices_post))
+        .route("/api/v1/savings", get(economics::savings_get))
+        .route("/api/v1/report", get(economics::report_get))
+        .route("/api/v1/rules", get(economics::rules_get).put(economics::rules_put))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -947,8 +1009,14 @@ async fn safety(State(s): State<ApiState>, headers: HeaderMap) -> ApiResult {
     if let Value::Object(o) = &mut body {
         o.insert("timestamp".into(), json!(view.at.map(|t| t.to_string())));
         o.insert("devices".into(), json!(view.devices));
+        o.insert("limitExplanations".into(), json!(crate::model::explain_limits(&view.safety)));
     }
     Ok(Json(body).into_response())
+}
+
+async fn whoami(State(s): State<ApiState>, headers: HeaderMap) -> ApiResult {
+    let p = s.authorize(&headers, Access::Read, "GET /api/v1/whoami")?;
+    Ok(Json(json!({ "name": p.name, "role": p.role.as_str() })).into_response())
 }
 
 async fn emergency_stop(State(s): State<ApiState>, headers: HeaderMap) -> ApiResult {

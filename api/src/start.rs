@@ -12,6 +12,7 @@ use crate::auth::{
 };
 use crate::control_modes::{ControlModes, DEFAULT_WATCHDOG};
 use crate::db::{Db, DbOptions};
+use crate::economics::EconomicsPort;
 use crate::metrics::Metrics;
 use crate::model::{command_channel, view_channel, CommandInbox, SiteView};
 use crate::ports::{
@@ -127,6 +128,9 @@ pub struct ServerConfig {
     pub limits: ServerLimits,
     /// UTC time (a mock in tests).
     pub clock: Arc<dyn Clock>,
+    /// The economics engine behind `/api/v1/plan`, `/prices`, `/rules`, ... (default `None`:
+    /// those endpoints answer 404, economics not configured).
+    pub economics: Option<Arc<dyn EconomicsPort>>,
 }
 
 impl Default for ServerConfig {
@@ -146,6 +150,7 @@ impl Default for ServerConfig {
             api: ApiConfig::default(),
             limits: ServerLimits::default(),
             clock: Arc::new(SystemClock),
+            economics: None,
         }
     }
 }
@@ -156,6 +161,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("listen", &self.listen)
             .field("storage", &self.storage)
             .field("limits", &self.limits)
+            .field("economics", &self.economics.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -320,6 +326,7 @@ impl ServerConfig {
             estop,
             metrics: metrics.clone(),
             config: self.api,
+            economics: self.economics,
         };
         let handles = LoopHandles {
             view: view_tx,

@@ -4,6 +4,7 @@
 
 use crate::auth::TokenRegistry;
 use crate::control_modes::ControlModes;
+use crate::economics::EconomicsPort;
 use crate::metrics::{Metrics, RefusalKind};
 use crate::model::{CommandClient, SiteView};
 use crate::ports::{AuditEntry, AuditSink, EmergencyStopPort, HistoryStore, Outcome};
@@ -73,6 +74,9 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
     /// Settings.
     pub config: ApiConfig,
+    /// The economics engine (plan, prices, rules, savings); `None` on a site without an
+    /// `[economics]` section: the economics endpoints answer 404 then.
+    pub economics: Option<Arc<dyn EconomicsPort>>,
 }
 
 impl std::fmt::Debug for ApiState {

@@ -204,6 +204,7 @@ fn safety_json(view: &SiteView) -> Value {
     let mut v = json!(view.safety);
     if let Value::Object(o) = &mut v {
         o.insert("devices".into(), json!(view.devices));
+        o.insert("limitExplanations".into(), json!(crate::model::explain_limits(&view.safety)));
     }
     v
 }
