@@ -51,6 +51,7 @@ mod state;
 mod views;
 
 pub use engine::{LiveEconomics, LivePlan};
+pub use forecasts::ERROR_WINDOW;
 pub use open_meteo::{parse_open_meteo, OpenMeteoError};
 pub use state::{LiveState, STATE_VERSION};
 pub use views::{
