@@ -43,7 +43,10 @@ fn spot_for_three_hours_cuts_the_horizon_and_its_loss_stops_planning() {
     assert_eq!(plan.slots[0].spot.map(|p| p.per_kwh()), Some(0.0));
     assert!((plan.slots[0].import_price.per_kwh() - 0.119).abs() < 1e-12, "(0 + 0.10) × 1.19");
     let b: Vec<f32> = plan.slots.iter().map(|s| s.battery.get()).collect();
-    assert!(b[..4].iter().all(|b| *b <= 0.0) && b[..4].iter().any(|b| *b < 0.0), "charges while it is cheap: {b:?}");
+    assert!(
+        b[..4].iter().all(|b| *b <= 0.0) && b[..4].iter().any(|b| *b < 0.0),
+        "charges while it is cheap: {b:?}"
+    );
     assert!(plan.slots[4..].iter().all(|s| s.battery.get() > 0.0), "covers the dear load");
     assert!(live.target(now).is_some());
     assert!((live.import_price(now).unwrap().per_kwh() - 0.119).abs() < 1e-12);

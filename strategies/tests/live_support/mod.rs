@@ -71,7 +71,8 @@ pub(crate) fn series(start: Timestamp, prices: &[Option<f64>]) -> PriceSeries {
 /// in 2020, so it knows no price for 2026.
 pub(crate) fn dynamic() -> Tariff {
     let old = series("2020-01-01T00:00:00Z".parse().unwrap(), &[Some(0.1); 4]);
-    let import = DynamicImport::new(Arc::new(old), Price::new(0.10), Price::ZERO, 19.0, Price::new(0.40)).unwrap();
+    let import =
+        DynamicImport::new(Arc::new(old), Price::new(0.10), Price::ZERO, 19.0, Price::new(0.40)).unwrap();
     Tariff::new(berlin(), ImportPricing::Dynamic(import), ExportPricing::Fixed(Price::new(0.05)))
 }
 
