@@ -121,3 +121,40 @@ fn the_horizon_and_the_first_slot() {
     assert_eq!(peak.import_price.per_kwh(), 0.45);
     assert_eq!(peak.spot, None);
 }
+
+#[test]
+fn the_views_and_events_serialize_for_the_api() {
+    let mut live = engine(tou());
+    let now = local("2026-06-03T10:00");
+    live.replan(now, ratio(0.5)).unwrap();
+    let view = serde_json::to_value(live.plan_view(now)).unwrap();
+    assert_eq!(view["status"], "ok");
+    assert_eq!(view["reason"], "start");
+    assert_eq!(view["basis"]["kind"], "tariff");
+    let slot = &view["slots"][0];
+    for key in [
+        "start",
+        "end",
+        "import_price",
+        "export_price",
+        "spot",
+        "pv_w",
+        "load_w",
+        "battery_w",
+        "grid_w",
+        "soc",
+    ] {
+        assert!(slot.get(key).is_some(), "{key} in {slot}");
+    }
+    assert_eq!(slot["import_price"], 0.30);
+    assert_eq!(slot["actual"], serde_json::Value::Null);
+    let events = serde_json::to_value(live.take_events(now)).unwrap();
+    assert_eq!(events[0]["event"], "basis_changed");
+    assert_eq!(events[1]["event"], "replanned");
+    assert_eq!(events[1]["reason"], "start");
+    let prices = serde_json::to_value(live.prices_view(now)).unwrap();
+    assert_eq!(prices[0]["import_source"], "time-of-use");
+    let savings = serde_json::to_value(live.savings(ems_strategies::live::Period::Day, now)).unwrap();
+    assert_eq!(savings["period"], "day");
+    assert_eq!(savings["ems"]["cost"], 0.0);
+}
