@@ -106,7 +106,10 @@ impl Forecasts {
     /// Remember what a plan made at `now` forecast for its slots.
     pub(super) fn remember(&mut self, now: Timestamp, slots: &[ForecastSlot]) {
         let first = slots.first().map_or(now, |s| s.start);
-        self.planned.retain(|t, _| *t < first);
+        // Slots before this plan keep the forecast they were planned with until they are
+        // observed, for a day at most (without observations nothing would remove them).
+        let oldest = now.checked_sub(SignedDuration::from_hours(24)).unwrap_or(now);
+        self.planned.retain(|t, _| *t < first && *t >= oldest);
         for s in slots {
             self.planned.insert(s.start, (s.pv, s.load));
         }
