@@ -449,3 +449,20 @@ fn audit_query_pages_and_filters_like_memory() {
     assert_eq!(db.query_audit(&queries[4]).unwrap().entries.len(), 5);
     assert!(db.query_audit(&queries[5]).unwrap().entries.is_empty(), "% is literal");
 }
+
+#[test]
+fn documents_are_replaced_whole_and_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ems.db");
+    let now = jiff::Timestamp::from_second(1_780_000_000).unwrap();
+    {
+        let db = Db::open(&path).unwrap();
+        assert_eq!(db.document("economics").unwrap(), None);
+        db.put_document("economics", r#"{"version":1}"#, now).unwrap();
+        db.put_document("economics", r#"{"version":2}"#, now).unwrap();
+        db.put_document("other", "[]", now).unwrap();
+    }
+    let db = Db::open(&path).unwrap();
+    assert_eq!(db.document("economics").unwrap().as_deref(), Some(r#"{"version":2}"#));
+    assert_eq!(db.document("other").unwrap().as_deref(), Some("[]"));
+}

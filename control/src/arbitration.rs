@@ -13,25 +13,33 @@
 //!    below; its [`crate::Reserve`] narrows the envelope those layers see (the baseline is cut
 //!    into it before the Δ is added), and its own ramp replaces the comfort ramp while it acts.
 //! 3. **Operator / API overrides** ([`crate::Inputs::ess_override`], [`Override`]): they
-//!    *modify* what the plan or the mode proposed — `NO_DISCHARGE` clamps it to ≤ 0,
+//!    *modify* what the layers below proposed — `NO_DISCHARGE` clamps it to ≤ 0,
 //!    `LIMIT_CHARGE` bounds the charge magnitude, `LIMIT_DISCHARGE` bounds the discharge,
 //!    `FORCE_CHARGE` replaces it by `−power`. The source is the override only if it changed the
 //!    value (or forces it); a limit that does not bind leaves the source with the layer below.
 //!    An invalid override (a negative power) is ignored and reported in
 //!    [`crate::Output::override_refused`]; the layers below and safety still apply.
-//! 4. **Provider schedule** ([`crate::Inputs::provider`], [`ProviderTarget`]): a signed
-//!    `CHARGE`/`DISCHARGE` due now replaces the plan's and the mode's proposal. An operator
-//!    override still applies on top of it (a live operator outranks a schedule).
-//! 5. **Plan** ([`crate::Inputs::plan`], [`PlanTarget`]): the current slot of a day-ahead
+//! 4. **Operator rules** ([`crate::Inputs::rule`], [`RuleTarget`]): the one action the rules
+//!    engine (`ems_strategies::rules`, off the control thread) chose for this cycle, an
+//!    [`Override`] applied exactly like an operator override — to the provider's, the plan's
+//!    or the mode's set-point — and named [`CommandSource::Rule`] with the rule's index when it
+//!    changed (or forced) the value. A live operator override then applies on top of the
+//!    rule's result (the operator outranks the rules the operator wrote). An invalid rule
+//!    action is ignored and reported in [`crate::Output::rule_refused`]. A rule can never
+//!    widen the envelope: its result goes through the final clamp like every proposal.
+//! 5. **Provider schedule** ([`crate::Inputs::provider`], [`ProviderTarget`]): a signed
+//!    `CHARGE`/`DISCHARGE` due now replaces the plan's and the mode's proposal. Rules and an
+//!    operator override still apply on top of it (the site's operator outranks a schedule).
+//! 6. **Plan** ([`crate::Inputs::plan`], [`PlanTarget`]): the current slot of a day-ahead
 //!    plan replaces the mode's proposal (execution policy below).
-//! 6. **Default mode** ([`crate::ModeSetting`]).
+//! 7. **Default mode** ([`crate::ModeSetting`]).
 //!
-//! (Operator rules, between the override and the provider schedule in design.md §3, do not
-//! exist yet.) Every result names its winner ([`Arbitrated::source`]) and the layer it
-//! overruled ([`Arbitrated::over`]); this is the only place that decides who wins.
+//! Every result names its winner ([`Arbitrated::source`]) and the layer it overruled
+//! ([`Arbitrated::over`]); this is the only place that decides who wins.
 //!
-//! Lifetimes, watchdogs and `until` of overrides live in the API layer: the controller applies
-//! whatever it is given in each cycle and forgets it in the next.
+//! Lifetimes, watchdogs and `until` of overrides live in the API layer, latches and `until` of
+//! rules in the rules engine: the controller applies whatever it is given in each cycle and
+//! forgets it in the next.
 //!
 //! # Plan execution policy
 //!
@@ -158,6 +166,18 @@ impl fmt::Display for Override {
     }
 }
 
+/// The action of the operator rule that won this cycle (chosen by the rules engine in
+/// `ems_strategies::rules`; ranked between the provider schedule and the operator override).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RuleTarget {
+    /// What the rule does, applied like an operator override ([`Override::apply`]); must pass
+    /// [`Override::validate`].
+    pub action: Override,
+    /// The rule's index in its rule set; [`CommandSource::Rule`] carries it and the shell maps
+    /// it back to the rule's name.
+    pub id: u16,
+}
+
 /// The current slot of a day-ahead plan.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PlanTarget {
@@ -230,6 +250,8 @@ pub struct Candidates {
     /// A provider schedule due now, with its set-point for this cycle
     /// ([`ProviderTarget::setpoint_at`]).
     pub provider: Option<(ProviderOperation, Watts)>,
+    /// The winning operator rule's action, validated by the caller ([`Override::validate`]).
+    pub rule: Option<RuleTarget>,
     /// The operator/API override, validated by the caller ([`Override::validate`]).
     pub ess_override: Option<Override>,
     /// A grid service's request, with its name.
@@ -237,7 +259,7 @@ pub struct Candidates {
 }
 
 /// Arbitrate one cycle (the rule is in the module docs): mode < plan < provider schedule <
-/// operator override < grid service; safety bounds the result afterwards. `narrowed` is the
+/// operator rule < operator override < grid service; safety bounds the result afterwards. `narrowed` is the
 /// envelope the layers below a grid service may use (the envelope minus the service's reserve).
 #[must_use]
 pub fn arbitrate(c: &Candidates, narrowed: &Envelope) -> Arbitrated {
@@ -258,17 +280,11 @@ pub fn arbitrate(c: &Candidates, narrowed: &Envelope) -> Arbitrated {
     if let Some((operation, setpoint)) = c.provider {
         a = Arbitrated { setpoint, source: CommandSource::Provider(operation), over: Some(a.source), ..a };
     }
+    if let Some(r) = c.rule {
+        a = modify(a, r.action, CommandSource::Rule { kind: r.action.kind(), id: r.id });
+    }
     if let Some(o) = c.ess_override {
-        let applied = o.apply(a.setpoint);
-        let forced = matches!(o, Override::ForceCharge { .. });
-        if forced || applied != a.setpoint {
-            a = Arbitrated {
-                setpoint: applied,
-                source: CommandSource::Override(o.kind()),
-                over: Some(a.source),
-                ..a
-            };
-        }
+        a = modify(a, o, CommandSource::Override(o.kind()));
     }
     let Some((name, request)) = c.grid else {
         return a;
@@ -374,6 +390,18 @@ impl PlanExecutor {
     }
 }
 
+/// An override-like layer (a rule, the operator's override) applied to what the layers below
+/// chose: it becomes the source only if it changed the value or forces it.
+fn modify(a: Arbitrated, o: Override, source: CommandSource) -> Arbitrated {
+    let applied = o.apply(a.setpoint);
+    let forced = matches!(o, Override::ForceCharge { .. });
+    if forced || applied != a.setpoint {
+        Arbitrated { setpoint: applied, source, over: Some(a.source), ..a }
+    } else {
+        a
+    }
+}
+
 /// The hold slot's battery power, limited so that the battery does not move the grid to the side
 /// the plan did not expect (module docs). Without a good grid and battery reading the planned
 /// power is held as it is.
@@ -411,7 +439,7 @@ mod tests {
     }
 
     fn cands(mode: Proposal, plan: Option<Proposal>, o: Option<Override>) -> Candidates {
-        Candidates { mode, plan, provider: None, ess_override: o, grid: None }
+        Candidates { mode, plan, provider: None, rule: None, ess_override: o, grid: None }
     }
 
     fn wide() -> Envelope {
@@ -462,6 +490,67 @@ mod tests {
             (w(3000.0), CommandSource::GridService { name: "FCR", added: false })
         );
         assert_eq!(a.source.to_string(), "grid service FCR");
+    }
+
+    fn rule(action: Override, id: u16) -> Option<RuleTarget> {
+        Some(RuleTarget { action, id })
+    }
+
+    #[test]
+    fn a_rule_ranks_above_provider_and_plan_and_below_the_operator_override() {
+        let mode = p(1000.0, ProposalReason::SelfConsumption);
+        let plan = Some(p(2000.0, ProposalReason::PlanHold));
+        let discharge = Some((ProviderOperation::Discharge, w(2500.0)));
+        let e = wide();
+        let nd_rule = rule(Override::NoDischarge, 2);
+        // Rule over plan: the planned discharge is stopped, the rule is the source.
+        let a = arbitrate(&Candidates { rule: nd_rule, ..cands(mode, plan, None) }, &e);
+        assert_eq!(
+            (a.setpoint, a.source),
+            (Watts::ZERO, CommandSource::Rule { kind: OverrideKind::NoDischarge, id: 2 })
+        );
+        assert_eq!(a.over, Some(CommandSource::Plan(ProposalReason::PlanHold)));
+        // Rule over provider schedule: a rule's limit bounds the provider's DISCHARGE.
+        let ld = rule(Override::LimitDischarge { max_discharge_power: w(800.0) }, 0);
+        let a = arbitrate(&Candidates { provider: discharge, rule: ld, ..cands(mode, plan, None) }, &e);
+        assert_eq!(
+            (a.setpoint, a.source),
+            (w(800.0), CommandSource::Rule { kind: OverrideKind::LimitDischarge, id: 0 })
+        );
+        assert_eq!(a.over, Some(CommandSource::Provider(ProviderOperation::Discharge)));
+        // The operator override applies on top of the rule's result.
+        let a = arbitrate(
+            &Candidates { provider: discharge, rule: ld, ..cands(mode, plan, Some(Override::NoDischarge)) },
+            &e,
+        );
+        assert_eq!((a.setpoint, a.source), (Watts::ZERO, CommandSource::Override(OverrideKind::NoDischarge)));
+        assert_eq!(a.over, Some(CommandSource::Rule { kind: OverrideKind::LimitDischarge, id: 0 }));
+        // A forcing rule under a limiting override: the override bounds the forced charge.
+        let fc = rule(Override::ForceCharge { power: w(3000.0) }, 5);
+        let lc = Some(Override::LimitCharge { max_charge_power: w(1000.0) });
+        let a = arbitrate(&Candidates { rule: fc, ..cands(mode, plan, lc) }, &e);
+        assert_eq!((a.setpoint, a.source), (w(-1000.0), CommandSource::Override(OverrideKind::LimitCharge)));
+        // … and alone it forces the charge over plan and mode.
+        let a = arbitrate(&Candidates { rule: fc, ..cands(mode, plan, None) }, &e);
+        assert_eq!(
+            (a.setpoint, a.source),
+            (w(-3000.0), CommandSource::Rule { kind: OverrideKind::ForceCharge, id: 5 })
+        );
+        // An override that changes nothing keeps the rule as the source.
+        let a = arbitrate(&Candidates { rule: fc, ..cands(mode, plan, Some(Override::NoDischarge)) }, &e);
+        assert_eq!(a.source, CommandSource::Rule { kind: OverrideKind::ForceCharge, id: 5 });
+        // A rule that does not bind leaves the source with the layer below.
+        let lc_rule = rule(Override::LimitCharge { max_charge_power: w(500.0) }, 1);
+        let a = arbitrate(&Candidates { rule: lc_rule, ..cands(mode, plan, None) }, &e);
+        assert_eq!((a.setpoint, a.source), (w(2000.0), CommandSource::Plan(ProposalReason::PlanHold)));
+        // A grid service outranks the rule.
+        let g = Some(("FCR", request(GridAction::Replace(w(1500.0)), crate::Reserve::NONE)));
+        let a = arbitrate(&Candidates { rule: nd_rule, grid: g, ..cands(mode, plan, None) }, &e);
+        assert_eq!(a.source, CommandSource::GridService { name: "FCR", added: false });
+        assert_eq!(
+            CommandSource::Rule { kind: OverrideKind::NoDischarge, id: 2 }.to_string(),
+            "rule #2 NO_DISCHARGE"
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@
 
 use crate::arbitration::{
     arbitrate, Arbitrated, Candidates, CommandSource, Override, OverrideError, PlanExecutor, PlanTarget,
-    ProviderTarget,
+    ProviderTarget, RuleTarget,
 };
 use crate::clamp::{final_clamp, Clamped};
 use crate::command::{Command, CommandClass};
@@ -103,9 +103,14 @@ pub struct Inputs<'a> {
     /// The current slot of a day-ahead plan; replaces the default mode's proposal
     /// (execution policy in [`crate::arbitration`]).
     pub plan: Option<PlanTarget>,
-    /// A provider schedule due now; replaces the plan and the mode, below an operator override
-    /// ([`crate::arbitration`]).
+    /// A provider schedule due now; replaces the plan and the mode, below an operator rule and
+    /// an operator override ([`crate::arbitration`]).
     pub provider: Option<ProviderTarget>,
+    /// The action of the operator rule that won this cycle (the rules engine runs off the
+    /// control thread); ranked above the provider schedule and below the operator override
+    /// ([`crate::arbitration`]). Its action must pass [`Override::validate`]; an invalid one is
+    /// ignored and reported in [`Output::rule_refused`].
+    pub rule: Option<RuleTarget>,
 }
 
 /// Everything one cycle decided, with its reasons.
@@ -148,6 +153,8 @@ pub struct Output {
     pub mode_refused: Option<ModeError>,
     /// An override of this cycle that was refused (and therefore ignored), and why.
     pub override_refused: Option<OverrideError>,
+    /// A rule action of this cycle that was refused (and therefore ignored), and why.
+    pub rule_refused: Option<OverrideError>,
     /// The shutdown phase.
     pub shutdown: ShutdownPhase,
 }
@@ -351,13 +358,15 @@ impl Controller {
         // 4. Proposals and arbitration, 5. final clamp (the single choke point).
         let override_refused = inputs.ess_override.and_then(|o| o.validate().err());
         let ess_override = inputs.ess_override.filter(|_| override_refused.is_none());
+        let rule_refused = inputs.rule.and_then(|r| r.action.validate().err());
+        let rule = inputs.rule.filter(|_| rule_refused.is_none());
         // What became of the previous cycle's set-point: the modes' anti-windup.
         let feedback = Some(Feedback {
             commanded: self.last_command.setpoint(),
             source: self.last_source.unwrap_or(CommandSource::NotRunning),
         });
         let (proposal, arbitrated, grid) =
-            self.arbitrate_cycle(now, snapshot, inputs, ess_override, feedback, &envelope, service);
+            self.arbitrate_cycle(now, snapshot, inputs, (rule, ess_override), feedback, &envelope, service);
         let requested = arbitrated.setpoint;
         // A grid service that acts brings its own ramp (`None`: a step) and bypasses the
         // device's comfort shaping; everything else obeys the site's ramp.
@@ -397,20 +406,21 @@ impl Controller {
             refused,
             mode_refused,
             override_refused,
+            rule_refused,
             shutdown: self.emergency.shutdown_phase(),
         }
     }
 
     /// Proposals and arbitration of one cycle (step 4 of [`Self::step_with`]): the grid
-    /// service's request and reserve, the mode, the plan, the provider schedule and the
-    /// override, ranked by [`arbitrate`].
+    /// service's request and reserve, the mode, the plan, the provider schedule, the rule and
+    /// the override (both validated), ranked by [`arbitrate`].
     #[allow(clippy::too_many_arguments)] // the cycle's inputs, passed through once
     fn arbitrate_cycle<G: GridService + ?Sized>(
         &mut self,
         now: Millis,
         snapshot: &Snapshot,
         inputs: &Inputs<'_>,
-        ess_override: Option<Override>,
+        (rule, ess_override): (Option<RuleTarget>, Option<Override>),
         feedback: Option<Feedback>,
         envelope: &Envelope,
         service: &mut G,
@@ -443,6 +453,7 @@ impl Controller {
                     mode: proposal,
                     plan,
                     provider: inputs.provider.map(|p| (p.operation, p.setpoint_at(now, snapshot))),
+                    rule,
                     ess_override,
                     grid: grid.map(|g| (service.name(), g)),
                 };
@@ -765,6 +776,28 @@ mod tests {
         assert_eq!(e.field, "max_discharge_power");
         assert_eq!(out.source, CommandSource::Mode(ProposalReason::Manual));
         assert_eq!(out.requested, ems_core::watts!(800.0));
+    }
+
+    #[test]
+    fn a_rule_sets_the_setpoint_below_the_override_and_an_invalid_rule_is_reported() {
+        let (mut c, now) = running();
+        let manual = Some(ModeSetting::Manual { setpoint: ems_core::watts!(800.0) });
+        let nd = Some(RuleTarget { action: Override::NoDischarge, id: 3 });
+        let out = step_with(&mut c, now + 100, &Inputs { set_mode: manual, rule: nd, ..Inputs::default() });
+        assert_eq!(out.source, CommandSource::Rule { kind: OverrideKind::NoDischarge, id: 3 });
+        assert_eq!(out.requested, Watts::ZERO);
+        assert!(out.rule_refused.is_none());
+        // The operator's override applies on top of the rule.
+        let force = Some(Override::ForceCharge { power: ems_core::watts!(1000.0) });
+        let out =
+            step_with(&mut c, now + 200, &Inputs { rule: nd, ess_override: force, ..Inputs::default() });
+        assert_eq!(out.source, CommandSource::Override(OverrideKind::ForceCharge));
+        assert_eq!(out.over, Some(CommandSource::Rule { kind: OverrideKind::NoDischarge, id: 3 }));
+        // An invalid rule action is ignored and reported; the mode keeps the set-point.
+        let bad = Some(RuleTarget { action: Override::ForceCharge { power: ems_core::watts!(-5.0) }, id: 0 });
+        let out = step_with(&mut c, now + 300, &Inputs { rule: bad, ..Inputs::default() });
+        assert_eq!(out.rule_refused.map(|e| e.field), Some("power"));
+        assert_eq!(out.source, CommandSource::Mode(ProposalReason::Manual));
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //!
 //! One [`Controller::step`] runs: emergency handler → safety envelope → state machine →
 //! proposals (default [`ModeSetting`], plan slot [`PlanTarget`], operator/API [`Override`],
-//! grid-service set-point) → [`arbitrate`] by priority (grid services > overrides > plan >
-//! mode) → [`clamp::final_clamp`], the single choke point → contactors. [`Output`] says which
+//! grid-service set-point, operator rule [`RuleTarget`]) → [`arbitrate`] by priority (grid
+//! services > overrides > rules > provider schedules > plan > mode) → [`clamp::final_clamp`], the single choke point → contactors. [`Output`] says which
 //! layer set the request ([`Output::source`]) and which safety constraint changed it
 //! ([`Output::binding`]).
 //!
@@ -56,7 +56,7 @@ mod test_support;
 
 pub use arbitration::{
     arbitrate, Arbitrated, Candidates, CommandSource, Override, OverrideError, OverrideKind, PlanTarget,
-    ProviderOperation, ProviderTarget, PLAN_GRID_TOLERANCE,
+    ProviderOperation, ProviderTarget, RuleTarget, PLAN_GRID_TOLERANCE,
 };
 pub use command::{Command, CommandClass};
 pub use controller::{ConfigError, Controller, ControllerConfig, Inputs, Output};

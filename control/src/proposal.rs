@@ -238,6 +238,14 @@ pub enum CommandSource {
     Plan(ProposalReason),
     /// A provider schedule due now.
     Provider(ProviderOperation),
+    /// An operator rule (`ems_strategies::rules`) changed (or forced) the set-point.
+    Rule {
+        /// The rule's action.
+        kind: OverrideKind,
+        /// The rule's index in its rule set ([`crate::RuleTarget::id`]); the shell maps it to
+        /// the rule's name.
+        id: u16,
+    },
     /// An operator/API override changed (or forced) the set-point.
     Override(OverrideKind),
     /// A grid service replaced the set-point (`added: false`) or added its Δ to the baseline
@@ -257,6 +265,7 @@ impl fmt::Display for CommandSource {
             Self::Mode(r) => write!(f, "mode: {r}"),
             Self::Plan(r) => write!(f, "plan: {r}"),
             Self::Provider(o) => write!(f, "provider schedule {o}"),
+            Self::Rule { kind, id } => write!(f, "rule #{id} {kind}"),
             Self::Override(k) => write!(f, "override {k}"),
             Self::GridService { name, added: false } => write!(f, "grid service {name}"),
             Self::GridService { name, added: true } => {

@@ -19,7 +19,7 @@ mod common;
 use ems_control::{
     CapSlot, CapSlots, ChargeOnlyConfig, ChargeSource, CommandSource, Controller, ControllerConfig,
     FixedRequest, GridAction, GridRequest, Inputs, ModeSetting, Override, PeakShavingConfig, PlanTarget,
-    ProviderOperation, ProviderTarget, RampRate, Reserve, SelfConsumptionConfig, MAX_CAP_SLOTS,
+    ProviderOperation, ProviderTarget, RampRate, Reserve, RuleTarget, SelfConsumptionConfig, MAX_CAP_SLOTS,
 };
 use ems_core::snapshot::{BmsAlarms, ContactorState, EStopInput, InverterState};
 use ems_core::{
@@ -345,6 +345,7 @@ struct Cycle {
     shutdown: bool,
     device_trip: Option<TripReason>,
     ess_override: Option<Override>,
+    rule: Option<RuleTarget>,
     plan: Option<PlanTarget>,
     provider: Option<ProviderTarget>,
     grid: Option<GridRequest>,
@@ -396,6 +397,7 @@ fn cycle_with(
             grid_request(),
             prop_oneof![1 => Just(None), 4 => (0u16..1500).prop_map(Some), 1 => any::<u16>().prop_map(Some)],
             provider(),
+            (ess_override(), any::<u16>()).prop_map(|(o, id)| o.map(|action| RuleTarget { action, id })),
         ),
     )
         .prop_map(
@@ -407,7 +409,7 @@ fn cycle_with(
                 estop,
                 shutdown,
                 device_trip,
-                (ess_override, plan, grid, local_minute, provider),
+                (ess_override, plan, grid, local_minute, provider, rule),
             )| {
                 Cycle {
                     dt_ms,
@@ -418,6 +420,7 @@ fn cycle_with(
                     shutdown,
                     device_trip,
                     ess_override,
+                    rule,
                     plan,
                     provider,
                     grid,
@@ -459,6 +462,7 @@ fn check_sequence(cycles: &[Cycle], follow_contactor: bool) -> Result<(), TestCa
             ess_override: cy.ess_override,
             plan: cy.plan,
             provider: cy.provider,
+            rule: cy.rule,
         };
         let mut service = FixedRequest { name: "property test", request: cy.grid };
         let out = c.step_with(now, &snap, &inputs, &mut service);
@@ -545,6 +549,8 @@ fn check_arbitration(cy: &Cycle, out: &ems_control::Output) -> Result<(), TestCa
     }
     let valid = cy.ess_override.filter(|o| o.validate().is_ok());
     prop_assert_eq!(out.override_refused.is_some(), cy.ess_override.is_some() && valid.is_none());
+    let rule = cy.rule.filter(|r| r.action.validate().is_ok());
+    prop_assert_eq!(out.rule_refused.is_some(), cy.rule.is_some() && rule.is_none());
     if let Some(g) = cy.grid.filter(GridRequest::acts) {
         prop_assert!(matches!(out.source, CommandSource::GridService { .. }), "source {}", out.source);
         if let GridAction::Replace(p) = g.action {
@@ -560,7 +566,8 @@ fn check_arbitration(cy: &Cycle, out: &ems_control::Output) -> Result<(), TestCa
         prop_assert!(!by_service, "an idle service set the source {}", out.source);
         return Ok(());
     }
-    match valid {
+    // The operator override has the last word; below it the rule's action holds.
+    match valid.or(rule.map(|r| r.action)) {
         Some(Override::NoDischarge) => prop_assert!(req <= Watts::ZERO),
         Some(Override::LimitCharge { max_charge_power }) => prop_assert!(req >= -max_charge_power),
         Some(Override::LimitDischarge { max_discharge_power }) => prop_assert!(req <= max_discharge_power),
@@ -568,11 +575,16 @@ fn check_arbitration(cy: &Cycle, out: &ems_control::Output) -> Result<(), TestCa
         None => {}
     }
     if valid.is_none() {
-        match (cy.provider.is_some(), cy.plan.is_some(), out.source) {
-            (true, _, CommandSource::Provider(_))
-            | (false, true, CommandSource::Plan(_))
-            | (false, false, CommandSource::Mode(_)) => {}
-            (_, _, other) => prop_assert!(false, "source {other} with plan {:?}", cy.plan),
+        let by_rule = matches!(
+            (rule, out.source),
+            (Some(r), CommandSource::Rule { kind, id }) if kind == r.action.kind() && id == r.id
+        );
+        match (by_rule, cy.provider.is_some(), cy.plan.is_some(), out.source) {
+            (true, ..)
+            | (false, true, _, CommandSource::Provider(_))
+            | (false, false, true, CommandSource::Plan(_))
+            | (false, false, false, CommandSource::Mode(_)) => {}
+            (.., other) => prop_assert!(false, "source {other} with plan {:?}, rule {:?}", cy.plan, rule),
         }
     }
     Ok(())

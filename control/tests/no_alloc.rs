@@ -10,7 +10,7 @@ mod common;
 use ems_control::{
     CapSlot, CapSlots, CommandSource, Controller, ControllerConfig, FixedRequest, GridAction, GridRequest,
     Inputs, ModeSetting, Override, PeakShavingConfig, PlanTarget, ProviderOperation, ProviderTarget, Reserve,
-    SelfConsumptionConfig,
+    RuleTarget, SelfConsumptionConfig,
 };
 use ems_core::snapshot::{BmsAlarm, BmsAlarms, EStopInput};
 use ems_core::{Measurement, Millis, State, TransitionRequest, Watts};
@@ -111,6 +111,11 @@ fn step_never_allocates_with_every_mode_override_plan_and_grid_service() {
         Some(Override::ForceCharge { power: ems_core::watts!(2000.0) }),
         Some(Override::ForceCharge { power: ems_core::watts!(-5.0) }), // refused
     ];
+    let rules = [
+        None,
+        Some(RuleTarget { action: Override::NoDischarge, id: 1 }),
+        Some(RuleTarget { action: Override::ForceCharge { power: ems_core::watts!(1500.0) }, id: 2 }),
+    ];
     let plans = [
         None,
         Some(PlanTarget { battery: ems_core::watts!(1000.0), grid: Watts::ZERO }),
@@ -134,6 +139,8 @@ fn step_never_allocates_with_every_mode_override_plan_and_grid_service() {
                 may_export: true,
             }),
             local_minute: Some(u16::try_from((i * 7) % 1440).unwrap_or(0)),
+            // An operator rule in some cycles (under and without an override).
+            rule: rules[(i / 9) % rules.len()],
             ..Inputs::default()
         };
         // Grid service: add, replace and idle with reserves, in turn.
@@ -165,7 +172,7 @@ fn step_never_allocates_with_every_mode_override_plan_and_grid_service() {
     assert_eq!(info.count_total, 0, "Controller::step allocated {} times", info.count_total);
     assert_eq!(c.state(), State::Running);
     assert!(refused > 0, "no refused override or mode exercised");
-    for wanted in ["mode", "plan", "provider", "override", "grid service"] {
+    for wanted in ["mode", "plan", "provider", "rule", "override", "grid service"] {
         assert!(
             sources.iter().any(|s: &CommandSource| s.to_string().starts_with(wanted)),
             "run never had source {wanted}: {sources:?}"

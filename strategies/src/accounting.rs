@@ -593,3 +593,91 @@ impl fmt::Display for Savings {
         Ok(())
     }
 }
+
+/// The recorded state of a [`Ledger`] (its days and the quarter-hour still open), to persist it
+/// across restarts: see [`Ledger::state`] and [`Ledger::restore`]. Months are sums of their
+/// days, so they are not stored. Opaque; serializable.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LedgerState {
+    /// Per local day: import Wh, export Wh, cost, revenue, peak W, demand peak W.
+    days: Vec<(Date, [f64; 6])>,
+    /// The open quarter-hour: index since the epoch, local date, import price, export price,
+    /// counts for demand, import Wh, export Wh, cost, revenue.
+    current: Option<(i64, Date, f64, f64, bool, [f64; 4])>,
+    last_end: Option<Timestamp>,
+}
+
+impl Ledger {
+    /// The recorded state.
+    #[must_use]
+    pub fn state(&self) -> LedgerState {
+        let sums = |s: &Sums| [s.import_wh, s.export_wh, s.cost, s.revenue, s.peak_w, s.demand_peak_w];
+        LedgerState {
+            days: self.days.iter().map(|(d, s)| (*d, sums(s))).collect(),
+            current: self.current.and_then(|q| {
+                let index = i64::try_from(q.index).ok()?;
+                Some((
+                    index,
+                    q.date,
+                    q.import_price,
+                    q.export_price,
+                    q.counts_for_demand,
+                    [q.import_wh, q.export_wh, q.cost, q.revenue],
+                ))
+            }),
+            last_end: self.last_end_ns.and_then(|ns| Timestamp::from_nanosecond(ns).ok()),
+        }
+    }
+
+    /// A ledger under `tariff` in `tz` that continues from `state` (from [`Self::state`]).
+    /// Samples before the restored end are refused as out of order, so nothing is counted
+    /// twice. Days with a non-finite sum are dropped.
+    #[must_use]
+    pub fn restore(tariff: Tariff, tz: TimeZone, state: LedgerState) -> Self {
+        let mut ledger = Self::new(tariff, tz);
+        for (date, v) in state.days {
+            if v.iter().all(|x| x.is_finite()) {
+                let [import_wh, export_wh, cost, revenue, peak_w, demand_peak_w] = v;
+                let s = Sums { import_wh, export_wh, cost, revenue, peak_w, demand_peak_w };
+                ledger.days.insert(date, s);
+                let m = ledger.months.entry(YearMonth::of(date)).or_default();
+                m.import_wh += s.import_wh;
+                m.export_wh += s.export_wh;
+                m.cost += s.cost;
+                m.revenue += s.revenue;
+                m.peak_w = m.peak_w.max(s.peak_w);
+                m.demand_peak_w = m.demand_peak_w.max(s.demand_peak_w);
+            }
+        }
+        ledger.current = state.current.filter(|c| c.5.iter().all(|x| x.is_finite())).map(
+            |(
+                index,
+                date,
+                import_price,
+                export_price,
+                counts_for_demand,
+                [import_wh, export_wh, cost, revenue],
+            )| {
+                Quarter {
+                    index: i128::from(index),
+                    date,
+                    import_price,
+                    export_price,
+                    counts_for_demand,
+                    import_wh,
+                    export_wh,
+                    cost,
+                    revenue,
+                }
+            },
+        );
+        ledger.last_end_ns = state.last_end.map(Timestamp::as_nanosecond);
+        ledger
+    }
+
+    /// Price later quarter-hours with `tariff` (e.g. the same tariff with live spot prices);
+    /// quarter-hours already opened keep the prices they were opened with.
+    pub fn set_tariff(&mut self, tariff: Tariff) {
+        self.tariff = tariff;
+    }
+}

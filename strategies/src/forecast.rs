@@ -25,7 +25,7 @@ pub mod solar;
 pub use load::{LoadDayType, LoadForecaster, LoadProfile};
 pub use metrics::{error_metrics, ErrorMetrics, Normalisation, Scored};
 pub use price::{PriceFallback, PriceForecaster};
-pub use pv::{PvCorrection, PvForecaster, PvSystem};
+pub use pv::{PvCorrection, PvForecaster, PvLearned, PvSystem};
 pub use solar::Irradiance;
 
 /// A forecaster was configured or fed with unusable values.

@@ -9,13 +9,17 @@
 //! | [`forecast`] | PV, load and price forecasts with their error metrics |
 //! | [`units`] | `Price` (currency per kWh), `Money`, and the `f64` units `Ratio`, `Factor`, `KilowattHours`, `Degrees`, `WattsPerSquareMetre` |
 //! | [`accounting`] | cost and savings per day and month against the baselines |
+//! | [`rules`] | operator rules: the rule-set format (TOML/JSON), the rules engine and its conflict rule, public-holiday calendars, sunrise/sunset |
+//! | [`live`] | the live engine of a running site: re-planning, forecasts from its meters, the three ledgers, the views |
 #![forbid(unsafe_code)]
 // Mirrors the lints the workspace is about to enable in the root `Cargo.toml`; removed from
 // here once `[workspace.lints]` carries them.
 
 pub mod accounting;
 pub mod forecast;
+pub mod live;
 pub mod optimizer;
+pub mod rules;
 pub mod tariff;
 pub mod units;
 

@@ -25,6 +25,7 @@
 //! | `history_pruned` | `tier`, `before_ms` | how far back retention has cut each tier |
 //! | `schedules` | `id`, `json` | opaque JSON documents |
 //! | `nonces` | `provider`, `nonce`, `at_ms` | key `(provider, nonce)`; [`Db::prune_nonces`] forgets old ones |
+//! | `documents` | `key`, `json`, `saved_at` | named JSON documents replaced whole ([`Db::put_document`]): the live economics' learned state |
 //!
 //! Times in the history and nonce tables are integer milliseconds since 1970 (UTC), floored:
 //! sub-millisecond precision is not kept.
@@ -287,6 +288,43 @@ impl Db {
             .prepare_cached("DELETE FROM nonces WHERE at_ms < ?1")
             .and_then(|mut s| s.execute([ms]))
             .map_err(|e| self.err("prune nonces", e))
+    }
+}
+
+impl Db {
+    /// Store `json` under `key`, replacing what was there, in one transaction: a crash leaves
+    /// either the old or the new document, never a mix.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the database could not be written.
+    pub fn put_document(&self, key: &str, json: &str, now: Timestamp) -> Result<(), StoreError> {
+        let inner = self.lock();
+        inner
+            .conn
+            .prepare_cached(
+                "INSERT INTO documents (key, json, saved_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (key) DO UPDATE SET json = excluded.json, saved_at = excluded.saved_at",
+            )
+            .and_then(|mut s| s.execute((key, json, now.to_string())))
+            .map(|_| ())
+            .map_err(|e| self.err(&format!("save document {key}"), e))
+    }
+
+    /// The document stored under `key`, if any.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the database could not be read.
+    pub fn document(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let inner = self.lock();
+        let mut stmt = inner
+            .conn
+            .prepare_cached("SELECT json FROM documents WHERE key = ?1")
+            .map_err(|e| self.err(&format!("read document {key}"), e))?;
+        let mut rows = stmt.query([key]).map_err(|e| self.err(&format!("read document {key}"), e))?;
+        match rows.next().map_err(|e| self.err(&format!("read document {key}"), e))? {
+            Some(row) => row.get(0).map(Some).map_err(|e| self.err(&format!("read document {key}"), e)),
+            None => Ok(None),
+        }
     }
 }
 

@@ -93,11 +93,21 @@ END;
 CREATE INDEX audit_by_time ON audit (at);
 ";
 
+/// Version 3: named documents that must survive a restart (the live economics' learned load
+/// profiles, PV ratio, forecast errors and cost ledgers), one JSON text per key, replaced whole.
+const V3: &str = r"
+CREATE TABLE documents (
+    key      TEXT PRIMARY KEY,
+    json     TEXT NOT NULL,
+    saved_at TEXT NOT NULL
+) WITHOUT ROWID;
+";
+
 /// Every migration, oldest first.
-const MIGRATIONS: &[&str] = &[V1, V2];
+const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The schema version this build creates and understands.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 const _: () = assert!(MIGRATIONS.len() == SCHEMA_VERSION as usize);
 

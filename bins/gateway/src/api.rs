@@ -296,6 +296,11 @@ pub(crate) async fn start(opts: ApiStart, trigger: EStopTrigger) -> Result<LoopA
 }
 
 impl LoopApi {
+    /// What the planner thread needs of the API: the audit log and the database.
+    pub(crate) fn economics_handles(&self) -> (Option<LoopAudit>, Option<Arc<Db>>) {
+        (Some(self.audit.clone()), self.db.clone())
+    }
+
     fn modes(&self) -> std::sync::MutexGuard<'_, ControlModes> {
         // Plain data: a panic elsewhere while holding the lock leaves it consistent.
         self.modes.lock().unwrap_or_else(PoisonError::into_inner)

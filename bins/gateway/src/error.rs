@@ -34,6 +34,13 @@ pub(crate) enum LiveError {
     /// The runtime.
     #[error("runtime: {0}")]
     Runtime(std::io::Error),
+    /// A configuration file (`--economics FILE`).
+    #[cfg_attr(not(feature = "sim"), allow(dead_code))]
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
+    /// Live economics could not start.
+    #[error("economics: {0}")]
+    Economics(String),
     /// A shutdown was requested before the devices were reached.
     #[error("stopped before the devices were reached: {0}")]
     NeverConnected(String),

@@ -38,13 +38,20 @@ pub(crate) struct LiveArgs {
     /// Seed for the simulated site.
     #[arg(long, default_value_t = 1)]
     pub(crate) seed: u64,
-    /// Local time of day (hour, 0-23) at which the simulated site starts; 10 so that a first
-    /// run shows the battery taking PV surplus.
-    #[arg(long, default_value_t = 10)]
-    pub(crate) start_hour: u8,
-    /// Simulated day of the year to start on (1 = 1 January; default 152 = 1 June).
-    #[arg(long, default_value_t = 152)]
-    pub(crate) start_day: u16,
+    /// Local time of day (hour, 0-23) at which the simulated site starts; default 10 so that a
+    /// first run shows the battery taking PV surplus (with `--economics`: the current hour in the
+    /// site's time zone, so that live prices line up).
+    #[arg(long)]
+    pub(crate) start_hour: Option<u8>,
+    /// Simulated day of the year to start on (1 = 1 January; default 152 = 1 June; with
+    /// `--economics`: today in the site's time zone).
+    #[arg(long)]
+    pub(crate) start_day: Option<u16>,
+    /// Live economics on the simulated site: a TOML file with an `[economics]` table, the same
+    /// section as in a site file (tariff, price sources, location, PV, re-planning). The
+    /// simulated calendar then starts at the current date and time in the site's time zone.
+    #[arg(long)]
+    pub(crate) economics: Option<PathBuf>,
     /// Operator reason for a manual reset (STOPPED) or acknowledge (ERROR) at start-up, when the
     /// persisted state needs one.
     #[arg(long)]
@@ -113,6 +120,8 @@ pub(crate) struct Launch {
     pub time_zone: Option<jiff::tz::TimeZone>,
     /// The API, if any.
     pub api: Option<crate::api::ApiStart>,
+    /// Live economics, if configured.
+    pub economics: Option<crate::economics::EconomicsStart>,
 }
 
 /// What the control thread hands the device connector: the API (to show "waiting for devices"
@@ -161,10 +170,24 @@ where
             tracing::error!("signal handlers: {e}");
         }
     });
-    let Launch { controller, store, realtime: opts, reset_reason, time_zone, api } = launch;
+    let Launch { controller, store, realtime: opts, reset_reason, time_zone, mut api, economics } = launch;
+    // The planner's shared state first: the API serves its views from the start.
+    let planner = economics.map(crate::economics::Planner::new).transpose()?;
+    if let (Some(a), Some(p)) = (&mut api, &planner) {
+        a.economics = Some(p.port());
+    }
     let api = match api {
         Some(a) => Some(api_runtime.block_on(crate::api::start(a, trigger.clone()))?),
         None => None,
+    };
+    // Then its thread, with the API's audit log and database (persistence of what it learned).
+    let (loop_economics, planner_thread) = match planner {
+        Some(p) => {
+            let (audit, db) = api.as_ref().map_or((None, None), LoopApi::economics_handles);
+            let (l, t) = p.spawn(audit, db)?;
+            (Some(l), Some(t))
+        }
+        None => (None, None),
     };
     let marker_path = marker_path(store.path());
     let thread_shutdown = shutdown.clone();
@@ -178,6 +201,7 @@ where
         };
         let (connected, back) = connect(Connecting { api, shutdown: thread_shutdown.clone() }).await;
         let mut hook = GatewayHook::new(back.api, reset_reason, time_zone);
+        hook.economics = loop_economics;
         if unclean {
             hook.unclean_shutdown(&marker_path);
         }
@@ -223,6 +247,11 @@ where
         Ok(Err(e)) => Err(LiveError::Runtime(e)),
         Err(_) => Err(LiveError::Runtime(std::io::Error::other("the control thread panicked"))),
     };
+    // The control thread has ended (its end of the channels is gone): the planner persists
+    // what it learned and stops.
+    if let Some(t) = planner_thread {
+        t.finish();
+    }
     api_runtime.shutdown_timeout(Duration::from_secs(2));
     result
 }
@@ -237,6 +266,7 @@ fn marker_path(state: &std::path::Path) -> PathBuf {
 /// The gateway's part in every cycle.
 pub(crate) struct GatewayHook {
     api: Option<LoopApi>,
+    economics: Option<crate::economics::LoopEconomics>,
     physics: Option<Box<dyn Physics>>,
     time_zone: Option<jiff::tz::TimeZone>,
     starting: bool,
@@ -254,6 +284,7 @@ impl GatewayHook {
     ) -> Self {
         Self {
             api,
+            economics: None,
             physics: None,
             time_zone,
             starting: true,
@@ -313,7 +344,7 @@ impl GatewayHook {
 impl Hook for GatewayHook {
     fn inputs<'a>(&'a mut self, cx: &Context<'_>, inputs: &mut Inputs<'a>) {
         inputs.local_minute = self.local_minute();
-        let Self { api, starting, reset_pending, reset_reason, .. } = self;
+        let Self { api, economics, starting, reset_pending, reset_reason, .. } = self;
         if !cx.shutting_down {
             inputs.request = startup_request(cx.state, starting, reset_pending);
         }
@@ -323,6 +354,10 @@ impl Hook for GatewayHook {
         {
             inputs.reason = reason;
             tracing::info!(target: "audit", request = %r, reason = inputs.reason, "operator request");
+        }
+        // The plan's current slot and the winning operator rule (`arbitrate` ranks them).
+        if let Some(e) = economics.as_mut().filter(|_| !cx.shutting_down) {
+            e.fill(cx.now, inputs);
         }
         // The local API: its state commands (only when the gateway has none of its own this
         // cycle), the active control mode, the site mode and the due schedule. The software
@@ -335,6 +370,9 @@ impl Hook for GatewayHook {
 
     fn stepped(&mut self, cx: &Context<'_>, out: &Output) {
         audit(out);
+        if let Some(e) = &mut self.economics {
+            e.observe(cx.now, cx.snapshot, out);
+        }
         if let Some(a) = &mut self.api {
             a.after(out, cx.snapshot, cx.now, cx.latched, cx.mode);
         }

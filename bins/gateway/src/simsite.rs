@@ -54,12 +54,11 @@ pub(crate) fn run(args: &LiveArgs) -> Result<(), LiveError> {
             why: "must be between 1 and 10000",
         });
     }
-    if args.start_hour > 23 {
-        return Err(LiveError::Arg {
-            flag: "--start-hour",
-            value: args.start_hour.to_string(),
-            why: "must be 0-23",
-        });
+    if let Some(h) = args.start_hour.filter(|h| *h > 23) {
+        return Err(LiveError::Arg { flag: "--start-hour", value: h.to_string(), why: "must be 0-23" });
+    }
+    if let Some(d) = args.start_day.filter(|d| !(1..=365).contains(d)) {
+        return Err(LiveError::Arg { flag: "--start-day", value: d.to_string(), why: "must be 1-365" });
     }
     let listen = match args.api_listen.as_deref() {
         None | Some("off") => None,
@@ -72,11 +71,20 @@ pub(crate) fn run(args: &LiveArgs) -> Result<(), LiveError> {
     let mut store = FileStore::new(&args.state_file);
     let config = ControllerConfig { cycle: Millis::new(args.cycle_ms), ..ControllerConfig::default() };
     let controller = load_controller(&mut store, config, args.reset_reason.is_some())?;
+    let defaults = SimSiteConfig::default();
+    let economics = match &args.economics {
+        Some(path) => Some(crate::config::load_economics_file(path, None, &sim_battery(&defaults, &config))?),
+        None => None,
+    };
+    let calendar = match &economics {
+        Some(e) => SimCalendar::today(&e.time_zone, args.start_day, args.start_hour)?,
+        None => SimCalendar::fixed(args.start_day.unwrap_or(152), args.start_hour.unwrap_or(10)),
+    };
     let site_config = SimSiteConfig {
         seed: args.seed,
-        start_day_of_year: args.start_day,
-        start_time_of_day: Millis::new(u64::from(args.start_hour) * 3_600_000),
-        ..SimSiteConfig::default()
+        start_day_of_year: calendar.day_of_year,
+        start_time_of_day: calendar.time_of_day,
+        ..defaults
     };
     // Validated here, built again on the control thread (the simulated devices are not Send).
     let rating_w = {
@@ -110,8 +118,13 @@ pub(crate) fn run(args: &LiveArgs) -> Result<(), LiveError> {
             ..RealtimeOptions::default()
         },
         reset_reason: args.reset_reason.clone(),
-        time_zone: None,
+        time_zone: economics.as_ref().map(|e| e.time_zone.clone()),
         api,
+        economics: economics.map(|wiring| crate::economics::EconomicsStart {
+            wiring,
+            clock: crate::economics::SiteClock::Simulated { start: calendar.start },
+            state_file: args.state_file.clone(),
+        }),
     };
     run_gateway(launch, move |c: Connecting| async move {
         let connected = (|| {
@@ -134,6 +147,76 @@ pub(crate) fn run(args: &LiveArgs) -> Result<(), LiveError> {
         })();
         (connected, c)
     })
+}
+
+/// Where the simulated calendar starts.
+struct SimCalendar {
+    day_of_year: u16,
+    time_of_day: Millis,
+    /// The same moment as a UTC instant (for live economics).
+    start: jiff::Timestamp,
+}
+
+impl SimCalendar {
+    /// A fixed day of the year and hour (no live economics: the instant is only nominal, in
+    /// the current year, UTC).
+    fn fixed(day_of_year: u16, hour: u8) -> Self {
+        let time_of_day = Millis::new(u64::from(hour) * 3_600_000);
+        let start = jiff::Timestamp::now()
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .date()
+            .first_of_year()
+            .checked_add(jiff::Span::new().days(i64::from(day_of_year).saturating_sub(1)))
+            .and_then(|d| d.at(i8::try_from(hour).unwrap_or(0), 0, 0, 0).to_zoned(jiff::tz::TimeZone::UTC))
+            .map_or(jiff::Timestamp::UNIX_EPOCH, |z| z.timestamp());
+        Self { day_of_year, time_of_day, start }
+    }
+
+    /// Today (or `day` of this year) at the current time (or `hour`) in the site's zone, so that
+    /// live prices line up with the simulated sun and load.
+    fn today(tz: &jiff::tz::TimeZone, day: Option<u16>, hour: Option<u8>) -> Result<Self, LiveError> {
+        let now = jiff::Timestamp::now().to_zoned(tz.clone());
+        let date = match day {
+            Some(d) => now
+                .date()
+                .first_of_year()
+                .checked_add(jiff::Span::new().days(i64::from(d).saturating_sub(1)))
+                .map_err(|e| LiveError::Arg { flag: "--start-day", value: format!("{d}: {e}"), why: "must be a day of this year" })?,
+            None => now.date(),
+        };
+        let time = match hour {
+            Some(h) => jiff::civil::Time::new(i8::try_from(h).unwrap_or(0), 0, 0, 0)
+                .map_err(|e| LiveError::Arg { flag: "--start-hour", value: format!("{h}: {e}"), why: "must be 0-23" })?,
+            None => now.time(),
+        };
+        let zoned = date.to_datetime(time).to_zoned(tz.clone()).map_err(|e| LiveError::Arg {
+            flag: "--start-hour",
+            value: format!("{date} {time}: {e}"),
+            why: "must be a valid local time in the site's zone",
+        })?;
+        let seconds = i64::from(time.hour()) * 3600 + i64::from(time.minute()) * 60 + i64::from(time.second());
+        Ok(Self {
+            day_of_year: u16::try_from(date.day_of_year()).unwrap_or(1).min(365),
+            time_of_day: Millis::from_secs(u64::try_from(seconds).unwrap_or(0)),
+            start: zoned.timestamp(),
+        })
+    }
+}
+
+/// The simulated battery as the planner's model sees it: its capacity, a little under the
+/// inverter's rating (the envelope derates near full and empty), the safety monitor's SOC
+/// warning levels.
+fn sim_battery(site: &SimSiteConfig, config: &ControllerConfig) -> crate::config::BatteryLimits {
+    let rating = site.inverter_rating.scale(0.9);
+    crate::config::BatteryLimits {
+        capacity: Some(site.battery_capacity),
+        max_charge: rating,
+        max_discharge: rating,
+        soc_low_warn: f64::from(config.safety.limits.soc_low.warn.get()),
+        soc_high_warn: f64::from(config.safety.limits.soc_high.warn.get()),
+        grid_import: config.safety.grid_import_limit,
+        grid_export: config.safety.grid_export_limit,
+    }
 }
 
 fn secs_to_ms(s: f64) -> u64 {

@@ -406,6 +406,11 @@ pub(crate) fn run(
         },
         reset_reason,
         time_zone: cfg.time_zone.clone(),
+        economics: cfg.economics.clone().map(|wiring| crate::economics::EconomicsStart {
+            wiring,
+            clock: crate::economics::SiteClock::Wall,
+            state_file: store.path().to_path_buf(),
+        }),
         api,
     };
     let cfg = cfg.clone();

@@ -378,3 +378,43 @@ pub(crate) fn intervals(start: Timestamp, step: SignedDuration, n: usize) -> imp
     })
     .take(n)
 }
+
+/// What a [`PvForecaster`] has learned from measurements (the recent observations, the
+/// long-run ratio and the solar day being accumulated), to persist it across restarts: see
+/// [`PvForecaster::learned`] and [`PvForecaster::with_learned`]. Opaque; serializable.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PvLearned {
+    recent: Vec<(Timestamp, f64, f64, f64)>,
+    long_run: f64,
+    day: Option<(i64, f64, f64)>,
+}
+
+impl PvForecaster {
+    /// The learned state.
+    #[must_use]
+    pub fn learned(&self) -> PvLearned {
+        PvLearned {
+            recent: self.recent.iter().map(|o| (o.end, o.hours, o.measured_wh, o.clear_wh)).collect(),
+            long_run: self.long_run,
+            day: self.day,
+        }
+    }
+
+    /// This forecaster with a learned state restored (from [`Self::learned`]); non-finite
+    /// values are dropped and the long-run ratio is bounded to `min_ratio..=max_ratio`.
+    #[must_use]
+    pub fn with_learned(mut self, learned: PvLearned) -> Self {
+        let finite = |v: &[f64]| v.iter().all(|x| x.is_finite());
+        self.recent = learned
+            .recent
+            .into_iter()
+            .filter(|(_, h, m, c)| finite(&[*h, *m, *c]) && *h > 0.0)
+            .map(|(end, hours, measured_wh, clear_wh)| Observation { end, hours, measured_wh, clear_wh })
+            .collect();
+        if learned.long_run.is_finite() {
+            self.long_run = learned.long_run.clamp(self.cfg.min_ratio.get(), self.cfg.max_ratio.get());
+        }
+        self.day = learned.day.filter(|(_, m, c)| finite(&[*m, *c]));
+        self
+    }
+}

@@ -527,3 +527,22 @@ impl Tariff {
         }
     }
 }
+
+impl Tariff {
+    /// The same tariff pricing its spot-indexed parts (dynamic import, spot export) with
+    /// `spot`, e.g. live day-ahead prices from a price feed instead of the file's series. A
+    /// tariff without spot-indexed parts is returned unchanged.
+    ///
+    /// # Errors
+    /// [`InvalidField`] (`spot`) for a series off the quarter-hour grid.
+    pub fn with_spot(mut self, spot: Arc<PriceSeries>) -> Result<Self, InvalidField> {
+        check_spot_grid(&spot)?;
+        if let ImportPricing::Dynamic(d) = &mut self.import {
+            d.spot = Arc::clone(&spot);
+        }
+        if let ExportPricing::Spot(s) = &mut self.export {
+            s.spot = spot;
+        }
+        Ok(self)
+    }
+}

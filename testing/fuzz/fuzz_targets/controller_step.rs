@@ -380,6 +380,7 @@ fn run(u: &mut Unstructured) -> Result<()> {
             ess_override: held.ess_override,
             plan: held.plan,
             provider: held.provider,
+            rule: None,
         };
         let mut service = FixedRequest { name: "fuzz", request: held.grid };
         let out = c.step_with(now, &snap, &inputs, &mut service);

@@ -13,6 +13,7 @@
 mod api;
 mod battery;
 mod devices;
+mod economics;
 mod entries;
 mod errors;
 mod limits;
@@ -29,6 +30,7 @@ pub(crate) use api::{rate_limit, ApiProviderEntry, ApiSection, ApiTokenEntry, Ap
 pub(crate) use battery::{BatterySection, Chemistry, Origin, PackLimits, Preset, Setting};
 #[allow(unused_imports)] // kept for the section types' paths, see above
 pub(crate) use entries::{ContactorEntry, EStopEntry};
+pub(crate) use economics::{load_file as load_economics_file, BatteryLimits, EconomicsSection, EconomicsWiring};
 pub(crate) use entries::{DeviceEntry, DevicesSection};
 pub(crate) use errors::ConfigError;
 pub(crate) use limits::LimitsSection;
@@ -62,6 +64,8 @@ pub(crate) struct SiteFile {
     pub devices: DevicesSection,
     /// `[api]`: the local REST API (absent: no API).
     pub api: Option<ApiSection>,
+    /// `[economics]`: live economics (absent: no planning, the mode alone).
+    pub economics: Option<EconomicsSection>,
 }
 
 /// A validated configuration, ready to build the site from.
@@ -86,6 +90,8 @@ pub(crate) struct SiteConfig {
     /// `[site] shutdown_timeout_s`: how long a graceful shutdown may take before zero power and
     /// open contactors are forced.
     pub shutdown_timeout: ems_core::Millis,
+    /// `[economics]`, validated (`None`: no live economics).
+    pub economics: Option<EconomicsWiring>,
 }
 
 /// The required tables: a missing one is a missing section, not a missing value.
@@ -127,6 +133,10 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<SiteConfig, ConfigError> 
         Some(a) => api::api_wiring(&ctx, path, a)?,
         None => None,
     };
+    let economics = match &content.economics {
+        Some(e) => Some(economics::economics(&ctx, e, site.time_zone.as_ref(), &battery_limits(&limits))?),
+        None => None,
+    };
     let mut controller = ems_control::ControllerConfig {
         safety: limits.safety,
         mode,
@@ -148,7 +158,23 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<SiteConfig, ConfigError> 
         time_zone: site.time_zone,
         api,
         shutdown_timeout: site.shutdown_timeout,
+        economics,
     })
+}
+
+/// What the validated limits say about the battery, for the planner's model.
+fn battery_limits(l: &limits::Limits) -> BatteryLimits {
+    let nominal = l.pack.chemistry.preset().nominal_v * f64::from(l.pack.cells_in_series);
+    let power = |a: ems_core::Amps| limits::watts(f64::from(a.get()) * nominal);
+    BatteryLimits {
+        capacity: l.pack.capacity,
+        max_charge: power(l.safety.pack_max_charge_current),
+        max_discharge: power(l.safety.pack_max_discharge_current),
+        soc_low_warn: f64::from(l.safety.limits.soc_low.warn.get()),
+        soc_high_warn: f64::from(l.safety.limits.soc_high.warn.get()),
+        grid_import: l.safety.grid_import_limit,
+        grid_export: l.safety.grid_export_limit,
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,237 @@
+//! `[economics]`: live economics on the site — the tariff, the price sources, the site's
+//! location and PV array (for the clear-sky PV forecast, sunset and the calendar), re-planning
+//! interval, horizon and degradation cost. The same section comes from the site file (`run
+//! --config`) or, for the built-in simulated site, from `--economics FILE`.
+//!
+//! The planner's battery model is derived from the site's own limits and is never wider than the
+//! safety envelope's static limits: the SOC window lies inside the SOC warning levels, the
+//! powers are at most the pack's current limits at nominal voltage and the grid connection's.
+
+use super::errors::{ConfigError, Ctx};
+use ems_core::{WattHours, Watts};
+use ems_strategies::optimizer::Problem;
+use ems_strategies::tariff::Tariff;
+use ems_strategies::{Price, Ratio};
+use jiff::tz::TimeZone;
+use jiff::SignedDuration;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// `[economics]` (the keys of issue #12 are an interface; more may be added).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EconomicsSection {
+    /// The tariff file (the `ems-strategies` tariff TOML), relative to this file.
+    pub tariff: Spanned<String>,
+    /// The site's latitude, degrees north (−90..=90).
+    pub latitude: Spanned<f64>,
+    /// The site's longitude, degrees east (−180..=180).
+    pub longitude: Spanned<f64>,
+    /// PV peak power (DC), W (0..=10 MW; 0 or absent: no PV).
+    pub pv_peak_w: Option<Spanned<f64>>,
+    /// PV azimuth, degrees clockwise from north (180 = south; default 180).
+    pub pv_azimuth_deg: Option<Spanned<f64>>,
+    /// PV tilt from horizontal, degrees (0..=90; default 30).
+    pub pv_tilt_deg: Option<Spanned<f64>>,
+    /// Re-plan every this many minutes (1..=240; default 15).
+    pub replan_minutes: Option<Spanned<i64>>,
+    /// Planning horizon, hours (1..=168; default 36).
+    pub horizon_hours: Option<Spanned<i64>>,
+    /// Battery wear, currency per kWh of AC throughput (0..=10; default 0).
+    pub degradation_cost: Option<Spanned<f64>>,
+    /// The site's IANA time zone for the calendar (default: `[site] time_zone`, else the
+    /// tariff's).
+    pub time_zone: Option<Spanned<String>>,
+    /// Re-plan when the measured SOC is this many percentage points off the plan (1..=100;
+    /// default 10).
+    pub soc_off_plan_percent: Option<Spanned<f64>>,
+    /// An irradiance forecast in the Open-Meteo JSON shape (`hourly.time`,
+    /// `hourly.shortwave_radiation`), fetched every hour; optional.
+    pub irradiance_url: Option<Spanned<String>>,
+    /// The operator rules file, relative to this file; optional (rules may also be set over the
+    /// API).
+    pub rules: Option<Spanned<String>>,
+    /// The price sources, in order of preference (`[[economics.prices]]`).
+    #[serde(default)]
+    pub prices: Vec<toml::Value>,
+}
+
+/// A file holding only `[economics]` (`ems-gateway --economics FILE` on the simulated site).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EconomicsFile {
+    economics: EconomicsSection,
+}
+
+/// What the site's limits say about the battery, for the planner's model.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BatteryLimits {
+    /// Usable capacity.
+    pub capacity: Option<WattHours>,
+    /// Largest charge power the envelope's static limits allow.
+    pub max_charge: Watts,
+    /// Largest discharge power the envelope's static limits allow.
+    pub max_discharge: Watts,
+    /// SOC below which the safety monitor warns (the plan stays above it).
+    pub soc_low_warn: f64,
+    /// SOC above which the safety monitor warns (the plan stays below it).
+    pub soc_high_warn: f64,
+    /// Grid import limit, if any.
+    pub grid_import: Option<Watts>,
+    /// Grid export limit, if any.
+    pub grid_export: Option<Watts>,
+}
+
+/// `[economics]`, validated.
+#[derive(Debug, Clone)]
+pub(crate) struct EconomicsWiring {
+    /// The tariff file, resolved.
+    pub tariff_path: PathBuf,
+    /// The tariff.
+    pub tariff: Tariff,
+    /// The site's time zone.
+    pub time_zone: TimeZone,
+    /// Latitude, degrees north.
+    pub latitude: f64,
+    /// Longitude, degrees east.
+    pub longitude: f64,
+    /// PV peak power.
+    pub pv_peak: Watts,
+    /// PV azimuth, degrees.
+    pub pv_azimuth: f64,
+    /// PV tilt, degrees.
+    pub pv_tilt: f64,
+    /// Re-planning interval.
+    pub replan: SignedDuration,
+    /// Planning horizon.
+    pub horizon: SignedDuration,
+    /// The planner's battery model (its `soc_init` is replaced by the measured SOC).
+    pub problem: Problem,
+    /// Re-plan when the SOC is this far off the plan.
+    pub soc_off_plan: Ratio,
+    /// Open-Meteo irradiance forecast URL.
+    pub irradiance_url: Option<String>,
+    /// The rules file, resolved.
+    pub rules: Option<PathBuf>,
+    /// `[[economics.prices]]` entries, in order (validated by the price-source builder).
+    pub prices: Vec<toml::Value>,
+    /// Where relative paths of the price sources are resolved.
+    pub base_dir: PathBuf,
+}
+
+/// Read `--economics FILE`: a file with an `[economics]` table only.
+///
+/// # Errors
+/// The file cannot be read or any error of [`economics`], naming file, line, field and value.
+pub(crate) fn load_file(path: &Path, site_tz: Option<&TimeZone>, battery: &BatteryLimits) -> Result<EconomicsWiring, ConfigError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| ConfigError::new(path, format!("cannot read: {e}")))?;
+    let ctx = Ctx::new(ems_tomlfile::Source::new(path, &text));
+    let file: EconomicsFile = ctx.src.decode(&["economics"])?;
+    economics(&ctx, &file.economics, site_tz, battery)
+}
+
+fn resolve(ctx: &Ctx<'_>, p: &str) -> PathBuf {
+    super::paths::resolve(ctx.file(), p)
+}
+
+/// Validate `[economics]`.
+pub(super) fn economics(
+    ctx: &Ctx<'_>,
+    e: &EconomicsSection,
+    site_tz: Option<&TimeZone>,
+    battery: &BatteryLimits,
+) -> Result<EconomicsWiring, ConfigError> {
+    let tariff_path = resolve(ctx, e.tariff.get_ref());
+    let tariff = Tariff::load(&tariff_path).map_err(|err| ctx.err("economics.tariff", &e.tariff, format!("'{}': {err}", e.tariff.get_ref())))?;
+    let latitude = ctx.number("economics.latitude", &e.latitude, -90.0, 90.0, "°")?;
+    let longitude = ctx.number("economics.longitude", &e.longitude, -180.0, 180.0, "°")?;
+    let pv_peak = ctx.opt("economics.pv_peak_w", e.pv_peak_w.as_ref(), 0.0, 1e7, "W")?.unwrap_or(0.0);
+    let pv_azimuth = ctx.opt("economics.pv_azimuth_deg", e.pv_azimuth_deg.as_ref(), 0.0, 360.0, "°")?.unwrap_or(180.0);
+    let pv_tilt = ctx.opt("economics.pv_tilt_deg", e.pv_tilt_deg.as_ref(), 0.0, 90.0, "°")?.unwrap_or(30.0);
+    let replan = match &e.replan_minutes {
+        Some(v) => ctx.int("economics.replan_minutes", v, 1, 240, " min")?,
+        None => 15,
+    };
+    let horizon = match &e.horizon_hours {
+        Some(v) => ctx.int("economics.horizon_hours", v, 1, 168, " h")?,
+        None => 36,
+    };
+    let degradation = ctx.opt("economics.degradation_cost", e.degradation_cost.as_ref(), 0.0, 10.0, "per kWh")?.unwrap_or(0.0);
+    let soc_off = ctx.opt("economics.soc_off_plan_percent", e.soc_off_plan_percent.as_ref(), 1.0, 100.0, "%")?.unwrap_or(10.0);
+    let time_zone = match &e.time_zone {
+        Some(tz) => TimeZone::get(tz.get_ref())
+            .map_err(|err| ctx.err("economics.time_zone", tz, format!("'{}' is not a known time zone: {err}", tz.get_ref())))?,
+        None => site_tz.cloned().unwrap_or_else(|| tariff.time_zone().clone()),
+    };
+    let irradiance_url = match &e.irradiance_url {
+        Some(u) if !(u.get_ref().starts_with("http://") || u.get_ref().starts_with("https://")) => {
+            return Err(ctx.err("economics.irradiance_url", u, format!("'{}' is not an http(s) URL", u.get_ref())));
+        }
+        Some(u) => Some(u.get_ref().clone()),
+        None => None,
+    };
+    let rules = match &e.rules {
+        Some(r) => {
+            let p = resolve(ctx, r.get_ref());
+            if !p.is_file() {
+                return Err(ctx.err("economics.rules", r, format!("'{}' is not a file", p.display())));
+            }
+            Some(p)
+        }
+        None => None,
+    };
+    let problem = planner_model(ctx, battery, degradation)?;
+    let base_dir = ctx.file().parent().map_or_else(PathBuf::new, Path::to_path_buf);
+    #[allow(clippy::cast_possible_wrap)] // bounded above: ≤ 240 min, ≤ 168 h
+    let (replan, horizon) = (SignedDuration::from_mins(replan as i64), SignedDuration::from_hours(horizon as i64));
+    Ok(EconomicsWiring {
+        tariff_path,
+        tariff,
+        time_zone,
+        latitude,
+        longitude,
+        pv_peak: super::limits::watts(pv_peak),
+        pv_azimuth,
+        pv_tilt,
+        replan,
+        horizon,
+        problem,
+        soc_off_plan: Ratio::try_new(soc_off / 100.0).unwrap_or(ems_strategies::ratio!(0.1)),
+        irradiance_url,
+        rules,
+        prices: e.prices.clone(),
+        base_dir,
+    })
+}
+
+/// The planner's battery model from the site's limits (never wider than the envelope's static
+/// limits): the SOC window one point inside the warning levels, the powers at most the pack's
+/// and the grid connection's.
+fn planner_model(ctx: &Ctx<'_>, b: &BatteryLimits, degradation: f64) -> Result<Problem, ConfigError> {
+    let Some(capacity) = b.capacity else {
+        return Err(ctx.err_at_path(
+            "battery.capacity_wh",
+            "[economics] needs the battery's usable capacity: set [battery] capacity_wh".to_owned(),
+        ));
+    };
+    let soc_min = ((b.soc_low_warn + 1.0) / 100.0).clamp(0.0, 1.0);
+    let soc_max = ((b.soc_high_warn) / 100.0).clamp(soc_min, 1.0);
+    let cap = |w: Watts, grid: Option<Watts>| grid.map_or(w, |g| w.min(g));
+    let ratio = |x: f64| Ratio::try_new(x).unwrap_or(Ratio::ZERO);
+    Ok(Problem {
+        capacity_wh: capacity,
+        charge_max_w: cap(b.max_charge, b.grid_import),
+        discharge_max_w: cap(b.max_discharge, b.grid_export.map(|e| e + b.max_discharge)),
+        soc_min: ratio(soc_min),
+        soc_max: ratio(soc_max),
+        soc_init: ratio(soc_min),
+        soc_final: ratio(soc_min),
+        grid_import_max_w: b.grid_import.unwrap_or(ems_core::watts!(1.0e7)),
+        grid_export_max_w: b.grid_export.unwrap_or(ems_core::watts!(1.0e7)),
+        // Validated finite above.
+        degradation_cost: Price::new(degradation),
+        ..Problem::default()
+    })
+}
