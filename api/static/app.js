@@ -1,6 +1,8 @@
 // EMS operator page. Plain JS, no dependencies. Every API call carries the token
 // (sessionStorage "ems-token"); live values come from the WebSocket /api/v1/live, with a
-// fallback to polling /api/v1/current-data and /api/v1/safety every second.
+// fallback to polling /api/v1/current-data and /api/v1/safety every second. The economics
+// panels (plan, forecast, savings, rules, what drives the battery) refresh every 10 s and
+// right after a change; they are hidden with a note when the site has no economics (404).
 'use strict';
 
 (function () {
@@ -13,6 +15,13 @@
     load: '_sum/ConsumptionActivePower',
   };
   const CHART_HOURS = 6;
+  const REFRESH_MS = 10000;
+  // Below this a power is shown as no flow (sensor noise around zero).
+  const IDLE_W = 1;
+  const COLOURS = {
+    soc: '#16a34a', battery: '#ea580c', grid: '#2563eb', importPrice: '#dc2626',
+    exportPrice: '#7c3aed', spot: '#6b7280', pv: '#ca8a04', load: '#374151', now: '#111827',
+  };
 
   let token = sessionStorage.getItem(TOKEN_KEY) || '';
   let ws = null;
@@ -21,6 +30,13 @@
   let reconnectTimer = null;
   let slowTimer = null;
   let lastState = '';
+  let canOperate = true;
+  let econConfigured = null;
+  let rules = [];
+  let ruleCountry = null;
+  let decision = null;
+  let editing = -1;
+  let rulesDirty = false;
 
   const $ = (id) => document.getElementById(id);
 
@@ -37,6 +53,18 @@
 
   function fmtW(v) {
     return typeof v === 'number' ? Math.round(v).toLocaleString('en-US') : '–';
+  }
+
+  function fmtMoney(v, currency) {
+    return typeof v === 'number' ? v.toFixed(2) + ' ' + (currency || '') : '–';
+  }
+
+  function fmtTime(t) {
+    return new Date(t).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+  }
+
+  function isNum(v) {
+    return typeof v === 'number' && isFinite(v);
   }
 
   // ---- API calls -------------------------------------------------------------------------
@@ -60,12 +88,15 @@
     return { ok: resp.ok, status: resp.status, data: data };
   }
 
-  function showError(r) {
-    const why = (r.data && r.data.error) || ('HTTP ' + r.status);
-    message('Refused: ' + why, true);
+  function errorText(r) {
+    return (r.data && r.data.error) || ('HTTP ' + r.status);
   }
 
-  // ---- Rendering -------------------------------------------------------------------------
+  function showError(r) {
+    message('Refused: ' + errorText(r), true);
+  }
+
+  // ---- Rendering: safety -----------------------------------------------------------------
 
   function renderState(state) {
     if (!state) return;
@@ -87,15 +118,54 @@
     }
   }
 
+  // "interlock #3" alone tells an operator nothing: add the rule's text the API sends.
+  function explain(reasons, explanations) {
+    return (reasons || []).map(function (r) {
+      const text = explanations && explanations[r];
+      return text ? r + ' (' + text + ')' : r;
+    }).join(', ');
+  }
+
+  // What the reset needs: in STOPPED the E-stop latch itself (it is not a "fault", so the
+  // fault list alone said "none" while the recovery box pointed at it), then any trip.
+  function faultLines(s) {
+    const faults = s.latchedFaults || [];
+    const lines = [];
+    if (s.state === 'STOPPED') {
+      lines.push('Emergency stop latched: release the E-stop input, then Reset with a reason' +
+        (faults.length ? ' (the faults below then need Acknowledge once they are gone)' : ''));
+    }
+    for (const f of faults) {
+      lines.push(f + (s.state === 'ERROR' ? ' (Acknowledge once it is gone)' : ''));
+    }
+    return lines;
+  }
+
+  // Events carry the site's clock time as "[<RFC 3339>] text"; older gateways sent the
+  // seconds since the loop started ("[12.3 s] text"), shown as such.
+  function eventLine(e) {
+    const m = /^\[(\d{4}-\d{2}-\d{2}T[^\]]+)\]\s*(.*)$/.exec(e);
+    if (m) {
+      const d = new Date(m[1]);
+      if (!isNaN(d.getTime())) {
+        const sameDay = d.toDateString() === new Date().toDateString();
+        return (sameDay ? d.toLocaleTimeString() : d.toLocaleString()) + '  ' + m[2];
+      }
+    }
+    const s = /^\[(\d+(?:\.\d+)?) s\]\s*(.*)$/.exec(e);
+    if (s) return s[2] + ' (' + s[1] + ' s after the gateway started)';
+    return e;
+  }
+
   function renderSafety(s) {
     if (!s) return;
     renderState(s.state);
     setText('max-charge', fmtW(s.maxChargeW));
     setText('max-discharge', fmtW(s.maxDischargeW));
-    setText('charge-limited-by', (s.chargeLimitedBy || []).join(', '));
-    setText('discharge-limited-by', (s.dischargeLimitedBy || []).join(', '));
-    renderList('faults', s.latchedFaults);
-    renderList('events', (s.recentEvents || []).slice().reverse());
+    setText('charge-limited-by', explain(s.chargeLimitedBy, s.limitExplanations));
+    setText('discharge-limited-by', explain(s.dischargeLimitedBy, s.limitExplanations));
+    renderList('faults', faultLines(s));
+    renderList('events', (s.recentEvents || []).slice().reverse().map(eventLine));
     setText('site-mode', s.mode || '–');
     // Until every device has answered the loop does not control: say so plainly.
     const d = s.devices;
@@ -104,23 +174,52 @@
     if (waiting) setText('devices-detail', d.detail || 'the control loop has not reported its devices yet');
   }
 
+  // ---- Rendering: power flows ------------------------------------------------------------
+
+  function arrow(id, text, active) {
+    const el = $(id);
+    el.textContent = text;
+    el.classList.toggle('active', active);
+  }
+
+  function batteryWords(bat) {
+    if (!isNum(bat)) return '';
+    if (lastState && lastState !== 'RUNNING') {
+      return Math.abs(bat) < IDLE_W ? 'stopped (' + lastState + ')' : (bat > 0 ? 'discharging' : 'charging') + ' (' + lastState + ')';
+    }
+    if (Math.abs(bat) < IDLE_W) return 'idle';
+    return bat > 0 ? 'discharging' : 'charging';
+  }
+
   function renderChannels(c) {
     if (!c) return;
     const soc = c[CH.soc];
-    setText('soc', typeof soc === 'number' ? soc.toFixed(1) : '–');
+    setText('soc', isNum(soc) ? soc.toFixed(1) : '–');
     const grid = c[CH.grid];
     setText('grid', fmtW(grid));
-    setText('grid-dir', typeof grid === 'number' ? (grid >= 0 ? 'import' : 'export') : '');
-    setText('pv', fmtW(c[CH.pv]));
+    const gridIdle = !isNum(grid) || Math.abs(grid) < IDLE_W;
+    setText('grid-dir', !isNum(grid) ? '' : gridIdle ? 'no flow' : (grid > 0 ? 'import' : 'export'));
+    arrow('grid-arrow', gridIdle ? '·' : (grid > 0 ? '→' : '←'), !gridIdle);
+    const pv = c[CH.pv];
+    setText('pv', fmtW(pv));
+    const pvIdle = !isNum(pv) || pv < IDLE_W;
+    setText('pv-dir', !isNum(pv) ? '' : pvIdle ? 'not producing' : 'producing');
+    arrow('pv-arrow', pvIdle ? '·' : '↓', !pvIdle);
     const bat = c[CH.battery];
     setText('battery', fmtW(bat));
-    setText('battery-dir', typeof bat === 'number' ? (bat >= 0 ? 'discharging' : 'charging') : '');
-    setText('load', fmtW(c[CH.load]));
+    setText('battery-dir', batteryWords(bat));
+    const batIdle = !isNum(bat) || Math.abs(bat) < IDLE_W;
+    arrow('battery-arrow', batIdle ? '·' : (bat > 0 ? '↑' : '↓'), !batIdle);
+    const load = c[CH.load];
+    setText('load', fmtW(load));
+    const loadIdle = !isNum(load) || Math.abs(load) < IDLE_W;
+    arrow('load-arrow', loadIdle ? '·' : '→', !loadIdle);
   }
 
   function renderUpdate(u) {
-    renderChannels(u.channels);
+    // Safety first: the battery's words depend on the state.
     renderSafety(u.safety);
+    renderChannels(u.channels);
     setText('updated', u.at ? new Date(u.at).toLocaleTimeString() : 'waiting for the control loop');
   }
 
@@ -178,11 +277,11 @@
 
   async function pollOnce() {
     const [cur, saf] = await Promise.all([api('GET', '/api/v1/current-data'), api('GET', '/api/v1/safety')]);
-    if (cur.ok && cur.data) renderChannels(cur.data.channels);
     if (saf.ok && saf.data) {
       renderSafety(saf.data);
       setText('updated', saf.data.timestamp ? new Date(saf.data.timestamp).toLocaleTimeString() : 'waiting for the control loop');
     }
+    if (cur.ok && cur.data) renderChannels(cur.data.channels);
   }
 
   function startPolling() {
@@ -198,7 +297,30 @@
     pollTimer = null;
   }
 
-  // ---- Control modes and chart -----------------------------------------------------------
+  // ---- Role ------------------------------------------------------------------------------
+
+  async function loadRole() {
+    const r = await api('GET', '/api/v1/whoami');
+    if (!r.ok || !r.data) {
+      canOperate = true;
+      setText('whoami', '');
+      return;
+    }
+    const role = r.data.role;
+    canOperate = role === 'operator' || role === 'admin';
+    setText('whoami', r.data.name + ' (' + role + ')');
+    for (const el of document.querySelectorAll('.operate')) {
+      el.disabled = !canOperate;
+      el.title = canOperate ? '' : 'your token (' + role + ') may not operate the site';
+    }
+    for (const el of document.querySelectorAll('.operate-only')) el.hidden = !canOperate;
+    const note = $('role-note');
+    note.hidden = canOperate;
+    note.textContent = canOperate ? '' : 'Signed in as ' + r.data.name + ' (' + role + '): read only. ' +
+      'The emergency stop, reset, start/stop and the rule editor need an operator or admin token.';
+  }
+
+  // ---- Control modes, schedules and the 6-hour chart --------------------------------------
 
   async function loadControlModes() {
     const r = await api('GET', '/api/v1/control-modes');
@@ -241,6 +363,108 @@
     }
   }
 
+  // A canvas drawn at its on-screen width (and the screen's pixel ratio): sharp, and as wide
+  // as its panel. Returns the context with CSS-pixel coordinates.
+  function surface(canvas) {
+    if (!canvas.dataset.cssHeight) canvas.dataset.cssHeight = canvas.getAttribute('height') || '240';
+    const cssH = Number(canvas.dataset.cssHeight);
+    const cssW = Math.max(300, canvas.clientWidth || canvas.parentElement.clientWidth || 800);
+    const ratio = window.devicePixelRatio || 1;
+    canvas.style.height = cssH + 'px';
+    canvas.width = Math.round(cssW * ratio);
+    canvas.height = Math.round(cssH * ratio);
+    const ctx = canvas.getContext('2d');
+    if (!ctx) return null;
+    ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+    ctx.clearRect(0, 0, cssW, cssH);
+    ctx.font = '11px sans-serif';
+    return { ctx: ctx, w: cssW, h: cssH };
+  }
+
+  // Time ticks for a span: whole hours (or 15/30 minutes for short spans).
+  function timeTicks(t0, t1) {
+    const span = t1 - t0;
+    const steps = [15, 30, 60, 120, 180, 360].map(function (m) { return m * 60000; });
+    let step = steps[steps.length - 1];
+    for (const s of steps) {
+      if (span / s <= 12) { step = s; break; }
+    }
+    const out = [];
+    for (let t = Math.ceil(t0 / step) * step; t <= t1; t += step) out.push(t);
+    return out;
+  }
+
+  function drawTimeAxis(ctx, x, t0, t1, top, bottom) {
+    ctx.strokeStyle = '#e5e7eb';
+    ctx.fillStyle = '#4b5563';
+    ctx.lineWidth = 1;
+    for (const t of timeTicks(t0, t1)) {
+      ctx.beginPath();
+      ctx.moveTo(x(t), top);
+      ctx.lineTo(x(t), bottom);
+      ctx.stroke();
+      ctx.fillText(fmtTime(t), x(t) - 14, bottom + 13);
+    }
+  }
+
+  // A polyline through [t, v] pairs; `dash` for planned values; every point gets a marker
+  // when there are few, so that a new site's first samples are visible.
+  function series(ctx, pts, x, y, colour, dash) {
+    const good = pts.filter(function (p) { return isNum(p[1]); });
+    if (!good.length) return;
+    ctx.strokeStyle = colour;
+    ctx.fillStyle = colour;
+    ctx.lineWidth = 2;
+    ctx.setLineDash(dash ? [6, 4] : []);
+    ctx.beginPath();
+    good.forEach(function (p, i) {
+      if (i === 0) ctx.moveTo(x(p[0]), y(p[1])); else ctx.lineTo(x(p[0]), y(p[1]));
+    });
+    ctx.stroke();
+    ctx.setLineDash([]);
+    if (good.length < 30) {
+      for (const p of good) {
+        ctx.beginPath();
+        ctx.arc(x(p[0]), y(p[1]), 3, 0, 2 * Math.PI);
+        ctx.fill();
+      }
+    }
+    ctx.lineWidth = 1;
+  }
+
+  // Step line: value v over [start, end).
+  function steps(ctx, slots, x, y, colour, dash) {
+    const good = slots.filter(function (s) { return isNum(s[2]); });
+    if (!good.length) return;
+    ctx.strokeStyle = colour;
+    ctx.lineWidth = 2;
+    ctx.setLineDash(dash ? [6, 4] : []);
+    ctx.beginPath();
+    let prevEnd = null;
+    for (const s of good) {
+      if (prevEnd === s[0]) ctx.lineTo(x(s[0]), y(s[2])); else ctx.moveTo(x(s[0]), y(s[2]));
+      ctx.lineTo(x(s[1]), y(s[2]));
+      prevEnd = s[1];
+    }
+    ctx.stroke();
+    ctx.setLineDash([]);
+    ctx.lineWidth = 1;
+  }
+
+  function nowLine(ctx, x, t0, t1, top, bottom) {
+    const now = Date.now();
+    if (now < t0 || now > t1) return;
+    ctx.strokeStyle = COLOURS.now;
+    ctx.setLineDash([2, 3]);
+    ctx.beginPath();
+    ctx.moveTo(x(now), top);
+    ctx.lineTo(x(now), bottom);
+    ctx.stroke();
+    ctx.setLineDash([]);
+    ctx.fillStyle = COLOURS.now;
+    ctx.fillText('now', x(now) + 3, top + 10);
+  }
+
   async function loadChart() {
     const to = new Date();
     const from = new Date(to.getTime() - CHART_HOURS * 3600 * 1000);
@@ -255,58 +479,443 @@
     drawChart(r.data.points || [], from.getTime(), to.getTime());
   }
 
-  function drawChart(points, t0, t1) {
-    const canvas = $('chart');
-    const ctx = canvas.getContext('2d');
-    if (!ctx) return;
-    const w = canvas.width;
-    const h = canvas.height;
-    const pad = 30;
-    ctx.clearRect(0, 0, w, h);
-    const soc = points.filter((p) => p.channel === CH.soc);
-    const grid = points.filter((p) => p.channel === CH.grid);
+  function drawChart(points, from, to) {
+    const s = surface($('chart'));
+    if (!s) return;
+    const ctx = s.ctx;
+    const soc = points.filter((p) => p.channel === CH.soc).map((p) => [new Date(p.at).getTime(), p.value]);
+    const grid = points.filter((p) => p.channel === CH.grid).map((p) => [new Date(p.at).getTime(), p.value]);
+    // A new site has minutes of history, not hours: zoom to what there is (at least 10 min).
+    const first = Math.min.apply(null, soc.concat(grid).map((p) => p[0]).concat([to]));
+    const t0 = Math.max(from, Math.min(first, to - 10 * 60000) - 60000);
+    const t1 = to;
     setText('chart-info', points.length ? '' : '(no history yet)');
-    const x = (t) => pad + ((t - t0) / (t1 - t0)) * (w - 2 * pad);
-    // Axes and hour lines.
-    ctx.strokeStyle = '#e5e7eb';
-    ctx.fillStyle = '#4b5563';
-    ctx.font = '11px sans-serif';
-    for (let i = 0; i <= CHART_HOURS; i++) {
-      const t = t0 + i * 3600 * 1000;
+    const left = 44;
+    const right = 60;
+    const top = 10;
+    const bottom = s.h - 22;
+    const x = (t) => left + ((t - t0) / (t1 - t0)) * (s.w - left - right);
+    drawTimeAxis(ctx, x, t0, t1, top, bottom);
+    // SOC axis (left, 0..100 %): drawn even before the first sample.
+    const ySoc = (v) => bottom - (v / 100) * (bottom - top);
+    ctx.fillStyle = COLOURS.soc;
+    for (const v of [0, 25, 50, 75, 100]) {
+      ctx.fillText(v + ' %', 4, ySoc(v) + 4);
+      ctx.strokeStyle = '#f3f4f6';
       ctx.beginPath();
-      ctx.moveTo(x(t), pad / 2);
-      ctx.lineTo(x(t), h - pad);
+      ctx.moveTo(left, ySoc(v));
+      ctx.lineTo(s.w - right, ySoc(v));
       ctx.stroke();
-      ctx.fillText(new Date(t).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }), x(t) - 15, h - 10);
     }
-    // SOC on 0..100 %.
-    line(ctx, soc, x, (v) => h - pad - (v / 100) * (h - 1.5 * pad), '#16a34a');
-    // Grid power, symmetric scale around zero.
-    const maxAbs = Math.max(1, ...grid.map((p) => Math.abs(p.value)));
-    const mid = (h - pad + pad / 2) / 2;
+    // Grid power (right axis), symmetric around zero.
+    const maxAbs = Math.max(100, ...grid.map((p) => Math.abs(p[1])));
+    const mid = (top + bottom) / 2;
+    const yGrid = (v) => mid - (v / maxAbs) * (mid - top);
     ctx.strokeStyle = '#9ca3af';
     ctx.beginPath();
-    ctx.moveTo(pad, mid);
-    ctx.lineTo(w - pad, mid);
+    ctx.moveTo(left, mid);
+    ctx.lineTo(s.w - right, mid);
     ctx.stroke();
-    line(ctx, grid, x, (v) => mid - (v / maxAbs) * (mid - pad / 2), '#2563eb');
-    ctx.fillStyle = '#2563eb';
-    ctx.fillText('±' + Math.round(maxAbs) + ' W', w - pad - 50, pad / 2 + 10);
+    ctx.fillStyle = COLOURS.grid;
+    ctx.fillText('+' + fmtW(maxAbs) + ' W', s.w - right + 4, top + 8);
+    ctx.fillText('0 W', s.w - right + 4, mid + 4);
+    ctx.fillText('−' + fmtW(maxAbs) + ' W', s.w - right + 4, bottom);
+    series(ctx, grid, x, yGrid, COLOURS.grid, false);
+    series(ctx, soc, x, ySoc, COLOURS.soc, false);
   }
 
-  function line(ctx, pts, x, y, colour) {
-    ctx.strokeStyle = colour;
-    ctx.lineWidth = 2;
-    ctx.beginPath();
-    let first = true;
-    for (const p of pts) {
-      const px = x(new Date(p.at).getTime());
-      const py = y(p.value);
-      if (first) ctx.moveTo(px, py); else ctx.lineTo(px, py);
-      first = false;
+  // ---- Economics -------------------------------------------------------------------------
+
+  // Hide the economics panels with a note on a site without economics; true if configured.
+  function economicsAvailable(r) {
+    const missing = r.status === 404;
+    if (econConfigured !== !missing) {
+      econConfigured = !missing;
+      $('econ-missing').hidden = !missing;
+      $('econ-summary').hidden = missing;
+      for (const el of document.querySelectorAll('.econ-panel')) el.hidden = missing;
+      if (missing) $('econ-banner').hidden = true;
     }
+    return !missing;
+  }
+
+  const BASIS = {
+    spot: 'spot prices', last_good: 'last good spot prices', tariff: 'the configured tariff',
+    self_consumption: 'none (self-consumption only)',
+  };
+
+  async function loadEconomics() {
+    const r = await api('GET', '/api/v1/economics');
+    if (!economicsAvailable(r) || !r.ok || !r.data) return;
+    const e = r.data;
+    setText('drives', e.drives || '–');
+    setText('price-basis', (BASIS[e.price_basis] || e.price_basis) + ' (feed ' + e.price_status.replace('_', ' ') + ')');
+    setText('active-rule', e.active_rule || 'none');
+    setText('fallback', e.fallback || 'none');
+    // Anything but live prices is a degraded mode the operator must see.
+    const degraded = e.price_status !== 'live' || !!e.fallback;
+    const banner = $('econ-banner');
+    banner.hidden = !degraded;
+    banner.textContent = degraded
+      ? 'Prices not live (' + e.price_status.replace('_', ' ') + '): planning on ' + (BASIS[e.price_basis] || e.price_basis) +
+        (e.fallback ? ' — ' + e.fallback : '')
+      : '';
+  }
+
+  async function loadPlan() {
+    const r = await api('GET', '/api/v1/plan');
+    if (!economicsAvailable(r) || !r.ok || !r.data) return;
+    drawPlan(r.data);
+  }
+
+  function drawPlan(plan) {
+    const s = surface($('plan-chart'));
+    if (!s) return;
+    const ctx = s.ctx;
+    const slots = (plan.slots || []).map(function (sl) {
+      return Object.assign({ t0: new Date(sl.start).getTime(), t1: new Date(sl.end).getTime() }, sl);
+    });
+    const made = plan.created_at ? 'made ' + fmtTime(plan.created_at) + (plan.reason ? ' (' + plan.reason.replace(/_/g, ' ') + ')' : '') : '';
+    const expires = plan.expires_at ? ', valid until ' + new Date(plan.expires_at).toLocaleString() : '';
+    setText('plan-info', slots.length
+      ? slots.length + ' slots, plan ' + plan.status + (made ? ', ' + made : '') + expires + ', prices: ' + (BASIS[plan.price_basis] || plan.price_basis)
+      : 'no plan (' + plan.status + ')');
+    const left = 56;
+    const right = 56;
+    const top = 10;
+    const split = Math.round(s.h * 0.66);
+    const bottom = s.h - 22;
+    if (!slots.length) {
+      ctx.fillStyle = '#6b7280';
+      ctx.fillText('no plan yet', left, top + 20);
+      return;
+    }
+    const t0 = slots[0].t0;
+    const t1 = slots[slots.length - 1].t1;
+    const x = (t) => left + ((t - t0) / (t1 - t0)) * (s.w - left - right);
+    drawTimeAxis(ctx, x, t0, t1, top, bottom);
+    // Upper band: battery and grid power (left axis, symmetric), SOC (right axis 0..100 %).
+    let maxAbs = 100;
+    for (const sl of slots) {
+      for (const v of [sl.battery_w, sl.grid_w, sl.actual && sl.actual.battery_w, sl.actual && sl.actual.grid_w]) {
+        if (isNum(v)) maxAbs = Math.max(maxAbs, Math.abs(v));
+      }
+    }
+    const mid = (top + split - 8) / 2;
+    const yW = (v) => mid - (v / maxAbs) * (mid - top);
+    const ySoc = (v) => (split - 8) - (v / 100) * (split - 8 - top);
+    ctx.strokeStyle = '#9ca3af';
+    ctx.beginPath();
+    ctx.moveTo(left, mid);
+    ctx.lineTo(s.w - right, mid);
     ctx.stroke();
-    ctx.lineWidth = 1;
+    ctx.fillStyle = '#374151';
+    ctx.fillText('+' + (maxAbs / 1000).toFixed(1) + ' kW', 2, top + 8);
+    ctx.fillText('0 kW', 2, mid + 4);
+    ctx.fillText('−' + (maxAbs / 1000).toFixed(1) + ' kW', 2, split - 8);
+    ctx.fillStyle = COLOURS.soc;
+    for (const v of [0, 50, 100]) ctx.fillText(v + ' %', s.w - right + 6, ySoc(v) + 4);
+    const planned = (k) => slots.map((sl) => [sl.t0, sl.t1, sl[k]]);
+    const actual = (k) => slots.filter((sl) => sl.actual).map((sl) => [sl.t0, sl.t1, sl.actual[k]]);
+    steps(ctx, planned('grid_w'), x, yW, COLOURS.grid, true);
+    steps(ctx, actual('grid_w'), x, yW, COLOURS.grid, false);
+    steps(ctx, planned('battery_w'), x, yW, COLOURS.battery, true);
+    steps(ctx, actual('battery_w'), x, yW, COLOURS.battery, false);
+    // SOC at each slot's end (the planned curve starts at the first slot's start).
+    series(ctx, slots.map((sl) => [sl.t1, sl.soc_percent]), x, ySoc, COLOURS.soc, true);
+    series(ctx, slots.filter((sl) => sl.actual).map((sl) => [sl.t1, sl.actual.soc_percent]), x, ySoc, COLOURS.soc, false);
+    // Lower band: prices.
+    const prices = [];
+    for (const sl of slots) prices.push(sl.import_price, sl.export_price, sl.spot_price);
+    const known = prices.filter(isNum);
+    const pMin = Math.min(0, ...known);
+    const pMax = Math.max(0.01, ...known);
+    const yP = (v) => bottom - ((v - pMin) / (pMax - pMin)) * (bottom - split);
+    ctx.strokeStyle = '#d1d5db';
+    ctx.beginPath();
+    ctx.moveTo(left, split - 2);
+    ctx.lineTo(s.w - right, split - 2);
+    ctx.stroke();
+    ctx.fillStyle = '#374151';
+    ctx.fillText(pMax.toFixed(2) + ' /kWh', 2, split + 10);
+    ctx.fillText(pMin.toFixed(2), 2, bottom);
+    steps(ctx, slots.map((sl) => [sl.t0, sl.t1, sl.import_price]), x, yP, COLOURS.importPrice, false);
+    steps(ctx, slots.map((sl) => [sl.t0, sl.t1, sl.export_price]), x, yP, COLOURS.exportPrice, false);
+    steps(ctx, slots.map((sl) => [sl.t0, sl.t1, sl.spot_price]), x, yP, COLOURS.spot, true);
+    nowLine(ctx, x, t0, t1, top, bottom);
+  }
+
+  async function loadForecast() {
+    const r = await api('GET', '/api/v1/forecast');
+    if (!economicsAvailable(r) || !r.ok || !r.data) return;
+    const f = r.data;
+    const pct = (v) => (isNum(v) ? (v * 100).toFixed(1) + ' %' : '–');
+    const e = f.errors || {};
+    setText('forecast-nmae', 'Live nMAE over ' + (e.window_hours || 0) + ' h (' + (e.samples || 0) + ' slots): PV ' +
+      pct(e.pv_nmae) + ', load ' + pct(e.load_nmae) + (isNum(f.pv_ratio) ? '; PV measured/forecast ' + f.pv_ratio.toFixed(2) : ''));
+    const s = surface($('forecast-chart'));
+    if (!s) return;
+    const slots = (f.slots || []).map((sl) => Object.assign({ t0: new Date(sl.start).getTime(), t1: new Date(sl.end).getTime() }, sl));
+    if (!slots.length) {
+      s.ctx.fillStyle = '#6b7280';
+      s.ctx.fillText('no forecast yet', 50, 30);
+      return;
+    }
+    const left = 50;
+    const right = 10;
+    const top = 10;
+    const bottom = s.h - 22;
+    const t0 = slots[0].t0;
+    const t1 = slots[slots.length - 1].t1;
+    const x = (t) => left + ((t - t0) / (t1 - t0)) * (s.w - left - right);
+    let max = 100;
+    for (const sl of slots) {
+      for (const v of [sl.pv_w, sl.load_w, sl.pv_actual_w, sl.load_actual_w]) if (isNum(v)) max = Math.max(max, v);
+    }
+    const y = (v) => bottom - (v / max) * (bottom - top);
+    drawTimeAxis(s.ctx, x, t0, t1, top, bottom);
+    s.ctx.fillStyle = '#374151';
+    s.ctx.fillText((max / 1000).toFixed(1) + ' kW', 2, top + 8);
+    s.ctx.fillText('0', 2, bottom);
+    steps(s.ctx, slots.map((sl) => [sl.t0, sl.t1, sl.pv_w]), x, y, COLOURS.pv, true);
+    steps(s.ctx, slots.map((sl) => [sl.t0, sl.t1, sl.pv_actual_w]), x, y, COLOURS.pv, false);
+    steps(s.ctx, slots.map((sl) => [sl.t0, sl.t1, sl.load_w]), x, y, COLOURS.load, true);
+    steps(s.ctx, slots.map((sl) => [sl.t0, sl.t1, sl.load_actual_w]), x, y, COLOURS.load, false);
+    nowLine(s.ctx, x, t0, t1, top, bottom);
+  }
+
+  async function loadSavings() {
+    const [day, month] = await Promise.all([api('GET', '/api/v1/savings?period=day'), api('GET', '/api/v1/savings?period=month')]);
+    if (!economicsAvailable(day)) return;
+    for (const [suffix, r] of [['day', day], ['month', month]]) {
+      if (!r.ok || !r.data) continue;
+      const v = r.data;
+      setText('cost-ems-' + suffix, fmtMoney(v.ems.cost, v.currency));
+      setText('cost-nobat-' + suffix, fmtMoney(v.no_battery.cost, v.currency));
+      setText('cost-self-' + suffix, fmtMoney(v.self_consumption.cost, v.currency));
+      setText('saving-nobat-' + suffix, fmtMoney(v.saving_vs_no_battery, v.currency));
+      setText('saving-self-' + suffix, fmtMoney(v.saving_vs_self_consumption, v.currency));
+    }
+  }
+
+  // ---- Rule editor -----------------------------------------------------------------------
+
+  function whenText(w) {
+    if (!w) return 'always';
+    const parts = [];
+    if (w.days && w.days.length) parts.push(w.days.join('/'));
+    if (w.from || w.to) parts.push((w.from || '00:00') + '–' + (w.to || '24:00'));
+    if (isNum(w.price_above)) parts.push('price > ' + w.price_above);
+    if (isNum(w.price_below)) parts.push('price < ' + w.price_below);
+    if (isNum(w.soc_above)) parts.push('SOC > ' + w.soc_above + ' %');
+    if (isNum(w.soc_below)) parts.push('SOC < ' + w.soc_below + ' %');
+    if (isNum(w.pv_surplus_above_w)) parts.push('PV surplus > ' + w.pv_surplus_above_w + ' W');
+    if (isNum(w.grid_import_above_w)) parts.push('import > ' + w.grid_import_above_w + ' W');
+    return parts.length ? parts.join(', ') : 'always';
+  }
+
+  function actionText(a) {
+    if (!a) return '?';
+    const p = a.maxChargePower !== undefined ? ' ' + a.maxChargePower + ' W'
+      : a.maxDischargePower !== undefined ? ' ' + a.maxDischargePower + ' W'
+        : a.power !== undefined ? ' ' + a.power + ' W'
+          : a.soc !== undefined ? ' ' + a.soc + ' %' + (a.by ? ' by ' + a.by : '') : '';
+    return a.mode + p;
+  }
+
+  function untilText(u) {
+    if (!u) return '';
+    if (u.time) return ' until ' + u.time;
+    if (u.duration_minutes) return ' for ' + u.duration_minutes + ' min';
+    if (u.sunset) return ' until sunset';
+    if (isNum(u.soc)) return ' until SOC ' + u.soc + ' %';
+    return '';
+  }
+
+  function renderRules() {
+    const ul = $('rules-list');
+    ul.replaceChildren();
+    if (!rules.length) {
+      const li = document.createElement('li');
+      li.className = 'hint';
+      li.textContent = 'no rules' + (canOperate ? ' (add one below)' : '');
+      ul.appendChild(li);
+    }
+    const fired = (decision && decision.fired) || [];
+    rules.forEach(function (rule, i) {
+      const li = document.createElement('li');
+      const text = document.createElement('span');
+      text.textContent = rule.name + ' — ' + (rule.enabled === false ? 'disabled, ' : '') + 'priority ' +
+        (rule.priority !== undefined ? rule.priority : 0) + ': ' + whenText(rule.when) + ' → ' + actionText(rule.action) + untilText(rule.until);
+      li.appendChild(text);
+      if (decision && decision.winner === rule.name) {
+        const b = document.createElement('span');
+        b.className = 'rule-fires';
+        b.textContent = '  ◀ drives the battery now';
+        li.appendChild(b);
+      } else if (fired.indexOf(rule.name) >= 0) {
+        const b = document.createElement('span');
+        b.className = 'rule-fires';
+        b.textContent = '  (matches now)';
+        li.appendChild(b);
+      }
+      if (canOperate) {
+        const edit = document.createElement('button');
+        edit.type = 'button';
+        edit.textContent = 'Edit';
+        edit.addEventListener('click', function () { editRule(i); });
+        const del = document.createElement('button');
+        del.type = 'button';
+        del.textContent = 'Delete';
+        del.addEventListener('click', function () {
+          rules.splice(i, 1);
+          rulesDirty = true;
+          if (editing === i) resetRuleForm();
+          renderRules();
+          setText('rules-status', 'Deleted locally: press Save rules to apply.');
+        });
+        li.appendChild(edit);
+        li.appendChild(del);
+      }
+      ul.appendChild(li);
+    });
+  }
+
+  async function loadRules() {
+    const r = await api('GET', '/api/v1/rules');
+    if (!economicsAvailable(r) || !r.ok || !r.data) return;
+    decision = r.data.decision || null;
+    // Unsaved edits are not overwritten by the refresh.
+    if (!rulesDirty) {
+      rules = r.data.rules || [];
+      ruleCountry = r.data.country || null;
+    }
+    renderRules();
+  }
+
+  function val(id) {
+    return $(id).value.trim();
+  }
+
+  function numOrUndef(id) {
+    const v = val(id);
+    return v === '' ? undefined : Number(v);
+  }
+
+  function ruleFromForm() {
+    const when = {};
+    const days = val('rule-days').split(',').map((d) => d.trim()).filter((d) => d);
+    if (days.length) when.days = days;
+    if (val('rule-from')) when.from = val('rule-from');
+    if (val('rule-to')) when.to = val('rule-to');
+    const opt = [['price_above', 'rule-price-above'], ['price_below', 'rule-price-below'], ['soc_above', 'rule-soc-above'],
+      ['soc_below', 'rule-soc-below'], ['pv_surplus_above_w', 'rule-pv-above'], ['grid_import_above_w', 'rule-import-above']];
+    for (const [k, id] of opt) {
+      const n = numOrUndef(id);
+      if (n !== undefined) when[k] = n;
+    }
+    const mode = $('rule-mode').value;
+    const action = { mode: mode };
+    const value = numOrUndef('rule-value');
+    const param = { LIMIT_CHARGE: 'maxChargePower', LIMIT_DISCHARGE: 'maxDischargePower', FORCE_CHARGE: 'power', SOC_RESERVE: 'soc', CHARGE_TO: 'soc' }[mode];
+    // A missing value is sent as is: the server's error names the field.
+    if (param && value !== undefined) action[param] = value;
+    if (mode === 'CHARGE_TO' && val('rule-by')) action.by = val('rule-by');
+    const rule = { name: val('rule-name'), priority: numOrUndef('rule-priority') || 0, enabled: $('rule-enabled').checked, when: when, action: action };
+    const kind = $('rule-until').value;
+    const uv = val('rule-until-value');
+    if (kind === 'time') rule.until = { time: uv };
+    else if (kind === 'duration_minutes') rule.until = { duration_minutes: Number(uv) };
+    else if (kind === 'sunset') rule.until = { sunset: true };
+    else if (kind === 'soc') rule.until = { soc: Number(uv) };
+    return rule;
+  }
+
+  function setField(id, v) {
+    $(id).value = v === undefined || v === null ? '' : String(v);
+  }
+
+  function editRule(i) {
+    const r = rules[i];
+    editing = i;
+    const w = r.when || {};
+    setField('rule-name', r.name);
+    setField('rule-priority', r.priority);
+    $('rule-enabled').checked = r.enabled !== false;
+    setField('rule-days', (w.days || []).join(', '));
+    setField('rule-from', w.from);
+    setField('rule-to', w.to);
+    setField('rule-price-above', w.price_above);
+    setField('rule-price-below', w.price_below);
+    setField('rule-soc-above', w.soc_above);
+    setField('rule-soc-below', w.soc_below);
+    setField('rule-pv-above', w.pv_surplus_above_w);
+    setField('rule-import-above', w.grid_import_above_w);
+    const a = r.action || {};
+    $('rule-mode').value = a.mode || 'NO_DISCHARGE';
+    setField('rule-value', a.maxChargePower !== undefined ? a.maxChargePower : a.maxDischargePower !== undefined ? a.maxDischargePower : a.power !== undefined ? a.power : a.soc);
+    setField('rule-by', a.by);
+    const u = r.until || {};
+    const kind = u.time ? 'time' : u.duration_minutes ? 'duration_minutes' : u.sunset ? 'sunset' : isNum(u.soc) ? 'soc' : '';
+    $('rule-until').value = kind;
+    setField('rule-until-value', u.time || u.duration_minutes || (isNum(u.soc) ? u.soc : ''));
+    $('rule-add').textContent = 'Update rule';
+    $('rule-cancel').hidden = false;
+    $('rule-name').focus();
+  }
+
+  function resetRuleForm() {
+    editing = -1;
+    $('rule-form').reset();
+    $('rule-add').textContent = 'Add rule';
+    $('rule-cancel').hidden = true;
+  }
+
+  function addRule(ev) {
+    ev.preventDefault();
+    const rule = ruleFromForm();
+    if (!rule.name) {
+      setText('rules-error', 'Give the rule a name.');
+      return;
+    }
+    if (editing >= 0) rules[editing] = rule; else rules.push(rule);
+    rulesDirty = true;
+    resetRuleForm();
+    setText('rules-error', '');
+    renderRules();
+    setText('rules-status', 'Changed locally: press Save rules to apply.');
+  }
+
+  async function saveRules() {
+    const body = { rules: rules };
+    if (ruleCountry) body.country = ruleCountry;
+    const r = await api('PUT', '/api/v1/rules', body);
+    if (!r.ok) {
+      // The server names the field (rules[0].when.from) and the value.
+      setText('rules-error', 'Not saved: ' + errorText(r));
+      setText('rules-status', '');
+      return;
+    }
+    rulesDirty = false;
+    setText('rules-error', '');
+    setText('rules-status', 'Saved at ' + new Date().toLocaleTimeString() + '.');
+    await loadRules();
+    await loadEconomics();
+  }
+
+  // ---- Refresh ---------------------------------------------------------------------------
+
+  function refreshSlow() {
+    loadControlModes();
+    loadSchedules();
+    loadChart();
+    loadEconomics().then(function () {
+      if (econConfigured === false) return;
+      loadPlan();
+      loadForecast();
+      loadSavings();
+      loadRules();
+    });
   }
 
   // ---- Commands --------------------------------------------------------------------------
@@ -362,15 +971,10 @@
     $('logout').hidden = false;
     $('login-error').textContent = '';
     renderSafety(r.data);
+    await loadRole();
     connectLive();
-    loadControlModes();
-    loadSchedules();
-    loadChart();
-    slowTimer = setInterval(function () {
-      loadControlModes();
-      loadSchedules();
-      loadChart();
-    }, 60000);
+    refreshSlow();
+    slowTimer = setInterval(refreshSlow, REFRESH_MS);
   }
 
   function logout(why) {
@@ -385,6 +989,7 @@
     $('logout').hidden = true;
     $('login-panel').hidden = false;
     $('login-error').textContent = why || '';
+    setText('whoami', '');
     setConn('not connected');
   }
 
@@ -406,6 +1011,13 @@
     });
     $('acknowledge').addEventListener('click', function () {
       command('/api/v1/state', { request: 'acknowledge' }, 'Acknowledge');
+    });
+    $('rule-form').addEventListener('submit', addRule);
+    $('rule-cancel').addEventListener('click', resetRuleForm);
+    $('rules-save').addEventListener('click', saveRules);
+    // Charts follow the panel's width.
+    window.addEventListener('resize', function () {
+      if (token) refreshSlow();
     });
     document.addEventListener('keydown', function (ev) {
       if (ev.key === 'Escape') closeEstop();
