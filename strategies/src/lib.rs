@@ -20,8 +20,8 @@ pub mod accounting;
 pub mod forecast;
 pub mod live;
 pub mod optimizer;
-pub mod rules;
 pub mod prices;
+pub mod rules;
 pub mod tariff;
 pub mod units;
 

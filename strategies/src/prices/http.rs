@@ -80,3 +80,16 @@ fn client_error(
         PriceError::Transport { kind, origin, cause }
     }
 }
+
+/// GET `url` with the default timeouts and return the body of a 200 answer, or the error in
+/// words. For other documents the planner thread fetches (the irradiance forecast), with the
+/// same client and limits as the price sources.
+///
+/// # Errors
+/// The transport failed, timed out, or the server answered with another status.
+pub fn get_text(url: &str) -> Result<String, String> {
+    Http::new(CONNECT_TIMEOUT, READ_TIMEOUT).get(SourceKind::File, url, url, None).map_err(|e| match e {
+        PriceError::Status { status, detail, .. } => format!("HTTP {status}: {detail}"),
+        other => other.to_string(),
+    })
+}

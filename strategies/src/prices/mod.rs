@@ -34,7 +34,7 @@ pub use entsoe::{parse_entsoe, EntsoeSource, Token, ENTSOE_DEFAULT_URL, ENTSOE_T
 pub use error::{ConfigError, ParseError, PriceError};
 pub use feed::{FeedEvent, FeedStatus, PriceFeed, SourceReport, BACKOFF_MINUTES};
 pub use file::{parse_price_csv, FileSource, CSV_HEADER};
-pub use http::{CONNECT_TIMEOUT, READ_TIMEOUT};
+pub use http::{get_text, CONNECT_TIMEOUT, READ_TIMEOUT};
 pub use point::{validate_point, validate_points, PointError, PricePoint, MAX_POINT_LENGTH, QUARTER_HOUR};
 pub use push::{PushHandle, PushSource, MAX_PUSH_POINTS};
 

@@ -5,7 +5,7 @@
 use super::planner::{lock, locate, Core, Shared};
 use ems_api::economics as api;
 use ems_api::economics::{EconomicsPort, PortError, PortErrorKind};
-use ems_core::{Percent, Watts};
+use ems_core::Percent;
 use ems_strategies::live::{Period, PriceBasis};
 use ems_strategies::prices::{FeedStatus, PricePoint, PushHandle, SourceKind};
 use ems_strategies::rules::{RuleEngine, RuleSet};
@@ -185,7 +185,7 @@ impl EconomicsPort for Port {
             source,
             status,
             basis: basis(core.engine.price_basis(at)),
-            currency: tariff.currency().to_owned(),
+            currency: core.engine.tariff().currency().to_owned(),
             // The prices in use, quarter-hour by quarter-hour: the spot price and the all-in
             // import and export prices the tariff makes of it (the tariff's own price where
             // there is no spot price).
