@@ -6,8 +6,8 @@
 mod prices_support;
 
 use ems_strategies::prices::{
-    parse_entsoe, EntsoeSource, FeedEvent, FeedStatus, ParseError, PriceError, PriceFeed, PriceSource, SourceConfig,
-    SourceKind, Token,
+    parse_entsoe, EntsoeSource, FeedEvent, FeedStatus, ParseError, PriceError, PriceFeed, PriceSource,
+    SourceConfig, SourceKind, Token,
 };
 use jiff::{SignedDuration, Timestamp};
 use prices_support::{query_param, refused_base, Reply, TestServer};
@@ -47,8 +47,8 @@ fn the_recorded_a44_document_gives_hourly_then_quarter_hourly_points() {
     assert!(close(hours[4].price.per_kwh(), 0.059_02));
     assert!(close(hours[23].price.per_kwh(), 0.064_15));
     // Quarter positions 42 and 43 were omitted and repeat 41.
-    for i in 40..43 {
-        assert!(close(quarters[i].price.per_kwh(), 0.101_99), "{i}");
+    for q in &quarters[40..43] {
+        assert!(close(q.price.per_kwh(), 0.101_99), "{q:?}");
     }
     assert!(close(quarters[43].price.per_kwh(), 0.099_22));
     assert!(close(quarters[95].price.per_kwh(), 0.056_99));
@@ -75,15 +75,29 @@ fn a01_gaps_stay_gaps_and_bad_fields_are_named() {
              <resolution>{resolution}</resolution>{positions}</Period></TimeSeries></Publication_MarketDocument>"
         )
     };
-    let pt = |pos: u32, price: &str| format!("<Point><position>{pos}</position><price.amount>{price}</price.amount></Point>");
+    let pt = |pos: u32, price: &str| {
+        format!("<Point><position>{pos}</position><price.amount>{price}</price.amount></Point>")
+    };
     let points = parse_entsoe(&doc("PT15M", &format!("{}{}", pt(1, "10"), pt(3, "30")))).unwrap();
-    assert_eq!(points.iter().map(|p| p.start).collect::<Vec<_>>(), vec![ts("2025-10-01T22:00:00Z"), ts("2025-10-01T22:30:00Z")]);
+    assert_eq!(
+        points.iter().map(|p| p.start).collect::<Vec<_>>(),
+        vec![ts("2025-10-01T22:00:00Z"), ts("2025-10-01T22:30:00Z")]
+    );
     let e = parse_entsoe(&doc("PT5M", &pt(1, "10"))).unwrap_err();
-    assert!(matches!(&e, ParseError::Value { field, value, .. } if field == "resolution" && value == "PT5M"), "{e}");
+    assert!(
+        matches!(&e, ParseError::Value { field, value, .. } if field == "resolution" && value == "PT5M"),
+        "{e}"
+    );
     let e = parse_entsoe(&doc("PT15M", &pt(5, "10"))).unwrap_err();
-    assert!(matches!(&e, ParseError::Value { field, value, .. } if field == "position" && value == "5"), "{e}");
+    assert!(
+        matches!(&e, ParseError::Value { field, value, .. } if field == "position" && value == "5"),
+        "{e}"
+    );
     let e = parse_entsoe(&doc("PT15M", &pt(1, "ten"))).unwrap_err();
-    assert!(matches!(&e, ParseError::Value { field, value, .. } if field == "price.amount" && value == "ten"), "{e}");
+    assert!(
+        matches!(&e, ParseError::Value { field, value, .. } if field == "price.amount" && value == "ten"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -123,7 +137,10 @@ fn failures_name_the_url_but_never_the_token() {
     server.set(Reply::Ok(ACK.to_owned()));
     let e = s.fetch(now).unwrap_err();
     assert!(
-        matches!(&e, PriceError::Decode { kind: SourceKind::Entsoe, error: ParseError::Acknowledgement { .. }, .. }),
+        matches!(
+            &e,
+            PriceError::Decode { kind: SourceKind::Entsoe, error: ParseError::Acknowledgement { .. }, .. }
+        ),
         "{e:?}"
     );
 
@@ -159,7 +176,9 @@ fn the_feed_from_config_keeps_last_good_prices_then_recovers() {
     assert!(feed.poll(ts("2025-10-01T13:34:00Z")).is_empty()); // not due yet (30 min)
     let t1 = ts("2025-10-01T13:35:00Z");
     let events = feed.poll(t1);
-    assert!(matches!(&events[0], FeedEvent::Failed { error, .. } if error.contains("No matching data found")));
+    assert!(
+        matches!(&events[0], FeedEvent::Failed { error, .. } if error.contains("No matching data found"))
+    );
     let last_good = FeedStatus::LastGood { kind: SourceKind::Entsoe, failing_since: t1 };
     assert_eq!(events[1], FeedEvent::StatusChanged { from: live, to: last_good });
     // Tomorrow's quarter-hours are still planned with.

@@ -63,7 +63,12 @@ impl EntsoeSource {
     /// timeouts (10 s to connect, 10 s per read).
     #[must_use]
     pub fn new(base_url: impl Into<String>, zone: impl Into<String>, token: Token) -> Self {
-        Self { base_url: base_url.into(), zone: zone.into(), token, http: Http::new(CONNECT_TIMEOUT, READ_TIMEOUT) }
+        Self {
+            base_url: base_url.into(),
+            zone: zone.into(),
+            token,
+            http: Http::new(CONNECT_TIMEOUT, READ_TIMEOUT),
+        }
     }
 
     /// The same source with other timeouts (tests use short ones).
@@ -105,7 +110,11 @@ impl PriceSource for EntsoeSource {
         let shown = self.shown_url(now);
         let url = self.url(&shown);
         let body = self.http.get(SourceKind::Entsoe, &url, &shown, Some(self.token.expose()))?;
-        parse_entsoe(&body).map_err(|error| PriceError::Decode { kind: SourceKind::Entsoe, origin: shown, error })
+        parse_entsoe(&body).map_err(|error| PriceError::Decode {
+            kind: SourceKind::Entsoe,
+            origin: shown,
+            error,
+        })
     }
 }
 
@@ -186,13 +195,17 @@ fn parse_period(period: Node<'_, '_>, fill: bool, out: &mut Vec<Candidate>) -> R
         let shown = format!("{start} .. {end}");
         return Err(value("timeInterval", &shown, "not a positive whole number of resolution steps"));
     }
-    let slots = usize::try_from(span / resolution_s).map_err(|_| value("timeInterval", &span.to_string(), "too long"))?;
+    let slots = usize::try_from(span / resolution_s)
+        .map_err(|_| value("timeInterval", &span.to_string(), "too long"))?;
     let mut prices: Vec<Option<Price>> = vec![None; slots];
     for point in elements(period, "Point") {
         let pos_text = child_text(point, "position").ok_or_else(|| missing("Point/position"))?.trim();
-        let position: usize = pos_text.parse().map_err(|_| value("position", pos_text, "not a whole number"))?;
-        let amount_text = child_text(point, "price.amount").ok_or_else(|| missing("Point/price.amount"))?.trim();
-        let amount: f64 = amount_text.parse().map_err(|_| value("price.amount", amount_text, "not a number"))?;
+        let position: usize =
+            pos_text.parse().map_err(|_| value("position", pos_text, "not a whole number"))?;
+        let amount_text =
+            child_text(point, "price.amount").ok_or_else(|| missing("Point/price.amount"))?.trim();
+        let amount: f64 =
+            amount_text.parse().map_err(|_| value("price.amount", amount_text, "not a number"))?;
         let price = Price::checked("price.amount", amount / 1000.0)
             .map_err(|_| value("price.amount", amount_text, "not a finite price"))?;
         let slot = position
@@ -207,7 +220,9 @@ fn parse_period(period: Node<'_, '_>, fill: bool, out: &mut Vec<Candidate>) -> R
     for (i, price) in prices.into_iter().enumerate() {
         let price = match (price, fill) {
             (Some(p), _) => Some(p),
-            (None, true) => Some(previous.ok_or_else(|| value("position", "1", "missing: nothing to repeat"))?),
+            (None, true) => {
+                Some(previous.ok_or_else(|| value("position", "1", "missing: nothing to repeat"))?)
+            }
             (None, false) => None,
         };
         previous = price.or(previous);
@@ -234,7 +249,11 @@ fn resolve_overlaps(mut candidates: Vec<Candidate>) -> Result<Vec<PricePoint>, P
                 drop = true;
             } else {
                 let shown = format!("{} .. {}", c.point.start, c.point.end);
-                return Err(value("Period", &shown, "overlaps another period of the same resolution with other prices"));
+                return Err(value(
+                    "Period",
+                    &shown,
+                    "overlaps another period of the same resolution with other prices",
+                ));
             }
         }
         if !drop {
@@ -313,6 +332,8 @@ mod tests {
             )
         };
         assert_eq!(parse_entsoe(&doc("50")).unwrap().len(), 1);
-        assert!(matches!(parse_entsoe(&doc("51")), Err(ParseError::Value { field, .. }) if field == "Period"));
+        assert!(
+            matches!(parse_entsoe(&doc("51")), Err(ParseError::Value { field, .. }) if field == "Period")
+        );
     }
 }

@@ -51,7 +51,9 @@ impl std::fmt::Display for FeedStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Live { kind } => write!(f, "live ({kind})"),
-            Self::LastGood { kind, failing_since } => write!(f, "last good ({kind}, failing since {failing_since})"),
+            Self::LastGood { kind, failing_since } => {
+                write!(f, "last good ({kind}, failing since {failing_since})")
+            }
             Self::Exhausted => f.write_str("exhausted"),
         }
     }
@@ -385,8 +387,14 @@ mod tests {
             p("2025-10-02T10:00:00Z", "2025-10-02T11:00:00Z", 2.0),
             p("2025-10-02T11:00:00Z", "2025-10-02T12:00:00Z", 3.0),
         ];
-        feed.add(Box::new(Scripted { kind: SourceKind::Push, answer: Ok(a), calls: 0 }), SignedDuration::ZERO);
-        feed.add(Box::new(Scripted { kind: SourceKind::File, answer: Ok(b), calls: 0 }), SignedDuration::ZERO);
+        feed.add(
+            Box::new(Scripted { kind: SourceKind::Push, answer: Ok(a), calls: 0 }),
+            SignedDuration::ZERO,
+        );
+        feed.add(
+            Box::new(Scripted { kind: SourceKind::File, answer: Ok(b), calls: 0 }),
+            SignedDuration::ZERO,
+        );
         let now = ts("2025-10-02T10:20:00Z");
         feed.poll(now);
         let got: Vec<_> = feed.points(now).iter().map(|q| (q.start, q.end, q.price.per_kwh())).collect();
@@ -427,7 +435,10 @@ mod tests {
     #[test]
     fn backoff_schedule() {
         let mut feed = PriceFeed::new();
-        feed.add(Box::new(Scripted { kind: SourceKind::File, answer: failing(), calls: 0 }), SignedDuration::ZERO);
+        feed.add(
+            Box::new(Scripted { kind: SourceKind::File, answer: failing(), calls: 0 }),
+            SignedDuration::ZERO,
+        );
         let mut now = ts("2025-10-02T09:00:00Z");
         let mut waits = Vec::new();
         for _ in 0..7 {
@@ -446,11 +457,17 @@ mod tests {
 
     #[test]
     fn uncovered_pieces() {
-        let merged = [p("2025-10-02T10:15:00Z", "2025-10-02T10:30:00Z", 1.0), p("2025-10-02T10:45:00Z", "2025-10-02T11:15:00Z", 1.0)];
+        let merged = [
+            p("2025-10-02T10:15:00Z", "2025-10-02T10:30:00Z", 1.0),
+            p("2025-10-02T10:45:00Z", "2025-10-02T11:15:00Z", 1.0),
+        ];
         let got = uncovered(&merged, &p("2025-10-02T10:00:00Z", "2025-10-02T11:00:00Z", 2.0));
         assert_eq!(
             got,
-            vec![p("2025-10-02T10:00:00Z", "2025-10-02T10:15:00Z", 2.0), p("2025-10-02T10:30:00Z", "2025-10-02T10:45:00Z", 2.0)]
+            vec![
+                p("2025-10-02T10:00:00Z", "2025-10-02T10:15:00Z", 2.0),
+                p("2025-10-02T10:30:00Z", "2025-10-02T10:45:00Z", 2.0)
+            ]
         );
     }
 }
