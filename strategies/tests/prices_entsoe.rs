@@ -50,6 +50,7 @@ fn the_recorded_a44_document_gives_hourly_then_quarter_hourly_points() {
     for q in &quarters[40..43] {
         assert!(close(q.price.per_kwh(), 0.101_99), "{q:?}");
     }
+    // Sequence 1 (SDAC); the sample's sequence-2 series (EXAA) would read 0.102_37.
     assert!(close(quarters[43].price.per_kwh(), 0.099_22));
     assert!(close(quarters[95].price.per_kwh(), 0.056_99));
 }
