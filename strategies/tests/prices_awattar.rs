@@ -4,7 +4,9 @@
 
 mod prices_support;
 
-use ems_strategies::prices::{AwattarSource, FeedEvent, FeedStatus, PriceError, PriceFeed, PriceSource, SourceKind};
+use ems_strategies::prices::{
+    parse_awattar, AwattarSource, FeedEvent, FeedStatus, PriceError, PriceFeed, PriceSource, SourceKind,
+};
 use jiff::{SignedDuration, Timestamp};
 use prices_support::{query_param, refused_base, Reply, TestServer};
 use std::time::Duration;
@@ -35,6 +37,23 @@ fn hourly(start: &str, hours: i64, eur_per_mwh: f64) -> String {
 }
 
 #[test]
+fn the_recorded_sample_gives_hourly_then_quarter_hourly_points() {
+    let points = parse_awattar(SAMPLE).unwrap();
+    assert_eq!(points.len(), 24 + 96);
+    let (hours, quarters) = points.split_at(24);
+    assert!(hours.iter().all(|p| p.length() == SignedDuration::from_hours(1)));
+    assert!(quarters.iter().all(|p| p.length() == SignedDuration::from_mins(15)));
+    assert_eq!(hours[0].start, ts("2025-09-30T22:00:00Z"));
+    assert_eq!(quarters[0].start, hours[23].end);
+    assert!((hours[0].price.per_kwh() - 0.056_02).abs() < 1e-12); // 56.02 EUR/MWh
+                                                                  // The sample's negative quarter-hours around midday.
+    let negative: Vec<Timestamp> =
+        quarters.iter().filter(|p| p.price.per_kwh() < 0.0).map(|p| p.start).collect();
+    assert_eq!(negative.first(), Some(&ts("2025-10-02T10:30:00Z")));
+    assert_eq!(negative.len(), 4);
+}
+
+#[test]
 fn sends_the_documented_request_and_parses_the_answer() {
     let server = TestServer::start(Reply::Ok(SAMPLE.to_owned()));
     let mut source = short(AwattarSource::new(format!("{}/", server.base)));
@@ -46,8 +65,14 @@ fn sends_the_documented_request_and_parses_the_answer() {
     assert_eq!(requests.len(), 1);
     let target = &requests[0];
     assert!(target.starts_with("/v1/marketdata?"), "{target}");
-    assert_eq!(query_param(target, "start"), Some(ts("2025-10-01T10:00:00Z").as_millisecond().to_string().as_str()));
-    assert_eq!(query_param(target, "end"), Some(ts("2025-10-03T10:00:00Z").as_millisecond().to_string().as_str()));
+    assert_eq!(
+        query_param(target, "start"),
+        Some(ts("2025-10-01T10:00:00Z").as_millisecond().to_string().as_str())
+    );
+    assert_eq!(
+        query_param(target, "end"),
+        Some(ts("2025-10-03T10:00:00Z").as_millisecond().to_string().as_str())
+    );
 }
 
 #[test]
@@ -70,7 +95,10 @@ fn http_500_timeout_and_refused_are_errors_naming_kind_and_url() {
 
     let base = refused_base();
     let e = short(AwattarSource::new(base.clone())).fetch(now).unwrap_err();
-    assert!(matches!(&e, PriceError::Transport { kind: SourceKind::Awattar, origin, .. } if origin.starts_with(&base)), "{e:?}");
+    assert!(
+        matches!(&e, PriceError::Transport { kind: SourceKind::Awattar, origin, .. } if origin.starts_with(&base)),
+        "{e:?}"
+    );
 
     server.set(Reply::Ok("<html>maintenance</html>".to_owned()));
     let e = source.fetch(now).unwrap_err();
@@ -95,7 +123,10 @@ fn the_feed_keeps_last_good_prices_until_they_run_out_then_recovers() {
                 first: Some(ts("2025-10-01T10:00:00Z")),
                 last: Some(ts("2025-10-02T22:00:00Z")),
             },
-            FeedEvent::StatusChanged { from: FeedStatus::Exhausted, to: FeedStatus::Live { kind: SourceKind::Awattar } },
+            FeedEvent::StatusChanged {
+                from: FeedStatus::Exhausted,
+                to: FeedStatus::Live { kind: SourceKind::Awattar }
+            },
         ]
     );
 
@@ -103,9 +134,14 @@ fn the_feed_keeps_last_good_prices_until_they_run_out_then_recovers() {
     server.set(Reply::Status(500, String::new()));
     let t1 = ts("2025-10-01T11:40:00Z");
     let events = feed.poll(t1);
-    assert!(matches!(&events[0], FeedEvent::Failed { kind: SourceKind::Awattar, error } if error.contains("HTTP status 500")));
+    assert!(
+        matches!(&events[0], FeedEvent::Failed { kind: SourceKind::Awattar, error } if error.contains("HTTP status 500"))
+    );
     let last_good = FeedStatus::LastGood { kind: SourceKind::Awattar, failing_since: t1 };
-    assert_eq!(events[1], FeedEvent::StatusChanged { from: FeedStatus::Live { kind: SourceKind::Awattar }, to: last_good });
+    assert_eq!(
+        events[1],
+        FeedEvent::StatusChanged { from: FeedStatus::Live { kind: SourceKind::Awattar }, to: last_good }
+    );
     assert_eq!(feed.status(t1), last_good);
     let noon = feed.series(t1).unwrap().get(ts("2025-10-02T12:00:00Z")).unwrap().per_kwh();
     assert!((noon - 0.094_37).abs() < 1e-12, "{noon}"); // 94.37 EUR/MWh in the sample
@@ -125,7 +161,13 @@ fn the_feed_keeps_last_good_prices_until_they_run_out_then_recovers() {
     let t3 = ts("2025-10-02T22:32:00Z");
     let events = feed.poll(t3);
     assert!(matches!(events[0], FeedEvent::Updated { points: 24, .. }));
-    assert_eq!(events[1], FeedEvent::StatusChanged { from: FeedStatus::Exhausted, to: FeedStatus::Live { kind: SourceKind::Awattar } });
+    assert_eq!(
+        events[1],
+        FeedEvent::StatusChanged {
+            from: FeedStatus::Exhausted,
+            to: FeedStatus::Live { kind: SourceKind::Awattar }
+        }
+    );
     let report = &feed.sources()[0];
     assert_eq!((report.last_ok, report.last_error.as_deref(), report.failing_since), (Some(t3), None, None));
     assert_eq!(server.requests().len(), 4);

@@ -44,7 +44,12 @@ impl AwattarSource {
     pub fn url(&self, now: Timestamp) -> String {
         let start = floor_to(now, 3600);
         let end = add(start, WINDOW);
-        format!("{}/v1/marketdata?start={}&end={}", self.base_url, start.as_millisecond(), end.as_millisecond())
+        format!(
+            "{}/v1/marketdata?start={}&end={}",
+            self.base_url,
+            start.as_millisecond(),
+            end.as_millisecond()
+        )
     }
 }
 
@@ -59,7 +64,11 @@ impl PriceSource for AwattarSource {
     fn fetch(&mut self, now: Timestamp) -> Result<Vec<PricePoint>, PriceError> {
         let url = self.url(now);
         let body = self.http.get(SourceKind::Awattar, &url, &url, None)?;
-        parse_awattar(&body).map_err(|error| PriceError::Decode { kind: SourceKind::Awattar, origin: url, error })
+        parse_awattar(&body).map_err(|error| PriceError::Decode {
+            kind: SourceKind::Awattar,
+            origin: url,
+            error,
+        })
     }
 }
 
@@ -87,7 +96,8 @@ struct Entry {
 /// other than EUR/MWh or an unrepresentable timestamp, [`ParseError::NoData`] for an empty list,
 /// [`ParseError::Points`] for points that break the rules.
 pub fn parse_awattar(json: &str) -> Result<Vec<PricePoint>, ParseError> {
-    let answer: Answer = serde_json::from_str(json).map_err(|e| ParseError::Syntax { cause: e.to_string() })?;
+    let answer: Answer =
+        serde_json::from_str(json).map_err(|e| ParseError::Syntax { cause: e.to_string() })?;
     if answer.data.is_empty() {
         return Err(ParseError::NoData);
     }
@@ -108,7 +118,8 @@ pub fn parse_awattar(json: &str) -> Result<Vec<PricePoint>, ParseError> {
 }
 
 fn instant(field: &str, ms: i64) -> Result<Timestamp, ParseError> {
-    Timestamp::from_millisecond(ms).map_err(|_| value(field, &ms.to_string(), "not a representable Unix time in ms"))
+    Timestamp::from_millisecond(ms)
+        .map_err(|_| value(field, &ms.to_string(), "not a representable Unix time in ms"))
 }
 
 fn value(field: &str, value: &str, problem: &str) -> ParseError {
@@ -123,10 +134,7 @@ mod tests {
     fn the_window_starts_at_the_current_hour() {
         let s = AwattarSource::new("http://example.invalid/");
         let now: Timestamp = "2025-10-01T22:40:00Z".parse().unwrap();
-        assert_eq!(
-            s.url(now),
-            "http://example.invalid/v1/marketdata?start=1759356000000&end=1759528800000"
-        );
+        assert_eq!(s.url(now), "http://example.invalid/v1/marketdata?start=1759356000000&end=1759528800000");
     }
 
     #[test]

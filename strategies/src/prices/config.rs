@@ -81,9 +81,13 @@ impl SourceConfig {
             SourceKind::Awattar => Ok(Box::new(AwattarSource::new(self.url(AWATTAR_DEFAULT_URL)?))),
             SourceKind::Entsoe => {
                 let zone = self.zone.as_deref().ok_or_else(|| missing("zone", self.kind))?;
-                let eic = zone.len() == 16 && zone.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-');
+                let eic = zone.len() == 16
+                    && zone.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-');
                 if !eic {
-                    return Err(ConfigError::new("zone", format!("\"{zone}\" is not a 16-character EIC code")));
+                    return Err(ConfigError::new(
+                        "zone",
+                        format!("\"{zone}\" is not a 16-character EIC code"),
+                    ));
                 }
                 Ok(Box::new(EntsoeSource::new(self.url(ENTSOE_DEFAULT_URL)?, zone, self.token()?)))
             }
@@ -154,7 +158,10 @@ impl SourceConfig {
         match std::env::var(var) {
             Ok(t) if !t.trim().is_empty() => Ok(Token::new(t.trim())),
             Ok(_) => Err(ConfigError::new("token_env", format!("the variable {var} is empty"))),
-            Err(_) => Err(ConfigError::new("token_env", format!("the variable {var} is not set (and no token given)"))),
+            Err(_) => Err(ConfigError::new(
+                "token_env",
+                format!("the variable {var} is not set (and no token given)"),
+            )),
         }
     }
 }
@@ -177,7 +184,10 @@ mod tests {
 
     #[test]
     fn missing_and_misplaced_fields_are_named() {
-        assert_eq!(build_err("kind = \"entsoe\"\ntoken = \"t\""), "economics.prices[0].zone: missing for kind = \"entsoe\"");
+        assert_eq!(
+            build_err("kind = \"entsoe\"\ntoken = \"t\""),
+            "economics.prices[0].zone: missing for kind = \"entsoe\""
+        );
         assert_eq!(build_err("kind = \"file\""), "economics.prices[0].path: missing for kind = \"file\"");
         assert_eq!(
             build_err("kind = \"awattar\"\nzone = \"10Y1001A1001A82H\""),
@@ -219,6 +229,9 @@ mod tests {
         let s = c.build(Path::new("/site"), &PushHandle::new()).unwrap();
         assert!(format!("{s:?}").contains("/site/p/prices.csv"));
         assert_eq!(parse("kind = \"awattar\"").refresh().unwrap(), SignedDuration::from_hours(1));
-        assert_eq!(parse("kind = \"entsoe\"\nrefresh_minutes = 15").refresh().unwrap(), SignedDuration::from_mins(15));
+        assert_eq!(
+            parse("kind = \"entsoe\"\nrefresh_minutes = 15").refresh().unwrap(),
+            SignedDuration::from_mins(15)
+        );
     }
 }

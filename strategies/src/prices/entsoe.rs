@@ -63,7 +63,12 @@ impl EntsoeSource {
     /// timeouts (10 s to connect, 10 s per read).
     #[must_use]
     pub fn new(base_url: impl Into<String>, zone: impl Into<String>, token: Token) -> Self {
-        Self { base_url: base_url.into(), zone: zone.into(), token, http: Http::new(CONNECT_TIMEOUT, READ_TIMEOUT) }
+        Self {
+            base_url: base_url.into(),
+            zone: zone.into(),
+            token,
+            http: Http::new(CONNECT_TIMEOUT, READ_TIMEOUT),
+        }
     }
 
     /// The same source with other timeouts (tests use short ones).
@@ -105,7 +110,11 @@ impl PriceSource for EntsoeSource {
         let shown = self.shown_url(now);
         let url = self.url(&shown);
         let body = self.http.get(SourceKind::Entsoe, &url, &shown, Some(self.token.expose()))?;
-        parse_entsoe(&body).map_err(|error| PriceError::Decode { kind: SourceKind::Entsoe, origin: shown, error })
+        parse_entsoe(&body).map_err(|error| PriceError::Decode {
+            kind: SourceKind::Entsoe,
+            origin: shown,
+            error,
+        })
     }
 }
 
@@ -113,6 +122,8 @@ impl PriceSource for EntsoeSource {
 struct Candidate {
     point: PricePoint,
     resolution_s: i64,
+    /// `classificationSequence_AttributeInstanceComponent.position` of its series (1 if absent).
+    sequence: u32,
 }
 
 /// Parse an ENTSO-E A44 answer.
@@ -125,8 +136,12 @@ struct Candidate {
 /// curve type) a missing position stays a gap. Element names are matched by local name, so the
 /// namespace version does not matter.
 ///
-/// Where periods overlap, the finer resolution wins (some zones publish an hourly series next
-/// to the quarter-hourly market products); two overlapping periods of the same resolution must
+/// Only day-ahead series are read: a `TimeSeries` whose `contract_MarketAgreement.type` is given
+/// and is not A01 (daily; some zones mix in A07 intraday series) is skipped. Where periods
+/// overlap, the series with the lowest `classificationSequence_AttributeInstanceComponent.position`
+/// wins (DE-LU publishes the SDAC coupling prices as sequence 1 and the separate EXAA auction as
+/// sequence 2), then the finer resolution (some zones publish an hourly series next to the
+/// quarter-hourly market products); overlapping periods of the same sequence and resolution must
 /// agree, else the answer is refused.
 ///
 /// # Errors
@@ -156,9 +171,23 @@ pub fn parse_entsoe(xml: &str) -> Result<Vec<PricePoint>, ParseError> {
                 return Err(value("price_Measure_Unit.name", unit, "only MWH is understood"));
             }
         }
+        if child_text(series, "contract_MarketAgreement.type").is_some_and(|c| c.trim() != "A01") {
+            continue;
+        }
         let fill = child_text(series, "curveType").is_some_and(|c| c.trim() == "A03");
+        let sequence = match child_text(series, "classificationSequence_AttributeInstanceComponent.position")
+        {
+            Some(text) => text.trim().parse().map_err(|_| {
+                value(
+                    "classificationSequence_AttributeInstanceComponent.position",
+                    text,
+                    "not a whole number",
+                )
+            })?,
+            None => 1,
+        };
         for period in elements(series, "Period") {
-            parse_period(period, fill, &mut candidates)?;
+            parse_period(period, fill, sequence, &mut candidates)?;
         }
     }
     if candidates.is_empty() {
@@ -170,7 +199,12 @@ pub fn parse_entsoe(xml: &str) -> Result<Vec<PricePoint>, ParseError> {
     Ok(points)
 }
 
-fn parse_period(period: Node<'_, '_>, fill: bool, out: &mut Vec<Candidate>) -> Result<(), ParseError> {
+fn parse_period(
+    period: Node<'_, '_>,
+    fill: bool,
+    sequence: u32,
+    out: &mut Vec<Candidate>,
+) -> Result<(), ParseError> {
     let interval = elements(period, "timeInterval").next().ok_or_else(|| missing("Period/timeInterval"))?;
     let start = instant("timeInterval/start", child_text(interval, "start"))?;
     let end = instant("timeInterval/end", child_text(interval, "end"))?;
@@ -186,13 +220,17 @@ fn parse_period(period: Node<'_, '_>, fill: bool, out: &mut Vec<Candidate>) -> R
         let shown = format!("{start} .. {end}");
         return Err(value("timeInterval", &shown, "not a positive whole number of resolution steps"));
     }
-    let slots = usize::try_from(span / resolution_s).map_err(|_| value("timeInterval", &span.to_string(), "too long"))?;
+    let slots = usize::try_from(span / resolution_s)
+        .map_err(|_| value("timeInterval", &span.to_string(), "too long"))?;
     let mut prices: Vec<Option<Price>> = vec![None; slots];
     for point in elements(period, "Point") {
         let pos_text = child_text(point, "position").ok_or_else(|| missing("Point/position"))?.trim();
-        let position: usize = pos_text.parse().map_err(|_| value("position", pos_text, "not a whole number"))?;
-        let amount_text = child_text(point, "price.amount").ok_or_else(|| missing("Point/price.amount"))?.trim();
-        let amount: f64 = amount_text.parse().map_err(|_| value("price.amount", amount_text, "not a number"))?;
+        let position: usize =
+            pos_text.parse().map_err(|_| value("position", pos_text, "not a whole number"))?;
+        let amount_text =
+            child_text(point, "price.amount").ok_or_else(|| missing("Point/price.amount"))?.trim();
+        let amount: f64 =
+            amount_text.parse().map_err(|_| value("price.amount", amount_text, "not a number"))?;
         let price = Price::checked("price.amount", amount / 1000.0)
             .map_err(|_| value("price.amount", amount_text, "not a finite price"))?;
         let slot = position
@@ -207,7 +245,9 @@ fn parse_period(period: Node<'_, '_>, fill: bool, out: &mut Vec<Candidate>) -> R
     for (i, price) in prices.into_iter().enumerate() {
         let price = match (price, fill) {
             (Some(p), _) => Some(p),
-            (None, true) => Some(previous.ok_or_else(|| value("position", "1", "missing: nothing to repeat"))?),
+            (None, true) => {
+                Some(previous.ok_or_else(|| value("position", "1", "missing: nothing to repeat"))?)
+            }
             (None, false) => None,
         };
         previous = price.or(previous);
@@ -216,25 +256,30 @@ fn parse_period(period: Node<'_, '_>, fill: bool, out: &mut Vec<Candidate>) -> R
             let offset = i64::try_from(i).unwrap_or(i64::MAX).saturating_mul(resolution_s);
             let s = add(start, SignedDuration::from_secs(offset));
             let e = add(s, SignedDuration::from_secs(resolution_s));
-            out.push(Candidate { point: PricePoint::new(s, e, price), resolution_s });
+            out.push(Candidate { point: PricePoint::new(s, e, price), resolution_s, sequence });
         }
     }
     Ok(())
 }
 
-/// Finer resolutions first; a coarser point overlapping a kept finer one is dropped, an
-/// overlapping point of the same resolution must be an exact duplicate.
+/// Lower sequence first, then finer resolution; a later point overlapping a kept one is dropped
+/// unless both have the same sequence and resolution, when it must be an exact duplicate.
 fn resolve_overlaps(mut candidates: Vec<Candidate>) -> Result<Vec<PricePoint>, ParseError> {
-    candidates.sort_by_key(|c| c.resolution_s);
+    candidates.sort_by_key(|c| (c.sequence, c.resolution_s));
     let mut kept: Vec<Candidate> = Vec::with_capacity(candidates.len());
     for c in candidates {
         let mut drop = false;
         for k in kept.iter().filter(|k| k.point.overlaps(&c.point)) {
-            if k.resolution_s < c.resolution_s || k.point == c.point {
+            let same_kind = (k.sequence, k.resolution_s) == (c.sequence, c.resolution_s);
+            if !same_kind || k.point == c.point {
                 drop = true;
             } else {
                 let shown = format!("{} .. {}", c.point.start, c.point.end);
-                return Err(value("Period", &shown, "overlaps another period of the same resolution with other prices"));
+                return Err(value(
+                    "Period",
+                    &shown,
+                    "overlaps another period of the same resolution with other prices",
+                ));
             }
         }
         if !drop {
@@ -313,6 +358,27 @@ mod tests {
             )
         };
         assert_eq!(parse_entsoe(&doc("50")).unwrap().len(), 1);
-        assert!(matches!(parse_entsoe(&doc("51")), Err(ParseError::Value { field, .. }) if field == "Period"));
+        assert!(
+            matches!(parse_entsoe(&doc("51")), Err(ParseError::Value { field, .. }) if field == "Period")
+        );
+    }
+
+    #[test]
+    fn sequence_one_wins_and_intraday_series_are_skipped() {
+        let series = |extra: &str, price: &str| {
+            format!(
+                "<TimeSeries>{extra}<Period><timeInterval><start>2025-10-01T22:00Z</start><end>2025-10-01T22:15Z</end></timeInterval>\
+                 <resolution>PT15M</resolution><Point><position>1</position><price.amount>{price}</price.amount></Point></Period></TimeSeries>"
+            )
+        };
+        let doc = format!(
+            "<Publication_MarketDocument>{}{}{}</Publication_MarketDocument>",
+            series("<contract_MarketAgreement.type>A07</contract_MarketAgreement.type>", "1"),
+            series("<classificationSequence_AttributeInstanceComponent.position>2</classificationSequence_AttributeInstanceComponent.position>", "20"),
+            series("<classificationSequence_AttributeInstanceComponent.position>1</classificationSequence_AttributeInstanceComponent.position>", "10"),
+        );
+        let points = parse_entsoe(&doc).unwrap();
+        assert_eq!(points.len(), 1);
+        assert!((points[0].price.per_kwh() - 0.010).abs() < 1e-12);
     }
 }

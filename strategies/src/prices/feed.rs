@@ -51,7 +51,9 @@ impl std::fmt::Display for FeedStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Live { kind } => write!(f, "live ({kind})"),
-            Self::LastGood { kind, failing_since } => write!(f, "last good ({kind}, failing since {failing_since})"),
+            Self::LastGood { kind, failing_since } => {
+                write!(f, "last good ({kind}, failing since {failing_since})")
+            }
             Self::Exhausted => f.write_str("exhausted"),
         }
     }
@@ -148,8 +150,8 @@ impl PriceFeed {
         Self::default()
     }
 
-    /// A feed of the configured entries in order. One push handle is shared by all `push`
-    /// entries and offered by [`Self::push_handle`].
+    /// A feed of the configured entries in order. A `push` entry's handle is offered by
+    /// [`Self::push_handle`]; at most one `push` entry is allowed.
     ///
     /// # Errors
     /// The first entry's [`ConfigError`], naming its index, the field and the value.
@@ -157,6 +159,9 @@ impl PriceFeed {
         let handle = PushHandle::new();
         let mut feed = Self::new();
         for (i, config) in configs.iter().enumerate() {
+            if config.kind == SourceKind::Push && feed.push.is_some() {
+                return Err(ConfigError::new("kind", "\"push\" a second time: one push source at most").at(i));
+            }
             let source = config.build(base_dir, &handle).map_err(|e| e.at(i))?;
             feed.add(source, config.refresh().map_err(|e| e.at(i))?);
             if config.kind == SourceKind::Push {
@@ -193,8 +198,9 @@ impl PriceFeed {
         self.push.clone()
     }
 
-    /// The earliest time a source is due (now, if one has never been fetched); `None` without
-    /// sources. Callers may sleep until then, or simply poll every minute.
+    /// The earliest time a source is due (`Timestamp::MIN`, i.e. at once, if one has never been
+    /// fetched); `None` without sources. Callers may sleep until then, or simply poll every
+    /// minute.
     #[must_use]
     pub fn next_poll(&self) -> Option<Timestamp> {
         self.entries.iter().map(|e| e.next_fetch.unwrap_or(Timestamp::MIN)).min()
@@ -385,8 +391,14 @@ mod tests {
             p("2025-10-02T10:00:00Z", "2025-10-02T11:00:00Z", 2.0),
             p("2025-10-02T11:00:00Z", "2025-10-02T12:00:00Z", 3.0),
         ];
-        feed.add(Box::new(Scripted { kind: SourceKind::Push, answer: Ok(a), calls: 0 }), SignedDuration::ZERO);
-        feed.add(Box::new(Scripted { kind: SourceKind::File, answer: Ok(b), calls: 0 }), SignedDuration::ZERO);
+        feed.add(
+            Box::new(Scripted { kind: SourceKind::Push, answer: Ok(a), calls: 0 }),
+            SignedDuration::ZERO,
+        );
+        feed.add(
+            Box::new(Scripted { kind: SourceKind::File, answer: Ok(b), calls: 0 }),
+            SignedDuration::ZERO,
+        );
         let now = ts("2025-10-02T10:20:00Z");
         feed.poll(now);
         let got: Vec<_> = feed.points(now).iter().map(|q| (q.start, q.end, q.price.per_kwh())).collect();
@@ -427,7 +439,10 @@ mod tests {
     #[test]
     fn backoff_schedule() {
         let mut feed = PriceFeed::new();
-        feed.add(Box::new(Scripted { kind: SourceKind::File, answer: failing(), calls: 0 }), SignedDuration::ZERO);
+        feed.add(
+            Box::new(Scripted { kind: SourceKind::File, answer: failing(), calls: 0 }),
+            SignedDuration::ZERO,
+        );
         let mut now = ts("2025-10-02T09:00:00Z");
         let mut waits = Vec::new();
         for _ in 0..7 {
@@ -446,11 +461,65 @@ mod tests {
 
     #[test]
     fn uncovered_pieces() {
-        let merged = [p("2025-10-02T10:15:00Z", "2025-10-02T10:30:00Z", 1.0), p("2025-10-02T10:45:00Z", "2025-10-02T11:15:00Z", 1.0)];
+        let merged = [
+            p("2025-10-02T10:15:00Z", "2025-10-02T10:30:00Z", 1.0),
+            p("2025-10-02T10:45:00Z", "2025-10-02T11:15:00Z", 1.0),
+        ];
         let got = uncovered(&merged, &p("2025-10-02T10:00:00Z", "2025-10-02T11:00:00Z", 2.0));
         assert_eq!(
             got,
-            vec![p("2025-10-02T10:00:00Z", "2025-10-02T10:15:00Z", 2.0), p("2025-10-02T10:30:00Z", "2025-10-02T10:45:00Z", 2.0)]
+            vec![
+                p("2025-10-02T10:00:00Z", "2025-10-02T10:15:00Z", 2.0),
+                p("2025-10-02T10:30:00Z", "2025-10-02T10:45:00Z", 2.0)
+            ]
         );
+    }
+
+    #[test]
+    fn events_and_status_serialize_for_the_api() {
+        let e = FeedEvent::StatusChanged {
+            from: FeedStatus::Live { kind: SourceKind::Entsoe },
+            to: FeedStatus::LastGood { kind: SourceKind::Entsoe, failing_since: ts("2025-10-02T10:00:00Z") },
+        };
+        assert_eq!(
+            serde_json::to_string(&e).unwrap(),
+            r#"{"event":"status_changed","from":{"status":"live","kind":"entsoe"},"to":{"status":"last_good","kind":"entsoe","failing_since":"2025-10-02T10:00:00Z"}}"#
+        );
+        assert_eq!(FeedStatus::Exhausted.as_str(), "exhausted");
+        assert_eq!(FeedStatus::Live { kind: SourceKind::File }.as_str(), "live");
+    }
+
+    #[test]
+    fn the_feed_moves_to_the_planner_thread_and_the_handle_is_shared() {
+        fn send<T: Send>() {}
+        fn send_sync_clone<T: Send + Sync + Clone>() {}
+        send::<PriceFeed>();
+        send_sync_clone::<PushHandle>();
+    }
+
+    #[test]
+    fn config_errors_name_the_entry() {
+        let configs: Vec<SourceConfig> = ["kind = \"push\"", "kind = \"awattar\"", "kind = \"push\""]
+            .iter()
+            .map(|t| toml::from_str(t).unwrap())
+            .collect();
+        let e = PriceFeed::from_configs(&configs, Path::new(".")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "economics.prices[2].kind: \"push\" a second time: one push source at most"
+        );
+        let e = PriceFeed::from_configs(
+            &configs[1..2]
+                .iter()
+                .cloned()
+                .chain([toml::from_str("kind = \"file\"").unwrap()])
+                .collect::<Vec<_>>(),
+            Path::new("."),
+        )
+        .unwrap_err();
+        assert_eq!(e.to_string(), "economics.prices[1].path: missing for kind = \"file\"");
+        let feed = PriceFeed::from_configs(&configs[..2], Path::new(".")).unwrap();
+        assert!(feed.push_handle().is_some());
+        assert_eq!(feed.sources().len(), 2);
     }
 }

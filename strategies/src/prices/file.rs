@@ -43,7 +43,11 @@ impl FileSource {
     }
 
     fn error(&self, cause: impl ToString) -> PriceError {
-        PriceError::Read { kind: SourceKind::File, origin: self.path.display().to_string(), cause: cause.to_string() }
+        PriceError::Read {
+            kind: SourceKind::File,
+            origin: self.path.display().to_string(),
+            cause: cause.to_string(),
+        }
     }
 }
 
@@ -110,7 +114,8 @@ pub fn parse_price_csv(text: &str) -> Result<Vec<PricePoint>, ParseError> {
         let at: Timestamp =
             t.parse().map_err(|e| csv(line, 1, t, format!("not an RFC 3339 instant with offset: {e}")))?;
         let value: f64 = p.parse().map_err(|_| csv(line, 2, p, "not a number".to_owned()))?;
-        let price = Price::checked("price", value).map_err(|_| csv(line, 2, p, "not a finite price".to_owned()))?;
+        let price =
+            Price::checked("price", value).map_err(|_| csv(line, 2, p, "not a finite price".to_owned()))?;
         rows.push((line, at, price));
     }
     let mut points = Vec::with_capacity(rows.len());
@@ -182,8 +187,12 @@ mod tests {
     fn errors_name_line_column_and_value() {
         let e = parse_price_csv("time,price\n").unwrap_err();
         assert!(matches!(e, ParseError::Csv { line: 1, column: 0, .. }), "{e}");
-        let e = parse_price_csv("timestamp,price\n2025-10-01T22:00:00Z,0.1\n2025-10-01 23:00,0.2\n").unwrap_err();
-        assert!(matches!(&e, ParseError::Csv { line: 3, column: 1, value, .. } if value == "2025-10-01 23:00"), "{e}");
+        let e =
+            parse_price_csv("timestamp,price\n2025-10-01T22:00:00Z,0.1\n2025-10-01 23:00,0.2\n").unwrap_err();
+        assert!(
+            matches!(&e, ParseError::Csv { line: 3, column: 1, value, .. } if value == "2025-10-01 23:00"),
+            "{e}"
+        );
         let e = parse_price_csv("timestamp,price\n\n2025-10-01T22:00:00Z,abc\n").unwrap_err();
         assert!(matches!(&e, ParseError::Csv { line: 3, column: 2, value, .. } if value == "abc"), "{e}");
         let e = parse_price_csv("timestamp,price\n2025-10-01T22:00:00Z,NaN\n").unwrap_err();

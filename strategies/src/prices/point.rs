@@ -90,7 +90,9 @@ pub enum PointError {
         end: Timestamp,
     },
     /// The length is not a whole number of quarter-hours, or longer than a day.
-    #[error("point {index} ({start} .. {end}): lasts {seconds} s, not a whole number of quarter-hours up to 24 h")]
+    #[error(
+        "point {index} ({start} .. {end}): lasts {seconds} s, not a whole number of quarter-hours up to 24 h"
+    )]
     BadLength {
         /// Index of the point.
         index: usize,

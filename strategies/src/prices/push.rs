@@ -131,7 +131,10 @@ mod tests {
             p("2025-10-01T22:30:00Z", "2025-10-01T23:30:00Z", 0.2),
         ];
         let e = h.push(&overlap).unwrap_err();
-        assert!(matches!(e, PriceError::Invalid { kind: SourceKind::Push, error: PointError::Overlap { index: 1, .. } }));
+        assert!(matches!(
+            e,
+            PriceError::Invalid { kind: SourceKind::Push, error: PointError::Overlap { index: 1, .. } }
+        ));
         assert!(h.points().is_empty());
     }
 }
