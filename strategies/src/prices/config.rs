@@ -58,6 +58,11 @@ pub struct SourceConfig {
     /// Minutes between fetches (awattar, entsoe: default 60; file: default 0, every poll).
     #[serde(default)]
     pub refresh_minutes: Option<u32>,
+    /// Seconds between fetches, instead of `refresh_minutes` (1..=86400): for a fast local feed
+    /// (and the tests). After a failure the retries then come after 1, 2, 5, 10, 15 times this
+    /// interval instead of as many minutes.
+    #[serde(default)]
+    pub refresh_seconds: Option<u32>,
 }
 
 impl SourceConfig {
@@ -101,6 +106,15 @@ impl SourceConfig {
     /// # Errors
     /// [`ConfigError`] for `refresh_minutes` outside 1..=1440 (0 is allowed for file).
     pub fn refresh(&self) -> Result<SignedDuration, ConfigError> {
+        if let Some(seconds) = self.refresh_seconds {
+            if self.refresh_minutes.is_some() {
+                return Err(ConfigError::new("refresh_seconds", format!("{seconds}: give refresh_minutes or refresh_seconds, not both")));
+            }
+            if !(1..=MAX_REFRESH_MINUTES * 60).contains(&seconds) {
+                return Err(ConfigError::new("refresh_seconds", format!("{seconds} is outside 1..={}", MAX_REFRESH_MINUTES * 60)));
+            }
+            return Ok(SignedDuration::from_secs(i64::from(seconds)));
+        }
         let default = match self.kind {
             SourceKind::Awattar | SourceKind::Entsoe => DEFAULT_REFRESH_MINUTES,
             SourceKind::File | SourceKind::Push => 0,
@@ -126,6 +140,7 @@ impl SourceConfig {
             ("token_env", self.token_env.is_some(), k == SourceKind::Entsoe),
             ("zone", self.zone.is_some(), k == SourceKind::Entsoe),
             ("refresh_minutes", self.refresh_minutes.is_some(), k != SourceKind::Push),
+            ("refresh_seconds", self.refresh_seconds.is_some(), k != SourceKind::Push),
         ];
         for (field, present, applies) in given {
             if present && !applies {
@@ -202,6 +217,12 @@ mod tests {
             "economics.prices[0].refresh_minutes: 0 is outside 1..=1440"
         );
         assert!(build_err("kind = \"entsoe\"\nzone = \"DE\"\ntoken = \"t\"").contains("zone: \"DE\" is not"));
+        assert_eq!(
+            build_err("kind = \"awattar\"\nrefresh_seconds = 0"),
+            "economics.prices[0].refresh_seconds: 0 is outside 1..=86400"
+        );
+        assert!(build_err("kind = \"awattar\"\nrefresh_seconds = 5\nrefresh_minutes = 5").contains("not both"));
+        assert_eq!(parse("kind = \"awattar\"\nrefresh_seconds = 5").refresh().unwrap(), SignedDuration::from_secs(5));
         assert!(toml::from_str::<SourceConfig>("kind = \"file\"\npaht = \"x\"").is_err());
         assert!(toml::from_str::<SourceConfig>("kind = \"smard\"").is_err());
     }

@@ -10,8 +10,19 @@ use crate::units::Price;
 use jiff::{SignedDuration, Timestamp};
 use std::path::Path;
 
-/// Waits after the 1st, 2nd, … failure in a row (the last repeats).
+/// Waits after the 1st, 2nd, … failure in a row (the last repeats), in minutes — or in refresh
+/// intervals for a source refreshed more often than once a minute.
 pub const BACKOFF_MINUTES: [i64; 5] = [1, 2, 5, 10, 15];
+
+/// The unit of [`BACKOFF_MINUTES`] for a source refreshed every `refresh`.
+fn backoff_unit(refresh: SignedDuration) -> SignedDuration {
+    let minute = SignedDuration::from_mins(1);
+    if refresh > SignedDuration::ZERO && refresh < minute {
+        refresh
+    } else {
+        minute
+    }
+}
 
 /// How fresh the price for `now` is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -132,7 +143,8 @@ impl Entry {
 ///
 /// Pure apart from the sources' fetches: every method takes `now`, so tests drive time by hand.
 /// A source is fetched at the first poll, then every refresh interval after a success; after a
-/// failure it is retried after 1, 2, 5, 10, then every 15 minutes ([`BACKOFF_MINUTES`]) and
+/// failure it is retried after 1, 2, 5, 10, then every 15 minutes ([`BACKOFF_MINUTES`]; as many
+/// refresh intervals for a source refreshed more often than once a minute) and
 /// its last good points stay in use until they end. A successful fetch replaces the source's
 /// points (an `Updated` event only when they changed, so a file checked every poll does not
 /// flood the audit log).
@@ -239,7 +251,8 @@ impl PriceFeed {
                             .unwrap_or(1);
                         entry.failures = entry.failures.saturating_add(1);
                         entry.failing_since.get_or_insert(now);
-                        entry.next_fetch = Some(add(now, SignedDuration::from_mins(wait)));
+                        let wait = backoff_unit(entry.refresh).checked_mul(i32::try_from(wait).unwrap_or(15));
+                        entry.next_fetch = Some(add(now, wait.unwrap_or(SignedDuration::from_mins(15))));
                         let error = e.to_string();
                         entry.last_error = Some(error.clone());
                         events.push(FeedEvent::Failed { kind, error });
@@ -457,6 +470,27 @@ mod tests {
         let report = &feed.sources()[0];
         assert_eq!(report.failing_since, Some(ts("2025-10-02T09:00:00Z")));
         assert_eq!(report.last_error.as_deref(), Some("file source x: cannot read: gone"));
+    }
+
+    #[test]
+    fn a_source_refreshed_every_few_seconds_backs_off_in_its_own_intervals() {
+        let mut feed = PriceFeed::new();
+        feed.add(
+            Box::new(Scripted { kind: SourceKind::Awattar, answer: failing(), calls: 0 }),
+            SignedDuration::from_secs(2),
+        );
+        let mut now = ts("2025-10-02T09:00:00Z");
+        let mut waits = Vec::new();
+        for _ in 0..6 {
+            let _ = feed.poll(now);
+            let next = feed.next_poll().unwrap();
+            waits.push(next.duration_since(now).as_secs());
+            now = next;
+        }
+        assert_eq!(waits, vec![2, 4, 10, 20, 30, 30]);
+        // An hourly source keeps the minutes.
+        assert_eq!(backoff_unit(SignedDuration::from_mins(60)), SignedDuration::from_mins(1));
+        assert_eq!(backoff_unit(SignedDuration::ZERO), SignedDuration::from_mins(1));
     }
 
     #[test]
