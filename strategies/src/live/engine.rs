@@ -747,6 +747,12 @@ mod tests {
     }
 
     #[test]
+    fn the_engine_moves_into_the_planner_thread() {
+        fn send<T: Send + 'static>(_: &T) {}
+        send(&engine());
+    }
+
+    #[test]
     fn a_failed_plan_is_retried_after_an_interval_not_every_call() {
         let mut live = engine();
         let t: Timestamp = "2026-06-03T10:00:00Z".parse().unwrap();
