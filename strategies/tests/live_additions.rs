@@ -19,7 +19,8 @@ fn a_ledger_restored_mid_quarter_continues_like_one_never_stopped() {
         .unwrap();
     let mut whole = Ledger::new(tariff.clone(), berlin());
     let t0 = local("2026-06-30T23:00");
-    let power = |k: i64| w(if k % 7 == 0 { -800.0 } else { 400.0 + 100.0 * (k % 5) as f32 });
+    let power =
+        |k: i64| w(if k % 7 == 0 { -800.0 } else { 400.0 + 100.0 * f32::from(u8::try_from(k % 5).unwrap()) });
     for k in 0..37 {
         whole.record(t0 + minutes(k), power(k), 60.0).unwrap();
     }
