@@ -152,7 +152,7 @@ refresh_seconds = 2
         ));
         std::fs::write(&config_path, &text).unwrap();
         let port = api_port(&text);
-        let mut child = loopback::spawn_gateway(&config_path, &["--duration", "75"]);
+        let mut child = loopback::spawn_gateway(&config_path, &["--duration", "30"]);
         let mut seen = Seen::default();
         let mut next_poll = Duration::ZERO;
         let status = loopback::drive(&site, &mut served, &mut child, Duration::from_secs(150), |elapsed, site, _| {

@@ -62,6 +62,8 @@ pub(super) struct Core {
     pub(super) wiring: EconomicsWiring,
     /// A changed rule set waits here for the planner (it re-plans and re-evaluates).
     pub(super) rules_changed: bool,
+    /// How site time follows control time (the views' time before the loop's first tick).
+    pub(super) clock: SiteClock,
     /// The inverter rating the planner's battery model is capped at (none reported yet: the
     /// site file's limits alone).
     pub(super) rating: Option<ems_core::Watts>,
@@ -161,6 +163,7 @@ impl Planner {
             tick: None,
             wiring,
             rules_changed: false,
+            clock,
             rating: None,
         };
         Ok(Self {
