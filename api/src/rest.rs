@@ -161,7 +161,7 @@ fn site_mode_schema() -> Value {
 
 fn ess_mode_schema() -> Value {
     let life = json!({
-        "until": { "type": "string", "format": "date-time", "description": "Hold until then (future, at most 24 h ahead)." },
+        "until": { "type": ["string", "object"], "description": "Hold until an RFC 3339 time (future, at most 7 days ahead), `\"sunset\"` (the next sunset at the site; refused without a configured location) or `{\"soc\": 80}` (the measured SOC reaches it: >= for FORCE_CHARGE/LIMIT_CHARGE, <= for the others)." },
         "duration": { "type": ["number", "string"], "description": "Seconds (> 0) or ISO 8601 like `PT15M`; at most 24 h." }
     });
     let variant = |mode: &str, field: Option<&str>| {
