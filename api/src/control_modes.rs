@@ -376,17 +376,15 @@ impl ControlModes {
         Ok(ActiveMode { mode, refreshed_at: now, expires_at, expiry, until_soc })
     }
 
-    fn lifetime(
+    /// The end given by `until` (`None`: no `until`): the time, why it ends then and the SOC
+    /// target of `{"soc": …}`.
+    fn until(
         &self,
-        o: &Map<String, Value>,
-        parent: &str,
+        v: Option<&Value>,
+        until_f: &str,
         now: Timestamp,
-    ) -> Result<(Timestamp, Expiry, Option<Percent>), FieldError> {
-        let until_f = input::path(parent, "until");
-        let dur_f = input::path(parent, "duration");
-        let mut expiry = Expiry::Until;
-        let mut until_soc = None;
-        let until = match o.get("until") {
+    ) -> Result<Option<(Timestamp, Expiry, Option<Percent>)>, FieldError> {
+        Ok(match v {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) if s == "sunset" => {
                 let Some(source) = &self.sunsets else {
@@ -395,17 +393,17 @@ impl ControlModes {
                         "\"sunset\" is not available: the site's location is not configured",
                     ));
                 };
-                expiry = Expiry::Sunset;
-                Some(source.0.next_sunset(now).ok_or_else(|| {
+                let t = source.0.next_sunset(now).ok_or_else(|| {
                     FieldError::new(
-                        &until_f,
+                        until_f,
                         "\"sunset\": the sun does not set at the site (polar day or night)",
                     )
-                })?)
+                })?;
+                Some((t, Expiry::Sunset, None))
             }
             Some(Value::Object(u)) => {
-                input::only_keys(u, &until_f, &["soc"])?;
-                let soc_f = input::path(&until_f, "soc");
+                input::only_keys(u, until_f, &["soc"])?;
+                let soc_f = input::path(until_f, "soc");
                 let soc = match u.get("soc") {
                     Some(Value::Number(n)) => n
                         .as_f64()
@@ -426,15 +424,16 @@ impl ControlModes {
                     }
                     None => return Err(FieldError::new(soc_f, "missing (\"until\": {\"soc\": 80})")),
                 };
-                expiry = Expiry::Soc;
-                until_soc = Some(soc);
                 // A target that is never reached still ends after the longest hold.
-                Some(now.checked_add(MAX_HOLD).map_err(|e| FieldError::new(&until_f, format!("{e}")))?)
+                let t = now.checked_add(MAX_HOLD).map_err(|e| FieldError::new(until_f, format!("{e}")))?;
+                Some((t, Expiry::Soc, Some(soc)))
             }
-            Some(Value::String(s)) => Some(
+            Some(Value::String(s)) => Some((
                 s.parse::<Timestamp>()
-                    .map_err(|e| FieldError::new(&until_f, format!("not an RFC 3339 time {s:?}: {e}")))?,
-            ),
+                    .map_err(|e| FieldError::new(until_f, format!("not an RFC 3339 time {s:?}: {e}")))?,
+                Expiry::Until,
+                None,
+            )),
             Some(other) => {
                 return Err(FieldError::new(
                     until_f,
@@ -444,6 +443,20 @@ impl ControlModes {
                     ),
                 ))
             }
+        })
+    }
+
+    fn lifetime(
+        &self,
+        o: &Map<String, Value>,
+        parent: &str,
+        now: Timestamp,
+    ) -> Result<(Timestamp, Expiry, Option<Percent>), FieldError> {
+        let until_f = input::path(parent, "until");
+        let dur_f = input::path(parent, "duration");
+        let (until, expiry, until_soc) = match self.until(o.get("until"), &until_f, now)? {
+            Some((t, expiry, soc)) => (Some(t), expiry, soc),
+            None => (None, Expiry::Until, None),
         };
         let duration = match o.get("duration") {
             None | Some(Value::Null) => None,
