@@ -70,7 +70,9 @@ pub(crate) fn run(args: &RulesArgs) -> ExitCode {
     match &args.command {
         RulesCmd::Check(c) => match check(c) {
             Ok(text) => {
-                crate::out(&text);
+                use std::io::Write as _;
+                // A closed pipe (`| head`) is not an error of the check.
+                let _ = std::io::stdout().lock().write_all(text.as_bytes());
                 ExitCode::SUCCESS
             }
             Err(e) => {

@@ -3,9 +3,9 @@
 //! and the measurements in a [`RuleContext`]; no clock, no I/O.
 
 use super::calendar::DayType;
+use super::error::RuleError;
 use super::file::{hhmm, override_json, Action, Rule, RuleSet, Until, When};
 use super::sun;
-use super::RuleError;
 use crate::units::Price;
 use ems_control::{Override, RuleTarget};
 use ems_core::{Percent, WattHours, Watts};

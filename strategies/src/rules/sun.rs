@@ -6,7 +6,7 @@
 //! Polar day and polar night have no sunset: [`sunset`] returns `None`. `until: sunset` of a
 //! rule then ends at the end of the local day ([`super::RuleEngine`]).
 
-use super::RuleError;
+use super::error::RuleError;
 use crate::units::Degrees;
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
