@@ -381,13 +381,15 @@
     return { ctx: ctx, w: cssW, h: cssH };
   }
 
-  // Time ticks for a span: whole hours (or 15/30 minutes for short spans).
-  function timeTicks(t0, t1) {
+  // Time ticks for a span: whole hours (or 5 to 30 minutes for short spans), at most one
+  // label per 70 px of width.
+  function timeTicks(t0, t1, width) {
     const span = t1 - t0;
-    const steps = [15, 30, 60, 120, 180, 360].map(function (m) { return m * 60000; });
+    const most = Math.max(2, Math.min(12, Math.floor(width / 70)));
+    const steps = [5, 15, 30, 60, 120, 180, 360, 720].map(function (m) { return m * 60000; });
     let step = steps[steps.length - 1];
     for (const s of steps) {
-      if (span / s <= 12) { step = s; break; }
+      if (span / s <= most) { step = s; break; }
     }
     const out = [];
     for (let t = Math.ceil(t0 / step) * step; t <= t1; t += step) out.push(t);
@@ -398,7 +400,7 @@
     ctx.strokeStyle = '#e5e7eb';
     ctx.fillStyle = '#4b5563';
     ctx.lineWidth = 1;
-    for (const t of timeTicks(t0, t1)) {
+    for (const t of timeTicks(t0, t1, x(t1) - x(t0))) {
       ctx.beginPath();
       ctx.moveTo(x(t), top);
       ctx.lineTo(x(t), bottom);
