@@ -45,12 +45,10 @@ pub const MAX_PUSHED_PRICES: usize = 2000;
 
 // ---- Serialization helpers ----------------------------------------------------------------
 
-#[allow(clippy::trivially_copy_pass_by_ref)] // serde's `serialize_with` passes a reference
 fn ser_watts<S: Serializer>(w: &Watts, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f32(w.get())
 }
 
-#[allow(clippy::ref_option)] // serde's `serialize_with` passes a reference
 fn ser_opt_watts<S: Serializer>(w: &Option<Watts>, s: S) -> Result<S::Ok, S::Error> {
     match w {
         Some(w) => s.serialize_f32(w.get()),
@@ -58,7 +56,6 @@ fn ser_opt_watts<S: Serializer>(w: &Option<Watts>, s: S) -> Result<S::Ok, S::Err
     }
 }
 
-#[allow(clippy::trivially_copy_pass_by_ref)] // serde's `serialize_with` passes a reference
 fn ser_percent<S: Serializer>(p: &Percent, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f32(p.get())
 }
@@ -604,7 +601,8 @@ impl std::fmt::Debug for dyn EconomicsPort {
 
 fn req_time(o: &Map<String, Value>, parent: &str, key: &str) -> Result<Timestamp, FieldError> {
     let raw = input::req_str(o, parent, key)?;
-    raw.parse().map_err(|e| FieldError::new(input::path(parent, key), format!("not an RFC 3339 time {raw:?}: {e}")))
+    raw.parse()
+        .map_err(|e| FieldError::new(input::path(parent, key), format!("not an RFC 3339 time {raw:?}: {e}")))
 }
 
 /// Parse the body of `POST /api/v1/prices`: `{"prices": [{"start", "end", "price"}, ...]}`;
@@ -678,9 +676,7 @@ fn parse_report_query(q: &BTreeMap<String, String>) -> Result<(ReportMonth, Repo
     let format = match q.get("format").map(String::as_str) {
         None | Some("json") => ReportFormat::Json,
         Some("csv") => ReportFormat::Csv,
-        Some(other) => {
-            return Err(FieldError::new("format", format!("must be csv or json, got {other:?}")))
-        }
+        Some(other) => return Err(FieldError::new("format", format!("must be csv or json, got {other:?}"))),
     };
     Ok((month, format))
 }
@@ -741,10 +737,14 @@ pub(crate) async fn prices_post(
     let port = port(&s)?.clone();
     let o = s.body_object(body, &actor, ACTION)?;
     let prices = parse_pushed_prices(&o).map_err(|e| s.refuse(&actor, ACTION, ApiError::field(e)))?;
-    let (n, first, last) = (prices.len(), prices[0].start, prices[prices.len() - 1].end);
+    let span = match (prices.first(), prices.last()) {
+        (Some(first), Some(last)) => format!(" ({} .. {})", first.start, last.end),
+        _ => String::new(),
+    };
+    let n = prices.len();
     match port.push_prices(&actor, prices) {
         Ok(accepted) => {
-            s.audit(&actor, ACTION, Outcome::Ok, format!("{accepted} of {n} price points accepted ({first} .. {last})"));
+            s.audit(&actor, ACTION, Outcome::Ok, format!("{accepted} of {n} price points accepted{span}"));
             Ok(Json(json!({ "accepted": accepted })).into_response())
         }
         Err(e) => Err(s.refuse(&actor, ACTION, e.into())),
@@ -780,12 +780,17 @@ pub(crate) async fn report_get(
         parse_report_query(&q).map_err(|e| s.refuse(&p.actor(), ACTION, ApiError::field(e)))?;
     let report = port(&s)?.report(month).map_err(ApiError::from)?;
     Ok(match format {
-        ReportFormat::Json => Json(json!({ "month": month.to_string(), "currency": report.currency, "days": report.days }))
-            .into_response(),
+        ReportFormat::Json => {
+            Json(json!({ "month": month.to_string(), "currency": report.currency, "days": report.days }))
+                .into_response()
+        }
         ReportFormat::Csv => {
             let disposition = format!("attachment; filename=\"ems-report-{month}.csv\"");
             (
-                [(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()), (header::CONTENT_DISPOSITION, disposition)],
+                [
+                    (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+                    (header::CONTENT_DISPOSITION, disposition),
+                ],
                 report_csv(&report),
             )
                 .into_response()
@@ -936,11 +941,14 @@ pub(crate) fn response_schema(method: &str, path: &str) -> Option<Value> {
         ("GET", "/api/v1/rules") => {
             let mut s = rule_set_schema();
             if let Some(Value::Object(p)) = s.get_mut("properties") {
-                p.insert("decision".into(), closed(json!({
-                    "winner": { "type": ["string", "null"] },
-                    "action": { "type": ["string", "null"] },
-                    "fired": { "type": "array", "items": { "type": "string" } }
-                })));
+                p.insert(
+                    "decision".into(),
+                    closed(json!({
+                        "winner": { "type": ["string", "null"] },
+                        "action": { "type": ["string", "null"] },
+                        "fired": { "type": "array", "items": { "type": "string" } }
+                    })),
+                );
             }
             if let Some(Value::Array(r)) = s.get_mut("required") {
                 r.push(json!("decision"));
