@@ -6,6 +6,7 @@
 //! |---|---|
 //! | [`optimizer`] | the exact day-ahead / rolling-horizon planner and the optimizer CSV input |
 //! | [`tariff`] | fixed, time-of-use and dynamic tariffs, export prices, demand charges, fees, VAT |
+//! | [`prices`] | spot-price sources (file, aWATTar, ENTSO-E, push) and the feed that merges them for the planner |
 //! | [`forecast`] | PV, load and price forecasts with their error metrics |
 //! | [`units`] | `Price` (currency per kWh), `Money`, and the `f64` units `Ratio`, `Factor`, `KilowattHours`, `Degrees`, `WattsPerSquareMetre` |
 //! | [`accounting`] | cost and savings per day and month against the baselines |
@@ -19,6 +20,7 @@ pub mod accounting;
 pub mod forecast;
 pub mod live;
 pub mod optimizer;
+pub mod prices;
 pub mod rules;
 pub mod tariff;
 pub mod units;

@@ -216,3 +216,24 @@ fn time_zone_database_is_bundled() {
     assert_eq!(offset("2018-10-28T00:59:59Z"), 7200);
     assert_eq!(offset("2018-10-28T01:00:00Z"), 3600);
 }
+
+#[test]
+fn a_live_dynamic_tariff_has_no_prices_until_the_feed_gives_them() {
+    let t = Tariff::load(example("dynamic-live.toml")).unwrap();
+    let q = t.import_quote(ts("2026-12-05T12:00:00Z"));
+    assert_eq!(q, ems_strategies::tariff::Quote { price: Price::new(0.30), source: PriceSource::Fallback });
+    // The feed's series replaces the empty one: the formula applies.
+    let spot = ems_strategies::tariff::PriceSeries::new(
+        ts("2026-12-05T12:00:00Z"),
+        jiff::SignedDuration::from_mins(15),
+        vec![Some(Price::new(0.10))],
+    )
+    .unwrap();
+    let t = t.with_spot(std::sync::Arc::new(spot)).unwrap();
+    assert!(close(t.import_price(ts("2026-12-05T12:05:00Z")), (0.10 + 0.20) * 1.19));
+    // `live` with a file (or an inline series) is refused, naming the field.
+    let e = parse("name = \"x\"\ncurrency = \"EUR\"\ntime_zone = \"UTC\"\n[spot]\nlive = true\nfile = \"a.csv\"\n[import]\nkind = \"dynamic\"\ngrid_fees_per_kwh = 0.0\nlevies_per_kwh = 0.0\nvat_percent = 0.0\nfallback_per_kwh = 0.3\n[export]\nkind = \"fixed\"\nprice_per_kwh = 0.0\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("spot.live"), "{e}");
+}

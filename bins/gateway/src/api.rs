@@ -51,6 +51,8 @@ pub(crate) struct ApiStart {
     pub tokens: Option<Vec<TokenConfig>>,
     /// Connection and request limits.
     pub limits: ApiLimits,
+    /// Live economics behind the economics endpoints (`None`: they answer 404).
+    pub economics: Option<Arc<dyn ems_api::economics::EconomicsPort>>,
 }
 
 /// Limits of the HTTP server and the stores (`[api]` in the site file).
@@ -260,6 +262,7 @@ pub(crate) async fn start(opts: ApiStart, trigger: EStopTrigger) -> Result<LoopA
         write_queue: Some(opts.limits.write_queue),
         api: ApiConfig { metrics_public: opts.limits.metrics_public, ..ApiConfig::default() },
         limits: opts.limits.server,
+        economics: opts.economics,
         ..ServerConfig::default()
     };
     let (server, handles) = Server::start(config, EStopRoute::Port(Arc::new(TriggerPort(trigger))))

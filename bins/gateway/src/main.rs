@@ -12,6 +12,7 @@
 
 mod api;
 mod config;
+mod economics;
 mod error;
 mod live;
 mod optimize;

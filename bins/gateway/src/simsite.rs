@@ -70,7 +70,7 @@ pub(crate) fn run(args: &LiveArgs) -> Result<(), LiveError> {
     };
     let mut store = FileStore::new(&args.state_file);
     let config = ControllerConfig { cycle: Millis::new(args.cycle_ms), ..ControllerConfig::default() };
-    let controller = load_controller(&mut store, config, args.reset_reason.is_some())?;
+    let controller = load_controller(&mut store, config.clone(), args.reset_reason.is_some())?;
     let defaults = SimSiteConfig::default();
     let economics = match &args.economics {
         Some(path) => Some(crate::config::load_economics_file(path, None, &sim_battery(&defaults, &config))?),
@@ -106,6 +106,7 @@ pub(crate) fn run(args: &LiveArgs) -> Result<(), LiveError> {
         database: args.api_db.clone(),
         tokens: None,
         limits: crate::api::ApiLimits::default(),
+        economics: None,
     });
     let launch = Launch {
         controller,

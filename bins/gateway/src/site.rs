@@ -377,6 +377,7 @@ pub(crate) fn run(
 ) -> Result<(), LiveError> {
     let mut store =
         FileStore::new(config::resolve(&cfg.file, &cfg.content.site.state_file.to_string_lossy()));
+    let state_file = store.path().to_path_buf();
     let controller = load_controller(&mut store, cfg.controller.clone(), reset_reason.is_some())?;
     println!(
         "ems-gateway: site '{}' from {}, cycle {} ms, mode {}; Ctrl-C (or SIGTERM) stops gracefully",
@@ -393,6 +394,7 @@ pub(crate) fn run(
         database: a.database.clone(),
         tokens: Some(a.tokens.clone()),
         limits: crate::api::ApiLimits::from_wiring(a),
+        economics: None,
     });
     let launch = Launch {
         controller,
@@ -409,7 +411,7 @@ pub(crate) fn run(
         economics: cfg.economics.clone().map(|wiring| crate::economics::EconomicsStart {
             wiring,
             clock: crate::economics::SiteClock::Wall,
-            state_file: store.path().to_path_buf(),
+            state_file: state_file.clone(),
         }),
         api,
     };

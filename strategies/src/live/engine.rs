@@ -484,6 +484,8 @@ impl LiveEconomics {
             for s in old.slots.into_iter().filter(|s| s.start < now) {
                 self.history.insert(s.start, s);
             }
+            let oldest = now.checked_sub(KEEP).unwrap_or(now);
+            self.history.retain(|t, _| *t >= oldest);
         }
         let horizon_end = now.checked_add(self.cfg.horizon).unwrap_or(Timestamp::MAX);
         let end = cut.map_or(horizon_end, |c| c.min(horizon_end));
@@ -584,7 +586,8 @@ impl LiveEconomics {
         Some((s.battery, s.grid))
     }
 
-    /// The import price at `now` (for price triggers of operator rules).
+    /// The import price at `now` (for price triggers of operator rules); `None` for a dynamic
+    /// tariff whose spot price at `now` is unknown (its fallback is not a market price).
     #[must_use]
     pub fn import_price(&self, now: Timestamp) -> Option<Price> {
         let q = self.tariff.import_quote(now);

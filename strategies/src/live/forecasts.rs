@@ -8,8 +8,8 @@ use ems_core::Watts;
 use jiff::{SignedDuration, Timestamp};
 use std::collections::{BTreeMap, VecDeque};
 
-/// How long forecast errors are kept: 7 days.
-const ERROR_WINDOW: SignedDuration = SignedDuration::from_hours(7 * 24);
+/// How long forecast errors are kept (the window of the live nMAE): 7 days.
+pub const ERROR_WINDOW: SignedDuration = SignedDuration::from_hours(7 * 24);
 
 /// One slot whose forecast (as planned with) and outcome are both known, in W.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -106,7 +106,10 @@ impl Forecasts {
     /// Remember what a plan made at `now` forecast for its slots.
     pub(super) fn remember(&mut self, now: Timestamp, slots: &[ForecastSlot]) {
         let first = slots.first().map_or(now, |s| s.start);
-        self.planned.retain(|t, _| *t < first);
+        // Slots before this plan keep the forecast they were planned with until they are
+        // observed, for a day at most (without observations nothing would remove them).
+        let oldest = now.checked_sub(SignedDuration::from_hours(24)).unwrap_or(now);
+        self.planned.retain(|t, _| *t < first && *t >= oldest);
         for s in slots {
             self.planned.insert(s.start, (s.pv, s.load));
         }

@@ -51,6 +51,7 @@ mod state;
 mod views;
 
 pub use engine::{LiveEconomics, LivePlan};
+pub use forecasts::ERROR_WINDOW;
 pub use open_meteo::{parse_open_meteo, OpenMeteoError};
 pub use state::{LiveState, STATE_VERSION};
 pub use views::{
@@ -75,7 +76,9 @@ pub struct LiveConfig {
     /// The PV array (location, orientation, peak power).
     pub pv: PvSystem,
     /// The battery model of the planner (derived from the site's safety limits by the caller).
-    /// Its `soc_init` is replaced by the measured SOC at every plan.
+    /// Its `soc_init` is replaced by the measured SOC at every plan. The simulated
+    /// self-consumption battery has the same capacity, limits, efficiencies and SOC window and
+    /// starts at the first measured SOC (at `soc_init` if the first interval has none).
     pub problem: Problem,
     /// Mean site load before anything is learned (a flat profile; e.g. annual kWh / 8760 h).
     pub load_default: Watts,

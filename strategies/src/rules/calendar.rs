@@ -44,7 +44,8 @@ pub enum Country {
 
 impl Country {
     /// Every supported country.
-    pub const ALL: [Self; 8] = [Self::De, Self::At, Self::Nl, Self::Fr, Self::Be, Self::Gb, Self::Dk, Self::Se];
+    pub const ALL: [Self; 8] =
+        [Self::De, Self::At, Self::Nl, Self::Fr, Self::Be, Self::Gb, Self::Dk, Self::Se];
 
     /// The ISO 3166-1 alpha-2 code.
     #[must_use]
@@ -407,9 +408,16 @@ mod tests {
     #[test]
     fn easter_matches_published_dates() {
         // Published Western Easter dates.
-        for (y, m, d) in
-            [(2000, 4, 23), (2008, 3, 23), (2011, 4, 24), (2019, 4, 21), (2024, 3, 31), (2025, 4, 20), (2026, 4, 5), (2038, 4, 25)]
-        {
+        for (y, m, d) in [
+            (2000, 4, 23),
+            (2008, 3, 23),
+            (2011, 4, 24),
+            (2019, 4, 21),
+            (2024, 3, 31),
+            (2025, 4, 20),
+            (2026, 4, 5),
+            (2038, 4, 25),
+        ] {
             assert_eq!(easter_sunday(y), Some(date(y, m, d)), "{y}");
         }
     }

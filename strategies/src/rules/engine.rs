@@ -317,13 +317,18 @@ impl RuleEngine {
             }
             Ok(()) if state.spent => (
                 state,
-                Err(Outcome::NotFired { why: "until-condition met; waits for its triggers to stop holding".into() }),
+                Err(Outcome::NotFired {
+                    why: "until-condition met; waits for its triggers to stop holding".into(),
+                }),
             ),
             Ok(()) => {
                 let latch = self.latch(until, rule.action, local);
                 if ended(latch, ctx) {
                     state.spent = true;
-                    return (state, Err(Outcome::NotFired { why: format!("{} already met", describe(latch, &self.tz)) }));
+                    return (
+                        state,
+                        Err(Outcome::NotFired { why: format!("{} already met", describe(latch, &self.tz)) }),
+                    );
                 }
                 state.latch = Some(latch);
                 (state, Ok(()))
@@ -336,9 +341,9 @@ impl RuleEngine {
         let at = local.timestamp();
         match until {
             Until::Time(t) => Latch::At(next_occurrence(local, t)),
-            Until::Duration { minutes } => Latch::At(
-                at.checked_add(SignedDuration::from_mins(minutes)).unwrap_or(Timestamp::MAX),
-            ),
+            Until::Duration { minutes } => {
+                Latch::At(at.checked_add(SignedDuration::from_mins(minutes)).unwrap_or(Timestamp::MAX))
+            }
             Until::Sunset => {
                 let next = self.set.location().and_then(|l| sun::next_sunset(at, l, &self.tz));
                 Latch::At(next.unwrap_or_else(|| end_of_day(local)))
@@ -443,7 +448,9 @@ fn resolve(action: Action, ctx: &RuleContext, local: &Zoned) -> Result<Override,
     match action {
         Action::NoDischarge => Ok(Override::NoDischarge),
         Action::LimitCharge { max_charge_power } => Ok(Override::LimitCharge { max_charge_power }),
-        Action::LimitDischarge { max_discharge_power } => Ok(Override::LimitDischarge { max_discharge_power }),
+        Action::LimitDischarge { max_discharge_power } => {
+            Ok(Override::LimitDischarge { max_discharge_power })
+        }
         Action::ForceCharge { power } => Ok(Override::ForceCharge { power }),
         Action::SocReserve { soc } => match ctx.soc {
             Some(s) if s > soc => Err(format!("SOC {s} above the reserve {soc}")),
@@ -483,7 +490,9 @@ fn restrictiveness(o: Override) -> (f32, u8, f32) {
     match o {
         Override::NoDischarge => (0.0, 0, f32::INFINITY),
         Override::LimitCharge { max_charge_power } => (f32::INFINITY, 0, max_charge_power.get().abs()),
-        Override::LimitDischarge { max_discharge_power } => (max_discharge_power.get().abs(), 0, f32::INFINITY),
+        Override::LimitDischarge { max_discharge_power } => {
+            (max_discharge_power.get().abs(), 0, f32::INFINITY)
+        }
         Override::ForceCharge { power } => (0.0, 1, power.get().abs()),
     }
 }

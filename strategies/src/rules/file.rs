@@ -57,7 +57,8 @@ pub struct RuleSet {
 impl PartialEq for RuleSet {
     fn eq(&self, other: &Self) -> bool {
         self.calendar == other.calendar
-            && self.time_zone.as_ref().map(TimeZone::iana_name) == other.time_zone.as_ref().map(TimeZone::iana_name)
+            && self.time_zone.as_ref().map(TimeZone::iana_name)
+                == other.time_zone.as_ref().map(TimeZone::iana_name)
             && self.location == other.location
             && self.rules == other.rules
     }
@@ -253,7 +254,9 @@ impl Action {
             }
             Self::ForceCharge { power } => json!({ "mode": mode, "power": f64::from(power.get()) }),
             Self::SocReserve { soc } => json!({ "mode": mode, "soc": f64::from(soc.get()) }),
-            Self::ChargeTo { soc, by } => json!({ "mode": mode, "soc": f64::from(soc.get()), "by": hhmm(by) }),
+            Self::ChargeTo { soc, by } => {
+                json!({ "mode": mode, "soc": f64::from(soc.get()), "by": hhmm(by) })
+            }
         }
     }
 }
@@ -407,13 +410,19 @@ impl RuleSet {
         let o = object(v, "")?;
         only_keys(o, "", &["country", "time_zone", "latitude", "longitude", "extra_holidays", "rules"])?;
         let country = match get(o, "country") {
-            Some(c) => Some(Country::from_code(string(c, "country")?).map_err(|e| RuleError { value: c.to_string(), ..e })?),
+            Some(c) => Some(
+                Country::from_code(string(c, "country")?)
+                    .map_err(|e| RuleError { value: c.to_string(), ..e })?,
+            ),
             None => None,
         };
         let time_zone = match get(o, "time_zone") {
             Some(z) => {
                 let name = string(z, "time_zone")?;
-                Some(TimeZone::get(name).map_err(|e| RuleError::new("time_zone", z, format!("unknown time zone: {e}")))?)
+                Some(
+                    TimeZone::get(name)
+                        .map_err(|e| RuleError::new("time_zone", z, format!("unknown time zone: {e}")))?,
+                )
             }
             None => None,
         };
@@ -423,26 +432,39 @@ impl RuleSet {
                 let (la, lo) = (number(lat, "latitude")?, number(lon, "longitude")?);
                 Some(Location::try_new(la, lo)?)
             }
-            (Some(v), None) => return Err(RuleError::new("longitude", "", format!("missing (latitude = {v} given)"))),
-            (None, Some(v)) => return Err(RuleError::new("latitude", "", format!("missing (longitude = {v} given)"))),
+            (Some(v), None) => {
+                return Err(RuleError::new("longitude", "", format!("missing (latitude = {v} given)")))
+            }
+            (None, Some(v)) => {
+                return Err(RuleError::new("latitude", "", format!("missing (longitude = {v} given)")))
+            }
         };
         let mut extra = Vec::new();
         if let Some(list) = get(o, "extra_holidays") {
-            let items = list.as_array().ok_or_else(|| RuleError::new("extra_holidays", list, "must be a list of dates"))?;
+            let items = list
+                .as_array()
+                .ok_or_else(|| RuleError::new("extra_holidays", list, "must be a list of dates"))?;
             for (i, d) in items.iter().enumerate() {
                 let at = format!("extra_holidays[{i}]");
                 let s = string(d, &at)?;
-                extra.push(s.parse::<Date>().map_err(|_| RuleError::new(&at, d, "must be a date YYYY-MM-DD"))?);
+                extra.push(
+                    s.parse::<Date>().map_err(|_| RuleError::new(&at, d, "must be a date YYYY-MM-DD"))?,
+                );
             }
         }
         let mut rules: Vec<Rule> = Vec::new();
         if let Some(list) = get(o, "rules") {
-            let items = list.as_array().ok_or_else(|| RuleError::new("rules", list, "must be a list of rules"))?;
+            let items =
+                list.as_array().ok_or_else(|| RuleError::new("rules", list, "must be a list of rules"))?;
             for (i, r) in items.iter().enumerate() {
                 let at = format!("rules[{i}]");
                 let rule = parse_rule(r, &at)?;
                 if rules.iter().any(|x| x.name == rule.name) {
-                    return Err(RuleError::new(path(&at, "name"), Value::String(rule.name), "duplicate rule name"));
+                    return Err(RuleError::new(
+                        path(&at, "name"),
+                        Value::String(rule.name),
+                        "duplicate rule name",
+                    ));
                 }
                 rules.push(rule);
             }
@@ -577,7 +599,8 @@ fn parse_rule(v: &Value, at: &str) -> Result<Rule, RuleError> {
         None => When::default(),
     };
     let act_at = path(at, "action");
-    let action = parse_action(get(o, "action").ok_or_else(|| RuleError::new(&act_at, "", "missing"))?, &act_at)?;
+    let action =
+        parse_action(get(o, "action").ok_or_else(|| RuleError::new(&act_at, "", "missing"))?, &act_at)?;
     let until = match get(o, "until") {
         Some(u) => Some(parse_until(u, &path(at, "until"))?),
         None => None,
@@ -610,7 +633,11 @@ fn parse_when(v: &Value, at: &str) -> Result<When, RuleError> {
             let iat = format!("{dat}[{i}]");
             let s = string(d, &iat)?;
             w.days.push(DaySpec::parse(s).ok_or_else(|| {
-                RuleError::new(&iat, d, "unknown day (working, weekend, holiday, mon, tue, wed, thu, fri, sat, sun)")
+                RuleError::new(
+                    &iat,
+                    d,
+                    "unknown day (working, weekend, holiday, mon, tue, wed, thu, fri, sat, sun)",
+                )
             })?);
         }
     }
@@ -624,8 +651,12 @@ fn parse_when(v: &Value, at: &str) -> Result<When, RuleError> {
             }
             Some(window)
         }
-        (Some(f), None) => return Err(RuleError::new(path(at, "to"), "", format!("missing (from = {f} given)"))),
-        (None, Some(t)) => return Err(RuleError::new(path(at, "from"), "", format!("missing (to = {t} given)"))),
+        (Some(f), None) => {
+            return Err(RuleError::new(path(at, "to"), "", format!("missing (from = {f} given)")))
+        }
+        (None, Some(t)) => {
+            return Err(RuleError::new(path(at, "from"), "", format!("missing (to = {t} given)")))
+        }
     };
     let opt = |key: &str| get(o, key).map(|v| (v, path(at, key)));
     w.price_above = opt("price_above").map(|(v, p)| price(v, &p)).transpose()?;
@@ -691,20 +722,15 @@ fn parse_until(v: &Value, at: &str) -> Result<Until, RuleError> {
     only_keys(o, at, &["time", "duration_minutes", "sunset", "soc"])?;
     let given: Vec<(&String, &Value)> = o.iter().filter(|(_, v)| !v.is_null()).collect();
     let [(key, v)] = given.as_slice() else {
-        return Err(RuleError::new(
-            at,
-            v,
-            "must have exactly one of: time, duration_minutes, sunset, soc",
-        ));
+        return Err(RuleError::new(at, v, "must have exactly one of: time, duration_minutes, sunset, soc"));
     };
     let kat = path(at, key);
     Ok(match key.as_str() {
         "time" => Until::Time(time(v, &kat)?),
         "duration_minutes" => {
-            let minutes = v
-                .as_i64()
-                .filter(|m| (1..=MAX_UNTIL_MINUTES).contains(m))
-                .ok_or_else(|| RuleError::new(&kat, v, format!("must be an integer 1..={MAX_UNTIL_MINUTES}")))?;
+            let minutes = v.as_i64().filter(|m| (1..=MAX_UNTIL_MINUTES).contains(m)).ok_or_else(|| {
+                RuleError::new(&kat, v, format!("must be an integer 1..={MAX_UNTIL_MINUTES}"))
+            })?;
             Until::Duration { minutes }
         }
         "sunset" => match v.as_bool() {
@@ -720,7 +746,9 @@ fn toml_to_json(v: toml::Value) -> Value {
     match v {
         toml::Value::String(s) => Value::String(s),
         toml::Value::Integer(i) => Value::from(i),
-        toml::Value::Float(f) => serde_json::Number::from_f64(f).map_or_else(|| Value::String(f.to_string()), Value::Number),
+        toml::Value::Float(f) => {
+            serde_json::Number::from_f64(f).map_or_else(|| Value::String(f.to_string()), Value::Number)
+        }
         toml::Value::Boolean(b) => Value::Bool(b),
         toml::Value::Datetime(d) => Value::String(d.to_string()),
         toml::Value::Array(a) => Value::Array(a.into_iter().map(toml_to_json).collect()),

@@ -37,7 +37,10 @@ impl Location {
                 Err(RuleError::new(field, v, format!("must be a number in -{max}..={max} degrees")))
             }
         };
-        Ok(Self { latitude: check("latitude", latitude, 90.0)?, longitude: check("longitude", longitude, 180.0)? })
+        Ok(Self {
+            latitude: check("latitude", latitude, 90.0)?,
+            longitude: check("longitude", longitude, 180.0)?,
+        })
     }
 
     /// Latitude, north positive.
@@ -120,8 +123,7 @@ fn solar(jd: f64) -> (f64, f64) {
 fn minutes_utc(jd: f64, lat: f64, lon: f64, ev: Event) -> Option<f64> {
     let (eq_time, decl) = solar(jd);
     let latr = lat.to_radians();
-    let cos_ha =
-        OFFICIAL_ZENITH_DEG.to_radians().cos() / (latr.cos() * decl.cos()) - latr.tan() * decl.tan();
+    let cos_ha = OFFICIAL_ZENITH_DEG.to_radians().cos() / (latr.cos() * decl.cos()) - latr.tan() * decl.tan();
     if !(-1.0..=1.0).contains(&cos_ha) {
         return None;
     }
@@ -174,7 +176,8 @@ mod tests {
 
     #[test]
     fn berlin_sunrise_is_before_sunset() {
-        let (r, s) = (sunrise(date(2026, 6, 21), berlin()).unwrap(), sunset(date(2026, 6, 21), berlin()).unwrap());
+        let (r, s) =
+            (sunrise(date(2026, 6, 21), berlin()).unwrap(), sunset(date(2026, 6, 21), berlin()).unwrap());
         assert!(r < s);
         // Berlin's solstice sunrise is about 04:43 CEST.
         assert!(["04:42", "04:43", "04:44"].contains(&local(r).as_str()), "{}", local(r));

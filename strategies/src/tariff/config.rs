@@ -35,6 +35,9 @@ struct TariffFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SpotFile {
+    /// `live = true`: no prices in the file; a running site's price feed (`[economics]` of the
+    /// gateway) supplies them, and until it does every slot is unknown (the fallback prices).
+    live: Option<bool>,
     /// A SMARD CSV file, relative to the tariff file.
     file: Option<String>,
     /// Zone column of the SMARD file (default: the spliced German series).
@@ -380,6 +383,18 @@ fn spot_series(s: &SpotFile, src: Source<'_>) -> Result<PriceSeries, TariffError
         || s.step_minutes.is_some()
         || s.prices_per_kwh.is_some()
         || s.prices_per_mwh.is_some();
+    if s.live == Some(true) {
+        if s.file.is_some() || inline || s.zone.is_some() {
+            return Err(invalid(InvalidField::new(
+                "live",
+                "true",
+                "live prices come from the site's price feed: give no file, zone or inline series with it",
+            )));
+        }
+        // One unknown quarter-hour: every lookup falls back until the feed replaces the series.
+        return PriceSeries::new(Timestamp::UNIX_EPOCH, SignedDuration::from_mins(15), vec![None])
+            .map_err(|e| invalid(InvalidField::new("live", "true", e.to_string())));
+    }
     match (&s.file, inline) {
         (Some(file), false) => {
             let resolved = path.parent().unwrap_or_else(|| Path::new("")).join(file);

@@ -10,6 +10,7 @@
 use super::errors::{ConfigError, Ctx};
 use ems_core::{WattHours, Watts};
 use ems_strategies::optimizer::Problem;
+use ems_strategies::prices::{PriceFeed, SourceConfig};
 use ems_strategies::tariff::Tariff;
 use ems_strategies::{Price, Ratio};
 use jiff::tz::TimeZone;
@@ -54,7 +55,7 @@ pub(crate) struct EconomicsSection {
     pub rules: Option<Spanned<String>>,
     /// The price sources, in order of preference (`[[economics.prices]]`).
     #[serde(default)]
-    pub prices: Vec<toml::Value>,
+    pub prices: Vec<Spanned<SourceConfig>>,
 }
 
 /// A file holding only `[economics]` (`ems-gateway --economics FILE` on the simulated site).
@@ -86,8 +87,6 @@ pub(crate) struct BatteryLimits {
 /// `[economics]`, validated.
 #[derive(Debug, Clone)]
 pub(crate) struct EconomicsWiring {
-    /// The tariff file, resolved.
-    pub tariff_path: PathBuf,
     /// The tariff.
     pub tariff: Tariff,
     /// The site's time zone.
@@ -114,8 +113,8 @@ pub(crate) struct EconomicsWiring {
     pub irradiance_url: Option<String>,
     /// The rules file, resolved.
     pub rules: Option<PathBuf>,
-    /// `[[economics.prices]]` entries, in order (validated by the price-source builder).
-    pub prices: Vec<toml::Value>,
+    /// `[[economics.prices]]`, in order of preference, validated.
+    pub prices: Vec<SourceConfig>,
     /// Where relative paths of the price sources are resolved.
     pub base_dir: PathBuf,
 }
@@ -184,10 +183,16 @@ pub(super) fn economics(
     };
     let problem = planner_model(ctx, battery, degradation)?;
     let base_dir = ctx.file().parent().map_or_else(PathBuf::new, Path::to_path_buf);
+    let prices: Vec<SourceConfig> = e.prices.iter().map(|p| p.get_ref().clone()).collect();
+    // Building the feed checks every entry as the planner will use it (kinds and their fields,
+    // URLs, the ENTSO-E zone and token); nothing is fetched.
+    if let Err(err) = PriceFeed::from_configs(&prices, &base_dir) {
+        let at = err.entry.and_then(|i| e.prices.get(i));
+        return Err(ctx.err_opt(&format!("economics.prices[{}].{}", err.entry.unwrap_or(0), err.field), at, err.problem));
+    }
     #[allow(clippy::cast_possible_wrap)] // bounded above: ≤ 240 min, ≤ 168 h
     let (replan, horizon) = (SignedDuration::from_mins(replan as i64), SignedDuration::from_hours(horizon as i64));
     Ok(EconomicsWiring {
-        tariff_path,
         tariff,
         time_zone,
         latitude,
@@ -201,7 +206,7 @@ pub(super) fn economics(
         soc_off_plan: Ratio::try_new(soc_off / 100.0).unwrap_or(ems_strategies::ratio!(0.1)),
         irradiance_url,
         rules,
-        prices: e.prices.clone(),
+        prices,
         base_dir,
     })
 }

@@ -17,7 +17,7 @@ mod planner;
 mod port;
 
 pub(crate) use hook::LoopEconomics;
-pub(crate) use planner::{spawn, EconomicsStart};
+pub(crate) use planner::{EconomicsStart, Planner};
 
 use ems_control::{CommandSource, RuleTarget};
 use ems_core::{Millis, Watts};

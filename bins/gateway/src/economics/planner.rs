@@ -13,7 +13,7 @@ use ems_api::ports::{AuditEntry, Outcome};
 use ems_api::start::LoopAudit;
 use ems_strategies::forecast::PvSystem;
 use ems_strategies::live::{LiveConfig, LiveEconomics, LiveState, Measured, PriceBasis, ReplanReason, SpotStatus};
-use ems_strategies::prices::{FeedEvent, FeedStatus, PriceFeed, PushHandle, SourceConfig};
+use ems_strategies::prices::{FeedEvent, FeedStatus, PriceFeed, PushHandle};
 use ems_strategies::rules::{Decision, RuleContext, RuleEngine, RuleSet};
 use ems_strategies::Ratio;
 use jiff::Timestamp;
@@ -68,7 +68,6 @@ pub(super) struct Core {
 #[derive(Debug, Clone, Default)]
 pub(super) struct FeedView {
     pub(super) status: Option<FeedStatus>,
-    pub(super) points: Vec<ems_strategies::prices::PricePoint>,
     pub(super) sources: Vec<ems_strategies::prices::SourceReport>,
 }
 
@@ -100,6 +99,18 @@ fn engine_config(w: &EconomicsWiring) -> Result<LiveConfig, LiveError> {
     Ok(cfg)
 }
 
+/// A feed event in the audit log's words.
+fn describe(e: &FeedEvent) -> String {
+    match e {
+        FeedEvent::Updated { kind, points, first, last } => match (first, last) {
+            (Some(f), Some(l)) => format!("{} prices updated: {points} points from {f} to {l}", kind.as_str()),
+            _ => format!("{} prices updated: {points} points", kind.as_str()),
+        },
+        FeedEvent::Failed { kind, error } => format!("{} prices failed (the last good prices stay in use until they end): {error}", kind.as_str()),
+        FeedEvent::StatusChanged { from, to } => format!("price status {from} -> {to}"),
+    }
+}
+
 /// The rule set of the rules file, located at the site and in its time zone.
 fn load_rules(w: &EconomicsWiring) -> Result<Option<RuleSet>, LiveError> {
     let Some(path) = &w.rules else { return Ok(None) };
@@ -125,20 +136,8 @@ impl Planner {
     /// A price source, the PV array or the rules file is invalid.
     pub(crate) fn new(start: EconomicsStart) -> Result<Self, LiveError> {
         let EconomicsStart { wiring, clock, state_file } = start;
-        let push = PushHandle::new();
-        let mut sources = Vec::new();
-        for (i, raw) in wiring.prices.iter().enumerate() {
-            let c: SourceConfig = raw
-                .clone()
-                .try_into()
-                .map_err(|e| LiveError::Economics(format!("economics.prices[{i}]: {e}")))?;
-            sources.push(
-                c.build(&wiring.base_dir, &push)
-                    .map_err(|e| LiveError::Economics(e.at(i).to_string()))?,
-            );
-        }
-        let has_push = wiring.prices.iter().any(|p| p.get("kind").and_then(toml::Value::as_str) == Some("push"));
-        let feed = PriceFeed::new(sources);
+        let feed = PriceFeed::from_configs(&wiring.prices, &wiring.base_dir).map_err(|e| LiveError::Economics(e.to_string()))?;
+        let push = feed.push_handle();
         let engine = LiveEconomics::new(engine_config(&wiring)?, None).map_err(|e| LiveError::Economics(e.to_string()))?;
         let rules = load_rules(&wiring)?;
         let rules_json = rules.as_ref().map_or_else(|| serde_json::json!({"rules": []}), RuleSet::to_json);
@@ -156,7 +155,7 @@ impl Planner {
         Ok(Self {
             shared: Arc::new(Mutex::new(core)),
             feed,
-            push: has_push.then_some(push),
+            push,
             clock,
             state_file,
         })
@@ -404,13 +403,13 @@ impl PlannerLoop {
         let new_prices = events.iter().any(|e| matches!(e, FeedEvent::Updated { .. }));
         for e in &events {
             let outcome = if matches!(e, FeedEvent::Failed { .. }) { Outcome::Failed } else { Outcome::Ok };
-            self.audit("prices", outcome, e.to_string());
+            self.audit("prices", outcome, describe(e));
         }
         let irradiance = self.irradiance();
-        let mut core = lock(&self.shared);
+        let shared = Arc::clone(&self.shared);
+        let mut core = lock(&shared);
         core.feed = FeedView {
             status: Some(self.feed.status(now)),
-            points: self.feed.points(now),
             sources: self.feed.sources(),
         };
         let live = match core.feed.status {
@@ -497,8 +496,7 @@ impl PlannerLoop {
             return None;
         }
         self.last_irradiance = Some(Instant::now());
-        let fetched = ems_strategies::prices::http::get_text(&url)
-            .map_err(|e| e.to_string())
+        let fetched = ems_strategies::prices::get_text(&url)
             .and_then(|text| ems_strategies::live::parse_open_meteo(&text).map_err(|e| e.to_string()));
         match fetched {
             Ok(points) => Some(points),

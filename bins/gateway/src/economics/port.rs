@@ -5,7 +5,7 @@
 use super::planner::{lock, locate, Core, Shared};
 use ems_api::economics as api;
 use ems_api::economics::{EconomicsPort, PortError, PortErrorKind};
-use ems_core::{Percent, Watts};
+use ems_core::Percent;
 use ems_strategies::live::{Period, PriceBasis};
 use ems_strategies::prices::{FeedStatus, PricePoint, PushHandle, SourceKind};
 use ems_strategies::rules::{RuleEngine, RuleSet};
@@ -181,25 +181,24 @@ impl EconomicsPort for Port {
         let core = lock(&self.shared);
         let at = now(&core);
         let (status, source) = status(core.feed.status);
-        let tariff = core.engine.tariff();
         api::PricesView {
             source,
             status,
             basis: basis(core.engine.price_basis(at)),
-            currency: tariff.currency().to_owned(),
+            currency: core.engine.tariff().currency().to_owned(),
+            // The prices in use, quarter-hour by quarter-hour: the spot price and the all-in
+            // import and export prices the tariff makes of it (the tariff's own price where
+            // there is no spot price).
             prices: core
-                .feed
-                .points
+                .engine
+                .prices_view(at)
                 .iter()
-                .map(|p| {
-                    let mid = p.start.checked_add(p.length() / 2).unwrap_or(p.start);
-                    api::PricePoint {
-                        start: p.start,
-                        end: p.end,
-                        price: p.price.per_kwh(),
-                        import_price: tariff.import_price_for_spot(mid, p.price).per_kwh(),
-                        export_price: tariff.export_price_for_spot(mid, p.price).per_kwh(),
-                    }
+                .map(|p| api::PricePoint {
+                    start: p.start,
+                    end: p.end,
+                    price: p.spot.unwrap_or(p.import).per_kwh(),
+                    import_price: p.import.per_kwh(),
+                    export_price: p.export.per_kwh(),
                 })
                 .collect(),
             sources: core
