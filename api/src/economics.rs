@@ -950,8 +950,8 @@ pub(crate) fn response_schema(method: &str, path: &str) -> Option<Value> {
                     })),
                 );
             }
-            if let Some(Value::Array(r)) = s.get_mut("required") {
-                r.push(json!("decision"));
+            if let Value::Object(o) = &mut s {
+                o.insert("required".into(), json!(["rules", "decision"]));
             }
             s
         }
@@ -994,8 +994,8 @@ pub(crate) fn rule_set_schema() -> Value {
     let when = json!({
         "type": "object", "additionalProperties": false,
         "properties": {
-            "days": { "type": "array", "maxItems": 10, "items": { "type": "string", "minLength": 1, "maxLength": 16,
-                "description": "A day class of the rules engine, e.g. `working` (working days of `country`), `weekend`, `holiday`, or a weekday." } },
+            "days": { "type": "array", "maxItems": 10, "items": { "enum": ["working", "weekend", "holiday", "mon", "tue", "wed", "thu", "fri", "sat", "sun"] },
+                "description": "`working` (working days of `country`), `weekend`, `holiday`, or weekdays; any of them matches." },
             "from": hhmm, "to": hhmm,
             "price_above": price, "price_below": price,
             "soc_above": pct, "soc_below": pct,
@@ -1013,15 +1013,15 @@ pub(crate) fn rule_set_schema() -> Value {
     };
     let until = json!({ "oneOf": [
         closed(json!({ "time": hhmm })),
-        closed(json!({ "duration_minutes": { "type": "integer", "minimum": 1, "maximum": 1440 } })),
+        closed(json!({ "duration_minutes": { "type": "integer", "minimum": 1, "maximum": 10080 } })),
         closed(json!({ "sunset": { "const": true } })),
         closed(json!({ "soc": pct })),
     ] });
     let rule = json!({
-        "type": "object", "additionalProperties": false, "required": ["name", "when", "action"],
+        "type": "object", "additionalProperties": false, "required": ["name", "priority", "action"],
         "properties": {
-            "name": { "type": "string", "minLength": 1, "maxLength": 64 },
-            "priority": { "type": "integer", "minimum": 0, "maximum": 1000 },
+            "name": { "type": "string", "minLength": 1, "maxLength": 64, "description": "Unique in the set." },
+            "priority": { "type": "integer", "minimum": -2_147_483_648_i64, "maximum": 2_147_483_647, "description": "Of the rules that fire, the highest wins." },
             "enabled": { "type": "boolean" },
             "when": when,
             "action": { "oneOf": [
@@ -1036,10 +1036,14 @@ pub(crate) fn rule_set_schema() -> Value {
         }
     });
     json!({
-        "type": "object", "additionalProperties": false, "required": ["rules"],
-        "description": "The operator rule set. All `when` keys are optional (a rule without them always fires); the highest `priority` of the rules that fire wins. The rules engine checks what the schema cannot (400 naming the path, e.g. `rules[0].when.from`, and the value); a refused set leaves the stored one unchanged.",
+        "type": "object", "additionalProperties": false,
+        "description": "The operator rule set. `when` and all its keys are optional (a rule without them always fires); the highest `priority` of the rules that fire wins. The rules engine checks what the schema cannot (400 naming the path, e.g. `rules[0].when.from`, and the value); a refused set leaves the stored one unchanged.",
         "properties": {
             "country": { "type": "string", "minLength": 2, "maxLength": 2, "description": "ISO 3166 country for public holidays (`holiday`, `working`)." },
+            "time_zone": { "type": "string", "minLength": 1, "maxLength": 64, "description": "IANA zone of `from`/`to`/`until.time` (the gateway passes the site's)." },
+            "latitude": { "type": "number", "minimum": -90, "maximum": 90, "description": "With `longitude`: the site, for `until.sunset`." },
+            "longitude": { "type": "number", "minimum": -180, "maximum": 180 },
+            "extra_holidays": { "type": "array", "items": { "type": "string", "format": "date" } },
             "rules": { "type": "array", "maxItems": 64, "items": rule }
         }
     })

@@ -33,7 +33,8 @@
   let canOperate = true;
   let econConfigured = null;
   let rules = [];
-  let ruleCountry = null;
+  // The rest of the stored set (country, time zone, location, extra holidays): sent back as is.
+  let ruleSetRest = {};
   let decision = null;
   let editing = -1;
   let rulesDirty = false;
@@ -56,7 +57,10 @@
   }
 
   function fmtMoney(v, currency) {
-    return typeof v === 'number' ? v.toFixed(2) + ' ' + (currency || '') : '–';
+    if (typeof v !== 'number') return '–';
+    // No "-0.00": a rounding of zero has no sign.
+    const x = Math.abs(v) < 0.005 ? 0 : v;
+    return x.toFixed(2) + ' ' + (currency || '');
   }
 
   function fmtTime(t) {
@@ -790,7 +794,10 @@
     // Unsaved edits are not overwritten by the refresh.
     if (!rulesDirty) {
       rules = r.data.rules || [];
-      ruleCountry = r.data.country || null;
+      ruleSetRest = {};
+      for (const k of Object.keys(r.data)) {
+        if (k !== 'rules' && k !== 'decision') ruleSetRest[k] = r.data[k];
+      }
     }
     renderRules();
   }
@@ -889,8 +896,7 @@
   }
 
   async function saveRules() {
-    const body = { rules: rules };
-    if (ruleCountry) body.country = ruleCountry;
+    const body = Object.assign({}, ruleSetRest, { rules: rules });
     const r = await api('PUT', '/api/v1/rules', body);
     if (!r.ok) {
       // The server names the field (rules[0].when.from) and the value.

@@ -3,8 +3,8 @@
 //! (`--economics`, a copy of `examples/economics/sim.toml` in a temporary directory so that
 //! saved rules stay there); sign in with the generated admin token, see the power-flow diagram
 //! with values, the plan chart with its slots, refuse a bad rule with the server's error naming
-//! the field, create a rule that fires now in the rule editor, save it, and see it reported as
-//! what drives the battery. Screenshots go to `target/screenshots/dashboard-*.png`.
+//! the field, create a rule that fires now (FORCE_CHARGE all day) in the rule editor, save it,
+//! and see it reported as what drives the battery; the stored set keeps the site's time zone. Screenshots go to `target/screenshots/dashboard-*.png`.
 //!
 //! Needs Debian's `chromium` and `chromium-driver`: `scripts/test` installs them and sets
 //! `EMS_CHROMEDRIVER` (and `EMS_CHROMIUM`); without it plain `cargo test` skips this test and
@@ -90,10 +90,11 @@ async fn screenshot(c: &Client, name: &str) -> PathBuf {
     path
 }
 
-/// `examples/economics/sim.toml` copied into `dir`, its `../` paths made absolute (so that the
-/// rules the test saves land in `dir`, not in the repository).
+/// `examples/economics/sim.toml` and its `rules.toml` copied into `dir`, the file's `../` paths
+/// made absolute (so that the rules the test saves land in `dir`, not in the repository).
 fn economics_file(dir: &Path) -> PathBuf {
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/economics");
+    std::fs::copy(examples.join("rules.toml"), dir.join("rules.toml")).unwrap();
     let text = std::fs::read_to_string(examples.join("sim.toml")).unwrap();
     let parent = examples.join("..").canonicalize().unwrap();
     let text = text.replace("\"../", &format!("\"{}/", parent.display()));
@@ -135,6 +136,9 @@ async fn dashboard_shows_flows_plan_and_a_rule_made_in_the_editor_driving_the_ba
         }
     }))
     .unwrap();
+    // Two rustls crypto providers are linked (see Cargo.toml): choose one for the WebDriver
+    // client (an error only says one is installed already).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let until = Instant::now() + Duration::from_secs(30);
     let c = loop {
         match ClientBuilder::rustls()
@@ -197,12 +201,15 @@ async fn dashboard_shows_flows_plan_and_a_rule_made_in_the_editor_driving_the_ba
     assert!(text(&c, "rules-error").await.contains("25:00"), "{}", text(&c, "rules-error").await);
     c.find(Locator::Css("#rules-list li:last-child button:last-child")).await.unwrap().click().await.unwrap();
 
-    // A rule that fires now: the whole local day (the site's time zone need not be ours).
+    // A rule that fires now, the whole local day (the site's time zone need not be ours), and
+    // sets the battery's power itself (a NO_DISCHARGE while the plan charges would only limit,
+    // and the plan would still drive).
     type_into(&c, "rule-name", "dashboard test").await;
     type_into(&c, "rule-priority", "90").await;
     type_into(&c, "rule-from", "00:00").await;
     type_into(&c, "rule-to", "23:59").await;
-    c.find(Locator::Id("rule-mode")).await.unwrap().select_by_value("NO_DISCHARGE").await.unwrap();
+    c.find(Locator::Id("rule-mode")).await.unwrap().select_by_value("FORCE_CHARGE").await.unwrap();
+    type_into(&c, "rule-value", "1000").await;
     click(&c, "rule-add").await;
     click(&c, "rules-save").await;
     wait_text(&c, "rules-status", "Saved", 15).await;
@@ -211,6 +218,22 @@ async fn dashboard_shows_flows_plan_and_a_rule_made_in_the_editor_driving_the_ba
     // The engine picks it up and the page reports it as what drives the battery.
     wait_text(&c, "drives", "dashboard test", 60).await;
     wait_text(&c, "active-rule", "dashboard test", 30).await;
+    // What the page sent kept the rest of the stored set (the site's time zone, location).
+    let stored = c
+        .execute(
+            "const x = new XMLHttpRequest(); x.open('GET', '/api/v1/rules', false); \
+             x.setRequestHeader('Authorization', 'Bearer ' + sessionStorage.getItem('ems-token')); \
+             x.send(); return JSON.parse(x.responseText);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(stored["time_zone"].is_string(), "{stored}");
+    let mine = stored["rules"].as_array().unwrap().iter().find(|r| r["name"] == "dashboard test").cloned();
+    let mine = mine.unwrap_or_else(|| panic!("{stored}"));
+    assert_eq!(mine["action"]["mode"], "FORCE_CHARGE", "{mine}");
+    assert_eq!(mine["when"]["from"], "00:00", "{mine}");
+    assert!(!stored["rules"].as_array().unwrap().iter().any(|r| r["name"] == "broken window"), "{stored}");
     let shot = screenshot(&c, "rule").await;
     eprintln!("screenshot: {}", shot.display());
     c.close().await.unwrap();
