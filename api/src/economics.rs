@@ -1036,7 +1036,7 @@ pub(crate) fn rule_set_schema() -> Value {
         }
     });
     json!({
-        "type": "object", "additionalProperties": false,
+        "type": "object", "additionalProperties": false, "required": [],
         "description": "The operator rule set. `when` and all its keys are optional (a rule without them always fires); the highest `priority` of the rules that fire wins. The rules engine checks what the schema cannot (400 naming the path, e.g. `rules[0].when.from`, and the value); a refused set leaves the stored one unchanged.",
         "properties": {
             "country": { "type": "string", "minLength": 2, "maxLength": 2, "description": "ISO 3166 country for public holidays (`holiday`, `working`)." },
