@@ -45,12 +45,10 @@ pub const MAX_PUSHED_PRICES: usize = 2000;
 
 // ---- Serialization helpers ----------------------------------------------------------------
 
-#[allow(clippy::trivially_copy_pass_by_ref)] // serde's `serialize_with` passes a reference
 fn ser_watts<S: Serializer>(w: &Watts, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f32(w.get())
 }
 
-#[allow(clippy::ref_option)] // serde's `serialize_with` passes a reference
 fn ser_opt_watts<S: Serializer>(w: &Option<Watts>, s: S) -> Result<S::Ok, S::Error> {
     match w {
         Some(w) => s.serialize_f32(w.get()),
@@ -58,7 +56,6 @@ fn ser_opt_watts<S: Serializer>(w: &Option<Watts>, s: S) -> Result<S::Ok, S::Err
     }
 }
 
-#[allow(clippy::trivially_copy_pass_by_ref)] // serde's `serialize_with` passes a reference
 fn ser_percent<S: Serializer>(p: &Percent, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f32(p.get())
 }
@@ -604,7 +601,8 @@ impl std::fmt::Debug for dyn EconomicsPort {
 
 fn req_time(o: &Map<String, Value>, parent: &str, key: &str) -> Result<Timestamp, FieldError> {
     let raw = input::req_str(o, parent, key)?;
-    raw.parse().map_err(|e| FieldError::new(input::path(parent, key), format!("not an RFC 3339 time {raw:?}: {e}")))
+    raw.parse()
+        .map_err(|e| FieldError::new(input::path(parent, key), format!("not an RFC 3339 time {raw:?}: {e}")))
 }
 
 /// Parse the body of `POST /api/v1/prices`: `{"prices": [{"start", "end", "price"}, ...]}`;
@@ -678,9 +676,7 @@ fn parse_report_query(q: &BTreeMap<String, String>) -> Result<(ReportMonth, Repo
     let format = match q.get("format").map(String::as_str) {
         None | Some("json") => ReportFormat::Json,
         Some("csv") => ReportFormat::Csv,
-        Some(other) => {
-            return Err(FieldError::new("format", format!("must be csv or json, got {other:?}")))
-        }
+        Some(other) => return Err(FieldError::new("format", format!("must be csv or json, got {other:?}"))),
     };
     Ok((month, format))
 }
@@ -741,10 +737,14 @@ pub(crate) async fn prices_post(
     let port = port(&s)?.clone();
     let o = s.body_object(body, &actor, ACTION)?;
     let prices = parse_pushed_prices(&o).map_err(|e| s.refuse(&actor, ACTION, ApiError::field(e)))?;
-    let (n, first, last) = (prices.len(), prices[0].start, prices[prices.len() - 1].end);
+    let span = match (prices.first(), prices.last()) {
+        (Some(first), Some(last)) => format!(" ({} .. {})", first.start, last.end),
+        _ => String::new(),
+    };
+    let n = prices.len();
     match port.push_prices(&actor, prices) {
         Ok(accepted) => {
-            s.audit(&actor, ACTION, Outcome::Ok, format!("{accepted} of {n} price points accepted ({first} .. {last})"));
+            s.audit(&actor, ACTION, Outcome::Ok, format!("{accepted} of {n} price points accepted{span}"));
             Ok(Json(json!({ "accepted": accepted })).into_response())
         }
         Err(e) => Err(s.refuse(&actor, ACTION, e.into())),
@@ -780,12 +780,17 @@ pub(crate) async fn report_get(
         parse_report_query(&q).map_err(|e| s.refuse(&p.actor(), ACTION, ApiError::field(e)))?;
     let report = port(&s)?.report(month).map_err(ApiError::from)?;
     Ok(match format {
-        ReportFormat::Json => Json(json!({ "month": month.to_string(), "currency": report.currency, "days": report.days }))
-            .into_response(),
+        ReportFormat::Json => {
+            Json(json!({ "month": month.to_string(), "currency": report.currency, "days": report.days }))
+                .into_response()
+        }
         ReportFormat::Csv => {
             let disposition = format!("attachment; filename=\"ems-report-{month}.csv\"");
             (
-                [(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()), (header::CONTENT_DISPOSITION, disposition)],
+                [
+                    (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+                    (header::CONTENT_DISPOSITION, disposition),
+                ],
                 report_csv(&report),
             )
                 .into_response()
@@ -936,14 +941,17 @@ pub(crate) fn response_schema(method: &str, path: &str) -> Option<Value> {
         ("GET", "/api/v1/rules") => {
             let mut s = rule_set_schema();
             if let Some(Value::Object(p)) = s.get_mut("properties") {
-                p.insert("decision".into(), closed(json!({
-                    "winner": { "type": ["string", "null"] },
-                    "action": { "type": ["string", "null"] },
-                    "fired": { "type": "array", "items": { "type": "string" } }
-                })));
+                p.insert(
+                    "decision".into(),
+                    closed(json!({
+                        "winner": { "type": ["string", "null"] },
+                        "action": { "type": ["string", "null"] },
+                        "fired": { "type": "array", "items": { "type": "string" } }
+                    })),
+                );
             }
-            if let Some(Value::Array(r)) = s.get_mut("required") {
-                r.push(json!("decision"));
+            if let Value::Object(o) = &mut s {
+                o.insert("required".into(), json!(["rules", "decision"]));
             }
             s
         }
@@ -986,8 +994,8 @@ pub(crate) fn rule_set_schema() -> Value {
     let when = json!({
         "type": "object", "additionalProperties": false,
         "properties": {
-            "days": { "type": "array", "maxItems": 10, "items": { "type": "string", "minLength": 1, "maxLength": 16,
-                "description": "A day class of the rules engine, e.g. `working` (working days of `country`), `weekend`, `holiday`, or a weekday." } },
+            "days": { "type": "array", "maxItems": 10, "items": { "enum": ["working", "weekend", "holiday", "mon", "tue", "wed", "thu", "fri", "sat", "sun"] },
+                "description": "`working` (working days of `country`), `weekend`, `holiday`, or weekdays; any of them matches." },
             "from": hhmm, "to": hhmm,
             "price_above": price, "price_below": price,
             "soc_above": pct, "soc_below": pct,
@@ -1005,15 +1013,15 @@ pub(crate) fn rule_set_schema() -> Value {
     };
     let until = json!({ "oneOf": [
         closed(json!({ "time": hhmm })),
-        closed(json!({ "duration_minutes": { "type": "integer", "minimum": 1, "maximum": 1440 } })),
+        closed(json!({ "duration_minutes": { "type": "integer", "minimum": 1, "maximum": 10080 } })),
         closed(json!({ "sunset": { "const": true } })),
         closed(json!({ "soc": pct })),
     ] });
     let rule = json!({
-        "type": "object", "additionalProperties": false, "required": ["name", "when", "action"],
+        "type": "object", "additionalProperties": false, "required": ["name", "priority", "action"],
         "properties": {
-            "name": { "type": "string", "minLength": 1, "maxLength": 64 },
-            "priority": { "type": "integer", "minimum": 0, "maximum": 1000 },
+            "name": { "type": "string", "minLength": 1, "maxLength": 64, "description": "Unique in the set." },
+            "priority": { "type": "integer", "minimum": -2_147_483_648_i64, "maximum": 2_147_483_647, "description": "Of the rules that fire, the highest wins." },
             "enabled": { "type": "boolean" },
             "when": when,
             "action": { "oneOf": [
@@ -1028,10 +1036,14 @@ pub(crate) fn rule_set_schema() -> Value {
         }
     });
     json!({
-        "type": "object", "additionalProperties": false, "required": ["rules"],
-        "description": "The operator rule set. All `when` keys are optional (a rule without them always fires); the highest `priority` of the rules that fire wins. The rules engine checks what the schema cannot (400 naming the path, e.g. `rules[0].when.from`, and the value); a refused set leaves the stored one unchanged.",
+        "type": "object", "additionalProperties": false, "required": [],
+        "description": "The operator rule set. `when` and all its keys are optional (a rule without them always fires); the highest `priority` of the rules that fire wins. The rules engine checks what the schema cannot (400 naming the path, e.g. `rules[0].when.from`, and the value); a refused set leaves the stored one unchanged.",
         "properties": {
             "country": { "type": "string", "minLength": 2, "maxLength": 2, "description": "ISO 3166 country for public holidays (`holiday`, `working`)." },
+            "time_zone": { "type": "string", "minLength": 1, "maxLength": 64, "description": "IANA zone of `from`/`to`/`until.time` (the gateway passes the site's)." },
+            "latitude": { "type": "number", "minimum": -90, "maximum": 90, "description": "With `longitude`: the site, for `until.sunset`." },
+            "longitude": { "type": "number", "minimum": -180, "maximum": 180 },
+            "extra_holidays": { "type": "array", "items": { "type": "string", "format": "date" } },
             "rules": { "type": "array", "maxItems": 64, "items": rule }
         }
     })

@@ -243,3 +243,13 @@ pub fn explain_limits(safety: &SafetyView) -> BTreeMap<String, String> {
         })
         .collect()
 }
+
+/// One line of [`SafetyView::recent_events`] stamped with the site's clock time:
+/// `[2026-05-01T12:00:03Z] text` (UTC, whole seconds). The operator page shows the time in the
+/// browser's (the site's) local time; a loop that stamps events this way, rather than with the
+/// seconds since it started, gives the operator times that match the audit log.
+#[must_use]
+pub fn event_line(at: Timestamp, text: &str) -> String {
+    let at = at.round(jiff::Unit::Second).unwrap_or(at);
+    format!("[{at}] {text}")
+}

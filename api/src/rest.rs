@@ -283,8 +283,10 @@ fn op_spec(method: &str, path: &str) -> OpSpec {
             ..none(&[200, 400])
         },
         ("GET", "/api/v1/savings") => OpSpec {
-            params: vec![json!({ "name": "period", "in": "query", "required": false, "description": "The current day (default), month or year, in the site's time zone.",
-                                 "schema": { "enum": ["day", "month", "year"] } })],
+            params: vec![
+                json!({ "name": "period", "in": "query", "required": false, "description": "The current day (default), month or year, in the site's time zone.",
+                                 "schema": { "enum": ["day", "month", "year"] } }),
+            ],
             ..none(&[200, 400, 404])
         },
         ("GET", "/api/v1/report") => OpSpec {
@@ -296,9 +298,10 @@ fn op_spec(method: &str, path: &str) -> OpSpec {
             ],
             ..none(&[200, 400, 404])
         },
-        ("GET", "/api/v1/plan" | "/api/v1/forecast" | "/api/v1/prices" | "/api/v1/rules" | "/api/v1/economics") => {
-            none(&[200, 404])
-        }
+        (
+            "GET",
+            "/api/v1/plan" | "/api/v1/forecast" | "/api/v1/prices" | "/api/v1/rules" | "/api/v1/economics",
+        ) => none(&[200, 404]),
         ("POST", "/api/v1/prices") => OpSpec {
             body: Some(crate::economics::pushed_prices_schema()),
             semantic: true,

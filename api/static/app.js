@@ -33,7 +33,8 @@
   let canOperate = true;
   let econConfigured = null;
   let rules = [];
-  let ruleCountry = null;
+  // The rest of the stored set (country, time zone, location, extra holidays): sent back as is.
+  let ruleSetRest = {};
   let decision = null;
   let editing = -1;
   let rulesDirty = false;
@@ -56,7 +57,10 @@
   }
 
   function fmtMoney(v, currency) {
-    return typeof v === 'number' ? v.toFixed(2) + ' ' + (currency || '') : '–';
+    if (typeof v !== 'number') return '–';
+    // No "-0.00": a rounding of zero has no sign.
+    const x = Math.abs(v) < 0.005 ? 0 : v;
+    return x.toFixed(2) + ' ' + (currency || '');
   }
 
   function fmtTime(t) {
@@ -381,13 +385,15 @@
     return { ctx: ctx, w: cssW, h: cssH };
   }
 
-  // Time ticks for a span: whole hours (or 15/30 minutes for short spans).
-  function timeTicks(t0, t1) {
+  // Time ticks for a span: whole hours (or 5 to 30 minutes for short spans), at most one
+  // label per 70 px of width.
+  function timeTicks(t0, t1, width) {
     const span = t1 - t0;
-    const steps = [15, 30, 60, 120, 180, 360].map(function (m) { return m * 60000; });
+    const most = Math.max(2, Math.min(12, Math.floor(width / 70)));
+    const steps = [5, 15, 30, 60, 120, 180, 360, 720].map(function (m) { return m * 60000; });
     let step = steps[steps.length - 1];
     for (const s of steps) {
-      if (span / s <= 12) { step = s; break; }
+      if (span / s <= most) { step = s; break; }
     }
     const out = [];
     for (let t = Math.ceil(t0 / step) * step; t <= t1; t += step) out.push(t);
@@ -398,7 +404,7 @@
     ctx.strokeStyle = '#e5e7eb';
     ctx.fillStyle = '#4b5563';
     ctx.lineWidth = 1;
-    for (const t of timeTicks(t0, t1)) {
+    for (const t of timeTicks(t0, t1, x(t1) - x(t0))) {
       ctx.beginPath();
       ctx.moveTo(x(t), top);
       ctx.lineTo(x(t), bottom);
@@ -788,7 +794,10 @@
     // Unsaved edits are not overwritten by the refresh.
     if (!rulesDirty) {
       rules = r.data.rules || [];
-      ruleCountry = r.data.country || null;
+      ruleSetRest = {};
+      for (const k of Object.keys(r.data)) {
+        if (k !== 'rules' && k !== 'decision') ruleSetRest[k] = r.data[k];
+      }
     }
     renderRules();
   }
@@ -887,8 +896,7 @@
   }
 
   async function saveRules() {
-    const body = { rules: rules };
-    if (ruleCountry) body.country = ruleCountry;
+    const body = Object.assign({}, ruleSetRest, { rules: rules });
     const r = await api('PUT', '/api/v1/rules', body);
     if (!r.ok) {
       // The server names the field (rules[0].when.from) and the value.

@@ -332,7 +332,8 @@ fn check(schema: &Value, v: &Value, at: &str) -> Result<(), String> {
 /// The answer matches the 200 schema the OpenAPI document gives for the operation.
 fn conforms(method: &str, path: &str, body: &Value) {
     let doc = openapi();
-    let schema = &doc["paths"][path][method.to_ascii_lowercase()]["responses"]["200"]["content"]["application/json"]["schema"];
+    let schema = &doc["paths"][path][method.to_ascii_lowercase()]["responses"]["200"]["content"]
+        ["application/json"]["schema"];
     assert!(schema.is_object(), "{method} {path}: no 200 schema");
     assert_eq!(schema["additionalProperties"], false, "{method} {path}: the answer's keys are closed");
     if let Err(e) = check(schema, body, "$") {
@@ -357,12 +358,10 @@ async fn without_a_port_every_economics_endpoint_is_404_with_the_configuration_h
         let r = h.get(path, Some(VIEWER)).await;
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}: {}", r.json);
         assert_eq!(r.json["error"], NOT_CONFIGURED, "{path}");
-        assert_eq!(
-            r.json["error"],
-            "economics is not configured on this site (no [economics] section)"
-        );
+        assert_eq!(r.json["error"], "economics is not configured on this site (no [economics] section)");
     }
-    let body = json!({"prices": [{"start": "2026-05-01T12:00:00Z", "end": "2026-05-01T12:15:00Z", "price": 0.1}]});
+    let body =
+        json!({"prices": [{"start": "2026-05-01T12:00:00Z", "end": "2026-05-01T12:15:00Z", "price": 0.1}]});
     let r = h.post("/api/v1/prices", Some(PROVIDER), &body).await;
     assert_eq!((r.status, r.json["error"].as_str()), (StatusCode::NOT_FOUND, Some(NOT_CONFIGURED)));
     let r = put(&h, "/api/v1/rules", Some(OPERATOR), &json!({"rules": []})).await;
@@ -378,13 +377,19 @@ async fn without_a_port_every_economics_endpoint_is_404_with_the_configuration_h
 async fn a_viewer_reads_everything_and_each_answer_matches_the_document() {
     let port = Arc::new(FakePort::default());
     let h = harness_with_port(port.clone());
-    put(&h, "/api/v1/rules", Some(OPERATOR), &json!({"country": "DE", "rules": [
-        {"name": "evening peak", "priority": 10, "enabled": true,
-         "when": {"days": ["working"], "from": "17:00", "to": "21:00", "price_above": 0.3},
-         "action": {"mode": "NO_DISCHARGE"}, "until": {"time": "21:00"}}
-    ]}))
+    put(
+        &h,
+        "/api/v1/rules",
+        Some(OPERATOR),
+        &json!({"country": "DE", "rules": [
+            {"name": "evening peak", "priority": 10, "enabled": true,
+             "when": {"days": ["working"], "from": "17:00", "to": "21:00", "price_above": 0.3},
+             "action": {"mode": "NO_DISCHARGE"}, "until": {"time": "21:00"}}
+        ]}),
+    )
     .await;
-    let body = json!({"prices": [{"start": "2026-05-01T12:00:00Z", "end": "2026-05-01T12:15:00Z", "price": 0.1}]});
+    let body =
+        json!({"prices": [{"start": "2026-05-01T12:00:00Z", "end": "2026-05-01T12:15:00Z", "price": 0.1}]});
     assert_eq!(h.post("/api/v1/prices", Some(PROVIDER), &body).await.status, StatusCode::OK);
     for path in READS {
         let r = h.get(path, Some(VIEWER)).await;
@@ -417,7 +422,10 @@ async fn a_viewer_reads_everything_and_each_answer_matches_the_document() {
     let rules = h.get("/api/v1/rules", Some(VIEWER)).await.json;
     assert_eq!(rules["country"], "DE");
     assert_eq!(rules["rules"][0]["name"], "evening peak");
-    assert_eq!(rules["decision"], json!({"winner": "evening peak", "action": "NO_DISCHARGE", "fired": ["evening peak"]}));
+    assert_eq!(
+        rules["decision"],
+        json!({"winner": "evening peak", "action": "NO_DISCHARGE", "fired": ["evening peak"]})
+    );
     let e = h.get("/api/v1/economics", Some(VIEWER)).await.json;
     assert_eq!(e["drives"], "rule 'evening peak': NO_DISCHARGE");
     assert_eq!(e["active_rule"], "evening peak");
@@ -429,9 +437,7 @@ async fn a_viewer_reads_everything_and_each_answer_matches_the_document() {
 async fn prices_are_pushed_by_a_provider_or_admin_only_and_refusals_name_the_field() {
     let port = Arc::new(FakePort::default());
     let h = harness_with_port(port.clone());
-    let point = |a: i64, b: i64, price: f64| {
-        json!({"start": at(a).to_string(), "end": at(b).to_string(), "price": price})
-    };
+    let point = |a: i64, b: i64, price: f64| json!({"start": at(a).to_string(), "end": at(b).to_string(), "price": price});
     let body = json!({"prices": [point(0, 15, 0.10), point(15, 30, -0.02)]});
     for who in [VIEWER, OPERATOR] {
         let r = h.post("/api/v1/prices", Some(who), &body).await;
@@ -472,11 +478,31 @@ async fn prices_are_pushed_by_a_provider_or_admin_only_and_refusals_name_the_fie
 
     // Malformed points: 400 naming the field and the value.
     for (body, field, value) in [
-        (json!({"prices": [point(100, 115, 0.1), point(115, 115, 0.1)]}), "prices[1].end", "2026-05-01T13:55:00Z"),
-        (json!({"prices": [{"start": "soon", "end": at(200).to_string(), "price": 0.1}]}), "prices[0].start", "soon"),
-        (json!({"prices": [{"start": at(200).to_string(), "end": at(215).to_string(), "price": "0.1"}]}), "prices[0].price", "0.1"),
-        (json!({"prices": [{"start": at(200).to_string(), "end": at(215).to_string(), "price": 0.1, "vat": 0.19}]}), "prices[0].vat", "unknown field"),
-        (json!({"prices": [{"start": at(200).to_string(), "end": at(215).to_string(), "price": 0.1, "import_price": "x"}]}), "prices[0].import_price", "\"x\""),
+        (
+            json!({"prices": [point(100, 115, 0.1), point(115, 115, 0.1)]}),
+            "prices[1].end",
+            "2026-05-01T13:55:00Z",
+        ),
+        (
+            json!({"prices": [{"start": "soon", "end": at(200).to_string(), "price": 0.1}]}),
+            "prices[0].start",
+            "soon",
+        ),
+        (
+            json!({"prices": [{"start": at(200).to_string(), "end": at(215).to_string(), "price": "0.1"}]}),
+            "prices[0].price",
+            "0.1",
+        ),
+        (
+            json!({"prices": [{"start": at(200).to_string(), "end": at(215).to_string(), "price": 0.1, "vat": 0.19}]}),
+            "prices[0].vat",
+            "unknown field",
+        ),
+        (
+            json!({"prices": [{"start": at(200).to_string(), "end": at(215).to_string(), "price": 0.1, "import_price": "x"}]}),
+            "prices[0].import_price",
+            "\"x\"",
+        ),
         (json!({"prices": []}), "prices", "got 0"),
         (json!({"points": []}), "points", "unknown field"),
     ] {
@@ -493,17 +519,23 @@ async fn prices_are_pushed_by_a_provider_or_admin_only_and_refusals_name_the_fie
     assert_eq!(pushes.iter().filter(|e| e.outcome == Outcome::Ok).count(), 3);
     assert!(pushes.iter().any(|e| e.outcome == Outcome::Refused && e.detail.contains("prices[0].start")));
     assert!(pushes.iter().any(|e| e.outcome == Outcome::Refused && e.actor == "viewer (viewer)"));
-    assert!(pushes.iter().any(|e| e.outcome == Outcome::Ok && e.actor == "acme-cloud (provider)" && e.detail.contains("2 of 2")));
+    assert!(pushes.iter().any(|e| e.outcome == Outcome::Ok
+        && e.actor == "acme-cloud (provider)"
+        && e.detail.contains("2 of 2")));
 }
 
 #[tokio::test]
 async fn a_site_without_a_push_source_answers_404_from_the_port() {
     let h = harness_with_port(Arc::new(FakePort { no_push_source: true, ..FakePort::default() }));
-    let body = json!({"prices": [{"start": "2026-05-01T12:00:00Z", "end": "2026-05-01T12:15:00Z", "price": 0.1}]});
+    let body =
+        json!({"prices": [{"start": "2026-05-01T12:00:00Z", "end": "2026-05-01T12:15:00Z", "price": 0.1}]});
     let r = h.post("/api/v1/prices", Some(PROVIDER), &body).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert_eq!(r.json["error"], "no push price source is configured");
-    assert!(h.audit().iter().any(|e| e.outcome == Outcome::Refused && e.detail.contains("no push price source")));
+    assert!(h
+        .audit()
+        .iter()
+        .any(|e| e.outcome == Outcome::Refused && e.detail.contains("no push price source")));
 }
 
 #[tokio::test]
@@ -519,7 +551,10 @@ async fn savings_take_a_period_and_refuse_an_unknown_one() {
         let r = h.get(&format!("/api/v1/savings?period={p}"), Some(VIEWER)).await;
         assert_eq!(r.json["period"], p);
     }
-    assert_eq!(*port.periods.lock().unwrap(), [SavingsPeriod::Day, SavingsPeriod::Month, SavingsPeriod::Year]);
+    assert_eq!(
+        *port.periods.lock().unwrap(),
+        [SavingsPeriod::Day, SavingsPeriod::Month, SavingsPeriod::Year]
+    );
     let r = h.get("/api/v1/savings?period=week", Some(VIEWER)).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(r.json["field"], "period");
@@ -538,7 +573,8 @@ async fn get_text(h: &Harness, path: &str, token: &str) -> (StatusCode, String, 
         .unwrap();
     let resp = h.router.clone().oneshot(req).await.unwrap();
     let status = resp.status();
-    let ctype = resp.headers().get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    let ctype =
+        resp.headers().get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
     (status, ctype, String::from_utf8(bytes.to_vec()).unwrap())
 }
@@ -623,7 +659,8 @@ async fn rules_are_replaced_by_an_operator_and_a_bad_set_keeps_the_stored_one() 
     assert_eq!(port.rules.lock().unwrap()["rules"][0]["priority"], 7);
 
     // A bad set: the port's 400 names the path and the value; the stored set is unchanged.
-    let bad = json!({"rules": [{"name": "x", "when": {"from": "25:00"}, "action": {"mode": "NO_DISCHARGE"}}]});
+    let bad =
+        json!({"rules": [{"name": "x", "when": {"from": "25:00"}, "action": {"mode": "NO_DISCHARGE"}}]});
     let r = put(&h, "/api/v1/rules", Some(OPERATOR), &bad).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
     assert_eq!(r.json["field"], "rules[0].when.from");
@@ -632,13 +669,16 @@ async fn rules_are_replaced_by_an_operator_and_a_bad_set_keeps_the_stored_one() 
     assert_eq!(now["rules"][0]["name"], "cheap night");
     assert_eq!(now["rules"][0]["priority"], 7);
     // Not JSON, or a key twice: refused before the port.
-    let r = h.raw(Method::PUT, "/api/v1/rules", Some(OPERATOR), b"{\"rules\": [], \"rules\": []}".to_vec()).await;
+    let r =
+        h.raw(Method::PUT, "/api/v1/rules", Some(OPERATOR), b"{\"rules\": [], \"rules\": []}".to_vec()).await;
     assert_eq!((r.status, r.json["field"].as_str()), (StatusCode::BAD_REQUEST, Some("rules")));
 
     let audit = h.audit();
     let puts: Vec<_> = audit.iter().filter(|e| e.action == "PUT /api/v1/rules").collect();
     assert_eq!(puts.iter().filter(|e| e.outcome == Outcome::Ok).count(), 2);
-    assert!(puts.iter().any(|e| e.outcome == Outcome::Ok && e.actor == "ops (operator)" && e.detail.contains("1 rules")));
+    assert!(puts
+        .iter()
+        .any(|e| e.outcome == Outcome::Ok && e.actor == "ops (operator)" && e.detail.contains("1 rules")));
     assert!(puts.iter().any(|e| e.outcome == Outcome::Refused && e.detail.contains("rules[0].when.from")));
     assert!(puts.iter().any(|e| e.outcome == Outcome::Refused && e.actor == "viewer (viewer)"));
 }
@@ -646,7 +686,9 @@ async fn rules_are_replaced_by_an_operator_and_a_bad_set_keeps_the_stored_one() 
 #[tokio::test]
 async fn whoami_tells_the_page_the_role() {
     let h = harness();
-    for (token, name, role) in [(VIEWER, "viewer", "viewer"), (OPERATOR, "ops", "operator"), (ADMIN, "root", "admin")] {
+    for (token, name, role) in
+        [(VIEWER, "viewer", "viewer"), (OPERATOR, "ops", "operator"), (ADMIN, "root", "admin")]
+    {
         let r = h.get("/api/v1/whoami", Some(token)).await;
         assert_eq!(r.status, StatusCode::OK);
         assert_eq!(r.json, json!({"name": name, "role": role}));
@@ -673,9 +715,22 @@ async fn the_safety_view_explains_interlocks_in_operator_language() {
 fn the_document_lists_the_economics_operations_with_their_statuses() {
     let doc = openapi();
     let codes = |m: &str, p: &str| -> Vec<String> {
-        doc["paths"][p][m]["responses"].as_object().unwrap_or_else(|| panic!("{m} {p}")).keys().cloned().collect()
+        doc["paths"][p][m]["responses"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{m} {p}"))
+            .keys()
+            .cloned()
+            .collect()
     };
-    for p in ["/api/v1/plan", "/api/v1/forecast", "/api/v1/prices", "/api/v1/rules", "/api/v1/economics", "/api/v1/savings", "/api/v1/report"] {
+    for p in [
+        "/api/v1/plan",
+        "/api/v1/forecast",
+        "/api/v1/prices",
+        "/api/v1/rules",
+        "/api/v1/economics",
+        "/api/v1/savings",
+        "/api/v1/report",
+    ] {
         assert!(codes("get", p).contains(&"404".to_owned()), "{p}");
         assert_eq!(doc["paths"][p]["get"]["x-roles"], json!(["viewer", "operator", "admin"]), "{p}");
     }
@@ -685,8 +740,82 @@ fn the_document_lists_the_economics_operations_with_their_statuses() {
         assert!(codes("post", "/api/v1/prices").contains(&c.to_owned()), "{c}");
     }
     assert!(doc["paths"]["/api/v1/report"]["get"]["responses"]["200"]["content"]["text/csv"].is_object());
-    let body = &doc["paths"]["/api/v1/prices"]["post"]["requestBody"]["content"]["application/json"]["schema"];
+    let body =
+        &doc["paths"]["/api/v1/prices"]["post"]["requestBody"]["content"]["application/json"]["schema"];
     assert_eq!(body["additionalProperties"], false);
     assert_eq!(body["properties"]["prices"]["items"]["additionalProperties"], false);
     assert!(doc["paths"]["/api/v1/whoami"]["get"].is_object());
+}
+
+#[test]
+fn event_lines_carry_the_clock_time_the_page_parses() {
+    let at: Timestamp = "2026-05-01T12:00:03.456Z".parse().unwrap();
+    let line = ems_api::model::event_line(at, "state RUNNING -> STOPPED");
+    assert_eq!(line, "[2026-05-01T12:00:03Z] state RUNNING -> STOPPED");
+    // The page's pattern (app.js `eventLine`) expects exactly this prefix.
+    assert!(ems_api::dashboard::APP_JS.contains(r"^\[(\d{4}-\d{2}-\d{2}T[^\]]+)\]"));
+}
+
+#[test]
+fn the_page_has_the_dashboard_elements_and_uses_the_economics_endpoints() {
+    use ems_api::dashboard::{APP_JS, INDEX_HTML};
+    for id in [
+        "flow",
+        "pv-arrow",
+        "grid-arrow",
+        "battery-arrow",
+        "load-arrow",
+        "grid-dir",
+        "battery-dir",
+        "drives",
+        "price-basis",
+        "active-rule",
+        "fallback",
+        "econ-banner",
+        "econ-missing",
+        "plan-chart",
+        "plan-info",
+        "forecast-chart",
+        "forecast-nmae",
+        "cost-ems-day",
+        "saving-nobat-month",
+        "rule-editor",
+        "rules-list",
+        "rule-name",
+        "rule-from",
+        "rule-to",
+        "rule-mode",
+        "rule-add",
+        "rules-save",
+        "rules-error",
+        "whoami",
+        "role-note",
+    ] {
+        assert_eq!(INDEX_HTML.matches(&format!("id=\"{id}\"")).count(), 1, "exactly one #{id}");
+        assert!(
+            APP_JS.contains(&format!("'{id}'"))
+                || APP_JS.contains(&format!("'{id}-'"))
+                || id.starts_with("cost-")
+                || id.starts_with("saving-")
+                || id == "rule-editor"
+                || id == "flow",
+            "app.js uses #{id}"
+        );
+    }
+    for path in [
+        "/api/v1/plan",
+        "/api/v1/forecast",
+        "/api/v1/savings",
+        "/api/v1/rules",
+        "/api/v1/economics",
+        "/api/v1/whoami",
+    ] {
+        assert!(APP_JS.contains(&format!("'{path}")), "app.js calls {path}");
+    }
+    // A viewer's buttons are disabled from the role, economics panels hidden on a 404.
+    assert!(APP_JS.contains("r.status === 404"));
+    assert!(APP_JS.contains("role === 'operator' || role === 'admin'"));
+    // Refreshed at least every 10 s, not once a minute.
+    assert!(APP_JS.contains("const REFRESH_MS = 10000;"));
+    assert!(!APP_JS.contains("}, 60000)"), "no one-minute refresh");
 }
