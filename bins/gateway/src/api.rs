@@ -304,6 +304,11 @@ impl LoopApi {
         (Some(self.audit.clone()), self.db.clone())
     }
 
+    /// Accept control modes `"until": "sunset"` with the site's sunsets.
+    pub(crate) fn set_sunsets(&self, source: impl ems_api::control_modes::SunsetSource + 'static) {
+        self.modes().set_sunset_source(source);
+    }
+
     fn modes(&self) -> std::sync::MutexGuard<'_, ControlModes> {
         // Plain data: a panic elsewhere while holding the lock leaves it consistent.
         self.modes.lock().unwrap_or_else(PoisonError::into_inner)

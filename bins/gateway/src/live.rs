@@ -183,6 +183,9 @@ where
     // Then its thread, with the API's audit log and database (persistence of what it learned).
     let (loop_economics, planner_thread) = match planner {
         Some(p) => {
+            if let Some(a) = &api {
+                a.set_sunsets(p.sunsets());
+            }
             let (audit, db) = api.as_ref().map_or((None, None), LoopApi::economics_handles);
             let (l, t) = p.spawn(audit, db)?;
             (Some(l), Some(t))

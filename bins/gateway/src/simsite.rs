@@ -182,12 +182,17 @@ impl SimCalendar {
                 .date()
                 .first_of_year()
                 .checked_add(jiff::Span::new().days(i64::from(d).saturating_sub(1)))
-                .map_err(|e| LiveError::Arg { flag: "--start-day", value: format!("{d}: {e}"), why: "must be a day of this year" })?,
+                .map_err(|e| LiveError::Arg {
+                    flag: "--start-day",
+                    value: format!("{d}: {e}"),
+                    why: "must be a day of this year",
+                })?,
             None => now.date(),
         };
         let time = match hour {
-            Some(h) => jiff::civil::Time::new(i8::try_from(h).unwrap_or(0), 0, 0, 0)
-                .map_err(|e| LiveError::Arg { flag: "--start-hour", value: format!("{h}: {e}"), why: "must be 0-23" })?,
+            Some(h) => jiff::civil::Time::new(i8::try_from(h).unwrap_or(0), 0, 0, 0).map_err(|e| {
+                LiveError::Arg { flag: "--start-hour", value: format!("{h}: {e}"), why: "must be 0-23" }
+            })?,
             None => now.time(),
         };
         let zoned = date.to_datetime(time).to_zoned(tz.clone()).map_err(|e| LiveError::Arg {
@@ -195,7 +200,8 @@ impl SimCalendar {
             value: format!("{date} {time}: {e}"),
             why: "must be a valid local time in the site's zone",
         })?;
-        let seconds = i64::from(time.hour()) * 3600 + i64::from(time.minute()) * 60 + i64::from(time.second());
+        let seconds =
+            i64::from(time.hour()) * 3600 + i64::from(time.minute()) * 60 + i64::from(time.second());
         Ok(Self {
             day_of_year: u16::try_from(date.day_of_year()).unwrap_or(1).min(365),
             time_of_day: Millis::from_secs(u64::try_from(seconds).unwrap_or(0)),

@@ -96,7 +96,9 @@ fn api(port: u16, path: &str) -> (u16, serde_json::Value) {
     s.write_all(req.as_bytes()).unwrap();
     let mut raw = String::new();
     let _ = s.read_to_string(&mut raw);
-    let Some(status) = raw.split(' ').nth(1).and_then(|c| c.parse().ok()) else { return (0, serde_json::Value::Null) };
+    let Some(status) = raw.split(' ').nth(1).and_then(|c| c.parse().ok()) else {
+        return (0, serde_json::Value::Null);
+    };
     let body = raw.split_once("\r\n\r\n").map_or("", |(_, b)| b);
     (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
 }
@@ -155,72 +157,80 @@ refresh_seconds = 2
         let mut child = loopback::spawn_gateway(&config_path, &["--duration", "30"]);
         let mut seen = Seen::default();
         let mut next_poll = Duration::ZERO;
-        let status = loopback::drive(&site, &mut served, &mut child, Duration::from_secs(150), |elapsed, site, _| {
-            if elapsed < next_poll {
-                return;
-            }
-            next_poll = elapsed + Duration::from_millis(500);
-            let truth = site.with(SimulatedSite::truth);
-            if seen.planned_at.is_none() {
-                let (code, plan) = api(port, "/api/v1/plan");
-                if code == 200 && plan["status"] == "ok" && plan["price_basis"] == "spot" {
-                    seen.planned_at = Some(elapsed);
-                    let slots = plan["slots"].as_array().unwrap();
-                    let watts = |cheap: bool| {
-                        slots
-                            .iter()
-                            .filter(|s| (s["spot_price"].as_f64() == Some(0.02)) == cheap && !s["spot_price"].is_null())
-                            .map(|s| s["battery_w"].as_f64().unwrap())
-                            .collect::<Vec<_>>()
-                    };
-                    #[allow(clippy::cast_possible_truncation)] // test: powers in W
-                    {
-                        seen.planned_charge_w = watts(true).into_iter().fold(0.0, f64::min) as f32;
-                        seen.planned_discharge_w = watts(false).into_iter().fold(0.0, f64::max) as f32;
+        let status =
+            loopback::drive(&site, &mut served, &mut child, Duration::from_secs(150), |elapsed, site, _| {
+                if elapsed < next_poll {
+                    return;
+                }
+                next_poll = elapsed + Duration::from_millis(500);
+                let truth = site.with(SimulatedSite::truth);
+                if seen.planned_at.is_none() {
+                    let (code, plan) = api(port, "/api/v1/plan");
+                    if code == 200 && plan["status"] == "ok" && plan["price_basis"] == "spot" {
+                        seen.planned_at = Some(elapsed);
+                        let slots = plan["slots"].as_array().unwrap();
+                        let watts = |cheap: bool| {
+                            slots
+                                .iter()
+                                .filter(|s| {
+                                    (s["spot_price"].as_f64() == Some(0.02)) == cheap
+                                        && !s["spot_price"].is_null()
+                                })
+                                .map(|s| s["battery_w"].as_f64().unwrap())
+                                .collect::<Vec<_>>()
+                        };
+                        #[allow(clippy::cast_possible_truncation)] // test: powers in W
+                        {
+                            seen.planned_charge_w = watts(true).into_iter().fold(0.0, f64::min) as f32;
+                            seen.planned_discharge_w = watts(false).into_iter().fold(0.0, f64::max) as f32;
+                        }
+                    }
+                    return;
+                }
+                // The battery follows the plan: a charging slot now, and the inverter charging.
+                let (_, plan) = api(port, "/api/v1/plan");
+                let now = jiff::Timestamp::now();
+                let current = plan["slots"].as_array().and_then(|slots| {
+                    slots.iter().find(|s| {
+                        let start: jiff::Timestamp = s["start"].as_str().unwrap().parse().unwrap();
+                        let end: jiff::Timestamp = s["end"].as_str().unwrap().parse().unwrap();
+                        start <= now && now < end
+                    })
+                });
+                let planned = current.and_then(|s| s["battery_w"].as_f64()).unwrap_or(0.0);
+                if planned < -1000.0 {
+                    seen.charging_w = seen.charging_w.min(truth.battery_power.get());
+                }
+                // Once the battery follows the plan, take the price server away; when the gateway
+                // shows the fallback, bring it back.
+                if seen.charging_w < -1000.0 && seen.last_good_at.is_none() {
+                    prices.up.store(false, Ordering::SeqCst);
+                    let (_, p) = api(port, "/api/v1/prices");
+                    if p["status"] == "last_good" {
+                        seen.last_good_at = Some(elapsed);
+                        let (_, e) = api(port, "/api/v1/economics");
+                        seen.fallback_text = e["fallback"].as_str().map(str::to_owned);
+                        prices.up.store(true, Ordering::SeqCst);
+                    }
+                } else if seen.last_good_at.is_some() && seen.live_again_at.is_none() {
+                    let (_, p) = api(port, "/api/v1/prices");
+                    if p["status"] == "live" {
+                        seen.live_again_at = Some(elapsed);
                     }
                 }
-                return;
-            }
-            // The battery follows the plan: a charging slot now, and the inverter charging.
-            let (_, plan) = api(port, "/api/v1/plan");
-            let now = jiff::Timestamp::now();
-            let current = plan["slots"].as_array().and_then(|slots| {
-                slots.iter().find(|s| {
-                    let start: jiff::Timestamp = s["start"].as_str().unwrap().parse().unwrap();
-                    let end: jiff::Timestamp = s["end"].as_str().unwrap().parse().unwrap();
-                    start <= now && now < end
-                })
-            });
-            let planned = current.and_then(|s| s["battery_w"].as_f64()).unwrap_or(0.0);
-            if planned < -1000.0 {
-                seen.charging_w = seen.charging_w.min(truth.battery_power.get());
-            }
-            // Once the battery follows the plan, take the price server away; when the gateway
-            // shows the fallback, bring it back.
-            if seen.charging_w < -1000.0 && seen.last_good_at.is_none() {
-                prices.up.store(false, Ordering::SeqCst);
-                let (_, p) = api(port, "/api/v1/prices");
-                if p["status"] == "last_good" {
-                    seen.last_good_at = Some(elapsed);
-                    let (_, e) = api(port, "/api/v1/economics");
-                    seen.fallback_text = e["fallback"].as_str().map(str::to_owned);
-                    prices.up.store(true, Ordering::SeqCst);
-                }
-            } else if seen.last_good_at.is_some() && seen.live_again_at.is_none() {
-                let (_, p) = api(port, "/api/v1/prices");
-                if p["status"] == "live" {
-                    seen.live_again_at = Some(elapsed);
-                }
-            }
-        })
-        .await;
+            })
+            .await;
         let mut stdout = String::new();
         child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
         drop(server);
         let db = ems_api::db::Db::open(dir.path().join("ems.db")).unwrap();
         let page = ems_api::ports::AuditSink::query_audit(
             &db,
-            &ems_api::ports::AuditQuery { kind: Some("economics.prices".to_owned()), limit: 1000, ..Default::default() },
+            &ems_api::ports::AuditQuery {
+                kind: Some("economics.prices".to_owned()),
+                limit: 1000,
+                ..Default::default()
+            },
         )
         .unwrap();
         (seen, stdout, status, page.entries)
@@ -239,6 +249,7 @@ refresh_seconds = 2
     let fallback = seen.fallback_text.clone().unwrap_or_default();
     assert!(fallback.contains("last good"), "fallback not explained on the API: {seen:?}");
     assert!(seen.live_again_at.is_some(), "live prices did not come back: {seen:?}");
-    let failed = audit.iter().any(|e| e.outcome == ems_api::ports::Outcome::Failed && e.detail.contains("503"));
+    let failed =
+        audit.iter().any(|e| e.outcome == ems_api::ports::Outcome::Failed && e.detail.contains("503"));
     assert!(failed, "the failing price source is not in the audit log: {audit:?}");
 }

@@ -45,7 +45,11 @@ fn start(dir: &std::path::Path, hour: &str, seconds: &str) -> (Child, String, St
 fn get(addr: &str, token: &str, path: &str) -> Option<serde_json::Value> {
     let mut s = TcpStream::connect(addr).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut raw = String::new();
     s.read_to_string(&mut raw).ok()?;
     if !raw.starts_with("HTTP/1.1 200") {

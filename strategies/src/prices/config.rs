@@ -115,10 +115,16 @@ impl SourceConfig {
     pub fn refresh(&self) -> Result<SignedDuration, ConfigError> {
         if let Some(seconds) = self.refresh_seconds {
             if self.refresh_minutes.is_some() {
-                return Err(ConfigError::new("refresh_seconds", format!("{seconds}: give refresh_minutes or refresh_seconds, not both")));
+                return Err(ConfigError::new(
+                    "refresh_seconds",
+                    format!("{seconds}: give refresh_minutes or refresh_seconds, not both"),
+                ));
             }
             if !(1..=MAX_REFRESH_MINUTES * 60).contains(&seconds) {
-                return Err(ConfigError::new("refresh_seconds", format!("{seconds} is outside 1..={}", MAX_REFRESH_MINUTES * 60)));
+                return Err(ConfigError::new(
+                    "refresh_seconds",
+                    format!("{seconds} is outside 1..={}", MAX_REFRESH_MINUTES * 60),
+                ));
             }
             return Ok(SignedDuration::from_secs(i64::from(seconds)));
         }
@@ -238,8 +244,13 @@ mod tests {
             build_err("kind = \"awattar\"\nrefresh_seconds = 0"),
             "economics.prices[0].refresh_seconds: 0 is outside 1..=86400"
         );
-        assert!(build_err("kind = \"awattar\"\nrefresh_seconds = 5\nrefresh_minutes = 5").contains("not both"));
-        assert_eq!(parse("kind = \"awattar\"\nrefresh_seconds = 5").refresh().unwrap(), SignedDuration::from_secs(5));
+        assert!(
+            build_err("kind = \"awattar\"\nrefresh_seconds = 5\nrefresh_minutes = 5").contains("not both")
+        );
+        assert_eq!(
+            parse("kind = \"awattar\"\nrefresh_seconds = 5").refresh().unwrap(),
+            SignedDuration::from_secs(5)
+        );
         assert_eq!(
             build_err("kind = \"entsoe\"\nzone = \"10Y1001A1001A82H\"\ntoken = \"t\"\nurl = \"http://example.org/api\""),
             "economics.prices[0].url: \"http://example.org/api\": the token would travel in clear text; use https://"

@@ -123,7 +123,11 @@ pub(crate) struct EconomicsWiring {
 ///
 /// # Errors
 /// The file cannot be read or any error of [`economics`], naming file, line, field and value.
-pub(crate) fn load_file(path: &Path, site_tz: Option<&TimeZone>, battery: &BatteryLimits) -> Result<EconomicsWiring, ConfigError> {
+pub(crate) fn load_file(
+    path: &Path,
+    site_tz: Option<&TimeZone>,
+    battery: &BatteryLimits,
+) -> Result<EconomicsWiring, ConfigError> {
     let text =
         std::fs::read_to_string(path).map_err(|e| ConfigError::new(path, format!("cannot read: {e}")))?;
     let ctx = Ctx::new(ems_tomlfile::Source::new(path, &text));
@@ -143,11 +147,13 @@ pub(super) fn economics(
     battery: &BatteryLimits,
 ) -> Result<EconomicsWiring, ConfigError> {
     let tariff_path = resolve(ctx, e.tariff.get_ref());
-    let tariff = Tariff::load(&tariff_path).map_err(|err| ctx.err("economics.tariff", &e.tariff, format!("'{}': {err}", e.tariff.get_ref())))?;
+    let tariff = Tariff::load(&tariff_path)
+        .map_err(|err| ctx.err("economics.tariff", &e.tariff, format!("'{}': {err}", e.tariff.get_ref())))?;
     let latitude = ctx.number("economics.latitude", &e.latitude, -90.0, 90.0, "°")?;
     let longitude = ctx.number("economics.longitude", &e.longitude, -180.0, 180.0, "°")?;
     let pv_peak = ctx.opt("economics.pv_peak_w", e.pv_peak_w.as_ref(), 0.0, 1e7, "W")?.unwrap_or(0.0);
-    let pv_azimuth = ctx.opt("economics.pv_azimuth_deg", e.pv_azimuth_deg.as_ref(), 0.0, 360.0, "°")?.unwrap_or(180.0);
+    let pv_azimuth =
+        ctx.opt("economics.pv_azimuth_deg", e.pv_azimuth_deg.as_ref(), 0.0, 360.0, "°")?.unwrap_or(180.0);
     let pv_tilt = ctx.opt("economics.pv_tilt_deg", e.pv_tilt_deg.as_ref(), 0.0, 90.0, "°")?.unwrap_or(30.0);
     let replan = match &e.replan_minutes {
         Some(v) => ctx.int("economics.replan_minutes", v, 1, 240, " min")?,
@@ -157,16 +163,25 @@ pub(super) fn economics(
         Some(v) => ctx.int("economics.horizon_hours", v, 1, 168, " h")?,
         None => 36,
     };
-    let degradation = ctx.opt("economics.degradation_cost", e.degradation_cost.as_ref(), 0.0, 10.0, "per kWh")?.unwrap_or(0.0);
-    let soc_off = ctx.opt("economics.soc_off_plan_percent", e.soc_off_plan_percent.as_ref(), 1.0, 100.0, "%")?.unwrap_or(10.0);
+    let degradation = ctx
+        .opt("economics.degradation_cost", e.degradation_cost.as_ref(), 0.0, 10.0, "per kWh")?
+        .unwrap_or(0.0);
+    let soc_off = ctx
+        .opt("economics.soc_off_plan_percent", e.soc_off_plan_percent.as_ref(), 1.0, 100.0, "%")?
+        .unwrap_or(10.0);
     let time_zone = match &e.time_zone {
-        Some(tz) => TimeZone::get(tz.get_ref())
-            .map_err(|err| ctx.err("economics.time_zone", tz, format!("'{}' is not a known time zone: {err}", tz.get_ref())))?,
+        Some(tz) => TimeZone::get(tz.get_ref()).map_err(|err| {
+            ctx.err("economics.time_zone", tz, format!("'{}' is not a known time zone: {err}", tz.get_ref()))
+        })?,
         None => site_tz.cloned().unwrap_or_else(|| tariff.time_zone().clone()),
     };
     let irradiance_url = match &e.irradiance_url {
         Some(u) if !(u.get_ref().starts_with("http://") || u.get_ref().starts_with("https://")) => {
-            return Err(ctx.err("economics.irradiance_url", u, format!("'{}' is not an http(s) URL", u.get_ref())));
+            return Err(ctx.err(
+                "economics.irradiance_url",
+                u,
+                format!("'{}' is not an http(s) URL", u.get_ref()),
+            ));
         }
         Some(u) => Some(u.get_ref().clone()),
         None => None,
@@ -188,10 +203,15 @@ pub(super) fn economics(
     // URLs, the ENTSO-E zone and token); nothing is fetched.
     if let Err(err) = PriceFeed::from_configs(&prices, &base_dir) {
         let at = err.entry.and_then(|i| e.prices.get(i));
-        return Err(ctx.err_opt(&format!("economics.prices[{}].{}", err.entry.unwrap_or(0), err.field), at, err.problem));
+        return Err(ctx.err_opt(
+            &format!("economics.prices[{}].{}", err.entry.unwrap_or(0), err.field),
+            at,
+            err.problem,
+        ));
     }
     #[allow(clippy::cast_possible_wrap)] // bounded above: ≤ 240 min, ≤ 168 h
-    let (replan, horizon) = (SignedDuration::from_mins(replan as i64), SignedDuration::from_hours(horizon as i64));
+    let (replan, horizon) =
+        (SignedDuration::from_mins(replan as i64), SignedDuration::from_hours(horizon as i64));
     Ok(EconomicsWiring {
         tariff,
         time_zone,

@@ -3,7 +3,7 @@
 //! blocks or plans: the planner's results arrive on a bounded channel and are read with
 //! `try_recv`; measurements leave with `try_send` (a full channel drops the sample and counts it).
 
-use super::{ActiveRule, LoopPlan, SiteClock, Sample, ToLoop, ToPlanner};
+use super::messages::{ActiveRule, LoopPlan, Sample, SiteClock, Tick, ToLoop, ToPlanner};
 use ems_control::{Inputs, Output, PlanTarget};
 use ems_core::{Millis, Snapshot, Watts};
 use jiff::{SignedDuration, Timestamp};
@@ -76,7 +76,11 @@ pub(crate) struct LoopEconomics {
 }
 
 impl LoopEconomics {
-    pub(super) fn new(clock: SiteClock, to_planner: SyncSender<ToPlanner>, from_planner: Receiver<ToLoop>) -> Self {
+    pub(super) fn new(
+        clock: SiteClock,
+        to_planner: SyncSender<ToPlanner>,
+        from_planner: Receiver<ToLoop>,
+    ) -> Self {
         Self {
             clock,
             to_planner,
@@ -132,7 +136,7 @@ impl LoopEconomics {
         }
         if self.next_tick.is_none_or(|t| at >= t) {
             self.next_tick = at.checked_add(TICK_PERIOD).ok();
-            let tick = super::Tick {
+            let tick = Tick {
                 at,
                 soc: snapshot.battery.soc.value_at(now).map(ems_core::Percent::get),
                 grid: snapshot.grid.active_power.last_value(),

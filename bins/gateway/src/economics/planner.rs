@@ -4,23 +4,26 @@
 //! blocks it: it answers on a bounded channel the loop reads with `try_recv`.
 
 use super::hook::LoopEconomics;
+use super::messages::{ActiveRule, LoopPlan, LoopSlot, SiteClock, ToLoop, ToPlanner};
 use super::port::Port;
-use super::{ActiveRule, LoopPlan, LoopSlot, SiteClock, Tick, ToLoop, ToPlanner};
+use super::shared::{locate, lock, Core, FeedView, Shared};
 use crate::config::EconomicsWiring;
 use crate::error::LiveError;
 use ems_api::db::Db;
 use ems_api::ports::{AuditEntry, Outcome};
 use ems_api::start::LoopAudit;
 use ems_strategies::forecast::PvSystem;
-use ems_strategies::live::{LiveConfig, LiveEconomics, LiveState, Measured, PriceBasis, ReplanReason, SpotStatus};
+use ems_strategies::live::{
+    LiveConfig, LiveEconomics, LiveState, Measured, PriceBasis, ReplanReason, SpotStatus,
+};
 use ems_strategies::prices::{FeedEvent, FeedStatus, PriceFeed, PushHandle};
-use ems_strategies::rules::{Decision, RuleContext, RuleEngine, RuleSet};
+use ems_strategies::rules::{RuleContext, RuleEngine, RuleSet};
 use ems_strategies::Ratio;
 use jiff::Timestamp;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -45,42 +48,6 @@ pub(crate) struct EconomicsStart {
     pub clock: SiteClock,
     /// The state file (the learned state is kept beside it when there is no database).
     pub state_file: PathBuf,
-}
-
-/// What the planner thread and the API share (the API locks it only to read a view or to
-/// store rules; the planner locks it for one step at a time, never during a price fetch).
-#[derive(Debug)]
-pub(super) struct Core {
-    pub(super) engine: LiveEconomics,
-    pub(super) feed: FeedView,
-    pub(super) rules: Option<RuleEngine>,
-    /// The stored rule set as JSON (what `GET /api/v1/rules` shows).
-    pub(super) rules_json: serde_json::Value,
-    pub(super) decision: Option<Decision>,
-    /// The latest site time and measurements from the loop.
-    pub(super) tick: Option<Tick>,
-    pub(super) wiring: EconomicsWiring,
-    /// A changed rule set waits here for the planner (it re-plans and re-evaluates).
-    pub(super) rules_changed: bool,
-    /// How site time follows control time (the views' time before the loop's first tick).
-    pub(super) clock: SiteClock,
-    /// The inverter rating the planner's battery model is capped at (none reported yet: the
-    /// site file's limits alone).
-    pub(super) rating: Option<ems_core::Watts>,
-}
-
-/// The feed as the API sees it: copied after every poll.
-#[derive(Debug, Clone, Default)]
-pub(super) struct FeedView {
-    pub(super) status: Option<FeedStatus>,
-    pub(super) sources: Vec<ems_strategies::prices::SourceReport>,
-}
-
-pub(super) type Shared = Arc<Mutex<Core>>;
-
-pub(super) fn lock(shared: &Shared) -> MutexGuard<'_, Core> {
-    // Plain data: a panic elsewhere while holding the lock leaves it usable.
-    shared.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Live economics before its thread runs: the shared state (for the API's port) and what the
@@ -115,10 +82,15 @@ fn engine_config(w: &EconomicsWiring, rating: Option<ems_core::Watts>) -> Result
 fn describe(e: &FeedEvent) -> String {
     match e {
         FeedEvent::Updated { kind, points, first, last } => match (first, last) {
-            (Some(f), Some(l)) => format!("{} prices updated: {points} points from {f} to {l}", kind.as_str()),
+            (Some(f), Some(l)) => {
+                format!("{} prices updated: {points} points from {f} to {l}", kind.as_str())
+            }
             _ => format!("{} prices updated: {points} points", kind.as_str()),
         },
-        FeedEvent::Failed { kind, error } => format!("{} prices failed (the last good prices stay in use until they end): {error}", kind.as_str()),
+        FeedEvent::Failed { kind, error } => format!(
+            "{} prices failed (the last good prices stay in use until they end): {error}",
+            kind.as_str()
+        ),
         FeedEvent::StatusChanged { from, to } => format!("price status {from} -> {to}"),
     }
 }
@@ -128,17 +100,9 @@ fn load_rules(w: &EconomicsWiring) -> Result<Option<RuleSet>, LiveError> {
     let Some(path) = &w.rules else { return Ok(None) };
     let text = std::fs::read_to_string(path)
         .map_err(|e| LiveError::Economics(format!("rules file {}: {e}", path.display())))?;
-    let set = RuleSet::from_toml(&text).map_err(|e| LiveError::Economics(format!("rules file {}: {e}", path.display())))?;
+    let set = RuleSet::from_toml(&text)
+        .map_err(|e| LiveError::Economics(format!("rules file {}: {e}", path.display())))?;
     Ok(Some(locate(set, w)))
-}
-
-/// The site's zone and location win over the rule file's own.
-pub(super) fn locate(mut set: RuleSet, w: &EconomicsWiring) -> RuleSet {
-    set.set_time_zone(w.time_zone.clone());
-    if let Ok(l) = ems_strategies::rules::Location::try_new(w.latitude, w.longitude) {
-        set.set_location(l);
-    }
-    set
 }
 
 impl Planner {
@@ -148,12 +112,17 @@ impl Planner {
     /// A price source, the PV array or the rules file is invalid.
     pub(crate) fn new(start: EconomicsStart) -> Result<Self, LiveError> {
         let EconomicsStart { wiring, clock, state_file } = start;
-        let feed = PriceFeed::from_configs(&wiring.prices, &wiring.base_dir).map_err(|e| LiveError::Economics(e.to_string()))?;
+        let feed = PriceFeed::from_configs(&wiring.prices, &wiring.base_dir)
+            .map_err(|e| LiveError::Economics(e.to_string()))?;
         let push = feed.push_handle();
-        let engine = LiveEconomics::new(engine_config(&wiring, None)?, None).map_err(|e| LiveError::Economics(e.to_string()))?;
+        let engine = LiveEconomics::new(engine_config(&wiring, None)?, None)
+            .map_err(|e| LiveError::Economics(e.to_string()))?;
         let rules = load_rules(&wiring)?;
         let rules_json = rules.as_ref().map_or_else(|| serde_json::json!({"rules": []}), RuleSet::to_json);
-        let rules = rules.map(RuleEngine::new).transpose().map_err(|e| LiveError::Economics(format!("rules: {e}")))?;
+        let rules = rules
+            .map(RuleEngine::new)
+            .transpose()
+            .map_err(|e| LiveError::Economics(format!("rules: {e}")))?;
         let core = Core {
             engine,
             feed: FeedView::default(),
@@ -166,13 +135,20 @@ impl Planner {
             clock,
             rating: None,
         };
-        Ok(Self {
-            shared: Arc::new(Mutex::new(core)),
-            feed,
-            push,
-            clock,
-            state_file,
-        })
+        Ok(Self { shared: Arc::new(Mutex::new(core)), feed, push, clock, state_file })
+    }
+
+    /// The site's next sunset after a time (control modes `"until": "sunset"`), from the
+    /// `[economics]` location and time zone.
+    pub(crate) fn sunsets(&self) -> impl Fn(Timestamp) -> Option<Timestamp> + Send + Sync + 'static {
+        let (location, tz) = {
+            let core = lock(&self.shared);
+            (
+                ems_strategies::rules::Location::try_new(core.wiring.latitude, core.wiring.longitude).ok(),
+                core.wiring.time_zone.clone(),
+            )
+        };
+        move |after| location.and_then(|l| ems_strategies::rules::sun::next_sunset(after, l, &tz))
     }
 
     /// The API's port onto this planner.
@@ -213,7 +189,10 @@ impl Planner {
             .name("ems-planner".to_owned())
             .spawn(move || thread.run(&from_loop))
             .map_err(LiveError::Runtime)?;
-        Ok((LoopEconomics::new(self.clock, to_planner, from_planner), PlannerThread { handle: Some(handle), stop }))
+        Ok((
+            LoopEconomics::new(self.clock, to_planner, from_planner),
+            PlannerThread { handle: Some(handle), stop },
+        ))
     }
 }
 
@@ -319,15 +298,20 @@ impl PlannerLoop {
                 return;
             }
         };
-        let restored = serde_json::from_str::<LiveState>(&text).map_err(|e| e.to_string()).and_then(|state| {
-            let core = lock(&self.shared);
-            let cfg = engine_config(&core.wiring, core.rating).map_err(|e| e.to_string())?;
-            LiveEconomics::new(cfg, Some(state)).map_err(|e| e.to_string())
-        });
+        let restored =
+            serde_json::from_str::<LiveState>(&text).map_err(|e| e.to_string()).and_then(|state| {
+                let core = lock(&self.shared);
+                let cfg = engine_config(&core.wiring, core.rating).map_err(|e| e.to_string())?;
+                LiveEconomics::new(cfg, Some(state)).map_err(|e| e.to_string())
+            });
         match restored {
             Ok(engine) => {
                 lock(&self.shared).engine = engine;
-                self.audit("restore", Outcome::Ok, "learned load profiles, PV ratio and ledgers restored".to_owned());
+                self.audit(
+                    "restore",
+                    Outcome::Ok,
+                    "learned load profiles, PV ratio and ledgers restored".to_owned(),
+                );
             }
             Err(e) => {
                 let aside = format!("{STATE_KEY}.rejected.{}", Timestamp::now().as_second());
@@ -389,7 +373,12 @@ impl PlannerLoop {
                 // assumptions changed.
                 let is_override = matches!(t.source, ems_control::CommandSource::Override(_));
                 if let Some(prev) = self.last_source.replace(source) {
-                    if prev != source && (is_override || core.tick.is_some_and(|p| matches!(p.source, ems_control::CommandSource::Override(_)))) {
+                    if prev != source
+                        && (is_override
+                            || core
+                                .tick
+                                .is_some_and(|p| matches!(p.source, ems_control::CommandSource::Override(_))))
+                    {
                         core.engine.request_replan(ReplanReason::ModeChange);
                     }
                 }
@@ -425,10 +414,7 @@ impl PlannerLoop {
         let irradiance = self.irradiance();
         let shared = Arc::clone(&self.shared);
         let mut core = lock(&shared);
-        core.feed = FeedView {
-            status: Some(self.feed.status(now)),
-            sources: self.feed.sources(),
-        };
+        core.feed = FeedView { status: Some(self.feed.status(now)), sources: self.feed.sources() };
         let live = match core.feed.status {
             Some(FeedStatus::Live { .. }) => SpotStatus::Live,
             _ => SpotStatus::LastGood,
@@ -457,7 +443,11 @@ impl PlannerLoop {
         let events = core.engine.take_events(now);
         drop(core);
         for e in events {
-            let outcome = if matches!(e, ems_strategies::live::LiveEvent::PlanFailed { .. }) { Outcome::Failed } else { Outcome::Ok };
+            let outcome = if matches!(e, ems_strategies::live::LiveEvent::PlanFailed { .. }) {
+                Outcome::Failed
+            } else {
+                Outcome::Ok
+            };
             self.audit("plan", outcome, e.to_string());
         }
     }
@@ -483,7 +473,9 @@ impl PlannerLoop {
             at: now,
             price,
             soc: tick.and_then(|t| t.soc).and_then(|p| ems_core::Percent::try_new(p).ok()),
-            pv_surplus: tick.map_or(ems_core::Watts::ZERO, |t| t.pv - (t.grid + t.pv + t.battery).max(ems_core::Watts::ZERO)),
+            pv_surplus: tick.map_or(ems_core::Watts::ZERO, |t| {
+                t.pv - (t.grid + t.pv + t.battery).max(ems_core::Watts::ZERO)
+            }),
             grid_import: tick.map_or(ems_core::Watts::ZERO, |t| t.grid),
             capacity: Some(problem.capacity_wh),
             max_charge: problem.charge_max_w,
@@ -495,7 +487,12 @@ impl PlannerLoop {
         };
         if active != self.last_rule {
             let detail = match &active {
-                Some(r) => format!("rule '{}' wins: {} (fired: {})", r.name, r.target.action.kind(), decision.fired.join(", ")),
+                Some(r) => format!(
+                    "rule '{}' wins: {} (fired: {})",
+                    r.name,
+                    r.target.action.kind(),
+                    decision.fired.join(", ")
+                ),
                 None => "no rule active".to_owned(),
             };
             self.audit("rule", Outcome::Ok, detail);
@@ -558,7 +555,11 @@ fn loop_plan(engine: &LiveEconomics, replan: jiff::SignedDuration) -> Option<Loo
         return None;
     }
     Some(LoopPlan {
-        slots: plan.slots.iter().map(|s| LoopSlot { start: s.start, end: s.end, battery: s.battery, grid: s.grid }).collect(),
+        slots: plan
+            .slots
+            .iter()
+            .map(|s| LoopSlot { start: s.start, end: s.end, battery: s.battery, grid: s.grid })
+            .collect(),
         expires_at: plan.created_at.checked_add(replan * 2).unwrap_or(Timestamp::MAX),
     })
 }

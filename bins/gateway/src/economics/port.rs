@@ -2,7 +2,7 @@
 //! state (a short lock the control thread never takes), mapped from the engine's types onto the
 //! API's wire DTOs.
 
-use super::planner::{lock, locate, Core, Shared};
+use super::shared::{locate, lock, Core, Shared};
 use ems_api::economics as api;
 use ems_api::economics::{EconomicsPort, PortError, PortErrorKind};
 use ems_core::Percent;
@@ -151,7 +151,8 @@ impl EconomicsPort for Port {
         let at = now(&core);
         let f = core.engine.forecast_view(at);
         let plan = core.engine.plan_view(at);
-        let actual = |start: Timestamp| plan.slots.iter().find(|s| s.planned.start == start).and_then(|s| s.actual);
+        let actual =
+            |start: Timestamp| plan.slots.iter().find(|s| s.planned.start == start).and_then(|s| s.actual);
         let nmae = |q: &str| f.errors.iter().find(|e| e.quantity == q).and_then(|e| e.nmae).map(|n| n.get());
         let samples = f.errors.iter().map(|e| e.n).max().unwrap_or(0);
         api::ForecastView {
@@ -226,11 +227,18 @@ impl EconomicsPort for Port {
         };
         let mut points = Vec::with_capacity(prices.len());
         for (i, p) in prices.iter().enumerate() {
-            let price = Price::checked("price", p.price)
-                .map_err(|_| PortError::new(PortErrorKind::Invalid, format!("prices[{i}].price"), format!("{} is not a finite price", p.price)))?;
+            let price = Price::checked("price", p.price).map_err(|_| {
+                PortError::new(
+                    PortErrorKind::Invalid,
+                    format!("prices[{i}].price"),
+                    format!("{} is not a finite price", p.price),
+                )
+            })?;
             points.push(PricePoint { start: p.start, end: p.end, price });
         }
-        let n = push.push(&points).map_err(|e| PortError::new(PortErrorKind::Conflict, "prices", e.to_string()))?;
+        let n = push
+            .push(&points)
+            .map_err(|e| PortError::new(PortErrorKind::Conflict, "prices", e.to_string()))?;
         tracing::info!(target: "audit", "economics: {actor} pushed {n} prices");
         Ok(n)
     }
@@ -286,11 +294,12 @@ impl EconomicsPort for Port {
             Value::Object(m) => m.clone(),
             _ => serde_json::Map::new(),
         };
-        let decision = core.decision.as_ref().map_or_else(api::RuleDecision::default, |d| api::RuleDecision {
-            winner: d.winner.as_ref().map(|(n, _)| n.clone()),
-            action: d.winner.as_ref().map(|(_, o)| o.to_string()),
-            fired: d.fired.clone(),
-        });
+        let decision =
+            core.decision.as_ref().map_or_else(api::RuleDecision::default, |d| api::RuleDecision {
+                winner: d.winner.as_ref().map(|(n, _)| n.clone()),
+                action: d.winner.as_ref().map(|(_, o)| o.to_string()),
+                fired: d.fired.clone(),
+            });
         api::RulesView { set, decision }
     }
 
@@ -300,14 +309,20 @@ impl EconomicsPort for Port {
         let mut core = lock(&self.shared);
         let set = locate(set, &core.wiring);
         let json = set.to_json();
-        let engine = RuleEngine::new(set).map_err(|e| PortError::new(PortErrorKind::Invalid, e.path.clone(), e.to_string()))?;
-        core.rules = Some(engine);
+        // A rule that did not change keeps its latch (an `until` in progress goes on).
+        match core.rules.as_mut() {
+            Some(engine) => engine.replace(set),
+            None => RuleEngine::new(set).map(|e| core.rules = Some(e)),
+        }
+        .map_err(|e| PortError::new(PortErrorKind::Invalid, e.path.clone(), e.to_string()))?;
         core.rules_json = json.clone();
         core.rules_changed = true;
         let names: Vec<String> = json
             .get("rules")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|r| r.get("name").and_then(Value::as_str).map(str::to_owned)).collect())
+            .map(|a| {
+                a.iter().filter_map(|r| r.get("name").and_then(Value::as_str).map(str::to_owned)).collect()
+            })
             .unwrap_or_default();
         tracing::info!(target: "audit", "economics: {actor} stored {} rules: {}", names.len(), names.join(", "));
         Ok(json)
@@ -319,9 +334,15 @@ impl EconomicsPort for Port {
         let b = core.engine.price_basis(at);
         let (price_status, _) = status(core.feed.status);
         let fallback = match (b, core.feed.status) {
-            (PriceBasis::Spot { live: false }, _) => Some("the price source fails: planning with its last good prices".to_owned()),
-            (PriceBasis::Tariff, Some(FeedStatus::Exhausted)) => Some("no spot price: planning with the tariff's own prices".to_owned()),
-            (PriceBasis::SelfConsumption, _) => Some("no usable price: no plan, the configured mode runs".to_owned()),
+            (PriceBasis::Spot { live: false }, _) => {
+                Some("the price source fails: planning with its last good prices".to_owned())
+            }
+            (PriceBasis::Tariff, Some(FeedStatus::Exhausted)) => {
+                Some("no spot price: planning with the tariff's own prices".to_owned())
+            }
+            (PriceBasis::SelfConsumption, _) => {
+                Some("no usable price: no plan, the configured mode runs".to_owned())
+            }
             _ => None,
         };
         api::EconomicsSummary {
