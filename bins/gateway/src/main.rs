@@ -252,6 +252,27 @@ fn check_config(file: &std::path::Path) -> ExitCode {
                 ),
                 None => println!("api: off"),
             }
+            match &c.economics {
+                Some(e) => {
+                    let p = &e.problem;
+                    let sources: Vec<&str> = e.prices.iter().map(|s| s.kind.as_str()).collect();
+                    println!(
+                        "economics: tariff '{}' ({}), prices from {}, re-plan every {} min over {} h, planner battery {:.0} Wh, charge {:.0} W / discharge {:.0} W, SOC {:.0}-{:.0} %, rules {}",
+                        e.tariff.name(),
+                        e.time_zone.iana_name().unwrap_or("fixed offset"),
+                        if sources.is_empty() { "the tariff alone".to_owned() } else { sources.join(", ") },
+                        e.replan.as_mins(),
+                        e.horizon.as_hours(),
+                        p.capacity_wh.get(),
+                        p.charge_max_w.get(),
+                        p.discharge_max_w.get(),
+                        p.soc_min.get() * 100.0,
+                        p.soc_max.get() * 100.0,
+                        e.rules.as_ref().map_or_else(|| "over the API only".to_owned(), |r| r.display().to_string()),
+                    );
+                }
+                None => println!("economics: off (no [economics]: the mode alone)"),
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -260,3 +260,70 @@ fn planner_model(ctx: &Ctx<'_>, b: &BatteryLimits, degradation: f64) -> Result<P
         ..Problem::default()
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::parse;
+    use std::path::Path;
+
+    /// The example site file with `[economics]` (its relative paths resolved from `examples/`).
+    fn site(economics: &str) -> String {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+        let profile = format!("{root}/devices/profiles/eastron-sdm630.toml");
+        let text = std::fs::read_to_string(format!("{root}/examples/site.toml")).unwrap();
+        let text = text.replace("../devices/profiles/eastron-sdm630.toml", &profile);
+        format!("{text}\n[economics]\ntariff = \"{root}/examples/tariffs/dynamic-live.toml\"\n{economics}")
+    }
+
+    fn error(economics: &str) -> String {
+        parse(Path::new("site.toml"), &site(economics)).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_valid_section_gives_the_planner_a_model_inside_the_site_limits() {
+        let text = site("latitude = 52.52\nlongitude = 13.40\npv_peak_w = 6000\nreplan_minutes = 5\n[[economics.prices]]\nkind = \"awattar\"\n[[economics.prices]]\nkind = \"push\"\n");
+        let c = parse(Path::new("site.toml"), &text).unwrap();
+        let e = c.economics.unwrap();
+        assert_eq!(e.replan, jiff::SignedDuration::from_mins(5));
+        assert_eq!(e.horizon, jiff::SignedDuration::from_hours(36));
+        assert_eq!(e.prices.len(), 2);
+        assert_eq!(e.time_zone.iana_name(), Some("Europe/Berlin"));
+        // Inside the SOC warning levels (10 % / 95 % by default) and the pack's static limits.
+        let p = e.problem;
+        assert!(p.soc_min.get() > 0.10 && p.soc_max.get() <= 0.95, "{p:?}");
+        assert_eq!(p.capacity_wh, c.pack.capacity.unwrap());
+        let pack_max = c.controller.safety.pack_max_charge_current.get() * 16.0 * 3.2;
+        assert!(p.charge_max_w.get() <= pack_max + 1.0, "{p:?}");
+    }
+
+    #[test]
+    fn errors_name_the_field_and_the_value() {
+        let e = error("latitude = 95\nlongitude = 13.4\n");
+        assert!(e.contains("economics.latitude") && e.contains("95"), "{e}");
+        let e = error("latitude = 52\nlongitude = 13.4\nreplan_minutes = 0\n");
+        assert!(e.contains("economics.replan_minutes: 0 min is outside 1..=240 min"), "{e}");
+        let e = error("latitude = 52\nlongitude = 13.4\nhorizon_hours = 500\n");
+        assert!(e.contains("economics.horizon_hours") && e.contains("500"), "{e}");
+        let e = error("latitude = 52\nlongitude = 13.4\n[[economics.prices]]\nkind = \"entsoe\"\ntoken = \"t\"\n");
+        assert!(e.contains("economics.prices[0].zone") && e.contains("missing"), "{e}");
+        let e = error("latitude = 52\nlongitude = 13.4\n[[economics.prices]]\nkind = \"smard\"\n");
+        assert!(e.contains("smard"), "{e}");
+        let e = error("latitude = 52\nlongitude = 13.4\ncolour = 3\n");
+        assert!(e.contains("colour"), "{e}");
+        let e = error("latitude = 52\nlongitude = 13.4\ntime_zone = \"Mars/Olympus\"\n");
+        assert!(e.contains("economics.time_zone") && e.contains("Mars/Olympus"), "{e}");
+        let e = error("latitude = 52\nlongitude = 13.4\nrules = \"nope.toml\"\n");
+        assert!(e.contains("economics.rules") && e.contains("nope.toml"), "{e}");
+        let bad_tariff = site("latitude = 52\nlongitude = 13.4\n").replace("dynamic-live.toml", "missing.toml");
+        let e = parse(Path::new("site.toml"), &bad_tariff).unwrap_err().to_string();
+        assert!(e.contains("economics.tariff") && e.contains("missing.toml"), "{e}");
+    }
+
+    #[test]
+    fn economics_needs_the_battery_capacity() {
+        let text = site("latitude = 52\nlongitude = 13.4\n");
+        let text = text.replace("capacity_wh = 10240", "");
+        let e = parse(Path::new("site.toml"), &text).unwrap_err().to_string();
+        assert!(e.contains("battery.capacity_wh"), "{e}");
+    }
+}
