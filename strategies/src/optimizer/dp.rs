@@ -57,6 +57,16 @@ impl Slot {
         }
     }
 
+    /// The same step with the import limit lowered to `cap` W (a demand-charge cap): the
+    /// battery may not charge beyond it, and import beyond it costs the penalty.
+    pub(crate) fn with_import_cap(mut self, cap: f64) -> Self {
+        if cap < self.imp_max {
+            self.imp_max = cap;
+            self.b_lo = self.b_lo.max((self.net - cap).min(0.0));
+        }
+        self
+    }
+
     /// Energy change caused by battery power `b` over the step.
     fn delta_of(&self, b: f64) -> f64 {
         if b >= 0.0 {
@@ -132,9 +142,25 @@ impl Slot {
     }
 }
 
-/// Solves the problem (inputs already validated). `solve_time` is left at 0 for the caller.
-pub(crate) fn solve(problem: &Problem, steps: &[Step], penalty: f64) -> Result<Plan, PlanError> {
-    let slots: Vec<Slot> = steps.iter().map(|s| Slot::new(problem, s, penalty)).collect();
+/// Solves the problem (inputs already validated) without its demand charge, with the import
+/// limit of step `t` lowered to `caps[t]` where given. `solve_time` is left at 0 for the caller.
+pub(crate) fn solve(
+    problem: &Problem,
+    steps: &[Step],
+    penalty: f64,
+    caps: Option<&[Option<f64>]>,
+) -> Result<Plan, PlanError> {
+    let slots: Vec<Slot> = steps
+        .iter()
+        .enumerate()
+        .map(|(t, s)| {
+            let slot = Slot::new(problem, s, penalty);
+            match caps.and_then(|c| c.get(t).copied().flatten()) {
+                Some(cap) => slot.with_import_cap(cap),
+                None => slot,
+            }
+        })
+        .collect();
     let cap = f64::from(problem.capacity_wh.get());
     let n = slots.len();
     let (w_lo, w_hi) = (problem.soc_min.get() * cap, problem.soc_max.get() * cap);
