@@ -46,7 +46,7 @@ use ems_core::{Millis, Snapshot, Watts};
 use ems_devices::sim::{SimSiteConfig, SimulatedSite};
 use ems_strategies::accounting::{Ledger, LedgerError, PeriodSavings, Savings, Totals};
 use ems_strategies::forecast::{LoadForecaster, LoadProfile, PvCorrection, PvForecaster, PvSystem};
-use ems_strategies::optimizer::{replan, PlanStatus, Problem, Step};
+use ems_strategies::optimizer::{replan, self_consumption, Plan, PlanStatus, Problem, Step};
 use ems_strategies::tariff::{Calendar, ImportPricing, Tariff};
 use ems_strategies::{Money, Price};
 use jiff::tz::{self, TimeZone};
@@ -61,6 +61,9 @@ const SLOT: u64 = 900_000;
 /// Export price added per slot of lead time to break ties (see [`PlanHook::steps`]); at most
 /// 0.002 per kWh over a 48 h horizon.
 const TIE_BREAK_PER_SLOT: f64 = 1e-5;
+
+/// The default [`EconomicsOptions::plan_margin`], currency units per plan horizon.
+pub const DEFAULT_PLAN_MARGIN: f64 = 0.0;
 
 /// What to simulate.
 #[derive(Debug, Clone)]
@@ -89,6 +92,10 @@ pub struct EconomicsOptions {
     pub foresight: Foresight,
     /// Also run the perfect-foresight case (default true).
     pub perfect_foresight: bool,
+    /// The least saving over self-consumption, over the horizon and by the plan's own
+    /// forecast, for which a plan is acted on; below it the slot runs self-consumption (see
+    /// [`PlanHook::gate`]). Negative: every plan is acted on.
+    pub plan_margin: Money,
 }
 
 /// Which inputs the planner takes from the simulated site's truth instead of a forecast. The
@@ -208,6 +215,7 @@ impl EconomicsOptions {
             replan_slots: 1,
             foresight: Foresight::default(),
             perfect_foresight: true,
+            plan_margin: Money::new(DEFAULT_PLAN_MARGIN),
         }
     }
 
@@ -262,6 +270,9 @@ pub struct EconomicsReport {
     pub plans_relaxed: u64,
     /// Plans that failed (the controller then ran its default mode for that slot).
     pub plan_errors: u64,
+    /// Plans not acted on because they did not beat self-consumption by the margin (the slot
+    /// ran self-consumption).
+    pub plans_gated: u64,
     /// Mean and largest planning time, ms.
     pub plan_ms_mean: f64,
     /// Largest planning time, ms.
@@ -301,6 +312,8 @@ pub struct PerfectForesightReport {
     pub battery: BatteryFlows,
     /// Plans made.
     pub plans: u64,
+    /// Plans not acted on (as [`EconomicsReport::plans_gated`]).
+    pub plans_gated: u64,
     /// Wall time of the run, s.
     pub wall_s: f64,
 }
@@ -407,10 +420,11 @@ impl std::fmt::Display for EconomicsReport {
         }
         writeln!(
             f,
-            "plans: {} ({} relaxed, {} failed), {:.1} slots on average, {:.3} ms mean / {:.3} ms max",
+            "plans: {} ({} relaxed, {} failed, {} not acted on: no better than self-consumption by the margin), {:.1} slots on average, {:.3} ms mean / {:.3} ms max",
             self.plans,
             self.plans_relaxed,
             self.plan_errors,
+            self.plans_gated,
             self.horizon_slots_mean,
             self.plan_ms_mean,
             self.plan_ms_max
@@ -572,6 +586,8 @@ struct PlanHook {
     plans: u64,
     relaxed: u64,
     failed: u64,
+    gated: u64,
+    margin: f64,
     plan_s: f64,
     plan_s_max: f64,
     horizon_slots: u64,
@@ -626,6 +642,8 @@ impl PlanHook {
             plans: 0,
             relaxed: 0,
             failed: 0,
+            gated: 0,
+            margin: opts.plan_margin.get(),
             plan_s: 0.0,
             plan_s_max: 0.0,
             horizon_slots: 0,
@@ -701,8 +719,8 @@ impl PlanHook {
         };
         let steps = self.steps(clock);
         let started = Instant::now();
-        let result =
-            replan(&self.problem, ems_strategies::Ratio::saturating(f64::from(soc.fraction())), &steps);
+        let soc = ems_strategies::Ratio::saturating(f64::from(soc.fraction()));
+        let result = replan(&self.problem, soc, &steps);
         let took = started.elapsed().as_secs_f64();
         self.plans += 1;
         self.plan_s += took;
@@ -713,9 +731,15 @@ impl PlanHook {
                 if p.status == PlanStatus::FeasibleRelaxed {
                     self.relaxed += 1;
                 }
-                let last = LastPlan { battery_w: p.battery_w, grid_w: p.grid_w, age: 0 };
-                self.target = Self::target_of(&last);
-                self.last_plan = Some(last);
+                if self.gate(soc, &steps, &p) {
+                    let last = LastPlan { battery_w: p.battery_w, grid_w: p.grid_w, age: 0 };
+                    self.target = Self::target_of(&last);
+                    self.last_plan = Some(last);
+                } else {
+                    self.gated += 1;
+                    self.target = None;
+                    self.last_plan = None;
+                }
             }
             Err(_) => {
                 self.failed += 1;
@@ -723,6 +747,28 @@ impl PlanHook {
                 self.last_plan = None;
             }
         }
+    }
+
+    /// Whether the plan is worth acting on: its cost over the horizon beats plain
+    /// self-consumption on the same forecast by at least the margin. The energy each leaves in
+    /// the battery at the end is valued at the horizon's mean import price × the discharge
+    /// efficiency (it would serve the load after the horizon), so a plan does not look better
+    /// merely by emptying the battery at the end. Self-consumption is feasible for the planner,
+    /// so only a thin or end-of-horizon gain is gated: acting on it risks more through forecast
+    /// errors and conversion losses than it promises.
+    fn gate(&self, soc: ems_strategies::Ratio, steps: &[Step], plan: &Plan) -> bool {
+        if self.margin < 0.0 {
+            return true;
+        }
+        let problem = Problem { soc_init: soc, ..self.problem };
+        let sc = self_consumption(&problem, steps);
+        #[allow(clippy::cast_precision_loss)] // a horizon of at most a few hundred steps
+        let mean_price = steps.iter().map(|s| s.import_price.per_kwh()).sum::<f64>() / steps.len().max(1) as f64;
+        let per_soc = mean_price * self.problem.eff_discharge.get() * f64::from(self.problem.capacity_wh.get()) / 1000.0;
+        let end = plan.soc.last().copied().unwrap_or(soc.get());
+        let sc_value = sc.total_cost.get() - per_soc.max(0.0) * sc.final_soc.get();
+        let plan_value = plan.total_cost.get() - per_soc.max(0.0) * end;
+        sc_value - plan_value >= self.margin
     }
 
     /// The controller's target for the slot `plan.age` slots after the plan was made.
@@ -946,6 +992,7 @@ pub fn run_economics(opts: &EconomicsOptions) -> Result<EconomicsReport, Economi
         plans: ems_hook.plans,
         plans_relaxed: ems_hook.relaxed,
         plan_errors: ems_hook.failed,
+        plans_gated: ems_hook.gated,
         plan_ms_mean,
         plan_ms_max: ems_hook.plan_s_max * 1000.0,
         horizon_slots_mean,
@@ -973,6 +1020,7 @@ fn foresight_report(ems: &Savings, pf: &PlanHook, wall_s: f64) -> PerfectForesig
         totals: pf.ems.total(),
         battery: pf.flows,
         plans: pf.plans,
+        plans_gated: pf.gated,
         wall_s,
     }
 }

@@ -75,6 +75,14 @@ pub struct SimulateArgs {
     /// shortest is 24 h, or this if it is shorter).
     #[arg(long, requires = "tariff")]
     pub horizon_hours: Option<f64>,
+    /// Economics: the least saving over self-consumption (currency per plan horizon, by the
+    /// plan's own forecast) for which the EMS acts on a plan; below it the slot runs
+    /// self-consumption. Negative: act on every plan.
+    #[arg(long, requires = "tariff", allow_negative_numbers = true)]
+    pub plan_margin: Option<f64>,
+    /// Economics: skip the perfect-foresight case (faster diagnosis runs).
+    #[arg(long, requires = "tariff")]
+    pub no_perfect_foresight: bool,
 }
 
 /// How a report is printed: `text` (a human-readable summary) or `json`.
@@ -108,6 +116,8 @@ pub fn simulate(args: &SimulateArgs, command: &str) -> ExitCode {
             foresight: ems_testing::economics::Foresight::default(),
             replan_every: args.replan_every,
             horizon_hours: args.horizon_hours,
+            perfect_foresight: !args.no_perfect_foresight,
+            plan_margin: args.plan_margin,
         };
         let foresight = match ems_testing::economics::Foresight::parse(&args.foresight) {
             Ok(f) => f,
@@ -206,6 +216,8 @@ struct Home {
     foresight: ems_testing::economics::Foresight,
     replan_every: u32,
     horizon_hours: Option<f64>,
+    perfect_foresight: bool,
+    plan_margin: Option<f64>,
 }
 
 impl Home {
@@ -233,6 +245,11 @@ impl Home {
             opts.planner.degradation_cost = ems_strategies::Price::new(c);
         }
         opts.foresight = self.foresight;
+        opts.perfect_foresight = self.perfect_foresight;
+        if let Some(m) = self.plan_margin {
+            let m = check("plan-margin", m, -1.0e6, 1.0e6)?;
+            opts.plan_margin = ems_strategies::Money::new(m);
+        }
         if !(1..=96).contains(&self.replan_every) {
             return Err(format!("--replan-every = {} must be 1..=96", self.replan_every));
         }

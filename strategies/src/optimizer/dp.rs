@@ -67,8 +67,23 @@ impl Slot {
         self
     }
 
+    /// `load − pv`, W.
+    pub(crate) fn net(&self) -> f64 {
+        self.net
+    }
+
+    /// Lowest battery power (largest charge), W.
+    pub(crate) fn b_lo(&self) -> f64 {
+        self.b_lo
+    }
+
+    /// Highest battery power (largest discharge), W.
+    pub(crate) fn b_hi(&self) -> f64 {
+        self.b_hi
+    }
+
     /// Energy change caused by battery power `b` over the step.
-    fn delta_of(&self, b: f64) -> f64 {
+    pub(crate) fn delta_of(&self, b: f64) -> f64 {
         if b >= 0.0 {
             -b * self.dh / self.eta_d
         } else {
@@ -77,7 +92,7 @@ impl Slot {
     }
 
     /// Battery power that changes the stored energy by `d` over the step.
-    fn power_of(&self, d: f64) -> f64 {
+    pub(crate) fn power_of(&self, d: f64) -> f64 {
         if d <= 0.0 {
             -d * self.eta_d / self.dh
         } else {

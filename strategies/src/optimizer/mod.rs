@@ -99,6 +99,7 @@
 //! 16 on the real-data week of `benches/planner.rs` (18 on its non-convex stress variant), where
 //! 96 steps plan in well under a millisecond and 672 steps in under one.
 
+mod baseline;
 mod csv;
 mod demand;
 mod dp;
@@ -109,6 +110,7 @@ use std::time::Instant;
 
 use jiff::Timestamp;
 
+pub use self::baseline::{self_consumption, SelfConsumptionSchedule};
 pub use self::csv::{parse_csv, CsvError, ValueProblem, COLUMNS};
 pub use self::types::{
     DemandObjective, DemandPrice, ParamError, Plan, PlanError, PlanStatus, Problem, Relaxations, Step,
