@@ -560,7 +560,31 @@ struct Truth {
 struct LastPlan {
     battery_w: Vec<f64>,
     grid_w: Vec<f64>,
+    /// Per slot: the planned battery power is what self-consumption would do from the
+    /// planned SOC (a full battery exporting, an empty one importing, the deficit or surplus
+    /// covered exactly): the slot is handed over as a self-consumption slot.
+    self_consumption: Vec<bool>,
     age: usize,
+}
+
+/// A planned battery power within this of self-consumption's (W) is self-consumption.
+const SELF_CONSUMPTION_TOLERANCE_W: f64 = 1.0;
+
+impl LastPlan {
+    fn new(problem: &Problem, soc: ems_strategies::Ratio, steps: &[Step], plan: Plan) -> Self {
+        let starts = core::iter::once(soc.get()).chain(plan.soc.iter().copied());
+        let self_consumption = steps
+            .iter()
+            .zip(starts)
+            .zip(&plan.battery_w)
+            .map(|((step, start), b)| {
+                let p = Problem { soc_init: ems_strategies::Ratio::saturating(start), ..*problem };
+                let sc = self_consumption(&p, core::slice::from_ref(step));
+                sc.battery_w.first().is_some_and(|s| (s - b).abs() <= SELF_CONSUMPTION_TOLERANCE_W)
+            })
+            .collect();
+        Self { battery_w: plan.battery_w, grid_w: plan.grid_w, self_consumption, age: 0 }
+    }
 }
 
 /// The EMS run's hook: plans, feeds the plan to the controller, keeps the ledgers.
@@ -732,7 +756,7 @@ impl PlanHook {
                     self.relaxed += 1;
                 }
                 if self.gate(soc, &steps, &p) {
-                    let last = LastPlan { battery_w: p.battery_w, grid_w: p.grid_w, age: 0 };
+                    let last = LastPlan::new(&self.problem, soc, &steps, p);
                     self.target = Self::target_of(&last);
                     self.last_plan = Some(last);
                 } else {
@@ -777,6 +801,11 @@ impl PlanHook {
         let w = |x: &f64| Watts::saturating(*x as f32);
         let battery = plan.battery_w.get(plan.age).map(w)?;
         let grid = plan.grid_w.get(plan.age).map(w)?;
+        if plan.self_consumption.get(plan.age).copied().unwrap_or(false) {
+            // Grid 0: the controller's self-consumption loop runs the slot and the battery
+            // absorbs what the forecast missed, second by second.
+            return Some(PlanTarget { battery, grid: Watts::ZERO });
+        }
         Some(PlanTarget { battery, grid })
     }
 
@@ -1022,5 +1051,58 @@ fn foresight_report(ems: &Savings, pf: &PlanHook, wall_s: f64) -> PerfectForesig
         plans: pf.plans,
         plans_gated: pf.gated,
         wall_s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn foresight_parses_lists_and_names_an_unknown_item() {
+        assert_eq!(Foresight::parse("none").unwrap(), Foresight::default());
+        assert_eq!(Foresight::parse("all").unwrap(), Foresight::PERFECT);
+        let f = Foresight::parse("pv, prices").unwrap();
+        assert_eq!(f, Foresight { pv: true, load: false, prices: true });
+        assert_eq!(f.to_string(), "pv,prices");
+        assert_eq!(Foresight::default().to_string(), "none");
+        let e = Foresight::parse("pv,weather").unwrap_err().to_string();
+        assert!(e.contains("weather"), "{e}");
+    }
+
+    fn period(ems: f64, sc: f64) -> PeriodSavings {
+        let s = Savings::compare(
+            &Ledger::new(tariff(), TimeZone::UTC),
+            &Ledger::new(tariff(), TimeZone::UTC),
+            &Ledger::new(tariff(), TimeZone::UTC),
+        );
+        PeriodSavings { ems: Money::new(ems), self_consumption: Money::new(sc), ..s.total }
+    }
+
+    fn tariff() -> Tariff {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/tariffs/tou.toml");
+        Tariff::load(std::path::Path::new(path)).unwrap()
+    }
+
+    #[test]
+    fn capture_is_the_share_of_the_perfect_foresight_saving() {
+        // SC 100, PF 90, EMS 92: 8 of the reachable 10 captured.
+        let p = ForesightPeriod::new(&period(92.0, 100.0), Money::new(90.0));
+        assert!((p.capture.unwrap() - 0.8).abs() < 1e-12);
+        assert!((p.pf_vs_self_consumption.get() - 10.0).abs() < 1e-12);
+        assert!((p.ems_vs_self_consumption.get() - 8.0).abs() < 1e-12);
+        // Nothing reachable: no ratio of two noise-sized numbers.
+        let p = ForesightPeriod::new(&period(100.01, 100.0), Money::new(99.99));
+        assert_eq!(p.capture, None);
+    }
+
+    #[test]
+    fn bad_options_are_refused_by_name() {
+        let mut o = EconomicsOptions::reference_home(tariff(), 1, 1);
+        o.replan_slots = 0;
+        assert!(run_economics(&o).unwrap_err().to_string().contains("--replan-slots = 0"));
+        let mut o = EconomicsOptions::reference_home(tariff(), 1, 1);
+        o.max_horizon = Millis::new(8 * DAY);
+        assert!(run_economics(&o).is_err());
     }
 }
