@@ -380,6 +380,7 @@ fn random_problem(r: &mut Rng) -> Problem {
         grid_export_max_w: Watts::saturating(if tight { r.range(200.0, 4000.0) } else { 20_000.0 } as f32),
         no_battery_export: r.chance(0.3),
         degradation_cost: Price::new(if r.chance(0.3) { r.range(0.0, 0.1) } else { 0.0 }),
+        ..Problem::default()
     }
 }
 

@@ -44,11 +44,11 @@ use std::time::Instant;
 use ems_control::{ControllerConfig, ModeSetting, PlanTarget, SelfConsumptionConfig};
 use ems_core::{Millis, Snapshot, Watts};
 use ems_devices::sim::{SimSiteConfig, SimulatedSite};
-use ems_strategies::accounting::{Ledger, LedgerError, Savings, Totals};
+use ems_strategies::accounting::{Ledger, LedgerError, PeriodSavings, Savings, Totals};
 use ems_strategies::forecast::{LoadForecaster, LoadProfile, PvCorrection, PvForecaster, PvSystem};
-use ems_strategies::optimizer::{replan, PlanStatus, Problem, Step};
+use ems_strategies::optimizer::{replan, self_consumption, Plan, PlanStatus, Problem, Step};
 use ems_strategies::tariff::{Calendar, ImportPricing, Tariff};
-use ems_strategies::Price;
+use ems_strategies::{Money, Price};
 use jiff::tz::{self, TimeZone};
 use jiff::{SignedDuration, Timestamp};
 
@@ -61,6 +61,9 @@ const SLOT: u64 = 900_000;
 /// Export price added per slot of lead time to break ties (see [`PlanHook::steps`]); at most
 /// 0.002 per kWh over a 48 h horizon.
 const TIE_BREAK_PER_SLOT: f64 = 1e-5;
+
+/// The default [`EconomicsOptions::plan_margin`], currency units per plan horizon.
+pub const DEFAULT_PLAN_MARGIN: f64 = 0.0;
 
 /// What to simulate.
 #[derive(Debug, Clone)]
@@ -79,6 +82,79 @@ pub struct EconomicsOptions {
     pub planner: Problem,
     /// Shortest planning horizon (longer when more day-ahead prices are known).
     pub min_horizon: Millis,
+    /// Longest planning horizon (default 48 h).
+    pub max_horizon: Millis,
+    /// Re-plan every this many quarter-hours (default 1); in between, the controller runs the
+    /// next slot of the last plan.
+    pub replan_slots: u32,
+    /// What the EMS run's planner is told the truth about (default: nothing, it forecasts).
+    /// For diagnosis: which forecast costs how much.
+    pub foresight: Foresight,
+    /// Also run the perfect-foresight case (default true).
+    pub perfect_foresight: bool,
+    /// The least saving over self-consumption, over the horizon and by the plan's own
+    /// forecast, for which a plan is acted on; below it the slot runs self-consumption (see
+    /// [`PlanHook::gate`]). Negative: every plan is acted on.
+    pub plan_margin: Money,
+}
+
+/// Which inputs the planner takes from the simulated site's truth instead of a forecast. The
+/// truth of a quarter-hour is its mean PV and load in the self-consumption run, which sees the
+/// same weather and load as every other run of the same seed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Foresight {
+    /// True PV.
+    pub pv: bool,
+    /// True load.
+    pub load: bool,
+    /// All prices of the horizon known (no day-ahead publication limit, no price forecast).
+    pub prices: bool,
+}
+
+impl Foresight {
+    /// Everything true: the perfect-foresight case.
+    pub const PERFECT: Self = Self { pv: true, load: true, prices: true };
+
+    /// Parses `none`, `all` or a comma-separated list of `pv`, `load`, `prices`.
+    ///
+    /// # Errors
+    /// [`EconomicsError::Options`] naming the unknown item.
+    pub fn parse(text: &str) -> Result<Self, EconomicsError> {
+        let mut f = Self::default();
+        for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            match item {
+                "none" => {}
+                "all" => f = Self::PERFECT,
+                "pv" => f.pv = true,
+                "load" => f.load = true,
+                "prices" => f.prices = true,
+                other => {
+                    return Err(EconomicsError::Options(format!(
+                        "--foresight = {other}: must be none, all, pv, load or prices"
+                    )))
+                }
+            }
+        }
+        Ok(f)
+    }
+
+    fn any(self) -> bool {
+        self.pv || self.load || self.prices
+    }
+}
+
+impl std::fmt::Display for Foresight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = [(self.pv, "pv"), (self.load, "load"), (self.prices, "prices")]
+            .into_iter()
+            .filter_map(|(on, n)| on.then_some(n))
+            .collect();
+        if names.is_empty() {
+            f.write_str("none")
+        } else {
+            f.write_str(&names.join(","))
+        }
+    }
 }
 
 /// Why an economics run could not be done.
@@ -127,7 +203,20 @@ impl EconomicsOptions {
             soc_final: ems_strategies::ratio!(0.11),
             ..Problem::default()
         };
-        Self { days, start_day: 1, seed, tariff, site, planner, min_horizon: Millis::new(DAY) }
+        Self {
+            days,
+            start_day: 1,
+            seed,
+            tariff,
+            site,
+            planner,
+            min_horizon: Millis::new(DAY),
+            max_horizon: Millis::new(2 * DAY),
+            replan_slots: 1,
+            foresight: Foresight::default(),
+            perfect_foresight: true,
+            plan_margin: Money::new(DEFAULT_PLAN_MARGIN),
+        }
     }
 
     fn validate(&self) -> Result<(), EconomicsError> {
@@ -136,6 +225,19 @@ impl EconomicsOptions {
         }
         if !(1..=365).contains(&self.start_day) {
             return Err(EconomicsError::Options(format!("--start-day = {} must be 1..=365", self.start_day)));
+        }
+        if !(1..=96).contains(&self.replan_slots) {
+            return Err(EconomicsError::Options(format!(
+                "--replan-slots = {} must be 1..=96",
+                self.replan_slots
+            )));
+        }
+        let (lo, hi) = (self.min_horizon.get(), self.max_horizon.get());
+        if hi < SLOT || hi > 7 * DAY || lo > 7 * DAY {
+            return Err(EconomicsError::Options(format!(
+                "horizon {} ms to {} ms: the longest must be 15 min to 7 days",
+                lo, hi
+            )));
         }
         self.planner.validate().map_err(|e| EconomicsError::Options(e.to_string()))
     }
@@ -168,6 +270,9 @@ pub struct EconomicsReport {
     pub plans_relaxed: u64,
     /// Plans that failed (the controller then ran its default mode for that slot).
     pub plan_errors: u64,
+    /// Plans not acted on because they did not beat self-consumption by the margin (the slot
+    /// ran self-consumption).
+    pub plans_gated: u64,
     /// Mean and largest planning time, ms.
     pub plan_ms_mean: f64,
     /// Largest planning time, ms.
@@ -186,6 +291,113 @@ pub struct EconomicsReport {
     pub self_consumption_wall_s: f64,
     /// Wall time of the whole command (both runs in parallel), s.
     pub wall_s: f64,
+    /// What the EMS run's planner was told the truth about (`none` normally; see
+    /// [`Foresight`]).
+    pub ems_foresight: String,
+    /// The perfect-foresight case: the same control loop and planner given the true PV, load
+    /// and prices; `null` when not run.
+    pub perfect_foresight: Option<PerfectForesightReport>,
+}
+
+/// The perfect-foresight case beside the EMS and the baselines.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PerfectForesightReport {
+    /// Per month, then the whole run.
+    pub months: Vec<ForesightPeriod>,
+    /// The whole run.
+    pub total: ForesightPeriod,
+    /// The perfect-foresight run's energy and cost totals.
+    pub totals: Totals,
+    /// Its battery.
+    pub battery: BatteryFlows,
+    /// Plans made.
+    pub plans: u64,
+    /// Plans not acted on (as [`EconomicsReport::plans_gated`]).
+    pub plans_gated: u64,
+    /// Wall time of the run, s.
+    pub wall_s: f64,
+}
+
+/// One period's costs of the four cases and how much of the perfect-foresight saving over
+/// self-consumption the EMS captured.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ForesightPeriod {
+    /// `YYYY-MM` or `total`.
+    pub period: String,
+    /// Cost with perfect foresight.
+    pub perfect_foresight: Money,
+    /// Cost with the EMS.
+    pub ems: Money,
+    /// Cost with self-consumption only.
+    pub self_consumption: Money,
+    /// Cost without a battery.
+    pub no_battery: Money,
+    /// `self_consumption − perfect_foresight`: the most a plan could add over
+    /// self-consumption (with this control loop).
+    pub pf_vs_self_consumption: Money,
+    /// `self_consumption − ems`.
+    pub ems_vs_self_consumption: Money,
+    /// `(self_consumption − ems) / (self_consumption − perfect_foresight)`: the share of the
+    /// reachable saving the EMS captured; `null` when perfect foresight saves less than
+    /// [`CAPTURE_MIN_SAVING`] (a ratio of two noise-sized numbers would mislead).
+    pub capture: Option<f64>,
+}
+
+/// The smallest perfect-foresight saving over self-consumption (currency units) for which a
+/// capture ratio is stated.
+pub const CAPTURE_MIN_SAVING: f64 = 0.05;
+
+impl ForesightPeriod {
+    fn new(ems: &PeriodSavings, pf: Money) -> Self {
+        let sc = ems.self_consumption;
+        let reachable = sc - pf;
+        let got = sc - ems.ems;
+        Self {
+            period: ems.period.clone(),
+            perfect_foresight: pf,
+            ems: ems.ems,
+            self_consumption: sc,
+            no_battery: ems.no_battery,
+            pf_vs_self_consumption: reachable,
+            ems_vs_self_consumption: got,
+            capture: (reachable.get() >= CAPTURE_MIN_SAVING).then(|| got.get() / reachable.get()),
+        }
+    }
+}
+
+impl std::fmt::Display for PerfectForesightReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "perfect foresight (true PV, load and prices; same loop): cost, and the share of its saving over self-consumption the EMS captured"
+        )?;
+        writeln!(
+            f,
+            "{:<8} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8}",
+            "period", "PF", "EMS", "self-cons", "no batt", "PF vs SC", "EMS vs SC", "capture"
+        )?;
+        for p in self.months.iter().chain(core::iter::once(&self.total)) {
+            let capture = p.capture.map_or_else(|| "n/a".to_owned(), |c| format!("{:.1} %", c * 100.0));
+            writeln!(
+                f,
+                "{:<8} {:>10.2} {:>10.2} {:>10.2} {:>10.2} {:>10.2} {:>10.2} {:>8}",
+                p.period,
+                p.perfect_foresight.get(),
+                p.ems.get(),
+                p.self_consumption.get(),
+                p.no_battery.get(),
+                p.pf_vs_self_consumption.get(),
+                p.ems_vs_self_consumption.get(),
+                capture
+            )?;
+        }
+        writeln!(f, "PF:               {}", self.totals)?;
+        writeln!(
+            f,
+            "battery (PF): throughput {:.1} kWh, charged from the grid {:.1} kWh, discharged into the grid {:.1} kWh",
+            self.battery.throughput_kwh, self.battery.from_grid_kwh, self.battery.to_grid_kwh
+        )
+    }
 }
 
 impl std::fmt::Display for EconomicsReport {
@@ -208,18 +420,25 @@ impl std::fmt::Display for EconomicsReport {
         }
         writeln!(
             f,
-            "plans: {} ({} relaxed, {} failed), {:.1} slots on average, {:.3} ms mean / {:.3} ms max",
+            "plans: {} ({} relaxed, {} failed, {} not acted on: no better than self-consumption by the margin), {:.1} slots on average, {:.3} ms mean / {:.3} ms max",
             self.plans,
             self.plans_relaxed,
             self.plan_errors,
+            self.plans_gated,
             self.horizon_slots_mean,
             self.plan_ms_mean,
             self.plan_ms_max
         )?;
-        writeln!(f, "safety violations (both runs): {}", self.violations)?;
+        if self.ems_foresight != "none" {
+            writeln!(f, "EMS planner told the truth about: {}", self.ems_foresight)?;
+        }
+        if let Some(pf) = &self.perfect_foresight {
+            write!(f, "{pf}")?;
+        }
+        writeln!(f, "safety violations (all runs): {}", self.violations)?;
         writeln!(
             f,
-            "wall time: {:.1} s (EMS run {:.1} s, self-consumption run {:.1} s, in parallel)",
+            "wall time: {:.1} s (EMS run {:.1} s, self-consumption run {:.1} s)",
             self.wall_s, self.ems_wall_s, self.self_consumption_wall_s
         )
     }
@@ -307,6 +526,67 @@ struct SlotEnergy {
     seconds: f64,
 }
 
+impl SlotEnergy {
+    fn add(&mut self, pv: Watts, load: Watts, dt_s: f64) {
+        self.pv_wh += f64::from(pv.get()) * dt_s / 3600.0;
+        self.load_wh += f64::from(load.get()) * dt_s / 3600.0;
+        self.seconds += dt_s;
+    }
+
+    /// Mean PV and load, when the slot saw any time.
+    fn mean(&self) -> Option<(Watts, Watts)> {
+        if self.seconds <= 0.0 {
+            return None;
+        }
+        let hours = self.seconds / 3600.0;
+        #[allow(clippy::cast_possible_truncation)] // watts
+        let w = |wh: f64| Watts::saturating((wh / hours) as f32);
+        Some((w(self.pv_wh), w(self.load_wh)))
+    }
+}
+
+/// The true mean PV and load of every quarter-hour of a run, by slot from the run's start,
+/// recorded by the self-consumption run (every run of a seed sees the same weather and load:
+/// the simulator's noise does not depend on what the battery does).
+#[derive(Debug, Default, Clone)]
+struct Truth {
+    pv: Vec<Watts>,
+    load: Vec<Watts>,
+}
+
+/// The last plan and how many slots ago it was made (for re-planning less often than every
+/// slot).
+#[derive(Debug, Clone, Default)]
+struct LastPlan {
+    battery_w: Vec<f64>,
+    grid_w: Vec<f64>,
+    /// Per slot: the planned battery power is what self-consumption would do from the
+    /// planned SOC (a full battery exporting, an empty one importing, the deficit or surplus
+    /// covered exactly): the slot is handed over as a self-consumption slot.
+    self_consumption: Vec<bool>,
+    age: usize,
+}
+
+/// A planned battery power within this of self-consumption's (W) is self-consumption.
+const SELF_CONSUMPTION_TOLERANCE_W: f64 = 1.0;
+
+impl LastPlan {
+    fn new(problem: &Problem, soc: ems_strategies::Ratio, steps: &[Step], plan: Plan) -> Self {
+        let starts = core::iter::once(soc.get()).chain(plan.soc.iter().copied());
+        let self_consumption = steps
+            .iter()
+            .zip(starts)
+            .zip(&plan.battery_w)
+            .map(|((step, start), b)| {
+                let p = Problem { soc_init: ems_strategies::Ratio::saturating(start), ..*problem };
+                let sc = self_consumption(&p, core::slice::from_ref(step));
+                sc.battery_w.first().is_some_and(|s| (s - b).abs() <= SELF_CONSUMPTION_TOLERANCE_W)
+            })
+            .collect();
+        Self { battery_w: plan.battery_w, grid_w: plan.grid_w, self_consumption, age: 0 }
+    }
+}
+
 /// The EMS run's hook: plans, feeds the plan to the controller, keeps the ledgers.
 struct PlanHook {
     clocks: Clocks,
@@ -314,6 +594,11 @@ struct PlanHook {
     dynamic: bool,
     problem: Problem,
     min_horizon: u64,
+    max_horizon: u64,
+    replan_slots: usize,
+    foresight: Foresight,
+    truth: std::sync::Arc<Truth>,
+    last_plan: Option<LastPlan>,
     pv: PvForecaster,
     load: LoadForecaster,
     target: Option<PlanTarget>,
@@ -325,6 +610,8 @@ struct PlanHook {
     plans: u64,
     relaxed: u64,
     failed: u64,
+    gated: u64,
+    margin: f64,
     plan_s: f64,
     plan_s_max: f64,
     horizon_slots: u64,
@@ -332,7 +619,12 @@ struct PlanHook {
 }
 
 impl PlanHook {
-    fn new(opts: &EconomicsOptions, clocks: Clocks) -> Result<Self, EconomicsError> {
+    fn new(
+        opts: &EconomicsOptions,
+        clocks: Clocks,
+        foresight: Foresight,
+        truth: std::sync::Arc<Truth>,
+    ) -> Result<Self, EconomicsError> {
         let forecast = |e: ems_strategies::forecast::ForecastError| EconomicsError::Forecast(e.to_string());
         // The simulated array: horizontal, kWp × system efficiency, at Greensboro.
         let kwp = opts.site.pv_peak;
@@ -357,7 +649,12 @@ impl PlanHook {
             dynamic: matches!(opts.tariff.import(), ImportPricing::Dynamic(_)),
             tariff: opts.tariff.clone(),
             problem: opts.planner,
-            min_horizon: opts.min_horizon.get(),
+            min_horizon: opts.min_horizon.get().min(opts.max_horizon.get()),
+            max_horizon: opts.max_horizon.get(),
+            replan_slots: usize::try_from(opts.replan_slots).unwrap_or(1).max(1),
+            foresight,
+            truth,
+            last_plan: None,
             pv,
             load,
             target: None,
@@ -369,6 +666,8 @@ impl PlanHook {
             plans: 0,
             relaxed: 0,
             failed: 0,
+            gated: 0,
+            margin: opts.plan_margin.get(),
             plan_s: 0.0,
             plan_s_max: 0.0,
             horizon_slots: 0,
@@ -392,12 +691,23 @@ impl PlanHook {
 
     /// The horizon's steps from the quarter-hour starting at `clock`.
     fn steps(&self, clock: u64) -> Vec<Step> {
-        let known = self.known_until(clock);
-        let end = known.min(clock + 2 * DAY).max(clock + self.min_horizon);
+        let known = if self.foresight.prices { u64::MAX } else { self.known_until(clock) };
+        let end = known.min(clock + self.max_horizon).max(clock + self.min_horizon);
         let n = usize::try_from((end - clock).div_ceil(SLOT)).unwrap_or(96);
         let step = SignedDuration::from_millis(i64::try_from(SLOT).unwrap_or(900_000));
-        let pv = self.pv.forecast(self.clocks.pv_ts(clock), step, n);
-        let load = self.load.forecast(self.clocks.load_ts(clock), step, n);
+        let mut pv = self.pv.forecast(self.clocks.pv_ts(clock), step, n);
+        let mut load = self.load.forecast(self.clocks.load_ts(clock), step, n);
+        // The truth where the diagnosis asks for it and the run has it (not beyond its end).
+        let first = usize::try_from((clock - self.clocks.offset) / SLOT).unwrap_or(usize::MAX);
+        for (k, (p, l)) in pv.iter_mut().zip(load.iter_mut()).enumerate() {
+            let i = first.saturating_add(k);
+            if let (true, Some(&t)) = (self.foresight.pv, self.truth.pv.get(i)) {
+                *p = t;
+            }
+            if let (true, Some(&t)) = (self.foresight.load, self.truth.load.get(i)) {
+                *l = t;
+            }
+        }
         #[allow(clippy::cast_precision_loss)] // k < 200
         (0..n)
             .map(|k| {
@@ -427,13 +737,14 @@ impl PlanHook {
         let Some(soc) = snapshot.battery.soc.value_at(now) else {
             // No SOC: no plan for this slot; the default mode runs.
             self.target = None;
+            self.last_plan = None;
             self.failed += 1;
             return;
         };
         let steps = self.steps(clock);
         let started = Instant::now();
-        let result =
-            replan(&self.problem, ems_strategies::Ratio::saturating(f64::from(soc.fraction())), &steps);
+        let soc = ems_strategies::Ratio::saturating(f64::from(soc.fraction()));
+        let result = replan(&self.problem, soc, &steps);
         let took = started.elapsed().as_secs_f64();
         self.plans += 1;
         self.plan_s += took;
@@ -444,15 +755,70 @@ impl PlanHook {
                 if p.status == PlanStatus::FeasibleRelaxed {
                     self.relaxed += 1;
                 }
-                #[allow(clippy::cast_possible_truncation)] // watts
-                let w = |x: Option<&f64>| Watts::saturating(x.copied().unwrap_or(0.0) as f32);
-                self.target = Some(PlanTarget { battery: w(p.battery_w.first()), grid: w(p.grid_w.first()) });
+                if self.gate(soc, &steps, &p) {
+                    let last = LastPlan::new(&self.problem, soc, &steps, p);
+                    self.target = Self::target_of(&last);
+                    self.last_plan = Some(last);
+                } else {
+                    self.gated += 1;
+                    self.target = None;
+                    self.last_plan = None;
+                }
             }
             Err(_) => {
                 self.failed += 1;
                 self.target = None;
+                self.last_plan = None;
             }
         }
+    }
+
+    /// Whether the plan is worth acting on: its cost over the horizon beats plain
+    /// self-consumption on the same forecast by at least the margin. The energy each leaves in
+    /// the battery at the end is valued at the horizon's mean import price × the discharge
+    /// efficiency (it would serve the load after the horizon), so a plan does not look better
+    /// merely by emptying the battery at the end. Self-consumption is feasible for the planner,
+    /// so only a thin or end-of-horizon gain is gated: acting on it risks more through forecast
+    /// errors and conversion losses than it promises.
+    fn gate(&self, soc: ems_strategies::Ratio, steps: &[Step], plan: &Plan) -> bool {
+        if self.margin < 0.0 {
+            return true;
+        }
+        let problem = Problem { soc_init: soc, ..self.problem };
+        let sc = self_consumption(&problem, steps);
+        #[allow(clippy::cast_precision_loss)] // a horizon of at most a few hundred steps
+        let mean_price = steps.iter().map(|s| s.import_price.per_kwh()).sum::<f64>() / steps.len().max(1) as f64;
+        let per_soc = mean_price * self.problem.eff_discharge.get() * f64::from(self.problem.capacity_wh.get()) / 1000.0;
+        let end = plan.soc.last().copied().unwrap_or(soc.get());
+        let sc_value = sc.total_cost.get() - per_soc.max(0.0) * sc.final_soc.get();
+        let plan_value = plan.total_cost.get() - per_soc.max(0.0) * end;
+        sc_value - plan_value >= self.margin
+    }
+
+    /// The controller's target for the slot `plan.age` slots after the plan was made.
+    fn target_of(plan: &LastPlan) -> Option<PlanTarget> {
+        #[allow(clippy::cast_possible_truncation)] // watts
+        let w = |x: &f64| Watts::saturating(*x as f32);
+        let battery = plan.battery_w.get(plan.age).map(w)?;
+        let grid = plan.grid_w.get(plan.age).map(w)?;
+        if plan.self_consumption.get(plan.age).copied().unwrap_or(false) {
+            // Grid 0: the controller's self-consumption loop runs the slot and the battery
+            // absorbs what the forecast missed, second by second.
+            return Some(PlanTarget { battery, grid: Watts::ZERO });
+        }
+        Some(PlanTarget { battery, grid })
+    }
+
+    /// Re-plan at `slot_start` when due, else run the next slot of the last plan.
+    fn next_slot(&mut self, slot_start: u64, snapshot: &Snapshot, now: Millis) {
+        if let Some(last) = self.last_plan.as_mut() {
+            last.age += 1;
+            if last.age < self.replan_slots && last.age < last.battery_w.len() {
+                self.target = Self::target_of(last);
+                return;
+            }
+        }
+        self.plan(slot_start, snapshot, now);
     }
 }
 
@@ -462,7 +828,7 @@ impl CycleHook for PlanHook {
         let due = self.next_plan.is_none_or(|t| clock >= t);
         if due {
             let slot_start = clock - clock % SLOT;
-            self.plan(slot_start, snapshot, now);
+            self.next_slot(slot_start, snapshot, now);
             self.next_plan = Some(slot_start + SLOT);
         }
         HookInputs { plan: self.target, ess_override: None }
@@ -480,29 +846,29 @@ impl CycleHook for PlanHook {
             }
         }
         self.flows.observe(t.battery_power, t.grid_power, dt);
-        self.slot.pv_wh += f64::from(t.pv_power.get()) * dt / 3600.0;
-        self.slot.load_wh += f64::from(t.load_power.get()) * dt / 3600.0;
-        self.slot.seconds += dt;
+        self.slot.add(t.pv_power, t.load_power, dt);
         let end = self.clocks.clock(now);
-        if end % SLOT == 0 && self.slot.seconds > 0.0 {
-            let slot_start = end - SLOT;
-            let hours = self.slot.seconds / 3600.0;
-            #[allow(clippy::cast_possible_truncation)] // watts
-            let (pv, load) = ((self.slot.pv_wh / hours) as f32, (self.slot.load_wh / hours) as f32);
-            let step_len = SignedDuration::from_millis(i64::try_from(SLOT).unwrap_or(900_000));
-            self.pv.observe(self.clocks.pv_ts(slot_start), step_len, Watts::saturating(pv));
-            self.load.observe(self.clocks.load_ts(slot_start), Watts::saturating(load));
+        if end % SLOT == 0 {
+            if let Some((pv, load)) = self.slot.mean() {
+                let slot_start = end - SLOT;
+                let step_len = SignedDuration::from_millis(i64::try_from(SLOT).unwrap_or(900_000));
+                self.pv.observe(self.clocks.pv_ts(slot_start), step_len, pv);
+                self.load.observe(self.clocks.load_ts(slot_start), load);
+            }
             self.slot = SlotEnergy::default();
         }
     }
 }
 
-/// The baseline's hook: only the ledger.
+/// The baseline's hook: the ledger, and the truth of every quarter-hour for the foresight
+/// runs.
 struct LedgerHook {
     clocks: Clocks,
     ledger: Ledger,
     error: Option<LedgerError>,
     flows: BatteryFlows,
+    slot: SlotEnergy,
+    truth: Truth,
 }
 
 impl CycleHook for LedgerHook {
@@ -517,6 +883,14 @@ impl CycleHook for LedgerHook {
             self.error.get_or_insert(e);
         }
         self.flows.observe(t.battery_power, t.grid_power, secs(step));
+        self.slot.add(t.pv_power, t.load_power, secs(step));
+        if self.clocks.clock(now) % SLOT == 0 {
+            if let Some((pv, load)) = self.slot.mean() {
+                self.truth.pv.push(pv);
+                self.truth.load.push(load);
+            }
+            self.slot = SlotEnergy::default();
+        }
     }
 }
 
@@ -531,8 +905,39 @@ fn run_options(opts: &EconomicsOptions) -> RunOptions {
     run
 }
 
-/// Run the EMS and the self-consumption baseline (in parallel, one thread each) and bill all
-/// three cases.
+/// A run's harness report and wall time, s.
+type Timed = Result<(crate::report::Report, f64), EconomicsError>;
+
+fn timed(run: &RunOptions, hook: &mut dyn CycleHook) -> Timed {
+    let t = Instant::now();
+    let (r, _) = run_with_hook(run, &[], &[], hook)?;
+    Ok((r, t.elapsed().as_secs_f64()))
+}
+
+/// Runs `a`, and `b` beside it on a second thread.
+fn in_parallel(
+    run: &RunOptions,
+    a: &mut (dyn CycleHook + Send),
+    b: Option<&mut (dyn CycleHook + Send)>,
+) -> (Timed, Option<Timed>) {
+    std::thread::scope(|s| {
+        let other = b.map(|h| s.spawn(move || timed(run, h)));
+        let first = timed(run, a);
+        let second = other.map(|j| {
+            j.join().unwrap_or_else(|_| Err(EconomicsError::Options("a simulation run panicked".to_owned())))
+        });
+        (first, second)
+    })
+}
+
+fn missing() -> EconomicsError {
+    EconomicsError::Options("a simulation run did not report".to_owned())
+}
+
+/// Run the self-consumption baseline, the EMS and (unless turned off) the perfect-foresight
+/// case, two at a time in parallel, and bill them all. The self-consumption run records the
+/// truth the foresight runs plan with, so it runs first; the EMS runs beside it when it
+/// forecasts everything.
 ///
 /// # Errors
 /// [`EconomicsError`] for invalid options or a run the harness refuses.
@@ -541,31 +946,59 @@ pub fn run_economics(opts: &EconomicsOptions) -> Result<EconomicsReport, Economi
     let started = Instant::now();
     let clocks = Clocks::new((u64::from(opts.start_day) - 1) * DAY);
     let run = run_options(opts);
-    let mut ems_hook = PlanHook::new(opts, clocks)?;
     let mut sc_hook = LedgerHook {
         clocks,
         ledger: Ledger::new(opts.tariff.clone(), opts.tariff.time_zone().clone()),
         error: None,
         flows: BatteryFlows::default(),
+        slot: SlotEnergy::default(),
+        truth: Truth::default(),
     };
-    let (ems_run, sc_run) = std::thread::scope(|s| {
-        let sc = s.spawn(|| {
-            let t = Instant::now();
-            run_with_hook(&run, &[], &[], &mut sc_hook).map(|(r, _)| (r, t.elapsed().as_secs_f64()))
-        });
-        let t = Instant::now();
-        let ems = run_with_hook(&run, &[], &[], &mut ems_hook).map(|(r, _)| (r, t.elapsed().as_secs_f64()));
-        (ems, sc.join())
-    });
+    // Phase 1: self-consumption, and the EMS beside it unless it needs the truth.
+    let early = !opts.foresight.any();
+    let mut ems_hook = PlanHook::new(opts, clocks, opts.foresight, std::sync::Arc::default())?;
+    let (sc_run, ems_early) =
+        in_parallel(&run, &mut sc_hook, early.then_some(&mut ems_hook as &mut (dyn CycleHook + Send)));
+    let (sc_report, sc_wall) = sc_run?;
+    if let Some(e) = sc_hook.error.take() {
+        return Err(e.into());
+    }
+    let truth = std::sync::Arc::new(std::mem::take(&mut sc_hook.truth));
+    // Phase 2: the perfect-foresight case, and the EMS beside it if it was not run yet.
+    let mut pf_hook = if opts.perfect_foresight {
+        Some(PlanHook::new(opts, clocks, Foresight::PERFECT, truth.clone())?)
+    } else {
+        None
+    };
+    if !early {
+        ems_hook = PlanHook::new(opts, clocks, opts.foresight, truth)?;
+    }
+    let (ems_run, pf_run) = match (ems_early, pf_hook.as_mut()) {
+        (Some(ems), Some(pf)) => (ems, Some(timed(&run, pf))),
+        (Some(ems), None) => (ems, None),
+        (None, pf) => {
+            let (e, p) = in_parallel(&run, &mut ems_hook, pf.map(|h| h as &mut (dyn CycleHook + Send)));
+            (e, p)
+        }
+    };
     let (ems_report, ems_wall) = ems_run?;
-    let (sc_report, sc_wall) = match sc_run {
-        Ok(r) => r?,
-        Err(_) => return Err(EconomicsError::Options("the self-consumption run panicked".to_owned())),
-    };
-    if let Some(e) = ems_hook.error.take().or(sc_hook.error.take()) {
+    if let Some(e) = ems_hook.error.take() {
         return Err(e.into());
     }
     let savings = Savings::compare(&ems_hook.ems, &ems_hook.no_battery, &sc_hook.ledger);
+    let mut violations = ems_report.violation_count + sc_report.violation_count;
+    let perfect_foresight = match (pf_hook.as_mut(), pf_run) {
+        (Some(pf), Some(r)) => {
+            let (pf_report, pf_wall) = r?;
+            if let Some(e) = pf.error.take() {
+                return Err(e.into());
+            }
+            violations += pf_report.violation_count;
+            Some(foresight_report(&savings, pf, pf_wall))
+        }
+        (Some(_), None) => return Err(missing()),
+        (None, _) => None,
+    };
     #[allow(clippy::cast_precision_loss)] // counts
     let (plan_ms_mean, horizon_slots_mean) = if ems_hook.plans > 0 {
         (
@@ -588,14 +1021,88 @@ pub fn run_economics(opts: &EconomicsOptions) -> Result<EconomicsReport, Economi
         plans: ems_hook.plans,
         plans_relaxed: ems_hook.relaxed,
         plan_errors: ems_hook.failed,
+        plans_gated: ems_hook.gated,
         plan_ms_mean,
         plan_ms_max: ems_hook.plan_s_max * 1000.0,
         horizon_slots_mean,
-        violations: ems_report.violation_count + sc_report.violation_count,
+        violations,
         ems_battery: ems_hook.flows,
         self_consumption_battery: sc_hook.flows,
         ems_wall_s: ems_wall,
         self_consumption_wall_s: sc_wall,
         wall_s: started.elapsed().as_secs_f64(),
+        ems_foresight: opts.foresight.to_string(),
+        perfect_foresight,
     })
+}
+
+/// The perfect-foresight run's costs beside the EMS's and the baselines', per month and in
+/// total.
+fn foresight_report(ems: &Savings, pf: &PlanHook, wall_s: f64) -> PerfectForesightReport {
+    let pf_savings = Savings::compare(&pf.ems, &pf.no_battery, &pf.no_battery);
+    let cost_of = |period: &str| {
+        pf_savings.months.iter().find(|m| m.period == period).map_or(Money::ZERO, |m| m.ems)
+    };
+    PerfectForesightReport {
+        months: ems.months.iter().map(|m| ForesightPeriod::new(m, cost_of(&m.period))).collect(),
+        total: ForesightPeriod::new(&ems.total, pf_savings.total.ems),
+        totals: pf.ems.total(),
+        battery: pf.flows,
+        plans: pf.plans,
+        plans_gated: pf.gated,
+        wall_s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn foresight_parses_lists_and_names_an_unknown_item() {
+        assert_eq!(Foresight::parse("none").unwrap(), Foresight::default());
+        assert_eq!(Foresight::parse("all").unwrap(), Foresight::PERFECT);
+        let f = Foresight::parse("pv, prices").unwrap();
+        assert_eq!(f, Foresight { pv: true, load: false, prices: true });
+        assert_eq!(f.to_string(), "pv,prices");
+        assert_eq!(Foresight::default().to_string(), "none");
+        let e = Foresight::parse("pv,weather").unwrap_err().to_string();
+        assert!(e.contains("weather"), "{e}");
+    }
+
+    fn period(ems: f64, sc: f64) -> PeriodSavings {
+        let s = Savings::compare(
+            &Ledger::new(tariff(), TimeZone::UTC),
+            &Ledger::new(tariff(), TimeZone::UTC),
+            &Ledger::new(tariff(), TimeZone::UTC),
+        );
+        PeriodSavings { ems: Money::new(ems), self_consumption: Money::new(sc), ..s.total }
+    }
+
+    fn tariff() -> Tariff {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/tariffs/tou.toml");
+        Tariff::load(std::path::Path::new(path)).unwrap()
+    }
+
+    #[test]
+    fn capture_is_the_share_of_the_perfect_foresight_saving() {
+        // SC 100, PF 90, EMS 92: 8 of the reachable 10 captured.
+        let p = ForesightPeriod::new(&period(92.0, 100.0), Money::new(90.0));
+        assert!((p.capture.unwrap() - 0.8).abs() < 1e-12);
+        assert!((p.pf_vs_self_consumption.get() - 10.0).abs() < 1e-12);
+        assert!((p.ems_vs_self_consumption.get() - 8.0).abs() < 1e-12);
+        // Nothing reachable: no ratio of two noise-sized numbers.
+        let p = ForesightPeriod::new(&period(100.01, 100.0), Money::new(99.99));
+        assert_eq!(p.capture, None);
+    }
+
+    #[test]
+    fn bad_options_are_refused_by_name() {
+        let mut o = EconomicsOptions::reference_home(tariff(), 1, 1);
+        o.replan_slots = 0;
+        assert!(run_economics(&o).unwrap_err().to_string().contains("--replan-slots = 0"));
+        let mut o = EconomicsOptions::reference_home(tariff(), 1, 1);
+        o.max_horizon = Millis::new(8 * DAY);
+        assert!(run_economics(&o).is_err());
+    }
 }

@@ -91,6 +91,7 @@ impl OptimizeArgs {
             no_battery_export: self.no_battery_export,
             degradation_cost: Price::checked("degradation-cost", self.degradation_cost)
                 .map_err(|e| format!("--{e}"))?,
+            ..Problem::default()
         };
         p.validate().map_err(|e| e.to_string())?;
         Ok(p)

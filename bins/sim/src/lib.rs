@@ -62,6 +62,27 @@ pub struct SimulateArgs {
     /// discharge); it keeps the plan from cycling for margins thinner than the wear.
     #[arg(long, requires = "tariff")]
     pub degradation_cost: Option<f64>,
+    /// Economics, for diagnosis: give the EMS run's planner the truth instead of a forecast:
+    /// none, all, or a comma-separated list of pv, load, prices. The perfect-foresight case
+    /// (everything true) is always reported beside it.
+    #[arg(long, default_value = "none", requires = "tariff")]
+    pub foresight: String,
+    /// Economics, for diagnosis: re-plan every this many quarter-hours (1..=96); in between
+    /// the next slot of the last plan runs.
+    #[arg(long, default_value_t = 1, requires = "tariff")]
+    pub replan_every: u32,
+    /// Economics, for diagnosis: the longest planning horizon in hours (default 48; the
+    /// shortest is 24 h, or this if it is shorter).
+    #[arg(long, requires = "tariff")]
+    pub horizon_hours: Option<f64>,
+    /// Economics: the least saving over self-consumption (currency per plan horizon, by the
+    /// plan's own forecast) for which the EMS acts on a plan; below it the slot runs
+    /// self-consumption. Negative: act on every plan.
+    #[arg(long, requires = "tariff", allow_negative_numbers = true)]
+    pub plan_margin: Option<f64>,
+    /// Economics: skip the perfect-foresight case (faster diagnosis runs).
+    #[arg(long, requires = "tariff")]
+    pub no_perfect_foresight: bool,
 }
 
 /// How a report is printed: `text` (a human-readable summary) or `json`.
@@ -92,7 +113,20 @@ pub fn simulate(args: &SimulateArgs, command: &str) -> ExitCode {
             battery_kwh: args.battery_kwh,
             annual_load_kwh: args.annual_load_kwh,
             degradation_cost: args.degradation_cost,
+            foresight: ems_testing::economics::Foresight::default(),
+            replan_every: args.replan_every,
+            horizon_hours: args.horizon_hours,
+            perfect_foresight: !args.no_perfect_foresight,
+            plan_margin: args.plan_margin,
         };
+        let foresight = match ems_testing::economics::Foresight::parse(&args.foresight) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("{command}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let home = Home { foresight, ..home };
         return economics(days, args.seed, args.report, tariff, home, command);
     }
     site(days, args, command)
@@ -179,6 +213,11 @@ struct Home {
     battery_kwh: f64,
     annual_load_kwh: f64,
     degradation_cost: Option<f64>,
+    foresight: ems_testing::economics::Foresight,
+    replan_every: u32,
+    horizon_hours: Option<f64>,
+    perfect_foresight: bool,
+    plan_margin: Option<f64>,
 }
 
 impl Home {
@@ -204,6 +243,23 @@ impl Home {
         if let Some(c) = self.degradation_cost {
             let c = check("degradation-cost", c, 0.0, 10.0)?;
             opts.planner.degradation_cost = ems_strategies::Price::new(c);
+        }
+        opts.foresight = self.foresight;
+        opts.perfect_foresight = self.perfect_foresight;
+        if let Some(m) = self.plan_margin {
+            let m = check("plan-margin", m, -1.0e6, 1.0e6)?;
+            opts.plan_margin = ems_strategies::Money::new(m);
+        }
+        if !(1..=96).contains(&self.replan_every) {
+            return Err(format!("--replan-every = {} must be 1..=96", self.replan_every));
+        }
+        opts.replan_slots = self.replan_every;
+        if let Some(h) = self.horizon_hours {
+            let h = check("horizon-hours", h, 0.25, 168.0)?;
+            // 0.25..=168 h in ms is far inside u64.
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let ms = (h * 3_600_000.0).round() as u64;
+            opts.max_horizon = ems_core::Millis::new(ms);
         }
         Ok(())
     }

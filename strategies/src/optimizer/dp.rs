@@ -57,8 +57,33 @@ impl Slot {
         }
     }
 
+    /// The same step with the import limit lowered to `cap` W (a demand-charge cap): the
+    /// battery may not charge beyond it, and import beyond it costs the penalty.
+    pub(crate) fn with_import_cap(mut self, cap: f64) -> Self {
+        if cap < self.imp_max {
+            self.imp_max = cap;
+            self.b_lo = self.b_lo.max((self.net - cap).min(0.0));
+        }
+        self
+    }
+
+    /// `load − pv`, W.
+    pub(crate) fn net(&self) -> f64 {
+        self.net
+    }
+
+    /// Lowest battery power (largest charge), W.
+    pub(crate) fn b_lo(&self) -> f64 {
+        self.b_lo
+    }
+
+    /// Highest battery power (largest discharge), W.
+    pub(crate) fn b_hi(&self) -> f64 {
+        self.b_hi
+    }
+
     /// Energy change caused by battery power `b` over the step.
-    fn delta_of(&self, b: f64) -> f64 {
+    pub(crate) fn delta_of(&self, b: f64) -> f64 {
         if b >= 0.0 {
             -b * self.dh / self.eta_d
         } else {
@@ -67,7 +92,7 @@ impl Slot {
     }
 
     /// Battery power that changes the stored energy by `d` over the step.
-    fn power_of(&self, d: f64) -> f64 {
+    pub(crate) fn power_of(&self, d: f64) -> f64 {
         if d <= 0.0 {
             -d * self.eta_d / self.dh
         } else {
@@ -132,9 +157,25 @@ impl Slot {
     }
 }
 
-/// Solves the problem (inputs already validated). `solve_time` is left at 0 for the caller.
-pub(crate) fn solve(problem: &Problem, steps: &[Step], penalty: f64) -> Result<Plan, PlanError> {
-    let slots: Vec<Slot> = steps.iter().map(|s| Slot::new(problem, s, penalty)).collect();
+/// Solves the problem (inputs already validated) without its demand charge, with the import
+/// limit of step `t` lowered to `caps[t]` where given. `solve_time` is left at 0 for the caller.
+pub(crate) fn solve(
+    problem: &Problem,
+    steps: &[Step],
+    penalty: f64,
+    caps: Option<&[Option<f64>]>,
+) -> Result<Plan, PlanError> {
+    let slots: Vec<Slot> = steps
+        .iter()
+        .enumerate()
+        .map(|(t, s)| {
+            let slot = Slot::new(problem, s, penalty);
+            match caps.and_then(|c| c.get(t).copied().flatten()) {
+                Some(cap) => slot.with_import_cap(cap),
+                None => slot,
+            }
+        })
+        .collect();
     let cap = f64::from(problem.capacity_wh.get());
     let n = slots.len();
     let (w_lo, w_hi) = (problem.soc_min.get() * cap, problem.soc_max.get() * cap);

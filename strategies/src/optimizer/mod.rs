@@ -99,7 +99,9 @@
 //! 16 on the real-data week of `benches/planner.rs` (18 on its non-convex stress variant), where
 //! 96 steps plan in well under a millisecond and 672 steps in under one.
 
+mod baseline;
 mod csv;
+mod demand;
 mod dp;
 mod pwl;
 mod types;
@@ -108,8 +110,11 @@ use std::time::Instant;
 
 use jiff::Timestamp;
 
+pub use self::baseline::{self_consumption, SelfConsumptionSchedule};
 pub use self::csv::{parse_csv, CsvError, ValueProblem, COLUMNS};
-pub use self::types::{ParamError, Plan, PlanError, PlanStatus, Problem, Relaxations, Step};
+pub use self::types::{
+    DemandObjective, DemandPrice, ParamError, Plan, PlanError, PlanStatus, Problem, Relaxations, Step,
+};
 use crate::units::{Price, Ratio};
 
 /// The internal price of one kWh beyond a grid limit (see the module docs): 1000 × (1 + the
@@ -163,11 +168,39 @@ fn validate_steps(steps: &[Step]) -> Result<(), PlanError> {
 /// [`PlanError`] for invalid parameters or steps (and, should rounding ever break an internal
 /// invariant, [`PlanError::Numerical`]); never because the constraints cannot all be met.
 pub fn plan(problem: &Problem, steps: &[Step]) -> Result<Plan, PlanError> {
+    let until = problem.demand_charge.and_then(|d| d.until);
+    let counts: Vec<bool> = steps.iter().map(|s| until.is_none_or(|u| s.start < u)).collect();
+    plan_with_demand_steps(problem, steps, &counts)
+}
+
+/// As [`plan`], with the steps that count for the demand charge given one by one (e.g. only a
+/// tariff's peak windows): step `t` counts when `counts[t]` is `true` and it starts before
+/// [`DemandObjective::until`]; steps beyond the end of `counts` do not count. Without a demand
+/// charge in `problem` this is [`plan`].
+///
+/// The demand charge makes the objective depend on the largest import of the counting steps;
+/// the plan is exact for the import cap an outer search settles on (see the module docs of
+/// `demand`: golden-section search over the cap, each cap solved exactly), about 27 exact
+/// solves.
+///
+/// # Errors
+/// As [`plan`].
+pub fn plan_with_demand_steps(problem: &Problem, steps: &[Step], counts: &[bool]) -> Result<Plan, PlanError> {
     let started = Instant::now();
     problem.validate()?;
     validate_steps(steps)?;
-    let penalty = grid_limit_penalty(problem, steps);
-    let mut out = dp::solve(problem, steps, penalty.per_kwh())?;
+    let penalty = grid_limit_penalty(problem, steps).per_kwh();
+    let mut out = match problem.demand_charge {
+        None => dp::solve(problem, steps, penalty, None)?,
+        Some(d) => {
+            let counts: Vec<bool> = steps
+                .iter()
+                .enumerate()
+                .map(|(t, s)| counts.get(t).copied().unwrap_or(false) && d.until.is_none_or(|u| s.start < u))
+                .collect();
+            demand::solve(problem, steps, penalty, &counts)?
+        }
+    };
     out.solve_time = started.elapsed();
     Ok(out)
 }

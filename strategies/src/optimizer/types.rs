@@ -75,6 +75,51 @@ pub struct Problem {
     /// Cost per kWh of AC throughput, charge plus discharge, `≥ 0` (`degradation-cost`,
     /// default 0).
     pub degradation_cost: Price,
+    /// A demand charge on the billing period's peak import, part of the objective (default
+    /// `None`: no demand charge). See [`DemandObjective`].
+    pub demand_charge: Option<DemandObjective>,
+}
+
+/// A demand charge in the plan's objective: every watt by which the highest import of a
+/// counting step (the step's mean grid power) rises above [`Self::peak_so_far`] costs
+/// [`Self::per_kw`] per kW. So a plan that raises the billing period's peak pays for it, and one
+/// that shaves it saves the energy-price difference only where that pays more.
+///
+/// Which steps count: those that start before [`Self::until`] (the end of the billing period;
+/// `None`: all), and with [`super::plan_with_demand_steps`] only those marked (e.g. a tariff's
+/// peak windows).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DemandObjective {
+    /// Charge per kW of the period's peak.
+    pub per_kw: DemandPrice,
+    /// The highest import that already counts in this billing period, `≥ 0` (0 at its start).
+    pub peak_so_far: Watts,
+    /// End of the billing period: steps starting at or after it do not count.
+    pub until: Option<Timestamp>,
+}
+
+/// Currency per kW of peak power (a demand charge's rate), finite and `≥ 0`.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Default)]
+pub struct DemandPrice(f64);
+
+impl DemandPrice {
+    /// Zero.
+    pub const ZERO: Self = Self(0.0);
+
+    /// A rate in currency per kW.
+    ///
+    /// # Errors
+    /// [`ParamError`] (field `demand-charge-per-kw`) when it is negative or not finite.
+    pub fn try_new(per_kw: f64) -> Result<Self, ParamError> {
+        check("demand-charge-per-kw", per_kw, per_kw >= 0.0, ">= 0 per kW")?;
+        Ok(Self(per_kw))
+    }
+
+    /// Currency per kW.
+    #[must_use]
+    pub const fn per_kw(self) -> f64 {
+        self.0
+    }
 }
 
 impl Default for Problem {
@@ -93,6 +138,7 @@ impl Default for Problem {
             grid_export_max_w: ems_core::watts!(20_000.0),
             no_battery_export: false,
             degradation_cost: Price::ZERO,
+            demand_charge: None,
         }
     }
 }
@@ -145,6 +191,12 @@ impl Problem {
         check("grid-export-max-w", v, v >= 0.0, ">= 0 W")?;
         let v = self.degradation_cost.per_kwh();
         check("degradation-cost", v, v >= 0.0, ">= 0 per kWh")?;
+        if let Some(d) = self.demand_charge {
+            let v = d.per_kw.per_kw();
+            check("demand-charge-per-kw", v, v >= 0.0, ">= 0 per kW")?;
+            let v = f64::from(d.peak_so_far.get());
+            check("demand-peak-so-far-w", v, v >= 0.0, ">= 0 W")?;
+        }
         Ok(())
     }
 }
@@ -218,8 +270,9 @@ impl Relaxations {
 /// `{"total_cost", "battery_w": [...], "soc": [...], "grid_w": [...], "solve_time_s", "status"}`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Plan {
-    /// Energy cost minus export revenue plus degradation cost over the horizon (the penalty for
-    /// exceeding grid limits is not included).
+    /// Energy cost minus export revenue plus degradation cost over the horizon, plus the demand
+    /// charge on the rise of the peak when the problem has one (the penalty for exceeding grid
+    /// limits is not included).
     pub total_cost: Money,
     /// Battery AC power per step, W, `+` discharge / `−` charge.
     pub battery_w: Vec<f64>,
