@@ -10,7 +10,7 @@ use super::views::{
 use super::{LiveConfig, LiveError, LiveEvent, Measured, PriceBasis, ReplanReason, SpotStatus};
 use crate::accounting::YearMonth;
 use crate::forecast::{LoadForecaster, LoadProfile, PvCorrection, PvForecaster};
-use crate::optimizer::{replan, PlanStatus, Step};
+use crate::optimizer::{plan_with_demand_steps, DemandObjective, DemandPrice, PlanStatus, Problem, Step};
 use crate::tariff::{ImportPricing, PriceSeries, Tariff};
 use crate::units::{watts_from_f64, Factor, Money, Price, Ratio, WattsPerSquareMetre};
 use ems_core::Watts;
@@ -216,6 +216,29 @@ impl LiveEconomics {
     #[must_use]
     pub fn ledgers(&self) -> [&crate::accounting::Ledger; 3] {
         [&self.books.ems, &self.books.no_battery, &self.books.self_consumption]
+    }
+
+    /// The tariff's demand charge as the planner sees it at `now`: its rate, the highest import
+    /// the EMS ledger has counted this local month, and the month's end.
+    fn demand_objective(&self, now: Timestamp) -> Option<DemandObjective> {
+        let charge = self.tariff.demand_charge()?;
+        let per_kw = DemandPrice::try_new(charge.per_kw()).ok()?;
+        let date = now.to_zoned(self.tariff.time_zone().clone()).date();
+        let month = YearMonth::of(date);
+        let peak_so_far = self
+            .books
+            .ems
+            .months()
+            .into_iter()
+            .find(|m| m.month == month)
+            .map_or(Watts::ZERO, |m| m.peak_import.max(Watts::ZERO));
+        let until = date
+            .first_of_month()
+            .checked_add(jiff::Span::new().months(1))
+            .ok()
+            .and_then(|d| d.to_zoned(self.tariff.time_zone().clone()).ok())
+            .map(|z| z.timestamp());
+        Some(DemandObjective { per_kw, peak_so_far, until })
     }
 
     fn slot_start(&self, at: Timestamp) -> Timestamp {
@@ -514,7 +537,11 @@ impl LiveEconomics {
             return Ok(self.plan.insert(plan));
         }
         let steps = self.steps(now, end, &forecast);
-        match replan(&self.cfg.problem, soc, &steps) {
+        // A demand charge is part of the objective: the month's peak so far is what a plan must
+        // not raise without paying for it; only the steps the tariff counts (its peak windows).
+        let problem = Problem { soc_init: soc, demand_charge: self.demand_objective(now), ..self.cfg.problem };
+        let counts: Vec<bool> = steps.iter().map(|s| self.tariff.counts_for_demand(s.start)).collect();
+        match plan_with_demand_steps(&problem, &steps, &counts) {
             Ok(p) => {
                 let slots: Vec<PlannedSlot> = forecast
                     .iter()
