@@ -374,7 +374,7 @@ impl Hook for GatewayHook {
     fn stepped(&mut self, cx: &Context<'_>, out: &Output) {
         audit(out);
         if let Some(e) = &mut self.economics {
-            e.observe(cx.now, cx.snapshot, out);
+            e.observe(cx.now, cx.snapshot, out, cx.mode);
         }
         if let Some(a) = &mut self.api {
             a.after(out, cx.snapshot, cx.now, cx.latched, cx.mode);

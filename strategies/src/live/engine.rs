@@ -539,7 +539,8 @@ impl LiveEconomics {
         let steps = self.steps(now, end, &forecast);
         // A demand charge is part of the objective: the month's peak so far is what a plan must
         // not raise without paying for it; only the steps the tariff counts (its peak windows).
-        let problem = Problem { soc_init: soc, demand_charge: self.demand_objective(now), ..self.cfg.problem };
+        let problem =
+            Problem { soc_init: soc, demand_charge: self.demand_objective(now), ..self.cfg.problem };
         let counts: Vec<bool> = steps.iter().map(|s| self.tariff.counts_for_demand(s.start)).collect();
         match plan_with_demand_steps(&problem, &steps, &counts) {
             Ok(p) => {

@@ -304,7 +304,9 @@ mod tests {
         assert!(e.contains("economics.replan_minutes: 0 min is outside 1..=240 min"), "{e}");
         let e = error("latitude = 52\nlongitude = 13.4\nhorizon_hours = 500\n");
         assert!(e.contains("economics.horizon_hours") && e.contains("500"), "{e}");
-        let e = error("latitude = 52\nlongitude = 13.4\n[[economics.prices]]\nkind = \"entsoe\"\ntoken = \"t\"\n");
+        let e = error(
+            "latitude = 52\nlongitude = 13.4\n[[economics.prices]]\nkind = \"entsoe\"\ntoken = \"t\"\n",
+        );
         assert!(e.contains("economics.prices[0].zone") && e.contains("missing"), "{e}");
         let e = error("latitude = 52\nlongitude = 13.4\n[[economics.prices]]\nkind = \"smard\"\n");
         assert!(e.contains("smard"), "{e}");
@@ -314,7 +316,8 @@ mod tests {
         assert!(e.contains("economics.time_zone") && e.contains("Mars/Olympus"), "{e}");
         let e = error("latitude = 52\nlongitude = 13.4\nrules = \"nope.toml\"\n");
         assert!(e.contains("economics.rules") && e.contains("nope.toml"), "{e}");
-        let bad_tariff = site("latitude = 52\nlongitude = 13.4\n").replace("dynamic-live.toml", "missing.toml");
+        let bad_tariff =
+            site("latitude = 52\nlongitude = 13.4\n").replace("dynamic-live.toml", "missing.toml");
         let e = parse(Path::new("site.toml"), &bad_tariff).unwrap_err().to_string();
         assert!(e.contains("economics.tariff") && e.contains("missing.toml"), "{e}");
     }

@@ -120,7 +120,13 @@ impl LoopEconomics {
 
     /// After the step: accumulate the measurements, send a tick every second and a sample
     /// every minute, and a re-plan request when the source of the set-point changed by a mode.
-    pub(crate) fn observe(&mut self, now: Millis, snapshot: &Snapshot, out: &Output) {
+    pub(crate) fn observe(
+        &mut self,
+        now: Millis,
+        snapshot: &Snapshot,
+        out: &Output,
+        mode: ems_control::ModeSetting,
+    ) {
         let at = self.site_time(now);
         if let Some((prev_ms, _)) = self.last {
             // One cycle: milliseconds, far inside f64's exact integers.
@@ -144,6 +150,7 @@ impl LoopEconomics {
                 battery: snapshot.inverter.active_power.last_value(),
                 rating: snapshot.inverter.rated_power,
                 source: out.source,
+                mode,
             };
             self.send(ToPlanner::Tick(tick));
         }

@@ -97,6 +97,8 @@ pub(crate) struct Tick {
     pub rating: Watts,
     /// What set the set-point this cycle.
     pub source: CommandSource,
+    /// The controller's default mode.
+    pub mode: ems_control::ModeSetting,
 }
 
 /// Control thread → planner.

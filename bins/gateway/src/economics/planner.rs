@@ -174,7 +174,6 @@ impl Planner {
             store,
             to_loop: None,
             last_rule: None,
-            last_source: None,
             last_save: Instant::now(),
             last_irradiance: None,
             stop: Arc::new(AtomicBool::new(false)),
@@ -265,7 +264,6 @@ struct PlannerLoop {
     store: StateStore,
     to_loop: Option<SyncSender<ToLoop>>,
     last_rule: Option<ActiveRule>,
-    last_source: Option<std::mem::Discriminant<ems_control::CommandSource>>,
     last_save: Instant,
     last_irradiance: Option<Instant>,
     stop: Arc<AtomicBool>,
@@ -368,17 +366,12 @@ impl PlannerLoop {
         let mut core = lock(&self.shared);
         match msg {
             ToPlanner::Tick(t) => {
-                let source = std::mem::discriminant(&t.source);
-                // The operator switched between a control mode and the rest: the plan's
-                // assumptions changed.
-                let is_override = matches!(t.source, ems_control::CommandSource::Override(_));
-                if let Some(prev) = self.last_source.replace(source) {
-                    if prev != source
-                        && (is_override
-                            || core
-                                .tick
-                                .is_some_and(|p| matches!(p.source, ems_control::CommandSource::Override(_))))
-                    {
+                // The operator changed the default mode, or a control mode started or ended:
+                // the plan's assumptions changed.
+                let is_override =
+                    |s: ems_control::CommandSource| matches!(s, ems_control::CommandSource::Override(_));
+                if let Some(prev) = core.tick {
+                    if prev.mode != t.mode || is_override(prev.source) != is_override(t.source) {
                         core.engine.request_replan(ReplanReason::ModeChange);
                     }
                 }
