@@ -31,18 +31,45 @@
 //! last activation; sending the same (or another) mode again refreshes it. A caller that wants
 //! "fire and forget" adds **one** of:
 //!
-//! - `"until": "2026-05-01T12:00:00Z"`: an RFC 3339 time (with offset; must be in the future);
-//! - `"duration"`: either a JSON number of seconds (`900`) or an ISO 8601 duration string
-//!   (`"PT15M"`, `"PT1H30M"`); as parsed by `jiff`, which also accepts its "friendly" form
-//!   (`"15m"`, `"15 minutes"`).
+//! | `until` / `duration` | ends |
+//! | --- | --- |
+//! | `"until": "2026-05-01T12:00:00Z"` | at that RFC 3339 time (with offset; must be in the future) |
+//! | `"until": "sunset"` | at the next sunset at the site after the activation ([`SunsetSource`], injected by the gateway; without one, or in polar day or night, the request is refused naming `ess.until`) |
+//! | `"until": {"soc": 80}` | when the measured SOC ([`ControlModes::set_soc`]) reaches 80 %: `≥` for `FORCE_CHARGE` and `LIMIT_CHARGE`, `≤` for `NO_DISCHARGE` and `LIMIT_DISCHARGE`; while the SOC is unknown the mode stays; at the latest after [`MAX_HOLD`] |
+//! | `"duration": 900` or `"duration": "PT15M"` | after that many seconds, or that ISO 8601 duration (`"PT1H30M"`; as parsed by `jiff`, which also accepts its "friendly" form `"15m"`, `"15 minutes"`) |
 //!
-//! Either replaces the watchdog; the hold may not exceed [`MAX_HOLD`] (7 days).
+//! Any of them replaces the watchdog; the hold may not exceed [`MAX_HOLD`] (7 days).
 
 use crate::input::{self, FieldError};
 use ems_control::{Override, OverrideKind};
-use ems_core::Watts;
+use ems_core::{Percent, Watts};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{json, Map, Value};
+use std::fmt;
+use std::sync::Arc;
+
+/// Where `"until": "sunset"` learns the next sunset at the site (the API layer knows no
+/// location; the gateway injects the solar calculation of `ems-strategies`). Any
+/// `Fn(Timestamp) -> Option<Timestamp>` closure is one.
+pub trait SunsetSource: Send + Sync {
+    /// The first sunset at the site strictly after `after`; `None` in polar day or night.
+    fn next_sunset(&self, after: Timestamp) -> Option<Timestamp>;
+}
+
+impl<F: Fn(Timestamp) -> Option<Timestamp> + Send + Sync> SunsetSource for F {
+    fn next_sunset(&self, after: Timestamp) -> Option<Timestamp> {
+        self(after)
+    }
+}
+
+#[derive(Clone)]
+struct Sunsets(Arc<dyn SunsetSource>);
+
+impl fmt::Debug for Sunsets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SunsetSource")
+    }
+}
 
 /// How long an activation lives without a refresh (the OpenEMS proposal's 60 s).
 pub const DEFAULT_WATCHDOG: SignedDuration = SignedDuration::from_secs(60);
@@ -58,8 +85,13 @@ pub const COMPONENTS: [&str; 1] = ["ess"];
 pub enum Expiry {
     /// The watchdog: it ends unless refreshed.
     Watchdog,
-    /// An explicit `until`/`duration` given by the caller.
+    /// An explicit `until` time or `duration` given by the caller.
     Until,
+    /// `"until": "sunset"`: the next sunset after the activation.
+    Sunset,
+    /// `"until": {"soc": …}`: the measured SOC reached [`ActiveMode::until_soc`] (or
+    /// [`MAX_HOLD`] passed).
+    Soc,
 }
 
 impl Expiry {
@@ -69,6 +101,8 @@ impl Expiry {
         match self {
             Self::Watchdog => "watchdog",
             Self::Until => "until",
+            Self::Sunset => "sunset",
+            Self::Soc => "soc",
         }
     }
 }
@@ -84,6 +118,25 @@ pub struct ActiveMode {
     pub expires_at: Timestamp,
     /// Why it ends then.
     pub expiry: Expiry,
+    /// With [`Expiry::Soc`]: the SOC that ends it (`≥` for `FORCE_CHARGE`/`LIMIT_CHARGE`, `≤`
+    /// for the others, [`ActiveMode::soc_reached`]).
+    pub until_soc: Option<Percent>,
+}
+
+impl ActiveMode {
+    /// Whether `soc` ends this mode: at or above [`Self::until_soc`] for the charging modes
+    /// (`FORCE_CHARGE`, `LIMIT_CHARGE`), at or below it for the others. `false` without a SOC
+    /// target or an unknown SOC.
+    #[must_use]
+    pub fn soc_reached(&self, soc: Option<Percent>) -> bool {
+        match (self.until_soc, soc) {
+            (Some(target), Some(s)) => match self.mode {
+                Override::ForceCharge { .. } | Override::LimitCharge { .. } => s >= target,
+                Override::NoDischarge | Override::LimitDischarge { .. } => s <= target,
+            },
+            _ => false,
+        }
+    }
 }
 
 /// What an activation request did to one component.
@@ -105,6 +158,8 @@ pub struct ControlModes {
     ess: Option<ActiveMode>,
     watchdog: SignedDuration,
     max_power_w: f64,
+    sunsets: Option<Sunsets>,
+    soc: Option<Percent>,
 }
 
 impl Default for ControlModes {
@@ -157,7 +212,26 @@ impl ControlModes {
         let watchdog = if watchdog.is_positive() { watchdog } else { DEFAULT_WATCHDOG };
         let max_power_w =
             if max_power_w.is_finite() && max_power_w >= 0.0 { max_power_w.min(1.0e8) } else { 1.0e8 };
-        Self { ess: None, watchdog, max_power_w }
+        Self { ess: None, watchdog, max_power_w, sunsets: None, soc: None }
+    }
+
+    /// Accept `"until": "sunset"`, with the site's sunsets from `source`.
+    #[must_use]
+    pub fn with_sunset_source(mut self, source: impl SunsetSource + 'static) -> Self {
+        self.set_sunset_source(source);
+        self
+    }
+
+    /// Accept `"until": "sunset"`, with the site's sunsets from `source`.
+    pub fn set_sunset_source(&mut self, source: impl SunsetSource + 'static) {
+        self.sunsets = Some(Sunsets(Arc::new(source)));
+    }
+
+    /// The measured SOC (the control loop sets it every cycle, before [`Self::expire`] and
+    /// [`Self::active_override`]); ends a mode activated with `"until": {"soc": …}`. `None`:
+    /// unknown (such a mode stays).
+    pub fn set_soc(&mut self, soc: Option<Percent>) {
+        self.soc = soc;
     }
 
     /// The `availableControlModes` document: per component, each mode and its parameters.
@@ -179,7 +253,7 @@ impl ControlModes {
     /// [`Self::expire`] removed it).
     #[must_use]
     pub fn active(&self, now: Timestamp) -> Option<&ActiveMode> {
-        self.ess.as_ref().filter(|m| now < m.expires_at)
+        self.ess.as_ref().filter(|m| now < m.expires_at && !m.soc_reached(self.soc))
     }
 
     /// The override the control loop feeds into `Inputs::ess_override` in the cycle at `now`.
@@ -188,16 +262,18 @@ impl ControlModes {
         self.active(now).map(|m| m.mode)
     }
 
-    /// Remove an expired mode and return it (so the caller can audit the watchdog/expiry).
+    /// Remove an expired mode (its time has come or its SOC target is reached, with the SOC
+    /// of [`Self::set_soc`]) and return it (so the caller can audit the watchdog/expiry).
     pub fn expire(&mut self, now: Timestamp) -> Option<ActiveMode> {
         match self.ess {
-            Some(m) if now >= m.expires_at => self.ess.take(),
+            Some(m) if now >= m.expires_at || m.soc_reached(self.soc) => self.ess.take(),
             Some(_) | None => None,
         }
     }
 
     /// The `activeControlModes` document at `now`: `{"ess": null}` or
-    /// `{"ess": {"mode": ..., parameters..., "expiresAt": ..., "expiry": "watchdog"|"until"}}`.
+    /// `{"ess": {"mode": ..., parameters..., "expiresAt": ..., "expiry":
+    /// "watchdog"|"until"|"sunset"|"soc"}}` (with `"untilSoc"` for `"soc"`).
     #[must_use]
     pub fn active_json(&self, now: Timestamp) -> Value {
         let ess = match self.active(now) {
@@ -207,6 +283,9 @@ impl ControlModes {
                 if let Value::Object(o) = &mut v {
                     o.insert("expiresAt".into(), Value::String(m.expires_at.to_string()));
                     o.insert("expiry".into(), Value::String(m.expiry.as_str().into()));
+                    if let Some(soc) = m.until_soc {
+                        o.insert("untilSoc".into(), json!(f64::from(soc.get())));
+                    }
                 }
                 v
             }
@@ -293,8 +372,78 @@ impl ControlModes {
         };
         input::only_keys(o, parent, keys)?;
         mode.validate().map_err(|e| FieldError::new(mode_field.clone(), e.to_string()))?;
-        let (expires_at, expiry) = self.lifetime(o, parent, now)?;
-        Ok(ActiveMode { mode, refreshed_at: now, expires_at, expiry })
+        let (expires_at, expiry, until_soc) = self.lifetime(o, parent, now)?;
+        Ok(ActiveMode { mode, refreshed_at: now, expires_at, expiry, until_soc })
+    }
+
+    /// The end given by `until` (`None`: no `until`): the time, why it ends then and the SOC
+    /// target of `{"soc": …}`.
+    fn until(
+        &self,
+        v: Option<&Value>,
+        until_f: &str,
+        now: Timestamp,
+    ) -> Result<Option<(Timestamp, Expiry, Option<Percent>)>, FieldError> {
+        Ok(match v {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s == "sunset" => {
+                let Some(source) = &self.sunsets else {
+                    return Err(FieldError::new(
+                        until_f,
+                        "\"sunset\" is not available: the site's location is not configured",
+                    ));
+                };
+                let t = source.0.next_sunset(now).ok_or_else(|| {
+                    FieldError::new(
+                        until_f,
+                        "\"sunset\": the sun does not set at the site (polar day or night)",
+                    )
+                })?;
+                Some((t, Expiry::Sunset, None))
+            }
+            Some(Value::Object(u)) => {
+                input::only_keys(u, until_f, &["soc"])?;
+                let soc_f = input::path(until_f, "soc");
+                let soc = match u.get("soc") {
+                    Some(Value::Number(n)) => n
+                        .as_f64()
+                        .filter(|x| (0.0..=100.0).contains(x))
+                        .and_then(|x| {
+                            // Range-checked above: the f32 conversion only rounds.
+                            #[allow(clippy::cast_possible_truncation)]
+                            Percent::try_new(x as f32).ok()
+                        })
+                        .ok_or_else(|| {
+                            FieldError::new(&soc_f, format!("must be a percentage 0..=100, got {n}"))
+                        })?,
+                    Some(other) => {
+                        return Err(FieldError::new(
+                            soc_f,
+                            format!("must be a percentage 0..=100, got {}", input::show(other)),
+                        ))
+                    }
+                    None => return Err(FieldError::new(soc_f, "missing (\"until\": {\"soc\": 80})")),
+                };
+                // A target that is never reached still ends after the longest hold.
+                let t = now.checked_add(MAX_HOLD).map_err(|e| FieldError::new(until_f, format!("{e}")))?;
+                Some((t, Expiry::Soc, Some(soc)))
+            }
+            Some(Value::String(s)) => Some((
+                s.parse::<Timestamp>()
+                    .map_err(|e| FieldError::new(until_f, format!("not an RFC 3339 time {s:?}: {e}")))?,
+                Expiry::Until,
+                None,
+            )),
+            Some(other) => {
+                return Err(FieldError::new(
+                    until_f,
+                    format!(
+                        "must be an RFC 3339 string, \"sunset\" or {{\"soc\": percent}}, got {}",
+                        input::show(other)
+                    ),
+                ))
+            }
+        })
     }
 
     fn lifetime(
@@ -302,21 +451,12 @@ impl ControlModes {
         o: &Map<String, Value>,
         parent: &str,
         now: Timestamp,
-    ) -> Result<(Timestamp, Expiry), FieldError> {
+    ) -> Result<(Timestamp, Expiry, Option<Percent>), FieldError> {
         let until_f = input::path(parent, "until");
         let dur_f = input::path(parent, "duration");
-        let until = match o.get("until") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(
-                s.parse::<Timestamp>()
-                    .map_err(|e| FieldError::new(&until_f, format!("not an RFC 3339 time {s:?}: {e}")))?,
-            ),
-            Some(other) => {
-                return Err(FieldError::new(
-                    until_f,
-                    format!("must be an RFC 3339 string, got {}", input::show(other)),
-                ))
-            }
+        let (until, expiry, until_soc) = match self.until(o.get("until"), &until_f, now)? {
+            Some((t, expiry, soc)) => (Some(t), expiry, soc),
+            None => (None, Expiry::Until, None),
         };
         let duration = match o.get("duration") {
             None | Some(Value::Null) => None,
@@ -352,7 +492,7 @@ impl ControlModes {
                 let end = now.checked_add(self.watchdog).map_err(|e| {
                     FieldError::new(parent, format!("watchdog overflows the time range: {e}"))
                 })?;
-                return Ok((end, Expiry::Watchdog));
+                return Ok((end, Expiry::Watchdog, None));
             }
             (Some(_), Some(_)) => {
                 return Err(FieldError::new(dur_f, "give either 'until' or 'duration', not both"));
@@ -378,6 +518,6 @@ impl ControlModes {
         if t.duration_since(now) > MAX_HOLD {
             return Err(FieldError::new(field, format!("{t} is more than {} s ahead", MAX_HOLD.as_secs())));
         }
-        Ok((t, Expiry::Until))
+        Ok((t, expiry, until_soc))
     }
 }

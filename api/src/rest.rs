@@ -96,7 +96,7 @@ pub const ROUTES: &[RouteInfo] = &[
     RouteInfo { method: "GET", path: "/api/v1/audit", roles: "operator, admin", summary: "The audit log, newest first: `{entries: [{seq, at, actor, action, outcome, detail}], next}`. `limit` (1..=1000, default 100), `before` (a `seq`: the previous page's `next`; `next` is null on the last page), `from`/`to` (RFC 3339), `kind` (`ok`, `refused` or `failed` match the outcome; anything else is an action prefix such as `POST /api/v1/emergency-stop`, `state` or `schedule.`), `actor` (prefix)." },
     RouteInfo { method: "GET", path: "/metrics", roles: "viewer, operator, admin", summary: "Prometheus text format: cycle duration and lateness, E-stop to zero power, state, device errors, API answers by code, unauthenticated requests, audit queue depth and drops. Public (no token) when the gateway is configured so." },
     RouteInfo { method: "GET", path: "/api/v1/control-modes", roles: "viewer, operator, admin", summary: "`availableControlModes` and `activeControlModes`." },
-    RouteInfo { method: "POST", path: "/api/v1/control-modes", roles: "operator, admin", summary: "Activate control modes: `{\"ess\": {\"mode\": \"LIMIT_CHARGE\", \"maxChargePower\": 1000}}` or `{\"activateControlModes\": {...}}`; `{\"ess\": null}` deactivates; `{}` changes nothing; 60 s watchdog unless `until` (RFC 3339) or `duration` (seconds or ISO 8601 like `PT15M`)." },
+    RouteInfo { method: "POST", path: "/api/v1/control-modes", roles: "operator, admin", summary: "Activate control modes: `{\"ess\": {\"mode\": \"LIMIT_CHARGE\", \"maxChargePower\": 1000}}` or `{\"activateControlModes\": {...}}`; `{\"ess\": null}` deactivates; `{}` changes nothing; 60 s watchdog unless `until` (RFC 3339, `\"sunset\"` or `{\"soc\": 80}`) or `duration` (seconds or ISO 8601 like `PT15M`)." },
     RouteInfo { method: "POST", path: "/api/v1/schedules", roles: "provider, admin", summary: "Submit a signed provider schedule. Ed25519 signature (128 hex digits in `auth.sign.signature`) over the UTF-8 of `ems-schedule-v1|<sn>|<executionTime>|<operation>|<power>|<provider>|<nonce>`, fields exactly as sent (`executionTime` as `YYYY-MM-DDTHH:MM:SSZ`, `power` an integer of watts)." },
     RouteInfo { method: "POST", path: "/api/v1/graphql", roles: "provider, admin", summary: "GraphQL: `mutation { ems { battery { schedule(sn, executionTime, operation, power, provider, nonce, auth: {sign: {signature}}) { scheduleId success } } } }` (same rules as POST /api/v1/schedules)." },
     RouteInfo { method: "GET", path: "/api/v1/schedules", roles: "viewer, operator, provider, admin", summary: "Every stored schedule (past, active and future), each with `appliedW` and `limitedBy`." },
@@ -172,7 +172,7 @@ fn site_mode_schema() -> Value {
 
 fn ess_mode_schema() -> Value {
     let life = json!({
-        "until": { "type": "string", "format": "date-time", "description": "Hold until then (future, at most 24 h ahead)." },
+        "until": { "type": ["string", "object"], "description": "Hold until an RFC 3339 time (future, at most 7 days ahead), `\"sunset\"` (the next sunset at the site; refused without a configured location) or `{\"soc\": 80}` (the measured SOC reaches it: >= for FORCE_CHARGE/LIMIT_CHARGE, <= for the others)." },
         "duration": { "type": ["number", "string"], "description": "Seconds (> 0) or ISO 8601 like `PT15M`; at most 24 h." }
     });
     let variant = |mode: &str, field: Option<&str>| {

@@ -189,3 +189,88 @@ fn switching_modes_activates_the_new_one() {
     assert!(matches!(c, Change::Activated(_)));
     assert_eq!(m.active_override(at(69)), Some(Override::ForceCharge { power: ems_core::watts!(100.0) }));
 }
+
+#[test]
+fn until_sunset_needs_a_sunset_source_and_ends_at_the_next_sunset() {
+    let body = json!({"ess": {"mode": "NO_DISCHARGE", "until": "sunset"}});
+    let mut m = modes();
+    let e = m.activate(&obj(body.clone()), t0()).unwrap_err();
+    assert_eq!(e.field, "ess.until");
+    assert!(e.message.contains("location"), "{}", e.message);
+    assert_eq!(m.active_override(t0()), None);
+    // A source: sunset 7 h after each query (a stand-in for the site's solar calculation).
+    let mut m =
+        modes().with_sunset_source(|after: Timestamp| after.checked_add(SignedDuration::from_hours(7)).ok());
+    let Change::Activated(a) = m.activate(&obj(body.clone()), t0()).unwrap() else { panic!("not activated") };
+    assert_eq!(a.expiry, Expiry::Sunset);
+    assert_eq!(a.expires_at, at(7 * 3600));
+    assert!(m.active_override(at(7 * 3600 - 1)).is_some());
+    assert!(m.active_override(at(7 * 3600)).is_none());
+    assert_eq!(m.active_json(t0())["ess"]["expiry"], "sunset");
+    // Polar day or night: no sunset, refused.
+    let mut m = modes().with_sunset_source(|_: Timestamp| None);
+    let e = m.activate(&obj(body), t0()).unwrap_err();
+    assert_eq!(e.field, "ess.until");
+    assert!(e.message.contains("polar"), "{}", e.message);
+}
+
+#[test]
+fn until_soc_ends_when_the_measured_soc_reaches_the_target_in_the_modes_direction() {
+    let pct = |x: f32| Some(ems_core::Percent::try_new(x).unwrap());
+    // FORCE_CHARGE until 80 %: ends at >= 80 %.
+    let mut m = modes();
+    m.set_soc(pct(50.0));
+    let body = json!({"ess": {"mode": "FORCE_CHARGE", "power": 2000, "until": {"soc": 80}}});
+    let Change::Activated(a) = m.activate(&obj(body), t0()).unwrap() else { panic!("not activated") };
+    assert_eq!((a.expiry, a.until_soc), (Expiry::Soc, pct(80.0)));
+    assert_eq!(m.active_json(t0())["ess"]["untilSoc"], 80.0);
+    // Long after the watchdog period it is still active.
+    assert!(m.active_override(at(3600)).is_some());
+    m.set_soc(pct(79.9));
+    assert!(m.expire(at(3600)).is_none());
+    // Unknown SOC: it stays.
+    m.set_soc(None);
+    assert!(m.active_override(at(3600)).is_some());
+    m.set_soc(pct(80.0));
+    assert!(m.active_override(at(3601)).is_none());
+    let ended = m.expire(at(3601)).unwrap();
+    assert_eq!(ended.expiry, Expiry::Soc);
+    assert!(m.expire(at(3602)).is_none());
+    // NO_DISCHARGE until 30 %: ends at <= 30 % (the other direction).
+    let mut m = modes();
+    m.set_soc(pct(60.0));
+    let body = json!({"ess": {"mode": "NO_DISCHARGE", "until": {"soc": 30}}});
+    m.activate(&obj(body), t0()).unwrap();
+    m.set_soc(pct(90.0));
+    assert!(m.active_override(at(10)).is_some());
+    m.set_soc(pct(30.0));
+    assert!(m.active_override(at(10)).is_none());
+    // A target that is never reached still ends after the longest hold.
+    let mut m = modes();
+    m.activate(
+        &obj(json!({"ess": {"mode": "LIMIT_CHARGE", "maxChargePower": 100, "until": {"soc": 100}}})),
+        t0(),
+    )
+    .unwrap();
+    let week = ems_api::control_modes::MAX_HOLD.as_secs();
+    assert!(m.active_override(at(week - 1)).is_some());
+    assert!(m.active_override(at(week)).is_none());
+}
+
+#[test]
+fn bad_until_values_name_the_field() {
+    let mut m = modes();
+    for (until, field) in [
+        (json!({"soc": 120}), "ess.until.soc"),
+        (json!({"soc": "full"}), "ess.until.soc"),
+        (json!({}), "ess.until.soc"),
+        (json!({"soc": 50, "time": "06:00"}), "ess.until.time"),
+        (json!(42), "ess.until"),
+        (json!("tomorrow"), "ess.until"),
+    ] {
+        let body = json!({"ess": {"mode": "NO_DISCHARGE", "until": until}});
+        let e = m.activate(&obj(body), t0()).unwrap_err();
+        assert_eq!(e.field, field, "{until}: {}", e.message);
+    }
+    assert_eq!(m.active_override(t0()), None);
+}

@@ -13,7 +13,8 @@ mod common;
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use ems_control::{
     CommandSource, Controller, ControllerConfig, FixedRequest, GridAction, GridRequest, Inputs, ModeSetting,
-    Override, OverrideKind, PlanTarget, ProviderOperation, ProviderTarget, Reserve, SelfConsumptionConfig,
+    Override, OverrideKind, PlanTarget, ProviderOperation, ProviderTarget, Reserve, RuleTarget,
+    SelfConsumptionConfig,
 };
 use ems_core::snapshot::EStopInput;
 use ems_core::{ContactorCommand, Measurement, Millis, Snapshot, State, TransitionRequest, Watts};
@@ -38,9 +39,10 @@ fn running_in(config: ControllerConfig) -> (Controller, u64) {
     (c, now)
 }
 
-/// The arbitration case: self-consumption as the default mode, a LIMIT_DISCHARGE override and a
-/// self-consumption plan slot. The site imports 1.5 kW on top of what the battery does, so every
-/// grid-following loop computes a discharge and the override binds.
+/// The arbitration case: self-consumption as the default mode, a LIMIT_DISCHARGE override, an
+/// operator rule (LIMIT_DISCHARGE 1.2 kW) and a self-consumption plan slot. The site imports
+/// 1.5 kW on top of what the battery does, so every grid-following loop computes a discharge,
+/// the rule binds and the override binds on top of it.
 fn arbitration_case() -> (Controller, u64, Inputs<'static>) {
     let mode = ModeSetting::SelfConsumption(SelfConsumptionConfig::default());
     let (c, now) = running_in(ControllerConfig { mode, ..ControllerConfig::default() });
@@ -48,6 +50,10 @@ fn arbitration_case() -> (Controller, u64, Inputs<'static>) {
         ess_override: Some(Override::LimitDischarge { max_discharge_power: ems_core::watts!(1000.0) }),
         plan: Some(PlanTarget { battery: ems_core::watts!(800.0), grid: Watts::ZERO }),
         local_minute: Some(720),
+        rule: Some(RuleTarget {
+            action: Override::LimitDischarge { max_discharge_power: ems_core::watts!(1200.0) },
+            id: 0,
+        }),
         ..Inputs::default()
     };
     (c, now, inputs)

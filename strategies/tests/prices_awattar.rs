@@ -100,6 +100,12 @@ fn http_500_timeout_and_refused_are_errors_naming_kind_and_url() {
         "{e:?}"
     );
 
+    // https to a plain-HTTP server: the TLS client is set up (its crypto provider found) and
+    // the handshake fails as a transport error, not a panic.
+    let tls_base = server.base.replace("http://", "https://");
+    let e = short(AwattarSource::new(tls_base.clone())).fetch(now).unwrap_err();
+    assert!(matches!(&e, PriceError::Transport { origin, .. } if origin.starts_with(&tls_base)), "{e:?}");
+
     server.set(Reply::Ok("<html>maintenance</html>".to_owned()));
     let e = source.fetch(now).unwrap_err();
     assert!(matches!(&e, PriceError::Decode { kind: SourceKind::Awattar, .. }), "{e:?}");

@@ -396,3 +396,26 @@ fn conflicts_resolve_by_priority_then_restrictiveness_and_name_the_winner() {
     assert_eq!(j["day"], "working");
     assert_eq!(d.winner.map(|w| w.0).as_deref(), Some("limit 500"));
 }
+
+#[test]
+fn replacing_the_set_keeps_the_latches_of_unchanged_rules() {
+    let keep = "[[rules]]\nname = \"keep\"\npriority = 1\nwhen = { from = \"10:00\", to = \"11:00\" }\naction = { mode = \"NO_DISCHARGE\" }\nuntil = { time = \"18:00\" }\n";
+    let other = "[[rules]]\nname = \"other\"\npriority = 0\nwhen = { from = \"10:00\", to = \"11:00\" }\naction = { mode = \"LIMIT_CHARGE\", maxChargePower = 10 }\nuntil = { time = \"18:00\" }\n";
+    let mut e = engine(&format!("{HEADER}{keep}{other}"));
+    // 10:30 CEST: both latch until 18:00.
+    assert_eq!(e.evaluate(&ctx("2026-05-05T08:30:00Z")).fired.len(), 2);
+    // Replace: "keep" unchanged (moved to index 1), "other" changed, a new rule added.
+    let changed = other.replace("maxChargePower = 10", "maxChargePower = 20");
+    let new = RuleSet::from_toml(&format!("{HEADER}{changed}{keep}")).unwrap();
+    e.replace(new).unwrap();
+    let d = e.evaluate(&ctx("2026-05-05T12:00:00Z"));
+    assert_eq!(d.fired, vec!["keep".to_owned()]);
+    assert_eq!(d.winner_id, Some(1));
+    // A set that cannot run (sunset without a location) is refused and the old one stays.
+    let bad = RuleSet::from_toml(
+        "[[rules]]\nname = \"s\"\npriority = 1\naction = { mode = \"NO_DISCHARGE\" }\nuntil = { sunset = true }\n",
+    )
+    .unwrap();
+    assert!(e.replace(bad).is_err());
+    assert_eq!(e.rules().rules().len(), 2);
+}

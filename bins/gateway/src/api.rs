@@ -404,6 +404,9 @@ impl LoopApi {
         if self.mode.as_ref().is_none_or(|(m, _)| *m != mode) {
             self.mode = Some((mode, mode.to_string()));
         }
+        // A control mode activated `"until": {"soc": …}` ends on the measured SOC (the next
+        // cycle's `fill` expires it).
+        self.modes().set_soc(snapshot.battery.soc.value_at(now_ms));
         self.metrics.set_state(out.state.as_str());
         if let Some(p) = self.in_flight.take() {
             let result = match (p.command(), &out.refused, &out.mode_refused) {

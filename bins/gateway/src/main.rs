@@ -16,6 +16,7 @@ mod economics;
 mod error;
 mod live;
 mod optimize;
+mod rules_cmd;
 #[cfg(feature = "sim")]
 mod simsite;
 mod site;
@@ -81,6 +82,8 @@ enum Cmd {
     /// Plan the battery at least cost over a day (or any horizon) from the optimizer CSV
     /// (`timestamp,pv_w,load_w,import_price,export_price`) and print the plan as JSON.
     Optimize(optimize::OptimizeArgs),
+    /// Operator rules: `rules check FILE --at TIMESTAMP` prints which rules fire and which wins.
+    Rules(rules_cmd::RulesArgs),
     /// Run the simulated site as fast as possible and print a summary (the same as `ems-sim
     /// simulate`).
     #[cfg(feature = "sim")]
@@ -127,6 +130,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Some(Cmd::Rules(args)) => rules_cmd::run(&args),
         #[cfg(feature = "sim")]
         Some(Cmd::Simulate(args)) => ems_sim::simulate(&args, "ems-gateway simulate"),
         #[cfg(not(feature = "sim"))]

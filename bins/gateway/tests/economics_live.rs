@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ems_devices::sim::SimulatedSite;
 
@@ -19,7 +19,8 @@ use ems_devices::sim::SimulatedSite;
 mod loopback;
 
 /// A local price server in the aWATTar shape: 15-minute prices from an hour ago for a day,
-/// 20 EUR/MWh for the next two hours, 400 EUR/MWh after. `up = false` answers 503.
+/// 20 EUR/MWh in the current and the next quarter-hour, 400 EUR/MWh otherwise. `up = false`
+/// answers 503.
 struct PriceServer {
     port: u16,
     up: Arc<AtomicBool>,
@@ -33,7 +34,9 @@ fn awattar_body() -> String {
     let data: Vec<String> = (0..100)
         .map(|i| {
             let start = first + i * quarter;
-            let price = if i < 12 { 20.0 } else { 400.0 };
+            // Cheap only in this quarter-hour and the next: too short to fill the battery, so the
+            // plan must charge at once.
+            let price = if (4..6).contains(&i) { 20.0 } else { 400.0 };
             format!(
                 r#"{{"start_timestamp":{start},"end_timestamp":{},"marketprice":{price},"unit":"Eur/MWh"}}"#,
                 start + quarter
@@ -107,6 +110,7 @@ fn api_port(site_file: &str) -> u16 {
 struct Seen {
     planned_at: Option<Duration>,
     planned_charge_w: f32,
+    planned_discharge_w: f32,
     charging_w: f32,
     last_good_at: Option<Duration>,
     fallback_text: Option<String>,
@@ -134,7 +138,8 @@ capacity_wh = 10240
 tariff = "{tariff}"
 latitude = 52.52
 longitude = 13.40
-pv_peak_w = 6000
+# No PV in the plan's forecast: the cheap hours are worth charging from the grid for.
+pv_peak_w = 0
 replan_minutes = 15
 horizon_hours = 24
 
@@ -147,7 +152,7 @@ refresh_seconds = 2
         ));
         std::fs::write(&config_path, &text).unwrap();
         let port = api_port(&text);
-        let mut child = loopback::spawn_gateway(&config_path, &["--duration", "75"]);
+        let mut child = loopback::spawn_gateway(&config_path, &["--duration", "30"]);
         let mut seen = Seen::default();
         let mut next_poll = Duration::ZERO;
         let status = loopback::drive(&site, &mut served, &mut child, Duration::from_secs(150), |elapsed, site, _| {
@@ -160,14 +165,36 @@ refresh_seconds = 2
                 let (code, plan) = api(port, "/api/v1/plan");
                 if code == 200 && plan["status"] == "ok" && plan["price_basis"] == "spot" {
                     seen.planned_at = Some(elapsed);
-                    let first = &plan["slots"][0];
-                    #[allow(clippy::cast_possible_truncation)] // test: a power in W
-                    let w = first["battery_w"].as_f64().unwrap() as f32;
-                    seen.planned_charge_w = w;
+                    let slots = plan["slots"].as_array().unwrap();
+                    let watts = |cheap: bool| {
+                        slots
+                            .iter()
+                            .filter(|s| (s["spot_price"].as_f64() == Some(0.02)) == cheap && !s["spot_price"].is_null())
+                            .map(|s| s["battery_w"].as_f64().unwrap())
+                            .collect::<Vec<_>>()
+                    };
+                    #[allow(clippy::cast_possible_truncation)] // test: powers in W
+                    {
+                        seen.planned_charge_w = watts(true).into_iter().fold(0.0, f64::min) as f32;
+                        seen.planned_discharge_w = watts(false).into_iter().fold(0.0, f64::max) as f32;
+                    }
                 }
                 return;
             }
-            seen.charging_w = seen.charging_w.min(truth.battery_power.get());
+            // The battery follows the plan: a charging slot now, and the inverter charging.
+            let (_, plan) = api(port, "/api/v1/plan");
+            let now = jiff::Timestamp::now();
+            let current = plan["slots"].as_array().and_then(|slots| {
+                slots.iter().find(|s| {
+                    let start: jiff::Timestamp = s["start"].as_str().unwrap().parse().unwrap();
+                    let end: jiff::Timestamp = s["end"].as_str().unwrap().parse().unwrap();
+                    start <= now && now < end
+                })
+            });
+            let planned = current.and_then(|s| s["battery_w"].as_f64()).unwrap_or(0.0);
+            if planned < -1000.0 {
+                seen.charging_w = seen.charging_w.min(truth.battery_power.get());
+            }
             // Once the battery follows the plan, take the price server away; when the gateway
             // shows the fallback, bring it back.
             if seen.charging_w < -1000.0 && seen.last_good_at.is_none() {
@@ -203,13 +230,15 @@ refresh_seconds = 2
     let planned = seen.planned_at.unwrap_or_else(|| panic!("no plan on live prices: {seen:?}\n{stdout}"));
     assert!(planned < Duration::from_secs(60), "planned only after {planned:?}");
     assert!(prices.requests.load(Ordering::SeqCst) > 0);
-    // The first two hours are cheap and the rest of the day dear: the plan charges now.
-    assert!(seen.planned_charge_w < -1000.0, "the plan does not charge in the cheap slot: {seen:?}");
+    // Half an hour is cheap and the rest of the day dear: the plan charges while cheap
+    // and discharges when dear, and the battery charges while the plan's slot says so.
+    assert!(seen.planned_charge_w < -1000.0, "the plan does not charge in the cheap slots: {seen:?}");
+    assert!(seen.planned_discharge_w > 100.0, "the plan does not discharge in the dear slots: {seen:?}");
     assert!(seen.charging_w < -1000.0, "the battery did not follow the plan's charge: {seen:?}\n{stdout}");
     assert!(seen.last_good_at.is_some(), "the price outage never showed as last_good: {seen:?}");
     let fallback = seen.fallback_text.clone().unwrap_or_default();
     assert!(fallback.contains("last good"), "fallback not explained on the API: {seen:?}");
     assert!(seen.live_again_at.is_some(), "live prices did not come back: {seen:?}");
-    let failed = audit.iter().any(|e| e.outcome == ems_api::ports::Outcome::Failed && e.detail.contains("HTTP 503"));
+    let failed = audit.iter().any(|e| e.outcome == ems_api::ports::Outcome::Failed && e.detail.contains("503"));
     assert!(failed, "the failing price source is not in the audit log: {audit:?}");
 }

@@ -80,6 +80,8 @@ pub struct LiveEconomics {
     basis: Option<PriceBasis>,
     pending: Option<ReplanReason>,
     expiry_reported: bool,
+    /// When planning last failed (retried after one re-plan interval, not every call).
+    failed_at: Option<Timestamp>,
     events: Vec<LiveEvent>,
     last_end: Option<Timestamp>,
 }
@@ -174,6 +176,7 @@ impl LiveEconomics {
             basis: None,
             pending: None,
             expiry_reported: false,
+            failed_at: None,
             events: Vec::new(),
             last_end,
         })
@@ -406,7 +409,7 @@ impl LiveEconomics {
     }
 
     /// Whether to re-plan now, and why: a requested reason first, then no plan yet
-    /// ([`ReplanReason::Start`]), a changed price basis ([`ReplanReason::PriceFallback`]), the
+    /// ([`ReplanReason::Start`]; after a failed plan only once a re-plan interval has passed), a changed price basis ([`ReplanReason::PriceFallback`]), the
     /// interval ([`ReplanReason::Interval`]) and a measured SOC off the plan by more than the
     /// configured deviation ([`ReplanReason::SocOffPlan`]).
     #[must_use]
@@ -414,11 +417,15 @@ impl LiveEconomics {
         if let Some(p) = self.pending {
             return Some(p);
         }
-        let Some(plan) = &self.plan else { return Some(ReplanReason::Start) };
+        let every = self.cfg.replan_every;
+        let Some(plan) = &self.plan else {
+            let retry = self.failed_at.is_none_or(|t| now >= t.checked_add(every).unwrap_or(Timestamp::MAX));
+            return retry.then_some(ReplanReason::Start);
+        };
         if self.basis_at(now).0 != plan.basis {
             return Some(ReplanReason::PriceFallback);
         }
-        if now >= plan.created_at.checked_add(self.cfg.replan_every).unwrap_or(Timestamp::MAX) {
+        if now >= plan.created_at.checked_add(every).unwrap_or(Timestamp::MAX) {
             return Some(ReplanReason::Interval);
         }
         let planned = self.planned_soc(plan, now)?;
@@ -474,6 +481,7 @@ impl LiveEconomics {
     pub fn replan(&mut self, now: Timestamp, soc: Ratio) -> Result<&LivePlan, LiveError> {
         let reason = self.replan_due(now, Some(soc)).unwrap_or(ReplanReason::Interval);
         self.pending = None;
+        self.failed_at = None;
         self.expiry_reported = false;
         let (basis, cut) = self.basis_at(now);
         if self.basis != Some(basis) {
@@ -544,6 +552,7 @@ impl LiveEconomics {
                 Ok(self.plan.insert(plan))
             }
             Err(e) => {
+                self.failed_at = Some(now);
                 self.events.push(LiveEvent::PlanFailed { at: now, reason, error: e.to_string() });
                 Err(e.into())
             }
@@ -722,4 +731,57 @@ fn restore_profile(s: &LiveState, slots_per_day: usize) -> Result<LoadProfile, L
     let [w, sa, su] = &s.load_profile;
     LoadProfile::new(watts(w)?, watts(sa)?, watts(su)?)
         .map_err(|e| state_err("load_profile", e, "one value per slot for each day type"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::forecast::PvSystem;
+    use crate::optimizer::Problem;
+    use jiff::tz::TimeZone;
+
+    fn engine() -> LiveEconomics {
+        let tariff = Tariff::fixed(TimeZone::UTC, Price::new(0.3), Price::new(0.1));
+        let pv = PvSystem::new(50.0, 10.0, 30.0, 180.0, Watts::ZERO).unwrap();
+        LiveEconomics::new(LiveConfig::new(tariff, pv, Problem::default()), None).unwrap()
+    }
+
+    #[test]
+    fn the_engine_moves_into_the_planner_thread() {
+        fn send<T: Send + 'static>(_: &T) {}
+        send(&engine());
+    }
+
+    #[test]
+    fn a_failed_plan_is_retried_after_an_interval_not_every_call() {
+        let mut live = engine();
+        let t: Timestamp = "2026-06-03T10:00:00Z".parse().unwrap();
+        assert_eq!(live.replan_due(t, None), Some(ReplanReason::Start));
+        live.failed_at = Some(t);
+        assert_eq!(live.replan_due(t + SignedDuration::from_mins(14), None), None);
+        assert_eq!(live.replan_due(t + SignedDuration::from_mins(15), None), Some(ReplanReason::Start));
+        live.request_replan(ReplanReason::RuleChange);
+        assert_eq!(live.replan_due(t, None), Some(ReplanReason::RuleChange), "a request is served at once");
+        live.replan(t, crate::ratio!(0.5)).unwrap();
+        assert_eq!(live.failed_at, None);
+    }
+
+    #[test]
+    fn slots_lie_on_the_utc_grid_and_the_first_observation_sets_the_baseline_battery() {
+        let mut live = engine();
+        let t: Timestamp = "2026-06-03T10:07:30Z".parse().unwrap();
+        assert_eq!(live.slot_start(t).to_string(), "2026-06-03T10:00:00Z");
+        let m = Measured {
+            grid: ems_core::watts!(100.0),
+            pv: Watts::ZERO,
+            battery: Watts::ZERO,
+            soc: Some(crate::ratio!(0.3)),
+        };
+        // 10:07:30 + 10 min crosses the slot boundary: two slots, the first one finished.
+        live.observe(t, SignedDuration::from_mins(10), &m).unwrap();
+        assert_eq!(live.actuals.len(), 1);
+        assert_eq!(live.acc.map(|a| a.start.to_string()), Some("2026-06-03T10:15:00Z".to_owned()));
+        let stored = live.books.sc_stored_wh.unwrap();
+        assert!((stored - (0.3 * 10_000.0 - 100.0 / 0.95 * 10.0 / 60.0)).abs() < 1e-9, "{stored}");
+    }
 }

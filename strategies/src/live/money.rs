@@ -13,7 +13,7 @@ use jiff::tz::TimeZone;
 use jiff::Timestamp;
 use std::collections::BTreeMap;
 
-const QUARTER_S: i64 = 900;
+const QUARTER_NS: i128 = 900 * 1_000_000_000;
 
 /// Energy of one local day, Wh, and the quarter-hours observed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -167,17 +167,18 @@ impl Books {
         self.self_consumption
             .record(at, crate::units::watts_from_f64(sc_grid), dt_s)
             .map_err(|e| ledger_err(at, &e))?;
-        // Flows per local day, split at quarter-hours (local midnights lie on them).
-        let start = at.as_second();
-        #[allow(clippy::cast_possible_truncation)] // dt ≤ 15 min checked by the caller
-        let end_s = start + dt_s.round() as i64;
+        // Flows per local day, split at quarter-hours (local midnights lie on them), in ns.
+        let start = at.as_nanosecond();
+        #[allow(clippy::cast_possible_truncation)] // dt ≤ 15 min checked by the caller: exact in i128
+        let end = start + (dt_s * 1e9).round() as i128;
         let mut t = start;
-        while t < end_s {
-            let quarter = t.div_euclid(QUARTER_S);
-            let piece_end = end_s.min((quarter + 1) * QUARTER_S);
-            #[allow(clippy::cast_precision_loss)] // a piece is at most 900 s
-            let h = (piece_end - t) as f64 / 3600.0;
-            let date = Timestamp::from_second(t).map_or(at, |x| x).to_zoned(self.tz.clone()).date();
+        while t < end {
+            let quarter = t.div_euclid(QUARTER_NS);
+            let piece_end = end.min((quarter + 1) * QUARTER_NS);
+            #[allow(clippy::cast_precision_loss)] // a piece is at most 9e11 ns < 2^53: exact
+            let h = (piece_end - t) as f64 / 3.6e12;
+            let date = Timestamp::from_nanosecond(t).unwrap_or(at).to_zoned(self.tz.clone()).date();
+            let quarter = i64::try_from(quarter).unwrap_or(i64::MAX);
             let f = self.flows.entry(date).or_default();
             f.import_wh += g.max(0.0) * h;
             f.export_wh += (-g).max(0.0) * h;

@@ -94,7 +94,14 @@ impl SourceConfig {
                         format!("\"{zone}\" is not a 16-character EIC code"),
                     ));
                 }
-                Ok(Box::new(EntsoeSource::new(self.url(ENTSOE_DEFAULT_URL)?, zone, self.token()?)))
+                let url = self.url(ENTSOE_DEFAULT_URL)?;
+                if url.starts_with("http://") && !is_loopback(&url) {
+                    return Err(ConfigError::new(
+                        "url",
+                        format!("\"{url}\": the token would travel in clear text; use https://"),
+                    ));
+                }
+                Ok(Box::new(EntsoeSource::new(url, zone, self.token()?)))
             }
             SourceKind::Push => Ok(Box::new(push.source())),
         }
@@ -181,6 +188,16 @@ impl SourceConfig {
     }
 }
 
+/// Whether an `http://` URL points at this machine (tests, a local proxy).
+fn is_loopback(url: &str) -> bool {
+    let authority = url.trim_start_matches("http://").split(['/', '?']).next().unwrap_or("");
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.split(':').next().unwrap_or(""),
+    };
+    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 fn missing(field: &'static str, kind: SourceKind) -> ConfigError {
     ConfigError::new(field, format!("missing for kind = \"{kind}\""))
 }
@@ -223,6 +240,13 @@ mod tests {
         );
         assert!(build_err("kind = \"awattar\"\nrefresh_seconds = 5\nrefresh_minutes = 5").contains("not both"));
         assert_eq!(parse("kind = \"awattar\"\nrefresh_seconds = 5").refresh().unwrap(), SignedDuration::from_secs(5));
+        assert_eq!(
+            build_err("kind = \"entsoe\"\nzone = \"10Y1001A1001A82H\"\ntoken = \"t\"\nurl = \"http://example.org/api\""),
+            "economics.prices[0].url: \"http://example.org/api\": the token would travel in clear text; use https://"
+        );
+        assert!(is_loopback("http://127.0.0.1:8080/api") && is_loopback("http://localhost/api"));
+        assert!(is_loopback("http://[::1]:80/api") && !is_loopback("http://127.example.org/api"));
+        assert!(!is_loopback("http://example.org:80/api"));
         assert!(toml::from_str::<SourceConfig>("kind = \"file\"\npaht = \"x\"").is_err());
         assert!(toml::from_str::<SourceConfig>("kind = \"smard\"").is_err());
     }

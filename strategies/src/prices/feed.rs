@@ -1,8 +1,8 @@
 //! The configured price sources as one feed for the planner thread.
 
 use super::config::SourceConfig;
-use super::error::ConfigError;
-use super::point::{add, floor_quarter, PricePoint, QUARTER_HOUR};
+use super::error::{ConfigError, PriceError};
+use super::point::{add, floor_quarter, validate_points, PricePoint, QUARTER_HOUR};
 use super::push::PushHandle;
 use super::{PriceSource, SourceKind};
 use crate::tariff::PriceSeries;
@@ -225,7 +225,12 @@ impl PriceFeed {
         for entry in &mut self.entries {
             let kind = entry.source.kind();
             if entry.next_fetch.is_none_or(|due| due <= now) {
-                match entry.source.fetch(now) {
+                // Points from any `PriceSource` implementation are checked where they enter.
+                let fetched = entry.source.fetch(now).and_then(|points| match validate_points(&points) {
+                    Ok(()) => Ok(points),
+                    Err(error) => Err(PriceError::Invalid { kind, error }),
+                });
+                match fetched {
                     Ok(mut points) => {
                         points.retain(|p| p.end > now);
                         entry.failures = 0;
@@ -364,7 +369,6 @@ fn uncovered(merged: &[PricePoint], p: &PricePoint) -> Vec<PricePoint> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::prices::PriceError;
 
     /// A source whose answer the test sets.
     #[derive(Debug)]
@@ -491,6 +495,27 @@ mod tests {
         // An hourly source keeps the minutes.
         assert_eq!(backoff_unit(SignedDuration::from_mins(60)), SignedDuration::from_mins(1));
         assert_eq!(backoff_unit(SignedDuration::ZERO), SignedDuration::from_mins(1));
+    }
+
+    #[test]
+    fn invalid_points_from_a_source_count_as_a_failed_fetch() {
+        let mut feed = PriceFeed::new();
+        let overlapping = vec![
+            p("2025-10-02T10:00:00Z", "2025-10-02T11:00:00Z", 2.0),
+            p("2025-10-02T10:30:00Z", "2025-10-02T11:30:00Z", 3.0),
+        ];
+        feed.add(
+            Box::new(Scripted { kind: SourceKind::Awattar, answer: Ok(overlapping), calls: 0 }),
+            SignedDuration::ZERO,
+        );
+        let now = ts("2025-10-02T10:00:00Z");
+        let events = feed.poll(now);
+        assert!(
+            matches!(&events[0], FeedEvent::Failed { kind: SourceKind::Awattar, error } if error.contains("point 1 (2025-10-02T10:30:00Z")),
+            "{events:?}"
+        );
+        assert!(feed.points(now).is_empty());
+        assert_eq!(feed.status(now), FeedStatus::Exhausted);
     }
 
     #[test]

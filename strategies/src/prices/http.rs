@@ -2,6 +2,7 @@
 
 use super::error::PriceError;
 use super::SourceKind;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Default limit for connecting (TCP + TLS).
@@ -30,6 +31,13 @@ impl Http {
             .timeout_per_call(Some(connect.saturating_add(read.saturating_mul(3))))
             .http_status_as_error(false)
             .user_agent(concat!("ems-strategies/", env!("CARGO_PKG_VERSION")))
+            .tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .unversioned_rustls_crypto_provider(Arc::new(
+                        rustls::crypto::aws_lc_rs::default_provider(),
+                    ))
+                    .build(),
+            )
             .build();
         Self { agent: ureq::Agent::new_with_config(config) }
     }

@@ -17,7 +17,7 @@
 //! | `DK` | Denmark | New Year, Maundy Thursday, Good Friday, Easter Sunday and Monday, General Prayer Day (until 2023), Ascension, Whit Sunday and Monday, Christmas Day, Second Christmas Day (Constitution Day, 5 Jun, is not a public holiday) |
 //! | `SE` | Sweden | New Year, Epiphany, Good Friday, Easter Sunday and Monday, 1 May, Ascension, Whit Sunday, National Day (6 Jun), Midsummer Day (the Saturday 20–26 Jun), All Saints' Day (the Saturday 31 Oct – 6 Nov), Christmas Day, Boxing Day (Midsummer Eve and Christmas Eve are customary days off, not public holidays: add them to `extra_holidays`) |
 
-use super::RuleError;
+use super::error::RuleError;
 use jiff::civil::{Date, Weekday};
 use std::fmt;
 

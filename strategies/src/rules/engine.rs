@@ -3,9 +3,9 @@
 //! and the measurements in a [`RuleContext`]; no clock, no I/O.
 
 use super::calendar::DayType;
+use super::error::RuleError;
 use super::file::{hhmm, override_json, Action, Rule, RuleSet, Until, When};
 use super::sun;
-use super::RuleError;
 use crate::units::Price;
 use ems_control::{Override, RuleTarget};
 use ems_core::{Percent, WattHours, Watts};
@@ -197,18 +197,36 @@ impl RuleEngine {
     /// [`RuleError`] at `rules[i].until.sunset` when a rule ends at sunset but the set has no
     /// location.
     pub fn new(set: RuleSet) -> Result<Self, RuleError> {
-        if set.location().is_none() {
-            if let Some(i) = set.rules().iter().position(|r| r.until == Some(Until::Sunset)) {
-                return Err(RuleError::new(
-                    format!("rules[{i}].until.sunset"),
-                    "true",
-                    "needs the site's location (latitude and longitude)",
-                ));
-            }
-        }
+        check_sunset(&set)?;
         let tz = set.time_zone().cloned().unwrap_or(TimeZone::UTC);
         let states = vec![State::default(); set.rules().len()];
         Ok(Self { set, tz, states })
+    }
+
+    /// Replace the rule set (the API's `PUT`), keeping the latch state of every rule whose name
+    /// and definition are unchanged; a new or changed rule starts unlatched. On an error the
+    /// engine keeps its set.
+    ///
+    /// # Errors
+    /// As [`Self::new`].
+    pub fn replace(&mut self, set: RuleSet) -> Result<(), RuleError> {
+        check_sunset(&set)?;
+        let states = set
+            .rules()
+            .iter()
+            .map(|r| {
+                self.set
+                    .rules()
+                    .iter()
+                    .position(|old| old == r)
+                    .and_then(|i| self.states.get(i).copied())
+                    .unwrap_or_default()
+            })
+            .collect();
+        self.tz = set.time_zone().cloned().unwrap_or(TimeZone::UTC);
+        self.set = set;
+        self.states = states;
+        Ok(())
     }
 
     /// The rule set.
@@ -351,6 +369,20 @@ impl RuleEngine {
             Until::Soc(target) => Latch::Soc { target, rising: action.charges() },
         }
     }
+}
+
+/// A rule that ends at sunset needs the site's location.
+fn check_sunset(set: &RuleSet) -> Result<(), RuleError> {
+    if set.location().is_none() {
+        if let Some(i) = set.rules().iter().position(|r| r.until == Some(Until::Sunset)) {
+            return Err(RuleError::new(
+                format!("rules[{i}].until.sunset"),
+                "true",
+                "needs the site's location (latitude and longitude)",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The next instant after `local` at which the local clock shows `t` (today or tomorrow; a

@@ -33,8 +33,8 @@
 //! be `null`. [`RuleSet::to_json`] writes only the keys that are set and round-trips.
 
 use super::calendar::{Calendar, Country};
+use super::error::RuleError;
 use super::sun::Location;
-use super::RuleError;
 use crate::units::Price;
 use ems_control::Override;
 use ems_core::{Percent, Watts};

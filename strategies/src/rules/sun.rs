@@ -6,7 +6,7 @@
 //! Polar day and polar night have no sunset: [`sunset`] returns `None`. `until: sunset` of a
 //! rule then ends at the end of the local day ([`super::RuleEngine`]).
 
-use super::RuleError;
+use super::error::RuleError;
 use crate::units::Degrees;
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
@@ -143,7 +143,8 @@ fn event(date: Date, at: Location, ev: Event) -> Option<Timestamp> {
     let first = minutes_utc(jd0 + 0.5 - lon / 360.0, lat, lon, ev)?;
     let minutes = minutes_utc(jd0 + first / 1440.0, lat, lon, ev)?;
     let midnight = date.to_zoned(TimeZone::UTC).ok()?.timestamp();
-    let d = SignedDuration::try_from_secs_f64(minutes * 60.0).ok()?;
+    // Whole seconds: the calculation is good to about a minute.
+    let d = SignedDuration::try_from_secs_f64((minutes * 60.0).round()).ok()?;
     midnight.checked_add(d).ok()
 }
 

@@ -138,6 +138,7 @@ impl LoopEconomics {
                 grid: snapshot.grid.active_power.last_value(),
                 pv: snapshot.pv_power.last_value(),
                 battery: snapshot.inverter.active_power.last_value(),
+                rating: snapshot.inverter.rated_power,
                 source: out.source,
             };
             self.send(ToPlanner::Tick(tick));

@@ -111,6 +111,8 @@ pub(crate) struct Tick {
     pub pv: Watts,
     /// Battery power (`+` discharge).
     pub battery: Watts,
+    /// The inverter's nameplate rating as the device reports it.
+    pub rating: Watts,
     /// What set the set-point this cycle.
     pub source: CommandSource,
 }

@@ -62,6 +62,11 @@ pub(super) struct Core {
     pub(super) wiring: EconomicsWiring,
     /// A changed rule set waits here for the planner (it re-plans and re-evaluates).
     pub(super) rules_changed: bool,
+    /// How site time follows control time (the views' time before the loop's first tick).
+    pub(super) clock: SiteClock,
+    /// The inverter rating the planner's battery model is capped at (none reported yet: the
+    /// site file's limits alone).
+    pub(super) rating: Option<ems_core::Watts>,
 }
 
 /// The feed as the API sees it: copied after every poll.
@@ -89,10 +94,17 @@ pub(crate) struct Planner {
     state_file: PathBuf,
 }
 
-fn engine_config(w: &EconomicsWiring) -> Result<LiveConfig, LiveError> {
+/// The engine's configuration; the planner's powers are capped at the inverter's `rating` once
+/// the device has reported it (the envelope's static limit that the site file does not hold).
+fn engine_config(w: &EconomicsWiring, rating: Option<ems_core::Watts>) -> Result<LiveConfig, LiveError> {
     let pv = PvSystem::new(w.latitude, w.longitude, w.pv_tilt, w.pv_azimuth, w.pv_peak)
         .map_err(|e| LiveError::Economics(format!("PV array: {e}")))?;
-    let mut cfg = LiveConfig::new(w.tariff.clone(), pv, w.problem);
+    let mut problem = w.problem;
+    if let Some(r) = rating.filter(|r| r.get() > 0.0) {
+        problem.charge_max_w = problem.charge_max_w.min(r);
+        problem.discharge_max_w = problem.discharge_max_w.min(r);
+    }
+    let mut cfg = LiveConfig::new(w.tariff.clone(), pv, problem);
     cfg.replan_every = w.replan;
     cfg.horizon = w.horizon;
     cfg.soc_off_plan = w.soc_off_plan;
@@ -138,7 +150,7 @@ impl Planner {
         let EconomicsStart { wiring, clock, state_file } = start;
         let feed = PriceFeed::from_configs(&wiring.prices, &wiring.base_dir).map_err(|e| LiveError::Economics(e.to_string()))?;
         let push = feed.push_handle();
-        let engine = LiveEconomics::new(engine_config(&wiring)?, None).map_err(|e| LiveError::Economics(e.to_string()))?;
+        let engine = LiveEconomics::new(engine_config(&wiring, None)?, None).map_err(|e| LiveError::Economics(e.to_string()))?;
         let rules = load_rules(&wiring)?;
         let rules_json = rules.as_ref().map_or_else(|| serde_json::json!({"rules": []}), RuleSet::to_json);
         let rules = rules.map(RuleEngine::new).transpose().map_err(|e| LiveError::Economics(format!("rules: {e}")))?;
@@ -151,6 +163,8 @@ impl Planner {
             tick: None,
             wiring,
             rules_changed: false,
+            clock,
+            rating: None,
         };
         Ok(Self {
             shared: Arc::new(Mutex::new(core)),
@@ -307,7 +321,7 @@ impl PlannerLoop {
         };
         let restored = serde_json::from_str::<LiveState>(&text).map_err(|e| e.to_string()).and_then(|state| {
             let core = lock(&self.shared);
-            let cfg = engine_config(&core.wiring).map_err(|e| e.to_string())?;
+            let cfg = engine_config(&core.wiring, core.rating).map_err(|e| e.to_string())?;
             LiveEconomics::new(cfg, Some(state)).map_err(|e| e.to_string())
         });
         match restored {
@@ -380,6 +394,9 @@ impl PlannerLoop {
                     }
                 }
                 core.tick = Some(t);
+                if t.rating.get() > 0.0 && core.rating != Some(t.rating) {
+                    rerate(&mut core, t.rating);
+                }
             }
             ToPlanner::Sample(s) => {
                 let m = Measured {
@@ -513,6 +530,23 @@ impl PlannerLoop {
                 tracing::warn!("economics: the control loop did not take the last update yet");
             }
         }
+    }
+}
+
+/// The inverter reported its rating: the planner's model is rebuilt with its powers capped
+/// there, keeping everything learned, and plans again.
+fn rerate(core: &mut Core, rating: ems_core::Watts) {
+    core.rating = Some(rating);
+    let rebuilt = engine_config(&core.wiring, core.rating)
+        .map_err(|e| e.to_string())
+        .and_then(|cfg| LiveEconomics::new(cfg, Some(core.engine.state())).map_err(|e| e.to_string()));
+    match rebuilt {
+        Ok(engine) => {
+            // The spot prices come back with the next step; the plan is made again now.
+            core.engine = engine;
+            core.engine.request_replan(ReplanReason::Start);
+        }
+        Err(e) => tracing::warn!("economics: the planner's model at rating {rating}: {e}"),
     }
 }
 

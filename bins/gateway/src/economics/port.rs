@@ -26,10 +26,10 @@ impl Port {
     }
 }
 
-/// Site time: the loop's latest tick (the simulated site's calendar runs at its own speed),
-/// the wall clock before the first tick.
+/// Site time: the loop's latest tick (the simulated site's calendar runs at its own speed);
+/// before the first tick, the clock's start (the wall clock on a real site).
 fn now(core: &Core) -> Timestamp {
-    core.tick.map_or_else(Timestamp::now, |t| t.at)
+    core.tick.map_or_else(|| core.clock.at(ems_core::Millis::ZERO), |t| t.at)
 }
 
 fn soc_percent(r: Ratio) -> Percent {
