@@ -136,9 +136,6 @@ async fn dashboard_shows_flows_plan_and_a_rule_made_in_the_editor_driving_the_ba
         }
     }))
     .unwrap();
-    // Two rustls crypto providers are linked (see Cargo.toml): choose one for the WebDriver
-    // client (an error only says one is installed already).
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let until = Instant::now() + Duration::from_secs(30);
     let c = loop {
         match ClientBuilder::rustls()
