@@ -136,9 +136,6 @@ async fn dashboard_shows_flows_plan_and_a_rule_made_in_the_editor_driving_the_ba
         }
     }))
     .unwrap();
-    // Two rustls crypto providers are linked (see Cargo.toml): choose one for the WebDriver
-    // client (an error only says one is installed already).
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let until = Instant::now() + Duration::from_secs(30);
     let c = loop {
         match ClientBuilder::rustls()
@@ -178,16 +175,16 @@ async fn dashboard_shows_flows_plan_and_a_rule_made_in_the_editor_driving_the_ba
     assert!(slots >= 4, "{info}");
     assert_ne!(text(&c, "drives").await.trim(), "–", "what drives the battery is shown");
     assert_ne!(text(&c, "price-basis").await.trim(), "–");
-    // The plan chart takes the page's width (not half of it).
+    // The plan chart and the history chart take the page's width (not half of it).
     let widths = c
         .execute(
-            "return [document.getElementById('plan-chart').clientWidth, document.getElementById('main').clientWidth];",
+            "return ['plan-chart', 'chart', 'main'].map(id => document.getElementById(id).clientWidth);",
             vec![],
         )
         .await
         .unwrap();
-    let (chart, main) = (widths[0].as_f64().unwrap(), widths[1].as_f64().unwrap());
-    assert!(chart > 0.8 * main, "plan chart {chart} px of {main} px");
+    let w = |i: usize| widths[i].as_f64().unwrap();
+    assert!(w(0) > 0.8 * w(2) && w(1) > 0.8 * w(2), "charts {} and {} px of {} px", w(0), w(1), w(2));
     let shot = screenshot(&c, "overview").await;
     eprintln!("screenshot: {}", shot.display());
 

@@ -79,9 +79,6 @@ async fn operator_page_shows_live_values_and_runs_the_estop_and_reset_flow() {
         }
     }))
     .unwrap();
-    // Two rustls crypto providers are linked (see Cargo.toml): choose one for the WebDriver
-    // client (an error only says one is installed already).
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let until = Instant::now() + Duration::from_secs(30);
     let c = loop {
         match ClientBuilder::rustls()
