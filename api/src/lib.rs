@@ -8,6 +8,8 @@ pub mod control_modes;
 pub mod dashboard;
 pub mod db;
 pub mod economics;
+mod economics_routes;
+pub mod error;
 pub mod graphql;
 pub mod input;
 pub mod metrics;

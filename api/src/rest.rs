@@ -28,12 +28,11 @@
 
 use crate::auth::{Access, AuthError, Principal};
 use crate::control_modes::{Change, ControlModes};
-use crate::economics;
+use crate::economics_routes;
 use crate::input::{self, FieldError};
 use crate::metrics::RefusalKind;
 use crate::model::{ApiCommand, LinkError};
 use crate::ports::{AuditQuery, Outcome};
-use crate::schedules::{ScheduleError, ScheduleErrorKind};
 use crate::state::ApiState;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
@@ -441,78 +440,8 @@ pub fn openapi() -> Value {
     })
 }
 
-/// A JSON error response.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ApiError {
-    /// HTTP status.
-    pub status: StatusCode,
-    /// Message.
-    pub error: String,
-    /// The field at fault, if any.
-    pub field: Option<String>,
-    /// Extra members merged into the body (e.g. `state`, `reason`).
-    pub extra: Option<Value>,
-    /// `Retry-After` seconds (429).
-    pub retry_after: Option<u64>,
-}
-
-impl ApiError {
-    pub(crate) fn new(status: StatusCode, error: impl Into<String>) -> Self {
-        Self { status, error: error.into(), field: None, extra: None, retry_after: None }
-    }
-
-    pub(crate) fn field(e: FieldError) -> Self {
-        Self {
-            status: StatusCode::BAD_REQUEST,
-            error: if e.field.is_empty() { e.message } else { format!("{}: {}", e.field, e.message) },
-            field: Some(e.field).filter(|f| !f.is_empty()),
-            extra: None,
-            retry_after: None,
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut body = json!({ "error": self.error });
-        if let Value::Object(o) = &mut body {
-            if let Some(f) = self.field {
-                o.insert("field".into(), Value::String(f));
-            }
-            if let Some(Value::Object(extra)) = self.extra {
-                o.extend(extra);
-            }
-        }
-        let mut resp = (self.status, Json(body)).into_response();
-        if let Some(secs) = self.retry_after {
-            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-                resp.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-        }
-        resp
-    }
-}
-
-impl From<ScheduleError> for ApiError {
-    fn from(e: ScheduleError) -> Self {
-        let status = match e.kind {
-            ScheduleErrorKind::Invalid => StatusCode::BAD_REQUEST,
-            ScheduleErrorKind::Unauthorized => StatusCode::FORBIDDEN,
-            ScheduleErrorKind::Replay => StatusCode::CONFLICT,
-            ScheduleErrorKind::NotFound => StatusCode::NOT_FOUND,
-            ScheduleErrorKind::Store => StatusCode::SERVICE_UNAVAILABLE,
-        };
-        Self {
-            status,
-            error: if e.field.is_empty() { e.message } else { format!("{}: {}", e.field, e.message) },
-            field: Some(e.field).filter(|f| !f.is_empty()),
-            extra: None,
-            retry_after: None,
-        }
-    }
-}
-
-pub(crate) type ApiResult = Result<Response, ApiError>;
+pub use crate::error::ApiError;
+pub(crate) use crate::error::ApiResult;
 
 impl ApiState {
     /// Authenticate and authorize; a 403 is audited, a 401 or 429 is sampled into the audit
@@ -648,13 +577,13 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/schedules/{id}", get(schedules_get).delete(schedules_delete))
         .route("/api/v1/graphql", post(graphql_post))
         .route("/api/v1/whoami", get(whoami))
-        .route("/api/v1/economics", get(economics::summary_get))
-        .route("/api/v1/plan", get(economics::plan_get))
-        .route("/api/v1/forecast", get(economics::forecast_get))
-        .route("/api/v1/prices", get(economics::prices_get).post(economics::prices_post))
-        .route("/api/v1/savings", get(economics::savings_get))
-        .route("/api/v1/report", get(economics::report_get))
-        .route("/api/v1/rules", get(economics::rules_get).put(economics::rules_put))
+        .route("/api/v1/economics", get(economics_routes::summary_get))
+        .route("/api/v1/plan", get(economics_routes::plan_get))
+        .route("/api/v1/forecast", get(economics_routes::forecast_get))
+        .route("/api/v1/prices", get(economics_routes::prices_get).post(economics_routes::prices_post))
+        .route("/api/v1/savings", get(economics_routes::savings_get))
+        .route("/api/v1/report", get(economics_routes::report_get))
+        .route("/api/v1/rules", get(economics_routes::rules_get).put(economics_routes::rules_put))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

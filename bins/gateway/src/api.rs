@@ -450,7 +450,8 @@ impl LoopApi {
             if self.recent.len() == RECENT_EVENTS {
                 self.recent.pop_front();
             }
-            self.recent.push_back(format!("[{:.1} s] {text}", now_ms.as_secs_f32()));
+            // Stamped with the site's clock (UTC; the page shows local time), not time since boot.
+            self.recent.push_back(ems_api::model::event_line(Timestamp::now(), &text));
         }
         if let Some(r) = &out.refused {
             self.audit_entry_safety(Self::entry(
@@ -519,7 +520,7 @@ impl LoopApi {
         if self.recent.len() == RECENT_EVENTS {
             self.recent.pop_front();
         }
-        self.recent.push_back(text.clone());
+        self.recent.push_back(ems_api::model::event_line(Timestamp::now(), &text));
         let recent: Vec<String> = self.recent.iter().cloned().collect();
         let detail = cause.to_owned();
         self.view.send_modify(|v| {

@@ -8,8 +8,7 @@ use ems_core::Watts;
 use jiff::{SignedDuration, Timestamp};
 use std::collections::{BTreeMap, VecDeque};
 
-/// How long forecast errors are kept (the window of the live nMAE): 7 days.
-pub const ERROR_WINDOW: SignedDuration = SignedDuration::from_hours(7 * 24);
+use super::ERROR_WINDOW;
 
 /// One slot whose forecast (as planned with) and outcome are both known, in W.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]

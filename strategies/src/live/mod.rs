@@ -51,7 +51,6 @@ mod state;
 mod views;
 
 pub use engine::{LiveEconomics, LivePlan};
-pub use forecasts::ERROR_WINDOW;
 pub use open_meteo::{parse_open_meteo, OpenMeteoError};
 pub use state::{LiveState, STATE_VERSION};
 pub use views::{
@@ -66,6 +65,9 @@ use crate::units::{Money, Ratio};
 use ems_core::Watts;
 use jiff::{SignedDuration, Timestamp};
 use std::fmt;
+
+/// How long forecast errors are kept (the window of the live nMAE): 7 days.
+pub const ERROR_WINDOW: SignedDuration = SignedDuration::from_hours(7 * 24);
 
 /// What the engine is configured with. [`LiveConfig::new`] fills the defaults.
 #[derive(Debug, Clone)]

@@ -82,12 +82,15 @@ fn cost(l: &ems_strategies::live::LedgerView) -> api::CostSummary {
     api::CostSummary { cost: l.cost.get(), import_kwh: l.import_kwh.get(), export_kwh: l.export_kwh.get() }
 }
 
-/// What drives the battery now, in the operator's words.
+/// What drives the battery now, in the operator's words: the source of this cycle's set-point,
+/// and an active rule that did not change it (a limit that does not bind now) named beside it.
 fn drives(core: &Core, at: Timestamp) -> String {
     let Some(tick) = core.tick else { return "waiting for the control loop".to_owned() };
     let rule = core.decision.as_ref().and_then(|d| d.winner.as_ref());
-    match (tick.source, rule) {
-        (ems_control::CommandSource::Rule { .. }, Some((name, action))) => format!("rule '{name}': {action}"),
+    let main = match (tick.source, rule) {
+        (ems_control::CommandSource::Rule { .. }, Some((name, action))) => {
+            return format!("rule '{name}': {action}")
+        }
         (ems_control::CommandSource::Plan(r), _) => match core.engine.target(at) {
             Some((battery, _)) => {
                 let what = if battery.get() > 0.0 {
@@ -102,6 +105,10 @@ fn drives(core: &Core, at: Timestamp) -> String {
             None => format!("plan: {r}"),
         },
         (source, _) => source.to_string(),
+    };
+    match rule {
+        Some((name, action)) => format!("{main}; rule '{name}' ({action}) active, not binding now"),
+        None => main,
     }
 }
 
