@@ -87,7 +87,10 @@ fn only_counting_steps_are_shaved() {
     let p = plan_with_demand_steps(&problem, &steps, &counts).unwrap();
     assert!((p.grid_w[1] - 6000.0).abs() < 1e-6, "{:?}", p.grid_w);
     // The billing period ends before the spike: the same.
-    let until = Some(DemandObjective { until: Some(t0() + SignedDuration::from_hours(1)), ..demand(10.0, 0.0).unwrap() });
+    let until = Some(DemandObjective {
+        until: Some(t0() + SignedDuration::from_hours(1)),
+        ..demand(10.0, 0.0).unwrap()
+    });
     let p = plan(&Problem { demand_charge: until, ..battery() }, &steps).unwrap();
     assert!((p.grid_w[1] - 6000.0).abs() < 1e-6, "{:?}", p.grid_w);
 }

@@ -248,7 +248,7 @@ impl EconomicsOptions {
             )));
         }
         let (lo, hi) = (self.min_horizon.get(), self.max_horizon.get());
-        if hi < SLOT || hi > 7 * DAY || lo > 7 * DAY {
+        if !(SLOT..=7 * DAY).contains(&hi) || lo > 7 * DAY {
             return Err(EconomicsError::Options(format!(
                 "horizon {} ms to {} ms: the longest must be 15 min to 7 days",
                 lo, hi
@@ -810,8 +810,11 @@ impl PlanHook {
         let problem = Problem { soc_init: soc, ..self.problem };
         let sc = self_consumption(&problem, steps);
         #[allow(clippy::cast_precision_loss)] // a horizon of at most a few hundred steps
-        let mean_price = steps.iter().map(|s| s.import_price.per_kwh()).sum::<f64>() / steps.len().max(1) as f64;
-        let per_soc = mean_price * self.problem.eff_discharge.get() * f64::from(self.problem.capacity_wh.get()) / 1000.0;
+        let mean_price =
+            steps.iter().map(|s| s.import_price.per_kwh()).sum::<f64>() / steps.len().max(1) as f64;
+        let per_soc =
+            mean_price * self.problem.eff_discharge.get() * f64::from(self.problem.capacity_wh.get())
+                / 1000.0;
         let end = plan.soc.last().copied().unwrap_or(soc.get());
         let sc_value = sc.total_cost.get() - per_soc.max(0.0) * sc.final_soc.get();
         let plan_value = plan.total_cost.get() - per_soc.max(0.0) * end;
@@ -1063,9 +1066,8 @@ pub fn run_economics(opts: &EconomicsOptions) -> Result<EconomicsReport, Economi
 /// total.
 fn foresight_report(ems: &Savings, pf: &PlanHook, wall_s: f64) -> PerfectForesightReport {
     let pf_savings = Savings::compare(&pf.ems, &pf.no_battery, &pf.no_battery);
-    let cost_of = |period: &str| {
-        pf_savings.months.iter().find(|m| m.period == period).map_or(Money::ZERO, |m| m.ems)
-    };
+    let cost_of =
+        |period: &str| pf_savings.months.iter().find(|m| m.period == period).map_or(Money::ZERO, |m| m.ems);
     PerfectForesightReport {
         months: ems.months.iter().map(|m| ForesightPeriod::new(m, cost_of(&m.period))).collect(),
         total: ForesightPeriod::new(&ems.total, pf_savings.total.ems),

@@ -66,7 +66,9 @@ fn the_perfect_foresight_case_is_reported_beside_the_ems_and_costs_no_more_than_
     let pf = &v["perfect_foresight"];
     assert_eq!(pf["plans"], 3 * 96, "{pf}");
     let total = &pf["total"];
-    for key in ["perfect_foresight", "ems", "self_consumption", "no_battery", "pf_vs_self_consumption", "capture"] {
+    for key in
+        ["perfect_foresight", "ems", "self_consumption", "no_battery", "pf_vs_self_consumption", "capture"]
+    {
         assert!(total.get(key).is_some(), "missing {key}: {total}");
     }
     assert_eq!(pf["months"][0]["period"], "2018-01");
@@ -89,7 +91,17 @@ fn diagnosis_flags_are_checked_and_named() {
     let o = simulate(&["--days", "1", "--tariff", TOU, "--replan-every", "0"]);
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && e.contains("--replan-every = 0"), "{e}");
-    let o = simulate(&["--days", "1", "--tariff", TOU, "--foresight", "load", "--no-perfect-foresight", "--report", "json"]);
+    let o = simulate(&[
+        "--days",
+        "1",
+        "--tariff",
+        TOU,
+        "--foresight",
+        "load",
+        "--no-perfect-foresight",
+        "--report",
+        "json",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["ems_foresight"], "load");
