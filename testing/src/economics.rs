@@ -48,7 +48,7 @@ use ems_strategies::accounting::{Ledger, LedgerError, PeriodSavings, Savings, To
 use ems_strategies::forecast::{LoadForecaster, LoadProfile, PvCorrection, PvForecaster, PvSystem};
 use ems_strategies::optimizer::{replan, self_consumption, Plan, PlanStatus, Problem, Step};
 use ems_strategies::tariff::{Calendar, ImportPricing, Tariff};
-use ems_strategies::{Money, Price};
+use ems_strategies::{Factor, Money, Price};
 use jiff::tz::{self, TimeZone};
 use jiff::{SignedDuration, Timestamp};
 
@@ -96,7 +96,20 @@ pub struct EconomicsOptions {
     /// forecast, for which a plan is acted on; below it the slot runs self-consumption (see
     /// [`PlanHook::gate`]). Negative: every plan is acted on.
     pub plan_margin: Money,
+    /// The PV forecast the plan uses is the forecaster's × this (default
+    /// [`DEFAULT_PV_FACTOR`]): a cautious quantile rather than the expected value, because too
+    /// little stored energy costs the dear import price while too much costs only conversion
+    /// losses. Not applied to the truth of the foresight runs.
+    pub pv_factor: Factor,
+    /// The load forecast the plan uses is the forecaster's × this (default
+    /// [`DEFAULT_LOAD_FACTOR`]), for the same reason. Not applied to the truth.
+    pub load_factor: Factor,
 }
+
+/// The default [`EconomicsOptions::pv_factor`].
+pub const DEFAULT_PV_FACTOR: f64 = 0.85;
+/// The default [`EconomicsOptions::load_factor`].
+pub const DEFAULT_LOAD_FACTOR: f64 = 1.05;
 
 /// Which inputs the planner takes from the simulated site's truth instead of a forecast. The
 /// truth of a quarter-hour is its mean PV and load in the self-consumption run, which sees the
@@ -216,6 +229,8 @@ impl EconomicsOptions {
             foresight: Foresight::default(),
             perfect_foresight: true,
             plan_margin: Money::new(DEFAULT_PLAN_MARGIN),
+            pv_factor: Factor::saturating(DEFAULT_PV_FACTOR),
+            load_factor: Factor::saturating(DEFAULT_LOAD_FACTOR),
         }
     }
 
@@ -233,7 +248,7 @@ impl EconomicsOptions {
             )));
         }
         let (lo, hi) = (self.min_horizon.get(), self.max_horizon.get());
-        if hi < SLOT || hi > 7 * DAY || lo > 7 * DAY {
+        if !(SLOT..=7 * DAY).contains(&hi) || lo > 7 * DAY {
             return Err(EconomicsError::Options(format!(
                 "horizon {} ms to {} ms: the longest must be 15 min to 7 days",
                 lo, hi
@@ -612,6 +627,8 @@ struct PlanHook {
     failed: u64,
     gated: u64,
     margin: f64,
+    pv_factor: f64,
+    load_factor: f64,
     plan_s: f64,
     plan_s_max: f64,
     horizon_slots: u64,
@@ -668,6 +685,8 @@ impl PlanHook {
             failed: 0,
             gated: 0,
             margin: opts.plan_margin.get(),
+            pv_factor: opts.pv_factor.get(),
+            load_factor: opts.load_factor.get(),
             plan_s: 0.0,
             plan_s_max: 0.0,
             horizon_slots: 0,
@@ -699,14 +718,18 @@ impl PlanHook {
         let mut load = self.load.forecast(self.clocks.load_ts(clock), step, n);
         // The truth where the diagnosis asks for it and the run has it (not beyond its end).
         let first = usize::try_from((clock - self.clocks.offset) / SLOT).unwrap_or(usize::MAX);
+        #[allow(clippy::cast_possible_truncation)] // factors near 1 on watts
+        let (pv_f, load_f) = (self.pv_factor as f32, self.load_factor as f32);
         for (k, (p, l)) in pv.iter_mut().zip(load.iter_mut()).enumerate() {
             let i = first.saturating_add(k);
-            if let (true, Some(&t)) = (self.foresight.pv, self.truth.pv.get(i)) {
-                *p = t;
-            }
-            if let (true, Some(&t)) = (self.foresight.load, self.truth.load.get(i)) {
-                *l = t;
-            }
+            *p = match (self.foresight.pv, self.truth.pv.get(i)) {
+                (true, Some(&t)) => t,
+                _ => Watts::saturating(p.get() * pv_f),
+            };
+            *l = match (self.foresight.load, self.truth.load.get(i)) {
+                (true, Some(&t)) => t,
+                _ => Watts::saturating(l.get() * load_f),
+            };
         }
         #[allow(clippy::cast_precision_loss)] // k < 200
         (0..n)

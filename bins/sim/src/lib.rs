@@ -80,6 +80,12 @@ pub struct SimulateArgs {
     /// self-consumption. Negative: act on every plan.
     #[arg(long, requires = "tariff", allow_negative_numbers = true)]
     pub plan_margin: Option<f64>,
+    /// Economics: the plan uses the PV forecast × this (a cautious quantile; default 0.85).
+    #[arg(long, requires = "tariff")]
+    pub pv_factor: Option<f64>,
+    /// Economics: the plan uses the load forecast × this (default 1.05).
+    #[arg(long, requires = "tariff")]
+    pub load_factor: Option<f64>,
     /// Economics: skip the perfect-foresight case (faster diagnosis runs).
     #[arg(long, requires = "tariff")]
     pub no_perfect_foresight: bool,
@@ -118,6 +124,8 @@ pub fn simulate(args: &SimulateArgs, command: &str) -> ExitCode {
             horizon_hours: args.horizon_hours,
             perfect_foresight: !args.no_perfect_foresight,
             plan_margin: args.plan_margin,
+            pv_factor: args.pv_factor,
+            load_factor: args.load_factor,
         };
         let foresight = match ems_testing::economics::Foresight::parse(&args.foresight) {
             Ok(f) => f,
@@ -218,6 +226,8 @@ struct Home {
     horizon_hours: Option<f64>,
     perfect_foresight: bool,
     plan_margin: Option<f64>,
+    pv_factor: Option<f64>,
+    load_factor: Option<f64>,
 }
 
 impl Home {
@@ -249,6 +259,12 @@ impl Home {
         if let Some(m) = self.plan_margin {
             let m = check("plan-margin", m, -1.0e6, 1.0e6)?;
             opts.plan_margin = ems_strategies::Money::new(m);
+        }
+        if let Some(f) = self.pv_factor {
+            opts.pv_factor = ems_strategies::Factor::saturating(check("pv-factor", f, 0.0, 2.0)?);
+        }
+        if let Some(f) = self.load_factor {
+            opts.load_factor = ems_strategies::Factor::saturating(check("load-factor", f, 0.0, 3.0)?);
         }
         if !(1..=96).contains(&self.replan_every) {
             return Err(format!("--replan-every = {} must be 1..=96", self.replan_every));

@@ -42,6 +42,22 @@
 //! exact because `b_t` is a single signed power (a linear relaxation with separate charge and
 //! discharge variables would charge and discharge at once to burn energy at negative prices).
 //!
+//! # Demand charge
+//!
+//! With [`Problem::demand_charge`] the objective also charges
+//! `per_kw · max(0, max_t g_t − peak_so_far) / 1000` over the counting steps (all steps before
+//! [`DemandObjective::until`], or those marked in [`plan_with_demand_steps`]), and
+//! [`Plan::total_cost`] includes it. The maximum couples all steps; the plan is found by an outer
+//! golden-section search over an import cap on the counting steps, each cap solved exactly by
+//! the programme below (module `demand`). It is exact per cap and never worse than the plan
+//! without a cap by the true objective; the cap search is exact when the objective is convex in
+//! the cap (positive prices, export price ≤ import price). About 27 exact solves per plan.
+//!
+//! # Yardstick
+//!
+//! [`self_consumption`] computes what plain self-consumption would do over the same steps in the
+//! same model, so a caller can act on a plan only when it beats that by a margin.
+//!
 //! # Never infeasible
 //!
 //! [`plan`] fails only for invalid parameters or step data. Data that make the constraints
