@@ -119,18 +119,11 @@ struct Seen {
     live_again_at: Option<Duration>,
 }
 
-#[test]
-fn a_modbus_site_plans_on_live_prices_executes_the_plan_and_survives_the_price_server_going_away() {
-    let dir = tempfile::tempdir().unwrap();
-    let prices = PriceServer::start();
+/// The pack's capacity and `[economics]` on the live-price tariff, prices from the local server.
+fn economics_section(price_port: u16) -> String {
     let tariff = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/tariffs/dynamic-live.toml");
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let (seen, stdout, status, audit) = runtime.block_on(async {
-        let (site, mut served, server, config_path) =
-            loopback::serve_site(dir.path(), "kind = \"self-consumption\"").await;
-        let mut text = std::fs::read_to_string(&config_path).unwrap();
-        text.push_str(&format!(
-            r#"
+    format!(
+        r#"
 [battery]
 chemistry = "lfp"
 cells_in_series = 16
@@ -147,11 +140,22 @@ horizon_hours = 24
 
 [[economics.prices]]
 kind = "awattar"
-url = "http://127.0.0.1:{}"
+url = "http://127.0.0.1:{price_port}"
 refresh_seconds = 2
-"#,
-            prices.port
-        ));
+"#
+    )
+}
+
+#[test]
+fn a_modbus_site_plans_on_live_prices_executes_the_plan_and_survives_the_price_server_going_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let prices = PriceServer::start();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (seen, stdout, status, audit) = runtime.block_on(async {
+        let (site, mut served, server, config_path) =
+            loopback::serve_site(dir.path(), "kind = \"self-consumption\"").await;
+        let mut text = std::fs::read_to_string(&config_path).unwrap();
+        text.push_str(&economics_section(prices.port));
         std::fs::write(&config_path, &text).unwrap();
         let port = api_port(&text);
         let mut child = loopback::spawn_gateway(&config_path, &["--duration", "30"]);
