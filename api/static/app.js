@@ -558,13 +558,14 @@
     setText('price-basis', (BASIS[e.price_basis] || e.price_basis) + ' (feed ' + e.price_status.replace('_', ' ') + ')');
     setText('active-rule', e.active_rule || 'none');
     setText('fallback', e.fallback || 'none');
-    // Anything but live prices is a degraded mode the operator must see.
-    const degraded = e.price_status !== 'live' || !!e.fallback;
+    // A fallback (last good prices, the tariff's own prices instead of spot prices, no plan) is a
+    // degraded mode the operator must see; a time-of-use tariff without a feed is not one.
+    const degraded = !!e.fallback;
     const banner = $('econ-banner');
     banner.hidden = !degraded;
     banner.textContent = degraded
-      ? 'Prices not live (' + e.price_status.replace('_', ' ') + '): planning on ' + (BASIS[e.price_basis] || e.price_basis) +
-        (e.fallback ? ' — ' + e.fallback : '')
+      ? 'Price fallback (feed ' + e.price_status.replace('_', ' ') + '): planning on ' + (BASIS[e.price_basis] || e.price_basis) +
+        ' — ' + e.fallback
       : '';
   }
 

@@ -340,17 +340,20 @@ impl EconomicsPort for Port {
         let at = now(&core);
         let b = core.engine.price_basis(at);
         let (price_status, _) = status(core.feed.status);
-        let fallback = match (b, core.feed.status) {
-            (PriceBasis::Spot { live: false }, _) => {
+        // A fallback only where spot prices are what the tariff bills by: a time-of-use or fixed
+        // tariff plans on its own prices as a matter of course.
+        let uses_spot = core.wiring.tariff.spot_series().is_some();
+        let fallback = match b {
+            PriceBasis::Spot { live: false } => {
                 Some("the price source fails: planning with its last good prices".to_owned())
             }
-            (PriceBasis::Tariff, Some(FeedStatus::Exhausted)) => {
+            PriceBasis::Tariff if uses_spot => {
                 Some("no spot price: planning with the tariff's own prices".to_owned())
             }
-            (PriceBasis::SelfConsumption, _) => {
+            PriceBasis::SelfConsumption => {
                 Some("no usable price: no plan, the configured mode runs".to_owned())
             }
-            _ => None,
+            PriceBasis::Spot { live: true } | PriceBasis::Tariff => None,
         };
         api::EconomicsSummary {
             price_basis: basis(b),
