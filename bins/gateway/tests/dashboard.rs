@@ -12,43 +12,18 @@
 // Test code: a failed unwrap or panic is a failed test with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "support/browser.rs"]
+mod browser;
 mod support;
 
+use browser::{click, text, wait_text};
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fantoccini::{Client, ClientBuilder, Locator};
-
-struct Driver(Child);
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn text(c: &Client, id: &str) -> String {
-    match c.find(Locator::Id(id)).await {
-        Ok(e) => e.text().await.unwrap_or_default(),
-        Err(_) => String::new(),
-    }
-}
+use fantoccini::{Client, Locator};
 
 /// Wait (at most `secs`) until `#id` shows `want`.
-async fn wait_text(c: &Client, id: &str, want: &str, secs: u64) {
-    let until = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let t = text(c, id).await;
-        if t.contains(want) {
-            return;
-        }
-        assert!(Instant::now() < until, "#{id} never showed {want:?} (shows {t:?})");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
 /// Wait until `#id` shows a number (thousands separators allowed) and return it.
 async fn wait_number(c: &Client, id: &str) -> f64 {
     let until = Instant::now() + Duration::from_secs(30);
@@ -60,10 +35,6 @@ async fn wait_number(c: &Client, id: &str) -> f64 {
         assert!(Instant::now() < until, "#{id} shows no number: {t:?}");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-}
-
-async fn click(c: &Client, id: &str) {
-    c.find(Locator::Id(id)).await.unwrap_or_else(|e| panic!("#{id}: {e}")).click().await.unwrap();
 }
 
 async fn type_into(c: &Client, id: &str, value: &str) {
@@ -105,52 +76,14 @@ fn economics_file(dir: &Path) -> PathBuf {
 
 #[tokio::test]
 async fn dashboard_shows_flows_plan_and_a_rule_made_in_the_editor_driving_the_battery() {
-    let Ok(chromedriver) = std::env::var("EMS_CHROMEDRIVER") else {
-        eprintln!("skipped: EMS_CHROMEDRIVER is not set (scripts/test installs Chromium and sets it)");
+    let dir = tempfile::tempdir().unwrap();
+    let Some(browser) = browser::open(dir.path(), &["--window-size=1400,1000", "--hide-scrollbars"]).await
+    else {
         return;
     };
-    let chromium = std::env::var("EMS_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
-    let dir = tempfile::tempdir().unwrap();
+    let c = browser.client.clone();
     let econ = economics_file(dir.path());
     let g = support::start_with(&dir.path().join("gw.state"), &["--economics", econ.to_str().unwrap()]);
-
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let _driver = Driver(
-        Command::new(&chromedriver)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let profile = dir.path().join("chromium-profile");
-    let caps: serde_json::Map<String, serde_json::Value> = serde_json::from_value(serde_json::json!({
-        "goog:chromeOptions": {
-            "binary": chromium,
-            "args": [
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--window-size=1400,1000", "--hide-scrollbars",
-                format!("--user-data-dir={}", profile.display()),
-            ]
-        }
-    }))
-    .unwrap();
-    let until = Instant::now() + Duration::from_secs(30);
-    let c = loop {
-        match ClientBuilder::rustls()
-            .unwrap()
-            .capabilities(caps.clone())
-            .connect(&format!("http://127.0.0.1:{port}"))
-            .await
-        {
-            Ok(c) => break c,
-            Err(e) => {
-                assert!(Instant::now() < until, "chromedriver did not come up: {e}");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    };
 
     c.goto(&format!("http://{}/", g.addr)).await.unwrap();
     c.find(Locator::Id("token")).await.unwrap().send_keys(&g.token).await.unwrap();

@@ -5,41 +5,37 @@
 // Test code: a failed unwrap or panic is a failed test with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod support;
+
+use support::Gateway;
 
 const ECONOMICS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/economics/sim.toml");
 
-/// Start the simulated site with live economics at 300× on a 1 s cycle; its API address and
-/// admin token.
-fn start(dir: &std::path::Path, hour: &str, seconds: &str) -> (Child, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ems-gateway"))
-        .args(["--economics", ECONOMICS, "--start-day", "152", "--start-hour", hour])
-        .args(["--speed", "300", "--cycle-ms", "1000", "--duration", seconds, "--api-listen", "127.0.0.1:0"])
-        .arg("--state-file")
-        .arg(dir.join("gateway.state"))
-        .arg("--api-db")
-        .arg(dir.join("ems.db"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let (mut addr, mut token) = (None, None);
-    while addr.is_none() || token.is_none() {
-        let line = lines.next().expect("gateway output ended").unwrap();
-        if let Some(rest) = line.strip_prefix("API on http://") {
-            addr = rest.split('/').next().map(str::to_owned);
-        }
-        if let Some(t) = line.strip_prefix("admin token: ") {
-            token = Some(t.trim().to_owned());
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    (child, addr.unwrap(), token.unwrap())
+/// Start the simulated site with live economics at 300× on a 1 s cycle from `hour` on the same
+/// day, for `seconds` of site time, with its state and database in `dir`.
+fn start(dir: &std::path::Path, hour: &str, seconds: &str) -> Gateway {
+    let db = dir.join("ems.db");
+    let args = [
+        "--economics",
+        ECONOMICS,
+        "--start-day",
+        "152",
+        "--start-hour",
+        hour,
+        "--speed",
+        "300",
+        "--cycle-ms",
+        "1000",
+        "--duration",
+        seconds,
+        "--api-db",
+        db.to_str().unwrap(),
+    ];
+    support::spawn(&args, dir.join("gateway.state").to_str().unwrap())
 }
 
 fn get(addr: &str, token: &str, path: &str) -> Option<serde_json::Value> {
@@ -69,21 +65,22 @@ fn baseline_import(addr: &str, token: &str) -> Option<f64> {
 fn the_learned_state_and_the_ledger_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     // Run 1: 08:00 to 09:00 site time.
-    let (mut child, addr, token) = start(dir.path(), "8", "3600");
+    let mut g = start(dir.path(), "8", "3600");
     let mut first = 0.0_f64;
     let limit = Instant::now() + Duration::from_secs(90);
-    while child.try_wait().unwrap().is_none() {
+    while g.running() {
         assert!(Instant::now() < limit, "run 1 did not end");
-        if let Some(kwh) = baseline_import(&addr, &token) {
+        if let Some(kwh) = baseline_import(&g.addr, &g.token) {
             first = first.max(kwh);
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert!(child.wait().unwrap().success());
+    assert!(g.wait(Duration::from_secs(1)).success());
     assert!(first > 0.05, "run 1 recorded no energy: {first} kWh");
 
     // Run 2: from 10:00 on the same day, same database.
-    let (mut child, addr, token) = start(dir.path(), "10", "600");
+    let g = start(dir.path(), "10", "600");
+    let (addr, token) = (g.addr.clone(), g.token.clone());
     let mut second = None;
     let mut restored = false;
     let limit = Instant::now() + Duration::from_secs(60);
@@ -103,6 +100,4 @@ fn the_learned_state_and_the_ledger_survive_a_restart() {
     let second = second.unwrap();
     // A fresh ledger would start near zero at 10:00; the restored one holds the first hour.
     assert!(second >= first - 1e-6, "the ledger restarted: {second} kWh after {first} kWh");
-    child.kill().unwrap();
-    let _ = child.wait();
 }

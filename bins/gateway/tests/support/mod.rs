@@ -31,10 +31,18 @@ pub(crate) fn start(state: &std::path::Path) -> Gateway {
 
 /// [`start`] with extra command-line arguments.
 pub(crate) fn start_with(state: &std::path::Path, extra: &[&str]) -> Gateway {
+    let state = state.to_str().unwrap();
+    let mut args = vec!["--speed", "5", "--duration", "600"];
+    args.extend_from_slice(extra);
+    spawn(&args, state)
+}
+
+/// The simulated site with `args` (speed, duration and the rest; the API on a free port and
+/// `state` as the state file are added), once it printed its API address and admin token.
+pub(crate) fn spawn(args: &[&str], state: &str) -> Gateway {
     let mut child = Command::new(env!("CARGO_BIN_EXE_ems-gateway"))
-        .args(["--speed", "5", "--duration", "600", "--api-listen", "127.0.0.1:0", "--state-file"])
-        .arg(state)
-        .args(extra)
+        .args(args)
+        .args(["--api-listen", "127.0.0.1:0", "--state-file", state])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -54,4 +62,23 @@ pub(crate) fn start_with(state: &std::path::Path, extra: &[&str]) -> Gateway {
     // Keep draining stdout so the gateway never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
     Gateway { child, addr: addr.unwrap(), token: token.unwrap() }
+}
+
+impl Gateway {
+    /// Wait for the gateway to end by itself (its `--duration`), at most `limit`; its status.
+    pub(crate) fn wait(&mut self, limit: std::time::Duration) -> std::process::ExitStatus {
+        let until = std::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(std::time::Instant::now() < until, "the gateway did not end within {limit:?}");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    /// Whether it is still running.
+    pub(crate) fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
 }
