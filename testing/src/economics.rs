@@ -63,7 +63,7 @@ const SLOT: u64 = 900_000;
 const TIE_BREAK_PER_SLOT: f64 = 1e-5;
 
 /// The default [`EconomicsOptions::plan_margin`], currency units per plan horizon.
-pub const DEFAULT_PLAN_MARGIN: f64 = 0.0;
+pub const DEFAULT_PLAN_MARGIN: f64 = 0.03;
 
 /// What to simulate.
 #[derive(Debug, Clone)]

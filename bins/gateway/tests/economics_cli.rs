@@ -56,15 +56,15 @@ const DYNAMIC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/tarif
 
 #[test]
 fn the_perfect_foresight_case_is_reported_beside_the_ems_and_costs_no_more_than_self_consumption() {
-    // Three winter days, when the plan has something to do (grid charging at cheap hours).
-    let o = simulate(&["--days", "3", "--start-day", "10", "--tariff", DYNAMIC, "--report", "json"]);
+    // Two winter days, when the plan has something to do (grid charging at cheap hours).
+    let o = simulate(&["--days", "2", "--start-day", "10", "--tariff", DYNAMIC, "--report", "json"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["violations"], 0, "{v}");
     // The existing keys stay.
     assert!(v["savings"]["total"]["vs_self_consumption"]["amount"].is_number(), "{v}");
     let pf = &v["perfect_foresight"];
-    assert_eq!(pf["plans"], 3 * 96, "{pf}");
+    assert_eq!(pf["plans"], 2 * 96, "{pf}");
     let total = &pf["total"];
     for key in
         ["perfect_foresight", "ems", "self_consumption", "no_battery", "pf_vs_self_consumption", "capture"]

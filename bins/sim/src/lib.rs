@@ -77,7 +77,7 @@ pub struct SimulateArgs {
     pub horizon_hours: Option<f64>,
     /// Economics: the least saving over self-consumption (currency per plan horizon, by the
     /// plan's own forecast) for which the EMS acts on a plan; below it the slot runs
-    /// self-consumption. Negative: act on every plan.
+    /// self-consumption (default 0.03). Negative: act on every plan.
     #[arg(long, requires = "tariff", allow_negative_numbers = true)]
     pub plan_margin: Option<f64>,
     /// Economics: the plan uses the PV forecast × this (a cautious quantile; default 0.85).
