@@ -59,6 +59,7 @@ pub(crate) struct EconomicsSection {
 }
 
 /// A file holding only `[economics]` (`ems-gateway --economics FILE` on the simulated site).
+#[cfg(feature = "sim")]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct EconomicsFile {
@@ -120,6 +121,7 @@ pub(crate) struct EconomicsWiring {
 }
 
 /// Read `--economics FILE`: a file with an `[economics]` table only.
+#[cfg(feature = "sim")]
 ///
 /// # Errors
 /// The file cannot be read or any error of [`economics`], naming file, line, field and value.

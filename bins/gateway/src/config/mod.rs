@@ -28,9 +28,9 @@ mod wiring;
 pub(crate) use api::{rate_limit, ApiProviderEntry, ApiSection, ApiTokenEntry, ApiWiring};
 #[allow(unused_imports)] // kept for the section types' paths, see above
 pub(crate) use battery::{BatterySection, Chemistry, Origin, PackLimits, Preset, Setting};
-pub(crate) use economics::{
-    load_file as load_economics_file, BatteryLimits, EconomicsSection, EconomicsWiring,
-};
+#[cfg(feature = "sim")]
+pub(crate) use economics::load_file as load_economics_file;
+pub(crate) use economics::{BatteryLimits, EconomicsSection, EconomicsWiring};
 #[allow(unused_imports)] // kept for the section types' paths, see above
 pub(crate) use entries::{ContactorEntry, EStopEntry};
 pub(crate) use entries::{DeviceEntry, DevicesSection};

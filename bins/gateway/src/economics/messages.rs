@@ -12,6 +12,8 @@ pub(crate) enum SiteClock {
     Wall,
     /// The simulated site: `start` at control time zero, advancing with control time (so a
     /// run at `--speed 60` lives an hour per minute).
+    // Only the built-in simulated site runs on simulated time (a production build has none).
+    #[cfg_attr(not(feature = "sim"), allow(dead_code))]
     Simulated {
         /// Site time at control time zero.
         start: Timestamp,
