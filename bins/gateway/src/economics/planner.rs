@@ -407,13 +407,20 @@ impl PlannerLoop {
         let irradiance = self.irradiance();
         let shared = Arc::clone(&self.shared);
         let mut core = lock(&shared);
-        core.feed = FeedView { status: Some(self.feed.status(now)), sources: self.feed.sources() };
-        let live = match core.feed.status {
-            Some(FeedStatus::Live { .. }) => SpotStatus::Live,
-            _ => SpotStatus::LastGood,
-        };
-        if let Err(e) = core.engine.set_spot(self.feed.series(now), live) {
-            tracing::warn!("economics: prices refused: {e}");
+        let status = self.feed.status(now);
+        let changed = core.feed.status != Some(status);
+        core.feed = FeedView { status: Some(status), sources: self.feed.sources() };
+        // The engine learns of new points or a new status, not of every second: a series that
+        // merely starts a quarter-hour later is no news (and must not look like new prices).
+        if new_prices || changed {
+            let live = if matches!(status, FeedStatus::Live { .. }) {
+                SpotStatus::Live
+            } else {
+                SpotStatus::LastGood
+            };
+            if let Err(e) = core.engine.set_spot(self.feed.series(now), live) {
+                tracing::warn!("economics: prices refused: {e}");
+            }
         }
         if new_prices {
             core.engine.request_replan(ReplanReason::NewPrices);
@@ -532,8 +539,10 @@ fn rerate(core: &mut Core, rating: ems_core::Watts) {
         .and_then(|cfg| LiveEconomics::new(cfg, Some(core.engine.state())).map_err(|e| e.to_string()));
     match rebuilt {
         Ok(engine) => {
-            // The spot prices come back with the next step; the plan is made again now.
+            // The spot prices come back with the next step (a forgotten status counts as a
+            // change); the plan is made again now.
             core.engine = engine;
+            core.feed.status = None;
             core.engine.request_replan(ReplanReason::Start);
         }
         Err(e) => tracing::warn!("economics: the planner's model at rating {rating}: {e}"),
