@@ -853,15 +853,7 @@ pub(crate) fn rule_set_schema() -> Value {
             "pv_surplus_above_w": w, "grid_import_above_w": w
         }
     });
-    let action = |mode: &str, required: &[&str], props: Value| {
-        let mut p = json!({ "mode": { "const": mode } });
-        if let (Value::Object(o), Value::Object(extra)) = (&mut p, props) {
-            o.extend(extra);
-        }
-        let mut req = vec!["mode".to_owned()];
-        req.extend(required.iter().map(|r| (*r).to_owned()));
-        json!({ "type": "object", "additionalProperties": false, "required": req, "properties": p })
-    };
+    let action = crate::schema::mode_variant;
     let until = json!({ "oneOf": [
         closed(json!({ "time": hhmm })),
         closed(json!({ "duration_minutes": { "type": "integer", "minimum": 1, "maximum": 10080 } })),

@@ -17,6 +17,7 @@ pub mod model;
 pub mod ports;
 pub mod rest;
 pub mod schedules;
+mod schema;
 pub mod server;
 pub mod site_mode;
 pub mod start;

@@ -144,15 +144,7 @@ fn site_mode_schema() -> Value {
     let pct = json!({ "type": "number", "minimum": 0, "maximum": 100 });
     let w = watts_schema(0.0, 1e7);
     let sw = watts_schema(-1e7, 1e7);
-    let variant = |mode: &str, required: &[&str], props: Value| {
-        let mut p = json!({ "mode": { "const": mode } });
-        if let (Value::Object(o), Value::Object(extra)) = (&mut p, props) {
-            o.extend(extra);
-        }
-        let mut req = vec!["mode".to_owned()];
-        req.extend(required.iter().map(|r| (*r).to_owned()));
-        json!({ "type": "object", "additionalProperties": false, "required": req, "properties": p })
-    };
+    let variant = crate::schema::mode_variant;
     json!({ "oneOf": [
         variant("passive", &[], json!({})),
         variant("manual", &["setpoint_w"], json!({ "setpoint_w": sw })),

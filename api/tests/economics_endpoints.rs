@@ -9,24 +9,21 @@ mod rest_support;
 
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
-use ems_api::auth::{hash_token, Role, TokenConfig};
 use ems_api::economics::{
     CostSummary, DayRow, EconomicsPort, EconomicsSummary, ForecastErrors, ForecastSlot, ForecastView,
     MonthReport, PlanReason, PlanSlot, PlanStatus, PlanView, PortError, PortErrorKind, PriceBasis,
     PricePoint, PriceSourceKind, PriceSourceView, PriceStatus, PricesView, PushedPrice, ReportMonth,
     RuleDecision, RulesView, SavingsPeriod, SavingsView, SlotActual, NOT_CONFIGURED, REPORT_CSV_HEADER,
 };
-use ems_api::ports::{MemoryStore, Outcome};
+use ems_api::ports::Outcome;
 use ems_api::rest::openapi;
-use ems_api::start::{Assembled, EStopRoute, ServerConfig, Storage, Tokens};
-use ems_core::{percent, watts, State, Watts};
+use ems_core::{percent, watts, Watts};
 use http_body_util::BodyExt;
 use jiff::civil::Date;
 use jiff::{SignedDuration, Timestamp};
 use rest_support::*;
 use serde_json::{json, Map, Value};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use tower::ServiceExt;
 
 /// A fake economics engine: pushed prices are kept (and refused when they overlap), rule sets
@@ -236,38 +233,7 @@ impl EconomicsPort for FakePort {
 }
 
 fn harness_with_port(port: Arc<FakePort>) -> Harness {
-    let tokens = [
-        ("viewer", Role::Viewer, VIEWER),
-        ("ops", Role::Operator, OPERATOR),
-        ("acme-cloud", Role::Provider, PROVIDER),
-        ("root", Role::Admin, ADMIN),
-    ]
-    .map(|(n, r, t)| TokenConfig { name: n.into(), role: r, sha256_hex: hash_token(t) });
-    let store = Arc::new(MemoryStore::default());
-    let clock = Arc::new(MockClock(Mutex::new(t0())));
-    let config = ServerConfig {
-        tokens: Tokens::Configured(tokens.to_vec()),
-        token_rate: ems_api::auth::RateLimit { burst: 10_000.0, per_second: 1000.0 },
-        storage: Storage::Stores { audit: store.clone(), history: store.clone(), schedules: store.clone() },
-        write_queue: None,
-        command_timeout: Duration::from_secs(2),
-        clock: clock.clone(),
-        economics: Some(port),
-        ..ServerConfig::default()
-    };
-    let Assembled { router, handles } = config.assemble(EStopRoute::CommandQueue).unwrap();
-    let state = Arc::new(Mutex::new(State::Idle));
-    tokio::spawn(fake_loop(handles.commands, state.clone()));
-    Harness {
-        router,
-        store,
-        clock,
-        view: handles.view,
-        modes: handles.modes,
-        schedules: handles.schedules,
-        state,
-        metrics: handles.metrics,
-    }
+    harness_full(ems_api::auth::RateLimit { burst: 10_000.0, per_second: 1000.0 }, true, Some(port))
 }
 
 async fn put(h: &Harness, path: &str, token: Option<&str>, body: &Value) -> Reply {

@@ -141,6 +141,15 @@ pub(crate) fn harness() -> Harness {
 
 /// `with_loop = false`: the command inbox is dropped (the loop is gone).
 pub(crate) fn harness_with(limit: RateLimit, with_loop: bool) -> Harness {
+    harness_full(limit, with_loop, None)
+}
+
+/// [`harness_with`] with an economics port behind the economics endpoints.
+pub(crate) fn harness_full(
+    limit: RateLimit,
+    with_loop: bool,
+    economics: Option<Arc<dyn ems_api::economics::EconomicsPort>>,
+) -> Harness {
     let tokens = [
         ("viewer", Role::Viewer, VIEWER),
         ("ops", Role::Operator, OPERATOR),
@@ -162,6 +171,7 @@ pub(crate) fn harness_with(limit: RateLimit, with_loop: bool) -> Harness {
         command_queue: 8,
         command_timeout: Duration::from_secs(2),
         clock: clock.clone(),
+        economics,
         ..ServerConfig::default()
     };
     let Assembled { router, handles } = config.assemble(EStopRoute::CommandQueue).unwrap();
