@@ -261,9 +261,7 @@ where
 
 /// `<state file>.running`.
 fn marker_path(state: &std::path::Path) -> PathBuf {
-    let mut p = state.as_os_str().to_owned();
-    p.push(".running");
-    PathBuf::from(p)
+    crate::store::with_suffix(state, ".running")
 }
 
 /// The gateway's part in every cycle.

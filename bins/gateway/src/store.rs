@@ -56,10 +56,16 @@ impl FileStore {
     }
 
     fn sibling(&self, suffix: &str) -> PathBuf {
-        let mut name = self.path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-        name.push(suffix);
-        self.path.with_file_name(name)
+        with_suffix(&self.path, suffix)
     }
+}
+
+/// `path` with `suffix` appended to its file name (`gw.state` + `.running`): the files the
+/// gateway keeps beside its state file.
+pub(crate) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(suffix);
+    path.with_file_name(name)
 }
 
 impl StateStore for FileStore {

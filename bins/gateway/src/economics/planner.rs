@@ -216,10 +216,7 @@ impl PlannerThread {
 }
 
 fn sibling(path: &std::path::Path, suffix: &str) -> PathBuf {
-    let mut p = path.as_os_str().to_owned();
-    p.push(".");
-    p.push(suffix);
-    PathBuf::from(p)
+    crate::store::with_suffix(path, &format!(".{suffix}"))
 }
 
 /// Where the learned state is kept: the database when there is one, else a JSON file beside
