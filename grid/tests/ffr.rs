@@ -1,5 +1,8 @@
 //! FFR: one activation per event with a noisy frequency at the threshold, support, bounded
 //! deactivation, recovery and re-arming.
+// Test helpers outside #[test] functions: a failure should abort loudly; times and sample
+// indices are small integers, exact in f32.
+#![allow(clippy::unwrap_used, clippy::panic, clippy::cast_precision_loss, clippy::cast_possible_truncation)]
 mod common;
 
 use common::{call, delta, w, Noise};

@@ -1,11 +1,17 @@
 //! A stale or invalid frequency deactivates every service over a bounded ramp and then turns
 //! it off (`None`); it never freezes the last response.
+// Test helpers outside #[test] functions: a failure should abort loudly; times and sample
+// indices are small integers, exact in f32.
+#![allow(clippy::unwrap_used, clippy::panic, clippy::cast_precision_loss, clippy::cast_possible_truncation)]
 mod common;
 
 use common::{aged, call, delta, envelope, w};
 use ems_control::GridService;
 use ems_core::Millis;
-use ems_grid::{Activation, Droop, DroopParams, FcrD, FcrN, Ffr, FfrLevel, FfrParams, FfrSupport, FrequencyServices, ParamSet};
+use ems_grid::{
+    Activation, Droop, DroopParams, FcrD, FcrN, Ffr, FfrLevel, FfrParams, FfrSupport, FrequencyServices,
+    ParamSet,
+};
 
 /// Drive `service` to a response at `f`, then feed `lost` (which makes the frequency unusable)
 /// every 100 ms; returns the Δs seen until the service returned `None`.

@@ -1,6 +1,15 @@
 //! Shared fixtures of the integration tests: snapshots with a chosen frequency and SOC, and a
 //! deterministic pseudo-noise.
-#![allow(dead_code, unreachable_pub)]
+// Each test binary uses a different subset; helpers abort loudly on a bad fixture; the noise
+// generator's casts are the usual u64 → f64 mantissa cut and an f64 → f32 narrowing of a small value.
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation
+)]
 
 use ems_control::{GridAction, GridRequest, GridService};
 use ems_core::snapshot::{FAST_MAX_AGE, SLOW_MAX_AGE};
@@ -24,7 +33,8 @@ pub fn snapshot(now_ms: u64, f: Option<f32>, soc: f32) -> Snapshot {
 /// than 2 s).
 pub fn aged(now_ms: u64, f: f32, age_ms: u64, soc: f32) -> Snapshot {
     let mut s = snapshot(now_ms, Some(f), soc);
-    s.grid.frequency = Measurement::good(Hertz::try_new(f).unwrap(), Millis::new(now_ms - age_ms), FAST_MAX_AGE);
+    s.grid.frequency =
+        Measurement::good(Hertz::try_new(f).unwrap(), Millis::new(now_ms - age_ms), FAST_MAX_AGE);
     s
 }
 
