@@ -132,7 +132,7 @@ impl RollingMean {
             b.duration = b.duration.plus(dt);
         }
         let horizon = now.since(self.window);
-        while self.bins.front().is_some_and(|b| b.start.plus(self.width) <= horizon && now > self.window) {
+        while self.bins.front().is_some_and(|b| b.start.plus(self.width) <= horizon) {
             let _ = self.bins.pop_front();
         }
     }
