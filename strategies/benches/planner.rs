@@ -10,8 +10,8 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use ems_strategies::optimizer::{plan, DemandObjective, DemandPrice, Problem, Step};
-use ems_strategies::Price;
+use ems_strategies::optimizer::{plan, DemandObjective, DemandPrice, Problem, Scenarios, Step};
+use ems_strategies::{Factor, Price, Ratio};
 
 // The file's own LP check is a `#[test]`, which is not built into the bench; its helpers are
 // then unused here.
@@ -72,6 +72,27 @@ fn bench(c: &mut Criterion) {
     });
     c.bench_function("plan 672 x 15 min with a demand charge (no PV)", |b| {
         b.iter(|| plan(black_box(&demand), black_box(&dark)))
+    });
+    // Against 15 forecast scenarios (5 PV × 3 load factors, as the simulator's EMS learns
+    // them from its errors): every step's cost averages over 15 grid powers.
+    let pv = [0.2, 0.6, 0.9, 1.1, 1.3].map(|f| (Factor::saturating(f), Ratio::saturating(0.2)));
+    let load = [0.8, 1.0, 1.3].map(|f| (Factor::saturating(f), Ratio::saturating(1.0 / 3.0)));
+    let scenarios = Scenarios::product(&pv, &load, jiff::SignedDuration::from_hours(3)).ok();
+    let uncertain = Problem { scenarios, ..problem };
+    for (name, s) in [("day, 15 scenarios", day), ("week, 15 scenarios", &steps[..])] {
+        if let Ok(p) = plan(&uncertain, s) {
+            eprintln!(
+                "{name}: expected cost {:.4}, solve {:.3} ms",
+                p.total_cost.get(),
+                p.solve_time.as_secs_f64() * 1e3
+            );
+        }
+    }
+    c.bench_function("plan 96 x 15 min, 15 forecast scenarios", |b| {
+        b.iter(|| plan(black_box(&uncertain), black_box(day)))
+    });
+    c.bench_function("plan 672 x 15 min, 15 forecast scenarios", |b| {
+        b.iter(|| plan(black_box(&uncertain), black_box(&steps)))
     });
     // Stress, not a target: the same week with prices that make the problem non-convex (import
     // lowered by 0.25 so that 1 May goes negative; export alternating 20 % above and below

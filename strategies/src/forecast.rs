@@ -21,12 +21,14 @@ mod metrics;
 mod price;
 mod pv;
 pub mod solar;
+mod spread;
 
 pub use load::{LoadDayType, LoadForecaster, LoadProfile};
 pub use metrics::{error_metrics, ErrorMetrics, Normalisation, Scored};
 pub use price::{PriceFallback, PriceForecaster};
 pub use pv::{PvCorrection, PvForecaster, PvLearned, PvSystem};
 pub use solar::Irradiance;
+pub use spread::{error_scenarios, ForecastErrors};
 
 /// A forecaster was configured or fed with unusable values.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

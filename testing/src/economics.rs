@@ -45,8 +45,10 @@ use ems_control::{ControllerConfig, ModeSetting, PlanTarget, SelfConsumptionConf
 use ems_core::{Millis, Snapshot, Watts};
 use ems_devices::sim::{SimSiteConfig, SimulatedSite};
 use ems_strategies::accounting::{Ledger, LedgerError, PeriodSavings, Savings, Totals};
-use ems_strategies::forecast::{LoadForecaster, LoadProfile, PvCorrection, PvForecaster, PvSystem};
-use ems_strategies::optimizer::{replan, self_consumption, Plan, PlanStatus, Problem, Step};
+use ems_strategies::forecast::{
+    error_scenarios, ForecastErrors, LoadForecaster, LoadProfile, PvCorrection, PvForecaster, PvSystem,
+};
+use ems_strategies::optimizer::{replan, self_consumption, Plan, PlanStatus, Problem, Scenarios, Step};
 use ems_strategies::tariff::{Calendar, ImportPricing, Tariff};
 use ems_strategies::{Factor, Money, Price};
 use jiff::tz::{self, TimeZone};
@@ -104,7 +106,19 @@ pub struct EconomicsOptions {
     /// The load forecast the plan uses is the forecaster's × this (default
     /// [`DEFAULT_LOAD_FACTOR`]), for the same reason. Not applied to the truth.
     pub load_factor: Factor,
+    /// Plan against scenarios of the forecasters' own past errors (the expected cost; see
+    /// [`ems_strategies::optimizer::Scenarios`]) instead of the point forecast alone (default
+    /// [`DEFAULT_SCENARIOS`]). Not applied to what the foresight runs know.
+    pub scenarios: bool,
 }
+
+/// The default [`EconomicsOptions::scenarios`].
+pub const DEFAULT_SCENARIOS: bool = false;
+/// Lead time at which the forecasts' errors are learned: 12 h, the lead of the night's
+/// decisions about the next day.
+const ERROR_LEAD_SLOTS: usize = 48;
+/// The spread of the scenarios is complete after this lead time.
+const SCENARIO_RAMP: SignedDuration = SignedDuration::from_hours(3);
 
 /// The default [`EconomicsOptions::pv_factor`].
 pub const DEFAULT_PV_FACTOR: f64 = 0.85;
@@ -231,6 +245,7 @@ impl EconomicsOptions {
             plan_margin: Money::new(DEFAULT_PLAN_MARGIN),
             pv_factor: Factor::saturating(DEFAULT_PV_FACTOR),
             load_factor: Factor::saturating(DEFAULT_LOAD_FACTOR),
+            scenarios: DEFAULT_SCENARIOS,
         }
     }
 
@@ -633,6 +648,13 @@ struct PlanHook {
     plan_s_max: f64,
     horizon_slots: u64,
     flows: BatteryFlows,
+    /// Plan against the forecasters' error scenarios.
+    scenarios: bool,
+    pv_errors: ForecastErrors,
+    load_errors: ForecastErrors,
+    /// Forecasts made `ERROR_LEAD_SLOTS` ahead, awaiting their slot's measurement:
+    /// (slot start, PV, load), oldest first.
+    pending: std::collections::VecDeque<(u64, Watts, Watts)>,
 }
 
 impl PlanHook {
@@ -691,6 +713,11 @@ impl PlanHook {
             plan_s_max: 0.0,
             horizon_slots: 0,
             flows: BatteryFlows::default(),
+            scenarios: opts.scenarios,
+            // Two weeks of daylight quarter-hours of at least 5 % of the peak; a week of load.
+            pv_errors: ForecastErrors::new(14 * 48, Watts::saturating(kwp.get() * 0.05)),
+            load_errors: ForecastErrors::new(7 * 96, Watts::saturating(50.0)),
+            pending: std::collections::VecDeque::new(),
         })
     }
 
@@ -709,13 +736,19 @@ impl PlanHook {
     }
 
     /// The horizon's steps from the quarter-hour starting at `clock`.
-    fn steps(&self, clock: u64) -> Vec<Step> {
+    fn steps(&mut self, clock: u64) -> Vec<Step> {
         let known = if self.foresight.prices { u64::MAX } else { self.known_until(clock) };
         let end = known.min(clock + self.max_horizon).max(clock + self.min_horizon);
         let n = usize::try_from((end - clock).div_ceil(SLOT)).unwrap_or(96);
         let step = SignedDuration::from_millis(i64::try_from(SLOT).unwrap_or(900_000));
         let mut pv = self.pv.forecast(self.clocks.pv_ts(clock), step, n);
         let mut load = self.load.forecast(self.clocks.load_ts(clock), step, n);
+        if let (Some(&p), Some(&l)) = (pv.get(ERROR_LEAD_SLOTS), load.get(ERROR_LEAD_SLOTS)) {
+            let at = clock + SLOT * ERROR_LEAD_SLOTS as u64;
+            if self.pending.back().is_none_or(|b| b.0 < at) {
+                self.pending.push_back((at, p, l));
+            }
+        }
         // The truth where the diagnosis asks for it and the run has it (not beyond its end).
         let first = usize::try_from((clock - self.clocks.offset) / SLOT).unwrap_or(usize::MAX);
         #[allow(clippy::cast_possible_truncation)] // factors near 1 on watts
@@ -767,7 +800,8 @@ impl PlanHook {
         let steps = self.steps(clock);
         let started = Instant::now();
         let soc = ems_strategies::Ratio::saturating(f64::from(soc.fraction()));
-        let result = replan(&self.problem, soc, &steps);
+        let problem = Problem { scenarios: self.error_scenarios(), ..self.problem };
+        let result = replan(&problem, soc, &steps);
         let took = started.elapsed().as_secs_f64();
         self.plans += 1;
         self.plan_s += took;
@@ -778,7 +812,7 @@ impl PlanHook {
                 if p.status == PlanStatus::FeasibleRelaxed {
                     self.relaxed += 1;
                 }
-                if self.gate(soc, &steps, &p) {
+                if self.gate(&problem, soc, &steps, &p) {
                     let last = LastPlan::new(&self.problem, soc, &steps, p);
                     self.target = Self::target_of(&last);
                     self.last_plan = Some(last);
@@ -803,11 +837,11 @@ impl PlanHook {
     /// merely by emptying the battery at the end. Self-consumption is feasible for the planner,
     /// so only a thin or end-of-horizon gain is gated: acting on it risks more through forecast
     /// errors and conversion losses than it promises.
-    fn gate(&self, soc: ems_strategies::Ratio, steps: &[Step], plan: &Plan) -> bool {
+    fn gate(&self, problem: &Problem, soc: ems_strategies::Ratio, steps: &[Step], plan: &Plan) -> bool {
         if self.margin < 0.0 {
             return true;
         }
-        let problem = Problem { soc_init: soc, ..self.problem };
+        let problem = Problem { soc_init: soc, ..*problem };
         let sc = self_consumption(&problem, steps);
         #[allow(clippy::cast_precision_loss)] // a horizon of at most a few hundred steps
         let mean_price =
@@ -819,6 +853,27 @@ impl PlanHook {
         let sc_value = sc.total_cost.get() - per_soc.max(0.0) * sc.final_soc.get();
         let plan_value = plan.total_cost.get() - per_soc.max(0.0) * end;
         sc_value - plan_value >= self.margin
+    }
+
+    /// The scenarios the plan is made against: the quantiles of the forecasters' errors at
+    /// 12 h lead, 5 of PV × 3 of load, once each has a day's worth; none for an input the run
+    /// is told the truth of.
+    fn error_scenarios(&self) -> Option<Scenarios> {
+        /// A day's worth of quarter-hours.
+        const MIN_ERRORS: usize = 96;
+        let ready = |e: &ForecastErrors, known: bool| known || e.len() >= MIN_ERRORS;
+        if !self.scenarios
+            || (self.foresight.pv && self.foresight.load)
+            || !ready(&self.pv_errors, self.foresight.pv)
+            || !ready(&self.load_errors, self.foresight.load)
+        {
+            return None;
+        }
+        let mut certain = ForecastErrors::new(1, Watts::ZERO);
+        certain.record(Watts::saturating(1.0), Watts::saturating(1.0));
+        let (pv, pv_bins) = if self.foresight.pv { (&certain, 1) } else { (&self.pv_errors, 5) };
+        let (load, load_bins) = if self.foresight.load { (&certain, 1) } else { (&self.load_errors, 3) };
+        error_scenarios(pv, load, (pv_bins, load_bins), 1, SCENARIO_RAMP).ok().flatten()
     }
 
     /// The controller's target for the slot `plan.age` slots after the plan was made.
@@ -880,6 +935,14 @@ impl CycleHook for PlanHook {
                 let step_len = SignedDuration::from_millis(i64::try_from(SLOT).unwrap_or(900_000));
                 self.pv.observe(self.clocks.pv_ts(slot_start), step_len, pv);
                 self.load.observe(self.clocks.load_ts(slot_start), load);
+                while self.pending.front().is_some_and(|f| f.0 < slot_start) {
+                    self.pending.pop_front();
+                }
+                if let Some((_, pv_f, load_f)) = self.pending.front().copied().filter(|f| f.0 == slot_start) {
+                    self.pending.pop_front();
+                    self.pv_errors.record(pv_f, pv);
+                    self.load_errors.record(load_f, load);
+                }
             }
             self.slot = SlotEnergy::default();
         }

@@ -86,6 +86,10 @@ pub struct SimulateArgs {
     /// Economics: the plan uses the load forecast × this (default 1.05).
     #[arg(long, requires = "tariff")]
     pub load_factor: Option<f64>,
+    /// Economics: plan against scenarios of the forecasters' own past errors (the expected
+    /// cost), `on` or `off` (default off).
+    #[arg(long, requires = "tariff", value_name = "on|off", value_parser = on_off)]
+    pub scenarios: Option<bool>,
     /// Economics: skip the perfect-foresight case (faster diagnosis runs).
     #[arg(long, requires = "tariff")]
     pub no_perfect_foresight: bool,
@@ -126,6 +130,7 @@ pub fn simulate(args: &SimulateArgs, command: &str) -> ExitCode {
             plan_margin: args.plan_margin,
             pv_factor: args.pv_factor,
             load_factor: args.load_factor,
+            scenarios: args.scenarios,
         };
         let foresight = match ems_testing::economics::Foresight::parse(&args.foresight) {
             Ok(f) => f,
@@ -228,6 +233,16 @@ struct Home {
     plan_margin: Option<f64>,
     pv_factor: Option<f64>,
     load_factor: Option<f64>,
+    scenarios: Option<bool>,
+}
+
+/// `on` / `off` for a switch flag.
+fn on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        other => Err(format!("{other:?} must be on or off")),
+    }
 }
 
 impl Home {
@@ -265,6 +280,9 @@ impl Home {
         }
         if let Some(f) = self.load_factor {
             opts.load_factor = ems_strategies::Factor::saturating(check("load-factor", f, 0.0, 3.0)?);
+        }
+        if let Some(on) = self.scenarios {
+            opts.scenarios = on;
         }
         if !(1..=96).contains(&self.replan_every) {
             return Err(format!("--replan-every = {} must be 1..=96", self.replan_every));

@@ -22,29 +22,59 @@ pub struct SelfConsumptionSchedule {
 /// Self-consumption over `steps` from `problem.soc_init`, in the planner's model (efficiencies,
 /// power limits, SOC window; a SOC outside the window is only moved toward it). Inputs are not
 /// validated: call it with a problem and steps [`super::plan`] accepted.
+///
+/// With [`Problem::scenarios`], self-consumption follows each scenario's own PV and load (it
+/// reacts to what happens, unlike a plan), and `total_cost` and `final_soc` are the weighted
+/// means over the scenarios; `battery_w` is the schedule for the steps' own PV and load.
 #[must_use]
 pub fn self_consumption(problem: &Problem, steps: &[Step]) -> SelfConsumptionSchedule {
+    let origin = steps.first().map_or(jiff::Timestamp::UNIX_EPOCH, |s| s.start);
+    let slots: Vec<Slot> = steps.iter().map(|s| Slot::new(problem, s, 0.0, origin)).collect();
+    let count = slots.first().map_or(1, Slot::scenario_count);
+    let mut battery_w = Vec::with_capacity(steps.len());
+    let (total, e) = if problem.scenarios.is_some() {
+        let mut sum = (0.0, 0.0);
+        for k in 0..count {
+            let (total, e) = run(problem, &slots, k, None);
+            let w = slots.first().map_or(0.0, |s| s.scenario(k).1);
+            sum = (sum.0 + w * total, sum.1 + w * e);
+        }
+        let plain = Problem { scenarios: None, ..*problem };
+        let plain: Vec<Slot> = steps.iter().map(|s| Slot::new(&plain, s, 0.0, origin)).collect();
+        run(problem, &plain, 0, Some(&mut battery_w));
+        sum
+    } else {
+        run(problem, &slots, 0, Some(&mut battery_w))
+    };
+    let cap = f64::from(problem.capacity_wh.get());
+    SelfConsumptionSchedule {
+        total_cost: Money::new(total),
+        battery_w,
+        final_soc: Ratio::saturating(if cap > 0.0 { e / cap } else { 0.0 }),
+    }
+}
+
+/// Self-consumption through `slots` with scenario `k` taken as certain: the cost and the final
+/// stored energy (Wh); the battery powers go to `powers` when given.
+fn run(problem: &Problem, slots: &[Slot], k: usize, mut powers: Option<&mut Vec<f64>>) -> (f64, f64) {
     let cap = f64::from(problem.capacity_wh.get());
     let (e_min, e_max) = (problem.soc_min.get() * cap, problem.soc_max.get() * cap);
     let mut e = problem.soc_init.get() * cap;
     let mut total = 0.0;
-    let mut battery_w = Vec::with_capacity(steps.len());
-    for s in steps {
-        let slot = Slot::new(problem, s, 0.0);
-        let want = slot.net().clamp(slot.b_lo(), slot.b_hi());
+    for slot in slots {
+        let (slot, _) = slot.scenario(k);
+        let want = slot.scenario_net().clamp(slot.b_lo(), slot.b_hi());
         // The energy change the window allows from `e` (none beyond it).
         let d = slot.delta_of(want);
         let d = if d < 0.0 { d.max((e_min - e).min(0.0)) } else { d.min((e_max - e).max(0.0)) };
         let b = slot.power_of(d);
         e += d;
         total += slot.money(b);
-        battery_w.push(b);
+        if let Some(p) = powers.as_deref_mut() {
+            p.push(b);
+        }
     }
-    SelfConsumptionSchedule {
-        total_cost: Money::new(total),
-        battery_w,
-        final_soc: Ratio::saturating(if cap > 0.0 { e / cap } else { 0.0 }),
-    }
+    (total, e)
 }
 
 #[cfg(test)]

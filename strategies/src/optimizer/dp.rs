@@ -1,12 +1,17 @@
 //! The per-step cost model and the exact backward/forward dynamic programme (see the parent
 //! module's docs for the model and why it is exact).
 
+use jiff::Timestamp;
+
 use super::pwl::{Pwl, X_EPS};
-use super::{Plan, PlanError, PlanStatus, Problem, Relaxations, Step};
+use super::{Plan, PlanError, PlanStatus, Problem, Relaxations, Step, MAX_SCENARIOS};
 use crate::units::{Money, Ratio};
 
 /// Grid power beyond a limit by more than this (W) is reported as a relaxation.
 const GRID_TOL_W: f64 = 1e-3;
+
+/// Most kinks of one step's objective: idle, two grid limits, and grid at zero per scenario.
+const KINKS: usize = 3 + MAX_SCENARIOS;
 
 /// One step, in f64 and in the planner's variables. `δ` is the change of stored energy (Wh).
 #[derive(Debug, Clone, Copy)]
@@ -27,11 +32,35 @@ pub(crate) struct Slot {
     exp_max: f64,
     /// Per kWh beyond a grid limit.
     penalty: f64,
+    /// The scenarios' `load − pv` (W) and weights (sum 1); one scenario, `net`, without
+    /// [`Problem::scenarios`].
+    nets: [f64; MAX_SCENARIOS],
+    weights: [f64; MAX_SCENARIOS],
+    scenarios: usize,
 }
 
 impl Slot {
-    pub(crate) fn new(p: &Problem, s: &Step, penalty: f64) -> Self {
-        let net = f64::from(s.load.get()) - f64::from(s.pv.get());
+    /// Step `s` of a horizon that starts at `origin` (the scenarios' spread grows with the lead
+    /// time from there).
+    pub(crate) fn new(p: &Problem, s: &Step, penalty: f64, origin: Timestamp) -> Self {
+        let (load, pv) = (f64::from(s.load.get()), f64::from(s.pv.get()));
+        let net = load - pv;
+        let mut nets = [0.0; MAX_SCENARIOS];
+        let mut weights = [0.0; MAX_SCENARIOS];
+        let mut scenarios = 1;
+        nets[0] = net;
+        weights[0] = 1.0;
+        if let Some(sc) = &p.scenarios {
+            let lead = s.start.duration_since(origin) + s.duration / 2;
+            let share = sc.share_at(lead);
+            let at = |f: f64| 1.0 + (f - 1.0) * share;
+            scenarios = 0;
+            for (k, item) in sc.items().iter().enumerate().take(MAX_SCENARIOS) {
+                nets[k] = load * at(item.load.get()) - pv * at(item.pv.get());
+                weights[k] = item.weight.get();
+                scenarios = k + 1;
+            }
+        }
         let imp_max = f64::from(p.grid_import_max_w.get());
         let exp_max = f64::from(p.grid_export_max_w.get());
         // The battery never causes or worsens a grid-limit violation: it charges at most up to
@@ -54,7 +83,31 @@ impl Slot {
             imp_max,
             exp_max,
             penalty,
+            nets,
+            weights,
+            scenarios,
         }
+    }
+
+    /// How many scenarios the step's cost averages over (1 without scenarios).
+    pub(crate) fn scenario_count(&self) -> usize {
+        self.scenarios
+    }
+
+    /// The step as if scenario `k` were certain: its `load − pv` and weight 1 (the battery
+    /// power range stays the step's own).
+    pub(crate) fn scenario(&self, k: usize) -> (Self, f64) {
+        let mut out = *self;
+        let net = self.nets.get(k).copied().unwrap_or(self.net);
+        out.nets[0] = net;
+        out.weights[0] = 1.0;
+        out.scenarios = 1;
+        (out, self.weights.get(k).copied().unwrap_or(0.0))
+    }
+
+    /// `load − pv` of the scenario a step taken as certain has (see [`Self::scenario`]).
+    pub(crate) fn scenario_net(&self) -> f64 {
+        self.nets[0]
     }
 
     /// The same step with the import limit lowered to `cap` W (a demand-charge cap): the
@@ -65,11 +118,6 @@ impl Slot {
             self.b_lo = self.b_lo.max((self.net - cap).min(0.0));
         }
         self
-    }
-
-    /// `load − pv`, W.
-    pub(crate) fn net(&self) -> f64 {
-        self.net
     }
 
     /// Lowest battery power (largest charge), W.
@@ -110,10 +158,14 @@ impl Slot {
         self.delta_of(self.b_lo)
     }
 
-    /// Money for battery power `b`: energy cost − export revenue + degradation.
+    /// Money for battery power `b`: energy cost − export revenue + degradation, the mean over
+    /// the scenarios.
     pub(crate) fn money(&self, b: f64) -> f64 {
-        let g = self.net - b;
-        let energy = self.p_imp * g.max(0.0) - self.p_exp * (-g).max(0.0) + self.deg * b.abs();
+        let mut energy = self.deg * b.abs();
+        for (net, w) in self.nets.iter().zip(&self.weights).take(self.scenarios) {
+            let g = net - b;
+            energy += w * (self.p_imp * g.max(0.0) - self.p_exp * (-g).max(0.0));
+        }
         self.dh / 1000.0 * energy
     }
 
@@ -129,15 +181,17 @@ impl Slot {
         self.money(b) + self.penalty * self.dh / 1000.0 * self.violation_w(b)
     }
 
-    /// Kinks of the objective strictly inside the δ range, sorted: idle, grid at zero, grid at
-    /// each limit.
-    fn kinks(&self) -> ([f64; 4], usize) {
+    /// Kinks of the objective strictly inside the δ range, sorted: idle, grid at zero in each
+    /// scenario, grid at each limit.
+    fn kinks(&self) -> ([f64; KINKS], usize) {
         let (lo, hi) = (self.d_lo(), self.d_hi());
-        let mut k = [0.0; 4];
+        let mut k = [0.0; KINKS];
         let mut n = 0;
-        for b in [0.0, self.net, self.net - self.imp_max, self.net + self.exp_max] {
+        let limits = [0.0, self.net - self.imp_max, self.net + self.exp_max];
+        let zeros = self.nets.iter().take(self.scenarios).copied();
+        for b in limits.into_iter().chain(zeros) {
             let d = self.delta_of(b);
-            if d > lo + X_EPS && d < hi - X_EPS {
+            if d > lo + X_EPS && d < hi - X_EPS && n < KINKS {
                 k[n] = d;
                 n += 1;
             }
@@ -165,11 +219,12 @@ pub(crate) fn solve(
     penalty: f64,
     caps: Option<&[Option<f64>]>,
 ) -> Result<Plan, PlanError> {
+    let origin = steps.first().map_or(Timestamp::UNIX_EPOCH, |s| s.start);
     let slots: Vec<Slot> = steps
         .iter()
         .enumerate()
         .map(|(t, s)| {
-            let slot = Slot::new(problem, s, penalty);
+            let slot = Slot::new(problem, s, penalty, origin);
             match caps.and_then(|c| c.get(t).copied().flatten()) {
                 Some(cap) => slot.with_import_cap(cap),
                 None => slot,

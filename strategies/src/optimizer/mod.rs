@@ -53,6 +53,16 @@
 //! without a cap by the true objective; the cap search is exact when the objective is convex in
 //! the cap (positive prices, export price ≤ import price). About 27 exact solves per plan.
 //!
+//! # Forecast scenarios
+//!
+//! With [`Problem::scenarios`] the cost of a step is the weighted mean over a few scenarios of
+//! PV and load (factors on the step's forecast whose spread grows with the lead time, see
+//! [`Scenarios`]): `Σ_k w_k · cost(load·l_k − pv·p_k − b)`. Each scenario adds one kink (its grid
+//! power at zero), so a step's cost has at most `3 + MAX_SCENARIOS` kinks and stays convex in the
+//! convex case; the programme below is unchanged and still exact. [`Plan::total_cost`] is then
+//! the expected cost and [`Plan::grid_w`] the grid power for the steps' own forecast.
+//! `strategies/tests/optimizer_scenarios.rs` checks it against a brute force.
+//!
 //! # Yardstick
 //!
 //! [`self_consumption`] computes what plain self-consumption would do over the same steps in the
@@ -129,7 +139,8 @@ use jiff::Timestamp;
 pub use self::baseline::{self_consumption, SelfConsumptionSchedule};
 pub use self::csv::{parse_csv, CsvError, ValueProblem, COLUMNS};
 pub use self::types::{
-    DemandObjective, DemandPrice, ParamError, Plan, PlanError, PlanStatus, Problem, Relaxations, Step,
+    DemandObjective, DemandPrice, ParamError, Plan, PlanError, PlanStatus, Problem, Relaxations, Scenario,
+    Scenarios, Step, MAX_SCENARIOS,
 };
 use crate::units::{Price, Ratio};
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use ems_core::{WattHours, Watts};
 use jiff::{SignedDuration, Timestamp};
 
-use crate::units::{Money, Price, Ratio};
+use crate::units::{Factor, Money, Price, Ratio};
 
 /// One time step of the planning horizon: what the site will produce, consume and pay from
 /// `start` for `duration`.
@@ -78,6 +78,118 @@ pub struct Problem {
     /// A demand charge on the billing period's peak import, part of the objective (default
     /// `None`: no demand charge). See [`DemandObjective`].
     pub demand_charge: Option<DemandObjective>,
+    /// Forecast uncertainty: the plan minimises the cost expected over these scenarios of PV and
+    /// load instead of the cost of the point forecast (default `None`: the steps' PV and load are
+    /// taken as certain). See [`Scenarios`].
+    pub scenarios: Option<Scenarios>,
+}
+
+/// The most scenarios a [`Scenarios`] holds.
+pub const MAX_SCENARIOS: usize = 16;
+
+/// One forecast scenario: the steps' PV and load multiplied by these factors, with a weight
+/// (its probability, up to normalisation).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scenario {
+    /// Factor on every step's PV forecast.
+    pub pv: Factor,
+    /// Factor on every step's load forecast.
+    pub load: Factor,
+    /// Weight; the weights of a [`Scenarios`] are normalised to sum 1.
+    pub weight: Ratio,
+}
+
+/// Forecast uncertainty as a few weighted scenarios of PV and load (e.g. quantiles of the
+/// forecaster's own past errors), for a plan that minimises the **expected** cost.
+///
+/// In step `t` the planner's cost of a battery power `b` becomes the weighted mean of the cost
+/// over the scenarios' grid powers `g_k = load·l_k − pv·p_k − b`, so a plan weighs a shortfall
+/// (import at the import price) against a surplus (export at the export price) by how likely
+/// each is, instead of trusting the point forecast. The schedule is one battery power per step
+/// for all scenarios (the plan is re-made every few minutes with new measurements, so no
+/// scenario-dependent decisions are planned). The spread grows with the lead time: at lead `L`
+/// (from the start of the first step to the middle of step `t`) a factor `f` acts as
+/// `1 + (f − 1)·min(1, L / ramp)`, so the next minutes, which the latest measurements
+/// describe well, are nearly certain. The battery power range and the grid-limit accounting use
+/// the steps' own PV and load.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scenarios {
+    items: [Scenario; MAX_SCENARIOS],
+    len: usize,
+    ramp: SignedDuration,
+}
+
+impl Scenarios {
+    /// Scenarios from a list (at most [`MAX_SCENARIOS`], weights not all zero) whose spread is
+    /// complete after `ramp` of lead time (`ramp ≤ 0`: from the first step).
+    ///
+    /// # Errors
+    /// [`ParamError`] (field `scenarios`, the count) for an empty or too long list, or (field
+    /// `scenario-weight`, the sum) when the weights sum to zero.
+    pub fn new(items: &[Scenario], ramp: SignedDuration) -> Result<Self, ParamError> {
+        #[allow(clippy::cast_precision_loss)] // a short list
+        let n = items.len() as f64;
+        check("scenarios", n, !items.is_empty() && items.len() <= MAX_SCENARIOS, "1..=16 scenarios")?;
+        let sum: f64 = items.iter().map(|s| s.weight.get()).sum();
+        check("scenario-weight", sum, sum > 0.0, "a sum > 0")?;
+        let one =
+            Scenario { pv: Factor::saturating(1.0), load: Factor::saturating(1.0), weight: Ratio::ZERO };
+        let mut out = [one; MAX_SCENARIOS];
+        for (slot, s) in out.iter_mut().zip(items) {
+            *slot = Scenario { weight: Ratio::saturating(s.weight.get() / sum), ..*s };
+        }
+        Ok(Self { items: out, len: items.len(), ramp })
+    }
+
+    /// Every combination of a PV factor and a load factor (independent errors), each weighted
+    /// by the product of their weights.
+    ///
+    /// # Errors
+    /// As [`Self::new`] (more than [`MAX_SCENARIOS`] combinations, or zero weights).
+    pub fn product(
+        pv: &[(Factor, Ratio)],
+        load: &[(Factor, Ratio)],
+        ramp: SignedDuration,
+    ) -> Result<Self, ParamError> {
+        let one =
+            Scenario { pv: Factor::saturating(1.0), load: Factor::saturating(1.0), weight: Ratio::ZERO };
+        let mut items = [one; MAX_SCENARIOS];
+        let mut n = 0;
+        for &(p, wp) in pv {
+            for &(l, wl) in load {
+                if let Some(slot) = items.get_mut(n) {
+                    *slot = Scenario { pv: p, load: l, weight: Ratio::saturating(wp.get() * wl.get()) };
+                }
+                n += 1;
+            }
+        }
+        #[allow(clippy::cast_precision_loss)] // a short list
+        check("scenarios", n as f64, (1..=MAX_SCENARIOS).contains(&n), "1..=16 scenarios")?;
+        Self::new(&items[..n], ramp)
+    }
+
+    /// The scenarios, weights normalised.
+    #[must_use]
+    pub fn items(&self) -> &[Scenario] {
+        self.items.get(..self.len).unwrap_or_default()
+    }
+
+    /// The lead time after which the spread is complete.
+    #[must_use]
+    pub fn ramp(&self) -> SignedDuration {
+        self.ramp
+    }
+
+    /// How much of the spread applies at lead `lead`: `min(1, lead / ramp)`, 1 without a ramp.
+    #[must_use]
+    pub(crate) fn share_at(&self, lead: SignedDuration) -> f64 {
+        let r = self.ramp.as_secs_f64();
+        if r <= 0.0 {
+            1.0
+        } else {
+            (lead.as_secs_f64() / r).clamp(0.0, 1.0)
+        }
+    }
 }
 
 /// A demand charge in the plan's objective: every watt by which the highest import of a
@@ -139,6 +251,7 @@ impl Default for Problem {
             no_battery_export: false,
             degradation_cost: Price::ZERO,
             demand_charge: None,
+            scenarios: None,
         }
     }
 }
