@@ -77,30 +77,39 @@ const MEAN_BUCKETS_U64: u64 = 10;
 /// Length of one bucket.
 const BUCKET_MS: u64 = 60_000;
 
-/// A 10-min moving mean of the voltage in ten one-minute buckets.
+/// Longest time one sample stands for in the mean (a gap in the samples counts at most this).
+const MAX_WEIGHT_MS: u64 = 1_000;
+
+/// A 10-min moving mean of the voltage in ten one-minute buckets, **time-weighted**: each sample
+/// counts for the time since the previous one (at least 1 ms, at most [`MAX_WEIGHT_MS`]), so a
+/// burst of fast samples does not outweigh minutes of slow ones.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 struct MovingMean {
-    sum: [f32; MEAN_BUCKETS],
-    count: [u32; MEAN_BUCKETS],
+    sum: [f64; MEAN_BUCKETS],
+    weight: [u64; MEAN_BUCKETS],
     minute: [u64; MEAN_BUCKETS],
+    last: Option<Millis>,
 }
 
 impl MovingMean {
     fn push(&mut self, now: Millis, v: Volts) {
+        let w = self.last.map_or(1, |t| now.since(t).get().clamp(1, MAX_WEIGHT_MS));
+        self.last = Some(now);
         let minute = now.get() / BUCKET_MS;
         // The remainder is < MEAN_BUCKETS (10), so it fits a usize.
         #[allow(clippy::cast_possible_truncation)]
         let i = minute.checked_rem(MEAN_BUCKETS_U64).unwrap_or(0) as usize;
-        if let (Some(m), Some(s), Some(c)) =
-            (self.minute.get_mut(i), self.sum.get_mut(i), self.count.get_mut(i))
-        {
+        if let (Some(m), Some(s), Some(c)) = (self.minute.get_mut(i), self.sum.get_mut(i), self.weight.get_mut(i)) {
             if *m != minute || *c == 0 {
                 *m = minute;
                 *s = 0.0;
                 *c = 0;
             }
-            *s += v.get();
-            *c = c.saturating_add(1);
+            // A weight of at most 1 000 ms is exact in f64.
+            #[allow(clippy::cast_precision_loss)]
+            let wf = w as f64;
+            *s += f64::from(v.get()) * wf;
+            *c = c.saturating_add(w);
         }
     }
 
@@ -108,17 +117,20 @@ impl MovingMean {
     fn mean(&self, now: Millis) -> Option<Volts> {
         let minute = now.get() / BUCKET_MS;
         let oldest = minute.saturating_sub(MEAN_BUCKETS_U64.saturating_sub(1));
-        let (mut sum, mut count) = (0.0_f32, 0_u32);
-        for ((m, s), c) in self.minute.iter().zip(self.sum.iter()).zip(self.count.iter()) {
+        let (mut sum, mut weight) = (0.0_f64, 0_u64);
+        for ((m, s), c) in self.minute.iter().zip(self.sum.iter()).zip(self.weight.iter()) {
             if *c > 0 && *m >= oldest && *m <= minute {
                 sum += *s;
-                count = count.saturating_add(*c);
+                weight = weight.saturating_add(*c);
             }
         }
-        // A count of samples, exact in f32 far beyond any window.
+        // At most ten minutes of milliseconds: exact in f64.
         #[allow(clippy::cast_precision_loss)]
-        let n = count as f32;
-        (count > 0).then(|| Volts::saturating(sum / n))
+        let n = weight as f64;
+        // A mean of valid voltages is a valid voltage; narrowing to f32 keeps 7 digits.
+        #[allow(clippy::cast_possible_truncation)]
+        let mean = (sum / n) as f32;
+        (weight > 0).then(|| Volts::saturating(mean))
     }
 }
 
