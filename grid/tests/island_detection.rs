@@ -1,6 +1,10 @@
 //! Island detection: every stage at the edges of its level and its trip time, the 10-min mean,
 //! RoCoF over its window, a lost sample, and the enter-service window and delay.
 
+// Test helpers outside #[test] functions unwrap (a failure should abort loudly) and turn small
+// exact step counts and millisecond offsets into f32.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_precision_loss)]
+
 use ems_core::{Hertz, Millis, Volts};
 use ems_grid::island::{EnterServiceMonitor, IslandDetector, IslandSettings, TripCause};
 
@@ -13,7 +17,14 @@ fn detector() -> IslandDetector {
 
 /// Feed a constant sample every `dt` ms from `from` until `to` (inclusive); the first trip and
 /// when it came.
-fn hold(d: &mut IslandDetector, from: u64, to: u64, dt: u64, v: Option<Volts>, f: Option<Hertz>) -> Option<(u64, TripCause)> {
+fn hold(
+    d: &mut IslandDetector,
+    from: u64,
+    to: u64,
+    dt: u64,
+    v: Option<Volts>,
+    f: Option<Hertz>,
+) -> Option<(u64, TripCause)> {
     let mut t = from;
     while t <= to {
         if let Some(c) = d.update(Millis::new(t), v, f).trip {
@@ -52,7 +63,10 @@ fn fast_under_voltage_trips_after_300_ms() {
     assert_eq!(d.update(Millis::new(T0 + 310), lost, None).trip, Some(TripCause::UnderVoltageFast));
     // A dead grid (0 V, no frequency) is the same stage.
     let mut d = warmed();
-    assert_eq!(hold(&mut d, T0 + 10, T0 + 1_000, 10, Some(Volts::ZERO), None), Some((T0 + 310, TripCause::UnderVoltageFast)));
+    assert_eq!(
+        hold(&mut d, T0 + 10, T0 + 1_000, 10, Some(Volts::ZERO), None),
+        Some((T0 + 310, TripCause::UnderVoltageFast))
+    );
 }
 
 #[test]
@@ -81,7 +95,9 @@ fn ten_minute_mean_over_voltage() {
 #[test]
 fn frequency_stages_trip_after_100_ms_not_at_the_level() {
     // Approach the level slowly (a 2.5 Hz step would be a RoCoF trip), then cross it.
-    for (near, beyond, cause) in [(47.6_f32, 47.49_f32, TripCause::UnderFrequency), (51.4, 51.51, TripCause::OverFrequency)] {
+    for (near, beyond, cause) in
+        [(47.6_f32, 47.49_f32, TripCause::UnderFrequency), (51.4, 51.51, TripCause::OverFrequency)]
+    {
         let mut d = warmed();
         let mut t = T0;
         for k in 1..=40 {
@@ -148,7 +164,8 @@ fn enter_service_needs_60_s_inside_the_window_bounds_included() {
     let mut healthy = false;
     while t <= 60_000 {
         let (v, f) = edges[(t / 1000) as usize % 3];
-        healthy = m.update(Millis::new(t), Some(Volts::try_new(v).unwrap()), Some(Hertz::try_new(f).unwrap()));
+        healthy =
+            m.update(Millis::new(t), Some(Volts::try_new(v).unwrap()), Some(Hertz::try_new(f).unwrap()));
         if t < 60_000 {
             assert!(!healthy, "healthy at {t}");
         }

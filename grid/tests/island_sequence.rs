@@ -3,6 +3,10 @@
 //! load restoration and shedding by priority, black start, resynchronisation (and its failure),
 //! reconnection delay and ramp.
 
+// Test helpers outside #[test] functions unwrap (a failure should abort loudly) and turn small
+// exact step counts and millisecond offsets into f32.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_precision_loss)]
+
 mod island_rig;
 
 use ems_core::snapshot::GridTie;
@@ -53,7 +57,10 @@ fn grid_loss_transfers_opens_verifies_forms_and_restores_critical_loads_first() 
     // breaker is commanded open, the inverter off, the loads off.
     let o = r.run_until(100, 1_000, |o| o.state == GridState::Transferring).unwrap();
     assert_eq!(r.now.since(lost_at), Millis::new(400));
-    assert_eq!((o.breaker, o.inverter, o.loads), (BreakerCommand::Open, InverterCommand::Off, LoadMask::NONE));
+    assert_eq!(
+        (o.breaker, o.inverter, o.loads),
+        (BreakerCommand::Open, InverterCommand::Off, LoadMask::NONE)
+    );
     assert!(!o.setpoints_allowed);
     assert!(o.events.iter().any(|e| matches!(e, IslandEvent::GridLost(_))));
     // Read back open → grid-forming → bus in window → islanded.
@@ -86,7 +93,10 @@ fn breaker_failing_to_open_ends_in_safe_stop_with_the_inverter_off() {
     let o = r.run_until(100, 5_000, |o| o.state == GridState::SafeStop).unwrap();
     assert_eq!(r.now.since(start), Millis::new(2_000));
     assert_eq!(o.stop, Some(StopReason::BreakerFailedToOpen));
-    assert_eq!((o.breaker, o.inverter, o.loads), (BreakerCommand::Open, InverterCommand::Off, LoadMask::NONE));
+    assert_eq!(
+        (o.breaker, o.inverter, o.loads),
+        (BreakerCommand::Open, InverterCommand::Off, LoadMask::NONE)
+    );
     // Never grid-forming while the breaker may be closed.
     assert!(r.log.iter().all(|(_, o)| o.inverter != InverterCommand::GridForming));
     // Latched: the grid returns, nothing closes; the reset sees the breaker still closed.
@@ -140,12 +150,16 @@ fn reconnection_waits_60_s_synchronises_closes_and_ramps_10_percent_per_minute()
 fn a_grid_outside_the_enter_service_window_is_never_reconnected() {
     let mut r = islanded();
     // 50.15 Hz: inside every protection stage, outside the 49.9–50.1 Hz enter-service window.
-    r.grid = ems_grid::island::Side { voltage: Some(island_rig::UN), frequency: Some(ems_core::hertz!(50.15)) };
+    r.grid =
+        ems_grid::island::Side { voltage: Some(island_rig::UN), frequency: Some(ems_core::hertz!(50.15)) };
     r.run(500, 900_000);
     assert!(r.log.iter().all(|(_, o)| o.breaker != BreakerCommand::Close));
     assert_eq!(r.seq.state(), GridState::Islanded);
     // Low voltage too (0.84 Un).
-    r.grid = ems_grid::island::Side { voltage: Some(ems_core::volts!(193.0)), frequency: Some(ems_core::hertz!(50.0)) };
+    r.grid = ems_grid::island::Side {
+        voltage: Some(ems_core::volts!(193.0)),
+        frequency: Some(ems_core::hertz!(50.0)),
+    };
     r.run(500, 300_000);
     assert!(r.log.iter().all(|(_, o)| o.breaker != BreakerCommand::Close));
 }
@@ -214,7 +228,10 @@ fn no_energy_means_blackout_not_a_collapsing_island() {
     r.available = Watts::ZERO;
     let o = r.run_until(100, 10_000, |o| o.state == GridState::Blackout).unwrap();
     assert!(o.events.contains(&IslandEvent::Blackout(BlackoutReason::NoEnergy)));
-    assert_eq!((o.breaker, o.inverter, o.loads), (BreakerCommand::Open, InverterCommand::Off, LoadMask::NONE));
+    assert_eq!(
+        (o.breaker, o.inverter, o.loads),
+        (BreakerCommand::Open, InverterCommand::Off, LoadMask::NONE)
+    );
 }
 
 #[test]
@@ -227,7 +244,10 @@ fn black_start_energises_then_adds_loads_one_by_one() {
     assert_eq!(r.seq.state(), GridState::Blackout, "no black start without a request");
     r.seq.request_black_start();
     let o = r.step(100);
-    assert_eq!((o.state, o.inverter, o.loads), (GridState::BlackStart, InverterCommand::GridForming, LoadMask::NONE));
+    assert_eq!(
+        (o.state, o.inverter, o.loads),
+        (GridState::BlackStart, InverterCommand::GridForming, LoadMask::NONE)
+    );
     let o = r.step(100);
     assert_eq!(o.state, GridState::Islanded);
     let t = r.now;

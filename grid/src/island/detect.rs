@@ -99,7 +99,9 @@ impl MovingMean {
         // The remainder is < MEAN_BUCKETS (10), so it fits a usize.
         #[allow(clippy::cast_possible_truncation)]
         let i = minute.checked_rem(MEAN_BUCKETS_U64).unwrap_or(0) as usize;
-        if let (Some(m), Some(s), Some(c)) = (self.minute.get_mut(i), self.sum.get_mut(i), self.weight.get_mut(i)) {
+        if let (Some(m), Some(s), Some(c)) =
+            (self.minute.get_mut(i), self.sum.get_mut(i), self.weight.get_mut(i))
+        {
             if *m != minute || *c == 0 {
                 *m = minute;
                 *s = 0.0;

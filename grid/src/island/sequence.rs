@@ -106,6 +106,8 @@ pub struct IslandSequencer {
     no_energy: Held,
     bus_bad: Held,
     relay_mismatch: Held,
+    breaker_unknown: Held,
+    breaker_unknown_for: Millis,
     mismatch_reported: bool,
     black_start_requested: bool,
 }
@@ -142,6 +144,8 @@ impl IslandSequencer {
             no_energy: Held::default(),
             bus_bad: Held::default(),
             relay_mismatch: Held::default(),
+            breaker_unknown: Held::default(),
+            breaker_unknown_for: Millis::ZERO,
             mismatch_reported: false,
             black_start_requested: false,
         })
@@ -192,7 +196,11 @@ impl IslandSequencer {
             inputs.inverter == Some(InverterMode::Off) && b.voltage.is_some_and(|v| v < s.dead_bus);
         let in_sync = match (g.voltage, g.frequency, b.voltage, b.frequency, inputs.phase_difference) {
             (Some(gv), Some(gf), Some(bv), Some(bf), Some(ph)) => {
-                (gf - bf).abs() <= s.max_df && (gv - bv).abs() <= s.max_du && ph.abs() <= s.max_phase
+                // In f32: `Hertz` and `Volts` are non-negative, so their own difference would
+                // saturate a negative Δ to zero and pass any bus below the grid.
+                abs_diff(gf.get(), bf.get()) <= s.max_df.get()
+                    && abs_diff(gv.get(), bv.get()) <= s.max_du.get()
+                    && ph.abs() <= s.max_phase
             }
             _ => false,
         };
@@ -227,6 +235,7 @@ impl IslandSequencer {
     pub fn step(&mut self, now: Millis, inputs: &IslandInputs) -> IslandOutput {
         let detection = self.detector.update(now, inputs.grid.voltage, inputs.grid.frequency);
         let healthy = self.enter.update(now, inputs.grid.voltage, inputs.grid.frequency);
+        self.breaker_unknown_for = self.breaker_unknown.update(now, inputs.breaker.is_none());
         let mut c = Cycle {
             breaker: BreakerCommand::Hold,
             inverter: InverterCommand::Off,
@@ -334,6 +343,8 @@ impl IslandSequencer {
             Phase::Forming { since, black_start } => {
                 if breaker == Some(GridTie::Closed) {
                     self.stop(c, StopReason::BreakerClosedUnexpectedly);
+                } else if self.breaker_unknown_for >= seq.breaker_verify {
+                    self.stop(c, StopReason::BreakerReadbackLost);
                 } else if inputs.inverter == Some(InverterMode::GridForming) && self.bus_in_window(inputs) {
                     self.last_step = None;
                     self.last_shed = None;
@@ -372,6 +383,7 @@ impl IslandSequencer {
                 } else if (self.black_start_requested || auto)
                     && Self::can_form(inputs)
                     && !close.grid_healthy
+                    && breaker == Some(GridTie::Open)
                 {
                     self.black_start_requested = false;
                     self.go(c, Phase::Forming { since: now, black_start: true });
@@ -396,6 +408,10 @@ impl IslandSequencer {
         let seq = self.settings.sequence;
         if inputs.breaker == Some(GridTie::Closed) {
             self.stop(c, StopReason::BreakerClosedUnexpectedly);
+            return;
+        }
+        if self.breaker_unknown_for >= seq.breaker_verify {
+            self.stop(c, StopReason::BreakerReadbackLost);
             return;
         }
         if inputs.inverter_fault || inputs.inverter != Some(InverterMode::GridForming) {
@@ -530,6 +546,15 @@ impl IslandSequencer {
                 c.event(IslandEvent::RelayMismatch { commanded: self.loads, read });
             }
         }
+    }
+}
+
+/// `|a − b|` (`f32::abs` is not in `core` at this crate's minimum Rust version).
+fn abs_diff(a: f32, b: f32) -> f32 {
+    if a > b {
+        a - b
+    } else {
+        b - a
     }
 }
 

@@ -139,6 +139,9 @@ pub enum StopReason {
     BreakerFailedToClose,
     /// The breaker reads closed while the EMS did not close it (only the EMS may).
     BreakerClosedUnexpectedly,
+    /// The breaker read-back was not good for longer than the verify time while the inverter
+    /// formed the island (it might be closed: never form onto the grid).
+    BreakerReadbackLost,
     /// The inverter did not read back grid-forming with the bus in its window in time.
     InverterDidNotForm,
     /// A black start did not bring the bus into its window in time.
@@ -151,6 +154,7 @@ impl fmt::Display for StopReason {
             Self::BreakerFailedToOpen => "grid-tie breaker failed to open",
             Self::BreakerFailedToClose => "grid-tie breaker failed to close",
             Self::BreakerClosedUnexpectedly => "grid-tie breaker closed without an EMS command",
+            Self::BreakerReadbackLost => "grid-tie breaker read-back lost while islanded",
             Self::InverterDidNotForm => "inverter did not switch to grid-forming",
             Self::BlackStartFailed => "black start failed: bus not in its window",
         })

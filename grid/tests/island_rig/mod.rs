@@ -1,7 +1,7 @@
 //! A tiny plant for the island sequence tests: a breaker, an inverter and load relays that
 //! follow their commands (unless a fault is set), a bus that the inverter forms, a grid whose
 //! voltage and frequency the test sets.
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use ems_core::snapshot::GridTie;
 use ems_core::{Hertz, Millis, Percent, Volts, Watts};
@@ -10,10 +10,10 @@ use ems_grid::island::{
     IslandSettings, LoadCircuit, LoadMask, Side,
 };
 
-pub const UN: Volts = ems_core::volts!(230.0);
-pub const RATED: Watts = ems_core::watts!(5000.0);
+pub(crate) const UN: Volts = ems_core::volts!(230.0);
+pub(crate) const RATED: Watts = ems_core::watts!(5000.0);
 
-pub fn loads() -> [LoadCircuit; 5] {
+pub(crate) fn loads() -> [LoadCircuit; 5] {
     [
         LoadCircuit { name: "ev charger", priority: 3, nominal: ems_core::watts!(3700.0) },
         LoadCircuit { name: "fridge", priority: 0, nominal: ems_core::watts!(300.0) },
@@ -23,39 +23,39 @@ pub fn loads() -> [LoadCircuit; 5] {
     ]
 }
 
-pub fn settings() -> IslandSettings {
+pub(crate) fn settings() -> IslandSettings {
     IslandSettings::en50549_vde4105(UN)
 }
 
 #[derive(Debug)]
-pub struct Rig {
-    pub seq: IslandSequencer,
-    pub now: Millis,
-    pub grid: Side,
-    pub breaker: GridTie,
-    pub breaker_stuck: bool,
-    pub inverter: InverterMode,
-    pub inverter_refuses_forming: bool,
-    pub inverter_cannot_sync: bool,
-    pub inverter_fault: bool,
-    pub phase: f32,
-    pub relays: LoadMask,
-    pub available: Watts,
-    pub soc: Option<Percent>,
-    pub last: Option<IslandOutput>,
-    pub log: Vec<(Millis, IslandOutput)>,
+pub(crate) struct Rig {
+    pub(crate) seq: IslandSequencer,
+    pub(crate) now: Millis,
+    pub(crate) grid: Side,
+    pub(crate) breaker: GridTie,
+    pub(crate) breaker_stuck: bool,
+    pub(crate) inverter: InverterMode,
+    pub(crate) inverter_refuses_forming: bool,
+    pub(crate) inverter_cannot_sync: bool,
+    pub(crate) inverter_fault: bool,
+    pub(crate) phase: f32,
+    pub(crate) relays: LoadMask,
+    pub(crate) available: Watts,
+    pub(crate) soc: Option<Percent>,
+    pub(crate) last: Option<IslandOutput>,
+    pub(crate) log: Vec<(Millis, IslandOutput)>,
 }
 
-pub fn healthy_grid() -> Side {
+pub(crate) fn healthy_grid() -> Side {
     Side { voltage: Some(UN), frequency: Some(ems_core::hertz!(50.0)) }
 }
 
-pub fn dead_grid() -> Side {
+pub(crate) fn dead_grid() -> Side {
     Side { voltage: Some(Volts::ZERO), frequency: None }
 }
 
 impl Rig {
-    pub fn new(breaker: GridTie) -> Self {
+    pub(crate) fn new(breaker: GridTie) -> Self {
         let all = LoadMask::from_bits(0b1_1111);
         Self {
             seq: IslandSequencer::try_new(settings(), RATED, &loads()).unwrap(),
@@ -76,7 +76,7 @@ impl Rig {
         }
     }
 
-    pub fn bus(&self) -> Side {
+    pub(crate) fn bus(&self) -> Side {
         match (self.breaker, self.inverter) {
             (GridTie::Closed, _) => self.grid,
             (GridTie::Open, InverterMode::GridForming) => {
@@ -96,7 +96,7 @@ impl Rig {
         }
     }
 
-    pub fn island_load(&self) -> Watts {
+    pub(crate) fn island_load(&self) -> Watts {
         if self.breaker == GridTie::Open && self.inverter == InverterMode::GridForming {
             loads()
                 .iter()
@@ -108,11 +108,13 @@ impl Rig {
         }
     }
 
-    pub fn inputs(&self) -> IslandInputs {
+    pub(crate) fn inputs(&self) -> IslandInputs {
         let bus = self.bus();
         let phase = match (self.breaker, bus.voltage, self.grid.voltage) {
             (GridTie::Closed, _, _) => Some(Degrees::ZERO),
-            (GridTie::Open, Some(b), Some(g)) if b > ems_core::volts!(100.0) && g > ems_core::volts!(100.0) => {
+            (GridTie::Open, Some(b), Some(g))
+                if b > ems_core::volts!(100.0) && g > ems_core::volts!(100.0) =>
+            {
                 Some(Degrees::try_new(self.phase).unwrap())
             }
             _ => None,
@@ -132,7 +134,7 @@ impl Rig {
     }
 
     /// One cycle of `dt`: the sequence sees the plant, then the plant follows the commands.
-    pub fn step(&mut self, dt_ms: u64) -> IslandOutput {
+    pub(crate) fn step(&mut self, dt_ms: u64) -> IslandOutput {
         self.now = self.now.plus(Millis::new(dt_ms));
         let out = self.seq.step(self.now, &self.inputs());
         if !self.breaker_stuck {
@@ -160,7 +162,12 @@ impl Rig {
     }
 
     /// Step `dt_ms` until `pred` holds or `max_ms` passed; returns the output that satisfied it.
-    pub fn run_until(&mut self, dt_ms: u64, max_ms: u64, pred: impl Fn(&IslandOutput) -> bool) -> Option<IslandOutput> {
+    pub(crate) fn run_until(
+        &mut self,
+        dt_ms: u64,
+        max_ms: u64,
+        pred: impl Fn(&IslandOutput) -> bool,
+    ) -> Option<IslandOutput> {
         let end = self.now.plus(Millis::new(max_ms));
         while self.now < end {
             let o = self.step(dt_ms);
@@ -171,7 +178,7 @@ impl Rig {
         None
     }
 
-    pub fn run(&mut self, dt_ms: u64, ms: u64) {
+    pub(crate) fn run(&mut self, dt_ms: u64, ms: u64) {
         let end = self.now.plus(Millis::new(ms));
         while self.now < end {
             self.step(dt_ms);
