@@ -11,7 +11,8 @@
 //! * a grid-following inverter without a grid stops (anti-islanding), so its power is zero;
 //! * closing the breaker with both sides live and out of synchronism (|Δφ| > 20° or |Δf| >
 //!   0.3 Hz) is counted as an **out-of-phase close** — a hard violation for the test runner —
-//!   and so is a grid-forming inverter connected to a live grid (**forming onto the grid**);
+//!   and so is a grid-forming inverter connected to a live grid for longer than the 300 ms
+//!   hand-over to grid-following after a close (**forming onto the grid**);
 //! * an island load above the inverter's rating (or with an empty battery) collapses the bus
 //!   and the inverter trips (`overload_trips`).
 //!
@@ -30,12 +31,17 @@ pub const SIM_FN: f32 = 50.0;
 pub const BREAKER_OPERATING_MS: u64 = 60;
 /// Inverter mode-switch time.
 pub const MODE_SWITCH_MS: u64 = 200;
+/// After a synchronised close the inverter may stay grid-forming in parallel with the grid
+/// this long (its mode switch to grid-following); longer counts as forming onto the grid.
+pub const HANDOVER_MS: u64 = 300;
 /// Grid-forming soft start (voltage ramp 0 → Un).
 pub const SOFT_START_MS: u64 = 1_000;
 /// Droop: frequency drop at rated power.
 pub const DROOP_HZ: f32 = 0.5;
 /// Largest frequency offset the inverter uses to close the phase while synchronising.
 pub const SYNC_OFFSET_HZ: f32 = 0.2;
+/// Frequency offset of an inverter that cannot synchronise.
+pub const SYNC_FAULT_OFFSET_HZ: f32 = 0.5;
 /// Overload duration before the inverter trips.
 pub const OVERLOAD_TRIP_MS: u64 = 1_000;
 /// Out-of-phase limit counted as a violation.
@@ -93,12 +99,19 @@ impl SimGridSupply {
         self.condition
     }
 
-    /// Voltage at `now` (`None` when the grid is gone).
+    /// Whether the grid is live.
+    #[must_use]
+    pub fn live(&self) -> bool {
+        !matches!(self.condition, GridCondition::Lost)
+    }
+
+    /// Voltage as the meter reads it (0 V when the grid is gone: a meter still measures a dead
+    /// line; `None` is kept for a meter that cannot read).
     #[must_use]
     pub fn voltage(&self) -> Option<Volts> {
         match self.condition {
             GridCondition::Normal | GridCondition::FrequencyRamp { .. } => Some(Volts::saturating(SIM_UN)),
-            GridCondition::Lost => None,
+            GridCondition::Lost => Some(Volts::ZERO),
             GridCondition::Disturbed { voltage, .. } => Some(voltage),
         }
     }
@@ -202,7 +215,8 @@ pub struct SimFormingInverter {
     frequency: f32,
     /// Refuses grid-forming (stays off when told to form).
     pub cannot_form: bool,
-    /// Does not synchronise (keeps nominal frequency, the phase drifts).
+    /// Does not synchronise: told to, it runs [`SYNC_FAULT_OFFSET_HZ`] above the grid (a
+    /// governor fault), so Δf stays outside any synchro-check.
     pub cannot_sync: bool,
     /// Tripped (overload or injected); cleared by a command to `Off`.
     pub faulted: bool,
@@ -291,7 +305,8 @@ pub struct IslandReadings {
 pub struct IslandViolations {
     /// Breaker closed with both sides live and out of synchronism.
     pub out_of_phase_closes: u32,
-    /// Milliseconds a grid-forming inverter was connected to a live grid.
+    /// Milliseconds a grid-forming inverter was connected to a live grid beyond the
+    /// [`HANDOVER_MS`] after a close.
     pub forming_onto_grid_ms: u64,
     /// Inverter trips on island overload.
     pub overload_trips: u32,
@@ -310,6 +325,7 @@ pub struct SimIsland {
     capacity: WattHours,
     stored_wh: f64,
     now: u64,
+    parallel_since: Option<u64>,
     violations: IslandViolations,
     inverter_power: f32,
 }
@@ -355,6 +371,7 @@ impl SimIsland {
             capacity,
             stored_wh: f64::from(capacity.get()) * f64::from(soc.fraction()),
             now: 0,
+            parallel_since: None,
             violations: IslandViolations::default(),
             inverter_power: 0.0,
         }
@@ -437,7 +454,7 @@ impl SimIsland {
     }
 
     fn bus_live_from_grid(&self) -> bool {
-        self.breaker.position == GridTie::Closed && self.grid.voltage().is_some()
+        self.breaker.position == GridTie::Closed && self.grid.live()
     }
 
     fn demand(&self) -> f32 {
@@ -478,7 +495,12 @@ impl SimIsland {
             self.inverter.overload_since = None;
         }
         if self.inverter.forming() && self.bus_live_from_grid() {
-            self.violations.forming_onto_grid_ms = self.violations.forming_onto_grid_ms.saturating_add(h);
+            let since = *self.parallel_since.get_or_insert(now.saturating_sub(h));
+            if now.saturating_sub(since) > HANDOVER_MS {
+                self.violations.forming_onto_grid_ms = self.violations.forming_onto_grid_ms.saturating_add(h);
+            }
+        } else {
+            self.parallel_since = None;
         }
         // Phases.
         let gf = f64::from(self.grid.frequency(Millis::new(now)).map_or(SIM_FN, |f| f.get()));
@@ -521,6 +543,7 @@ impl SimIsland {
                 let offset = (-(dphi as f32) / 90.0 * SYNC_OFFSET_HZ).clamp(-SYNC_OFFSET_HZ, SYNC_OFFSET_HZ);
                 gf + offset
             }
+            (SimInverterMode::Synchronise, Some(gf)) => gf + SYNC_FAULT_OFFSET_HZ,
             _ => SIM_FN - droop,
         };
     }
@@ -538,7 +561,7 @@ impl SimIsland {
     }
 
     fn count_close(&mut self, now: u64) {
-        let grid_live = self.grid.voltage().is_some();
+        let grid_live = self.grid.live();
         let bus_live = self.inverter.forming() && self.soft_start_fraction(now) > 0.1;
         if grid_live && bus_live {
             let dphi = wrap_deg(self.inverter.phase - self.grid.phase).abs();
@@ -595,11 +618,11 @@ impl SimIsland {
         } else {
             (Volts::ZERO, None)
         };
-        let phase = match (grid_v, forming_bus, self.breaker.position) {
-            (Some(_), _, GridTie::Closed) => Some(0.0),
+        let phase = match (self.grid.live(), forming_bus, self.breaker.position) {
+            (true, _, GridTie::Closed) => Some(0.0),
             // Narrowing an angle in -180..=180 to f32 loses nothing that matters.
             #[allow(clippy::cast_possible_truncation)]
-            (Some(_), true, GridTie::Open) => Some(wrap_deg(self.inverter.phase - self.grid.phase) as f32),
+            (true, true, GridTie::Open) => Some(wrap_deg(self.inverter.phase - self.grid.phase) as f32),
             _ => None,
         };
         let relays = self
@@ -709,6 +732,10 @@ mod tests {
         p.command(SimBreakerCommand::Close, SimInverterMode::GridForming, 0);
         p.step(Millis::new(100));
         assert_eq!(p.violations().out_of_phase_closes, 1);
+        assert_eq!(p.violations().forming_onto_grid_ms, 0, "within the hand-over");
+        for _ in 0..5 {
+            p.step(Millis::new(100));
+        }
         assert!(p.violations().forming_onto_grid_ms > 0);
     }
 
