@@ -60,8 +60,8 @@ use ems_devices::sim::island::{
     BreakerFault, GridCondition, IslandViolations, SimBreakerCommand, SimInverterMode, SimIsland,
 };
 use ems_grid::island::{
-    BreakerCommand, Degrees, InverterCommand, InverterMode, IslandInputs, IslandOutput, IslandSequencer,
-    IslandSettings, LoadCircuit, LoadMask, Side,
+    BreakerCommand, Degrees, InverterCommand, InverterMode, IslandEvent, IslandInputs, IslandOutput,
+    IslandSequencer, IslandSettings, LoadCircuit, LoadMask, Side,
 };
 use serde::Deserialize;
 use std::fmt::Write as _;
@@ -502,6 +502,28 @@ pub struct IslandScenarioReport {
 }
 
 impl IslandScenarioReport {
+    /// The report as JSON: `{"name", "passed", "failures", "closes", "final_state",
+    /// "violations": {"out_of_phase_closes", "forming_onto_grid_ms", "overload_trips"}, "events"}`.
+    ///
+    /// # Errors
+    /// A `serde_json` error (not expected for these plain values).
+    pub fn to_json(&self) -> Result<String, serde_json::Error> {
+        let v = &self.violations;
+        serde_json::to_string_pretty(&serde_json::json!({
+            "name": self.name,
+            "passed": self.passed,
+            "failures": self.failures,
+            "closes": self.closes,
+            "final_state": self.final_state,
+            "violations": {
+                "out_of_phase_closes": v.out_of_phase_closes,
+                "forming_onto_grid_ms": v.forming_onto_grid_ms,
+                "overload_trips": v.overload_trips,
+            },
+            "events": self.events,
+        }))
+    }
+
     /// The report as text.
     #[must_use]
     pub fn to_text(&self) -> String {
@@ -671,18 +693,7 @@ pub fn run_island_scenario(s: &IslandScenario) -> Result<IslandScenarioReport, I
             inverter: r.inverter,
             relays: r.relays,
             stop: out.stop.map(|x| x.to_string()),
-            events: out
-                .events
-                .iter()
-                .map(|e| format!("{e}"))
-                .chain(out.events.iter().filter_map(|e| match e {
-                    ems_grid::island::IslandEvent::LoadShed { index, .. }
-                    | ems_grid::island::IslandEvent::LoadRestored { index } => {
-                        s.loads.get(*index).map(|c| format!("{e}: {}", c.0))
-                    }
-                    _ => None,
-                }))
-                .collect(),
+            events: out.events.iter().map(|e| name_event(e, &s.loads)).collect(),
             close: out.breaker == BreakerCommand::Close,
             power_limit: out.power_limit,
         });
@@ -715,6 +726,24 @@ pub fn run_island_scenario(s: &IslandScenario) -> Result<IslandScenarioReport, I
         final_state: rows.last().map_or_else(String::new, |r| r.state.clone()),
         events,
     })
+}
+
+/// An event's text, with the circuit's scenario name for load events (`load 0 restored: fridge`).
+fn name_event(e: &IslandEvent, loads: &[(String, u8, Watts)]) -> String {
+    match e {
+        IslandEvent::LoadShed { index, .. } | IslandEvent::LoadRestored { index } => {
+            format!("{e}: {}", loads.get(*index).map_or("?", |l| l.0.as_str()))
+        }
+        IslandEvent::State { .. }
+        | IslandEvent::GridLost(_)
+        | IslandEvent::BreakerOpenedExternally
+        | IslandEvent::RelayMismatch { .. }
+        | IslandEvent::SyncFailed
+        | IslandEvent::CloseRefused(_)
+        | IslandEvent::Stopped(_)
+        | IslandEvent::Blackout(_)
+        | IslandEvent::Reset => e.to_string(),
+    }
 }
 
 fn holds(e: &IslandExpect, r: &Row) -> Result<(), String> {
