@@ -11,6 +11,7 @@
 //! | [`services`] | [`FrequencyServices`]: the services a site sold as one `GridService` |
 //! | [`status`] | [`ServiceStatus`], [`Activation`], [`LerStatus`], [`Response`]: what each call reports |
 //! | [`error`] | [`ParamError`]: the field and the value refused |
+//! | [`island`] | island detection, backup transfer, black start, resynchronisation ([`island::IslandSequencer`]) |
 //!
 //! Every service answers with [`ems_control::GridAction::Add`] (a Δ on top of the baseline,
 //! `+` discharge) or `Idle` at a Δ of zero, and a [`ems_control::Reserve`] that narrows the
@@ -31,6 +32,7 @@ pub mod error;
 pub mod fcr_d;
 pub mod fcr_n;
 pub mod ffr;
+pub mod island;
 pub mod ler;
 mod math;
 pub mod params;

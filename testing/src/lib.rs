@@ -15,6 +15,7 @@ pub mod economics;
 pub mod faults;
 pub mod faulty;
 pub mod harness;
+pub mod island_scenario;
 pub mod options;
 pub mod report;
 pub mod scenario;

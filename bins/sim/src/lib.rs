@@ -146,6 +146,23 @@ pub fn simulate(args: &SimulateArgs, command: &str) -> ExitCode {
 }
 
 fn scenario(path: &Path, format: ReportFormat, command: &str) -> ExitCode {
+    // An island scenario (an `[island]` table) runs the island plant and sequence instead.
+    if std::fs::read_to_string(path).is_ok_and(|t| ems_testing::island_scenario::is_island_scenario(&t)) {
+        return match ems_testing::island_scenario::run_island_scenario_file(path) {
+            Ok(r) if print_report(format, &r.to_text(), || r.to_json(), command) => {
+                if r.passed {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(2)
+                }
+            }
+            Ok(_) => ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("{command}: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match ems_testing::run_scenario_file(path) {
         Ok(r) => {
             if !print_report(format, &r, || r.to_json(), command) {

@@ -13,6 +13,7 @@
 pub mod battery;
 mod calendar;
 mod handles;
+pub mod island;
 pub mod parts;
 mod physics;
 mod site;
