@@ -217,8 +217,11 @@ mod tests {
 
     #[test]
     fn config_errors_name_the_field() {
-        let e = FrequencyInput::new(Script(vec![]), FrequencyInputConfig { max_age: Millis::ZERO, ..Default::default() })
-            .unwrap_err();
+        let e = FrequencyInput::new(
+            Script(vec![]),
+            FrequencyInputConfig { max_age: Millis::ZERO, ..Default::default() },
+        )
+        .unwrap_err();
         assert_eq!(e.to_string(), "max_age = 0 ms must be > 0");
         let c = FrequencyInputConfig { min: hz(52.0), max: hz(48.0), ..Default::default() };
         assert!(FrequencyInput::new(Script(vec![]), c).unwrap_err().to_string().contains("min = 52"));

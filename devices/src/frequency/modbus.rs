@@ -34,7 +34,15 @@ impl FrequencyRegister {
     /// A register of `value_type` at `address` in `table`, scale 1, Hz, big word order.
     #[must_use]
     pub fn new(table: RegisterKind, address: RegisterAddress, value_type: ValueType) -> Self {
-        Self { table, address, value_type, word_order: WordOrder::Big, scale: 1.0, unit_factor: 1.0, absent: Vec::new() }
+        Self {
+            table,
+            address,
+            value_type,
+            word_order: WordOrder::Big,
+            scale: 1.0,
+            unit_factor: 1.0,
+            absent: Vec::new(),
+        }
     }
 
     fn as_profile_register(&self) -> Register {
@@ -94,7 +102,9 @@ impl DeviceError for ModbusFrequencyError {
     fn kind(&self) -> ErrorKind {
         match self {
             Self::Link(LinkError::Timeout(_)) => ErrorKind::Timeout,
-            Self::Link(LinkError::Disconnected(_) | LinkError::Io(_) | LinkError::Protocol(_)) => ErrorKind::Comm,
+            Self::Link(LinkError::Disconnected(_) | LinkError::Io(_) | LinkError::Protocol(_)) => {
+                ErrorKind::Comm
+            }
             Self::Exception { .. } => ErrorKind::Refused,
             Self::Decode(_) | Self::Absent(_) => ErrorKind::Decode,
             Self::OutOfRange { .. } => ErrorKind::OutOfRange,
@@ -154,7 +164,8 @@ impl<C: RegisterClient> FrequencySource for ModbusFrequency<C> {
             Some(Value::Number(v)) => {
                 #[allow(clippy::cast_possible_truncation)] // a frequency fits f32; range checked by try_new
                 let hz = v as f32;
-                Hertz::try_new(hz).map_err(|_| ModbusFrequencyError::OutOfRange { address: r.address, value: v })
+                Hertz::try_new(hz)
+                    .map_err(|_| ModbusFrequencyError::OutOfRange { address: r.address, value: v })
             }
             Some(_) | None => Err(ModbusFrequencyError::Absent(r.address)),
         }

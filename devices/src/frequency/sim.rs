@@ -95,8 +95,13 @@ impl SimFrequency {
     /// A source measuring `signal`, and its handle.
     #[must_use]
     pub fn new(signal: SimFrequencySignal) -> (Self, SimFrequencyHandle) {
-        let state =
-            Rc::new(RefCell::new(State { signal, now: Millis::ZERO, fault: None, age: Millis::ZERO, reads: 0 }));
+        let state = Rc::new(RefCell::new(State {
+            signal,
+            now: Millis::ZERO,
+            fault: None,
+            age: Millis::ZERO,
+            reads: 0,
+        }));
         (Self { state: state.clone() }, SimFrequencyHandle { state })
     }
 }
@@ -185,7 +190,11 @@ mod tests {
     #[test]
     fn function_of_time() {
         let (mut s, h) = SimFrequency::new(SimFrequencySignal::Function(Box::new(|t: Millis| {
-            if t < Millis::new(500) { hz(50.0) } else { hz(49.4) }
+            if t < Millis::new(500) {
+                hz(50.0)
+            } else {
+                hz(49.4)
+            }
         })));
         h.set_time(Millis::new(600));
         assert_eq!(pollster::block_on(s.read()).unwrap(), hz(49.4));
