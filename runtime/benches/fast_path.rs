@@ -73,6 +73,7 @@ fn fast_tick(c: &mut Criterion) {
         assert!(now < 60_000, "never running");
     }
     let mut n = 0u64;
+    let mut stepped = 0u64;
     c.bench_function("fast_tick/sample_to_command", |b| {
         b.iter(|| {
             n += 1;
@@ -86,15 +87,24 @@ fn fast_tick(c: &mut Criterion) {
                 probe.writes.lock().unwrap().clear();
                 black_box(pollster::block_on(rt.cycle(t, CycleFlags::default(), &mut Starter)).output.command)
             } else {
-                black_box(
-                    pollster::block_on(rt.fast_tick(t, &mut Starter))
-                        .and_then(|f| f.output)
-                        .map(|o| o.command),
-                )
-                .map_or(ems_control::Command::SAFE, |c| c)
+                let out = pollster::block_on(rt.fast_tick(t, &mut Starter)).and_then(|f| f.output);
+                stepped += u64::from(out.is_some());
+                black_box(out.map_or(ems_control::Command::SAFE, |o| o.command))
             }
         });
     });
+    report_ticks(n, stepped, rt.controller().state());
+}
+
+fn report_ticks(n: u64, stepped: u64, state: State) {
+    println!("fast_tick/sample_to_command: {stepped} of {n} calls stepped the controller (state at the end {state:?})");
+    // KNOWN ISSUE: with the fake BMS (bit-identical readings) the site trips to ERROR after
+    // ~40 s of control time (presumably the frozen-BMS plausibility check), and from then on
+    // a fast tick returns at once — the time above is then not the fast path's. Fail loudly.
+    assert!(
+        stepped * 2 > n,
+        "most fast ticks did not step (state {state:?}): the measured time is not the fast path's"
+    );
 }
 
 fn running_controller() -> (Controller, FrequencyServices, u64) {
