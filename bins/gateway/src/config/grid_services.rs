@@ -148,6 +148,7 @@ pub(crate) struct GridServicesWiring {
     #[allow(dead_code)] // validated and built; the live site does not run them yet (see the report)
     pub services: FrequencyServices,
     /// The frequency source.
+    #[allow(dead_code)] // validated; the live site does not open it yet (see the report)
     pub frequency: FrequencyWiring,
     /// The sample's maximum age.
     pub max_age: Millis,
@@ -166,10 +167,10 @@ fn capacity(ctx: &Ctx<'_>, field: &str, v: &Spanned<f64>) -> Result<Watts, Confi
     Watts::try_new(w as f32).map_err(|e| ctx.err(field, v, e.to_string()))
 }
 
-fn choice<'a, T: Copy>(
+fn choice<T: Copy>(
     ctx: &Ctx<'_>,
     field: &str,
-    v: Option<&'a Spanned<String>>,
+    v: Option<&Spanned<String>>,
     options: &[(&str, T)],
     default: T,
 ) -> Result<T, ConfigError> {
