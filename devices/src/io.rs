@@ -330,6 +330,19 @@ where
         pressed
     }
 
+    /// Only the E-stop ([`Self::check_estop`], its fast path included) into the snapshot: the
+    /// grid services' fast tick reads the input first, like every cycle does.
+    pub async fn read_estop(
+        &mut self,
+        now: Millis,
+        snapshot: &mut Snapshot,
+        events: &mut DeviceEvents,
+    ) -> bool {
+        let pressed = self.check_estop(now, events).await;
+        snapshot.estop = self.estop_reading;
+        pressed
+    }
+
     /// Poll every device once and fill every snapshot signal (E-stop first).
     pub async fn read(&mut self, now: Millis, snapshot: &mut Snapshot, events: &mut DeviceEvents) {
         let _ = self.check_estop(now, events).await;

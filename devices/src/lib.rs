@@ -17,6 +17,9 @@
 //!   production gateway does not link it.
 //! * [`polled`]: [`polled::Polled`], a device read at most once per interval whose reused
 //!   reading keeps its own age.
+//! * [`frequency`]: the grid-frequency source of the grid services' fast path
+//!   (`FrequencySource`, the Modbus register driver, the `FrequencyInput` wrapper with quality
+//!   and maximum age; the simulated source behind `sim`).
 //! * [`data`]: the reference data embedded at compile time and their parsers.
 //!
 //! * [`modbus`]: the Modbus seam (`RegisterClient`), `tokio-modbus` transports, SunSpec and
@@ -25,6 +28,7 @@
 
 pub mod data;
 pub mod estop;
+pub mod frequency;
 pub mod gpio;
 pub mod io;
 pub mod modbus;

@@ -1,11 +1,12 @@
 //! [`Runtime`]: one control cycle, the same for every run.
 
+use crate::fast::{GridPath, NoGridPath};
 use crate::handles::EStopTrigger;
 use crate::hook::{Context, Hook};
 use crate::site::SiteDevices;
-use ems_control::{Controller, Inputs, Output};
+use ems_control::{Command, Controller, Inputs, Output, Override, PlanTarget, ProviderTarget, RuleTarget};
 use ems_core::persist::StateStore;
-use ems_core::{Millis, Snapshot, State, TransitionRequest, TripReason, Watts};
+use ems_core::{Events, Millis, Snapshot, State, TransitionRequest, TripReason, Watts};
 use ems_devices::io::{ApplyReport, Interrupt};
 use ems_devices::wrappers::DeviceEvents;
 use std::time::Duration;
@@ -32,6 +33,40 @@ pub struct CycleResult {
     pub persist_error: Option<String>,
 }
 
+/// What one fast tick did ([`Runtime::fast_tick`]).
+#[derive(Debug, Clone)]
+pub struct FastTick {
+    /// The controller's output (`None`: an E-stop cut the tick short before the step).
+    pub output: Option<Output>,
+    /// What the device layer did (`None`: not applied, or an E-stop interrupted the apply).
+    pub applied: Option<ApplyReport>,
+    /// What interrupted the tick: the loop then starts the next full cycle at once.
+    pub interrupt: Interrupt,
+}
+
+/// The inputs that stand from one cycle to the next (never a one-shot request): what a fast
+/// tick repeats so that the baseline below the grid service does not change between cycles.
+#[derive(Debug, Clone, Copy, Default)]
+struct Standing {
+    local_minute: Option<u16>,
+    ess_override: Option<Override>,
+    plan: Option<PlanTarget>,
+    provider: Option<ProviderTarget>,
+    rule: Option<RuleTarget>,
+}
+
+impl Standing {
+    fn of(inputs: &Inputs<'_>) -> Self {
+        Self {
+            local_minute: inputs.local_minute,
+            ess_override: inputs.ess_override,
+            plan: inputs.plan,
+            provider: inputs.provider,
+            rule: inputs.rule,
+        }
+    }
+}
+
 /// Real-time watching: the E-stop input is polled at least every `tick` while devices are
 /// busy, and the software E-stop interrupts them.
 #[derive(Debug, Clone)]
@@ -48,8 +83,12 @@ pub const IO_BUDGET: Duration = Duration::from_secs(1);
 
 /// The control loop's state: the devices, the controller, the state store and what carries
 /// from one cycle to the next (the snapshot, the device trips).
+///
+/// `G` is the grid-service path ([`crate::fast`]): [`NoGridPath`] by default; with
+/// [`Self::with_grid_path`] every step calls its service and [`crate::realtime::run`] runs its
+/// fast ticks between the cycles.
 #[derive(Debug)]
-pub struct Runtime<D, S> {
+pub struct Runtime<D, S, G = NoGridPath> {
     devices: D,
     controller: Controller,
     store: S,
@@ -58,6 +97,9 @@ pub struct Runtime<D, S> {
     device_trips: heapless::Vec<TripReason, 4>,
     watch: Option<Watch>,
     shutting_down: bool,
+    grid: G,
+    standing: Standing,
+    fast_events: Events,
 }
 
 impl<D: SiteDevices, S: StateStore> Runtime<D, S> {
@@ -74,7 +116,41 @@ impl<D: SiteDevices, S: StateStore> Runtime<D, S> {
             device_trips: heapless::Vec::new(),
             watch: None,
             shutting_down: false,
+            grid: NoGridPath::default(),
+            standing: Standing::default(),
+            fast_events: Events::new(),
         }
+    }
+
+    /// The same runtime with a grid-service path: every step calls its service, and the
+    /// real-time loop runs its fast ticks.
+    pub fn with_grid_path<G: GridPath>(self, grid: G) -> Runtime<D, S, G> {
+        Runtime {
+            devices: self.devices,
+            controller: self.controller,
+            store: self.store,
+            snapshot: self.snapshot,
+            events: self.events,
+            device_trips: self.device_trips,
+            watch: self.watch,
+            shutting_down: self.shutting_down,
+            grid,
+            standing: self.standing,
+            fast_events: self.fast_events,
+        }
+    }
+}
+
+impl<D: SiteDevices, S: StateStore, G: GridPath> Runtime<D, S, G> {
+    /// The grid-service path.
+    pub fn grid_path(&mut self) -> &mut G {
+        &mut self.grid
+    }
+
+    /// The fast tick period, if the grid path has one.
+    #[must_use]
+    pub fn fast_period(&self) -> Option<Millis> {
+        self.grid.period()
     }
 
     /// Real time (needs a tokio runtime with its timer): watch the E-stop input at least every
@@ -142,6 +218,9 @@ impl<D: SiteDevices, S: StateStore> Runtime<D, S> {
             read_phase(&mut self.devices, &mut self.snapshot, &mut self.events, self.watch.as_ref(), now)
                 .await;
         self.note_interrupt(interrupt, hook);
+        if interrupt == Interrupt::None {
+            interrupt = self.sample_watched(now, hook).await;
+        }
         let software = self.trigger().is_some_and(EStopTrigger::take);
         let fast_path_taken = self.trigger().is_some_and(EStopTrigger::fast_path_taken);
         if software && interrupt == Interrupt::None && !fast_path_taken {
@@ -168,6 +247,7 @@ impl<D: SiteDevices, S: StateStore> Runtime<D, S> {
                 ..Inputs::default()
             };
             hook.inputs(&cx, &mut inputs);
+            self.standing = Standing::of(&inputs);
             if inputs.request == Some(TransitionRequest::Acknowledge) && cx_state == State::Error {
                 // An acknowledge also resets a resettable BMS alarm (the wrapper rate-limits
                 // the reset); the devices are read again (watched and bounded like any read)
@@ -187,7 +267,7 @@ impl<D: SiteDevices, S: StateStore> Runtime<D, S> {
                     reread_interrupt = i;
                 }
             }
-            self.controller.step(now.get(), &self.snapshot, &inputs)
+            self.controller.step_with(now.get(), &self.snapshot, &inputs, self.grid.service())
         };
         // The hook was lent to the inputs until the step; a press the re-read saw is noted now.
         self.note_interrupt(reread_interrupt, hook);
@@ -203,6 +283,8 @@ impl<D: SiteDevices, S: StateStore> Runtime<D, S> {
         if let Some(e) = &persist_error {
             tracing::error!("state not persisted: {e}");
         }
+        self.grid.stepped(now, &out, false);
+        let out = self.with_fast_events(out);
         {
             let cx = self.context(now);
             hook.stepped(&cx, &out);
@@ -213,13 +295,132 @@ impl<D: SiteDevices, S: StateStore> Runtime<D, S> {
             }
         }
 
-        let applied = match &self.watch {
-            Some(w) => {
+        let budget = self.watch.as_ref().map(|w| w.io_budget);
+        let (applied, i) = self.apply_phase(now, &out.command, budget, hook).await;
+        if interrupt == Interrupt::None {
+            interrupt = i;
+        }
+        {
+            let cx = self.context(now);
+            hook.applied(&cx, &out, applied.as_ref(), &self.events);
+        }
+        // The events of this cycle (and of the wait before it, e.g. an E-stop fast path) were
+        // reported to the hooks.
+        self.events.clear();
+        CycleResult { output: out, applied, interrupt, persist_error }
+    }
+
+    /// One fast tick at control time `now` (see [`crate::fast`]): E-stop → frequency → step
+    /// on the last snapshot with the standing inputs → apply. `None` when there is no fast path,
+    /// or the controller is not RUNNING, or a graceful shutdown is under way (then only the
+    /// cycles run).
+    pub async fn fast_tick<H: Hook + ?Sized>(&mut self, now: Millis, hook: &mut H) -> Option<FastTick> {
+        let period = self.grid.period()?;
+        if self.controller.state() != State::Running || self.shutting_down {
+            return None;
+        }
+        let cut = |interrupt| Some(FastTick { output: None, applied: None, interrupt });
+        // The E-stop first, as in every cycle (a press runs the device layer's fast path).
+        if self.devices.read_estop(now, &mut self.snapshot, &mut self.events).await {
+            return cut(Interrupt::EStopInput);
+        }
+        let i = self.sample_watched(now, hook).await;
+        if i != Interrupt::None {
+            return cut(i);
+        }
+        let st = self.standing;
+        let inputs = Inputs {
+            device_trips: &self.device_trips,
+            local_minute: st.local_minute,
+            ess_override: st.ess_override,
+            plan: st.plan,
+            provider: st.provider,
+            rule: st.rule,
+            ..Inputs::default()
+        };
+        let out = self.controller.step_with(now.get(), &self.snapshot, &inputs, self.grid.service());
+        if out.state_changed() {
+            if let Err(e) = self.store.save(&self.controller.persisted()) {
+                tracing::error!("state not persisted: {e}");
+            }
+        }
+        for e in out.events.iter() {
+            self.fast_events.push(e.at, e.kind);
+        }
+        self.grid.stepped(now, &out, true);
+        let budget = self.watch.as_ref().map(|_| core::time::Duration::from_millis(period.get()));
+        let (applied, interrupt) = self.apply_phase(now, &out.command, budget, hook).await;
+        Some(FastTick { output: Some(out), applied, interrupt })
+    }
+
+    /// The controller events of the fast ticks since the last cycle, then the cycle's own.
+    fn with_fast_events(&mut self, mut out: Output) -> Output {
+        if self.fast_events.is_empty() {
+            return out;
+        }
+        let mut merged = core::mem::take(&mut self.fast_events);
+        for e in out.events.iter() {
+            merged.push(e.at, e.kind);
+        }
+        out.events = merged;
+        out
+    }
+
+    /// The grid path's frequency read: in real time with the E-stop watched and bounded by the
+    /// path's budget (a read that does not finish leaves the sample to age out); plain
+    /// otherwise.
+    async fn sample_watched<H: Hook + ?Sized>(&mut self, now: Millis, hook: &mut H) -> Interrupt {
+        let Some(w) = &self.watch else {
+            self.grid.sample(now, &mut self.snapshot).await;
+            return Interrupt::None;
+        };
+        if self.grid.period().is_none() {
+            return Interrupt::None;
+        }
+        let trigger = w.trigger.clone();
+        let tick = w.tick;
+        let deadline = tokio::time::Instant::now() + self.grid.io_budget();
+        let i = {
+            let sample = self.grid.sample(now, &mut self.snapshot);
+            let watch = self.devices.wait_watched(now, &mut self.events, tick, deadline, trigger.pressed());
+            tokio::select! {
+                biased;
+                () = sample => None,
+                i = watch => Some(i),
+            }
+        };
+        match i {
+            None => Interrupt::None,
+            Some(Interrupt::None) => {
+                tracing::warn!("frequency read did not finish within {:?}: abandoned", self.grid.io_budget());
+                Interrupt::None
+            }
+            Some(Interrupt::Software) => {
+                if !trigger.fast_path_taken() {
+                    let _ = self.devices.emergency_now(now, &mut self.events).await;
+                    hook.estop_fast_path(trigger.fast_path_done(), true);
+                }
+                Interrupt::Software
+            }
+            Some(Interrupt::EStopInput) => Interrupt::EStopInput,
+        }
+    }
+
+    /// Apply `command` (watched and bounded by `budget` in real time) and keep its device trips
+    /// for the next step.
+    async fn apply_phase<H: Hook + ?Sized>(
+        &mut self,
+        now: Millis,
+        command: &Command,
+        budget: Option<core::time::Duration>,
+        hook: &mut H,
+    ) -> (Option<ApplyReport>, Interrupt) {
+        let (applied, interrupt) = match (&self.watch, budget) {
+            (Some(w), Some(budget)) => {
                 let trigger = w.trigger.clone();
-                let budget = w.io_budget;
                 let apply = self.devices.apply_watched(
                     now,
-                    &out.command,
+                    command,
                     &mut self.events,
                     w.tick,
                     trigger.needs_fast_path(),
@@ -231,26 +432,16 @@ impl<D: SiteDevices, S: StateStore> Runtime<D, S> {
                         (None, Interrupt::None)
                     }
                 };
-                if interrupt == Interrupt::None {
-                    interrupt = i;
-                }
                 self.note_interrupt(i, hook);
-                report
+                (report, i)
             }
-            None => Some(self.devices.apply(now, &out.command, &mut self.events).await),
+            _ => (Some(self.devices.apply(now, command, &mut self.events).await), Interrupt::None),
         };
         self.device_trips.clear();
         if let Some(r) = &applied {
             let _ = self.device_trips.extend_from_slice(&r.trips);
         }
-        {
-            let cx = self.context(now);
-            hook.applied(&cx, &out, applied.as_ref(), &self.events);
-        }
-        // The events of this cycle (and of the wait before it, e.g. an E-stop fast path) were
-        // reported to the hooks.
-        self.events.clear();
-        CycleResult { output: out, applied, interrupt, persist_error }
+        (applied, interrupt)
     }
 
     fn context(&self, now: Millis) -> Context<'_> {

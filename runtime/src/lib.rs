@@ -13,6 +13,9 @@
 //! 5. apply the command through the device safety layer with this cycle's envelope;
 //! 6. carry the device trips into the next cycle.
 //!
+//! [`fast`] is the grid services' fast path: a frequency source and a service, ticked at
+//! ≥ 10 Hz between the cycles by the same loop on the same thread (one writer to the inverter).
+//!
 //! [`realtime::run`] adds what only a real-time run has: pacing against the clock (wall time
 //! on a real site, simulated time on the simulated one), the E-stop watched between cycles,
 //! the software E-stop that wakes the loop at once and is answered once zero was issued,
@@ -27,6 +30,7 @@
 // here once `[workspace.lints]` carries them.
 
 pub mod cycle;
+pub mod fast;
 pub mod handles;
 pub mod hook;
 pub mod marker;
@@ -34,7 +38,8 @@ pub mod realtime;
 pub mod site;
 pub mod thread;
 
-pub use cycle::{CycleFlags, CycleResult, Runtime};
+pub use cycle::{CycleFlags, CycleResult, FastTick, Runtime};
+pub use fast::{FastPath, FastPathConfig, FastPathError, GridPath, NoGridPath};
 pub use handles::{EStopDone, EStopTrigger, ShutdownRequest};
 pub use hook::{Context, CycleTiming, Hook, NoHook};
 pub use realtime::{Clock, RealtimeOptions, RunEnd, RunSummary};

@@ -2,12 +2,14 @@
 //! between cycles, and carries out the graceful shutdown.
 
 use crate::cycle::{CycleFlags, Runtime};
+use crate::fast::GridPath;
 use crate::handles::ShutdownRequest;
 use crate::hook::{CycleTiming, Hook};
 use crate::site::SiteDevices;
 use ems_core::emergency::ShutdownPhase;
 use ems_core::persist::StateStore;
 use ems_core::{Millis, State};
+use ems_devices::io::Interrupt;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -133,8 +135,8 @@ fn elapsed_ms(since: Instant) -> u64 {
 /// (input or software) cuts the wait short and the next cycle starts at once; a shutdown
 /// request does not (the shutdown proceeds at the cycle's pace, in wall time on a real site),
 /// except a second one, which forces zero and open at once.
-pub async fn run<D, S, H>(
-    rt: &mut Runtime<D, S>,
+pub async fn run<D, S, G, H>(
+    rt: &mut Runtime<D, S, G>,
     hook: &mut H,
     opts: &RealtimeOptions,
     shutdown: &ShutdownRequest,
@@ -142,6 +144,7 @@ pub async fn run<D, S, H>(
 where
     D: SiteDevices,
     S: StateStore,
+    G: GridPath,
     H: Hook + ?Sized,
 {
     let cycle_ms = opts.cycle.get().max(1);
@@ -221,19 +224,7 @@ where
                 k = slots + 1;
             }
         }
-        let deadline = start + scaled(opts.clock, k.saturating_mul(cycle_ms));
-        let mut seen = shutdown.count();
-        loop {
-            tokio::select! {
-                _ = rt.wait(now, deadline, hook) => break,
-                () = shutdown.beyond(seen) => {
-                    seen = shutdown.count();
-                    if seen >= 2 {
-                        break;
-                    }
-                }
-            }
-        }
+        wait_between(rt, hook, opts, (start, now, k.saturating_mul(cycle_ms)), shutdown).await;
     };
     let persist_error = rt.persist().err().map(|e| e.to_string());
     // A hung link must not keep the process from ending: the release is bounded (the
@@ -243,4 +234,60 @@ where
         Err(_) => Err(format!("no answer within {RELEASE_TIMEOUT:?}")),
     };
     RunSummary { end, state: rt.controller().state(), now, cycles, released, persist_error }
+}
+
+/// Between two cycles: wait until the next cycle at control time `next_ms` with the E-stop
+/// watched, running the grid services' fast ticks on their slots ([`crate::fast`]); a new
+/// E-stop press, an interrupted tick or a second shutdown request ends the wait at once.
+async fn wait_between<D, S, G, H>(
+    rt: &mut Runtime<D, S, G>,
+    hook: &mut H,
+    opts: &RealtimeOptions,
+    (start, now, next_ms): (Instant, Millis, u64),
+    shutdown: &ShutdownRequest,
+) where
+    D: SiteDevices,
+    S: StateStore,
+    G: GridPath,
+    H: Hook + ?Sized,
+{
+    let deadline = start + scaled(opts.clock, next_ms);
+    // The grid services' fast ticks between this cycle and the next (crate::fast): each
+    // on its own slot after this cycle's start, missed slots skipped on a real site.
+    let fast_ms = rt.fast_period().map(|p| p.get().max(1));
+    let cycle_at = now.get();
+    let mut j: u64 = 1;
+    let mut seen = shutdown.count();
+    loop {
+        let tick_ms = fast_ms.map(|p| cycle_at.saturating_add(j.saturating_mul(p))).filter(|t| *t < next_ms);
+        let until = tick_ms.map_or(deadline, |t| start + scaled(opts.clock, t));
+        tokio::select! {
+            i = rt.wait(now, until, hook) => {
+                let Some(t) = tick_ms else { break };
+                if i != Interrupt::None {
+                    break;
+                }
+                let tick_now = match opts.clock {
+                    Clock::Wall => Millis::new(elapsed_ms(start)),
+                    Clock::Simulated { .. } => Millis::new(t),
+                };
+                let tick = rt.fast_tick(tick_now, hook).await;
+                if tick.is_some_and(|f| f.interrupt != Interrupt::None) {
+                    break;
+                }
+                j += 1;
+                if let (Clock::Wall, Some(p)) = (opts.clock, fast_ms) {
+                    // Overrun: the missed fast slots are skipped, not run back to back.
+                    let slot = elapsed_ms(start).saturating_sub(cycle_at) / p;
+                    j = j.max(slot + 1);
+                }
+            }
+            () = shutdown.beyond(seen) => {
+                seen = shutdown.count();
+                if seen >= 2 {
+                    break;
+                }
+            }
+        }
+    }
 }

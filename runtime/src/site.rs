@@ -17,6 +17,9 @@ pub trait SiteDevices {
     fn set_realtime(&mut self, realtime: bool);
     /// Poll every device (E-stop first) into the snapshot.
     async fn read(&mut self, now: Millis, snapshot: &mut Snapshot, events: &mut DeviceEvents);
+    /// Only the E-stop input (its fast path on a press) into the snapshot; whether it is
+    /// pressed (the grid services' fast tick reads it first).
+    async fn read_estop(&mut self, now: Millis, snapshot: &mut Snapshot, events: &mut DeviceEvents) -> bool;
     /// [`Self::read`] with the E-stop input and the software E-stop watched.
     async fn read_watched<X: Future<Output = ()>>(
         &mut self,
@@ -69,6 +72,9 @@ where
     }
     async fn read(&mut self, now: Millis, snapshot: &mut Snapshot, events: &mut DeviceEvents) {
         Self::read(self, now, snapshot, events).await;
+    }
+    async fn read_estop(&mut self, now: Millis, snapshot: &mut Snapshot, events: &mut DeviceEvents) -> bool {
+        Self::read_estop(self, now, snapshot, events).await
     }
     async fn read_watched<X: Future<Output = ()>>(
         &mut self,

@@ -234,6 +234,15 @@ fn check_config(file: &std::path::Path) -> ExitCode {
                 println!("{line}");
             }
             println!("graceful shutdown: zero and open forced after {} s", c.shutdown_timeout.get() / 1000);
+            if let Some(g) = &c.grid_services {
+                println!(
+                    "grid services ({}): {}; fast path every {} ms, frequency max age {} ms",
+                    g.parameter_set,
+                    g.summary.join(", "),
+                    g.fast_period.get(),
+                    g.max_age.get()
+                );
+            }
             match &c.api {
                 Some(a) => println!(
                     "api: {} ({} tokens, {} providers), at most {} connections, headers within {} s, idle {} s, /metrics {}, {} requests/min per token and {} per address, audit log {} days / {} entries, history {} days",

@@ -47,6 +47,8 @@ pub(crate) struct Probe {
     pub setpoint: Mutex<f32>,
     /// How many reads of the E-stop found it released.
     pub released_reads: std::sync::atomic::AtomicU64,
+    /// Every set-point written, with when.
+    pub writes: Mutex<Vec<(Instant, f32)>>,
 }
 
 impl Probe {
@@ -135,6 +137,7 @@ impl Inverter for FakeInverter {
         }
         self.link().await;
         *self.0.setpoint.lock().unwrap() = power.get();
+        self.0.writes.lock().unwrap().push((Instant::now(), power.get()));
         Ok(())
     }
     async fn read_settings(&mut self) -> Result<InverterSettings, FakeError> {

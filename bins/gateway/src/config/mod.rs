@@ -16,6 +16,7 @@ mod devices;
 mod economics;
 mod entries;
 mod errors;
+mod grid_services;
 mod limits;
 mod mode;
 mod paths;
@@ -35,6 +36,8 @@ pub(crate) use economics::{BatteryLimits, EconomicsSection, EconomicsWiring};
 pub(crate) use entries::{ContactorEntry, EStopEntry};
 pub(crate) use entries::{DeviceEntry, DevicesSection};
 pub(crate) use errors::ConfigError;
+#[allow(unused_imports)] // kept for the section types' paths, see above
+pub(crate) use grid_services::{FrequencyWiring, GridServicesSection, GridServicesWiring};
 pub(crate) use limits::LimitsSection;
 #[allow(unused_imports)] // kept for the section types' paths, see above
 pub(crate) use mode::{CapSlotEntry, ModeSection};
@@ -68,6 +71,8 @@ pub(crate) struct SiteFile {
     pub api: Option<ApiSection>,
     /// `[economics]`: live economics (absent: no planning, the mode alone).
     pub economics: Option<EconomicsSection>,
+    /// `[grid_services]`: frequency services (absent: none).
+    pub grid_services: Option<GridServicesSection>,
 }
 
 /// A validated configuration, ready to build the site from.
@@ -94,6 +99,8 @@ pub(crate) struct SiteConfig {
     pub shutdown_timeout: ems_core::Millis,
     /// `[economics]`, validated (`None`: no live economics).
     pub economics: Option<EconomicsWiring>,
+    /// `[grid_services]`, validated (`None`: no grid service).
+    pub grid_services: Option<GridServicesWiring>,
 }
 
 /// The required tables: a missing one is a missing section, not a missing value.
@@ -139,6 +146,8 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<SiteConfig, ConfigError> 
         Some(e) => Some(economics::economics(&ctx, e, site.time_zone.as_ref(), &battery_limits(&limits))?),
         None => None,
     };
+    let grid_services =
+        content.grid_services.as_ref().map(|g| grid_services::grid_services(&ctx, g)).transpose()?;
     let mut controller = ems_control::ControllerConfig {
         safety: limits.safety,
         mode,
@@ -161,6 +170,7 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<SiteConfig, ConfigError> 
         api,
         shutdown_timeout: site.shutdown_timeout,
         economics,
+        grid_services,
     })
 }
 

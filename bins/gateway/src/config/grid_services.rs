@@ -1,0 +1,484 @@
+//! `[grid_services]`: the frequency services the site runs (issue #13): the frequency source,
+//! the parameter set, the services with their capacities, and the fast path's tick.
+//!
+//! ```toml
+//! [grid_services]
+//! parameter_set = "nordic-2025-v1.1"   # or "nordic-2023-v1.0"
+//! fast_period_ms = 100                 # 10..=100 (≥ 10 Hz)
+//!
+//! [grid_services.frequency]
+//! source = "modbus"                    # "modbus" | "meter" (the meter's reading, per cycle) | "simulated"
+//! endpoint = "modbus-tcp://192.0.2.10:502"
+//! unit_id = 1
+//! table = "input"                      # "input" | "holding"
+//! address = 70                         # 0-based
+//! type = "f32"                         # u16 i16 u32 i32 f32
+//! word_order = "big"
+//! scale = 1.0
+//! units = "Hz"                         # "Hz" | "mHz"
+//! max_age_ms = 300
+//!
+//! [grid_services.fcr_n]
+//! capacity_w = 1000
+//! [grid_services.fcr_d_up]
+//! capacity_w = 1000
+//! [grid_services.ffr]
+//! capacity_w = 1000
+//! level_hz = 49.5                      # 49.7 | 49.6 | 49.5
+//! support = "short"                    # "short" | "long"
+//! [grid_services.droop]
+//! kind = "lfsm-ou"                     # "lfsm-o" | "lfsm-u" | "lfsm-ou" | "ieee1547"
+//! droop_pct = 5                        # 2..=12
+//! ```
+
+use super::errors::{ConfigError, Ctx};
+use ems_core::{Millis, Percent, Watts};
+use ems_grid::{
+    DroopParams, FcrD, FcrDDirection, FcrN, Ffr, FfrLevel, FfrParams, FfrSupport, FrequencyServices, ParamSet,
+};
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The largest capacity one service may be sold with here (10 MW).
+const MAX_CAPACITY_W: f64 = 10_000_000.0;
+
+/// `[grid_services]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct GridServicesSection {
+    /// `nordic-2025-v1.1` (default) or `nordic-2023-v1.0`.
+    pub parameter_set: Option<Spanned<String>>,
+    /// The fast tick, ms (10..=100, default 100).
+    pub fast_period_ms: Option<Spanned<i64>>,
+    /// Where the frequency comes from.
+    pub frequency: FrequencyEntry,
+    /// FCR-N.
+    pub fcr_n: Option<CapacityEntry>,
+    /// FCR-D upwards.
+    pub fcr_d_up: Option<CapacityEntry>,
+    /// FCR-D downwards.
+    pub fcr_d_down: Option<CapacityEntry>,
+    /// FFR.
+    pub ffr: Option<FfrEntry>,
+    /// The grid-code droop.
+    pub droop: Option<DroopEntry>,
+}
+
+/// `[grid_services.frequency]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FrequencyEntry {
+    /// `modbus`, `meter` or `simulated`.
+    pub source: Spanned<String>,
+    /// Modbus endpoint (`modbus` only).
+    pub endpoint: Option<Spanned<String>>,
+    /// Modbus unit id (default 1).
+    pub unit_id: Option<Spanned<i64>>,
+    /// `input` (default) or `holding`.
+    pub table: Option<Spanned<String>>,
+    /// 0-based register address.
+    pub address: Option<Spanned<i64>>,
+    /// `u16`, `i16`, `u32`, `i32`, `f32`.
+    #[serde(rename = "type")]
+    pub value_type: Option<Spanned<String>>,
+    /// `big` (default) or `little`.
+    pub word_order: Option<Spanned<String>>,
+    /// Multiplier on the raw value (default 1).
+    pub scale: Option<Spanned<f64>>,
+    /// `Hz` (default) or `mHz`.
+    pub units: Option<Spanned<String>>,
+    /// Maximum age of a sample, ms (10..=5000, default 300).
+    pub max_age_ms: Option<Spanned<i64>>,
+}
+
+/// A service sold with a capacity.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CapacityEntry {
+    /// The capacity C, W.
+    pub capacity_w: Spanned<f64>,
+}
+
+/// `[grid_services.ffr]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FfrEntry {
+    /// The capacity C, W.
+    pub capacity_w: Spanned<f64>,
+    /// 49.7, 49.6 or 49.5.
+    pub level_hz: Spanned<f64>,
+    /// `short` (default) or `long`.
+    pub support: Option<Spanned<String>>,
+}
+
+/// `[grid_services.droop]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DroopEntry {
+    /// `lfsm-o`, `lfsm-u`, `lfsm-ou`, `ieee1547`.
+    pub kind: Spanned<String>,
+    /// Droop, % (2..=12, default 5).
+    pub droop_pct: Option<Spanned<f64>>,
+}
+
+/// Where the services' frequency comes from, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum FrequencyWiring {
+    /// A Modbus register, read every fast tick.
+    Modbus {
+        /// The endpoint URL.
+        endpoint: String,
+        /// The unit id.
+        unit_id: u8,
+        /// The register.
+        register: ems_devices::frequency::FrequencyRegister,
+    },
+    /// The grid meter's reading, once per cycle (no fast ticks).
+    Meter,
+    /// The simulated source (the simulated site, tests).
+    Simulated,
+}
+
+/// `[grid_services]`, validated.
+#[derive(Debug, Clone)]
+pub(crate) struct GridServicesWiring {
+    /// The parameter set's name.
+    pub parameter_set: &'static str,
+    /// The services, ready to run.
+    #[allow(dead_code)] // validated and built; the live site does not run them yet (see the report)
+    pub services: FrequencyServices,
+    /// The frequency source.
+    #[allow(dead_code)] // validated; the live site does not open it yet (see the report)
+    pub frequency: FrequencyWiring,
+    /// The sample's maximum age.
+    pub max_age: Millis,
+    /// The fast tick.
+    pub fast_period: Millis,
+    /// What was sold, for `check-config` and the API (`FCR-N 1000 W`, …).
+    pub summary: Vec<String>,
+}
+
+fn capacity(ctx: &Ctx<'_>, field: &str, v: &Spanned<f64>) -> Result<Watts, ConfigError> {
+    let w = *v.get_ref();
+    if !w.is_finite() || w <= 0.0 || w > MAX_CAPACITY_W {
+        return Err(ctx.err(field, v, format!("{w} W is outside (0, {MAX_CAPACITY_W}] W")));
+    }
+    #[allow(clippy::cast_possible_truncation)] // ≤ 10 MW fits f32
+    Watts::try_new(w as f32).map_err(|e| ctx.err(field, v, e.to_string()))
+}
+
+fn choice<T: Copy>(
+    ctx: &Ctx<'_>,
+    field: &str,
+    v: Option<&Spanned<String>>,
+    options: &[(&str, T)],
+    default: T,
+) -> Result<T, ConfigError> {
+    let Some(v) = v else { return Ok(default) };
+    options.iter().find(|(n, _)| *n == v.get_ref().as_str()).map(|(_, t)| *t).ok_or_else(|| {
+        let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
+        ctx.err(field, v, format!("'{}' is not one of {}", v.get_ref(), names.join(", ")))
+    })
+}
+
+pub(super) fn grid_services(
+    ctx: &Ctx<'_>,
+    g: &GridServicesSection,
+) -> Result<GridServicesWiring, ConfigError> {
+    let sets = [("nordic-2025-v1.1", 0u8), ("nordic-2023-v1.0", 1)];
+    let which = choice(ctx, "grid_services.parameter_set", g.parameter_set.as_ref(), &sets, 0)?;
+    let (parameter_set, params) = if which == 0 {
+        ("nordic-2025-v1.1", ParamSet::nordic_2025_v1_1())
+    } else {
+        ("nordic-2023-v1.0", ParamSet::nordic_2023_v1_0())
+    };
+    let fast_period = match &g.fast_period_ms {
+        Some(v) => Millis::new(ctx.int("grid_services.fast_period_ms", v, 10, 100, " ms")?),
+        None => Millis::new(100),
+    };
+    let (frequency, max_age) = frequency(ctx, &g.frequency)?;
+    let mut services = FrequencyServices::new(None);
+    let mut summary = Vec::new();
+    let grid_err = |field: &str, e: ems_grid::ParamError| ctx.err_at_path(field, e.to_string());
+    if let Some(e) = &g.fcr_n {
+        let c = capacity(ctx, "grid_services.fcr_n.capacity_w", &e.capacity_w)?;
+        services =
+            services.with_fcr_n(FcrN::try_new(c, params).map_err(|e| grid_err("grid_services.fcr_n", e))?);
+        summary.push(format!("FCR-N {c:.0}"));
+    }
+    for (entry, dir, name, field) in [
+        (&g.fcr_d_up, FcrDDirection::Up, "FCR-D up", "grid_services.fcr_d_up"),
+        (&g.fcr_d_down, FcrDDirection::Down, "FCR-D down", "grid_services.fcr_d_down"),
+    ] {
+        if let Some(e) = entry {
+            let c = capacity(ctx, &format!("{field}.capacity_w"), &e.capacity_w)?;
+            services = services.with_fcr_d(FcrD::try_new(dir, c, params).map_err(|e| grid_err(field, e))?);
+            summary.push(format!("{name} {c:.0}"));
+        }
+    }
+    if let Some(e) = &g.ffr {
+        let c = capacity(ctx, "grid_services.ffr.capacity_w", &e.capacity_w)?;
+        let l = *e.level_hz.get_ref();
+        let level = [(49.7, FfrLevel::Hz49_7), (49.6, FfrLevel::Hz49_6), (49.5, FfrLevel::Hz49_5)]
+            .into_iter()
+            .find(|(hz, _)| (l - hz).abs() < 1e-6)
+            .map(|(_, lv)| lv)
+            .ok_or_else(|| {
+                ctx.err(
+                    "grid_services.ffr.level_hz",
+                    &e.level_hz,
+                    format!("{l} Hz is not one of 49.7, 49.6, 49.5"),
+                )
+            })?;
+        let support = choice(
+            ctx,
+            "grid_services.ffr.support",
+            e.support.as_ref(),
+            &[("short", FfrSupport::Short), ("long", FfrSupport::Long)],
+            FfrSupport::Short,
+        )?;
+        let ffr = Ffr::try_new(c, FfrParams::nordic(level, support))
+            .map_err(|e| grid_err("grid_services.ffr", e))?;
+        services = services.with_ffr(ffr);
+        summary.push(format!(
+            "FFR {c:.0} at {l} Hz ({})",
+            if support == FfrSupport::Short { "short" } else { "long" }
+        ));
+    }
+    if let Some(d) = &g.droop {
+        let kinds = [
+            ("lfsm-o", DroopParams::lfsm_o()),
+            ("lfsm-u", DroopParams::lfsm_u()),
+            ("lfsm-ou", DroopParams::lfsm_ou()),
+            ("ieee1547", DroopParams::ieee1547_60hz()),
+        ];
+        let mut p = choice(ctx, "grid_services.droop.kind", Some(&d.kind), &kinds, DroopParams::lfsm_ou())?;
+        if let Some(v) = &d.droop_pct {
+            let pct = ctx.number("grid_services.droop.droop_pct", v, 2.0, 12.0, "%")?;
+            #[allow(clippy::cast_possible_truncation)] // 2..=12
+            let pct = Percent::try_new(pct as f32)
+                .map_err(|e| ctx.err("grid_services.droop.droop_pct", v, e.to_string()))?;
+            p = p.with_droop(pct).map_err(|e| ctx.err("grid_services.droop.droop_pct", v, e.to_string()))?;
+        }
+        let droop = ems_grid::Droop::try_new(p).map_err(|e| grid_err("grid_services.droop", e))?;
+        services = services.with_droop(droop);
+        summary.push(format!("{} {}", p.name, p.droop));
+    }
+    if summary.is_empty() {
+        return Err(ctx.err_at_path(
+            "grid_services",
+            "no service configured: add [grid_services.fcr_n], .fcr_d_up, .fcr_d_down, .ffr or .droop".into(),
+        ));
+    }
+    Ok(GridServicesWiring { parameter_set, services, frequency, max_age, fast_period, summary })
+}
+
+fn frequency(ctx: &Ctx<'_>, f: &FrequencyEntry) -> Result<(FrequencyWiring, Millis), ConfigError> {
+    use ems_devices::modbus::profile::{ValueType, WordOrder};
+    use ems_devices::modbus::{RegisterAddress, RegisterKind};
+    let max_age = match &f.max_age_ms {
+        Some(v) => Millis::new(ctx.int("grid_services.frequency.max_age_ms", v, 10, 5000, " ms")?),
+        None => ems_devices::frequency::DEFAULT_FREQUENCY_MAX_AGE,
+    };
+    let kinds = [("modbus", 0u8), ("meter", 1), ("simulated", 2)];
+    let kind = choice(ctx, "grid_services.frequency.source", Some(&f.source), &kinds, 0)?;
+    if kind == 1 {
+        return Ok((FrequencyWiring::Meter, max_age));
+    }
+    if kind == 2 {
+        return Ok((FrequencyWiring::Simulated, max_age));
+    }
+    let need = |field: &str| {
+        ctx.err_at_path(
+            &format!("grid_services.frequency.{field}"),
+            "required for source = \"modbus\"".into(),
+        )
+    };
+    let endpoint = f.endpoint.as_ref().ok_or_else(|| need("endpoint"))?;
+    let _ = super::paths::endpoint(ctx, "grid_services.frequency.endpoint", endpoint)?;
+    let address = f.address.as_ref().ok_or_else(|| need("address"))?;
+    let address = ctx.int("grid_services.frequency.address", address, 0, 65_535, "")?;
+    let unit_id = match &f.unit_id {
+        Some(v) => ctx.int("grid_services.frequency.unit_id", v, 0, 247, "")?,
+        None => 1,
+    };
+    let table = choice(
+        ctx,
+        "grid_services.frequency.table",
+        f.table.as_ref(),
+        &[("input", RegisterKind::Input), ("holding", RegisterKind::Holding)],
+        RegisterKind::Input,
+    )?;
+    let types = [
+        ("u16", ValueType::U16),
+        ("i16", ValueType::I16),
+        ("u32", ValueType::U32),
+        ("i32", ValueType::I32),
+        ("f32", ValueType::F32),
+    ];
+    let value_type =
+        choice(ctx, "grid_services.frequency.type", f.value_type.as_ref(), &types, ValueType::U16)?;
+    let word_order = choice(
+        ctx,
+        "grid_services.frequency.word_order",
+        f.word_order.as_ref(),
+        &[("big", WordOrder::Big), ("little", WordOrder::Little)],
+        WordOrder::Big,
+    )?;
+    let scale = match &f.scale {
+        Some(v) => {
+            let s = *v.get_ref();
+            if !s.is_finite() || s <= 0.0 {
+                return Err(ctx.err(
+                    "grid_services.frequency.scale",
+                    v,
+                    format!("{s} must be a finite number > 0"),
+                ));
+            }
+            s
+        }
+        None => 1.0,
+    };
+    let unit_factor =
+        choice(ctx, "grid_services.frequency.units", f.units.as_ref(), &[("Hz", 1.0), ("mHz", 0.001)], 1.0)?;
+    let mut register = ems_devices::frequency::FrequencyRegister::new(
+        table,
+        RegisterAddress(u16::try_from(address).unwrap_or(u16::MAX)),
+        value_type,
+    );
+    register.word_order = word_order;
+    register.scale = scale;
+    register.unit_factor = unit_factor;
+    Ok((
+        FrequencyWiring::Modbus {
+            endpoint: endpoint.get_ref().clone(),
+            unit_id: u8::try_from(unit_id).unwrap_or(1),
+            register,
+        },
+        max_age,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::parse;
+    use std::path::Path;
+
+    fn example(section: &str) -> String {
+        let profile = concat!(env!("CARGO_MANIFEST_DIR"), "/../../devices/profiles/eastron-sdm630.toml");
+        let base = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/site.toml"))
+            .unwrap()
+            .replace("../devices/profiles/eastron-sdm630.toml", profile);
+        format!("{base}\n{section}")
+    }
+
+    const GOOD: &str = r#"
+[grid_services]
+fast_period_ms = 50
+
+[grid_services.frequency]
+source = "modbus"
+endpoint = "modbus-tcp://127.0.0.1:1502"
+address = 70
+type = "u16"
+scale = 0.01
+
+[grid_services.fcr_n]
+capacity_w = 1000
+
+[grid_services.fcr_d_up]
+capacity_w = 2000
+
+[grid_services.ffr]
+capacity_w = 1500
+level_hz = 49.6
+support = "long"
+
+[grid_services.droop]
+kind = "lfsm-ou"
+droop_pct = 4
+"#;
+
+    #[test]
+    fn a_full_section_is_read_with_its_defaults() {
+        let c = parse(Path::new("site.toml"), &example(GOOD)).unwrap();
+        let g = c.grid_services.unwrap();
+        assert_eq!(g.parameter_set, "nordic-2025-v1.1");
+        assert_eq!(g.fast_period.get(), 50);
+        assert_eq!(g.max_age.get(), 300);
+        assert_eq!(
+            g.summary,
+            ["FCR-N 1000 W", "FCR-D up 2000 W", "FFR 1500 W at 49.6 Hz (long)", "LFSM-O/U 4.0 %"]
+        );
+        assert!(matches!(g.frequency, super::FrequencyWiring::Modbus { unit_id: 1, .. }));
+        let old = GOOD.replace("fast_period_ms = 50", "parameter_set = \"nordic-2023-v1.0\"");
+        let g = parse(Path::new("site.toml"), &example(&old)).unwrap().grid_services.unwrap();
+        assert_eq!(g.parameter_set, "nordic-2023-v1.0");
+        assert_eq!(g.fast_period.get(), 100);
+    }
+
+    fn err(section: &str) -> String {
+        parse(Path::new("site.toml"), &example(section)).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn errors_name_file_line_field_and_value() {
+        for (from, to, want) in [
+            (
+                "fast_period_ms = 50",
+                "fast_period_ms = 250",
+                "grid_services.fast_period_ms: 250 ms is outside 10..=100 ms",
+            ),
+            (
+                "capacity_w = 1000",
+                "capacity_w = -5",
+                "grid_services.fcr_n.capacity_w: -5 W is outside (0, 10000000] W",
+            ),
+            (
+                "level_hz = 49.6",
+                "level_hz = 49.8",
+                "grid_services.ffr.level_hz: 49.8 Hz is not one of 49.7, 49.6, 49.5",
+            ),
+            (
+                "support = \"long\"",
+                "support = \"medium\"",
+                "grid_services.ffr.support: 'medium' is not one of short, long",
+            ),
+            ("droop_pct = 4", "droop_pct = 20", "grid_services.droop.droop_pct: 20 % is outside 2..=12 %"),
+            (
+                "type = \"u16\"",
+                "type = \"u8\"",
+                "grid_services.frequency.type: 'u8' is not one of u16, i16, u32, i32, f32",
+            ),
+            (
+                "source = \"modbus\"",
+                "source = \"radio\"",
+                "grid_services.frequency.source: 'radio' is not one of modbus, meter, simulated",
+            ),
+            (
+                "address = 70",
+                "address = 70000",
+                "grid_services.frequency.address: 70000 is outside 0..=65535",
+            ),
+        ] {
+            let text = GOOD.replace(from, to);
+            assert_ne!(text, GOOD, "{from}");
+            let e = err(&text);
+            assert!(e.starts_with("site.toml line "), "{e}");
+            assert!(e.contains(want), "{e}\nwanted: {want}");
+        }
+        let e = err(&GOOD
+            .replace("parameter_set", "x")
+            .replace("[grid_services]\n", "[grid_services]\nparameter_set = \"nordic-2030\"\n"));
+        assert!(
+            e.contains(
+                "grid_services.parameter_set: 'nordic-2030' is not one of nordic-2025-v1.1, nordic-2023-v1.0"
+            ),
+            "{e}"
+        );
+        let e = err(&GOOD.replace("endpoint = \"modbus-tcp://127.0.0.1:1502\"\n", ""));
+        assert!(e.contains("grid_services.frequency.endpoint") && e.contains("required"), "{e}");
+        let e = err("[grid_services]\n[grid_services.frequency]\nsource = \"meter\"\n");
+        assert!(e.contains("grid_services") && e.contains("no service configured"), "{e}");
+    }
+}
