@@ -11,6 +11,7 @@
 //! | [`services`] | [`FrequencyServices`]: the services a site sold as one `GridService` |
 //! | [`status`] | [`ServiceStatus`], [`Activation`], [`LerStatus`], [`Response`]: what each call reports |
 //! | [`error`] | [`ParamError`]: the field and the value refused |
+//! | `prequal` (feature `std`) | prequalification evidence: test signals, the test run, evaluation, the TSO log |
 //!
 //! Every service answers with [`ems_control::GridAction::Add`] (a Δ on top of the baseline,
 //! `+` discharge) or `Idle` at a Δ of zero, and a [`ems_control::Reserve`] that narrows the
@@ -34,6 +35,8 @@ pub mod ffr;
 pub mod ler;
 mod math;
 pub mod params;
+#[cfg(feature = "std")]
+pub mod prequal;
 pub mod services;
 pub mod status;
 
