@@ -2,11 +2,19 @@
 //! criteria, the SvK log's format (CRLF, timestamp) and a run through the real controller.
 // Test code: a failed unwrap or panic is a failed test with its message; sample indices are
 // small integers, exact in f64.
-#![allow(clippy::unwrap_used, clippy::panic, clippy::cast_precision_loss)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss
+)]
 
 use ems_grid::prequal::signal::{builtin, ServiceUnderTest};
 use ems_grid::prequal::transfer::{ratio, verdict, Complex, SystemParams};
-use ems_grid::prequal::{evaluate, format_datetime, run, RunConfig, Signal, SvkLogWriter, SvkRow, SvkService, SvkServiceRow};
+use ems_grid::prequal::{
+    evaluate, format_datetime, run, RunConfig, Signal, SvkLogWriter, SvkRow, SvkService, SvkServiceRow,
+};
 use std::f64::consts::TAU;
 
 #[test]
@@ -39,7 +47,7 @@ fn the_criteria_pass_an_ideal_unit_and_fail_a_slow_one() {
     let w = TAU / 60.0;
     let g = sys.g(w);
     // Choose F so that F·G = −1 + 0.2 (inside the circle).
-    let f = Complex::new(-0.8, 0.0).div(g);
+    let f = Complex::new(-0.8, 0.0).over(g);
     let slow = verdict(&sys, 60.0, f);
     assert!((slow.stability_distance - 0.2).abs() < 1e-9 && slow.stability_distance < 0.43, "{slow:?}");
     assert!((slow.performance_limit - (1.0 + (70.0 * w).powi(2)).sqrt()).abs() < 1e-9);

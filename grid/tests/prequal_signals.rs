@@ -3,7 +3,9 @@
 // Test code: a failed unwrap or panic is a failed test with its message.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-use ems_grid::prequal::signal::{builtin, names, sine_periods, SequenceKind, ServiceUnderTest, FCR_D_RAMP_HZ_PER_S};
+use ems_grid::prequal::signal::{
+    builtin, names, sine_periods, SequenceKind, ServiceUnderTest, FCR_D_RAMP_HZ_PER_S,
+};
 use ems_grid::prequal::{Profile, ProfileError};
 
 fn close(a: f64, b: f64) -> bool {
@@ -37,7 +39,18 @@ fn every_listed_name_is_built_in_and_starts_at_its_start_frequency() {
 fn fcr_n_steps_hold_each_level_between_the_corner_times() {
     let s = builtin(ServiceUnderTest::FcrN, "fcr-n-steps").unwrap();
     assert_eq!(s.kind, SequenceKind::Steps);
-    for (t, f) in [(0.0, 50.0), (29.99, 50.0), (30.0, 49.9), (89.99, 49.9), (90.0, 50.0), (150.0, 50.1), (210.0, 50.0), (270.0, 49.95), (330.0, 50.05), (390.0, 50.0)] {
+    for (t, f) in [
+        (0.0, 50.0),
+        (29.99, 50.0),
+        (30.0, 49.9),
+        (89.99, 49.9),
+        (90.0, 50.0),
+        (150.0, 50.1),
+        (210.0, 50.0),
+        (270.0, 49.95),
+        (330.0, 50.05),
+        (390.0, 50.0),
+    ] {
         assert!(close(s.frequency_at(t), f), "at {t}: {}", s.frequency_at(t));
     }
     assert!(close(s.duration_s(), 450.0));
@@ -105,7 +118,12 @@ fn profile_errors_name_the_line_the_column_and_the_value() {
     let e = Profile::parse("time_s,frequency_hz\n0,50\n1,fifty\n").unwrap_err();
     assert_eq!(
         e,
-        ProfileError::Value { line: 3, column: "frequency_hz", value: "fifty".into(), reason: "is not a number" }
+        ProfileError::Value {
+            line: 3,
+            column: "frequency_hz",
+            value: "fifty".into(),
+            reason: "is not a number"
+        }
     );
     assert!(e.to_string().contains("line 3, column frequency_hz: \"fifty\""), "{e}");
     let e = Profile::parse("time_s,frequency_hz\n0,50\n0,50\n").unwrap_err();

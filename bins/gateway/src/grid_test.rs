@@ -6,8 +6,8 @@
 //! every check passes, 1 when one fails, 2 when the run cannot start.
 
 use ems_grid::prequal::{
-    builtin, evaluate, names, run, svk, Profile, Report, Run, RunConfig, ServiceUnderTest, Signal, SvkLogWriter,
-    SvkRow, SvkService, SvkServiceRow,
+    builtin, evaluate, names, run, svk, Profile, Report, Run, RunConfig, ServiceUnderTest, Signal,
+    SvkLogWriter, SvkRow, SvkService, SvkServiceRow,
 };
 use std::fmt::Write as _;
 use std::io::{BufWriter, Write};
@@ -64,7 +64,9 @@ fn usage(e: impl std::fmt::Display) -> ExitCode {
 fn signal(args: &GridTestArgs, service: ServiceUnderTest) -> Result<Signal, String> {
     if let Some(path) = &args.profile {
         let text = std::fs::read_to_string(path).map_err(|e| format!("--profile {}: {e}", path.display()))?;
-        return Profile::parse(&text).map(Signal::Profile).map_err(|e| format!("--profile {}: {e}", path.display()));
+        return Profile::parse(&text)
+            .map(Signal::Profile)
+            .map_err(|e| format!("--profile {}: {e}", path.display()));
     }
     let name = args.sequence.as_deref().unwrap_or_default();
     let mut seq = builtin(service, name).ok_or_else(|| {
@@ -159,7 +161,11 @@ fn write_svk(dir: &Path, r: &Run, sequence: &str) -> std::io::Result<PathBuf> {
         // Milliseconds of a run (< 2^53): exact.
         #[allow(clippy::cast_possible_truncation)]
         let t_ms = (s.t_s * 1000.0).round() as i64;
-        let row = SvkServiceRow { available: s.available, activated_w: s.activated_w, reserve_w: r.config.capacity_w };
+        let row = SvkServiceRow {
+            available: s.available,
+            activated_w: s.activated_w,
+            reserve_w: r.config.capacity_w,
+        };
         let soc = s.soc * 100.0;
         log.write(&SvkRow {
             unix_ms: start_ms.saturating_add(t_ms),
@@ -170,7 +176,10 @@ fn write_svk(dir: &Path, r: &Run, sequence: &str) -> std::io::Result<PathBuf> {
             aem: s.aem,
             pmin_w: s.pmin_w,
             pmax_w: s.pmax_w,
-            cap_wh: Some(((soc - lo).max(0.0) / 100.0 * r.energy_wh, (hi - soc).max(0.0) / 100.0 * r.energy_wh)),
+            cap_wh: Some((
+                (soc - lo).max(0.0) / 100.0 * r.energy_wh,
+                (hi - soc).max(0.0) / 100.0 * r.energy_wh,
+            )),
         })?;
     }
     log.finish()?;
@@ -198,7 +207,11 @@ fn json(report: &Report) -> String {
 fn table(report: &Report, service: ServiceUnderTest, sequence: &str) -> String {
     let mut s = format!("grid-test {service} {sequence}\n");
     let width = report.checks.iter().map(|c| c.name.len()).max().unwrap_or(10);
-    let _ = writeln!(s, "{:<4}  {:<width$}  {:>12}  {:>12}  {:>12}  unit", "", "check", "value", "limit", "margin");
+    let _ = writeln!(
+        s,
+        "{:<4}  {:<width$}  {:>12}  {:>12}  {:>12}  unit",
+        "", "check", "value", "limit", "margin"
+    );
     for c in &report.checks {
         let _ = writeln!(
             s,

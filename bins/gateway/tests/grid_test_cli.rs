@@ -31,8 +31,20 @@ fn every_built_in_sequence_of_every_service_passes_with_5_mhz_noise() {
         for name in names {
             let out = dir.path().join(format!("{service}-{name}.csv"));
             let mut args = vec![
-                "--service", service, "--capacity-w", "1000000", "--sequence", &name,
-                "--out", out.to_str().unwrap(), "--report", "json", "--noise-mhz", "5", "--seed", "42",
+                "--service",
+                service,
+                "--capacity-w",
+                "1000000",
+                "--sequence",
+                &name,
+                "--out",
+                out.to_str().unwrap(),
+                "--report",
+                "json",
+                "--noise-mhz",
+                "5",
+                "--seed",
+                "42",
             ];
             // The endurance variants on a shortened scale (the full scale is the default).
             if name.ends_with("endurance") {
@@ -41,7 +53,8 @@ fn every_built_in_sequence_of_every_service_passes_with_5_mhz_noise() {
             let o = grid_test(&args);
             let v: serde_json::Value = serde_json::from_slice(&o.stdout)
                 .unwrap_or_else(|e| panic!("{service} {name}: {e}: {}", String::from_utf8_lossy(&o.stderr)));
-            let failed: Vec<_> = v["checks"].as_array().unwrap().iter().filter(|c| c["pass"] != true).collect();
+            let failed: Vec<_> =
+                v["checks"].as_array().unwrap().iter().filter(|c| c["pass"] != true).collect();
             assert_eq!(v["pass"], true, "{service} {name}: {failed:#?}");
             assert!(o.status.success(), "{service} {name}");
             for c in v["checks"].as_array().unwrap() {
@@ -69,12 +82,25 @@ fn sine_verdicts_are_printed_with_margins_and_the_svk_log_is_written() {
     let out = dir.path().join("r.csv");
     let log = dir.path().join("svk");
     let o = grid_test(&[
-        "--service", "fcr-n", "--capacity-w", "2000000", "--sequence", "sine-60s",
-        "--out", out.to_str().unwrap(), "--svk-log", log.to_str().unwrap(), "--noise-mhz", "5",
+        "--service",
+        "fcr-n",
+        "--capacity-w",
+        "2000000",
+        "--sequence",
+        "sine-60s",
+        "--out",
+        out.to_str().unwrap(),
+        "--svk-log",
+        log.to_str().unwrap(),
+        "--noise-mhz",
+        "5",
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let text = String::from_utf8_lossy(&o.stdout);
-    assert!(text.contains("stability |1 + F G|") && text.contains("performance |0.95 G / (1 + F G)|"), "{text}");
+    assert!(
+        text.contains("stability |1 + F G|") && text.contains("performance |0.95 G / (1 + F G)|"),
+        "{text}"
+    );
     assert!(text.contains("margin"), "{text}");
     let files: Vec<_> = std::fs::read_dir(&log).unwrap().map(|e| e.unwrap().path()).collect();
     assert_eq!(files.len(), 1, "{files:?}");
@@ -97,25 +123,66 @@ fn a_profile_runs_and_bad_input_exits_2_naming_it() {
     std::fs::write(&profile, "time_s,frequency_hz\n0,50\n10,50\n10.1,49.9\n60,49.9\n").unwrap();
     let out = dir.path().join("r.csv");
     let o = grid_test(&[
-        "--service", "fcr-n", "--capacity-w", "1000", "--profile", profile.to_str().unwrap(),
-        "--out", out.to_str().unwrap(), "--report", "json",
+        "--service",
+        "fcr-n",
+        "--capacity-w",
+        "1000",
+        "--profile",
+        profile.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--report",
+        "json",
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     std::fs::write(&profile, "time_s,frequency_hz\n0,50\n1,abc\n").unwrap();
     let o = grid_test(&[
-        "--service", "fcr-n", "--capacity-w", "1000", "--profile", profile.to_str().unwrap(),
-        "--out", out.to_str().unwrap(),
+        "--service",
+        "fcr-n",
+        "--capacity-w",
+        "1000",
+        "--profile",
+        profile.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
     ]);
     assert_eq!(o.status.code(), Some(2));
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(e.contains("line 3, column frequency_hz: \"abc\""), "{e}");
-    let o = grid_test(&["--service", "fcr-x", "--capacity-w", "1000", "--sequence", "a", "--out", out.to_str().unwrap()]);
+    let o = grid_test(&[
+        "--service",
+        "fcr-x",
+        "--capacity-w",
+        "1000",
+        "--sequence",
+        "a",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("\"fcr-x\""));
-    let o = grid_test(&["--service", "ffr", "--capacity-w", "1000", "--sequence", "fcr-n-steps", "--out", out.to_str().unwrap()]);
+    let o = grid_test(&[
+        "--service",
+        "ffr",
+        "--capacity-w",
+        "1000",
+        "--sequence",
+        "fcr-n-steps",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("ffr-step-49.5"));
-    let o = grid_test(&["--service", "ffr", "--capacity-w", "0", "--sequence", "ffr-ramp", "--out", out.to_str().unwrap()]);
+    let o = grid_test(&[
+        "--service",
+        "ffr",
+        "--capacity-w",
+        "0",
+        "--sequence",
+        "ffr-ramp",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("capacity_w = 0"));
 }

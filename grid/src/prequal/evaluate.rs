@@ -73,7 +73,8 @@ fn window(samples: &[Sample], t0: f64, t1: f64) -> impl Iterator<Item = &Sample>
 }
 
 fn mean_power(samples: &[Sample], t0: f64, t1: f64) -> f64 {
-    let (sum, n) = window(samples, t0, t1).fold((0.0, 0_u32), |(a, n), s| (a + s.power_w, n.saturating_add(1)));
+    let (sum, n) =
+        window(samples, t0, t1).fold((0.0, 0_u32), |(a, n), s| (a + s.power_w, n.saturating_add(1)));
     if n == 0 {
         f64::NAN
     } else {
@@ -154,7 +155,9 @@ fn steps(run: &Run, segs: &[Placed], v: &mut Vec<Check>) {
         // the earlier Nordic rules; the 2023 rules judge dynamics by the sine tests).
         ServiceUnderTest::FcrN => (0.63, 0.95, 60.0, 180.0),
         // FCR-D: 50 % within 5 s, 100 % (95 %) within 30 s.
-        _ => (0.50, 0.95, 5.0, 30.0),
+        ServiceUnderTest::FcrDUp | ServiceUnderTest::FcrDDown | ServiceUnderTest::Ffr => {
+            (0.50, 0.95, 5.0, 30.0)
+        }
     };
     let mut previous: Option<f64> = None;
     for (i, p) in segs.iter().enumerate() {
@@ -174,7 +177,8 @@ fn steps(run: &Run, segs: &[Placed], v: &mut Vec<Check>) {
             if delta.abs() >= 0.2 * c {
                 for (share, limit) in [(first, first_limit), (second, second_limit)] {
                     let level = from + share * delta;
-                    let reached = first_time(&run.samples, p.start_s, |s| (s.power_w - level) * delta.signum() >= 0.0);
+                    let reached =
+                        first_time(&run.samples, p.start_s, |s| (s.power_w - level) * delta.signum() >= 0.0);
                     let t = reached.map_or(f64::INFINITY, |t| t - p.start_s);
                     v.push(Check::at_most(
                         format!("step {i} ({hz:.2} Hz): {:.0} % activation time", share * 100.0),
@@ -218,7 +222,11 @@ fn fcr_d_ramp(run: &Run, segs: &[Placed], v: &mut Vec<Check>) {
     let svc = run.config.service;
     let c = run.config.capacity_w;
     let Some(ri) = segs.iter().position(|p| matches!(p.segment, Segment::Ramp { .. })) else { return };
-    let (Some(ramp), Some(full), Some(back)) = (segs.get(ri), segs.get(ri + 1), segs.get(ri + 2)) else { return };
+    let (Some(ramp), Some(full), Some(back)) =
+        (segs.get(ri), segs.get(ri.saturating_add(1)), segs.get(ri.saturating_add(2)))
+    else {
+        return;
+    };
     let sign = if svc == ServiceUnderTest::FcrDDown { -1.0 } else { 1.0 };
     let t0 = ramp.start_s;
     let p0 = mean_power(&run.samples, t0 - 5.0, t0);
@@ -308,11 +316,8 @@ fn ffr(run: &Run, segs: &[Placed], level_hz: f64, v: &mut Vec<Check>) {
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let lag = (1.0 / step).round().max(1.0) as usize;
     let after: Vec<f64> = window(s, drop - 0.5, f64::INFINITY).map(|x| x.power_w).collect();
-    let fastest = after
-        .iter()
-        .zip(after.iter().skip(lag))
-        .map(|(a, b)| (a - b) / c * 100.0)
-        .fold(0.0, f64::max);
+    let fastest =
+        after.iter().zip(after.iter().skip(lag)).map(|(a, b)| (a - b) / c * 100.0).fold(0.0, f64::max);
     v.push(Check::at_most("ffr: deactivation rate (fastest 1 s)", fastest, 20.0, "%/s"));
     let back = first_time(s, drop, |x| x.power_w.abs() <= STATIONARY_TOLERANCE * c);
     v.push(Check::at_most(
@@ -337,7 +342,9 @@ fn ler_nem(run: &Run, segs: &[Placed], v: &mut Vec<Check>) {
     ));
     let Some(on) = on else { return };
     // The offset at nominal frequency: from 10 s after the return to 50 Hz, for 60 s.
-    if let Some(back) = segs.iter().rev().find(|q| hold_of(q).is_some_and(|hz| (hz - NOMINAL_HZ).abs() < 1e-9)) {
+    if let Some(back) =
+        segs.iter().rev().find(|q| hold_of(q).is_some_and(|hz| (hz - NOMINAL_HZ).abs() < 1e-9))
+    {
         let t = back.start_s + 10.0;
         let got = mean_power(s, t, t + 60.0);
         let want = -c * f64::from(p.nem_offset.fraction());
@@ -361,7 +368,10 @@ fn ler_nem(run: &Run, segs: &[Placed], v: &mut Vec<Check>) {
 fn ler_aem(run: &Run, segs: &[Placed], v: &mut Vec<Check>) {
     let p = &run.config.params;
     let s = &run.samples;
-    let Some(alert) = segs.iter().find(|q| hold_of(q).is_some_and(|hz| (hz - NOMINAL_HZ).abs() > p.aem_alert_band.get().into())) else {
+    let Some(alert) = segs
+        .iter()
+        .find(|q| hold_of(q).is_some_and(|hz| (hz - NOMINAL_HZ).abs() > p.aem_alert_band.get().into()))
+    else {
         return;
     };
     let delay = f64::from(p.aem_alert_delay.as_secs_f32());
@@ -380,5 +390,10 @@ fn ler_aem(run: &Run, segs: &[Placed], v: &mut Vec<Check>) {
     ));
     let end = alert.start_s + alert.duration_s;
     let off = first_time(s, end, |x| x.aem == 0);
-    v.push(Check::at_most("aem: off after the alert state ended", off.map_or(f64::INFINITY, |t| t - end), 10.0, "s"));
+    v.push(Check::at_most(
+        "aem: off after the alert state ended",
+        off.map_or(f64::INFINITY, |t| t - end),
+        10.0,
+        "s",
+    ));
 }

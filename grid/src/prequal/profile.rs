@@ -56,7 +56,7 @@ impl Profile {
         }
         let mut points: Vec<(f64, f64)> = Vec::new();
         for (i, raw) in lines {
-            let line = i + 1;
+            let line = i.saturating_add(1);
             let l = raw.trim();
             if l.is_empty() {
                 continue;
@@ -65,7 +65,12 @@ impl Profile {
             let [t, f] = cells.as_slice() else {
                 return Err(ProfileError::Columns { line, found: cells.len() });
             };
-            let bad = |column, value: &str, reason| ProfileError::Value { line, column, value: value.to_owned(), reason };
+            let bad = |column, value: &str, reason| ProfileError::Value {
+                line,
+                column,
+                value: value.to_owned(),
+                reason,
+            };
             let time: f64 = t.parse().map_err(|_| bad("time_s", t, "is not a number"))?;
             if !time.is_finite() || time < 0.0 {
                 return Err(bad("time_s", t, "must be a finite time >= 0 s"));

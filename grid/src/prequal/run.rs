@@ -5,13 +5,18 @@
 use crate::prequal::profile::Profile;
 use crate::prequal::signal::{Sequence, SequenceKind, ServiceUnderTest};
 use crate::prequal::sim::{Inverter, Meter, UnitModel};
-use crate::{AemState, FcrD, FcrN, Ffr, FfrLevel, FfrParams, FfrSupport, FrequencyServices, LerConfig, NemState, ParamError, ParamSet};
+use crate::{
+    AemState, FcrD, FcrN, Ffr, FfrLevel, FfrParams, FfrSupport, FrequencyServices, LerConfig, NemState,
+    ParamError, ParamSet,
+};
 use ems_control::{Controller, ControllerConfig, Inputs, ModeSetting};
 use ems_core::snapshot::{
-    BatterySignals, BmsAlarms, ContactorState, EStopInput, GridMode, GridSignals, InverterSignals, InverterState,
-    ESTOP_MAX_AGE, FAST_MAX_AGE, SLOW_MAX_AGE,
+    BatterySignals, BmsAlarms, ContactorState, EStopInput, GridMode, GridSignals, InverterSignals,
+    InverterState, ESTOP_MAX_AGE, FAST_MAX_AGE, SLOW_MAX_AGE,
 };
-use ems_core::{Amps, Hertz, Measurement, Millis, Percent, Snapshot, State, TransitionRequest, UnitError, Volts, Watts};
+use ems_core::{
+    Amps, Hertz, Measurement, Millis, Percent, Snapshot, State, TransitionRequest, UnitError, Volts, Watts,
+};
 use ems_safety::SafetyConfig;
 
 /// The simulated pack's DC voltage (V): a commercial battery string.
@@ -23,6 +28,8 @@ pub const LER_SOC_WINDOW: (f64, f64) = (10.0, 90.0);
 const T0_MS: u64 = 1_000;
 
 /// The frequency a run injects: a built-in sequence or a profile file.
+// One signal per run, built once: boxing the inline sequence would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Signal {
     /// A built-in sequence.
@@ -269,7 +276,11 @@ fn snapshot(now: Millis, f_hz: f64, soc: f64, power_w: f64, rated_w: f64) -> Res
     })
 }
 
-fn services(config: &RunConfig, signal: &Signal, energy_wh: f64) -> Result<(FrequencyServices, Option<FfrParams>), RunError> {
+fn services(
+    config: &RunConfig,
+    signal: &Signal,
+    energy_wh: f64,
+) -> Result<(FrequencyServices, Option<FfrParams>), RunError> {
     let c = Watts::try_new(f32_of(config.capacity_w))?;
     let ler = LerConfig::try_new(
         ems_core::WattHours::try_new(f32_of(energy_wh))?,
@@ -284,7 +295,13 @@ fn services(config: &RunConfig, signal: &Signal, energy_wh: f64) -> Result<(Freq
         ServiceUnderTest::Ffr => {
             let level = match signal.kind() {
                 SequenceKind::Ffr { level_hz } => ffr_level_of(level_hz),
-                _ => config.ffr_level,
+                SequenceKind::Steps
+                | SequenceKind::Endurance
+                | SequenceKind::FcrDRamp
+                | SequenceKind::Sine
+                | SequenceKind::LerNem
+                | SequenceKind::LerAem
+                | SequenceKind::Profile => config.ffr_level,
             };
             let p = ffr_params(level);
             (set.with_ffr(Ffr::try_new(c, p)?), Some(p))
@@ -341,9 +358,14 @@ pub fn run(config: &RunConfig, signal: &Signal) -> Result<Run, RunError> {
     let mut inverter = Inverter::new(&m, rated_w, energy_wh, soc0 / 100.0);
     let f0 = signal.frequency_at(0.0);
     for (i, request) in [TransitionRequest::BootComplete, TransitionRequest::Start].into_iter().enumerate() {
-        let now = Millis::new(100 * (1 + u64::try_from(i).unwrap_or(0)));
+        let now = Millis::new(100_u64.saturating_mul(u64::try_from(i).unwrap_or(0).saturating_add(1)));
         let snap = snapshot(now, f0, inverter.soc(), 0.0, rated_w)?;
-        let _ = ctl.step_with(now.get(), &snap, &Inputs { request: Some(request), ..Inputs::default() }, &mut set);
+        let _ = ctl.step_with(
+            now.get(),
+            &snap,
+            &Inputs { request: Some(request), ..Inputs::default() },
+            &mut set,
+        );
     }
     if ctl.state() != State::Running {
         return Err(RunError::NotRunning(ctl.state()));
@@ -353,12 +375,12 @@ pub fn run(config: &RunConfig, signal: &Signal) -> Result<Run, RunError> {
     // Whole cycles over the signal (and its last instant).
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let steps = (duration / dt).floor().max(0.0) as u64;
-    let mut samples = Vec::with_capacity(usize::try_from(steps + 1).unwrap_or(0));
+    let mut samples = Vec::with_capacity(usize::try_from(steps.saturating_add(1)).unwrap_or(0));
     for k in 0..=steps {
         // k·dt is exact enough for any run length (< 2^53 ms).
         #[allow(clippy::cast_precision_loss)]
         let t = k as f64 * dt;
-        let now = Millis::new(T0_MS + k * cycle_ms);
+        let now = Millis::new(T0_MS.saturating_add(k.saturating_mul(cycle_ms)));
         let f = signal.frequency_at(t);
         let fm = meter.sample(f);
         let snap = snapshot(now, fm, inverter.soc(), inverter.power_w(), rated_w)?;

@@ -278,8 +278,18 @@ pub const FCR_N_ENDURANCE_S: f64 = 3600.0;
 /// The endurance hold of FCR-D (s): 20 min, the C/3 h energy reservation.
 pub const FCR_D_ENDURANCE_S: f64 = 1200.0;
 
-const SINE_NAMES: [&str; 10] =
-    ["sine-10s", "sine-15s", "sine-25s", "sine-40s", "sine-50s", "sine-60s", "sine-70s", "sine-90s", "sine-150s", "sine-300s"];
+const SINE_NAMES: [&str; 10] = [
+    "sine-10s",
+    "sine-15s",
+    "sine-25s",
+    "sine-40s",
+    "sine-50s",
+    "sine-60s",
+    "sine-70s",
+    "sine-90s",
+    "sine-150s",
+    "sine-300s",
+];
 
 /// How many whole periods a sine test runs: at least 5 and at least 2 min.
 #[must_use]
@@ -335,7 +345,13 @@ fn fcr_n(name: &str) -> Option<Sequence> {
             "fcr-n-endurance",
             SequenceKind::Endurance,
             n,
-            &[hold(n, 30.0), hold(49.90, FCR_N_ENDURANCE_S), hold(n, 60.0), hold(50.10, FCR_N_ENDURANCE_S), hold(n, 60.0)],
+            &[
+                hold(n, 30.0),
+                hold(49.90, FCR_N_ENDURANCE_S),
+                hold(n, 60.0),
+                hold(50.10, FCR_N_ENDURANCE_S),
+                hold(n, 60.0),
+            ],
         ),
         // Start where the FCR-N endurance up is 33.6 min (4 h·C, SOC window 10–90 %): full
         // activation drains it below NEM's 30 min, then NEM refills it at 50 Hz.
@@ -429,7 +445,12 @@ fn ffr(name: &str) -> Option<Sequence> {
             "ffr-ramp",
             SequenceKind::Ffr { level_hz: 49.5 },
             n,
-            &[hold(n, 10.0), Segment::Ramp { to_hz: 49.35, rate_hz_per_s: 0.5 }, hold(49.35, 20.0), hold(n, 30.0)],
+            &[
+                hold(n, 10.0),
+                Segment::Ramp { to_hz: 49.35, rate_hz_per_s: 0.5 },
+                hold(49.35, 20.0),
+                hold(n, 30.0),
+            ],
         ),
         _ => return None,
     })
@@ -449,7 +470,11 @@ pub fn names(service: ServiceUnderTest) -> heapless::Vec<&'static str, 24> {
         let _ = v.push(*n);
     }
     if service != ServiceUnderTest::Ffr {
-        let count = if service == ServiceUnderTest::FcrN { FCR_N_SINE_PERIODS.len() } else { FCR_D_SINE_PERIODS.len() };
+        let count = if service == ServiceUnderTest::FcrN {
+            FCR_N_SINE_PERIODS.len()
+        } else {
+            FCR_D_SINE_PERIODS.len()
+        };
         for n in SINE_NAMES.iter().take(count) {
             let _ = v.push(*n);
         }

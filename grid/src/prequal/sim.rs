@@ -128,7 +128,8 @@ impl Inverter {
     /// One cycle with the new `setpoint_w`: returns the AC power over this cycle (W).
     pub fn step(&mut self, setpoint_w: f64) -> f64 {
         self.queue.push_back(setpoint_w);
-        let target = if self.queue.len() > self.delay_steps { self.queue.pop_front().unwrap_or(0.0) } else { 0.0 };
+        let target =
+            if self.queue.len() > self.delay_steps { self.queue.pop_front().unwrap_or(0.0) } else { 0.0 };
         let d = (target - self.power_w).clamp(-self.max_step_w, self.max_step_w);
         self.power_w += d;
         self.soc = (self.soc - self.power_w * self.dt_s / 3600.0 / self.energy_wh).clamp(0.0, 1.0);

@@ -69,6 +69,8 @@ pub struct SvkRow<'a> {
 }
 
 /// Format `unix_ms` as `YYYYMMDDThhmmss.fff` (UTC, proleptic Gregorian).
+// Civil-date arithmetic on a day count (|days| < 2^37 for any i64 ms): no overflow.
+#[allow(clippy::arithmetic_side_effects)]
 #[must_use]
 pub fn format_datetime(unix_ms: i64) -> String {
     let days = unix_ms.div_euclid(86_400_000);

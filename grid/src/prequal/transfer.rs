@@ -45,20 +45,20 @@ impl Complex {
 
     /// `self · o`.
     #[must_use]
-    pub fn mul(self, o: Self) -> Self {
+    pub fn times(self, o: Self) -> Self {
         Self::new(self.re * o.re - self.im * o.im, self.re * o.im + self.im * o.re)
     }
 
     /// `self / o` (infinite parts for `o = 0`).
     #[must_use]
-    pub fn div(self, o: Self) -> Self {
+    pub fn over(self, o: Self) -> Self {
         let d = o.re * o.re + o.im * o.im;
         Self::new((self.re * o.re + self.im * o.im) / d, (self.im * o.re - self.re * o.im) / d)
     }
 
     /// `self + o`.
     #[must_use]
-    pub fn add(self, o: Self) -> Self {
+    pub fn plus(self, o: Self) -> Self {
         Self::new(self.re + o.re, self.im + o.im)
     }
 
@@ -115,7 +115,8 @@ impl SystemParams {
     #[must_use]
     pub fn g(&self, omega: f64) -> Complex {
         let gain = self.volume_mw / self.deviation_hz * self.f0;
-        Complex::new(gain, 0.0).div(Complex::new(self.k_f * self.size_mw * self.f0, 2.0 * self.kinetic_mws * omega))
+        Complex::new(gain, 0.0)
+            .over(Complex::new(self.k_f * self.size_mw * self.f0, 2.0 * self.kinetic_mws * omega))
     }
 }
 
@@ -142,12 +143,12 @@ pub const STABILITY_RADIUS: f64 = 0.43;
 pub fn verdict(system: &SystemParams, period_s: f64, f: Complex) -> Verdict {
     let omega = core::f64::consts::TAU / period_s;
     let g = system.g(omega);
-    let one_plus = Complex::new(1.0, 0.0).add(f.mul(g));
+    let one_plus = Complex::new(1.0, 0.0).plus(f.times(g));
     Verdict {
         period_s,
         f,
         stability_distance: one_plus.abs(),
-        performance: g.scale(0.95).div(one_plus).abs(),
+        performance: g.scale(0.95).over(one_plus).abs(),
         performance_limit: Complex::new(1.0, 70.0 * omega).abs(),
     }
 }
@@ -170,11 +171,11 @@ pub fn ratio(times: &[f64], input: &[f64], output: &[f64], period_s: f64) -> Opt
     for ((t, a), b) in times.iter().zip(input).zip(output).take(n) {
         let (s, c) = (omega * t).sin_cos();
         // e^{−jωt} = cos − j·sin
-        x = x.add(Complex::new((a - mx) * c, -(a - mx) * s));
-        y = y.add(Complex::new((b - my) * c, -(b - my) * s));
+        x = x.plus(Complex::new((a - mx) * c, -(a - mx) * s));
+        y = y.plus(Complex::new((b - my) * c, -(b - my) * s));
     }
     if x.abs() <= f64::EPSILON {
         return None;
     }
-    Some(y.div(x))
+    Some(y.over(x))
 }
