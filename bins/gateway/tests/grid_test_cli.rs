@@ -2,7 +2,7 @@
 //! noise on the frequency passes its own evaluation (JSON), response.csv has its header and
 //! ≥ 10 rows per second, the SvK log is CRLF with its header, and bad input exits 2 naming it.
 // Test code: a failed unwrap or panic is a failed test with its message.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::cast_precision_loss)]
 
 use std::process::{Command, Output, Stdio};
 
