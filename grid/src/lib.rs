@@ -12,6 +12,7 @@
 //! | [`status`] | [`ServiceStatus`], [`Activation`], [`LerStatus`], [`Response`]: what each call reports |
 //! | [`error`] | [`ParamError`]: the field and the value refused |
 //! | [`island`] | island detection, backup transfer, black start, resynchronisation ([`island::IslandSequencer`]) |
+//! | `prequal` (feature `std`) | prequalification evidence: test signals, the test run, evaluation, the TSO log |
 //!
 //! Every service answers with [`ems_control::GridAction::Add`] (a Δ on top of the baseline,
 //! `+` discharge) or `Idle` at a Δ of zero, and a [`ems_control::Reserve`] that narrows the
@@ -36,6 +37,8 @@ pub mod island;
 pub mod ler;
 mod math;
 pub mod params;
+#[cfg(feature = "std")]
+pub mod prequal;
 pub mod services;
 pub mod status;
 

@@ -14,6 +14,7 @@ mod api;
 mod config;
 mod economics;
 mod error;
+mod grid_test;
 mod live;
 mod optimize;
 mod rules_cmd;
@@ -84,6 +85,9 @@ enum Cmd {
     Optimize(optimize::OptimizeArgs),
     /// Operator rules: `rules check FILE --at TIMESTAMP` prints which rules fire and which wins.
     Rules(rules_cmd::RulesArgs),
+    /// Grid-service prequalification: run a test sequence against the simulated unit, write the
+    /// response CSV (and the TSO log) and evaluate every requirement.
+    GridTest(grid_test::GridTestArgs),
     /// Run the simulated site as fast as possible and print a summary (the same as `ems-sim
     /// simulate`).
     #[cfg(feature = "sim")]
@@ -131,6 +135,7 @@ fn main() -> ExitCode {
             }
         },
         Some(Cmd::Rules(args)) => rules_cmd::run(&args),
+        Some(Cmd::GridTest(args)) => grid_test::run_cli(&args),
         #[cfg(feature = "sim")]
         Some(Cmd::Simulate(args)) => ems_sim::simulate(&args, "ems-gateway simulate"),
         #[cfg(not(feature = "sim"))]
