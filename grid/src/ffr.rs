@@ -225,15 +225,18 @@ mod tests {
         assert_eq!(s.respond(Millis::new(0), hz(49.61), None).delta, Watts::ZERO);
         let r = s.respond(Millis::new(100), hz(49.6), None);
         assert_eq!(r.delta, ems_core::watts!(1000.0), "full at once, no delay of its own");
-        for t in (200..=5000).step_by(100) {
+        // Support: 5 s + the level's 1.0 s activation time, counted from the trigger.
+        assert_eq!(params.support_duration, Millis::from_secs(6));
+        for t in (200..=6000).step_by(100) {
             let r = s.respond(Millis::new(t), hz(49.9), None);
             assert_eq!(r.delta, ems_core::watts!(1000.0), "held for the support even if f recovers ({t} ms)");
         }
-        let r = s.respond(Millis::new(5100), hz(49.9), None);
+        let r = s.respond(Millis::new(6100), hz(49.9), None);
         assert_eq!(r.status.activation, Activation::Deactivating);
         assert!(r.delta < ems_core::watts!(1000.0));
+        assert!(r.delta >= ems_core::watts!(1000.0 - 18.0 - 0.01), "18 %/s: {}", r.delta);
         assert!(matches!(s.status().activation, Activation::Deactivating));
-        let _ = s.respond(Millis::new(5200), hz(49.9), None);
+        let _ = s.respond(Millis::new(6200), hz(49.9), None);
         assert_eq!(s.activations(), 1);
     }
 

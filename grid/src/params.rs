@@ -283,6 +283,9 @@ impl FfrSupport {
 
 /// The FFR rule's fastest deactivation after a short support: 20 % of C per second.
 pub const FFR_MAX_SHORT_DEACTIVATION: Percent = ems_core::percent!(20.0);
+
+/// The default deactivation rate of [`FfrParams::nordic`]: 18 %/s, 10 % inside the rule's limit.
+pub const FFR_DEFAULT_DEACTIVATION: Percent = ems_core::percent!(18.0);
 /// The FFR rule: ready for a new activation within 15 min.
 pub const FFR_MAX_RECOVERY: Millis = Millis::from_secs(15 * 60);
 
@@ -313,16 +316,20 @@ pub struct FfrParams {
 }
 
 impl FfrParams {
-    /// A Nordic FFR service at `level` in `support` class: the class's minimum support, a
-    /// deactivation at the rule's 20 %/s limit, recovery at the rule's 15 min bound, and the
-    /// hysteresis and re-arm assumptions documented on the fields.
+    /// A Nordic FFR service at `level` in `support` class, with margins that survive a real
+    /// inverter: the class's minimum support **plus the level's activation time** (the support
+    /// is counted from the trigger, and an inverter's dead time and ramp take part of the
+    /// activation time before full power is reached), a deactivation at 18 %/s (the rule's limit
+    /// is 20 %/s; measurement noise on the evaluated power would otherwise sit on it), recovery
+    /// at the rule's 15 min bound, and the hysteresis and re-arm assumptions documented on the
+    /// fields. `ems-gateway grid-test` prequalifies exactly these defaults.
     #[must_use]
     pub const fn nordic(level: FfrLevel, support: FfrSupport) -> Self {
         Self {
             level,
             support,
-            support_duration: support.min_duration(),
-            deactivation_rate: FFR_MAX_SHORT_DEACTIVATION,
+            support_duration: support.min_duration().plus(level.max_activation_time()),
+            deactivation_rate: FFR_DEFAULT_DEACTIVATION,
             recovery: FFR_MAX_RECOVERY,
             hysteresis: ems_core::hertz!(0.02),
             rearm_time: Millis::from_secs(10),

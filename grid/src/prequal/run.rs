@@ -119,12 +119,7 @@ impl RunConfig {
 /// on an inverter with a dead time), deactivating at 18 %/s (inside the rule's 20 %/s).
 #[must_use]
 pub fn ffr_params(level: FfrLevel) -> FfrParams {
-    let base = FfrParams::nordic(level, FfrSupport::Short);
-    FfrParams {
-        support_duration: base.support_duration.plus(level.max_activation_time()),
-        deactivation_rate: ems_core::percent!(18.0),
-        ..base
-    }
+    FfrParams::nordic(level, FfrSupport::Short)
 }
 
 /// The FFR level of an activation frequency (49.7 / 49.6 / 49.5 Hz, nearest).

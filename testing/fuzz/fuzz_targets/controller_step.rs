@@ -3,7 +3,9 @@
 //! `saturating` the way broken upstream arithmetic could, good/stale/invalid, timestamps in the
 //! past and the future), requests, E-stops, shutdowns, mode settings of every kind (valid or
 //! not), device trips, overrides (valid or not), plan slots, provider schedules, local minutes,
-//! grid-service requests and time steps of 0..=5000 ms drive `Controller::step_with`; after
+//! grid-service requests (fixed ones of any shape, or the real `ems-grid` frequency services —
+//! FCR-N, FCR-D up/down, FFR, LFSM droop with LER management — on the fuzzed frequency) and
+//! time steps of 0..=5000 ms drive `Controller::step_with`; after
 //! every cycle the invariant of design.md §6 is checked (the proptest version is
 //! control/tests/invariant.rs). A violation panics with the rule's name.
 //!
@@ -21,6 +23,8 @@ use ems_core::{
     Amps, Celsius, ContactorCommand, Hertz, Measurement, Millis, Percent, Snapshot, State, TransitionRequest,
     TripReason, Volts, WattHours, Watts,
 };
+use ems_grid::params::{DroopParams, FfrLevel, FfrParams, FfrSupport, ParamSet};
+use ems_grid::{Droop, FcrD, FcrN, Ffr, FrequencyServices, LerConfig};
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 
 const MAX_CYCLES: usize = 400;
@@ -330,6 +334,53 @@ fn config(u: &mut Unstructured) -> Result<ControllerConfig> {
     Ok(config)
 }
 
+/// Every frequency service of `ems-grid` as one set, sized from fuzzed capacities (`None` when
+/// the numbers are refused, which the services' own tests cover).
+fn frequency_services(u: &mut Unstructured, capacity: Option<WattHours>) -> Result<Option<FrequencyServices>> {
+    let c = |u: &mut Unstructured| -> Result<Watts> { watts(u, 0.0, 6000.0) };
+    let params = if u.arbitrary::<bool>()? { ParamSet::nordic_2025_v1_1() } else { ParamSet::nordic_2023_v1_0() };
+    let ler = capacity.and_then(|cap| LerConfig::try_new(cap, ems_core::percent!(5.0), ems_core::percent!(95.0)).ok());
+    let level = [FfrLevel::Hz49_7, FfrLevel::Hz49_6, FfrLevel::Hz49_5][u.choose_index(3)?];
+    let support = if u.arbitrary::<bool>()? { FfrSupport::Short } else { FfrSupport::Long };
+    let (Ok(n), Ok(up), Ok(down), Ok(ffr), Ok(droop)) = (
+        FcrN::try_new(c(u)?, params),
+        FcrD::up(c(u)?, params),
+        FcrD::down(c(u)?, params),
+        Ffr::try_new(c(u)?, FfrParams::nordic(level, support)),
+        Droop::try_new(DroopParams::lfsm_ou()),
+    ) else {
+        return Ok(None);
+    };
+    Ok(Some(
+        FrequencyServices::new(ler).with_fcr_n(n).with_fcr_d(up).with_fcr_d(down).with_ffr(ffr).with_droop(droop),
+    ))
+}
+
+/// The real services' reserve, seen from the outside: what the sources below them asked for
+/// (the request minus the service's Δ) stays inside the envelope narrowed by their reserve.
+fn check_reserve(out: &Output, capacity: Option<WattHours>, soc: Option<Percent>) {
+    let Some(g) = out.grid else { return };
+    let r = g.reserve;
+    assert!(
+        r.charge.get() >= 0.0 && r.discharge.get() >= 0.0 && r.energy_for_charge.get() >= 0.0 && r.energy_for_discharge.get() >= 0.0,
+        "rule 'services: reserve >= 0': {r:?}"
+    );
+    if out.state != State::Running {
+        return;
+    }
+    let baseline = match g.action {
+        GridAction::Add(d) => out.requested - d,
+        GridAction::Idle => out.requested,
+        GridAction::Replace(_) => return,
+    };
+    let narrowed = r.narrow(&out.envelope, capacity, soc);
+    let tol = Watts::saturating(0.5);
+    assert!(
+        baseline <= narrowed.max_discharge() + tol && -baseline <= narrowed.max_charge() + tol,
+        "rule 'services: baseline keeps the reserve': {baseline}"
+    );
+}
+
 fn run(u: &mut Unstructured) -> Result<()> {
     let rated = match u.arbitrary::<u8>()? {
         0..=239 => ems_core::watts!(5000.0),
@@ -338,6 +389,7 @@ fn run(u: &mut Unstructured) -> Result<()> {
     let config = config(u)?;
     let capacity = config.capacity;
     let Ok(mut c) = Controller::new(config) else { return Ok(()) };
+    let mut real = if u.arbitrary::<u8>()? >= 192 { frequency_services(u, capacity)? } else { None };
     let mut sig = Signals { v: RANGES.map(|(nominal, _, _)| nominal) };
     let mut held = Held { local_minute: Some(600), ..Held::default() };
     let mut now = 0u64;
@@ -382,11 +434,18 @@ fn run(u: &mut Unstructured) -> Result<()> {
             provider: held.provider,
             rule: None,
         };
-        let mut service = FixedRequest { name: "fuzz", request: held.grid };
-        let out = c.step_with(now, &snap, &inputs, &mut service);
-        check_invariant(&snap, &inputs, &out, now, prev);
         let soc = snap.battery.soc.value_at(Millis::new(now));
-        check_arbitration(&held, &out, capacity, soc);
+        let out = if let Some(services) = real.as_mut() {
+            let out = c.step_with(now, &snap, &inputs, services);
+            check_reserve(&out, capacity, soc);
+            out
+        } else {
+            let mut service = FixedRequest { name: "fuzz", request: held.grid };
+            let out = c.step_with(now, &snap, &inputs, &mut service);
+            check_arbitration(&held, &out, capacity, soc);
+            out
+        };
+        check_invariant(&snap, &inputs, &out, now, prev);
         prev = Some((now, out.command.setpoint()));
     }
     Ok(())
