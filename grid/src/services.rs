@@ -118,6 +118,20 @@ impl FrequencyServices {
         self.status
     }
 
+    /// What the sold services keep from every source below them, summed: the reservation a
+    /// planner must plan around (power each way and energy each way).
+    #[must_use]
+    pub fn reserve(&self) -> Reserve {
+        let mut r = self.fcr_n.as_ref().map_or(Reserve::NONE, FcrN::reserve);
+        for d in [self.fcr_d_up.as_ref(), self.fcr_d_down.as_ref()].into_iter().flatten() {
+            r = add_reserves(r, d.reserve());
+        }
+        if let Some(f) = self.ffr.as_ref() {
+            r = add_reserves(r, f.reserve());
+        }
+        r
+    }
+
     /// The largest |Δ| the set can request: FCR-N's `(1 + NEM offset)·C` plus every other
     /// capacity (and 2·P_ref of a droop for the inverter rating `rated`).
     #[must_use]

@@ -233,6 +233,30 @@ pub(super) fn economics(
     })
 }
 
+/// The planner's model narrowed by what sold grid services reserve (issue #13: the plan plans
+/// around the reservations): the powers by the reserved headroom, the SOC window by the reserved
+/// energy each way (never inverted: an over-reserved window shrinks to its middle).
+pub(crate) fn reserve_for_grid_services(problem: &mut Problem, reserve: ems_control::Reserve) {
+    let cap = f64::from(problem.capacity_wh.get());
+    let less = |w: Watts, r: Watts| (w - r.abs()).max(Watts::ZERO);
+    problem.charge_max_w = less(problem.charge_max_w, reserve.charge);
+    problem.discharge_max_w = less(problem.discharge_max_w, reserve.discharge);
+    if cap > 0.0 {
+        let lo = problem.soc_min.get() + f64::from(reserve.energy_for_discharge.abs().get()) / cap;
+        let hi = problem.soc_max.get() - f64::from(reserve.energy_for_charge.abs().get()) / cap;
+        let (lo, hi) = if lo <= hi {
+            (lo, hi)
+        } else {
+            let mid = (problem.soc_min.get() + problem.soc_max.get()) / 2.0;
+            (mid, mid)
+        };
+        problem.soc_min = Ratio::saturating(lo);
+        problem.soc_max = Ratio::saturating(hi);
+        problem.soc_init = problem.soc_min;
+        problem.soc_final = problem.soc_min;
+    }
+}
+
 /// The planner's battery model from the site's limits (never wider than the envelope's static
 /// limits): the SOC window one point inside the warning levels, the powers at most the pack's
 /// and the grid connection's.
@@ -296,6 +320,24 @@ mod tests {
         assert_eq!(p.capacity_wh, c.pack.capacity.unwrap());
         let pack_max = c.controller.safety.pack_max_charge_current.get() * 16.0 * 3.2;
         assert!(p.charge_max_w.get() <= pack_max + 1.0, "{p:?}");
+    }
+
+    #[test]
+    fn the_plan_plans_around_what_sold_grid_services_reserve() {
+        let economics = "latitude = 52.52\nlongitude = 13.40\n[[economics.prices]]\nkind = \"push\"\n";
+        let without = parse(Path::new("site.toml"), &site(economics)).unwrap().economics.unwrap().problem;
+        // FCR-N 1 kW: (1 + 0.34) kW and 1 kWh each way; FCR-D up 600 W: 600 W and 200 Wh of
+        // discharge.
+        let services = "[grid_services]\n[grid_services.frequency]\nsource = \"simulated\"\n\
+                        [grid_services.fcr_n]\ncapacity_w = 1000\n[grid_services.fcr_d_up]\ncapacity_w = 600\n";
+        let text = format!("{}\n{services}", site(economics));
+        let with = parse(Path::new("site.toml"), &text).unwrap().economics.unwrap().problem;
+        let close = |a: f32, b: f32| (a - b).abs() < 0.5;
+        assert!(close(with.charge_max_w.get(), without.charge_max_w.get() - 1340.0), "{with:?}");
+        assert!(close(with.discharge_max_w.get(), without.discharge_max_w.get() - 1940.0), "{with:?}");
+        let cap = f64::from(with.capacity_wh.get());
+        assert!((with.soc_min.get() - (without.soc_min.get() + 1200.0 / cap)).abs() < 1e-6, "{with:?}");
+        assert!((with.soc_max.get() - (without.soc_max.get() - 1000.0 / cap)).abs() < 1e-6, "{with:?}");
     }
 
     #[test]

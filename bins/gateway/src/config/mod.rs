@@ -142,12 +142,16 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<SiteConfig, ConfigError> 
         Some(a) => api::api_wiring(&ctx, path, a)?,
         None => None,
     };
-    let economics = match &content.economics {
+    let mut economics = match &content.economics {
         Some(e) => Some(economics::economics(&ctx, e, site.time_zone.as_ref(), &battery_limits(&limits))?),
         None => None,
     };
     let grid_services =
         content.grid_services.as_ref().map(|g| grid_services::grid_services(&ctx, g)).transpose()?;
+    // The plan plans around what the sold services reserve.
+    if let (Some(e), Some(g)) = (economics.as_mut(), grid_services.as_ref()) {
+        economics::reserve_for_grid_services(&mut e.problem, g.services.reserve());
+    }
     let mut controller = ems_control::ControllerConfig {
         safety: limits.safety,
         mode,
