@@ -167,6 +167,9 @@ pub struct PlanSlot {
     /// Planned state of charge at the slot's end.
     #[serde(serialize_with = "ser_percent")]
     pub soc_percent: Percent,
+    /// The slot runs the controller's self-consumption loop (the plan's battery power is what
+    /// self-consumption would do; the battery absorbs what the forecast missed).
+    pub self_consumption: bool,
     /// What happened (past slots), `None` for future slots.
     pub actual: Option<SlotActual>,
 }
@@ -184,6 +187,10 @@ pub struct PlanView {
     pub reason: Option<PlanReason>,
     /// What its prices are based on.
     pub price_basis: PriceBasis,
+    /// Whether the plan is acted on: `false` when it does not beat plain self-consumption on
+    /// its own forecast by the configured margin (`[economics] plan_margin`); the configured
+    /// mode then runs.
+    pub acted_on: bool,
     /// ISO 4217 code (`EUR`).
     pub currency: String,
     /// The slots, in time order (today's and the plan's horizon).
@@ -733,11 +740,13 @@ pub(crate) fn response_schema(method: &str, path: &str) -> Option<Value> {
             "expires_at": time_or_null(),
             "reason": { "enum": ["start", "interval", "new_prices", "soc_off_plan", "mode_change", "rule_change", "price_fallback", null] },
             "price_basis": basis(),
+            "acted_on": { "type": "boolean" },
             "currency": currency,
             "slots": { "type": "array", "items": closed(json!({
                 "start": time(), "end": time(), "import_price": number(), "export_price": number(),
                 "spot_price": number_or_null(), "pv_w": number(), "load_w": number(),
                 "battery_w": number(), "grid_w": number(), "soc_percent": soc,
+                "self_consumption": { "type": "boolean" },
                 "actual": { "oneOf": [
                     { "type": "null" },
                     closed(json!({ "battery_w": number(), "grid_w": number(), "soc_percent": soc })),
@@ -994,6 +1003,7 @@ mod tests {
             battery_w: ems_core::watts!(-1000.0),
             grid_w: Watts::ZERO,
             soc_percent: ems_core::percent!(55.0),
+            self_consumption: false,
             actual: Some(SlotActual {
                 battery_w: ems_core::watts!(-900.0),
                 grid_w: ems_core::watts!(10.0),
@@ -1006,6 +1016,7 @@ mod tests {
             expires_at: None,
             reason: Some(PlanReason::SocOffPlan),
             price_basis: PriceBasis::LastGood,
+            acted_on: true,
             currency: "EUR".into(),
             slots: vec![slot],
         });

@@ -62,6 +62,7 @@ impl EconomicsPort for FakePort {
             battery_w: watts!(-1400.0),
             grid_w: Watts::ZERO,
             soc_percent: percent!(52.0),
+            self_consumption: i == 0,
             actual: actual.then_some(SlotActual {
                 battery_w: watts!(-1300.0),
                 grid_w: watts!(-50.0),
@@ -74,6 +75,7 @@ impl EconomicsPort for FakePort {
             expires_at: Some(at(24 * 60)),
             reason: Some(PlanReason::NewPrices),
             price_basis: PriceBasis::Spot,
+            acted_on: true,
             currency: "EUR".into(),
             slots: vec![slot(0, true), slot(1, false)],
         }

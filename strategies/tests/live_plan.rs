@@ -23,10 +23,13 @@ fn a_simulated_day_charges_before_the_peak_and_follows_the_slots() {
             reasons.push(why);
         }
         let (battery, grid) = live.target(now).expect("a plan is in force all day");
-        // The target is the plan slot containing now.
+        // The target is the plan slot containing now (a self-consumption slot with grid 0: the
+        // controller's self-consumption loop runs it).
         let plan = live.plan().unwrap();
+        assert!(plan.acted_on, "a 0.45 peak over a cheap night beats self-consumption");
         let slot = plan.slots.iter().find(|s| s.start <= now && now < s.end).unwrap();
-        assert_eq!((battery, grid), (slot.battery, slot.grid));
+        let grid_target = if slot.self_consumption { ems_core::Watts::ZERO } else { slot.grid };
+        assert_eq!((battery, grid), (slot.battery, grid_target));
         let b = battery.get();
         let minute_h = 1.0 / 60.0;
         let local_hour = k / 60;
@@ -44,8 +47,9 @@ fn a_simulated_day_charges_before_the_peak_and_follows_the_slots() {
     assert_eq!(reasons.len(), 96, "one plan per quarter-hour");
     // From 50 % at midnight the cheap night fills the battery (to 90 %: ~4 kWh AC) …
     assert!(night_charge_wh > 3500.0, "charged {night_charge_wh} Wh at night");
-    // … and the 0.45 peak runs from the battery, not the grid.
-    assert!((peak_discharge_wh - 2000.0).abs() < 1.0, "discharged {peak_discharge_wh} Wh in the peak");
+    // … and the 0.45 peak runs from the battery, not the grid: 4 h of the cautious load
+    // forecast (500 W × the default load factor 1.05).
+    assert!((peak_discharge_wh - 2100.0).abs() < 1.0, "discharged {peak_discharge_wh} Wh in the peak");
     assert!(peak_import_wh < 1.0, "imported {peak_import_wh} Wh in the peak");
     // The day's plan is in the view against what happened.
     let view = live.plan_view(start + minutes(24 * 60 - 1));
@@ -157,4 +161,22 @@ fn the_views_and_events_serialize_for_the_api() {
     let savings = serde_json::to_value(live.savings(ems_strategies::live::Period::Day, now)).unwrap();
     assert_eq!(savings["period"], "day");
     assert_eq!(savings["ems"]["cost"], 0.0);
+}
+
+#[test]
+fn a_plan_that_does_not_beat_self_consumption_by_the_margin_is_not_acted_on() {
+    // A flat 0.30 import price: nothing a plan does beats plain self-consumption, so the plan
+    // is made (and shown) but not acted on, and the configured mode runs.
+    let flat = live_support::flat(0.30);
+    let mut live = engine(flat.clone());
+    let t0 = local("2026-06-03T10:00");
+    let plan = live.replan(t0, ratio(0.5)).unwrap();
+    assert!(!plan.acted_on, "{plan:?}");
+    assert_eq!(live.target(t0), None);
+    // A negative margin acts on every plan.
+    let mut cfg = live.config().clone();
+    cfg.plan_margin = ems_strategies::Money::new(-1.0);
+    let mut live = ems_strategies::live::LiveEconomics::new(cfg, None).unwrap();
+    assert!(live.replan(t0, ratio(0.5)).unwrap().acted_on);
+    assert!(live.target(t0).is_some());
 }

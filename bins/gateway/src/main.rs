@@ -271,7 +271,7 @@ fn check_config(file: &std::path::Path) -> ExitCode {
                     let p = &e.problem;
                     let sources: Vec<&str> = e.prices.iter().map(|s| s.kind.as_str()).collect();
                     println!(
-                        "economics: tariff '{}' ({}), prices from {}, re-plan every {} min over {} h, planner battery {:.0} Wh, charge {:.0} W / discharge {:.0} W, SOC {:.0}-{:.0} %, rules {}",
+                        "economics: tariff '{}' ({}), prices from {}, re-plan every {} min over {} h, planner battery {:.0} Wh, charge {:.0} W / discharge {:.0} W, SOC {:.0}-{:.0} %, rules {}, a plan acted on when it beats self-consumption by {:.2} (PV forecast × {:.2}, load × {:.2})",
                         e.tariff.name(),
                         e.time_zone.iana_name().unwrap_or("fixed offset"),
                         if sources.is_empty() { "the tariff alone".to_owned() } else { sources.join(", ") },
@@ -283,6 +283,9 @@ fn check_config(file: &std::path::Path) -> ExitCode {
                         p.soc_min.get() * 100.0,
                         p.soc_max.get() * 100.0,
                         e.rules.as_ref().map_or_else(|| "over the API only".to_owned(), |r| r.display().to_string()),
+                        e.plan_margin.get(),
+                        e.pv_factor.get(),
+                        e.load_factor.get(),
                     );
                 }
                 None => println!("economics: off (no [economics]: the mode alone)"),

@@ -171,6 +171,8 @@ fn a_modbus_site_plans_on_live_prices_executes_the_plan_and_survives_the_price_s
                 if seen.planned_at.is_none() {
                     let (code, plan) = api(port, "/api/v1/plan");
                     if code == 200 && plan["status"] == "ok" && plan["price_basis"] == "spot" {
+                        // Cheap hours against dear ones beat self-consumption: the plan is acted on.
+                        assert_eq!(plan["acted_on"], true, "{plan}");
                         seen.planned_at = Some(elapsed);
                         let slots = plan["slots"].as_array().unwrap();
                         let watts = |cheap: bool| {

@@ -45,6 +45,10 @@ pub struct LivePlan {
     pub total_cost: Money,
     /// Whether the planner had to relax a constraint.
     pub status: PlanStatus,
+    /// Whether the plan is acted on: it beats self-consumption on its own forecast by
+    /// [`LiveConfig::plan_margin`]. When not, [`LiveEconomics::target`] is `None` and the
+    /// configured mode runs.
+    pub acted_on: bool,
 }
 
 impl LivePlan {
@@ -109,6 +113,15 @@ fn validate(cfg: &LiveConfig) -> Result<usize, LiveError> {
     }
     if cfg.soc_off_plan <= Ratio::ZERO {
         return Err(cfg_err("soc_off_plan", cfg.soc_off_plan, "a fraction > 0"));
+    }
+    if !cfg.plan_margin.get().is_finite() {
+        return Err(cfg_err("plan_margin", cfg.plan_margin.get(), "a finite amount"));
+    }
+    if cfg.pv_factor.get() > 2.0 {
+        return Err(cfg_err("pv_factor", cfg.pv_factor, "0..=2"));
+    }
+    if cfg.load_factor.get() > 3.0 {
+        return Err(cfg_err("load_factor", cfg.load_factor, "0..=3"));
     }
     if cfg.load_default < Watts::ZERO {
         return Err(cfg_err("load_default", cfg.load_default.get(), ">= 0 W"));
@@ -532,6 +545,7 @@ impl LiveEconomics {
                 slots: Vec::new(),
                 total_cost: Money::ZERO,
                 status: PlanStatus::Optimal,
+                acted_on: false,
             };
             self.events.push(LiveEvent::Replanned { at: now, reason, basis, slots: 0, cost: Money::ZERO });
             return Ok(self.plan.insert(plan));
@@ -544,6 +558,8 @@ impl LiveEconomics {
         let counts: Vec<bool> = steps.iter().map(|s| self.tariff.counts_for_demand(s.start)).collect();
         match plan_with_demand_steps(&problem, &steps, &counts) {
             Ok(p) => {
+                let acted_on = super::gate::acted_on(&problem, &steps, &p, self.cfg.plan_margin);
+                let sc_steps = super::gate::self_consumption_steps(&problem, &steps, &p);
                 let slots: Vec<PlannedSlot> = forecast
                     .iter()
                     .zip(&steps)
@@ -559,6 +575,7 @@ impl LiveEconomics {
                         battery: watts_from_f64(p.battery_w.get(i).copied().unwrap_or(0.0)),
                         grid: watts_from_f64(p.grid_w.get(i).copied().unwrap_or(0.0)),
                         soc: Ratio::saturating(p.soc.get(i).copied().unwrap_or(soc.get())),
+                        self_consumption: sc_steps.get(i).copied().unwrap_or(false),
                     })
                     .collect();
                 self.events.push(LiveEvent::Replanned {
@@ -576,6 +593,7 @@ impl LiveEconomics {
                     slots,
                     total_cost: p.total_cost,
                     status: p.status,
+                    acted_on,
                 };
                 Ok(self.plan.insert(plan))
             }
@@ -599,8 +617,9 @@ impl LiveEconomics {
                     Step {
                         start,
                         duration: stop.duration_since(start),
-                        pv: f.pv,
-                        load: f.load,
+                        // The cautious forecast (see `LiveConfig::pv_factor`).
+                        pv: scaled(f.pv, self.cfg.pv_factor),
+                        load: scaled(f.load, self.cfg.load_factor),
                         import_price,
                         export_price,
                     }
@@ -611,16 +630,21 @@ impl LiveEconomics {
 
     fn live_plan(&self, now: Timestamp) -> Option<&LivePlan> {
         self.plan.as_ref().filter(|p| {
-            p.basis != PriceBasis::SelfConsumption && p.created_at <= now && now < self.expires_at(p)
+            p.basis != PriceBasis::SelfConsumption
+                && p.acted_on
+                && p.created_at <= now
+                && now < self.expires_at(p)
         })
     }
 
     /// The current slot's planned battery and grid power: `None` without a plan, under
-    /// self-consumption, once the plan is older than two re-plan intervals, or outside it.
+    /// self-consumption, for a plan not acted on, once the plan is older than two re-plan
+    /// intervals, or outside it. A self-consumption slot has grid 0 (the controller's
+    /// self-consumption loop runs it).
     #[must_use]
     pub fn target(&self, now: Timestamp) -> Option<(Watts, Watts)> {
         let (_, s) = self.live_plan(now)?.slot_at(now)?;
-        Some((s.battery, s.grid))
+        Some((s.battery, if s.self_consumption { Watts::ZERO } else { s.grid }))
     }
 
     /// The import price at `now` (for price triggers of operator rules); `None` for a dynamic
@@ -741,6 +765,12 @@ impl LiveEconomics {
             last_end: self.last_end,
         }
     }
+}
+
+/// `w × f`, for the cautious forecasts.
+fn scaled(w: Watts, f: crate::units::Factor) -> Watts {
+    #[allow(clippy::cast_possible_truncation)] // a factor near 1 on watts
+    Watts::saturating(w.get() * f.get() as f32)
 }
 
 fn restore_profile(s: &LiveState, slots_per_day: usize) -> Result<LoadProfile, LiveError> {

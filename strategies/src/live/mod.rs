@@ -45,6 +45,7 @@
 
 mod engine;
 mod forecasts;
+mod gate;
 mod money;
 mod open_meteo;
 mod state;
@@ -61,7 +62,7 @@ pub use views::{
 use crate::forecast::{ForecastError, PvSystem};
 use crate::optimizer::{PlanError, Problem};
 use crate::tariff::Tariff;
-use crate::units::{Money, Ratio};
+use crate::units::{Factor, Money, Ratio};
 use ems_core::Watts;
 use jiff::{SignedDuration, Timestamp};
 use std::fmt;
@@ -92,11 +93,22 @@ pub struct LiveConfig {
     pub soc_off_plan: Ratio,
     /// Plan slot: 15, 30 or 60 min (default 15 min).
     pub slot: SignedDuration,
+    /// A plan is acted on only when it beats plain self-consumption on its own forecast, over
+    /// the horizon, by at least this (default 0.03 in the tariff's currency; negative: act on
+    /// every plan). Otherwise the configured mode runs.
+    pub plan_margin: Money,
+    /// The plan uses the PV forecast × this (default 0.85): a cautious quantile, because too
+    /// little stored energy costs the dear import price while too much costs only conversion
+    /// losses (`docs/ECONOMICS.md`, step 4). The forecast shown is the forecaster's own.
+    pub pv_factor: Factor,
+    /// The plan uses the load forecast × this (default 1.05), for the same reason.
+    pub load_factor: Factor,
 }
 
 impl LiveConfig {
     /// A configuration with the defaults: re-plan every 15 min, 36 h horizon, 0.10 SOC
-    /// deviation, 15-min slots, 500 W default load.
+    /// deviation, 15-min slots, 500 W default load, and the plan execution measured in
+    /// `docs/ECONOMICS.md` (margin 0.03, PV × 0.85, load × 1.05).
     #[must_use]
     pub fn new(tariff: Tariff, pv: PvSystem, problem: Problem) -> Self {
         Self {
@@ -108,6 +120,9 @@ impl LiveConfig {
             horizon: SignedDuration::from_hours(36),
             soc_off_plan: crate::ratio!(0.10),
             slot: SignedDuration::from_mins(15),
+            plan_margin: Money::new(0.03),
+            pv_factor: crate::factor!(0.85),
+            load_factor: crate::factor!(1.05),
         }
     }
 }

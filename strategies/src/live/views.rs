@@ -41,6 +41,11 @@ pub struct PlannedSlot {
     pub grid: Watts,
     /// Planned SOC at the end of the slot.
     pub soc: Ratio,
+    /// The battery does in this slot what self-consumption would do (from the planned SOC):
+    /// the slot runs the controller's self-consumption loop (grid target 0), so the battery,
+    /// not the grid, absorbs what the forecast missed.
+    #[serde(default)]
+    pub self_consumption: bool,
 }
 
 /// What happened in a slot: means of the observed intervals.

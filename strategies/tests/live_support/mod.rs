@@ -63,6 +63,17 @@ pub(crate) fn tou() -> Tariff {
 }
 
 /// A 15-min series from `start` with `prices`.
+/// A flat import price all day (export 0.05).
+#[allow(dead_code)] // not every test file that includes this module uses it
+pub(crate) fn flat(price: f64) -> Tariff {
+    let day = DaySchedule::new(Price::new(price), Vec::new()).unwrap();
+    Tariff::new(
+        berlin(),
+        ImportPricing::TimeOfUse(TouSchedule::new(day.clone(), day, None)),
+        ExportPricing::Fixed(Price::new(0.05)),
+    )
+}
+
 pub(crate) fn series(start: Timestamp, prices: &[Option<f64>]) -> PriceSeries {
     PriceSeries::new(start, minutes(15), prices.iter().map(|p| p.map(Price::new)).collect()).unwrap()
 }

@@ -47,6 +47,14 @@ pub(crate) struct EconomicsSection {
     /// Re-plan when the measured SOC is this many percentage points off the plan (1..=100;
     /// default 10).
     pub soc_off_plan_percent: Option<Spanned<f64>>,
+    /// A plan is acted on only when it beats plain self-consumption on its own forecast by at
+    /// least this, in the tariff's currency over the horizon (-1000..=1000; default 0.03;
+    /// negative: act on every plan).
+    pub plan_margin: Option<Spanned<f64>>,
+    /// The plan uses the PV forecast × this (0..=2; default 0.85, a cautious quantile).
+    pub pv_factor: Option<Spanned<f64>>,
+    /// The plan uses the load forecast × this (0..=3; default 1.05).
+    pub load_factor: Option<Spanned<f64>>,
     /// An irradiance forecast in the Open-Meteo JSON shape (`hourly.time`,
     /// `hourly.shortwave_radiation`), fetched every hour; optional.
     pub irradiance_url: Option<Spanned<String>>,
@@ -110,6 +118,12 @@ pub(crate) struct EconomicsWiring {
     pub problem: Problem,
     /// Re-plan when the SOC is this far off the plan.
     pub soc_off_plan: Ratio,
+    /// Plan execution: the margin over self-consumption and the cautious forecast factors.
+    pub plan_margin: ems_strategies::Money,
+    /// The PV forecast factor of the plan.
+    pub pv_factor: ems_strategies::Factor,
+    /// The load forecast factor of the plan.
+    pub load_factor: ems_strategies::Factor,
     /// Open-Meteo irradiance forecast URL.
     pub irradiance_url: Option<String>,
     /// The rules file, resolved.
@@ -171,6 +185,10 @@ pub(super) fn economics(
     let soc_off = ctx
         .opt("economics.soc_off_plan_percent", e.soc_off_plan_percent.as_ref(), 1.0, 100.0, "%")?
         .unwrap_or(10.0);
+    let plan_margin =
+        ctx.opt("economics.plan_margin", e.plan_margin.as_ref(), -1000.0, 1000.0, "")?.unwrap_or(0.03);
+    let pv_factor = ctx.opt("economics.pv_factor", e.pv_factor.as_ref(), 0.0, 2.0, "")?.unwrap_or(0.85);
+    let load_factor = ctx.opt("economics.load_factor", e.load_factor.as_ref(), 0.0, 3.0, "")?.unwrap_or(1.05);
     let time_zone = match &e.time_zone {
         Some(tz) => TimeZone::get(tz.get_ref()).map_err(|err| {
             ctx.err("economics.time_zone", tz, format!("'{}' is not a known time zone: {err}", tz.get_ref()))
@@ -226,6 +244,9 @@ pub(super) fn economics(
         horizon,
         problem,
         soc_off_plan: Ratio::try_new(soc_off / 100.0).unwrap_or(ems_strategies::ratio!(0.1)),
+        plan_margin: ems_strategies::Money::new(plan_margin),
+        pv_factor: ems_strategies::Factor::saturating(pv_factor),
+        load_factor: ems_strategies::Factor::saturating(load_factor),
         irradiance_url,
         rules,
         prices,

@@ -75,6 +75,9 @@ fn engine_config(w: &EconomicsWiring, rating: Option<ems_core::Watts>) -> Result
     cfg.replan_every = w.replan;
     cfg.horizon = w.horizon;
     cfg.soc_off_plan = w.soc_off_plan;
+    cfg.plan_margin = w.plan_margin;
+    cfg.pv_factor = w.pv_factor;
+    cfg.load_factor = w.load_factor;
     Ok(cfg)
 }
 
@@ -550,14 +553,20 @@ fn rerate(core: &mut Core, rating: ems_core::Watts) {
 /// two re-planning intervals after it was made.
 fn loop_plan(engine: &LiveEconomics, replan: jiff::SignedDuration) -> Option<LoopPlan> {
     let plan = engine.plan()?;
-    if matches!(plan.basis, PriceBasis::SelfConsumption) || plan.slots.is_empty() {
+    if matches!(plan.basis, PriceBasis::SelfConsumption) || plan.slots.is_empty() || !plan.acted_on {
         return None;
     }
     Some(LoopPlan {
         slots: plan
             .slots
             .iter()
-            .map(|s| LoopSlot { start: s.start, end: s.end, battery: s.battery, grid: s.grid })
+            .map(|s| LoopSlot {
+                start: s.start,
+                end: s.end,
+                battery: s.battery,
+                // A self-consumption slot runs the controller's self-consumption loop.
+                grid: if s.self_consumption { ems_core::Watts::ZERO } else { s.grid },
+            })
             .collect(),
         expires_at: plan.created_at.checked_add(replan * 2).unwrap_or(Timestamp::MAX),
     })

@@ -128,6 +128,7 @@ impl EconomicsPort for Port {
             expires_at: v.expires_at,
             reason: v.reason.map(reason),
             price_basis: basis(v.basis.unwrap_or_else(|| core.engine.price_basis(at))),
+            acted_on: core.engine.plan().is_some_and(|p| p.acted_on),
             currency: core.engine.tariff().currency().to_owned(),
             slots: v
                 .slots
@@ -143,6 +144,7 @@ impl EconomicsPort for Port {
                     battery_w: s.planned.battery,
                     grid_w: s.planned.grid,
                     soc_percent: soc_percent(s.planned.soc),
+                    self_consumption: s.planned.self_consumption,
                     actual: s.actual.map(|a| api::SlotActual {
                         battery_w: a.battery,
                         grid_w: a.grid,
