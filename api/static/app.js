@@ -585,7 +585,8 @@
     const made = plan.created_at ? 'made ' + fmtTime(plan.created_at) + (plan.reason ? ' (' + plan.reason.replace(/_/g, ' ') + ')' : '') : '';
     const expires = plan.expires_at ? ', valid until ' + new Date(plan.expires_at).toLocaleString() : '';
     setText('plan-info', slots.length
-      ? slots.length + ' slots, plan ' + plan.status + (made ? ', ' + made : '') + expires + ', prices: ' + (BASIS[plan.price_basis] || plan.price_basis)
+      ? slots.length + ' slots, plan ' + plan.status + (made ? ', ' + made : '') + expires + ', prices: ' + (BASIS[plan.price_basis] || plan.price_basis) +
+        (plan.acted_on === false ? ' — not acted on: it does not beat self-consumption by the margin, the mode runs' : '')
       : 'no plan (' + plan.status + ')');
     const left = 56;
     const right = 56;
