@@ -48,7 +48,9 @@ use ems_strategies::accounting::{Ledger, LedgerError, PeriodSavings, Savings, To
 use ems_strategies::forecast::{
     error_scenarios, ForecastErrors, LoadForecaster, LoadProfile, PvCorrection, PvForecaster, PvSystem,
 };
-use ems_strategies::optimizer::{replan, self_consumption, Plan, PlanStatus, Problem, Scenarios, Step};
+use ems_strategies::optimizer::{
+    acted_on, replan, self_consumption_steps, Plan, PlanStatus, Problem, Scenarios, Step,
+};
 use ems_strategies::tariff::{Calendar, ImportPricing, Tariff};
 use ems_strategies::{Factor, Money, Price};
 use jiff::tz::{self, TimeZone};
@@ -597,22 +599,10 @@ struct LastPlan {
     age: usize,
 }
 
-/// A planned battery power within this of self-consumption's (W) is self-consumption.
-const SELF_CONSUMPTION_TOLERANCE_W: f64 = 1.0;
-
 impl LastPlan {
     fn new(problem: &Problem, soc: ems_strategies::Ratio, steps: &[Step], plan: Plan) -> Self {
-        let starts = core::iter::once(soc.get()).chain(plan.soc.iter().copied());
-        let self_consumption = steps
-            .iter()
-            .zip(starts)
-            .zip(&plan.battery_w)
-            .map(|((step, start), b)| {
-                let p = Problem { soc_init: ems_strategies::Ratio::saturating(start), ..*problem };
-                let sc = self_consumption(&p, core::slice::from_ref(step));
-                sc.battery_w.first().is_some_and(|s| (s - b).abs() <= SELF_CONSUMPTION_TOLERANCE_W)
-            })
-            .collect();
+        let p = Problem { soc_init: soc, ..*problem };
+        let self_consumption = self_consumption_steps(&p, steps, &plan);
         Self { battery_w: plan.battery_w, grid_w: plan.grid_w, self_consumption, age: 0 }
     }
 }
@@ -838,21 +828,7 @@ impl PlanHook {
     /// so only a thin or end-of-horizon gain is gated: acting on it risks more through forecast
     /// errors and conversion losses than it promises.
     fn gate(&self, problem: &Problem, soc: ems_strategies::Ratio, steps: &[Step], plan: &Plan) -> bool {
-        if self.margin < 0.0 {
-            return true;
-        }
-        let problem = Problem { soc_init: soc, ..*problem };
-        let sc = self_consumption(&problem, steps);
-        #[allow(clippy::cast_precision_loss)] // a horizon of at most a few hundred steps
-        let mean_price =
-            steps.iter().map(|s| s.import_price.per_kwh()).sum::<f64>() / steps.len().max(1) as f64;
-        let per_soc =
-            mean_price * self.problem.eff_discharge.get() * f64::from(self.problem.capacity_wh.get())
-                / 1000.0;
-        let end = plan.soc.last().copied().unwrap_or(soc.get());
-        let sc_value = sc.total_cost.get() - per_soc.max(0.0) * sc.final_soc.get();
-        let plan_value = plan.total_cost.get() - per_soc.max(0.0) * end;
-        sc_value - plan_value >= self.margin
+        acted_on(&Problem { soc_init: soc, ..*problem }, steps, plan, Money::new(self.margin))
     }
 
     /// The scenarios the plan is made against: the quantiles of the forecasters' errors at

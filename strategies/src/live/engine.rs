@@ -558,8 +558,8 @@ impl LiveEconomics {
         let counts: Vec<bool> = steps.iter().map(|s| self.tariff.counts_for_demand(s.start)).collect();
         match plan_with_demand_steps(&problem, &steps, &counts) {
             Ok(p) => {
-                let acted_on = super::gate::acted_on(&problem, &steps, &p, self.cfg.plan_margin);
-                let sc_steps = super::gate::self_consumption_steps(&problem, &steps, &p);
+                let acted_on = crate::optimizer::acted_on(&problem, &steps, &p, self.cfg.plan_margin);
+                let sc_steps = crate::optimizer::self_consumption_steps(&problem, &steps, &p);
                 let slots: Vec<PlannedSlot> = forecast
                     .iter()
                     .zip(&steps)

@@ -45,7 +45,6 @@
 
 mod engine;
 mod forecasts;
-mod gate;
 mod money;
 mod open_meteo;
 mod state;

@@ -129,6 +129,7 @@ mod baseline;
 mod csv;
 mod demand;
 mod dp;
+mod execution;
 mod pwl;
 mod types;
 
@@ -138,6 +139,7 @@ use jiff::Timestamp;
 
 pub use self::baseline::{self_consumption, SelfConsumptionSchedule};
 pub use self::csv::{parse_csv, CsvError, ValueProblem, COLUMNS};
+pub use self::execution::{acted_on, self_consumption_steps};
 pub use self::types::{
     DemandObjective, DemandPrice, ParamError, Plan, PlanError, PlanStatus, Problem, Relaxations, Scenario,
     Scenarios, Step, MAX_SCENARIOS,

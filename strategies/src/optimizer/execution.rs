@@ -1,10 +1,12 @@
-//! How a plan is executed, as measured in `docs/ECONOMICS.md` (step 2): a plan is acted on only
+//! How a plan is executed, as measured in `docs/ECONOMICS.md` (step 2), for the simulation's
+//! EMS and the running gateway alike: a plan is acted on only
 //! when it beats plain self-consumption on its own forecast by a margin, and its slots in which
 //! the battery does what self-consumption would do are handed to the controller's
 //! self-consumption loop (grid target 0), so the battery, not the grid, absorbs what the
 //! forecast missed.
 
-use crate::optimizer::{self_consumption, Plan, Problem, Step};
+use super::baseline::self_consumption;
+use super::types::{Plan, Problem, Step};
 use crate::units::{Money, Ratio};
 
 /// A planned battery power within this of self-consumption's (W) is self-consumption.
@@ -16,7 +18,8 @@ const SELF_CONSUMPTION_TOLERANCE_W: f64 = 1.0;
 /// the battery at the horizon's end. A negative margin acts on every plan; so does a plan with
 /// a demand charge in its objective (self-consumption's cost leaves the demand charge out, so
 /// the comparison would turn away the peak shaving that is the plan's point).
-pub(super) fn acted_on(problem: &Problem, steps: &[Step], plan: &Plan, margin: Money) -> bool {
+#[must_use]
+pub fn acted_on(problem: &Problem, steps: &[Step], plan: &Plan, margin: Money) -> bool {
     if margin.get() < 0.0 || problem.demand_charge.is_some() {
         return true;
     }
@@ -34,7 +37,8 @@ pub(super) fn acted_on(problem: &Problem, steps: &[Step], plan: &Plan, margin: M
 /// Per step: whether the planned battery power is what self-consumption would do from the
 /// planned SOC at the step's start (a full battery exporting, an empty one importing, the
 /// deficit or surplus covered exactly).
-pub(super) fn self_consumption_steps(problem: &Problem, steps: &[Step], plan: &Plan) -> Vec<bool> {
+#[must_use]
+pub fn self_consumption_steps(problem: &Problem, steps: &[Step], plan: &Plan) -> Vec<bool> {
     let starts = core::iter::once(problem.soc_init.get()).chain(plan.soc.iter().copied());
     steps
         .iter()
