@@ -19,8 +19,9 @@
 //! envelope the plan and the modes see. A stale or invalid frequency never freezes a response:
 //! it falls to zero at a bounded rate and the service then returns `None`.
 //!
-//! **Architecture Invariant:** this crate does no I/O, reads no clock and never allocates:
-//! state lives in fixed-size fields and `heapless` buffers.
+//! **Architecture Invariant:** the services and the island supervision do no I/O, read no clock
+//! and never allocate: state lives in fixed-size fields and `heapless` buffers. Only `prequal`
+//! (feature `std`, the offline test tool) allocates and writes files.
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
 #![forbid(unsafe_code)]
 #![warn(clippy::indexing_slicing, clippy::arithmetic_side_effects, clippy::wildcard_enum_match_arm)]
