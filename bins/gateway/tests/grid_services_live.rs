@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 mod support;
 
-use support::{start_with, Gateway};
+use support::{spawn, Gateway};
 
 fn http(g: &Gateway, method: &str, path: &str, body: Option<&str>) -> (u16, serde_json::Value) {
     let mut s = TcpStream::connect(&g.addr).unwrap();
@@ -102,7 +102,11 @@ fn fcr_n_follows_a_frequency_dip_through_the_running_gateway_only_while_committe
         "[grid_services]\n[grid_services.frequency]\nsource = \"simulated\"\nsignal = \"dip\"\n[grid_services.fcr_n]\ncapacity_w = 1000\n",
     )
     .unwrap();
-    let g = start_with(&dir.path().join("state"), &["--speed", "10", "--grid-services", file.to_str().unwrap()]);
+    let state = dir.path().join("state");
+    let g = spawn(
+        &["--speed", "10", "--duration", "600", "--grid-services", file.to_str().unwrap()],
+        state.to_str().unwrap(),
+    );
     let now = jiff::Timestamp::now();
     let body = serde_json::json!({ "commitments": [{
         "service": "fcr-n", "capacity_w": 800,
@@ -135,9 +139,9 @@ fn fcr_n_follows_a_frequency_dip_through_the_running_gateway_only_while_committe
     // Withdrawn mid-dip: the service stops acting (no FCR-N, Δ 0) and the command leaves +800 W.
     let (code, v) = http(&g, "PUT", "/api/v1/grid-services", Some(r#"{"commitments": []}"#));
     assert_eq!(code, 200, "{v}");
-    until("FCR-N gone", Duration::from_secs(5), || live(&g), |v| {
-        fcr_n(v).is_none() && v["live"]["delta_w"] == 0.0 && v["live"]["frequency_hz"] == 49.9_f32 as f64
-            || fcr_n(v).is_none() && v["live"]["delta_w"] == 0.0
+    let v = until("FCR-N gone", Duration::from_secs(5), || live(&g), |v| {
+        fcr_n(v).is_none() && v["live"]["delta_w"] == 0.0
     });
+    assert_eq!(v["active"], serde_json::json!([]), "{v}");
     until("battery without FCR-N", Duration::from_secs(6), || battery_w(&g), |w| during - w > 400.0);
 }
