@@ -402,8 +402,7 @@ impl GridServices {
     #[must_use]
     pub fn view(&self, now: Timestamp) -> GridServicesView {
         let commitments = self.commitments();
-        let active =
-            Service::ALL.into_iter().filter(|s| in_force(&commitments, *s, now).is_some()).collect();
+        let active = Service::ALL.into_iter().filter(|s| in_force(&commitments, *s, now).is_some()).collect();
         GridServicesView {
             parameter_set: self.parameter_set.clone(),
             configured: self.configured.clone(),

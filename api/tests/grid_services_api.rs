@@ -45,7 +45,11 @@ impl GridStatusSource for FixedStatus {
 
 fn services() -> Arc<GridServices> {
     let configured = vec![
-        ConfiguredService { service: Service::FcrN, capacity_w: watts!(1000.0), detail: "FCR-N 1000 W".into() },
+        ConfiguredService {
+            service: Service::FcrN,
+            capacity_w: watts!(1000.0),
+            detail: "FCR-N 1000 W".into(),
+        },
         ConfiguredService { service: Service::Ffr, capacity_w: watts!(1500.0), detail: "FFR 1500 W".into() },
     ];
     Arc::new(GridServices::new("nordic-2025-v1.1", configured, Arc::new(FixedStatus)))
@@ -70,7 +74,8 @@ async fn put(h: &Harness, token: &str, body: &Value) -> Reply {
 #[tokio::test]
 async fn put_then_get_shows_commitments_active_only_inside_their_window() {
     let h = harness_with(services());
-    let body = json!({ "commitments": [commitment("fcr-n", 800.0, 10, 70), commitment("ffr", 1500.0, -5, 5)] });
+    let body =
+        json!({ "commitments": [commitment("fcr-n", 800.0, 10, 70), commitment("ffr", 1500.0, -5, 5)] });
     let r = put(&h, OPERATOR, &body).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
     let r = h.get("/api/v1/grid-services", Some(VIEWER)).await;
@@ -120,13 +125,21 @@ async fn bad_input_is_refused_naming_the_field_and_the_value() {
             "commitments[0].capacity_w",
             "1200 W is above the configured capacity of fcr-n (1000 W)",
         ),
-        (json!({ "commitments": [commitment("fcr-n", 0.0, 0, 60)] }), "commitments[0].capacity_w", "must be > 0 W, got 0"),
+        (
+            json!({ "commitments": [commitment("fcr-n", 0.0, 0, 60)] }),
+            "commitments[0].capacity_w",
+            "must be > 0 W, got 0",
+        ),
         (
             json!({ "commitments": [commitment("fcr-n", 500.0, 0, 60), commitment("ffr", 500.0, 60, 30)] }),
             "commitments[1].until",
             "is not after from",
         ),
-        (json!({ "commitments": [commitment("afrr", 500.0, 0, 60)] }), "commitments[0].service", "unknown service 'afrr'"),
+        (
+            json!({ "commitments": [commitment("afrr", 500.0, 0, 60)] }),
+            "commitments[0].service",
+            "unknown service 'afrr'",
+        ),
         (
             json!({ "commitments": [commitment("fcr-d-up", 500.0, 0, 60)] }),
             "commitments[0].service",
@@ -142,7 +155,11 @@ async fn bad_input_is_refused_naming_the_field_and_the_value() {
             "commitments[0].from",
             "'tomorrow' is not an RFC 3339 time",
         ),
-        (json!({ "commitments": [{ "service": "fcr-n", "capacity_w": 500, "from": iso(0), "until": iso(60), "price": 3 }] }), "commitments[0].price", "unknown field"),
+        (
+            json!({ "commitments": [{ "service": "fcr-n", "capacity_w": 500, "from": iso(0), "until": iso(60), "price": 3 }] }),
+            "commitments[0].price",
+            "unknown field",
+        ),
         (json!({ "services": [] }), "services", "unknown field"),
     ] {
         let r = put(&h, OPERATOR, &body).await;
@@ -153,8 +170,11 @@ async fn bad_input_is_refused_naming_the_field_and_the_value() {
     }
     // Nothing was stored, and every refusal is audited.
     assert_eq!(h.get("/api/v1/grid-services", Some(VIEWER)).await.json["commitments"], json!([]));
-    let refused =
-        h.audit().iter().filter(|e| e.action == "PUT /api/v1/grid-services" && e.outcome == Outcome::Refused).count();
+    let refused = h
+        .audit()
+        .iter()
+        .filter(|e| e.action == "PUT /api/v1/grid-services" && e.outcome == Outcome::Refused)
+        .count();
     assert_eq!(refused, 9);
 }
 
@@ -174,7 +194,8 @@ async fn commitments_survive_a_restart_and_a_lowered_capacity_drops_what_it_no_l
         let g = services();
         assert_eq!(g.attach_db(Arc::new(Db::open(&path).unwrap())).unwrap(), 0);
         let h = harness_with(g);
-        let body = json!({ "commitments": [commitment("fcr-n", 900.0, 0, 60), commitment("ffr", 1000.0, 0, 60)] });
+        let body =
+            json!({ "commitments": [commitment("fcr-n", 900.0, 0, 60), commitment("ffr", 1000.0, 0, 60)] });
         assert_eq!(put(&h, OPERATOR, &body).await.status, StatusCode::OK);
     }
     // Restart: a new process state over the same database.

@@ -125,8 +125,7 @@ fn fast_tick(c: &mut Criterion) {
     let controller =
         Controller::new(ControllerConfig { mode: ModeSetting::Passive, ..ControllerConfig::default() })
             .unwrap();
-    let mut rt =
-        Runtime::new(following_set(&probe), controller, MemoryStore::default()).with_grid_path(fast);
+    let mut rt = Runtime::new(following_set(&probe), controller, MemoryStore::default()).with_grid_path(fast);
     let mut now = 0u64;
     // Start up with full cycles (the contactors need a few) until RUNNING and closed.
     while rt.controller().state() != State::Running || !probe.coils.lock().unwrap().1 {

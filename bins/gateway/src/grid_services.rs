@@ -151,8 +151,7 @@ impl GridStart {
     pub(crate) fn new(wiring: GridServicesWiring, clock: SiteClock, ler: Option<LerConfig>) -> Self {
         let live = Arc::new(LiveStatus::default());
         let status: Arc<dyn GridStatusSource> = live.clone();
-        let port =
-            Arc::new(GridServices::new(wiring.parameter_set, configured(&wiring.spec), status));
+        let port = Arc::new(GridServices::new(wiring.parameter_set, configured(&wiring.spec), status));
         Self { wiring, port, live, clock, ler }
     }
 
@@ -174,7 +173,10 @@ impl GridStart {
                     LiveError::Devices(format!("grid_services.frequency.endpoint {endpoint}: {e}"))
                 })?;
                 let options = ClientOptions { timeout: io_budget, ..ClientOptions::default() };
-                AnyFrequency::Modbus(ModbusFrequency::new(AnyClient::new(&ep, *unit_id, options), register.clone()))
+                AnyFrequency::Modbus(ModbusFrequency::new(
+                    AnyClient::new(&ep, *unit_id, options),
+                    register.clone(),
+                ))
             }
             #[cfg(feature = "sim")]
             FrequencyWiring::Simulated(signal) => {
@@ -185,7 +187,8 @@ impl GridStart {
             #[cfg(not(feature = "sim"))]
             FrequencyWiring::Simulated(_) => {
                 return Err(LiveError::Devices(
-                    "grid_services.frequency: source = \"simulated\" needs a build with the sim feature".into(),
+                    "grid_services.frequency: source = \"simulated\" needs a build with the sim feature"
+                        .into(),
                 ))
             }
         };
@@ -206,7 +209,12 @@ impl GridStart {
         };
         let path = FastPath::new(input, services, config)
             .map_err(|e| LiveError::Devices(format!("grid_services.fast_period_ms: {e}")))?;
-        println!("grid services: {} ({}), fast tick {} ms", w.summary.join(", "), w.parameter_set, w.fast_period.get());
+        println!(
+            "grid services: {} ({}), fast tick {} ms",
+            w.summary.join(", "),
+            w.parameter_set,
+            w.fast_period.get()
+        );
         Ok(GatewayGrid {
             path,
             live: self.live,

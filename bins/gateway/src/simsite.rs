@@ -138,9 +138,10 @@ pub(crate) fn run(args: &LiveArgs) -> Result<(), LiveError> {
         time_zone: economics.as_ref().map(|e| e.time_zone.clone()),
         grid: grid_wiring.map(|w| {
             let limits = &config.safety.limits;
-            let ler = ems_grid::LerConfig::try_new(defaults_capacity, limits.soc_low.warn, limits.soc_high.warn)
-                .map_err(|e| tracing::warn!("grid services: no energy management: {e}"))
-                .ok();
+            let ler =
+                ems_grid::LerConfig::try_new(defaults_capacity, limits.soc_low.warn, limits.soc_high.warn)
+                    .map_err(|e| tracing::warn!("grid services: no energy management: {e}"))
+                    .ok();
             // Windows are in wall-clock time, as the API (and its caller) sees them, at any
             // --speed.
             crate::grid_services::GridStart::new(w, crate::economics::SiteClock::Wall, ler)

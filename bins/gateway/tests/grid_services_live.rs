@@ -77,7 +77,12 @@ fn live(g: &Gateway) -> serde_json::Value {
 }
 
 /// Poll (within the API's rate limit) until `pred` holds; the last value.
-fn until<T: std::fmt::Debug>(what: &str, limit: Duration, mut f: impl FnMut() -> T, pred: impl Fn(&T) -> bool) -> T {
+fn until<T: std::fmt::Debug>(
+    what: &str,
+    limit: Duration,
+    mut f: impl FnMut() -> T,
+    pred: impl Fn(&T) -> bool,
+) -> T {
     let end = Instant::now() + limit;
     loop {
         let v = f();
@@ -118,30 +123,42 @@ fn fcr_n_follows_a_frequency_dip_through_the_running_gateway_only_while_committe
     assert_eq!(v["active"], serde_json::json!(["fcr-n"]));
 
     // Before the dip (50.00 Hz, simulated t < 60 s): FCR-N armed, no Δ.
-    let v = until("FCR-N armed at 50 Hz", Duration::from_secs(6), || live(&g), |v| {
-        fcr_n(v).is_some_and(|s| s["activation"] == "ARMED") && v["live"]["frequency_hz"] == 50.0
-    });
+    let v = until(
+        "FCR-N armed at 50 Hz",
+        Duration::from_secs(6),
+        || live(&g),
+        |v| fcr_n(v).is_some_and(|s| s["activation"] == "ARMED") && v["live"]["frequency_hz"] == 50.0,
+    );
     assert_eq!(fcr_n(&v).unwrap()["delta_w"], 0.0, "{v}");
     assert_eq!(fcr_n(&v).unwrap()["ready"], true, "{v}");
     assert!(fcr_n(&v).unwrap()["endurance_up_s"].as_f64().unwrap() > 0.0, "{v}");
     let before = battery_w(&g);
 
     // The dip (49.90 Hz): +C = +800 W on top of the baseline, and the inverter follows.
-    let v = until("FCR-N at +800 W", Duration::from_secs(12), || live(&g), |v| {
-        fcr_n(v).and_then(|s| s["delta_w"].as_f64()).is_some_and(|d| (d - 800.0).abs() < 5.0)
-    });
+    let v = until(
+        "FCR-N at +800 W",
+        Duration::from_secs(12),
+        || live(&g),
+        |v| fcr_n(v).and_then(|s| s["delta_w"].as_f64()).is_some_and(|d| (d - 800.0).abs() < 5.0),
+    );
     assert!((v["live"]["frequency_hz"].as_f64().unwrap() - 49.9).abs() < 0.01, "{v}");
     assert_eq!(fcr_n(&v).unwrap()["activation"], "ACTIVE", "{v}");
-    let during = until("battery +800 W", Duration::from_secs(6), || battery_w(&g), |w| {
-        (w - before - 800.0).abs() < 150.0
-    });
+    let during = until(
+        "battery +800 W",
+        Duration::from_secs(6),
+        || battery_w(&g),
+        |w| (w - before - 800.0).abs() < 150.0,
+    );
 
     // Withdrawn mid-dip: the service stops acting (no FCR-N, Δ 0) and the command leaves +800 W.
     let (code, v) = http(&g, "PUT", "/api/v1/grid-services", Some(r#"{"commitments": []}"#));
     assert_eq!(code, 200, "{v}");
-    let v = until("FCR-N gone", Duration::from_secs(5), || live(&g), |v| {
-        fcr_n(v).is_none() && v["live"]["delta_w"] == 0.0
-    });
+    let v = until(
+        "FCR-N gone",
+        Duration::from_secs(5),
+        || live(&g),
+        |v| fcr_n(v).is_none() && v["live"]["delta_w"] == 0.0,
+    );
     assert_eq!(v["active"], serde_json::json!([]), "{v}");
     until("battery without FCR-N", Duration::from_secs(6), || battery_w(&g), |w| during - w > 400.0);
 }

@@ -180,9 +180,14 @@ impl ServicesSpec {
     /// The services with the capacities `committed` (fcr-n, fcr-d-up, fcr-d-down, ffr; `None`:
     /// not committed now, not run), the droop, sharing the reservoir `ler`. A capacity the
     /// service refuses leaves that service out (logged; the API never lets one through).
-    pub(crate) fn build(&self, committed: [Option<Watts>; 4], ler: Option<ems_grid::LerConfig>) -> FrequencyServices {
+    pub(crate) fn build(
+        &self,
+        committed: [Option<Watts>; 4],
+        ler: Option<ems_grid::LerConfig>,
+    ) -> FrequencyServices {
         let mut s = FrequencyServices::new(ler);
-        let warn = |what: &str, e: ems_grid::ParamError| tracing::error!(target: "audit", "{what} not run: {e}");
+        let warn =
+            |what: &str, e: ems_grid::ParamError| tracing::error!(target: "audit", "{what} not run: {e}");
         if let (Some(_), Some(c)) = (self.fcr_n, committed[0]) {
             match FcrN::try_new(c, self.params) {
                 Ok(x) => s = s.with_fcr_n(x),
@@ -622,6 +627,9 @@ droop_pct = 4
         assert_eq!(g.frequency, super::FrequencyWiring::Simulated(super::SimSignal::Dip));
         assert_eq!(g.spec.capacities()[0].map(ems_core::Watts::get), Some(800.0));
         let e = err(&sim.replace("\"dip\"", "\"square\""));
-        assert!(e.contains("grid_services.frequency.signal: 'square' is not one of nominal, dip, sine"), "{e}");
+        assert!(
+            e.contains("grid_services.frequency.signal: 'square' is not one of nominal, dip, sine"),
+            "{e}"
+        );
     }
 }

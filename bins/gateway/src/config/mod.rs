@@ -38,7 +38,9 @@ pub(crate) use entries::{DeviceEntry, DevicesSection};
 pub(crate) use errors::ConfigError;
 #[allow(unused_imports)] // kept for the section types' paths, see above
 pub(crate) use grid_services::load_file as load_grid_services_file;
-pub(crate) use grid_services::{FrequencyWiring, GridServicesSection, GridServicesWiring, ServicesSpec, SimSignal};
+pub(crate) use grid_services::{
+    FrequencyWiring, GridServicesSection, GridServicesWiring, ServicesSpec, SimSignal,
+};
 pub(crate) use limits::LimitsSection;
 #[allow(unused_imports)] // kept for the section types' paths, see above
 pub(crate) use mode::{CapSlotEntry, ModeSection};
