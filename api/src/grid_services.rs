@@ -43,6 +43,25 @@ fn ser_opt_hertz<S: Serializer>(h: &Option<Hertz>, s: S) -> Result<S::Ok, S::Err
     }
 }
 
+/// The JSON schema of the `PUT` body (for the OpenAPI document).
+#[must_use]
+pub fn commitments_schema() -> Value {
+    let names: Vec<&str> = Service::ALL.iter().map(|s| s.name()).collect();
+    serde_json::json!({
+        "type": "object", "additionalProperties": false, "required": ["commitments"],
+        "properties": { "commitments": { "type": "array", "maxItems": MAX_COMMITMENTS, "items": {
+            "type": "object", "additionalProperties": false,
+            "required": ["service", "capacity_w", "from", "until"],
+            "properties": {
+                "service": { "enum": names },
+                "capacity_w": { "type": "number", "exclusiveMinimum": 0 },
+                "from": { "type": "string", "format": "date-time" },
+                "until": { "type": "string", "format": "date-time" }
+            }
+        } } }
+    })
+}
+
 /// A service the site can be committed to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum Service {

@@ -173,10 +173,10 @@ impl GridStart {
                     LiveError::Devices(format!("grid_services.frequency.endpoint {endpoint}: {e}"))
                 })?;
                 let options = ClientOptions { timeout: io_budget, ..ClientOptions::default() };
-                AnyFrequency::Modbus(ModbusFrequency::new(
+                AnyFrequency::Modbus(Box::new(ModbusFrequency::new(
                     AnyClient::new(&ep, *unit_id, options),
                     register.clone(),
-                ))
+                )))
             }
             #[cfg(feature = "sim")]
             FrequencyWiring::Simulated(signal) => {
@@ -224,6 +224,32 @@ impl GridStart {
     }
 }
 
+/// The simulated site's grid services from `--grid-services FILE` (its frequency source must
+/// be `simulated`), sharing the simulated battery of `capacity` within the safety limits' SOC
+/// warning levels. Windows are in wall-clock time, as the API (and its caller) sees them, at
+/// any `--speed`.
+#[cfg(feature = "sim")]
+pub(crate) fn sim_start(
+    file: Option<&std::path::Path>,
+    config: &ems_control::ControllerConfig,
+    capacity: ems_core::WattHours,
+) -> Result<Option<GridStart>, LiveError> {
+    let Some(path) = file else { return Ok(None) };
+    let w = crate::config::load_grid_services_file(path)?;
+    if !matches!(w.frequency, FrequencyWiring::Simulated(_)) {
+        return Err(LiveError::Arg {
+            flag: "--grid-services",
+            value: path.display().to_string(),
+            why: "the simulated site measures its own frequency: [grid_services.frequency] source must be \"simulated\"",
+        });
+    }
+    let limits = &config.safety.limits;
+    let ler = LerConfig::try_new(capacity, limits.soc_low.warn, limits.soc_high.warn)
+        .map_err(|e| tracing::warn!("grid services: no energy management: {e}"))
+        .ok();
+    Ok(Some(GridStart::new(w, SiteClock::Wall, ler)))
+}
+
 #[cfg(feature = "sim")]
 fn sim_signal(s: SimSignal) -> ems_devices::frequency::SimFrequencySignal {
     use ems_devices::frequency::SimFrequencySignal;
@@ -258,7 +284,7 @@ fn sim_signal(s: SimSignal) -> ems_devices::frequency::SimFrequencySignal {
 #[derive(Debug)]
 pub(crate) enum AnyFrequency {
     /// A Modbus register.
-    Modbus(ModbusFrequency<AnyClient>),
+    Modbus(Box<ModbusFrequency<AnyClient>>),
     /// The simulated source.
     #[cfg(feature = "sim")]
     Sim(ems_devices::frequency::SimFrequency),

@@ -72,25 +72,12 @@ pub(crate) fn run(args: &LiveArgs) -> Result<(), LiveError> {
     let config = ControllerConfig { cycle: Millis::new(args.cycle_ms), ..ControllerConfig::default() };
     let controller = load_controller(&mut store, config.clone(), args.reset_reason.is_some())?;
     let defaults = SimSiteConfig::default();
-    let defaults_capacity = defaults.battery_capacity;
     let economics = match &args.economics {
         Some(path) => Some(crate::config::load_economics_file(path, None, &sim_battery(&defaults, &config))?),
         None => None,
     };
-    let grid_wiring = match &args.grid_services {
-        Some(path) => {
-            let w = crate::config::load_grid_services_file(path)?;
-            if !matches!(w.frequency, crate::config::FrequencyWiring::Simulated(_)) {
-                return Err(LiveError::Arg {
-                    flag: "--grid-services",
-                    value: path.display().to_string(),
-                    why: "the simulated site measures its own frequency: [grid_services.frequency] source must be \"simulated\"",
-                });
-            }
-            Some(w)
-        }
-        None => None,
-    };
+    let grid =
+        crate::grid_services::sim_start(args.grid_services.as_deref(), &config, defaults.battery_capacity)?;
     let calendar = match &economics {
         Some(e) => SimCalendar::today(&e.time_zone, args.start_day, args.start_hour)?,
         None => SimCalendar::fixed(args.start_day.unwrap_or(152), args.start_hour.unwrap_or(10)),
@@ -136,16 +123,7 @@ pub(crate) fn run(args: &LiveArgs) -> Result<(), LiveError> {
         },
         reset_reason: args.reset_reason.clone(),
         time_zone: economics.as_ref().map(|e| e.time_zone.clone()),
-        grid: grid_wiring.map(|w| {
-            let limits = &config.safety.limits;
-            let ler =
-                ems_grid::LerConfig::try_new(defaults_capacity, limits.soc_low.warn, limits.soc_high.warn)
-                    .map_err(|e| tracing::warn!("grid services: no energy management: {e}"))
-                    .ok();
-            // Windows are in wall-clock time, as the API (and its caller) sees them, at any
-            // --speed.
-            crate::grid_services::GridStart::new(w, crate::economics::SiteClock::Wall, ler)
-        }),
+        grid,
         api,
         economics: economics.map(|wiring| crate::economics::EconomicsStart {
             wiring,
