@@ -55,7 +55,7 @@ impl ems_devices::traits::Bms for FollowingBms {
             pack_current: ems_core::Amps::saturating(current),
             cell_voltage_min: ems_core::Volts::saturating(cell),
             cell_voltage_max: ems_core::Volts::saturating(cell + 0.01),
-            cell_temp_min: ems_core::celsius!(25.0),
+            cell_temp_min: ems_core::Celsius::saturating(25.0 + (self.1 % 10) as f32 * 0.01),
             cell_temp_max: ems_core::Celsius::saturating(25.3 + (self.1 % 10) as f32 * 0.01),
             charge_limit: ems_core::watts!(5000.0),
             discharge_limit: ems_core::watts!(5000.0),
@@ -155,6 +155,9 @@ fn fast_tick(c: &mut Criterion) {
             }
         });
     });
+    if rt.controller().state() != State::Running {
+        println!("fast_tick/sample_to_command: latched {:?}", rt.controller().latched());
+    }
     report_ticks(n, stepped, rt.controller().state());
 }
 
