@@ -50,13 +50,19 @@ impl ems_devices::traits::Bms for FollowingBms {
         let current = p / pack_v;
         let cell = 3.30 - current * 0.0005 + if self.1 % 2 == 0 { 0.0 } else { 0.0005 };
         Ok(ems_devices::traits::BmsReading {
-            soc: ems_core::Percent::saturating(50.0 - (self.1 % 100) as f32 * 0.001),
+            soc: ems_core::Percent::saturating(
+                50.0 - f32::from(u16::try_from(self.1 % 100).unwrap_or(0)) * 0.001,
+            ),
             pack_voltage: ems_core::Volts::saturating(pack_v),
             pack_current: ems_core::Amps::saturating(current),
             cell_voltage_min: ems_core::Volts::saturating(cell),
             cell_voltage_max: ems_core::Volts::saturating(cell + 0.01),
-            cell_temp_min: ems_core::Celsius::saturating(25.0 + (self.1 % 10) as f32 * 0.01),
-            cell_temp_max: ems_core::Celsius::saturating(25.3 + (self.1 % 10) as f32 * 0.01),
+            cell_temp_min: ems_core::Celsius::saturating(
+                25.0 + f32::from(u16::try_from(self.1 % 10).unwrap_or(0)) * 0.01,
+            ),
+            cell_temp_max: ems_core::Celsius::saturating(
+                25.3 + f32::from(u16::try_from(self.1 % 10).unwrap_or(0)) * 0.01,
+            ),
             charge_limit: ems_core::watts!(5000.0),
             discharge_limit: ems_core::watts!(5000.0),
             alarms: ems_core::snapshot::BmsAlarms::NONE,

@@ -12,7 +12,9 @@
 //!   their version changed; the status (a `Copy` struct) is published with a `try_lock` (a busy
 //!   lock skips one publication). The API converts it to JSON on its own threads.
 
-use crate::config::{FrequencyWiring, GridServicesWiring, ServicesSpec, SimSignal};
+#[cfg(feature = "sim")]
+use crate::config::SimSignal;
+use crate::config::{FrequencyWiring, GridServicesWiring, ServicesSpec};
 use crate::economics::SiteClock;
 use crate::live::LiveError;
 use ems_api::grid_services::{
