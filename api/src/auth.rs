@@ -61,7 +61,8 @@ impl Role {
                 | Access::EmergencyStop
                 | Access::AuditRead
                 | Access::ScheduleSubmit
-                | Access::ScheduleDelete,
+                | Access::ScheduleDelete
+                | Access::GridCommit,
             ) => false,
             (
                 Self::Operator,
@@ -70,10 +71,14 @@ impl Role {
                 | Access::EmergencyStop
                 | Access::AuditRead
                 | Access::ScheduleRead
-                | Access::ScheduleDelete,
+                | Access::ScheduleDelete
+                | Access::GridCommit,
             ) => true,
             (Self::Operator, Access::ScheduleSubmit) => false,
-            (Self::Provider, Access::ScheduleSubmit | Access::ScheduleRead | Access::ScheduleDelete) => true,
+            (
+                Self::Provider,
+                Access::ScheduleSubmit | Access::ScheduleRead | Access::ScheduleDelete | Access::GridCommit,
+            ) => true,
             (Self::Provider, Access::Read | Access::Operate | Access::EmergencyStop | Access::AuditRead) => {
                 false
             }
@@ -98,6 +103,8 @@ pub enum Access {
     ScheduleRead,
     /// Delete a schedule.
     ScheduleDelete,
+    /// Commit the site to grid services (`PUT /api/v1/grid-services`): operator, provider.
+    GridCommit,
 }
 
 /// One configured token (serde: `{"name": "ops", "role": "operator", "sha256_hex": "..."}`).

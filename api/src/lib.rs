@@ -11,6 +11,8 @@ pub mod economics;
 mod economics_routes;
 pub mod error;
 pub mod graphql;
+pub mod grid_services;
+mod grid_services_routes;
 pub mod input;
 pub mod metrics;
 pub mod model;

@@ -111,6 +111,8 @@ pub const ROUTES: &[RouteInfo] = &[
     RouteInfo { method: "GET", path: "/api/v1/report", roles: "viewer, operator, admin", summary: "One row per local day of `month` (YYYY-MM): energies (kWh), costs and savings. `format=json` (default) or `csv` (`text/csv`, header `date,import_kwh,export_kwh,pv_kwh,load_kwh,battery_charge_kwh,battery_discharge_kwh,cost,cost_no_battery,cost_self_consumption,saving_vs_no_battery,saving_vs_self_consumption`)." },
     RouteInfo { method: "GET", path: "/api/v1/rules", roles: "viewer, operator, admin", summary: "The operator rule set `{country?, rules}` and the current `decision`: `{winner, action, fired}`." },
     RouteInfo { method: "PUT", path: "/api/v1/rules", roles: "operator, admin", summary: "Replace the operator rule set (a `decision` member, as GET shows it, is ignored). The rules engine validates it: 400 naming the path (`rules[0].when.from`) and the value, and the stored set stays. Answers the stored set. Audited." },
+    RouteInfo { method: "GET", path: "/api/v1/grid-services", roles: "viewer, operator, admin", summary: "The frequency services: `parameter_set`, `configured` (service, `capacity_w`, detail), the stored `commitments`, `active` (the services committed now: only these act) and `live` (published by the control loop: `state`, `frequency_hz`, summed `delta_w` (+ discharge), per service `activation`, `delta_w`, `endurance_up_s`/`endurance_down_s`, `nem`, `aem`, `alert_state`, `ready`). 404 without `[grid_services]`." },
+    RouteInfo { method: "PUT", path: "/api/v1/grid-services", roles: "operator, provider, admin", summary: "Replace the commitments: `{\"commitments\": [{\"service\": \"fcr-n\"|\"fcr-d-up\"|\"fcr-d-down\"|\"ffr\", \"capacity_w\", \"from\", \"until\"}]}` (RFC 3339; `[]` clears). 400 naming the field and value for an unknown or unconfigured service, a capacity <= 0 or above the configured one, `until` not after `from`, overlapping windows of one service. Persisted (kept across restarts). Answers the view as GET. Audited." },
 ];
 
 /// What an operation takes and answers, beyond [`RouteInfo`].
@@ -298,6 +300,8 @@ fn op_spec(method: &str, path: &str) -> OpSpec {
             semantic: true,
             ..none(&[200, 400, 404, 409, 413])
         },
+        ("GET", "/api/v1/grid-services") => none(&[200, 404]),
+        ("PUT", "/api/v1/grid-services") => grid_services_put_spec(),
         ("PUT", "/api/v1/rules") => OpSpec {
             body: Some(crate::economics::rule_set_schema()),
             semantic: true,
@@ -307,6 +311,16 @@ fn op_spec(method: &str, path: &str) -> OpSpec {
             OpSpec { body: Some(site_mode_schema()), semantic: true, ..none(&[200, 400, 409, 413]) }
         }
         _ => none(&[200]),
+    }
+}
+
+/// `PUT /api/v1/grid-services`: its body schema and answers (kept out of [`op_spec`]).
+fn grid_services_put_spec() -> OpSpec {
+    OpSpec {
+        body: Some(crate::grid_services::commitments_schema()),
+        semantic: true,
+        params: vec![],
+        codes: &[200, 400, 404, 413, 503],
     }
 }
 
@@ -576,6 +590,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/savings", get(economics_routes::savings_get))
         .route("/api/v1/report", get(economics_routes::report_get))
         .route("/api/v1/rules", get(economics_routes::rules_get).put(economics_routes::rules_put))
+        .route(
+            "/api/v1/grid-services",
+            get(crate::grid_services_routes::grid_services_get)
+                .put(crate::grid_services_routes::grid_services_put),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

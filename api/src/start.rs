@@ -131,6 +131,8 @@ pub struct ServerConfig {
     /// The economics engine behind `/api/v1/plan`, `/prices`, `/rules`, ... (default `None`:
     /// those endpoints answer 404, economics not configured).
     pub economics: Option<Arc<dyn EconomicsPort>>,
+    /// The grid-service commitments behind `/api/v1/grid-services` (default `None`: 404).
+    pub grid_services: Option<Arc<crate::grid_services::GridServices>>,
 }
 
 impl Default for ServerConfig {
@@ -151,6 +153,7 @@ impl Default for ServerConfig {
             limits: ServerLimits::default(),
             clock: Arc::new(SystemClock),
             economics: None,
+            grid_services: None,
         }
     }
 }
@@ -327,6 +330,7 @@ impl ServerConfig {
             metrics: metrics.clone(),
             config: self.api,
             economics: self.economics,
+            grid_services: self.grid_services,
         };
         let handles = LoopHandles {
             view: view_tx,

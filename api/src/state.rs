@@ -77,6 +77,8 @@ pub struct ApiState {
     /// The economics engine (plan, prices, rules, savings); `None` on a site without an
     /// `[economics]` section: the economics endpoints answer 404 then.
     pub economics: Option<Arc<dyn EconomicsPort>>,
+    /// The grid-service commitments (`None`: no `[grid_services]`, the endpoints answer 404).
+    pub grid_services: Option<Arc<crate::grid_services::GridServices>>,
 }
 
 impl std::fmt::Debug for ApiState {

@@ -150,6 +150,16 @@ pub(crate) fn harness_full(
     with_loop: bool,
     economics: Option<Arc<dyn ems_api::economics::EconomicsPort>>,
 ) -> Harness {
+    harness_grid(limit, with_loop, economics, None)
+}
+
+/// [`harness_full`] with grid-service commitments behind `/api/v1/grid-services`.
+pub(crate) fn harness_grid(
+    limit: RateLimit,
+    with_loop: bool,
+    economics: Option<Arc<dyn ems_api::economics::EconomicsPort>>,
+    grid_services: Option<Arc<ems_api::grid_services::GridServices>>,
+) -> Harness {
     let tokens = [
         ("viewer", Role::Viewer, VIEWER),
         ("ops", Role::Operator, OPERATOR),
@@ -172,6 +182,7 @@ pub(crate) fn harness_full(
         command_timeout: Duration::from_secs(2),
         clock: clock.clone(),
         economics,
+        grid_services,
         ..ServerConfig::default()
     };
     let Assembled { router, handles } = config.assemble(EStopRoute::CommandQueue).unwrap();

@@ -53,6 +53,8 @@ pub(crate) struct ApiStart {
     pub limits: ApiLimits,
     /// Live economics behind the economics endpoints (`None`: they answer 404).
     pub economics: Option<Arc<dyn ems_api::economics::EconomicsPort>>,
+    /// The grid-service commitments behind `/api/v1/grid-services` (`None`: 404).
+    pub grid_services: Option<Arc<ems_api::grid_services::GridServices>>,
 }
 
 /// Limits of the HTTP server and the stores (`[api]` in the site file).
@@ -263,6 +265,7 @@ pub(crate) async fn start(opts: ApiStart, trigger: EStopTrigger) -> Result<LoopA
         api: ApiConfig { metrics_public: opts.limits.metrics_public, ..ApiConfig::default() },
         limits: opts.limits.server,
         economics: opts.economics,
+        grid_services: opts.grid_services,
         ..ServerConfig::default()
     };
     let (server, handles) = Server::start(config, EStopRoute::Port(Arc::new(TriggerPort(trigger))))

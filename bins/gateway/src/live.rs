@@ -52,6 +52,12 @@ pub(crate) struct LiveArgs {
     /// simulated calendar then starts at the current date and time in the site's time zone.
     #[arg(long)]
     pub(crate) economics: Option<PathBuf>,
+    /// Grid services on the simulated site: a TOML file with a `[grid_services]` table (the
+    /// same section as in a site file) whose frequency `source = "simulated"`, with a built-in
+    /// `signal` (`nominal`, `dip`, `sine`). The services act only inside windows committed
+    /// through `PUT /api/v1/grid-services`.
+    #[arg(long)]
+    pub(crate) grid_services: Option<PathBuf>,
     /// Operator reason for a manual reset (STOPPED) or acknowledge (ERROR) at start-up, when the
     /// persisted state needs one.
     #[arg(long)]
@@ -122,6 +128,8 @@ pub(crate) struct Launch {
     pub api: Option<crate::api::ApiStart>,
     /// Live economics, if configured.
     pub economics: Option<crate::economics::EconomicsStart>,
+    /// Grid services, if configured.
+    pub grid: Option<crate::grid_services::GridStart>,
 }
 
 /// What the control thread hands the device connector: the API (to show "waiting for devices"
@@ -170,7 +178,11 @@ where
             tracing::error!("signal handlers: {e}");
         }
     });
-    let Launch { controller, store, realtime: opts, reset_reason, time_zone, mut api, economics } = launch;
+    let Launch { controller, store, realtime: opts, reset_reason, time_zone, mut api, economics, grid } =
+        launch;
+    if let (Some(a), Some(g)) = (&mut api, &grid) {
+        a.grid_services = Some(g.port());
+    }
     // The planner's shared state first: the API serves its views from the start.
     let planner = economics.map(crate::economics::Planner::new).transpose()?;
     if let (Some(a), Some(p)) = (&mut api, &planner) {
@@ -180,6 +192,13 @@ where
         Some(a) => Some(api_runtime.block_on(crate::api::start(a, trigger.clone()))?),
         None => None,
     };
+    // Stored commitments survive a restart: load them before the loop runs.
+    if let (Some(g), Some((_, Some(db)))) = (&grid, api.as_ref().map(LoopApi::economics_handles)) {
+        match g.port().attach_db(db) {
+            Ok(n) => tracing::info!(target: "audit", "grid services: {n} stored commitments loaded"),
+            Err(e) => tracing::error!(target: "audit", "grid services: stored commitments not loaded: {e}"),
+        }
+    }
     // Then its thread, with the API's audit log and database (persistence of what it learned).
     let (loop_economics, planner_thread) = match planner {
         Some(p) => {
@@ -223,20 +242,14 @@ where
         hook.physics = physics;
         let mut rt = Runtime::new(devices, controller, store);
         rt.watch_estop(opts.estop_tick, trigger);
-        let summary = realtime::run(&mut rt, &mut hook, &opts, &thread_shutdown).await;
-        hook.final_status();
-        println!("shutdown: {}, state {}", summary.end, summary.state);
-        if let Some(e) = &summary.persist_error {
-            tracing::error!("{e}");
-        } else {
-            println!("state {} persisted to {}", summary.state, rt.store().path().display());
+        match grid.map(crate::grid_services::GridStart::build).transpose() {
+            Ok(Some(g)) => drive(rt.with_grid_path(g), &mut hook, &opts, &thread_shutdown).await,
+            Ok(None) => drive(rt, &mut hook, &opts, &thread_shutdown).await,
+            Err(e) => {
+                tracing::error!("{e}");
+                drive(rt, &mut hook, &opts, &thread_shutdown).await;
+            }
         }
-        match &summary.released {
-            Ok(()) => println!("control released: inverter settings restored"),
-            Err(e) => tracing::error!(target: "audit", "release failed: {e}"),
-        }
-        hook.device_events(rt.events());
-        hook.finish(&summary);
         if let Some(m) = marker {
             if let Err(e) = m.finish() {
                 tracing::error!("run marker: {e}");
@@ -257,6 +270,29 @@ where
     }
     api_runtime.shutdown_timeout(Duration::from_secs(2));
     result
+}
+
+/// Run the loop until it ends, then report, persist and release.
+async fn drive<D: SiteDevices, G: ems_runtime::GridPath>(
+    mut rt: Runtime<D, FileStore, G>,
+    hook: &mut GatewayHook,
+    opts: &RealtimeOptions,
+    shutdown: &ShutdownRequest,
+) {
+    let summary = realtime::run(&mut rt, hook, opts, shutdown).await;
+    hook.final_status();
+    println!("shutdown: {}, state {}", summary.end, summary.state);
+    if let Some(e) = &summary.persist_error {
+        tracing::error!("{e}");
+    } else {
+        println!("state {} persisted to {}", summary.state, rt.store().path().display());
+    }
+    match &summary.released {
+        Ok(()) => println!("control released: inverter settings restored"),
+        Err(e) => tracing::error!(target: "audit", "release failed: {e}"),
+    }
+    hook.device_events(rt.events());
+    hook.finish(&summary);
 }
 
 /// `<state file>.running`.

@@ -14,6 +14,7 @@ mod api;
 mod config;
 mod economics;
 mod error;
+mod grid_services;
 mod grid_test;
 mod live;
 mod optimize;

@@ -76,6 +76,8 @@ pub(crate) fn run(args: &LiveArgs) -> Result<(), LiveError> {
         Some(path) => Some(crate::config::load_economics_file(path, None, &sim_battery(&defaults, &config))?),
         None => None,
     };
+    let grid =
+        crate::grid_services::sim_start(args.grid_services.as_deref(), &config, defaults.battery_capacity)?;
     let calendar = match &economics {
         Some(e) => SimCalendar::today(&e.time_zone, args.start_day, args.start_hour)?,
         None => SimCalendar::fixed(args.start_day.unwrap_or(152), args.start_hour.unwrap_or(10)),
@@ -107,6 +109,7 @@ pub(crate) fn run(args: &LiveArgs) -> Result<(), LiveError> {
         tokens: None,
         limits: crate::api::ApiLimits::default(),
         economics: None,
+        grid_services: None,
     });
     let launch = Launch {
         controller,
@@ -120,6 +123,7 @@ pub(crate) fn run(args: &LiveArgs) -> Result<(), LiveError> {
         },
         reset_reason: args.reset_reason.clone(),
         time_zone: economics.as_ref().map(|e| e.time_zone.clone()),
+        grid,
         api,
         economics: economics.map(|wiring| crate::economics::EconomicsStart {
             wiring,

@@ -363,6 +363,15 @@ fn open_estop(wiring: &EStopWiring) -> Result<AnyEStop, LiveError> {
     }
 }
 
+/// The reservoir the grid services share: the pack's capacity (`[battery] capacity_wh`) and
+/// the SOC window of the safety limits' warning levels; `None` without a capacity (no energy
+/// management, no endurance).
+fn site_ler(cfg: &SiteConfig) -> Option<ems_grid::LerConfig> {
+    let limits = &cfg.controller.safety.limits;
+    let ler = ems_grid::LerConfig::try_new(cfg.pack.capacity?, limits.soc_low.warn, limits.soc_high.warn);
+    ler.map_err(|e| tracing::warn!("grid services: no energy management: {e}")).ok()
+}
+
 /// How long to wait between attempts to reach the Modbus devices at start-up.
 const CONNECT_RETRY: Duration = Duration::from_secs(5);
 
@@ -395,6 +404,7 @@ pub(crate) fn run(
         tokens: Some(a.tokens.clone()),
         limits: crate::api::ApiLimits::from_wiring(a),
         economics: None,
+        grid_services: None,
     });
     let launch = Launch {
         controller,
@@ -408,6 +418,10 @@ pub(crate) fn run(
         },
         reset_reason,
         time_zone: cfg.time_zone.clone(),
+        grid: cfg.grid_services.clone().map(|w| {
+            let ler = site_ler(cfg);
+            crate::grid_services::GridStart::new(w, crate::economics::SiteClock::Wall, ler)
+        }),
         economics: cfg.economics.clone().map(|wiring| crate::economics::EconomicsStart {
             wiring,
             clock: crate::economics::SiteClock::Wall,

@@ -7,7 +7,7 @@
 //! fast_period_ms = 100                 # 10..=100 (≥ 10 Hz)
 //!
 //! [grid_services.frequency]
-//! source = "modbus"                    # "modbus" | "meter" (the meter's reading, per cycle) | "simulated"
+//! source = "modbus"                    # "modbus" | "simulated" ("meter" is refused: see below)
 //! endpoint = "modbus-tcp://192.0.2.10:502"
 //! unit_id = 1
 //! table = "input"                      # "input" | "holding"
@@ -17,6 +17,7 @@
 //! scale = 1.0
 //! units = "Hz"                         # "Hz" | "mHz"
 //! max_age_ms = 300
+//! # signal = "dip"                     # source = "simulated" only: "nominal" | "dip" | "sine"
 //!
 //! [grid_services.fcr_n]
 //! capacity_w = 1000
@@ -30,6 +31,11 @@
 //! kind = "lfsm-ou"                     # "lfsm-o" | "lfsm-u" | "lfsm-ou" | "ieee1547"
 //! droop_pct = 5                        # 2..=12
 //! ```
+//!
+//! `source = "meter"` (the grid meter's frequency, once per EMS cycle) is refused: the fast path
+//! needs its own sample every tick; point a `modbus` source at the meter's frequency register.
+//! The services act only inside the windows committed through `PUT /api/v1/grid-services`
+//! (the grid-code droop, an obligation rather than a sold service, always runs).
 
 use super::errors::{ConfigError, Ctx};
 use ems_core::{Millis, Percent, Watts};
@@ -89,6 +95,8 @@ pub(crate) struct FrequencyEntry {
     pub units: Option<Spanned<String>>,
     /// Maximum age of a sample, ms (10..=5000, default 300).
     pub max_age_ms: Option<Spanned<i64>>,
+    /// The simulated source's built-in signal (`nominal`, `dip`, `sine`; default `nominal`).
+    pub signal: Option<Spanned<String>>,
 }
 
 /// A service sold with a capacity.
@@ -133,10 +141,86 @@ pub(crate) enum FrequencyWiring {
         /// The register.
         register: ems_devices::frequency::FrequencyRegister,
     },
-    /// The grid meter's reading, once per cycle (no fast ticks).
-    Meter,
-    /// The simulated source (the simulated site, tests).
-    Simulated,
+    /// The simulated source (the simulated site, tests) with its built-in signal.
+    Simulated(SimSignal),
+}
+
+/// The built-in signals of the simulated frequency source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SimSignal {
+    /// 50.00 Hz.
+    Nominal,
+    /// Every 300 s: 50.00 Hz for 60 s, down to 49.90 Hz in 1 s, held 119 s, back in 1 s.
+    Dip,
+    /// 50 Hz ± 0.1 Hz, period 60 s.
+    Sine,
+}
+
+/// The services as configured: what [`ems_grid::FrequencyServices`] is built from (again
+/// whenever the committed capacities change).
+#[derive(Debug, Clone)]
+pub(crate) struct ServicesSpec {
+    /// The parameter set.
+    pub params: ParamSet,
+    /// FCR-N's configured capacity.
+    pub fcr_n: Option<Watts>,
+    /// FCR-D up's.
+    pub fcr_d_up: Option<Watts>,
+    /// FCR-D down's.
+    pub fcr_d_down: Option<Watts>,
+    /// FFR's, with its level and support class.
+    pub ffr: Option<(Watts, FfrParams)>,
+    /// The grid-code droop (not committed: always on when configured).
+    pub droop: Option<ems_grid::Droop>,
+    /// Operator words per sold service, in the order fcr-n, fcr-d-up, fcr-d-down, ffr.
+    pub details: [Option<String>; 4],
+}
+
+impl ServicesSpec {
+    /// The services with the capacities `committed` (fcr-n, fcr-d-up, fcr-d-down, ffr; `None`:
+    /// not committed now, not run), the droop, sharing the reservoir `ler`. A capacity the
+    /// service refuses leaves that service out (logged; the API never lets one through).
+    pub(crate) fn build(
+        &self,
+        committed: [Option<Watts>; 4],
+        ler: Option<ems_grid::LerConfig>,
+    ) -> FrequencyServices {
+        let mut s = FrequencyServices::new(ler);
+        let warn =
+            |what: &str, e: ems_grid::ParamError| tracing::error!(target: "audit", "{what} not run: {e}");
+        if let (Some(_), Some(c)) = (self.fcr_n, committed[0]) {
+            match FcrN::try_new(c, self.params) {
+                Ok(x) => s = s.with_fcr_n(x),
+                Err(e) => warn("FCR-N", e),
+            }
+        }
+        for (cfg, c, dir, what) in [
+            (self.fcr_d_up, committed[1], FcrDDirection::Up, "FCR-D up"),
+            (self.fcr_d_down, committed[2], FcrDDirection::Down, "FCR-D down"),
+        ] {
+            if let (Some(_), Some(c)) = (cfg, c) {
+                match FcrD::try_new(dir, c, self.params) {
+                    Ok(x) => s = s.with_fcr_d(x),
+                    Err(e) => warn(what, e),
+                }
+            }
+        }
+        if let (Some((_, p)), Some(c)) = (self.ffr, committed[3]) {
+            match Ffr::try_new(c, p) {
+                Ok(x) => s = s.with_ffr(x),
+                Err(e) => warn("FFR", e),
+            }
+        }
+        if let Some(d) = &self.droop {
+            s = s.with_droop(d.clone());
+        }
+        s
+    }
+
+    /// The configured capacities (fcr-n, fcr-d-up, fcr-d-down, ffr).
+    pub(crate) fn capacities(&self) -> [Option<Watts>; 4] {
+        [self.fcr_n, self.fcr_d_up, self.fcr_d_down, self.ffr.map(|(c, _)| c)]
+    }
 }
 
 /// `[grid_services]`, validated.
@@ -144,11 +228,9 @@ pub(crate) enum FrequencyWiring {
 pub(crate) struct GridServicesWiring {
     /// The parameter set's name.
     pub parameter_set: &'static str,
-    /// The services, ready to run.
-    #[allow(dead_code)] // validated and built; the live site does not run them yet (see the report)
-    pub services: FrequencyServices,
+    /// The services as configured.
+    pub spec: ServicesSpec,
     /// The frequency source.
-    #[allow(dead_code)] // validated; the live site does not open it yet (see the report)
     pub frequency: FrequencyWiring,
     /// The sample's maximum age.
     pub max_age: Millis,
@@ -156,6 +238,26 @@ pub(crate) struct GridServicesWiring {
     pub fast_period: Millis,
     /// What was sold, for `check-config` and the API (`FCR-N 1000 W`, …).
     pub summary: Vec<String>,
+}
+
+/// A file holding only `[grid_services]` (`--grid-services FILE` of the simulated site).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GridServicesFile {
+    grid_services: GridServicesSection,
+}
+
+/// Read and validate a `--grid-services FILE`.
+///
+/// # Errors
+/// [`ConfigError`] naming the file, line, field and value.
+#[cfg_attr(not(feature = "sim"), allow(dead_code))] // only the simulated site takes the flag
+pub(crate) fn load_file(path: &std::path::Path) -> Result<GridServicesWiring, ConfigError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| ConfigError::new(path, format!("cannot read: {e}")))?;
+    let ctx = Ctx::new(ems_tomlfile::Source::new(path, &text));
+    let file: GridServicesFile = ctx.src.decode(&["grid_services"])?;
+    grid_services(&ctx, &file.grid_services)
 }
 
 fn capacity(ctx: &Ctx<'_>, field: &str, v: &Spanned<f64>) -> Result<Watts, ConfigError> {
@@ -199,21 +301,38 @@ pub(super) fn grid_services(
     let (frequency, max_age) = frequency(ctx, &g.frequency)?;
     let mut services = FrequencyServices::new(None);
     let mut summary = Vec::new();
+    let mut spec = ServicesSpec {
+        params,
+        fcr_n: None,
+        fcr_d_up: None,
+        fcr_d_down: None,
+        ffr: None,
+        droop: None,
+        details: [None, None, None, None],
+    };
     let grid_err = |field: &str, e: ems_grid::ParamError| ctx.err_at_path(field, e.to_string());
     if let Some(e) = &g.fcr_n {
         let c = capacity(ctx, "grid_services.fcr_n.capacity_w", &e.capacity_w)?;
         services =
             services.with_fcr_n(FcrN::try_new(c, params).map_err(|e| grid_err("grid_services.fcr_n", e))?);
         summary.push(format!("FCR-N {c:.0}"));
+        spec.fcr_n = Some(c);
+        spec.details[0] = summary.last().cloned();
     }
-    for (entry, dir, name, field) in [
-        (&g.fcr_d_up, FcrDDirection::Up, "FCR-D up", "grid_services.fcr_d_up"),
-        (&g.fcr_d_down, FcrDDirection::Down, "FCR-D down", "grid_services.fcr_d_down"),
+    for (entry, dir, name, field, i) in [
+        (&g.fcr_d_up, FcrDDirection::Up, "FCR-D up", "grid_services.fcr_d_up", 1),
+        (&g.fcr_d_down, FcrDDirection::Down, "FCR-D down", "grid_services.fcr_d_down", 2),
     ] {
         if let Some(e) = entry {
             let c = capacity(ctx, &format!("{field}.capacity_w"), &e.capacity_w)?;
             services = services.with_fcr_d(FcrD::try_new(dir, c, params).map_err(|e| grid_err(field, e))?);
             summary.push(format!("{name} {c:.0}"));
+            if i == 1 {
+                spec.fcr_d_up = Some(c);
+            } else {
+                spec.fcr_d_down = Some(c);
+            }
+            spec.details[i] = summary.last().cloned();
         }
     }
     if let Some(e) = &g.ffr {
@@ -237,13 +356,15 @@ pub(super) fn grid_services(
             &[("short", FfrSupport::Short), ("long", FfrSupport::Long)],
             FfrSupport::Short,
         )?;
-        let ffr = Ffr::try_new(c, FfrParams::nordic(level, support))
-            .map_err(|e| grid_err("grid_services.ffr", e))?;
+        let ffr_params = FfrParams::nordic(level, support);
+        let ffr = Ffr::try_new(c, ffr_params).map_err(|e| grid_err("grid_services.ffr", e))?;
+        spec.ffr = Some((c, ffr_params));
         services = services.with_ffr(ffr);
         summary.push(format!(
             "FFR {c:.0} at {l} Hz ({})",
             if support == FfrSupport::Short { "short" } else { "long" }
         ));
+        spec.details[3] = summary.last().cloned();
     }
     if let Some(d) = &g.droop {
         let kinds = [
@@ -261,6 +382,7 @@ pub(super) fn grid_services(
             p = p.with_droop(pct).map_err(|e| ctx.err("grid_services.droop.droop_pct", v, e.to_string()))?;
         }
         let droop = ems_grid::Droop::try_new(p).map_err(|e| grid_err("grid_services.droop", e))?;
+        spec.droop = Some(droop.clone());
         services = services.with_droop(droop);
         summary.push(format!("{} {}", p.name, p.droop));
     }
@@ -270,7 +392,9 @@ pub(super) fn grid_services(
             "no service configured: add [grid_services.fcr_n], .fcr_d_up, .fcr_d_down, .ffr or .droop".into(),
         ));
     }
-    Ok(GridServicesWiring { parameter_set, services, frequency, max_age, fast_period, summary })
+    // Built once whole to let each service check its numbers here; run per commitment.
+    let _ = services;
+    Ok(GridServicesWiring { parameter_set, spec, frequency, max_age, fast_period, summary })
 }
 
 fn frequency(ctx: &Ctx<'_>, f: &FrequencyEntry) -> Result<(FrequencyWiring, Millis), ConfigError> {
@@ -283,10 +407,24 @@ fn frequency(ctx: &Ctx<'_>, f: &FrequencyEntry) -> Result<(FrequencyWiring, Mill
     let kinds = [("modbus", 0u8), ("meter", 1), ("simulated", 2)];
     let kind = choice(ctx, "grid_services.frequency.source", Some(&f.source), &kinds, 0)?;
     if kind == 1 {
-        return Ok((FrequencyWiring::Meter, max_age));
+        return Err(ctx.err(
+            "grid_services.frequency.source",
+            &f.source,
+            "'meter' is not supported: the fast path needs its own sample every tick, and the meter is read once per cycle; use source = \"modbus\" with the meter's frequency register (endpoint, address, type, scale)".into(),
+        ));
     }
+    let signals = [("nominal", SimSignal::Nominal), ("dip", SimSignal::Dip), ("sine", SimSignal::Sine)];
     if kind == 2 {
-        return Ok((FrequencyWiring::Simulated, max_age));
+        let signal =
+            choice(ctx, "grid_services.frequency.signal", f.signal.as_ref(), &signals, SimSignal::Nominal)?;
+        return Ok((FrequencyWiring::Simulated(signal), max_age));
+    }
+    if let Some(s) = &f.signal {
+        return Err(ctx.err(
+            "grid_services.frequency.signal",
+            s,
+            format!("'{}' applies to source = \"simulated\" only", s.get_ref()),
+        ));
     }
     let need = |field: &str| {
         ctx.err_at_path(
@@ -478,7 +616,20 @@ droop_pct = 4
         );
         let e = err(&GOOD.replace("endpoint = \"modbus-tcp://127.0.0.1:1502\"\n", ""));
         assert!(e.contains("grid_services.frequency.endpoint") && e.contains("required"), "{e}");
-        let e = err("[grid_services]\n[grid_services.frequency]\nsource = \"meter\"\n");
+        let e = err("[grid_services]\n[grid_services.frequency]\nsource = \"simulated\"\n");
         assert!(e.contains("grid_services") && e.contains("no service configured"), "{e}");
+        let e = err(&GOOD.replace("source = \"modbus\"", "source = \"meter\""));
+        assert!(e.contains("grid_services.frequency.source: 'meter' is not supported"), "{e}");
+        let e = err(&GOOD.replace("source = \"modbus\"", "source = \"modbus\"\nsignal = \"dip\""));
+        assert!(e.contains("grid_services.frequency.signal: 'dip' applies to source"), "{e}");
+        let sim = "[grid_services]\n[grid_services.frequency]\nsource = \"simulated\"\nsignal = \"dip\"\n[grid_services.fcr_n]\ncapacity_w = 800\n";
+        let g = parse(Path::new("site.toml"), &example(sim)).unwrap().grid_services.unwrap();
+        assert_eq!(g.frequency, super::FrequencyWiring::Simulated(super::SimSignal::Dip));
+        assert_eq!(g.spec.capacities()[0].map(ems_core::Watts::get), Some(800.0));
+        let e = err(&sim.replace("\"dip\"", "\"square\""));
+        assert!(
+            e.contains("grid_services.frequency.signal: 'square' is not one of nominal, dip, sine"),
+            "{e}"
+        );
     }
 }

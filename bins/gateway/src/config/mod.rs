@@ -36,8 +36,10 @@ pub(crate) use economics::{BatteryLimits, EconomicsSection, EconomicsWiring};
 pub(crate) use entries::{ContactorEntry, EStopEntry};
 pub(crate) use entries::{DeviceEntry, DevicesSection};
 pub(crate) use errors::ConfigError;
+#[cfg(feature = "sim")]
+pub(crate) use grid_services::{load_file as load_grid_services_file, SimSignal};
 #[allow(unused_imports)] // kept for the section types' paths, see above
-pub(crate) use grid_services::{FrequencyWiring, GridServicesSection, GridServicesWiring};
+pub(crate) use grid_services::{FrequencyWiring, GridServicesSection, GridServicesWiring, ServicesSpec};
 pub(crate) use limits::LimitsSection;
 #[allow(unused_imports)] // kept for the section types' paths, see above
 pub(crate) use mode::{CapSlotEntry, ModeSection};

@@ -1,0 +1,164 @@
+//! Grid services through the running gateway (issue #13): the built-in simulated site with
+//! `--grid-services` (FCR-N 1000 W, the simulated frequency's built-in `dip`: 50.00 Hz for
+//! 60 s, then 49.90 Hz), a commitment through `PUT /api/v1/grid-services`, and the inverter
+//! command following the dip (+ the committed 800 W); then the commitment withdrawn in the
+//! middle of the dip and the service gone from the command (a service acts only inside a
+//! committed window).
+// Test code: a failed unwrap or panic is a failed test with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+mod support;
+
+use support::{spawn, Gateway};
+
+fn http(g: &Gateway, method: &str, path: &str, body: Option<&str>) -> (u16, serde_json::Value) {
+    let mut s = TcpStream::connect(&g.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let body = body.unwrap_or("");
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nAuthorization: Bearer {}\r\n",
+        g.addr, g.token
+    );
+    if !body.is_empty() {
+        req.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let status: u16 = raw.split(' ').nth(1).unwrap().parse().unwrap();
+    let (head, payload) = raw.split_once("\r\n\r\n").unwrap();
+    let payload = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        dechunk(payload)
+    } else {
+        payload.to_owned()
+    };
+    (status, serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null))
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = &rest[n + 2..];
+    }
+    out
+}
+
+fn find<'a>(v: &'a serde_json::Value, key: &str) -> Option<&'a serde_json::Value> {
+    match v {
+        serde_json::Value::Object(m) => {
+            m.get(key).map(|x| x.get("value").unwrap_or(x)).or_else(|| m.values().find_map(|x| find(x, key)))
+        }
+        serde_json::Value::Array(a) => a.iter().find_map(|x| find(x, key)),
+        _ => None,
+    }
+}
+
+fn battery_w(g: &Gateway) -> f64 {
+    let (code, d) = http(g, "GET", "/api/v1/current-data?channels=_sum/EssActivePower", None);
+    assert_eq!(code, 200, "{d}");
+    find(&d, "_sum/EssActivePower").and_then(serde_json::Value::as_f64).unwrap()
+}
+
+fn live(g: &Gateway) -> serde_json::Value {
+    let (code, v) = http(g, "GET", "/api/v1/grid-services", None);
+    assert_eq!(code, 200, "{v}");
+    v
+}
+
+/// Poll (within the API's rate limit) until `pred` holds; the last value.
+fn until<T: std::fmt::Debug>(
+    what: &str,
+    limit: Duration,
+    mut f: impl FnMut() -> T,
+    pred: impl Fn(&T) -> bool,
+) -> T {
+    let end = Instant::now() + limit;
+    loop {
+        let v = f();
+        if pred(&v) {
+            return v;
+        }
+        assert!(Instant::now() < end, "{what}: never; last {v:?}");
+        std::thread::sleep(Duration::from_millis(450));
+    }
+}
+
+fn fcr_n(v: &serde_json::Value) -> Option<&serde_json::Value> {
+    v["live"]["services"].as_array()?.iter().find(|s| s["service"] == "fcr-n")
+}
+
+#[test]
+fn fcr_n_follows_a_frequency_dip_through_the_running_gateway_only_while_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("grid.toml");
+    std::fs::write(
+        &file,
+        "[grid_services]\n[grid_services.frequency]\nsource = \"simulated\"\nsignal = \"dip\"\n[grid_services.fcr_n]\ncapacity_w = 1000\n",
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    let g = spawn(
+        &["--speed", "10", "--duration", "600", "--grid-services", file.to_str().unwrap()],
+        state.to_str().unwrap(),
+    );
+    let now = jiff::Timestamp::now();
+    let body = serde_json::json!({ "commitments": [{
+        "service": "fcr-n", "capacity_w": 800,
+        "from": now.checked_sub(jiff::SignedDuration::from_mins(1)).unwrap().to_string(),
+        "until": now.checked_add(jiff::SignedDuration::from_hours(1)).unwrap().to_string(),
+    }] });
+    let (code, v) = http(&g, "PUT", "/api/v1/grid-services", Some(&body.to_string()));
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["active"], serde_json::json!(["fcr-n"]));
+
+    // Before the dip (50.00 Hz, simulated t < 60 s): FCR-N armed, no Δ.
+    let v = until(
+        "FCR-N armed at 50 Hz",
+        Duration::from_secs(6),
+        || live(&g),
+        |v| fcr_n(v).is_some_and(|s| s["activation"] == "ARMED") && v["live"]["frequency_hz"] == 50.0,
+    );
+    assert_eq!(fcr_n(&v).unwrap()["delta_w"], 0.0, "{v}");
+    assert_eq!(fcr_n(&v).unwrap()["ready"], true, "{v}");
+    assert!(fcr_n(&v).unwrap()["endurance_up_s"].as_f64().unwrap() > 0.0, "{v}");
+    let before = battery_w(&g);
+
+    // The dip (49.90 Hz): +C = +800 W on top of the baseline, and the inverter follows.
+    let v = until(
+        "FCR-N at +800 W",
+        Duration::from_secs(12),
+        || live(&g),
+        |v| fcr_n(v).and_then(|s| s["delta_w"].as_f64()).is_some_and(|d| (d - 800.0).abs() < 5.0),
+    );
+    assert!((v["live"]["frequency_hz"].as_f64().unwrap() - 49.9).abs() < 0.01, "{v}");
+    assert_eq!(fcr_n(&v).unwrap()["activation"], "ACTIVE", "{v}");
+    let during = until(
+        "battery +800 W",
+        Duration::from_secs(6),
+        || battery_w(&g),
+        |w| (w - before - 800.0).abs() < 150.0,
+    );
+
+    // Withdrawn mid-dip: the service stops acting (no FCR-N, Δ 0) and the command leaves +800 W.
+    let (code, v) = http(&g, "PUT", "/api/v1/grid-services", Some(r#"{"commitments": []}"#));
+    assert_eq!(code, 200, "{v}");
+    let v = until(
+        "FCR-N gone",
+        Duration::from_secs(5),
+        || live(&g),
+        |v| fcr_n(v).is_none() && v["live"]["delta_w"] == 0.0,
+    );
+    assert_eq!(v["active"], serde_json::json!([]), "{v}");
+    until("battery without FCR-N", Duration::from_secs(6), || battery_w(&g), |w| during - w > 400.0);
+}
