@@ -69,9 +69,15 @@ pub(crate) fn run(args: &LiveArgs) -> Result<(), LiveError> {
         })?),
     };
     let mut store = FileStore::new(&args.state_file);
-    let config = ControllerConfig { cycle: Millis::new(args.cycle_ms), ..ControllerConfig::default() };
-    let controller = load_controller(&mut store, config.clone(), args.reset_reason.is_some())?;
     let defaults = SimSiteConfig::default();
+    let config = ControllerConfig {
+        cycle: Millis::new(args.cycle_ms),
+        // A grid service's energy reserve becomes an SOC bound through the capacity (without
+        // it the controller keeps the whole direction for the service).
+        capacity: Some(defaults.battery_capacity),
+        ..ControllerConfig::default()
+    };
+    let controller = load_controller(&mut store, config.clone(), args.reset_reason.is_some())?;
     let economics = match &args.economics {
         Some(path) => Some(crate::config::load_economics_file(path, None, &sim_battery(&defaults, &config))?),
         None => None,

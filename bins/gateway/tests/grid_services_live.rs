@@ -132,7 +132,14 @@ fn fcr_n_follows_a_frequency_dip_through_the_running_gateway_only_while_committe
     assert_eq!(fcr_n(&v).unwrap()["delta_w"], 0.0, "{v}");
     assert_eq!(fcr_n(&v).unwrap()["ready"], true, "{v}");
     assert!(fcr_n(&v).unwrap()["endurance_up_s"].as_f64().unwrap() > 0.0, "{v}");
-    let before = battery_w(&g);
+    // The reservation (1.34 kW, 0.8 kWh each way) narrows what the mode may use; it does not
+    // take the battery away from it: the morning's PV surplus still charges the battery.
+    let before = until(
+        "the mode charges beside the reservation",
+        Duration::from_secs(6),
+        || battery_w(&g),
+        |w| *w < -500.0,
+    );
 
     // The dip (49.90 Hz): +C = +800 W on top of the baseline, and the inverter follows.
     let v = until(

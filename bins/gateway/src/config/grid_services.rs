@@ -560,6 +560,14 @@ droop_pct = 4
     }
 
     #[test]
+    fn sold_services_need_the_battery_capacity() {
+        let text = example(GOOD).replace("capacity_wh = 10240", "");
+        assert!(!text.contains("capacity_wh = 10240"));
+        let e = parse(Path::new("site.toml"), &text).unwrap_err().to_string();
+        assert!(e.contains("battery.capacity_wh") && e.contains("[grid_services]"), "{e}");
+    }
+
+    #[test]
     fn errors_name_file_line_field_and_value() {
         for (from, to, want) in [
             (

@@ -150,9 +150,25 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<SiteConfig, ConfigError> 
     };
     let grid_services =
         content.grid_services.as_ref().map(|g| grid_services::grid_services(&ctx, g)).transpose()?;
-    // The plan plans around what the sold services reserve.
+    // The services' energy reservations are SOC bounds through the capacity; without it the
+    // controller would keep both directions whole for them and the site could do nothing else.
+    if let (Some(g), None) = (grid_services.as_ref(), limits.pack.capacity) {
+        let s = &g.spec;
+        if s.fcr_n.is_some() || s.fcr_d_up.is_some() || s.fcr_d_down.is_some() || s.ffr.is_some() {
+            return Err(ctx.err_at_path(
+                "battery.capacity_wh",
+                "[grid_services] with FCR or FFR needs the battery's usable capacity for their energy \
+                 reservations: set [battery] capacity_wh"
+                    .to_owned(),
+            ));
+        }
+    }
+    // The plan plans around what the services reserve, at their configured (largest)
+    // capacities: a commitment can never exceed them.
     if let (Some(e), Some(g)) = (economics.as_mut(), grid_services.as_ref()) {
-        economics::reserve_for_grid_services(&mut e.problem, g.services.reserve());
+        let s = &g.spec;
+        let all = [s.fcr_n, s.fcr_d_up, s.fcr_d_down, s.ffr.map(|f| f.0)];
+        economics::reserve_for_grid_services(&mut e.problem, s.build(all, None).reserve());
     }
     let mut controller = ems_control::ControllerConfig {
         safety: limits.safety,
