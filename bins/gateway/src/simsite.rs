@@ -70,13 +70,7 @@ pub(crate) fn run(args: &LiveArgs) -> Result<(), LiveError> {
     };
     let mut store = FileStore::new(&args.state_file);
     let defaults = SimSiteConfig::default();
-    let config = ControllerConfig {
-        cycle: Millis::new(args.cycle_ms),
-        // A grid service's energy reserve becomes an SOC bound through the capacity (without
-        // it the controller keeps the whole direction for the service).
-        capacity: Some(defaults.battery_capacity),
-        ..ControllerConfig::default()
-    };
+    let config = controller_config(args.cycle_ms, &defaults);
     let controller = load_controller(&mut store, config.clone(), args.reset_reason.is_some())?;
     let economics = match &args.economics {
         Some(path) => Some(crate::config::load_economics_file(path, None, &sim_battery(&defaults, &config))?),
@@ -217,6 +211,17 @@ impl SimCalendar {
             time_of_day: Millis::from_secs(u64::try_from(seconds).unwrap_or(0)),
             start: zoned.timestamp(),
         })
+    }
+}
+
+/// The controller of the simulated site: the cycle, and the battery's capacity (a grid
+/// service's energy reserve becomes an SOC bound through it; without it the controller keeps
+/// the whole direction for the service).
+fn controller_config(cycle_ms: u64, site: &SimSiteConfig) -> ControllerConfig {
+    ControllerConfig {
+        cycle: Millis::new(cycle_ms),
+        capacity: Some(site.battery_capacity),
+        ..ControllerConfig::default()
     }
 }
 
