@@ -6,54 +6,13 @@
 // Test code: a failed unwrap or panic is a failed test with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 mod support;
 
-use support::{start, Gateway};
+use support::{find, http, start, Gateway};
 
 /// One HTTP/1.1 request; returns the status and the body.
-fn http(g: &Gateway, method: &str, path: &str, body: Option<&str>, auth: bool) -> (u16, serde_json::Value) {
-    let mut s = TcpStream::connect(&g.addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let body = body.unwrap_or("");
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n", g.addr);
-    if auth {
-        req.push_str(&format!("Authorization: Bearer {}\r\n", g.token));
-    }
-    if !body.is_empty() {
-        req.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    s.write_all(req.as_bytes()).unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let status: u16 = raw.split(' ').nth(1).unwrap().parse().unwrap();
-    let (head, payload) = raw.split_once("\r\n\r\n").unwrap();
-    let payload = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-        dechunk(payload)
-    } else {
-        payload.to_owned()
-    };
-    (status, serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null))
-}
-
-fn dechunk(mut s: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = s.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        s = &rest[n + 2..];
-    }
-    out
-}
-
 fn state(g: &Gateway) -> String {
     let (code, v) = http(g, "GET", "/api/v1/safety", None, true);
     assert_eq!(code, 200, "{v}");
@@ -70,16 +29,6 @@ fn wait_for(g: &Gateway, want: &str) {
 }
 
 /// The value of `key` anywhere in `v` (the channel's number, or its `value` field).
-fn find<'a>(v: &'a serde_json::Value, key: &str) -> Option<&'a serde_json::Value> {
-    match v {
-        serde_json::Value::Object(m) => {
-            m.get(key).map(|x| x.get("value").unwrap_or(x)).or_else(|| m.values().find_map(|x| find(x, key)))
-        }
-        serde_json::Value::Array(a) => a.iter().find_map(|x| find(x, key)),
-        _ => None,
-    }
-}
-
 #[test]
 fn the_running_gateway_serves_the_api_and_obeys_estop_and_reset() {
     let dir = tempfile::tempdir().unwrap();

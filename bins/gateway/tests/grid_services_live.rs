@@ -7,71 +7,20 @@
 // Test code: a failed unwrap or panic is a failed test with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 mod support;
 
-use support::{spawn, Gateway};
-
-fn http(g: &Gateway, method: &str, path: &str, body: Option<&str>) -> (u16, serde_json::Value) {
-    let mut s = TcpStream::connect(&g.addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let body = body.unwrap_or("");
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nAuthorization: Bearer {}\r\n",
-        g.addr, g.token
-    );
-    if !body.is_empty() {
-        req.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    s.write_all(req.as_bytes()).unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let status: u16 = raw.split(' ').nth(1).unwrap().parse().unwrap();
-    let (head, payload) = raw.split_once("\r\n\r\n").unwrap();
-    let payload = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-        dechunk(payload)
-    } else {
-        payload.to_owned()
-    };
-    (status, serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null))
-}
-
-fn dechunk(mut s: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = s.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        s = &rest[n + 2..];
-    }
-    out
-}
-
-fn find<'a>(v: &'a serde_json::Value, key: &str) -> Option<&'a serde_json::Value> {
-    match v {
-        serde_json::Value::Object(m) => {
-            m.get(key).map(|x| x.get("value").unwrap_or(x)).or_else(|| m.values().find_map(|x| find(x, key)))
-        }
-        serde_json::Value::Array(a) => a.iter().find_map(|x| find(x, key)),
-        _ => None,
-    }
-}
+use support::{find, http, spawn, Gateway};
 
 fn battery_w(g: &Gateway) -> f64 {
-    let (code, d) = http(g, "GET", "/api/v1/current-data?channels=_sum/EssActivePower", None);
+    let (code, d) = http(g, "GET", "/api/v1/current-data?channels=_sum/EssActivePower", None, true);
     assert_eq!(code, 200, "{d}");
     find(&d, "_sum/EssActivePower").and_then(serde_json::Value::as_f64).unwrap()
 }
 
 fn live(g: &Gateway) -> serde_json::Value {
-    let (code, v) = http(g, "GET", "/api/v1/grid-services", None);
+    let (code, v) = http(g, "GET", "/api/v1/grid-services", None, true);
     assert_eq!(code, 200, "{v}");
     v
 }
@@ -118,7 +67,7 @@ fn fcr_n_follows_a_frequency_dip_through_the_running_gateway_only_while_committe
         "from": now.checked_sub(jiff::SignedDuration::from_mins(1)).unwrap().to_string(),
         "until": now.checked_add(jiff::SignedDuration::from_hours(1)).unwrap().to_string(),
     }] });
-    let (code, v) = http(&g, "PUT", "/api/v1/grid-services", Some(&body.to_string()));
+    let (code, v) = http(&g, "PUT", "/api/v1/grid-services", Some(&body.to_string()), true);
     assert_eq!(code, 200, "{v}");
     assert_eq!(v["active"], serde_json::json!(["fcr-n"]));
 
@@ -158,7 +107,7 @@ fn fcr_n_follows_a_frequency_dip_through_the_running_gateway_only_while_committe
     );
 
     // Withdrawn mid-dip: the service stops acting (no FCR-N, Δ 0) and the command leaves +800 W.
-    let (code, v) = http(&g, "PUT", "/api/v1/grid-services", Some(r#"{"commitments": []}"#));
+    let (code, v) = http(&g, "PUT", "/api/v1/grid-services", Some(r#"{"commitments": []}"#), true);
     assert_eq!(code, 200, "{v}");
     let v = until(
         "FCR-N gone",

@@ -5,7 +5,7 @@
 // test binary does not call is dead code there.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};
 
 /// A running gateway; killed when dropped.
@@ -80,5 +80,64 @@ impl Gateway {
     /// Whether it is still running.
     pub(crate) fn running(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
+    }
+}
+
+/// One HTTP/1.1 request to the gateway's API (with its admin token when `auth`): the status
+/// and the JSON body (`Null` when it is not JSON).
+pub(crate) fn http(
+    g: &Gateway,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    auth: bool,
+) -> (u16, serde_json::Value) {
+    let mut s = std::net::TcpStream::connect(&g.addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    let body = body.unwrap_or("");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n", g.addr);
+    if auth {
+        req.push_str(&format!("Authorization: Bearer {}\r\n", g.token));
+    }
+    if !body.is_empty() {
+        req.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let status: u16 = raw.split(' ').nth(1).unwrap().parse().unwrap();
+    let (head, payload) = raw.split_once("\r\n\r\n").unwrap();
+    let payload = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        dechunk(payload)
+    } else {
+        payload.to_owned()
+    };
+    (status, serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null))
+}
+
+/// The body of a chunked answer.
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = &rest[n + 2..];
+    }
+    out
+}
+
+/// A channel's value in `/api/v1/current-data` (or any key, depth-first).
+pub(crate) fn find<'a>(v: &'a serde_json::Value, key: &str) -> Option<&'a serde_json::Value> {
+    match v {
+        serde_json::Value::Object(m) => {
+            m.get(key).map(|x| x.get("value").unwrap_or(x)).or_else(|| m.values().find_map(|x| find(x, key)))
+        }
+        serde_json::Value::Array(a) => a.iter().find_map(|x| find(x, key)),
+        _ => None,
     }
 }
