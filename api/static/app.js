@@ -569,6 +569,41 @@
       : '';
   }
 
+  // Grid services (issue #13): read-only; the panel stays hidden on a site without
+  // [grid_services] (the endpoint answers 404).
+  async function loadGridServices() {
+    const r = await api('GET', '/api/v1/grid-services');
+    const panel = $('grid-panel');
+    if (!r.ok || !r.data) {
+      panel.hidden = true;
+      return;
+    }
+    panel.hidden = false;
+    const g = r.data;
+    const live = g.live;
+    const f = live && live.frequency_hz != null ? live.frequency_hz.toFixed(3) + ' Hz' : 'no frequency';
+    setText('grid-summary', g.parameter_set + ' — ' + f + (live ? ', Δ ' + Math.round(live.delta_w) + ' W, ' + live.state : '') +
+      ', active: ' + (g.active.length ? g.active.join(', ') : 'none (no commitment in force)'));
+    const mins = function (s) { return s == null ? '–' : Math.round(s / 60) + ' min'; };
+    const body = $('grid-services');
+    body.textContent = '';
+    for (const s of (live ? live.services : [])) {
+      const tr = document.createElement('tr');
+      for (const text of [s.service, s.activation, Math.round(s.delta_w) + ' W',
+        mins(s.endurance_up_s) + ' / ' + mins(s.endurance_down_s), s.nem + ' / ' + s.aem, s.ready ? 'yes' : 'no']) {
+        const td = document.createElement('td');
+        td.textContent = text;
+        tr.appendChild(td);
+      }
+      body.appendChild(tr);
+    }
+    setText('grid-commitments', g.commitments.length
+      ? 'Committed: ' + g.commitments.map(function (c) {
+        return c.service + ' ' + Math.round(c.capacity_w) + ' W ' + fmtTime(c.from) + '–' + fmtTime(c.until);
+      }).join('; ')
+      : 'No commitments (PUT /api/v1/grid-services).');
+  }
+
   async function loadPlan() {
     const r = await api('GET', '/api/v1/plan');
     if (!economicsAvailable(r) || !r.ok || !r.data) return;
@@ -916,6 +951,7 @@
   // ---- Refresh ---------------------------------------------------------------------------
 
   function refreshSlow() {
+    loadGridServices();
     loadControlModes();
     loadSchedules();
     loadChart();
