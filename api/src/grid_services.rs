@@ -184,6 +184,48 @@ pub struct LiveServices {
     pub engaged: bool,
     /// The services that ran (committed now, and the grid-code droop).
     pub services: Vec<ServiceLive>,
+    /// The compliance log in operation (`null`: not configured).
+    pub compliance_log: Option<ComplianceLogLive>,
+}
+
+/// The compliance log's state (`GET /api/v1/grid-services` → `live.compliance_log`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ComplianceLogLive {
+    /// The directory of the daily files.
+    pub dir: String,
+    /// The file rows go to now (`null` before the first row).
+    pub file: Option<String>,
+    /// Days the files are kept.
+    pub retention_days: u16,
+    /// Rows written since the start.
+    pub rows_written: u64,
+    /// Samples the control thread could not hand over (the writer's queue was full).
+    pub samples_dropped: u64,
+    /// FFR activations seen (each opens 10 Hz rows from 10 s before to 15 min after).
+    pub ffr_activations: u64,
+    /// The end of the open 10 Hz window (`null`: 1 Hz now).
+    pub high_rate_until: Option<Timestamp>,
+    /// The sanity check: active power minus the activated services against the baseline.
+    pub sanity: SanityLive,
+    /// The last write error (`null`: none).
+    pub error: Option<String>,
+}
+
+/// The sanity check over 10 s windows.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SanityLive {
+    /// The tolerance on a window's mean residual, W.
+    pub tolerance_w: f64,
+    /// Windows checked (RUNNING with a service committed).
+    pub windows: u64,
+    /// Windows whose mean |residual| exceeded the tolerance.
+    pub windows_over: u64,
+    /// The largest mean |residual|, W.
+    pub worst_w: f64,
+    /// Start of the last window over the tolerance.
+    pub last_over_at: Option<Timestamp>,
+    /// Its mean residual (`+`: the unit delivered more than asked), W.
+    pub last_over_w: Option<f64>,
 }
 
 /// Where `GET` reads the live status (the gateway: a snapshot the control thread publishes).

@@ -39,6 +39,7 @@ impl GridStatusSource for FixedStatus {
                 alert_state: false,
                 ready: true,
             }],
+            compliance_log: None,
         })
     }
 }

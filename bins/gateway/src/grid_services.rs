@@ -12,6 +12,7 @@
 //!   their version changed; the status (a `Copy` struct) is published with a `try_lock` (a busy
 //!   lock skips one publication). The API converts it to JSON on its own threads.
 
+use crate::compliance::{ComplianceLog, ComplianceStatus};
 #[cfg(feature = "sim")]
 use crate::config::SimSignal;
 use crate::config::{FrequencyWiring, GridServicesWiring, ServicesSpec};
@@ -22,15 +23,16 @@ use ems_api::grid_services::{
     ServiceLive,
 };
 use ems_control::{GridRequest, GridService, Output};
-use ems_core::{Hertz, Millis, Snapshot, State, Watts};
+use ems_core::{Hertz, Millis, Percent, Snapshot, State, Watts};
 use ems_devices::frequency::{FrequencyInput, FrequencyInputConfig, FrequencySource, ModbusFrequency};
 use ems_devices::modbus::transport::{AnyClient, ClientOptions, ModbusEndpoint};
 use ems_devices::traits::{DeviceError, ErrorKind};
+use ems_grid::prequal::{nem_aem_codes, OpSample, SvkService, SvkServiceRow};
 use ems_grid::{Activation, AemState, FrequencyServices, LerConfig, NemState, ServiceStatus, ServicesStatus};
 use ems_runtime::fast::{FastPath, FastPathConfig, GridPath};
 use ems_safety::Envelope;
 use jiff::Timestamp;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 /// One publication of the control thread.
@@ -42,14 +44,18 @@ struct Published {
     at: Timestamp,
 }
 
-/// The services' status as the control thread last published it.
+/// The services' status as the control thread last published it, and the compliance log's
+/// as its writer thread did.
 #[derive(Debug, Default)]
-pub(crate) struct LiveStatus(Mutex<Option<Published>>);
+pub(crate) struct LiveStatus {
+    published: Mutex<Option<Published>>,
+    compliance: OnceLock<Arc<ComplianceStatus>>,
+}
 
 impl LiveStatus {
     fn publish(&self, p: Published) {
         // Never wait: a reader holding the lock costs one publication, not a late cycle.
-        if let Ok(mut g) = self.0.try_lock() {
+        if let Ok(mut g) = self.published.try_lock() {
             *g = Some(p);
         }
     }
@@ -71,13 +77,17 @@ fn aem_name(a: AemState) -> &'static str {
     }
 }
 
-fn service_live(name: &str, s: &ServiceStatus, running: bool) -> ServiceLive {
-    let ready = running
-        && s.frequency.is_some()
+/// A service with a good frequency, neither recovering nor without frequency.
+fn ready(s: &ServiceStatus) -> bool {
+    s.frequency.is_some()
         && match s.activation {
             Activation::Armed | Activation::Active | Activation::Deactivating => true,
             Activation::Inactive | Activation::Recovering { .. } | Activation::FrequencyLost => false,
-        };
+        }
+}
+
+fn service_live(name: &str, s: &ServiceStatus, running: bool) -> ServiceLive {
+    let ready = running && ready(s);
     #[allow(clippy::cast_precision_loss)] // endurance in ms, far below 2^52
     let secs = |m: Option<Millis>| m.map(|m| m.get() as f64 / 1000.0);
     ServiceLive {
@@ -95,7 +105,7 @@ fn service_live(name: &str, s: &ServiceStatus, running: bool) -> ServiceLive {
 
 impl GridStatusSource for LiveStatus {
     fn live(&self) -> Option<LiveServices> {
-        let p = (*self.0.lock().unwrap_or_else(PoisonError::into_inner))?;
+        let p = (*self.published.lock().unwrap_or_else(PoisonError::into_inner))?;
         let running = p.state == State::Running;
         let st = &p.status;
         let services = [
@@ -115,6 +125,7 @@ impl GridStatusSource for LiveStatus {
             delta_w: st.delta,
             engaged: st.engaged,
             services,
+            compliance_log: self.compliance.get().map(|c| c.get()),
         })
     }
 }
@@ -211,6 +222,19 @@ impl GridStart {
         };
         let path = FastPath::new(input, services, config)
             .map_err(|e| LiveError::Devices(format!("grid_services.fast_period_ms: {e}")))?;
+        let log = match &w.compliance {
+            Some(c) => {
+                let columns: Vec<SvkService> = SvkService::ALL
+                    .into_iter()
+                    .zip(w.spec.capacities())
+                    .filter_map(|(s, c)| c.map(|_| s))
+                    .collect();
+                let (log, status) = ComplianceLog::start(c, &columns, self.ler.is_some())?;
+                let _ = self.live.compliance.set(status);
+                Some(log)
+            }
+            None => None,
+        };
         println!(
             "grid services: {} ({}), fast tick {} ms",
             w.summary.join(", "),
@@ -220,6 +244,9 @@ impl GridStart {
         Ok(GatewayGrid {
             path,
             live: self.live,
+            log,
+            ler: self.ler,
+            measured: (None, None),
             #[cfg(feature = "sim")]
             sim,
         })
@@ -273,6 +300,10 @@ fn sim_signal(s: SimSignal) -> ems_devices::frequency::SimFrequencySignal {
                 50.0
             };
             hz(f)
+        })),
+        SimSignal::FfrDip => SimFrequencySignal::Function(Box::new(move |t: Millis| {
+            let s = t.get() % 300_000;
+            hz(if (60_000..70_000).contains(&s) { 49.45 } else { 50.0 })
         })),
         SimSignal::Sine => SimFrequencySignal::Function(Box::new(move |t: Millis| {
             #[allow(clippy::cast_precision_loss)] // ms within a 60 s period
@@ -328,7 +359,8 @@ pub(crate) struct CommittedServices {
     running: FrequencyServices,
     spec: ServicesSpec,
     ler: Option<LerConfig>,
-    committed: [Option<Watts>; 4],
+    /// The capacities committed now (fcr-n, fcr-d-up, fcr-d-down, ffr).
+    pub(crate) committed: [Option<Watts>; 4],
     port: Arc<GridServices>,
     seen: u64,
     commitments: Arc<Vec<Commitment>>,
@@ -372,12 +404,60 @@ impl GridService for CommittedServices {
     }
 }
 
+/// One sample of the compliance log: the measured power, the frequency, per sold service
+/// whether it is committed and ready (`ContStatus_*`), its Δ (`Activated_*`) and committed
+/// capacity (`ResSize_*`, 0 outside a window), FCR-N's NEM/AEM, the envelope's limits and the
+/// reservoir's energy each way.
+fn op_sample(
+    unix_ms: i64,
+    status: &ServicesStatus,
+    committed: [Option<Watts>; 4],
+    out: &Output,
+    frequency: Option<Hertz>,
+    (power, soc): (Option<Watts>, Option<Percent>),
+    ler: Option<LerConfig>,
+) -> OpSample {
+    let running = out.state == State::Running;
+    let row = |s: &Option<ServiceStatus>, c: Option<Watts>| SvkServiceRow {
+        available: running && c.is_some() && s.as_ref().is_some_and(ready),
+        activated_w: s.as_ref().map_or(0.0, |s| f64::from(s.delta.get())),
+        reserve_w: c.map_or(0.0, |c| f64::from(c.get())),
+    };
+    let services = [
+        (&status.fcr_n, committed[0]),
+        (&status.fcr_d_up, committed[1]),
+        (&status.fcr_d_down, committed[2]),
+        (&status.ffr, committed[3]),
+    ]
+    .map(|(s, c)| Some(row(s, c)));
+    let (nem, aem) = status.fcr_n.as_ref().map_or((0, 0), |s| nem_aem_codes(&s.ler));
+    let cap_wh = ler.and_then(|l| l.view(soc)).map(|v| (f64::from(v.up.get()), f64::from(v.down.get())));
+    OpSample {
+        unix_ms,
+        power_w: power.map_or(f64::NAN, |p| f64::from(p.get())),
+        frequency_hz: frequency.map_or(f64::NAN, |f| f64::from(f.get())),
+        services,
+        nem,
+        aem,
+        pmin_w: -f64::from(out.envelope.max_charge().get()),
+        pmax_w: f64::from(out.envelope.max_discharge().get()),
+        cap_wh,
+        ffr_active: status.ffr.as_ref().is_some_and(|s| s.activation == Activation::Active),
+        requested_w: f64::from(out.requested.get()),
+        checked: running && committed.iter().any(Option::is_some),
+    }
+}
+
 /// The gateway's grid path: the runtime's [`FastPath`] over [`CommittedServices`], feeding
 /// the simulated source its time and publishing the status after every step.
 #[derive(Debug)]
 pub(crate) struct GatewayGrid {
     path: FastPath<AnyFrequency, CommittedServices>,
     live: Arc<LiveStatus>,
+    log: Option<ComplianceLog>,
+    ler: Option<LerConfig>,
+    /// The inverter's AC power and the SOC as the last sample saw them.
+    measured: (Option<Watts>, Option<Percent>),
     #[cfg(feature = "sim")]
     sim: Option<ems_devices::frequency::SimFrequencyHandle>,
 }
@@ -399,6 +479,7 @@ impl GridPath for GatewayGrid {
             h.set_time(now);
         }
         self.path.sample(now, snapshot).await;
+        self.measured = (snapshot.inverter.active_power.value_at(now), snapshot.battery.soc.value_at(now));
     }
 
     fn service(&mut self) -> &mut CommittedServices {
@@ -407,11 +488,14 @@ impl GridPath for GatewayGrid {
 
     fn stepped(&mut self, now: Millis, out: &Output, fast: bool) {
         self.path.stepped(now, out, fast);
-        self.live.publish(Published {
-            status: self.path.grid_service().status(),
-            state: out.state,
-            frequency: self.path.input().value_at(now),
-            at: Timestamp::now(),
-        });
+        let status = self.path.grid_service().status();
+        let frequency = self.path.input().value_at(now);
+        self.live.publish(Published { status, state: out.state, frequency, at: Timestamp::now() });
+        if let Some(log) = &mut self.log {
+            let unix_ms = log.unix_ms(now);
+            let committed = self.path.grid_service().committed;
+            let sample = op_sample(unix_ms, &status, committed, out, frequency, self.measured, self.ler);
+            log.record(sample);
+        }
     }
 }

@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 mod api;
+mod compliance;
 mod config;
 mod economics;
 mod error;

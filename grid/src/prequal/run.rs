@@ -6,8 +6,7 @@ use crate::prequal::profile::Profile;
 use crate::prequal::signal::{Sequence, SequenceKind, ServiceUnderTest};
 use crate::prequal::sim::{Inverter, Meter, UnitModel};
 use crate::{
-    AemState, FcrD, FcrN, Ffr, FfrLevel, FfrParams, FfrSupport, FrequencyServices, LerConfig, NemState,
-    ParamError, ParamSet,
+    FcrD, FcrN, Ffr, FfrLevel, FfrParams, FfrSupport, FrequencyServices, LerConfig, ParamError, ParamSet,
 };
 use ems_control::{Controller, ControllerConfig, Inputs, ModeSetting};
 use ems_core::snapshot::{
@@ -389,19 +388,7 @@ pub fn run(config: &RunConfig, signal: &Signal) -> Result<Run, RunError> {
             ServiceUnderTest::FcrDDown => status.fcr_d_down,
             ServiceUnderTest::Ffr => status.ffr,
         };
-        let (nem, aem) = mine.map_or((0, 0), |s| {
-            let nem = match s.ler.nem {
-                NemState::Off => 0,
-                NemState::Charging => -1,
-                NemState::Discharging => 1,
-            };
-            let aem = match s.ler.aem {
-                AemState::Off => 0,
-                AemState::SavingUp => 1,
-                AemState::SavingDown => -1,
-            };
-            (nem, aem)
-        });
+        let (nem, aem) = mine.map_or((0, 0), |s| crate::prequal::svk::nem_aem_codes(&s.ler));
         samples.push(Sample {
             t_s: t,
             frequency_hz: f,

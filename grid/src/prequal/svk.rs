@@ -4,7 +4,7 @@
 //! endings. Powers in MW, energies in MWh, frequency in Hz (see `docs/GRID.md`).
 //!
 //! [`SvkLogWriter`] writes rows to any [`std::io::Write`]; the test tool writes one row per
-//! control cycle (20 Hz), and the runtime can reuse it for the 1 Hz operation log.
+//! control cycle (20 Hz); [`super::oplog`] writes the operation log with it.
 
 use std::io::{self, Write};
 
@@ -22,6 +22,20 @@ pub enum SvkService {
 }
 
 impl SvkService {
+    /// Every service, in column order.
+    pub const ALL: [Self; 4] = [Self::FcrN, Self::FcrDUp, Self::FcrDDown, Self::Ffr];
+
+    /// The position in [`Self::ALL`].
+    #[must_use]
+    pub const fn index(self) -> usize {
+        match self {
+            Self::FcrN => 0,
+            Self::FcrDUp => 1,
+            Self::FcrDDown => 2,
+            Self::Ffr => 3,
+        }
+    }
+
     /// The suffix after the `_`.
     #[must_use]
     pub const fn suffix(self) -> &'static str {
@@ -103,6 +117,33 @@ fn mw(w: f64) -> f64 {
     w / 1e6
 }
 
+/// A value with `decimals`, or an empty cell when it is not finite (not measured).
+fn cell(x: f64, decimals: usize) -> String {
+    if x.is_finite() {
+        format!("{x:.decimals$}")
+    } else {
+        String::new()
+    }
+}
+
+/// The log's `NEM` and `AEM` codes of a service's reservoir view: NEM charging −1 /
+/// discharging +1; AEM saving up (restoring energy for upward regulation) +1 / saving down −1.
+#[must_use]
+pub const fn nem_aem_codes(ler: &crate::status::LerStatus) -> (i8, i8) {
+    use crate::status::{AemState, NemState};
+    let nem = match ler.nem {
+        NemState::Off => 0,
+        NemState::Charging => -1,
+        NemState::Discharging => 1,
+    };
+    let aem = match ler.aem {
+        AemState::Off => 0,
+        AemState::SavingUp => 1,
+        AemState::SavingDown => -1,
+    };
+    (nem, aem)
+}
+
 impl<W: Write> SvkLogWriter<W> {
     /// A writer for `services` (in this column order), with `Cap_*` columns when `ler`; writes
     /// the header.
@@ -129,8 +170,12 @@ impl<W: Write> SvkLogWriter<W> {
     /// # Errors
     /// The writer's I/O error.
     pub fn write(&mut self, row: &SvkRow<'_>) -> io::Result<()> {
-        let mut line =
-            format!("{},{:.6},{:.4}", format_datetime(row.unix_ms), mw(row.power_w), row.frequency_hz);
+        let mut line = format!(
+            "{},{},{}",
+            format_datetime(row.unix_ms),
+            cell(mw(row.power_w), 6),
+            cell(row.frequency_hz, 4)
+        );
         for i in 0..self.services {
             match row.services.get(i) {
                 Some(s) => line.push_str(&format!(
@@ -151,6 +196,14 @@ impl<W: Write> SvkLogWriter<W> {
         }
         line.push_str("\r\n");
         self.out.write_all(line.as_bytes())
+    }
+
+    /// Flush the writer.
+    ///
+    /// # Errors
+    /// The writer's I/O error.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
     }
 
     /// Flush and hand back the writer.

@@ -30,6 +30,11 @@
 //! [grid_services.droop]
 //! kind = "lfsm-ou"                     # "lfsm-o" | "lfsm-u" | "lfsm-ou" | "ieee1547"
 //! droop_pct = 5                        # 2..=12
+//!
+//! [grid_services.compliance_log]       # the TSO's log in operation (docs/GRID.md)
+//! dir = "svk-log"                      # relative to this file
+//! retention_days = 14                  # 14..=3650
+//! sanity_tolerance_w = 100             # default 10 % of the summed sold capacities
 //! ```
 //!
 //! `source = "meter"` (the grid meter's frequency, once per EMS cycle) is refused: the fast path
@@ -68,6 +73,31 @@ pub(crate) struct GridServicesSection {
     pub ffr: Option<FfrEntry>,
     /// The grid-code droop.
     pub droop: Option<DroopEntry>,
+    /// The compliance log in operation.
+    pub compliance_log: Option<ComplianceLogEntry>,
+}
+
+/// `[grid_services.compliance_log]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ComplianceLogEntry {
+    /// The directory of the daily files (relative to the site file).
+    pub dir: Spanned<String>,
+    /// Days kept (14..=3650, default 14).
+    pub retention_days: Option<Spanned<i64>>,
+    /// The sanity check's tolerance on a 10 s mean, W.
+    pub sanity_tolerance_w: Option<Spanned<f64>>,
+}
+
+/// `[grid_services.compliance_log]`, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ComplianceWiring {
+    /// The directory.
+    pub dir: std::path::PathBuf,
+    /// Days kept.
+    pub retention_days: u16,
+    /// The sanity check's tolerance, W.
+    pub tolerance_w: f64,
 }
 
 /// `[grid_services.frequency]`.
@@ -154,6 +184,9 @@ pub(crate) enum SimSignal {
     Dip,
     /// 50 Hz ± 0.1 Hz, period 60 s.
     Sine,
+    /// Every 300 s: 50.00 Hz for 60 s, then a step to 49.45 Hz (below every FFR activation
+    /// level) held 10 s, then 50.00 Hz.
+    FfrDip,
 }
 
 /// The services as configured: what [`ems_grid::FrequencyServices`] is built from (again
@@ -238,6 +271,8 @@ pub(crate) struct GridServicesWiring {
     pub fast_period: Millis,
     /// What was sold, for `check-config` and the API (`FCR-N 1000 W`, …).
     pub summary: Vec<String>,
+    /// The compliance log in operation, if configured.
+    pub compliance: Option<ComplianceWiring>,
 }
 
 /// A file holding only `[grid_services]` (`--grid-services FILE` of the simulated site).
@@ -394,7 +429,40 @@ pub(super) fn grid_services(
     }
     // Built once whole to let each service check its numbers here; run per commitment.
     let _ = services;
-    Ok(GridServicesWiring { parameter_set, spec, frequency, max_age, fast_period, summary })
+    let compliance = g.compliance_log.as_ref().map(|c| compliance_log(ctx, c, &spec)).transpose()?;
+    Ok(GridServicesWiring { parameter_set, spec, frequency, max_age, fast_period, summary, compliance })
+}
+
+fn compliance_log(
+    ctx: &Ctx<'_>,
+    c: &ComplianceLogEntry,
+    spec: &ServicesSpec,
+) -> Result<ComplianceWiring, ConfigError> {
+    if c.dir.get_ref().trim().is_empty() {
+        return Err(ctx.err("grid_services.compliance_log.dir", &c.dir, "an empty directory name".into()));
+    }
+    let min = u64::from(ems_grid::prequal::oplog::MIN_RETENTION_DAYS);
+    let retention_days = match &c.retention_days {
+        Some(v) => {
+            u16::try_from(ctx.int("grid_services.compliance_log.retention_days", v, min, 3650, " days")?)
+                .unwrap_or(u16::MAX)
+        }
+        None => ems_grid::prequal::oplog::MIN_RETENTION_DAYS,
+    };
+    let sold: f64 = spec.capacities().iter().flatten().map(|w| f64::from(w.get())).sum();
+    // Assumption: 10 % of what was sold (the TSO gives no number for operation); at least
+    // 10 W so that a site with only the droop configured still has a usable check.
+    let tolerance_w = match &c.sanity_tolerance_w {
+        Some(v) => {
+            ctx.number("grid_services.compliance_log.sanity_tolerance_w", v, 1.0, MAX_CAPACITY_W, "W")?
+        }
+        None => (0.1 * sold).max(10.0),
+    };
+    Ok(ComplianceWiring {
+        dir: super::paths::resolve(ctx.file(), c.dir.get_ref()),
+        retention_days,
+        tolerance_w,
+    })
 }
 
 fn frequency(ctx: &Ctx<'_>, f: &FrequencyEntry) -> Result<(FrequencyWiring, Millis), ConfigError> {
@@ -413,7 +481,12 @@ fn frequency(ctx: &Ctx<'_>, f: &FrequencyEntry) -> Result<(FrequencyWiring, Mill
             "'meter' is not supported: the fast path needs its own sample every tick, and the meter is read once per cycle; use source = \"modbus\" with the meter's frequency register (endpoint, address, type, scale)".into(),
         ));
     }
-    let signals = [("nominal", SimSignal::Nominal), ("dip", SimSignal::Dip), ("sine", SimSignal::Sine)];
+    let signals = [
+        ("nominal", SimSignal::Nominal),
+        ("dip", SimSignal::Dip),
+        ("sine", SimSignal::Sine),
+        ("ffr-dip", SimSignal::FfrDip),
+    ];
     if kind == 2 {
         let signal =
             choice(ctx, "grid_services.frequency.signal", f.signal.as_ref(), &signals, SimSignal::Nominal)?;
@@ -535,6 +608,9 @@ support = "long"
 [grid_services.droop]
 kind = "lfsm-ou"
 droop_pct = 4
+
+[grid_services.compliance_log]
+dir = "svk"
 "#;
 
     #[test]
@@ -549,6 +625,10 @@ droop_pct = 4
             ["FCR-N 1000 W", "FCR-D up 2000 W", "FFR 1500 W at 49.6 Hz (long)", "LFSM-O/U 4.0 %"]
         );
         assert!(matches!(g.frequency, super::FrequencyWiring::Modbus { unit_id: 1, .. }));
+        let log = g.compliance.unwrap();
+        assert_eq!(log.dir, Path::new("svk"), "relative to the site file's folder");
+        assert_eq!(log.retention_days, 14);
+        assert!((log.tolerance_w - 450.0).abs() < 1e-9, "10 % of 4.5 kW sold: {}", log.tolerance_w);
         let old = GOOD.replace("fast_period_ms = 50", "parameter_set = \"nordic-2023-v1.0\"");
         let g = parse(Path::new("site.toml"), &example(&old)).unwrap().grid_services.unwrap();
         assert_eq!(g.parameter_set, "nordic-2023-v1.0");
@@ -606,6 +686,17 @@ droop_pct = 4
                 "address = 70000",
                 "grid_services.frequency.address: 70000 is outside 0..=65535",
             ),
+            (
+                "dir = \"svk\"",
+                "dir = \"svk\"\nretention_days = 7",
+                "grid_services.compliance_log.retention_days: 7 days is outside 14..=3650 days",
+            ),
+            (
+                "dir = \"svk\"",
+                "dir = \"svk\"\nsanity_tolerance_w = -1",
+                "grid_services.compliance_log.sanity_tolerance_w: -1 W is outside 1..=10000000 W",
+            ),
+            ("dir = \"svk\"", "dir = \" \"", "grid_services.compliance_log.dir: an empty directory name"),
         ] {
             let text = GOOD.replace(from, to);
             assert_ne!(text, GOOD, "{from}");

@@ -39,7 +39,9 @@ pub(crate) use errors::ConfigError;
 #[cfg(feature = "sim")]
 pub(crate) use grid_services::{load_file as load_grid_services_file, SimSignal};
 #[allow(unused_imports)] // kept for the section types' paths, see above
-pub(crate) use grid_services::{FrequencyWiring, GridServicesSection, GridServicesWiring, ServicesSpec};
+pub(crate) use grid_services::{
+    ComplianceWiring, FrequencyWiring, GridServicesSection, GridServicesWiring, ServicesSpec,
+};
 pub(crate) use limits::LimitsSection;
 #[allow(unused_imports)] // kept for the section types' paths, see above
 pub(crate) use mode::{CapSlotEntry, ModeSection};
