@@ -241,7 +241,8 @@ mod tests {
     #[test]
     fn a_full_queue_drops_and_counts_instead_of_waiting() {
         let (tx, rx) = sync_channel(2);
-        let log = ComplianceLog { tx: Some(tx), dropped: Arc::new(AtomicU64::new(0)), anchor: None, writer: None };
+        let log =
+            ComplianceLog { tx: Some(tx), dropped: Arc::new(AtomicU64::new(0)), anchor: None, writer: None };
         for t in 0..5 {
             log.record(sample(t));
         }
@@ -251,7 +252,8 @@ mod tests {
 
     #[test]
     fn timestamps_follow_control_time_from_the_first_sample() {
-        let mut log = ComplianceLog { tx: None, dropped: Arc::new(AtomicU64::new(0)), anchor: None, writer: None };
+        let mut log =
+            ComplianceLog { tx: None, dropped: Arc::new(AtomicU64::new(0)), anchor: None, writer: None };
         let a = log.unix_ms(Millis::new(5_000));
         let b = log.unix_ms(Millis::new(5_100));
         assert_eq!(b - a, 100);
