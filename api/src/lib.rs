@@ -4,6 +4,7 @@
 
 pub mod audit_queue;
 pub mod auth;
+pub mod cloud;
 pub mod control_modes;
 pub mod dashboard;
 pub mod db;

@@ -112,6 +112,7 @@ pub const ROUTES: &[RouteInfo] = &[
     RouteInfo { method: "GET", path: "/api/v1/rules", roles: "viewer, operator, admin", summary: "The operator rule set `{country?, rules}` and the current `decision`: `{winner, action, fired}`." },
     RouteInfo { method: "PUT", path: "/api/v1/rules", roles: "operator, admin", summary: "Replace the operator rule set (a `decision` member, as GET shows it, is ignored). The rules engine validates it: 400 naming the path (`rules[0].when.from`) and the value, and the stored set stays. Answers the stored set. Audited." },
     RouteInfo { method: "GET", path: "/api/v1/grid-services", roles: "viewer, operator, admin", summary: "The frequency services: `parameter_set`, `configured` (service, `capacity_w`, detail), the stored `commitments`, `active` (the services committed now: only these act) and `live` (published by the control loop: `state`, `frequency_hz`, summed `delta_w` (+ discharge), per service `activation`, `delta_w`, `endurance_up_s`/`endurance_down_s`, `nem`, `aem`, `alert_state`, `ready`). 404 without `[grid_services]`." },
+    RouteInfo { method: "GET", path: "/api/v1/cloud", roles: "viewer, operator, admin", summary: "The cloud link: `url`, `online`, `last_success`, `last_error`, `pushes_ok`, `pushes_failed`, `buffered` (outbox entries now), `buffer_rows` (its bound), `merged` (entries merged into older ones when full), `dropped`, `resent`, `resend_from`, `activations`, `schedules`. 404 without `[cloud]`." },
     RouteInfo { method: "PUT", path: "/api/v1/grid-services", roles: "operator, provider, admin", summary: "Replace the commitments: `{\"commitments\": [{\"service\": \"fcr-n\"|\"fcr-d-up\"|\"fcr-d-down\"|\"ffr\", \"capacity_w\", \"from\", \"until\"}]}` (RFC 3339; `[]` clears). 400 naming the field and value for an unknown or unconfigured service, a capacity <= 0 or above the configured one, `until` not after `from`, overlapping windows of one service. Persisted (kept across restarts). Answers the view as GET. Audited." },
 ];
 
@@ -301,6 +302,7 @@ fn op_spec(method: &str, path: &str) -> OpSpec {
             ..none(&[200, 400, 404, 409, 413])
         },
         ("GET", "/api/v1/grid-services") => none(&[200, 404]),
+        ("GET", "/api/v1/cloud") => none(&[200, 404]),
         ("PUT", "/api/v1/grid-services") => grid_services_put_spec(),
         ("PUT", "/api/v1/rules") => OpSpec {
             body: Some(crate::economics::rule_set_schema()),
@@ -590,6 +592,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/savings", get(economics_routes::savings_get))
         .route("/api/v1/report", get(economics_routes::report_get))
         .route("/api/v1/rules", get(economics_routes::rules_get).put(economics_routes::rules_put))
+        .route("/api/v1/cloud", get(cloud_get))
         .route(
             "/api/v1/grid-services",
             get(crate::grid_services_routes::grid_services_get)
@@ -868,6 +871,14 @@ fn channel_list(raw: &str) -> Result<Vec<&str>, FieldError> {
         ));
     }
     Ok(list)
+}
+
+/// `GET /api/v1/cloud`.
+async fn cloud_get(State(s): State<ApiState>, headers: HeaderMap) -> ApiResult {
+    s.authorize(&headers, Access::Read, "GET /api/v1/cloud")?;
+    let c =
+        s.cloud.as_ref().ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, crate::cloud::NOT_CONFIGURED))?;
+    Ok(Json(c.get()).into_response())
 }
 
 async fn current_data(

@@ -133,6 +133,11 @@ pub struct ServerConfig {
     pub economics: Option<Arc<dyn EconomicsPort>>,
     /// The grid-service commitments behind `/api/v1/grid-services` (default `None`: 404).
     pub grid_services: Option<Arc<crate::grid_services::GridServices>>,
+    /// The cloud link's state behind `GET /api/v1/cloud` (default `None`: 404).
+    pub cloud: Option<Arc<crate::cloud::CloudShared>>,
+    /// Tokens of the gateway's own clients (the cloud link), added to the configured or
+    /// generated ones.
+    pub internal_tokens: Vec<TokenConfig>,
 }
 
 impl Default for ServerConfig {
@@ -154,6 +159,8 @@ impl Default for ServerConfig {
             clock: Arc::new(SystemClock),
             economics: None,
             grid_services: None,
+            cloud: None,
+            internal_tokens: Vec::new(),
         }
     }
 }
@@ -281,7 +288,7 @@ impl ServerConfig {
     /// # Errors
     /// [`StartError`] but `Listen`.
     pub fn assemble(self, estop: EStopRoute) -> Result<Assembled, StartError> {
-        let (tokens, generated_admin_token) = match self.tokens {
+        let (mut tokens, generated_admin_token) = match self.tokens {
             Tokens::Configured(t) => (t, None),
             Tokens::GenerateAdmin => {
                 let token = generate_admin_token()?;
@@ -293,6 +300,7 @@ impl ServerConfig {
                 (vec![t], Some(token))
             }
         };
+        tokens.extend(self.internal_tokens);
         let registry = TokenRegistry::new(&tokens, self.token_rate)?.with_address_limit(self.address_rate);
         let metrics = Arc::new(Metrics::new());
         let (audit, history, schedule_store, db) = open_storage(self.storage)?;
@@ -331,6 +339,7 @@ impl ServerConfig {
             config: self.api,
             economics: self.economics,
             grid_services: self.grid_services,
+            cloud: self.cloud,
         };
         let handles = LoopHandles {
             view: view_tx,
@@ -373,6 +382,7 @@ pub struct Server {
     addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    router: Router,
 }
 
 impl Server {
@@ -396,14 +406,21 @@ impl Server {
                 std::future::pending::<()>().await;
             }
         };
+        let served = router.clone();
         let task = tokio::spawn(async move {
-            let result = serve(listener, router, limits, shutdown).await;
+            let result = serve(listener, served, limits, shutdown).await;
             if let Err(e) = &result {
                 tracing::error!("API server stopped: {e}");
             }
             result
         });
-        Ok((Self { addr, stop: Some(stop), task }, handles))
+        Ok((Self { addr, stop: Some(stop), task, router }, handles))
+    }
+
+    /// The router it serves, for the gateway's own clients (the cloud link) to call in-process
+    /// with the same rules as a remote caller.
+    pub fn router(&self) -> Router {
+        self.router.clone()
     }
 
     /// The address it listens on.

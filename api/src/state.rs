@@ -79,6 +79,8 @@ pub struct ApiState {
     pub economics: Option<Arc<dyn EconomicsPort>>,
     /// The grid-service commitments (`None`: no `[grid_services]`, the endpoints answer 404).
     pub grid_services: Option<Arc<crate::grid_services::GridServices>>,
+    /// The cloud link's state (`None`: no `[cloud]`, `GET /api/v1/cloud` answers 404).
+    pub cloud: Option<Arc<crate::cloud::CloudShared>>,
 }
 
 impl std::fmt::Debug for ApiState {

@@ -521,3 +521,74 @@ const _: fn() = || {
     fn shared<T: Send + Sync>() {}
     shared::<Db>();
 };
+
+impl Db {
+    /// Append an entry to the cloud link's outbox.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the database could not be written.
+    pub fn outbox_push(&self, json: &str) -> Result<(), StoreError> {
+        let inner = self.lock();
+        inner
+            .conn
+            .prepare_cached("INSERT INTO cloud_outbox (json) VALUES (?1)")
+            .and_then(|mut s| s.execute([json]))
+            .map(|_| ())
+            .map_err(|e| self.err("append to the cloud outbox", e))
+    }
+
+    /// Entries in the outbox.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the database could not be read.
+    pub fn outbox_len(&self) -> Result<usize, StoreError> {
+        let inner = self.lock();
+        let n: i64 = inner
+            .conn
+            .query_row("SELECT COUNT(*) FROM cloud_outbox", [], |r| r.get(0))
+            .map_err(|e| self.err("count the cloud outbox", e))?;
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+
+    /// The oldest `n` entries: `(seq, json)`.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the database could not be read.
+    pub fn outbox_oldest(&self, n: usize) -> Result<Vec<(i64, String)>, StoreError> {
+        let inner = self.lock();
+        let mut stmt = inner
+            .conn
+            .prepare_cached("SELECT seq, json FROM cloud_outbox ORDER BY seq LIMIT ?1")
+            .map_err(|e| self.err("read the cloud outbox", e))?;
+        let rows = stmt
+            .query_map([i64::try_from(n).unwrap_or(i64::MAX)], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(|e| self.err("read the cloud outbox", e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err("read the cloud outbox", e))
+    }
+
+    /// Replace entries `a` and `b` by `json` (kept at `a`'s place), in one transaction.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the database could not be written.
+    pub fn outbox_replace_two(&self, a: i64, b: i64, json: &str) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let tx = inner.conn.transaction().map_err(|e| self.err("merge cloud outbox entries", e))?;
+        tx.execute("UPDATE cloud_outbox SET json = ?1 WHERE seq = ?2", (json, a))
+            .and_then(|_| tx.execute("DELETE FROM cloud_outbox WHERE seq = ?1", [b]))
+            .map_err(|e| self.err("merge cloud outbox entries", e))?;
+        tx.commit().map_err(|e| self.err("merge cloud outbox entries", e))
+    }
+
+    /// Delete every entry up to and including `seq` (a resent slice the cloud accepted).
+    ///
+    /// # Errors
+    /// [`StoreError`] if the database could not be written.
+    pub fn outbox_delete_through(&self, seq: i64) -> Result<(), StoreError> {
+        let inner = self.lock();
+        inner
+            .conn
+            .execute("DELETE FROM cloud_outbox WHERE seq <= ?1", [seq])
+            .map(|_| ())
+            .map_err(|e| self.err("trim the cloud outbox", e))
+    }
+}

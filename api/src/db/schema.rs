@@ -103,11 +103,20 @@ CREATE TABLE documents (
 ) WITHOUT ROWID;
 ";
 
+/// Version 4: the cloud link's outbox (issue #14): pushes that did not reach the cloud, oldest
+/// first, resent after it comes back (`crate::cloud`).
+const V4: &str = r"
+CREATE TABLE cloud_outbox (
+    seq  INTEGER PRIMARY KEY AUTOINCREMENT,
+    json TEXT NOT NULL
+);
+";
+
 /// Every migration, oldest first.
-const MIGRATIONS: &[&str] = &[V1, V2, V3];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// The schema version this build creates and understands.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 const _: () = assert!(MIGRATIONS.len() == SCHEMA_VERSION as usize);
 

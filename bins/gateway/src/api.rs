@@ -55,6 +55,8 @@ pub(crate) struct ApiStart {
     pub economics: Option<Arc<dyn ems_api::economics::EconomicsPort>>,
     /// The grid-service commitments behind `/api/v1/grid-services` (`None`: 404).
     pub grid_services: Option<Arc<ems_api::grid_services::GridServices>>,
+    /// The cloud link (`None`: none).
+    pub cloud: Option<ems_api::cloud::CloudConfig>,
 }
 
 /// Limits of the HTTP server and the stores (`[api]` in the site file).
@@ -241,6 +243,25 @@ impl std::fmt::Debug for LoopApi {
 pub(crate) async fn start(opts: ApiStart, trigger: EStopTrigger) -> Result<LoopApi, LiveError> {
     #[allow(clippy::cast_precision_loss)] // a rating in W
     let override_max = Watts::saturating(opts.rating_w as f32);
+    // The cloud link calls the REST API in-process as an operator of its own, named `cloud` in
+    // the audit log; its token is made here and never leaves the process.
+    let cloud = match opts.cloud {
+        Some(c) => {
+            let token = ems_api::auth::generate_admin_token()
+                .map_err(|e| LiveError::Devices(format!("cloud link token: {e}")))?;
+            let status = ems_api::cloud::shared(&c);
+            Some((c, token, status))
+        }
+        None => None,
+    };
+    let internal_tokens = cloud
+        .iter()
+        .map(|(_, token, _)| TokenConfig {
+            name: ems_api::cloud::CLOUD_ACTOR.to_owned(),
+            role: ems_api::cloud::CLOUD_ROLE,
+            sha256_hex: ems_api::auth::hash_token(token),
+        })
+        .collect();
     let config = ServerConfig {
         listen: opts.listen,
         tokens: opts.tokens.map_or(Tokens::GenerateAdmin, Tokens::Configured),
@@ -266,6 +287,8 @@ pub(crate) async fn start(opts: ApiStart, trigger: EStopTrigger) -> Result<LoopA
         limits: opts.limits.server,
         economics: opts.economics,
         grid_services: opts.grid_services,
+        cloud: cloud.as_ref().map(|(_, _, s)| s.clone()),
+        internal_tokens,
         ..ServerConfig::default()
     };
     let (server, handles) = Server::start(config, EStopRoute::Port(Arc::new(TriggerPort(trigger))))
@@ -275,6 +298,18 @@ pub(crate) async fn start(opts: ApiStart, trigger: EStopTrigger) -> Result<LoopA
     println!("API on http://{addr}/api/v1 (OpenAPI: http://{addr}/api/v1/openapi.json)");
     let LoopHandles { view, commands, modes, schedules, history, audit, db, metrics, generated_admin_token } =
         handles;
+    if let Some((config, token, status)) = cloud {
+        println!("cloud link: {} every {:?}", config.url, config.period);
+        let parts = ems_api::cloud::CloudParts {
+            view: view.subscribe(),
+            modes: modes.clone(),
+            router: server.router(),
+            token,
+            db: db.clone(),
+            status,
+        };
+        tokio::spawn(ems_api::cloud::run(config, parts));
+    }
     let api = LoopApi {
         view,
         inbox: commands,

@@ -70,6 +70,11 @@ pub(crate) struct LiveArgs {
     /// restarts); in memory when not given.
     #[arg(long)]
     pub(crate) api_db: Option<PathBuf>,
+    /// Push the site's data to a cloud (`http://HOST:PORT/PATH`) every 15 s (simulated) and take
+    /// the control modes its answers carry; buffered while it is unreachable and resent when
+    /// it is back (the `[cloud]` link of a site file, with its defaults).
+    #[arg(long)]
+    pub(crate) cloud_url: Option<String>,
 }
 
 /// The controller from the persisted state (STOPPED and ERROR survive a reboot; an unreadable

@@ -31,43 +31,7 @@ impl Physics for SimPhysics {
 
 /// Run until Ctrl-C/SIGTERM or `--duration`, then shut down gracefully and persist.
 pub(crate) fn run(args: &LiveArgs) -> Result<(), LiveError> {
-    if !(args.speed.is_finite() && args.speed > 0.0) {
-        return Err(LiveError::Arg {
-            flag: "--speed",
-            value: args.speed.to_string(),
-            why: "must be a number > 0",
-        });
-    }
-    if let Some(d) = args.duration {
-        if !(d.is_finite() && d >= 0.0) {
-            return Err(LiveError::Arg {
-                flag: "--duration",
-                value: d.to_string(),
-                why: "must be seconds >= 0",
-            });
-        }
-    }
-    if args.cycle_ms == 0 || args.cycle_ms > 10_000 {
-        return Err(LiveError::Arg {
-            flag: "--cycle-ms",
-            value: args.cycle_ms.to_string(),
-            why: "must be between 1 and 10000",
-        });
-    }
-    if let Some(h) = args.start_hour.filter(|h| *h > 23) {
-        return Err(LiveError::Arg { flag: "--start-hour", value: h.to_string(), why: "must be 0-23" });
-    }
-    if let Some(d) = args.start_day.filter(|d| !(1..=365).contains(d)) {
-        return Err(LiveError::Arg { flag: "--start-day", value: d.to_string(), why: "must be 1-365" });
-    }
-    let listen = match args.api_listen.as_deref() {
-        None | Some("off") => None,
-        Some(listen) => Some(listen.parse().map_err(|_| LiveError::Arg {
-            flag: "--api-listen",
-            value: listen.to_owned(),
-            why: "must be HOST:PORT (e.g. 127.0.0.1:8080) or off",
-        })?),
-    };
+    let listen = check_args(args)?;
     let mut store = FileStore::new(&args.state_file);
     let defaults = SimSiteConfig::default();
     let config = controller_config(args.cycle_ms, &defaults);
@@ -100,6 +64,7 @@ pub(crate) fn run(args: &LiveArgs) -> Result<(), LiveError> {
         "ems-gateway: simulated site (10 kWh LFP battery, 5 kW inverter, 6 kWp PV, household load), cycle {} ms, speed {}x; Ctrl-C (or SIGTERM) stops gracefully",
         args.cycle_ms, args.speed
     );
+    let cloud = sim_cloud(args, listen.is_some())?;
     let api = listen.map(|listen| crate::api::ApiStart {
         listen,
         serials: vec!["sim-bms-1".to_owned()],
@@ -110,6 +75,7 @@ pub(crate) fn run(args: &LiveArgs) -> Result<(), LiveError> {
         limits: crate::api::ApiLimits::default(),
         economics: None,
         grid_services: None,
+        cloud: cloud.clone(),
     });
     let launch = Launch {
         controller,
@@ -217,6 +183,62 @@ impl SimCalendar {
 /// The controller of the simulated site: the cycle, and the battery's capacity (a grid
 /// service's energy reserve becomes an SOC bound through it; without it the controller keeps
 /// the whole direction for the service).
+/// The flags' values checked; where the API listens (`None`: off).
+fn check_args(args: &LiveArgs) -> Result<Option<std::net::SocketAddr>, LiveError> {
+    if !(args.speed.is_finite() && args.speed > 0.0) {
+        return Err(LiveError::Arg {
+            flag: "--speed",
+            value: args.speed.to_string(),
+            why: "must be a number > 0",
+        });
+    }
+    if let Some(d) = args.duration {
+        if !(d.is_finite() && d >= 0.0) {
+            return Err(LiveError::Arg {
+                flag: "--duration",
+                value: d.to_string(),
+                why: "must be seconds >= 0",
+            });
+        }
+    }
+    if args.cycle_ms == 0 || args.cycle_ms > 10_000 {
+        return Err(LiveError::Arg {
+            flag: "--cycle-ms",
+            value: args.cycle_ms.to_string(),
+            why: "must be between 1 and 10000",
+        });
+    }
+    if let Some(h) = args.start_hour.filter(|h| *h > 23) {
+        return Err(LiveError::Arg { flag: "--start-hour", value: h.to_string(), why: "must be 0-23" });
+    }
+    if let Some(d) = args.start_day.filter(|d| !(1..=365).contains(d)) {
+        return Err(LiveError::Arg { flag: "--start-day", value: d.to_string(), why: "must be 1-365" });
+    }
+    let listen = match args.api_listen.as_deref() {
+        None | Some("off") => None,
+        Some(listen) => Some(listen.parse().map_err(|_| LiveError::Arg {
+            flag: "--api-listen",
+            value: listen.to_owned(),
+            why: "must be HOST:PORT (e.g. 127.0.0.1:8080) or off",
+        })?),
+    };
+    Ok(listen)
+}
+
+/// `--cloud-url`: the cloud link with its defaults, in simulated time.
+fn sim_cloud(args: &LiveArgs, api: bool) -> Result<Option<ems_api::cloud::CloudConfig>, LiveError> {
+    let Some(url) = &args.cloud_url else { return Ok(None) };
+    let mut c = ems_api::cloud::CloudConfig::new(url.as_str());
+    c.speed = args.speed;
+    c.validate().map_err(|why| LiveError::Devices(format!("--cloud-url: {why}")))?;
+    if !api {
+        return Err(LiveError::Devices(
+            "--cloud-url needs the API (--api-listen): what the cloud asks for goes through its rules".into(),
+        ));
+    }
+    Ok(Some(c))
+}
+
 fn controller_config(cycle_ms: u64, site: &SimSiteConfig) -> ControllerConfig {
     ControllerConfig {
         cycle: Millis::new(cycle_ms),

@@ -12,6 +12,7 @@
 
 mod api;
 mod battery;
+mod cloud;
 mod devices;
 mod economics;
 mod entries;
@@ -77,6 +78,8 @@ pub(crate) struct SiteFile {
     pub economics: Option<EconomicsSection>,
     /// `[grid_services]`: frequency services (absent: none).
     pub grid_services: Option<GridServicesSection>,
+    /// `[cloud]`: the cloud link (absent: none).
+    pub cloud: Option<cloud::CloudSection>,
 }
 
 /// A validated configuration, ready to build the site from.
@@ -105,6 +108,8 @@ pub(crate) struct SiteConfig {
     pub economics: Option<EconomicsWiring>,
     /// `[grid_services]`, validated (`None`: no grid service).
     pub grid_services: Option<GridServicesWiring>,
+    /// `[cloud]`, validated (`None`: no cloud link).
+    pub cloud: Option<ems_api::cloud::CloudConfig>,
 }
 
 /// The required tables: a missing one is a missing section, not a missing value.
@@ -172,6 +177,13 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<SiteConfig, ConfigError> 
         let all = [s.fcr_n, s.fcr_d_up, s.fcr_d_down, s.ffr.map(|f| f.0)];
         economics::reserve_for_grid_services(&mut e.problem, s.build(all, None).reserve());
     }
+    let cloud = content.cloud.as_ref().map(|c| cloud::cloud(&ctx, c)).transpose()?;
+    if cloud.is_some() && api.is_none() {
+        return Err(ctx.err_at_path(
+            "cloud",
+            "[cloud] needs [api]: what the cloud asks for goes through the REST API's rules".to_owned(),
+        ));
+    }
     let mut controller = ems_control::ControllerConfig {
         safety: limits.safety,
         mode,
@@ -195,6 +207,7 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<SiteConfig, ConfigError> 
         shutdown_timeout: site.shutdown_timeout,
         economics,
         grid_services,
+        cloud,
     })
 }
 
