@@ -14,6 +14,7 @@ pub mod checker;
 pub mod economics;
 pub mod faults;
 pub mod faulty;
+pub mod fleet;
 pub mod harness;
 pub mod island_scenario;
 pub mod options;
