@@ -715,6 +715,58 @@ mod tests {
     }
 
     #[test]
+    fn the_grid_tie_bound_narrows_the_envelope_with_its_reason() {
+        let (mut c, mut now) = running();
+        let manual = Some(ModeSetting::Manual { setpoint: ems_core::watts!(3000.0) });
+        for _ in 0..30 {
+            now += 100;
+            let _ = c.step(
+                now,
+                &healthy_snapshot(Millis::new(now)),
+                &Inputs { set_mode: manual, ..Inputs::default() },
+            );
+        }
+        now += 100;
+        let islanded = Some(GridTieBound::zero(GridTieLimit::Islanded));
+        let out = c.step(
+            now,
+            &healthy_snapshot(Millis::new(now)),
+            &Inputs { grid_tie: islanded, ..Inputs::default() },
+        );
+        assert_eq!(out.command.setpoint(), Watts::ZERO);
+        assert_eq!(out.binding, Some(Constraint::GridTie(GridTieLimit::Islanded)));
+        assert!(out.envelope.discharge_reasons().contains(&Constraint::GridTie(GridTieLimit::Islanded)));
+        assert_eq!(
+            Constraint::GridTie(GridTieLimit::Islanded).to_string(),
+            "islanded: grid-forming inverter follows the load"
+        );
+        let ramp =
+            Some(GridTieBound { limit: ems_core::watts!(1200.0), reason: GridTieLimit::ReconnectionRamp });
+        for _ in 0..20 {
+            now += 100;
+            let out = c.step(
+                now,
+                &healthy_snapshot(Millis::new(now)),
+                &Inputs { grid_tie: ramp, ..Inputs::default() },
+            );
+            assert!(out.command.setpoint() <= ems_core::watts!(1200.0));
+        }
+        now += 100;
+        let out =
+            c.step(now, &healthy_snapshot(Millis::new(now)), &Inputs { grid_tie: ramp, ..Inputs::default() });
+        assert_eq!(out.command.setpoint(), ems_core::watts!(1200.0));
+        assert_eq!(out.binding, Some(Constraint::GridTie(GridTieLimit::ReconnectionRamp)));
+        assert_eq!(out.binding.unwrap().to_string(), "reconnection ramp 10 % Pn/min");
+        // A negative limit counts as zero (the safe side).
+        now += 100;
+        let bad =
+            Some(GridTieBound { limit: ems_core::watts!(-5.0), reason: GridTieLimit::ReconnectionRamp });
+        let out =
+            c.step(now, &healthy_snapshot(Millis::new(now)), &Inputs { grid_tie: bad, ..Inputs::default() });
+        assert_eq!(out.command.setpoint(), Watts::ZERO);
+    }
+
+    #[test]
     fn device_trips_latch_and_zero_the_command() {
         let (mut c, now) = running();
         let trips = [TripReason::SetpointNotApplied];
