@@ -639,6 +639,27 @@ pub struct IslandSite {
     now: Millis,
 }
 
+/// What an [`IslandSite`] is made of.
+#[derive(Debug, Clone)]
+pub struct IslandSiteConfig {
+    /// Inverter rating (grid-forming too).
+    pub rated: Watts,
+    /// Battery capacity.
+    pub battery: WattHours,
+    /// Initial SOC.
+    pub soc: Percent,
+    /// Breaker at start.
+    pub start: GridTie,
+    /// Circuits `(name, priority, nominal)`, in relay order.
+    pub loads: Vec<(String, u8, Watts)>,
+    /// The island settings.
+    pub settings: IslandSettings,
+    /// The controller's mode (a manual set-point shows the island bound on it).
+    pub mode: ModeSetting,
+    /// The cycle (≤ 100 ms: the breaker acts in 60 ms).
+    pub step: Millis,
+}
+
 /// What one [`IslandSite::cycle`] saw.
 #[derive(Debug, Clone)]
 pub struct IslandCycle {
@@ -672,23 +693,12 @@ impl ems_runtime::Hook for RunnerHook<'_> {
 }
 
 impl IslandSite {
-    /// A site of inverter rating `rated` and battery `battery` at `soc`, the breaker starting in
-    /// `start`, these circuits `(name, priority, nominal)`, island settings `settings`; the
-    /// controller in `mode` (a manual set-point shows the island bound on it), cycling every
-    /// `step` (≤ 100 ms: the breaker acts in 60 ms).
+    /// The site `config` describes.
     ///
     /// # Errors
     /// A text naming what could not be built.
-    pub fn new(
-        rated: Watts,
-        battery: WattHours,
-        soc: Percent,
-        start: GridTie,
-        loads: &[(String, u8, Watts)],
-        settings: IslandSettings,
-        mode: ModeSetting,
-        step: Millis,
-    ) -> Result<Self, String> {
+    pub fn new(config: &IslandSiteConfig) -> Result<Self, String> {
+        let IslandSiteConfig { rated, battery, soc, start, loads, settings, mode, step } = config.clone();
         let circuits: Vec<LoadCircuit> = loads
             .iter()
             // The sequence's names are `&'static str` (for events); the loop names circuits
@@ -821,8 +831,17 @@ pub fn run_island_scenario(s: &IslandScenario) -> Result<IslandScenarioReport, I
     // A discharge of half the rating: the island bound must hold it at zero while islanded and
     // ramp it after a reconnection.
     let mode = ModeSetting::Manual { setpoint: s.rated.scale(0.5) };
-    let mut site = IslandSite::new(s.rated, s.battery, s.soc, s.start, &s.loads, settings, mode, s.step)
-        .map_err(|e| IslandScenarioError::new(Path::new(&s.name), e))?;
+    let config = IslandSiteConfig {
+        rated: s.rated,
+        battery: s.battery,
+        soc: s.soc,
+        start: s.start,
+        loads: s.loads.clone(),
+        settings,
+        mode,
+        step: s.step,
+    };
+    let mut site = IslandSite::new(&config).map_err(|e| IslandScenarioError::new(Path::new(&s.name), e))?;
     let mut rows = Vec::new();
     let mut failures = Vec::new();
     let mut closes = 0_u32;
