@@ -133,6 +133,8 @@ pub struct ServerConfig {
     pub economics: Option<Arc<dyn EconomicsPort>>,
     /// The grid-service commitments behind `/api/v1/grid-services` (default `None`: 404).
     pub grid_services: Option<Arc<crate::grid_services::GridServices>>,
+    /// The island view behind `/api/v1/island` (default `None`: 404).
+    pub island: Option<Arc<crate::island::IslandBoard>>,
 }
 
 impl Default for ServerConfig {
@@ -154,6 +156,7 @@ impl Default for ServerConfig {
             clock: Arc::new(SystemClock),
             economics: None,
             grid_services: None,
+            island: None,
         }
     }
 }
@@ -331,6 +334,7 @@ impl ServerConfig {
             config: self.api,
             economics: self.economics,
             grid_services: self.grid_services,
+            island: self.island,
         };
         let handles = LoopHandles {
             view: view_tx,

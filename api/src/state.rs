@@ -79,6 +79,8 @@ pub struct ApiState {
     pub economics: Option<Arc<dyn EconomicsPort>>,
     /// The grid-service commitments (`None`: no `[grid_services]`, the endpoints answer 404).
     pub grid_services: Option<Arc<crate::grid_services::GridServices>>,
+    /// The island view the loop publishes (`None`: no island, the endpoints answer 404).
+    pub island: Option<Arc<crate::island::IslandBoard>>,
 }
 
 impl std::fmt::Debug for ApiState {

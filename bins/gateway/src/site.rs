@@ -405,6 +405,7 @@ pub(crate) fn run(
         limits: crate::api::ApiLimits::from_wiring(a),
         economics: None,
         grid_services: None,
+        island: None,
     });
     let launch = Launch {
         controller,
@@ -428,6 +429,8 @@ pub(crate) fn run(
             state_file: state_file.clone(),
         }),
         api,
+        #[cfg(feature = "sim")]
+        island: None,
     };
     let cfg = cfg.clone();
     run_gateway(launch, move |mut c: Connecting| async move {
