@@ -15,6 +15,7 @@ pub mod graphql;
 pub mod grid_services;
 mod grid_services_routes;
 pub mod input;
+pub mod island;
 pub mod metrics;
 pub mod model;
 pub mod ports;

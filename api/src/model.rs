@@ -117,6 +117,16 @@ pub enum ApiCommand {
         /// The new mode.
         mode: ems_control::ModeSetting,
     },
+    /// An operator action on the island sequence (black start, reset of a safe stop); the loop
+    /// answers with the controller's state, or a refusal (a reset outside SAFE STOP).
+    Island {
+        /// Who.
+        actor: String,
+        /// What.
+        action: crate::island::IslandAction,
+        /// The operator's reason (non-empty; audited).
+        reason: String,
+    },
 }
 
 /// The state machine refused a command.

@@ -114,6 +114,9 @@ pub const ROUTES: &[RouteInfo] = &[
     RouteInfo { method: "GET", path: "/api/v1/grid-services", roles: "viewer, operator, admin", summary: "The frequency services: `parameter_set`, `configured` (service, `capacity_w`, detail), the stored `commitments`, `active` (the services committed now: only these act) and `live` (published by the control loop: `state`, `frequency_hz`, summed `delta_w` (+ discharge), per service `activation`, `delta_w`, `endurance_up_s`/`endurance_down_s`, `nem`, `aem`, `alert_state`, `ready`). 404 without `[grid_services]`." },
     RouteInfo { method: "GET", path: "/api/v1/cloud", roles: "viewer, operator, admin", summary: "The cloud link: `url`, `online`, `last_success`, `last_error`, `pushes_ok`, `pushes_failed`, `buffered` (outbox entries now), `buffer_rows` (its bound), `merged` (entries merged into older ones when full), `dropped`, `resent`, `resend_from`, `activations`, `schedules`. 404 without `[cloud]`." },
     RouteInfo { method: "PUT", path: "/api/v1/grid-services", roles: "operator, provider, admin", summary: "Replace the commitments: `{\"commitments\": [{\"service\": \"fcr-n\"|\"fcr-d-up\"|\"fcr-d-down\"|\"ffr\", \"capacity_w\", \"from\", \"until\"}]}` (RFC 3339; `[]` clears). 400 naming the field and value for an unknown or unconfigured service, a capacity <= 0 or above the configured one, `until` not after `from`, overlapping windows of one service. Persisted (kept across restarts). Answers the view as GET. Audited." },
+    RouteInfo { method: "GET", path: "/api/v1/island", roles: "viewer, operator, admin", summary: "Island operation as the control loop last stepped it: `grid_state` (CONNECTED, TRANSFERRING, ISLANDED, BLACK START, RESYNCHRONISING, RECONNECTING, BLACKOUT, SAFE STOP, STARTING), `breaker` (read back) and `breaker_command`, `inverter_mode` and `inverter_command`, `close_conditions` (`grid_healthy`, `no_trip`, `breaker_open`, `synchronised`, `authorised`, `all`, `first_false`), `detection` (`trip`, `measured`, `rocof_hz_per_s`, `mean_voltage_v`, `grid_healthy_for_s`), `loads` (`name`, `priority`, `nominal_w`, `commanded`, `on`), `stop_reason`, `setpoints_allowed`, `power_limit_w` (the 10 % Pn/min reconnection ramp), `setpoint_bound`, `available_w`, `estop`, `recent_events`. 404 without an island." },
+    RouteInfo { method: "POST", path: "/api/v1/island/black-start", roles: "operator, admin", summary: "Ask for a black start from BLACKOUT: `{\"reason\": \"...\"}` (non-empty, at most 500 bytes). Goes to the loop through the command queue; taken when the breaker reads open, the battery can supply and the grid is not healthy. Answers `{accepted, state, grid_state}`. 404 without an island. Audited." },
+    RouteInfo { method: "POST", path: "/api/v1/island/reset", roles: "operator, admin", summary: "Reset a SAFE STOP of the island sequence (back to BLACKOUT): `{\"reason\": \"...\"}`. 409 outside SAFE STOP. 404 without an island. Audited." },
 ];
 
 /// What an operation takes and answers, beyond [`RouteInfo`].
@@ -301,9 +304,9 @@ fn op_spec(method: &str, path: &str) -> OpSpec {
             semantic: true,
             ..none(&[200, 400, 404, 409, 413])
         },
-        ("GET", "/api/v1/grid-services") => none(&[200, 404]),
-        ("GET", "/api/v1/cloud") => none(&[200, 404]),
+        ("GET", "/api/v1/grid-services" | "/api/v1/cloud" | "/api/v1/island") => none(&[200, 404]),
         ("PUT", "/api/v1/grid-services") => grid_services_put_spec(),
+        ("POST", "/api/v1/island/black-start" | "/api/v1/island/reset") => island_action_spec(),
         ("PUT", "/api/v1/rules") => OpSpec {
             body: Some(crate::economics::rule_set_schema()),
             semantic: true,
@@ -313,6 +316,17 @@ fn op_spec(method: &str, path: &str) -> OpSpec {
             OpSpec { body: Some(site_mode_schema()), semantic: true, ..none(&[200, 400, 409, 413]) }
         }
         _ => none(&[200]),
+    }
+}
+
+/// `POST /api/v1/island/black-start` and `/reset`: a reason (kept out of [`op_spec`]).
+fn island_action_spec() -> OpSpec {
+    OpSpec {
+        body: Some(json!({ "type": "object", "required": ["reason"], "additionalProperties": false,
+                           "properties": { "reason": { "type": "string", "minLength": 1, "maxLength": 500 } } })),
+        semantic: true,
+        params: vec![],
+        codes: &[200, 400, 404, 409, 413, 503],
     }
 }
 
@@ -523,7 +537,7 @@ impl ApiState {
     }
 
     /// Send `cmd` to the loop, audit the outcome; the state after it.
-    async fn command_state(
+    pub(crate) async fn command_state(
         &self,
         actor: &str,
         action: &str,
@@ -598,6 +612,9 @@ pub fn router(state: ApiState) -> Router {
             get(crate::grid_services_routes::grid_services_get)
                 .put(crate::grid_services_routes::grid_services_put),
         )
+        .route("/api/v1/island", get(crate::island::island_get))
+        .route("/api/v1/island/black-start", post(crate::island::black_start_post))
+        .route("/api/v1/island/reset", post(crate::island::reset_post))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

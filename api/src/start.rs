@@ -138,6 +138,8 @@ pub struct ServerConfig {
     /// Tokens of the gateway's own clients (the cloud link), added to the configured or
     /// generated ones.
     pub internal_tokens: Vec<TokenConfig>,
+    /// The island view behind `/api/v1/island` (default `None`: 404).
+    pub island: Option<Arc<crate::island::IslandBoard>>,
 }
 
 impl Default for ServerConfig {
@@ -161,6 +163,7 @@ impl Default for ServerConfig {
             grid_services: None,
             cloud: None,
             internal_tokens: Vec::new(),
+            island: None,
         }
     }
 }
@@ -340,6 +343,7 @@ impl ServerConfig {
             economics: self.economics,
             grid_services: self.grid_services,
             cloud: self.cloud,
+            island: self.island,
         };
         let handles = LoopHandles {
             view: view_tx,

@@ -81,6 +81,8 @@ pub struct ApiState {
     pub grid_services: Option<Arc<crate::grid_services::GridServices>>,
     /// The cloud link's state (`None`: no `[cloud]`, `GET /api/v1/cloud` answers 404).
     pub cloud: Option<Arc<crate::cloud::CloudShared>>,
+    /// The island view the loop publishes (`None`: no island, the endpoints answer 404).
+    pub island: Option<Arc<crate::island::IslandBoard>>,
 }
 
 impl std::fmt::Debug for ApiState {

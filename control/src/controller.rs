@@ -19,7 +19,7 @@ use crate::ramp::{PowerRamper, RampRate};
 use ems_core::emergency::{
     EmergencyDemand, EmergencyHandler, ShutdownConfig, ShutdownPhase, REASON_CAPACITY,
 };
-use ems_core::event::Constraint;
+use ems_core::event::{Constraint, GridTieLimit};
 use ems_core::persist::PersistedState;
 use ems_core::snapshot::ContactorState;
 use ems_core::state::{Guards, Transition, TransitionError};
@@ -111,6 +111,35 @@ pub struct Inputs<'a> {
     /// ([`crate::arbitration`]). Its action must pass [`Override::validate`]; an invalid one is
     /// ignored and reported in [`Output::rule_refused`].
     pub rule: Option<RuleTarget>,
+    /// The grid-tie (island) sequence's bound of this cycle (`None`: the site has no island
+    /// sequence). It narrows the envelope in both directions to `limit` with its reason
+    /// ([`Constraint::GridTie`]), before any proposal and before the final clamp.
+    pub grid_tie: Option<GridTieBound>,
+}
+
+/// The island sequence's bound on the battery set-point, in control-layer terms (the runtime
+/// translates `ems-grid`'s `IslandOutput`: `setpoints_allowed == false` → zero, the
+/// reconnection ramp's `power_limit` → that limit).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GridTieBound {
+    /// The largest |set-point| (a negative value counts as zero: the safe side).
+    pub limit: Watts,
+    /// Why.
+    pub reason: GridTieLimit,
+}
+
+impl GridTieBound {
+    /// No set-point at all, for `reason`.
+    #[must_use]
+    pub const fn zero(reason: GridTieLimit) -> Self {
+        Self { limit: Watts::ZERO, reason }
+    }
+
+    /// Narrow `envelope` (monotone: it can only shrink).
+    pub fn narrow(&self, envelope: &mut Envelope) {
+        let limit = self.limit.max(Watts::ZERO);
+        envelope.limit_both(limit, Constraint::GridTie(self.reason));
+    }
 }
 
 /// Everything one cycle decided, with its reasons.
@@ -318,7 +347,12 @@ impl Controller {
         }
 
         // 2. Safety envelope from this snapshot; trips latch into the state machine.
-        let envelope = self.safety.evaluate(snapshot, now, &mut events);
+        let mut envelope = self.safety.evaluate(snapshot, now, &mut events);
+        // The island sequence's bound is one more constraint of the envelope: every layer
+        // below (grid service, override, rule, schedule, plan, mode) and the final clamp see it.
+        if let Some(bound) = inputs.grid_tie {
+            bound.narrow(&mut envelope);
+        }
         for trip in envelope.trips() {
             self.trip(*trip, now, &mut events);
         }
@@ -678,6 +712,58 @@ mod tests {
             assert_eq!(out.command.contactor(), ContactorCommand::Open);
         }
         assert!(tripped, "no ContactorMismatch after 8 s of a welded contactor");
+    }
+
+    #[test]
+    fn the_grid_tie_bound_narrows_the_envelope_with_its_reason() {
+        let (mut c, mut now) = running();
+        let manual = Some(ModeSetting::Manual { setpoint: ems_core::watts!(3000.0) });
+        for _ in 0..30 {
+            now += 100;
+            let _ = c.step(
+                now,
+                &healthy_snapshot(Millis::new(now)),
+                &Inputs { set_mode: manual, ..Inputs::default() },
+            );
+        }
+        now += 100;
+        let islanded = Some(GridTieBound::zero(GridTieLimit::Islanded));
+        let out = c.step(
+            now,
+            &healthy_snapshot(Millis::new(now)),
+            &Inputs { grid_tie: islanded, ..Inputs::default() },
+        );
+        assert_eq!(out.command.setpoint(), Watts::ZERO);
+        assert_eq!(out.binding, Some(Constraint::GridTie(GridTieLimit::Islanded)));
+        assert!(out.envelope.discharge_reasons().contains(&Constraint::GridTie(GridTieLimit::Islanded)));
+        assert_eq!(
+            Constraint::GridTie(GridTieLimit::Islanded).to_string(),
+            "islanded: grid-forming inverter follows the load"
+        );
+        let ramp =
+            Some(GridTieBound { limit: ems_core::watts!(1200.0), reason: GridTieLimit::ReconnectionRamp });
+        for _ in 0..20 {
+            now += 100;
+            let out = c.step(
+                now,
+                &healthy_snapshot(Millis::new(now)),
+                &Inputs { grid_tie: ramp, ..Inputs::default() },
+            );
+            assert!(out.command.setpoint() <= ems_core::watts!(1200.0));
+        }
+        now += 100;
+        let out =
+            c.step(now, &healthy_snapshot(Millis::new(now)), &Inputs { grid_tie: ramp, ..Inputs::default() });
+        assert_eq!(out.command.setpoint(), ems_core::watts!(1200.0));
+        assert_eq!(out.binding, Some(Constraint::GridTie(GridTieLimit::ReconnectionRamp)));
+        assert_eq!(out.binding.unwrap().to_string(), "reconnection ramp 10 % Pn/min");
+        // A negative limit counts as zero (the safe side).
+        now += 100;
+        let bad =
+            Some(GridTieBound { limit: ems_core::watts!(-5.0), reason: GridTieLimit::ReconnectionRamp });
+        let out =
+            c.step(now, &healthy_snapshot(Millis::new(now)), &Inputs { grid_tie: bad, ..Inputs::default() });
+        assert_eq!(out.command.setpoint(), Watts::ZERO);
     }
 
     #[test]

@@ -59,7 +59,7 @@ pub use arbitration::{
     ProviderOperation, ProviderTarget, RuleTarget, PLAN_GRID_TOLERANCE,
 };
 pub use command::{Command, CommandClass};
-pub use controller::{ConfigError, Controller, ControllerConfig, Inputs, Output};
+pub use controller::{ConfigError, Controller, ControllerConfig, GridTieBound, Inputs, Output};
 pub use grid_service::{FixedRequest, GridAction, GridRequest, GridService, NoGridService, Reserve};
 pub use modes::{
     ChargeOnlyConfig, ChargeSource, Feedback, Mode, ModeError, ModeSetting, Proposal, ProposalReason,

@@ -18,9 +18,11 @@ mod common;
 
 use ems_control::{
     CapSlot, CapSlots, ChargeOnlyConfig, ChargeSource, CommandSource, Controller, ControllerConfig,
-    FixedRequest, GridAction, GridRequest, Inputs, ModeSetting, Override, PeakShavingConfig, PlanTarget,
-    ProviderOperation, ProviderTarget, RampRate, Reserve, RuleTarget, SelfConsumptionConfig, MAX_CAP_SLOTS,
+    FixedRequest, GridAction, GridRequest, GridTieBound, Inputs, ModeSetting, Override, PeakShavingConfig,
+    PlanTarget, ProviderOperation, ProviderTarget, RampRate, Reserve, RuleTarget, SelfConsumptionConfig,
+    MAX_CAP_SLOTS,
 };
+use ems_core::event::GridTieLimit;
 use ems_core::snapshot::{BmsAlarms, ContactorState, EStopInput, InverterState};
 use ems_core::{
     Amps, Celsius, ContactorCommand, Hertz, Measurement, Millis, Percent, Snapshot, State, TransitionRequest,
@@ -350,6 +352,25 @@ struct Cycle {
     provider: Option<ProviderTarget>,
     grid: Option<GridRequest>,
     local_minute: Option<u16>,
+    grid_tie: Option<GridTieBound>,
+}
+
+/// The island sequence's bound: mostly none, else zero (islanded, transferring, …) or a
+/// reconnection ramp's limit (a negative one counts as zero).
+fn grid_tie() -> BoxedStrategy<Option<GridTieBound>> {
+    let reason = prop_oneof![
+        Just(GridTieLimit::Unverified),
+        Just(GridTieLimit::Transferring),
+        Just(GridTieLimit::Islanded),
+        Just(GridTieLimit::NoSupply),
+        Just(GridTieLimit::ReconnectionRamp),
+    ];
+    prop_oneof![
+        6 => Just(None),
+        2 => reason.clone().prop_map(|r| Some(GridTieBound::zero(r))),
+        2 => (watts(-100.0, 8000.0), reason).prop_map(|(limit, reason)| Some(GridTieBound { limit, reason })),
+    ]
+    .boxed()
 }
 
 /// Adversarial snapshots (NaN, ±inf, out of range, stale, invalid).
@@ -398,6 +419,7 @@ fn cycle_with(
             prop_oneof![1 => Just(None), 4 => (0u16..1500).prop_map(Some), 1 => any::<u16>().prop_map(Some)],
             provider(),
             (ess_override(), any::<u16>()).prop_map(|(o, id)| o.map(|action| RuleTarget { action, id })),
+            grid_tie(),
         ),
     )
         .prop_map(
@@ -409,7 +431,7 @@ fn cycle_with(
                 estop,
                 shutdown,
                 device_trip,
-                (ess_override, plan, grid, local_minute, provider, rule),
+                (ess_override, plan, grid, local_minute, provider, rule, grid_tie),
             )| {
                 Cycle {
                     dt_ms,
@@ -425,6 +447,7 @@ fn cycle_with(
                     provider,
                     grid,
                     local_minute,
+                    grid_tie,
                 }
             },
         )
@@ -463,6 +486,7 @@ fn check_sequence(cycles: &[Cycle], follow_contactor: bool) -> Result<(), TestCa
             plan: cy.plan,
             provider: cy.provider,
             rule: cy.rule,
+            grid_tie: cy.grid_tie,
         };
         let mut service = FixedRequest { name: "property test", request: cy.grid };
         let out = c.step_with(now, &snap, &inputs, &mut service);
@@ -476,6 +500,16 @@ fn check_sequence(cycles: &[Cycle], follow_contactor: bool) -> Result<(), TestCa
             out.envelope.max_discharge()
         );
         prop_assert!(cmd.abs() <= snap.inverter.rated_power);
+        // The island sequence's bound narrows the envelope: the command stays within it, is
+        // zero when set-points are not allowed, and the envelope itself is inside it.
+        if let Some(b) = cy.grid_tie {
+            let limit = b.limit.max(Watts::ZERO);
+            prop_assert!(cmd.abs() <= limit, "{cmd} beyond the grid-tie bound {limit}");
+            if limit == Watts::ZERO {
+                prop_assert_eq!(cmd, Watts::ZERO, "set-points not allowed ({})", b.reason);
+            }
+            prop_assert!(out.envelope.max_discharge() <= limit && out.envelope.max_charge() <= limit);
+        }
         match (cmd > Watts::ZERO, snap.battery.bms_discharge_limit.value_at(t)) {
             (true, Some(lim)) => prop_assert!(cmd <= lim.max(Watts::ZERO)),
             (true, None) => prop_assert!(false, "discharging {cmd} with unknown BMS limit"),

@@ -9,9 +9,10 @@ mod common;
 
 use ems_control::{
     CapSlot, CapSlots, CommandSource, Controller, ControllerConfig, FixedRequest, GridAction, GridRequest,
-    Inputs, ModeSetting, Override, PeakShavingConfig, PlanTarget, ProviderOperation, ProviderTarget, Reserve,
-    RuleTarget, SelfConsumptionConfig,
+    GridTieBound, Inputs, ModeSetting, Override, PeakShavingConfig, PlanTarget, ProviderOperation,
+    ProviderTarget, Reserve, RuleTarget, SelfConsumptionConfig,
 };
+use ems_core::event::GridTieLimit;
 use ems_core::snapshot::{BmsAlarm, BmsAlarms, EStopInput};
 use ems_core::{Measurement, Millis, State, TransitionRequest, Watts};
 
@@ -141,6 +142,15 @@ fn step_never_allocates_with_every_mode_override_plan_and_grid_service() {
             local_minute: Some(u16::try_from((i * 7) % 1440).unwrap_or(0)),
             // An operator rule in some cycles (under and without an override).
             rule: rules[(i / 9) % rules.len()],
+            // The island sequence's bound in some cycles: zero (islanded), then a ramp.
+            grid_tie: match i % 60 {
+                50..=54 => Some(GridTieBound::zero(GridTieLimit::Islanded)),
+                55..=59 => Some(GridTieBound {
+                    limit: ems_core::watts!(800.0),
+                    reason: GridTieLimit::ReconnectionRamp,
+                }),
+                _ => None,
+            },
             ..Inputs::default()
         };
         // Grid service: add, replace and idle with reserves, in turn.

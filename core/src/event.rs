@@ -97,6 +97,38 @@ pub enum Constraint {
     /// Headroom or energy reserved by a grid service (narrows what the sources below it may
     /// use; never what the grid service itself may use).
     GridServiceReserve,
+    /// The grid-tie (island) sequence: the site is not connected and grid-following, or it
+    /// reconnected and follows the 10 % Pn/min ramp.
+    GridTie(GridTieLimit),
+}
+
+/// Why the grid-tie (island) sequence bounds the battery set-point (the control-layer
+/// vocabulary of `ems-grid`'s island sequence: `ems-control` stays below `ems-grid`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GridTieLimit {
+    /// The breaker position is not known yet (start-up): no set-point until it reads closed.
+    Unverified,
+    /// The grid was lost: the breaker is being opened and the inverter switched over.
+    Transferring,
+    /// Islanded (also black start, resynchronisation and the close itself): the grid-forming
+    /// inverter's power follows the island load, a set-point has no meaning.
+    Islanded,
+    /// Neither grid nor island (blackout or safe stop): the inverter is off.
+    NoSupply,
+    /// Reconnected: the set-point follows the 10 % Pn/min ramp after the close.
+    ReconnectionRamp,
+}
+
+impl fmt::Display for GridTieLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Unverified => "grid-tie breaker not yet verified closed",
+            Self::Transferring => "grid lost: transferring to island",
+            Self::Islanded => "islanded: grid-forming inverter follows the load",
+            Self::NoSupply => "no grid and no island: inverter off",
+            Self::ReconnectionRamp => "reconnection ramp 10 % Pn/min",
+        })
+    }
 }
 
 impl fmt::Display for Constraint {
@@ -116,6 +148,7 @@ impl fmt::Display for Constraint {
             Self::EmergencyStop => f.write_str("emergency stop"),
             Self::Shutdown => f.write_str("graceful shutdown"),
             Self::GridServiceReserve => f.write_str("grid-service reserve"),
+            Self::GridTie(l) => write!(f, "{l}"),
         }
     }
 }

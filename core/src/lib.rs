@@ -25,7 +25,9 @@ pub mod state;
 pub mod units;
 
 pub use command::ContactorCommand;
-pub use event::{Event, EventKind, EventLog, Events, Level, Quantity, Stamped, TripReason, EVENT_CAPACITY};
+pub use event::{
+    Event, EventKind, EventLog, Events, GridTieLimit, Level, Quantity, Stamped, TripReason, EVENT_CAPACITY,
+};
 pub use measurement::{Measurement, Quality};
 pub use snapshot::Snapshot;
 pub use state::{State, StateMachine, TransitionError, TransitionRequest};

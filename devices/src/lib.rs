@@ -20,6 +20,9 @@
 //! * [`frequency`]: the grid-frequency source of the grid services' fast path
 //!   (`FrequencySource`, the Modbus register driver, the `FrequencyInput` wrapper with quality
 //!   and maximum age; the simulated source behind `sim`).
+//! * [`island`]: the island devices (grid-tie breaker, the inverter's grid mode, load relays)
+//!   with their Modbus drivers, the read-back wrapper `IslandDevices` and the simulated handles
+//!   over the island plant behind `sim`.
 //! * [`data`]: the reference data embedded at compile time and their parsers.
 //!
 //! * [`modbus`]: the Modbus seam (`RegisterClient`), `tokio-modbus` transports, SunSpec and
@@ -31,6 +34,7 @@ pub mod estop;
 pub mod frequency;
 pub mod gpio;
 pub mod io;
+pub mod island;
 pub mod modbus;
 mod narrow;
 pub mod polled;

@@ -3,6 +3,7 @@
 use crate::fast::{GridPath, NoGridPath};
 use crate::handles::EStopTrigger;
 use crate::hook::{Context, Hook};
+use crate::island::{IslandPath, NoIslandPath};
 use crate::site::SiteDevices;
 use ems_control::{Command, Controller, Inputs, Output, Override, PlanTarget, ProviderTarget, RuleTarget};
 use ems_core::persist::StateStore;
@@ -87,8 +88,13 @@ pub const IO_BUDGET: Duration = Duration::from_secs(1);
 /// `G` is the grid-service path ([`crate::fast`]): [`NoGridPath`] by default; with
 /// [`Self::with_grid_path`] every step calls its service and [`crate::realtime::run`] runs its
 /// fast ticks between the cycles.
+///
+/// `I` is the island path ([`crate::island`]): [`NoIslandPath`] by default; with
+/// [`Self::with_island_path`] every cycle (and every fast tick) reads the island devices, steps
+/// the island sequence, bounds the controller with its [`ems_control::GridTieBound`] and writes
+/// the breaker, inverter-mode and relay commands.
 #[derive(Debug)]
-pub struct Runtime<D, S, G = NoGridPath> {
+pub struct Runtime<D, S, G = NoGridPath, I = NoIslandPath> {
     devices: D,
     controller: Controller,
     store: S,
@@ -100,6 +106,7 @@ pub struct Runtime<D, S, G = NoGridPath> {
     grid: G,
     standing: Standing,
     fast_events: Events,
+    island: I,
 }
 
 impl<D: SiteDevices, S: StateStore> Runtime<D, S> {
@@ -119,12 +126,15 @@ impl<D: SiteDevices, S: StateStore> Runtime<D, S> {
             grid: NoGridPath::default(),
             standing: Standing::default(),
             fast_events: Events::new(),
+            island: NoIslandPath,
         }
     }
+}
 
+impl<D: SiteDevices, S: StateStore, G0, I0> Runtime<D, S, G0, I0> {
     /// The same runtime with a grid-service path: every step calls its service, and the
     /// real-time loop runs its fast ticks.
-    pub fn with_grid_path<G: GridPath>(self, grid: G) -> Runtime<D, S, G> {
+    pub fn with_grid_path<G: GridPath>(self, grid: G) -> Runtime<D, S, G, I0> {
         Runtime {
             devices: self.devices,
             controller: self.controller,
@@ -137,11 +147,41 @@ impl<D: SiteDevices, S: StateStore> Runtime<D, S> {
             grid,
             standing: self.standing,
             fast_events: self.fast_events,
+            island: self.island,
+        }
+    }
+
+    /// The same runtime with an island path ([`crate::island`]).
+    pub fn with_island_path<I: IslandPath>(self, island: I) -> Runtime<D, S, G0, I> {
+        Runtime {
+            devices: self.devices,
+            controller: self.controller,
+            store: self.store,
+            snapshot: self.snapshot,
+            events: self.events,
+            device_trips: self.device_trips,
+            watch: self.watch,
+            shutting_down: self.shutting_down,
+            grid: self.grid,
+            standing: self.standing,
+            fast_events: self.fast_events,
+            island,
         }
     }
 }
 
-impl<D: SiteDevices, S: StateStore, G: GridPath> Runtime<D, S, G> {
+impl<D: SiteDevices, S: StateStore, G: GridPath, I: IslandPath> Runtime<D, S, G, I> {
+    /// The island path.
+    pub fn island_path(&mut self) -> &mut I {
+        &mut self.island
+    }
+
+    /// The island path's status after the last step (`None`: no island path).
+    #[must_use]
+    pub fn island_status(&self) -> Option<&crate::island::IslandStatus> {
+        self.island.status()
+    }
+
     /// The grid-service path.
     pub fn grid_path(&mut self) -> &mut G {
         &mut self.grid
@@ -219,6 +259,9 @@ impl<D: SiteDevices, S: StateStore, G: GridPath> Runtime<D, S, G> {
                 .await;
         self.note_interrupt(interrupt, hook);
         if interrupt == Interrupt::None {
+            // The island read-backs first: the grid services' own frequency source (if any)
+            // then has the last word on the snapshot's grid frequency.
+            self.island_read(now).await;
             interrupt = self.sample_watched(now, hook).await;
         }
         let software = self.trigger().is_some_and(EStopTrigger::take);
@@ -230,6 +273,11 @@ impl<D: SiteDevices, S: StateStore, G: GridPath> Runtime<D, S, G> {
         }
 
         let cx_state = self.controller.state();
+        if let Some(request) = hook.island_request() {
+            let outcome = self.island.request(now, &request);
+            hook.island_answer(&request, outcome);
+        }
+        let island_bound = self.island.step(now, &self.snapshot, cx_state);
         let mut reread_interrupt = Interrupt::None;
         let out = {
             let cx = Context {
@@ -239,6 +287,7 @@ impl<D: SiteDevices, S: StateStore, G: GridPath> Runtime<D, S, G> {
                 latched: self.controller.latched(),
                 mode: self.controller.mode(),
                 shutting_down: self.shutting_down,
+                island: self.island.status(),
             };
             let mut inputs = Inputs {
                 device_trips: &self.device_trips,
@@ -247,6 +296,10 @@ impl<D: SiteDevices, S: StateStore, G: GridPath> Runtime<D, S, G> {
                 ..Inputs::default()
             };
             hook.inputs(&cx, &mut inputs);
+            // After the hooks: the island sequence's bound is not theirs to lift.
+            if island_bound.is_some() {
+                inputs.grid_tie = island_bound;
+            }
             self.standing = Standing::of(&inputs);
             if inputs.request == Some(TransitionRequest::Acknowledge) && cx_state == State::Error {
                 // An acknowledge also resets a resettable BMS alarm (the wrapper rate-limits
@@ -295,6 +348,12 @@ impl<D: SiteDevices, S: StateStore, G: GridPath> Runtime<D, S, G> {
             }
         }
 
+        let stop = out.state == State::Stopped
+            || software
+            || flags.emergency_stop
+            || self.snapshot.estop_pressed(now)
+            || interrupt != Interrupt::None;
+        self.island_apply(now, stop).await;
         let budget = self.watch.as_ref().map(|w| w.io_budget);
         let (applied, i) = self.apply_phase(now, &out.command, budget, hook).await;
         if interrupt == Interrupt::None {
@@ -324,12 +383,15 @@ impl<D: SiteDevices, S: StateStore, G: GridPath> Runtime<D, S, G> {
         if self.devices.read_estop(now, &mut self.snapshot, &mut self.events).await {
             return cut(Interrupt::EStopInput);
         }
+        self.island_read(now).await;
         let i = self.sample_watched(now, hook).await;
         if i != Interrupt::None {
             return cut(i);
         }
+        let grid_tie = self.island.step(now, &self.snapshot, State::Running);
         let st = self.standing;
         let inputs = Inputs {
+            grid_tie,
             device_trips: &self.device_trips,
             local_minute: st.local_minute,
             ess_override: st.ess_override,
@@ -348,6 +410,8 @@ impl<D: SiteDevices, S: StateStore, G: GridPath> Runtime<D, S, G> {
             self.fast_events.push(e.at, e.kind);
         }
         self.grid.stepped(now, &out, true);
+        let stop = out.state == State::Stopped || self.snapshot.estop_pressed(now);
+        self.island_apply(now, stop).await;
         let budget = self.watch.as_ref().map(|_| core::time::Duration::from_millis(period.get()));
         let (applied, interrupt) = self.apply_phase(now, &out.command, budget, hook).await;
         Some(FastTick { output: Some(out), applied, interrupt })
@@ -452,6 +516,33 @@ impl<D: SiteDevices, S: StateStore, G: GridPath> Runtime<D, S, G> {
             latched: self.controller.latched(),
             mode: self.controller.mode(),
             shutting_down: self.shutting_down,
+            island: self.island.status(),
+        }
+    }
+
+    /// The island devices' reads, bounded by the I/O budget in real time (a read that does
+    /// not finish leaves the read-backs to age out: the sequence then treats them as unknown).
+    async fn island_read(&mut self, now: Millis) {
+        match self.watch.as_ref().map(|w| w.io_budget) {
+            Some(budget) => {
+                let read = self.island.read(now, &mut self.snapshot);
+                if tokio::time::timeout(budget, read).await.is_err() {
+                    tracing::warn!("island device reads did not finish within {budget:?}: abandoned");
+                }
+            }
+            None => self.island.read(now, &mut self.snapshot).await,
+        }
+    }
+
+    /// The island devices' writes, bounded as [`Self::island_read`].
+    async fn island_apply(&mut self, now: Millis, stop: bool) {
+        match self.watch.as_ref().map(|w| w.io_budget) {
+            Some(budget) => {
+                if tokio::time::timeout(budget, self.island.apply(now, stop)).await.is_err() {
+                    tracing::warn!("island device writes did not finish within {budget:?}: abandoned");
+                }
+            }
+            None => self.island.apply(now, stop).await,
         }
     }
 

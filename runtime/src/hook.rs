@@ -1,5 +1,6 @@
 //! [`Hook`]: how a caller takes part in every cycle without owning the loop.
 
+use crate::island::{IslandRequest, IslandRequestOutcome, IslandStatus};
 use ems_control::{Inputs, ModeSetting, Output};
 use ems_core::{Millis, Snapshot, State, TripReason};
 use ems_devices::io::ApplyReport;
@@ -21,6 +22,8 @@ pub struct Context<'a> {
     pub mode: ModeSetting,
     /// A graceful shutdown was requested (hooks then stop asking for anything but an E-stop).
     pub shutting_down: bool,
+    /// The island path's status after this cycle's island step (`None`: no island path).
+    pub island: Option<&'a IslandStatus>,
 }
 
 /// How long a cycle took and how late it started against its schedule (real-time runs).
@@ -59,6 +62,14 @@ pub trait Hook {
     /// simulated site advances its physics here).
     fn advance(&mut self, next: Millis, step: Millis) {
         let _ = (next, step);
+    }
+    /// Before the island step of a cycle: an operator's black-start or reset request.
+    fn island_request(&mut self) -> Option<IslandRequest> {
+        None
+    }
+    /// What became of the request [`Self::island_request`] returned.
+    fn island_answer(&mut self, request: &IslandRequest, outcome: IslandRequestOutcome) {
+        let _ = (request, outcome);
     }
     /// Real-time runs: the cycle's timing.
     fn timing(&mut self, timing: CycleTiming) {

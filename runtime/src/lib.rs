@@ -16,6 +16,10 @@
 //! [`fast`] is the grid services' fast path: a frequency source and a service, ticked at
 //! ≥ 10 Hz between the cycles by the same loop on the same thread (one writer to the inverter).
 //!
+//! [`island`] is the island path: island detection, backup transfer, black start and
+//! reconnection (`ems-grid`'s island sequence over the device layer's island devices), stepped
+//! in every cycle and fast tick, bounding the controller through `Inputs::grid_tie`.
+//!
 //! [`realtime::run`] adds what only a real-time run has: pacing against the clock (wall time
 //! on a real site, simulated time on the simulated one), the E-stop watched between cycles,
 //! the software E-stop that wakes the loop at once and is answered once zero was issued,
@@ -33,6 +37,7 @@ pub mod cycle;
 pub mod fast;
 pub mod handles;
 pub mod hook;
+pub mod island;
 pub mod marker;
 pub mod realtime;
 pub mod site;
@@ -42,5 +47,6 @@ pub use cycle::{CycleFlags, CycleResult, FastTick, Runtime};
 pub use fast::{FastPath, FastPathConfig, FastPathError, GridPath, NoGridPath};
 pub use handles::{EStopDone, EStopTrigger, ShutdownRequest};
 pub use hook::{Context, CycleTiming, Hook, NoHook};
+pub use island::{IslandLoop, IslandPath, IslandRequest, IslandRequestOutcome, IslandStatus, NoIslandPath};
 pub use realtime::{Clock, RealtimeOptions, RunEnd, RunSummary};
 pub use site::SiteDevices;

@@ -5,6 +5,7 @@ use crate::cycle::{CycleFlags, Runtime};
 use crate::fast::GridPath;
 use crate::handles::ShutdownRequest;
 use crate::hook::{CycleTiming, Hook};
+use crate::island::IslandPath;
 use crate::site::SiteDevices;
 use ems_core::emergency::ShutdownPhase;
 use ems_core::persist::StateStore;
@@ -135,8 +136,8 @@ fn elapsed_ms(since: Instant) -> u64 {
 /// (input or software) cuts the wait short and the next cycle starts at once; a shutdown
 /// request does not (the shutdown proceeds at the cycle's pace, in wall time on a real site),
 /// except a second one, which forces zero and open at once.
-pub async fn run<D, S, G, H>(
-    rt: &mut Runtime<D, S, G>,
+pub async fn run<D, S, G, I, H>(
+    rt: &mut Runtime<D, S, G, I>,
     hook: &mut H,
     opts: &RealtimeOptions,
     shutdown: &ShutdownRequest,
@@ -145,6 +146,7 @@ where
     D: SiteDevices,
     S: StateStore,
     G: GridPath,
+    I: IslandPath,
     H: Hook + ?Sized,
 {
     let cycle_ms = opts.cycle.get().max(1);
@@ -239,8 +241,8 @@ where
 /// Between two cycles: wait until the next cycle at control time `next_ms` with the E-stop
 /// watched, running the grid services' fast ticks on their slots ([`crate::fast`]); a new
 /// E-stop press, an interrupted tick or a second shutdown request ends the wait at once.
-async fn wait_between<D, S, G, H>(
-    rt: &mut Runtime<D, S, G>,
+async fn wait_between<D, S, G, I, H>(
+    rt: &mut Runtime<D, S, G, I>,
     hook: &mut H,
     opts: &RealtimeOptions,
     (start, now, next_ms): (Instant, Millis, u64),
@@ -249,6 +251,7 @@ async fn wait_between<D, S, G, H>(
     D: SiteDevices,
     S: StateStore,
     G: GridPath,
+    I: IslandPath,
     H: Hook + ?Sized,
 {
     let deadline = start + scaled(opts.clock, next_ms);

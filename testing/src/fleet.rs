@@ -104,7 +104,9 @@ pub enum FleetError {
 }
 
 fn unix_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// The broker's user + system CPU time (clock ticks), from `/proc/<pid>/stat`.
@@ -140,8 +142,14 @@ fn batch(site: &SimulatedSite, state: ems_core::State) -> [String; 6] {
     ]
 }
 
-async fn gateway(i: usize, cfg: Arc<FleetConfig>, counters: Arc<Counters>, stop: Instant) -> Result<(), FleetError> {
-    let site_config = SimSiteConfig { seed: u64::try_from(i).unwrap_or(0).wrapping_add(1), ..SimSiteConfig::default() };
+async fn gateway(
+    i: usize,
+    cfg: Arc<FleetConfig>,
+    counters: Arc<Counters>,
+    stop: Instant,
+) -> Result<(), FleetError> {
+    let site_config =
+        SimSiteConfig { seed: u64::try_from(i).unwrap_or(0).wrapping_add(1), ..SimSiteConfig::default() };
     let mut site = SimulatedSite::new(site_config).map_err(|e| FleetError::Site(i, e.to_string()))?;
     let mut controller =
         Controller::new(ControllerConfig::default()).map_err(|e| FleetError::Site(i, e.to_string()))?;
@@ -218,7 +226,10 @@ async fn monitor(cfg: Arc<FleetConfig>, counters: Arc<Counters>) -> Result<Async
                     }
                     counters.received.fetch_add(1, Ordering::Relaxed);
                     let sent = p.properties.as_ref().and_then(|pr| {
-                        pr.user_properties.iter().find(|(k, _)| k == "sent_ms").and_then(|(_, v)| v.parse::<u64>().ok())
+                        pr.user_properties
+                            .iter()
+                            .find(|(k, _)| k == "sent_ms")
+                            .and_then(|(_, v)| v.parse::<u64>().ok())
                     });
                     if let Some(sent) = sent {
                         let lat = u32::try_from(unix_ms().saturating_sub(sent)).unwrap_or(u32::MAX);
@@ -294,7 +305,11 @@ async fn run(config: FleetConfig) -> Result<FleetReport, FleetError> {
         published: counters.published.load(Ordering::Relaxed),
         received,
         messages_per_s: rate,
-        latency_ms: (percentile(&lat, 0.5), percentile(&lat, 0.99), lat.last().map_or(f64::NAN, |x| f64::from(*x))),
+        latency_ms: (
+            percentile(&lat, 0.5),
+            percentile(&lat, 0.99),
+            lat.last().map_or(f64::NAN, |x| f64::from(*x)),
+        ),
         broker_cpu_pct: cpu,
         publish_errors: counters.errors.load(Ordering::Relaxed),
     })

@@ -1,6 +1,8 @@
 //! Island scenario files: a TOML timeline of grid and breaker events on the simulated island
-//! plant (`ems_devices::sim::island`), run in closed loop with the island sequence of
-//! `ems-grid` ([`ems_grid::island::IslandSequencer`]), with expectations the runner checks.
+//! plant (`ems_devices::sim::island`) beside the simulated site, run in closed loop **through
+//! the one control loop** ([`ems_runtime::Runtime::cycle`] with its island path: the island
+//! devices of `ems-devices`, the island sequence of `ems-grid`, the controller bounded by it),
+//! with expectations the runner checks. [`IslandSite`] is that loop for tests of their own.
 //!
 //! The format follows the site scenarios (`scenario.rs`): the same header, durations,
 //! `[[fault]]` timeline and `[[expect]]` windows, plus an `[island]` table that marks the file as
@@ -50,20 +52,28 @@
 //! ```
 //!
 //! Every run also requires zero out-of-phase closes and zero time of a grid-forming inverter
-//! connected to a live grid (plant truth), zero inverter overload trips, and every close
-//! command issued with every close condition true.
+//! connected to a live grid (plant truth), zero inverter overload trips, every close command
+//! issued with every close condition true, and in every cycle a battery set-point of zero
+//! while set-points are not allowed and at most the reconnection ramp's limit after a close
+//! (the controller runs a manual discharge of half the rating to show it).
 
 use crate::scenario::parse_duration;
+use ems_control::{Controller, ControllerConfig, ModeSetting};
+use ems_core::persist::MemoryStore;
 use ems_core::snapshot::GridTie;
-use ems_core::{Hertz, Millis, Percent, Volts, WattHours, Watts};
-use ems_devices::sim::island::{
-    BreakerFault, GridCondition, IslandViolations, SimBreakerCommand, SimInverterMode, SimIsland,
+use ems_core::{Hertz, Millis, Percent, State, TransitionRequest, Volts, WattHours, Watts};
+use ems_devices::io::{DeviceSet, DeviceSetConfig};
+use ems_devices::island::{
+    IslandDeviceConfig, IslandDevices, SharedIsland, SimIslandBreaker, SimIslandInverter, SimIslandRelay,
 };
-use ems_grid::island::{
-    BreakerCommand, Degrees, InverterCommand, InverterMode, IslandEvent, IslandInputs, IslandOutput,
-    IslandSequencer, IslandSettings, LoadCircuit, LoadMask, Side,
+use ems_devices::sim::island::{BreakerFault, GridCondition, IslandViolations, SimInverterMode, SimIsland};
+use ems_devices::sim::{
+    SharedSite, SimBms, SimEStopPin, SimInverter, SimMeter, SimPv, SimRelay, SimSiteConfig, SimulatedSite,
 };
+use ems_grid::island::{BreakerCommand, IslandOutput, IslandSequencer, IslandSettings, LoadCircuit};
+use ems_runtime::{CycleFlags, IslandLoop, IslandRequest, IslandStatus, NoGridPath, Runtime};
 use serde::Deserialize;
+use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -546,15 +556,16 @@ impl IslandScenarioReport {
     }
 }
 
-fn apply(plant: &mut SimIsland, seq: &mut IslandSequencer, f: IslandFault, now: Millis) {
-    match f {
+/// What a timeline entry does: to the plant, or an operator request to the loop.
+fn apply(plant: &SharedIsland, requests: &mut VecDeque<IslandRequest>, f: IslandFault) {
+    plant.with_mut(|plant| match f {
         IslandFault::GridLoss => plant.grid.set(GridCondition::Lost),
         IslandFault::GridReturn => plant.grid.set(GridCondition::Normal),
         IslandFault::GridDisturbed(voltage, frequency) => {
-            plant.grid.set(GridCondition::Disturbed { voltage, frequency })
+            plant.grid.set(GridCondition::Disturbed { voltage, frequency });
         }
         IslandFault::GridRocof(hz_per_s) => {
-            plant.grid.set(GridCondition::FrequencyRamp { hz_per_s, since: plant.elapsed() })
+            plant.grid.set(GridCondition::FrequencyRamp { hz_per_s, since: plant.elapsed() });
         }
         IslandFault::BreakerFailsToOpen => plant.breaker.set_fault(BreakerFault::FailsToOpen),
         IslandFault::BreakerFailsToClose => plant.breaker.set_fault(BreakerFault::FailsToClose),
@@ -566,12 +577,14 @@ fn apply(plant: &mut SimIsland, seq: &mut IslandSequencer, f: IslandFault, now: 
             plant.inverter.cannot_form = false;
             plant.inverter.cannot_sync = false;
         }
-        IslandFault::BlackStart => seq.request_black_start(),
-        IslandFault::OperatorReset => {
-            seq.reset(now);
-        }
         IslandFault::Soc(p) => plant.set_soc(p),
-    }
+        IslandFault::BlackStart => {
+            requests.push_back(IslandRequest::BlackStart { reason: "scenario timeline".into() });
+        }
+        IslandFault::OperatorReset => {
+            requests.push_back(IslandRequest::Reset { reason: "scenario timeline".into() });
+        }
+    });
 }
 
 fn undo(plant: &mut SimIsland, f: IslandFault) {
@@ -581,7 +594,7 @@ fn undo(plant: &mut SimIsland, f: IslandFault) {
         }
         IslandFault::BreakerReadbackLost => plant.breaker.readback_lost = false,
         IslandFault::BreakerFailsToOpen | IslandFault::BreakerFailsToClose => {
-            plant.breaker.set_fault(BreakerFault::None)
+            plant.breaker.set_fault(BreakerFault::None);
         }
         IslandFault::InverterCannotForm | IslandFault::InverterCannotSync => {
             plant.inverter.cannot_form = false;
@@ -596,59 +609,239 @@ fn undo(plant: &mut SimIsland, f: IslandFault) {
     }
 }
 
-fn inputs(r: &ems_devices::sim::island::IslandReadings) -> IslandInputs {
-    IslandInputs {
-        grid: Side { voltage: r.grid_voltage, frequency: r.grid_frequency },
-        bus: Side { voltage: Some(r.bus_voltage), frequency: r.bus_frequency },
-        phase_difference: r.phase_difference.and_then(|d| Degrees::try_new(d).ok()),
-        breaker: r.breaker,
-        inverter: Some(match r.inverter {
-            SimInverterMode::Off => InverterMode::Off,
-            SimInverterMode::GridFollowing => InverterMode::GridFollowing,
-            SimInverterMode::GridForming | SimInverterMode::Synchronise => InverterMode::GridForming,
-        }),
-        inverter_fault: r.inverter_fault,
-        loads: Some(LoadMask::from_bits(r.relays)),
-        island_load: Some(r.inverter_power),
-        available: r.available,
-        soc: Some(r.soc),
+/// The simulated site's devices as the island runs drive them (no fault switches: the island
+/// plant carries the island faults).
+pub type IslandSiteDevices = DeviceSet<SimBms, SimInverter, SimMeter, SimPv, SimRelay, SimRelay, SimEStopPin>;
+
+/// The island path over the simulated plant.
+pub type SimIslandLoop = IslandLoop<SimIslandBreaker, SimIslandInverter, SimIslandRelay>;
+
+/// The loop of an island run: the simulated site, the island plant and the one control loop
+/// (`ems_runtime::Runtime`) with its island path — the same loop the gateway runs.
+pub type IslandRuntime = Runtime<IslandSiteDevices, MemoryStore, NoGridPath, SimIslandLoop>;
+
+/// A simulated site with an island plant, driven through [`ems_runtime::Runtime::cycle`].
+#[derive(Debug)]
+pub struct IslandSite {
+    /// The site (battery, BMS, inverter, meter, PV, load).
+    pub site: SharedSite,
+    /// The island plant (grid, breaker, grid-forming inverter, load circuits).
+    pub plant: SharedIsland,
+    /// The loop.
+    pub runtime: IslandRuntime,
+    /// Operator requests for the island, taken one per cycle.
+    pub requests: VecDeque<IslandRequest>,
+    /// The control state wanted: the runner's operator boots and starts the controller.
+    pub operator: bool,
+    /// A software E-stop on the next cycles while set.
+    pub estop: bool,
+    step: Millis,
+    now: Millis,
+}
+
+/// What an [`IslandSite`] is made of.
+#[derive(Debug, Clone)]
+pub struct IslandSiteConfig {
+    /// Inverter rating (grid-forming too).
+    pub rated: Watts,
+    /// Battery capacity.
+    pub battery: WattHours,
+    /// Initial SOC.
+    pub soc: Percent,
+    /// Breaker at start.
+    pub start: GridTie,
+    /// Circuits `(name, priority, nominal)`, in relay order.
+    pub loads: Vec<(String, u8, Watts)>,
+    /// The island settings.
+    pub settings: IslandSettings,
+    /// The controller's mode (a manual set-point shows the island bound on it).
+    pub mode: ModeSetting,
+    /// The cycle (≤ 100 ms: the breaker acts in 60 ms).
+    pub step: Millis,
+}
+
+/// What one [`IslandSite::cycle`] saw.
+#[derive(Debug, Clone)]
+pub struct IslandCycle {
+    /// The controller's output.
+    pub output: ems_control::Output,
+    /// The island path's status after the cycle's step.
+    pub status: IslandStatus,
+    /// The sequence's output (before the E-stop policy of the apply).
+    pub island: Option<IslandOutput>,
+}
+
+struct RunnerHook<'a> {
+    requests: &'a mut VecDeque<IslandRequest>,
+    operator: bool,
+}
+
+impl ems_runtime::Hook for RunnerHook<'_> {
+    fn inputs<'a>(&'a mut self, cx: &ems_runtime::Context<'_>, inputs: &mut ems_control::Inputs<'a>) {
+        if self.operator {
+            inputs.request = match cx.state {
+                State::Boot => Some(TransitionRequest::BootComplete),
+                State::Idle => Some(TransitionRequest::Start),
+                State::Running | State::Error | State::Stopped => None,
+            };
+        }
+    }
+
+    fn island_request(&mut self) -> Option<IslandRequest> {
+        self.requests.pop_front()
     }
 }
 
-fn commands(o: &IslandOutput) -> (SimBreakerCommand, SimInverterMode) {
-    let b = match o.breaker {
-        BreakerCommand::Hold => SimBreakerCommand::Hold,
-        BreakerCommand::Open => SimBreakerCommand::Open,
-        BreakerCommand::Close => SimBreakerCommand::Close,
-    };
-    let m = match o.inverter {
-        InverterCommand::Off => SimInverterMode::Off,
-        InverterCommand::GridFollowing => SimInverterMode::GridFollowing,
-        InverterCommand::GridForming => SimInverterMode::GridForming,
-        InverterCommand::Synchronise => SimInverterMode::Synchronise,
-    };
-    (b, m)
+impl IslandSite {
+    /// The site `config` describes.
+    ///
+    /// # Errors
+    /// A text naming what could not be built.
+    pub fn new(config: &IslandSiteConfig) -> Result<Self, String> {
+        let IslandSiteConfig { rated, battery, soc, start, loads, settings, mode, step } = config.clone();
+        let circuits: Vec<LoadCircuit> = loads
+            .iter()
+            // The sequence's names are `&'static str` (for events); the loop names circuits
+            // from `names` instead.
+            .map(|(_, p, w)| LoadCircuit { name: "circuit", priority: *p, nominal: *w })
+            .collect();
+        let seq = IslandSequencer::try_new(settings, rated, &circuits).map_err(|e| e.to_string())?;
+        let plant_loads: Vec<(&'static str, Watts)> = circuits.iter().map(|c| (c.name, c.nominal)).collect();
+        let plant = SharedIsland::new(SimIsland::new(rated, battery, soc, start, &plant_loads));
+        let devices = IslandDevices::new(
+            plant.breaker(),
+            plant.inverter(),
+            plant.relays(),
+            IslandDeviceConfig::default(),
+        )
+        .map_err(|e| e.to_string())?;
+        let names = loads.iter().map(|l| l.0.clone()).collect();
+        let island = IslandLoop::new(devices, seq, rated, names);
+        let site_config = SimSiteConfig {
+            inverter_rating: rated,
+            battery_capacity: battery,
+            initial_soc: soc,
+            ..SimSiteConfig::default()
+        };
+        let site = SharedSite::new(SimulatedSite::new(site_config).map_err(|e| e.to_string())?);
+        let d = site.devices();
+        let set = DeviceSet::new(
+            d.bms,
+            d.inverter,
+            d.meter,
+            d.pv,
+            d.precharge_relay,
+            d.main_relay,
+            d.estop,
+            DeviceSetConfig::default(),
+        )
+        .map_err(|e| format!("device layer: {e}"))?;
+        let config = ControllerConfig { cycle: step, mode, ..ControllerConfig::default() };
+        let controller = Controller::new(config).map_err(|e| e.to_string())?;
+        let runtime = Runtime::new(set, controller, MemoryStore::default()).with_island_path(island);
+        Ok(Self {
+            site,
+            plant,
+            runtime,
+            requests: VecDeque::new(),
+            operator: true,
+            estop: false,
+            step,
+            now: Millis::ZERO,
+        })
+    }
+
+    /// Control time of the next cycle.
+    #[must_use]
+    pub const fn now(&self) -> Millis {
+        self.now
+    }
+
+    /// One cycle through the loop, then the site and the plant advance by one step.
+    pub fn cycle(&mut self) -> IslandCycle {
+        let mut hook = RunnerHook { requests: &mut self.requests, operator: self.operator };
+        let flags = CycleFlags { shutdown: false, emergency_stop: self.estop };
+        let r = pollster::block_on(self.runtime.cycle(self.now, flags, &mut hook));
+        let status = self.runtime.island_status().cloned();
+        let island = self.runtime.island_path().last_output().cloned();
+        self.site.borrow_mut().advance(self.step);
+        self.plant.with_mut(|p| p.step(self.step));
+        self.now = self.now.plus(self.step);
+        IslandCycle {
+            output: r.output,
+            // An IslandLoop always has a status.
+            status: status.unwrap_or_else(|| unreachable_status(self.now)),
+            island,
+        }
+    }
 }
 
-/// Run one island scenario.
+fn unreachable_status(at: Millis) -> IslandStatus {
+    IslandStatus {
+        at,
+        state: ems_grid::island::GridState::Starting,
+        breaker: None,
+        breaker_command: BreakerCommand::Hold,
+        inverter: None,
+        inverter_command: ems_grid::island::InverterCommand::Off,
+        close: ems_grid::island::CloseConditions::default(),
+        detection: ems_grid::island::Detection {
+            trip: None,
+            measured: false,
+            rocof: None,
+            mean_voltage: None,
+        },
+        grid_healthy_for: Millis::ZERO,
+        stop: None,
+        setpoints_allowed: false,
+        power_limit: None,
+        bound: None,
+        available: Watts::ZERO,
+        loads: Vec::new(),
+        estop: false,
+        recent: Vec::new(),
+        events: Vec::new(),
+    }
+}
+
+/// The set-point bound the island puts on the controller, checked every cycle of a run: zero
+/// whenever set-points are not allowed, at most the reconnection ramp's limit after a close.
+fn check_setpoint(c: &IslandCycle) -> Option<String> {
+    let sp = c.output.command.setpoint();
+    let out = c.island.as_ref()?;
+    if !out.setpoints_allowed && sp != Watts::ZERO {
+        return Some(format!("set-point {sp} while {} (set-points not allowed)", out.state));
+    }
+    if let Some(limit) = out.power_limit {
+        if sp.abs() > limit {
+            return Some(format!("set-point {sp} above the reconnection ramp's {limit}"));
+        }
+    }
+    None
+}
+
+/// Run one island scenario through the one control loop ([`IslandSite`]).
 ///
 /// # Errors
 /// [`IslandScenarioError`] when the plant or the sequence cannot be built from it (a load
 /// table the sequence refuses).
 pub fn run_island_scenario(s: &IslandScenario) -> Result<IslandScenarioReport, IslandScenarioError> {
-    let circuits: Vec<LoadCircuit> = s
-        .loads
-        .iter()
-        // The sequence's names are `&'static str` (for events); the report names circuits from
-        // the scenario by index instead.
-        .map(|(_, p, w)| LoadCircuit { name: "circuit", priority: *p, nominal: *w })
-        .collect();
     let mut settings = IslandSettings::en50549_vde4105(ems_core::volts!(230.0));
     settings.sequence.auto_black_start = s.auto_black_start;
-    let mut seq = IslandSequencer::try_new(settings, s.rated, &circuits)
-        .map_err(|e| IslandScenarioError::new(Path::new(&s.name), e.to_string()))?;
-    let plant_loads: Vec<(&'static str, Watts)> = circuits.iter().map(|c| (c.name, c.nominal)).collect();
-    let mut plant = SimIsland::new(s.rated, s.battery, s.soc, s.start, &plant_loads);
+    // A discharge of half the rating: the island bound must hold it at zero while islanded and
+    // ramp it after a reconnection.
+    let mode = ModeSetting::Manual { setpoint: s.rated.scale(0.5) };
+    let config = IslandSiteConfig {
+        rated: s.rated,
+        battery: s.battery,
+        soc: s.soc,
+        start: s.start,
+        loads: s.loads.clone(),
+        settings,
+        mode,
+        step: s.step,
+    };
+    let mut site = IslandSite::new(&config).map_err(|e| IslandScenarioError::new(Path::new(&s.name), e))?;
     let mut rows = Vec::new();
     let mut failures = Vec::new();
     let mut closes = 0_u32;
@@ -656,46 +849,49 @@ pub fn run_island_scenario(s: &IslandScenario) -> Result<IslandScenarioReport, I
     let mut timeline = s.faults.clone();
     timeline.sort_by_key(|f| f.at);
     let mut next = 0;
-    let mut now = Millis::ZERO;
-    while now < s.duration {
+    while site.now() < s.duration {
+        let now = site.now();
         // Undo first: a fault that starts when another ends wins.
         undo_at.retain(|(at, f)| {
             if *at <= now {
-                undo(&mut plant, *f);
+                site.plant.with_mut(|p| undo(p, *f));
                 false
             } else {
                 true
             }
         });
         while let Some(f) = timeline.get(next).filter(|f| f.at <= now) {
-            apply(&mut plant, &mut seq, f.fault, now);
+            apply(&site.plant, &mut site.requests, f.fault);
             if let Some(d) = f.for_ {
                 undo_at.push((f.at.plus(d), f.fault));
             }
             next += 1;
         }
-        let out = seq.step(now, &inputs(&plant.readings()));
-        if out.breaker == BreakerCommand::Close {
-            closes = closes.saturating_add(1);
-            if !out.close.all() {
-                failures.push(format!("{now}: close commanded with a condition false: {:?}", out.close));
+        let c = site.cycle();
+        if let Some(out) = &c.island {
+            if out.breaker == BreakerCommand::Close {
+                closes = closes.saturating_add(1);
+                if !out.close.all() {
+                    failures.push(format!("{now}: close commanded with a condition false: {:?}", out.close));
+                }
             }
         }
-        let (b, m) = commands(&out);
-        plant.command(b, m, out.loads.bits());
-        plant.step(s.step);
-        now = now.plus(s.step);
-        let r = plant.readings();
+        if let Some(msg) = check_setpoint(&c) {
+            if failures.len() < 50 {
+                failures.push(format!("{now}: {msg}"));
+            }
+        }
+        let (breaker, r) = site.plant.with(|p| (p.breaker.position(), p.readings()));
         rows.push(Row {
-            at: now,
-            state: out.state.to_string(),
-            breaker: plant.breaker.position(),
+            at: site.now(),
+            state: c.status.state.to_string(),
+            breaker,
             inverter: r.inverter,
             relays: r.relays,
-            stop: out.stop.map(|x| x.to_string()),
-            events: out.events.iter().map(|e| name_event(e, &s.loads)).collect(),
-            close: out.breaker == BreakerCommand::Close,
-            power_limit: out.power_limit,
+            stop: c.status.stop.map(|x| x.to_string()),
+            events: c.status.events.clone(),
+            close: c.island.as_ref().is_some_and(|o| o.breaker == BreakerCommand::Close),
+            power_limit: c.status.power_limit,
         });
     }
     for (i, e) in s.expects.iter().enumerate() {
@@ -703,7 +899,7 @@ pub fn run_island_scenario(s: &IslandScenario) -> Result<IslandScenarioReport, I
             failures.push(format!("expect[{i}] ({}..{}): {msg}", e.after, e.by.unwrap_or(s.duration)));
         }
     }
-    let v = plant.violations();
+    let v = site.plant.with(SimIsland::violations);
     if v.out_of_phase_closes > 0 {
         failures.push(format!("{} out-of-phase close(s)", v.out_of_phase_closes));
     }
@@ -726,24 +922,6 @@ pub fn run_island_scenario(s: &IslandScenario) -> Result<IslandScenarioReport, I
         final_state: rows.last().map_or_else(String::new, |r| r.state.clone()),
         events,
     })
-}
-
-/// An event's text, with the circuit's scenario name for load events (`load 0 restored: fridge`).
-fn name_event(e: &IslandEvent, loads: &[(String, u8, Watts)]) -> String {
-    match e {
-        IslandEvent::LoadShed { index, .. } | IslandEvent::LoadRestored { index } => {
-            format!("{e}: {}", loads.get(*index).map_or("?", |l| l.0.as_str()))
-        }
-        IslandEvent::State { .. }
-        | IslandEvent::GridLost(_)
-        | IslandEvent::BreakerOpenedExternally
-        | IslandEvent::RelayMismatch { .. }
-        | IslandEvent::SyncFailed
-        | IslandEvent::CloseRefused(_)
-        | IslandEvent::Stopped(_)
-        | IslandEvent::Blackout(_)
-        | IslandEvent::Reset => e.to_string(),
-    }
 }
 
 fn holds(e: &IslandExpect, r: &Row) -> Result<(), String> {

@@ -57,6 +57,8 @@ pub(crate) struct ApiStart {
     pub grid_services: Option<Arc<ems_api::grid_services::GridServices>>,
     /// The cloud link (`None`: none).
     pub cloud: Option<ems_api::cloud::CloudConfig>,
+    /// The island view behind `/api/v1/island` (`None`: 404).
+    pub island: Option<Arc<ems_api::island::IslandBoard>>,
 }
 
 /// Limits of the HTTP server and the stores (`[api]` in the site file).
@@ -229,6 +231,8 @@ pub(crate) struct LoopApi {
     audit: LoopAudit,
     metrics: Arc<Metrics>,
     mode: Option<(ems_control::ModeSetting, String)>,
+    island: Option<Arc<ems_api::island::IslandBoard>>,
+    island_outcome: Option<ems_runtime::IslandRequestOutcome>,
 }
 
 impl std::fmt::Debug for LoopApi {
@@ -289,6 +293,7 @@ pub(crate) async fn start(opts: ApiStart, trigger: EStopTrigger) -> Result<LoopA
         grid_services: opts.grid_services,
         cloud: cloud.as_ref().map(|(_, _, s)| s.clone()),
         internal_tokens,
+        island: opts.island.clone(),
         ..ServerConfig::default()
     };
     let (server, handles) = Server::start(config, EStopRoute::Port(Arc::new(TriggerPort(trigger))))
@@ -329,6 +334,8 @@ pub(crate) async fn start(opts: ApiStart, trigger: EStopTrigger) -> Result<LoopA
         audit,
         metrics,
         mode: None,
+        island: opts.island,
+        island_outcome: None,
     };
     if let Some(token) = generated_admin_token {
         println!("admin token: {token}");
@@ -337,6 +344,44 @@ pub(crate) async fn start(opts: ApiStart, trigger: EStopTrigger) -> Result<LoopA
 }
 
 impl LoopApi {
+    /// Before the island step: an operator's island action waiting at the head of the queue
+    /// (only when no other command is in flight), as the loop's request.
+    pub(crate) fn island_request(&mut self) -> Option<ems_runtime::IslandRequest> {
+        while let Some(p) = self.inbox.try_next() {
+            self.queue.push_back(p);
+        }
+        if self.in_flight.is_some()
+            || !matches!(self.queue.front().map(PendingCommand::command), Some(ApiCommand::Island { .. }))
+        {
+            return None;
+        }
+        self.in_flight = self.queue.pop_front();
+        self.island_outcome = None;
+        match self.in_flight.as_ref().map(PendingCommand::command) {
+            Some(ApiCommand::Island { action, reason, .. }) => Some(match action {
+                ems_api::island::IslandAction::BlackStart => {
+                    ems_runtime::IslandRequest::BlackStart { reason: reason.clone() }
+                }
+                ems_api::island::IslandAction::Reset => {
+                    ems_runtime::IslandRequest::Reset { reason: reason.clone() }
+                }
+            }),
+            _ => None,
+        }
+    }
+
+    /// What became of the island request (answered after the step).
+    pub(crate) fn island_answer(&mut self, outcome: ems_runtime::IslandRequestOutcome) {
+        self.island_outcome = Some(outcome);
+    }
+
+    /// Publish the island path's status as the API's view.
+    pub(crate) fn publish_island(&self, status: &ems_runtime::IslandStatus) {
+        if let Some(b) = &self.island {
+            b.publish(crate::island::view(status));
+        }
+    }
+
     /// What the planner thread needs of the API: the audit log and the database.
     pub(crate) fn economics_handles(&self) -> (Option<LoopAudit>, Option<Arc<Db>>) {
         (Some(self.audit.clone()), self.db.clone())
@@ -388,6 +433,8 @@ impl LoopApi {
         if self.in_flight.is_none() {
             let take = match self.queue.front().map(PendingCommand::command) {
                 Some(ApiCommand::EmergencyStop { .. }) => true,
+                // Taken by `island_request`, before the island step.
+                Some(ApiCommand::Island { .. }) => false,
                 Some(_) => !loop_has_request && !shutting_down,
                 None => false,
             };
@@ -403,7 +450,7 @@ impl LoopApi {
             }
             Some(ApiCommand::Request { request, .. }) => inputs.request = Some(*request),
             Some(ApiCommand::SetMode { mode, .. }) => inputs.set_mode = Some(*mode),
-            None => {}
+            Some(ApiCommand::Island { .. }) | None => {}
         }
         if shutting_down {
             return;
@@ -466,6 +513,17 @@ impl LoopApi {
                     ));
                     Ok(out.state)
                 }
+                (ApiCommand::Island { .. }, _, _) => match self.island_outcome.take() {
+                    Some(ems_runtime::IslandRequestOutcome::Accepted) => Ok(out.state),
+                    Some(ems_runtime::IslandRequestOutcome::NotInSafeStop) => Err(Refusal {
+                        state: out.state,
+                        reason: "the island sequence is not in SAFE STOP: nothing to reset".to_owned(),
+                    }),
+                    Some(ems_runtime::IslandRequestOutcome::NoIsland) | None => Err(Refusal {
+                        state: out.state,
+                        reason: "island operation is not configured on this site".to_owned(),
+                    }),
+                },
                 (ApiCommand::EmergencyStop { .. }, _, _) | (_, None, _) => Ok(out.state),
                 (_, Some(e), _) => Err(Refusal { state: out.state, reason: e.to_string() }),
             };

@@ -58,6 +58,11 @@ pub(crate) struct LiveArgs {
     /// through `PUT /api/v1/grid-services`.
     #[arg(long)]
     pub(crate) grid_services: Option<PathBuf>,
+    /// Island operation on the simulated site: a TOML file with an `[island]` table (load
+    /// circuits with priorities, a grid outage schedule `outages = [{at_s, for_s}]`, optional
+    /// settings), see `examples/island/sim.toml`. Watch it on `GET /api/v1/island`.
+    #[arg(long)]
+    pub(crate) island: Option<PathBuf>,
     /// Operator reason for a manual reset (STOPPED) or acknowledge (ERROR) at start-up, when the
     /// persisted state needs one.
     #[arg(long)]
@@ -135,6 +140,9 @@ pub(crate) struct Launch {
     pub economics: Option<crate::economics::EconomicsStart>,
     /// Grid services, if configured.
     pub grid: Option<crate::grid_services::GridStart>,
+    /// Island operation on the simulated site, if asked for (`--island`).
+    #[cfg(feature = "sim")]
+    pub island: Option<crate::island::sim::IslandStart>,
 }
 
 /// What the control thread hands the device connector: the API (to show "waiting for devices"
@@ -183,6 +191,19 @@ where
             tracing::error!("signal handlers: {e}");
         }
     });
+    #[cfg(feature = "sim")]
+    let Launch {
+        controller,
+        store,
+        realtime: opts,
+        reset_reason,
+        time_zone,
+        mut api,
+        economics,
+        grid,
+        island,
+    } = launch;
+    #[cfg(not(feature = "sim"))]
     let Launch { controller, store, realtime: opts, reset_reason, time_zone, mut api, economics, grid } =
         launch;
     if let (Some(a), Some(g)) = (&mut api, &grid) {
@@ -245,7 +266,18 @@ where
             }
         };
         hook.physics = physics;
-        let mut rt = Runtime::new(devices, controller, store);
+        #[cfg(feature = "sim")]
+        let island = match island.map(crate::island::sim::IslandStart::build).transpose() {
+            Ok(Some((path, plant))) => {
+                hook.island_physics = Some(plant);
+                path
+            }
+            Ok(None) => crate::island::GatewayIsland::None,
+            Err(e) => return Err(LiveError::Site(format!("[island]: {e}"))),
+        };
+        #[cfg(not(feature = "sim"))]
+        let island = crate::island::GatewayIsland::None;
+        let mut rt = Runtime::new(devices, controller, store).with_island_path(island);
         rt.watch_estop(opts.estop_tick, trigger);
         match grid.map(crate::grid_services::GridStart::build).transpose() {
             Ok(Some(g)) => drive(rt.with_grid_path(g), &mut hook, &opts, &thread_shutdown).await,
@@ -279,7 +311,7 @@ where
 
 /// Run the loop until it ends, then report, persist and release.
 async fn drive<D: SiteDevices, G: ems_runtime::GridPath>(
-    mut rt: Runtime<D, FileStore, G>,
+    mut rt: Runtime<D, FileStore, G, crate::island::GatewayIsland>,
     hook: &mut GatewayHook,
     opts: &RealtimeOptions,
     shutdown: &ShutdownRequest,
@@ -310,6 +342,8 @@ pub(crate) struct GatewayHook {
     api: Option<LoopApi>,
     economics: Option<crate::economics::LoopEconomics>,
     physics: Option<Box<dyn Physics>>,
+    #[cfg(feature = "sim")]
+    island_physics: Option<crate::island::sim::IslandPhysics>,
     time_zone: Option<jiff::tz::TimeZone>,
     starting: bool,
     reset_pending: Option<String>,
@@ -328,6 +362,8 @@ impl GatewayHook {
             api,
             economics: None,
             physics: None,
+            #[cfg(feature = "sim")]
+            island_physics: None,
             time_zone,
             starting: true,
             reset_pending: reset_reason.clone(),
@@ -417,6 +453,9 @@ impl Hook for GatewayHook {
         }
         if let Some(a) = &mut self.api {
             a.after(out, cx.snapshot, cx.now, cx.latched, cx.mode);
+            if let Some(island) = cx.island {
+                a.publish_island(island);
+            }
         }
         if Instant::now() >= self.next_status {
             print_status(cx.now, out, cx.snapshot);
@@ -435,6 +474,28 @@ impl Hook for GatewayHook {
     fn advance(&mut self, _next: Millis, step: Millis) {
         if let Some(p) = &mut self.physics {
             p.advance(step);
+        }
+        #[cfg(feature = "sim")]
+        if let Some(p) = &mut self.island_physics {
+            p.advance(step);
+        }
+    }
+
+    fn island_request(&mut self) -> Option<ems_runtime::IslandRequest> {
+        let r = self.api.as_mut().and_then(crate::api::LoopApi::island_request);
+        if let Some(r) = &r {
+            tracing::info!(target: "audit", "operator island request: {r:?}");
+        }
+        r
+    }
+
+    fn island_answer(
+        &mut self,
+        _request: &ems_runtime::IslandRequest,
+        outcome: ems_runtime::IslandRequestOutcome,
+    ) {
+        if let Some(a) = &mut self.api {
+            a.island_answer(outcome);
         }
     }
 

@@ -17,6 +17,7 @@ mod economics;
 mod error;
 mod grid_services;
 mod grid_test;
+mod island;
 mod live;
 mod optimize;
 mod rules_cmd;

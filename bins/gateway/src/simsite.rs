@@ -42,6 +42,16 @@ pub(crate) fn run(args: &LiveArgs) -> Result<(), LiveError> {
     };
     let grid =
         crate::grid_services::sim_start(args.grid_services.as_deref(), &config, defaults.battery_capacity)?;
+    let island = match &args.island {
+        Some(path) => Some(crate::island::sim::IslandStart {
+            wiring: crate::config::load_island_file(path)?,
+            rating: defaults.inverter_rating,
+            capacity: defaults.battery_capacity,
+            soc: defaults.initial_soc,
+        }),
+        None => None,
+    };
+    let island_board = island.as_ref().map(|_| ems_api::island::IslandBoard::new());
     let calendar = match &economics {
         Some(e) => SimCalendar::today(&e.time_zone, args.start_day, args.start_hour)?,
         None => SimCalendar::fixed(args.start_day.unwrap_or(152), args.start_hour.unwrap_or(10)),
@@ -76,6 +86,7 @@ pub(crate) fn run(args: &LiveArgs) -> Result<(), LiveError> {
         economics: None,
         grid_services: None,
         cloud: cloud.clone(),
+        island: island_board,
     });
     let launch = Launch {
         controller,
@@ -90,6 +101,7 @@ pub(crate) fn run(args: &LiveArgs) -> Result<(), LiveError> {
         reset_reason: args.reset_reason.clone(),
         time_zone: economics.as_ref().map(|e| e.time_zone.clone()),
         grid,
+        island,
         api,
         economics: economics.map(|wiring| crate::economics::EconomicsStart {
             wiring,

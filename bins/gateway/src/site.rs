@@ -406,6 +406,7 @@ pub(crate) fn run(
         economics: None,
         grid_services: None,
         cloud: cfg.cloud.clone(),
+        island: None,
     });
     let launch = Launch {
         controller,
@@ -429,6 +430,8 @@ pub(crate) fn run(
             state_file: state_file.clone(),
         }),
         api,
+        #[cfg(feature = "sim")]
+        island: None,
     };
     let cfg = cfg.clone();
     run_gateway(launch, move |mut c: Connecting| async move {

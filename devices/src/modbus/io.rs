@@ -53,7 +53,7 @@ impl IoPoint {
         Ok(Self { kind, address, bit })
     }
 
-    async fn read<C: RegisterClient>(&self, client: &mut C) -> Result<bool, IoError> {
+    pub(crate) async fn read<C: RegisterClient>(&self, client: &mut C) -> Result<bool, IoError> {
         match client.read(self.kind, self.address, 1).await {
             Err(source) => Err(IoError::Link { address: self.address, source }),
             Ok(Err(exception)) => Err(IoError::Exception { address: self.address, exception }),

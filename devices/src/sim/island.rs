@@ -410,6 +410,17 @@ impl SimIsland {
     /// Take this cycle's commands: the breaker operation, the inverter mode and the relay
     /// positions (bit `i` = circuit `i`).
     pub fn command(&mut self, breaker: SimBreakerCommand, mode: SimInverterMode, relays: u16) {
+        self.command_breaker(breaker);
+        self.command_mode(mode);
+        for i in 0..self.loads.len() {
+            let on =
+                u32::try_from(i).ok().and_then(|s| 1_u16.checked_shl(s)).is_some_and(|bit| relays & bit != 0);
+            self.set_relay(i, on);
+        }
+    }
+
+    /// Operate the breaker (it latches; a fault may block it).
+    pub fn command_breaker(&mut self, breaker: SimBreakerCommand) {
         let b = &mut self.breaker;
         let want = match breaker {
             SimBreakerCommand::Hold => None,
@@ -425,6 +436,10 @@ impl SimIsland {
                 b.pending = Some((w, self.now.saturating_add(BREAKER_OPERATING_MS)));
             }
         }
+    }
+
+    /// Command the inverter's mode.
+    pub fn command_mode(&mut self, mode: SimInverterMode) {
         let inv = &mut self.inverter;
         if mode == SimInverterMode::Off {
             inv.faulted = false;
@@ -443,12 +458,13 @@ impl SimIsland {
             inv.target = mode;
             inv.switch_at = Some(self.now.saturating_add(MODE_SWITCH_MS));
         }
-        for (i, l) in self.loads.iter_mut().enumerate() {
+    }
+
+    /// Set relay `i` (a stuck relay does not follow; an unknown index does nothing).
+    pub fn set_relay(&mut self, i: usize, on: bool) {
+        if let Some(l) = self.loads.get_mut(i) {
             if !l.stuck {
-                l.on = u32::try_from(i)
-                    .ok()
-                    .and_then(|s| 1_u16.checked_shl(s))
-                    .is_some_and(|bit| relays & bit != 0);
+                l.on = on;
             }
         }
     }

@@ -18,6 +18,8 @@ mod economics;
 mod entries;
 mod errors;
 mod grid_services;
+#[cfg(feature = "sim")]
+mod island;
 mod limits;
 mod mode;
 mod paths;
@@ -43,6 +45,8 @@ pub(crate) use grid_services::{load_file as load_grid_services_file, SimSignal};
 pub(crate) use grid_services::{
     ComplianceWiring, FrequencyWiring, GridServicesSection, GridServicesWiring, ServicesSpec,
 };
+#[cfg(feature = "sim")]
+pub(crate) use island::{load_file as load_island_file, IslandWiring};
 pub(crate) use limits::LimitsSection;
 #[allow(unused_imports)] // kept for the section types' paths, see above
 pub(crate) use mode::{CapSlotEntry, ModeSection};

@@ -1,0 +1,210 @@
+//! `[island]`: island detection, backup transfer and black start on the **built-in simulated
+//! site** (`ems-gateway --island FILE`, see `examples/island/sim.toml`).
+//!
+//! ```toml
+//! [island]
+//! auto_black_start_s = 30          # optional: black start on its own after a blackout
+//! un_v = 230                       # optional: nominal voltage (default 230 V)
+//! enter_service_delay_s = 60       # optional: grid in the enter-service window this long
+//! ramp_pct_per_min = 10            # optional: reconnection ramp, % of the rating per minute
+//! outages = [{ at_s = 60, for_s = 120 }]   # the simulated grid fails and returns
+//!
+//! [[island.loads]]                 # in relay order; priority 0 = critical
+//! name = "fridge"
+//! priority = 0
+//! nominal_w = 300
+//! ```
+//!
+//! The settings start from `IslandSettings::en50549_vde4105(un_v)` and are validated by
+//! `ems-grid` (errors name the field and the value). A real site's `[island]` (Modbus breaker,
+//! inverter-mode registers, relays) is not read yet: the simulated site's inverter forms a
+//! grid; a site whose inverter cannot would have to be refused (docs/ISLAND.md, "Running it").
+
+use super::errors::ConfigError;
+use ems_core::{Millis, Percent, Volts, Watts};
+use ems_grid::island::{IslandSettings, LoadCircuit, MAX_LOADS};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IslandFile {
+    island: IslandSection,
+}
+
+/// `[island]` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct IslandSection {
+    auto_black_start_s: Option<f64>,
+    un_v: Option<f64>,
+    enter_service_delay_s: Option<f64>,
+    ramp_pct_per_min: Option<f64>,
+    #[serde(default)]
+    outages: Vec<OutageEntry>,
+    #[serde(default)]
+    loads: Vec<LoadEntry>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OutageEntry {
+    at_s: f64,
+    for_s: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoadEntry {
+    name: String,
+    priority: u8,
+    nominal_w: f64,
+}
+
+/// A validated `[island]` for the simulated site.
+#[derive(Debug, Clone)]
+pub(crate) struct IslandWiring {
+    /// The sequence's settings.
+    pub settings: IslandSettings,
+    /// The circuits `(name, priority, nominal)`, in relay order.
+    pub loads: Vec<(String, u8, Watts)>,
+    /// Grid outages `(from, until)` in simulated time.
+    pub outages: Vec<(Millis, Millis)>,
+}
+
+fn seconds(path: &std::path::Path, field: &str, v: f64) -> Result<Millis, ConfigError> {
+    if !v.is_finite() || v < 0.0 || v > 1.0e7 {
+        return Err(ConfigError::new(path, format!("field '{field}' = {v} must be seconds in 0..=10000000")));
+    }
+    // Validated finite, ≥ 0 and ≤ 1e7 s: the product fits u64.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    Ok(Millis::new((v * 1000.0).round() as u64))
+}
+
+fn value_f32(path: &std::path::Path, field: &str, v: f64, lo: f64, hi: f64) -> Result<f32, ConfigError> {
+    if !v.is_finite() || v < lo || v > hi {
+        return Err(ConfigError::new(path, format!("field '{field}' = {v} must be within {lo}..={hi}")));
+    }
+    #[allow(clippy::cast_possible_truncation)] // validated within a small range
+    Ok(v as f32)
+}
+
+/// Read and validate a `--island FILE`.
+///
+/// # Errors
+/// [`ConfigError`] naming the file, the field and the value.
+pub(crate) fn load_file(path: &std::path::Path) -> Result<IslandWiring, ConfigError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| ConfigError::new(path, format!("cannot read: {e}")))?;
+    let src = ems_tomlfile::Source::new(path, &text);
+    let file: IslandFile = src.decode(&["island"])?;
+    island(path, &file.island)
+}
+
+fn island(path: &std::path::Path, s: &IslandSection) -> Result<IslandWiring, ConfigError> {
+    let un = match s.un_v {
+        Some(v) => value_f32(path, "island.un_v", v, 100.0, 500.0)?,
+        None => 230.0,
+    };
+    let mut settings = IslandSettings::en50549_vde4105(
+        Volts::try_new(un).map_err(|e| ConfigError::new(path, e.to_string()))?,
+    );
+    settings.sequence.auto_black_start =
+        s.auto_black_start_s.map(|v| seconds(path, "island.auto_black_start_s", v)).transpose()?;
+    if let Some(v) = s.enter_service_delay_s {
+        settings.enter_service.delay = seconds(path, "island.enter_service_delay_s", v)?;
+    }
+    if let Some(v) = s.ramp_pct_per_min {
+        let p = value_f32(path, "island.ramp_pct_per_min", v, 0.1, 100.0)?;
+        settings.enter_service.ramp_per_min = Percent::try_new(p)
+            .map_err(|e| ConfigError::new(path, format!("field 'island.ramp_pct_per_min': {e}")))?;
+    }
+    settings.validate().map_err(|e| ConfigError::new(path, format!("[island]: {e}")))?;
+    if s.loads.is_empty() {
+        return Err(ConfigError::new(
+            path,
+            "field 'island.loads': at least one [[island.loads]] circuit".to_owned(),
+        ));
+    }
+    if s.loads.len() > MAX_LOADS {
+        return Err(ConfigError::new(
+            path,
+            format!("field 'island.loads': {} circuits, at most {MAX_LOADS}", s.loads.len()),
+        ));
+    }
+    let mut loads = Vec::new();
+    for (i, l) in s.loads.iter().enumerate() {
+        let w = value_f32(path, &format!("island.loads[{i}].nominal_w"), l.nominal_w, 0.0, 1.0e6)?;
+        if l.name.trim().is_empty() {
+            return Err(ConfigError::new(
+                path,
+                format!("field 'island.loads[{i}].name' = \"\" must not be empty"),
+            ));
+        }
+        if loads.iter().any(|(n, _, _): &(String, u8, Watts)| n == &l.name) {
+            return Err(ConfigError::new(
+                path,
+                format!("field 'island.loads[{i}].name' = \"{}\" is used twice", l.name),
+            ));
+        }
+        loads.push((l.name.clone(), l.priority, Watts::saturating(w)));
+    }
+    // The load table's own checks (priorities, count), with a rating that only must be > 0.
+    let circuits: Vec<LoadCircuit> =
+        loads.iter().map(|(_, p, w)| LoadCircuit { name: "circuit", priority: *p, nominal: *w }).collect();
+    ems_grid::island::LoadTable::try_new(&circuits)
+        .map_err(|e| ConfigError::new(path, format!("[[island.loads]]: {e}")))?;
+    let mut outages = Vec::new();
+    for (i, o) in s.outages.iter().enumerate() {
+        let at = seconds(path, &format!("island.outages[{i}].at_s"), o.at_s)?;
+        let len = seconds(path, &format!("island.outages[{i}].for_s"), o.for_s)?;
+        if len == Millis::ZERO {
+            return Err(ConfigError::new(
+                path,
+                format!("field 'island.outages[{i}].for_s' = {} must be > 0", o.for_s),
+            ));
+        }
+        outages.push((at, at.plus(len)));
+    }
+    Ok(IslandWiring { settings, loads, outages })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<IslandWiring, ConfigError> {
+        let path = std::path::Path::new("island.toml");
+        let file: IslandFile = ems_tomlfile::Source::new(path, text).decode(&["island"])?;
+        island(path, &file.island)
+    }
+
+    #[test]
+    fn the_example_parses() {
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/island/sim.toml"))
+                .unwrap();
+        let w = parse(&text).unwrap();
+        assert_eq!(w.outages, vec![(Millis::from_secs(60), Millis::from_secs(180))]);
+        assert_eq!(w.loads.len(), 5);
+    }
+
+    #[test]
+    fn errors_name_the_field_and_the_value() {
+        let e = parse(
+            "[island]\nramp_pct_per_min = 500\n[[island.loads]]\nname = \"a\"\npriority = 0\nnominal_w = 1\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("island.ramp_pct_per_min") && e.contains("500"), "{e}");
+        let e = parse("[island]\noutages = [{at_s = 1, for_s = 0}]\n[[island.loads]]\nname = \"a\"\npriority = 0\nnominal_w = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("island.outages[0].for_s"), "{e}");
+        let e = parse("[island]\n").unwrap_err().to_string();
+        assert!(e.contains("island.loads"), "{e}");
+        let e = parse("[island]\n[[island.loads]]\nname = \"a\"\npriority = 0\nnominal_w = -1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("island.loads[0].nominal_w") && e.contains("-1"), "{e}");
+    }
+}
