@@ -19,6 +19,8 @@ pub(crate) enum GatewayIsland {
     Sim(Box<sim::SimIslandLoop>),
 }
 
+// Without `sim` only `None` exists and the arguments go unused.
+#[cfg_attr(not(feature = "sim"), allow(unused_variables))]
 impl IslandPath for GatewayIsland {
     async fn read(&mut self, now: Millis, snapshot: &mut Snapshot) {
         match self {
@@ -178,6 +180,23 @@ pub(crate) mod sim {
             });
             self.now = now.plus(step);
         }
+    }
+
+    /// The island of `--island FILE` on the simulated site `site`.
+    ///
+    /// # Errors
+    /// The file's [`crate::config::ConfigError`].
+    pub(crate) fn start(
+        file: Option<&std::path::Path>,
+        site: &ems_devices::sim::SimSiteConfig,
+    ) -> Result<Option<IslandStart>, crate::error::LiveError> {
+        let Some(path) = file else { return Ok(None) };
+        Ok(Some(IslandStart {
+            wiring: crate::config::load_island_file(path)?,
+            rating: site.inverter_rating,
+            capacity: site.battery_capacity,
+            soc: site.initial_soc,
+        }))
     }
 
     impl IslandStart {
