@@ -204,7 +204,7 @@ pub(crate) mod sim {
         ///
         /// # Errors
         /// A text naming what the sequence or the device layer refused.
-        pub(crate) fn build(self) -> Result<(super::GatewayIsland, IslandPhysics), String> {
+        pub(crate) fn build(self) -> Result<(SimIslandLoop, IslandPhysics), String> {
             let w = self.wiring;
             let circuits: Vec<LoadCircuit> = w
                 .loads
@@ -231,10 +231,7 @@ pub(crate) mod sim {
             .map_err(|e| e.to_string())?;
             let names = w.loads.iter().map(|l| l.0.clone()).collect();
             let path = IslandLoop::new(devices, seq, self.rating, names);
-            Ok((
-                super::GatewayIsland::Sim(Box::new(path)),
-                IslandPhysics { plant, outages: w.outages, now: Millis::ZERO },
-            ))
+            Ok((path, IslandPhysics { plant, outages: w.outages, now: Millis::ZERO }))
         }
     }
 }

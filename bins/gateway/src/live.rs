@@ -295,7 +295,7 @@ fn island_path(
     match start.map(crate::island::sim::IslandStart::build).transpose() {
         Ok(Some((path, plant))) => {
             hook.island_physics = Some(plant);
-            Ok(path)
+            Ok(crate::island::GatewayIsland::Sim(Box::new(path)))
         }
         Ok(None) => Ok(crate::island::GatewayIsland::None),
         Err(e) => Err(LiveError::Site(format!("[island]: {e}"))),
