@@ -16,6 +16,7 @@ pub mod grid_services;
 mod grid_services_routes;
 pub mod input;
 pub mod island;
+mod island_routes;
 pub mod metrics;
 pub mod model;
 pub mod ports;

@@ -319,7 +319,7 @@ fn op_spec(method: &str, path: &str) -> OpSpec {
     }
 }
 
-/// `POST /api/v1/island/black-start` and `/reset`: a reason (kept out of [`op_spec`]).
+/// `POST /api/v1/island/black-start` and `/reset`: `{"reason"}` (kept out of [`op_spec`]).
 fn island_action_spec() -> OpSpec {
     OpSpec {
         body: Some(json!({ "type": "object", "required": ["reason"], "additionalProperties": false,
@@ -612,9 +612,9 @@ pub fn router(state: ApiState) -> Router {
             get(crate::grid_services_routes::grid_services_get)
                 .put(crate::grid_services_routes::grid_services_put),
         )
-        .route("/api/v1/island", get(crate::island::island_get))
-        .route("/api/v1/island/black-start", post(crate::island::black_start_post))
-        .route("/api/v1/island/reset", post(crate::island::reset_post))
+        .route("/api/v1/island", get(crate::island_routes::island_get))
+        .route("/api/v1/island/black-start", post(crate::island_routes::black_start_post))
+        .route("/api/v1/island/reset", post(crate::island_routes::reset_post))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

@@ -126,6 +126,13 @@ pub(crate) async fn fake_loop(mut inbox: CommandInbox, state: Arc<Mutex<State>>)
                 Err(Refusal { state: st, reason: format!("request '{request}' is not valid in state {st}") })
             }
             (ApiCommand::SetMode { .. }, st) => Ok(st),
+            // The island sequence is never in SAFE STOP here: a black start is taken, a reset
+            // refused (as the gateway's loop answers).
+            (ApiCommand::Island { action: ems_api::island::IslandAction::BlackStart, .. }, st) => Ok(st),
+            (ApiCommand::Island { action: ems_api::island::IslandAction::Reset, .. }, st) => Err(Refusal {
+                state: st,
+                reason: "the island sequence is not in SAFE STOP: nothing to reset".into(),
+            }),
         };
         if let Ok(next) = result {
             *s = next;
@@ -160,6 +167,18 @@ pub(crate) fn harness_grid(
     economics: Option<Arc<dyn ems_api::economics::EconomicsPort>>,
     grid_services: Option<Arc<ems_api::grid_services::GridServices>>,
 ) -> Harness {
+    harness_island(limit, with_loop, economics, grid_services, None)
+}
+
+/// [`harness_grid`] with an island board behind `/api/v1/island`.
+#[allow(dead_code)] // used by the island API test only
+pub(crate) fn harness_island(
+    limit: RateLimit,
+    with_loop: bool,
+    economics: Option<Arc<dyn ems_api::economics::EconomicsPort>>,
+    grid_services: Option<Arc<ems_api::grid_services::GridServices>>,
+    island: Option<Arc<ems_api::island::IslandBoard>>,
+) -> Harness {
     let tokens = [
         ("viewer", Role::Viewer, VIEWER),
         ("ops", Role::Operator, OPERATOR),
@@ -183,6 +202,7 @@ pub(crate) fn harness_grid(
         clock: clock.clone(),
         economics,
         grid_services,
+        island,
         ..ServerConfig::default()
     };
     let Assembled { router, handles } = config.assemble(EStopRoute::CommandQueue).unwrap();

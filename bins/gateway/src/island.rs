@@ -19,6 +19,8 @@ pub(crate) enum GatewayIsland {
     Sim(Box<sim::SimIslandLoop>),
 }
 
+// Without `sim` only `None` exists and the arguments go unused.
+#[cfg_attr(not(feature = "sim"), allow(unused_variables))]
 impl IslandPath for GatewayIsland {
     async fn read(&mut self, now: Millis, snapshot: &mut Snapshot) {
         match self {
@@ -180,12 +182,29 @@ pub(crate) mod sim {
         }
     }
 
+    /// The island of `--island FILE` on the simulated site `site`.
+    ///
+    /// # Errors
+    /// The file's [`crate::config::ConfigError`].
+    pub(crate) fn start(
+        file: Option<&std::path::Path>,
+        site: &ems_devices::sim::SimSiteConfig,
+    ) -> Result<Option<IslandStart>, crate::error::LiveError> {
+        let Some(path) = file else { return Ok(None) };
+        Ok(Some(IslandStart {
+            wiring: crate::config::load_island_file(path)?,
+            rating: site.inverter_rating,
+            capacity: site.battery_capacity,
+            soc: site.initial_soc,
+        }))
+    }
+
     impl IslandStart {
         /// Build the plant and the island path (on the control thread: the plant is not Send).
         ///
         /// # Errors
         /// A text naming what the sequence or the device layer refused.
-        pub(crate) fn build(self) -> Result<(super::GatewayIsland, IslandPhysics), String> {
+        pub(crate) fn build(self) -> Result<(SimIslandLoop, IslandPhysics), String> {
             let w = self.wiring;
             let circuits: Vec<LoadCircuit> = w
                 .loads
@@ -212,10 +231,7 @@ pub(crate) mod sim {
             .map_err(|e| e.to_string())?;
             let names = w.loads.iter().map(|l| l.0.clone()).collect();
             let path = IslandLoop::new(devices, seq, self.rating, names);
-            Ok((
-                super::GatewayIsland::Sim(Box::new(path)),
-                IslandPhysics { plant, outages: w.outages, now: Millis::ZERO },
-            ))
+            Ok((path, IslandPhysics { plant, outages: w.outages, now: Millis::ZERO }))
         }
     }
 }

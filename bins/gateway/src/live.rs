@@ -192,20 +192,12 @@ where
         }
     });
     #[cfg(feature = "sim")]
-    let Launch {
-        controller,
-        store,
-        realtime: opts,
-        reset_reason,
-        time_zone,
-        mut api,
-        economics,
-        grid,
-        island,
-    } = launch;
+    let island = launch.island.clone();
     #[cfg(not(feature = "sim"))]
-    let Launch { controller, store, realtime: opts, reset_reason, time_zone, mut api, economics, grid } =
-        launch;
+    let island = None;
+    let Launch {
+        controller, store, realtime: opts, reset_reason, time_zone, mut api, economics, grid, ..
+    } = launch;
     if let (Some(a), Some(g)) = (&mut api, &grid) {
         a.grid_services = Some(g.port());
     }
@@ -266,17 +258,7 @@ where
             }
         };
         hook.physics = physics;
-        #[cfg(feature = "sim")]
-        let island = match island.map(crate::island::sim::IslandStart::build).transpose() {
-            Ok(Some((path, plant))) => {
-                hook.island_physics = Some(plant);
-                path
-            }
-            Ok(None) => crate::island::GatewayIsland::None,
-            Err(e) => return Err(LiveError::Site(format!("[island]: {e}"))),
-        };
-        #[cfg(not(feature = "sim"))]
-        let island = crate::island::GatewayIsland::None;
+        let island = island_path(island, &mut hook)?;
         let mut rt = Runtime::new(devices, controller, store).with_island_path(island);
         rt.watch_estop(opts.estop_tick, trigger);
         match grid.map(crate::grid_services::GridStart::build).transpose() {
@@ -307,6 +289,30 @@ where
     }
     api_runtime.shutdown_timeout(Duration::from_secs(2));
     result
+}
+
+/// The island path of the run (built on the control thread: the simulated plant is not Send).
+#[cfg(feature = "sim")]
+fn island_path(
+    start: Option<crate::island::sim::IslandStart>,
+    hook: &mut GatewayHook,
+) -> Result<crate::island::GatewayIsland, LiveError> {
+    match start.map(crate::island::sim::IslandStart::build).transpose() {
+        Ok(Some((path, plant))) => {
+            hook.island_physics = Some(plant);
+            Ok(crate::island::GatewayIsland::Sim(Box::new(path)))
+        }
+        Ok(None) => Ok(crate::island::GatewayIsland::None),
+        Err(e) => Err(LiveError::Site(format!("[island]: {e}"))),
+    }
+}
+
+#[cfg(not(feature = "sim"))]
+fn island_path(
+    _start: Option<()>,
+    _hook: &mut GatewayHook,
+) -> Result<crate::island::GatewayIsland, LiveError> {
+    Ok(crate::island::GatewayIsland::None)
 }
 
 /// Run the loop until it ends, then report, persist and release.

@@ -42,16 +42,7 @@ pub(crate) fn run(args: &LiveArgs) -> Result<(), LiveError> {
     };
     let grid =
         crate::grid_services::sim_start(args.grid_services.as_deref(), &config, defaults.battery_capacity)?;
-    let island = match &args.island {
-        Some(path) => Some(crate::island::sim::IslandStart {
-            wiring: crate::config::load_island_file(path)?,
-            rating: defaults.inverter_rating,
-            capacity: defaults.battery_capacity,
-            soc: defaults.initial_soc,
-        }),
-        None => None,
-    };
-    let island_board = island.as_ref().map(|_| ems_api::island::IslandBoard::new());
+    let island = crate::island::sim::start(args.island.as_deref(), &defaults)?;
     let calendar = match &economics {
         Some(e) => SimCalendar::today(&e.time_zone, args.start_day, args.start_hour)?,
         None => SimCalendar::fixed(args.start_day.unwrap_or(152), args.start_hour.unwrap_or(10)),
@@ -70,10 +61,7 @@ pub(crate) fn run(args: &LiveArgs) -> Result<(), LiveError> {
         let w = site.config().inverter_rating.get().max(0.0) as u64;
         w
     };
-    println!(
-        "ems-gateway: simulated site (10 kWh LFP battery, 5 kW inverter, 6 kWp PV, household load), cycle {} ms, speed {}x; Ctrl-C (or SIGTERM) stops gracefully",
-        args.cycle_ms, args.speed
-    );
+    banner(args);
     let cloud = sim_cloud(args, listen.is_some())?;
     let api = listen.map(|listen| crate::api::ApiStart {
         listen,
@@ -86,7 +74,7 @@ pub(crate) fn run(args: &LiveArgs) -> Result<(), LiveError> {
         economics: None,
         grid_services: None,
         cloud: cloud.clone(),
-        island: island_board,
+        island: island.as_ref().map(|_| ems_api::island::IslandBoard::new()),
     });
     let launch = Launch {
         controller,
@@ -130,6 +118,16 @@ pub(crate) fn run(args: &LiveArgs) -> Result<(), LiveError> {
         })();
         (connected, c)
     })
+}
+
+fn banner(args: &LiveArgs) {
+    println!(
+        "ems-gateway: simulated site (10 kWh LFP battery, 5 kW inverter, 6 kWp PV, household load), cycle {} ms, speed {}x; Ctrl-C (or SIGTERM) stops gracefully",
+        args.cycle_ms, args.speed
+    );
+    if let Some(path) = &args.island {
+        println!("island operation from {}: GET /api/v1/island", path.display());
+    }
 }
 
 /// Where the simulated calendar starts.

@@ -72,7 +72,7 @@ pub(crate) struct IslandWiring {
 }
 
 fn seconds(path: &std::path::Path, field: &str, v: f64) -> Result<Millis, ConfigError> {
-    if !v.is_finite() || v < 0.0 || v > 1.0e7 {
+    if !v.is_finite() || !(0.0..=1.0e7).contains(&v) {
         return Err(ConfigError::new(path, format!("field '{field}' = {v} must be seconds in 0..=10000000")));
     }
     // Validated finite, ≥ 0 and ≤ 1e7 s: the product fits u64.
@@ -81,7 +81,7 @@ fn seconds(path: &std::path::Path, field: &str, v: f64) -> Result<Millis, Config
 }
 
 fn value_f32(path: &std::path::Path, field: &str, v: f64, lo: f64, hi: f64) -> Result<f32, ConfigError> {
-    if !v.is_finite() || v < lo || v > hi {
+    if !v.is_finite() || !(lo..=hi).contains(&v) {
         return Err(ConfigError::new(path, format!("field '{field}' = {v} must be within {lo}..={hi}")));
     }
     #[allow(clippy::cast_possible_truncation)] // validated within a small range
