@@ -15,6 +15,7 @@ pub mod grid_services;
 mod grid_services_routes;
 pub mod input;
 pub mod metrics;
+pub mod modbus_server;
 pub mod model;
 pub mod ports;
 pub mod rest;

@@ -570,6 +570,11 @@ impl LoopApi {
             view.channels.insert(c.to_owned(), ChannelValue::Number(v));
         }
         view.channels.insert(channels::STATE.to_owned(), ChannelValue::Text(out.state.to_string()));
+        view.channels.insert(
+            channels::ESS_COMMANDED_POWER.to_owned(),
+            ChannelValue::Number(f64::from(out.command.setpoint().get())),
+        );
+        view.channels.insert(channels::COMMAND_SOURCE.to_owned(), ChannelValue::Text(out.source.to_string()));
         let env = &out.envelope;
         view.safety = SafetyView {
             state: out.state.to_string(),
