@@ -371,6 +371,9 @@ fn open_storage(storage: Storage) -> Result<Stores, StartError> {
 #[derive(Debug)]
 pub struct Server {
     addr: SocketAddr,
+    /// A clone of the served router, for in-process callers (the SunSpec Modbus server
+    /// dispatches its control writes through it).
+    router: Router,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -389,6 +392,7 @@ impl Server {
             .await
             .map_err(|error| StartError::Listen { addr: listen, error })?;
         let addr = listener.local_addr().map_err(|error| StartError::Listen { addr: listen, error })?;
+        let served = router.clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let shutdown = async move {
             // A dropped `Server` (no stop sent) keeps serving.
@@ -403,13 +407,18 @@ impl Server {
             }
             result
         });
-        Ok((Self { addr, stop: Some(stop), task }, handles))
+        Ok((Self { addr, router: served, stop: Some(stop), task }, handles))
     }
 
     /// The address it listens on.
     #[must_use]
     pub const fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The router it serves (same state), for requests made in-process.
+    pub fn router(&self) -> Router {
+        self.router.clone()
     }
 
     /// Stop accepting, let open connections finish their request, and wait for that.

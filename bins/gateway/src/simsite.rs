@@ -60,14 +60,8 @@ pub(crate) fn run(args: &LiveArgs) -> Result<(), LiveError> {
     if let Some(d) = args.start_day.filter(|d| !(1..=365).contains(d)) {
         return Err(LiveError::Arg { flag: "--start-day", value: d.to_string(), why: "must be 1-365" });
     }
-    let listen = match args.api_listen.as_deref() {
-        None | Some("off") => None,
-        Some(listen) => Some(listen.parse().map_err(|_| LiveError::Arg {
-            flag: "--api-listen",
-            value: listen.to_owned(),
-            why: "must be HOST:PORT (e.g. 127.0.0.1:8080) or off",
-        })?),
-    };
+    let listen = api_listen(args.api_listen.as_deref())?;
+    let modbus = sim_modbus(args.modbus_server.as_deref(), listen.is_some())?;
     let mut store = FileStore::new(&args.state_file);
     let defaults = SimSiteConfig::default();
     let config = controller_config(args.cycle_ms, &defaults);
@@ -110,6 +104,8 @@ pub(crate) fn run(args: &LiveArgs) -> Result<(), LiveError> {
         limits: crate::api::ApiLimits::default(),
         economics: None,
         grid_services: None,
+        capacity_wh: Some(f64::from(defaults.battery_capacity.get())),
+        modbus,
     });
     let launch = Launch {
         controller,
@@ -239,6 +235,51 @@ fn sim_battery(site: &SimSiteConfig, config: &ControllerConfig) -> crate::config
         grid_import: config.safety.grid_import_limit,
         grid_export: config.safety.grid_export_limit,
     }
+}
+
+/// `--api-listen HOST:PORT` or `off`.
+fn api_listen(flag: Option<&str>) -> Result<Option<std::net::SocketAddr>, LiveError> {
+    Ok(match flag {
+        None | Some("off") => None,
+        Some(listen) => Some(listen.parse().map_err(|_| LiveError::Arg {
+            flag: "--api-listen",
+            value: listen.to_owned(),
+            why: "must be HOST:PORT (e.g. 127.0.0.1:8080) or off",
+        })?),
+    })
+}
+
+/// `--modbus-server HOST:PORT`: the listener of `[modbus_server]` with its defaults (unit id 1,
+/// loopback-only allow-list unless the host is not loopback: then any address, as the flag is
+/// for trying the server on a LAN; revert timer 60 s; every control writable; operator role;
+/// serial `sim`).
+fn sim_modbus(flag: Option<&str>, api: bool) -> Result<Option<crate::config::ModbusServerWiring>, LiveError> {
+    let text = match flag {
+        None | Some("off") => return Ok(None),
+        Some(t) => t,
+    };
+    if !api {
+        return Err(LiveError::Arg {
+            flag: "--modbus-server",
+            value: text.to_owned(),
+            why: "needs the API (its control writes go through it): drop --api-listen off",
+        });
+    }
+    let listen: std::net::SocketAddr = text.parse().map_err(|_| LiveError::Arg {
+        flag: "--modbus-server",
+        value: text.to_owned(),
+        why: "must be HOST:PORT (e.g. 127.0.0.1:5020) or off",
+    })?;
+    let mut config =
+        ems_api::modbus_server::ModbusServerConfig { listen: Some(listen), ..Default::default() };
+    if !listen.ip().is_loopback() {
+        config.allow = vec![
+            ems_api::modbus_server::AllowedNet { addr: std::net::IpAddr::from([0, 0, 0, 0]), prefix: 0 },
+            ems_api::modbus_server::AllowedNet { addr: std::net::IpAddr::from([0u16; 8]), prefix: 0 },
+        ];
+    }
+    config.identity.serial = "sim".to_owned();
+    Ok(Some(crate::config::ModbusServerWiring { config, role: ems_api::auth::Role::Operator }))
 }
 
 fn secs_to_ms(s: f64) -> u64 {

@@ -405,6 +405,8 @@ pub(crate) fn run(
         limits: crate::api::ApiLimits::from_wiring(a),
         economics: None,
         grid_services: None,
+        capacity_wh: cfg.pack.capacity.map(|c| f64::from(c.get())),
+        modbus: cfg.modbus_server.clone(),
     });
     let launch = Launch {
         controller,
