@@ -103,7 +103,8 @@ async fn writes_go_through_the_api_and_the_read_only_listener_refuses_them() {
         let mut s = connect(rw);
         assert_eq!(read(&mut s, 40_000, 4), [0x5375, 0x6e53, 1, 66]);
         // WSetEna = 1 with the staged 0 W: FORCE_CHARGE 0 W for the default 60 s.
-        assert_eq!(write(&mut s, ena, 1), [6, (ena >> 8) as u8, ena as u8, 0, 1]);
+        let [hi, lo] = ena.to_be_bytes();
+        assert_eq!(write(&mut s, ena, 1), [6, hi, lo, 0, 1]);
         assert_eq!(read(&mut s, ena, 1), [1]);
         // Outside the allow-list.
         assert_eq!(write(&mut s, wmax, 1), [0x86, 2]);

@@ -14,7 +14,9 @@ mod support;
 #[test]
 fn a_sunspec_client_discovers_reads_and_controls_the_simulated_site() {
     let Ok(py) = std::env::var("EMS_PYTHON") else {
-        eprintln!("skipped: EMS_PYTHON is not set (scripts/test installs pymodbus and pysunspec2 and sets it)");
+        eprintln!(
+            "skipped: EMS_PYTHON is not set (scripts/test installs pymodbus and pysunspec2 and sets it)"
+        );
         return;
     };
     let probe = Command::new(&py).args(["-c", "import sunspec2, pymodbus"]).output().unwrap();
