@@ -130,3 +130,57 @@ pub(super) fn modbus_server(
         role,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    // Test code: a failed unwrap is a failed test with its message.
+    #![allow(clippy::unwrap_used)]
+    use crate::config::{parse, ConfigError, SiteConfig};
+    use std::path::Path;
+
+    fn with(extra: &str) -> Result<SiteConfig, ConfigError> {
+        let profile = concat!(env!("CARGO_MANIFEST_DIR"), "/../../devices/profiles/eastron-sdm630.toml");
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/site.toml"))
+            .unwrap()
+            .replace("../devices/profiles/eastron-sdm630.toml", profile);
+        parse(Path::new("/site/site.toml"), &format!("{text}\n[api]\nlisten = \"127.0.0.1:8080\"\n[[api.tokens]]\nname = \"ops\"\nrole = \"operator\"\nsha256 = \"{}\"\n{extra}", "ab".repeat(32)))
+    }
+
+    #[test]
+    fn the_server_needs_the_api() {
+        let profile = concat!(env!("CARGO_MANIFEST_DIR"), "/../../devices/profiles/eastron-sdm630.toml");
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/site.toml"))
+            .unwrap()
+            .replace("../devices/profiles/eastron-sdm630.toml", profile);
+        let e = parse(
+            Path::new("/site/site.toml"),
+            &format!("{text}\n[modbus_server]\nlisten = \"0.0.0.0:502\"\n"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("needs the API"), "{e}");
+    }
+
+    #[test]
+    fn a_full_section_is_read_and_bad_values_name_their_field() {
+        let c = with(
+            "[modbus_server]\nlisten = \"0.0.0.0:502\"\nread_only_listen = \"0.0.0.0:1502\"\nunit_id = 3\nallow = [\"10.0.0.0/8\"]\nrevert_s = 30\nwritable = [\"WSet\"]\nrole = \"admin\"\n",
+        );
+        let m = c.unwrap().modbus_server.unwrap();
+        assert_eq!(m.config.unit_id, 3);
+        assert_eq!(m.config.revert_default.as_secs(), 30);
+        assert!(m.config.writable.wset && !m.config.writable.wmax_lim_pct && !m.config.writable.heartbeat);
+        assert_eq!(m.role, ems_api::auth::Role::Admin);
+        for (bad, field) in [
+            ("listen = \"0.0.0.0:502\"\nunit_id = 300", "modbus_server.unit_id"),
+            ("listen = \"nowhere\"", "modbus_server.listen"),
+            ("listen = \"0.0.0.0:502\"\nallow = [\"scada\"]", "modbus_server.allow"),
+            ("listen = \"0.0.0.0:502\"\nwritable = [\"WMax\"]", "modbus_server.writable"),
+            ("listen = \"0.0.0.0:502\"\nrevert_s = 0", "modbus_server.revert_s"),
+            ("listen = \"0.0.0.0:502\"\nrole = \"provider\"", "modbus_server.role"),
+        ] {
+            let e = with(&format!("[modbus_server]\n{bad}\n")).unwrap_err().to_string();
+            assert!(e.contains(field), "{bad}: {e}");
+        }
+    }
+}
