@@ -18,6 +18,7 @@ pub mod input;
 pub mod island;
 mod island_routes;
 pub mod metrics;
+pub mod modbus_server;
 pub mod model;
 pub mod ports;
 pub mod rest;

@@ -25,6 +25,11 @@ pub mod channels {
     pub const CONSUMPTION_ACTIVE_POWER: &str = "_sum/ConsumptionActivePower";
     /// The state name (`RUNNING`, ...).
     pub const STATE: &str = "_sum/State";
+    /// The battery power commanded after the final clamp, W (`+` discharge / `−` charge).
+    pub const ESS_COMMANDED_POWER: &str = "ess0/DebugSetActivePower";
+    /// Which layer set the command (`ems_control::CommandSource`'s text: `mode: …`,
+    /// `override FORCE_CHARGE`, `grid service FCR-N`, …).
+    pub const COMMAND_SOURCE: &str = "ctrl/CommandSource";
 }
 
 /// One channel's value: a number or a text (the state name).

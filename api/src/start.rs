@@ -384,9 +384,11 @@ fn open_storage(storage: Storage) -> Result<Stores, StartError> {
 #[derive(Debug)]
 pub struct Server {
     addr: SocketAddr,
+    /// A clone of the served router, for in-process callers (the SunSpec Modbus server
+    /// dispatches its control writes through it).
+    router: Router,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
-    router: Router,
 }
 
 impl Server {
@@ -421,16 +423,15 @@ impl Server {
         Ok((Self { addr, stop: Some(stop), task, router }, handles))
     }
 
-    /// The router it serves, for the gateway's own clients (the cloud link) to call in-process
-    /// with the same rules as a remote caller.
-    pub fn router(&self) -> Router {
-        self.router.clone()
-    }
-
     /// The address it listens on.
     #[must_use]
     pub const fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The router it serves (same state), for requests made in-process.
+    pub fn router(&self) -> Router {
+        self.router.clone()
     }
 
     /// Stop accepting, let open connections finish their request, and wait for that.

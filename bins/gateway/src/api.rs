@@ -42,6 +42,8 @@ pub(crate) struct ApiStart {
     pub serials: Vec<String>,
     /// Device rating for schedules, W.
     pub rating_w: u64,
+    /// The battery's energy, Wh, if known (the Modbus server's models 713 and 802).
+    pub capacity_wh: Option<f64>,
     /// Providers allowed to submit schedules, with their Ed25519 keys.
     pub providers: Vec<ProviderKey>,
     /// The SQLite database (audit log, history, schedules); in memory when `None`.
@@ -59,6 +61,8 @@ pub(crate) struct ApiStart {
     pub cloud: Option<ems_api::cloud::CloudConfig>,
     /// The island view behind `/api/v1/island` (`None`: 404).
     pub island: Option<Arc<ems_api::island::IslandBoard>>,
+    /// The SunSpec Modbus server (`[modbus_server]`, `--modbus-server`), if any.
+    pub modbus: Option<crate::config::ModbusServerWiring>,
 }
 
 /// Limits of the HTTP server and the stores (`[api]` in the site file).
@@ -233,6 +237,8 @@ pub(crate) struct LoopApi {
     mode: Option<(ems_control::ModeSetting, String)>,
     island: Option<Arc<ems_api::island::IslandBoard>>,
     island_outcome: Option<ems_runtime::IslandRequestOutcome>,
+    /// The SunSpec Modbus server: kept alive with the loop's API (dropping it stops it).
+    _modbus: Option<ems_api::modbus_server::ModbusServer>,
 }
 
 impl std::fmt::Debug for LoopApi {
@@ -247,28 +253,13 @@ impl std::fmt::Debug for LoopApi {
 pub(crate) async fn start(opts: ApiStart, trigger: EStopTrigger) -> Result<LoopApi, LiveError> {
     #[allow(clippy::cast_precision_loss)] // a rating in W
     let override_max = Watts::saturating(opts.rating_w as f32);
-    // The cloud link calls the REST API in-process as an operator of its own, named `cloud` in
-    // the audit log; its token is made here and never leaves the process.
-    let cloud = match opts.cloud {
-        Some(c) => {
-            let token = ems_api::auth::generate_admin_token()
-                .map_err(|e| LiveError::Devices(format!("cloud link token: {e}")))?;
-            let status = ems_api::cloud::shared(&c);
-            Some((c, token, status))
-        }
-        None => None,
-    };
-    let internal_tokens = cloud
-        .iter()
-        .map(|(_, token, _)| TokenConfig {
-            name: ems_api::cloud::CLOUD_ACTOR.to_owned(),
-            role: ems_api::cloud::CLOUD_ROLE,
-            sha256_hex: ems_api::auth::hash_token(token),
-        })
-        .collect();
+    let (cloud, internal_tokens) = cloud_prep(opts.cloud)?;
+    // The Modbus server's control writes go through the router with a token of their own
+    // (named `modbus-server`, the audit actor), made here and never shown.
+    let (tokens, modbus_token, admin_token) = modbus_tokens(opts.tokens, opts.modbus.as_ref())?;
     let config = ServerConfig {
         listen: opts.listen,
-        tokens: opts.tokens.map_or(Tokens::GenerateAdmin, Tokens::Configured),
+        tokens,
         token_rate: opts.limits.token_rate,
         address_rate: opts.limits.address_rate,
         schedules: ScheduleConfig {
@@ -315,6 +306,33 @@ pub(crate) async fn start(opts: ApiStart, trigger: EStopTrigger) -> Result<LoopA
         };
         tokio::spawn(ems_api::cloud::run(config, parts));
     }
+    let modbus = match (opts.modbus, modbus_token) {
+        (Some(m), Some(token)) => {
+            let mut config = m.config;
+            #[allow(clippy::cast_precision_loss)] // a rating in W
+            let rating = opts.rating_w as f64;
+            config.identity.rating_w = rating.max(1.0);
+            config.identity.capacity_wh = opts.capacity_wh;
+            let ctx = ems_api::modbus_server::ServerContext {
+                router: server.router(),
+                token,
+                view: view.subscribe(),
+                modes: modes.clone(),
+                clock: Arc::new(ems_api::state::SystemClock),
+            };
+            let s = ems_api::modbus_server::ModbusServer::start(config, ctx)
+                .await
+                .map_err(|e| LiveError::Devices(e.to_string()))?;
+            if let Some(a) = s.addr() {
+                println!("SunSpec Modbus server on {a} (SunS at register address 40000)");
+            }
+            if let Some(a) = s.read_only_addr() {
+                println!("SunSpec Modbus server (read-only) on {a}");
+            }
+            Some(s)
+        }
+        _ => None,
+    };
     let api = LoopApi {
         view,
         inbox: commands,
@@ -336,11 +354,64 @@ pub(crate) async fn start(opts: ApiStart, trigger: EStopTrigger) -> Result<LoopA
         mode: None,
         island: opts.island,
         island_outcome: None,
+        _modbus: modbus,
     };
-    if let Some(token) = generated_admin_token {
+    if let Some(token) = generated_admin_token.or(admin_token) {
         println!("admin token: {token}");
     }
     Ok(api)
+}
+
+type CloudPrep = Option<(ems_api::cloud::CloudConfig, String, Arc<ems_api::cloud::CloudShared>)>;
+
+/// The cloud link calls the REST API in-process as an operator of its own, named `cloud` in
+/// the audit log; its token is made here and never leaves the process.
+fn cloud_prep(c: Option<ems_api::cloud::CloudConfig>) -> Result<(CloudPrep, Vec<TokenConfig>), LiveError> {
+    let Some(c) = c else { return Ok((None, Vec::new())) };
+    let token = ems_api::auth::generate_admin_token()
+        .map_err(|e| LiveError::Devices(format!("cloud link token: {e}")))?;
+    let internal = vec![TokenConfig {
+        name: ems_api::cloud::CLOUD_ACTOR.to_owned(),
+        role: ems_api::cloud::CLOUD_ROLE,
+        sha256_hex: ems_api::auth::hash_token(&token),
+    }];
+    let status = ems_api::cloud::shared(&c);
+    Ok((Some((c, token, status)), internal))
+}
+
+/// The API's tokens with the Modbus server's own one added: `(tokens, its token, a generated
+/// admin token to print)`. Without a Modbus server: the configured tokens, or one generated
+/// admin token (made by `ems-api`).
+fn modbus_tokens(
+    configured: Option<Vec<TokenConfig>>,
+    modbus: Option<&crate::config::ModbusServerWiring>,
+) -> Result<(Tokens, Option<String>, Option<String>), LiveError> {
+    let Some(m) = modbus else {
+        return Ok((configured.map_or(Tokens::GenerateAdmin, Tokens::Configured), None, None));
+    };
+    let random =
+        || ems_api::auth::generate_admin_token().map_err(|e| LiveError::Devices(format!("API token: {e}")));
+    let token = random()?;
+    let own = TokenConfig {
+        name: "modbus-server".to_owned(),
+        role: m.role,
+        sha256_hex: ems_api::auth::hash_token(&token),
+    };
+    Ok(match configured {
+        Some(mut list) => {
+            list.push(own);
+            (Tokens::Configured(list), Some(token), None)
+        }
+        None => {
+            let admin = random()?;
+            let a = TokenConfig {
+                name: "admin".to_owned(),
+                role: ems_api::auth::Role::Admin,
+                sha256_hex: ems_api::auth::hash_token(&admin),
+            };
+            (Tokens::Configured(vec![a, own]), Some(token), Some(admin))
+        }
+    })
 }
 
 impl LoopApi {
@@ -663,6 +734,11 @@ impl LoopApi {
             view.channels.insert(c.to_owned(), ChannelValue::Number(v));
         }
         view.channels.insert(channels::STATE.to_owned(), ChannelValue::Text(out.state.to_string()));
+        view.channels.insert(
+            channels::ESS_COMMANDED_POWER.to_owned(),
+            ChannelValue::Number(f64::from(out.command.setpoint().get())),
+        );
+        view.channels.insert(channels::COMMAND_SOURCE.to_owned(), ChannelValue::Text(out.source.to_string()));
         let env = &out.envelope;
         view.safety = SafetyView {
             state: out.state.to_string(),

@@ -80,6 +80,13 @@ pub(crate) struct LiveArgs {
     /// it is back (the `[cloud]` link of a site file, with its defaults).
     #[arg(long)]
     pub(crate) cloud_url: Option<String>,
+    /// Serve the simulated site as a SunSpec device over Modbus TCP on `HOST:PORT` (the
+    /// listener of `[modbus_server]`; `SunS` at register address 40000), or `off`. Connections
+    /// are accepted from loopback only unless HOST is not a loopback address. Control writes
+    /// (model 704 `WSet…`, `WMaxLimPct…`) become control modes through the API and revert
+    /// after 60 s unless written again.
+    #[arg(long)]
+    pub(crate) modbus_server: Option<String>,
 }
 
 /// The controller from the persisted state (STOPPED and ERROR survive a reboot; an unreadable

@@ -32,6 +32,7 @@ impl Physics for SimPhysics {
 /// Run until Ctrl-C/SIGTERM or `--duration`, then shut down gracefully and persist.
 pub(crate) fn run(args: &LiveArgs) -> Result<(), LiveError> {
     let listen = check_args(args)?;
+    let modbus = sim_modbus(args.modbus_server.as_deref(), listen.is_some())?;
     let mut store = FileStore::new(&args.state_file);
     let defaults = SimSiteConfig::default();
     let config = controller_config(args.cycle_ms, &defaults);
@@ -75,6 +76,8 @@ pub(crate) fn run(args: &LiveArgs) -> Result<(), LiveError> {
         grid_services: None,
         cloud: cloud.clone(),
         island: island.as_ref().map(|_| ems_api::island::IslandBoard::new()),
+        capacity_wh: Some(f64::from(defaults.battery_capacity.get())),
+        modbus,
     });
     let launch = Launch {
         controller,
@@ -271,6 +274,39 @@ fn sim_battery(site: &SimSiteConfig, config: &ControllerConfig) -> crate::config
         grid_import: config.safety.grid_import_limit,
         grid_export: config.safety.grid_export_limit,
     }
+}
+
+/// `--modbus-server HOST:PORT`: the listener of `[modbus_server]` with its defaults (unit id 1,
+/// loopback-only allow-list unless the host is not loopback: then any address, as the flag is
+/// for trying the server on a LAN; revert timer 60 s; every control writable; operator role;
+/// serial `sim`).
+fn sim_modbus(flag: Option<&str>, api: bool) -> Result<Option<crate::config::ModbusServerWiring>, LiveError> {
+    let text = match flag {
+        None | Some("off") => return Ok(None),
+        Some(t) => t,
+    };
+    if !api {
+        return Err(LiveError::Arg {
+            flag: "--modbus-server",
+            value: text.to_owned(),
+            why: "needs the API (its control writes go through it): drop --api-listen off",
+        });
+    }
+    let listen: std::net::SocketAddr = text.parse().map_err(|_| LiveError::Arg {
+        flag: "--modbus-server",
+        value: text.to_owned(),
+        why: "must be HOST:PORT (e.g. 127.0.0.1:5020) or off",
+    })?;
+    let mut config =
+        ems_api::modbus_server::ModbusServerConfig { listen: Some(listen), ..Default::default() };
+    if !listen.ip().is_loopback() {
+        config.allow = vec![
+            ems_api::modbus_server::AllowedNet { addr: std::net::IpAddr::from([0, 0, 0, 0]), prefix: 0 },
+            ems_api::modbus_server::AllowedNet { addr: std::net::IpAddr::from([0u16; 8]), prefix: 0 },
+        ];
+    }
+    config.identity.serial = "sim".to_owned();
+    Ok(Some(crate::config::ModbusServerWiring { config, role: ems_api::auth::Role::Operator }))
 }
 
 fn secs_to_ms(s: f64) -> u64 {

@@ -407,6 +407,8 @@ pub(crate) fn run(
         grid_services: None,
         cloud: cfg.cloud.clone(),
         island: None,
+        capacity_wh: cfg.pack.capacity.map(|c| f64::from(c.get())),
+        modbus: cfg.modbus_server.clone(),
     });
     let launch = Launch {
         controller,

@@ -21,6 +21,7 @@ mod grid_services;
 #[cfg(feature = "sim")]
 mod island;
 mod limits;
+mod modbus_server;
 mod mode;
 mod paths;
 mod site;
@@ -48,6 +49,8 @@ pub(crate) use grid_services::{
 #[cfg(feature = "sim")]
 pub(crate) use island::{load_file as load_island_file, IslandWiring};
 pub(crate) use limits::LimitsSection;
+#[allow(unused_imports)] // kept for the section types' paths, see above
+pub(crate) use modbus_server::{ModbusServerSection, ModbusServerWiring};
 #[allow(unused_imports)] // kept for the section types' paths, see above
 pub(crate) use mode::{CapSlotEntry, ModeSection};
 pub(crate) use paths::resolve;
@@ -84,6 +87,8 @@ pub(crate) struct SiteFile {
     pub grid_services: Option<GridServicesSection>,
     /// `[cloud]`: the cloud link (absent: none).
     pub cloud: Option<cloud::CloudSection>,
+    /// `[modbus_server]`: the SunSpec Modbus server for SCADA (absent: none).
+    pub modbus_server: Option<ModbusServerSection>,
 }
 
 /// A validated configuration, ready to build the site from.
@@ -114,6 +119,8 @@ pub(crate) struct SiteConfig {
     pub grid_services: Option<GridServicesWiring>,
     /// `[cloud]`, validated (`None`: no cloud link).
     pub cloud: Option<ems_api::cloud::CloudConfig>,
+    /// `[modbus_server]`, validated (`None`: none).
+    pub modbus_server: Option<ModbusServerWiring>,
 }
 
 /// The required tables: a missing one is a missing section, not a missing value.
@@ -161,6 +168,20 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<SiteConfig, ConfigError> 
     };
     let grid_services =
         content.grid_services.as_ref().map(|g| grid_services::grid_services(&ctx, g)).transpose()?;
+    let modbus_server = match &content.modbus_server {
+        Some(m) => modbus_server::modbus_server(&ctx, m, &content.site.name)?,
+        None => None,
+    };
+    if let (Some(m), None) =
+        (content.modbus_server.as_ref().filter(|_| modbus_server.is_some()), api.as_ref())
+    {
+        // Its control writes go through the API's router (roles, validation, audit).
+        return Err(ctx.err(
+            "modbus_server.listen",
+            &m.listen,
+            "[modbus_server] needs the API: add an [api] section (its listen may be 127.0.0.1)".to_owned(),
+        ));
+    }
     // The services' energy reservations are SOC bounds through the capacity; without it the
     // controller would keep both directions whole for them and the site could do nothing else.
     if let (Some(g), None) = (grid_services.as_ref(), limits.pack.capacity) {
@@ -212,6 +233,7 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<SiteConfig, ConfigError> 
         economics,
         grid_services,
         cloud,
+        modbus_server,
     })
 }
 

@@ -46,6 +46,17 @@ pub fn model(id: u16) -> Option<&'static ModelDef> {
     tables().models.iter().find(|m| m.id == id)
 }
 
+/// Parse a model definition in the official JSON format (the same format and rules as the
+/// embedded files), for models this crate does not embed: a vendor model of the SunSpec server
+/// in `ems-api`, for one.
+///
+/// # Errors
+///
+/// The reason, naming the group or point, when the text is not a valid definition.
+pub fn parse_definition(text: &str) -> Result<ModelDef, String> {
+    parse_model(text)
+}
+
 /// Embedded files that failed to parse (`(model id, reason)`); empty in a correct build.
 #[must_use]
 pub fn definition_errors() -> &'static [(u16, String)] {
