@@ -16,6 +16,7 @@ mod grid_services_routes;
 pub mod input;
 pub mod metrics;
 pub mod model;
+pub mod mqtt;
 pub mod ports;
 pub mod rest;
 pub mod schedules;
