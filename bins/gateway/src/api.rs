@@ -55,6 +55,8 @@ pub(crate) struct ApiStart {
     pub economics: Option<Arc<dyn ems_api::economics::EconomicsPort>>,
     /// The grid-service commitments behind `/api/v1/grid-services` (`None`: 404).
     pub grid_services: Option<Arc<ems_api::grid_services::GridServices>>,
+    /// The MQTT link (`[mqtt]`, `--mqtt`; `None`: none).
+    pub mqtt: Option<ems_api::mqtt::MqttConfig>,
 }
 
 /// Limits of the HTTP server and the stores (`[api]` in the site file).
@@ -227,6 +229,7 @@ pub(crate) struct LoopApi {
     audit: LoopAudit,
     metrics: Arc<Metrics>,
     mode: Option<(ems_control::ModeSetting, String)>,
+    mqtt: Option<ems_api::mqtt::Mqtt>,
 }
 
 impl std::fmt::Debug for LoopApi {
@@ -268,9 +271,27 @@ pub(crate) async fn start(opts: ApiStart, trigger: EStopTrigger) -> Result<LoopA
         grid_services: opts.grid_services,
         ..ServerConfig::default()
     };
-    let (server, handles) = Server::start(config, EStopRoute::Port(Arc::new(TriggerPort(trigger))))
-        .await
+    let (listen, limits) = (config.listen, config.limits);
+    let ems_api::start::Assembled { router, handles } = config
+        .assemble(EStopRoute::Port(Arc::new(TriggerPort(trigger))))
         .map_err(|e| LiveError::Devices(format!("API: {e}")))?;
+    // The MQTT link dispatches its commands through the same router: one code path.
+    let mqtt = match &opts.mqtt {
+        Some(m) => {
+            let links = ems_api::mqtt::MqttLinks {
+                router: router.clone(),
+                view: handles.view.subscribe(),
+                audit: Some(handles.audit.clone()),
+            };
+            let link =
+                ems_api::mqtt::Mqtt::start(m, links).map_err(|e| LiveError::Devices(format!("MQTT: {e}")))?;
+            println!("MQTT to {} as {}/{} (status, state/..., events, cmd/...)", m.broker, m.prefix, m.site);
+            Some(link)
+        }
+        None => None,
+    };
+    let server =
+        Server::serve(router, listen, limits).await.map_err(|e| LiveError::Devices(format!("API: {e}")))?;
     let addr = server.addr();
     println!("API on http://{addr}/api/v1 (OpenAPI: http://{addr}/api/v1/openapi.json)");
     let LoopHandles { view, commands, modes, schedules, history, audit, db, metrics, generated_admin_token } =
@@ -294,6 +315,7 @@ pub(crate) async fn start(opts: ApiStart, trigger: EStopTrigger) -> Result<LoopA
         audit,
         metrics,
         mode: None,
+        mqtt,
     };
     if let Some(token) = generated_admin_token {
         println!("admin token: {token}");
@@ -305,6 +327,11 @@ impl LoopApi {
     /// What the planner thread needs of the API: the audit log and the database.
     pub(crate) fn economics_handles(&self) -> (Option<LoopAudit>, Option<Arc<Db>>) {
         (Some(self.audit.clone()), self.db.clone())
+    }
+
+    /// The MQTT link, for the caller to stop (publish `offline`, disconnect) after the loop.
+    pub(crate) fn take_mqtt(&mut self) -> Option<ems_api::mqtt::Mqtt> {
+        self.mqtt.take()
     }
 
     /// Accept control modes `"until": "sunset"` with the site's sunsets.

@@ -60,14 +60,7 @@ pub(crate) fn run(args: &LiveArgs) -> Result<(), LiveError> {
     if let Some(d) = args.start_day.filter(|d| !(1..=365).contains(d)) {
         return Err(LiveError::Arg { flag: "--start-day", value: d.to_string(), why: "must be 1-365" });
     }
-    let listen = match args.api_listen.as_deref() {
-        None | Some("off") => None,
-        Some(listen) => Some(listen.parse().map_err(|_| LiveError::Arg {
-            flag: "--api-listen",
-            value: listen.to_owned(),
-            why: "must be HOST:PORT (e.g. 127.0.0.1:8080) or off",
-        })?),
-    };
+    let (listen, mqtt) = api_endpoints(args)?;
     let mut store = FileStore::new(&args.state_file);
     let defaults = SimSiteConfig::default();
     let config = controller_config(args.cycle_ms, &defaults);
@@ -110,6 +103,7 @@ pub(crate) fn run(args: &LiveArgs) -> Result<(), LiveError> {
         limits: crate::api::ApiLimits::default(),
         economics: None,
         grid_services: None,
+        mqtt,
     });
     let launch = Launch {
         controller,
@@ -212,6 +206,38 @@ impl SimCalendar {
             start: zoned.timestamp(),
         })
     }
+}
+/// `--api-listen` and `--mqtt`.
+fn api_endpoints(
+    args: &LiveArgs,
+) -> Result<(Option<std::net::SocketAddr>, Option<ems_api::mqtt::MqttConfig>), LiveError> {
+    let listen = match args.api_listen.as_deref() {
+        None | Some("off") => None,
+        Some(listen) => Some(listen.parse().map_err(|_| LiveError::Arg {
+            flag: "--api-listen",
+            value: listen.to_owned(),
+            why: "must be HOST:PORT (e.g. 127.0.0.1:8080) or off",
+        })?),
+    };
+    Ok((listen, mqtt_config(args.mqtt.as_deref(), listen.is_some())?))
+}
+
+/// `--mqtt URL`: the broker of `[mqtt]` with prefix `ems` and site id `sim`.
+fn mqtt_config(url: Option<&str>, have_api: bool) -> Result<Option<ems_api::mqtt::MqttConfig>, LiveError> {
+    let Some(url) = url else { return Ok(None) };
+    if !have_api {
+        return Err(LiveError::Arg {
+            flag: "--mqtt",
+            value: url.to_owned(),
+            why: "needs the API (its commands go through it): drop --api-listen off",
+        });
+    }
+    let config = ems_api::mqtt::MqttConfig::new(url, "ems", "sim").and_then(|c| c.validate().map(|()| c));
+    config.map(Some).map_err(|_| LiveError::Arg {
+        flag: "--mqtt",
+        value: url.to_owned(),
+        why: "must be mqtt://HOST:PORT",
+    })
 }
 
 /// The controller of the simulated site: the cycle, and the battery's capacity (a grid

@@ -405,6 +405,7 @@ pub(crate) fn run(
         limits: crate::api::ApiLimits::from_wiring(a),
         economics: None,
         grid_services: None,
+        mqtt: cfg.mqtt.clone(),
     });
     let launch = Launch {
         controller,

@@ -19,6 +19,7 @@ mod errors;
 mod grid_services;
 mod limits;
 mod mode;
+mod mqtt;
 mod paths;
 mod site;
 mod wiring;
@@ -75,6 +76,8 @@ pub(crate) struct SiteFile {
     pub economics: Option<EconomicsSection>,
     /// `[grid_services]`: frequency services (absent: none).
     pub grid_services: Option<GridServicesSection>,
+    /// `[mqtt]`: the MQTT link (absent: none).
+    pub mqtt: Option<mqtt::MqttSection>,
 }
 
 /// A validated configuration, ready to build the site from.
@@ -103,6 +106,8 @@ pub(crate) struct SiteConfig {
     pub economics: Option<EconomicsWiring>,
     /// `[grid_services]`, validated (`None`: no grid service).
     pub grid_services: Option<GridServicesWiring>,
+    /// `[mqtt]`, validated (`None`: no MQTT).
+    pub mqtt: Option<ems_api::mqtt::MqttConfig>,
 }
 
 /// The required tables: a missing one is a missing section, not a missing value.
@@ -150,6 +155,11 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<SiteConfig, ConfigError> 
     };
     let grid_services =
         content.grid_services.as_ref().map(|g| grid_services::grid_services(&ctx, g)).transpose()?;
+    let mqtt = content.mqtt.as_ref().map(|m| mqtt::mqtt(&ctx, path, m, &content.site.name)).transpose()?;
+    if mqtt.is_some() && api.is_none() {
+        // Its commands go through the API's router (roles, validation, audit).
+        return Err(ctx.err_at_path("mqtt.url", "[mqtt] needs the API: add [api] with its tokens".to_owned()));
+    }
     // The services' energy reservations are SOC bounds through the capacity; without it the
     // controller would keep both directions whole for them and the site could do nothing else.
     if let (Some(g), None) = (grid_services.as_ref(), limits.pack.capacity) {
@@ -193,6 +203,7 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<SiteConfig, ConfigError> 
         shutdown_timeout: site.shutdown_timeout,
         economics,
         grid_services,
+        mqtt,
     })
 }
 
