@@ -138,7 +138,9 @@ mod tests {
         let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/site.toml"))
             .unwrap()
             .replace("../devices/profiles/eastron-sdm630.toml", profile);
-        parse(Path::new("/site/site.toml"), &format!("{text}\n{extra}"))
+        let api = "[api]\n[[api.tokens]]\nname = \"ops\"\nrole = \"operator\"\nsha256 = \"1d1e0f590d004fb7e08f456946aeac2f8035a23649d852a319291c45aa4a7410\"\n";
+        let api = if extra.is_empty() || text.contains("\n[api]") { "" } else { api };
+        parse(Path::new("/site/site.toml"), &format!("{text}\n{api}{extra}"))
     }
 
     #[test]
