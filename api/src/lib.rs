@@ -20,6 +20,7 @@ mod island_routes;
 pub mod metrics;
 pub mod modbus_server;
 pub mod model;
+pub mod mqtt;
 pub mod ports;
 pub mod rest;
 pub mod schedules;

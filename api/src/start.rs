@@ -401,6 +401,16 @@ impl Server {
     pub async fn start(config: ServerConfig, estop: EStopRoute) -> Result<(Self, LoopHandles), StartError> {
         let (listen, limits) = (config.listen, config.limits);
         let Assembled { router, handles } = config.assemble(estop)?;
+        Ok((Self::serve(router, listen, limits).await?, handles))
+    }
+
+    /// Serve an assembled router ([`ServerConfig::assemble`]) on `listen` within `limits`, as
+    /// [`Server::start`] does; for callers that also hand the router to another front end (the
+    /// MQTT link dispatches its commands through it).
+    ///
+    /// # Errors
+    /// [`StartError::Listen`].
+    pub async fn serve(router: Router, listen: SocketAddr, limits: ServerLimits) -> Result<Self, StartError> {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|error| StartError::Listen { addr: listen, error })?;
@@ -420,7 +430,7 @@ impl Server {
             }
             result
         });
-        Ok((Self { addr, stop: Some(stop), task, router }, handles))
+        Ok(Self { addr, stop: Some(stop), task, router })
     }
 
     /// The address it listens on.

@@ -63,6 +63,8 @@ pub(crate) struct ApiStart {
     pub island: Option<Arc<ems_api::island::IslandBoard>>,
     /// The SunSpec Modbus server (`[modbus_server]`, `--modbus-server`), if any.
     pub modbus: Option<crate::config::ModbusServerWiring>,
+    /// The MQTT link (`[mqtt]`, `--mqtt`; `None`: none).
+    pub mqtt: Option<ems_api::mqtt::MqttConfig>,
 }
 
 /// Limits of the HTTP server and the stores (`[api]` in the site file).
@@ -239,6 +241,7 @@ pub(crate) struct LoopApi {
     island_outcome: Option<ems_runtime::IslandRequestOutcome>,
     /// The SunSpec Modbus server: kept alive with the loop's API (dropping it stops it).
     _modbus: Option<ems_api::modbus_server::ModbusServer>,
+    mqtt: Option<ems_api::mqtt::Mqtt>,
 }
 
 impl std::fmt::Debug for LoopApi {
@@ -287,9 +290,27 @@ pub(crate) async fn start(opts: ApiStart, trigger: EStopTrigger) -> Result<LoopA
         island: opts.island.clone(),
         ..ServerConfig::default()
     };
-    let (server, handles) = Server::start(config, EStopRoute::Port(Arc::new(TriggerPort(trigger))))
-        .await
+    let (listen, limits) = (config.listen, config.limits);
+    let ems_api::start::Assembled { router, handles } = config
+        .assemble(EStopRoute::Port(Arc::new(TriggerPort(trigger))))
         .map_err(|e| LiveError::Devices(format!("API: {e}")))?;
+    // The MQTT link dispatches its commands through the same router: one code path.
+    let mqtt = match &opts.mqtt {
+        Some(m) => {
+            let links = ems_api::mqtt::MqttLinks {
+                router: router.clone(),
+                view: handles.view.subscribe(),
+                audit: Some(handles.audit.clone()),
+            };
+            let link =
+                ems_api::mqtt::Mqtt::start(m, links).map_err(|e| LiveError::Devices(format!("MQTT: {e}")))?;
+            println!("MQTT to {} as {}/{} (status, state/..., events, cmd/...)", m.broker, m.prefix, m.site);
+            Some(link)
+        }
+        None => None,
+    };
+    let server =
+        Server::serve(router, listen, limits).await.map_err(|e| LiveError::Devices(format!("API: {e}")))?;
     let addr = server.addr();
     println!("API on http://{addr}/api/v1 (OpenAPI: http://{addr}/api/v1/openapi.json)");
     let LoopHandles { view, commands, modes, schedules, history, audit, db, metrics, generated_admin_token } =
@@ -306,33 +327,9 @@ pub(crate) async fn start(opts: ApiStart, trigger: EStopTrigger) -> Result<LoopA
         };
         tokio::spawn(ems_api::cloud::run(config, parts));
     }
-    let modbus = match (opts.modbus, modbus_token) {
-        (Some(m), Some(token)) => {
-            let mut config = m.config;
-            #[allow(clippy::cast_precision_loss)] // a rating in W
-            let rating = opts.rating_w as f64;
-            config.identity.rating_w = rating.max(1.0);
-            config.identity.capacity_wh = opts.capacity_wh;
-            let ctx = ems_api::modbus_server::ServerContext {
-                router: server.router(),
-                token,
-                view: view.subscribe(),
-                modes: modes.clone(),
-                clock: Arc::new(ems_api::state::SystemClock),
-            };
-            let s = ems_api::modbus_server::ModbusServer::start(config, ctx)
-                .await
-                .map_err(|e| LiveError::Devices(e.to_string()))?;
-            if let Some(a) = s.addr() {
-                println!("SunSpec Modbus server on {a} (SunS at register address 40000)");
-            }
-            if let Some(a) = s.read_only_addr() {
-                println!("SunSpec Modbus server (read-only) on {a}");
-            }
-            Some(s)
-        }
-        _ => None,
-    };
+    let modbus =
+        start_modbus(opts.modbus, modbus_token, (opts.rating_w, opts.capacity_wh), &server, &view, &modes)
+            .await?;
     let api = LoopApi {
         view,
         inbox: commands,
@@ -355,11 +352,51 @@ pub(crate) async fn start(opts: ApiStart, trigger: EStopTrigger) -> Result<LoopA
         island: opts.island,
         island_outcome: None,
         _modbus: modbus,
+        mqtt,
     };
     if let Some(token) = generated_admin_token.or(admin_token) {
         println!("admin token: {token}");
     }
     Ok(api)
+}
+
+/// The SunSpec Modbus server of `[modbus_server]`, if configured (its token made by
+/// [`modbus_tokens`]).
+async fn start_modbus(
+    modbus: Option<crate::config::ModbusServerWiring>,
+    token: Option<String>,
+    (rating_w, capacity_wh): (u64, Option<f64>),
+    server: &Server,
+    view: &tokio::sync::watch::Sender<ems_api::model::SiteView>,
+    modes: &Arc<std::sync::Mutex<ems_api::control_modes::ControlModes>>,
+) -> Result<Option<ems_api::modbus_server::ModbusServer>, LiveError> {
+    Ok(match (modbus, token) {
+        (Some(m), Some(token)) => {
+            let mut config = m.config;
+            #[allow(clippy::cast_precision_loss)] // a rating in W
+            let rating = rating_w as f64;
+            config.identity.rating_w = rating.max(1.0);
+            config.identity.capacity_wh = capacity_wh;
+            let ctx = ems_api::modbus_server::ServerContext {
+                router: server.router(),
+                token,
+                view: view.subscribe(),
+                modes: modes.clone(),
+                clock: Arc::new(ems_api::state::SystemClock),
+            };
+            let s = ems_api::modbus_server::ModbusServer::start(config, ctx)
+                .await
+                .map_err(|e| LiveError::Devices(e.to_string()))?;
+            if let Some(a) = s.addr() {
+                println!("SunSpec Modbus server on {a} (SunS at register address 40000)");
+            }
+            if let Some(a) = s.read_only_addr() {
+                println!("SunSpec Modbus server (read-only) on {a}");
+            }
+            Some(s)
+        }
+        _ => None,
+    })
 }
 
 type CloudPrep = Option<(ems_api::cloud::CloudConfig, String, Arc<ems_api::cloud::CloudShared>)>;
@@ -456,6 +493,11 @@ impl LoopApi {
     /// What the planner thread needs of the API: the audit log and the database.
     pub(crate) fn economics_handles(&self) -> (Option<LoopAudit>, Option<Arc<Db>>) {
         (Some(self.audit.clone()), self.db.clone())
+    }
+
+    /// The MQTT link, for the caller to stop (publish `offline`, disconnect) after the loop.
+    pub(crate) fn take_mqtt(&mut self) -> Option<ems_api::mqtt::Mqtt> {
+        self.mqtt.take()
     }
 
     /// Accept control modes `"until": "sunset"` with the site's sunsets.

@@ -87,6 +87,12 @@ pub(crate) struct LiveArgs {
     /// after 60 s unless written again.
     #[arg(long)]
     pub(crate) modbus_server: Option<String>,
+    /// Publish the site to an MQTT broker and take commands from it (`mqtt://HOST:PORT`), with
+    /// topic prefix `ems` and site id `sim`: `ems/sim/status`, `ems/sim/state/<channel>`,
+    /// `ems/sim/events`, `ems/sim/cmd/{control-modes,emergency-stop,reset,schedules}` (MQTT 5;
+    /// the token as user property `authorization`; see the README). Needs the API.
+    #[arg(long, value_name = "URL")]
+    pub(crate) mqtt: Option<String>,
 }
 
 /// The controller from the persisted state (STOPPED and ERROR survive a reboot; an unreadable
@@ -213,10 +219,11 @@ where
     if let (Some(a), Some(p)) = (&mut api, &planner) {
         a.economics = Some(p.port());
     }
-    let api = match api {
+    let mut api = match api {
         Some(a) => Some(api_runtime.block_on(crate::api::start(a, trigger.clone()))?),
         None => None,
     };
+    let mqtt = api.as_mut().and_then(LoopApi::take_mqtt);
     // Stored commitments survive a restart: load them before the loop runs.
     if let (Some(g), Some((_, Some(db)))) = (&grid, api.as_ref().map(LoopApi::economics_handles)) {
         match g.port().attach_db(db) {
@@ -293,6 +300,10 @@ where
     // what it learned and stops.
     if let Some(t) = planner_thread {
         t.finish();
+    }
+    // `offline` and a clean disconnect (a crash leaves that to the broker's last will).
+    if let Some(m) = mqtt {
+        api_runtime.block_on(m.stop(Duration::from_secs(2)));
     }
     api_runtime.shutdown_timeout(Duration::from_secs(2));
     result

@@ -33,6 +33,7 @@ impl Physics for SimPhysics {
 pub(crate) fn run(args: &LiveArgs) -> Result<(), LiveError> {
     let listen = check_args(args)?;
     let modbus = sim_modbus(args.modbus_server.as_deref(), listen.is_some())?;
+    let mqtt = mqtt_config(args.mqtt.as_deref(), listen.is_some())?;
     let mut store = FileStore::new(&args.state_file);
     let defaults = SimSiteConfig::default();
     let config = controller_config(args.cycle_ms, &defaults);
@@ -78,6 +79,7 @@ pub(crate) fn run(args: &LiveArgs) -> Result<(), LiveError> {
         island: island.as_ref().map(|_| ems_api::island::IslandBoard::new()),
         capacity_wh: Some(f64::from(defaults.battery_capacity.get())),
         modbus,
+        mqtt,
     });
     let launch = Launch {
         controller,
@@ -196,6 +198,24 @@ impl SimCalendar {
 /// The controller of the simulated site: the cycle, and the battery's capacity (a grid
 /// service's energy reserve becomes an SOC bound through it; without it the controller keeps
 /// the whole direction for the service).
+/// `--mqtt URL`: the broker of `[mqtt]` with prefix `ems` and site id `sim`.
+fn mqtt_config(url: Option<&str>, have_api: bool) -> Result<Option<ems_api::mqtt::MqttConfig>, LiveError> {
+    let Some(url) = url else { return Ok(None) };
+    if !have_api {
+        return Err(LiveError::Arg {
+            flag: "--mqtt",
+            value: url.to_owned(),
+            why: "needs the API (its commands go through it): drop --api-listen off",
+        });
+    }
+    let config = ems_api::mqtt::MqttConfig::new(url, "ems", "sim").and_then(|c| c.validate().map(|()| c));
+    config.map(Some).map_err(|_| LiveError::Arg {
+        flag: "--mqtt",
+        value: url.to_owned(),
+        why: "must be mqtt://HOST:PORT",
+    })
+}
+
 /// The flags' values checked; where the API listens (`None`: off).
 fn check_args(args: &LiveArgs) -> Result<Option<std::net::SocketAddr>, LiveError> {
     if !(args.speed.is_finite() && args.speed > 0.0) {

@@ -409,6 +409,7 @@ pub(crate) fn run(
         island: None,
         capacity_wh: cfg.pack.capacity.map(|c| f64::from(c.get())),
         modbus: cfg.modbus_server.clone(),
+        mqtt: cfg.mqtt.clone(),
     });
     let launch = Launch {
         controller,

@@ -23,6 +23,7 @@ mod island;
 mod limits;
 mod modbus_server;
 mod mode;
+mod mqtt;
 mod paths;
 mod site;
 mod wiring;
@@ -89,6 +90,8 @@ pub(crate) struct SiteFile {
     pub cloud: Option<cloud::CloudSection>,
     /// `[modbus_server]`: the SunSpec Modbus server for SCADA (absent: none).
     pub modbus_server: Option<ModbusServerSection>,
+    /// `[mqtt]`: the MQTT link (absent: none).
+    pub mqtt: Option<mqtt::MqttSection>,
 }
 
 /// A validated configuration, ready to build the site from.
@@ -121,6 +124,8 @@ pub(crate) struct SiteConfig {
     pub cloud: Option<ems_api::cloud::CloudConfig>,
     /// `[modbus_server]`, validated (`None`: none).
     pub modbus_server: Option<ModbusServerWiring>,
+    /// `[mqtt]`, validated (`None`: no MQTT).
+    pub mqtt: Option<ems_api::mqtt::MqttConfig>,
 }
 
 /// The required tables: a missing one is a missing section, not a missing value.
@@ -182,6 +187,11 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<SiteConfig, ConfigError> 
             "[modbus_server] needs the API: add an [api] section (its listen may be 127.0.0.1)".to_owned(),
         ));
     }
+    let mqtt = content.mqtt.as_ref().map(|m| mqtt::mqtt(&ctx, path, m, &content.site.name)).transpose()?;
+    if mqtt.is_some() && api.is_none() {
+        // Its commands go through the API's router (roles, validation, audit).
+        return Err(ctx.err_at_path("mqtt.url", "[mqtt] needs the API: add [api] with its tokens".to_owned()));
+    }
     // The services' energy reservations are SOC bounds through the capacity; without it the
     // controller would keep both directions whole for them and the site could do nothing else.
     if let (Some(g), None) = (grid_services.as_ref(), limits.pack.capacity) {
@@ -234,6 +244,7 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<SiteConfig, ConfigError> 
         grid_services,
         cloud,
         modbus_server,
+        mqtt,
     })
 }
 
