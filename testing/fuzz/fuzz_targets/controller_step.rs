@@ -433,6 +433,7 @@ fn run(u: &mut Unstructured) -> Result<()> {
             plan: held.plan,
             provider: held.provider,
             rule: None,
+            grid_tie: None,
         };
         let soc = snap.battery.soc.value_at(Millis::new(now));
         let out = if let Some(services) = real.as_mut() {
