@@ -23,7 +23,8 @@
 //!   `slice_rows` as `{"bufferedData": [entry, …]}`, starting after a random delay of up to
 //!   `resend_jitter` (a fleet coming back does not hit its cloud at once); an entry leaves the
 //!   outbox only when its slice was accepted.
-//! * **Rate:** never more than 180 requests per minute, pushes and resends together.
+//! * **Rate:** never more than 180 requests per minute, pushes and resends together; a push
+//!   without room in the minute goes to the outbox like a failed one.
 //!
 //! Time: on a real site everything runs on the wall clock; the simulated site passes its
 //! `speed`, and periods, delays and the rate limit are then in simulated time.
@@ -549,7 +550,19 @@ pub async fn run(config: CloudConfig, parts: CloudParts) {
             }
             document(&view, &parts.modes, now)
         };
+        let entry = json!({
+            "timestamp": doc["timestamp"],
+            "samples": 1,
+            "currentData": doc["currentData"],
+            "activeControlModes": doc["activeControlModes"],
+        });
         if !rate.take(now_site) {
+            // No room in this minute: kept for the resend, not lost.
+            let pushed = outbox.push(entry);
+            parts.status.update(|s| match pushed {
+                Ok(m) => s.merged = s.merged.saturating_add(m),
+                Err(_) => s.dropped = s.dropped.saturating_add(1),
+            });
             continue;
         }
         match post(&http, doc.to_string()).await {
@@ -569,12 +582,6 @@ pub async fn run(config: CloudConfig, parts: CloudParts) {
                 }
             }
             Err(e) => {
-                let entry = json!({
-                    "timestamp": doc["timestamp"],
-                    "samples": 1,
-                    "currentData": doc["currentData"],
-                    "activeControlModes": doc["activeControlModes"],
-                });
                 let pushed = outbox.push(entry);
                 parts.status.update(|s| {
                     if s.online || s.last_error.as_deref() != Some(e.as_str()) {

@@ -75,14 +75,6 @@ pub struct OpSample {
     pub checked: bool,
 }
 
-impl OpSample {
-    /// Σ `Activated_*` (W).
-    #[must_use]
-    pub fn activated_sum(&self) -> f64 {
-        self.services.iter().flatten().map(|s| s.activated_w).sum()
-    }
-}
-
 /// The sanity check's state.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Sanity {
