@@ -756,7 +756,7 @@ mod tests {
             c.step(now, &healthy_snapshot(Millis::new(now)), &Inputs { grid_tie: ramp, ..Inputs::default() });
         assert_eq!(out.command.setpoint(), ems_core::watts!(1200.0));
         assert_eq!(out.binding, Some(Constraint::GridTie(GridTieLimit::ReconnectionRamp)));
-        assert_eq!(out.binding.unwrap().to_string(), "reconnection ramp 10 % Pn/min");
+        assert_eq!(out.binding.unwrap().to_string(), "reconnection ramp (enter-service gradient)");
         // A negative limit counts as zero (the safe side).
         now += 100;
         let bad =

@@ -126,7 +126,7 @@ impl fmt::Display for GridTieLimit {
             Self::Transferring => "grid lost: transferring to island",
             Self::Islanded => "islanded: grid-forming inverter follows the load",
             Self::NoSupply => "no grid and no island: inverter off",
-            Self::ReconnectionRamp => "reconnection ramp 10 % Pn/min",
+            Self::ReconnectionRamp => "reconnection ramp (enter-service gradient)",
         })
     }
 }

@@ -1,30 +1,72 @@
 //! Island operation in the gateway: the island path of the loop (`ems_runtime::IslandLoop`) on
-//! the built-in simulated site (`--island FILE`), and the translation of its status into the
-//! API's view (`ems_api::island::IslandView`, DTOs: the API does not speak `ems-grid`).
+//! a real site's Modbus breaker, inverter grid-mode registers and load relays (`[island]` in the
+//! site file) or on the built-in simulated site (`--island FILE`), and the translation of its
+//! status into the API's view (`ems_api::island::IslandView`, DTOs: the API does not speak
+//! `ems-grid`).
 
 use ems_api::island::{CloseConditionsView, DetectionView, IslandEventView, IslandLoadView, IslandView};
 use ems_control::GridTieBound;
 use ems_core::snapshot::GridTie;
 use ems_core::{Millis, Snapshot, State};
+use ems_devices::modbus::transport::AnyClient;
 use ems_grid::island::{BreakerCommand, InverterCommand};
 use ems_runtime::{IslandPath, IslandRequest, IslandRequestOutcome, IslandStatus};
 
-/// The island path of a gateway run: none, or the simulated site's.
+/// The island path over a real site's Modbus devices.
+pub(crate) type ModbusIslandLoop = ems_runtime::IslandLoop<
+    ems_devices::island::ModbusBreaker<AnyClient>,
+    ems_devices::island::ModbusGridMode<AnyClient>,
+    ems_devices::modbus::io::ModbusRelay<AnyClient>,
+>;
+
+/// Build the island path of a real site from its validated `[island]` (its devices are
+/// connected lazily: until they answer, the sequence sees no read-back and holds).
+///
+/// # Errors
+/// A text naming what the sequence or the device layer refused, or `[island]` without devices.
+pub(crate) fn build_modbus(wiring: &crate::config::IslandWiring) -> Result<ModbusIslandLoop, String> {
+    use ems_devices::island::{IslandDeviceConfig, IslandDevices, ModbusBreaker, ModbusGridMode};
+    use ems_grid::island::{IslandSequencer, LoadCircuit};
+    let d = wiring.devices.as_ref().ok_or_else(|| "[island] has no devices".to_owned())?;
+    let circuits: Vec<LoadCircuit> = wiring
+        .loads
+        .iter()
+        .map(|(_, p, n)| LoadCircuit { name: "circuit", priority: *p, nominal: *n })
+        .collect();
+    let seq = IslandSequencer::try_new(wiring.settings, d.rating, &circuits).map_err(|e| e.to_string())?;
+    let (command, open, close) = d.breaker_command;
+    let breaker = ModbusBreaker::new(d.breaker_module.client()?, command, open, close, d.breaker_position);
+    let inverter = ModbusGridMode::new(d.inverter_module.client()?, d.inverter.clone());
+    let relays = d
+        .relays
+        .iter()
+        .map(|(m, coil, feedback)| {
+            Ok(ems_devices::modbus::io::ModbusRelay::new(m.client()?, *coil, *feedback))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let devices = IslandDevices::new(breaker, inverter, relays, IslandDeviceConfig::default())
+        .map_err(|e| e.to_string())?;
+    let names = wiring.loads.iter().map(|l| l.0.clone()).collect();
+    Ok(ems_runtime::IslandLoop::new(devices, seq, d.rating, names))
+}
+
+/// The island path of a gateway run: none, a real site's, or the simulated site's.
 #[derive(Debug)]
 pub(crate) enum GatewayIsland {
     /// No island.
     None,
+    /// A real site's Modbus devices.
+    Modbus(Box<ModbusIslandLoop>),
     /// The simulated island plant beside the simulated site.
     #[cfg(feature = "sim")]
     Sim(Box<sim::SimIslandLoop>),
 }
 
-// Without `sim` only `None` exists and the arguments go unused.
-#[cfg_attr(not(feature = "sim"), allow(unused_variables))]
 impl IslandPath for GatewayIsland {
     async fn read(&mut self, now: Millis, snapshot: &mut Snapshot) {
         match self {
             Self::None => {}
+            Self::Modbus(l) => l.read(now, snapshot).await,
             #[cfg(feature = "sim")]
             Self::Sim(l) => l.read(now, snapshot).await,
         }
@@ -32,6 +74,7 @@ impl IslandPath for GatewayIsland {
     fn request(&mut self, now: Millis, request: &IslandRequest) -> IslandRequestOutcome {
         match self {
             Self::None => IslandRequestOutcome::NoIsland,
+            Self::Modbus(l) => l.request(now, request),
             #[cfg(feature = "sim")]
             Self::Sim(l) => l.request(now, request),
         }
@@ -39,6 +82,7 @@ impl IslandPath for GatewayIsland {
     fn step(&mut self, now: Millis, snapshot: &Snapshot, state: State) -> Option<GridTieBound> {
         match self {
             Self::None => None,
+            Self::Modbus(l) => l.step(now, snapshot, state),
             #[cfg(feature = "sim")]
             Self::Sim(l) => l.step(now, snapshot, state),
         }
@@ -46,6 +90,7 @@ impl IslandPath for GatewayIsland {
     async fn apply(&mut self, now: Millis, stop: bool) {
         match self {
             Self::None => {}
+            Self::Modbus(l) => l.apply(now, stop).await,
             #[cfg(feature = "sim")]
             Self::Sim(l) => l.apply(now, stop).await,
         }
@@ -53,6 +98,7 @@ impl IslandPath for GatewayIsland {
     fn status(&self) -> Option<&IslandStatus> {
         match self {
             Self::None => None,
+            Self::Modbus(l) => l.status(),
             #[cfg(feature = "sim")]
             Self::Sim(l) => l.status(),
         }

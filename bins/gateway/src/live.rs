@@ -156,6 +156,8 @@ pub(crate) struct Launch {
     /// Island operation on the simulated site, if asked for (`--island`).
     #[cfg(feature = "sim")]
     pub island: Option<crate::island::sim::IslandStart>,
+    /// Island operation on a real site's Modbus devices (`[island]` in the site file).
+    pub site_island: Option<crate::config::IslandWiring>,
 }
 
 /// What the control thread hands the device connector: the API (to show "waiting for devices"
@@ -208,6 +210,7 @@ where
     let island = launch.island.clone();
     #[cfg(not(feature = "sim"))]
     let island = None;
+    let site_island = launch.site_island.clone();
     let Launch {
         controller, store, realtime: opts, reset_reason, time_zone, mut api, economics, grid, ..
     } = launch;
@@ -272,7 +275,12 @@ where
             }
         };
         hook.physics = physics;
-        let island = island_path(island, &mut hook)?;
+        let island = match &site_island {
+            Some(w) => crate::island::GatewayIsland::Modbus(Box::new(
+                crate::island::build_modbus(w).map_err(|e| LiveError::Site(format!("[island]: {e}")))?,
+            )),
+            None => island_path(island, &mut hook)?,
+        };
         let mut rt = Runtime::new(devices, controller, store).with_island_path(island);
         rt.watch_estop(opts.estop_tick, trigger);
         match grid.map(crate::grid_services::GridStart::build).transpose() {

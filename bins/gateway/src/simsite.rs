@@ -95,6 +95,7 @@ pub(crate) fn run(args: &LiveArgs) -> Result<(), LiveError> {
         time_zone: economics.as_ref().map(|e| e.time_zone.clone()),
         grid,
         island,
+        site_island: None,
         api,
         economics: economics.map(|wiring| crate::economics::EconomicsStart {
             wiring,

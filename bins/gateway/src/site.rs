@@ -308,10 +308,7 @@ impl EStopInput for AnyEStop {
 }
 
 fn io_client(module: &IoModule) -> Result<AnyClient, LiveError> {
-    let ep: ModbusEndpoint = module.endpoint.parse().map_err(|err| site_err("I/O module", err))?;
-    let options =
-        ClientOptions { timeout: Duration::from_millis(module.timeout_ms), ..ClientOptions::default() };
-    Ok(AnyClient::new(&ep, module.unit, options))
+    module.client().map_err(|err| site_err("I/O module", err))
 }
 
 /// The pre-charge relay and the main contactor. A GPIO line that cannot be opened is an error;
@@ -406,7 +403,7 @@ pub(crate) fn run(
         economics: None,
         grid_services: None,
         cloud: cfg.cloud.clone(),
-        island: None,
+        island: cfg.island.as_ref().map(|_| ems_api::island::IslandBoard::new()),
         capacity_wh: cfg.pack.capacity.map(|c| f64::from(c.get())),
         modbus: cfg.modbus_server.clone(),
         mqtt: cfg.mqtt.clone(),
@@ -435,6 +432,7 @@ pub(crate) fn run(
         api,
         #[cfg(feature = "sim")]
         island: None,
+        site_island: cfg.island.clone(),
     };
     let cfg = cfg.clone();
     run_gateway(launch, move |mut c: Connecting| async move {

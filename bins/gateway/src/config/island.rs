@@ -16,11 +16,13 @@
 //! ```
 //!
 //! The settings start from `IslandSettings::en50549_vde4105(un_v)` and are validated by
-//! `ems-grid` (errors name the field and the value). A real site's `[island]` (Modbus breaker,
-//! inverter-mode registers, relays) is not read yet: the simulated site's inverter forms a
-//! grid; a site whose inverter cannot would have to be refused (docs/ISLAND.md, "Running it").
+//! `ems-grid` (errors name the field and the value). The same section in a **site file**
+//! (`run --config`) drives real devices: `[island.breaker]`, `[island.inverter_mode]` and a
+//! `relay` per circuit are then required and `outages` is refused (see [`super::island_site`]);
+//! in a `--island FILE` for the simulated site they are refused (its plant has its own).
 
 use super::errors::ConfigError;
+use super::island_site::{island_modbus, BreakerEntry, GridModeEntry, IslandModbusWiring, RelayEntry};
 use ems_core::{Millis, Percent, Volts, Watts};
 use ems_grid::island::{IslandSettings, LoadCircuit, MAX_LOADS};
 use serde::Deserialize;
@@ -43,6 +45,10 @@ pub(crate) struct IslandSection {
     outages: Vec<OutageEntry>,
     #[serde(default)]
     loads: Vec<LoadEntry>,
+    /// A real site's grid-tie breaker.
+    breaker: Option<BreakerEntry>,
+    /// A real site's inverter grid-mode registers.
+    inverter_mode: Option<GridModeEntry>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -58,6 +64,8 @@ struct LoadEntry {
     name: String,
     priority: u8,
     nominal_w: f64,
+    /// A real site's load-shedding relay of this circuit.
+    relay: Option<RelayEntry>,
 }
 
 /// A validated `[island]` for the simulated site.
@@ -69,6 +77,8 @@ pub(crate) struct IslandWiring {
     pub loads: Vec<(String, u8, Watts)>,
     /// Grid outages `(from, until)` in simulated time.
     pub outages: Vec<(Millis, Millis)>,
+    /// A real site's island devices (`None` on the simulated site).
+    pub devices: Option<IslandModbusWiring>,
 }
 
 fn seconds(path: &std::path::Path, field: &str, v: f64) -> Result<Millis, ConfigError> {
@@ -97,10 +107,53 @@ pub(crate) fn load_file(path: &std::path::Path) -> Result<IslandWiring, ConfigEr
         std::fs::read_to_string(path).map_err(|e| ConfigError::new(path, format!("cannot read: {e}")))?;
     let src = ems_tomlfile::Source::new(path, &text);
     let file: IslandFile = src.decode(&["island"])?;
-    island(path, &file.island)
+    island(path, &file.island, Plant::Simulated)
 }
 
-fn island(path: &std::path::Path, s: &IslandSection) -> Result<IslandWiring, ConfigError> {
+/// Whose devices an `[island]` drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Plant {
+    /// The simulated site's plant (`--island FILE`).
+    Simulated,
+    /// A real site's Modbus devices (`[island]` in the site file).
+    Site,
+}
+
+/// Validate the `[island]` of a site file.
+///
+/// # Errors
+/// [`ConfigError`] naming the file, the field and the value.
+pub(crate) fn site_island(path: &std::path::Path, s: &IslandSection) -> Result<IslandWiring, ConfigError> {
+    island(path, s, Plant::Site)
+}
+
+fn island(path: &std::path::Path, s: &IslandSection, plant: Plant) -> Result<IslandWiring, ConfigError> {
+    let sim_only = |field: &str| {
+        ConfigError::new(
+            path,
+            format!("field '{field}' is only for the simulated site (--island FILE); a real site's grid fails by itself"),
+        )
+    };
+    let site_only = |field: &str| {
+        ConfigError::new(
+            path,
+            format!("field '{field}' is only for a real site (run --config); the simulated site has its own plant"),
+        )
+    };
+    if plant == Plant::Site && !s.outages.is_empty() {
+        return Err(sim_only("island.outages"));
+    }
+    if plant == Plant::Simulated {
+        if s.breaker.is_some() {
+            return Err(site_only("island.breaker"));
+        }
+        if s.inverter_mode.is_some() {
+            return Err(site_only("island.inverter_mode"));
+        }
+        if let Some(i) = s.loads.iter().position(|l| l.relay.is_some()) {
+            return Err(site_only(&format!("island.loads[{i}].relay")));
+        }
+    }
     let un = match s.un_v {
         Some(v) => value_f32(path, "island.un_v", v, 100.0, 500.0)?,
         None => 230.0,
@@ -165,7 +218,28 @@ fn island(path: &std::path::Path, s: &IslandSection) -> Result<IslandWiring, Con
         }
         outages.push((at, at.plus(len)));
     }
-    Ok(IslandWiring { settings, loads, outages })
+    let devices = match plant {
+        Plant::Simulated => None,
+        Plant::Site => {
+            let breaker = s.breaker.as_ref().ok_or_else(|| {
+                ConfigError::new(
+                    path,
+                    "field 'island.breaker' is required on a real site: [island.breaker]".to_owned(),
+                )
+            })?;
+            let inverter = s.inverter_mode.as_ref().ok_or_else(|| {
+                ConfigError::new(
+                    path,
+                    "field 'island.inverter_mode' is required on a real site: [island.inverter_mode]"
+                        .to_owned(),
+                )
+            })?;
+            let relays: Vec<(String, Option<&RelayEntry>)> =
+                s.loads.iter().map(|l| (l.name.clone(), l.relay.as_ref())).collect();
+            Some(island_modbus(path, breaker, inverter, &relays)?)
+        }
+    };
+    Ok(IslandWiring { settings, loads, outages, devices })
 }
 
 #[cfg(test)]
@@ -175,7 +249,7 @@ mod tests {
     fn parse(text: &str) -> Result<IslandWiring, ConfigError> {
         let path = std::path::Path::new("island.toml");
         let file: IslandFile = ems_tomlfile::Source::new(path, text).decode(&["island"])?;
-        island(path, &file.island)
+        island(path, &file.island, Plant::Simulated)
     }
 
     #[test]
@@ -206,5 +280,72 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("island.loads[0].nominal_w") && e.contains("-1"), "{e}");
+    }
+
+    const SITE: &str = r#"
+[island]
+enter_service_delay_s = 5
+[island.breaker]
+endpoint = "modbus-tcp://127.0.0.1:1502"
+command_register = 0
+open_value = 0
+close_value = 1
+position = { table = "holding", register = 1, bit = 0 }
+[island.inverter_mode]
+endpoint = "modbus-tcp://127.0.0.1:1502"
+rating_w = 5000
+command_register = 10
+mode = { register = 11 }
+ac_power = { register = 18, scale = 1, signed = true }
+[[island.loads]]
+name = "fridge"
+priority = 0
+nominal_w = 300
+relay = { coil_register = 20, feedback = { table = "holding", register = 21, bit = 0 } }
+"#;
+
+    fn parse_site(text: &str) -> Result<IslandWiring, ConfigError> {
+        let path = std::path::Path::new("site.toml");
+        let file: IslandFile = ems_tomlfile::Source::new(path, text).decode(&["island"])?;
+        site_island(path, &file.island)
+    }
+
+    #[test]
+    fn a_real_site_island_names_its_devices() {
+        let w = parse_site(SITE).unwrap();
+        let d = w.devices.unwrap();
+        assert_eq!(d.rating, Watts::saturating(5000.0));
+        assert_eq!(d.relays.len(), 1);
+        assert_eq!(d.relays[0].0.endpoint, "modbus-tcp://127.0.0.1:1502");
+        assert!(d.inverter.ac_power.is_some());
+        // The simulated site refuses the device sections, a real site the outage schedule.
+        let e = parse(SITE).unwrap_err().to_string();
+        assert!(e.contains("island.breaker") && e.contains("real site"), "{e}");
+        let e = parse_site(&SITE.replace("enter_service_delay_s = 5", "outages = [{ at_s = 1, for_s = 2 }]"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("island.outages") && e.contains("simulated"), "{e}");
+    }
+
+    #[test]
+    fn a_real_site_island_refuses_missing_or_bad_devices_naming_the_field() {
+        let cases = [
+            (SITE.replace("rating_w = 5000", "rating_w = -3"), "island.inverter_mode.rating_w", "-3"),
+            (SITE.replace("ac_power = { register = 18, scale = 1, signed = true }\n", ""), "island.inverter_mode.ac_power", "required"),
+            (SITE.replace("close_value = 1", "close_value = 0"), "island.breaker.close_value", "0"),
+            (SITE.replace("bit = 0 }\n[island.inverter_mode]", "bit = 16 }\n[island.inverter_mode]"), "island.breaker.position.bit", "16"),
+            (SITE.replace("mode = { register = 11 }", "mode = { table = \"coil\", register = 11 }"), "island.inverter_mode.mode.table", "coil"),
+            (SITE.replace("coil_register = 20", "coil_register = 0"), "island.loads[0].relay.coil_register", "0"),
+            (SITE.replace("relay = { coil_register = 20, feedback = { table = \"holding\", register = 21, bit = 0 } }\n", ""), "island.loads[0].relay", "required"),
+            (SITE.replace("endpoint = \"modbus-tcp://127.0.0.1:1502\"\nrating_w", "endpoint = \"http://x\"\nrating_w"), "island.inverter_mode.endpoint", "http://x"),
+        ];
+        for (text, field, value) in cases {
+            let e = parse_site(&text).unwrap_err().to_string();
+            assert!(e.contains(field) && e.contains(value), "{field}: {e}");
+        }
+        let no_inverter = SITE.split("[island.inverter_mode]").next().unwrap().to_owned()
+            + "[[island.loads]]\nname = \"a\"\npriority = 0\nnominal_w = 1\nrelay = { coil_register = 20, feedback = { register = 21, bit = 0 } }\n";
+        let e = parse_site(&no_inverter).unwrap_err().to_string();
+        assert!(e.contains("island.inverter_mode") && e.contains("required"), "{e}");
     }
 }

@@ -20,6 +20,7 @@ mod errors;
 mod grid_services;
 #[cfg(feature = "sim")]
 mod island;
+mod island_site;
 mod limits;
 mod modbus_server;
 mod mode;
@@ -92,6 +93,9 @@ pub(crate) struct SiteFile {
     pub modbus_server: Option<ModbusServerSection>,
     /// `[mqtt]`: the MQTT link (absent: none).
     pub mqtt: Option<mqtt::MqttSection>,
+    /// `[island]`: island detection, backup transfer and black start on the site's own
+    /// breaker, inverter and load relays (absent: none).
+    pub island: Option<island::IslandSection>,
 }
 
 /// A validated configuration, ready to build the site from.
@@ -126,6 +130,8 @@ pub(crate) struct SiteConfig {
     pub modbus_server: Option<ModbusServerWiring>,
     /// `[mqtt]`, validated (`None`: no MQTT).
     pub mqtt: Option<ems_api::mqtt::MqttConfig>,
+    /// `[island]`, validated, with its devices (`None`: no island operation).
+    pub island: Option<IslandWiring>,
 }
 
 /// The required tables: a missing one is a missing section, not a missing value.
@@ -219,6 +225,7 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<SiteConfig, ConfigError> 
             "[cloud] needs [api]: what the cloud asks for goes through the REST API's rules".to_owned(),
         ));
     }
+    let island = content.island.as_ref().map(|s| island::site_island(path, s)).transpose()?;
     let mut controller = ems_control::ControllerConfig {
         safety: limits.safety,
         mode,
@@ -245,6 +252,7 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<SiteConfig, ConfigError> 
         cloud,
         modbus_server,
         mqtt,
+        island,
     })
 }
 

@@ -20,6 +20,21 @@ pub(crate) struct IoModule {
     pub timeout_ms: u64,
 }
 
+impl IoModule {
+    /// A client of the module, connected lazily (its requests fail until it answers).
+    ///
+    /// # Errors
+    /// The endpoint is not a Modbus endpoint (validated when the file was read).
+    pub(crate) fn client(&self) -> Result<ems_devices::modbus::transport::AnyClient, String> {
+        let ep: ModbusEndpoint = self.endpoint.parse().map_err(|e| format!("{e}"))?;
+        let options = ems_devices::modbus::transport::ClientOptions {
+            timeout: std::time::Duration::from_millis(self.timeout_ms),
+            ..ems_devices::modbus::transport::ClientOptions::default()
+        };
+        Ok(ems_devices::modbus::transport::AnyClient::new(&ep, self.unit, options))
+    }
+}
+
 /// How the contactor relays are wired, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ContactorWiring {
