@@ -27,6 +27,7 @@ use ems_core::{Millis, Percent, Volts, Watts};
 use ems_grid::island::{IslandSettings, LoadCircuit, MAX_LOADS};
 use serde::Deserialize;
 
+#[cfg_attr(not(feature = "sim"), allow(dead_code))] // read by `--island FILE` (simulated site)
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct IslandFile {
@@ -76,6 +77,7 @@ pub(crate) struct IslandWiring {
     /// The circuits `(name, priority, nominal)`, in relay order.
     pub loads: Vec<(String, u8, Watts)>,
     /// Grid outages `(from, until)` in simulated time.
+    #[cfg_attr(not(feature = "sim"), allow(dead_code))] // the simulated site's schedule
     pub outages: Vec<(Millis, Millis)>,
     /// A real site's island devices (`None` on the simulated site).
     pub devices: Option<IslandModbusWiring>,
@@ -98,6 +100,7 @@ fn value_f32(path: &std::path::Path, field: &str, v: f64, lo: f64, hi: f64) -> R
     Ok(v as f32)
 }
 
+#[cfg_attr(not(feature = "sim"), allow(dead_code))] // `--island FILE` is the simulated site's
 /// Read and validate a `--island FILE`.
 ///
 /// # Errors

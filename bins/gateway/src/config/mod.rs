@@ -18,7 +18,6 @@ mod economics;
 mod entries;
 mod errors;
 mod grid_services;
-#[cfg(feature = "sim")]
 mod island;
 mod island_site;
 mod limits;
@@ -49,7 +48,8 @@ pub(crate) use grid_services::{
     ComplianceWiring, FrequencyWiring, GridServicesSection, GridServicesWiring, ServicesSpec,
 };
 #[cfg(feature = "sim")]
-pub(crate) use island::{load_file as load_island_file, IslandWiring};
+pub(crate) use island::load_file as load_island_file;
+pub(crate) use island::IslandWiring;
 pub(crate) use limits::LimitsSection;
 #[allow(unused_imports)] // kept for the section types' paths, see above
 pub(crate) use modbus_server::{ModbusServerSection, ModbusServerWiring};
