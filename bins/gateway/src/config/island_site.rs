@@ -44,7 +44,7 @@ use ems_devices::modbus::{RegisterAddress, RegisterKind};
 use serde::Deserialize;
 use std::path::Path;
 
-/// A Modbus connection as written (`endpoint`, `unit`, `timeout_ms`).
+/// `[island.breaker]` as written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct BreakerEntry {
