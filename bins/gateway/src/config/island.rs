@@ -339,6 +339,8 @@ relay = { coil_register = 20, feedback = { table = "holding", register = 21, bit
             (SITE.replace("bit = 0 }\n[island.inverter_mode]", "bit = 16 }\n[island.inverter_mode]"), "island.breaker.position.bit", "16"),
             (SITE.replace("mode = { register = 11 }", "mode = { table = \"coil\", register = 11 }"), "island.inverter_mode.mode.table", "coil"),
             (SITE.replace("coil_register = 20", "coil_register = 0"), "island.loads[0].relay.coil_register", "0"),
+            (SITE.replace("coil_register = 20", "coil_register = 10"), "island.loads[0].relay.coil_register", "10"),
+            (SITE.replace("coil_register = 20,", "coil_register = 20, timeout_ms = 5,"), "island.loads[0].relay.timeout_ms", "5"),
             (SITE.replace("relay = { coil_register = 20, feedback = { table = \"holding\", register = 21, bit = 0 } }\n", ""), "island.loads[0].relay", "required"),
             (SITE.replace("endpoint = \"modbus-tcp://127.0.0.1:1502\"\nrating_w", "endpoint = \"http://x\"\nrating_w"), "island.inverter_mode.endpoint", "http://x"),
         ];

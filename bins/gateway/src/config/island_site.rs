@@ -282,24 +282,23 @@ pub(crate) fn island_modbus(
                 format!("field '{field}' is required on a real site (circuit \"{name}\": its load-shedding relay)"),
             ));
         };
-        let m = match &r.endpoint {
-            Some(ep) => module(path, &field, ep, r.unit, r.timeout_ms)?,
-            None => IoModule {
-                unit: r.unit.unwrap_or(breaker_module.unit),
-                timeout_ms: r.timeout_ms.unwrap_or(breaker_module.timeout_ms),
-                ..breaker_module.clone()
-            },
-        };
-        if m.unit > 247 {
-            return Err(err(path, &format!("{field}.unit"), m.unit, "is outside 0..=247"));
-        }
+        // On the breaker's module unless it names its own; validated like every module.
+        let m = module(
+            path,
+            &field,
+            r.endpoint.as_deref().unwrap_or(&breaker_module.endpoint),
+            Some(r.unit.unwrap_or(breaker_module.unit)),
+            Some(r.timeout_ms.unwrap_or(breaker_module.timeout_ms)),
+        )?;
         let feedback = point(path, &format!("{field}.feedback"), &r.feedback)?;
         out.push((m, RegisterAddress(r.coil_register), feedback));
     }
-    // One register with two roles would read a command back as a contact (the breaker's
-    // command as a relay's feedback, two relays on one coil): refused.
-    let mut coils: Vec<(String, &IoModule, u16)> =
-        vec![("island.breaker.command_register".to_owned(), &breaker_module, breaker.command_register)];
+    // Two commands on one register of one module (the breaker's and a relay's, the inverter's
+    // mode and a relay's, two relays on one coil) would drive each other: refused.
+    let mut coils: Vec<(String, &IoModule, u16)> = vec![
+        ("island.breaker.command_register".to_owned(), &breaker_module, breaker.command_register),
+        ("island.inverter_mode.command_register".to_owned(), &inverter_module, inverter.command_register),
+    ];
     for (i, (m, coil, _)) in out.iter().enumerate() {
         coils.push((format!("island.loads[{i}].relay.coil_register"), m, coil.0));
     }
