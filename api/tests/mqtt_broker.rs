@@ -1,10 +1,13 @@
 //! The MQTT link against a real Mosquitto (issue #14), started by each test on its own port:
 //! retained telemetry with a message expiry, birth and last will, every command kind answered
 //! with its correlation data, a retained command refused, a command outside the site's prefix
-//! ignored, TLS with a client certificate, and a broker restart. Needs `EMS_MOSQUITTO` (the
+//! ignored, TLS with a client certificate, a broker restart, and the telemetry of a broker
+//! outage buffered in the database and resent on `history` complete and in order. Needs `EMS_MOSQUITTO` (the
 //! broker binary; `scripts/test` installs Debian's `mosquitto` and sets it); skipped otherwise.
 // Test code: a failed unwrap or panic is a failed test with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// Test code: counts of a few dozen batches convert between u64, usize and f64 exactly.
+#![allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
 
 mod rest_support;
 
@@ -199,6 +202,8 @@ fn link(h: &Harness, c: &MqttConfig) -> Mqtt {
         router: h.router.clone(),
         view: h.view.subscribe(),
         audit: Some(LoopAudit::Direct(h.store.clone())),
+        db: None,
+        status: None,
     };
     Mqtt::start(c, links).unwrap()
 }
@@ -562,4 +567,187 @@ async fn reconnects_after_a_broker_restart() {
     a.command("ems/t7/cmd/control-modes", &json!({}), Some(OPERATOR), b"after", false).await;
     assert_eq!(a.answer(b"after").await["status"], 200);
     m.stop(Duration::from_secs(2)).await;
+}
+
+fn link_with_db(h: &Harness, c: &MqttConfig, db: &std::sync::Arc<ems_api::db::Db>) -> Mqtt {
+    h.view.send_replace(view());
+    let links = MqttLinks {
+        router: h.router.clone(),
+        view: h.view.subscribe(),
+        audit: Some(LoopAudit::Direct(h.store.clone())),
+        db: Some(db.clone()),
+        status: None,
+    };
+    Mqtt::start(c, links).unwrap()
+}
+
+/// The loop's stand-in: a new view every 50 ms, its state of charge counting up, so that every
+/// batch is told apart by its timestamp and value.
+fn ticking_view(h: &Harness) -> tokio::task::JoinHandle<()> {
+    let tx = h.view.clone();
+    tokio::spawn(async move {
+        for i in 0u32.. {
+            let mut v = view();
+            v.channels.insert(channels::ESS_SOC.to_owned(), ChannelValue::Number(f64::from(i)));
+            tx.send_replace(v);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+}
+
+/// Every history slice until `want` batches (by their sample counts) arrived.
+async fn history(c: &mut Client, topic: &str, want: f64) -> Vec<Publish> {
+    let mut got = Vec::new();
+    let mut samples = 0.0;
+    while samples < want {
+        let p = c.next_on(topic, Duration::from_secs(20)).await.expect("a history slice");
+        let v: Value = serde_json::from_slice(&p.payload).unwrap();
+        samples +=
+            v["bufferedData"].as_array().unwrap().iter().map(|e| e["samples"].as_f64().unwrap()).sum::<f64>();
+        got.push(p);
+    }
+    got
+}
+
+async fn wait_resent(m: &Mqtt) {
+    let until = Instant::now() + Duration::from_secs(30);
+    while m.stats().buffered > 0 {
+        assert!(Instant::now() < until, "the buffer was not resent: {:?}", m.stats());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A link with its own database and broker, a ticking view, and a broker outage.
+struct Outage {
+    broker: Broker,
+    _h: Harness,
+    _dir: tempfile::TempDir,
+    db: std::sync::Arc<ems_api::db::Db>,
+    m: Mqtt,
+    ticker: tokio::task::JoinHandle<()>,
+    before: ems_api::mqtt::MqttStats,
+}
+
+impl Outage {
+    /// Connect, let the first resend finish (what was taken before the first connection),
+    /// then kill the broker for `secs`; the counters after that.
+    async fn cut(
+        bin: &Path,
+        site: &str,
+        secs: u64,
+        set: impl FnOnce(&mut MqttConfig),
+    ) -> (Self, ems_api::mqtt::MqttStats) {
+        let mut broker = Broker::start(bin, "");
+        let h = harness();
+        let dir = tempfile::tempdir().unwrap();
+        let db = std::sync::Arc::new(ems_api::db::Db::open(dir.path().join("gw.sqlite")).unwrap());
+        let mut c = config(&broker.url(), site);
+        set(&mut c);
+        let m = link_with_db(&h, &c, &db);
+        let ticker = ticking_view(&h);
+        wait_connected(&m, 1).await;
+        wait_resent(&m).await;
+        let before = m.stats();
+        broker.kill();
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+        let during = m.stats();
+        (Self { broker, _h: h, _dir: dir, db, m, ticker, before }, during)
+    }
+
+    /// Restart the broker, subscribe to `topics` before the link is back (its back-off is
+    /// longer), wait for the resend; the subscriber and the counters after it.
+    async fn restore(&mut self, id: &str, topics: &[&str]) -> (Client, ems_api::mqtt::MqttStats) {
+        self.broker.spawn();
+        let sub = Client::connect(self.broker.port, id, topics).await;
+        wait_connected(&self.m, 2).await;
+        wait_resent(&self.m).await;
+        // Stop taking: the ticker's view no longer matters.
+        self.ticker.abort();
+        (sub, self.m.stats())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telemetry_of_a_broker_outage_is_buffered_in_the_database_and_resent_complete_in_order() {
+    let Some(bin) = mosquitto() else { return };
+    let (mut o, during) = Outage::cut(&bin, "t8", 3, |c| {
+        c.slice_rows = 4;
+        c.resend_jitter = Duration::from_millis(500);
+    })
+    .await;
+    let (before, db) = (o.before.clone(), o.db.clone());
+    assert!(!during.connected, "{during:?}");
+    let taken = during.buffer_taken - before.buffer_taken;
+    assert!(taken >= 8, "a batch every 200 ms for 3 s: {during:?}");
+    assert_eq!(during.buffered, taken, "in the database: {during:?}");
+    assert_eq!(db.outbox_len(ems_api::db::OutboxTable::Mqtt).unwrap() as u64, taken);
+    assert_eq!((during.buffer_merged, during.buffer_dropped), (0, 0), "{during:?}");
+    assert_eq!(during.buffer_rows, 20_000);
+    let (mut sub, after) = o.restore("t8-h", &["ems/t8/history", "ems/t8/state/#"]).await;
+    let taken = after.buffer_taken - before.buffer_taken;
+    let slices = history(&mut sub, "ems/t8/history", taken as f64).await;
+    let mut stamps = Vec::new();
+    let mut soc = Vec::new();
+    for p in &slices {
+        assert!(!p.retain, "history is never retained");
+        let v: Value = serde_json::from_slice(&p.payload).unwrap();
+        let entries = v["bufferedData"].as_array().unwrap();
+        assert!(!entries.is_empty() && entries.len() <= 4, "slices of at most 4: {}", entries.len());
+        for e in entries {
+            assert_eq!(e["samples"], 1, "nothing merged: {e}");
+            stamps.push(e["timestamp"].as_str().unwrap().parse::<jiff::Timestamp>().unwrap());
+            soc.push(e["currentData"]["_sum/EssSoc"].as_f64().unwrap());
+        }
+    }
+    assert_eq!(stamps.len() as u64, taken, "every batch of the gap, once");
+    assert!(stamps.windows(2).all(|w| w[0] < w[1]), "oldest first, original timestamps: {stamps:?}");
+    assert!(soc.windows(2).all(|w| w[0] < w[1]), "the values of their time: {soc:?}");
+    assert_eq!(after.resent - before.resent, taken, "{after:?}");
+    assert_eq!(after.resent_slices - before.resent_slices, slices.len() as u64, "{after:?}");
+    assert_eq!((after.buffered, after.buffer_dropped), (0, 0), "{after:?}");
+    assert_eq!(db.outbox_len(ems_api::db::OutboxTable::Mqtt).unwrap(), 0);
+    // The live state is the newest, never a resent value.
+    let p = sub.next_on("ems/t8/state/_sum/EssSoc", Duration::from_secs(3)).await.unwrap();
+    let live: f64 = std::str::from_utf8(&p.payload).unwrap().parse().unwrap();
+    assert!(live >= *soc.last().unwrap(), "live {live} vs last resent {soc:?}");
+    o.m.stop(Duration::from_secs(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_outage_buffer_merges_its_oldest_batches_and_loses_none() {
+    let Some(bin) = mosquitto() else { return };
+    let (mut o, during) = Outage::cut(&bin, "t9", 4, |c| {
+        c.buffer_rows = 10;
+        c.slice_rows = 3;
+        c.resend_jitter = Duration::ZERO;
+    })
+    .await;
+    let before = o.before.clone();
+    let taken = during.buffer_taken - before.buffer_taken;
+    assert!(taken > 10, "{during:?}");
+    assert_eq!(during.buffered, 10, "bounded: {during:?}");
+    assert_eq!(during.buffer_merged, taken - 10, "each batch over the bound is one merge: {during:?}");
+    let (mut sub, after) = o.restore("t9-h", &["ems/t9/history"]).await;
+    let taken = after.buffer_taken - before.buffer_taken;
+    let slices = history(&mut sub, "ems/t9/history", taken as f64).await;
+    let entries: Vec<Value> = slices
+        .iter()
+        .flat_map(|p| {
+            serde_json::from_slice::<Value>(&p.payload).unwrap()["bufferedData"].as_array().unwrap().clone()
+        })
+        .collect();
+    // The oldest lost resolution (one entry of many samples, from `timestamp` until `until`),
+    // none was dropped: the sample counts add up to every batch taken.
+    let samples: f64 = entries.iter().map(|e| e["samples"].as_f64().unwrap()).sum();
+    assert_eq!(samples as u64, taken, "{entries:?}");
+    assert!(
+        entries[0]["samples"].as_f64().unwrap() > 1.0 && entries[0]["until"].is_string(),
+        "{}",
+        entries[0]
+    );
+    let stamps: Vec<jiff::Timestamp> =
+        entries.iter().map(|e| e["timestamp"].as_str().unwrap().parse().unwrap()).collect();
+    assert!(stamps.windows(2).all(|w| w[0] < w[1]), "{stamps:?}");
+    assert_eq!((after.buffered, after.buffer_dropped), (0, 0), "{after:?}");
+    o.m.stop(Duration::from_secs(2)).await;
 }
