@@ -1,9 +1,10 @@
 //! The MQTT link against a real Mosquitto (issue #14), started by each test on its own port:
 //! retained telemetry with a message expiry, birth and last will, every command kind answered
 //! with its correlation data, a retained command refused, a command outside the site's prefix
-//! ignored, TLS with a client certificate, a broker restart, and the telemetry of a broker
-//! outage buffered in the database and resent on `history` complete and in order. Needs `EMS_MOSQUITTO` (the
-//! broker binary; `scripts/test` installs Debian's `mosquitto` and sets it); skipped otherwise.
+//! ignored and not replayed after a reconnection, TLS with a client certificate, a broker
+//! restart, and the telemetry of a broker outage buffered in the database and resent on
+//! `history` complete and in order. Needs `EMS_MOSQUITTO` (the broker binary; `scripts/test`
+//! installs Debian's `mosquitto` and sets it); skipped otherwise.
 // Test code: a failed unwrap or panic is a failed test with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 // Test code: counts of a few dozen batches convert between u64, usize and f64 exactly.
@@ -71,6 +72,14 @@ impl Broker {
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             assert!(Instant::now() < until, "mosquitto did not listen on {}", self.port);
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM: the broker saves its persistent store (retained messages) and ends.
+    fn terminate(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+            let _ = c.wait();
         }
     }
 
@@ -750,4 +759,63 @@ async fn a_full_outage_buffer_merges_its_oldest_batches_and_loses_none() {
     assert!(stamps.windows(2).all(|w| w[0] < w[1]), "{stamps:?}");
     assert_eq!((after.buffered, after.buffer_dropped), (0, 0), "{after:?}");
     o.m.stop(Duration::from_secs(2)).await;
+}
+
+fn retained_refusals(h: &Harness) -> usize {
+    h.audit().iter().filter(|e| e.actor == "mqtt" && e.detail.contains("retained")).count()
+}
+
+/// H98: a command retained in the broker is refused once, and neither a reconnection of the
+/// gateway (broker restarted with the message kept in its persistent store) nor a restart of
+/// the link delivers it again: no second execution, no second answer, no second audit row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retained_command_is_not_replayed_after_a_reconnection_or_a_restart() {
+    let Some(bin) = mosquitto() else { return };
+    let store = tempfile::tempdir().unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // Mosquitto started as root drops to its own user: it must be able to write there.
+        std::fs::set_permissions(store.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let mut broker =
+        Broker::start(&bin, &format!("persistence true\npersistence_location {}/\n", store.path().display()));
+    let h = harness();
+    let m = link(&h, &config(&broker.url(), "t10"));
+    wait_connected(&m, 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut c = Client::connect(broker.port, "t10-c", &["client/answers"]).await;
+    let body = json!({ "ess": { "mode": "FORCE_DISCHARGE", "power": 5000 } });
+    c.command("ems/t10/cmd/control-modes", &body, Some(OPERATOR), b"ret-1", true).await;
+    let a = c.answer(b"ret-1").await;
+    assert_eq!((a["ok"].clone(), a["body"]["field"].clone()), (json!(false), json!("retain")), "{a}");
+    let not_applied = |h: &Harness| h.modes.lock().unwrap().active_override(rest_support::t0()).is_none();
+    assert!(not_applied(&h));
+    assert_eq!((m.stats().commands, m.stats().refused, retained_refusals(&h)), (0, 1, 1));
+    drop(c);
+
+    // The broker restarts and keeps the retained command; the gateway reconnects.
+    broker.terminate();
+    broker.spawn();
+    let mut probe = Client::connect(broker.port, "t10-p", &["ems/t10/cmd/#"]).await;
+    let p = probe.next_on("ems/t10/cmd/control-modes", Duration::from_secs(3)).await;
+    assert!(p.is_some_and(|p| p.retain), "the broker still holds the retained command");
+    let mut c = Client::connect(broker.port, "t10-c2", &["client/answers"]).await;
+    wait_connected(&m, 2).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let s = m.stats();
+    assert_eq!((s.commands, s.refused), (0, 1), "not delivered again after the reconnection: {s:?}");
+    assert_eq!(retained_refusals(&h), 1, "no second audit row");
+    assert!(c.next_on("client/answers", Duration::from_millis(500)).await.is_none(), "no second answer");
+    assert!(not_applied(&h));
+
+    // A new link (a gateway restart) does not get it either.
+    m.stop(Duration::from_secs(2)).await;
+    let m = link(&h, &config(&broker.url(), "t10"));
+    wait_connected(&m, 1).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!((m.stats().commands, m.stats().refused), (0, 0), "{:?}", m.stats());
+    assert_eq!(retained_refusals(&h), 1);
+    assert!(c.next_on("client/answers", Duration::from_millis(500)).await.is_none());
+    assert!(not_applied(&h));
+    m.stop(Duration::from_secs(2)).await;
 }
