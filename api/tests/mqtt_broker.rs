@@ -819,3 +819,106 @@ async fn a_retained_command_is_not_replayed_after_a_reconnection_or_a_restart() 
     assert!(not_applied(&h));
     m.stop(Duration::from_secs(2)).await;
 }
+
+/// Every REST call of the link takes 50 ms: commands arrive faster than they are done.
+async fn slow(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    next.run(req).await
+}
+
+/// H120: commands faster than they can be done fill the bounded queue (16 waiting); the rest
+/// are refused at once with 503 naming why, each answered and audited, none lost silently;
+/// the E-stop does not wait behind them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_flood_is_refused_with_503_beyond_the_bounded_queue_and_the_e_stop_passes() {
+    let Some(bin) = mosquitto() else { return };
+    let broker = Broker::start(&bin, "");
+    let h = harness();
+    h.view.send_replace(view());
+    let links = MqttLinks {
+        router: h.router.clone().layer(axum::middleware::from_fn(slow)),
+        view: h.view.subscribe(),
+        audit: Some(LoopAudit::Direct(h.store.clone())),
+        db: None,
+        status: None,
+    };
+    let m = Mqtt::start(&config(&broker.url(), "t11"), links).unwrap();
+    wait_connected(&m, 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut c = Client::connect(broker.port, "t11-c", &["client/answers"]).await;
+    const N: usize = 40;
+    let body = json!({ "ess": { "mode": "LIMIT_CHARGE", "maxChargePower": 1000 } });
+    for i in 0..N {
+        c.command("ems/t11/cmd/control-modes", &body, Some(OPERATOR), format!("f-{i}").as_bytes(), false)
+            .await;
+    }
+    c.command("ems/t11/cmd/emergency-stop", &Value::Null, Some(OPERATOR), b"f-stop", false).await;
+    let mut statuses = std::collections::BTreeMap::new();
+    let mut done_before_stop = None;
+    for _ in 0..=N {
+        let p =
+            c.next_on("client/answers", Duration::from_secs(20)).await.expect("every command is answered");
+        let corr = p.properties.as_ref().and_then(|p| p.correlation_data.clone()).unwrap();
+        let a: Value = serde_json::from_slice(&p.payload).unwrap();
+        if corr.as_ref() == b"f-stop" {
+            assert_eq!(a["body"]["state"], "STOPPED", "{a}");
+            done_before_stop = Some(statuses.values().filter(|s| **s == 200).count());
+            continue;
+        }
+        let st = a["status"].as_u64().unwrap();
+        if st == 503 {
+            assert!(a["body"]["error"].as_str().unwrap().contains("busy"), "{a}");
+        }
+        assert!(statuses.insert(corr.to_vec(), st).is_none(), "one answer per command");
+    }
+    let busy = statuses.values().filter(|s| **s == 503).count();
+    let done = statuses.values().filter(|s| **s == 200).count();
+    assert_eq!(busy + done, N, "{statuses:?}");
+    assert!(done >= 1 + ems_api::mqtt::link::COMMAND_QUEUE, "the queue's 16 and the one in hand: {done}");
+    assert!(busy >= 10, "the rest refused at once: {busy}");
+    // The E-stop is answered long before the queue is worked off.
+    let before = done_before_stop.unwrap();
+    assert!(before < done / 2, "E-stop answered after {before} of {done} queued commands");
+    let s = m.stats();
+    assert_eq!((s.commands as usize, s.refused as usize), (done + 1, busy), "{s:?}");
+    let audited = h.audit().iter().filter(|e| e.actor == "mqtt" && e.detail.contains("busy")).count();
+    assert_eq!(audited, busy);
+    m.stop(Duration::from_secs(2)).await;
+}
+
+/// H121: a command payload over the REST body limit (64 KiB) is refused with 413 naming its
+/// size; a packet over the link's maximum packet size (128 KiB, announced to the broker) is
+/// never delivered to the gateway at all; the link stays up and takes the next command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_command_is_refused_naming_its_size_and_a_huge_one_never_arrives() {
+    let Some(bin) = mosquitto() else { return };
+    let broker = Broker::start(&bin, "");
+    let h = harness();
+    let m = link(&h, &config(&broker.url(), "t12"));
+    wait_connected(&m, 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut c = Client::connect(broker.port, "t12-c", &["client/answers"]).await;
+    // Valid JSON padded past 64 KiB: refused before it is parsed.
+    let pad = "x".repeat(100 * 1024);
+    let body = json!({ "reason": pad });
+    let size = body.to_string().len();
+    c.command("ems/t12/cmd/reset", &body, Some(OPERATOR), b"big", false).await;
+    let a = c.answer(b"big").await;
+    assert_eq!((a["ok"].clone(), a["status"].clone()), (json!(false), json!(413)), "{a}");
+    let e = a["body"]["error"].as_str().unwrap();
+    assert!(e.contains(&format!("payload of {size} bytes")) && e.contains("65536"), "{e}");
+    // Over the maximum packet size: the broker does not forward it to the gateway.
+    let body = json!({ "reason": "y".repeat(200 * 1024) });
+    c.command("ems/t12/cmd/reset", &body, Some(OPERATOR), b"huge", false).await;
+    assert!(
+        c.next_on("client/answers", Duration::from_secs(1)).await.is_none(),
+        "no answer to a packet never delivered"
+    );
+    let s = m.stats();
+    assert!(s.connected && s.connections == 1, "the link stays up: {s:?}");
+    assert_eq!((s.commands, s.refused), (0, 1), "{s:?}");
+    // And takes the next command.
+    c.command("ems/t12/cmd/control-modes", &json!({}), Some(OPERATOR), b"next", false).await;
+    assert_eq!(c.answer(b"next").await["status"], 200);
+    m.stop(Duration::from_secs(2)).await;
+}
