@@ -874,7 +874,7 @@ async fn a_command_flood_is_refused_with_503_beyond_the_bounded_queue_and_the_e_
     let busy = statuses.values().filter(|s| **s == 503).count();
     let done = statuses.values().filter(|s| **s == 200).count();
     assert_eq!(busy + done, N, "{statuses:?}");
-    assert!(done >= 1 + ems_api::mqtt::link::COMMAND_QUEUE, "the queue's 16 and the one in hand: {done}");
+    assert!(done > ems_api::mqtt::link::COMMAND_QUEUE, "the queue's 16 and the one in hand: {done}");
     assert!(busy >= 10, "the rest refused at once: {busy}");
     // The E-stop is answered long before the queue is worked off.
     let before = done_before_stop.unwrap();
