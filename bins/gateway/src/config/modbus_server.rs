@@ -36,6 +36,8 @@ pub(crate) struct ModbusServerSection {
     pub serial: Option<Spanned<String>>,
     /// Most connections at once (1..=256, default 16).
     pub max_connections: Option<Spanned<i64>>,
+    /// A connection without a request for this long is closed, s (1..=86400, default 60).
+    pub idle_timeout_s: Option<Spanned<i64>>,
 }
 
 /// `[modbus_server]`, validated.
@@ -74,6 +76,7 @@ pub(super) fn modbus_server(
     let revert_max_s = int("revert_max_s", &m.revert_max_s, 1, 86_400, 3600, " s")?;
     let revert_s = int("revert_s", &m.revert_s, 1, revert_max_s.min(3600), 60, " s")?;
     let max_connections = int("max_connections", &m.max_connections, 1, 256, 16, "")?;
+    let idle_timeout_s = int("idle_timeout_s", &m.idle_timeout_s, 1, 86_400, 60, " s")?;
     let defaults = ModbusServerConfig::default();
     let allow = match &m.allow {
         None => defaults.allow.clone(),
@@ -125,6 +128,7 @@ pub(super) fn modbus_server(
             revert_max: Duration::from_secs(revert_max_s),
             writable,
             max_connections: usize::try_from(max_connections).unwrap_or(16),
+            idle_timeout: Duration::from_secs(idle_timeout_s),
             identity,
         },
         role,
