@@ -168,11 +168,12 @@ mod tests {
     #[test]
     fn a_full_section_is_read_and_bad_values_name_their_field() {
         let c = with(
-            "[modbus_server]\nlisten = \"0.0.0.0:502\"\nread_only_listen = \"0.0.0.0:1502\"\nunit_id = 3\nallow = [\"10.0.0.0/8\"]\nrevert_s = 30\nwritable = [\"WSet\"]\nrole = \"admin\"\n",
+            "[modbus_server]\nlisten = \"0.0.0.0:502\"\nread_only_listen = \"0.0.0.0:1502\"\nunit_id = 3\nallow = [\"10.0.0.0/8\"]\nrevert_s = 30\nwritable = [\"WSet\"]\nrole = \"admin\"\nidle_timeout_s = 120\n",
         );
         let m = c.unwrap().modbus_server.unwrap();
         assert_eq!(m.config.unit_id, 3);
         assert_eq!(m.config.revert_default.as_secs(), 30);
+        assert_eq!(m.config.idle_timeout.as_secs(), 120);
         assert!(m.config.writable.wset && !m.config.writable.wmax_lim_pct && !m.config.writable.heartbeat);
         assert_eq!(m.role, ems_api::auth::Role::Admin);
         for (bad, field) in [
@@ -182,6 +183,7 @@ mod tests {
             ("listen = \"0.0.0.0:502\"\nwritable = [\"WMax\"]", "modbus_server.writable"),
             ("listen = \"0.0.0.0:502\"\nrevert_s = 0", "modbus_server.revert_s"),
             ("listen = \"0.0.0.0:502\"\nrole = \"provider\"", "modbus_server.role"),
+            ("listen = \"0.0.0.0:502\"\nidle_timeout_s = 0", "modbus_server.idle_timeout_s"),
         ] {
             let e = with(&format!("[modbus_server]\n{bad}\n")).unwrap_err().to_string();
             assert!(e.contains(field), "{bad}: {e}");
