@@ -29,4 +29,5 @@ pub mod server;
 pub mod site_mode;
 pub mod start;
 pub mod state;
+pub mod telemetry_buffer;
 pub mod ws;

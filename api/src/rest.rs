@@ -112,6 +112,7 @@ pub const ROUTES: &[RouteInfo] = &[
     RouteInfo { method: "GET", path: "/api/v1/rules", roles: "viewer, operator, admin", summary: "The operator rule set `{country?, rules}` and the current `decision`: `{winner, action, fired}`." },
     RouteInfo { method: "PUT", path: "/api/v1/rules", roles: "operator, admin", summary: "Replace the operator rule set (a `decision` member, as GET shows it, is ignored). The rules engine validates it: 400 naming the path (`rules[0].when.from`) and the value, and the stored set stays. Answers the stored set. Audited." },
     RouteInfo { method: "GET", path: "/api/v1/grid-services", roles: "viewer, operator, admin", summary: "The frequency services: `parameter_set`, `configured` (service, `capacity_w`, detail), the stored `commitments`, `active` (the services committed now: only these act) and `live` (published by the control loop: `state`, `frequency_hz`, summed `delta_w` (+ discharge), per service `activation`, `delta_w`, `endurance_up_s`/`endurance_down_s`, `nem`, `aem`, `alert_state`, `ready`). 404 without `[grid_services]`." },
+    RouteInfo { method: "GET", path: "/api/v1/mqtt", roles: "viewer, operator, admin", summary: "The MQTT link: `connected`, `connections`, `connect_failures`, `commands`, `refused`, `ignored`, `telemetry_dropped`, `telemetry_superseded`, `replies_dropped`, `expired`, and its outage buffer: `buffered` (batches held now), `buffer_rows` (its bound), `buffer_taken`, `buffer_merged` (merged into older ones when full), `buffer_dropped` (not stored: database failure), `resent`, `resent_slices` (acknowledged on `<prefix>/<site>/history`), `resend_from`. 404 without `[mqtt]`." },
     RouteInfo { method: "GET", path: "/api/v1/cloud", roles: "viewer, operator, admin", summary: "The cloud link: `url`, `online`, `last_success`, `last_error`, `pushes_ok`, `pushes_failed`, `buffered` (outbox entries now), `buffer_rows` (its bound), `merged` (entries merged into older ones when full), `dropped`, `resent`, `resend_from`, `activations`, `schedules`. 404 without `[cloud]`." },
     RouteInfo { method: "PUT", path: "/api/v1/grid-services", roles: "operator, provider, admin", summary: "Replace the commitments: `{\"commitments\": [{\"service\": \"fcr-n\"|\"fcr-d-up\"|\"fcr-d-down\"|\"ffr\", \"capacity_w\", \"from\", \"until\"}]}` (RFC 3339; `[]` clears). 400 naming the field and value for an unknown or unconfigured service, a capacity <= 0 or above the configured one, `until` not after `from`, overlapping windows of one service. Persisted (kept across restarts). Answers the view as GET. Audited." },
     RouteInfo { method: "GET", path: "/api/v1/island", roles: "viewer, operator, admin", summary: "Island operation as the control loop last stepped it: `grid_state` (CONNECTED, TRANSFERRING, ISLANDED, BLACK START, RESYNCHRONISING, RECONNECTING, BLACKOUT, SAFE STOP, STARTING), `breaker` (read back) and `breaker_command`, `inverter_mode` and `inverter_command`, `close_conditions` (`grid_healthy`, `no_trip`, `breaker_open`, `synchronised`, `authorised`, `all`, `first_false`), `detection` (`trip`, `measured`, `rocof_hz_per_s`, `mean_voltage_v`, `grid_healthy_for_s`), `loads` (`name`, `priority`, `nominal_w`, `commanded`, `on`), `stop_reason`, `setpoints_allowed`, `power_limit_w` (the 10 % Pn/min reconnection ramp), `setpoint_bound`, `available_w`, `estop`, `recent_events`. 404 without an island." },
@@ -194,6 +195,19 @@ fn ess_mode_schema() -> Value {
         { "type": "null", "description": "Deactivate." }
     ] })
 }
+
+/// Reads of parts a site may not have (404 then).
+const OPTIONAL_GETS: &[&str] = &[
+    "/api/v1/plan",
+    "/api/v1/forecast",
+    "/api/v1/prices",
+    "/api/v1/rules",
+    "/api/v1/economics",
+    "/api/v1/grid-services",
+    "/api/v1/cloud",
+    "/api/v1/mqtt",
+    "/api/v1/island",
+];
 
 fn op_spec(method: &str, path: &str) -> OpSpec {
     let none = |codes| OpSpec { params: vec![], body: None, codes, semantic: false };
@@ -295,16 +309,12 @@ fn op_spec(method: &str, path: &str) -> OpSpec {
             ],
             ..none(&[200, 400, 404])
         },
-        (
-            "GET",
-            "/api/v1/plan" | "/api/v1/forecast" | "/api/v1/prices" | "/api/v1/rules" | "/api/v1/economics",
-        ) => none(&[200, 404]),
+        ("GET", p) if OPTIONAL_GETS.contains(&p) => none(&[200, 404]),
         ("POST", "/api/v1/prices") => OpSpec {
             body: Some(crate::economics::pushed_prices_schema()),
             semantic: true,
             ..none(&[200, 400, 404, 409, 413])
         },
-        ("GET", "/api/v1/grid-services" | "/api/v1/cloud" | "/api/v1/island") => none(&[200, 404]),
         ("PUT", "/api/v1/grid-services") => grid_services_put_spec(),
         ("POST", "/api/v1/island/black-start" | "/api/v1/island/reset") => island_action_spec(),
         ("PUT", "/api/v1/rules") => OpSpec {
@@ -607,6 +617,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/report", get(economics_routes::report_get))
         .route("/api/v1/rules", get(economics_routes::rules_get).put(economics_routes::rules_put))
         .route("/api/v1/cloud", get(cloud_get))
+        .route("/api/v1/mqtt", get(mqtt_get))
         .route(
             "/api/v1/grid-services",
             get(crate::grid_services_routes::grid_services_get)
@@ -888,6 +899,19 @@ fn channel_list(raw: &str) -> Result<Vec<&str>, FieldError> {
         ));
     }
     Ok(list)
+}
+
+/// `GET /api/v1/mqtt`.
+async fn mqtt_get(State(s): State<ApiState>, headers: HeaderMap) -> ApiResult {
+    s.authorize(&headers, Access::Read, "GET /api/v1/mqtt")?;
+    let stats = s
+        .mqtt
+        .as_ref()
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, crate::mqtt::status::NOT_CONFIGURED))?
+        .get()
+        // The gateway starts the link before it serves: not seen outside tests.
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "the MQTT link has not started"))?;
+    Ok(Json(stats).into_response())
 }
 
 /// `GET /api/v1/cloud`.

@@ -135,6 +135,9 @@ pub struct ServerConfig {
     pub grid_services: Option<Arc<crate::grid_services::GridServices>>,
     /// The cloud link's state behind `GET /api/v1/cloud` (default `None`: 404).
     pub cloud: Option<Arc<crate::cloud::CloudShared>>,
+    /// The MQTT link's counters behind `GET /api/v1/mqtt` (default `None`: 404); give the
+    /// same status to `MqttLinks::status`.
+    pub mqtt: Option<Arc<crate::mqtt::status::MqttStatus>>,
     /// Tokens of the gateway's own clients (the cloud link), added to the configured or
     /// generated ones.
     pub internal_tokens: Vec<TokenConfig>,
@@ -162,6 +165,7 @@ impl Default for ServerConfig {
             economics: None,
             grid_services: None,
             cloud: None,
+            mqtt: None,
             internal_tokens: Vec::new(),
             island: None,
         }
@@ -343,6 +347,7 @@ impl ServerConfig {
             economics: self.economics,
             grid_services: self.grid_services,
             cloud: self.cloud,
+            mqtt: self.mqtt,
             island: self.island,
         };
         let handles = LoopHandles {

@@ -81,6 +81,8 @@ pub struct ApiState {
     pub grid_services: Option<Arc<crate::grid_services::GridServices>>,
     /// The cloud link's state (`None`: no `[cloud]`, `GET /api/v1/cloud` answers 404).
     pub cloud: Option<Arc<crate::cloud::CloudShared>>,
+    /// The MQTT link's counters (`None`: no `[mqtt]`, `GET /api/v1/mqtt` answers 404).
+    pub mqtt: Option<Arc<crate::mqtt::status::MqttStatus>>,
     /// The island view the loop publishes (`None`: no island, the endpoints answer 404).
     pub island: Option<Arc<crate::island::IslandBoard>>,
 }

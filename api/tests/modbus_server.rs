@@ -1,8 +1,9 @@
 //! The SunSpec Modbus server's listeners over real TCP, with hand-built Modbus TCP frames (no
 //! Modbus library on the client side): the `SunS` marker at 40000, a control write through the
 //! router into the control modes, the read-only listener refusing writes, the IP allow-list
-//! closing a connection from another address, and the register map in docs/MODBUS_SERVER.md
-//! matching the layout.
+//! closing a connection from another address, an idle connection closed while a busy one is
+//! not, function code 4 mirroring 3, and the register map in docs/MODBUS_SERVER.md matching
+//! the layout.
 // Test code: a failed unwrap or panic is a failed test with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -53,6 +54,13 @@ fn write(s: &mut TcpStream, address: u16, value: u16) -> Vec<u8> {
 }
 
 async fn start(allow: &str) -> (ModbusServer, Arc<std::sync::Mutex<ems_api::control_modes::ControlModes>>) {
+    start_idle(allow, Duration::from_secs(60)).await
+}
+
+async fn start_idle(
+    allow: &str,
+    idle_timeout: Duration,
+) -> (ModbusServer, Arc<std::sync::Mutex<ems_api::control_modes::ControlModes>>) {
     let tokens = vec![TokenConfig {
         name: "modbus-server".into(),
         role: Role::Operator,
@@ -80,6 +88,7 @@ async fn start(allow: &str) -> (ModbusServer, Arc<std::sync::Mutex<ems_api::cont
         read_only_listen: Some("127.0.0.1:0".parse().unwrap()),
         allow: vec![AllowedNet::parse(allow).unwrap()],
         writable: Writable::default(),
+        idle_timeout,
         ..ModbusServerConfig::default()
     };
     (ModbusServer::start(config, ctx).await.unwrap(), modes)
@@ -133,6 +142,63 @@ async fn a_connection_from_outside_the_allow_list_is_closed() {
         let mut buf = [0u8; 16];
         let n = s.read(&mut buf).unwrap_or(0);
         assert_eq!(n, 0, "expected the connection closed, got {:?}", &buf[..n]);
+    })
+    .await
+    .unwrap();
+}
+
+/// Whether the server closed `s` (a read answers end-of-file or a reset, not a timeout).
+fn closed(s: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 16];
+    match s.read(&mut buf) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+    }
+}
+
+/// H122: a connection that sends no request for `idle_timeout` is closed (its slot freed); one
+/// that keeps asking is served for many times that long.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_connection_is_closed_and_a_busy_one_is_not() {
+    let (server, _modes) = start_idle("127.0.0.1", Duration::from_millis(500)).await;
+    let rw = server.addr().unwrap();
+    tokio::task::spawn_blocking(move || {
+        let mut idle = connect(rw);
+        let mut busy = connect(rw);
+        assert_eq!(read(&mut idle, 40_000, 2), [0x5375, 0x6e53]);
+        // 3 s of a request every 200 ms: six idle timeouts, never idle.
+        for _ in 0..15 {
+            assert_eq!(read(&mut busy, 40_000, 2), [0x5375, 0x6e53]);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert!(closed(&mut idle), "the idle connection is closed");
+        assert_eq!(read(&mut busy, 40_000, 2), [0x5375, 0x6e53], "the busy one still served");
+        // A connection that never sends anything is closed too.
+        let mut silent = connect(rw);
+        std::thread::sleep(Duration::from_millis(900));
+        assert!(closed(&mut silent));
+    })
+    .await
+    .unwrap();
+}
+
+/// Function code 4 (read input registers) answers the same image as 3, with the same
+/// exceptions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn input_registers_mirror_the_holding_registers() {
+    let (server, _modes) = start("127.0.0.1").await;
+    let ro = server.read_only_addr().unwrap();
+    tokio::task::spawn_blocking(move || {
+        let mut s = connect(ro);
+        let holding = read(&mut s, 40_000, 70);
+        let r = transact(&mut s, 1, &[4, 0x9c, 0x40, 0, 70]);
+        assert_eq!((r[0], usize::from(r[1])), (4, 140), "{r:?}");
+        let input: Vec<u16> = r[2..].chunks(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect();
+        assert_eq!(input, holding);
+        // Outside the map: exception 2; more than 125 registers: exception 3.
+        assert_eq!(transact(&mut s, 1, &[4, 0, 0, 0, 1]), [0x84, 2]);
+        assert_eq!(transact(&mut s, 1, &[4, 0x9c, 0x40, 0, 126]), [0x84, 3]);
     })
     .await
     .unwrap();

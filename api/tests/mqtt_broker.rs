@@ -1,10 +1,14 @@
 //! The MQTT link against a real Mosquitto (issue #14), started by each test on its own port:
 //! retained telemetry with a message expiry, birth and last will, every command kind answered
 //! with its correlation data, a retained command refused, a command outside the site's prefix
-//! ignored, TLS with a client certificate, and a broker restart. Needs `EMS_MOSQUITTO` (the
-//! broker binary; `scripts/test` installs Debian's `mosquitto` and sets it); skipped otherwise.
+//! ignored and not replayed after a reconnection, TLS with a client certificate, a broker
+//! restart, and the telemetry of a broker outage buffered in the database and resent on
+//! `history` complete and in order. Needs `EMS_MOSQUITTO` (the broker binary; `scripts/test`
+//! installs Debian's `mosquitto` and sets it); skipped otherwise.
 // Test code: a failed unwrap or panic is a failed test with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// Test code: counts of a few dozen batches convert between u64, usize and f64 exactly.
+#![allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
 
 mod rest_support;
 
@@ -68,6 +72,14 @@ impl Broker {
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             assert!(Instant::now() < until, "mosquitto did not listen on {}", self.port);
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM: the broker saves its persistent store (retained messages) and ends.
+    fn terminate(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+            let _ = c.wait();
         }
     }
 
@@ -199,6 +211,8 @@ fn link(h: &Harness, c: &MqttConfig) -> Mqtt {
         router: h.router.clone(),
         view: h.view.subscribe(),
         audit: Some(LoopAudit::Direct(h.store.clone())),
+        db: None,
+        status: None,
     };
     Mqtt::start(c, links).unwrap()
 }
@@ -573,5 +587,350 @@ async fn reconnects_after_a_broker_restart() {
     let mut a = Client::connect(broker.port, "t7-a", &["client/answers"]).await;
     a.command("ems/t7/cmd/control-modes", &json!({}), Some(OPERATOR), b"after", false).await;
     assert_eq!(a.answer(b"after").await["status"], 200);
+    m.stop(Duration::from_secs(2)).await;
+}
+
+fn link_with_db(h: &Harness, c: &MqttConfig, db: &std::sync::Arc<ems_api::db::Db>) -> Mqtt {
+    h.view.send_replace(view());
+    let links = MqttLinks {
+        router: h.router.clone(),
+        view: h.view.subscribe(),
+        audit: Some(LoopAudit::Direct(h.store.clone())),
+        db: Some(db.clone()),
+        status: None,
+    };
+    Mqtt::start(c, links).unwrap()
+}
+
+/// The loop's stand-in: a new view every 50 ms, its state of charge counting up, so that every
+/// batch is told apart by its timestamp and value.
+fn ticking_view(h: &Harness) -> tokio::task::JoinHandle<()> {
+    let tx = h.view.clone();
+    tokio::spawn(async move {
+        for i in 0u32.. {
+            let mut v = view();
+            v.channels.insert(channels::ESS_SOC.to_owned(), ChannelValue::Number(f64::from(i)));
+            tx.send_replace(v);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+}
+
+/// Every history slice until `want` batches (by their sample counts) arrived.
+async fn history(c: &mut Client, topic: &str, want: f64) -> Vec<Publish> {
+    let mut got = Vec::new();
+    let mut samples = 0.0;
+    while samples < want {
+        let p = c.next_on(topic, Duration::from_secs(20)).await.expect("a history slice");
+        let v: Value = serde_json::from_slice(&p.payload).unwrap();
+        samples +=
+            v["bufferedData"].as_array().unwrap().iter().map(|e| e["samples"].as_f64().unwrap()).sum::<f64>();
+        got.push(p);
+    }
+    got
+}
+
+async fn wait_resent(m: &Mqtt) {
+    let until = Instant::now() + Duration::from_secs(30);
+    while m.stats().buffered > 0 {
+        assert!(Instant::now() < until, "the buffer was not resent: {:?}", m.stats());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A link with its own database and broker, a ticking view, and a broker outage.
+struct Outage {
+    broker: Broker,
+    _h: Harness,
+    _dir: tempfile::TempDir,
+    db: std::sync::Arc<ems_api::db::Db>,
+    m: Mqtt,
+    ticker: tokio::task::JoinHandle<()>,
+    before: ems_api::mqtt::MqttStats,
+}
+
+impl Outage {
+    /// Connect, let the first resend finish (what was taken before the first connection),
+    /// then kill the broker for `secs`; the counters after that.
+    async fn cut(
+        bin: &Path,
+        site: &str,
+        secs: u64,
+        set: impl FnOnce(&mut MqttConfig),
+    ) -> (Self, ems_api::mqtt::MqttStats) {
+        let mut broker = Broker::start(bin, "");
+        let h = harness();
+        let dir = tempfile::tempdir().unwrap();
+        let db = std::sync::Arc::new(ems_api::db::Db::open(dir.path().join("gw.sqlite")).unwrap());
+        let mut c = config(&broker.url(), site);
+        set(&mut c);
+        let m = link_with_db(&h, &c, &db);
+        let ticker = ticking_view(&h);
+        wait_connected(&m, 1).await;
+        wait_resent(&m).await;
+        let before = m.stats();
+        broker.kill();
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+        let during = m.stats();
+        (Self { broker, _h: h, _dir: dir, db, m, ticker, before }, during)
+    }
+
+    /// Restart the broker, subscribe to `topics` before the link is back (its back-off is
+    /// longer), wait for the resend; the subscriber and the counters after it.
+    async fn restore(&mut self, id: &str, topics: &[&str]) -> (Client, ems_api::mqtt::MqttStats) {
+        self.broker.spawn();
+        let sub = Client::connect(self.broker.port, id, topics).await;
+        wait_connected(&self.m, 2).await;
+        wait_resent(&self.m).await;
+        // Stop taking: the ticker's view no longer matters.
+        self.ticker.abort();
+        (sub, self.m.stats())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telemetry_of_a_broker_outage_is_buffered_in_the_database_and_resent_complete_in_order() {
+    let Some(bin) = mosquitto() else { return };
+    let (mut o, during) = Outage::cut(&bin, "t8", 3, |c| {
+        c.slice_rows = 4;
+        c.resend_jitter = Duration::from_millis(500);
+    })
+    .await;
+    let (before, db) = (o.before.clone(), o.db.clone());
+    assert!(!during.connected, "{during:?}");
+    let taken = during.buffer_taken - before.buffer_taken;
+    assert!(taken >= 8, "a batch every 200 ms for 3 s: {during:?}");
+    assert_eq!(during.buffered, taken, "in the database: {during:?}");
+    assert_eq!(db.outbox_len(ems_api::db::OutboxTable::Mqtt).unwrap() as u64, taken);
+    assert_eq!((during.buffer_merged, during.buffer_dropped), (0, 0), "{during:?}");
+    assert_eq!(during.buffer_rows, 20_000);
+    let (mut sub, after) = o.restore("t8-h", &["ems/t8/history", "ems/t8/state/#"]).await;
+    let taken = after.buffer_taken - before.buffer_taken;
+    let slices = history(&mut sub, "ems/t8/history", taken as f64).await;
+    let mut stamps = Vec::new();
+    let mut soc = Vec::new();
+    for p in &slices {
+        assert!(!p.retain, "history is never retained");
+        let v: Value = serde_json::from_slice(&p.payload).unwrap();
+        let entries = v["bufferedData"].as_array().unwrap();
+        assert!(!entries.is_empty() && entries.len() <= 4, "slices of at most 4: {}", entries.len());
+        for e in entries {
+            assert_eq!(e["samples"], 1, "nothing merged: {e}");
+            stamps.push(e["timestamp"].as_str().unwrap().parse::<jiff::Timestamp>().unwrap());
+            soc.push(e["currentData"]["_sum/EssSoc"].as_f64().unwrap());
+        }
+    }
+    assert_eq!(stamps.len() as u64, taken, "every batch of the gap, once");
+    assert!(stamps.windows(2).all(|w| w[0] < w[1]), "oldest first, original timestamps: {stamps:?}");
+    assert!(soc.windows(2).all(|w| w[0] < w[1]), "the values of their time: {soc:?}");
+    assert_eq!(after.resent - before.resent, taken, "{after:?}");
+    assert_eq!(after.resent_slices - before.resent_slices, slices.len() as u64, "{after:?}");
+    assert_eq!((after.buffered, after.buffer_dropped), (0, 0), "{after:?}");
+    assert_eq!(db.outbox_len(ems_api::db::OutboxTable::Mqtt).unwrap(), 0);
+    // The live state is the newest, never a resent value.
+    let p = sub.next_on("ems/t8/state/_sum/EssSoc", Duration::from_secs(3)).await.unwrap();
+    let live: f64 = std::str::from_utf8(&p.payload).unwrap().parse().unwrap();
+    assert!(live >= *soc.last().unwrap(), "live {live} vs last resent {soc:?}");
+    o.m.stop(Duration::from_secs(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_outage_buffer_merges_its_oldest_batches_and_loses_none() {
+    let Some(bin) = mosquitto() else { return };
+    let (mut o, during) = Outage::cut(&bin, "t9", 4, |c| {
+        c.buffer_rows = 10;
+        c.slice_rows = 3;
+        c.resend_jitter = Duration::ZERO;
+    })
+    .await;
+    let before = o.before.clone();
+    let taken = during.buffer_taken - before.buffer_taken;
+    assert!(taken > 10, "{during:?}");
+    assert_eq!(during.buffered, 10, "bounded: {during:?}");
+    assert_eq!(during.buffer_merged, taken - 10, "each batch over the bound is one merge: {during:?}");
+    let (mut sub, after) = o.restore("t9-h", &["ems/t9/history"]).await;
+    let taken = after.buffer_taken - before.buffer_taken;
+    let slices = history(&mut sub, "ems/t9/history", taken as f64).await;
+    let entries: Vec<Value> = slices
+        .iter()
+        .flat_map(|p| {
+            serde_json::from_slice::<Value>(&p.payload).unwrap()["bufferedData"].as_array().unwrap().clone()
+        })
+        .collect();
+    // The oldest lost resolution (one entry of many samples, from `timestamp` until `until`),
+    // none was dropped: the sample counts add up to every batch taken.
+    let samples: f64 = entries.iter().map(|e| e["samples"].as_f64().unwrap()).sum();
+    assert_eq!(samples as u64, taken, "{entries:?}");
+    assert!(
+        entries[0]["samples"].as_f64().unwrap() > 1.0 && entries[0]["until"].is_string(),
+        "{}",
+        entries[0]
+    );
+    let stamps: Vec<jiff::Timestamp> =
+        entries.iter().map(|e| e["timestamp"].as_str().unwrap().parse().unwrap()).collect();
+    assert!(stamps.windows(2).all(|w| w[0] < w[1]), "{stamps:?}");
+    assert_eq!((after.buffered, after.buffer_dropped), (0, 0), "{after:?}");
+    o.m.stop(Duration::from_secs(2)).await;
+}
+
+fn retained_refusals(h: &Harness) -> usize {
+    h.audit().iter().filter(|e| e.actor == "mqtt" && e.detail.contains("retained")).count()
+}
+
+/// H98: a command retained in the broker is refused once, and neither a reconnection of the
+/// gateway (broker restarted with the message kept in its persistent store) nor a restart of
+/// the link delivers it again: no second execution, no second answer, no second audit row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retained_command_is_not_replayed_after_a_reconnection_or_a_restart() {
+    let Some(bin) = mosquitto() else { return };
+    let store = tempfile::tempdir().unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // Mosquitto started as root drops to its own user: it must be able to write there.
+        std::fs::set_permissions(store.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let mut broker =
+        Broker::start(&bin, &format!("persistence true\npersistence_location {}/\n", store.path().display()));
+    let h = harness();
+    let m = link(&h, &config(&broker.url(), "t10"));
+    wait_connected(&m, 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut c = Client::connect(broker.port, "t10-c", &["client/answers"]).await;
+    let body = json!({ "ess": { "mode": "FORCE_DISCHARGE", "power": 5000 } });
+    c.command("ems/t10/cmd/control-modes", &body, Some(OPERATOR), b"ret-1", true).await;
+    let a = c.answer(b"ret-1").await;
+    assert_eq!((a["ok"].clone(), a["body"]["field"].clone()), (json!(false), json!("retain")), "{a}");
+    let not_applied = |h: &Harness| h.modes.lock().unwrap().active_override(rest_support::t0()).is_none();
+    assert!(not_applied(&h));
+    assert_eq!((m.stats().commands, m.stats().refused, retained_refusals(&h)), (0, 1, 1));
+    drop(c);
+
+    // The broker restarts and keeps the retained command; the gateway reconnects.
+    broker.terminate();
+    broker.spawn();
+    let mut probe = Client::connect(broker.port, "t10-p", &["ems/t10/cmd/#"]).await;
+    let p = probe.next_on("ems/t10/cmd/control-modes", Duration::from_secs(3)).await;
+    assert!(p.is_some_and(|p| p.retain), "the broker still holds the retained command");
+    let mut c = Client::connect(broker.port, "t10-c2", &["client/answers"]).await;
+    wait_connected(&m, 2).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let s = m.stats();
+    assert_eq!((s.commands, s.refused), (0, 1), "not delivered again after the reconnection: {s:?}");
+    assert_eq!(retained_refusals(&h), 1, "no second audit row");
+    assert!(c.next_on("client/answers", Duration::from_millis(500)).await.is_none(), "no second answer");
+    assert!(not_applied(&h));
+
+    // A new link (a gateway restart) does not get it either.
+    m.stop(Duration::from_secs(2)).await;
+    let m = link(&h, &config(&broker.url(), "t10"));
+    wait_connected(&m, 1).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!((m.stats().commands, m.stats().refused), (0, 0), "{:?}", m.stats());
+    assert_eq!(retained_refusals(&h), 1);
+    assert!(c.next_on("client/answers", Duration::from_millis(500)).await.is_none());
+    assert!(not_applied(&h));
+    m.stop(Duration::from_secs(2)).await;
+}
+
+/// Every REST call of the link takes 50 ms: commands arrive faster than they are done.
+async fn slow(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    next.run(req).await
+}
+
+/// H120: commands faster than they can be done fill the bounded queue (16 waiting); the rest
+/// are refused at once with 503 naming why, each answered and audited, none lost silently;
+/// the E-stop does not wait behind them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_flood_is_refused_with_503_beyond_the_bounded_queue_and_the_e_stop_passes() {
+    let Some(bin) = mosquitto() else { return };
+    let broker = Broker::start(&bin, "");
+    let h = harness();
+    h.view.send_replace(view());
+    let links = MqttLinks {
+        router: h.router.clone().layer(axum::middleware::from_fn(slow)),
+        view: h.view.subscribe(),
+        audit: Some(LoopAudit::Direct(h.store.clone())),
+        db: None,
+        status: None,
+    };
+    let m = Mqtt::start(&config(&broker.url(), "t11"), links).unwrap();
+    wait_connected(&m, 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut c = Client::connect(broker.port, "t11-c", &["client/answers"]).await;
+    const N: usize = 40;
+    let body = json!({ "ess": { "mode": "LIMIT_CHARGE", "maxChargePower": 1000 } });
+    for i in 0..N {
+        c.command("ems/t11/cmd/control-modes", &body, Some(OPERATOR), format!("f-{i}").as_bytes(), false)
+            .await;
+    }
+    c.command("ems/t11/cmd/emergency-stop", &Value::Null, Some(OPERATOR), b"f-stop", false).await;
+    let mut statuses = std::collections::BTreeMap::new();
+    let mut done_before_stop = None;
+    for _ in 0..=N {
+        let p =
+            c.next_on("client/answers", Duration::from_secs(20)).await.expect("every command is answered");
+        let corr = p.properties.as_ref().and_then(|p| p.correlation_data.clone()).unwrap();
+        let a: Value = serde_json::from_slice(&p.payload).unwrap();
+        if corr.as_ref() == b"f-stop" {
+            assert_eq!(a["body"]["state"], "STOPPED", "{a}");
+            done_before_stop = Some(statuses.values().filter(|s| **s == 200).count());
+            continue;
+        }
+        let st = a["status"].as_u64().unwrap();
+        if st == 503 {
+            assert!(a["body"]["error"].as_str().unwrap().contains("busy"), "{a}");
+        }
+        assert!(statuses.insert(corr.to_vec(), st).is_none(), "one answer per command");
+    }
+    let busy = statuses.values().filter(|s| **s == 503).count();
+    let done = statuses.values().filter(|s| **s == 200).count();
+    assert_eq!(busy + done, N, "{statuses:?}");
+    assert!(done > ems_api::mqtt::link::COMMAND_QUEUE, "the queue's 16 and the one in hand: {done}");
+    assert!(busy >= 10, "the rest refused at once: {busy}");
+    // The E-stop is answered long before the queue is worked off.
+    let before = done_before_stop.unwrap();
+    assert!(before < done / 2, "E-stop answered after {before} of {done} queued commands");
+    let s = m.stats();
+    assert_eq!((s.commands as usize, s.refused as usize), (done + 1, busy), "{s:?}");
+    let audited = h.audit().iter().filter(|e| e.actor == "mqtt" && e.detail.contains("busy")).count();
+    assert_eq!(audited, busy);
+    m.stop(Duration::from_secs(2)).await;
+}
+
+/// H121: a command payload over the REST body limit (64 KiB) is refused with 413 naming its
+/// size; a packet over the link's maximum packet size (128 KiB, announced to the broker) is
+/// never delivered to the gateway at all; the link stays up and takes the next command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_command_is_refused_naming_its_size_and_a_huge_one_never_arrives() {
+    let Some(bin) = mosquitto() else { return };
+    let broker = Broker::start(&bin, "");
+    let h = harness();
+    let m = link(&h, &config(&broker.url(), "t12"));
+    wait_connected(&m, 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut c = Client::connect(broker.port, "t12-c", &["client/answers"]).await;
+    // Valid JSON padded past 64 KiB: refused before it is parsed.
+    let pad = "x".repeat(100 * 1024);
+    let body = json!({ "reason": pad });
+    let size = body.to_string().len();
+    c.command("ems/t12/cmd/reset", &body, Some(OPERATOR), b"big", false).await;
+    let a = c.answer(b"big").await;
+    assert_eq!((a["ok"].clone(), a["status"].clone()), (json!(false), json!(413)), "{a}");
+    let e = a["body"]["error"].as_str().unwrap();
+    assert!(e.contains(&format!("payload of {size} bytes")) && e.contains("65536"), "{e}");
+    // Over the maximum packet size: the broker does not forward it to the gateway.
+    let body = json!({ "reason": "y".repeat(200 * 1024) });
+    c.command("ems/t12/cmd/reset", &body, Some(OPERATOR), b"huge", false).await;
+    assert!(
+        c.next_on("client/answers", Duration::from_secs(1)).await.is_none(),
+        "no answer to a packet never delivered"
+    );
+    let s = m.stats();
+    assert!(s.connected && s.connections == 1, "the link stays up: {s:?}");
+    assert_eq!((s.commands, s.refused), (0, 1), "{s:?}");
+    // And takes the next command.
+    c.command("ems/t12/cmd/control-modes", &json!({}), Some(OPERATOR), b"next", false).await;
+    assert_eq!(c.answer(b"next").await["status"], 200);
     m.stop(Duration::from_secs(2)).await;
 }

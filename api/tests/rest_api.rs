@@ -44,6 +44,7 @@ async fn openapi_lists_exactly_the_served_routes() {
             let not_configured = r.json["error"] == ems_api::economics::NOT_CONFIGURED
                 || r.json["error"] == ems_api::grid_services::NOT_CONFIGURED
                 || r.json["error"] == ems_api::cloud::NOT_CONFIGURED
+                || r.json["error"] == ems_api::mqtt::NOT_CONFIGURED
                 || r.json["error"] == ems_api::island::NOT_CONFIGURED;
             let served = r.status != StatusCode::METHOD_NOT_ALLOWED
                 && !(r.status == StatusCode::NOT_FOUND && r.json["field"] != "id" && !not_configured);

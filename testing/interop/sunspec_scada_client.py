@@ -66,9 +66,17 @@ def main():
     m701.read()
     check("ac power", m701.W.cvalue is not None, m701.W.cvalue)
 
-    # Outside the allow-list: 702 WMax (RW in SunSpec, not writable here) → exception 2.
+    # Function code 4 mirrors 3: the same image (SunS and the static model 1) at the same addresses.
     mb = ModbusTcpClient("127.0.0.1", port=a.port)
     mb.connect()
+    hr = mb.read_holding_registers(40000, count=70, device_id=1)
+    ir = mb.read_input_registers(40000, count=70, device_id=1)
+    check("fc4 mirrors fc3", not ir.isError() and not hr.isError() and ir.registers == hr.registers,
+          (ir, hr))
+    r = mb.read_input_registers(0, count=1, device_id=1)
+    check("fc4 outside the map refused", r.isError() and getattr(r, "exception_code", None) == 2, r)
+
+    # Outside the allow-list: 702 WMax (RW in SunSpec, not writable here) → exception 2.
     r = mb.write_register(addr(m702, m702.WMax), 100, device_id=1)
     check("write outside allow-list refused", r.isError() and getattr(r, "exception_code", None) == 2, r)
     # 704 WSetEna = 2 is not a value of the enum → exception 3.

@@ -26,6 +26,7 @@
 //! | `schedules` | `id`, `json` | opaque JSON documents |
 //! | `nonces` | `provider`, `nonce`, `at_ms` | key `(provider, nonce)`; [`Db::prune_nonces`] forgets old ones |
 //! | `documents` | `key`, `json`, `saved_at` | named JSON documents replaced whole ([`Db::put_document`]): the live economics' learned state |
+//! | `cloud_outbox`, `mqtt_outbox` | `seq`, `json` | telemetry the cloud link / the MQTT link could not deliver, oldest first ([`OutboxTable`], `crate::telemetry_buffer`) |
 //!
 //! Times in the history and nonce tables are integer milliseconds since 1970 (UTC), floored:
 //! sub-millisecond precision is not kept.
@@ -523,72 +524,107 @@ const _: fn() = || {
 };
 
 impl Db {
-    /// Append an entry to the cloud link's outbox.
+    /// Append an entry to an outbox.
     ///
     /// # Errors
     /// [`StoreError`] if the database could not be written.
-    pub fn outbox_push(&self, json: &str) -> Result<(), StoreError> {
+    pub fn outbox_push(&self, table: OutboxTable, json: &str) -> Result<(), StoreError> {
         let inner = self.lock();
+        let t = table.name();
         inner
             .conn
-            .prepare_cached("INSERT INTO cloud_outbox (json) VALUES (?1)")
+            .prepare_cached(&format!("INSERT INTO {t} (json) VALUES (?1)"))
             .and_then(|mut s| s.execute([json]))
             .map(|_| ())
-            .map_err(|e| self.err("append to the cloud outbox", e))
+            .map_err(|e| self.err(&format!("append to {t}"), e))
     }
 
-    /// Entries in the outbox.
+    /// Entries in an outbox.
     ///
     /// # Errors
     /// [`StoreError`] if the database could not be read.
-    pub fn outbox_len(&self) -> Result<usize, StoreError> {
+    pub fn outbox_len(&self, table: OutboxTable) -> Result<usize, StoreError> {
         let inner = self.lock();
+        let t = table.name();
         let n: i64 = inner
             .conn
-            .query_row("SELECT COUNT(*) FROM cloud_outbox", [], |r| r.get(0))
-            .map_err(|e| self.err("count the cloud outbox", e))?;
+            .query_row(&format!("SELECT COUNT(*) FROM {t}"), [], |r| r.get(0))
+            .map_err(|e| self.err(&format!("count {t}"), e))?;
         Ok(usize::try_from(n).unwrap_or(0))
     }
 
-    /// The oldest `n` entries: `(seq, json)`.
+    /// The oldest `n` entries of an outbox: `(seq, json)`.
     ///
     /// # Errors
     /// [`StoreError`] if the database could not be read.
-    pub fn outbox_oldest(&self, n: usize) -> Result<Vec<(i64, String)>, StoreError> {
+    pub fn outbox_oldest(&self, table: OutboxTable, n: usize) -> Result<Vec<(i64, String)>, StoreError> {
         let inner = self.lock();
+        let t = table.name();
+        let what = format!("read {t}");
         let mut stmt = inner
             .conn
-            .prepare_cached("SELECT seq, json FROM cloud_outbox ORDER BY seq LIMIT ?1")
-            .map_err(|e| self.err("read the cloud outbox", e))?;
+            .prepare_cached(&format!("SELECT seq, json FROM {t} ORDER BY seq LIMIT ?1"))
+            .map_err(|e| self.err(&what, e))?;
         let rows = stmt
             .query_map([i64::try_from(n).unwrap_or(i64::MAX)], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(|e| self.err("read the cloud outbox", e))?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err("read the cloud outbox", e))
+            .map_err(|e| self.err(&what, e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(&what, e))
     }
 
-    /// Replace entries `a` and `b` by `json` (kept at `a`'s place), in one transaction.
+    /// Replace entries `a` and `b` of an outbox by `json` (kept at `a`'s place), in one
+    /// transaction.
     ///
     /// # Errors
     /// [`StoreError`] if the database could not be written.
-    pub fn outbox_replace_two(&self, a: i64, b: i64, json: &str) -> Result<(), StoreError> {
+    pub fn outbox_replace_two(
+        &self,
+        table: OutboxTable,
+        a: i64,
+        b: i64,
+        json: &str,
+    ) -> Result<(), StoreError> {
         let mut inner = self.lock();
-        let tx = inner.conn.transaction().map_err(|e| self.err("merge cloud outbox entries", e))?;
-        tx.execute("UPDATE cloud_outbox SET json = ?1 WHERE seq = ?2", (json, a))
-            .and_then(|_| tx.execute("DELETE FROM cloud_outbox WHERE seq = ?1", [b]))
-            .map_err(|e| self.err("merge cloud outbox entries", e))?;
-        tx.commit().map_err(|e| self.err("merge cloud outbox entries", e))
+        let t = table.name();
+        let what = format!("merge {t} entries");
+        let tx = inner.conn.transaction().map_err(|e| self.err(&what, e))?;
+        tx.execute(&format!("UPDATE {t} SET json = ?1 WHERE seq = ?2"), (json, a))
+            .and_then(|_| tx.execute(&format!("DELETE FROM {t} WHERE seq = ?1"), [b]))
+            .map_err(|e| self.err(&what, e))?;
+        tx.commit().map_err(|e| self.err(&what, e))
     }
 
-    /// Delete every entry up to and including `seq` (a resent slice the cloud accepted).
+    /// Delete every entry of an outbox up to and including `seq` (a resent slice that was
+    /// accepted).
     ///
     /// # Errors
     /// [`StoreError`] if the database could not be written.
-    pub fn outbox_delete_through(&self, seq: i64) -> Result<(), StoreError> {
+    pub fn outbox_delete_through(&self, table: OutboxTable, seq: i64) -> Result<(), StoreError> {
         let inner = self.lock();
+        let t = table.name();
         inner
             .conn
-            .execute("DELETE FROM cloud_outbox WHERE seq <= ?1", [seq])
+            .execute(&format!("DELETE FROM {t} WHERE seq <= ?1"), [seq])
             .map(|_| ())
-            .map_err(|e| self.err("trim the cloud outbox", e))
+            .map_err(|e| self.err(&format!("trim {t}"), e))
+    }
+}
+
+/// The outbox tables: telemetry a link could not deliver, kept until it is resent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboxTable {
+    /// `cloud_outbox`: the cloud link's pushes (`crate::cloud`).
+    Cloud,
+    /// `mqtt_outbox`: the MQTT link's telemetry taken during a broker outage (`crate::mqtt`).
+    Mqtt,
+}
+
+impl OutboxTable {
+    /// The table's name (a constant: never built from input).
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Cloud => "cloud_outbox",
+            Self::Mqtt => "mqtt_outbox",
+        }
     }
 }

@@ -112,11 +112,22 @@ CREATE TABLE cloud_outbox (
 );
 ";
 
+/// Version 5: the MQTT link's telemetry buffer (issue #14 item 4): telemetry batches taken
+/// while the broker was unreachable, oldest first, resent on `<prefix>/<site>/history` after it
+/// comes back (`crate::mqtt::buffer`). Same shape as `cloud_outbox`, kept apart so that each
+/// link drains only its own gap.
+const V5: &str = r"
+CREATE TABLE mqtt_outbox (
+    seq  INTEGER PRIMARY KEY AUTOINCREMENT,
+    json TEXT NOT NULL
+);
+";
+
 /// Every migration, oldest first.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 /// The schema version this build creates and understands.
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 
 const _: () = assert!(MIGRATIONS.len() == SCHEMA_VERSION as usize);
 

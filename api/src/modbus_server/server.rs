@@ -29,7 +29,7 @@ use crate::model::SiteView;
 use crate::state::Clock;
 use ems_control::Override;
 
-/// The most registers one read may ask for (function code 3).
+/// The most registers one read may ask for (function codes 3 and 4).
 const MAX_READ: u16 = 125;
 /// The most registers one write may carry (function code 16).
 const MAX_WRITE: usize = 123;
@@ -112,6 +112,9 @@ pub struct ModbusServerConfig {
     pub writable: Writable,
     /// At most this many connections at once (more are closed at once).
     pub max_connections: usize,
+    /// A connection that sends no request for this long is closed (default 60 s; 100 ms ..=
+    /// 1 day), so that dead or forgotten SCADA sessions do not hold the connection slots.
+    pub idle_timeout: Duration,
     /// Identity and ratings.
     pub identity: Identity,
 }
@@ -130,6 +133,7 @@ impl Default for ModbusServerConfig {
             revert_max: Duration::from_secs(3600),
             writable: Writable::default(),
             max_connections: 16,
+            idle_timeout: Duration::from_secs(60),
             identity: Identity::default(),
         }
     }
@@ -273,6 +277,14 @@ impl ModbusServer {
                 config.revert_default.as_secs()
             )));
         }
+        if config.idle_timeout < Duration::from_millis(100)
+            || config.idle_timeout > Duration::from_secs(86_400)
+        {
+            return Err(StartError::Config(format!(
+                "idle_timeout must be 0.1 s ..= 86400 s, got {} s",
+                config.idle_timeout.as_secs_f64()
+            )));
+        }
         let scales = Scales::for_site(&config.identity);
         let mut image = Image::new(map);
         fill_static(map, &mut image, &config.identity, scales, config.unit_id);
@@ -321,10 +333,22 @@ impl ModbusServer {
     }
 }
 
-/// A connection's stream, counted while it lives.
+/// A connection's stream, counted while it lives, closed when idle: no byte from the client and
+/// no answer to it for `idle_timeout` ends the read with `TimedOut`, and tokio-modbus then
+/// closes the connection. A request in progress (a control write waiting for the API) is not
+/// idle: its answer restarts the timer.
 struct Counted {
     stream: TcpStream,
     shared: Arc<Shared>,
+    peer: SocketAddr,
+    idle: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Counted {
+    fn touch(&mut self) {
+        let at = tokio::time::Instant::now() + self.shared.config.idle_timeout;
+        self.idle.as_mut().reset(at);
+    }
 }
 
 impl Drop for Counted {
@@ -339,7 +363,24 @@ impl AsyncRead for Counted {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
+        let before = buf.filled().len();
+        match Pin::new(&mut self.stream).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) if buf.filled().len() > before => {
+                self.touch();
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => {
+                if self.idle.as_mut().poll(cx).is_ready() {
+                    tracing::info!(peer = %self.peer, "Modbus connection closed: idle");
+                    return Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "idle Modbus connection",
+                    )));
+                }
+                Poll::Pending
+            }
+            other => other,
+        }
     }
 }
 
@@ -349,7 +390,11 @@ impl AsyncWrite for Counted {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        let r = Pin::new(&mut self.stream).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.touch();
+        }
+        r
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.stream).poll_flush(cx)
@@ -374,7 +419,8 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>, read_only: bool) {
                 return Ok(None);
             }
             let conn = Connection { shared: shared.clone(), peer, read_only };
-            Ok(Some((conn, Counted { stream, shared })))
+            let idle = Box::pin(tokio::time::sleep(shared.config.idle_timeout));
+            Ok(Some((conn, Counted { stream, shared, peer, idle })))
         }
     };
     // A connection that sends garbage is closed by tokio-modbus; nothing else to do.
@@ -412,7 +458,14 @@ impl Connection {
             return Err(ExceptionCode::GatewayTargetDevice);
         }
         match req.request {
-            Request::ReadHoldingRegisters(address, n) => self.read(address, n),
+            Request::ReadHoldingRegisters(address, n) => {
+                self.read(address, n).map(Response::ReadHoldingRegisters)
+            }
+            // FC 4 mirrors FC 3: clients that read measurements as input registers find the
+            // same SunSpec image at the same addresses.
+            Request::ReadInputRegisters(address, n) => {
+                self.read(address, n).map(Response::ReadInputRegisters)
+            }
             Request::WriteSingleRegister(address, value) => {
                 self.write(address, &[value]).await.map(|()| Response::WriteSingleRegister(address, value))
             }
@@ -427,16 +480,13 @@ impl Connection {
         }
     }
 
-    fn read(&self, address: u16, n: u16) -> Answer {
+    fn read(&self, address: u16, n: u16) -> Result<Vec<u16>, ExceptionCode> {
         if n == 0 || n > MAX_READ {
             return Err(ExceptionCode::IllegalDataValue);
         }
         let mut core = self.shared.core();
         self.shared.refresh(&mut core);
-        core.image
-            .read(address, n)
-            .map(|r| Response::ReadHoldingRegisters(r.to_vec()))
-            .ok_or(ExceptionCode::IllegalDataAddress)
+        core.image.read(address, n).map(<[u16]>::to_vec).ok_or(ExceptionCode::IllegalDataAddress)
     }
 
     async fn write(&self, address: u16, values: &[u16]) -> Result<(), ExceptionCode> {

@@ -1,5 +1,6 @@
 //! What the MQTT link needs to know: the broker's URL, the topic prefix and site id, TLS files,
-//! keep-alive, the outbox bound, the publish period and the message expiry of retained state.
+//! keep-alive, the outbox bound, the publish period, the message expiry of retained state and
+//! the outage buffer (bound, slice size, resend delay).
 //! Every value is checked by [`MqttConfig::validate`]; an error names the key and the value.
 
 use std::path::PathBuf;
@@ -114,6 +115,16 @@ pub struct MqttConfig {
     pub expiry: Duration,
     /// Publish Home Assistant MQTT discovery (device-based schema) for the site's sensors.
     pub home_assistant: bool,
+    /// Telemetry batches kept while the broker is unreachable (10 ..= 1 000 000; default
+    /// 20 000, 28 h at the default period), in the database when the gateway has one; when
+    /// full the two oldest are merged (averaged), nothing is dropped outright.
+    pub buffer_rows: usize,
+    /// Batches per resent slice on `<prefix>/<site>/history` (1 ..= 1000; default 100; a
+    /// slice also stops at 64 KiB of JSON).
+    pub slice_rows: usize,
+    /// The largest random delay before the gap is resent after a reconnection (0 ..= 3600 s;
+    /// default 60 s): a fleet coming back does not resend all at once.
+    pub resend_jitter: Duration,
 }
 
 /// How many times the publish period a retained value lives by default.
@@ -126,6 +137,12 @@ impl MqttConfig {
     pub const DEFAULT_QUEUE: usize = 1024;
     /// Default publish period.
     pub const DEFAULT_PUBLISH_EVERY: Duration = Duration::from_secs(5);
+    /// Default bound of the outage buffer.
+    pub const DEFAULT_BUFFER_ROWS: usize = 20_000;
+    /// Default batches per resent slice.
+    pub const DEFAULT_SLICE_ROWS: usize = 100;
+    /// Default largest random delay before the resend.
+    pub const DEFAULT_RESEND_JITTER: Duration = Duration::from_secs(60);
 
     /// A configuration with the defaults: client id `ems-<site>`, no TLS files, keep-alive
     /// 30 s, queue 1024, publish every 5 s, expiry 15 s, no Home Assistant discovery.
@@ -144,6 +161,9 @@ impl MqttConfig {
             publish_every: Self::DEFAULT_PUBLISH_EVERY,
             expiry: Self::DEFAULT_PUBLISH_EVERY * DEFAULT_EXPIRY_PERIODS,
             home_assistant: false,
+            buffer_rows: Self::DEFAULT_BUFFER_ROWS,
+            slice_rows: Self::DEFAULT_SLICE_ROWS,
+            resend_jitter: Self::DEFAULT_RESEND_JITTER,
         };
         if c.broker.tls {
             // `validate` would ask for the CA; the caller adds it next.
@@ -231,6 +251,23 @@ impl MqttConfig {
                 "must be at least the publish period, at least 1 s and at most 86400 s",
             ));
         }
+        if !(10..=1_000_000).contains(&self.buffer_rows) {
+            return Err(MqttConfigError::new(
+                "buffer_rows",
+                &self.buffer_rows.to_string(),
+                "must be 10..=1000000",
+            ));
+        }
+        if !(1..=1000).contains(&self.slice_rows) {
+            return Err(MqttConfigError::new("slice_rows", &self.slice_rows.to_string(), "must be 1..=1000"));
+        }
+        if self.resend_jitter > Duration::from_secs(3600) {
+            return Err(MqttConfigError::new(
+                "resend_jitter_s",
+                &secs(self.resend_jitter),
+                "must be 0..=3600 s",
+            ));
+        }
         Ok(())
     }
 
@@ -307,6 +344,18 @@ mod tests {
         c.expiry = Duration::from_secs(60);
         c.queue = 3;
         assert_eq!(c.validate().unwrap_err().key, "queue");
+        c.queue = 16;
+        c.buffer_rows = 5;
+        let e = c.validate().unwrap_err();
+        assert_eq!((e.key, e.value.as_str()), ("buffer_rows", "5"));
+        c.buffer_rows = 10;
+        c.slice_rows = 0;
+        assert_eq!(c.validate().unwrap_err().key, "slice_rows");
+        c.slice_rows = 1;
+        c.resend_jitter = Duration::from_secs(3601);
+        assert_eq!(c.validate().unwrap_err().key, "resend_jitter_s");
+        c.resend_jitter = Duration::ZERO;
+        assert!(c.validate().is_ok());
         let c = MqttConfig::new("mqtts://h", "ems", "s").unwrap();
         assert_eq!(c.validate().unwrap_err().key, "ca_file");
     }

@@ -2,17 +2,25 @@
 //! thread:
 //! - `telemetry` reads the loop's site view (a `watch` channel: the loop only replaces a value)
 //!   and queues state messages and safety events in the [`Outbox`];
+//!   — and, while the broker is unreachable, one batch of every channel per publish period
+//!   into the outage [`HistoryBuffer`] (the database);
 //! - `sender` moves the outbox into the client, only while connected and subscribed, so that a
 //!   broker outage fills the bounded outbox (dropping the oldest telemetry), not the client;
+//! - `resend` sends the outage buffer on `<prefix>/<site>/history` after a reconnection
+//!   ([`super::resend`]);
 //! - `events` polls the connection: reconnects with back-off, subscribes and publishes the
 //!   birth message on every connection, decodes incoming commands;
 //! - `commands` dispatches decoded commands one at a time through the REST router; the E-stop is
 //!   dispatched at once on its own task, never behind other commands.
 
+use super::buffer::HistoryBuffer;
 use super::command::{decode, Command, CommandError, CommandKind, Incoming, ReplyTo};
 use super::config::MqttConfig;
 use super::outbox::{Class, Message, Outbox};
-use super::topics::{discovery, telemetry, SafetyDiff, Topics};
+use super::resend::{Ready, Resend};
+use super::status::{snapshot, Counters, MqttStats, MqttStatus, Probe};
+use super::topics::{discovery, history_entry, telemetry, SafetyDiff, Topics};
+use crate::db::Db;
 use crate::model::SiteView;
 use crate::ports::{AuditEntry, Outcome};
 use crate::start::LoopAudit;
@@ -23,7 +31,7 @@ use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
 use rumqttc::Outgoing;
 use serde_json::{json, Value};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
@@ -50,6 +58,10 @@ pub struct MqttLinks {
     pub view: watch::Receiver<SiteView>,
     /// Where MQTT-level refusals are audited (those the router never sees).
     pub audit: Option<LoopAudit>,
+    /// The database for the outage buffer (`mqtt_outbox`; memory without one).
+    pub db: Option<Arc<Db>>,
+    /// Where `GET /api/v1/mqtt` reads the link's counters (`None`: not served).
+    pub status: Option<Arc<MqttStatus>>,
 }
 
 impl std::fmt::Debug for MqttLinks {
@@ -74,42 +86,6 @@ pub enum MqttError {
     },
 }
 
-/// Counters of the link.
-#[derive(Debug, Default)]
-struct Counters {
-    connected: AtomicBool,
-    connections: AtomicU64,
-    connect_failures: AtomicU64,
-    commands: AtomicU64,
-    refused: AtomicU64,
-    ignored: AtomicU64,
-}
-
-/// A snapshot of the link's counters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MqttStats {
-    /// Connected now.
-    pub connected: bool,
-    /// Connections made (1 + reconnections).
-    pub connections: u64,
-    /// Failed connection attempts and lost connections.
-    pub connect_failures: u64,
-    /// Commands dispatched to the router.
-    pub commands: u64,
-    /// Commands refused before the router (retained, no response topic, ...).
-    pub refused: u64,
-    /// Messages outside the site's command topics, ignored.
-    pub ignored: u64,
-    /// Telemetry dropped by the outbox (oldest first).
-    pub telemetry_dropped: u64,
-    /// Telemetry replaced by a newer value of its topic while waiting.
-    pub telemetry_superseded: u64,
-    /// Answers dropped (answer queue full).
-    pub replies_dropped: u64,
-    /// Messages not sent because their expiry passed while they waited.
-    pub expired: u64,
-}
-
 /// The running MQTT link. Dropping it leaves it running for as long as the runtime runs;
 /// [`Mqtt::stop`] publishes `offline` and disconnects.
 #[derive(Debug)]
@@ -119,6 +95,7 @@ pub struct Mqtt {
     others: Vec<JoinHandle<()>>,
     counters: Arc<Counters>,
     outbox: Arc<Outbox>,
+    buffer: Arc<HistoryBuffer>,
 }
 
 /// What the tasks share.
@@ -126,6 +103,7 @@ struct Shared {
     topics: Topics,
     router: Router,
     outbox: Arc<Outbox>,
+    buffer: Arc<HistoryBuffer>,
     counters: Arc<Counters>,
     audit: Option<LoopAudit>,
 }
@@ -139,14 +117,27 @@ impl Mqtt {
     pub fn start(config: &MqttConfig, links: MqttLinks) -> Result<Self, MqttError> {
         config.validate()?;
         let topics = Topics::new(config.root());
-        let options = options(config, &topics)?;
+        let options = options(config, &topics, false)?;
+        let resend = Resend {
+            options: self::options(config, &topics, true)?,
+            topic: topics.history(),
+            buffer: Arc::new(HistoryBuffer::new(links.db, config.buffer_rows)),
+            slice_rows: config.slice_rows,
+            jitter: config.resend_jitter,
+        };
+        let buffer = resend.buffer.clone();
         let (client, eventloop) = AsyncClient::new(options, CLIENT_CHANNEL);
         let outbox = Arc::new(Outbox::new(config.queue, REPLY_QUEUE));
         let counters = Arc::new(Counters::default());
+        if let Some(s) = &links.status {
+            let probe = Probe { counters: counters.clone(), outbox: outbox.clone(), buffer: buffer.clone() };
+            s.fill(probe);
+        }
         let shared = Arc::new(Shared {
             topics,
             router: links.router,
             outbox: outbox.clone(),
+            buffer: buffer.clone(),
             counters: counters.clone(),
             audit: links.audit,
         });
@@ -159,8 +150,10 @@ impl Mqtt {
                 shared.clone(),
                 config.publish_every,
                 config.expiry,
+                ready.clone(),
                 stopped.clone(),
             )),
+            tokio::spawn(super::resend::run(resend, ready.clone(), stopped.clone())),
             tokio::spawn(run_sender(client.clone(), outbox.clone(), ready, stopped.clone())),
             tokio::spawn(run_commands(cmd_rx, shared.clone())),
         ];
@@ -171,26 +164,13 @@ impl Mqtt {
             ready: ready_tx,
         };
         let events = tokio::spawn(run_events(eventloop, on_connect, shared, cmd_tx, stopped));
-        Ok(Self { stop, events, others, counters, outbox })
+        Ok(Self { stop, events, others, counters, outbox, buffer })
     }
 
     /// The counters now.
     #[must_use]
     pub fn stats(&self) -> MqttStats {
-        let c = &self.counters;
-        let o = self.outbox.stats();
-        MqttStats {
-            connected: c.connected.load(Ordering::Relaxed),
-            connections: c.connections.load(Ordering::Relaxed),
-            connect_failures: c.connect_failures.load(Ordering::Relaxed),
-            commands: c.commands.load(Ordering::Relaxed),
-            refused: c.refused.load(Ordering::Relaxed),
-            ignored: c.ignored.load(Ordering::Relaxed),
-            telemetry_dropped: o.telemetry_dropped.load(Ordering::Relaxed),
-            telemetry_superseded: o.telemetry_superseded.load(Ordering::Relaxed),
-            replies_dropped: o.replies_dropped.load(Ordering::Relaxed),
-            expired: o.expired.load(Ordering::Relaxed),
-        }
+        snapshot(&self.counters, &self.outbox, &self.buffer)
     }
 
     /// Publish `offline` (retained), disconnect cleanly (the broker then does not send the last
@@ -216,12 +196,17 @@ impl Mqtt {
     }
 }
 
-fn options(config: &MqttConfig, topics: &Topics) -> Result<MqttOptions, MqttError> {
-    let mut o = MqttOptions::new(config.client_id.clone(), config.broker.host.clone(), config.broker.port);
+/// The options of the main connection, or (`history`) of the resend's own connection: client
+/// id `<client id>-history`, no last will (its end says nothing about the site).
+fn options(config: &MqttConfig, topics: &Topics, history: bool) -> Result<MqttOptions, MqttError> {
+    let id = if history { format!("{}-history", config.client_id) } else { config.client_id.clone() };
+    let mut o = MqttOptions::new(id, config.broker.host.clone(), config.broker.port);
     o.set_keep_alive(config.keepalive);
     o.set_clean_start(true);
     o.set_max_packet_size(Some(MAX_PACKET));
-    o.set_last_will(LastWill::new(topics.status(), "offline", QoS::AtLeastOnce, true, None));
+    if !history {
+        o.set_last_will(LastWill::new(topics.status(), "offline", QoS::AtLeastOnce, true, None));
+    }
     if let Some(tls) = &config.tls {
         let read = |path: &std::path::Path| {
             std::fs::read(path).map_err(|error| MqttError::File { path: path.to_path_buf(), error })
@@ -234,14 +219,6 @@ fn options(config: &MqttConfig, topics: &Topics) -> Result<MqttOptions, MqttErro
         o.set_transport(rumqttc::Transport::tls(ca, client, None));
     }
     Ok(o)
-}
-
-/// The connection's generation (bumped on every connect and every loss) and whether it is
-/// subscribed and announced (only then does the sender publish).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Ready {
-    generation: u64,
-    ready: bool,
 }
 
 struct OnConnect {
@@ -524,6 +501,7 @@ async fn run_telemetry(
     shared: Arc<Shared>,
     every: Duration,
     expiry: Duration,
+    ready: watch::Receiver<Ready>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut diff = SafetyDiff::default();
@@ -540,6 +518,13 @@ async fn run_telemetry(
                 }
                 for m in telemetry(t, &v, expiry) {
                     shared.outbox.push(Class::Telemetry, m);
+                }
+                // The broker is away: the batch is kept for the resend on `history` (the live
+                // retained state above is only the newest value per topic).
+                if !ready.borrow().ready {
+                    if let Some(entry) = history_entry(&v) {
+                        shared.buffer.push(entry);
+                    }
                 }
             }
             changed = view.changed() => {

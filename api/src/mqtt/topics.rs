@@ -44,6 +44,13 @@ impl Topics {
         format!("{}/events", self.root)
     }
 
+    /// `<prefix>/<site>/history`: telemetry taken during a broker outage, resent in slices
+    /// after it (not retained: it never replaces the live state).
+    #[must_use]
+    pub fn history(&self) -> String {
+        format!("{}/history", self.root)
+    }
+
     /// The command subscription, `<prefix>/<site>/cmd/+`.
     #[must_use]
     pub fn commands(&self) -> String {
@@ -77,6 +84,16 @@ pub fn telemetry(topics: &Topics, view: &SiteView, expiry: Duration) -> Vec<Mess
         return Vec::new();
     }
     view.channels.iter().map(|(c, v)| state_message(topics, c, v, expiry)).collect()
+}
+
+/// One batch for the outage buffer: `{"timestamp": <the view's time>, "samples": 1,
+/// "currentData": {channel: value}}` (`None` before the loop's first cycle).
+#[must_use]
+pub fn history_entry(view: &SiteView) -> Option<Value> {
+    let at = view.at?;
+    let data: serde_json::Map<String, Value> =
+        view.channels.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+    Some(json!({ "timestamp": at.to_string(), "samples": 1, "currentData": data }))
 }
 
 /// Finds what changed between two views that must never be lost: the state, and events the

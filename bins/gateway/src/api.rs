@@ -260,6 +260,7 @@ pub(crate) async fn start(opts: ApiStart, trigger: EStopTrigger) -> Result<LoopA
     // The Modbus server's control writes go through the router with a token of their own
     // (named `modbus-server`, the audit actor), made here and never shown.
     let (tokens, modbus_token, admin_token) = modbus_tokens(opts.tokens, opts.modbus.as_ref())?;
+    let mqtt_status = opts.mqtt.as_ref().map(|_| ems_api::mqtt::MqttStatus::new());
     let config = ServerConfig {
         listen: opts.listen,
         tokens,
@@ -286,6 +287,7 @@ pub(crate) async fn start(opts: ApiStart, trigger: EStopTrigger) -> Result<LoopA
         economics: opts.economics,
         grid_services: opts.grid_services,
         cloud: cloud.as_ref().map(|(_, _, s)| s.clone()),
+        mqtt: mqtt_status.clone(),
         internal_tokens,
         island: opts.island.clone(),
         ..ServerConfig::default()
@@ -301,6 +303,8 @@ pub(crate) async fn start(opts: ApiStart, trigger: EStopTrigger) -> Result<LoopA
                 router: router.clone(),
                 view: handles.view.subscribe(),
                 audit: Some(handles.audit.clone()),
+                db: handles.db.clone(),
+                status: mqtt_status,
             };
             let link =
                 ems_api::mqtt::Mqtt::start(m, links).map_err(|e| LiveError::Devices(format!("MQTT: {e}")))?;

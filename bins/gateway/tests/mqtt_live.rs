@@ -1,7 +1,7 @@
 //! `--mqtt` on the built-in simulated site (issue #14 item 6) against a real Mosquitto: birth and
 //! retained state with expiry under `ems/sim`, an E-stop and a reset by MQTT answered with their
 //! correlation data, and the last will `offline` when the gateway is killed (SIGKILL, no
-//! DISCONNECT). Needs `EMS_MOSQUITTO` (set by `scripts/test`); skipped otherwise.
+//! DISCONNECT); `GET /api/v1/mqtt` with the link's counters. Needs `EMS_MOSQUITTO` (set by `scripts/test`); skipped otherwise.
 // Test code: a failed unwrap or panic is a failed test with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -119,6 +119,13 @@ async fn the_simulated_site_on_mqtt_answers_commands_and_leaves_a_last_will() {
     let a = next_on(&mut rx, "me/answers", 20).await;
     let v: serde_json::Value = serde_json::from_slice(&a.payload).unwrap();
     assert_eq!((v["ok"].clone(), v["body"]["state"].clone()), (true.into(), "IDLE".into()), "{v}");
+    // The link's counters and its outage buffer on the API.
+    let (code, st) = tokio::task::block_in_place(|| support::http(&g, "GET", "/api/v1/mqtt", None, true));
+    assert_eq!(code, 200, "{st}");
+    assert_eq!((st["connected"].clone(), st["buffer_rows"].clone()), (true.into(), 20_000.into()), "{st}");
+    for key in ["buffered", "buffer_merged", "buffer_dropped", "resent", "commands", "refused"] {
+        assert!(st[key].is_u64(), "{key} in {st}");
+    }
 
     // Killed (SIGKILL): no DISCONNECT, the broker publishes the last will.
     drop(g);

@@ -36,6 +36,8 @@ pub(crate) struct ModbusServerSection {
     pub serial: Option<Spanned<String>>,
     /// Most connections at once (1..=256, default 16).
     pub max_connections: Option<Spanned<i64>>,
+    /// A connection without a request for this long is closed, s (1..=86400, default 60).
+    pub idle_timeout_s: Option<Spanned<i64>>,
 }
 
 /// `[modbus_server]`, validated.
@@ -74,6 +76,7 @@ pub(super) fn modbus_server(
     let revert_max_s = int("revert_max_s", &m.revert_max_s, 1, 86_400, 3600, " s")?;
     let revert_s = int("revert_s", &m.revert_s, 1, revert_max_s.min(3600), 60, " s")?;
     let max_connections = int("max_connections", &m.max_connections, 1, 256, 16, "")?;
+    let idle_timeout_s = int("idle_timeout_s", &m.idle_timeout_s, 1, 86_400, 60, " s")?;
     let defaults = ModbusServerConfig::default();
     let allow = match &m.allow {
         None => defaults.allow.clone(),
@@ -125,6 +128,7 @@ pub(super) fn modbus_server(
             revert_max: Duration::from_secs(revert_max_s),
             writable,
             max_connections: usize::try_from(max_connections).unwrap_or(16),
+            idle_timeout: Duration::from_secs(idle_timeout_s),
             identity,
         },
         role,
@@ -164,11 +168,12 @@ mod tests {
     #[test]
     fn a_full_section_is_read_and_bad_values_name_their_field() {
         let c = with(
-            "[modbus_server]\nlisten = \"0.0.0.0:502\"\nread_only_listen = \"0.0.0.0:1502\"\nunit_id = 3\nallow = [\"10.0.0.0/8\"]\nrevert_s = 30\nwritable = [\"WSet\"]\nrole = \"admin\"\n",
+            "[modbus_server]\nlisten = \"0.0.0.0:502\"\nread_only_listen = \"0.0.0.0:1502\"\nunit_id = 3\nallow = [\"10.0.0.0/8\"]\nrevert_s = 30\nwritable = [\"WSet\"]\nrole = \"admin\"\nidle_timeout_s = 120\n",
         );
         let m = c.unwrap().modbus_server.unwrap();
         assert_eq!(m.config.unit_id, 3);
         assert_eq!(m.config.revert_default.as_secs(), 30);
+        assert_eq!(m.config.idle_timeout.as_secs(), 120);
         assert!(m.config.writable.wset && !m.config.writable.wmax_lim_pct && !m.config.writable.heartbeat);
         assert_eq!(m.role, ems_api::auth::Role::Admin);
         for (bad, field) in [
@@ -178,6 +183,7 @@ mod tests {
             ("listen = \"0.0.0.0:502\"\nwritable = [\"WMax\"]", "modbus_server.writable"),
             ("listen = \"0.0.0.0:502\"\nrevert_s = 0", "modbus_server.revert_s"),
             ("listen = \"0.0.0.0:502\"\nrole = \"provider\"", "modbus_server.role"),
+            ("listen = \"0.0.0.0:502\"\nidle_timeout_s = 0", "modbus_server.idle_timeout_s"),
         ] {
             let e = with(&format!("[modbus_server]\n{bad}\n")).unwrap_err().to_string();
             assert!(e.contains(field), "{bad}: {e}");

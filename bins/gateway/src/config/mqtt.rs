@@ -1,5 +1,6 @@
 //! `[mqtt]`: the MQTT link (issue #14) — broker URL, topic prefix and site id, client id, TLS
-//! files, keep-alive, outbox bound, publish period, message expiry, Home Assistant discovery.
+//! files, keep-alive, outbox bound, publish period, message expiry, Home Assistant discovery,
+//! and the outage buffer (`buffer_rows`, `slice_rows`, `resend_jitter_s`).
 //! The values are checked by `ems_api::mqtt::MqttConfig::validate`; errors are placed at the
 //! line of the key they name.
 
@@ -39,6 +40,12 @@ pub(crate) struct MqttSection {
     pub expiry_s: Option<Spanned<f64>>,
     /// Home Assistant MQTT discovery (default false).
     pub home_assistant: Option<Spanned<bool>>,
+    /// Telemetry batches kept during a broker outage (10..=1000000, default 20000).
+    pub buffer_rows: Option<Spanned<i64>>,
+    /// Batches per resent slice on `<prefix>/<site>/history` (1..=1000, default 100).
+    pub slice_rows: Option<Spanned<i64>>,
+    /// Largest random delay before the resend after a reconnection, s (0..=3600, default 60).
+    pub resend_jitter_s: Option<Spanned<f64>>,
 }
 
 /// `[mqtt]`, validated. `site_name`: `[site] name`, the default site id.
@@ -124,6 +131,18 @@ pub(super) fn mqtt(
         }
     }
     c.home_assistant = m.home_assistant.as_ref().is_some_and(|h| *h.get_ref());
+    if let Some(v) = &m.buffer_rows {
+        // 10..=1000000 fits any usize.
+        c.buffer_rows = usize::try_from(ctx.int("mqtt.buffer_rows", v, 10, 1_000_000, "")?)
+            .unwrap_or(MqttConfig::DEFAULT_BUFFER_ROWS);
+    }
+    if let Some(v) = &m.slice_rows {
+        c.slice_rows = usize::try_from(ctx.int("mqtt.slice_rows", v, 1, 1000, "")?)
+            .unwrap_or(MqttConfig::DEFAULT_SLICE_ROWS);
+    }
+    if let Some(v) = &m.resend_jitter_s {
+        c.resend_jitter = Duration::from_secs_f64(ctx.number("mqtt.resend_jitter_s", v, 0.0, 3600.0, "s")?);
+    }
     c.validate().map_err(placed)?;
     Ok(c)
 }
@@ -148,13 +167,14 @@ mod tests {
         let c = with("[mqtt]\nurl = \"mqtt://127.0.0.1:1883\"\n").unwrap().mqtt.unwrap();
         assert_eq!((c.prefix.as_str(), c.broker.port, c.expiry.as_secs()), ("ems", 1883, 15));
         assert!(!c.site.is_empty() && !c.site.contains(' '));
-        let c = with("[mqtt]\nurl = \"mqtts://broker:8883\"\nprefix = \"fleet/eu\"\nsite_id = \"s1\"\nca_file = \"ca.pem\"\ncert_file = \"c.pem\"\nkey_file = \"k.pem\"\npublish_every_s = 1\nexpiry_s = 10\nhome_assistant = true\n")
+        let c = with("[mqtt]\nurl = \"mqtts://broker:8883\"\nprefix = \"fleet/eu\"\nsite_id = \"s1\"\nca_file = \"ca.pem\"\ncert_file = \"c.pem\"\nkey_file = \"k.pem\"\npublish_every_s = 1\nexpiry_s = 10\nhome_assistant = true\nbuffer_rows = 500\nslice_rows = 20\nresend_jitter_s = 2.5\n")
             .unwrap()
             .mqtt
             .unwrap();
         assert_eq!(c.root(), "fleet/eu/s1");
         assert_eq!(c.tls.unwrap().ca, Path::new("/site/ca.pem"));
         assert_eq!((c.expiry.as_secs(), c.home_assistant), (10, true));
+        assert_eq!((c.buffer_rows, c.slice_rows, c.resend_jitter.as_millis()), (500, 20, 2500));
         assert!(with("").unwrap().mqtt.is_none());
     }
 
@@ -171,5 +191,9 @@ mod tests {
         assert!(e.contains("mqtt.expiry_s"), "{e}");
         let e = err("[mqtt]\nurl = \"mqtt://x\"\nqueue = 2\n");
         assert!(e.contains("mqtt.queue") && e.contains('2'), "{e}");
+        let e = err("[mqtt]\nurl = \"mqtt://x\"\nbuffer_rows = 3\n");
+        assert!(e.contains("mqtt.buffer_rows") && e.contains('3'), "{e}");
+        let e = err("[mqtt]\nurl = \"mqtt://x\"\nresend_jitter_s = 7200\n");
+        assert!(e.contains("mqtt.resend_jitter_s") && e.contains("7200"), "{e}");
     }
 }
