@@ -1,0 +1,688 @@
+//! [`CentralSystem`]: the accept loop and one task per charge point connection.
+//!
+//! Every connection runs in its own task with its own bounded command queue, so a slow or
+//! malicious charge point cannot block another one. Frames over `max_frame_bytes` are refused
+//! by the WebSocket layer (the connection is closed), more than `max_messages_per_second`
+//! messages in one second close the connection, and every malformed message is answered with a
+//! CALLERROR (`FormationViolation`, `ProtocolError`, `NotImplemented`) until `max_malformed` of
+//! them close the connection.
+
+use super::messages::{
+    AuthorizeReq, BootNotificationReq, Frame, FrameError, MeterValuesReq, StartTransactionReq,
+    StatusNotificationReq, StopTransactionReq,
+};
+use super::point::{lock, OcppEvse, Point, Request};
+use super::{rfc3339_now, SUBPROTOCOL};
+use crate::evse::events::{EvseEvent, EvseEventLog};
+use crate::evse::types::{DeciAmps, Phases};
+use crate::wrappers::ConfigError;
+use ems_core::{Millis, Watts};
+use futures_util::{SinkExt, StreamExt};
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::handshake::server::{
+    ErrorResponse, Request as HsRequest, Response as HsResponse,
+};
+use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+/// The central system's configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CentralSystemConfig {
+    /// How many charge points may be known at once (connections beyond are refused).
+    pub max_charge_points: usize,
+    /// The largest WebSocket frame and message accepted, in bytes.
+    pub max_frame_bytes: usize,
+    /// Heartbeat interval sent in BootNotification.conf (s); a charge point silent for twice
+    /// this plus 10 s is taken offline.
+    pub heartbeat_interval_secs: u32,
+    /// How long a call waits for the charge point's answer.
+    pub call_timeout: Duration,
+    /// How long the WebSocket handshake may take.
+    pub handshake_timeout: Duration,
+    /// More messages than this within one second close the connection.
+    pub max_messages_per_second: u32,
+    /// More malformed messages than this (per connection) close it.
+    pub max_malformed: u32,
+    /// Depth of each charge point's command queue.
+    pub queue_depth: usize,
+    /// Duration of each limit profile (s): the lease; when not renewed, the fallback applies.
+    pub lease_secs: u32,
+    /// The fallback current (TxDefaultProfile at stack level 0).
+    pub fallback_current: DeciAmps,
+    /// The station maximum (ChargePointMaxProfile).
+    pub station_max: DeciAmps,
+    /// The minimum charging current (reported in the capabilities).
+    pub min_current: DeciAmps,
+    /// The phases the charge points are wired with.
+    pub phases: Phases,
+    /// How long after a 0 A command the meter values may still show power.
+    pub zero_grace: Millis,
+    /// Power above which a charge point at 0 A is still charging.
+    pub zero_power_threshold: Watts,
+    /// Id tags accepted by Authorize/StartTransaction (`None`: any).
+    pub id_tags: Option<Vec<String>>,
+}
+
+impl Default for CentralSystemConfig {
+    fn default() -> Self {
+        Self {
+            max_charge_points: 32,
+            max_frame_bytes: 64 * 1024,
+            heartbeat_interval_secs: 300,
+            call_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(10),
+            max_messages_per_second: 20,
+            max_malformed: 10,
+            queue_depth: 8,
+            lease_secs: 60,
+            fallback_current: DeciAmps::from_tenths(60).unwrap_or(DeciAmps::ZERO),
+            station_max: DeciAmps::from_tenths(160).unwrap_or(DeciAmps::ZERO),
+            min_current: DeciAmps::from_tenths(60).unwrap_or(DeciAmps::ZERO),
+            phases: Phases::Three,
+            zero_grace: Millis::from_secs(10),
+            zero_power_threshold: ems_core::watts!(100.0),
+            id_tags: None,
+        }
+    }
+}
+
+fn usize_f64(v: usize) -> f64 {
+    // Only for error messages.
+    #[allow(clippy::cast_precision_loss)]
+    let x = v as f64;
+    x
+}
+
+impl CentralSystemConfig {
+    /// Check every field.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the first field that is not acceptable and its value.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=10_000).contains(&self.max_charge_points) {
+            return Err(ConfigError::new(
+                "max_charge_points",
+                usize_f64(self.max_charge_points),
+                "must be 1..=10000",
+            ));
+        }
+        if !(1024..=16 * 1024 * 1024).contains(&self.max_frame_bytes) {
+            return Err(ConfigError::new(
+                "max_frame_bytes",
+                usize_f64(self.max_frame_bytes),
+                "must be 1 KiB ..= 16 MiB",
+            ));
+        }
+        if self.heartbeat_interval_secs == 0 {
+            return Err(ConfigError::new("heartbeat_interval_secs", 0.0, "must be > 0 s"));
+        }
+        if self.call_timeout.is_zero() || self.handshake_timeout.is_zero() {
+            return Err(ConfigError::new(
+                "call_timeout",
+                0.0,
+                "call_timeout and handshake_timeout must be > 0",
+            ));
+        }
+        if self.max_messages_per_second == 0 {
+            return Err(ConfigError::new("max_messages_per_second", 0.0, "must be > 0"));
+        }
+        if !(1..=1024).contains(&self.queue_depth) {
+            return Err(ConfigError::new("queue_depth", usize_f64(self.queue_depth), "must be 1..=1024"));
+        }
+        if self.lease_secs == 0 {
+            return Err(ConfigError::new("lease_secs", 0.0, "must be > 0 s"));
+        }
+        if self.min_current.is_zero() || self.min_current > self.station_max {
+            return Err(ConfigError::new(
+                "min_current",
+                f64::from(self.min_current.as_f32()),
+                "must be > 0 A and not above station_max",
+            ));
+        }
+        let fb = self.fallback_current;
+        if !fb.is_zero() && !(self.min_current..=self.station_max).contains(&fb) {
+            return Err(ConfigError::new(
+                "fallback_current",
+                f64::from(fb.as_f32()),
+                "must be 0 A or inside min_current ..= station_max",
+            ));
+        }
+        if self.zero_power_threshold.get() <= 0.0 {
+            return Err(ConfigError::new(
+                "zero_power_threshold",
+                f64::from(self.zero_power_threshold.get()),
+                "must be > 0 W",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// State shared by the accept loop, the connection tasks and the handles.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: CentralSystemConfig,
+    points: Mutex<HashMap<String, Arc<Point>>>,
+    events: Mutex<EvseEventLog>,
+    tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+    closers: Mutex<HashMap<String, Arc<Notify>>>,
+    start: Instant,
+    next_tx: AtomicI32,
+}
+
+impl Shared {
+    pub(crate) fn now(&self) -> Millis {
+        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        Millis::new(ms)
+    }
+
+    pub(crate) fn event(&self, e: EvseEvent) {
+        let now = self.now();
+        lock(&self.events).push(now, e);
+    }
+}
+
+/// The OCPP 1.6J central system.
+#[derive(Debug)]
+pub struct CentralSystem {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    accept: JoinHandle<()>,
+}
+
+impl Drop for CentralSystem {
+    fn drop(&mut self) {
+        self.accept.abort();
+        for t in lock(&self.shared.tasks).drain(..) {
+            t.abort();
+        }
+    }
+}
+
+impl CentralSystem {
+    /// Bind `addr` and start accepting charge points (on the current tokio runtime).
+    ///
+    /// # Errors
+    /// `std::io::Error` when the address cannot be bound; an invalid config is
+    /// `ErrorKind::InvalidInput` with the [`ConfigError`] text.
+    pub async fn bind(addr: SocketAddr, config: CentralSystemConfig) -> std::io::Result<Self> {
+        config
+            .validate()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            config,
+            points: Mutex::new(HashMap::new()),
+            events: Mutex::new(EvseEventLog::default()),
+            tasks: Mutex::new(Vec::new()),
+            closers: Mutex::new(HashMap::new()),
+            start: Instant::now(),
+            next_tx: AtomicI32::new(1),
+        });
+        let s = Arc::clone(&shared);
+        let accept = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _peer)) = listener.accept().await else { continue };
+                let s2 = Arc::clone(&s);
+                let task = tokio::spawn(async move { serve(s2, stream).await });
+                let mut tasks = lock(&s.tasks);
+                tasks.retain(|t| !t.is_finished());
+                tasks.push(task.abort_handle());
+            }
+        });
+        Ok(Self { shared, addr, accept })
+    }
+
+    /// The address it listens on.
+    #[must_use]
+    pub const fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The charge point `id`, if it ever connected.
+    #[must_use]
+    pub fn charge_point(&self, id: &str) -> Option<OcppEvse> {
+        let point = lock(&self.shared.points).get(id).cloned()?;
+        Some(OcppEvse { point, shared: Arc::clone(&self.shared) })
+    }
+
+    /// The ids of the known charge points, sorted.
+    #[must_use]
+    pub fn ids(&self) -> Vec<String> {
+        let mut v: Vec<String> = lock(&self.shared.points).keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// Take the buffered events.
+    pub fn drain_events(&self) -> Vec<(Millis, EvseEvent)> {
+        lock(&self.shared.events).drain()
+    }
+
+    /// Close the connection of charge point `id` (the link is lost as far as it can tell).
+    pub fn disconnect(&self, id: &str) {
+        if let Some(n) = lock(&self.shared.closers).get(id) {
+            n.notify_one();
+        }
+    }
+
+    /// Monotonic time since the central system started.
+    #[must_use]
+    pub fn now(&self) -> Millis {
+        self.shared.now()
+    }
+}
+
+/// Accept only `/<id>` with a sane id and the `ocpp1.6` subprotocol.
+// The error type is fixed by tungstenite's `Callback` trait.
+#[allow(clippy::result_large_err)]
+fn check_handshake(
+    req: &HsRequest,
+    mut resp: HsResponse,
+    id_out: &mut Option<String>,
+) -> Result<HsResponse, ErrorResponse> {
+    let refuse = |code: StatusCode, why: &str| {
+        let mut r = ErrorResponse::new(Some(why.to_owned()));
+        *r.status_mut() = code;
+        r
+    };
+    let path = req.uri().path();
+    let id = path.strip_prefix('/').unwrap_or_default();
+    let id_ok = !id.is_empty()
+        && id.len() <= 48
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+    if !id_ok {
+        return Err(refuse(StatusCode::NOT_FOUND, "expected /<charge point id>"));
+    }
+    let offered = req
+        .headers()
+        .get_all("Sec-WebSocket-Protocol")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim() == SUBPROTOCOL);
+    if !offered {
+        return Err(refuse(StatusCode::BAD_REQUEST, "subprotocol ocpp1.6 required"));
+    }
+    resp.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static(SUBPROTOCOL));
+    *id_out = Some(id.to_owned());
+    Ok(resp)
+}
+
+/// Register the point, or `None` when the table is full.
+fn register(shared: &Shared, id: &str) -> Option<Arc<Point>> {
+    let mut points = lock(&shared.points);
+    if let Some(p) = points.get(id) {
+        return Some(Arc::clone(p));
+    }
+    if points.len() >= shared.config.max_charge_points {
+        return None;
+    }
+    let p = Arc::new(Point::new(id.to_owned()));
+    points.insert(id.to_owned(), Arc::clone(&p));
+    Some(p)
+}
+
+async fn serve(shared: Arc<Shared>, stream: TcpStream) {
+    let cfg = &shared.config;
+    let ws_config = WebSocketConfig::default()
+        .max_message_size(Some(cfg.max_frame_bytes))
+        .max_frame_size(Some(cfg.max_frame_bytes));
+    let mut id: Option<String> = None;
+    // The error type is fixed by tungstenite's `Callback` trait.
+    #[allow(clippy::result_large_err)]
+    let hs = tokio_tungstenite::accept_hdr_async_with_config(
+        stream,
+        |req: &HsRequest, resp: HsResponse| check_handshake(req, resp, &mut id),
+        Some(ws_config),
+    );
+    let ws = match tokio::time::timeout(cfg.handshake_timeout, hs).await {
+        Ok(Ok(ws)) => ws,
+        Ok(Err(e)) => {
+            shared.event(EvseEvent::OcppRefused {
+                id: id.unwrap_or_default(),
+                reason: format!("handshake: {e}"),
+            });
+            return;
+        }
+        Err(_) => {
+            shared.event(EvseEvent::OcppRefused {
+                id: id.unwrap_or_default(),
+                reason: "handshake timeout".to_owned(),
+            });
+            return;
+        }
+    };
+    let Some(id) = id else { return };
+    let Some(point) = register(&shared, &id) else {
+        shared.event(EvseEvent::OcppRefused { id, reason: "too many charge points".to_owned() });
+        return;
+    };
+    Connection::run(shared, point, ws).await;
+}
+
+/// A call in flight from the central system.
+struct Pending {
+    id: String,
+    deadline: Instant,
+    reply: Option<oneshot::Sender<Result<Value, super::OcppError>>>,
+}
+
+struct Connection {
+    shared: Arc<Shared>,
+    point: Arc<Point>,
+    ws: WebSocketStream<TcpStream>,
+    internal: VecDeque<Request>,
+    pending: Option<Pending>,
+    next_id: u64,
+    window_start: Instant,
+    window_count: u32,
+    malformed: u32,
+}
+
+enum Flow {
+    Continue,
+    Close(String),
+}
+
+impl Connection {
+    async fn run(shared: Arc<Shared>, point: Arc<Point>, ws: WebSocketStream<TcpStream>) {
+        let (tx, mut rx) = mpsc::channel(shared.config.queue_depth);
+        let closer = Arc::new(Notify::new());
+        // A new connection replaces an old one of the same id (a reconnecting charge point).
+        if let Some(old) = lock(&shared.closers).insert(point.id.clone(), Arc::clone(&closer)) {
+            old.notify_one();
+        }
+        let generation = {
+            let mut g = lock(&point.generation);
+            *g = g.wrapping_add(1);
+            *g
+        };
+        *lock(&point.sender) = Some(tx);
+        point.state().online = true;
+        shared.event(EvseEvent::OcppConnected { id: point.id.clone() });
+        let silence = Duration::from_secs(u64::from(shared.config.heartbeat_interval_secs) * 2 + 10);
+        let mut conn = Self {
+            shared: Arc::clone(&shared),
+            point: Arc::clone(&point),
+            ws,
+            internal: VecDeque::new(),
+            pending: None,
+            next_id: 0,
+            window_start: Instant::now(),
+            window_count: 0,
+            malformed: 0,
+        };
+        let reason = loop {
+            let deadline = conn.pending.as_ref().map(|p| p.deadline);
+            let idle = conn.pending.is_none();
+            let flow = tokio::select! {
+                msg = tokio::time::timeout(silence, conn.ws.next()) => match msg {
+                    Err(_) => Flow::Close("silent".to_owned()),
+                    Ok(None) => Flow::Close("closed".to_owned()),
+                    Ok(Some(Err(e))) => Flow::Close(format!("link error: {e}")),
+                    Ok(Some(Ok(m))) => conn.on_message(m).await,
+                },
+                req = rx.recv(), if idle && conn.internal.is_empty() => match req {
+                    Some(r) => conn.send_call(r).await,
+                    None => Flow::Close("handle closed".to_owned()),
+                },
+                () = async {}, if idle && !conn.internal.is_empty() => {
+                    match conn.internal.pop_front() {
+                        Some(r) => conn.send_call(r).await,
+                        None => Flow::Continue,
+                    }
+                },
+                () = sleep_until_opt(deadline) => {
+                    if let Some(p) = conn.pending.take() {
+                        if let Some(reply) = p.reply { let _ = reply.send(Err(super::OcppError::Timeout)); }
+                    }
+                    Flow::Continue
+                },
+                () = closer.notified() => Flow::Close("disconnected by the central system".to_owned()),
+            };
+            if let Flow::Close(r) = flow {
+                break r;
+            }
+        };
+        let _ = conn.ws.close(None).await;
+        if let Some(p) = conn.pending.take() {
+            if let Some(reply) = p.reply {
+                let _ = reply.send(Err(super::OcppError::Offline));
+            }
+        }
+        // Only the newest connection of this id marks it offline.
+        if *lock(&point.generation) == generation {
+            *lock(&point.sender) = None;
+            point.state().online = false;
+            lock(&shared.closers).remove(&point.id);
+            shared.event(EvseEvent::OcppOffline { id: point.id.clone() });
+        }
+        drop(reason);
+    }
+
+    async fn send_text(&mut self, text: String) -> Flow {
+        match self.ws.send(Message::text(text)).await {
+            Ok(()) => Flow::Continue,
+            Err(e) => Flow::Close(format!("send failed: {e}")),
+        }
+    }
+
+    async fn send_call(&mut self, req: Request) -> Flow {
+        self.next_id = self.next_id.wrapping_add(1);
+        let id = format!("cs-{}", self.next_id);
+        let frame = Frame::Call { id: id.clone(), action: req.action.to_owned(), payload: req.payload };
+        self.pending = Some(Pending {
+            id,
+            deadline: Instant::now() + self.shared.config.call_timeout,
+            reply: req.reply,
+        });
+        self.send_text(frame.to_text()).await
+    }
+
+    fn flood(&mut self) -> bool {
+        let now = Instant::now();
+        if now.duration_since(self.window_start) >= Duration::from_secs(1) {
+            self.window_start = now;
+            self.window_count = 0;
+        }
+        self.window_count = self.window_count.saturating_add(1);
+        self.window_count > self.shared.config.max_messages_per_second
+    }
+
+    async fn on_message(&mut self, msg: Message) -> Flow {
+        let text = match msg {
+            Message::Text(t) => t.to_string(),
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => return Flow::Continue,
+            Message::Close(_) => return Flow::Close("closed by the charge point".to_owned()),
+            Message::Binary(_) => {
+                return self
+                    .call_error(FrameError {
+                        id: "-1".to_owned(),
+                        code: "FormationViolation",
+                        description: "binary frames are not OCPP-J".to_owned(),
+                    })
+                    .await
+            }
+        };
+        if self.flood() {
+            let reason = "message flood".to_owned();
+            self.shared.event(EvseEvent::OcppRefused { id: self.point.id.clone(), reason: reason.clone() });
+            return Flow::Close(reason);
+        }
+        match Frame::parse(&text) {
+            Err(e) => self.call_error(e).await,
+            Ok(Frame::Call { id, action, payload }) => match self.handle_call(&action, payload) {
+                Ok(conf) => {
+                    let flow = self.send_text(Frame::CallResult { id, payload: conf }.to_text()).await;
+                    self.after_call(&action);
+                    flow
+                }
+                Err((code, description)) => self.call_error(FrameError { id, code, description }).await,
+            },
+            Ok(Frame::CallResult { id, payload }) => {
+                self.answer(&id, Ok(payload));
+                Flow::Continue
+            }
+            Ok(Frame::CallError { id, code, description }) => {
+                self.answer(&id, Err(super::OcppError::CallError { code, description }));
+                Flow::Continue
+            }
+        }
+    }
+
+    fn answer(&mut self, id: &str, result: Result<Value, super::OcppError>) {
+        if self.pending.as_ref().is_some_and(|p| p.id == id) {
+            if let Some(reply) = self.pending.take().and_then(|p| p.reply) {
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    async fn call_error(&mut self, e: FrameError) -> Flow {
+        self.malformed = self.malformed.saturating_add(1);
+        self.shared.event(EvseEvent::OcppCallError { id: self.point.id.clone(), code: e.code });
+        let flow = self
+            .send_text(
+                Frame::CallError { id: e.id, code: e.code.to_owned(), description: e.description }.to_text(),
+            )
+            .await;
+        if self.malformed > self.shared.config.max_malformed {
+            let reason = "too many malformed messages".to_owned();
+            self.shared.event(EvseEvent::OcppRefused { id: self.point.id.clone(), reason: reason.clone() });
+            return Flow::Close(reason);
+        }
+        flow
+    }
+
+    /// After answering a BootNotification, queue the fallback profiles.
+    fn after_call(&mut self, action: &str) {
+        if action == "BootNotification" {
+            let evse = OcppEvse { point: Arc::clone(&self.point), shared: Arc::clone(&self.shared) };
+            // The handle's calls go through this very task's queue, so run them from a
+            // separate task; the queue delivers them once the reply above is sent.
+            tokio::spawn(async move {
+                if evse.install_fallback().await.is_err() {
+                    evse.shared.event(EvseEvent::OcppProfileNotApplied {
+                        id: evse.point.id.clone(),
+                        commanded: evse.shared.config.fallback_current,
+                        reported: None,
+                    });
+                }
+            });
+        }
+    }
+
+    fn authorized(&self, tag: &str) -> bool {
+        self.shared.config.id_tags.as_ref().is_none_or(|tags| tags.iter().any(|t| t == tag))
+    }
+
+    fn handle_call(&mut self, action: &str, payload: Value) -> Result<Value, (&'static str, String)> {
+        let id = self.point.id.clone();
+        match action {
+            "BootNotification" => {
+                let req: BootNotificationReq = decode(payload)?;
+                {
+                    let mut st = self.point.state();
+                    st.booted = true;
+                    st.fallback_installed = false;
+                    st.vendor_model = Some((req.charge_point_vendor.clone(), req.charge_point_model.clone()));
+                }
+                self.shared.event(EvseEvent::OcppBooted {
+                    id,
+                    vendor: req.charge_point_vendor,
+                    model: req.charge_point_model,
+                });
+                Ok(json!({
+                    "status": "Accepted",
+                    "currentTime": rfc3339_now(),
+                    "interval": self.shared.config.heartbeat_interval_secs,
+                }))
+            }
+            "Heartbeat" => {
+                let mut st = self.point.state();
+                st.heartbeats = st.heartbeats.saturating_add(1);
+                Ok(json!({"currentTime": rfc3339_now()}))
+            }
+            "StatusNotification" => {
+                let req: StatusNotificationReq = decode(payload)?;
+                if req.connector_id == 1 {
+                    self.point.state().connector_status = Some(req.status.clone());
+                    let status = super::point::status_from_ocpp_pub(Some(&req.status));
+                    self.shared.event(EvseEvent::OcppStatus { id, status });
+                }
+                Ok(json!({}))
+            }
+            "MeterValues" => {
+                let req: MeterValuesReq = decode(payload)?;
+                let now = self.shared.now();
+                if let Some(power) = self.point.meter_values(&req, now, &self.shared) {
+                    self.shared.event(EvseEvent::OcppZeroIgnored { id, power });
+                }
+                Ok(json!({}))
+            }
+            "Authorize" => {
+                let req: AuthorizeReq = decode(payload)?;
+                let status = if self.authorized(&req.id_tag) { "Accepted" } else { "Invalid" };
+                Ok(json!({"idTagInfo": {"status": status}}))
+            }
+            "StartTransaction" => {
+                let req: StartTransactionReq = decode(payload)?;
+                if !self.authorized(&req.id_tag) {
+                    return Ok(json!({"transactionId": 0, "idTagInfo": {"status": "Invalid"}}));
+                }
+                let tx = self.shared.next_tx.fetch_add(1, Ordering::Relaxed);
+                {
+                    let mut st = self.point.state();
+                    st.transaction = Some(tx);
+                    // i64 Wh → f64: exact below 2^53 Wh.
+                    #[allow(clippy::cast_precision_loss)]
+                    let start = req.meter_start as f64;
+                    st.meter_start = Some(start);
+                    st.energy_register = Some(start);
+                }
+                self.shared.event(EvseEvent::OcppTransactionStarted { id, transaction: tx });
+                Ok(json!({"transactionId": tx, "idTagInfo": {"status": "Accepted"}}))
+            }
+            "StopTransaction" => {
+                let req: StopTransactionReq = decode(payload)?;
+                {
+                    let mut st = self.point.state();
+                    if st.transaction == Some(req.transaction_id) {
+                        st.transaction = None;
+                    }
+                    #[allow(clippy::cast_precision_loss)]
+                    let stop = req.meter_stop as f64;
+                    st.energy_register = Some(stop);
+                }
+                self.shared.event(EvseEvent::OcppTransactionStopped { id, transaction: req.transaction_id });
+                Ok(json!({"idTagInfo": {"status": "Accepted"}}))
+            }
+            _ => Err(("NotImplemented", format!("action {action} is not supported"))),
+        }
+    }
+}
+
+fn decode<T: DeserializeOwned>(payload: Value) -> Result<T, (&'static str, String)> {
+    serde_json::from_value(payload).map_err(|e| ("FormationViolation", e.to_string()))
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
