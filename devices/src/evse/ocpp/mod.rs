@@ -23,11 +23,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// The WebSocket subprotocol of OCPP 1.6J.
 pub const SUBPROTOCOL: &str = "ocpp1.6";
 
-/// Now as an RFC 3339 UTC timestamp (`2026-12-05T19:04:01Z`), for OCPP messages.
+/// Now as an RFC 3339 UTC timestamp with milliseconds (`2026-12-05T19:04:01.250Z`), for OCPP
+/// messages (a profile's start to the millisecond, so a lease of a few seconds is exact).
 #[must_use]
 pub fn rfc3339_now() -> String {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    rfc3339(secs)
+    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let s = rfc3339(d.as_secs());
+    format!("{}.{:03}Z", s.trim_end_matches('Z'), d.subsec_millis())
 }
 
 /// Seconds since the Unix epoch as an RFC 3339 UTC timestamp.

@@ -352,7 +352,9 @@ impl OcppEvse {
                 charging_rate_unit: "A".to_owned(),
                 charging_schedule_period: vec![ChargingSchedulePeriod {
                     start_period: 0,
-                    limit: f64::from(limit.as_f32()),
+                    // From tenths, so the JSON carries 6.3, not 6.300000190734863 (the schema wants a
+                    // multiple of 0.1).
+                    limit: f64::from(limit.tenths()) / 10.0,
                     number_phases: Some(self.shared.config.phases.count()),
                 }],
             },
