@@ -43,7 +43,11 @@ async fn send(ws: &mut Ws, v: &Value) {
 }
 
 async fn boot(ws: &mut Ws) {
-    send(ws, &json!([2, "b1", "BootNotification", {"chargePointVendor": "raw", "chargePointModel": "client"}])).await;
+    send(
+        ws,
+        &json!([2, "b1", "BootNotification", {"chargePointVendor": "raw", "chargePointModel": "client"}]),
+    )
+    .await;
     let conf = recv(ws).await.unwrap();
     assert_eq!(conf[0], 3);
     assert_eq!(conf[2]["status"], "Accepted");
@@ -135,7 +139,9 @@ async fn a_message_flood_closes_the_connection() {
     }
     assert!(answers <= 5, "{answers}");
     let events = cs.drain_events();
-    assert!(events.iter().any(|(_, e)| matches!(e, EvseEvent::OcppRefused { reason, .. } if reason == "message flood")));
+    assert!(events
+        .iter()
+        .any(|(_, e)| matches!(e, EvseEvent::OcppRefused { reason, .. } if reason == "message flood")));
 }
 
 #[tokio::test]
@@ -151,7 +157,8 @@ async fn too_many_charge_points_are_refused() {
 
 #[tokio::test]
 async fn a_silent_charge_point_does_not_block_another() {
-    let cfg = CentralSystemConfig { call_timeout: Duration::from_millis(500), ..CentralSystemConfig::default() };
+    let cfg =
+        CentralSystemConfig { call_timeout: Duration::from_millis(500), ..CentralSystemConfig::default() };
     let cs = bind(cfg).await;
     // `slow` boots, then never answers the central system's calls (the fallback profiles).
     let mut slow = connect(&cs, "/slow", Some("ocpp1.6")).await.unwrap();
@@ -202,10 +209,18 @@ async fn a_rejected_profile_is_reported_as_not_applied() {
     // The composite schedule says 6 A: the profile is not in force.
     let c = recv(&mut ws).await.unwrap();
     assert_eq!(c[2], "GetCompositeSchedule");
-    let schedule = json!({"chargingRateUnit": "A", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 6.0}]});
-    send(&mut ws, &json!([3, c[1].clone(), {"status": "Accepted", "connectorId": 1, "chargingSchedule": schedule}])).await;
+    let schedule =
+        json!({"chargingRateUnit": "A", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 6.0}]});
+    send(
+        &mut ws,
+        &json!([3, c[1].clone(), {"status": "Accepted", "connectorId": 1, "chargingSchedule": schedule}]),
+    )
+    .await;
     assert!(task.await.unwrap().is_err());
     let events = cs.drain_events();
-    assert!(events.iter().any(|(_, e)| matches!(e,
-        EvseEvent::OcppProfileNotApplied { reported: Some(r), .. } if r.tenths() == 60)), "{events:?}");
+    assert!(
+        events.iter().any(|(_, e)| matches!(e,
+        EvseEvent::OcppProfileNotApplied { reported: Some(r), .. } if r.tenths() == 60)),
+        "{events:?}"
+    );
 }

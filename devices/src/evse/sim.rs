@@ -122,8 +122,11 @@ impl SimEvse {
         if ev.soc.get() >= 100.0 {
             return DeciAmps::ZERO;
         }
-        let below_min = !self.enabled || self.applied < self.caps.min_current;
-        if below_min {
+        // Disabling opens the charger's contactor: that stops even a faulty charger.
+        if !self.enabled {
+            return DeciAmps::ZERO;
+        }
+        if self.applied < self.caps.min_current {
             return if self.fault == Some(SimEvseFault::IgnoresZero) { self.drawn } else { DeciAmps::ZERO };
         }
         self.applied.min(ev.onboard_max).min(self.caps.max_current)
