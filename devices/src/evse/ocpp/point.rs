@@ -1,18 +1,18 @@
 //! One charge point's state as the central system sees it, and [`OcppEvse`], the handle that
 //! drives it through the [`Evse`] trait.
 
+use super::hub::{lock, Hub};
 use super::messages::{
     sampled_in_base_unit, ChargingProfile, ChargingSchedule, ChargingSchedulePeriod, CompositeScheduleConf,
     MeterValuesReq, StatusConf,
 };
-use super::server::Shared;
 use crate::evse::events::EvseEvent;
 use crate::evse::types::{DeciAmps, EvseCapabilities, EvseReading, EvseStatus, Phases, NOMINAL_PHASE_VOLTS};
 use crate::evse::Evse;
 use crate::traits::{DeviceError, ErrorKind};
 use ems_core::{Amps, Millis, WattHours, Watts};
 use serde_json::{json, Value};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{mpsc, oneshot};
 
 /// Profile ids the central system uses (one of each per charge point).
@@ -130,12 +130,6 @@ pub(crate) struct Point {
     pub(crate) generation: Mutex<u64>,
 }
 
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding the lock cannot leave these plain data structs half-updated in a
-    // way that matters more than losing the charge point; keep serving.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 impl Point {
     pub(crate) fn new(id: String) -> Self {
         Self {
@@ -152,7 +146,7 @@ impl Point {
 
     /// Apply a MeterValues.req; returns the power when 0 A is in force past the grace time and
     /// the meter still shows charging (reported once per 0 A command).
-    pub(crate) fn meter_values(&self, req: &MeterValuesReq, now: Millis, shared: &Shared) -> Option<Watts> {
+    pub(crate) fn meter_values(&self, req: &MeterValuesReq, now: Millis, shared: &Hub) -> Option<Watts> {
         let mut st = self.state();
         st.meter_values = st.meter_values.saturating_add(1);
         let mut phase_current = [None::<f64>; 3];
@@ -205,7 +199,7 @@ impl Point {
 #[derive(Debug, Clone)]
 pub struct OcppEvse {
     pub(crate) point: Arc<Point>,
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) shared: Arc<Hub>,
 }
 
 fn status_from_ocpp(s: Option<&str>) -> EvseStatus {
@@ -348,7 +342,7 @@ impl OcppEvse {
             charging_profile_kind: "Absolute",
             charging_schedule: ChargingSchedule {
                 duration,
-                start_schedule: Some(super::rfc3339_now()),
+                start_schedule: Some(super::messages::rfc3339_now()),
                 charging_rate_unit: "A".to_owned(),
                 charging_schedule_period: vec![ChargingSchedulePeriod {
                     start_period: 0,

@@ -7,22 +7,23 @@
 //! CALLERROR (`FormationViolation`, `ProtocolError`, `NotImplemented`) until `max_malformed` of
 //! them close the connection.
 
+use super::config::CentralSystemConfig;
+use super::hub::{lock, Hub};
+use super::messages::{rfc3339_now, SUBPROTOCOL};
 use super::messages::{
     AuthorizeReq, BootNotificationReq, Frame, FrameError, MeterValuesReq, StartTransactionReq,
     StatusNotificationReq, StopTransactionReq,
 };
-use super::point::{lock, OcppEvse, Point, Request};
-use super::{rfc3339_now, SUBPROTOCOL};
-use crate::evse::events::{EvseEvent, EvseEventLog};
-use crate::evse::types::{DeciAmps, Phases};
-use crate::wrappers::ConfigError;
-use ems_core::{Millis, Watts};
+use super::point::OcppError;
+use super::point::{OcppEvse, Point, Request};
+use crate::evse::events::EvseEvent;
+use ems_core::Millis;
 use futures_util::{SinkExt, StreamExt};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
@@ -37,161 +38,13 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-/// The central system's configuration.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CentralSystemConfig {
-    /// How many charge points may be known at once (connections beyond are refused).
-    pub max_charge_points: usize,
-    /// The largest WebSocket frame and message accepted, in bytes.
-    pub max_frame_bytes: usize,
-    /// Heartbeat interval sent in BootNotification.conf (s); a charge point silent for twice
-    /// this plus 10 s is taken offline.
-    pub heartbeat_interval_secs: u32,
-    /// How long a call waits for the charge point's answer.
-    pub call_timeout: Duration,
-    /// How long the WebSocket handshake may take.
-    pub handshake_timeout: Duration,
-    /// More messages than this within one second close the connection.
-    pub max_messages_per_second: u32,
-    /// More malformed messages than this (per connection) close it.
-    pub max_malformed: u32,
-    /// Depth of each charge point's command queue.
-    pub queue_depth: usize,
-    /// Duration of each limit profile (s): the lease; when not renewed, the fallback applies.
-    pub lease_secs: u32,
-    /// The fallback current (TxDefaultProfile at stack level 0).
-    pub fallback_current: DeciAmps,
-    /// The station maximum (ChargePointMaxProfile).
-    pub station_max: DeciAmps,
-    /// The minimum charging current (reported in the capabilities).
-    pub min_current: DeciAmps,
-    /// The phases the charge points are wired with.
-    pub phases: Phases,
-    /// How long after a 0 A command the meter values may still show power.
-    pub zero_grace: Millis,
-    /// Power above which a charge point at 0 A is still charging.
-    pub zero_power_threshold: Watts,
-    /// Id tags accepted by Authorize/StartTransaction (`None`: any).
-    pub id_tags: Option<Vec<String>>,
-}
-
-impl Default for CentralSystemConfig {
-    fn default() -> Self {
-        Self {
-            max_charge_points: 32,
-            max_frame_bytes: 64 * 1024,
-            heartbeat_interval_secs: 300,
-            call_timeout: Duration::from_secs(10),
-            handshake_timeout: Duration::from_secs(10),
-            max_messages_per_second: 20,
-            max_malformed: 10,
-            queue_depth: 8,
-            lease_secs: 60,
-            fallback_current: DeciAmps::from_tenths(60).unwrap_or(DeciAmps::ZERO),
-            station_max: DeciAmps::from_tenths(160).unwrap_or(DeciAmps::ZERO),
-            min_current: DeciAmps::from_tenths(60).unwrap_or(DeciAmps::ZERO),
-            phases: Phases::Three,
-            zero_grace: Millis::from_secs(10),
-            zero_power_threshold: ems_core::watts!(100.0),
-            id_tags: None,
-        }
-    }
-}
-
-fn usize_f64(v: usize) -> f64 {
-    // Only for error messages.
-    #[allow(clippy::cast_precision_loss)]
-    let x = v as f64;
-    x
-}
-
-impl CentralSystemConfig {
-    /// Check every field.
-    ///
-    /// # Errors
-    /// [`ConfigError`] naming the first field that is not acceptable and its value.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        if !(1..=10_000).contains(&self.max_charge_points) {
-            return Err(ConfigError::new(
-                "max_charge_points",
-                usize_f64(self.max_charge_points),
-                "must be 1..=10000",
-            ));
-        }
-        if !(1024..=16 * 1024 * 1024).contains(&self.max_frame_bytes) {
-            return Err(ConfigError::new(
-                "max_frame_bytes",
-                usize_f64(self.max_frame_bytes),
-                "must be 1 KiB ..= 16 MiB",
-            ));
-        }
-        if self.heartbeat_interval_secs == 0 {
-            return Err(ConfigError::new("heartbeat_interval_secs", 0.0, "must be > 0 s"));
-        }
-        if self.call_timeout.is_zero() || self.handshake_timeout.is_zero() {
-            return Err(ConfigError::new(
-                "call_timeout",
-                0.0,
-                "call_timeout and handshake_timeout must be > 0",
-            ));
-        }
-        if self.max_messages_per_second == 0 {
-            return Err(ConfigError::new("max_messages_per_second", 0.0, "must be > 0"));
-        }
-        if !(1..=1024).contains(&self.queue_depth) {
-            return Err(ConfigError::new("queue_depth", usize_f64(self.queue_depth), "must be 1..=1024"));
-        }
-        if self.lease_secs == 0 {
-            return Err(ConfigError::new("lease_secs", 0.0, "must be > 0 s"));
-        }
-        if self.min_current.is_zero() || self.min_current > self.station_max {
-            return Err(ConfigError::new(
-                "min_current",
-                f64::from(self.min_current.as_f32()),
-                "must be > 0 A and not above station_max",
-            ));
-        }
-        let fb = self.fallback_current;
-        if !fb.is_zero() && !(self.min_current..=self.station_max).contains(&fb) {
-            return Err(ConfigError::new(
-                "fallback_current",
-                f64::from(fb.as_f32()),
-                "must be 0 A or inside min_current ..= station_max",
-            ));
-        }
-        if self.zero_power_threshold.get() <= 0.0 {
-            return Err(ConfigError::new(
-                "zero_power_threshold",
-                f64::from(self.zero_power_threshold.get()),
-                "must be > 0 W",
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// State shared by the accept loop, the connection tasks and the handles.
+/// What the accept loop and the connection tasks share beyond the [`Hub`].
 #[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) config: CentralSystemConfig,
+struct Shared {
+    hub: Arc<Hub>,
     points: Mutex<HashMap<String, Arc<Point>>>,
-    events: Mutex<EvseEventLog>,
     tasks: Mutex<Vec<tokio::task::AbortHandle>>,
     closers: Mutex<HashMap<String, Arc<Notify>>>,
-    start: Instant,
-    next_tx: AtomicI32,
-}
-
-impl Shared {
-    pub(crate) fn now(&self) -> Millis {
-        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
-        Millis::new(ms)
-    }
-
-    pub(crate) fn event(&self, e: EvseEvent) {
-        let now = self.now();
-        lock(&self.events).push(now, e);
-    }
 }
 
 /// The OCPP 1.6J central system.
@@ -224,13 +77,10 @@ impl CentralSystem {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
-            config,
+            hub: Arc::new(Hub::new(config)),
             points: Mutex::new(HashMap::new()),
-            events: Mutex::new(EvseEventLog::default()),
             tasks: Mutex::new(Vec::new()),
             closers: Mutex::new(HashMap::new()),
-            start: Instant::now(),
-            next_tx: AtomicI32::new(1),
         });
         let s = Arc::clone(&shared);
         let accept = tokio::spawn(async move {
@@ -256,7 +106,7 @@ impl CentralSystem {
     #[must_use]
     pub fn charge_point(&self, id: &str) -> Option<OcppEvse> {
         let point = lock(&self.shared.points).get(id).cloned()?;
-        Some(OcppEvse { point, shared: Arc::clone(&self.shared) })
+        Some(OcppEvse { point, shared: Arc::clone(&self.shared.hub) })
     }
 
     /// The ids of the known charge points, sorted.
@@ -269,7 +119,7 @@ impl CentralSystem {
 
     /// Take the buffered events.
     pub fn drain_events(&self) -> Vec<(Millis, EvseEvent)> {
-        lock(&self.shared.events).drain()
+        lock(&self.shared.hub.events).drain()
     }
 
     /// Close the connection of charge point `id` (the link is lost as far as it can tell).
@@ -282,7 +132,7 @@ impl CentralSystem {
     /// Monotonic time since the central system started.
     #[must_use]
     pub fn now(&self) -> Millis {
-        self.shared.now()
+        self.shared.hub.now()
     }
 }
 
@@ -328,7 +178,7 @@ fn register(shared: &Shared, id: &str) -> Option<Arc<Point>> {
     if let Some(p) = points.get(id) {
         return Some(Arc::clone(p));
     }
-    if points.len() >= shared.config.max_charge_points {
+    if points.len() >= shared.hub.config.max_charge_points {
         return None;
     }
     let p = Arc::new(Point::new(id.to_owned()));
@@ -337,7 +187,7 @@ fn register(shared: &Shared, id: &str) -> Option<Arc<Point>> {
 }
 
 async fn serve(shared: Arc<Shared>, stream: TcpStream) {
-    let cfg = &shared.config;
+    let cfg = &shared.hub.config;
     let ws_config = WebSocketConfig::default()
         .max_message_size(Some(cfg.max_frame_bytes))
         .max_frame_size(Some(cfg.max_frame_bytes));
@@ -352,14 +202,14 @@ async fn serve(shared: Arc<Shared>, stream: TcpStream) {
     let ws = match tokio::time::timeout(cfg.handshake_timeout, hs).await {
         Ok(Ok(ws)) => ws,
         Ok(Err(e)) => {
-            shared.event(EvseEvent::OcppRefused {
+            shared.hub.event(EvseEvent::OcppRefused {
                 id: id.unwrap_or_default(),
                 reason: format!("handshake: {e}"),
             });
             return;
         }
         Err(_) => {
-            shared.event(EvseEvent::OcppRefused {
+            shared.hub.event(EvseEvent::OcppRefused {
                 id: id.unwrap_or_default(),
                 reason: "handshake timeout".to_owned(),
             });
@@ -368,7 +218,7 @@ async fn serve(shared: Arc<Shared>, stream: TcpStream) {
     };
     let Some(id) = id else { return };
     let Some(point) = register(&shared, &id) else {
-        shared.event(EvseEvent::OcppRefused { id, reason: "too many charge points".to_owned() });
+        shared.hub.event(EvseEvent::OcppRefused { id, reason: "too many charge points".to_owned() });
         return;
     };
     Connection::run(shared, point, ws).await;
@@ -378,11 +228,11 @@ async fn serve(shared: Arc<Shared>, stream: TcpStream) {
 struct Pending {
     id: String,
     deadline: Instant,
-    reply: Option<oneshot::Sender<Result<Value, super::OcppError>>>,
+    reply: Option<oneshot::Sender<Result<Value, OcppError>>>,
 }
 
 struct Connection {
-    shared: Arc<Shared>,
+    hub: Arc<Hub>,
     point: Arc<Point>,
     ws: WebSocketStream<TcpStream>,
     internal: VecDeque<Request>,
@@ -400,7 +250,7 @@ enum Flow {
 
 impl Connection {
     async fn run(shared: Arc<Shared>, point: Arc<Point>, ws: WebSocketStream<TcpStream>) {
-        let (tx, mut rx) = mpsc::channel(shared.config.queue_depth);
+        let (tx, mut rx) = mpsc::channel(shared.hub.config.queue_depth);
         let closer = Arc::new(Notify::new());
         // A new connection replaces an old one of the same id (a reconnecting charge point).
         if let Some(old) = lock(&shared.closers).insert(point.id.clone(), Arc::clone(&closer)) {
@@ -413,10 +263,10 @@ impl Connection {
         };
         *lock(&point.sender) = Some(tx);
         point.state().online = true;
-        shared.event(EvseEvent::OcppConnected { id: point.id.clone() });
-        let silence = Duration::from_secs(u64::from(shared.config.heartbeat_interval_secs) * 2 + 10);
+        shared.hub.event(EvseEvent::OcppConnected { id: point.id.clone() });
+        let silence = Duration::from_secs(u64::from(shared.hub.config.heartbeat_interval_secs) * 2 + 10);
         let mut conn = Self {
-            shared: Arc::clone(&shared),
+            hub: Arc::clone(&shared.hub),
             point: Arc::clone(&point),
             ws,
             internal: VecDeque::new(),
@@ -448,7 +298,7 @@ impl Connection {
                 },
                 () = sleep_until_opt(deadline) => {
                     if let Some(p) = conn.pending.take() {
-                        if let Some(reply) = p.reply { let _ = reply.send(Err(super::OcppError::Timeout)); }
+                        if let Some(reply) = p.reply { let _ = reply.send(Err(OcppError::Timeout)); }
                     }
                     Flow::Continue
                 },
@@ -461,7 +311,7 @@ impl Connection {
         let _ = conn.ws.close(None).await;
         if let Some(p) = conn.pending.take() {
             if let Some(reply) = p.reply {
-                let _ = reply.send(Err(super::OcppError::Offline));
+                let _ = reply.send(Err(OcppError::Offline));
             }
         }
         // Only the newest connection of this id marks it offline.
@@ -469,7 +319,7 @@ impl Connection {
             *lock(&point.sender) = None;
             point.state().online = false;
             lock(&shared.closers).remove(&point.id);
-            shared.event(EvseEvent::OcppOffline { id: point.id.clone() });
+            shared.hub.event(EvseEvent::OcppOffline { id: point.id.clone() });
         }
         drop(reason);
     }
@@ -485,11 +335,8 @@ impl Connection {
         self.next_id = self.next_id.wrapping_add(1);
         let id = format!("cs-{}", self.next_id);
         let frame = Frame::Call { id: id.clone(), action: req.action.to_owned(), payload: req.payload };
-        self.pending = Some(Pending {
-            id,
-            deadline: Instant::now() + self.shared.config.call_timeout,
-            reply: req.reply,
-        });
+        self.pending =
+            Some(Pending { id, deadline: Instant::now() + self.hub.config.call_timeout, reply: req.reply });
         self.send_text(frame.to_text()).await
     }
 
@@ -500,7 +347,7 @@ impl Connection {
             self.window_count = 0;
         }
         self.window_count = self.window_count.saturating_add(1);
-        self.window_count > self.shared.config.max_messages_per_second
+        self.window_count > self.hub.config.max_messages_per_second
     }
 
     async fn on_message(&mut self, msg: Message) -> Flow {
@@ -520,7 +367,7 @@ impl Connection {
         };
         if self.flood() {
             let reason = "message flood".to_owned();
-            self.shared.event(EvseEvent::OcppRefused { id: self.point.id.clone(), reason: reason.clone() });
+            self.hub.event(EvseEvent::OcppRefused { id: self.point.id.clone(), reason: reason.clone() });
             return Flow::Close(reason);
         }
         match Frame::parse(&text) {
@@ -538,13 +385,13 @@ impl Connection {
                 Flow::Continue
             }
             Ok(Frame::CallError { id, code, description }) => {
-                self.answer(&id, Err(super::OcppError::CallError { code, description }));
+                self.answer(&id, Err(OcppError::CallError { code, description }));
                 Flow::Continue
             }
         }
     }
 
-    fn answer(&mut self, id: &str, result: Result<Value, super::OcppError>) {
+    fn answer(&mut self, id: &str, result: Result<Value, OcppError>) {
         if self.pending.as_ref().is_some_and(|p| p.id == id) {
             if let Some(reply) = self.pending.take().and_then(|p| p.reply) {
                 let _ = reply.send(result);
@@ -554,15 +401,15 @@ impl Connection {
 
     async fn call_error(&mut self, e: FrameError) -> Flow {
         self.malformed = self.malformed.saturating_add(1);
-        self.shared.event(EvseEvent::OcppCallError { id: self.point.id.clone(), code: e.code });
+        self.hub.event(EvseEvent::OcppCallError { id: self.point.id.clone(), code: e.code });
         let flow = self
             .send_text(
                 Frame::CallError { id: e.id, code: e.code.to_owned(), description: e.description }.to_text(),
             )
             .await;
-        if self.malformed > self.shared.config.max_malformed {
+        if self.malformed > self.hub.config.max_malformed {
             let reason = "too many malformed messages".to_owned();
-            self.shared.event(EvseEvent::OcppRefused { id: self.point.id.clone(), reason: reason.clone() });
+            self.hub.event(EvseEvent::OcppRefused { id: self.point.id.clone(), reason: reason.clone() });
             return Flow::Close(reason);
         }
         flow
@@ -571,7 +418,7 @@ impl Connection {
     /// After answering a BootNotification, queue the fallback profiles.
     fn after_call(&mut self, action: &str) {
         if action == "BootNotification" {
-            let evse = OcppEvse { point: Arc::clone(&self.point), shared: Arc::clone(&self.shared) };
+            let evse = OcppEvse { point: Arc::clone(&self.point), shared: Arc::clone(&self.hub) };
             // The handle's calls go through this very task's queue, so run them from a
             // separate task; the queue delivers them once the reply above is sent.
             tokio::spawn(async move {
@@ -587,7 +434,7 @@ impl Connection {
     }
 
     fn authorized(&self, tag: &str) -> bool {
-        self.shared.config.id_tags.as_ref().is_none_or(|tags| tags.iter().any(|t| t == tag))
+        self.hub.config.id_tags.as_ref().is_none_or(|tags| tags.iter().any(|t| t == tag))
     }
 
     fn handle_call(&mut self, action: &str, payload: Value) -> Result<Value, (&'static str, String)> {
@@ -601,7 +448,7 @@ impl Connection {
                     st.fallback_installed = false;
                     st.vendor_model = Some((req.charge_point_vendor.clone(), req.charge_point_model.clone()));
                 }
-                self.shared.event(EvseEvent::OcppBooted {
+                self.hub.event(EvseEvent::OcppBooted {
                     id,
                     vendor: req.charge_point_vendor,
                     model: req.charge_point_model,
@@ -609,7 +456,7 @@ impl Connection {
                 Ok(json!({
                     "status": "Accepted",
                     "currentTime": rfc3339_now(),
-                    "interval": self.shared.config.heartbeat_interval_secs,
+                    "interval": self.hub.config.heartbeat_interval_secs,
                 }))
             }
             "Heartbeat" => {
@@ -622,15 +469,15 @@ impl Connection {
                 if req.connector_id == 1 {
                     self.point.state().connector_status = Some(req.status.clone());
                     let status = super::point::status_from_ocpp_pub(Some(&req.status));
-                    self.shared.event(EvseEvent::OcppStatus { id, status });
+                    self.hub.event(EvseEvent::OcppStatus { id, status });
                 }
                 Ok(json!({}))
             }
             "MeterValues" => {
                 let req: MeterValuesReq = decode(payload)?;
-                let now = self.shared.now();
-                if let Some(power) = self.point.meter_values(&req, now, &self.shared) {
-                    self.shared.event(EvseEvent::OcppZeroIgnored { id, power });
+                let now = self.hub.now();
+                if let Some(power) = self.point.meter_values(&req, now, &self.hub) {
+                    self.hub.event(EvseEvent::OcppZeroIgnored { id, power });
                 }
                 Ok(json!({}))
             }
@@ -644,7 +491,7 @@ impl Connection {
                 if !self.authorized(&req.id_tag) {
                     return Ok(json!({"transactionId": 0, "idTagInfo": {"status": "Invalid"}}));
                 }
-                let tx = self.shared.next_tx.fetch_add(1, Ordering::Relaxed);
+                let tx = self.hub.next_tx.fetch_add(1, Ordering::Relaxed);
                 {
                     let mut st = self.point.state();
                     st.transaction = Some(tx);
@@ -654,7 +501,7 @@ impl Connection {
                     st.meter_start = Some(start);
                     st.energy_register = Some(start);
                 }
-                self.shared.event(EvseEvent::OcppTransactionStarted { id, transaction: tx });
+                self.hub.event(EvseEvent::OcppTransactionStarted { id, transaction: tx });
                 Ok(json!({"transactionId": tx, "idTagInfo": {"status": "Accepted"}}))
             }
             "StopTransaction" => {
@@ -668,7 +515,7 @@ impl Connection {
                     let stop = req.meter_stop as f64;
                     st.energy_register = Some(stop);
                 }
-                self.shared.event(EvseEvent::OcppTransactionStopped { id, transaction: req.transaction_id });
+                self.hub.event(EvseEvent::OcppTransactionStopped { id, transaction: req.transaction_id });
                 Ok(json!({"idTagInfo": {"status": "Accepted"}}))
             }
             _ => Err(("NotImplemented", format!("action {action} is not supported"))),
