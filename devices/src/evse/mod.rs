@@ -1,6 +1,6 @@
 //! EV chargers (EVSE): the [`Evse`] device trait, its vocabulary ([`types`]), the safety wrapper
 //! [`safe::SafeEvse`], the OCPP 1.6J central system ([`ocpp`]) whose charge points implement
-//! [`Evse`], and (feature `sim`) a simulated EV and charger ([`sim`]).
+//! [`Evse`], the Phoenix Contact EM-CP-PP-ETH Modbus driver ([`phoenix`]), and (feature `sim`) a simulated EV and charger ([`sim`]).
 //!
 //! A later loadpoint drives any of them the same way: read the status and meter, command a
 //! current limit in 0.1 A steps through [`safe::SafeEvse`], which clamps it to the circuit,
@@ -8,6 +8,7 @@
 
 pub mod events;
 pub mod ocpp;
+pub mod phoenix;
 pub mod safe;
 #[cfg(feature = "sim")]
 pub mod sim;
