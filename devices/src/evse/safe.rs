@@ -419,3 +419,20 @@ impl<E: Evse> SafeEvse<E> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Since;
+    use ems_core::Millis;
+
+    #[test]
+    fn a_mismatch_counts_only_while_it_lasts() {
+        let mut s = Since::default();
+        let w = Millis::new(1000);
+        assert!(!s.track(true, Millis::new(0), w));
+        assert!(!s.track(true, Millis::new(999), w));
+        assert!(!s.track(false, Millis::new(1000), w), "cleared");
+        assert!(!s.track(true, Millis::new(1500), w));
+        assert!(s.track(true, Millis::new(2500), w));
+    }
+}

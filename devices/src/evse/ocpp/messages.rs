@@ -336,3 +336,59 @@ pub fn sampled_in_base_unit(s: &SampledValue) -> Option<f64> {
     let k = matches!(s.unit.as_deref(), Some("kW" | "kWh"));
     Some(if k { v * 1000.0 } else { v })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests fail loudly
+    use super::{sampled_in_base_unit, Frame, SampledValue};
+
+    #[test]
+    fn frames_round_trip() {
+        let call = Frame::parse(
+            r#"[2,"19223201","BootNotification",{"chargePointVendor":"V","chargePointModel":"M"}]"#,
+        )
+        .unwrap();
+        assert!(
+            matches!(&call, Frame::Call { id, action, .. } if id == "19223201" && action == "BootNotification")
+        );
+        assert_eq!(Frame::parse(&call.to_text()).unwrap(), call);
+        let res = Frame::parse(r#"[3,"a",{"status":"Accepted"}]"#).unwrap();
+        assert_eq!(Frame::parse(&res.to_text()).unwrap(), res);
+        let err = Frame::parse(r#"[4,"a","NotImplemented","no",{}]"#).unwrap();
+        assert!(matches!(err, Frame::CallError { code, .. } if code == "NotImplemented"));
+    }
+
+    #[test]
+    fn malformed_frames_name_the_code_and_the_id() {
+        let cases = [
+            ("nope", "-1", "FormationViolation"),
+            ("{}", "-1", "FormationViolation"),
+            ("[2]", "-1", "FormationViolation"),
+            (r#"[2,5,"Heartbeat",{}]"#, "-1", "FormationViolation"),
+            (r#"[2,"x","Heartbeat"]"#, "x", "FormationViolation"),
+            (r#"[2,"x","Heartbeat",[]]"#, "x", "FormationViolation"),
+            (r#"[2,"x",7,{}]"#, "x", "FormationViolation"),
+            (r#"[9,"x","Heartbeat",{}]"#, "x", "ProtocolError"),
+        ];
+        for (text, id, code) in cases {
+            let e = Frame::parse(text).unwrap_err();
+            assert_eq!((e.id.as_str(), e.code), (id, code), "{text}");
+        }
+        let long = format!(r#"[2,"{}","Heartbeat",{{}}]"#, "i".repeat(37));
+        assert_eq!(Frame::parse(&long).unwrap_err().code, "FormationViolation");
+    }
+
+    #[test]
+    fn sampled_values_convert_units_and_refuse_garbage() {
+        let s = |v: &str, unit: Option<&str>| SampledValue {
+            value: v.to_owned(),
+            measurand: None,
+            phase: None,
+            unit: unit.map(str::to_owned),
+        };
+        assert_eq!(sampled_in_base_unit(&s("1.5", Some("kW"))), Some(1500.0));
+        assert_eq!(sampled_in_base_unit(&s("12", Some("Wh"))), Some(12.0));
+        assert_eq!(sampled_in_base_unit(&s("NaN", None)), None);
+        assert_eq!(sampled_in_base_unit(&s("abc", None)), None);
+    }
+}
