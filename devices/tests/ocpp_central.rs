@@ -224,3 +224,49 @@ async fn a_rejected_profile_is_reported_as_not_applied() {
         "{events:?}"
     );
 }
+
+#[tokio::test]
+async fn a_silent_charge_point_is_taken_offline() {
+    let cfg =
+        CentralSystemConfig { offline_after: Duration::from_millis(300), ..CentralSystemConfig::default() };
+    let cs = bind(cfg).await;
+    let mut ws = connect(&cs, "/quiet", Some("ocpp1.6")).await.unwrap();
+    boot(&mut ws).await;
+    assert!(cs.charge_point("quiet").unwrap().is_online());
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let mut cp = cs.charge_point("quiet").unwrap();
+    assert!(!cp.is_online());
+    assert!(cp.read().await.is_err());
+    let events = cs.drain_events();
+    assert!(
+        events
+            .iter()
+            .any(|(_, e)| matches!(e, EvseEvent::OcppOffline { reason, .. } if reason.starts_with("silent"))),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn config_errors_name_the_field() {
+    let bad = [
+        (CentralSystemConfig { max_frame_bytes: 10, ..CentralSystemConfig::default() }, "max_frame_bytes"),
+        (CentralSystemConfig { lease_secs: 0, ..CentralSystemConfig::default() }, "lease_secs"),
+        (
+            CentralSystemConfig {
+                fallback_current: DeciAmps::from_tenths(30).unwrap(),
+                ..CentralSystemConfig::default()
+            },
+            "fallback_current",
+        ),
+        (
+            CentralSystemConfig { offline_after: Duration::ZERO, ..CentralSystemConfig::default() },
+            "offline_after",
+        ),
+        (CentralSystemConfig { queue_depth: 0, ..CentralSystemConfig::default() }, "queue_depth"),
+    ];
+    for (cfg, field) in bad {
+        let e = cfg.validate().unwrap_err();
+        assert_eq!(e.field, field, "{e}");
+    }
+    assert!(CentralSystemConfig::default().validate().is_ok());
+}

@@ -210,7 +210,7 @@ async fn link_loss_leaves_the_fallback_profile_in_force() {
     assert_eq!(offline_limits.last(), Some(&6.0), "{offline_limits:?}");
     let events = cs.drain_events();
     assert!(
-        events.iter().any(|(_, e)| matches!(e, EvseEvent::OcppOffline { id } if id == "cp-loss")),
+        events.iter().any(|(_, e)| matches!(e, EvseEvent::OcppOffline { id, .. } if id == "cp-loss")),
         "{events:?}"
     );
 }

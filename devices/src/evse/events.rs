@@ -91,6 +91,8 @@ pub enum EvseEvent {
     OcppOffline {
         /// Charge point id.
         id: String,
+        /// Why (closed by the charge point, link error, silent, replaced, disconnected).
+        reason: String,
     },
     /// A connection was refused or closed for misbehaviour (wrong path or subprotocol, frame too
     /// large, message flood, too many malformed messages, too many charge points).
@@ -186,8 +188,8 @@ impl fmt::Display for EvseEvent {
             Self::OcppBooted { id, vendor, model } => {
                 write!(f, "OCPP charge point {id} booted ({vendor} {model})")
             }
-            Self::OcppOffline { id } => {
-                write!(f, "OCPP charge point {id} offline: its fallback profile applies")
+            Self::OcppOffline { id, reason } => {
+                write!(f, "OCPP charge point {id} offline ({reason}): its fallback profile applies")
             }
             Self::OcppRefused { id, reason } => write!(f, "OCPP charge point {id} refused: {reason}"),
             Self::OcppCallError { id, code } => {

@@ -12,9 +12,11 @@ pub struct CentralSystemConfig {
     pub max_charge_points: usize,
     /// The largest WebSocket frame and message accepted, in bytes.
     pub max_frame_bytes: usize,
-    /// Heartbeat interval sent in BootNotification.conf (s); a charge point silent for twice
-    /// this plus 10 s is taken offline.
+    /// Heartbeat interval sent in BootNotification.conf (s).
     pub heartbeat_interval_secs: u32,
+    /// A charge point that sends nothing for this long is disconnected and reported offline
+    /// (default: two heartbeat intervals plus 10 s).
+    pub offline_after: Duration,
     /// How long a call waits for the charge point's answer.
     pub call_timeout: Duration,
     /// How long the WebSocket handshake may take.
@@ -49,6 +51,7 @@ impl Default for CentralSystemConfig {
             max_charge_points: 32,
             max_frame_bytes: 64 * 1024,
             heartbeat_interval_secs: 300,
+            offline_after: Duration::from_secs(610),
             call_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
             max_messages_per_second: 20,
@@ -95,6 +98,9 @@ impl CentralSystemConfig {
         }
         if self.heartbeat_interval_secs == 0 {
             return Err(ConfigError::new("heartbeat_interval_secs", 0.0, "must be > 0 s"));
+        }
+        if self.offline_after.is_zero() {
+            return Err(ConfigError::new("offline_after", 0.0, "must be > 0"));
         }
         if self.call_timeout.is_zero() || self.handshake_timeout.is_zero() {
             return Err(ConfigError::new(

@@ -264,7 +264,7 @@ impl Connection {
         *lock(&point.sender) = Some(tx);
         point.state().online = true;
         shared.hub.event(EvseEvent::OcppConnected { id: point.id.clone() });
-        let silence = Duration::from_secs(u64::from(shared.hub.config.heartbeat_interval_secs) * 2 + 10);
+        let silence = shared.hub.config.offline_after;
         let mut conn = Self {
             hub: Arc::clone(&shared.hub),
             point: Arc::clone(&point),
@@ -276,15 +276,22 @@ impl Connection {
             window_count: 0,
             malformed: 0,
         };
+        // Silence counts from the last frame received, whatever the central system sent since.
+        let mut last_rx = Instant::now();
         let reason = loop {
             let deadline = conn.pending.as_ref().map(|p| p.deadline);
             let idle = conn.pending.is_none();
             let flow = tokio::select! {
-                msg = tokio::time::timeout(silence, conn.ws.next()) => match msg {
-                    Err(_) => Flow::Close("silent".to_owned()),
-                    Ok(None) => Flow::Close("closed".to_owned()),
-                    Ok(Some(Err(e))) => Flow::Close(format!("link error: {e}")),
-                    Ok(Some(Ok(m))) => conn.on_message(m).await,
+                msg = conn.ws.next() => match msg {
+                    None => Flow::Close("closed".to_owned()),
+                    Some(Err(e)) => Flow::Close(format!("link error: {e}")),
+                    Some(Ok(m)) => {
+                        last_rx = Instant::now();
+                        conn.on_message(m).await
+                    }
+                },
+                () = tokio::time::sleep_until(last_rx + silence) => {
+                    Flow::Close(format!("silent for {:.1} s", silence.as_secs_f32()))
                 },
                 req = rx.recv(), if idle && conn.internal.is_empty() => match req {
                     Some(r) => conn.send_call(r).await,
@@ -319,9 +326,8 @@ impl Connection {
             *lock(&point.sender) = None;
             point.state().online = false;
             lock(&shared.closers).remove(&point.id);
-            shared.hub.event(EvseEvent::OcppOffline { id: point.id.clone() });
+            shared.hub.event(EvseEvent::OcppOffline { id: point.id.clone(), reason });
         }
-        drop(reason);
     }
 
     async fn send_text(&mut self, text: String) -> Flow {
