@@ -23,6 +23,9 @@
 //! * [`island`]: the island devices (grid-tie breaker, the inverter's grid mode, load relays)
 //!   with their Modbus drivers, the read-back wrapper `IslandDevices` and the simulated handles
 //!   over the island plant behind `sim`.
+//! * [`evse`]: EV chargers — the `Evse` trait, the `SafeEvse` wrapper (circuit limits, read-back,
+//!   lease with fallback current, write budget), the OCPP 1.6J central system whose charge points
+//!   implement `Evse`, and the simulated EV and charger behind `sim`.
 //! * [`data`]: the reference data embedded at compile time and their parsers.
 //!
 //! * [`modbus`]: the Modbus seam (`RegisterClient`), `tokio-modbus` transports, SunSpec and
@@ -31,6 +34,7 @@
 
 pub mod data;
 pub mod estop;
+pub mod evse;
 pub mod frequency;
 pub mod gpio;
 pub mod io;

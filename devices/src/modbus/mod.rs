@@ -170,6 +170,27 @@ pub trait RegisterClient {
         address: RegisterAddress,
         values: &[u16],
     ) -> Result<Result<(), ModbusException>, LinkError>;
+
+    /// Read one coil (function code 1). The default answers `IllegalFunction` without a
+    /// request: a client without coil support behaves like a device without coils.
+    async fn read_coil(
+        &mut self,
+        address: RegisterAddress,
+    ) -> Result<Result<bool, ModbusException>, LinkError> {
+        let _ = address;
+        Ok(Err(ModbusException::IllegalFunction))
+    }
+
+    /// Write one coil (function code 5). The default answers `IllegalFunction`, as
+    /// [`Self::read_coil`].
+    async fn write_coil(
+        &mut self,
+        address: RegisterAddress,
+        on: bool,
+    ) -> Result<Result<(), ModbusException>, LinkError> {
+        let _ = (address, on);
+        Ok(Err(ModbusException::IllegalFunction))
+    }
 }
 
 /// An in-memory register image implementing [`RegisterClient`], for tests and for the
@@ -184,6 +205,8 @@ pub struct MemoryRegisters {
     pub writable: std::collections::BTreeSet<u16>,
     /// Requests served so far (reads and writes).
     pub requests: u64,
+    /// The coils that exist (all writable).
+    pub coils: std::collections::BTreeMap<u16, bool>,
 }
 
 impl MemoryRegisters {
@@ -250,6 +273,29 @@ impl RegisterClient for MemoryRegisters {
             self.holding.insert(a, *v);
         }
         Ok(Ok(()))
+    }
+
+    async fn read_coil(
+        &mut self,
+        address: RegisterAddress,
+    ) -> Result<Result<bool, ModbusException>, LinkError> {
+        self.requests += 1;
+        Ok(self.coils.get(&address.0).copied().ok_or(ModbusException::IllegalDataAddress))
+    }
+
+    async fn write_coil(
+        &mut self,
+        address: RegisterAddress,
+        on: bool,
+    ) -> Result<Result<(), ModbusException>, LinkError> {
+        self.requests += 1;
+        match self.coils.get_mut(&address.0) {
+            Some(c) => {
+                *c = on;
+                Ok(Ok(()))
+            }
+            None => Ok(Err(ModbusException::IllegalDataAddress)),
+        }
     }
 }
 

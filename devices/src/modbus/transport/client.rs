@@ -269,6 +269,44 @@ impl Supervisor {
         self.settle(outcome)
     }
 
+    async fn read_coil(
+        &mut self,
+        address: RegisterAddress,
+    ) -> Result<Result<bool, ModbusException>, LinkError> {
+        let timeout = self.options.timeout;
+        self.connected().await?;
+        self.in_flight = true;
+        let ctx = self.ctx.as_mut().ok_or_else(|| LinkError::Disconnected("not connected".into()))?;
+        let outcome = tokio::time::timeout(timeout, ctx.read_coils(address.0, 1)).await;
+        self.in_flight = false;
+        self.stats.requests += 1;
+        match self.settle(outcome)? {
+            Ok(bits) => match bits.first() {
+                Some(b) => Ok(Ok(*b)),
+                None => {
+                    self.fail();
+                    Err(LinkError::Protocol(format!("asked for 1 coil at {address}, got none")))
+                }
+            },
+            Err(e) => Ok(Err(e)),
+        }
+    }
+
+    async fn write_coil(
+        &mut self,
+        address: RegisterAddress,
+        on: bool,
+    ) -> Result<Result<(), ModbusException>, LinkError> {
+        let timeout = self.options.timeout;
+        self.connected().await?;
+        self.in_flight = true;
+        let ctx = self.ctx.as_mut().ok_or_else(|| LinkError::Disconnected("not connected".into()))?;
+        let outcome = tokio::time::timeout(timeout, ctx.write_single_coil(address.0, on)).await;
+        self.in_flight = false;
+        self.stats.requests += 1;
+        self.settle(outcome)
+    }
+
     fn set_unit(&mut self, unit: u8) {
         self.unit = unit;
         if let Some(ctx) = self.ctx.as_mut() {
@@ -359,6 +397,23 @@ macro_rules! supervised_client {
                 values: &[u16],
             ) -> Result<Result<(), ModbusException>, LinkError> {
                 self.0.write(address, values).await
+            }
+
+            /// Function code 1, one coil.
+            async fn read_coil(
+                &mut self,
+                address: RegisterAddress,
+            ) -> Result<Result<bool, ModbusException>, LinkError> {
+                self.0.read_coil(address).await
+            }
+
+            /// Function code 5.
+            async fn write_coil(
+                &mut self,
+                address: RegisterAddress,
+                on: bool,
+            ) -> Result<Result<(), ModbusException>, LinkError> {
+                self.0.write_coil(address, on).await
             }
         }
     };
@@ -481,6 +536,27 @@ impl RegisterClient for AnyClient {
         match self {
             Self::Tcp(c) => c.write(address, values).await,
             Self::Rtu(c) => c.write(address, values).await,
+        }
+    }
+
+    async fn read_coil(
+        &mut self,
+        address: RegisterAddress,
+    ) -> Result<Result<bool, ModbusException>, LinkError> {
+        match self {
+            Self::Tcp(c) => c.read_coil(address).await,
+            Self::Rtu(c) => c.read_coil(address).await,
+        }
+    }
+
+    async fn write_coil(
+        &mut self,
+        address: RegisterAddress,
+        on: bool,
+    ) -> Result<Result<(), ModbusException>, LinkError> {
+        match self {
+            Self::Tcp(c) => c.write_coil(address, on).await,
+            Self::Rtu(c) => c.write_coil(address, on).await,
         }
     }
 }

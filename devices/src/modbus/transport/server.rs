@@ -91,6 +91,26 @@ fn answer(registers: &Mutex<MemoryRegisters>, request: &Request<'_>) -> Result<R
             }
             Ok(Response::WriteMultipleRegisters(*a, n))
         }
+        Request::ReadCoils(a, n) => {
+            if *n == 0 || *n > 2000 {
+                return Err(ExceptionCode::IllegalDataValue);
+            }
+            (0..*n)
+                .map(|i| {
+                    a.checked_add(i)
+                        .and_then(|x| regs.coils.get(&x).copied())
+                        .ok_or(ExceptionCode::IllegalDataAddress)
+                })
+                .collect::<Result<Vec<bool>, _>>()
+                .map(Response::ReadCoils)
+        }
+        Request::WriteSingleCoil(a, on) => match regs.coils.get_mut(a) {
+            Some(c) => {
+                *c = *on;
+                Ok(Response::WriteSingleCoil(*a, *on))
+            }
+            None => Err(ExceptionCode::IllegalDataAddress),
+        },
         _ => Err(ExceptionCode::IllegalFunction),
     }
 }
