@@ -16,6 +16,18 @@
   };
   const CHART_HOURS = 6;
   const REFRESH_MS = 10000;
+  const ISLAND_MS = 2000;
+  const ISLAND_MEANING = {
+    CONNECTED: 'on the grid',
+    TRANSFERRING: 'grid lost: opening the breaker and forming the island',
+    ISLANDED: 'the battery supplies the critical circuits',
+    'BLACK START': 'energising the island from the battery',
+    RESYNCHRONISING: 'the grid is back: matching voltage, frequency and phase',
+    RECONNECTING: 'closing the breaker onto the grid',
+    BLACKOUT: 'no grid and no island',
+    'SAFE STOP': 'stopped safely: inverter off, waiting for an operator',
+    STARTING: 'starting',
+  };
   // Below this a power is shown as no flow (sensor noise around zero).
   const IDLE_W = 1;
   const COLOURS = {
@@ -29,6 +41,7 @@
   let pollTimer = null;
   let reconnectTimer = null;
   let slowTimer = null;
+  let islandTimer = null;
   let lastState = '';
   let canOperate = true;
   let econConfigured = null;
@@ -604,6 +617,107 @@
       : 'No commitments (PUT /api/v1/grid-services).');
   }
 
+  // Island and backup (issue #13): hidden on a site without [island] (the endpoint answers 404).
+  // While it is shown it refreshes every ISLAND_MS: a transfer takes seconds, not minutes.
+  async function loadIsland() {
+    const r = await api('GET', '/api/v1/island');
+    const panel = $('island-panel');
+    if (!r.ok || !r.data) {
+      panel.hidden = true;
+      if (islandTimer) clearInterval(islandTimer);
+      islandTimer = null;
+      return;
+    }
+    panel.hidden = false;
+    if (!islandTimer) islandTimer = setInterval(loadIsland, ISLAND_MS);
+    renderIsland(r.data);
+  }
+
+  function renderIsland(v) {
+    const state = v.grid_state || 'STARTING';
+    const badge = $('island-state');
+    badge.textContent = state;
+    badge.className = 'island-state island-' + state.replace(/ /g, '-');
+    setText('island-summary', v.live ? ISLAND_MEANING[state] || '' : 'waiting for the control loop');
+    const cmd = function (readBack, command) {
+      return (readBack || 'unknown (no good read-back)') + ' — commanded ' + command;
+    };
+    setText('island-breaker', cmd(v.breaker, v.breaker_command));
+    setText('island-inverter', cmd(v.inverter_mode, v.inverter_command));
+    let bound;
+    if (!v.setpoints_allowed) {
+      bound = 'held at 0 W: ' + (v.setpoint_bound || 'not connected');
+    } else if (isNum(v.power_limit_w)) {
+      bound = 'at most ' + Math.round(v.power_limit_w) + ' W (reconnection ramp)';
+    } else {
+      bound = 'free (within the safety envelope)';
+    }
+    setText('island-bound', bound + '; the island may draw ' + Math.round(v.available_w) + ' W from the battery');
+    const d = v.detection || {};
+    const parts = [];
+    if (d.trip) parts.push('tripped: ' + d.trip);
+    else if (!d.measured) parts.push('no good voltage/frequency measurement');
+    else parts.push('healthy for ' + Math.round(d.grid_healthy_for_s) + ' s');
+    if (isNum(d.mean_voltage_v)) parts.push('10-min mean ' + d.mean_voltage_v.toFixed(1) + ' V');
+    if (isNum(d.rocof_hz_per_s)) parts.push('RoCoF ' + d.rocof_hz_per_s.toFixed(2) + ' Hz/s');
+    setText('island-detection', parts.join(', '));
+    const c = v.close_conditions || {};
+    setText('island-close', c.all ? 'every close condition holds'
+      : 'breaker may not close: ' + (c.first_false || 'conditions not met'));
+    const alert = $('island-alert');
+    let warn = '';
+    if (v.estop) warn = 'An emergency stop holds the island down: the breaker is never closed and the island stays de-energised.';
+    else if (state === 'SAFE STOP') warn = 'SAFE STOP: ' + (v.stop_reason || 'no reason recorded') + '. Check the breaker and the inverter, then reset with a reason.';
+    else if (state === 'BLACKOUT') warn = 'No supply: the grid is down and the island is not energised. A black start needs an operator.';
+    alert.hidden = !warn;
+    alert.textContent = warn;
+    const body = $('island-loads');
+    body.textContent = '';
+    for (const l of v.loads || []) {
+      const tr = document.createElement('tr');
+      const on = l.on == null ? 'unknown' : (l.on ? 'on' : 'off');
+      for (const text of [l.name, String(l.priority) + (l.priority === 0 ? ' (critical)' : ''),
+        Math.round(l.nominal_w) + ' W', l.commanded ? 'on' : 'off', on]) {
+        const td = document.createElement('td');
+        td.textContent = text;
+        tr.appendChild(td);
+      }
+      body.appendChild(tr);
+    }
+    // Events carry the loop's control time: shown as the site's clock time.
+    const now = Date.now();
+    const events = (v.recent_events || []).slice(-8).reverse().map(function (e) {
+      const at = new Date(now - Math.max(0, v.at_s - e.at_s) * 1000);
+      return at.toLocaleTimeString() + ' ' + e.text;
+    });
+    renderList('island-events', events);
+    const blackStart = state === 'BLACKOUT' && !v.estop;
+    const reset = state === 'SAFE STOP';
+    $('island-black-start').disabled = !canOperate || !blackStart;
+    $('island-reset').disabled = !canOperate || !reset;
+    $('island-reason').disabled = !canOperate || !(blackStart || reset);
+    setText('island-hint', blackStart ? 'Black start: energise the island from the battery, then the circuits one by one.'
+      : reset ? 'Reset: back to BLACKOUT once the cause is cleared.'
+        : 'Black start is possible in BLACKOUT, reset in SAFE STOP.');
+  }
+
+  async function islandAction(path, label) {
+    const reason = $('island-reason').value.trim();
+    if (!reason) {
+      message('Enter the reason for the ' + label.toLowerCase() + ' first.', true);
+      $('island-reason').focus();
+      return;
+    }
+    const r = await api('POST', path, { reason: reason });
+    if (r.ok) {
+      message(label + ': accepted, grid state ' + r.data.grid_state, false);
+      $('island-reason').value = '';
+    } else {
+      showError(r);
+    }
+    loadIsland();
+  }
+
   async function loadPlan() {
     const r = await api('GET', '/api/v1/plan');
     if (!economicsAvailable(r) || !r.ok || !r.data) return;
@@ -952,6 +1066,7 @@
 
   function refreshSlow() {
     loadGridServices();
+    loadIsland();
     loadControlModes();
     loadSchedules();
     loadChart();
@@ -1029,6 +1144,8 @@
     stopPolling();
     if (slowTimer) clearInterval(slowTimer);
     slowTimer = null;
+    if (islandTimer) clearInterval(islandTimer);
+    islandTimer = null;
     if (ws) ws.close();
     ws = null;
     $('main').hidden = true;
@@ -1049,6 +1166,8 @@
     $('estop-cancel').addEventListener('click', closeEstop);
     $('estop-confirm').addEventListener('click', confirmEstop);
     $('reset').addEventListener('click', doReset);
+    $('island-black-start').addEventListener('click', function () { islandAction('/api/v1/island/black-start', 'Black start'); });
+    $('island-reset').addEventListener('click', function () { islandAction('/api/v1/island/reset', 'Reset'); });
     $('start').addEventListener('click', function () {
       command('/api/v1/state', { request: 'start' }, 'Start');
     });
