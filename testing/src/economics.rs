@@ -114,17 +114,26 @@ pub struct EconomicsOptions {
     pub scenarios: bool,
     /// Value the energy left in the battery at the end of each plan's horizon (see
     /// [`ems_strategies::optimizer::EndValue`]) at this quantile of the horizon's import prices
-    /// × the discharge efficiency (default [`DEFAULT_END_VALUE_QUANTILE`]; `None`: worth
-    /// nothing above the final SOC, as before).
+    /// × the discharge efficiency × [`Self::end_value_scale`] (default
+    /// [`DEFAULT_END_VALUE_QUANTILE`], `None`: worth nothing above the final SOC; measured in
+    /// `docs/ECONOMICS.md`, step 6, and not the default).
     pub end_value_quantile: Option<f64>,
     /// Up to how much stored energy has that value: what the site's deficit (load − PV, the
     /// plan's forecast) over the last this many hours of the horizon needs (default
     /// [`DEFAULT_END_VALUE_HOURS`]).
     pub end_value_hours: f64,
+    /// The end value's price is further × this (default [`DEFAULT_END_VALUE_SCALE`]): with
+    /// quantile 0 and the charge efficiency, stored energy is worth less than it saves in any
+    /// hour of the horizon and less than recharging it costs, so the value only keeps the plan
+    /// from selling the battery at the export price at the horizon's end.
+    pub end_value_scale: f64,
 }
 
+/// The default [`EconomicsOptions::end_value_scale`].
+pub const DEFAULT_END_VALUE_SCALE: f64 = 1.0;
+
 /// The default [`EconomicsOptions::end_value_quantile`].
-pub const DEFAULT_END_VALUE_QUANTILE: Option<f64> = Some(0.25);
+pub const DEFAULT_END_VALUE_QUANTILE: Option<f64> = None;
 /// The default [`EconomicsOptions::end_value_hours`].
 pub const DEFAULT_END_VALUE_HOURS: f64 = 24.0;
 
@@ -264,6 +273,7 @@ impl EconomicsOptions {
             scenarios: DEFAULT_SCENARIOS,
             end_value_quantile: DEFAULT_END_VALUE_QUANTILE,
             end_value_hours: DEFAULT_END_VALUE_HOURS,
+            end_value_scale: DEFAULT_END_VALUE_SCALE,
         }
     }
 
@@ -658,6 +668,7 @@ struct PlanHook {
     scenarios: bool,
     end_value_quantile: Option<f64>,
     end_value_hours: f64,
+    end_value_scale: f64,
     pv_errors: ForecastErrors,
     load_errors: ForecastErrors,
     /// Forecasts made `ERROR_LEAD_SLOTS` ahead, awaiting their slot's measurement:
@@ -724,6 +735,7 @@ impl PlanHook {
             scenarios: opts.scenarios,
             end_value_quantile: opts.end_value_quantile,
             end_value_hours: opts.end_value_hours,
+            end_value_scale: opts.end_value_scale,
             // Two weeks of daylight quarter-hours of at least 5 % of the peak; a week of load.
             pv_errors: ForecastErrors::new(14 * 48, Watts::saturating(kwp.get() * 0.05)),
             load_errors: ForecastErrors::new(7 * 96, Watts::saturating(50.0)),
@@ -864,7 +876,8 @@ impl PlanHook {
         #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         // q in [0, 1], a horizon of a few hundred steps
         let at = ((prices.len().saturating_sub(1)) as f64 * q).round() as usize;
-        let price = prices.get(at).copied()?.max(0.0) * self.problem.eff_discharge.get();
+        let price =
+            prices.get(at).copied()?.max(0.0) * self.problem.eff_discharge.get() * self.end_value_scale;
         let mut need = 0.0;
         let mut hours = 0.0;
         for s in steps.iter().rev() {

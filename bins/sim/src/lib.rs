@@ -92,13 +92,17 @@ pub struct SimulateArgs {
     pub scenarios: Option<bool>,
     /// Economics: what energy left in the battery at the end of a plan's horizon is worth to
     /// the plan: `off` (nothing above the final SOC) or a quantile `0..=1` of the horizon's
-    /// import prices, × the discharge efficiency (default 0.25).
+    /// import prices, × the discharge efficiency (default off; docs/ECONOMICS.md step 6).
     #[arg(long, requires = "tariff", value_name = "off|QUANTILE", value_parser = end_value)]
     pub end_value: Option<EndValueArg>,
     /// Economics: the end value holds for as much stored energy as the forecast deficit
     /// (load − PV) of the horizon's last this many hours needs (default 24).
     #[arg(long, requires = "tariff")]
     pub end_value_hours: Option<f64>,
+    /// Economics: the end value's price is further × this (default 1; with `--end-value 0`
+    /// and 0.95, the charge efficiency, stored energy is worth less than it saves in any hour).
+    #[arg(long, requires = "tariff")]
+    pub end_value_scale: Option<f64>,
     /// Economics: skip the perfect-foresight case (faster diagnosis runs).
     #[arg(long, requires = "tariff")]
     pub no_perfect_foresight: bool,
@@ -142,6 +146,7 @@ pub fn simulate(args: &SimulateArgs, command: &str) -> ExitCode {
             scenarios: args.scenarios,
             end_value: args.end_value.map(|e| e.0),
             end_value_hours: args.end_value_hours,
+            end_value_scale: args.end_value_scale,
         };
         let foresight = match ems_testing::economics::Foresight::parse(&args.foresight) {
             Ok(f) => f,
@@ -264,6 +269,7 @@ struct Home {
     scenarios: Option<bool>,
     end_value: Option<Option<f64>>,
     end_value_hours: Option<f64>,
+    end_value_scale: Option<f64>,
 }
 
 /// `--end-value`: `off`, or the quantile of the horizon's import prices.
@@ -333,6 +339,9 @@ impl Home {
         }
         if let Some(h) = self.end_value_hours {
             opts.end_value_hours = check("end-value-hours", h, 0.0, 168.0)?;
+        }
+        if let Some(f) = self.end_value_scale {
+            opts.end_value_scale = check("end-value-scale", f, 0.0, 2.0)?;
         }
         if !(1..=96).contains(&self.replan_every) {
             return Err(format!("--replan-every = {} must be 1..=96", self.replan_every));
