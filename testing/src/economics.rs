@@ -49,7 +49,7 @@ use ems_strategies::forecast::{
     error_scenarios, ForecastErrors, LoadForecaster, LoadProfile, PvCorrection, PvForecaster, PvSystem,
 };
 use ems_strategies::optimizer::{
-    acted_on, replan, self_consumption_steps, Plan, PlanStatus, Problem, Scenarios, Step,
+    acted_on, replan, self_consumption_steps, EndValue, Plan, PlanStatus, Problem, Scenarios, Step,
 };
 use ems_strategies::tariff::{Calendar, ImportPricing, Tariff};
 use ems_strategies::{Factor, Money, Price};
@@ -112,7 +112,30 @@ pub struct EconomicsOptions {
     /// [`ems_strategies::optimizer::Scenarios`]) instead of the point forecast alone (default
     /// [`DEFAULT_SCENARIOS`]). Not applied to what the foresight runs know.
     pub scenarios: bool,
+    /// Value the energy left in the battery at the end of each plan's horizon (see
+    /// [`ems_strategies::optimizer::EndValue`]) at this quantile of the horizon's import prices
+    /// × the discharge efficiency × [`Self::end_value_scale`] (default
+    /// [`DEFAULT_END_VALUE_QUANTILE`], `None`: worth nothing above the final SOC; measured in
+    /// `docs/ECONOMICS.md`, step 6, and not the default).
+    pub end_value_quantile: Option<f64>,
+    /// Up to how much stored energy has that value: what the site's deficit (load − PV, the
+    /// plan's forecast) over the last this many hours of the horizon needs (default
+    /// [`DEFAULT_END_VALUE_HOURS`]).
+    pub end_value_hours: f64,
+    /// The end value's price is further × this (default [`DEFAULT_END_VALUE_SCALE`]): with
+    /// quantile 0 and the charge efficiency, stored energy is worth less than it saves in any
+    /// hour of the horizon and less than recharging it costs, so the value only keeps the plan
+    /// from selling the battery at the export price at the horizon's end.
+    pub end_value_scale: f64,
 }
+
+/// The default [`EconomicsOptions::end_value_scale`].
+pub const DEFAULT_END_VALUE_SCALE: f64 = 1.0;
+
+/// The default [`EconomicsOptions::end_value_quantile`].
+pub const DEFAULT_END_VALUE_QUANTILE: Option<f64> = None;
+/// The default [`EconomicsOptions::end_value_hours`].
+pub const DEFAULT_END_VALUE_HOURS: f64 = 24.0;
 
 /// The default [`EconomicsOptions::scenarios`].
 pub const DEFAULT_SCENARIOS: bool = false;
@@ -248,6 +271,9 @@ impl EconomicsOptions {
             pv_factor: Factor::saturating(DEFAULT_PV_FACTOR),
             load_factor: Factor::saturating(DEFAULT_LOAD_FACTOR),
             scenarios: DEFAULT_SCENARIOS,
+            end_value_quantile: DEFAULT_END_VALUE_QUANTILE,
+            end_value_hours: DEFAULT_END_VALUE_HOURS,
+            end_value_scale: DEFAULT_END_VALUE_SCALE,
         }
     }
 
@@ -640,6 +666,9 @@ struct PlanHook {
     flows: BatteryFlows,
     /// Plan against the forecasters' error scenarios.
     scenarios: bool,
+    end_value_quantile: Option<f64>,
+    end_value_hours: f64,
+    end_value_scale: f64,
     pv_errors: ForecastErrors,
     load_errors: ForecastErrors,
     /// Forecasts made `ERROR_LEAD_SLOTS` ahead, awaiting their slot's measurement:
@@ -704,6 +733,9 @@ impl PlanHook {
             horizon_slots: 0,
             flows: BatteryFlows::default(),
             scenarios: opts.scenarios,
+            end_value_quantile: opts.end_value_quantile,
+            end_value_hours: opts.end_value_hours,
+            end_value_scale: opts.end_value_scale,
             // Two weeks of daylight quarter-hours of at least 5 % of the peak; a week of load.
             pv_errors: ForecastErrors::new(14 * 48, Watts::saturating(kwp.get() * 0.05)),
             load_errors: ForecastErrors::new(7 * 96, Watts::saturating(50.0)),
@@ -790,7 +822,8 @@ impl PlanHook {
         let steps = self.steps(clock);
         let started = Instant::now();
         let soc = ems_strategies::Ratio::saturating(f64::from(soc.fraction()));
-        let problem = Problem { scenarios: self.error_scenarios(), ..self.problem };
+        let problem =
+            Problem { scenarios: self.error_scenarios(), end_value: self.end_value(&steps), ..self.problem };
         let result = replan(&problem, soc, &steps);
         let took = started.elapsed().as_secs_f64();
         self.plans += 1;
@@ -829,6 +862,34 @@ impl PlanHook {
     /// errors and conversion losses than it promises.
     fn gate(&self, problem: &Problem, soc: ems_strategies::Ratio, steps: &[Step], plan: &Plan) -> bool {
         acted_on(&Problem { soc_init: soc, ..*problem }, steps, plan, Money::new(self.margin))
+    }
+
+    /// What stored energy at the end of the horizon is worth to the plan: the
+    /// `end_value_quantile` of the horizon's import prices × the discharge efficiency, up to what
+    /// the forecast deficit (load − PV) of the horizon's last `end_value_hours` needs from the
+    /// battery. The same rule for the EMS and the perfect-foresight case (each on its own
+    /// steps).
+    fn end_value(&self, steps: &[Step]) -> Option<EndValue> {
+        let q = self.end_value_quantile?;
+        let mut prices: Vec<f64> = steps.iter().map(|s| s.import_price.per_kwh()).collect();
+        prices.sort_by(f64::total_cmp);
+        #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        // q in [0, 1], a horizon of a few hundred steps
+        let at = ((prices.len().saturating_sub(1)) as f64 * q).round() as usize;
+        let price =
+            prices.get(at).copied()?.max(0.0) * self.problem.eff_discharge.get() * self.end_value_scale;
+        let mut need = 0.0;
+        let mut hours = 0.0;
+        for s in steps.iter().rev() {
+            if hours >= self.end_value_hours {
+                break;
+            }
+            need += f64::from((s.load.get() - s.pv.get()).max(0.0)) * s.hours();
+            hours += s.hours();
+        }
+        #[allow(clippy::cast_possible_truncation)] // watt-hours of a household battery
+        let up_to = ems_core::WattHours::saturating((need / self.problem.eff_discharge.get()) as f32);
+        Some(EndValue { price: Price::new(price), up_to })
     }
 
     /// The scenarios the plan is made against: the quantiles of the forecasters' errors at

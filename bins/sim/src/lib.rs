@@ -90,6 +90,19 @@ pub struct SimulateArgs {
     /// cost), `on` or `off` (default off).
     #[arg(long, requires = "tariff", value_name = "on|off", value_parser = on_off)]
     pub scenarios: Option<bool>,
+    /// Economics: what energy left in the battery at the end of a plan's horizon is worth to
+    /// the plan: `off` (nothing above the final SOC) or a quantile `0..=1` of the horizon's
+    /// import prices, × the discharge efficiency (default off; docs/ECONOMICS.md step 6).
+    #[arg(long, requires = "tariff", value_name = "off|QUANTILE", value_parser = end_value)]
+    pub end_value: Option<EndValueArg>,
+    /// Economics: the end value holds for as much stored energy as the forecast deficit
+    /// (load − PV) of the horizon's last this many hours needs (default 24).
+    #[arg(long, requires = "tariff")]
+    pub end_value_hours: Option<f64>,
+    /// Economics: the end value's price is further × this (default 1; with `--end-value 0`
+    /// and 0.95, the charge efficiency, stored energy is worth less than it saves in any hour).
+    #[arg(long, requires = "tariff")]
+    pub end_value_scale: Option<f64>,
     /// Economics: skip the perfect-foresight case (faster diagnosis runs).
     #[arg(long, requires = "tariff")]
     pub no_perfect_foresight: bool,
@@ -131,6 +144,9 @@ pub fn simulate(args: &SimulateArgs, command: &str) -> ExitCode {
             pv_factor: args.pv_factor,
             load_factor: args.load_factor,
             scenarios: args.scenarios,
+            end_value: args.end_value.map(|e| e.0),
+            end_value_hours: args.end_value_hours,
+            end_value_scale: args.end_value_scale,
         };
         let foresight = match ems_testing::economics::Foresight::parse(&args.foresight) {
             Ok(f) => f,
@@ -251,6 +267,23 @@ struct Home {
     pv_factor: Option<f64>,
     load_factor: Option<f64>,
     scenarios: Option<bool>,
+    end_value: Option<Option<f64>>,
+    end_value_hours: Option<f64>,
+    end_value_scale: Option<f64>,
+}
+
+/// `--end-value`: `off`, or the quantile of the horizon's import prices.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EndValueArg(pub Option<f64>);
+
+fn end_value(s: &str) -> Result<EndValueArg, String> {
+    if s == "off" {
+        return Ok(EndValueArg(None));
+    }
+    match s.parse::<f64>() {
+        Ok(q) if (0.0..=1.0).contains(&q) => Ok(EndValueArg(Some(q))),
+        _ => Err(format!("{s:?} must be off or a quantile 0..=1")),
+    }
 }
 
 /// `on` / `off` for a switch flag.
@@ -300,6 +333,15 @@ impl Home {
         }
         if let Some(on) = self.scenarios {
             opts.scenarios = on;
+        }
+        if let Some(q) = self.end_value {
+            opts.end_value_quantile = q;
+        }
+        if let Some(h) = self.end_value_hours {
+            opts.end_value_hours = check("end-value-hours", h, 0.0, 168.0)?;
+        }
+        if let Some(f) = self.end_value_scale {
+            opts.end_value_scale = check("end-value-scale", f, 0.0, 2.0)?;
         }
         if !(1..=96).contains(&self.replan_every) {
             return Err(format!("--replan-every = {} must be 1..=96", self.replan_every));

@@ -64,4 +64,13 @@ fn bad_flags_are_refused_naming_the_command_flag_and_value() {
     let o = sim(&["--days", "1", "--tariff", "/nonexistent/tariff.toml"]);
     assert!(!o.status.success());
     assert!(text(&o).contains("/nonexistent/tariff.toml"), "{}", text(&o));
+    let tariff = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/tariffs/tou.toml");
+    let o = sim(&["--days", "1", "--tariff", tariff, "--end-value", "1.5"]);
+    assert!(!o.status.success());
+    let t = text(&o);
+    assert!(t.contains("--end-value") && t.contains("1.5"), "{t}");
+    let o = sim(&["--days", "1", "--tariff", tariff, "--end-value-scale", "3"]);
+    assert!(!o.status.success());
+    let t = text(&o);
+    assert!(t.contains("--end-value-scale") && t.contains("3"), "{t}");
 }

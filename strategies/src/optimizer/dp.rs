@@ -266,7 +266,7 @@ pub(crate) fn solve(
     let snap = 1e-6 + 1e-12 * cap;
     let mut values: Vec<Pwl> = Vec::with_capacity(n + 1);
     let (flo, fhi) = sets.last().copied().unwrap_or((e0, e0));
-    values.push(Pwl::constant(flo, fhi, 0.0));
+    values.push(end_value(problem, flo, fhi));
     for t in (1..n).rev() {
         let next = values.last().ok_or(PlanError::Numerical { index: t })?;
         let v = next.min_plus(&slots[t].cost_fn());
@@ -312,6 +312,22 @@ pub(crate) fn solve(
     }
     plan.relaxations = relax;
     Ok(plan)
+}
+
+/// The cost (minus the value) of ending the horizon with stored energy `e ∈ [lo, hi]` (Wh):
+/// 0 without [`Problem::end_value`]; with it `−price · min(e − floor, up_to)` above the floor
+/// `soc_final`, a convex function with at most one kink.
+fn end_value(problem: &Problem, lo: f64, hi: f64) -> Pwl {
+    let Some(v) = problem.end_value else {
+        return Pwl::constant(lo, hi, 0.0);
+    };
+    let floor = problem.soc_final.get() * f64::from(problem.capacity_wh.get());
+    let (price, up_to) = (v.price.per_kwh() / 1000.0, f64::from(v.up_to.get()));
+    let cost = |e: f64| -price * (e - floor).clamp(0.0, up_to);
+    let kink = floor + up_to;
+    let mid = (kink > lo + X_EPS && kink < hi - X_EPS).then_some(kink);
+    let pts = core::iter::once(lo).chain(mid).chain(core::iter::once(hi)).map(|e| (e, cost(e)));
+    Pwl::from_points(pts).unwrap_or_else(|| Pwl::constant(lo, hi, 0.0))
 }
 
 /// The energy change in step `s` from energy `e` that minimises objective + `v(e + δ)`. The

@@ -24,14 +24,21 @@ pub fn acted_on(problem: &Problem, steps: &[Step], plan: &Plan, margin: Money) -
         return true;
     }
     let sc = self_consumption(problem, steps);
+    let end = plan.soc.last().copied().unwrap_or(problem.soc_init.get());
+    let sc_value = sc.total_cost.get() - end_worth(problem, steps, sc.final_soc.get());
+    let plan_value = plan.total_cost.get() - end_worth(problem, steps, end);
+    sc_value - plan_value >= margin.get()
+}
+
+/// What the energy left at SOC `soc` at the end of the horizon is worth to the gate: the
+/// horizon's mean import price × the discharge efficiency for all of it (also when the plan
+/// has its own [`Problem::end_value`]: the gate's yardstick stays the one measured in
+/// `docs/ECONOMICS.md`).
+fn end_worth(problem: &Problem, steps: &[Step], soc: f64) -> f64 {
+    let cap = f64::from(problem.capacity_wh.get());
     #[allow(clippy::cast_precision_loss)] // a horizon of at most a few hundred steps
     let mean_price = steps.iter().map(|s| s.import_price.per_kwh()).sum::<f64>() / steps.len().max(1) as f64;
-    let per_soc =
-        (mean_price * problem.eff_discharge.get() * f64::from(problem.capacity_wh.get()) / 1000.0).max(0.0);
-    let end = plan.soc.last().copied().unwrap_or(problem.soc_init.get());
-    let sc_value = sc.total_cost.get() - per_soc * sc.final_soc.get();
-    let plan_value = plan.total_cost.get() - per_soc * end;
-    sc_value - plan_value >= margin.get()
+    (mean_price * problem.eff_discharge.get() * cap / 1000.0).max(0.0) * soc
 }
 
 /// Per step: whether the planned battery power is what self-consumption would do from the

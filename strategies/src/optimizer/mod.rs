@@ -141,8 +141,8 @@ pub use self::baseline::{self_consumption, SelfConsumptionSchedule};
 pub use self::csv::{parse_csv, CsvError, ValueProblem, COLUMNS};
 pub use self::execution::{acted_on, self_consumption_steps};
 pub use self::types::{
-    DemandObjective, DemandPrice, ParamError, Plan, PlanError, PlanStatus, Problem, Relaxations, Scenario,
-    Scenarios, Step, MAX_SCENARIOS,
+    DemandObjective, DemandPrice, EndValue, ParamError, Plan, PlanError, PlanStatus, Problem, Relaxations,
+    Scenario, Scenarios, Step, MAX_SCENARIOS,
 };
 use crate::units::{Price, Ratio};
 

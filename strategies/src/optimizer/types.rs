@@ -82,6 +82,29 @@ pub struct Problem {
     /// load instead of the cost of the point forecast (default `None`: the steps' PV and load are
     /// taken as certain). See [`Scenarios`].
     pub scenarios: Option<Scenarios>,
+    /// What energy left in the battery at the end of the horizon is worth (default `None`: zero
+    /// above `soc_final`, so the plan empties the battery down to it whenever that earns a cent).
+    /// See [`EndValue`].
+    pub end_value: Option<EndValue>,
+}
+
+/// The value of stored energy at the end of the horizon: every kWh stored above `soc_final` is
+/// worth [`Self::price`], up to [`Self::up_to`] of stored energy; energy beyond that is worth
+/// nothing. As a cost it is convex (a slope of `−price`, then 0), so the programme stays exact
+/// and keeps its convex fast path. It is part of the objective the plan minimises, not of
+/// [`Plan::total_cost`].
+///
+/// A rolling-horizon plan without it sees no use for energy after its last step, so it sells
+/// the battery's content or declines to keep it when the horizon ends before the next
+/// expensive hours; valued at about what it will save later (e.g. a low quantile of the import
+/// price × the discharge efficiency), energy is kept for them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EndValue {
+    /// Value per kWh **stored** (not per kWh delivered: the caller includes the discharge
+    /// efficiency), `≥ 0`.
+    pub price: Price,
+    /// How much stored energy above `soc_final` has that value, `≥ 0`.
+    pub up_to: WattHours,
 }
 
 /// The most scenarios a [`Scenarios`] holds.
@@ -252,6 +275,7 @@ impl Default for Problem {
             degradation_cost: Price::ZERO,
             demand_charge: None,
             scenarios: None,
+            end_value: None,
         }
     }
 }
@@ -304,6 +328,12 @@ impl Problem {
         check("grid-export-max-w", v, v >= 0.0, ">= 0 W")?;
         let v = self.degradation_cost.per_kwh();
         check("degradation-cost", v, v >= 0.0, ">= 0 per kWh")?;
+        if let Some(v) = self.end_value {
+            let p = v.price.per_kwh();
+            check("end-value-price", p, p >= 0.0, ">= 0 per kWh")?;
+            let w = f64::from(v.up_to.get());
+            check("end-value-up-to-wh", w, w >= 0.0, ">= 0 Wh")?;
+        }
         if let Some(d) = self.demand_charge {
             let v = d.per_kw.per_kw();
             check("demand-charge-per-kw", v, v >= 0.0, ">= 0 per kW")?;
