@@ -16,6 +16,7 @@ pub mod faults;
 pub mod faulty;
 pub mod fleet;
 pub mod harness;
+pub mod loadpoint_day;
 pub mod island_scenario;
 pub mod options;
 pub mod report;
