@@ -12,7 +12,9 @@
 //!
 //! `PROPTEST_CASES` lengthens the run (default 256 sequences of up to 300 cycles).
 
-use ems_control::loadpoint::{ChargeMode, Loadpoint, LoadpointConfig, LoadpointInputs, Phases, VehicleStatus};
+use ems_control::loadpoint::{
+    ChargeMode, Loadpoint, LoadpointConfig, LoadpointInputs, Phases, VehicleStatus,
+};
 use ems_core::{Millis, Watts};
 use proptest::prelude::*;
 

@@ -205,8 +205,11 @@ fn phases_switch_only_while_charging_is_disabled_through_the_wrapper() {
     let mut s = sim();
     s = {
         let ev = s.unplug().unwrap();
-        let mut c =
-            SimEvse::new(EvseCapabilities { min_current: a(6.0), max_current: a(32.0), phase_switching: true });
+        let mut c = SimEvse::new(EvseCapabilities {
+            min_current: a(6.0),
+            max_current: a(32.0),
+            phase_switching: true,
+        });
         c.plug(ev);
         c
     };

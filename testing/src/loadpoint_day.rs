@@ -14,7 +14,9 @@ use ems_control::loadpoint::{
 };
 use ems_core::{Millis, Watts};
 use ems_devices::evse::sim::{SimEv, SimEvse};
-use ems_devices::evse::{DeciAmps, EvseCapabilities, EvseReading, EvseStatus, Phases, SafeEvse, SafeEvseConfig};
+use ems_devices::evse::{
+    DeciAmps, EvseCapabilities, EvseReading, EvseStatus, Phases, SafeEvse, SafeEvseConfig,
+};
 use ems_devices::sim::{SimError, SimSiteConfig, SimulatedSite};
 use pollster::block_on;
 
@@ -147,7 +149,8 @@ pub fn run_loadpoint_day(opts: &LoadpointDayOptions) -> Result<LoadpointDay, Loa
     let mut samples = Vec::with_capacity(usize::try_from(cycles).unwrap_or(0));
     let mut enabled_written: Option<bool> = None;
     let mut last_phases: Option<Phases> = None;
-    let mut day = LoadpointDay { samples: Vec::new(), phase_switches: 0, car_energy_wh: 0.0, command_errors: 0 };
+    let mut day =
+        LoadpointDay { samples: Vec::new(), phase_switches: 0, car_energy_wh: 0.0, command_errors: 0 };
     let mut now = Millis::ZERO;
     for _ in 0..cycles {
         now = now.plus(opts.step);
@@ -233,12 +236,20 @@ impl LoadpointDay {
     /// Times at which charging started (the car's power rose from zero).
     #[must_use]
     pub fn starts(&self) -> Vec<Millis> {
-        self.samples.windows(2).filter(|w| w[0].car == Watts::ZERO && w[1].car > Watts::ZERO).map(|w| w[1].t).collect()
+        self.samples
+            .windows(2)
+            .filter(|w| w[0].car == Watts::ZERO && w[1].car > Watts::ZERO)
+            .map(|w| w[1].t)
+            .collect()
     }
 
     /// Times at which charging stopped (the car's power fell to zero).
     #[must_use]
     pub fn stops(&self) -> Vec<Millis> {
-        self.samples.windows(2).filter(|w| w[0].car > Watts::ZERO && w[1].car == Watts::ZERO).map(|w| w[1].t).collect()
+        self.samples
+            .windows(2)
+            .filter(|w| w[0].car > Watts::ZERO && w[1].car == Watts::ZERO)
+            .map(|w| w[1].t)
+            .collect()
     }
 }

@@ -15,12 +15,21 @@ pub struct LoadpointConfig {
     pub circuit_limit: Amps,
     /// Mode `pv`: extra surplus above the minimum power needed to start (≥ 0).
     pub enable_threshold: Watts,
-    /// Mode `pv`: how far the surplus may fall below the minimum power before the disable
-    /// delay starts (≥ 0).
-    pub disable_tolerance: Watts,
+    /// Mode `pv`: the grid import the car may cause at its minimum current before the disable
+    /// delay starts (evcc's disable threshold): the delay runs while
+    /// `surplus < min power − disable_threshold`. 0 W (default) = as soon as the car would
+    /// import; negative = while the site still exports, so that a slow decline (dusk) stops
+    /// the car before it imports. Must not exceed `enable_threshold` in the other direction
+    /// (`enable_threshold + disable_threshold ≥ 0`), so the start level is above the stop level.
+    pub disable_threshold: Watts,
     /// The grid power the surplus controller leaves unused (≥ 0; evcc's "residual power"):
-    /// a margin against meter noise and load steps.
+    /// a margin against meter noise and load steps, and the dead band of the current: it is
+    /// lowered only when the car would import, raised only when the surplus exceeds the
+    /// current's power by this margin plus one 0.1 A step (default 100 W).
     pub residual_power: Watts,
+    /// Shortest time between two raises of the current (decreases are immediate; default
+    /// 10 s, above `SafeEvse`'s 5 s minimum write interval).
+    pub raise_interval: Millis,
     /// Mode `pv`: the surplus must last this long before charging starts (default 1 min);
     /// also the time before a switch up to three phases.
     pub enable_delay: Millis,
@@ -43,6 +52,7 @@ pub struct LoadpointConfig {
 
 impl Default for LoadpointConfig {
     /// 6 ..= 16 A on a 16 A circuit; start after 1 min of surplus, stop after 3 min of deficit;
+    /// 100 W residual power, raises at most every 10 s;
     /// no phase switching (neither capability set), 10 min dwell and a 2 min pause when enabled.
     fn default() -> Self {
         Self {
@@ -50,8 +60,9 @@ impl Default for LoadpointConfig {
             max_current: ems_core::amps!(16.0),
             circuit_limit: ems_core::amps!(16.0),
             enable_threshold: Watts::ZERO,
-            disable_tolerance: Watts::ZERO,
-            residual_power: Watts::ZERO,
+            disable_threshold: Watts::ZERO,
+            residual_power: ems_core::watts!(100.0),
+            raise_interval: Millis::from_secs(10),
             enable_delay: Millis::from_secs(60),
             disable_delay: Millis::from_secs(180),
             charger_can_switch_phases: false,
@@ -124,8 +135,8 @@ impl LoadpointConfig {
     /// # Errors
     /// [`LoadpointConfigError`] naming the first field that is not acceptable and its value:
     /// `min_current` below 6 A, `circuit_limit` zero, `max_current` below `min_current` or above
-    /// `circuit_limit`, a negative threshold, tolerance or residual power, a zero delay, dwell
-    /// or pause.
+    /// `circuit_limit`, a negative enable threshold or residual power, a disable threshold
+    /// below `−enable_threshold`, a zero delay, dwell, pause or raise interval.
     pub fn validate(&self) -> Result<Limits, LoadpointConfigError> {
         let min = current("min_current", self.min_current)?;
         if self.min_current < IEC_MIN_CURRENT {
@@ -158,20 +169,26 @@ impl LoadpointConfig {
                 expected: "<= circuit_limit",
             });
         }
-        for (field, value) in [
-            ("enable_threshold", self.enable_threshold),
-            ("disable_tolerance", self.disable_tolerance),
-            ("residual_power", self.residual_power),
-        ] {
+        for (field, value) in
+            [("enable_threshold", self.enable_threshold), ("residual_power", self.residual_power)]
+        {
             if value < Watts::ZERO {
                 return Err(LoadpointConfigError::Power { field, value, expected: ">= 0 W" });
             }
+        }
+        if self.enable_threshold.get() + self.disable_threshold.get() < 0.0 {
+            return Err(LoadpointConfigError::Power {
+                field: "disable_threshold",
+                value: self.disable_threshold,
+                expected: ">= -enable_threshold (charging must start above the level where it stops)",
+            });
         }
         for (field, value) in [
             ("enable_delay", self.enable_delay),
             ("disable_delay", self.disable_delay),
             ("phase_dwell", self.phase_dwell),
             ("phase_switch_pause", self.phase_switch_pause),
+            ("raise_interval", self.raise_interval),
         ] {
             if value == Millis::ZERO {
                 return Err(LoadpointConfigError::Duration { field, value, expected: "> 0 ms" });
@@ -184,8 +201,6 @@ impl LoadpointConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    extern crate std;
-    use std::string::ToString;
 
     #[test]
     fn defaults_are_valid() {
@@ -197,17 +212,27 @@ mod tests {
     #[test]
     fn errors_name_the_field_and_the_value() {
         let cases: [(LoadpointConfig, &str); 6] = [
-            (LoadpointConfig { min_current: ems_core::amps!(5.0), ..Default::default() }, "'min_current' = 5.0 A"),
-            (LoadpointConfig { max_current: ems_core::amps!(20.0), ..Default::default() }, "'max_current' = 20.0 A"),
             (
-                LoadpointConfig { max_current: ems_core::amps!(5.9), min_current: ems_core::amps!(6.0), ..Default::default() },
+                LoadpointConfig { min_current: ems_core::amps!(5.0), ..Default::default() },
+                "'min_current' = 5.0 A",
+            ),
+            (
+                LoadpointConfig { max_current: ems_core::amps!(20.0), ..Default::default() },
+                "'max_current' = 20.0 A",
+            ),
+            (
+                LoadpointConfig {
+                    max_current: ems_core::amps!(5.9),
+                    min_current: ems_core::amps!(6.0),
+                    ..Default::default()
+                },
                 "'max_current' = 5.9 A must be >= min_current",
             ),
             (LoadpointConfig { circuit_limit: Amps::ZERO, ..Default::default() }, "'circuit_limit' = 0.0 A"),
             (LoadpointConfig { enable_delay: Millis::ZERO, ..Default::default() }, "'enable_delay' = 0 ms"),
             (
-                LoadpointConfig { disable_tolerance: ems_core::watts!(-10.0), ..Default::default() },
-                "'disable_tolerance' = -10.0 W",
+                LoadpointConfig { disable_threshold: ems_core::watts!(-10.0), ..Default::default() },
+                "'disable_threshold' = -10.0 W must be >= -enable_threshold",
             ),
         ];
         for (config, want) in cases {

@@ -51,7 +51,12 @@ pub struct LoadpointOutput {
 ///
 /// `surplus = charge_power − grid_power − max(battery, 0) [+ max(−battery, 0)]`.
 #[must_use]
-pub fn surplus(charge_power: Watts, grid_power: Watts, battery_power: Watts, battery_charge_is_surplus: bool) -> Watts {
+pub fn surplus(
+    charge_power: Watts,
+    grid_power: Watts,
+    battery_power: Watts,
+    battery_charge_is_surplus: bool,
+) -> Watts {
     let b = battery_power.get();
     let discharge = b.max(0.0);
     let charge = if battery_charge_is_surplus { (-b).max(0.0) } else { 0.0 };
@@ -101,6 +106,9 @@ pub struct Loadpoint {
     switching: Option<Switching>,
     last_switch: Option<Millis>,
     last_mode: ChargeMode,
+    /// The current commanded in the previous cycle (0 when disabled).
+    last_current: DeciAmps,
+    last_raise: Option<Millis>,
 }
 
 /// What the phase logic decided for this cycle.
@@ -129,6 +137,8 @@ impl Loadpoint {
             switching: None,
             last_switch: None,
             last_mode: ChargeMode::Off,
+            last_current: DeciAmps::ZERO,
+            last_raise: None,
         })
     }
 
@@ -172,9 +182,36 @@ impl Loadpoint {
         raw.clamp(self.limits.min, self.limits.max)
     }
 
+    /// The current that follows `surplus` from the previous cycle's, with a dead band: lowered
+    /// at once when the car would import (to leave the residual power), raised only when the
+    /// surplus covers one more 0.1 A step plus the residual power and the raise interval has
+    /// passed since the last raise. The first current after a stop is not a raise.
+    fn follow(&mut self, now: Millis, surplus: Watts, phases: Phases) -> DeciAmps {
+        let target = self.surplus_current(surplus, phases);
+        let prev = self.last_current;
+        if prev.is_zero() {
+            self.last_raise = Some(now);
+            return target;
+        }
+        if target < prev {
+            return if surplus < prev.power(phases) { target } else { prev };
+        }
+        if target > prev && self.last_raise.is_none_or(|t| now.since(t) >= self.config.raise_interval) {
+            self.last_raise = Some(now);
+            return target;
+        }
+        prev
+    }
+
     /// One cycle at `now`.
     #[must_use]
     pub fn step(&mut self, now: Millis, inputs: &LoadpointInputs) -> LoadpointOutput {
+        let out = self.decide(now, inputs);
+        self.last_current = out.current;
+        out
+    }
+
+    fn decide(&mut self, now: Millis, inputs: &LoadpointInputs) -> LoadpointOutput {
         let surplus = surplus(
             inputs.charge_power,
             inputs.grid_power,
@@ -219,7 +256,7 @@ impl Loadpoint {
         let (enabled, current, reason) = match inputs.mode {
             ChargeMode::Now => (true, self.limits.max, LoadpointReason::Now { current: self.limits.max }),
             ChargeMode::MinPv => {
-                let current = self.surplus_current(surplus, phases);
+                let current = self.follow(now, surplus, phases);
                 let reason = if surplus < self.min_power(phases) {
                     LoadpointReason::MinPvMinimum { surplus, current }
                 } else {
@@ -246,8 +283,8 @@ impl Loadpoint {
         let min_power = self.min_power(phases);
         if self.charging {
             self.enable.reset();
-            let deficit = surplus.get() < min_power.get() - self.config.disable_tolerance.get();
-            let current = self.surplus_current(surplus, phases);
+            let deficit = surplus.get() < min_power.get() - self.config.disable_threshold.get();
+            let current = self.follow(now, surplus, phases);
             match self.disable.track(deficit, now) {
                 Some(lasted) if lasted >= self.config.disable_delay => {
                     self.charging = false;
@@ -272,7 +309,7 @@ impl Loadpoint {
                 Some(lasted) if lasted >= self.config.enable_delay => {
                     self.charging = true;
                     self.enable.reset();
-                    let current = self.surplus_current(surplus, phases);
+                    let current = self.follow(now, surplus, phases);
                     (true, current, LoadpointReason::PvSurplus { surplus, current })
                 }
                 Some(lasted) => (
@@ -300,7 +337,10 @@ impl Loadpoint {
             };
             if paused < self.config.phase_switch_pause {
                 let remaining = self.config.phase_switch_pause.since(paused);
-                return PhaseStep::Output(out(current, LoadpointReason::PhaseSwitchPause { to: sw.to, remaining }));
+                return PhaseStep::Output(out(
+                    current,
+                    LoadpointReason::PhaseSwitchPause { to: sw.to, remaining },
+                ));
             }
             self.switching = None;
             self.last_switch = Some(now);
@@ -327,7 +367,9 @@ impl Loadpoint {
         if let Some(last) = self.last_switch {
             let since = now.since(last);
             if since < self.config.phase_dwell {
-                return PhaseStep::Keep(Some(PhaseBlock::Dwell { remaining: self.config.phase_dwell.since(since) }));
+                return PhaseStep::Keep(Some(PhaseBlock::Dwell {
+                    remaining: self.config.phase_dwell.since(since),
+                }));
             }
         }
         self.switching = Some(Switching { to, since: now });
@@ -362,7 +404,7 @@ impl Loadpoint {
             }
             Phases::Three => {
                 self.phase_up.reset();
-                let down = surplus.get() < min3 - self.config.disable_tolerance.get();
+                let down = surplus.get() < min3 - self.config.disable_threshold.get();
                 let lasted = self.phase_down.track(down, now)?;
                 (lasted >= self.config.disable_delay).then_some(Phases::One)
             }
@@ -373,8 +415,6 @@ impl Loadpoint {
 #[cfg(test)]
 mod tests {
     use super::*;
-    extern crate std;
-    use std::string::ToString;
 
     fn w(x: f32) -> Watts {
         Watts::saturating(x)
@@ -392,6 +432,32 @@ mod tests {
         }
     }
 
+    /// No residual power and no raise interval, so the currents are the plain surplus.
+    fn base() -> LoadpointConfig {
+        LoadpointConfig {
+            residual_power: Watts::ZERO,
+            raise_interval: Millis::new(1),
+            ..LoadpointConfig::default()
+        }
+    }
+
+    #[test]
+    fn the_current_has_a_dead_band_and_raises_are_spaced() {
+        let mut l = lp(LoadpointConfig::default());
+        let c = |out: LoadpointOutput| out.current.tenths();
+        // (3000 − 100 W residual) / 230 V = 12.6 A.
+        assert_eq!(c(l.step(s(0), &inputs(ChargeMode::MinPv, -3_000.0, 0.0))), 126);
+        // The car draws 2898 W; 52 W still exported: no change.
+        assert_eq!(c(l.step(s(1), &inputs(ChargeMode::MinPv, -52.0, 2_898.0))), 126);
+        // 98 W imported: down at once to leave the residual again: (2800 − 100) / 230 = 11.7 A.
+        assert_eq!(c(l.step(s(2), &inputs(ChargeMode::MinPv, 98.0, 2_898.0))), 117);
+        // More sun 1 s later: the raise waits for the raise interval.
+        assert_eq!(c(l.step(s(3), &inputs(ChargeMode::MinPv, -509.0, 2_691.0))), 117);
+        assert_eq!(c(l.step(s(9), &inputs(ChargeMode::MinPv, -509.0, 2_691.0))), 117);
+        // (3200 − 100) / 230 = 13.4 A, 10 s after the last raise.
+        assert_eq!(c(l.step(s(10), &inputs(ChargeMode::MinPv, -509.0, 2_691.0))), 134);
+    }
+
     fn lp(config: LoadpointConfig) -> Loadpoint {
         Loadpoint::new(config).unwrap()
     }
@@ -402,7 +468,7 @@ mod tests {
 
     #[test]
     fn off_unplugged_and_fault_never_charge() {
-        let mut l = lp(LoadpointConfig::default());
+        let mut l = lp(base());
         let out = l.step(s(0), &inputs(ChargeMode::Off, -10_000.0, 0.0));
         assert!(!out.enabled && out.current.is_zero());
         assert_eq!(out.reason.to_string(), "mode off");
@@ -417,7 +483,7 @@ mod tests {
 
     #[test]
     fn now_charges_at_the_maximum_whatever_the_surplus() {
-        let mut l = lp(LoadpointConfig::default());
+        let mut l = lp(base());
         let out = l.step(s(0), &inputs(ChargeMode::Now, 5_000.0, 0.0));
         assert!(out.enabled);
         assert_eq!(out.current.tenths(), 160);
@@ -426,7 +492,7 @@ mod tests {
 
     #[test]
     fn minpv_charges_at_least_the_minimum_and_more_from_surplus() {
-        let mut l = lp(LoadpointConfig::default());
+        let mut l = lp(base());
         let out = l.step(s(0), &inputs(ChargeMode::MinPv, 200.0, 0.0));
         assert!(out.enabled);
         assert_eq!(out.current.tenths(), 60);
@@ -438,7 +504,7 @@ mod tests {
 
     #[test]
     fn pv_starts_only_after_the_enable_delay() {
-        let mut l = lp(LoadpointConfig::default());
+        let mut l = lp(base());
         // 1.5 kW export, minimum on one phase is 1.38 kW.
         let out = l.step(s(0), &inputs(ChargeMode::Pv, -1_500.0, 0.0));
         assert!(!out.enabled);
@@ -457,7 +523,7 @@ mod tests {
 
     #[test]
     fn pv_stops_only_after_the_disable_delay() {
-        let mut l = lp(LoadpointConfig::default());
+        let mut l = lp(base());
         let _ = l.step(s(0), &inputs(ChargeMode::Pv, -2_000.0, 0.0));
         assert!(l.step(s(60), &inputs(ChargeMode::Pv, -2_000.0, 0.0)).enabled);
         // Cloud: the car draws 1380 W at the minimum and the site imports 500 W.
@@ -487,7 +553,7 @@ mod tests {
 
     #[test]
     fn a_one_phase_car_on_a_three_phase_charger_is_controlled_on_one_phase() {
-        let mut l = lp(LoadpointConfig::default());
+        let mut l = lp(base());
         let mut i = inputs(ChargeMode::MinPv, -920.0, 1_380.0);
         i.switched_phases = Phases::Three;
         i.drawing_phases = Some(Phases::One);
@@ -495,11 +561,17 @@ mod tests {
     }
 
     fn switching() -> LoadpointConfig {
-        LoadpointConfig { charger_can_switch_phases: true, vehicle_can_switch_phases: true, ..Default::default() }
+        LoadpointConfig { charger_can_switch_phases: true, vehicle_can_switch_phases: true, ..base() }
     }
 
     /// Feed the output phases back as the charger's phases, at a fixed surplus.
-    fn run(l: &mut Loadpoint, from: u64, to: u64, phases: &mut Phases, export: f32) -> Option<LoadpointOutput> {
+    fn run(
+        l: &mut Loadpoint,
+        from: u64,
+        to: u64,
+        phases: &mut Phases,
+        export: f32,
+    ) -> Option<LoadpointOutput> {
         let mut last = None;
         for t in from..=to {
             let mut i = inputs(ChargeMode::Pv, -export, 0.0);
@@ -545,7 +617,10 @@ mod tests {
         let out = run(&mut l, 182, 400, &mut p, 2_000.0).unwrap();
         assert_eq!(p, Phases::Three);
         assert_eq!(out.phase_block, Some(PhaseBlock::Dwell { remaining: s(780 - 400) }));
-        assert_eq!(out.phase_block.unwrap().to_string(), "phase switch blocked: minimum dwell time (380 s left)");
+        assert_eq!(
+            out.phase_block.unwrap().to_string(),
+            "phase switch blocked: minimum dwell time (380 s left)"
+        );
         let _ = run(&mut l, 401, 1_000, &mut p, 2_000.0);
         assert_eq!(p, Phases::One);
         assert_eq!(l.last_phase_switch(), Some(s(900)));

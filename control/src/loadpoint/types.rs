@@ -269,7 +269,9 @@ impl fmt::Display for LoadpointReason {
             Self::WaitingForSurplus { surplus, needed } => {
                 write!(f, "waiting for surplus ({} < {} minimum)", Kw(surplus), Kw(needed))
             }
-            Self::EnableDelay { remaining } => write!(f, "waiting for surplus (enable delay {})", Secs(remaining)),
+            Self::EnableDelay { remaining } => {
+                write!(f, "waiting for surplus (enable delay {})", Secs(remaining))
+            }
             Self::DisableDelay { surplus, needed, remaining } => write!(
                 f,
                 "pv surplus {} below {} minimum (disable delay {})",
