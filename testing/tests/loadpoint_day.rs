@@ -11,6 +11,7 @@
 //! * `now` charges at the maximum, `off` never charges;
 //! * a vehicle that cannot switch phases keeps them all day.
 
+#![allow(clippy::unwrap_used)] // helpers of the tests fail loudly
 use ems_control::loadpoint::{ChargeMode, LoadpointConfig, LoadpointReason};
 use ems_core::{Millis, Percent, WattHours};
 use ems_devices::evse::sim::SimEv;
