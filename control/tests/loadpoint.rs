@@ -64,24 +64,30 @@ fn cycle() -> impl Strategy<Value = Cycle> {
 }
 
 fn config() -> impl Strategy<Value = LoadpointConfig> {
-    (
-        60u16..=100,
-        0u16..=260,
-        any::<bool>(),
-        any::<bool>(),
-        any::<bool>(),
-        1u64..=900,
-        1u64..=900,
-        1u64..=1800,
-        1u64..=300,
-    )
-        .prop_map(|(min, extra, charger, vehicle, battery, enable, disable, dwell, pause)| {
+    let phases = (any::<bool>(), any::<bool>(), 1u64..=1800, 1u64..=300);
+    let power = (-500i16..=500, 0i16..=500, 0i16..=300, 1u64..=60);
+    (60u16..=100, 0u16..=260, any::<bool>(), 1u64..=900, 1u64..=900, phases, power).prop_map(
+        |(
+            min,
+            extra,
+            battery,
+            enable,
+            disable,
+            (charger, vehicle, dwell, pause),
+            (thr, above, residual, raise),
+        )| {
             let min_current = ems_core::Amps::saturating(f32::from(min) / 10.0);
             let max_current = ems_core::Amps::saturating(f32::from(min + extra) / 10.0);
+            // The start level must be above the stop level: enable ≥ −disable.
+            let enable_threshold = f32::from((-thr).max(0) + above);
             LoadpointConfig {
                 min_current,
                 max_current,
                 circuit_limit: max_current,
+                enable_threshold: Watts::saturating(enable_threshold),
+                disable_threshold: Watts::saturating(f32::from(thr)),
+                residual_power: Watts::saturating(f32::from(residual)),
+                raise_interval: Millis::from_secs(raise),
                 charger_can_switch_phases: charger,
                 vehicle_can_switch_phases: vehicle,
                 battery_charge_is_surplus: battery,
@@ -89,9 +95,9 @@ fn config() -> impl Strategy<Value = LoadpointConfig> {
                 disable_delay: Millis::from_secs(disable),
                 phase_dwell: Millis::from_secs(dwell),
                 phase_switch_pause: Millis::from_secs(pause),
-                ..LoadpointConfig::default()
             }
-        })
+        },
+    )
 }
 
 proptest! {

@@ -12,6 +12,8 @@
 //!   it when the link itself is lost.
 //! * Write budget: raises are rate-limited like the inverter's set-points; a decrease is always
 //!   written (and counted).
+//! * Phases: [`SafeEvse::set_phases`] only while charging was disabled through the wrapper
+//!   ([`SafeEvse::set_enabled`]); a loadpoint sequences disable → pause → phases → enable.
 
 use super::events::{EvseClampedBy, EvseEvent, EvseEventLog};
 use super::types::{DeciAmps, EvseReading, Phases};
