@@ -17,6 +17,7 @@
 //! | [`arbitration`] | [`arbitrate`], [`Override`], [`PlanTarget`], [`CommandSource`]: the priority rule and the plan execution policy |
 //! | [`clamp`] | [`clamp::final_clamp`]: E-stop, state, shutdown, envelope, ramp |
 //! | [`command`] | [`Command`]: the only thing the device layer accepts; built only by [`Controller::step_with`] |
+//! | [`loadpoint`] | [`loadpoint::Loadpoint`]: EV charging modes `off`/`now`/`minpv`/`pv`, surplus, delays, 1p↔3p switching with dwell and interlock |
 //! | [`grid_service`] | the [`GridService`] seam: replace/add requests, [`Reserve`]s, own ramp |
 //! | [`proposal`] | the vocabulary of proposals and sources shared by modes, plan, arbitration and controller |
 //! | [`ramp`] | [`PowerRamper`], [`RampRate`] |
@@ -43,6 +44,7 @@ pub mod clamp;
 pub mod command;
 pub mod controller;
 pub mod grid_service;
+pub mod loadpoint;
 pub mod modes;
 pub mod peak_shaving;
 pub mod pid;

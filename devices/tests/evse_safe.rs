@@ -199,3 +199,27 @@ fn communication_loss_is_reported_and_restored() {
     assert!(events.iter().any(|(_, e)| *e == EvseEvent::CommRestored));
     assert!(events.iter().any(|(_, e)| matches!(e, EvseEvent::WriteFailed { .. })));
 }
+
+#[test]
+fn phases_switch_only_while_charging_is_disabled_through_the_wrapper() {
+    let mut s = sim();
+    s = {
+        let ev = s.unplug().unwrap();
+        let mut c = SimEvse::new(EvseCapabilities {
+            min_current: a(6.0),
+            max_current: a(32.0),
+            phase_switching: true,
+        });
+        c.plug(ev);
+        c
+    };
+    let mut safe = SafeEvse::new(s, config()).unwrap();
+    // Never disabled through the wrapper: refused.
+    let err = block_on(safe.set_phases(Phases::One)).unwrap_err();
+    assert!(err.to_string().contains("charging must be disabled first"), "{err}");
+    block_on(safe.set_enabled(true)).unwrap();
+    assert!(block_on(safe.set_phases(Phases::One)).is_err());
+    block_on(safe.set_enabled(false)).unwrap();
+    block_on(safe.set_phases(Phases::One)).unwrap();
+    assert_eq!(block_on(safe.poll(ms(0))).unwrap().phases, Phases::One);
+}

@@ -17,6 +17,7 @@ pub mod faulty;
 pub mod fleet;
 pub mod harness;
 pub mod island_scenario;
+pub mod loadpoint_day;
 pub mod options;
 pub mod report;
 pub mod scenario;

@@ -12,9 +12,11 @@
 //!   it when the link itself is lost.
 //! * Write budget: raises are rate-limited like the inverter's set-points; a decrease is always
 //!   written (and counted).
+//! * Phases: [`SafeEvse::set_phases`] only while charging was disabled through the wrapper
+//!   ([`SafeEvse::set_enabled`]); a loadpoint sequences disable → pause → phases → enable.
 
 use super::events::{EvseClampedBy, EvseEvent, EvseEventLog};
-use super::types::{DeciAmps, EvseReading};
+use super::types::{DeciAmps, EvseReading, Phases};
 use super::Evse;
 use crate::traits::{DeviceError, ErrorKind};
 use crate::wrappers::{ConfigError, RateLimiter};
@@ -73,6 +75,13 @@ pub enum EvseCommandError {
     /// The device failed (mapped onto the shared vocabulary).
     #[error("EV charger error: {0}")]
     Device(ErrorKind),
+    /// A phase switch was asked for while charging is not disabled through this wrapper (a
+    /// switch must go disable → pause → phases; the loadpoint controller sequences it).
+    #[error("phase switch to {to:?} refused: charging must be disabled first")]
+    PhaseSwitchWhileEnabled {
+        /// The phases asked for.
+        to: Phases,
+    },
 }
 
 /// A latched fault of the charger.
@@ -201,6 +210,8 @@ pub struct SafeEvse<E> {
     fault: Option<EvseFault>,
     last_clamp: Option<EvseClampedBy>,
     events: EvseEventLog,
+    /// The last enable state written through the wrapper (`None` before the first write).
+    enabled: Option<bool>,
 }
 
 impl<E: Evse> SafeEvse<E> {
@@ -227,6 +238,7 @@ impl<E: Evse> SafeEvse<E> {
             fault: None,
             last_clamp: None,
             events: EvseEventLog::default(),
+            enabled: None,
         })
     }
 
@@ -249,7 +261,33 @@ impl<E: Evse> SafeEvse<E> {
     pub async fn acknowledge_fault(&mut self) -> Result<(), EvseCommandError> {
         self.device.set_enabled(true).await.map_err(|e| EvseCommandError::Device(e.kind()))?;
         self.fault = None;
+        self.enabled = Some(true);
         Ok(())
+    }
+
+    /// Enable or disable charging. Enabling is refused while a fault is latched (the fault is
+    /// cleared only by [`Self::acknowledge_fault`]); the disable is always written.
+    ///
+    /// # Errors
+    /// [`EvseCommandError`] when the write fails.
+    pub async fn set_enabled(&mut self, enabled: bool) -> Result<(), EvseCommandError> {
+        let enabled = enabled && self.fault.is_none();
+        self.device.set_enabled(enabled).await.map_err(|e| EvseCommandError::Device(e.kind()))?;
+        self.enabled = Some(enabled);
+        Ok(())
+    }
+
+    /// Switch the phases; only while charging is disabled through this wrapper, so that a
+    /// vehicle is never re-energised on other phases while it draws current.
+    ///
+    /// # Errors
+    /// [`EvseCommandError::PhaseSwitchWhileEnabled`] unless the last enable write was a
+    /// disable; [`EvseCommandError::Device`] when the device refuses or fails.
+    pub async fn set_phases(&mut self, phases: Phases) -> Result<(), EvseCommandError> {
+        if self.enabled != Some(false) {
+            return Err(EvseCommandError::PhaseSwitchWhileEnabled { to: phases });
+        }
+        self.device.set_phases(phases).await.map_err(|e| EvseCommandError::Device(e.kind()))
     }
 
     /// The last limit written, if any.
@@ -413,6 +451,7 @@ impl<E: Evse> SafeEvse<E> {
             }
             // The charger does not obey its limit: take away its permission to charge at all.
             if self.device.set_enabled(false).await.is_ok() {
+                self.enabled = Some(false);
                 self.events.push(now, EvseEvent::DisabledAfterFault);
             }
             let _ = self.write(now, DeciAmps::ZERO).await;
