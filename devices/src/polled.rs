@@ -50,9 +50,13 @@ impl<D, R: Copy> Polled<D, R> {
         }
     }
 
-    fn store(&mut self, r: R) -> R {
-        self.last = Some((Instant::now(), r));
-        self.age = Millis::ZERO;
+    /// Keep `r`, which was already `inner_age` old when the inner device returned it (a device
+    /// with its own buffer, such as a P1 meter): the age carries on from there, never restarts.
+    fn store(&mut self, r: R, inner_age: Millis) -> R {
+        let now = Instant::now();
+        let read_at = now.checked_sub(Duration::from_millis(inner_age.get())).unwrap_or(now);
+        self.last = Some((read_at, r));
+        self.age = inner_age;
         r
     }
 }
@@ -64,7 +68,8 @@ impl<D: Meter> Meter for Polled<D, MeterReading> {
             return Ok(r);
         }
         let r = self.inner.read().await?;
-        Ok(self.store(r))
+        let age = self.inner.reading_age();
+        Ok(self.store(r, age))
     }
     fn reading_age(&self) -> Millis {
         self.age
@@ -78,7 +83,8 @@ impl<D: Bms> Bms for Polled<D, BmsReading> {
             return Ok(r);
         }
         let r = self.inner.read().await?;
-        Ok(self.store(r))
+        let age = self.inner.reading_age();
+        Ok(self.store(r, age))
     }
     async fn reset_alarms(&mut self) -> Result<(), D::Error> {
         self.last = None;
@@ -96,7 +102,8 @@ impl<D: PvInverter> PvInverter for Polled<D, PvReading> {
             return Ok(r);
         }
         let r = self.inner.read().await?;
-        Ok(self.store(r))
+        let age = self.inner.reading_age();
+        Ok(self.store(r, age))
     }
     fn reading_age(&self) -> Millis {
         self.age
@@ -134,7 +141,7 @@ mod tests {
             Ok(MeterReading {
                 active_power: ems_core::watts!(100.0),
                 voltage: ems_core::volts!(230.0),
-                frequency: ems_core::hertz!(50.0),
+                frequency: Some(ems_core::hertz!(50.0)),
             })
         }
     }
