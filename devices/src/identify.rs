@@ -246,3 +246,51 @@ async fn try_phoenix<C: RegisterClient>(client: &mut C) -> Option<Recognised> {
         by: format!("state letter in input register {REG_STATUS} and current limit in holding register {REG_MAX_CURRENT}"),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::modbus::MemoryRegisters;
+
+    fn f32_words(x: f32) -> [u16; 2] {
+        let b = x.to_bits();
+        [u16::try_from(b >> 16).unwrap_or(0), u16::try_from(b & 0xFFFF).unwrap_or(0)]
+    }
+
+    fn sdm630(voltage: f32, frequency: f32) -> MemoryRegisters {
+        let mut m = MemoryRegisters::default();
+        for a in 0..80 {
+            m.input.insert(a, 0);
+        }
+        for (a, x) in [(0u16, voltage), (52, 500.0), (70, frequency)] {
+            let [hi, lo] = f32_words(x);
+            m.input.insert(a, hi);
+            m.input.insert(a + 1, lo);
+        }
+        m
+    }
+
+    #[test]
+    fn a_meter_is_recognised_by_plausible_values_only() {
+        let (_, found) = pollster::block_on(identify(sdm630(230.0, 50.0)));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!((found[0].role, found[0].profile), (Role::Meter, Some("eastron-sdm630.toml")));
+        // 0 V / 0 Hz (an empty image, or another device's registers) is not this meter.
+        let (_, found) = pollster::block_on(identify(sdm630(0.0, 0.0)));
+        assert!(found.is_empty(), "{found:?}");
+    }
+
+    #[test]
+    fn sma_needs_its_identification_registers_and_phoenix_its_state_letter() {
+        let mut m = MemoryRegisters::default();
+        // SMA identification block with "not available" serial: not an SMA device.
+        m.put(30051, &[0, 8007, 0, 9331, 0, 0, 0xFFFF, 0xFFFF, 0, 1]);
+        m.input.insert(REG_STATUS, u16::from(b'B'));
+        m.put(REG_MAX_CURRENT, &[16]);
+        let (_, found) = pollster::block_on(identify(m.clone()));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!((found[0].role, found[0].model.as_str()), (Role::Evse, "EM-CP-PP-ETH"));
+        m.input.insert(REG_STATUS, u16::from(b'Z'));
+        assert!(pollster::block_on(identify(m)).1.is_empty());
+    }
+}

@@ -5,7 +5,7 @@
 //! * [`framer`]: a byte stream cut into telegrams with a bounded buffer (garbage skipped,
 //!   truncated and over-long telegrams reported).
 //! * [`meter`]: [`meter::P1Meter`] over a TCP P1 dongle or a serial port ([`endpoint`]).
-//! * [`crc`]: CRC-16/ARC.
+//! * [`crc`] computes the CRC-16/ARC of the trailer.
 
 pub mod crc;
 pub mod endpoint;
