@@ -44,7 +44,8 @@ pub(crate) struct ScanArgs {
 
 /// One recognised device as JSON, with its stanza.
 fn entry(r: &Recognised, stanza: &str) -> Value {
-    let details: Map<String, Value> = r.details.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+    let details: Map<String, Value> =
+        r.details.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
     json!({
         "role": r.role.table(),
         "manufacturer": r.manufacturer,
@@ -98,9 +99,10 @@ fn sunspec_recognised(scan: &Value, endpoint: &str, unit: u8) -> Vec<Value> {
     let (mn, md, sn) = (text("Mn"), text("Md"), text("SN"));
     let mut out = Vec::new();
     let inverter = ids.iter().any(|id| matches!(id, 101..=103 | 111..=113 | 120..=124 | 701..=704));
-    for (present, table, models_named) in
-        [(inverter, "devices.inverter", "101–103/111–113/120–124/701–704"), (ids.contains(&802), "devices.battery", "802")]
-    {
+    for (present, table, models_named) in [
+        (inverter, "devices.inverter", "101–103/111–113/120–124/701–704"),
+        (ids.contains(&802), "devices.battery", "802"),
+    ] {
         if !present {
             continue;
         }
@@ -211,11 +213,15 @@ async fn scan_p1(args: &ScanArgs, endpoint: &str) -> Result<Value, String> {
 }
 
 async fn listen_ocpp(addr: &str, seconds: u64) -> Result<Vec<Value>, String> {
-    let sock: std::net::SocketAddr =
-        addr.parse().map_err(|e| format!("--ocpp-listen '{addr}' is not HOST:PORT with an IP address: {e}"))?;
+    let sock: std::net::SocketAddr = addr
+        .parse()
+        .map_err(|e| format!("--ocpp-listen '{addr}' is not HOST:PORT with an IP address: {e}"))?;
     let config = CentralSystemConfig { install_fallback: false, ..CentralSystemConfig::default() };
     let cs = CentralSystem::bind(sock, config).await.map_err(|e| format!("--ocpp-listen {addr}: {e}"))?;
-    eprintln!("ems-gateway scan: OCPP 1.6J charge points may connect to ws://{}/<id> for {seconds} s", cs.local_addr());
+    eprintln!(
+        "ems-gateway scan: OCPP 1.6J charge points may connect to ws://{}/<id> for {seconds} s",
+        cs.local_addr()
+    );
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     let mut out = Vec::new();
     for id in cs.ids() {

@@ -16,7 +16,12 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
 
 fn scan(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ems-gateway")).arg("scan").args(args).stdin(Stdio::null()).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_ems-gateway"))
+        .arg("scan")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
 }
 
 fn json_of(o: &Output) -> Value {
@@ -65,16 +70,25 @@ fn a_shipped_meter_profile_is_recognised_with_a_stanza_that_check_config_accepts
     assert!(String::from_utf8_lossy(&o.stderr).contains("[devices.meter]"));
 
     // The stanza, with the profile path fixed up, makes a site file check-config accepts.
-    let site = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/site.toml")).unwrap();
+    let site =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/site.toml")).unwrap();
     let start = site.find("[devices.meter]").unwrap();
     let end = start + site[start + 1..].find("\n[").unwrap() + 1;
     let profiles = concat!(env!("CARGO_MANIFEST_DIR"), "/../../devices/profiles/");
-    let ours = stanza.replace("profile = \"eastron-sdm630.toml\"", &format!("profile = \"{profiles}eastron-sdm630.toml\""));
+    let ours = stanza.replace(
+        "profile = \"eastron-sdm630.toml\"",
+        &format!("profile = \"{profiles}eastron-sdm630.toml\""),
+    );
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("site.toml");
     std::fs::write(&file, format!("{}{}\n{}", &site[..start], ours, &site[end..])).unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_ems-gateway")).arg("check-config").arg(&file).output().unwrap();
-    assert!(o.status.success(), "{}\n{}", String::from_utf8_lossy(&o.stderr), std::fs::read_to_string(&file).unwrap());
+    assert!(
+        o.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        std::fs::read_to_string(&file).unwrap()
+    );
 }
 
 #[test]
@@ -94,8 +108,11 @@ fn nothing_recognised_is_an_error_naming_what_was_tried() {
 #[test]
 fn a_p1_meter_on_a_tcp_dongle_is_recognised() {
     let rt = background();
-    let telegram = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../devices/tests/data/p1/dsmr50_dsmr_parser.txt"))
-        .unwrap();
+    let telegram = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../devices/tests/data/p1/dsmr50_dsmr_parser.txt"
+    ))
+    .unwrap();
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let port = listener.local_addr().unwrap().port();
     rt.spawn(async move {

@@ -205,4 +205,45 @@ mod tests {
         let e = parse(Path::new("site.toml"), &bad).unwrap_err().to_string();
         assert!(e.contains("devices.meter"), "{e}");
     }
+
+    #[test]
+    fn a_p1_meter_and_its_errors_name_field_and_value() {
+        let base = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/site.toml"))
+            .unwrap();
+        let start = base.find("[devices.meter]").unwrap();
+        let end = start + base[start + 1..].find("\n[").unwrap() + 1;
+        let with = |meter: &str| format!("{}{meter}\n{}", &base[..start], &base[end..]);
+        let good = "[devices.meter]\nendpoint = \"p1-tcp://192.168.1.60:8088\"\ndriver = \"p1\"\nmax_age_ms = 3000\n";
+        let cfg = parse(Path::new("site.toml"), &with(good)).unwrap();
+        assert_eq!(cfg.content.devices.meter.driver.get_ref(), "p1");
+        assert!(
+            parse(Path::new("site.toml"), &with(&good.replace("p1-tcp://", ""))).is_ok(),
+            "bare HOST:PORT"
+        );
+        let serial = "[devices.meter]\nendpoint = \"p1-serial:///dev/ttyUSB0?baud=9600&parity=E&data_bits=7\"\ndriver = \"p1\"\n";
+        assert!(parse(Path::new("site.toml"), &with(serial)).is_ok());
+        for (bad, expect) in [
+            (good.replace("192.168.1.60:8088", "meter"), "devices.meter.endpoint: 'p1-tcp://meter': port"),
+            (good.replace("3000", "100"), "devices.meter.max_age_ms: 100 ms is outside 1000..=30000 ms"),
+            (format!("{good}poll_ms = 500\n"), "devices.meter.poll_ms: a P1 meter pushes its telegrams"),
+            (format!("{good}unit = 3\n"), "devices.meter.unit: a P1 port has no unit id"),
+            (
+                format!("{good}profile = \"x.toml\"\n"),
+                "devices.meter.profile: is only used with driver = \"profile\"",
+            ),
+        ] {
+            let e = parse(Path::new("site.toml"), &with(&bad)).unwrap_err().to_string();
+            assert!(e.contains(expect), "{bad}: {e}");
+        }
+        // p1 is the meter's only; max_age_ms is p1's only.
+        let bad = base.replacen("driver = \"sunspec\"", "driver = \"p1\"", 1);
+        let e = parse(Path::new("site.toml"), &bad).unwrap_err().to_string();
+        assert!(e.contains("devices.inverter.driver: 'p1' is only for [devices.meter]"), "{e}");
+        let profile = concat!(env!("CARGO_MANIFEST_DIR"), "/../../devices/profiles/eastron-sdm630.toml");
+        let bad = base
+            .replace("../devices/profiles/eastron-sdm630.toml", profile)
+            .replace("poll_ms = 1000 ", "max_age_ms = 2000 ");
+        let e = parse(Path::new("site.toml"), &bad).unwrap_err().to_string();
+        assert!(e.contains("devices.meter.max_age_ms: is only used with driver = \"p1\""), "{e}");
+    }
 }
