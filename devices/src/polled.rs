@@ -120,6 +120,8 @@ mod tests {
     struct CountingMeter {
         reads: u32,
         fail: bool,
+        /// The age of the reading it returns (a device with its own buffer, like a P1 meter).
+        age: Millis,
     }
 
     #[derive(Debug)]
@@ -143,6 +145,9 @@ mod tests {
                 voltage: ems_core::volts!(230.0),
                 frequency: Some(ems_core::hertz!(50.0)),
             })
+        }
+        fn reading_age(&self) -> Millis {
+            self.age
         }
     }
 
@@ -183,5 +188,22 @@ mod tests {
         assert_eq!(m.inner.reads, 1, "reused");
         let age = m.reading_age().get();
         assert!((120..500).contains(&age), "the reused reading is {age} ms old, not fresh");
+    }
+
+    /// A device that buffers (a P1 meter hands out its last telegram with its age): the cache
+    /// carries that age on instead of restarting it at zero.
+    #[test]
+    fn an_inner_reading_age_is_carried_on() {
+        let inner = CountingMeter { age: Millis::new(300), ..CountingMeter::default() };
+        let mut m = Polled::new(inner, None);
+        block_on(m.read()).unwrap();
+        assert_eq!(m.reading_age(), Millis::new(300));
+        let inner = CountingMeter { age: Millis::new(300), ..CountingMeter::default() };
+        let mut m = Polled::new(inner, Some(1000));
+        block_on(m.read()).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        block_on(m.read()).unwrap();
+        assert_eq!(m.inner.reads, 1, "reused");
+        assert!(m.reading_age().get() >= 350, "{:?}", m.reading_age());
     }
 }

@@ -298,7 +298,9 @@ pub(crate) fn run(args: &ScanArgs) -> ExitCode {
     }
     match serde_json::to_string_pretty(&result) {
         Ok(j) => {
-            crate::out(&format!("{j}\n"));
+            use std::io::Write as _;
+            // A closed pipe (`| head`) is not an error of the scan.
+            let _ = std::io::stdout().lock().write_all(format!("{j}\n").as_bytes());
             ExitCode::SUCCESS
         }
         Err(e) => fail(format!("cannot encode: {e}")),
