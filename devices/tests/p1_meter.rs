@@ -249,3 +249,26 @@ async fn an_unreachable_dongle_reads_stale_without_blocking() {
     let _ = read_until(&mut m, |m| m.stats().connect_failures >= 1).await;
     assert!(m.last_error().unwrap().contains("connect to"), "{:?}", m.last_error());
 }
+
+/// The serial transport over a pseudo-terminal pair (`tokio_serial::SerialStream::pair`): the
+/// meter opens the slave by its path, as it would `/dev/ttyUSB0`; the test writes telegrams into
+/// the master side.
+#[tokio::test]
+async fn meter_over_a_serial_port() {
+    use ems_devices::modbus::transport::SerialSettings;
+    use tokio_serial::SerialPort as _;
+    let (mut master, slave) = tokio_serial::SerialStream::pair().unwrap();
+    let path = slave.name().unwrap();
+    // Keep the slave open without its lock (closing the last slave fd makes the master read EIO).
+    let _keep_open = std::fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
+    drop(slave);
+    let endpoint: P1Endpoint = format!("p1-serial://{path}").parse().unwrap();
+    assert_eq!(endpoint, P1Endpoint::Serial(SerialSettings::new(path.clone(), 115_200)));
+    let mut m = P1Meter::new(endpoint, P1MeterOptions::default());
+    let _ = m.read().await; // opens the port
+    assert_eq!(m.stats().connects, 1, "{:?}", m.last_error());
+    master.write_all(b"\r\n").await.unwrap();
+    master.write_all(&data(V50)).await.unwrap();
+    let r = read_until(&mut m, |m| m.stats().telegrams == 1).await.unwrap();
+    assert_eq!(r.active_power, w(244.0));
+}
