@@ -592,13 +592,15 @@ where
             );
             self.grid.voltage.invalidate();
         }
-        if r.frequency >= v.frequency_min && r.frequency <= v.frequency_max {
-            self.grid.frequency.update(r.frequency, at);
+        // A meter without frequency (P1) leaves the signal to the frequency source, or to age out.
+        let Some(frequency) = r.frequency else { return };
+        if frequency >= v.frequency_min && frequency <= v.frequency_max {
+            self.grid.frequency.update(frequency, at);
         } else {
             reject(
                 events,
                 "frequency",
-                FieldValue::Hertz(r.frequency),
+                FieldValue::Hertz(frequency),
                 FieldValue::Hertz(v.frequency_min),
                 FieldValue::Hertz(v.frequency_max),
             );

@@ -26,6 +26,10 @@
 //! * [`evse`]: EV chargers — the `Evse` trait, the `SafeEvse` wrapper (circuit limits, read-back,
 //!   lease with fallback current, write budget), the OCPP 1.6J central system whose charge points
 //!   implement `Evse`, and the simulated EV and charger behind `sim`.
+//! * [`p1`]: P1 smart meters (DSMR 4/5, ESMR 5): the CRC-checked telegram parser and the P1
+//!   port (TCP dongle or serial) as a grid meter.
+//! * [`identify`]: device recognition for `ems-gateway scan` (shipped profiles' identification
+//!   registers and plausible readings, the Phoenix charge controller).
 //! * [`data`]: the reference data embedded at compile time and their parsers.
 //!
 //! * [`modbus`]: the Modbus seam (`RegisterClient`), `tokio-modbus` transports, SunSpec and
@@ -37,10 +41,12 @@ pub mod estop;
 pub mod evse;
 pub mod frequency;
 pub mod gpio;
+pub mod identify;
 pub mod io;
 pub mod island;
 pub mod modbus;
 mod narrow;
+pub mod p1;
 pub mod polled;
 #[cfg(feature = "sim")]
 pub mod sim;

@@ -50,9 +50,13 @@ impl<D, R: Copy> Polled<D, R> {
         }
     }
 
-    fn store(&mut self, r: R) -> R {
-        self.last = Some((Instant::now(), r));
-        self.age = Millis::ZERO;
+    /// Keep `r`, which was already `inner_age` old when the inner device returned it (a device
+    /// with its own buffer, such as a P1 meter): the age carries on from there, never restarts.
+    fn store(&mut self, r: R, inner_age: Millis) -> R {
+        let now = Instant::now();
+        let read_at = now.checked_sub(Duration::from_millis(inner_age.get())).unwrap_or(now);
+        self.last = Some((read_at, r));
+        self.age = inner_age;
         r
     }
 }
@@ -64,7 +68,8 @@ impl<D: Meter> Meter for Polled<D, MeterReading> {
             return Ok(r);
         }
         let r = self.inner.read().await?;
-        Ok(self.store(r))
+        let age = self.inner.reading_age();
+        Ok(self.store(r, age))
     }
     fn reading_age(&self) -> Millis {
         self.age
@@ -78,7 +83,8 @@ impl<D: Bms> Bms for Polled<D, BmsReading> {
             return Ok(r);
         }
         let r = self.inner.read().await?;
-        Ok(self.store(r))
+        let age = self.inner.reading_age();
+        Ok(self.store(r, age))
     }
     async fn reset_alarms(&mut self) -> Result<(), D::Error> {
         self.last = None;
@@ -96,7 +102,8 @@ impl<D: PvInverter> PvInverter for Polled<D, PvReading> {
             return Ok(r);
         }
         let r = self.inner.read().await?;
-        Ok(self.store(r))
+        let age = self.inner.reading_age();
+        Ok(self.store(r, age))
     }
     fn reading_age(&self) -> Millis {
         self.age
@@ -113,6 +120,8 @@ mod tests {
     struct CountingMeter {
         reads: u32,
         fail: bool,
+        /// The age of the reading it returns (a device with its own buffer, like a P1 meter).
+        age: Millis,
     }
 
     #[derive(Debug)]
@@ -134,8 +143,11 @@ mod tests {
             Ok(MeterReading {
                 active_power: ems_core::watts!(100.0),
                 voltage: ems_core::volts!(230.0),
-                frequency: ems_core::hertz!(50.0),
+                frequency: Some(ems_core::hertz!(50.0)),
             })
+        }
+        fn reading_age(&self) -> Millis {
+            self.age
         }
     }
 
@@ -176,5 +188,22 @@ mod tests {
         assert_eq!(m.inner.reads, 1, "reused");
         let age = m.reading_age().get();
         assert!((120..500).contains(&age), "the reused reading is {age} ms old, not fresh");
+    }
+
+    /// A device that buffers (a P1 meter hands out its last telegram with its age): the cache
+    /// carries that age on instead of restarting it at zero.
+    #[test]
+    fn an_inner_reading_age_is_carried_on() {
+        let inner = CountingMeter { age: Millis::new(300), ..CountingMeter::default() };
+        let mut m = Polled::new(inner, None);
+        block_on(m.read()).unwrap();
+        assert_eq!(m.reading_age(), Millis::new(300));
+        let inner = CountingMeter { age: Millis::new(300), ..CountingMeter::default() };
+        let mut m = Polled::new(inner, Some(1000));
+        block_on(m.read()).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        block_on(m.read()).unwrap();
+        assert_eq!(m.inner.reads, 1, "reused");
+        assert!(m.reading_age().get() >= 350, "{:?}", m.reading_age());
     }
 }

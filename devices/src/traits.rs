@@ -157,8 +157,10 @@ pub struct MeterReading {
     pub active_power: Watts,
     /// Voltage.
     pub voltage: Volts,
-    /// Frequency.
-    pub frequency: Hertz,
+    /// Frequency; `None` for a meter that does not measure it (a DSMR P1 meter): the
+    /// snapshot's grid frequency is then not updated by the meter and goes stale unless a
+    /// frequency source (`[grid_services.frequency]`) supplies it.
+    pub frequency: Option<Hertz>,
 }
 
 /// One PV inverter reading.

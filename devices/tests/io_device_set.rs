@@ -120,6 +120,27 @@ fn a_failed_read_leaves_the_signal_to_go_stale() {
     assert_eq!(r.snap.grid.active_power.quality_at(r.clock.now()), Quality::Stale);
 }
 
+/// A meter without frequency (a P1 smart meter): power and voltage are taken, the frequency is
+/// left alone (it goes stale unless a frequency source supplies it), never invented.
+#[test]
+fn a_meter_without_frequency_leaves_the_grid_frequency_to_go_stale() {
+    let mut r = rig();
+    let _ = r.read();
+    *r.set.meter().0.borrow_mut() = Ok(ems_devices::traits::MeterReading {
+        active_power: ems_core::watts!(-1500.0),
+        voltage: ems_core::volts!(231.0),
+        frequency: None,
+    });
+    r.clock.advance(3000);
+    let ev = r.read();
+    assert!(ev.is_empty(), "{:?}", ev.iter().map(|e| e.event.to_string()).collect::<Vec<_>>());
+    let now = r.clock.now();
+    let g = &r.snap.grid;
+    assert_eq!(g.active_power.value_at(now), Some(ems_core::watts!(-1500.0)));
+    assert_eq!(g.voltage.quality_at(now), Quality::Good);
+    assert_eq!(g.frequency.quality_at(now), Quality::Stale);
+}
+
 #[test]
 fn closes_and_runs_then_estop_fast_path_zeroes_and_opens_within_the_same_call() {
     let mut r = rig();

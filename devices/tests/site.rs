@@ -306,7 +306,7 @@ fn device_traits_work_on_the_simulated_site() {
         assert!(bms.cell_voltage_max > bms.cell_voltage_min);
         assert!(bms.ready);
         let m = d.meter.read().await.unwrap();
-        assert!((m.frequency.get() - 50.0).abs() < 0.1);
+        assert!((m.frequency.unwrap().get() - 50.0).abs() < 0.1);
         assert!(d.pv.read().await.unwrap().active_power >= Watts::ZERO);
         assert_eq!(d.estop.read().await.unwrap(), EStopInput::Released);
         assert_eq!(shared.borrow().truth().inrush_events, 0);

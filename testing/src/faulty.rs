@@ -490,7 +490,7 @@ impl Reading for InverterReading {
 
 impl Reading for MeterReading {
     fn implausible(self) -> Option<Self> {
-        Some(Self { voltage: ems_core::volts!(1500.0), frequency: ems_core::hertz!(5.0), ..self })
+        Some(Self { voltage: ems_core::volts!(1500.0), frequency: Some(ems_core::hertz!(5.0)), ..self })
     }
 
     fn spiked(self) -> Self {
@@ -845,7 +845,7 @@ mod tests {
             Ok(MeterReading {
                 active_power: Watts::saturating(self.0),
                 voltage: ems_core::volts!(230.0),
-                frequency: ems_core::hertz!(50.0),
+                frequency: Some(ems_core::hertz!(50.0)),
             })
         }
     }
@@ -975,7 +975,7 @@ mod tests {
         assert!(r.active_power.get() >= 50_000.0);
         let (mut meter, sw) = Faulty::with_switch(MockMeter::default());
         sw.set(DeviceFault::OutOfRange);
-        assert_eq!(block_on(meter.read()).unwrap().frequency, ems_core::hertz!(5.0));
+        assert_eq!(block_on(meter.read()).unwrap().frequency, Some(ems_core::hertz!(5.0)));
         let (mut pv, sw) = Faulty::with_switch(MockPv::default());
         sw.set(DeviceFault::OutOfRange);
         assert!(block_on(pv.read()).unwrap().active_power.get() < 0.0);

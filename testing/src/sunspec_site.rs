@@ -804,9 +804,11 @@ impl SunSpecSite {
         let Some(r) = reading else { return };
         let l = self.meter_layout;
         let mut img = self.meter_image.lock().unwrap_or_else(PoisonError::into_inner);
-        for (address, value) in
-            [(l.voltage, r.voltage.get()), (l.power, r.active_power.get()), (l.frequency, r.frequency.get())]
-        {
+        for (address, value) in [
+            (l.voltage, r.voltage.get()),
+            (l.power, r.active_power.get()),
+            (l.frequency, r.frequency.map_or(f32::NAN, ems_core::Hertz::get)),
+        ] {
             let bits = value.to_bits();
             #[allow(clippy::cast_possible_truncation)] // the two halves of a 32-bit pattern
             let (hi, lo) = ((bits >> 16) as u16, bits as u16);

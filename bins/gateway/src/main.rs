@@ -21,6 +21,7 @@ mod island;
 mod live;
 mod optimize;
 mod rules_cmd;
+mod scan;
 #[cfg(feature = "sim")]
 mod simsite;
 mod site;
@@ -44,18 +45,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
-    /// Find a SunSpec device's base address, walk its model chain and print every decoded point as
-    /// JSON (what an installer runs first on a new site).
-    Scan {
-        /// `modbus-tcp://HOST:PORT` or `modbus-rtu:///dev/ttyX?baud=9600`.
-        endpoint: String,
-        /// Modbus unit id.
-        #[arg(long, default_value_t = 1)]
-        unit: u8,
-        /// Request timeout in milliseconds.
-        #[arg(long, default_value_t = 1000)]
-        timeout_ms: u64,
-    },
+    /// Find what is at an endpoint and print a suggested site-file stanza for each device
+    /// recognised: a SunSpec device (its model chain as JSON, as before), the shipped
+    /// register-map profiles and the Phoenix charge controller, a P1 smart meter
+    /// (`p1-tcp://…`), and with `--ocpp-listen HOST:PORT` the OCPP charge points that boot.
+    Scan(scan::ScanArgs),
     /// Run a real site described by a configuration file (Modbus devices, GPIO relays and E-stop).
     Run {
         /// The site TOML file.
@@ -126,7 +120,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Some(Cmd::Scan { endpoint, unit, timeout_ms }) => scan(&endpoint, unit, timeout_ms),
+        Some(Cmd::Scan(args)) => scan::run(&args),
         Some(Cmd::Optimize(args)) => match optimize::run(&args) {
             Ok(json) => {
                 out(&format!("{json}\n"));
@@ -149,51 +143,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
         None => simulated_site(&cli.live),
-    }
-}
-
-fn scan(endpoint: &str, unit: u8, timeout_ms: u64) -> ExitCode {
-    use ems_devices::modbus::transport::{AnyClient, ClientOptions, ModbusEndpoint};
-    let ep: ModbusEndpoint = match endpoint.parse() {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("ems-gateway scan: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    if timeout_ms == 0 {
-        eprintln!("ems-gateway scan: --timeout-ms = 0 must be > 0");
-        return ExitCode::FAILURE;
-    }
-    let timeout = std::time::Duration::from_millis(timeout_ms);
-    // One attempt per base address: no reconnect backoff to wait out during a scan.
-    let options = ClientOptions { timeout, connect_timeout: timeout, ..ClientOptions::default() };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("ems-gateway scan: runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(async {
-        let mut client = AnyClient::new(&ep, unit, options);
-        ems_devices::modbus::sunspec::scan(&mut client).await
-    });
-    match result {
-        Ok(r) => match serde_json::to_string_pretty(&r.to_json()) {
-            Ok(j) => {
-                out(&format!("{j}\n"));
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("ems-gateway scan: cannot encode: {e}");
-                ExitCode::FAILURE
-            }
-        },
-        Err(e) => {
-            eprintln!("ems-gateway scan: {endpoint} unit {unit}: {e}");
-            ExitCode::FAILURE
-        }
     }
 }
 

@@ -14,6 +14,7 @@ use ems_devices::modbus::profile::{Profile, ProfileDevice, ProfileDeviceError};
 use ems_devices::modbus::sunspec::{SunSpecBattery, SunSpecError, SunSpecInverter};
 use ems_devices::modbus::transport::{AnyClient, ClientOptions, ModbusEndpoint};
 use ems_devices::modbus::RegisterAddress;
+use ems_devices::p1::{P1Endpoint, P1Meter, P1MeterError, P1MeterOptions};
 use ems_devices::traits::{
     Bms, BmsReading, DeviceError, EStopInput, ErrorKind, Inverter, InverterCapabilities, InverterReading,
     InverterSettings, Meter, MeterReading, PvInverter, PvReading, Relay,
@@ -108,15 +109,69 @@ impl Bms for AnyBms {
     }
 }
 
-/// Meter and PV: register-map profiles (the shipped SunSpec models contain no meter model).
+/// The grid meter: a register-map profile (the shipped SunSpec models contain no meter model)
+/// or a DSMR smart meter's P1 port.
 #[derive(Debug)]
-pub(crate) struct ProfileMeter(ProfileDevice<AnyClient>);
+pub(crate) enum AnyMeter {
+    /// A register-map profile.
+    Profile(Box<ProfileDevice<AnyClient>>),
+    /// A P1 port (TCP dongle or serial).
+    P1(Box<P1Meter>),
+}
 
-impl Meter for ProfileMeter {
-    type Error = ProfileDeviceError;
-    async fn read(&mut self) -> Result<MeterReading, ProfileDeviceError> {
-        Meter::read(&mut self.0).await
+/// An error of either meter driver.
+#[derive(Debug)]
+pub(crate) enum AnyMeterError {
+    /// From the profile driver.
+    Profile(ProfileDeviceError),
+    /// From the P1 meter.
+    P1(P1MeterError),
+}
+
+impl DeviceError for AnyMeterError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Profile(e) => e.kind(),
+            Self::P1(e) => e.kind(),
+        }
     }
+}
+
+impl Meter for AnyMeter {
+    type Error = AnyMeterError;
+    async fn read(&mut self) -> Result<MeterReading, AnyMeterError> {
+        match self {
+            Self::Profile(d) => Meter::read(d.as_mut()).await.map_err(AnyMeterError::Profile),
+            Self::P1(m) => m.read().await.map_err(AnyMeterError::P1),
+        }
+    }
+    fn reading_age(&self) -> Millis {
+        match self {
+            Self::Profile(d) => Meter::reading_age(d.as_ref()),
+            // The telegram's own age: the snapshot stamps it when it arrived, not now.
+            Self::P1(m) => m.reading_age(),
+        }
+    }
+}
+
+/// The meter of `[devices.meter]`.
+fn meter(cfg: &SiteConfig, e: &DeviceEntry) -> Result<AnyMeter, LiveError> {
+    if e.driver.get_ref() == "p1" {
+        let endpoint: P1Endpoint =
+            e.endpoint.get_ref().parse().map_err(|err| site_err("devices.meter", err))?;
+        let mut options = P1MeterOptions {
+            connect_timeout: Duration::from_millis(*e.timeout_ms.get_ref()),
+            ..P1MeterOptions::default()
+        };
+        if let Some(m) = &e.max_age_ms {
+            options.max_age = Millis::new(*m.get_ref());
+        }
+        return Ok(AnyMeter::P1(Box::new(P1Meter::new(endpoint, options))));
+    }
+    Ok(AnyMeter::Profile(Box::new(ProfileDevice::new(
+        client("devices.meter", e)?,
+        profile(cfg, "devices.meter", e)?,
+    ))))
 }
 
 /// PV: a profile, or none on the site (production then reads 0 W).
@@ -164,7 +219,7 @@ fn profile(cfg: &SiteConfig, name: &str, e: &DeviceEntry) -> Result<Profile, Liv
 struct ModbusDevices {
     inverter: AnyInverter,
     bms: AnyBms,
-    meter: ProfileMeter,
+    meter: AnyMeter,
     pv: AnyPv,
     config: DeviceSetConfig,
 }
@@ -207,10 +262,7 @@ async fn connect_modbus(cfg: &SiteConfig) -> Result<ModbusDevices, LiveError> {
             profile(cfg, "devices.battery", &d.battery)?,
         ))),
     };
-    let meter = ProfileMeter(ProfileDevice::new(
-        client("devices.meter", &d.meter)?,
-        profile(cfg, "devices.meter", &d.meter)?,
-    ));
+    let meter = meter(cfg, &d.meter)?;
     let pv = match &d.pv {
         Some(e) => AnyPv::Profile(Box::new(ProfileDevice::new(
             client("devices.pv", e)?,
@@ -488,7 +540,7 @@ async fn connect(
 type SiteDeviceSet = DeviceSet<
     Polled<AnyBms, BmsReading>,
     AnyInverter,
-    Polled<ProfileMeter, MeterReading>,
+    Polled<AnyMeter, MeterReading>,
     Polled<AnyPv, PvReading>,
     AnyRelay,
     AnyRelay,

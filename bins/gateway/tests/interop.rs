@@ -52,6 +52,11 @@ fn scan_reads_a_pymodbus_sunspec_device_with_scale_factors_applied() {
     // Not-implemented points are omitted, not printed as 65535 or -32768.
     assert!(inv.get("PhVphB").is_none(), "{inv}");
     assert!(model(&v, 120).is_some() && model(&v, 123).is_some());
+    // The suggested stanza: a SunSpec inverter (models 103/120/123).
+    let rec = v["recognised"].as_array().unwrap();
+    let inv = rec.iter().find(|r| r["role"] == "devices.inverter").unwrap();
+    assert_eq!(inv["manufacturer"], common["points"]["Mn"]);
+    assert!(inv["stanza"].as_str().unwrap().contains("driver = \"sunspec\""), "{inv}");
 }
 
 #[test]

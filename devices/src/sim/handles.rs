@@ -345,7 +345,7 @@ impl Meter for SimMeter {
         let site = self.0.borrow();
         answer(&site, &[Signal::GridPower, Signal::GridVoltageFrequency])?;
         let g = &site.grid;
-        Ok(MeterReading { active_power: g.power(), voltage: g.voltage(), frequency: g.frequency() })
+        Ok(MeterReading { active_power: g.power(), voltage: g.voltage(), frequency: Some(g.frequency()) })
     }
 }
 

@@ -365,7 +365,7 @@ impl Default for MockMeter {
         Self(Rc::new(RefCell::new(Ok(MeterReading {
             active_power: ems_core::watts!(800.0),
             voltage: ems_core::volts!(230.0),
-            frequency: ems_core::hertz!(50.0),
+            frequency: Some(ems_core::hertz!(50.0)),
         }))))
     }
 }

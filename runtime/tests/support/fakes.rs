@@ -160,7 +160,7 @@ impl Meter for FakeMeter {
         Ok(MeterReading {
             active_power: ems_core::watts!(-2000.0),
             voltage: ems_core::volts!(230.0),
-            frequency: ems_core::hertz!(50.0),
+            frequency: Some(ems_core::hertz!(50.0)),
         })
     }
 }

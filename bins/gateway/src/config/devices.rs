@@ -1,5 +1,5 @@
 //! `[devices]`: the inverter, battery (BMS), meter and PV on Modbus with their drivers
-//! (SunSpec or a register-map profile).
+//! (SunSpec or a register-map profile), or the meter on a P1 port (`driver = "p1"`).
 
 use super::entries::{DeviceEntry, DevicesSection};
 use super::errors::{ConfigError, Ctx};
@@ -19,6 +19,16 @@ pub(super) fn devices(ctx: &Ctx<'_>, d: &DevicesSection) -> Result<(), ConfigErr
 }
 
 fn validate_device(ctx: &Ctx<'_>, name: &str, e: &DeviceEntry) -> Result<(), ConfigError> {
+    if e.driver.get_ref() == "p1" {
+        return validate_p1(ctx, name, e);
+    }
+    if let Some(m) = &e.max_age_ms {
+        return Err(ctx.err(
+            &format!("{name}.max_age_ms"),
+            m,
+            "is only used with driver = \"p1\"".to_owned(),
+        ));
+    }
     endpoint(ctx, &format!("{name}.endpoint"), &e.endpoint)?;
     let unit = *e.unit.get_ref();
     if unit > 247 {
@@ -71,7 +81,7 @@ fn validate_device(ctx: &Ctx<'_>, name: &str, e: &DeviceEntry) -> Result<(), Con
             return Err(ctx.err(
                 &format!("{name}.driver"),
                 &e.driver,
-                format!("'{other}' is not one of sunspec, profile"),
+                format!("'{other}' is not one of sunspec, profile, p1"),
             ));
         }
     }
@@ -118,6 +128,57 @@ fn validate_device(ctx: &Ctx<'_>, name: &str, e: &DeviceEntry) -> Result<(), Con
     Ok(())
 }
 
+/// `driver = "p1"`: a DSMR smart meter's P1 port (the grid meter only).
+fn validate_p1(ctx: &Ctx<'_>, name: &str, e: &DeviceEntry) -> Result<(), ConfigError> {
+    if name != "devices.meter" {
+        return Err(ctx.err(
+            &format!("{name}.driver"),
+            &e.driver,
+            "'p1' is only for [devices.meter] (a P1 port is a smart meter's)".to_owned(),
+        ));
+    }
+    p1_endpoint(ctx, &e.endpoint)?;
+    if let Some(p) = &e.profile {
+        return Err(ctx.err("devices.meter.profile", p, "is only used with driver = \"profile\"".to_owned()));
+    }
+    if let Some(p) = &e.poll_ms {
+        return Err(ctx.err(
+            "devices.meter.poll_ms",
+            p,
+            "a P1 meter pushes its telegrams; remove poll_ms (max_age_ms bounds their age)".to_owned(),
+        ));
+    }
+    if e.unit.span() != (0..0) {
+        return Err(ctx.err(
+            "devices.meter.unit",
+            &e.unit,
+            "a P1 port has no unit id; remove unit".to_owned(),
+        ));
+    }
+    if let Some(m) = &e.max_age_ms {
+        let x = *m.get_ref();
+        if !(1000..=30_000).contains(&x) {
+            return Err(ctx.err("devices.meter.max_age_ms", m, format!("{x} ms is outside 1000..=30000 ms")));
+        }
+    }
+    let t = *e.timeout_ms.get_ref();
+    if !(10..=60_000).contains(&t) {
+        return Err(ctx.err(
+            "devices.meter.timeout_ms",
+            &e.timeout_ms,
+            format!("{t} ms is outside 10..=60000 ms"),
+        ));
+    }
+    Ok(())
+}
+
+/// The P1 endpoint: `p1-tcp://HOST:PORT`, `HOST:PORT` or `p1-serial:///dev/ttyX[?baud=N]`.
+fn p1_endpoint(ctx: &Ctx<'_>, v: &toml::Spanned<String>) -> Result<ems_devices::p1::P1Endpoint, ConfigError> {
+    v.get_ref().parse().map_err(|e: ems_devices::p1::P1EndpointError| {
+        ctx.err("devices.meter.endpoint", v, format!("'{}': {}: {}", e.url, e.part, e.reason))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use crate::config::parse;
@@ -143,5 +204,46 @@ mod tests {
         let bad = base.replace("driver = \"profile\"\nprofile", "driver = \"sunspec\"\nprofile");
         let e = parse(Path::new("site.toml"), &bad).unwrap_err().to_string();
         assert!(e.contains("devices.meter"), "{e}");
+    }
+
+    #[test]
+    fn a_p1_meter_and_its_errors_name_field_and_value() {
+        let base = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/site.toml"))
+            .unwrap();
+        let start = base.find("[devices.meter]").unwrap();
+        let end = start + base[start + 1..].find("\n[").unwrap() + 1;
+        let with = |meter: &str| format!("{}{meter}\n{}", &base[..start], &base[end..]);
+        let good = "[devices.meter]\nendpoint = \"p1-tcp://192.168.1.60:8088\"\ndriver = \"p1\"\nmax_age_ms = 3000\n";
+        let cfg = parse(Path::new("site.toml"), &with(good)).unwrap();
+        assert_eq!(cfg.content.devices.meter.driver.get_ref(), "p1");
+        assert!(
+            parse(Path::new("site.toml"), &with(&good.replace("p1-tcp://", ""))).is_ok(),
+            "bare HOST:PORT"
+        );
+        let serial = "[devices.meter]\nendpoint = \"p1-serial:///dev/ttyUSB0?baud=9600&parity=E&data_bits=7\"\ndriver = \"p1\"\n";
+        assert!(parse(Path::new("site.toml"), &with(serial)).is_ok());
+        for (bad, expect) in [
+            (good.replace("192.168.1.60:8088", "meter"), "devices.meter.endpoint: 'p1-tcp://meter': port"),
+            (good.replace("3000", "100"), "devices.meter.max_age_ms: 100 ms is outside 1000..=30000 ms"),
+            (format!("{good}poll_ms = 500\n"), "devices.meter.poll_ms: a P1 meter pushes its telegrams"),
+            (format!("{good}unit = 3\n"), "devices.meter.unit: a P1 port has no unit id"),
+            (
+                format!("{good}profile = \"x.toml\"\n"),
+                "devices.meter.profile: is only used with driver = \"profile\"",
+            ),
+        ] {
+            let e = parse(Path::new("site.toml"), &with(&bad)).unwrap_err().to_string();
+            assert!(e.contains(expect), "{bad}: {e}");
+        }
+        // p1 is the meter's only; max_age_ms is p1's only.
+        let bad = base.replacen("driver = \"sunspec\"", "driver = \"p1\"", 1);
+        let e = parse(Path::new("site.toml"), &bad).unwrap_err().to_string();
+        assert!(e.contains("devices.inverter.driver: 'p1' is only for [devices.meter]"), "{e}");
+        let profile = concat!(env!("CARGO_MANIFEST_DIR"), "/../../devices/profiles/eastron-sdm630.toml");
+        let bad = base
+            .replace("../devices/profiles/eastron-sdm630.toml", profile)
+            .replace("poll_ms = 1000 ", "max_age_ms = 2000 ");
+        let e = parse(Path::new("site.toml"), &bad).unwrap_err().to_string();
+        assert!(e.contains("devices.meter.max_age_ms: is only used with driver = \"p1\""), "{e}");
     }
 }

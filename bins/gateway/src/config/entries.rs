@@ -22,16 +22,17 @@ pub(crate) struct DevicesSection {
     pub estop: EStopEntry,
 }
 
-/// One Modbus device.
+/// One Modbus device (or, for the meter, a P1 port with `driver = "p1"`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct DeviceEntry {
-    /// `modbus-tcp://HOST:PORT` or `modbus-rtu:///dev/ttyX?baud=9600`.
+    /// `modbus-tcp://HOST:PORT` or `modbus-rtu:///dev/ttyX?baud=9600`; with `driver = "p1"`:
+    /// `p1-tcp://HOST:PORT` (or `HOST:PORT`) or `p1-serial:///dev/ttyX[?baud=115200]`.
     pub endpoint: Spanned<String>,
     /// Modbus unit id (default 1).
     #[serde(default = "default_unit")]
     pub unit: Spanned<u8>,
-    /// `sunspec` or `profile`.
+    /// `sunspec`, `profile`, or `p1` (meter only: a DSMR 4/5 smart meter's P1 port).
     pub driver: Spanned<String>,
     /// With `driver = "profile"`: the profile file (relative to the config file).
     pub profile: Option<Spanned<String>>,
@@ -39,9 +40,12 @@ pub(crate) struct DeviceEntry {
     /// 2000 ms (the maximum age of their fast signals); between polls the last reading is reused.
     /// The inverter is read every cycle: its read-back verifies every set-point write.
     pub poll_ms: Option<Spanned<u64>>,
-    /// Request timeout, ms (default 500).
+    /// Request timeout, ms (default 500); with `driver = "p1"`: the connect timeout.
     #[serde(default = "default_timeout")]
     pub timeout_ms: Spanned<u64>,
+    /// `driver = "p1"` only: the oldest telegram still taken as a reading, ms (default 5000,
+    /// 1000..=30000). Older, the grid power is stale (never 0 W).
+    pub max_age_ms: Option<Spanned<u64>>,
     /// Battery with `driver = "sunspec"` only: SunSpec model 802 carries no cell temperatures
     /// (they are in models 803/804, not supported yet). Setting this reports the given constant
     /// instead and turns off the stuck-sensor check on temperatures: the BMS's own temperature

@@ -43,6 +43,10 @@ pub struct CentralSystemConfig {
     pub zero_power_threshold: Watts,
     /// Id tags accepted by Authorize/StartTransaction (`None`: any).
     pub id_tags: Option<Vec<String>>,
+    /// Send the station-maximum and fallback profiles after each BootNotification (default
+    /// `true`). `false` only listens: `ems-gateway scan --ocpp-listen` must change nothing on a
+    /// charger it merely identifies.
+    pub install_fallback: bool,
 }
 
 impl Default for CentralSystemConfig {
@@ -65,6 +69,7 @@ impl Default for CentralSystemConfig {
             zero_grace: Millis::from_secs(10),
             zero_power_threshold: ems_core::watts!(100.0),
             id_tags: None,
+            install_fallback: true,
         }
     }
 }

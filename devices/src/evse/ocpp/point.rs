@@ -95,6 +95,10 @@ pub struct PointState {
     pub booted: bool,
     /// Vendor and model from the BootNotification.
     pub vendor_model: Option<(String, String)>,
+    /// Serial number from the BootNotification (`chargePointSerialNumber`), if sent.
+    pub serial: Option<String>,
+    /// Firmware version from the BootNotification, if sent.
+    pub firmware: Option<String>,
     /// Connector 1's OCPP status string (`Available`, `Charging`, …).
     pub connector_status: Option<String>,
     /// The transaction in progress.

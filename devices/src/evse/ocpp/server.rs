@@ -423,7 +423,7 @@ impl Connection {
 
     /// After answering a BootNotification, queue the fallback profiles.
     fn after_call(&mut self, action: &str) {
-        if action == "BootNotification" {
+        if action == "BootNotification" && self.hub.config.install_fallback {
             let evse = OcppEvse { point: Arc::clone(&self.point), shared: Arc::clone(&self.hub) };
             // The handle's calls go through this very task's queue, so run them from a
             // separate task; the queue delivers them once the reply above is sent.
@@ -453,6 +453,8 @@ impl Connection {
                     st.booted = true;
                     st.fallback_installed = false;
                     st.vendor_model = Some((req.charge_point_vendor.clone(), req.charge_point_model.clone()));
+                    st.serial.clone_from(&req.charge_point_serial_number);
+                    st.firmware.clone_from(&req.firmware_version);
                 }
                 self.hub.event(EvseEvent::OcppBooted {
                     id,

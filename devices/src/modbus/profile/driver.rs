@@ -264,8 +264,9 @@ impl<C: RegisterClient> Meter for ProfileDevice<C> {
             active_power: Watts::try_new(required(&v, Signal::ActivePower)?)
                 .map_err(invalid(Signal::ActivePower))?,
             voltage: Volts::try_new(required(&v, Signal::Voltage)?).map_err(invalid(Signal::Voltage))?,
-            frequency: Hertz::try_new(required(&v, Signal::Frequency)?)
-                .map_err(invalid(Signal::Frequency))?,
+            frequency: Some(
+                Hertz::try_new(required(&v, Signal::Frequency)?).map_err(invalid(Signal::Frequency))?,
+            ),
         })
     }
 }
