@@ -128,13 +128,14 @@ async fn the_script_calls_only_documented_endpoints() {
     for p in &paths {
         assert!(ROUTES.iter().any(|r| r.path == p), "app.js calls {p}, which is not in ROUTES");
     }
-    // And they are served (not 404) by the router; an economics endpoint on this site
-    // without economics answers its own 404 ("not configured"), which the page handles.
+    // And they are served (not 404) by the router; an economics, grid-services or island
+    // endpoint on this site without them answers its own 404 ("not configured"), which the page handles.
     let h = harness();
     for p in &paths {
         let r = h.get(p, Some(VIEWER)).await;
         let not_configured = r.json["error"] == ems_api::economics::NOT_CONFIGURED
-            || r.json["error"] == ems_api::grid_services::NOT_CONFIGURED;
+            || r.json["error"] == ems_api::grid_services::NOT_CONFIGURED
+            || r.json["error"] == ems_api::island::NOT_CONFIGURED;
         assert!(r.status != StatusCode::NOT_FOUND || not_configured, "{p}: {}", r.json);
     }
 }
