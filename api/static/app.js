@@ -666,7 +666,8 @@
       : 'breaker may not close: ' + (c.first_false || 'conditions not met'));
     const alert = $('island-alert');
     let warn = '';
-    if (v.estop) warn = 'An emergency stop holds the island down: the breaker is never closed and the island stays de-energised.';
+    if (v.estop && state === 'CONNECTED') warn = 'An emergency stop is active: the battery is stopped, the breaker is not operated and the circuits stay on the grid.';
+    else if (v.estop) warn = 'An emergency stop holds the island down: the breaker is never closed and the island stays de-energised.';
     else if (state === 'SAFE STOP') warn = 'SAFE STOP: ' + (v.stop_reason || 'no reason recorded') + '. Check the breaker and the inverter, then reset with a reason.';
     else if (state === 'BLACKOUT') warn = 'No supply: the grid is down and the island is not energised. A black start needs an operator.';
     alert.hidden = !warn;
