@@ -160,7 +160,7 @@ fn a_vehicle_that_cannot_switch_keeps_its_phases_all_day() {
 /// Prints, per day of the year, the PV energy and the largest drop of the 10-minute PV mean
 /// between 9:00 and 16:00 (how the sunny and the cloudy day were chosen).
 #[test]
-#[ignore = "exploration: cargo test -p ems-testing --test loadpoint_day -- --ignored --nocapture"]
+#[ignore = "prints a table, asserts nothing (how the test days were chosen); run: cargo test -p ems-testing --test loadpoint_day scan_days -- --ignored --nocapture"]
 fn scan_days() {
     use ems_devices::sim::SimulatedSite;
     for day in 1..=365u16 {
@@ -192,7 +192,7 @@ fn scan_days() {
 
 /// Prints the 10-minute PV means of the day in `EMS_LP_DAY` (exploration).
 #[test]
-#[ignore = "exploration"]
+#[ignore = "prints one day's PV, asserts nothing; run: EMS_LP_DAY=166 cargo test -p ems-testing --test loadpoint_day print_day -- --ignored --nocapture"]
 fn print_day() {
     use ems_devices::sim::SimulatedSite;
     let day: u16 = std::env::var("EMS_LP_DAY").ok().and_then(|v| v.parse().ok()).unwrap_or(CLOUDY_DAY);
